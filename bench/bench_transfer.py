@@ -1,0 +1,41 @@
+"""Transfer family: moving 1 to 60,000 images host<->device, pageable and pinned, float32 and uint8."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from .guard import skip_on_out_of_memory
+
+FAMILY = "transfer"
+# uint8 is what the files hold and a quarter of float32's bytes: the cheapest form to move.
+DTYPES = {"float32": torch.float32, "uint8": torch.uint8}
+_HOST = torch.device("cpu")
+
+
+def _buffer(size: int, dtype: torch.dtype, where: torch.device, pinned: bool) -> torch.Tensor:
+    # Filled, so a pageable buffer's pages are really mapped before any round.
+    tensor = torch.ones(size, 1, 28, 28, dtype=dtype, device=where)
+    return tensor.pin_memory() if pinned else tensor
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_transfer(benchmark, plan, device, direction, memory, size, dtype):
+    benchmark.group = FAMILY
+    target = torch.device(device)
+    source, destination = {"h2d": (_HOST, target), "d2h": (target, _HOST), "h2h": (_HOST, _HOST)}[direction]
+    pinned = memory == "pinned"
+    with skip_on_out_of_memory(device, f"{size} images of {dtype}"):
+        src = _buffer(size, DTYPES[dtype], source, pinned and source == _HOST)
+        dst = _buffer(size, DTYPES[dtype], destination, pinned and destination == _HOST)
+        benchmark.extra_info.update(images=size, bytes=src.numel() * src.element_size())
+        # A copy into a buffer allocated once: the round times the link, not the allocator.
+        # non_blocking only matters with pinned host memory; the device clock waits for the copy.
+        benchmark.pedantic(
+            dst.copy_,
+            args=(src,),
+            kwargs={"non_blocking": pinned},
+            rounds=plan.rounds[FAMILY],
+            warmup_rounds=plan.warmup_rounds,
+        )
+    assert torch.equal(dst[:1].cpu(), src[:1].cpu())

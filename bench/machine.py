@@ -1,0 +1,176 @@
+"""Machine facts for saved runs: the torch build, each GPU through NVML, and a key naming the machine."""
+
+from __future__ import annotations
+
+import platform
+import re
+from pathlib import Path
+
+import torch
+
+__all__ = ["PCIE_LANE_GBPS", "cpu_model", "cuda_devices", "machine_key", "nvml_info", "pcie_gbps", "torch_info"]
+
+# Usable GB/s per lane per direction after line encoding (PCI-SIG base specs):
+# Gen1 2.5 GT/s and Gen2 5 GT/s with 8b/10b; Gen3 8 GT/s, Gen4 16, Gen5 32 with 128b/130b;
+# Gen6 64 GT/s PAM4 with 242/256 FLIT efficiency.
+PCIE_LANE_GBPS = {1: 0.25, 2: 0.5, 3: 0.985, 4: 1.969, 5: 3.938, 6: 7.563}
+
+
+def pcie_gbps(generation: int | None, width: int | None) -> float | None:
+    """Theoretical GB/s one way over a PCIe link, or None when a part is unknown."""
+    if not generation or not width or generation not in PCIE_LANE_GBPS:
+        return None
+    return round(PCIE_LANE_GBPS[generation] * width, 3)
+
+
+def torch_info() -> dict:
+    """What the torch build is and how it will run: versions, CUDA, cuDNN, threads, CPU capability."""
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {
+        "version": torch.__version__,
+        "git_version": torch.version.git_version,
+        "cuda_runtime": torch.version.cuda,  # the CUDA the build was compiled for; None on CPU builds
+        "cudnn": cudnn,
+        "cuda_available": torch.cuda.is_available(),
+        "cuda_device_count": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "mps_available": torch.backends.mps.is_available(),
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cuda_devices": cuda_devices(),
+    }
+
+
+def cuda_devices() -> list[dict]:
+    """torch's view of each CUDA device, with the UUID that ties cuda:N to its NVML entry."""
+    if not torch.cuda.is_available():
+        return []
+    out = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        out.append(
+            {
+                "device": f"cuda:{index}",
+                "name": props.name,
+                "uuid": _normal_uuid(str(getattr(props, "uuid", "")) or None),
+                "total_memory": props.total_memory,
+                "capability": f"{props.major}.{props.minor}",
+                "multiprocessors": props.multi_processor_count,
+            }
+        )
+    return out
+
+
+def _normal_uuid(uuid: str | None) -> str | None:
+    # NVML says "GPU-8f3c...", torch says "8f3c...": compare without the prefix.
+    return None if not uuid else uuid.removeprefix("GPU-").lower()
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def nvml_info() -> tuple[dict, list[dict]]:
+    """(`nvml`, `gpus`) for a saved run. Never raises: without NVML, `nvml` says why.
+
+    pynvml is imported here, not at module level, so a machine without it still runs the suite.
+    """
+    try:
+        import pynvml
+    except ImportError as exc:
+        return {"available": False, "reason": f"pynvml (nvidia-ml-py) is not installed: {exc}"}, []
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        reasons = {
+            getattr(pynvml, "NVML_ERROR_LIBRARY_NOT_FOUND", -1): "no NVML library (no NVIDIA driver installed)",
+            getattr(pynvml, "NVML_ERROR_DRIVER_NOT_LOADED", -1): "the NVIDIA driver is not loaded",
+            getattr(pynvml, "NVML_ERROR_NO_PERMISSION", -1): "no permission to use NVML",
+        }
+        reason = reasons.get(getattr(exc, "value", None), "NVML failed to start")
+        return {"available": False, "reason": f"{reason}: {exc}"}, []
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+        nvml = {
+            "available": count > 0,
+            "driver_version": _safe(pynvml, lambda: _text(pynvml.nvmlSystemGetDriverVersion())),
+            "cuda_driver_version": _safe(pynvml, lambda: _cuda_version(pynvml.nvmlSystemGetCudaDriverVersion())),
+            "device_count": count,
+        }
+        if count == 0:
+            nvml["reason"] = "NVML found no GPU"
+        by_uuid = {d["uuid"]: d["device"] for d in cuda_devices() if d["uuid"]}
+        gpus = [_gpu(pynvml, index, nvml, by_uuid) for index in range(count)]
+        return nvml, gpus
+    except pynvml.NVMLError as exc:
+        return {"available": False, "reason": f"NVML query failed: {exc}"}, []
+    finally:
+        _safe(pynvml, pynvml.nvmlShutdown)
+
+
+def _cuda_version(encoded: int) -> str:
+    # NVML encodes CUDA 12.4 as 12040.
+    return f"{encoded // 1000}.{encoded % 1000 // 10}"
+
+
+def _safe(pynvml, query):
+    """One NVML query; None where this GPU or driver does not support it."""
+    try:
+        return query()
+    except pynvml.NVMLError:
+        return None
+
+
+def _gpu(pynvml, index: int, nvml: dict, by_uuid: dict[str, str]) -> dict:
+    h = pynvml.nvmlDeviceGetHandleByIndex(index)
+    q = lambda f: _safe(pynvml, f)  # noqa: E731 - one line per fact below
+    uuid = q(lambda: _text(pynvml.nvmlDeviceGetUUID(h)))
+    memory = q(lambda: pynvml.nvmlDeviceGetMemoryInfo(h))
+    power_mw = q(lambda: pynvml.nvmlDeviceGetPowerManagementLimit(h))
+    gen_max = q(lambda: pynvml.nvmlDeviceGetMaxPcieLinkGeneration(h))
+    width_max = q(lambda: pynvml.nvmlDeviceGetMaxPcieLinkWidth(h))
+    gen_now = q(lambda: pynvml.nvmlDeviceGetCurrPcieLinkGeneration(h))
+    width_now = q(lambda: pynvml.nvmlDeviceGetCurrPcieLinkWidth(h))
+    return {
+        "index": index,  # NVML's order, which can differ from CUDA's: `cuda_device` maps it by UUID
+        "cuda_device": by_uuid.get(_normal_uuid(uuid)),
+        "name": q(lambda: _text(pynvml.nvmlDeviceGetName(h))),
+        "uuid": uuid,
+        "pci_bus_id": q(lambda: _text(pynvml.nvmlDeviceGetPciInfo(h).busId)),
+        "driver_version": nvml["driver_version"],
+        "cuda_driver_version": nvml["cuda_driver_version"],
+        "memory_total": memory.total if memory is not None else None,
+        "max_sm_clock_mhz": q(lambda: pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_SM)),
+        "max_memory_clock_mhz": q(lambda: pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_MEM)),
+        "power_limit_w": power_mw / 1000 if power_mw is not None else None,
+        "pcie_generation_max": gen_max,
+        "pcie_width_max": width_max,
+        # An idle GPU often trains its link down to save power: "current" is at the run's start.
+        "pcie_generation_current": gen_now,
+        "pcie_width_current": width_now,
+        "pcie_gbps_max": pcie_gbps(gen_max, width_max),  # per direction, after encoding
+        "pcie_gbps_current": pcie_gbps(gen_now, width_now),
+        "temperature_c": q(lambda: pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)),
+    }
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name, cheaply: /proc/cpuinfo where there is one."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_key(host: str, cpu: str, gpus: list[str]) -> str:
+    """A folder-safe name for a machine, from what it is: host, CPU model, GPU models.
+
+    Runs are saved under results/<key>/, so folders from many machines merge by copying.
+    """
+    counts = {name: gpus.count(name) for name in gpus}  # eight H100s: "8x NVIDIA H100", not eight names
+    gpu_part = "+".join(name if n == 1 else f"{n}x {name}" for name, n in counts.items()) or "no-gpu"
+    parts = [host or "unknown-host", cpu or "unknown-cpu", gpu_part]
+    return "_".join(re.sub(r"[^A-Za-z0-9.+-]+", "-", p).strip("-.") or "unknown" for p in parts)
