@@ -1,0 +1,554 @@
+"""Saved runs to a report: summary.csv, Markdown tables, PNG plots and one index.html (python -m bench.report)."""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the report is written, never shown
+
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .results import NOISY_IQR_SHARE, RunFileWarning, load_frame  # noqa: E402
+
+__all__ = [
+    "breakdown",
+    "crossovers",
+    "crossover_batch_size",
+    "main",
+    "speedups",
+    "write_report",
+]
+
+DEFAULT_RUNS = Path("results")
+DEFAULT_OUT = Path("results/report")
+# The transfer the seed pipeline makes every batch: ToTensor's float32, from pageable memory.
+_SEED_TRANSFER = {"direction": "h2d", "memory": "pageable", "dtype": "float32"}
+_VARIANT = {"train": "pipeline", "inference": "mode"}
+
+
+# ---------------------------------------------------------------- derived figures
+
+
+def _is_gpu(device: pd.Series) -> pd.Series:
+    return device.astype(str).str.startswith(("cuda", "mps"))
+
+
+def speedups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each GPU's speedup over the same machine's CPU: CPU median / GPU median, per family, variant, batch size."""
+    out = []
+    for family, variant in _VARIANT.items():
+        rows = frame[frame["family"] == family]
+        keys = ["machine_key", variant, "batch_size"]
+        cpu = rows[rows["device"] == "cpu"][[*keys, "median", "noisy"]]
+        gpu = rows[_is_gpu(rows["device"])][[*keys, "machine", "device", "device_name", "median", "noisy"]]
+        both = gpu.merge(cpu, on=keys, suffixes=("_gpu", "_cpu"))
+        if both.empty:
+            continue
+        both = both.rename(columns={variant: "variant"}).assign(family=family)
+        both["speedup"] = both["median_cpu"] / both["median_gpu"]
+        both["noisy"] = both["noisy_gpu"].astype(bool) | both["noisy_cpu"].astype(bool)
+        out.append(both)
+    columns = ["machine_key", "machine", "device", "device_name", "family", "variant", "batch_size",
+               "median_cpu", "median_gpu", "speedup", "noisy"]  # fmt: skip
+    if not out:
+        return pd.DataFrame(columns=columns)
+    return (
+        pd.concat(out)[columns]
+        .sort_values(["machine_key", "device", "family", "variant", "batch_size"])
+        .reset_index(drop=True)
+    )
+
+
+def crossover_batch_size(batch_sizes: Sequence[int], speedup: Sequence[float]) -> int | None:
+    """The smallest batch size from which the GPU wins (speedup > 1) at every larger size measured.
+
+    None when it does not win at the largest size. A win at a small size that is lost again
+    at a larger one is not a crossover: the GPU only "starts to win" where it keeps winning.
+    """
+    pairs = sorted(zip(batch_sizes, speedup, strict=True))
+    found = None
+    for size, s in reversed(pairs):
+        if not s > 1:
+            break
+        found = size
+    return found
+
+
+def crossovers(speed: pd.DataFrame) -> pd.DataFrame:
+    """Per machine, GPU, family and variant: the crossover batch size (see crossover_batch_size)."""
+    rows = []
+    for (key, device, family, variant), group in speed.groupby(["machine_key", "device", "family", "variant"]):
+        sizes = group["batch_size"].astype(int).tolist()
+        rows.append(
+            {
+                "machine_key": key,
+                "machine": group["machine"].iloc[0],
+                "device": device,
+                "device_name": group["device_name"].iloc[0],
+                "family": family,
+                "variant": variant,
+                "crossover_batch_size": crossover_batch_size(sizes, group["speedup"].tolist()),
+                "smallest_measured": min(sizes),
+                "largest_measured": max(sizes),
+                "best_speedup": group["speedup"].max(),
+            }
+        )
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        out["crossover_batch_size"] = out["crossover_batch_size"].astype("Int64")  # <NA>: the GPU never wins
+    return out
+
+
+def breakdown(frame: pd.DataFrame) -> pd.DataFrame:
+    """Where a seed-pipeline epoch's time goes, per machine, device and batch size.
+
+    compute  = the resident epoch (the same training with the data already on the device);
+    transfer = batches x the measured time to move one batch of float32 from pageable memory
+               (the seed pipeline's copy), interpolated in log-log from the transfer sizes; 0 on the CPU;
+    loading  = what is left of the seed epoch: DataLoader, PIL + ToTensor, collation, per-batch syncs.
+    """
+    train = frame[frame["family"] == "train"]
+    seed = train[train["pipeline"] == "seed"].set_index(["machine_key", "device", "batch_size"])["median"]
+    resident = train[train["pipeline"] == "resident"].set_index(["machine_key", "device", "batch_size"])["median"]
+    both = pd.concat({"seed": seed, "resident": resident}, axis=1).dropna()
+    transfer = frame[(frame["family"] == "transfer")]
+    for axis, value in _SEED_TRANSFER.items():
+        transfer = transfer[transfer[axis] == value]
+    rows = []
+    for (key, device, batch_size), times in both.iterrows():
+        first = train[(train["machine_key"] == key) & (train["device"] == device)].iloc[0]
+        images = train[
+            (train["machine_key"] == key) & (train["device"] == device) & (train["batch_size"] == batch_size)
+        ]["images"].iloc[0]
+        if device == "cpu":
+            moving = 0.0
+        else:
+            copies = transfer[(transfer["machine_key"] == key) & (transfer["device"] == device)]
+            if copies.empty:
+                moving = np.nan
+            else:
+                per_batch = _loglog(copies["size"].astype(float), copies["median"], min(batch_size, images))
+                moving = per_batch * int(np.ceil(images / batch_size))
+        compute = times["resident"]
+        loading = max(times["seed"] - compute - (0.0 if np.isnan(moving) else moving), 0.0)
+        rows.append(
+            {
+                "machine_key": key,
+                "machine": first["machine"],
+                "device": device,
+                "batch_size": batch_size,
+                "seed_epoch_s": times["seed"],
+                "loading_s": loading,
+                "transfer_s": moving,
+                "compute_s": compute,
+            }
+        )
+    return pd.DataFrame(rows, columns=["machine_key", "machine", "device", "batch_size", "seed_epoch_s",
+                                       "loading_s", "transfer_s", "compute_s"])  # fmt: skip
+
+
+def _loglog(sizes: pd.Series, times: pd.Series, at: float) -> float:
+    order = np.argsort(sizes.to_numpy())
+    x, y = np.log(sizes.to_numpy()[order]), np.log(times.to_numpy()[order])
+    return float(np.exp(np.interp(np.log(at), x, y)))
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _fmt_seconds(value: float, noisy: bool = False) -> str:
+    if pd.isna(value):
+        return ""
+    text = f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
+    return text + (" ~" if noisy else "")
+
+
+def _short_machine(frame: pd.DataFrame) -> pd.Series:
+    return frame["host"] if frame["machine_key"].nunique() == frame["host"].nunique() else frame["machine_key"]
+
+
+def _pivot(frame: pd.DataFrame, index: list[str], column: str, cell) -> pd.DataFrame:
+    frame = frame.assign(machine=_short_machine(frame), cell=[cell(r) for r in frame.itertuples()])
+    table = frame.pivot_table(index=["machine", *index], columns=column, values="cell", aggfunc="first")
+    table.columns = [f"{column} {c}" for c in table.columns]
+    return table.reset_index().fillna("")
+
+
+def train_table(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = frame[frame["family"] == "train"]
+    return _pivot(rows, ["device", "pipeline"], "batch_size", lambda r: _fmt_seconds(r.median, r.noisy))
+
+
+def inference_table(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = frame[frame["family"] == "inference"]
+
+    def cell(r):
+        return f"{r.images_per_s:,.0f} img/s, {r.latency_ms:.3g} ms/batch" + (" ~" if r.noisy else "")
+
+    return _pivot(rows, ["device", "mode"], "batch_size", cell)
+
+
+def transfer_table(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = frame[frame["family"] == "transfer"]
+
+    def cell(r):
+        share = f" ({r.link_share:.0%} of link)" if pd.notna(r.link_share) else ""
+        return f"{r.gbps:.3g} GB/s{share}" + (" ~" if r.noisy else "")
+
+    return _pivot(rows, ["device", "direction", "memory", "dtype"], "size", cell)
+
+
+def speedup_table(speed: pd.DataFrame) -> pd.DataFrame:
+    if speed.empty:
+        return pd.DataFrame()
+    cells = speed.assign(cell=[f"{r.speedup:.2f}x" + (" ~" if r.noisy else "") for r in speed.itertuples()])
+    table = cells.pivot_table(
+        index=["machine_key", "device", "family", "variant"], columns="batch_size", values="cell", aggfunc="first"
+    )
+    table.columns = [f"batch_size {c}" for c in table.columns]
+    return table.reset_index().fillna("")
+
+
+def crossover_table(cross: pd.DataFrame) -> pd.DataFrame:
+    if cross.empty:
+        return pd.DataFrame()
+
+    def says(r):
+        if r.crossover_batch_size is None or pd.isna(r.crossover_batch_size):
+            return f"CPU wins at every size up to {r.largest_measured}"
+        if r.crossover_batch_size == r.smallest_measured:
+            return f"GPU wins from the smallest size measured ({r.smallest_measured})"
+        return f"GPU wins from batch size {int(r.crossover_batch_size)}"
+
+    out = cross.assign(
+        crossover=[says(r) for r in cross.itertuples()], best_speedup=cross["best_speedup"].map("{:.2f}x".format)
+    )
+    return out[["machine_key", "device", "device_name", "family", "variant", "crossover", "best_speedup"]]
+
+
+def breakdown_table(parts: pd.DataFrame) -> pd.DataFrame:
+    out = parts.copy()
+    for col in ("seed_epoch_s", "loading_s", "transfer_s", "compute_s"):
+        out[col] = out[col].map(_fmt_seconds)
+    return out.drop(columns=["machine"])
+
+
+def machines_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per machine-device: the headline figure of each family, side by side."""
+    rows = []
+    for (key, device), group in frame.groupby(["machine_key", "device"]):
+        train = group[(group["family"] == "train") & (group["pipeline"] == "resident")]
+        seed = group[(group["family"] == "train") & (group["pipeline"] == "seed") & (group["batch_size"] == 100)]
+        infer = group[(group["family"] == "inference") & (group["mode"] == "compute")]
+        copy = group[group["family"] == "transfer"]
+        rows.append(
+            {
+                "machine_key": key,
+                "device": device,
+                "device_name": group["device_name"].iloc[0],
+                "seed epoch, batch 100": _fmt_seconds(seed["median"].min()) if not seed.empty else "",
+                "best resident epoch": _fmt_seconds(train["median"].min()) if not train.empty else "",
+                "best inference img/s": f"{infer['images_per_s'].max():,.0f}" if not infer.empty else "",
+                "best copy GB/s": f"{copy['gbps'].max():.3g}" if not copy.empty else "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def machine_facts(frame: pd.DataFrame) -> pd.DataFrame:
+    """The machines in the report: what each is and which run of it counts."""
+    cols = ["machine_key", "machine", "nvml_driver", "torch", "dataset", "run_datetime", "commit", "run_file"]
+    facts = frame.sort_values("run_datetime").groupby(["machine_key", "run_file"], as_index=False).first()[cols]
+    facts["dataset"] = [", ".join(sorted(set(frame.loc[frame["run_file"] == f, "dataset"]))) for f in facts["run_file"]]
+    facts["run_datetime"] = facts["run_datetime"].dt.strftime("%Y-%m-%d %H:%M UTC")
+    return facts.rename(columns={"machine": "machine (host · CPU · GPUs)", "nvml_driver": "NVIDIA driver"})
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _label(frame: pd.DataFrame, r, *parts: str) -> str:
+    bits = [str(getattr(r, p)) for p in parts]
+    if frame["machine_key"].nunique() > 1:
+        bits.insert(0, str(r.host))
+    return " ".join(bits)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+_STYLES = ["-", "--", ":", "-."]
+_MARKERS = ["o", "s", "^", "D"]
+
+
+def _lines(frame: pd.DataFrame, x: str, y: str, color_by: list[str], style_by: list[str], ax) -> None:
+    """One line per (machine, color_by, style_by): colour tells the device apart, line style the variant."""
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    color_keys = list(dict.fromkeys(frame[["machine_key", *color_by]].itertuples(index=False, name=None)))
+    style_keys = list(dict.fromkeys(frame[style_by].itertuples(index=False, name=None)))
+    for key, group in frame.groupby(["machine_key", *color_by, *style_by], dropna=False, sort=True):
+        group = group.sort_values(x)
+        first = next(group.itertuples())
+        c = color_keys.index(key[: 1 + len(color_by)]) % len(colors)
+        s = style_keys.index(key[1 + len(color_by) :]) % len(_STYLES)
+        ax.plot(group[x], group[y], color=colors[c], linestyle=_STYLES[s], marker=_MARKERS[s],
+                label=_label(frame, first, *color_by, *style_by))  # fmt: skip
+
+
+def _log_axes(ax, legend_size: int = 8) -> None:
+    """Log-log axes labelled 1, 2, 5, 10, ... rather than powers of ten."""
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:,.0f}" if v >= 1000 else f"{v:g}")
+    for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if axis.get_scale() == "log":
+            decades = np.log10(max(limits) / min(limits))
+            # 1-2-5 steps on a short axis; one label a decade where more would collide.
+            axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
+            axis.set_major_formatter(plain)
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=legend_size)
+
+
+def plot_epoch_time(frame: pd.DataFrame, path: Path) -> Path | None:
+    rows = frame[frame["family"] == "train"]
+    if rows.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    _lines(rows, "batch_size", "median", ["device"], ["pipeline"], ax)
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="one epoch (s, median)", title="Training epoch time")
+    _log_axes(ax)
+    return _save(fig, path)
+
+
+def plot_inference(frame: pd.DataFrame, path: Path) -> Path | None:
+    rows = frame[frame["family"] == "inference"]
+    if rows.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    _lines(rows, "batch_size", "images_per_s", ["device"], ["mode"], ax)
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="images/s (median)", title="Inference throughput")
+    _log_axes(ax)
+    return _save(fig, path)
+
+
+def plot_transfer(frame: pd.DataFrame, path: Path) -> Path | None:
+    """One panel per machine, so each keeps its own few colours; dtype is the line style."""
+    rows = frame[frame["family"] == "transfer"]
+    if rows.empty:
+        return None
+    machines = list(dict.fromkeys(rows["machine_key"]))
+    fig, axes = plt.subplots(1, len(machines), figsize=(7 * len(machines), 4.5), squeeze=False, sharey=True)
+    for ax, key in zip(axes[0], machines, strict=True):
+        mine = rows[rows["machine_key"] == key]
+        _lines(mine, "size", "gbps", ["device", "direction", "memory"], ["dtype"], ax)
+        for r in mine.dropna(subset=["link_gbps"]).drop_duplicates("device").itertuples():
+            ax.axhline(r.link_gbps, linestyle="--", color="grey", linewidth=1)
+            ax.annotate(f"{r.device} PCIe theoretical, {r.link_gbps:.3g} GB/s", (mine["size"].min(), r.link_gbps),
+                        fontsize=7, va="bottom")  # fmt: skip
+        title = "Transfer bandwidth" + (f": {mine['host'].iloc[0]}" if len(machines) > 1 else "")
+        ax.set(xscale="log", yscale="log", xlabel="images moved (1x28x28 each)", ylabel="GB/s (median)", title=title)
+        _log_axes(ax, legend_size=7)
+    return _save(fig, path)
+
+
+def plot_speedup(speed: pd.DataFrame, frame: pd.DataFrame, path: Path) -> Path | None:
+    if speed.empty:
+        return None
+    speed = speed.merge(frame[["machine_key", "host"]].drop_duplicates(), on="machine_key")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    _lines(speed, "batch_size", "speedup", ["device", "family"], ["variant"], ax)
+    ax.axhline(1.0, color="black", linewidth=1)
+    ax.annotate("1x: break-even", (speed["batch_size"].min(), 1.0), fontsize=8, va="bottom")
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="GPU speedup over CPU (x)",
+           title="GPU speedup over the same machine's CPU")  # fmt: skip
+    _log_axes(ax)
+    return _save(fig, path)
+
+
+def plot_breakdown(parts: pd.DataFrame, frame: pd.DataFrame, path: Path) -> Path | None:
+    if parts.empty:
+        return None
+    parts = parts.merge(frame[["machine_key", "host"]].drop_duplicates(), on="machine_key")
+    labels = [_label(parts, r, "device") + f"\nbatch {r.batch_size}" for r in parts.itertuples()]
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(parts)), 4.5))
+    bottom = np.zeros(len(parts))
+    for col, name in (
+        ("loading_s", "data loading"),
+        ("transfer_s", "host-to-device transfer"),
+        ("compute_s", "compute"),
+    ):
+        values = parts[col].fillna(0).to_numpy(dtype=float)
+        ax.bar(labels, values, bottom=bottom, label=name)
+        bottom += values
+    ax.set(ylabel="seconds per epoch (seed pipeline)", title="Where a seed-pipeline epoch's time goes")
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_machines(frame: pd.DataFrame, path: Path) -> Path | None:
+    rows = frame[(frame["family"] == "train") & (frame["pipeline"] == "resident")]
+    if frame["machine_key"].nunique() < 2 or rows.empty:
+        return None
+    table = rows.assign(who=rows["host"] + " " + rows["device"]).pivot_table(
+        index="who", columns="batch_size", values="median", aggfunc="first"
+    )
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    table.plot.bar(ax=ax, logy=True, rot=0)
+    ax.set(xlabel="", ylabel="resident epoch (s, median)", title="Machines side by side: one training epoch")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.legend(title="batch size", fontsize=8)
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------- writing
+
+
+# A table of None means the section's sentence already says why there is nothing (no GPU);
+# an empty table means that family was not in the runs.
+def _markdown(table: pd.DataFrame | None) -> str:
+    if table is None:
+        return ""
+    return table.to_markdown(index=False) if not table.empty else "_nothing measured_"
+
+
+def _html_table(table: pd.DataFrame | None) -> str:
+    if table is None:
+        return ""
+    if table.empty:
+        return "<p><em>nothing measured</em></p>"
+    # escape=True: every string from a saved run (host, CPU and GPU names, paths) is data, not markup.
+    return f'<div class="wide">{table.to_html(index=False, escape=True, border=0, classes="t")}</div>'
+
+
+def write_report(frame: pd.DataFrame, out: Path) -> list[Path]:
+    """Write summary.csv, report.md, the PNG plots and index.html under `out`; return what was written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    summary = out / "summary.csv"
+    frame.to_csv(summary, index=False)
+    written.append(summary)
+
+    speed = speedups(frame)
+    cross = crossovers(speed)
+    parts = breakdown(frame)
+    has_gpu = bool(_is_gpu(frame["device"]).any())
+    several = frame["machine_key"].nunique() > 1
+    no_gpu = "There is no GPU in these runs: only CPU figures are shown."
+    noise = f"A trailing ~ marks a noisy result: its IQR is over {NOISY_IQR_SHARE:.0%} of its median."
+
+    sections = [
+        ("Training epoch time", train_table(frame),
+         "Median time of one epoch over the training set, per device, pipeline and batch size; lower is better. "
+         "seed is the notes' DataLoader + ToTensor + .to(device) loop; resident keeps the uint8 set on the device. " + noise,
+         plot_epoch_time(frame, out / "epoch_time.png")),
+        ("Inference", inference_table(frame),
+         "Images per second over the test split and mean time per batch; compute has the input on the device already, "
+         "end_to_end moves each batch from the host and the labels back. Higher throughput is better.",
+         plot_inference(frame, out / "inference_throughput.png")),
+        ("Transfer bandwidth", transfer_table(frame),
+         "GB/s of one copy by size: h2d host to device, d2h back, h2h a host copy (the CPU's memory-bandwidth reference). "
+         "Where NVML reported the PCIe link, the share of its theoretical bandwidth is given and drawn as a dashed line.",
+         plot_transfer(frame, out / "transfer_bandwidth.png")),
+        ("GPU speedup over the CPU", speedup_table(speed) if has_gpu else None,
+         "The same machine's CPU median divided by the GPU's: above 1x the GPU is faster. " + (noise if has_gpu else no_gpu),
+         plot_speedup(speed, frame, out / "speedup.png")),
+        ("Crossover batch size", crossover_table(cross) if has_gpu else None,
+         "The smallest batch size from which the GPU is faster at every larger size measured." if has_gpu else no_gpu,
+         None),
+        ("Where an epoch's time goes", breakdown_table(parts),
+         "The seed epoch split three ways: compute is the resident epoch's time (same training, data already on the device); "
+         "transfer is the number of batches times the measured time to copy one float32 batch from pageable memory "
+         "(interpolated between the transfer sizes; none on the CPU); data loading is the rest of the seed epoch "
+         "(DataLoader, PIL + ToTensor, collation, per-batch syncs). Derived, not measured directly.",
+         plot_breakdown(parts, frame, out / "epoch_breakdown.png")),
+        ("Machines side by side", machines_table(frame),
+         "The headline figure of each family per machine and device."
+         + ("" if several else " There is one machine in these runs; copy other machines' results/ folders in to compare."),
+         plot_machines(frame, out / "machines.png")),
+    ]  # fmt: skip
+
+    facts = machine_facts(frame)
+    md = ["# fmnist-bench report", "", "## Machines", "", _markdown(facts.drop(columns=["run_file"])), ""]
+    for title, table, sentence, _plot in sections:
+        md += [f"## {title}", "", sentence, "", _markdown(table), ""]
+    report_md = out / "report.md"
+    report_md.write_text("\n".join(md), encoding="utf-8")
+    written.append(report_md)
+
+    body = [
+        "<h1>fmnist-bench report</h1>",
+        "<p>Where does a GPU pay off for the FashionMNIST CNN, and where does the time go? "
+        "Every figure is a median over timed rounds, warm-up excluded.</p>",
+        "<h2>Machines</h2>",
+        _html_table(facts),
+    ]
+    for title, table, sentence, plot in sections:
+        body += [f"<h2>{html.escape(title)}</h2>", f"<p>{html.escape(sentence)}</p>"]
+        if plot is not None:
+            written.append(plot)
+            body.append(f'<img src="{html.escape(plot.name)}" alt="{html.escape(title)}">')
+        body.append(_html_table(table))
+    page = out / "index.html"
+    page.write_text(_PAGE.format(body="\n".join(body)), encoding="utf-8")
+    written.append(page)
+    return written
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>fmnist-bench report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
+table.t {{ border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }}
+table.t th, table.t td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; }}
+img {{ max-width: 100%; }}
+.wide {{ overflow-x: auto; }}
+</style></head><body>
+{body}
+</body></html>
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__)
+    parser.add_argument(
+        "paths", nargs="*", type=Path, default=[DEFAULT_RUNS], help="saved runs: files or folders (default: results)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="where to write the report (default: results/report)"
+    )
+    parser.add_argument("--all-runs", action="store_true", help="keep every run, not only the newest of each machine")
+    args = parser.parse_args(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunFileWarning)
+        try:
+            frame = load_frame(args.paths, all_runs=args.all_runs)
+        except FileNotFoundError as exc:
+            parser.error(str(exc))
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    if frame.empty:
+        print(f"error: no fmnist-bench runs found under {', '.join(map(str, args.paths))}", file=sys.stderr)
+        return 1
+    for path in write_report(frame, args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Saved runs to one tidy table: a row per benchmark per run, with throughput, noise flag and machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "FAMILIES",
+    "NOISY_IQR_SHARE",
+    "RunFileWarning",
+    "find_run_files",
+    "load_frame",
+    "load_run",
+    "runs_to_frame",
+]
+
+FAMILIES = ("transfer", "train", "inference")
+# DESIGN.md: a result whose IQR is over 10% of its median is flagged as noisy.
+NOISY_IQR_SHARE = 0.10
+# Every axis a benchmark can name; a family leaves the ones it has no use for empty.
+AXES = ("device", "pipeline", "batch_size", "size", "direction", "memory", "dtype", "mode")
+_STATS = ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "rounds")
+
+
+class RunFileWarning(UserWarning):
+    """A file among the runs that is not a readable pytest-benchmark run: named, then passed over."""
+
+
+def find_run_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Every .json file under `paths` (files as given, folders searched recursively), sorted."""
+    found: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.update(p for p in path.rglob("*.json") if p.is_file())
+        elif path.is_file():
+            found.add(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    return sorted(found)
+
+
+def load_run(path: str | os.PathLike) -> dict | None:
+    """One saved run, or None (with a RunFileWarning naming the file) when it is not one."""
+    path = Path(path)
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        warnings.warn(f"{path}: not readable JSON, skipped ({exc})", RunFileWarning, stacklevel=2)
+        return None
+    if not (
+        isinstance(run, dict)
+        and isinstance(run.get("machine_info"), dict)
+        and isinstance(run.get("benchmarks"), list)
+        and all(isinstance(b, dict) and isinstance(b.get("stats"), dict) for b in run["benchmarks"])
+    ):
+        warnings.warn(
+            f"{path}: not a pytest-benchmark run (needs machine_info and benchmarks with stats), skipped",
+            RunFileWarning,
+            stacklevel=2,
+        )
+        return None
+    if not any(b.get("group") in FAMILIES for b in run["benchmarks"]):
+        warnings.warn(
+            f"{path}: a pytest-benchmark run with no fmnist-bench benchmarks, skipped", RunFileWarning, stacklevel=2
+        )
+        return None
+    return run
+
+
+def _text(value, default: str = "") -> str:
+    return default if value is None else str(value)
+
+
+def _machine(info: dict) -> dict:
+    """Who ran it: a stable key and a readable label (host, CPU model, GPU models)."""
+    cpu = info.get("cpu") if isinstance(info.get("cpu"), dict) else {}
+    cpu_name = _text(cpu.get("brand_raw") or info.get("processor") or info.get("machine"), "unknown CPU")
+    gpus = [g for g in info.get("gpus") or [] if isinstance(g, dict)]
+    gpu_names = [_text(g.get("name"), "GPU") for g in gpus] or [
+        _text(d.get("name"), "GPU") for d in (info.get("torch") or {}).get("cuda_devices") or []
+    ]
+    host = _text(info.get("node"), "unknown host")
+    key = (info.get("fmnist_bench") or {}).get("machine_key") or "_".join(
+        [host, cpu_name, "+".join(gpu_names) or "no-gpu"]
+    )
+    label = f"{host} · {cpu_name} · {', '.join(gpu_names) if gpu_names else 'no GPU'}"
+    if info.get("constructed"):  # test fixtures with chosen numbers say so wherever they are shown
+        label += " (constructed, not measured)"
+    return {"machine_key": _text(key), "machine": label, "host": host, "cpu": cpu_name, "gpus": ", ".join(gpu_names)}
+
+
+def _device_facts(info: dict, device: str, cpu_name: str) -> tuple[str, float | None]:
+    """(the device's model name, its PCIe link's theoretical GB/s per direction, when NVML gave it)."""
+    if not device.startswith("cuda"):
+        return (cpu_name if device == "cpu" else device), None
+    for gpu in info.get("gpus") or []:
+        if isinstance(gpu, dict) and gpu.get("cuda_device") == device:
+            return _text(gpu.get("name"), device), gpu.get("pcie_gbps_max")
+    for dev in (info.get("torch") or {}).get("cuda_devices") or []:
+        if isinstance(dev, dict) and dev.get("device") == device:
+            return _text(dev.get("name"), device), None
+    return device, None
+
+
+def _rows(path: Path, run: dict) -> list[dict]:
+    info = run["machine_info"]
+    machine = _machine(info)
+    dataset = info.get("dataset") if isinstance(info.get("dataset"), dict) else {}
+    commit = run.get("commit_info") if isinstance(run.get("commit_info"), dict) else {}
+    torch_facts = info.get("torch") if isinstance(info.get("torch"), dict) else {}
+    base = {
+        **machine,
+        "run_file": str(path),
+        "run_datetime": pd.to_datetime(run.get("datetime"), utc=True, errors="coerce"),
+        "commit": _text(commit.get("id"))[:12],
+        "torch": _text(torch_facts.get("version")),
+        "nvml_driver": _text(
+            next((g.get("driver_version") for g in info.get("gpus") or [] if isinstance(g, dict)), None)
+        ),
+        "quick": bool(((info.get("fmnist_bench") or {}).get("plan") or {}).get("quick", False)),
+    }
+    rows = []
+    for bench in run["benchmarks"]:
+        family = bench.get("group")
+        if family not in FAMILIES:
+            continue
+        params = bench.get("params") if isinstance(bench.get("params"), dict) else {}
+        extra = bench.get("extra_info") if isinstance(bench.get("extra_info"), dict) else {}
+        stats = bench["stats"]
+        device = _text(params.get("device"), "cpu")
+        device_name, link_gbps = _device_facts(info, device, machine["cpu"])
+        row = {
+            **base,
+            "family": family,
+            "name": _text(bench.get("name")),
+            **{axis: params.get(axis) for axis in AXES},
+            "device_name": device_name,
+            **{stat: stats.get(stat) for stat in _STATS},
+            "data": stats.get("data"),
+            "images": extra.get("images"),
+            "batches": extra.get("batches"),
+            "bytes": extra.get("bytes"),
+            "dataset": _text(extra.get("dataset") or dataset.get("name"), "unknown"),
+            "loss": extra.get("loss"),
+            "accuracy": extra.get("accuracy"),
+            "link_gbps": link_gbps if family == "transfer" and params.get("direction") in ("h2d", "d2h") else None,
+        }
+        rows.append(row)
+    return rows
+
+
+def runs_to_frame(runs: Iterable[tuple[Path, dict]], *, all_runs: bool = False) -> pd.DataFrame:
+    """Rows from (path, run) pairs; by default only the newest run of each machine counts."""
+    rows = [row for path, run in runs for row in _rows(path, run)]
+    frame = pd.DataFrame(rows, columns=_COLUMNS_IN)
+    if frame.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    if not all_runs:
+        newest = frame.sort_values("run_datetime").groupby("machine_key")["run_file"].last()
+        frame = frame[frame["run_file"].isin(set(newest))]
+    for col in ("batch_size", "size", "images", "batches", "bytes", "rounds"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
+    for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+    median = frame["median"]
+    counted = frame["family"].isin(["train", "inference"])
+    frame["images_per_s"] = np.where(counted, frame["images"].astype("float64") / median, np.nan)
+    frame["gbps"] = np.where(frame["family"] == "transfer", frame["bytes"].astype("float64") / median / 1e9, np.nan)
+    frame["link_share"] = frame["gbps"] / frame["link_gbps"]
+    frame["iqr_share"] = frame["iqr"] / median
+    frame["noisy"] = frame["iqr_share"] > NOISY_IQR_SHARE
+    per_batch = frame["batches"].astype("float64")
+    frame["latency_ms"] = np.where(frame["family"] == "inference", median / per_batch * 1e3, np.nan)
+    frame["latency_p90_ms"] = [
+        np.percentile(data, 90) / batches * 1e3 if fam == "inference" and data and batches else np.nan
+        for fam, data, batches in zip(frame["family"], frame["data"], frame["batches"], strict=True)
+    ]
+    frame = frame.drop(columns=["data"])
+    return frame[COLUMNS].sort_values(["machine_key", "family", "device", "name"], kind="stable").reset_index(drop=True)
+
+
+def load_frame(paths: Iterable[str | os.PathLike], *, all_runs: bool = False) -> pd.DataFrame:
+    """Every saved run under `paths` to one DataFrame (see runs_to_frame); unreadable files are warned about."""
+    runs = []
+    for path in find_run_files(paths):
+        run = load_run(path)
+        if run is not None:
+            runs.append((path, run))
+    return runs_to_frame(runs, all_runs=all_runs)
+
+
+_COLUMNS_IN = [
+    "machine_key", "machine", "host", "cpu", "gpus", "run_file", "run_datetime", "commit", "torch", "nvml_driver",
+    "quick", "family", "name", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes", "dataset",
+    "loss", "accuracy", "link_gbps",
+]  # fmt: skip
+# The tidy table's columns, in order: who, which run, what was measured, how long, how fast, how sure.
+COLUMNS = [c for c in _COLUMNS_IN if c != "data"] + [
+    "images_per_s", "gbps", "link_share", "iqr_share", "noisy", "latency_ms", "latency_p90_ms",
+]  # fmt: skip
