@@ -169,7 +169,7 @@ def _loglog(sizes: pd.Series, times: pd.Series, at: float) -> float:
 def _fmt_seconds(value: float, noisy: bool = False) -> str:
     if pd.isna(value):
         return ""
-    text = f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
+    text = "0 s" if value == 0 else f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
     return text + (" ~" if noisy else "")
 
 
@@ -186,7 +186,13 @@ def _pivot(frame: pd.DataFrame, index: list[str], column: str, cell) -> pd.DataF
 
 def train_table(frame: pd.DataFrame) -> pd.DataFrame:
     rows = frame[frame["family"] == "train"]
-    return _pivot(rows, ["device", "pipeline"], "batch_size", lambda r: _fmt_seconds(r.median, r.noisy))
+    # Median with its spread: IQR as a share of the median.
+    return _pivot(
+        rows,
+        ["device", "pipeline"],
+        "batch_size",
+        lambda r: f"{_fmt_seconds(r.median)}, IQR {r.iqr_share:.0%}" + (" ~" if r.noisy else ""),
+    )
 
 
 def inference_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -158,13 +158,16 @@ def _rows(path: Path, run: dict) -> list[dict]:
 
 
 def runs_to_frame(runs: Iterable[tuple[Path, dict]], *, all_runs: bool = False) -> pd.DataFrame:
-    """Rows from (path, run) pairs; by default only the newest run of each machine counts."""
+    """Rows from (path, run) pairs; by default only the newest full run of each machine counts."""
     rows = [row for path, run in runs for row in _rows(path, run)]
     frame = pd.DataFrame(rows, columns=_COLUMNS_IN)
     if frame.empty:
         return pd.DataFrame(columns=COLUMNS)
     if not all_runs:
-        newest = frame.sort_values("run_datetime").groupby("machine_key")["run_file"].last()
+        # The newest full run of each machine; a quick (smoke) run only where there is no full one,
+        # since its subsets make its epochs incomparable with a full run's.
+        ranked = frame.assign(full=~frame["quick"]).sort_values(["full", "run_datetime"])
+        newest = ranked.groupby("machine_key")["run_file"].last()
         frame = frame[frame["run_file"].isin(set(newest))]
     for col in ("batch_size", "size", "images", "batches", "bytes", "rounds"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")

@@ -143,6 +143,18 @@ def test_newest_run_of_each_machine_counts_unless_all_runs(tmp_path):
     assert len(load_frame([tmp_path], all_runs=True)) == 2 * len(newest)
 
 
+def test_a_quick_run_does_not_hide_the_full_run_of_the_same_machine(tmp_path):
+    full = json.loads(GPU_RUN.read_text())
+    quick = json.loads(GPU_RUN.read_text())
+    quick["datetime"] = "2026-11-05T00:00:00+00:00"  # newer, but only a smoke run
+    quick["machine_info"]["fmnist_bench"]["plan"]["quick"] = True
+    (tmp_path / "0001_full.json").write_text(json.dumps(full))
+    (tmp_path / "0002_quick.json").write_text(json.dumps(quick))
+    assert set(load_frame([tmp_path])["run_file"]) == {str(tmp_path / "0001_full.json")}
+    (tmp_path / "0001_full.json").unlink()
+    assert set(load_frame([tmp_path])["run_file"]) == {str(tmp_path / "0002_quick.json")}  # better than nothing
+
+
 def test_every_output_file_is_written(tmp_path, frame):
     written = {p.name for p in write_report(frame, tmp_path)}
     assert written == {
