@@ -43,7 +43,9 @@ def test_train_epoch(benchmark, plan, device, batch_size, pipeline, train_split)
 
         benchmark.pedantic(epoch, setup=fresh_model, rounds=plan.rounds[FAMILY], warmup_rounds=plan.warmup_rounds)
 
-    timed = epochs[plan.warmup_rounds :]  # warm-up epochs ran but are not in the figures
+    # The timed epochs are the last ones: warm-up epochs ran first and are not in the figures
+    # (with --benchmark-disable pytest-benchmark runs one untimed epoch and no warm-up).
+    timed = epochs[-plan.rounds[FAMILY] :]
     benchmark.extra_info.update(
         images=timed[-1].images,
         batches=math.ceil(timed[-1].images / batch_size),

@@ -7,9 +7,16 @@ import platform
 import pytest
 import torch
 
-from fmnist_model import DEFAULT_ROOT, SOURCES, Network, load_split, make_optimizer, resolve_source
-from fmnist_model.data import fashion_mnist_present
-from fmnist_model.loops import train_epoch_resident
+from fmnist_model import (
+    DEFAULT_ROOT,
+    SOURCES,
+    Network,
+    fashion_mnist_present,
+    load_split,
+    make_optimizer,
+    resolve_source,
+    train_epoch_resident,
+)
 
 from .machine import cpu_model, machine_key, nvml_info, torch_info
 from .plan import (

@@ -329,26 +329,26 @@ def _log_axes(ax, legend_size: int = 8) -> None:
     ax.legend(fontsize=legend_size)
 
 
-def plot_epoch_time(frame: pd.DataFrame, path: Path) -> Path | None:
-    rows = frame[frame["family"] == "train"]
+def _plot_sweep(
+    frame: pd.DataFrame, family: str, y: str, variant: str, ylabel: str, title: str, path: Path
+) -> Path | None:
+    """A family's figure against batch size, log-log: colour per device, line style per variant."""
+    rows = frame[frame["family"] == family]
     if rows.empty:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    _lines(rows, "batch_size", "median", ["device"], ["pipeline"], ax)
-    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="one epoch (s, median)", title="Training epoch time")
+    _lines(rows, "batch_size", y, ["device"], [variant], ax)
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel=ylabel, title=title)
     _log_axes(ax)
     return _save(fig, path)
+
+
+def plot_epoch_time(frame: pd.DataFrame, path: Path) -> Path | None:
+    return _plot_sweep(frame, "train", "median", "pipeline", "one epoch (s, median)", "Training epoch time", path)
 
 
 def plot_inference(frame: pd.DataFrame, path: Path) -> Path | None:
-    rows = frame[frame["family"] == "inference"]
-    if rows.empty:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    _lines(rows, "batch_size", "images_per_s", ["device"], ["mode"], ax)
-    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="images/s (median)", title="Inference throughput")
-    _log_axes(ax)
-    return _save(fig, path)
+    return _plot_sweep(frame, "inference", "images_per_s", "mode", "images/s (median)", "Inference throughput", path)
 
 
 def plot_transfer(frame: pd.DataFrame, path: Path) -> Path | None:
