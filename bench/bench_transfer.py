@@ -13,9 +13,10 @@ DTYPES = {"float32": torch.float32, "uint8": torch.uint8}
 _HOST = torch.device("cpu")
 
 
-def _buffer(size: int, dtype: torch.dtype, where: torch.device, pinned: bool) -> torch.Tensor:
-    # Filled, so a pageable buffer's pages are really mapped before any round.
-    tensor = torch.ones(size, 1, 28, 28, dtype=dtype, device=where)
+def _buffer(size: int, dtype: torch.dtype, where: torch.device, pinned: bool, fill: torch.Tensor) -> torch.Tensor:
+    # Written through, so a pageable buffer's pages are really mapped before any round.
+    tensor = torch.empty(size, 1, 28, 28, dtype=dtype, device=where)
+    tensor.copy_(fill.expand_as(tensor))
     return tensor.pin_memory() if pinned else tensor
 
 
@@ -26,8 +27,10 @@ def test_transfer(benchmark, plan, device, direction, memory, size, dtype):
     source, destination = {"h2d": (_HOST, target), "d2h": (target, _HOST), "h2h": (_HOST, _HOST)}[direction]
     pinned = memory == "pinned"
     with skip_on_out_of_memory(device, f"{size} images of {dtype}"):
-        src = _buffer(size, DTYPES[dtype], source, pinned and source == _HOST)
-        dst = _buffer(size, DTYPES[dtype], destination, pinned and destination == _HOST)
+        # The source holds a pattern and the destination zeros, so the check below sees a copy that did not happen.
+        pattern = (torch.arange(28 * 28) % 251).reshape(1, 1, 28, 28)
+        src = _buffer(size, DTYPES[dtype], source, pinned and source == _HOST, pattern)
+        dst = _buffer(size, DTYPES[dtype], destination, pinned and destination == _HOST, torch.zeros(1))
         benchmark.extra_info.update(images=size, bytes=src.numel() * src.element_size())
         # A copy into a buffer allocated once: the round times the link, not the allocator.
         # non_blocking only matters with pinned host memory; the device clock waits for the copy.
@@ -38,4 +41,4 @@ def test_transfer(benchmark, plan, device, direction, memory, size, dtype):
             rounds=plan.rounds[FAMILY],
             warmup_rounds=plan.warmup_rounds,
         )
-    assert torch.equal(dst[:1].cpu(), src[:1].cpu())
+    assert torch.equal(dst[[0, -1]].cpu(), src[[0, -1]].cpu()), f"{direction} copy of {size} images did not arrive"

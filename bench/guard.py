@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
+import traceback
 
 import pytest
 import torch
@@ -15,21 +14,30 @@ __all__ = ["OUT_OF_MEMORY", "skip_on_out_of_memory"]
 OUT_OF_MEMORY: type[BaseException] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
-@contextmanager
-def skip_on_out_of_memory(device: str, what: str) -> Iterator[None]:
-    """Run a case; if the device runs out of memory, free what it held and skip with the reason.
+class skip_on_out_of_memory:  # noqa: N801 - used as a context manager, named like one
+    """`with skip_on_out_of_memory(device, what):` run a case; on out-of-memory, free and skip.
 
-    The skip is raised after the except block ends, so the traceback (and every tensor its
-    frames hold) is gone before the cache is emptied: the next case starts with the memory back.
+    The error's traceback holds every frame between here and the allocation that failed, and
+    with them the batch's activations. Those finished frames are cleared first, then garbage
+    is collected and the CUDA cache emptied, then the case is skipped with the reason: the
+    next case starts with the memory back, and the suite goes on.
     """
-    reason = None
-    try:
-        yield
-    except OUT_OF_MEMORY as exc:
-        reason = f"{device}: out of memory at {what}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}"
-    if reason is None:
-        return
-    gc.collect()
-    if torch.device(device).type == "cuda":
-        torch.cuda.empty_cache()
-    pytest.skip(reason)
+
+    def __init__(self, device: str, what: str) -> None:
+        self.device = device
+        self.what = what
+
+    def __enter__(self) -> skip_on_out_of_memory:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None or not issubclass(exc_type, OUT_OF_MEMORY):
+            return False  # success, or another error: not ours to handle
+        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+        reason = f"{self.device}: out of memory at {self.what}: {detail}"
+        traceback.clear_frames(tb)  # drops the locals of every finished frame (the running test's stays)
+        del exc, tb
+        gc.collect()
+        if torch.device(self.device).type == "cuda":
+            torch.cuda.empty_cache()
+        pytest.skip(reason)

@@ -100,7 +100,12 @@ def nvml_info() -> tuple[dict, list[dict]]:
         if count == 0:
             nvml["reason"] = "NVML found no GPU"
         by_uuid = {d["uuid"]: d["device"] for d in cuda_devices() if d["uuid"]}
-        gpus = [_gpu(pynvml, index, nvml, by_uuid) for index in range(count)]
+        gpus = []
+        for index in range(count):
+            try:
+                gpus.append(_gpu(pynvml, index, nvml, by_uuid))
+            except pynvml.NVMLError as exc:  # one GPU lost or forbidden: say so, keep the others
+                gpus.append({"index": index, "cuda_device": None, "name": None, "error": str(exc)})
         return nvml, gpus
     except pynvml.NVMLError as exc:
         return {"available": False, "reason": f"NVML query failed: {exc}"}, []

@@ -18,7 +18,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .results import NOISY_IQR_SHARE, RunFileWarning, load_frame  # noqa: E402
+from .results import NOISY_IQR_SHARE, RunFileWarning, load_frame, select_newest  # noqa: E402
 
 __all__ = [
     "breakdown",
@@ -443,12 +443,17 @@ def _html_table(table: pd.DataFrame | None) -> str:
 
 
 def write_report(frame: pd.DataFrame, out: Path) -> list[Path]:
-    """Write summary.csv, report.md, the PNG plots and index.html under `out`; return what was written."""
+    """Write summary.csv, report.md, the PNG plots and index.html under `out`; return what was written.
+
+    summary.csv holds every row of `frame` (every run, with --all-runs); the tables and plots
+    use each machine's newest figure of each benchmark, so no speedup pairs two runs' rows twice.
+    """
     out.mkdir(parents=True, exist_ok=True)
     written = []
     summary = out / "summary.csv"
     frame.to_csv(summary, index=False)
     written.append(summary)
+    frame = select_newest(frame)
 
     speed = speedups(frame)
     cross = crossovers(speed)

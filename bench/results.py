@@ -19,6 +19,7 @@ __all__ = [
     "load_frame",
     "load_run",
     "runs_to_frame",
+    "select_newest",
 ]
 
 FAMILIES = ("transfer", "train", "inference")
@@ -157,22 +158,37 @@ def _rows(path: Path, run: dict) -> list[dict]:
     return rows
 
 
+def _round_p90(data) -> float:
+    # The 90th percentile of a benchmark's round times (kept by --benchmark-save-data).
+    values = pd.to_numeric(pd.Series(data if isinstance(data, list) else [], dtype="object"), errors="coerce").dropna()
+    return float(np.percentile(values, 90)) if len(values) else np.nan
+
+
+def _numbers(column: pd.Series) -> pd.Series:
+    # Whole numbers as nullable integers (a batch size prints as 100, not 100.0); anything else as float.
+    values = pd.to_numeric(column, errors="coerce")
+    whole = values.dropna()
+    return values.astype("Int64") if (whole == whole.round()).all() else values.astype("float64")
+
+
 def runs_to_frame(runs: Iterable[tuple[Path, dict]], *, all_runs: bool = False) -> pd.DataFrame:
-    """Rows from (path, run) pairs; by default only the newest full run of each machine counts."""
+    """Rows from (path, run) pairs; by default only the newest figures of each machine (see select_newest)."""
     rows = [row for path, run in runs for row in _rows(path, run)]
     frame = pd.DataFrame(rows, columns=_COLUMNS_IN)
+    for col in ("batch_size", "size", "images", "batches", "bytes", "rounds"):
+        frame[col] = _numbers(frame[col])
+    for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+    timed = frame["median"] > 0  # NaN or zero: no time to turn into a rate
+    for r in frame[~timed].itertuples():
+        warnings.warn(
+            f"{r.run_file}: {r.name} has no usable median time ({r.median}), skipped", RunFileWarning, stacklevel=2
+        )
+    frame = frame[timed].copy()
     if frame.empty:
         return pd.DataFrame(columns=COLUMNS)
     if not all_runs:
-        # The newest full run of each machine; a quick (smoke) run only where there is no full one,
-        # since its subsets make its epochs incomparable with a full run's.
-        ranked = frame.assign(full=~frame["quick"]).sort_values(["full", "run_datetime"])
-        newest = ranked.groupby("machine_key")["run_file"].last()
-        frame = frame[frame["run_file"].isin(set(newest))]
-    for col in ("batch_size", "size", "images", "batches", "bytes", "rounds"):
-        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
-    for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps"):
-        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+        frame = select_newest(frame)
     median = frame["median"]
     counted = frame["family"].isin(["train", "inference"])
     frame["images_per_s"] = np.where(counted, frame["images"].astype("float64") / median, np.nan)
@@ -180,14 +196,24 @@ def runs_to_frame(runs: Iterable[tuple[Path, dict]], *, all_runs: bool = False) 
     frame["link_share"] = frame["gbps"] / frame["link_gbps"]
     frame["iqr_share"] = frame["iqr"] / median
     frame["noisy"] = frame["iqr_share"] > NOISY_IQR_SHARE
-    per_batch = frame["batches"].astype("float64")
-    frame["latency_ms"] = np.where(frame["family"] == "inference", median / per_batch * 1e3, np.nan)
-    frame["latency_p90_ms"] = [
-        np.percentile(data, 90) / batches * 1e3 if fam == "inference" and data and batches else np.nan
-        for fam, data, batches in zip(frame["family"], frame["data"], frame["batches"], strict=True)
-    ]
+    batches = frame["batches"].astype("float64").where(lambda b: b > 0)
+    frame["latency_ms"] = np.where(frame["family"] == "inference", median / batches * 1e3, np.nan)
+    frame["round_p90"] = [_round_p90(data) for data in frame["data"]]
     frame = frame.drop(columns=["data"])
     return frame[COLUMNS].sort_values(["machine_key", "family", "device", "name"], kind="stable").reset_index(drop=True)
+
+
+def select_newest(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per machine, each benchmark from the newest run that has it.
+
+    A run that measured only part of the suite (one device, one family) updates just those
+    figures. Quick (smoke) runs count only for a machine with no full run: their subsets make
+    an epoch incomparable with a full run's. A run with no date counts as the oldest.
+    """
+    has_full = frame.groupby("machine_key")["quick"].transform(lambda quick: (~quick.astype(bool)).any())
+    eligible = frame[~frame["quick"].astype(bool) | ~has_full]
+    eligible = eligible.sort_values("run_datetime", na_position="first", kind="stable")
+    return eligible.drop_duplicates(["machine_key", "name"], keep="last")
 
 
 def load_frame(paths: Iterable[str | os.PathLike], *, all_runs: bool = False) -> pd.DataFrame:
@@ -207,5 +233,5 @@ _COLUMNS_IN = [
 ]  # fmt: skip
 # The tidy table's columns, in order: who, which run, what was measured, how long, how fast, how sure.
 COLUMNS = [c for c in _COLUMNS_IN if c != "data"] + [
-    "images_per_s", "gbps", "link_share", "iqr_share", "noisy", "latency_ms", "latency_p90_ms",
+    "images_per_s", "gbps", "link_share", "iqr_share", "noisy", "latency_ms", "round_p90",
 ]  # fmt: skip

@@ -1,6 +1,7 @@
 """Out-of-memory in one case: a skip with the reason, the memory released, other errors untouched."""
 
 import json
+import weakref
 
 import pytest
 import torch
@@ -21,6 +22,25 @@ def test_out_of_memory_becomes_a_skip_and_frees_the_cache(monkeypatch):
         == "cuda:0: out of memory at batch size 10000: CUDA out of memory. Tried to allocate 2.00 GiB"
     )
     assert emptied == [True]
+
+
+def test_memory_held_by_the_failing_frames_is_freed_before_the_cache_is_emptied(monkeypatch):
+    class Activations:  # stands in for the tensors a failed forward pass held
+        pass
+
+    held = []
+
+    def forward():
+        activations = Activations()
+        held.append(weakref.ref(activations))
+        raise OUT_OF_MEMORY("CUDA out of memory")
+
+    alive_at_empty_cache = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: alive_at_empty_cache.append(held[0]() is not None))
+    with pytest.raises(pytest.skip.Exception):
+        with skip_on_out_of_memory("cuda:0", "batch size 10000"):
+            forward()
+    assert alive_at_empty_cache == [False]
 
 
 def test_cpu_out_of_memory_does_not_touch_cuda(monkeypatch):

@@ -167,3 +167,16 @@ def test_torch_info_has_the_build_facts():
     for key in ("version", "cuda_runtime", "cudnn", "threads", "cpu_capability", "cuda_available"):
         assert key in info
     assert info["threads"] >= 1
+
+
+def test_one_lost_gpu_keeps_the_others(fake_nvml, monkeypatch):
+    def handle(index):
+        if index == 1:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+        return index
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByIndex", handle)
+    nvml, gpus = nvml_info()
+    assert nvml["available"] is True
+    assert gpus[0]["name"] == "NVIDIA H100 80GB HBM3"
+    assert gpus[1]["index"] == 1 and gpus[1]["name"] is None and "lost" in gpus[1]["error"].lower()

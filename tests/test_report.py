@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from bench.report import breakdown, crossover_batch_size, crossovers, main, speedups, write_report
-from bench.results import COLUMNS, RunFileWarning, load_frame
+from bench.results import COLUMNS, RunFileWarning, load_frame, select_newest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GPU_RUN = FIXTURES / "constructed_gpu_run.json"  # constructed, with known answers (see its builder)
@@ -58,6 +58,8 @@ def test_frame_values_from_the_constructed_run(frame):
     noisy = one(gpu, family="inference", device="cuda:0", mode="compute", batch_size=1)
     assert noisy["noisy"] and noisy["iqr_share"] > 0.10
     assert noisy["latency_ms"] == pytest.approx(2.0 / 10_000 * 1e3)  # 2 s over 10,000 batches of one
+    # Rounds of [0.85, 1, 1.15] x 2 s: numpy's linear 90th percentile is 1 + 0.8 x 0.15 of the median.
+    assert noisy["round_p90"] == pytest.approx(2.0 * 1.12)
 
 
 def test_frame_values_from_a_real_cpu_run(frame):
@@ -141,6 +143,48 @@ def test_newest_run_of_each_machine_counts_unless_all_runs(tmp_path):
     newest = load_frame([tmp_path])
     assert set(newest["run_file"]) == {str(tmp_path / "0002_new.json")}
     assert len(load_frame([tmp_path], all_runs=True)) == 2 * len(newest)
+
+
+def test_a_newer_partial_run_updates_only_what_it_measured(tmp_path):
+    full = json.loads(GPU_RUN.read_text())
+    gpu_only = json.loads(GPU_RUN.read_text())
+    gpu_only["datetime"] = "2026-11-03T00:00:00+00:00"
+    gpu_only["benchmarks"] = [b for b in gpu_only["benchmarks"] if b["params"]["device"] == "cuda:0"]
+    for b in gpu_only["benchmarks"]:
+        b["stats"]["median"] /= 2  # the GPU got twice as fast
+    (tmp_path / "0001_full.json").write_text(json.dumps(full))
+    (tmp_path / "0002_gpu_only.json").write_text(json.dumps(gpu_only))
+    frame = load_frame([tmp_path])
+    assert len(frame) == len(full["benchmarks"])
+    assert set(frame.loc[frame["device"] == "cpu", "run_file"]) == {str(tmp_path / "0001_full.json")}
+    assert set(frame.loc[frame["device"] == "cuda:0", "run_file"]) == {str(tmp_path / "0002_gpu_only.json")}
+    resident = speedups(frame).query("family == 'train' and variant == 'resident'").sort_values("batch_size")
+    assert resident["speedup"].tolist() == pytest.approx([1.0, 4.0, 12.0])
+
+
+def test_all_runs_keeps_every_row_in_the_csv_but_pairs_speedups_once(tmp_path):
+    for name, when in (("0001_a.json", "2026-11-01T00:00:00+00:00"), ("0002_b.json", "2026-11-02T00:00:00+00:00")):
+        run = json.loads(GPU_RUN.read_text())
+        run["datetime"] = when
+        (tmp_path / name).write_text(json.dumps(run))
+    every = load_frame([tmp_path], all_runs=True)
+    write_report(every, tmp_path / "out")
+    assert len(pd.read_csv(tmp_path / "out" / "summary.csv")) == len(every) == 2 * len(load_frame([GPU_RUN]))
+    assert len(speedups(select_newest(every))) == len(speedups(load_frame([GPU_RUN])))
+
+
+def test_odd_but_readable_runs_do_not_crash_the_report(tmp_path):
+    run = json.loads(GPU_RUN.read_text())
+    for b in run["benchmarks"]:
+        b["extra_info"].pop("batches", None)  # an older format without it
+    run["benchmarks"][0]["stats"]["median"] = 0.0  # a broken timing
+    del run["datetime"]  # an undated run
+    (tmp_path / "odd.json").write_text(json.dumps(run))
+    with pytest.warns(RunFileWarning, match="no usable median"):
+        frame = load_frame([tmp_path])
+    assert len(frame) == len(run["benchmarks"]) - 1
+    assert frame["latency_ms"].isna().all()
+    assert {p.name for p in write_report(frame, tmp_path / "out")} >= {"index.html", "epoch_time.png"}
 
 
 def test_a_quick_run_does_not_hide_the_full_run_of_the_same_machine(tmp_path):

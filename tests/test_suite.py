@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -143,8 +144,9 @@ def test_missing_real_files_are_a_usage_error_naming_the_path(tmp_path):
 
 
 def test_a_device_the_machine_lacks_is_a_skip_with_the_reason():
-    # cuda:7 is well formed; no machine this runs on has eight GPUs.
-    result = run_suite("--quick", "--devices", "cpu,cuda:7", "-k", "train and 100-", "-rs")
+    # Well formed, and one past the GPUs this machine has (cuda:0 where it has none).
+    missing = f"cuda:{torch.cuda.device_count() if torch.cuda.is_available() else 0}"
+    result = run_suite("--quick", "--devices", f"cpu,{missing}", "-k", "train and 100-", "-rs")
     assert result.returncode == 0, result.stdout[-2000:]
     assert "2 passed, 2 skipped" in result.stdout
-    assert "SKIPPED" in result.stdout and "cuda:7:" in result.stdout
+    assert "SKIPPED" in result.stdout and f"{missing}:" in result.stdout
