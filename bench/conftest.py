@@ -10,6 +10,7 @@ import torch
 from fmnist_model import (
     DEFAULT_ROOT,
     SOURCES,
+    SPLIT_SIZES,
     Network,
     fashion_mnist_present,
     load_split,
@@ -70,15 +71,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     # Every option is checked here, before collection: a bad value is a usage error naming it.
     opt = config.option
+    parsed = {}
     for name, parse, value in (
         ("--devices", parse_devices, opt.devices),
         ("--batch-sizes", parse_batch_sizes, opt.batch_sizes),
     ):
-        if value is not None:
-            try:
-                parse(value)
-            except ValueError as exc:
-                raise pytest.UsageError(f"{name}: {exc}") from None
+        try:
+            parsed[name] = parse(value) if value is not None else None
+        except ValueError as exc:
+            raise pytest.UsageError(f"{name}: {exc}") from None
     dataset_name = resolve_source(opt.dataset, opt.data_root, opt.download)
     if dataset_name == "fashion-mnist" and not opt.download and not fashion_mnist_present(opt.data_root):
         raise pytest.UsageError(
@@ -86,8 +87,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "add --download to fetch them, or use --dataset synthetic"
         )
     plan = plan_from_options(
-        devices=opt.devices,
-        batch_sizes=opt.batch_sizes,
+        devices=parsed["--devices"],
+        batch_sizes=parsed["--batch-sizes"],
         quick=opt.quick,
         dataset=opt.dataset,
         data_root=opt.data_root,
@@ -107,7 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-benchmark reads these options in its own pytest_configure, which runs last.
     if opt.benchmark_storage == _PYTEST_BENCHMARK_DEFAULT_STORAGE:
         opt.benchmark_storage = f"file://{config.rootpath / 'results' / key}"
-    opt.benchmark_save_data = True  # keep every round's time: latency percentiles are computed later
+    opt.benchmark_save_data = True  # keep every round's time: the report computes percentiles from them
 
 
 def _device_marks(device: str) -> list:
@@ -168,8 +169,8 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "name": plan.dataset_name,
         "requested": plan.dataset,
         "root": plan.data_root,
-        "train_images": plan.train_images or 60_000,
-        "test_images": plan.test_images or 10_000,
+        "train_images": min(plan.train_images or SPLIT_SIZES[True], SPLIT_SIZES[True]),
+        "test_images": min(plan.test_images or SPLIT_SIZES[False], SPLIT_SIZES[False]),
     }
     machine_info["fmnist_bench"] = {
         "format": FORMAT_VERSION,

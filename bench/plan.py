@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -65,18 +65,9 @@ class Plan:
         raise ValueError(f"family {family!r} has no batch sizes")
 
     def summary(self) -> dict:
-        """What the saved run records about the plan it ran."""
-        return {
-            "quick": self.quick,
-            "devices": list(self.devices),
-            "train_batch_sizes": list(self.train_batch_sizes),
-            "inference_batch_sizes": list(self.inference_batch_sizes),
-            "transfer_sizes": list(self.transfer_sizes),
-            "train_images": self.train_images,
-            "test_images": self.test_images,
-            "rounds": dict(self.rounds),
-            "warmup_rounds": self.warmup_rounds,
-        }
+        """What the saved run records about the plan it ran (the data is recorded on its own)."""
+        data = {"dataset", "dataset_name", "data_root", "download"}
+        return {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(self).items() if key not in data}
 
 
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -145,23 +136,22 @@ def device_unavailable_reason(device: str) -> str | None:
 
 def plan_from_options(
     *,
-    devices: str | None,
-    batch_sizes: str | None,
+    devices: tuple[str, ...] | None,
+    batch_sizes: tuple[int, ...] | None,
     quick: bool,
     dataset: str,
     data_root: str | os.PathLike,
     download: bool,
     dataset_name: str,
 ) -> Plan:
-    """A Plan from already-valid option values (the conftest checks them first)."""
+    """A Plan from parsed option values (parse_devices, parse_batch_sizes); None takes the default."""
     kw: dict = dict(
-        devices=parse_devices(devices) if devices else available_devices(),
+        devices=devices or available_devices(),
         dataset=dataset,
         dataset_name=dataset_name,
         data_root=str(data_root),
         download=download,
     )
     if batch_sizes:
-        sizes = parse_batch_sizes(batch_sizes)
-        kw.update(train_batch_sizes=sizes, inference_batch_sizes=sizes)
+        kw.update(train_batch_sizes=batch_sizes, inference_batch_sizes=batch_sizes)
     return Plan.quick_plan(**kw) if quick else Plan(**kw)

@@ -118,18 +118,16 @@ def breakdown(frame: pd.DataFrame) -> pd.DataFrame:
     loading  = what is left of the seed epoch: DataLoader, PIL + ToTensor, collation, per-batch syncs.
     """
     train = frame[frame["family"] == "train"]
-    seed = train[train["pipeline"] == "seed"].set_index(["machine_key", "device", "batch_size"])["median"]
-    resident = train[train["pipeline"] == "resident"].set_index(["machine_key", "device", "batch_size"])["median"]
-    both = pd.concat({"seed": seed, "resident": resident}, axis=1).dropna()
+    index = ["machine_key", "device", "batch_size"]
+    seed = train[train["pipeline"] == "seed"].set_index(index)[["median", "images", "machine"]]
+    resident = train[train["pipeline"] == "resident"].set_index(index)["median"].rename("resident")
+    both = seed.join(resident, how="inner").dropna(subset=["median", "resident"])
     transfer = frame[(frame["family"] == "transfer")]
     for axis, value in _SEED_TRANSFER.items():
         transfer = transfer[transfer[axis] == value]
     rows = []
     for (key, device, batch_size), times in both.iterrows():
-        first = train[(train["machine_key"] == key) & (train["device"] == device)].iloc[0]
-        images = train[
-            (train["machine_key"] == key) & (train["device"] == device) & (train["batch_size"] == batch_size)
-        ]["images"].iloc[0]
+        images = times["images"]
         if device == "cpu":
             moving = 0.0
         else:
@@ -140,14 +138,14 @@ def breakdown(frame: pd.DataFrame) -> pd.DataFrame:
                 per_batch = _loglog(copies["size"].astype(float), copies["median"], min(batch_size, images))
                 moving = per_batch * int(np.ceil(images / batch_size))
         compute = times["resident"]
-        loading = max(times["seed"] - compute - (0.0 if np.isnan(moving) else moving), 0.0)
+        loading = max(times["median"] - compute - (0.0 if np.isnan(moving) else moving), 0.0)
         rows.append(
             {
                 "machine_key": key,
-                "machine": first["machine"],
+                "machine": times["machine"],
                 "device": device,
                 "batch_size": batch_size,
-                "seed_epoch_s": times["seed"],
+                "seed_epoch_s": times["median"],
                 "loading_s": loading,
                 "transfer_s": moving,
                 "compute_s": compute,
@@ -166,11 +164,10 @@ def _loglog(sizes: pd.Series, times: pd.Series, at: float) -> float:
 # ---------------------------------------------------------------- tables
 
 
-def _fmt_seconds(value: float, noisy: bool = False) -> str:
+def _fmt_seconds(value: float) -> str:
     if pd.isna(value):
         return ""
-    text = "0 s" if value == 0 else f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
-    return text + (" ~" if noisy else "")
+    return "0 s" if value == 0 else f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
 
 
 def _short_machine(frame: pd.DataFrame) -> pd.Series:

@@ -65,7 +65,7 @@ def test_a_gpu_index_the_machine_lacks_says_how_many_it_has(monkeypatch):
 
 def test_default_plan_is_the_issue_sweep():
     plan = plan_from_options(
-        devices="cpu",
+        devices=("cpu",),
         batch_sizes=None,
         quick=False,
         dataset="auto",
@@ -83,7 +83,7 @@ def test_default_plan_is_the_issue_sweep():
 def test_quick_plan_is_small_and_batch_sizes_override_both_families():
     plan = plan_from_options(
         devices=None,
-        batch_sizes="64",
+        batch_sizes=(64,),
         quick=True,
         dataset="synthetic",
         data_root="data",
