@@ -1,54 +1,68 @@
-"""Train family: one epoch of the CNN per round, per device, batch size and pipeline."""
+"""Train family: one epoch of the CNN per round, per device, CPU threads, batch size and pipeline."""
 
 from __future__ import annotations
 
 import math
 
-import pytest
 import torch
+from torch.utils.data import Subset
 
 from fmnist_model import Network, make_optimizer, seed_loader, train_epoch_resident, train_epoch_seed
 
 from .guard import skip_on_out_of_memory
+from .measure import run_rounds, warmup_size
 
 FAMILY = "train"
 
 
-@pytest.mark.parametrize("pipeline", ["seed", "resident"])
-def test_train_epoch(benchmark, plan, device, batch_size, pipeline, train_split):
+def test_train_epoch(benchmark, plan, clock, device, cpu_threads, batch_size, pipeline, train_split):
     """seed: the notes' DataLoader + ToTensor + .to(device) loop, as written.
     resident: the uint8 set copied to the device once (untimed: the transfer family times
     that copy), shuffled and batched there."""
     benchmark.group = FAMILY
+    images_in_epoch = len(train_split)
+    batches = math.ceil(images_in_epoch / batch_size)
+    warm_images, warm_batches = warmup_size(images_in_epoch, batch_size, plan.warmup_batches)
+    epoch_fn = train_epoch_seed if pipeline == "seed" else train_epoch_resident
     epochs = []
 
     with skip_on_out_of_memory(device, f"batch size {batch_size}"):
         if pipeline == "resident":
             images, labels = train_split.images.to(device), train_split.labels.to(device)
 
-        def fresh_model():
+        def fresh_model(count: int = images_in_epoch):
             # Every round trains a new model from the same seed: each round is the same
             # work, and its loss and accuracy are an epoch-1 figure comparable across devices.
             torch.manual_seed(0)
             model = Network().to(device)
             optimizer = make_optimizer(model)
             if pipeline == "seed":
-                return (model, optimizer, seed_loader(train_split.dataset, batch_size), device), {}
-            return (model, optimizer, images, labels, batch_size), {}
+                data = train_split.dataset if count == images_in_epoch else Subset(train_split.dataset, range(count))
+                return (model, optimizer, seed_loader(data, batch_size), device), {}
+            return (model, optimizer, images[:count], labels[:count], batch_size), {}
 
         def epoch(*args):
-            result = (train_epoch_seed if pipeline == "seed" else train_epoch_resident)(*args)
+            result = epoch_fn(*args)
             epochs.append(result)
             return result
 
-        benchmark.pedantic(epoch, setup=fresh_model, rounds=plan.rounds[FAMILY], warmup_rounds=plan.warmup_rounds)
+        run_rounds(
+            benchmark,
+            clock,
+            plan.budgets[FAMILY],
+            target=epoch,
+            setup=fresh_model,
+            # The warm-up is a short epoch on a fresh model: the same code on the same shapes.
+            warmup=lambda: epoch_fn(*fresh_model(warm_images)[0]),
+            scale=batches / warm_batches,
+            warmup_record={"batches": warm_batches, "images": warm_images},
+        )
 
-    # The timed epochs are the last ones: warm-up epochs ran first and are not in the figures
-    # (with --benchmark-disable pytest-benchmark runs one untimed epoch and no warm-up).
-    timed = epochs[-plan.rounds[FAMILY] :]
+    # With --benchmark-disable pytest-benchmark runs one untimed epoch: it is the one recorded.
+    timed = epochs
     benchmark.extra_info.update(
         images=timed[-1].images,
-        batches=math.ceil(timed[-1].images / batch_size),
+        batches=batches,
         dataset=train_split.name,
         loss=timed[-1].mean_loss,
         accuracy=timed[-1].accuracy,

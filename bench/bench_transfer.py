@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from .guard import skip_on_out_of_memory
+from .measure import run_rounds
+from .timing import timed_call
 
 FAMILY = "transfer"
 # uint8 is what the files hold and a quarter of float32's bytes: the cheapest form to move.
@@ -20,8 +21,7 @@ def _buffer(size: int, dtype: torch.dtype, where: torch.device, pinned: bool, fi
     return tensor.pin_memory() if pinned else tensor
 
 
-@pytest.mark.parametrize("dtype", list(DTYPES))
-def test_transfer(benchmark, plan, device, direction, memory, size, dtype):
+def test_transfer(benchmark, plan, clock, device, cpu_threads, direction, memory, size, dtype):
     benchmark.group = FAMILY
     target = torch.device(device)
     source, destination = {"h2d": (_HOST, target), "d2h": (target, _HOST), "h2h": (_HOST, _HOST)}[direction]
@@ -34,11 +34,17 @@ def test_transfer(benchmark, plan, device, direction, memory, size, dtype):
         benchmark.extra_info.update(images=size, bytes=src.numel() * src.element_size())
         # A copy into a buffer allocated once: the round times the link, not the allocator.
         # non_blocking only matters with pinned host memory; the device clock waits for the copy.
-        benchmark.pedantic(
-            dst.copy_,
-            args=(src,),
-            kwargs={"non_blocking": pinned},
-            rounds=plan.rounds[FAMILY],
-            warmup_rounds=plan.warmup_rounds,
+        copy = lambda: dst.copy_(src, non_blocking=pinned)  # noqa: E731
+        # Warm-up: two copies, the second one timed as the round estimate (the first maps
+        # pages, registers the pinned buffer and starts the copy engines).
+        run_rounds(
+            benchmark,
+            clock,
+            plan.budgets[FAMILY],
+            target=copy,
+            warmup=copy,
+            scale=1.0,
+            calibrate=lambda _first_s: timed_call(clock, copy)[0],
+            warmup_record={"copies": 2},
         )
     assert torch.equal(dst[[0, -1]].cpu(), src[[0, -1]].cpu()), f"{direction} copy of {size} images did not arrive"

@@ -1,8 +1,12 @@
-"""The suite's pytest plugin: its options, the parameter matrix, machine info and where runs are saved."""
+"""The suite's pytest plugin: options, the case matrix, machine info, the journal, progress and the end-of-run answer."""
 
 from __future__ import annotations
 
+import os
 import platform
+import shlex
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,24 +23,76 @@ from fmnist_model import (
     train_epoch_resident,
 )
 
+from .cost import Profile, case_cost, format_seconds, observation, plan_cost
+from .journal import Journal, JournalError, find_journals, recover, save_whole, write_whole
 from .machine import cpu_model, machine_key, nvml_info, torch_info
 from .plan import (
+    FAMILIES,
+    FAMILY_AXES,
     Plan,
     available_devices,
+    case_id,
     device_unavailable_reason,
     parse_batch_sizes,
+    parse_cpu_threads,
     parse_devices,
+    parse_warmup_batches,
     plan_from_options,
 )
-from .timing import DeviceClock
+from .progress import case_headline, end_summary, progress_line
+from .runstate import RunState, install_stop_signals
+from .timing import DeviceClock, Stopwatch
 
 # Bumped when the saved-run format changes in a way the report must know about.
 # 1: first format (machine_info torch/gpus/nvml/dataset/fmnist_bench; params and extra_info per family).
-FORMAT_VERSION = 1
+# 2: params gain cpu_threads; extra_info gains warmup, budget, wall_s and (inference) latency;
+#    an inference round may be a bounded pass (extra_info.images is per round);
+#    machine_info.fmnist_bench gains run (complete, planned/finished cases, failed, skipped, ended).
+FORMAT_VERSION = 2
 
-_PLAN = pytest.StashKey[Plan]()
-_MACHINE = pytest.StashKey[dict]()
+_STATE = pytest.StashKey["Suite"]()
 _PYTEST_BENCHMARK_DEFAULT_STORAGE = "file://./.benchmarks"  # pytest-benchmark's own default
+# Images the untimed training behind the inference cases sees: enough for a sane accuracy
+# (0.98 on the synthetic set after 6,000), a fraction of an epoch's cost.
+_WEIGHTS_IMAGES = 10_000
+
+
+class Suite:
+    """Everything this plugin keeps for one session; registered as a plugin for the hooks that get no config."""
+
+    def __init__(self, config: pytest.Config, plan: Plan, machine: dict, budget_source: dict) -> None:
+        self.config = config
+        self.plan = plan
+        self.machine = machine
+        self.budget_source = budget_source
+        self.run = RunState()
+        self.journal: Journal | None = None
+        self.profile = Profile()
+        self.profile_note = "no earlier run of this machine"
+        self.bench_ids: set[str] = set()
+        self.remaining: list[tuple[str, str, dict]] = []  # (nodeid, family, params) not yet run
+        self.case_started: dict[str, Stopwatch] = {}
+        self.lines: dict[str, str] = {}  # a case's progress line, printed once pytest has reported it
+        self.saved = False
+        self.save_errors: list[str] = []
+        self.restore_signals = lambda: None
+        self.notes: list[str] = []  # said in the header: journals recovered at the start
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report) -> None:
+        # After pytest's own word for the case (in verbose runs), the case's line.
+        line = self.lines.pop(report.nodeid, None)
+        if line is None:
+            return
+        _write(self.config, line)
+
+    def line(self, family: str, param: str, text: str) -> str:
+        """The progress line of a case just done: counts, time, what is left, and its figure."""
+        left = [case_cost(self.plan, fam, params, self.profile) for _id, fam, params in self.remaining]
+        unknown = sum(c.seconds is None for c in left)
+        left_s = None if left and unknown == len(left) else sum(c.seconds for c in left if c.seconds is not None)
+        done = len(self.run.finished) + len(self.run.failed) + len(self.run.skipped)
+        return progress_line(done, self.run.planned, f"{family} {param}", text, self.run.stopwatch(), left_s, unknown)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,6 +107,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="comma-separated batch sizes for training and inference "
         "(default: train 100,1000,10000; inference 1,10,100,1000,10000)",
+    )
+    group.addoption(
+        "--cpu-threads",
+        default=None,
+        help="comma-separated CPU intra-op thread counts for the cpu cases; 'default' is torch's own choice "
+        "(default: 1 and torch's for copies and inference, torch's for training)",
+    )
+    group.addoption(
+        "--warmup-batches",
+        default="2",
+        help="warm-up before each case's timed rounds: this many batches (plus the epoch's last, smaller one), "
+        "or 'all' for a whole epoch or pass (default: 2)",
     )
     group.addoption(
         "--quick",
@@ -68,13 +136,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--download", action="store_true", help="download FashionMNIST into --data-root if missing")
 
 
+def _given(config: pytest.Config, flag: str) -> bool:
+    """Whether `flag` was on the command line (or PYTEST_ADDOPTS, or the ini addopts), not just defaulted."""
+    args = [*config.invocation_params.args, *shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))]
+    args += config.getini("addopts")
+    return any(a == flag or a.startswith(f"{flag}=") for a in args)
+
+
+def _storage_folder(storage: str) -> Path | None:
+    """The folder of a file:// storage (or a bare path, as pytest-benchmark accepts); None for elasticsearch."""
+    if "://" not in storage:
+        return Path(storage).resolve()
+    if storage.startswith("file://"):
+        return Path(storage[len("file://") :]).resolve()
+    return None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Every option is checked here, before collection: a bad value is a usage error naming it.
     opt = config.option
+    if not hasattr(opt, "devices"):  # our options are not registered: not a `pytest bench` session
+        return
+    default_threads = torch.get_num_threads()
     parsed = {}
     for name, parse, value in (
         ("--devices", parse_devices, opt.devices),
         ("--batch-sizes", parse_batch_sizes, opt.batch_sizes),
+        ("--cpu-threads", lambda text: parse_cpu_threads(text, default_threads), opt.cpu_threads),
+        ("--warmup-batches", parse_warmup_batches, opt.warmup_batches),
     ):
         try:
             parsed[name] = parse(value) if value is not None else None
@@ -86,6 +175,10 @@ def pytest_configure(config: pytest.Config) -> None:
             f"--dataset fashion-mnist: the FashionMNIST files are not under {opt.data_root}/FashionMNIST/raw; "
             "add --download to fetch them, or use --dataset synthetic"
         )
+    # pytest-benchmark's own round options, honoured when given: they replace every family's.
+    min_rounds = opt.benchmark_min_rounds if _given(config, "--benchmark-min-rounds") else None
+    max_time = float(opt.benchmark_max_time) if _given(config, "--benchmark-max-time") else None
+    # (pytest-benchmark checks their values itself.)
     plan = plan_from_options(
         devices=parsed["--devices"],
         batch_sizes=parsed["--batch-sizes"],
@@ -94,14 +187,24 @@ def pytest_configure(config: pytest.Config) -> None:
         data_root=opt.data_root,
         download=opt.download,
         dataset_name=dataset_name,
+        default_threads=default_threads,
+        cpu_threads=parsed["--cpu-threads"],
+        warmup_batches=parsed["--warmup-batches"],
+        min_rounds=min_rounds,
+        max_time=max_time,
     )
-    config.stash[_PLAN] = plan
 
     # The machine as it is at the start of the run (an idle GPU's clocks, link and temperature).
     nvml, gpus = nvml_info()
     gpu_names = [d["name"] for d in torch_info()["cuda_devices"]]
     key = machine_key(platform.node(), cpu_model(), gpu_names)
-    config.stash[_MACHINE] = {"nvml": nvml, "gpus": gpus, "machine_key": key}
+    suite = Suite(
+        config,
+        plan,
+        {"nvml": nvml, "gpus": gpus, "machine_key": key},
+        {"--benchmark-min-rounds": min_rounds is not None, "--benchmark-max-time": max_time is not None},
+    )
+    config.stash[_STATE] = suite
 
     # Saved runs go to results/<machine key>/ unless --benchmark-storage says otherwise:
     # one folder per machine, so results/ folders from many machines merge by copying.
@@ -109,60 +212,354 @@ def pytest_configure(config: pytest.Config) -> None:
     if opt.benchmark_storage == _PYTEST_BENCHMARK_DEFAULT_STORAGE:
         opt.benchmark_storage = f"file://{config.rootpath / 'results' / key}"
     opt.benchmark_save_data = True  # keep every round's time: the report computes percentiles from them
+    _open_outputs(config, suite)
+    config.pluginmanager.register(suite, "fmnist-bench-suite")
+    suite.restore_signals = install_stop_signals(suite.run)
 
 
-def _device_marks(device: str) -> list:
+def _open_outputs(config: pytest.Config, suite: Suite) -> None:
+    """Before any case: prove that where results go can be written, and start the journal there."""
+    from pytest_benchmark.utils import get_machine_id
+
+    opt = config.option
+    json_path = opt.benchmark_json
+    if isinstance(json_path, (str, os.PathLike)):
+        parent = Path(json_path).resolve().parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise pytest.UsageError(f"--benchmark-json: cannot write {json_path}: {parent} is not a writable folder")
+    folder = _storage_folder(opt.benchmark_storage)
+    if folder is None:  # elasticsearch: pytest-benchmark's own save, without a journal
+        return
+    runs = folder / get_machine_id()
+    if (opt.benchmark_save or opt.benchmark_autosave) and not opt.benchmark_disable:
+        try:
+            suite.journal = Journal(runs)
+        except JournalError as exc:
+            raise pytest.UsageError(f"--benchmark-storage: {exc}") from None
+        # A killed run of this machine left its journal: save what it finished before going on.
+        for journal in find_journals([runs]):
+            if journal != suite.journal.path:
+                try:
+                    suite.notes.append(f"fmnist-bench: an earlier run was killed: {recover(journal)[1]}")
+                except OSError as exc:
+                    suite.notes.append(f"fmnist-bench: could not recover {journal}: {exc}")
+    # Earlier runs of this machine tell how long this one will take.
+    suite.profile, suite.profile_note = _profile_from(runs)
+
+
+def _profile_from(folder: Path) -> tuple[Profile, str]:
+    import json
+
+    runs = sorted(folder.glob("[0-9][0-9][0-9][0-9]_*.json"))
+    for path in reversed(runs):  # the newest readable one
+        try:
+            run = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(run, dict) and isinstance(run.get("benchmarks"), list):
+            return Profile.from_runs([(str(path), run)]), f"from {path.name}"
+    return Profile(), "no earlier run of this machine"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    suite = session.config.stash.get(_STATE, None)
+    bs = getattr(session.config, "_benchmarksession", None)
+    if suite is None or bs is None:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and reporter.verbosity <= 0:
+        reporter.showfspath = False  # a line per case says more than a file name and its dots
+    # pytest-benchmark writes a run with open('w'): a full disk leaves a truncated file. Ours is
+    # written to a temporary file and then linked to its numbered name (journal.save_whole).
+    storage = bs.storage
+    if suite.journal is not None and hasattr(storage, "get"):
+        folder = suite.journal.folder
+
+        def save(output_json: dict, save_name: str) -> None:
+            try:
+                path = save_whole(folder, save_name, output_json)
+            except OSError as exc:
+                suite.save_errors.append(f"could not save the run in {folder}: {exc}")
+                return
+            suite.saved = True
+            bs.logger.info(f"Saved benchmark data in: {path}")
+
+        storage.save = save
+    if isinstance(bs.json, (str, os.PathLike)):
+        json_path = Path(bs.json)
+
+        def save_json(output_json: dict) -> None:
+            from pytest_benchmark.utils import safe_dumps
+
+            try:
+                write_whole(json_path, safe_dumps(output_json, ensure_ascii=True, indent=4).encode())
+            except OSError as exc:
+                suite.save_errors.append(f"could not write {json_path}: {exc}")
+                return
+            bs.logger.info(f"Wrote benchmark data in: {json_path}", purple=True)
+
+        bs.save_json = save_json
+    if suite.journal is not None:
+        from pytest_benchmark import __version__
+
+        commit_info = session.config.hook.pytest_benchmark_generate_commit_info(config=session.config)
+        session.config.hook.pytest_benchmark_update_commit_info(config=session.config, commit_info=commit_info)
+        suite.journal.start(
+            {
+                "machine_info": bs.get_machine_info(),
+                "commit_info": commit_info,
+                "save_name": bs.save or bs.autosave,
+                "version": __version__,
+            }
+        )
+
+
+def _device_marks(device: str, family: str, plan: Plan) -> list:
     reason = device_unavailable_reason(device)
     if reason is not None:
         return [pytest.mark.skip(reason=reason)]
-    # pytest-benchmark reads its timer from this mark: one clock per device, synchronizing it.
-    return [pytest.mark.benchmark(timer=DeviceClock(device))]
-
-
-def _transfer_routes(device: str) -> list[tuple[str, str]]:
-    if device == "cpu":
-        return [("h2h", "pageable")]  # host-to-host: the memory-bandwidth reference
-    if device == "mps":
-        return [("h2d", "pageable"), ("d2h", "pageable")]  # unified memory: no pinned kind
-    return [(direction, memory) for direction in ("h2d", "d2h") for memory in ("pageable", "pinned")]
+    budget = plan.budgets[family]
+    # pytest-benchmark reads its timer and the options it records in each benchmark from this
+    # mark: one clock per device (synchronizing it), and the round budget this case really has.
+    return [
+        pytest.mark.benchmark(
+            timer=DeviceClock(device),
+            min_rounds=budget.min_rounds,
+            max_time=budget.max_time,
+            # Saved as options.warmup: the warm-up calls before the rounds (extra_info.warmup says what they were).
+            warmup=True,
+            warmup_iterations=2 if family == "transfer" else 1,
+        )
+    ]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    plan = metafunc.config.stash.get(_PLAN, None)
-    if plan is None or "device" not in metafunc.fixturenames:
+    suite = metafunc.config.stash.get(_STATE, None)
+    family = getattr(metafunc.module, "FAMILY", None)
+    if suite is None or family not in FAMILY_AXES:
         return
-    family = metafunc.module.FAMILY
-    if family == "transfer":
-        metafunc.parametrize(
-            ["device", "direction", "memory"],
-            [
-                pytest.param(device, direction, memory, marks=_device_marks(device))
-                for device in plan.devices
-                for direction, memory in _transfer_routes(device)
-            ],
-        )
-        metafunc.parametrize("size", plan.transfer_sizes)
-    else:
-        metafunc.parametrize("device", [pytest.param(d, marks=_device_marks(d)) for d in plan.devices])
-        metafunc.parametrize("batch_size", plan.batch_sizes(family))
+    plan = suite.plan
+    axes = list(FAMILY_AXES[family])
+    metafunc.parametrize(
+        axes,
+        [
+            pytest.param(*case.values(), id=case_id(case), marks=_device_marks(case["device"], family, plan))
+            for case in plan.cases(family)
+        ],
+        indirect=["cpu_threads"],
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.stash.get(_STATE, None) is None:
+        return
+    # Cheapest family first: an interrupted run has kept the most cases (stable: the matrix order stays).
+    order = {family: i for i, family in enumerate(FAMILIES)}
+    items.sort(key=lambda item: order.get(getattr(getattr(item, "module", None), "FAMILY", None), len(order)))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    suite = session.config.stash.get(_STATE, None)
+    if suite is None:
+        return
+    for item in session.items:
+        family = getattr(getattr(item, "module", None), "FAMILY", None)
+        if family in FAMILY_AXES and hasattr(item, "callspec"):
+            suite.bench_ids.add(item.nodeid)
+            suite.remaining.append((item.nodeid, family, dict(item.callspec.params)))
+    suite.run.planned = len(suite.bench_ids)
+    if not session.config.option.collectonly and suite.remaining:
+        _write(session.config, _estimate_line(suite))
+
+
+def _estimate_line(suite: Suite) -> str:
+    cost = plan_cost(suite.plan, suite.profile)
+    wanted = {(family, tuple(params.items())) for _id, family, params in suite.remaining}
+    mine = [c for c in cost.cases if (c.family, tuple(c.params.items())) in wanted]
+    known = [c for c in mine if c.seconds is not None]
+    if not known:
+        return f"fmnist-bench: {len(suite.remaining)} cases; no estimate yet ({suite.profile_note}): it comes as cases finish"
+    unknown = len(mine) - len(known)
+    more = f", +{unknown} cases not predictable" if unknown else ""
+    total = cost.outside_s + sum(c.seconds for c in known)
+    return f"fmnist-bench: {len(suite.remaining)} cases; estimated {format_seconds(total)}{more} ({suite.profile_note})"
+
+
+def _write(config: pytest.Config, line: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        print(line, file=sys.stderr)
+        return
+    reporter.ensure_newline()
+    reporter.write_line(line)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    plan = config.stash.get(_PLAN, None)
-    if plan is None:
+    suite = config.stash.get(_STATE, None)
+    if suite is None:
         return []
-    machine = config.stash[_MACHINE]
+    plan, machine = suite.plan, suite.machine
+    budgets = "; ".join(
+        f"{family} at least {b.min_rounds}, then until {b.max_time:g} s, at most {b.max_rounds}"
+        for family, b in plan.budgets.items()
+    )
+    given = [flag for flag, used in suite.budget_source.items() if used]
+    warm = "a whole epoch or pass" if plan.warmup_batches is None else f"{plan.warmup_batches} batches"
+    threads = ", ".join(f"{family} {'/'.join(map(str, plan.threads_for(family)))}" for family in FAMILIES)
     return [
         f"fmnist-bench: devices {', '.join(plan.devices)} (available here: {', '.join(available_devices())}); "
         f"dataset {plan.dataset_name}; {'quick' if plan.quick else 'full'} run",
         f"fmnist-bench: machine {machine['machine_key']}; saves to {config.option.benchmark_storage}",
+        f"fmnist-bench: what runs (not pytest-benchmark's defaults above): each case's clock is "
+        f"DeviceClock(device) (synchronize, then perf_counter); warm-up {warm}; rounds per case: {budgets}"
+        + (f" (from {', '.join(given)})" if given else ""),
+        f"fmnist-bench: CPU threads per family: {threads} (torch's default here: {plan.default_threads})",
+        *suite.notes,
     ]
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    # A case's cost: its call, not its setup (the first case to need the data or the trained
+    # weights builds them in its setup; that is the run's cost, counted outside the cases).
+    suite = item.config.stash.get(_STATE, None)
+    if suite is not None and item.nodeid in suite.bench_ids:
+        suite.case_started[item.nodeid] = Stopwatch()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    suite = item.config.stash.get(_STATE, None)
+    if suite is None or item.nodeid not in suite.bench_ids:
+        return
+    report = outcome.get_result()
+    if report.skipped and call.when in ("setup", "call"):
+        reason = _reason(report)
+        suite.run.skipped.append({"name": item.name, "reason": reason})
+        _forget(suite, item.nodeid)
+        suite.lines[item.nodeid] = suite.line(_family(item), item.callspec.id, f"skipped: {reason}")
+    elif report.failed:
+        reason = _reason(report)
+        suite.run.failed.append({"name": item.name, "when": call.when, "reason": reason})
+        _forget(suite, item.nodeid)
+        suite.lines[item.nodeid] = suite.line(_family(item), item.callspec.id, f"FAILED, not saved: {reason}")
+    elif call.when == "call" and report.passed:
+        fixture = getattr(item, "funcargs", {}).get("benchmark")
+        stats = getattr(fixture, "stats", None)
+        if not stats:  # --benchmark-disable, or a test that never timed anything
+            _forget(suite, item.nodeid)
+            return
+        _finished(item, suite, stats)
+
+
+def _reason(report) -> str:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    text = getattr(report, "longreprtext", "") or str(report.longrepr)
+    lines = [line for line in text.splitlines() if line.startswith("E ")]
+    return (lines[0][1:].strip() if lines else text.strip().splitlines()[-1] if text.strip() else "failed")[:500]
+
+
+def _forget(suite: Suite, nodeid: str) -> None:
+    suite.remaining = [r for r in suite.remaining if r[0] != nodeid]
+
+
+def _family(item: pytest.Item) -> str:
+    return getattr(getattr(item, "module", None), "FAMILY", "")
+
+
+def _finished(item: pytest.Item, suite: Suite, stats) -> None:
+    started = suite.case_started.pop(item.nodeid, None)
+    stats.extra_info["wall_s"] = started() if started is not None else None
+    suite.run.cases_s += stats.extra_info["wall_s"] or 0.0
+    suite.run.finished.append(stats)
+    record = stats.as_dict(include_data=True)
+    if suite.journal is not None:
+        suite.journal.add(record)
+    _forget(suite, item.nodeid)
+    obs = observation(record, suite.plan.default_threads)
+    if obs is not None:
+        suite.profile.add(obs)  # what is left is predicted from the earlier run and every case so far
+    links = {g.get("cuda_device"): g.get("pcie_gbps_max") for g in suite.machine["gpus"] if g.get("cuda_device")}
+    suite.lines[item.nodeid] = suite.line(_family(item), item.callspec.id, case_headline(record, links))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report, config: pytest.Config):
+    # A case's progress line stands for it: no dot or s beside it (verbose runs keep pytest's word).
+    suite = config.stash.get(_STATE, None)
+    if suite is None or report.nodeid not in suite.bench_ids or report.nodeid not in suite.lines:
+        return None
+    if report.passed:
+        return "passed", "", "PASSED"
+    if report.skipped:
+        return "skipped", "", "SKIPPED"
+    return "failed", "", "FAILED"
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus):
+    suite = session.config.stash.get(_STATE, None)
+    bs = getattr(session.config, "_benchmarksession", None)
+    if suite is not None:
+        if suite.run.ended is None and exitstatus == pytest.ExitCode.INTERRUPTED:
+            suite.run.ended = "interrupted"
+        elif suite.run.ended is None and (session.shouldstop or session.shouldfail):
+            suite.run.ended = f"stopped early: {session.shouldstop or session.shouldfail}"
+        if bs is not None:
+            # Only cases that finished and passed their checks are saved: a case cut short (no
+            # rounds, or fewer than planned) or one that failed would be saved as if measured.
+            finished = {id(s) for s in suite.run.finished}
+            bs.benchmarks[:] = [b for b in bs.benchmarks if b.fullname not in suite.bench_ids or id(b) in finished]
+    outcome = yield
+    if suite is None:
+        return
+    journal = suite.journal
+    if journal is not None:
+        kept = outcome.excinfo is not None or bool(suite.save_errors) or (not suite.saved and journal.cases > 0)
+        journal.close(keep=kept)
+        if kept:
+            suite.save_errors.append(
+                f"The {journal.cases} finished cases are kept in {journal.path}; once the folder can take them, "
+                f"`python -m bench.recover {journal.folder}` saves them as a run"
+            )
+    if suite.save_errors:
+        _write(session.config, "fmnist-bench: " + ". ".join(suite.save_errors) + ".")
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    suite = config.stash.get(_STATE, None)
+    if suite is None or config.option.collectonly or not suite.run.planned:
+        return
+    records = [s.as_dict(include_data=False) for s in suite.run.finished]
+    terminalreporter.section("fmnist-bench: is the GPU faster here?", sep="=", bold=True)
+    for line in end_summary(records, default_threads=suite.plan.default_threads, run=suite.run.record()):
+        terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    suite = config.stash.get(_STATE, None)
+    if suite is None:
+        return
+    suite.restore_signals()
+    if config.pluginmanager.is_registered(suite):  # not when configure stopped at a usage error
+        config.pluginmanager.unregister(suite)
+    if suite.journal is not None:
+        suite.journal.close(keep=suite.journal.cases > 0 and not suite.saved)
+
+
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    plan = config.stash[_PLAN]
-    machine = config.stash[_MACHINE]
+    suite = config.stash.get(_STATE, None)
+    if suite is None:
+        return
+    plan, machine = suite.plan, suite.machine
     machine_info["torch"] = torch_info()
+    machine_info["torch"]["threads"] = plan.default_threads  # torch's own choice, not the last case's
     machine_info["nvml"] = machine["nvml"]
     machine_info["gpus"] = machine["gpus"]
     machine_info["dataset"] = {
@@ -176,12 +573,32 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "format": FORMAT_VERSION,
         "machine_key": machine["machine_key"],
         "plan": plan.summary(),
+        "budget_options": suite.budget_source,
+        "run": suite.run.record(),
     }
 
 
 @pytest.fixture(scope="session")
 def plan(pytestconfig: pytest.Config) -> Plan:
-    return pytestconfig.stash[_PLAN]
+    return pytestconfig.stash[_STATE].plan
+
+
+@pytest.fixture
+def clock(device: str) -> DeviceClock:
+    """The case's device clock, for what the suite times itself (warm-up, the latency sample)."""
+    return DeviceClock(device)
+
+
+@pytest.fixture
+def cpu_threads(request: pytest.FixtureRequest, device: str):
+    """Run the case at its CPU thread count (torch.set_num_threads), and put torch's back after."""
+    threads = request.param
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -200,8 +617,10 @@ def test_split(plan: Plan):
 
 @pytest.fixture(scope="session")
 def trained_state(train_split) -> dict:
-    """Weights after one resident epoch on the CPU (untimed), so inference accuracy means something."""
+    """Weights after one untimed resident epoch over the first 10,000 training images on the CPU,
+    so inference accuracy means something."""
     torch.manual_seed(0)
     model = Network()
-    train_epoch_resident(model, make_optimizer(model), train_split.images, train_split.labels, 100)
+    n = min(len(train_split), _WEIGHTS_IMAGES)
+    train_epoch_resident(model, make_optimizer(model), train_split.images[:n], train_split.labels[:n], 100)
     return model.state_dict()

@@ -1,22 +1,87 @@
-"""What one run measures: the suite's defaults, and its options checked and parsed into a Plan."""
+"""What one run measures: the suite's defaults, its options checked and parsed, and the case matrix."""
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
 from fmnist_model import DEFAULT_ROOT
 
 __all__ = [
+    "FAMILIES",
+    "FAMILY_AXES",
+    "Budget",
+    "LatencySample",
     "Plan",
     "available_devices",
+    "case_id",
     "device_unavailable_reason",
     "parse_batch_sizes",
+    "parse_cpu_threads",
     "parse_devices",
+    "parse_warmup_batches",
     "plan_from_options",
 ]
+
+# In the order a run takes them: the cheapest first, so an interrupted run has kept the most cases.
+FAMILIES = ("transfer", "inference", "train")
+# Every case of a family names these params, in this order (its test id follows it).
+FAMILY_AXES = {
+    "transfer": ("device", "cpu_threads", "direction", "memory", "size", "dtype"),
+    "inference": ("device", "cpu_threads", "batch_size", "mode"),
+    "train": ("device", "cpu_threads", "batch_size", "pipeline"),
+}
+PIPELINES = ("seed", "resident")
+MODES = ("compute", "end_to_end")
+DTYPES = ("float32", "uint8")
+# A number of threads past this is a typo, not a machine (the largest CPUs have a few hundred).
+MAX_CPU_THREADS = 1024
+# The rounds ceiling once --benchmark-max-time is given: the time asked for rules, up to a
+# saved run of a few megabytes.
+LIFTED_MAX_ROUNDS = 10_000
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many timed rounds a case gets: pytest-benchmark's rule, with a ceiling.
+
+    At least `min_rounds`; more while they fit in `max_time` seconds (as pytest-benchmark's
+    --benchmark-min-rounds and --benchmark-max-time do); never more than `max_rounds`, so a
+    20-microsecond copy does not write 50,000 round times into the saved run.
+    """
+
+    min_rounds: int
+    max_time: float
+    max_rounds: int
+
+    def rounds_for(self, round_s: float) -> int:
+        """Rounds for a case whose one round is estimated to take `round_s` seconds."""
+        floor = self.min_rounds
+        if not round_s > 0 or not math.isfinite(round_s):
+            return floor
+        return max(floor, min(self.max_rounds, math.ceil(self.max_time / round_s)))
+
+
+@dataclass(frozen=True)
+class LatencySample:
+    """The bounded sample of single inference batches timed for per-batch latency percentiles."""
+
+    min_batches: int = 10  # fewer says little about a p90
+    max_batches: int = 200  # enough for a p99 with two samples beyond it
+    max_time: float = 0.25  # seconds; the min_batches still run when one batch is slower
+
+
+# Full runs: an epoch takes seconds, so a median of 3 and stop; a copy takes microseconds, so
+# many rounds within a tenth of a second. Measured costs behind these: README "How long it takes".
+FULL_BUDGETS = {
+    "transfer": Budget(min_rounds=5, max_time=0.1, max_rounds=100),
+    "inference": Budget(min_rounds=3, max_time=0.5, max_rounds=50),
+    "train": Budget(min_rounds=3, max_time=1.0, max_rounds=20),
+}
+QUICK_BUDGETS = {family: Budget(min_rounds=1, max_time=0.0, max_rounds=1) for family in FAMILIES}
 
 
 @dataclass(frozen=True)
@@ -25,6 +90,8 @@ class Plan:
 
     devices: tuple[str, ...]
     dataset_name: str  # the data really used: "fashion-mnist" or "synthetic"
+    # torch's own intra-op thread count on this machine: the CPU as most people run it.
+    default_threads: int
     dataset: str = "auto"  # what was asked for
     data_root: str = str(DEFAULT_ROOT)
     download: bool = False
@@ -38,10 +105,20 @@ class Plan:
     # None: the whole split (60,000 / 10,000 images), as an epoch and a test pass really are.
     train_images: int | None = None
     test_images: int | None = None
-    # An epoch takes seconds on a CPU, so few rounds; copies take microseconds, so many.
-    rounds: dict[str, int] = field(default_factory=lambda: {"transfer": 30, "train": 3, "inference": 5})
-    # First CUDA call, cuDNN's algorithm choice and the allocator's growth land in warm-up.
-    warmup_rounds: int = 1
+    # CPU intra-op threads per family. None: 1 and torch's default for inference and copies
+    # (at batch size 1, 16 threads gave a third of 1 thread's speed on a 16-core host), torch's
+    # default alone for training (a second thread count doubles the run's largest cost).
+    cpu_threads: tuple[int, ...] | None = None
+    budgets: dict[str, Budget] = field(default_factory=lambda: dict(FULL_BUDGETS))
+    # Warm-up: this many batches (plus one of the epoch's last, smaller shape), not a whole
+    # epoch: the first CUDA calls, cuDNN's choice per shape, the allocator's growth and the
+    # DataLoader's start all happen in the first batches. None: a whole epoch or pass.
+    warmup_batches: int | None = 2
+    # An inference round is one pass over the test split, or over its first `pass_batches`
+    # batches when it has more (batch sizes under 10): a pass at batch size 1 took 16 s on a
+    # 16-core CPU, and its throughput is the same over 1,000 images.
+    pass_batches: int = 1000
+    latency: LatencySample = LatencySample()
 
     @classmethod
     def quick_plan(cls, **kw) -> Plan:
@@ -53,7 +130,8 @@ class Plan:
             transfer_sizes=(1, 1000, 60_000),
             train_images=2000,
             test_images=1000,
-            rounds={"transfer": 1, "train": 1, "inference": 1},
+            budgets=dict(QUICK_BUDGETS),
+            latency=LatencySample(min_batches=3, max_batches=20, max_time=0.05),
         )
         return cls(**{**defaults, **kw})
 
@@ -64,10 +142,76 @@ class Plan:
             return self.inference_batch_sizes
         raise ValueError(f"family {family!r} has no batch sizes")
 
+    def threads_for(self, family: str) -> tuple[int, ...]:
+        """The CPU thread counts a family's cpu cases run at."""
+        if self.cpu_threads is not None:
+            return self.cpu_threads
+        if family == "train":
+            return (self.default_threads,)
+        return tuple(dict.fromkeys((1, self.default_threads)))
+
+    def cases(self, family: str) -> list[dict]:
+        """Every case of `family`: its params, keyed and ordered by FAMILY_AXES[family]."""
+        out = []
+        for device in self.devices:
+            # Only the CPU's own cases sweep its threads; a GPU case runs at torch's default.
+            for threads in self.threads_for(family) if device == "cpu" else (self.default_threads,):
+                base = {"device": device, "cpu_threads": threads}
+                if family == "transfer":
+                    out += [
+                        {**base, "direction": direction, "memory": memory, "size": size, "dtype": dtype}
+                        for direction, memory in _transfer_routes(device)
+                        for size in self.transfer_sizes
+                        for dtype in DTYPES
+                    ]
+                elif family == "inference":
+                    out += [
+                        {**base, "batch_size": bs, "mode": mode} for bs in self.inference_batch_sizes for mode in MODES
+                    ]
+                elif family == "train":
+                    out += [
+                        {**base, "batch_size": bs, "pipeline": pipeline}
+                        for bs in self.train_batch_sizes
+                        for pipeline in PIPELINES
+                    ]
+                else:
+                    raise ValueError(f"unknown family {family!r}")
+        return out
+
     def summary(self) -> dict:
         """What the saved run records about the plan it ran (the data is recorded on its own)."""
         data = {"dataset", "dataset_name", "data_root", "download"}
-        return {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(self).items() if key not in data}
+        out = {key: _plain(v) for key, v in asdict(self).items() if key not in data}
+        out["cpu_threads"] = {family: list(self.threads_for(family)) for family in FAMILIES}
+        return out
+
+
+def _plain(value):
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _transfer_routes(device: str) -> list[tuple[str, str]]:
+    if device == "cpu":
+        return [("h2h", "pageable")]  # host-to-host: the memory-bandwidth reference
+    if device == "mps":
+        return [("h2d", "pageable"), ("d2h", "pageable")]  # unified memory: no pinned kind
+    return [(direction, memory) for direction in ("h2d", "d2h") for memory in ("pageable", "pinned")]
+
+
+def case_id(params: dict) -> str:
+    """A case's pytest id: its param values in FAMILY_AXES order; threads shown on the CPU only."""
+    parts = []
+    for key, value in params.items():
+        if key == "cpu_threads":
+            if params["device"] == "cpu":
+                parts[-1] += f"-{value}t"
+            continue
+        parts.append(str(value))
+    return "-".join(parts)
 
 
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -97,16 +241,42 @@ def parse_devices(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def parse_batch_sizes(text: str) -> tuple[int, ...]:
-    """'100,1000' -> (100, 1000). Raises ValueError naming a value that is not a positive integer."""
+def _positive_ints(text: str, *, most: int | None = None, words: dict[str, int] | None = None) -> tuple[int, ...]:
     out: list[int] = []
     for raw in text.split(","):
         value = raw.strip()
-        if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"{value!r} is not a positive integer")
-        if int(value) not in out:
-            out.append(int(value))
+        if words and value in words:
+            number = words[value]
+        elif value.isdigit() and int(value) >= 1:
+            number = int(value)
+        else:
+            extra = f" or {' or '.join(words)}" if words else ""
+            raise ValueError(f"{value!r} is not a positive integer{extra}")
+        if most is not None and number > most:
+            raise ValueError(f"{value!r} is more than {most:,}")
+        if number not in out:
+            out.append(number)
     return tuple(out)
+
+
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    """'100,1000' -> (100, 1000). Raises ValueError naming a value that is not a positive integer."""
+    return _positive_ints(text)
+
+
+def parse_cpu_threads(text: str, default_threads: int) -> tuple[int, ...]:
+    """'1,4,default' -> (1, 4, 16) on a machine where torch picks 16 threads."""
+    return _positive_ints(text, most=MAX_CPU_THREADS, words={"default": default_threads})
+
+
+def parse_warmup_batches(text: str) -> int | None:
+    """'2' -> 2; 'all' -> None (a whole epoch or pass, as before budgets existed)."""
+    value = text.strip()
+    if value == "all":
+        return None
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise ValueError(f"{value!r} is not a positive integer or all")
 
 
 def available_devices() -> tuple[str, ...]:
@@ -143,15 +313,37 @@ def plan_from_options(
     data_root: str | os.PathLike,
     download: bool,
     dataset_name: str,
+    default_threads: int | None = None,
+    cpu_threads: tuple[int, ...] | None = None,
+    warmup_batches: int | None = 2,
+    min_rounds: int | None = None,
+    max_time: float | None = None,
 ) -> Plan:
-    """A Plan from parsed option values (parse_devices, parse_batch_sizes); None takes the default."""
+    """A Plan from parsed option values; None takes the default.
+
+    `min_rounds` and `max_time` (pytest-benchmark's --benchmark-min-rounds and
+    --benchmark-max-time, when given) replace those of every family's budget.
+    """
     kw: dict = dict(
         devices=devices or available_devices(),
         dataset=dataset,
         dataset_name=dataset_name,
         data_root=str(data_root),
         download=download,
+        default_threads=default_threads or torch.get_num_threads(),
+        cpu_threads=cpu_threads,
+        warmup_batches=warmup_batches,
     )
     if batch_sizes:
         kw.update(train_batch_sizes=batch_sizes, inference_batch_sizes=batch_sizes)
-    return Plan.quick_plan(**kw) if quick else Plan(**kw)
+    plan = Plan.quick_plan(**kw) if quick else Plan(**kw)
+    if min_rounds is None and max_time is None:
+        return plan
+    budgets = {}
+    for family, budget in plan.budgets.items():
+        new_min = budget.min_rounds if min_rounds is None else min_rounds
+        new_time = budget.max_time if max_time is None else max_time
+        # Asked for more rounds or more time than the ceiling allows: the ceiling gives way.
+        ceiling = max(budget.max_rounds, new_min, LIFTED_MAX_ROUNDS if max_time is not None else 0)
+        budgets[family] = Budget(new_min, new_time, ceiling)
+    return replace(plan, budgets=budgets)

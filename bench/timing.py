@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-__all__ = ["DeviceClock", "synchronizer"]
+__all__ = ["DeviceClock", "Stopwatch", "process_age", "sample_calls", "synchronizer", "timed_call"]
 
 
 def synchronizer(device: torch.device | str) -> Callable[[], None]:
@@ -54,3 +56,59 @@ class DeviceClock:
 
     def __repr__(self) -> str:
         return self.__name__
+
+
+def timed_call(clock: Callable[[], float], fn: Callable[[], object]) -> tuple[float, object]:
+    """(seconds, result) of one call, between two reads of `clock` (a DeviceClock waits for the device)."""
+    start = clock()
+    result = fn()
+    return clock() - start, result
+
+
+def sample_calls(
+    clock: Callable[[], float],
+    fn: Callable[[int], object],
+    *,
+    min_calls: int,
+    max_calls: int,
+    max_time: float,
+) -> list[float]:
+    """Time `fn(0)`, `fn(1)`, ... one call at a time: at least `min_calls`, then while the
+    calls so far took under `max_time` seconds, at most `max_calls`. Returns each call's seconds.
+
+    Each call is its own timed region, so with a DeviceClock each one ends when the device
+    has finished it: a request's latency, not a share of a pipelined pass.
+    """
+    times: list[float] = []
+    while len(times) < max_calls and (len(times) < min_calls or sum(times) < max_time):
+        index = len(times)
+        seconds, _ = timed_call(clock, lambda: fn(index))  # noqa: B023 - called at once, in this iteration
+        times.append(seconds)
+    return times
+
+
+class Stopwatch:
+    """Wall-clock seconds since it was made (plus `already` seconds): for progress and costs, not for results."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter, already: float = 0.0) -> None:
+        self._clock = clock
+        self._start = clock() - already
+
+    def __call__(self) -> float:
+        return self._clock() - self._start
+
+
+def process_age(proc: Path = Path("/proc")) -> float:
+    """Seconds since this process started, from Linux's /proc; 0.0 where that is not known.
+
+    A run's wall time starts when the command does, before Python has imported torch (a few
+    seconds that no hook of the run sees), so that is where the run's stopwatch starts.
+    """
+    try:
+        # Field 22 of /proc/self/stat is the start time in clock ticks since boot; the name
+        # (field 2) is in parentheses and may hold spaces, so count from its closing one.
+        start_ticks = int((proc / "self" / "stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float((proc / "uptime").read_text().split()[0])
+        return max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0

@@ -4,12 +4,33 @@ import pytest
 import torch
 
 from bench.plan import (
+    FAMILIES,
+    FAMILY_AXES,
+    LIFTED_MAX_ROUNDS,
+    Budget,
     available_devices,
+    case_id,
     device_unavailable_reason,
     parse_batch_sizes,
+    parse_cpu_threads,
     parse_devices,
+    parse_warmup_batches,
     plan_from_options,
 )
+
+
+def make_plan(**kw):
+    options = dict(
+        devices=("cpu",),
+        batch_sizes=None,
+        quick=False,
+        dataset="auto",
+        data_root="data",
+        download=False,
+        dataset_name="synthetic",
+        default_threads=16,
+    )
+    return plan_from_options(**{**options, **kw})
 
 
 @pytest.mark.parametrize(
@@ -64,35 +85,91 @@ def test_a_gpu_index_the_machine_lacks_says_how_many_it_has(monkeypatch):
 
 
 def test_default_plan_is_the_issue_sweep():
-    plan = plan_from_options(
-        devices=("cpu",),
-        batch_sizes=None,
-        quick=False,
-        dataset="auto",
-        data_root="data",
-        download=False,
-        dataset_name="synthetic",
-    )
+    plan = make_plan()
     assert plan.batch_sizes("train") == (100, 1000, 10_000)
     assert plan.batch_sizes("inference") == (1, 10, 100, 1000, 10_000)
     assert plan.transfer_sizes == (1, 100, 1000, 10_000, 60_000)
     assert plan.train_images is None and plan.test_images is None  # whole splits
-    assert plan.warmup_rounds >= 1
+    assert plan.warmup_batches == 2 and plan.pass_batches == 1000
 
 
 def test_quick_plan_is_small_and_batch_sizes_override_both_families():
-    plan = plan_from_options(
-        devices=None,
-        batch_sizes=(64,),
-        quick=True,
-        dataset="synthetic",
-        data_root="data",
-        download=False,
-        dataset_name="synthetic",
-    )
-    assert plan.quick and set(plan.rounds.values()) == {1}
+    plan = make_plan(devices=None, batch_sizes=(64,), quick=True)
+    assert plan.quick and {b.max_rounds for b in plan.budgets.values()} == {1}
     assert plan.batch_sizes("train") == plan.batch_sizes("inference") == (64,)
     assert plan.devices == available_devices()
     assert plan.summary()["train_batch_sizes"] == [64]
     with pytest.raises(ValueError, match="transfer"):
         plan.batch_sizes("transfer")
+
+
+@pytest.mark.parametrize(
+    "round_s, rounds",
+    [
+        (5.0, 3),  # a slow epoch: the minimum
+        (0.2, 5),  # 1 s of budget / 0.2 s
+        (0.001, 20),  # the ceiling
+        (0.0, 3),  # no estimate: the minimum
+        (float("nan"), 3),
+    ],
+)
+def test_budget_is_pytest_benchmarks_rule_with_a_ceiling(round_s, rounds):
+    assert Budget(min_rounds=3, max_time=1.0, max_rounds=20).rounds_for(round_s) == rounds
+
+
+def test_cpu_threads_default_to_one_and_torchs_for_copies_and_inference_torchs_for_training():
+    plan = make_plan()
+    assert plan.threads_for("transfer") == plan.threads_for("inference") == (1, 16)
+    assert plan.threads_for("train") == (16,)
+    assert make_plan(default_threads=1).threads_for("inference") == (1,)  # no duplicate case
+    chosen = make_plan(cpu_threads=(1, 4, 16))
+    assert all(chosen.threads_for(family) == (1, 4, 16) for family in FAMILIES)
+    assert plan.summary()["cpu_threads"] == {"transfer": [1, 16], "inference": [1, 16], "train": [16]}
+
+
+def test_the_case_matrix_sweeps_threads_on_the_cpu_only_and_names_every_axis():
+    plan = make_plan(devices=("cpu", "cuda:0"))
+    for family in FAMILIES:
+        for case in plan.cases(family):
+            assert tuple(case) == FAMILY_AXES[family]
+    train = plan.cases("train")
+    assert len(train) == 3 * 2 + 3 * 2  # cpu at torch's 16 threads, cuda:0: 3 batch sizes x 2 pipelines
+    assert {c["cpu_threads"] for c in train if c["device"] == "cuda:0"} == {16}
+    inference = plan.cases("inference")
+    assert len([c for c in inference if c["device"] == "cpu"]) == 2 * 5 * 2  # two thread counts
+    assert len([c for c in inference if c["device"] == "cuda:0"]) == 5 * 2
+    transfer = plan.cases("transfer")
+    assert {(c["direction"], c["memory"]) for c in transfer if c["device"] == "cpu"} == {("h2h", "pageable")}
+    assert len([c for c in transfer if c["device"] == "cuda:0"]) == 4 * 5 * 2
+
+
+def test_case_ids_show_threads_on_the_cpu_only():
+    assert case_id({"device": "cpu", "cpu_threads": 4, "batch_size": 100, "pipeline": "seed"}) == "cpu-4t-100-seed"
+    assert (
+        case_id({"device": "cuda:0", "cpu_threads": 16, "batch_size": 100, "mode": "compute"}) == "cuda:0-100-compute"
+    )
+
+
+def test_cpu_threads_parse_with_the_word_default():
+    assert parse_cpu_threads("1, default,4,1", default_threads=16) == (1, 16, 4)
+    for bad, message in [("0", "'0' is not a positive integer or default"), ("2000", "'2000' is more than 1,024")]:
+        with pytest.raises(ValueError, match=message):
+            parse_cpu_threads(bad, default_threads=16)
+
+
+def test_warmup_batches_parse():
+    assert parse_warmup_batches("3") == 3 and parse_warmup_batches(" all ") is None
+    for bad in ("0", "-1", "2,3", "lots"):
+        with pytest.raises(ValueError, match="is not a positive integer or all"):
+            parse_warmup_batches(bad)
+
+
+def test_pytest_benchmark_round_options_replace_every_familys_budget():
+    plan = make_plan(min_rounds=7)
+    assert {b.min_rounds for b in plan.budgets.values()} == {7}
+    assert plan.budgets["train"].max_time == 1.0  # untouched
+    plan = make_plan(max_time=30.0)
+    assert {b.max_time for b in plan.budgets.values()} == {30.0}
+    # The time asked for rules: the ceiling is lifted.
+    assert {b.max_rounds for b in plan.budgets.values()} == {LIFTED_MAX_ROUNDS}
+    assert make_plan(min_rounds=500).budgets["train"].max_rounds == 500

@@ -12,14 +12,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 # The axes every benchmark of a family must name in its params, and the units in its extra_info.
 PARAMS = {
-    "transfer": {"device", "direction", "memory", "size", "dtype"},
-    "train": {"device", "batch_size", "pipeline"},
-    "inference": {"device", "batch_size", "mode"},
+    "transfer": {"device", "cpu_threads", "direction", "memory", "size", "dtype"},
+    "train": {"device", "cpu_threads", "batch_size", "pipeline"},
+    "inference": {"device", "cpu_threads", "batch_size", "mode"},
 }
+# Every case records its warm-up, its round budget and what it cost besides its figures.
 EXTRA = {
-    "transfer": {"images", "bytes"},
-    "train": {"images", "batches", "dataset", "loss", "accuracy", "losses", "accuracies"},
-    "inference": {"images", "batches", "dataset", "accuracy"},
+    "transfer": {"images", "bytes", "warmup", "budget", "wall_s"},
+    "train": {"images", "batches", "dataset", "loss", "accuracy", "losses", "accuracies", "warmup", "budget", "wall_s"},
+    "inference": {"images", "batches", "dataset", "accuracy", "latency", "warmup", "budget", "wall_s"},
 }
 
 
@@ -63,6 +64,46 @@ def test_every_benchmark_names_its_axes_and_units(quick_run):
         assert bench["stats"]["rounds"] >= 1 and bench["stats"]["median"] > 0
         assert len(bench["stats"]["data"]) == bench["stats"]["rounds"]  # per-round times are kept
         assert bench["options"]["timer"] == f"DeviceClock({bench['params']['device']})"
+        # What pytest-benchmark records as the case's options is the budget it really ran under.
+        budget = bench["extra_info"]["budget"]
+        assert (
+            bench["options"]["min_rounds"] == budget["min_rounds"]
+            and bench["options"]["max_time"] == budget["max_time"]
+        )
+        assert bench["stats"]["rounds"] == budget["rounds"]
+
+
+def test_cpu_threads_are_an_axis_of_the_cpu_cases(quick_run):
+    default = quick_run["json"]["machine_info"]["torch"]["threads"]
+    counts = {
+        family: {b["params"]["cpu_threads"] for b in quick_run["json"]["benchmarks"] if b["group"] == family}
+        for family in PARAMS
+    }
+    # Copies and inference at 1 thread and at torch's own count; training at torch's.
+    assert counts == {"transfer": {1, default}, "inference": {1, default}, "train": {default}}
+    assert "test_inference[cpu-1t-1-compute]" in {b["name"] for b in quick_run["json"]["benchmarks"]}
+
+
+def test_inference_records_latency_percentiles_and_throughput_per_pass(quick_run):
+    for bench in quick_run["json"]["benchmarks"]:
+        if bench["group"] == "inference":
+            info, latency = bench["extra_info"], bench["extra_info"]["latency"]
+            assert latency["p50_s"] <= latency["p90_s"] <= latency["p99_s"]
+            assert latency["samples"] == len(latency["batch_times_s"]) >= 1
+            # A pass over the split, or over its first 1,000 batches: images per round.
+            assert info["images"] == min(1000, bench["params"]["batch_size"] * 1000)
+            assert latency["source"] == ("rounds" if info["batches"] == 1 else "sample")
+
+
+def test_the_terminal_shows_progress_and_the_answer(quick_run):
+    out = quick_run["output"]
+    total = len(quick_run["json"]["benchmarks"])
+    assert f"[ 1/{total}]" in out and f"[{total}/{total}]" in out
+    assert "train cpu-" in out and "per epoch" in out and "images/s" in out and "GB/s" in out
+    summary = out.index("fmnist-bench: is the GPU faster here?")
+    assert summary < out.index("benchmark 'inference'")  # before pytest-benchmark's wide tables
+    assert "Where a seed epoch goes" in out[summary:]
+    assert "rounds per case: transfer at least 1" in out  # the header says what runs
 
 
 def test_train_records_loss_and_accuracy_beside_the_time(quick_run):
@@ -91,8 +132,12 @@ def test_machine_info_carries_torch_nvml_gpus_and_dataset(quick_run):
     assert info["nvml"]["available"] or info["nvml"]["reason"]
     assert isinstance(info["gpus"], list)
     assert info["dataset"]["name"] == "synthetic" and info["dataset"]["requested"] == "auto"
-    assert info["fmnist_bench"]["format"] == 1 and info["fmnist_bench"]["plan"]["quick"] is True
+    assert info["fmnist_bench"]["format"] == 2 and info["fmnist_bench"]["plan"]["quick"] is True
     assert info["fmnist_bench"]["machine_key"]
+    run = info["fmnist_bench"]["run"]
+    assert run["complete"] is True and run["planned_cases"] == run["finished_cases"] == len(
+        quick_run["json"]["benchmarks"]
+    )
 
 
 def test_autosave_writes_pytest_benchmark_storage_and_compare_reads_it(quick_run):
@@ -112,7 +157,7 @@ def test_autosave_writes_pytest_benchmark_storage_and_compare_reads_it(quick_run
         text=True,
     )
     assert compare.returncode == 0, compare.stderr
-    assert "test_train_epoch[cpu-100-seed]" in compare.stdout
+    assert "test_train_epoch[cpu-" in compare.stdout and "-100-seed]" in compare.stdout
 
 
 def test_default_storage_is_results_per_machine(tmp_path):
@@ -128,6 +173,9 @@ def test_default_storage_is_results_per_machine(tmp_path):
         (["--devices", "cpu,cuda:x"], "--devices: 'cuda:x' is not a device"),
         (["--batch-sizes", "0"], "--batch-sizes: '0' is not a positive integer"),
         (["--batch-sizes", "100,big"], "--batch-sizes: 'big' is not a positive integer"),
+        (["--cpu-threads", "0"], "--cpu-threads: '0' is not a positive integer or default"),
+        (["--cpu-threads", "1,5000"], "--cpu-threads: '5000' is more than 1,024"),
+        (["--warmup-batches", "some"], "--warmup-batches: 'some' is not a positive integer or all"),
         (["--dataset", "mnist"], "--dataset: invalid choice: 'mnist'"),
     ],
 )
@@ -150,3 +198,22 @@ def test_a_device_the_machine_lacks_is_a_skip_with_the_reason():
     assert result.returncode == 0, result.stdout[-2000:]
     assert "2 passed, 2 skipped" in result.stdout
     assert "SKIPPED" in result.stdout and f"{missing}:" in result.stdout
+    assert f"train {missing}-100-seed: skipped: {missing}:" in result.stdout  # its progress line says why
+
+
+def test_pytest_benchmark_round_options_are_honoured_and_recorded(tmp_path):
+    out = tmp_path / "run.json"
+    result = run_suite(
+        "--quick", "--devices", "cpu", "-k", "train and 1000-resident or transfer and 1-float32",
+        "--benchmark-min-rounds=4", "--benchmark-max-time=0.001", f"--benchmark-json={out}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:]
+    run = json.loads(out.read_text())
+    assert run["machine_info"]["fmnist_bench"]["budget_options"] == {
+        "--benchmark-min-rounds": True,
+        "--benchmark-max-time": True,
+    }
+    for bench in run["benchmarks"]:
+        assert bench["stats"]["rounds"] >= 4 and bench["options"]["min_rounds"] == 4
+        assert bench["options"]["max_time"] == 0.001
+    assert "(from --benchmark-min-rounds, --benchmark-max-time)" in result.stdout

@@ -1,0 +1,93 @@
+"""Does a short warm-up leave the timed rounds unchanged? python -m bench.check_warmup [--trials N] [-- PYTEST ARGS].
+
+Runs the suite in fresh processes, alternating a short warm-up (--warmup-batches, default 2)
+with a whole epoch or pass of warm-up (--warmup-batches all), so that each variant starts as
+cold as a real run does. Then, per case, the median of each variant's medians and their
+ratio, and how the first timed round compares with the case's median: a warm-up that is too
+short leaves its cost in the first round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = ["compare", "main"]
+
+VARIANTS = {"short": None, "full": "all"}  # None: the suite's default warm-up
+
+
+def _run(variant: str, short: str, out: Path, pytest_args: list[str]) -> dict:
+    warmup = short if VARIANTS[variant] is None else VARIANTS[variant]
+    command = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q", "--benchmark-disable-gc",
+               f"--warmup-batches={warmup}", f"--benchmark-json={out}", *pytest_args]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return json.loads(out.read_text())
+
+
+def compare(runs: dict[str, list[dict]]) -> list[dict]:
+    """Per case: each variant's median of medians, short/full, and the first round against the median."""
+    names = sorted({b["name"] for run in runs["short"] for b in run["benchmarks"]})
+    rows = []
+    for name in names:
+        row: dict = {"name": name}
+        for variant, variant_runs in runs.items():
+            cases = [b for run in variant_runs for b in run["benchmarks"] if b["name"] == name]
+            if not cases:
+                continue
+            row[variant] = statistics.median(b["stats"]["median"] for b in cases)
+            row[f"{variant}_iqr"] = statistics.median(b["stats"]["iqr"] / b["stats"]["median"] for b in cases)
+            firsts = [
+                b["stats"]["data"][0] / b["stats"]["median"] for b in cases if len(b["stats"].get("data") or []) > 1
+            ]
+            row[f"{variant}_first"] = statistics.median(firsts) if firsts else None
+        if "short" in row and "full" in row:
+            row["ratio"] = row["short"] / row["full"]
+            rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.check_warmup", description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=3, help="runs of each variant, alternated (default: 3)")
+    parser.add_argument("--short", default="2", help="the short warm-up's --warmup-batches (default: 2)")
+    parser.add_argument("pytest_args", nargs="*", help="passed to pytest bench, e.g. --devices cuda:0 -k 'resident'")
+    args = parser.parse_args(argv)
+    if args.trials < 1:
+        parser.error("--trials must be at least 1")
+    runs: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
+    with tempfile.TemporaryDirectory() as folder:
+        for trial in range(args.trials):
+            order = list(VARIANTS) if trial % 2 == 0 else list(reversed(VARIANTS))
+            for variant in order:
+                print(f"trial {trial + 1}/{args.trials}: {variant} warm-up", file=sys.stderr, flush=True)
+                runs[variant].append(
+                    _run(variant, args.short, Path(folder) / f"{variant}-{trial}.json", args.pytest_args)
+                )
+    rows = compare(runs)
+    first = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    print(
+        f"{'case':<48} {'short warm-up':>14} {'full warm-up':>13} {'short/full':>10} {'IQR':>5}  first round/median (short, full)"
+    )
+    for r in rows:
+        print(
+            f"{r['name']:<48} {r['short']:>14.4g} {r['full']:>13.4g} {r['ratio']:>10.3f} {max(r['short_iqr'], r['full_iqr']):>5.0%}"
+            f"  {first(r['short_first'])}, {first(r['full_first'])}"
+        )
+    if rows:
+        worst = max(rows, key=lambda r: abs(r["ratio"] - 1))
+        print(
+            f"largest difference: {worst['ratio'] - 1:+.1%} ({worst['name']}); {args.trials} trial(s) per variant, alternated"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

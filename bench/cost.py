@@ -1,0 +1,354 @@
+"""The cost model: a plan's wall time, case by case, predicted from measured costs (saved runs, the cases finished so far).
+
+A case costs its fixed overhead (model, buffers, pytest), a short warm-up, for inference a
+bounded latency sample, and its timed rounds, whose number the family's Budget sets from the
+round's time. The round times come from a profile: the medians of a saved run of the same
+machine, interpolated in log-log across batch sizes and scaled by the images per round where
+the plan differs from the run. `python -m bench.cost RUN.json...` prints a plan's estimate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .derive import loglog_interp
+from .plan import (
+    FAMILIES,
+    Plan,
+    parse_batch_sizes,
+    parse_cpu_threads,
+    parse_devices,
+    plan_from_options,
+)
+
+__all__ = [
+    "ASSUMED_OVERHEAD_S",
+    "ASSUMED_OUTSIDE_S",
+    "CaseCost",
+    "Observation",
+    "PlanCost",
+    "Profile",
+    "case_cost",
+    "format_seconds",
+    "main",
+    "observation",
+    "plan_cost",
+]
+
+VARIANT_AXES = {"transfer": ("direction", "memory", "dtype"), "inference": ("mode",), "train": ("pipeline",)}
+SIZE_AXIS = {"transfer": "size", "inference": "batch_size", "train": "batch_size"}
+SPLIT_IMAGES = {"train": 60_000, "inference": 10_000}
+# Used only where a profile has no measurement of its own (runs saved before format 2 do not
+# record what a case cost besides its rounds). From the format-2 full run on the 2-core AMD VM:
+# the median per-case overhead and the time from start to the first case (README "How long it takes").
+ASSUMED_OVERHEAD_S = {"transfer": 0.01, "inference": 0.05, "train": 0.1}
+ASSUMED_OUTSIDE_S = 8.0
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One measured case, reduced to what predicts a case like it."""
+
+    family: str
+    device: str
+    threads: int | None
+    variant: tuple
+    size: int
+    round_s: float  # the median round
+    images: int | None  # images per round (train, inference); None for copies
+    overhead_s: float | None = None  # what the case cost besides warm-up, sample and rounds
+
+    @property
+    def key(self) -> tuple:
+        return (self.family, self.device, self.threads, self.variant, self.size)
+
+
+def _variant(family: str, params: dict) -> tuple:
+    return tuple(params.get(axis) for axis in VARIANT_AXES[family])
+
+
+def observation(record: dict, default_threads: int | None = None) -> Observation | None:
+    """An Observation from one benchmark of a saved run (pytest-benchmark's JSON), or None if it has no time."""
+    family = record.get("group")
+    params = record.get("params") if isinstance(record.get("params"), dict) else {}
+    stats = record.get("stats") if isinstance(record.get("stats"), dict) else {}
+    extra = record.get("extra_info") if isinstance(record.get("extra_info"), dict) else {}
+    median = stats.get("median")
+    size = params.get(SIZE_AXIS.get(family, ""))
+    if family not in FAMILIES or not isinstance(median, (int, float)) or not median > 0 or not isinstance(size, int):
+        return None
+    threads = params.get("cpu_threads", default_threads)  # format 1 ran every case at torch's default
+    overhead = None
+    wall = extra.get("wall_s")
+    if isinstance(wall, (int, float)):
+        warm = (extra.get("warmup") or {}).get("seconds") or 0.0
+        sample = (
+            sum((extra.get("latency") or {}).get("batch_times_s") or [])
+            if (extra.get("latency") or {}).get("source") == "sample"
+            else 0.0
+        )
+        overhead = max(wall - warm - sample - (stats.get("total") or 0.0), 0.0)
+    images = extra.get("images") if family != "transfer" else None
+    return Observation(
+        family=family,
+        device=str(params.get("device", "cpu")),
+        threads=threads if isinstance(threads, int) else None,
+        variant=_variant(family, params),
+        size=size,
+        round_s=float(median),
+        images=images if isinstance(images, int) and images > 0 else None,
+        overhead_s=overhead,
+    )
+
+
+@dataclass
+class Profile:
+    """Measured round times to predict from: saved runs first, then each case as it finishes."""
+
+    observations: dict[tuple, Observation] = field(default_factory=dict)
+    outside_s: float | None = None
+    sources: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_runs(cls, runs: Iterable[tuple[str, dict]]) -> Profile:
+        """A profile from (name, saved run) pairs; a later run's figure replaces an earlier one's."""
+        profile = cls()
+        for name, run in runs:
+            info = run.get("machine_info") if isinstance(run.get("machine_info"), dict) else {}
+            threads = (info.get("torch") or {}).get("threads")
+            for record in run.get("benchmarks") or []:
+                if isinstance(record, dict) and (obs := observation(record, threads)) is not None:
+                    profile.add(obs)
+            outside = ((info.get("fmnist_bench") or {}).get("run") or {}).get("outside_cases_s")
+            if isinstance(outside, (int, float)):
+                profile.outside_s = float(outside)
+            profile.sources.append(name)
+        return profile
+
+    def add(self, obs: Observation) -> None:
+        self.observations[obs.key] = obs
+
+    def overhead_s(self, family: str) -> tuple[float, bool]:
+        """(per-case overhead, measured?) for a family."""
+        seen = [o.overhead_s for o in self.observations.values() if o.family == family and o.overhead_s is not None]
+        if seen:
+            return statistics.median(seen), True
+        return ASSUMED_OVERHEAD_S[family], False
+
+    def round_s(self, family: str, params: dict, images: int | None) -> tuple[float | None, bool]:
+        """(predicted seconds of one round, exact?): None where nothing like the case was measured."""
+        device = params["device"]
+        same = [
+            o
+            for o in self.observations.values()
+            if o.family == family and o.device == device and o.variant == _variant(family, params)
+        ]
+        if not same:
+            return None, False
+        exact = True
+        if device == "cpu":
+            wanted = params.get("cpu_threads")
+            counts = {o.threads for o in same if o.threads is not None}
+            if wanted not in counts and counts:
+                # The nearest thread count measured, by ratio: 4 is nearer 2 than 16 is.
+                wanted = min(counts, key=lambda n: abs(math.log(n) - math.log(params.get("cpu_threads") or n)))
+                exact = False
+            same = [o for o in same if o.threads == wanted] or same
+        size = params[SIZE_AXIS[family]]
+        if family == "transfer":
+            match = [o for o in same if o.size == size]
+            if match:
+                return match[0].round_s, exact
+            return loglog_interp([o.size for o in same], [o.round_s for o in same], size), False
+        # Per image, so a run over other images (a quick run's subsets) still predicts.
+        per_image = [(o.size, o.round_s / o.images) for o in same if o.images]
+        if not per_image:
+            return None, False
+        match = [p for s, p in per_image if s == size]
+        value = match[0] if match else loglog_interp([s for s, _ in per_image], [p for _, p in per_image], size)
+        same_images = any(o.size == size and o.images == images for o in same)
+        return value * images, exact and bool(match) and same_images
+
+
+def round_images(plan: Plan, family: str, params: dict) -> int | None:
+    """Images per round of a case under `plan` (None for copies)."""
+    if family == "train":
+        return min(plan.train_images or SPLIT_IMAGES["train"], SPLIT_IMAGES["train"])
+    if family == "inference":
+        split = min(plan.test_images or SPLIT_IMAGES["inference"], SPLIT_IMAGES["inference"])
+        return min(split, params["batch_size"] * plan.pass_batches)
+    return None
+
+
+@dataclass(frozen=True)
+class CaseCost:
+    family: str
+    params: dict
+    seconds: float | None  # None: nothing like it was measured
+    rounds: int | None
+    exact: bool  # predicted from this very case's own measurement
+
+
+def case_cost(plan: Plan, family: str, params: dict, profile: Profile) -> CaseCost:
+    """One case's predicted wall time: overhead + warm-up + (inference) latency sample + rounds."""
+    images = round_images(plan, family, params)
+    round_s, exact = profile.round_s(family, params, images)
+    if round_s is None:
+        return CaseCost(family, params, None, None, False)
+    budget = plan.budgets[family]
+    rounds = budget.rounds_for(round_s)
+    overhead, _ = profile.overhead_s(family)
+    if family == "transfer":
+        warm, sample = 2 * round_s, 0.0  # two copies, the second one the estimate
+    else:
+        batches = math.ceil(images / params["batch_size"])
+        per_batch = round_s / batches
+        full, rest = divmod(images, params["batch_size"])
+        warm_batches = full + (1 if rest else 0)
+        if plan.warmup_batches is not None and plan.warmup_batches < full:
+            warm_batches = plan.warmup_batches + (1 if rest else 0)
+        warm = per_batch * warm_batches
+        sample = 0.0
+        if family == "inference" and batches > 1:
+            lat = plan.latency
+            n = min(lat.max_batches, max(lat.min_batches, math.ceil(lat.max_time / per_batch)))
+            sample = n * per_batch
+    return CaseCost(family, params, overhead + warm + sample + rounds * round_s, rounds, exact)
+
+
+@dataclass(frozen=True)
+class PlanCost:
+    cases: list[CaseCost]
+    outside_s: float
+    outside_measured: bool
+    overhead_measured: dict[str, bool]
+
+    @property
+    def known_s(self) -> float:
+        return sum(c.seconds for c in self.cases if c.seconds is not None)
+
+    @property
+    def unknown(self) -> list[CaseCost]:
+        return [c for c in self.cases if c.seconds is None]
+
+    @property
+    def total_s(self) -> float:
+        return self.outside_s + self.known_s
+
+    def by_family(self) -> dict[str, tuple[int, float, int]]:
+        """family -> (cases, predicted seconds of the known ones, cases with no prediction)."""
+        out = {}
+        for family in FAMILIES:
+            mine = [c for c in self.cases if c.family == family]
+            if mine:
+                out[family] = (
+                    len(mine),
+                    sum(c.seconds for c in mine if c.seconds is not None),
+                    sum(c.seconds is None for c in mine),
+                )
+        return out
+
+
+def plan_cost(plan: Plan, profile: Profile) -> PlanCost:
+    """Every case of `plan`, predicted from `profile`, plus the run's start (imports, data, weights)."""
+    cases = [case_cost(plan, family, params, profile) for family in FAMILIES for params in plan.cases(family)]
+    outside = profile.outside_s if profile.outside_s is not None else ASSUMED_OUTSIDE_S
+    measured = {family: profile.overhead_s(family)[1] for family in FAMILIES}
+    return PlanCost(cases, outside, profile.outside_s is not None, measured)
+
+
+def format_seconds(seconds: float) -> str:
+    """4 s, 2m05s, 1h02m: a duration as a person reads it."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def describe(cost: PlanCost) -> list[str]:
+    """The estimate as lines of text: per family, the total, and what was assumed rather than measured."""
+    lines = []
+    for family, (count, seconds, unknown) in cost.by_family().items():
+        rest = f" (+{unknown} not predictable: nothing like them measured)" if unknown else ""
+        lines.append(f"  {family:<10} {count:>4} cases  {format_seconds(seconds):>7}{rest}")
+    how = "measured" if cost.outside_measured else "assumed"
+    lines.append(
+        f"  {'outside':<10} {'':>10}  {format_seconds(cost.outside_s):>7} ({how}: imports, data, weights, saving)"
+    )
+    lines.append(f"  {'total':<10} {len(cost.cases):>4} cases  {format_seconds(cost.total_s):>7}")
+    assumed = [family for family, measured in cost.overhead_measured.items() if not measured]
+    if assumed:
+        lines.append(f"  per-case overhead assumed, not measured, for: {', '.join(assumed)}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.cost",
+        description="Predict how long a plan takes on a machine, from saved runs of that machine.",
+    )
+    parser.add_argument("runs", nargs="+", type=Path, help="saved runs of the machine (pytest-benchmark JSON)")
+    parser.add_argument("--devices", help="as for pytest bench (default: the devices in the runs)")
+    parser.add_argument("--batch-sizes", help="as for pytest bench")
+    parser.add_argument("--cpu-threads", help="as for pytest bench")
+    parser.add_argument("--quick", action="store_true", help="the quick plan")
+    args = parser.parse_args(argv)
+    runs = []
+    for path in args.runs:
+        try:
+            runs.append((str(path), json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, ValueError) as exc:
+            parser.error(f"{path}: not a readable saved run: {exc}")
+    runs.sort(key=lambda item: str(item[1].get("datetime", "")))  # the newest figure wins
+    profile = Profile.from_runs(runs)
+    infos = [run.get("machine_info") or {} for _, run in runs]
+    default_threads = next(
+        ((i.get("torch") or {}).get("threads") for i in reversed(infos) if (i.get("torch") or {}).get("threads")), None
+    )
+    try:
+        devices = (
+            parse_devices(args.devices)
+            if args.devices
+            else tuple(dict.fromkeys(o.device for o in profile.observations.values()))
+        )
+        batch_sizes = parse_batch_sizes(args.batch_sizes) if args.batch_sizes else None
+        threads = parse_cpu_threads(args.cpu_threads, default_threads or 1) if args.cpu_threads else None
+    except ValueError as exc:
+        parser.error(str(exc))
+    plan = plan_from_options(
+        devices=devices,
+        batch_sizes=batch_sizes,
+        quick=args.quick,
+        dataset="synthetic",
+        data_root="data",
+        download=False,
+        dataset_name="synthetic",
+        default_threads=default_threads,
+        cpu_threads=threads,
+    )
+    cost = plan_cost(plan, profile)
+    print(
+        f"{'quick' if plan.quick else 'full'} plan on {', '.join(plan.devices)} (torch's default {plan.default_threads} CPU threads), from {len(runs)} run(s):"
+    )
+    print("\n".join(describe(cost)))
+    inexact = sum(1 for c in cost.cases if c.seconds is not None and not c.exact)
+    if inexact:
+        print(
+            f"  {inexact} of {len(cost.cases)} cases interpolated (batch size, thread count or images per round not measured as such)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""Nothing finished is lost: a journal of finished cases, saved runs written whole, and recovery (python -m bench.recover).
+
+A run that saves keeps a journal beside its saved runs: one JSON line per finished case,
+written as the case finishes. When pytest-benchmark saves the run, the journal is removed.
+A run killed outright (SIGKILL, the out-of-memory killer, a power cut of the process) leaves
+its journal, and `recover` turns it into a numbered saved run marked incomplete. The running
+process holds a lock on its journal, so recovery never takes a live run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pytest_benchmark.utils import safe_dumps
+
+try:  # the lock that tells a live run's journal from a dead one's; POSIX only
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+__all__ = [
+    "JOURNAL_GLOB",
+    "Journal",
+    "JournalError",
+    "find_journals",
+    "is_live",
+    "main",
+    "recover",
+    "save_whole",
+    "write_whole",
+]
+
+JOURNAL_GLOB = "journal_*.jsonl"  # not *.json: pytest-benchmark and the report never take it for a run
+JOURNAL_FORMAT = 1
+_NUMBERED = re.compile(r"^(\d{4})_")
+# A saved run at most this big can be written; a folder with less free space is refused up front.
+MIN_FREE_BYTES = 16 * 2**20
+
+
+class JournalError(OSError):
+    """A journal that cannot be written (the folder is missing, read-only, full, or a file)."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+class Journal:
+    """The journal of one running session, in `folder` (a saved-run folder); locked while it lives."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+            self.path = self.folder / f"journal_{stamp}_{os.getpid()}.jsonl"
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise JournalError(f"cannot write to {self.folder}: {exc.strerror or exc}") from exc
+        self._file = os.fdopen(fd, "a", encoding="utf-8")
+        if fcntl is not None:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            free = os_free_bytes(self.folder)
+            if free is not None and free < MIN_FREE_BYTES:
+                raise OSError(
+                    28, f"only {free / 2**20:.1f} MiB free, a saved run needs up to {MIN_FREE_BYTES // 2**20}"
+                )
+            # The first write proves the folder takes data (a full disk fails here, not after the run).
+            self._write({"journal": JOURNAL_FORMAT, "opened": _now(), "pid": os.getpid()})
+        except OSError as exc:
+            self.close(keep=False)
+            raise JournalError(f"cannot write to {self.folder}: {exc.strerror or exc}") from exc
+        self.cases = 0
+
+    def _write(self, record: dict) -> None:
+        self._file.write(safe_dumps(record, ensure_ascii=True) + "\n")
+        self._file.flush()  # in the kernel's hands now: a SIGKILL of this process cannot lose it
+
+    def start(self, header: dict) -> None:
+        """What a saved run needs besides its benchmarks: machine_info, commit_info, the save name."""
+        self._write({"header": {**header, "started": _now()}})
+
+    def add(self, benchmark: dict) -> None:
+        """One finished case, as pytest-benchmark writes it in a saved run."""
+        self._write({"case": benchmark, "finished": _now()})
+        self.cases += 1
+
+    def close(self, *, keep: bool) -> None:
+        """Release the journal; remove it unless `keep` (its run was not saved)."""
+        if self._file.closed:
+            return
+        self._file.close()  # closing drops the lock
+        if not keep:
+            self.path.unlink(missing_ok=True)
+
+
+def os_free_bytes(folder: Path) -> int | None:
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+def _write_temporary(folder: Path, prefix: str, data: bytes) -> Path:
+    """A complete temporary file in `folder` holding `data`, made as a plain open() makes files (the umask applies)."""
+    tmp = folder / f"{prefix}{os.getpid()}-{uuid.uuid4().hex}.tmp"
+    try:
+        with tmp.open("xb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Write `path` so that it is either complete or absent: a temporary file, then a rename."""
+    tmp = _write_temporary(path.parent, f".{path.name}.", data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _next_number(folder: Path) -> int:
+    numbers = [int(m.group(1)) for p in folder.glob("[0-9][0-9][0-9][0-9]_*.json") if (m := _NUMBERED.match(p.name))]
+    return max(numbers, default=0) + 1
+
+
+def save_whole(folder: Path, save_name: str, output_json: dict) -> Path:
+    """Save a run as pytest-benchmark's storage does (`NNNN_<name>.json`, the next number), but whole.
+
+    The data goes to a temporary file first and is then linked to its numbered name, so a
+    failed write (a full disk) leaves no truncated run. The number is chosen and taken under
+    a lock on the folder's `.save.lock`, so runs saving at the same moment never share one.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = _write_temporary(folder, ".saving-", safe_dumps(output_json, ensure_ascii=True, indent=4).encode())
+    try:
+        with (folder / ".save.lock").open("a") as lock:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            for _attempt in range(1000):
+                target = folder / f"{_next_number(folder):04d}_{save_name}.json"
+                try:
+                    os.link(tmp, target)  # fails, rather than overwrites, if the name is taken
+                    return target
+                except FileExistsError:
+                    continue
+            raise OSError(f"no free run number in {folder}")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def find_journals(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Every journal under `paths` (folders searched recursively; journal files as given)."""
+    found: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.update(p for p in path.rglob(JOURNAL_GLOB) if p.is_file())
+        elif path.is_file() and path.match(JOURNAL_GLOB):
+            found.add(path)
+    return sorted(found)
+
+
+def is_live(path: Path) -> bool:
+    """True while the run that writes `path` holds its lock (it is running, here)."""
+    if fcntl is None:  # pragma: no cover - Windows: no lock to ask, so never take a journal
+        return True
+    try:
+        with path.open("rb") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        return True  # its run just saved and removed it
+    return False
+
+
+def read_journal(path: Path) -> tuple[dict | None, list[dict], list[str]]:
+    """(header, finished cases with their finish times, problems). A torn last line is a problem, not an error."""
+    header, cases, problems = None, [], []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            problems.append(f"line {number} is not complete JSON (the process died while writing it): skipped")
+            continue
+        if not isinstance(record, dict):
+            problems.append(f"line {number} is not a record: skipped")
+        elif isinstance(record.get("header"), dict):
+            header = record["header"]
+        elif isinstance(record.get("case"), dict):
+            cases.append(record)
+    return header, cases, problems
+
+
+def recover(path: Path) -> tuple[Path | None, str]:
+    """Turn one dead run's journal into a saved run marked incomplete; (saved path or None, what happened)."""
+    if is_live(path):
+        return None, f"{path}: its run is still going (the journal is locked): left alone"
+    header, cases, problems = read_journal(path)
+    note = "".join(f"; {p}" for p in problems)
+    if header is None or not cases:
+        path.unlink(missing_ok=True)
+        why = "no finished case" if header is not None else "the run ended before it started measuring"
+        return None, f"{path}: {why}, nothing to recover: removed{note}"
+    machine_info = dict(header.get("machine_info") or {})
+    ours = dict(machine_info.get("fmnist_bench") or {})
+    ours["run"] = {
+        **(ours.get("run") or {}),
+        "complete": False,
+        "ended": "killed: the process ended without saving; recovered from its journal",
+        "journal": path.name,
+        "finished_cases": len(cases),
+        "recovered": _now(),
+    }
+    machine_info["fmnist_bench"] = ours
+    output = {
+        "machine_info": machine_info,
+        "commit_info": header.get("commit_info") or {},
+        "benchmarks": [record["case"] for record in cases],
+        # pytest-benchmark dates a run when it is saved: here, when its last case finished.
+        "datetime": cases[-1].get("finished") or header.get("started") or _now(),
+        "version": header.get("version"),
+    }
+    saved = save_whole(path.parent, f"{header.get('save_name') or 'recovered'}_partial", output)
+    path.unlink()
+    return saved, f"{path}: {len(cases)} finished case{'s' if len(cases) != 1 else ''} saved as {saved}{note}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.recover",
+        description="Turn the journals of killed runs into saved runs marked incomplete "
+        "(a run stopped by Ctrl-C or SIGTERM saves itself; this is for SIGKILL and crashes).",
+    )
+    parser.add_argument(
+        "paths", nargs="*", type=Path, default=[Path("results")], help="folders or journal files (default: results)"
+    )
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        parser.error(f"no such file or folder: {', '.join(missing)}")
+    journals = find_journals(args.paths)
+    if not journals:
+        print(f"no journals under {', '.join(map(str, args.paths))}: nothing to recover")
+        return 0
+    failed = False
+    for journal in journals:
+        try:
+            _saved, said = recover(journal)
+        except OSError as exc:
+            said, failed = f"{journal}: could not recover: {exc}", True
+        print(said)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The state of a running session: which cases finished, failed or were skipped, and how the run ended."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .timing import Stopwatch, process_age
+
+__all__ = ["Interrupted", "RunState", "install_stop_signals"]
+
+# What `timeout`, CI cancellation, `docker stop` and Slurm send (SIGTERM), and what a closed
+# terminal sends (SIGHUP). Ctrl-C (SIGINT) already raises KeyboardInterrupt.
+STOP_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal turned into what Ctrl-C raises: pytest then ends the session, and the run is saved."""
+
+    def __init__(self, signame: str) -> None:
+        super().__init__(f"stopped by {signame}")
+        self.signame = signame
+
+
+@dataclass
+class RunState:
+    """What happened to the planned cases; recorded in the saved run's machine_info.fmnist_bench.run."""
+
+    planned: int = 0
+    stopwatch: Stopwatch = field(default_factory=lambda: Stopwatch(already=process_age()))  # from the command's start
+    finished: list = field(default_factory=list)  # pytest-benchmark's stats of each case that passed
+    failed: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    ended: str | None = None  # why the run stopped early, if it did
+    cases_s: float = 0.0  # the finished cases' own time (their calls)
+
+    @property
+    def complete(self) -> bool:
+        accounted = len(self.finished) + len(self.failed) + len(self.skipped)
+        return self.ended is None and not self.failed and accounted >= self.planned
+
+    def record(self) -> dict:
+        wall = self.stopwatch()
+        out = {
+            "complete": self.complete,
+            "planned_cases": self.planned,
+            "finished_cases": len(self.finished),
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "wall_s": wall,
+            # Imports, data, trained weights, machine facts, saving: what the cost model adds to the cases.
+            "outside_cases_s": max(wall - self.cases_s, 0.0),
+        }
+        if self.ended:
+            out["ended"] = self.ended
+        return out
+
+
+def install_stop_signals(run: RunState) -> Callable[[], None]:
+    """Make SIGTERM and SIGHUP stop the run as Ctrl-C does, noting in `run` which signal ended it.
+
+    By default SIGTERM kills Python at once: pytest-benchmark's save at the session's end
+    never runs and every finished case is lost. Returns a call that puts the old handlers back.
+    """
+
+    def stop(signum, _frame):
+        name = signal.Signals(signum).name
+        if run.ended is None:
+            run.ended = f"stopped by {name}" + (" (Ctrl-C)" if signum == signal.SIGINT else "")
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Interrupted(name)
+
+    previous = {}
+    for signum in (signal.SIGINT, *STOP_SIGNALS):
+        try:
+            previous[signum] = signal.signal(signum, stop)
+        except ValueError:  # not the main thread (pytest embedded in something else): leave signals alone
+            break
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore

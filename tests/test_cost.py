@@ -1,0 +1,137 @@
+"""The cost model: predicted wall times from measured round times, checked against runs whose wall time was measured."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bench.cost import ASSUMED_OVERHEAD_S, Observation, Profile, case_cost, main, observation, plan_cost
+from bench.plan import FAMILIES, Budget
+from tests.test_plan import make_plan
+
+FIXTURES = Path(__file__).parent / "fixtures"
+H100_FULL = FIXTURES / "h100-host" / "h100-host_full_cuda0_bs100-10000.json"
+H100_QUICK = FIXTURES / "h100-host" / "h100-host_quick_cpu-cuda0.json"
+VM_FULL_FORMAT1 = sorted(Path(__file__).parent.parent.glob("results/vm_AMD-EPYC_no-gpu/*/0001_*.json"))[0]
+
+
+def load(path):
+    return json.loads(Path(path).read_text())
+
+
+def as_before_budgets(plan, rounds):
+    """The plan as the suite ran before budgets: fixed rounds, a whole epoch or pass of warm-up, full passes."""
+    budgets = {family: Budget(rounds[family], 0.0, rounds[family]) for family in FAMILIES}
+    return replace(plan, budgets=budgets, warmup_batches=None, pass_batches=10**9, cpu_threads=(plan.default_threads,))
+
+
+def test_an_observation_from_a_format_2_record_knows_its_overhead():
+    record = {
+        "group": "train",
+        "params": {"device": "cpu", "cpu_threads": 4, "batch_size": 100, "pipeline": "seed"},
+        "stats": {"median": 2.0, "total": 6.0},
+        "extra_info": {"images": 60_000, "wall_s": 6.5, "warmup": {"seconds": 0.25}},
+    }
+    obs = observation(record)
+    assert (obs.threads, obs.variant, obs.size, obs.round_s, obs.images) == (4, ("seed",), 100, 2.0, 60_000)
+    assert obs.overhead_s == pytest.approx(0.25)  # 6.5 - 0.25 warm-up - 6.0 of rounds
+
+
+def test_a_format_1_record_runs_at_torchs_default_threads_and_has_no_overhead():
+    run = load(H100_QUICK)
+    record = next(b for b in run["benchmarks"] if b["params"]["device"] == "cpu" and b["group"] == "train")
+    obs = observation(record, default_threads=16)
+    assert obs.threads == 16 and obs.overhead_s is None and obs.images == 2000
+
+
+def profile_of(*observations):
+    profile = Profile()
+    for obs in observations:
+        profile.add(obs)
+    return profile
+
+
+def test_round_times_interpolate_in_log_log_and_scale_by_images():
+    profile = profile_of(
+        Observation("train", "cpu", 2, ("resident",), 100, 6.0, 60_000),
+        Observation("train", "cpu", 2, ("resident",), 10_000, 0.6, 60_000),
+    )
+    params = {"device": "cpu", "cpu_threads": 2, "batch_size": 1000, "pipeline": "resident"}
+    # Halfway in log between 100 and 10,000: the geometric mean of the two times.
+    assert profile.round_s("train", params, 60_000) == (pytest.approx((6.0 * 0.6) ** 0.5), False)
+    # A plan over a tenth of the images: a tenth of the time.
+    exact = profile.round_s("train", {**params, "batch_size": 100}, 6_000)
+    assert exact == (pytest.approx(0.6), False)
+    assert profile.round_s("train", {**params, "batch_size": 100}, 60_000) == (6.0, True)
+    # Nothing like it measured: no prediction rather than a guess.
+    assert profile.round_s("train", {**params, "device": "cuda:0"}, 60_000) == (None, False)
+
+
+def test_an_unmeasured_thread_count_takes_the_nearest_measured_one():
+    profile = profile_of(
+        Observation("inference", "cpu", 1, ("compute",), 1, 0.1, 1000),
+        Observation("inference", "cpu", 16, ("compute",), 1, 1.6, 1000),
+    )
+    params = {"device": "cpu", "batch_size": 1, "mode": "compute"}
+    assert profile.round_s("inference", {**params, "cpu_threads": 2}, 1000) == (pytest.approx(0.1), False)
+    assert profile.round_s("inference", {**params, "cpu_threads": 8}, 1000) == (pytest.approx(1.6), False)
+
+
+def test_a_case_costs_overhead_warmup_sample_and_its_budgeted_rounds():
+    plan = make_plan(default_threads=2)
+    profile = profile_of(
+        Observation("train", "cpu", 2, ("seed",), 100, 3.0, 60_000, overhead_s=0.1),
+        Observation("inference", "cpu", 2, ("compute",), 100, 0.2, 10_000, overhead_s=0.05),
+    )
+    train = case_cost(
+        plan, "train", {"device": "cpu", "cpu_threads": 2, "batch_size": 100, "pipeline": "seed"}, profile
+    )
+    # 3 rounds (min) of 3 s, a warm-up of 2 of the epoch's 600 batches, 0.1 s overhead.
+    assert train.rounds == 3 and train.seconds == pytest.approx(0.1 + 3.0 * 2 / 600 + 3 * 3.0)
+    inference = case_cost(
+        plan, "inference", {"device": "cpu", "cpu_threads": 2, "batch_size": 100, "mode": "compute"}, profile
+    )
+    # A pass of 100 batches is 0.2 s: 3 rounds (0.5 s / 0.2 s); a 2-batch warm-up; a latency sample
+    # of 2 ms batches until 0.25 s: 125 of them.
+    assert inference.rounds == 3
+    assert inference.seconds == pytest.approx(0.05 + 0.002 * 2 + 0.002 * 125 + 3 * 0.2)
+
+
+def test_overhead_and_time_outside_cases_are_assumed_only_where_not_measured():
+    plan = make_plan(default_threads=2)
+    cost = plan_cost(plan, Profile())
+    assert len(cost.unknown) == len(cost.cases) and not cost.outside_measured
+    assert Profile().overhead_s("train") == (ASSUMED_OVERHEAD_S["train"], False)
+
+
+# Wall times measured around real runs of the suite as it was before budgets (commit 5094e05),
+# for the cases' own files: each run's README or the project's README.
+@pytest.mark.parametrize(
+    "path, options, rounds, measured_s",
+    [
+        # ../shared/runs README: the GPU-only run, 52 cases, 79 s on the H100 host.
+        (
+            H100_FULL,
+            dict(devices=("cuda:0",), batch_sizes=(100, 1000, 10_000)),
+            {"transfer": 30, "train": 3, "inference": 5},
+            79,
+        ),
+        # Project README at 5094e05: the default run on the 2-core VM, 4 min 17 s.
+        (VM_FULL_FORMAT1, dict(devices=("cpu",)), {"transfer": 30, "train": 3, "inference": 5}, 257),
+    ],
+    ids=["h100-host-gpu-full", "2-core-vm-full"],
+)
+def test_the_model_predicts_measured_runs_from_their_own_round_times(path, options, rounds, measured_s):
+    run = load(path)
+    plan = as_before_budgets(make_plan(default_threads=run["machine_info"]["torch"]["threads"], **options), rounds)
+    cost = plan_cost(plan, Profile.from_runs([(str(path), run)]))
+    assert not cost.unknown
+    assert cost.total_s == pytest.approx(measured_s, rel=0.10)
+
+
+def test_the_cli_estimates_the_h100_hosts_default_plan(capsys):
+    assert main([str(H100_QUICK), str(H100_FULL)]) == 0
+    out = capsys.readouterr().out
+    assert "full plan on cpu, cuda:0 (torch's default 16 CPU threads), from 2 run(s):" in out
+    assert "train" in out and "total" in out and "assumed" in out

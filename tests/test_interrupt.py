@@ -1,0 +1,215 @@
+"""Nothing finished is lost: real runs of the suite stopped by signals, crashes and a full disk, in subprocesses."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bench.journal import find_journals
+from bench.results import load_frame
+
+REPO = Path(__file__).resolve().parent.parent
+
+# A pytest plugin for the run under test: it acts at a chosen moment of the run.
+# FMNIST_TEST_CALL=N: on the Nth call of the resident epoch (with --quick and two resident
+# cases: 1 = case 1's warm-up, 2 = its timed round, 3 = case 2's warm-up, 4 = its round),
+# FMNIST_TEST_AFTER=N: once N cases have finished (between cases);
+# FMNIST_TEST_DO: the signal to send to itself (TERM, INT, KILL), or "raise" (the epoch crashes),
+# or "nan" (the epoch returns a non-finite loss: a failing check).
+PLUGIN = textwrap.dedent(
+    """
+    import math, os, signal
+    import pytest
+
+    DO = os.environ.get("FMNIST_TEST_DO", "")
+    CALL = int(os.environ.get("FMNIST_TEST_CALL", "0"))
+    AFTER = int(os.environ.get("FMNIST_TEST_AFTER", "0"))
+    calls = finished = 0
+
+    def act():
+        if DO in ("TERM", "INT", "KILL"):
+            os.kill(os.getpid(), getattr(signal, "SIG" + DO))
+        if DO == "raise":
+            raise RuntimeError("the epoch crashed on purpose")
+
+    def pytest_sessionstart(session):
+        import bench.bench_train as train
+        from fmnist_model.loops import EpochResult
+        real = train.train_epoch_resident
+
+        def epoch(*args, **kwargs):
+            global calls
+            calls += 1
+            if calls == CALL:
+                act()
+                if DO == "nan":
+                    return EpochResult(float("nan"), 0, 1)
+            return real(*args, **kwargs)
+
+        train.train_epoch_resident = epoch
+
+    def pytest_runtest_logfinish(nodeid, location):
+        global finished
+        finished += 1
+        if finished == AFTER:
+            act()
+    """
+)
+
+
+def run_suite(tmp_path, *args, env=None, preexec_fn=None):
+    (tmp_path / "sigplugin.py").write_text(PLUGIN)
+    environment = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-p", "sigplugin", "--quick",
+         "--devices", "cpu", "-k", "train and resident", "--data-root", str(tmp_path / "no-data"),
+         "--benchmark-autosave", f"--benchmark-storage=file://{tmp_path / 'store'}", *args],
+        cwd=REPO, env=environment, capture_output=True, text=True, timeout=300, preexec_fn=preexec_fn,
+    )  # fmt: skip
+
+
+def saved_runs(tmp_path):
+    return sorted((tmp_path / "store").glob("*/[0-9][0-9][0-9][0-9]_*.json"))
+
+
+def the_run(tmp_path):
+    runs = saved_runs(tmp_path)
+    assert len(runs) == 1, runs
+    return runs[0], json.loads(runs[0].read_text())
+
+
+@pytest.mark.parametrize("sig", ["TERM", "INT"])
+@pytest.mark.parametrize(
+    "moment",
+    [{"FMNIST_TEST_CALL": "3"}, {"FMNIST_TEST_CALL": "4"}, {"FMNIST_TEST_AFTER": "1"}],
+    ids=["in-a-warmup", "in-a-timed-round", "between-cases"],
+)
+def test_a_stopped_run_saves_every_finished_case_and_drops_the_one_cut_short(tmp_path, sig, moment):
+    result = run_suite(tmp_path, env={"FMNIST_TEST_DO": sig, **moment})
+    assert result.returncode == pytest.ExitCode.INTERRUPTED, result.stdout[-3000:] + result.stderr[-3000:]
+    path, run = the_run(tmp_path)
+    # Case 1 finished; case 2 was cut short (or never started) and is not saved as if measured.
+    assert [b["name"] for b in run["benchmarks"]] == [
+        "test_train_epoch[cpu-2t-100-resident]".replace("2t", f"{_threads(run)}t")
+    ]
+    assert run["benchmarks"][0]["stats"]["rounds"] == 1 and run["benchmarks"][0]["extra_info"]["loss"] > 0
+    ours = run["machine_info"]["fmnist_bench"]["run"]
+    assert ours["complete"] is False and ours["finished_cases"] == 1 and ours["planned_cases"] == 2
+    assert ours["ended"].startswith(f"stopped by SIG{sig}")
+    assert not find_journals([tmp_path / "store"])  # the run was saved: its journal is gone
+    assert "the run is incomplete" in result.stdout  # the end-of-run summary says so
+    frame = load_frame([path])  # the report reads it
+    assert len(frame) == 1 and frame["family"].tolist() == ["train"]
+
+
+def _threads(run):
+    return run["machine_info"]["torch"]["threads"]
+
+
+def test_sigterm_from_outside_while_running_saves_what_finished(tmp_path):
+    (tmp_path / "sigplugin.py").write_text("")
+    args = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--quick", "--devices", "cpu",
+            "--data-root", str(tmp_path / "no-data"), "--benchmark-autosave",
+            f"--benchmark-storage=file://{tmp_path / 'store'}"]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("[ 3/"):  # three cases have finished: stop it as `timeout` would
+            proc.send_signal(signal.SIGTERM)
+            break
+    out = "".join(seen) + proc.stdout.read()
+    assert proc.wait(timeout=120) == pytest.ExitCode.INTERRUPTED, out[-3000:]
+    _path, run = the_run(tmp_path)
+    ours = run["machine_info"]["fmnist_bench"]["run"]
+    assert ours["complete"] is False and ours["ended"] == "stopped by SIGTERM"
+    assert 3 <= len(run["benchmarks"]) == ours["finished_cases"] < ours["planned_cases"]
+    assert all(b["stats"]["rounds"] >= 1 for b in run["benchmarks"])
+
+
+def test_a_killed_run_leaves_a_journal_that_recover_and_the_next_run_turn_into_a_saved_run(tmp_path):
+    result = run_suite(tmp_path, env={"FMNIST_TEST_DO": "KILL", "FMNIST_TEST_AFTER": "1"})
+    assert result.returncode == -signal.SIGKILL
+    assert not saved_runs(tmp_path)  # nothing was saved...
+    (journal,) = find_journals([tmp_path / "store"])  # ...but the finished case is on disk
+    recovered = subprocess.run(
+        [sys.executable, "-m", "bench.recover", str(tmp_path / "store")], cwd=REPO, capture_output=True, text=True
+    )
+    assert recovered.returncode == 0, recovered.stderr
+    assert "1 finished case saved as" in recovered.stdout
+    path, run = the_run(tmp_path)
+    assert path.name.endswith("_partial.json") and len(run["benchmarks"]) == 1
+    assert run["machine_info"]["fmnist_bench"]["run"]["complete"] is False
+    assert run["machine_info"]["fmnist_bench"]["run"]["ended"].startswith("killed")
+    assert not journal.exists()
+    assert len(load_frame([path])) == 1
+
+    # Killed again; this time the next run of the suite recovers it before it starts.
+    path.unlink()
+    run_suite(tmp_path, env={"FMNIST_TEST_DO": "KILL", "FMNIST_TEST_AFTER": "1"})
+    again = run_suite(tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "an earlier run was killed" in again.stdout and "1 finished case saved as" in again.stdout
+    assert len(saved_runs(tmp_path)) == 2 and not find_journals([tmp_path / "store"])
+
+
+def test_a_crashing_case_is_dropped_the_others_saved_and_the_run_marked_incomplete(tmp_path):
+    result = run_suite(tmp_path, env={"FMNIST_TEST_DO": "raise", "FMNIST_TEST_CALL": "2"})
+    assert result.returncode == pytest.ExitCode.TESTS_FAILED
+    _path, run = the_run(tmp_path)
+    assert [b["params"]["batch_size"] for b in run["benchmarks"]] == [1000]
+    ours = run["machine_info"]["fmnist_bench"]["run"]
+    assert ours["complete"] is False
+    assert ours["failed"][0]["name"].endswith("-100-resident]")
+    assert "the epoch crashed on purpose" in ours["failed"][0]["reason"]
+
+
+def test_a_case_whose_check_fails_leaves_no_figure_behind(tmp_path):
+    # The epoch's timed round returns a NaN loss: the case fails after pytest-benchmark has
+    # its stats; they must not be saved as a result.
+    result = run_suite(tmp_path, env={"FMNIST_TEST_DO": "nan", "FMNIST_TEST_CALL": "2"})
+    assert result.returncode == pytest.ExitCode.TESTS_FAILED
+    _path, run = the_run(tmp_path)
+    assert [b["params"]["batch_size"] for b in run["benchmarks"]] == [1000]
+    assert "non-finite loss" in run["machine_info"]["fmnist_bench"]["run"]["failed"][0]["reason"]
+
+
+def test_a_save_that_fails_keeps_the_journal_leaves_no_truncated_file_and_fails_the_run(tmp_path):
+    import resource
+
+    def small_files():  # a disk that fills up: no file may grow past 12 KB (the journal stays below it)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (12_000, 12_000))
+
+    result = run_suite(tmp_path, preexec_fn=small_files)
+    assert result.returncode == pytest.ExitCode.INTERNAL_ERROR, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "could not save the run" in result.stdout and "python -m bench.recover" in result.stdout
+    assert not saved_runs(tmp_path)
+    assert not list((tmp_path / "store").glob("*/.*.tmp"))  # no half-written file either
+    (journal,) = find_journals([tmp_path / "store"])
+    recovered = subprocess.run(
+        [sys.executable, "-m", "bench.recover", str(journal)], cwd=REPO, capture_output=True, text=True
+    )
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    _path, run = the_run(tmp_path)
+    assert len(run["benchmarks"]) == 2
+
+
+@pytest.mark.parametrize("make", ["file", "missing-parent-file"])
+def test_a_storage_folder_that_cannot_be_written_is_a_usage_error_before_any_case(tmp_path, make):
+    blocker = tmp_path / "store"
+    blocker.write_text("a file where the runs should go")
+    storage = blocker if make == "file" else blocker / "deeper"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--quick", "--devices", "cpu",
+         "--benchmark-autosave", f"--benchmark-storage=file://{storage}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "--benchmark-storage: cannot write to" in result.stderr and str(blocker) in result.stderr
+    assert "[1/" not in result.stdout  # no case ran

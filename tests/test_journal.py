@@ -1,0 +1,153 @@
+"""The journal, whole-file saves and recovery, on real files in a temporary folder."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import journal as journal_module
+from bench.journal import Journal, JournalError, find_journals, main, read_journal, recover, save_whole, write_whole
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def a_case(name, median=1.0):
+    return {"group": "train", "name": name, "params": {"device": "cpu"}, "stats": {"median": median}, "extra_info": {}}
+
+
+def header(save_name="abc_20261127_120000"):
+    return {"machine_info": {"node": "box", "fmnist_bench": {"format": 2}}, "commit_info": {"id": "abc"},
+            "save_name": save_name, "version": "5.3.1"}  # fmt: skip
+
+
+def test_a_journal_keeps_each_case_as_a_line_and_is_removed_when_the_run_is_saved(tmp_path):
+    journal = Journal(tmp_path / "runs")
+    journal.start(header())
+    journal.add(a_case("a"))
+    journal.add(a_case("b"))
+    head, cases, problems = read_journal(journal.path)
+    assert head["save_name"] == "abc_20261127_120000" and [c["case"]["name"] for c in cases] == ["a", "b"]
+    assert not problems and journal.cases == 2
+    journal.close(keep=False)
+    assert not journal.path.exists()
+
+
+@pytest.mark.parametrize("blocker", ["file-in-place", "file-as-parent"])
+def test_a_folder_that_cannot_be_written_is_refused_up_front(tmp_path, blocker):
+    (tmp_path / "runs").write_text("not a folder")
+    folder = tmp_path / "runs" if blocker == "file-in-place" else tmp_path / "runs" / "machine"
+    with pytest.raises(JournalError, match="cannot write to"):
+        Journal(folder)
+
+
+def test_a_nearly_full_disk_is_refused_up_front(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal_module, "os_free_bytes", lambda folder: 1024)
+    with pytest.raises(JournalError, match="only 0.0 MiB free"):
+        Journal(tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing left behind
+
+
+def test_save_whole_numbers_runs_like_pytest_benchmark_and_never_reuses_a_number(tmp_path):
+    (tmp_path / "0007_older.json").write_text("{}")
+    first = save_whole(tmp_path, "run", {"benchmarks": []})
+    second = save_whole(tmp_path, "run", {"benchmarks": [1]})
+    assert (first.name, second.name) == ("0008_run.json", "0009_run.json")
+    assert json.loads(second.read_text()) == {"benchmarks": [1]}
+    assert (first.stat().st_mode & 0o777) == (0o666 & ~_umask())  # as readable as a plain open() makes it
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["0007_older.json", "0008_run.json", "0009_run.json"]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_concurrent_saves_all_survive_with_distinct_numbers(tmp_path):
+    # Separate processes, each with its own run name (as two runs' timestamps differ).
+    code = (
+        "import sys; from pathlib import Path; from bench.journal import save_whole; "
+        "print(save_whole(Path(sys.argv[1]), 'run' + sys.argv[2], {'i': int(sys.argv[2])}).name)"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path), str(i)], cwd=REPO, stdout=subprocess.PIPE, text=True
+        )
+        for i in range(12)
+    ]
+    names = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert sorted(int(name[:4]) for name in names) == list(range(1, 13))
+    assert sorted(json.loads((tmp_path / name).read_text())["i"] for name in names) == list(range(12))
+
+
+def test_a_failed_write_leaves_neither_a_truncated_run_nor_a_temporary_file(tmp_path, monkeypatch):
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal_module.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_whole(tmp_path, "run", {"benchmarks": []})
+    with pytest.raises(OSError, match="No space left"):
+        write_whole(tmp_path / "run.json", b"{}")
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_recover_saves_a_dead_runs_cases_as_an_incomplete_run_and_removes_the_journal(tmp_path):
+    journal = Journal(tmp_path)
+    journal.start(header())
+    journal.add(a_case("a"))
+    journal.close(keep=True)  # as a killed process leaves it: closed, its lock gone
+    with journal.path.open("a") as fh:
+        fh.write('{"case": {"name": "torn')  # the line it was writing when it died
+    saved, said = recover(journal.path)
+    assert saved.name == "0001_abc_20261127_120000_partial.json"
+    assert "1 finished case saved as" in said and "line 4 is not complete JSON" in said
+    run = json.loads(saved.read_text())
+    assert [b["name"] for b in run["benchmarks"]] == ["a"]
+    assert run["machine_info"]["fmnist_bench"]["run"]["complete"] is False
+    assert run["machine_info"]["fmnist_bench"]["format"] == 2  # the rest of machine_info is kept
+    assert run["commit_info"] == {"id": "abc"} and run["version"] == "5.3.1"
+    assert not journal.path.exists()
+
+
+def test_recover_leaves_a_live_runs_journal_alone(tmp_path):
+    journal = Journal(tmp_path)  # held open and locked, as by a running suite
+    journal.start(header())
+    journal.add(a_case("a"))
+    saved, said = recover(journal.path)
+    assert saved is None and "still going" in said and journal.path.exists()
+    # Another process sees the lock too.
+    other = subprocess.run(
+        [sys.executable, "-m", "bench.recover", str(tmp_path)], cwd=REPO, capture_output=True, text=True
+    )
+    assert "still going" in other.stdout and journal.path.exists()
+    journal.close(keep=False)
+
+
+def test_a_journal_with_nothing_finished_is_removed_not_saved(tmp_path):
+    journal = Journal(tmp_path)
+    journal.start(header())
+    journal.close(keep=True)
+    saved, said = recover(journal.path)
+    assert saved is None and "nothing to recover" in said and list(tmp_path.iterdir()) == []
+
+
+def test_find_journals_searches_folders_and_takes_journal_files_as_given(tmp_path):
+    deep = tmp_path / "machine" / "Linux-CPython-3.11-64bit"
+    deep.mkdir(parents=True)
+    (deep / "journal_20261127T120000_1.jsonl").write_text("")
+    (deep / "0001_run.json").write_text("{}")
+    assert [p.name for p in find_journals([tmp_path])] == ["journal_20261127T120000_1.jsonl"]
+    assert find_journals([deep / "0001_run.json"]) == []
+
+
+def test_the_recover_command_says_what_it_did(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 0
+    assert "nothing to recover" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "missing")])
+    assert "no such file or folder" in capsys.readouterr().err
