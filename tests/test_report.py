@@ -1,5 +1,7 @@
 """Reports from saved runs: the tidy table, speedup and crossover on a constructed run, bad files, the page."""
 
+import copy
+import html
 import json
 import shutil
 import subprocess
@@ -10,13 +12,27 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.report import breakdown, crossover_batch_size, crossovers, main, speedups, write_report
+from bench import derive
+from bench.journal import Journal
+from bench.report import (
+    breakdown,
+    cpu_choices,
+    crossover_batch_size,
+    crossovers,
+    main,
+    speedups,
+    write_report,
+)
 from bench.results import COLUMNS, RunFileWarning, load_frame, select_newest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GPU_RUN = FIXTURES / "constructed_gpu_run.json"  # constructed, with known answers (see its builder)
 CPU_RUN = FIXTURES / "cpu_quick_run.json"  # a real quick run of this suite on a 2-core CPU machine
 GPU_KEY = "gpu-box_Constructed-CPU-64-Core_NVIDIA-Constructed-GPU"
+# Format 2, real runs on the same 2-core VM: a quick run at 1 and 2 threads, and a full run stopped by SIGTERM.
+QUICK_V2 = FIXTURES / "cpu_quick_run_format2.json"
+PARTIAL_V2 = FIXTURES / "cpu_partial_run_sigterm.json"
+H100 = FIXTURES / "h100-host"  # format 1, real: a quick cpu + cuda:0 run and a full GPU-only run
 
 
 @pytest.fixture(scope="module")
@@ -240,10 +256,12 @@ def test_strings_from_saved_runs_are_escaped(tmp_path):
     run["machine_info"]["cpu"]["brand_raw"] = "<script>alert('cpu')</script>"
     run["machine_info"]["gpus"][0]["name"] = '<img src=x onerror="alert(1)">'
     run["machine_info"]["node"] = "<b>host</b>"
+    run["machine_info"]["fmnist_bench"]["run"] = {"complete": False, "ended": "<i>stopped</i> by <script>x()"}
     (tmp_path / "evil.json").write_text(json.dumps(run))
     write_report(load_frame([tmp_path / "evil.json"]), tmp_path / "out")
     page = (tmp_path / "out" / "index.html").read_text()
-    assert "<script>" not in page and "<img src=x" not in page and "<b>host" not in page
+    assert "<script>" not in page and "<img src=x" not in page and "<b>host" not in page and "<i>" not in page
+    assert "&lt;i&gt;stopped&lt;/i&gt; by &lt;script&gt;x()" in page  # how the run ended: in the table and the note
     assert "&lt;script&gt;alert(&#x27;cpu&#x27;)&lt;/script&gt;" in page or "&lt;script&gt;" in page
 
 
@@ -288,3 +306,384 @@ def test_report_warns_nothing_for_clean_runs():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RunFileWarning)
         load_frame([GPU_RUN, CPU_RUN])
+
+
+# ---------------------------------------------------------------- format 2: threads, latency, partial runs
+
+
+def _json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def _write(folder: Path, name: str, run: dict) -> Path:
+    path = folder / name
+    path.write_text(json.dumps(run))
+    return path
+
+
+def _section(markdown: str, title: str) -> str:
+    """The text of one "## title" section of report.md."""
+    return markdown.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _format2(run: dict) -> dict:
+    """A format-1 run as format 2 would record it: every case at torch's default thread count, named so on the CPU."""
+    run = copy.deepcopy(run)
+    run["machine_info"]["fmnist_bench"]["format"] = 2
+    threads = run["machine_info"]["torch"]["threads"]
+    for b in run["benchmarks"]:
+        b["params"]["cpu_threads"] = threads
+        b["name"] = b["name"].replace("[cpu-", f"[cpu-{threads}t-")
+    return run
+
+
+def _also_at(run: dict, threads: int, family: str, variant: tuple[str, str], medians: dict[int, float]) -> dict:
+    """`run` with its CPU cases of `family` and variant also measured at `threads` threads, with these medians."""
+    axis, value = variant
+    extra = []
+    for b in run["benchmarks"]:
+        p = b["params"]
+        if b["group"] == family and p["device"] == "cpu" and p[axis] == value:
+            again = copy.deepcopy(b)
+            again["params"]["cpu_threads"] = threads
+            again["name"] = b["name"].replace(f"[cpu-{p['cpu_threads']}t-", f"[cpu-{threads}t-")
+            again["stats"]["median"] = medians[p["batch_size"]]
+            extra.append(again)
+    assert extra, (family, variant)
+    return {**run, "benchmarks": run["benchmarks"] + extra}
+
+
+# One thread beats the constructed CPU's 64 at small batches (no threading overhead) and loses at large ones.
+ONE_THREAD = {1: 0.5, 10: 0.1, 100: 0.03, 1000: 0.06, 10_000: 0.06}
+
+
+def _medians(run: dict, family: str, device: str, axis: str, value: str) -> dict:
+    """{(cpu_threads, batch_size): median} of the run's cases of one family, device and variant."""
+    return {
+        (b["params"].get("cpu_threads"), b["params"]["batch_size"]): b["stats"]["median"]
+        for b in run["benchmarks"]
+        if b["group"] == family and b["params"]["device"] == device and b["params"][axis] == value
+    }
+
+
+def test_the_report_uses_the_one_crossover_implementation():
+    assert crossover_batch_size is derive.crossover_batch_size
+
+
+def test_format2_rows_carry_cpu_threads_latency_and_how_the_run_ended():
+    run = _json(QUICK_V2)
+    frame = load_frame([QUICK_V2])
+    assert len(frame) == len(run["benchmarks"])  # 1- and 2-thread cases are different benchmarks
+    assert (frame["default_threads"] == run["machine_info"]["torch"]["threads"]).all()
+    with_latency = 0
+    for b in run["benchmarks"]:
+        row = one(frame, name=b["name"])
+        assert row["cpu_threads"] == b["params"]["cpu_threads"]
+        latency = b["extra_info"].get("latency")
+        if latency:
+            with_latency += 1
+            for q in ("p50", "p90", "p99"):
+                assert row[f"latency_{q}_ms"] == pytest.approx(latency[f"{q}_s"] * 1e3)
+            assert row["latency_samples"] == latency["samples"]
+            assert row["latency_ms"] == pytest.approx(b["stats"]["median"] / b["extra_info"]["batches"] * 1e3)
+        else:
+            assert pd.isna(row["latency_p50_ms"]) and pd.isna(row["latency_samples"])
+    assert with_latency == sum(b["group"] == "inference" for b in run["benchmarks"]) > 0
+    state = run["machine_info"]["fmnist_bench"]["run"]
+    assert state["complete"] and not frame["partial"].any() and (frame["run_ended"] == "").all()
+    assert (frame["run_planned_cases"] == state["planned_cases"]).all()
+
+
+def test_format1_cases_ran_at_torchs_default_and_have_no_latency_sample(frame):
+    for path in (GPU_RUN, CPU_RUN):
+        threads = _json(path)["machine_info"]["torch"]["threads"]
+        rows = frame[frame["run_file"] == str(path)]
+        assert len(rows) and (rows["cpu_threads"] == threads).all() and (rows["default_threads"] == threads).all()
+    assert frame[["latency_p50_ms", "latency_p90_ms", "latency_p99_ms"]].isna().all().all()
+    assert frame["latency_samples"].isna().all() and frame["latency_ms"].notna().any()
+    assert not frame["partial"].any() and frame["run_planned_cases"].isna().all()
+
+
+def test_a_run_stopped_by_sigterm_is_partial():
+    state = _json(PARTIAL_V2)["machine_info"]["fmnist_bench"]["run"]
+    frame = load_frame([PARTIAL_V2])
+    assert not state["complete"] and frame["partial"].all()
+    assert (frame["run_ended"] == state["ended"]).all()
+    assert (frame["run_finished_cases"] == state["finished_cases"]).all()
+    assert (frame["run_planned_cases"] == state["planned_cases"]).all()
+
+
+def test_a_format2_run_replaces_the_format1_figures_it_measured_again(tmp_path):
+    old, new = _json(CPU_RUN), _json(QUICK_V2)
+    assert old["machine_info"]["fmnist_bench"]["machine_key"] == new["machine_info"]["fmnist_bench"]["machine_key"]
+    # Everything the format-1 run measured (at torch's 2 threads), the format-2 run measured again at 2 threads.
+    frame = load_frame([CPU_RUN, QUICK_V2])
+    assert set(frame["run_file"]) == {str(QUICK_V2)} and len(frame) == len(new["benchmarks"])
+    # A format-2 run without the training cases leaves the format-1 run's in place, once each.
+    no_train = {**new, "benchmarks": [b for b in new["benchmarks"] if b["group"] != "train"]}
+    frame = load_frame([CPU_RUN, _write(tmp_path, "no_train.json", no_train)])
+    old_train = [b for b in old["benchmarks"] if b["group"] == "train"]
+    assert len(frame) == len(no_train["benchmarks"]) + len(old_train)
+    assert set(frame.loc[frame["family"] == "train", "run_file"]) == {str(CPU_RUN)}
+
+
+def test_gpu_cases_are_the_same_case_whatever_torchs_thread_count(tmp_path):
+    old = _json(GPU_RUN)
+    new = copy.deepcopy(old)
+    new["datetime"] = "2026-11-02T00:00:00+00:00"
+    new["machine_info"]["torch"]["threads"] = old["machine_info"]["torch"]["threads"] // 2
+    _write(tmp_path, "0001_old.json", old)
+    _write(tmp_path, "0002_new.json", new)
+    frame = load_frame([tmp_path])
+    assert set(frame.loc[frame["device"] == "cuda:0", "run_file"]) == {str(tmp_path / "0002_new.json")}
+    # The CPU at the old default count was not measured again: it stays, beside the new count.
+    cpu_threads = set(frame.loc[frame["device"] == "cpu", "cpu_threads"])
+    assert cpu_threads == {old["machine_info"]["torch"]["threads"], new["machine_info"]["torch"]["threads"]}
+
+
+def test_speedup_at_torchs_default_and_against_the_cpus_best_thread_count(tmp_path):
+    run = _also_at(_format2(_json(GPU_RUN)), 1, "inference", ("mode", "compute"), ONE_THREAD)
+    default = run["machine_info"]["torch"]["threads"]
+    frame = load_frame([_write(tmp_path, "threads.json", run)])
+    cpu = _medians(run, "inference", "cpu", "mode", "compute")
+    gpu = {size: median for (_t, size), median in _medians(run, "inference", "cuda:0", "mode", "compute").items()}
+    speed = speedups(frame)
+    compute = speed.query("family == 'inference' and variant == 'compute'").sort_values("batch_size")
+    sizes = compute["batch_size"].tolist()
+    assert sizes == sorted(gpu)
+    best = {s: min((cpu[(default, s)], default), (cpu[(1, s)], 1)) for s in sizes}  # (median, threads)
+    assert {threads for _m, threads in best.values()} == {1, default}  # each count wins somewhere
+    assert compute["speedup"].tolist() == pytest.approx([cpu[(default, s)] / gpu[s] for s in sizes])
+    assert compute["speedup_vs_best_cpu"].tolist() == pytest.approx([best[s][0] / gpu[s] for s in sizes])
+    assert compute["best_cpu_threads"].tolist() == [best[s][1] for s in sizes]
+    assert (compute["default_threads"] == default).all()
+    # The crossover is against the CPU's best, and here that moves it.
+    against_best = crossover_batch_size(sizes, [best[s][0] / gpu[s] for s in sizes])
+    assert against_best != crossover_batch_size(sizes, compute["speedup"].tolist())
+    cross = crossovers(speed).set_index(["family", "variant"])
+    assert cross.loc[("inference", "compute"), "crossover_batch_size"] == against_best
+    assert cross.loc[("inference", "compute"), "best_speedup"] == pytest.approx(
+        max(b / gpu[s] for s, (b, _t) in best.items())
+    )
+    # Where one count was measured, the two speedups are one.
+    others = speed.query("not (family == 'inference' and variant == 'compute')")
+    assert len(others) and (others["speedup"] == others["speedup_vs_best_cpu"]).all()
+    assert (others["best_cpu_threads"] == default).all()
+
+
+def test_format1_speedups_are_against_the_only_thread_count_measured(frame):
+    speed = speedups(frame)
+    assert (speed["speedup_vs_best_cpu"] == speed["speedup"]).all()
+    assert (speed["best_cpu_threads"] == speed["default_threads"]).all()
+    assert (speed["default_threads"] == _json(GPU_RUN)["machine_info"]["torch"]["threads"]).all()
+
+
+def test_the_cpu_threads_section_names_the_best_count_and_its_gain(tmp_path):
+    run = _also_at(_format2(_json(GPU_RUN)), 1, "inference", ("mode", "compute"), ONE_THREAD)
+    default = run["machine_info"]["torch"]["threads"]
+    write_report(load_frame([_write(tmp_path, "threads.json", run)]), tmp_path / "out")
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    section = _section(markdown, "CPU threads")
+    cpu = _medians(run, "inference", "cpu", "mode", "compute")
+    for size in ONE_THREAD:
+        if cpu[(1, size)] < cpu[(default, size)]:
+            assert f"1t, {cpu[(default, size)] / cpu[(1, size)]:.2f}x" in section
+        else:
+            assert f"{default}t (the default)" in section
+    assert f"only {default}t measured" in section  # end_to_end ran at the default only
+    assert "| train" not in section  # training ran at one count: nothing to choose
+    # The speedup table gives the best count's speedup in brackets where it is not the default.
+    gpu = _medians(run, "inference", "cuda:0", "mode", "compute")
+    assert f"[{cpu[(1, 1)] / gpu[(default, 1)]:.2f}x vs 1t]" in _section(markdown, "GPU speedup over the CPU")
+    assert "Against the CPU at its best thread count" in _section(markdown, "Crossover batch size")
+    # Runs with one CPU thread count have no such section.
+    write_report(load_frame([GPU_RUN, CPU_RUN]), tmp_path / "one")
+    assert "## CPU threads" not in (tmp_path / "one" / "report.md").read_text()
+
+
+def test_the_epoch_breakdown_takes_the_cpu_at_torchs_default(tmp_path):
+    run = _format2(_json(GPU_RUN))
+    for pipeline in ("seed", "resident"):
+        run = _also_at(run, 1, "train", ("pipeline", pipeline), {100: 1.0, 1000: 1.0, 10_000: 1.0})
+    default = run["machine_info"]["torch"]["threads"]
+    parts = breakdown(load_frame([_write(tmp_path, "threads.json", run)]))
+    cpu = parts[parts["device"] == "cpu"].set_index("batch_size")
+    seed = _medians(run, "train", "cpu", "pipeline", "seed")
+    resident = _medians(run, "train", "cpu", "pipeline", "resident")
+    assert (cpu["cpu_threads"] == default).all() and sorted(cpu.index) == sorted({s for _t, s in seed})
+    for size, r in cpu.iterrows():
+        assert r["seed_epoch_s"] == seed[(default, size)] and r["compute_s"] == resident[(default, size)]
+
+
+def test_tables_show_each_cpu_thread_count_on_its_own_row(tmp_path):
+    run = _json(QUICK_V2)
+    write_report(load_frame([QUICK_V2]), tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    transfer = _section(markdown, "Transfer bandwidth")
+    for b in run["benchmarks"]:
+        p = b["params"]
+        if b["group"] == "transfer" and p["size"] == max(r["params"].get("size", 0) for r in run["benchmarks"]):
+            line = next(x for x in transfer.splitlines() if f"| cpu {p['cpu_threads']}t " in x and p["dtype"] in x)
+            assert f"{b['extra_info']['bytes'] / b['stats']['median'] / 1e9:.3g} GB/s" in line
+    counts = sorted({b["params"]["cpu_threads"] for b in run["benchmarks"] if b["group"] == "inference"})
+    inference = _section(markdown, "Inference")
+    assert all(f"| cpu {t}t " in inference for t in counts)
+    assert "| cpu 2t " in _section(markdown, "Training epoch time")
+
+
+def test_thread_counts_sort_as_numbers(tmp_path):
+    run = _json(QUICK_V2)
+    for b in run["benchmarks"]:
+        if b["params"]["cpu_threads"] == 1:
+            b["params"]["cpu_threads"] = 16
+            b["name"] = b["name"].replace("-1t-", "-16t-")
+    write_report(load_frame([_write(tmp_path, "sixteen.json", run)]), tmp_path / "out")
+    inference = _section((tmp_path / "out" / "report.md").read_text(), "Inference")
+    assert inference.index("| cpu 2t ") < inference.index("| cpu 16t ")
+
+
+def test_inference_shows_throughput_and_latency_percentiles_or_the_mean(tmp_path):
+    # The brief's check: the H100 host's format-1 runs beside the 2-core VM's format-2 runs.
+    assert main([str(H100), str(QUICK_V2), str(PARTIAL_V2), "--out", str(tmp_path)]) == 0
+    inference = _section((tmp_path / "report.md").read_text(), "Inference")
+    # The VM's full run, although stopped, is newer and full: its cases are the VM's figures.
+    b = next(b for b in _json(PARTIAL_V2)["benchmarks"] if b["name"] == "test_inference[cpu-1t-1-compute]")
+    lat = b["extra_info"]["latency"]
+    expected = (
+        f"{b['extra_info']['images'] / b['stats']['median']:,.0f} img/s; "
+        f"p50 {lat['p50_s'] * 1e3:.3g} ms, p99 {lat['p99_s'] * 1e3:.3g} ms, n={lat['samples']}"
+    )
+    assert expected in inference
+    full = next(H100.glob("*full*.json"))
+    g = next(b for b in _json(full)["benchmarks"] if b["name"] == "test_inference[cuda:0-100-compute]")
+    assert f"{g['stats']['median'] / g['extra_info']['batches'] * 1e3:.3g} ms/batch mean" in inference
+
+
+def test_the_report_marks_a_partial_run_and_says_which_figures_come_from_it(tmp_path):
+    run = _json(PARTIAL_V2)
+    state = run["machine_info"]["fmnist_bench"]["run"]
+    write_report(load_frame([PARTIAL_V2, GPU_RUN]), tmp_path)
+    markdown, page = (tmp_path / "report.md").read_text(), (tmp_path / "index.html").read_text()
+    label = f"partial: {state['finished_cases']} of {state['planned_cases']} cases, {state['ended']}"
+    assert label in _section(markdown, "Machines") and html.escape(label) in page
+    note = next(line for line in markdown.splitlines() if line.startswith("Figures from partial runs"))
+    assert html.escape(note) in page
+    assert PARTIAL_V2.name in note and GPU_RUN.name not in note
+    measured = {b["group"] for b in run["benchmarks"]}
+    for family in ("transfer", "train", "inference"):
+        assert (f"{family} on cpu" in note) == (family in measured)
+    assert "not recorded" in _section(markdown, "Machines")  # the format-1 run does not say
+    write_report(load_frame([QUICK_V2]), tmp_path / "quick")
+    quick = (tmp_path / "quick" / "report.md").read_text()
+    assert "| complete" in quick and "Figures from partial runs" not in quick
+
+
+@pytest.mark.parametrize(
+    "state, says",
+    [
+        (
+            {"complete": False, "ended": "killed: recovered from its journal", "finished_cases": 12},
+            "partial: 12 cases, killed: recovered from its journal",
+        ),
+        (
+            {"complete": False, "planned_cases": 46, "finished_cases": 44, "failed": [{"name": "a"}, {"name": "b"}]},
+            "partial: 44 of 46 cases, 2 cases failed",
+        ),
+    ],
+)
+def test_recovered_and_failed_runs_say_how_they_ended(tmp_path, state, says):
+    run = _json(PARTIAL_V2)
+    run["machine_info"]["fmnist_bench"]["run"] = state
+    write_report(load_frame([_write(tmp_path, "run.json", run)]), tmp_path / "out")
+    assert says in _section((tmp_path / "out" / "report.md").read_text(), "Machines")
+
+
+def test_orphan_journals_are_named_with_the_command_that_recovers_them(tmp_path, capsys):
+    folder = tmp_path / "runs" / "vm_AMD-EPYC_no-gpu"
+    folder.mkdir(parents=True)
+    shutil.copy(QUICK_V2, folder / "0001_quick.json")
+    assert main([str(tmp_path / "runs"), "--out", str(tmp_path / "clean")]) == 0
+    assert "bench.recover" not in capsys.readouterr().err
+    journal = folder / "journal_20261127T211400_4242.jsonl"
+    journal.write_text(json.dumps({"journal": 1, "opened": "2026-11-27T21:14:00+00:00", "pid": 4242}) + "\n")
+    assert main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert str(journal) in err and f"python -m bench.recover {folder}" in err
+    assert journal.exists() and sorted(p.name for p in folder.glob("*.json")) == ["0001_quick.json"]  # not recovered
+    assert "killed before it saved" in err
+    # A journal whose run is still going (it holds the lock) is named as such, with no recovery advice.
+    journal.unlink()
+    live = Journal(folder)
+    try:
+        assert main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+        err = capsys.readouterr().err
+        assert str(live.path) in err and "a run still going" in err and "bench.recover" not in err
+    finally:
+        live.close(keep=False)
+
+
+def test_malformed_format2_fields_are_named_and_passed_over(tmp_path):
+    run = _json(QUICK_V2)
+    inference = [b for b in run["benchmarks"] if b["group"] == "inference"]
+    threads_case, flat_case, odd_case = run["benchmarks"][0], inference[0], inference[1]
+    threads_case["params"]["cpu_threads"] = "two"
+    flat_case["extra_info"]["latency"] = "fast"
+    odd_case["extra_info"]["latency"]["p99_s"] = "slow"
+    odd_case["extra_info"]["latency"]["samples"] = -3
+    run["machine_info"]["fmnist_bench"]["run"]["complete"] = "yes"
+    run["machine_info"]["torch"]["threads"] = 0
+    path = _write(tmp_path, "odd_v2.json", run)
+    with pytest.warns(RunFileWarning) as caught:
+        frame = load_frame([path])
+    messages = [str(w.message) for w in caught]
+    for field in (
+        f"{threads_case['name']}: params.cpu_threads",
+        f"{flat_case['name']}: extra_info.latency ",
+        f"{odd_case['name']}: extra_info.latency.p99_s",
+        f"{odd_case['name']}: extra_info.latency.samples",
+        "machine_info.fmnist_bench.run.complete",
+        "machine_info.torch.threads",
+    ):
+        assert any(m.startswith(f"{path}: ") and field in m for m in messages), field
+    assert len(frame) == len(run["benchmarks"])
+    assert pd.isna(one(frame, name=threads_case["name"])["cpu_threads"])
+    assert pd.isna(one(frame, name=flat_case["name"])["latency_p50_ms"])
+    odd = one(frame, name=odd_case["name"])
+    assert odd["latency_p50_ms"] == pytest.approx(odd_case["extra_info"]["latency"]["p50_s"] * 1e3)
+    assert pd.isna(odd["latency_p99_ms"]) and pd.isna(odd["latency_samples"])
+    # torch's count unusable: the plan's record of it stands in.
+    assert (frame["default_threads"] == run["machine_info"]["fmnist_bench"]["plan"]["default_threads"]).all()
+    assert {p.name for p in write_report(frame, tmp_path / "out")} >= {"index.html", "report.md"}
+
+
+def test_runs_with_no_thread_count_or_run_record_still_report(tmp_path):
+    run = _json(GPU_RUN)
+    del run["machine_info"]["torch"]["threads"]
+    run["machine_info"]["fmnist_bench"]["run"] = "oops"
+    path = _write(tmp_path, "bare.json", run)
+    with pytest.warns(RunFileWarning, match="machine_info.fmnist_bench.run is 'oops'"):
+        frame = load_frame([path])
+    assert frame["cpu_threads"].isna().all() and not frame["partial"].any()
+    speed = speedups(frame)
+    assert speed["speedup"].tolist() == pytest.approx(speedups(load_frame([GPU_RUN]))["speedup"].tolist())
+    write_report(frame, tmp_path / "out")
+    assert "| cpu " in _section((tmp_path / "out" / "report.md").read_text(), "Training epoch time")
+
+
+def test_a_newer_format_is_read_with_a_warning(tmp_path):
+    run = _json(QUICK_V2)
+    run["machine_info"]["fmnist_bench"]["format"] = 3
+    with pytest.warns(RunFileWarning, match="format 3 is newer"):
+        frame = load_frame([_write(tmp_path, "future.json", run)])
+    assert len(frame) == len(run["benchmarks"])
+
+
+def test_cpu_choices_prefer_the_default_on_a_tie(tmp_path):
+    run = _format2(_json(GPU_RUN))
+    default = run["machine_info"]["torch"]["threads"]
+    same = {s: m for (_t, s), m in _medians(run, "inference", "cpu", "mode", "compute").items()}
+    run = _also_at(run, 1, "inference", ("mode", "compute"), same)  # named cpu-1t-: listed before cpu-64t-
+    choices = cpu_choices(load_frame([_write(tmp_path, "tie.json", run)]))
+    compute = choices.query("family == 'inference' and variant == 'compute'")
+    assert len(compute) == len(same) and (compute["best_cpu_threads"] == default).all()
+    assert (compute["threads_measured"] == 2).all()
