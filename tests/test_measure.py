@@ -146,3 +146,23 @@ def test_stopwatch_counts_from_when_it_was_made():
     watch = Stopwatch(clock=lambda: now[0])
     now[0] = 12.5
     assert watch() == 2.5
+
+
+def _run(name, rounds):
+    data = sorted(rounds)
+    median = data[len(data) // 2]
+    return {"benchmarks": [{"name": name, "stats": {"median": median, "iqr": 0.0, "data": rounds}}]}
+
+
+def test_check_warmup_compares_medians_and_the_first_round_per_case():
+    from bench.check_warmup import compare
+
+    runs = {
+        # A warm-up too short would leave its cost in the first timed round: 2.0 against a median of 1.0.
+        "short": [_run("case", [2.0, 1.0, 1.0]), _run("case", [2.0, 1.1, 1.1])],
+        "full": [_run("case", [1.0, 1.0, 1.0]), _run("case", [1.0, 1.0, 1.0])],
+    }
+    (row,) = compare(runs)
+    assert row["short"] == pytest.approx(1.05) and row["full"] == 1.0 and row["ratio"] == pytest.approx(1.05)
+    assert row["short_first"] == pytest.approx((2.0 / 1.0 + 2.0 / 1.1) / 2)
+    assert row["full_first"] == 1.0
