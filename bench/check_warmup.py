@@ -24,7 +24,7 @@ VARIANTS = {"short": None, "full": "all"}  # None: the suite's default warm-up
 
 def _run(variant: str, short: str, out: Path, pytest_args: list[str]) -> dict:
     warmup = short if VARIANTS[variant] is None else VARIANTS[variant]
-    command = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q", "--benchmark-disable-gc",
+    command = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q",
                f"--warmup-batches={warmup}", f"--benchmark-json={out}", *pytest_args]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -74,18 +74,23 @@ def main(argv: list[str] | None = None) -> int:
     rows = compare(runs)
     first = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     print(
-        f"{'case':<48} {'short warm-up':>14} {'full warm-up':>13} {'short/full':>10} {'IQR':>5}  first round/median (short, full)"
+        f"{'case':<48} {'short (s)':>10} {'full (s)':>10} {'short/full':>10} {'IQR/median':>10}  "
+        "first round/median: short, full"
     )
     for r in rows:
         print(
-            f"{r['name']:<48} {r['short']:>14.4g} {r['full']:>13.4g} {r['ratio']:>10.3f} {max(r['short_iqr'], r['full_iqr']):>5.0%}"
-            f"  {first(r['short_first'])}, {first(r['full_first'])}"
+            f"{r['name']:<48} {r['short']:>10.4g} {r['full']:>10.4g} {r['ratio']:>10.3f} "
+            f"{max(r['short_iqr'], r['full_iqr']):>10.0%}  {first(r['short_first'])}, {first(r['full_first'])}"
         )
     if rows:
         worst = max(rows, key=lambda r: abs(r["ratio"] - 1))
         print(
-            f"largest difference: {worst['ratio'] - 1:+.1%} ({worst['name']}); {args.trials} trial(s) per variant, alternated"
+            f"Medians with the short warm-up differ from the whole-epoch warm-up's by {worst['ratio'] - 1:+.1%} at most "
+            f"({worst['name']}). The seconds are the median of each variant's medians over {args.trials} alternated "
+            "trial(s); IQR/median is the larger of the two; a first round well above 1.00 would be warm-up left in the rounds."
         )
+        if args.trials < 3:
+            print("With fewer than 3 trials a difference says little on a noisy machine: run --trials 3 or more.")
     return 0
 
 

@@ -75,8 +75,10 @@ class Suite:
         self.lines: dict[str, str] = {}  # a case's progress line, printed once pytest has reported it
         self.saved = False
         self.save_errors: list[str] = []
+        self.hold_signals = lambda: None
         self.restore_signals = lambda: None
-        self.notes: list[str] = []  # said in the header: journals recovered at the start
+        self.notes: list[str] = []  # said before the first case: journals recovered at the start
+        self.current = None  # the benchmark fixture of the case running now
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report) -> None:
@@ -214,7 +216,7 @@ def pytest_configure(config: pytest.Config) -> None:
     opt.benchmark_save_data = True  # keep every round's time: the report computes percentiles from them
     _open_outputs(config, suite)
     config.pluginmanager.register(suite, "fmnist-bench-suite")
-    suite.restore_signals = install_stop_signals(suite.run)
+    suite.hold_signals, suite.restore_signals = install_stop_signals(suite.run)
 
 
 def _open_outputs(config: pytest.Config, suite: Suite) -> None:
@@ -231,7 +233,8 @@ def _open_outputs(config: pytest.Config, suite: Suite) -> None:
     if folder is None:  # elasticsearch: pytest-benchmark's own save, without a journal
         return
     runs = folder / get_machine_id()
-    if (opt.benchmark_save or opt.benchmark_autosave) and not opt.benchmark_disable:
+    disabled = opt.benchmark_disable and not opt.benchmark_enable  # as pytest-benchmark decides
+    if (opt.benchmark_save or opt.benchmark_autosave) and not disabled and not opt.collectonly:
         try:
             suite.journal = Journal(runs)
         except JournalError as exc:
@@ -248,17 +251,20 @@ def _open_outputs(config: pytest.Config, suite: Suite) -> None:
 
 
 def _profile_from(folder: Path) -> tuple[Profile, str]:
+    """What this machine's saved runs (all of them; see Profile.from_runs) predict of this one."""
     import json
 
-    runs = sorted(folder.glob("[0-9][0-9][0-9][0-9]_*.json"))
-    for path in reversed(runs):  # the newest readable one
+    runs = []
+    for path in sorted(folder.glob("[0-9][0-9][0-9][0-9]_*.json")):
         try:
             run = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            continue
+            continue  # not readable: the report names it; here it only predicts nothing
         if isinstance(run, dict) and isinstance(run.get("benchmarks"), list):
-            return Profile.from_runs([(str(path), run)]), f"from {path.name}"
-    return Profile(), "no earlier run of this machine"
+            runs.append((path.name, run))
+    if not runs:
+        return Profile(), "no earlier run of this machine"
+    return Profile.from_runs(runs), f"from {len(runs)} earlier run{'s' if len(runs) != 1 else ''} of this machine"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -276,12 +282,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         folder = suite.journal.folder
 
         def save(output_json: dict, save_name: str) -> None:
+            if not suite.run.complete:  # named as a recovered run is, so `ls` tells it from a whole one
+                save_name = f"{save_name}_partial"
             try:
                 path = save_whole(folder, save_name, output_json)
             except OSError as exc:
                 suite.save_errors.append(f"could not save the run in {folder}: {exc}")
                 return
             suite.saved = True
+            suite.journal.saved_as(path)  # should the journal outlive this process, recovery knows
             bs.logger.info(f"Saved benchmark data in: {path}")
 
         storage.save = save
@@ -368,6 +377,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             suite.bench_ids.add(item.nodeid)
             suite.remaining.append((item.nodeid, family, dict(item.callspec.params)))
     suite.run.planned = len(suite.bench_ids)
+    if suite.journal is not None:
+        suite.journal.note({"planned_cases": suite.run.planned})
+    for note in suite.notes:  # journals of killed runs, saved before this one starts
+        _write(session.config, note)
     if not session.config.option.collectonly and suite.remaining:
         _write(session.config, _estimate_line(suite))
 
@@ -414,7 +427,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"DeviceClock(device) (synchronize, then perf_counter); warm-up {warm}; rounds per case: {budgets}"
         + (f" (from {', '.join(given)})" if given else ""),
         f"fmnist-bench: CPU threads per family: {threads} (torch's default here: {plan.default_threads})",
-        *suite.notes,
     ]
 
 
@@ -425,6 +437,7 @@ def pytest_runtest_call(item: pytest.Item):
     suite = item.config.stash.get(_STATE, None)
     if suite is not None and item.nodeid in suite.bench_ids:
         suite.case_started[item.nodeid] = Stopwatch()
+        suite.current = (item.funcargs or {}).get("benchmark")  # (pytest drops funcargs if the case is cut short)
     yield
 
 
@@ -437,14 +450,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = outcome.get_result()
     if report.skipped and call.when in ("setup", "call"):
         reason = _reason(report)
-        suite.run.skipped.append({"name": item.name, "reason": reason})
-        _forget(suite, item.nodeid)
-        suite.lines[item.nodeid] = suite.line(_family(item), item.callspec.id, f"skipped: {reason}")
-    elif report.failed:
+        _lost(suite, item, "skipped", {"name": item.name, "reason": reason}, f"skipped: {reason}")
+    elif report.failed and not any(s.fullname == item.nodeid for s in suite.run.finished):
+        # (A teardown that fails after the case finished does not unmake its figure: pytest reports it.)
         reason = _reason(report)
-        suite.run.failed.append({"name": item.name, "when": call.when, "reason": reason})
-        _forget(suite, item.nodeid)
-        suite.lines[item.nodeid] = suite.line(_family(item), item.callspec.id, f"FAILED, not saved: {reason}")
+        record = {"name": item.name, "when": call.when, "reason": reason}
+        _lost(suite, item, "failed", record, f"FAILED, not saved: {reason}")
     elif call.when == "call" and report.passed:
         fixture = getattr(item, "funcargs", {}).get("benchmark")
         stats = getattr(fixture, "stats", None)
@@ -460,6 +471,15 @@ def _reason(report) -> str:
     text = getattr(report, "longreprtext", "") or str(report.longrepr)
     lines = [line for line in text.splitlines() if line.startswith("E ")]
     return (lines[0][1:].strip() if lines else text.strip().splitlines()[-1] if text.strip() else "failed")[:500]
+
+
+def _lost(suite: Suite, item: pytest.Item, kind: str, record: dict, said: str) -> None:
+    """A case that was skipped or failed: recorded in the run (and its journal), and said on its line."""
+    getattr(suite.run, kind).append(record)
+    if suite.journal is not None:
+        suite.journal.note({kind: record})
+    _forget(suite, item.nodeid)
+    suite.lines[item.nodeid] = suite.line(_family(item), item.callspec.id, said)
 
 
 def _forget(suite: Suite, nodeid: str) -> None:
@@ -504,6 +524,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus):
     suite = session.config.stash.get(_STATE, None)
     bs = getattr(session.config, "_benchmarksession", None)
     if suite is not None:
+        suite.hold_signals()  # from here a stop signal is ignored: the save is not cut short
+        # A case stopped in its warm-up never called pytest-benchmark: it is dropped, not "unused".
+        if suite.current is not None and suite.current.stats is None:
+            suite.current.skipped = True
         if suite.run.ended is None and exitstatus == pytest.ExitCode.INTERRUPTED:
             suite.run.ended = "interrupted"
         elif suite.run.ended is None and (session.shouldstop or session.shouldfail):
@@ -513,12 +537,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus):
             # rounds, or fewer than planned) or one that failed would be saved as if measured.
             finished = {id(s) for s in suite.run.finished}
             bs.benchmarks[:] = [b for b in bs.benchmarks if b.fullname not in suite.bench_ids or id(b) in finished]
-    outcome = yield
+    yield
     if suite is None:
         return
     journal = suite.journal
     if journal is not None:
-        kept = outcome.excinfo is not None or bool(suite.save_errors) or (not suite.saved and journal.cases > 0)
+        kept = journal.cases > 0 and not suite.saved
         journal.close(keep=kept)
         if kept:
             suite.save_errors.append(
@@ -534,8 +558,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus):
 @pytest.hookimpl(tryfirst=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     suite = config.stash.get(_STATE, None)
-    if suite is None or config.option.collectonly or not suite.run.planned:
-        return
+    if suite is None or config.option.collectonly or not suite.run.planned or not suite.run.finished:
+        return  # (nothing measured: --benchmark-disable, or stopped before the first case finished)
     records = [s.as_dict(include_data=False) for s in suite.run.finished]
     terminalreporter.section("fmnist-bench: is the GPU faster here?", sep="=", bold=True)
     for line in end_summary(records, default_threads=suite.plan.default_threads, run=suite.run.record()):
@@ -616,11 +640,16 @@ def test_split(plan: Plan):
 
 
 @pytest.fixture(scope="session")
-def trained_state(train_split) -> dict:
-    """Weights after one untimed resident epoch over the first 10,000 training images on the CPU,
-    so inference accuracy means something."""
-    torch.manual_seed(0)
-    model = Network()
-    n = min(len(train_split), _WEIGHTS_IMAGES)
-    train_epoch_resident(model, make_optimizer(model), train_split.images[:n], train_split.labels[:n], 100)
+def trained_state(plan: Plan, train_split) -> dict:
+    """Weights after one untimed resident epoch over the first 10,000 training images on the CPU
+    at torch's default threads, so inference accuracy means something."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(plan.default_threads)
+    try:
+        torch.manual_seed(0)
+        model = Network()
+        n = min(len(train_split), _WEIGHTS_IMAGES)
+        train_epoch_resident(model, make_optimizer(model), train_split.images[:n], train_split.labels[:n], 100)
+    finally:
+        torch.set_num_threads(before)
     return model.state_dict()

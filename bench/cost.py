@@ -71,6 +71,22 @@ class Observation:
         return (self.family, self.device, self.threads, self.variant, self.size)
 
 
+def _telling(run: dict) -> tuple[int, str]:
+    """How much a run tells of a full run's costs (0 quick, 1 stopped, 2 complete), then its date."""
+    ours = (run.get("machine_info") or {}).get("fmnist_bench") or {}
+    if (ours.get("plan") or {}).get("quick"):
+        rank = 0
+    else:
+        rank = 1 if (ours.get("run") or {}).get("complete") is False else 2
+    return rank, str(run.get("datetime", ""))
+
+
+def machine_of(run: dict) -> str:
+    """The machine a run was made on: fmnist-bench's key, else pytest-benchmark's node name."""
+    info = run.get("machine_info") or {}
+    return str((info.get("fmnist_bench") or {}).get("machine_key") or info.get("node") or "unknown machine")
+
+
 def _variant(family: str, params: dict) -> tuple:
     return tuple(params.get(axis) for axis in VARIANT_AXES[family])
 
@@ -119,16 +135,23 @@ class Profile:
 
     @classmethod
     def from_runs(cls, runs: Iterable[tuple[str, dict]]) -> Profile:
-        """A profile from (name, saved run) pairs; a later run's figure replaces an earlier one's."""
+        """A profile from one machine's (name, saved run) pairs.
+
+        Every case is taken from the most telling run that has it: a complete full run over a
+        stopped one over a quick one (whose 2,000-image epochs say little of a 60,000-image
+        one), the newest among equals. The time outside the cases comes from complete full
+        runs only: a stopped run counts the case it cut short there.
+        """
         profile = cls()
-        for name, run in runs:
+        for name, run in sorted(runs, key=lambda item: _telling(item[1])):
             info = run.get("machine_info") if isinstance(run.get("machine_info"), dict) else {}
             threads = (info.get("torch") or {}).get("threads")
             for record in run.get("benchmarks") or []:
                 if isinstance(record, dict) and (obs := observation(record, threads)) is not None:
                     profile.add(obs)
-            outside = ((info.get("fmnist_bench") or {}).get("run") or {}).get("outside_cases_s")
-            if isinstance(outside, (int, float)):
+            ours = info.get("fmnist_bench") or {}
+            outside = (ours.get("run") or {}).get("outside_cases_s")
+            if isinstance(outside, (int, float)) and _telling(run)[0] == 2:
                 profile.outside_s = float(outside)
             profile.sources.append(name)
         return profile
@@ -136,8 +159,20 @@ class Profile:
     def add(self, obs: Observation) -> None:
         self.observations[obs.key] = obs
 
-    def overhead_s(self, family: str) -> tuple[float, bool]:
-        """(per-case overhead, measured?) for a family."""
+    def overhead_s(self, family: str, params: dict | None = None) -> tuple[float, bool]:
+        """(per-case overhead, measured?): the case's own where it was measured (a copy's buffers
+        grow with its size), else the family's median, else the assumption."""
+        if params is not None:
+            threads = params.get("cpu_threads") if params.get("device") == "cpu" else None
+            for obs in self.observations.values():
+                same = (
+                    obs.family == family
+                    and obs.device == params.get("device")
+                    and obs.variant == _variant(family, params)
+                )
+                if same and obs.size == params.get(SIZE_AXIS[family]) and obs.overhead_s is not None:
+                    if threads is None or obs.threads == threads:
+                        return obs.overhead_s, True
         seen = [o.overhead_s for o in self.observations.values() if o.family == family and o.overhead_s is not None]
         if seen:
             return statistics.median(seen), True
@@ -205,7 +240,7 @@ def case_cost(plan: Plan, family: str, params: dict, profile: Profile) -> CaseCo
         return CaseCost(family, params, None, None, False)
     budget = plan.budgets[family]
     rounds = budget.rounds_for(round_s)
-    overhead, _ = profile.overhead_s(family)
+    overhead, _ = profile.overhead_s(family, params)
     if family == "transfer":
         warm, sample = 2 * round_s, 0.0  # two copies, the second one the estimate
     else:
@@ -311,7 +346,10 @@ def main(argv: list[str] | None = None) -> int:
             runs.append((str(path), json.loads(path.read_text(encoding="utf-8"))))
         except (OSError, ValueError) as exc:
             parser.error(f"{path}: not a readable saved run: {exc}")
-    runs.sort(key=lambda item: str(item[1].get("datetime", "")))  # the newest figure wins
+    machines = sorted({machine_of(run) for _, run in runs})
+    if len(machines) > 1:
+        parser.error(f"these runs are from {len(machines)} machines ({', '.join(machines)}): give one machine's runs")
+    runs.sort(key=lambda item: str(item[1].get("datetime", "")))
     profile = Profile.from_runs(runs)
     infos = [run.get("machine_info") or {} for _, run in runs]
     default_threads = next(

@@ -41,7 +41,8 @@ __all__ = [
 JOURNAL_GLOB = "journal_*.jsonl"  # not *.json: pytest-benchmark and the report never take it for a run
 JOURNAL_FORMAT = 1
 _NUMBERED = re.compile(r"^(\d{4})_")
-# A saved run at most this big can be written; a folder with less free space is refused up front.
+# A folder with less free space than this is refused before the run, not found full at its save:
+# a default run's file is about 0.3 MB (2-core VM) to 1 MB (H100 host), journal included.
 MIN_FREE_BYTES = 16 * 2**20
 
 
@@ -93,6 +94,14 @@ class Journal:
         """One finished case, as pytest-benchmark writes it in a saved run."""
         self._write({"case": benchmark, "finished": _now()})
         self.cases += 1
+
+    def note(self, record: dict) -> None:
+        """What else a recovered run should say: {"planned_cases": N}, {"skipped": {...}}, {"failed": {...}}."""
+        self._write(record)
+
+    def saved_as(self, path: Path) -> None:
+        """The run is saved: if this journal outlives its process, recovery must not save it twice."""
+        self._write({"saved": str(path)})
 
     def close(self, *, keep: bool) -> None:
         """Release the journal; remove it unless `keep` (its run was not saved)."""
@@ -156,13 +165,26 @@ def save_whole(folder: Path, save_name: str, output_json: dict) -> Path:
             for _attempt in range(1000):
                 target = folder / f"{_next_number(folder):04d}_{save_name}.json"
                 try:
-                    os.link(tmp, target)  # fails, rather than overwrites, if the name is taken
+                    _take(tmp, target)
                     return target
                 except FileExistsError:
                     continue
             raise OSError(f"no free run number in {folder}")
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _take(tmp: Path, target: Path) -> None:
+    """Give `tmp` the name `target`, failing with FileExistsError, never overwriting, if it is taken."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        # A filesystem without hard links (FAT, some network mounts): claim the name, then move
+        # the whole file onto it. Under the folder's lock no other save can claim it meanwhile.
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        os.replace(tmp, target)
 
 
 def find_journals(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -193,9 +215,14 @@ def is_live(path: Path) -> bool:
     return False
 
 
-def read_journal(path: Path) -> tuple[dict | None, list[dict], list[str]]:
-    """(header, finished cases with their finish times, problems). A torn last line is a problem, not an error."""
+def read_journal(path: Path) -> tuple[dict | None, list[dict], dict, list[str]]:
+    """(header, finished cases with their finish times, the rest it noted, problems).
+
+    The rest: the process id, the cases planned, skipped and failed, and where the run was
+    saved if it was. A torn last line (the process died while writing it) is a problem, not an error.
+    """
     header, cases, problems = None, [], []
+    noted: dict = {"skipped": [], "failed": []}
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     for number, line in enumerate(lines, 1):
         try:
@@ -209,27 +236,41 @@ def read_journal(path: Path) -> tuple[dict | None, list[dict], list[str]]:
             header = record["header"]
         elif isinstance(record.get("case"), dict):
             cases.append(record)
-    return header, cases, problems
+        elif isinstance(record.get("skipped"), dict) or isinstance(record.get("failed"), dict):
+            kind = "skipped" if "skipped" in record else "failed"
+            noted[kind].append(record[kind])
+        else:
+            for key in ("pid", "planned_cases", "saved"):
+                if key in record:
+                    noted[key] = record[key]
+    return header, cases, noted, problems
 
 
 def recover(path: Path) -> tuple[Path | None, str]:
     """Turn one dead run's journal into a saved run marked incomplete; (saved path or None, what happened)."""
     if is_live(path):
         return None, f"{path}: its run is still going (the journal is locked): left alone"
-    header, cases, problems = read_journal(path)
+    header, cases, noted, problems = read_journal(path)
     note = "".join(f"; {p}" for p in problems)
+    _remove_temporaries(path.parent, noted.get("pid"))
+    if noted.get("saved"):
+        path.unlink(missing_ok=True)
+        return None, f"{path}: its run was saved as {noted['saved']} before the process ended: removed{note}"
     if header is None or not cases:
         path.unlink(missing_ok=True)
         why = "no finished case" if header is not None else "the run ended before it started measuring"
         return None, f"{path}: {why}, nothing to recover: removed{note}"
     machine_info = dict(header.get("machine_info") or {})
     ours = dict(machine_info.get("fmnist_bench") or {})
+    # The header's run record is from the session's start: the journal's own records replace it.
     ours["run"] = {
-        **(ours.get("run") or {}),
         "complete": False,
+        "planned_cases": noted.get("planned_cases"),
+        "finished_cases": len(cases),
+        "skipped": noted["skipped"],
+        "failed": noted["failed"],
         "ended": "killed: the process ended without saving; recovered from its journal",
         "journal": path.name,
-        "finished_cases": len(cases),
         "recovered": _now(),
     }
     machine_info["fmnist_bench"] = ours
@@ -244,6 +285,13 @@ def recover(path: Path) -> tuple[Path | None, str]:
     saved = save_whole(path.parent, f"{header.get('save_name') or 'recovered'}_partial", output)
     path.unlink()
     return saved, f"{path}: {len(cases)} finished case{'s' if len(cases) != 1 else ''} saved as {saved}{note}"
+
+
+def _remove_temporaries(folder: Path, pid) -> None:
+    """A save cut short by SIGKILL leaves its temporary file: the dead process's ones go with its journal."""
+    if isinstance(pid, int):
+        for tmp in folder.glob(f".saving-{pid}-*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

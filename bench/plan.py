@@ -105,9 +105,10 @@ class Plan:
     # None: the whole split (60,000 / 10,000 images), as an epoch and a test pass really are.
     train_images: int | None = None
     test_images: int | None = None
-    # CPU intra-op threads per family. None: 1 and torch's default for inference and copies
-    # (at batch size 1, 16 threads gave a third of 1 thread's speed on a 16-core host), torch's
-    # default alone for training (a second thread count doubles the run's largest cost).
+    # CPU intra-op threads per family. None: 1 and torch's default for inference and copies (at
+    # batch size 1 the H100 host's CPU did 619 images/s at torch's 16 threads where the 2-core VM
+    # did 2,872: small batches do not feed many threads), torch's default alone for training
+    # (a second thread count doubles the run's largest cost).
     cpu_threads: tuple[int, ...] | None = None
     budgets: dict[str, Budget] = field(default_factory=lambda: dict(FULL_BUDGETS))
     # Warm-up: this many batches (plus one of the epoch's last, smaller shape), not a whole
@@ -115,8 +116,9 @@ class Plan:
     # DataLoader's start all happen in the first batches. None: a whole epoch or pass.
     warmup_batches: int | None = 2
     # An inference round is one pass over the test split, or over its first `pass_batches`
-    # batches when it has more (batch sizes under 10): a pass at batch size 1 took 16 s on a
-    # 16-core CPU, and its throughput is the same over 1,000 images.
+    # batches when it has more (batch sizes under 10): at batch size 1 the H100 host's CPU took
+    # 1.6 s per 1,000 images (16 s a pass), and on the 2-core VM passes of 1,000 and 10,000
+    # single images gave the same images/s within noise (8,100-8,400 and 7,400-8,400, interleaved).
     pass_batches: int = 1000
     latency: LatencySample = LatencySample()
 

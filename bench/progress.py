@@ -12,6 +12,8 @@ from .derive import NOISY_IQR_SHARE, crossover_batch_size, loglog_interp, seed_b
 __all__ = ["case_headline", "end_summary", "fmt_time", "progress_line"]
 
 _VARIANT = {"train": "pipeline", "inference": "mode"}
+# A thread count "beats" torch's default only by more than this: less is within a run's noise.
+_THREADS_MARGIN = 0.05
 
 
 def fmt_time(seconds: float | None) -> str:
@@ -156,23 +158,28 @@ def _threads_section(records: Sequence[dict], default_threads: int) -> list[str]
             continue
         measured |= counts
         by_variant: dict[str, list[str]] = defaultdict(list)
-        for (variant, size), choice in sorted(
-            _cpu_choices(rows, default_threads).items(), key=lambda kv: (str(kv[0][0]), kv[0][1])
-        ):
-            if choice["default"] and choice["best"] and choice["best_threads"] != default_threads:
+        choices = sorted(_cpu_choices(rows, default_threads).items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))
+        for (variant, size), choice in choices:
+            gain = choice["default"] / choice["best"] if choice["default"] and choice["best"] else 1.0
+            if gain > 1 + _THREADS_MARGIN:
+                best = choice["best_threads"]
                 by_variant[variant].append(
-                    f"{size:,}: {choice['best_threads']} ({choice['default'] / choice['best']:.2f}x)"
+                    f"batch {size:,}: {best} thread{'s' if best != 1 else ''}, {gain:.2f}x faster than {default_threads}"
                 )
             else:
                 by_variant.setdefault(variant, [])
         for variant, better in by_variant.items():
-            said = "  ".join(better) if better else f"torch's default {default_threads} is the best at every batch size"
+            said = (
+                "; ".join(better)
+                if better
+                else f"no count beat torch's default {default_threads} by more than {_THREADS_MARGIN:.0%}"
+            )
             lines.append(f"  {family:<9} {variant:<10} {said}")
     if not lines:
         return []
     return [
-        f"The CPU by thread count ({', '.join(map(str, sorted(measured)))} measured): where another count beat torch's default "
-        f"{default_threads}, batch size: best count (its speedup over the default):",
+        f"The CPU by thread count ({', '.join(map(str, sorted(measured)))} measured), where another count beat "
+        f"torch's default {default_threads} by more than {_THREADS_MARGIN:.0%}:",
         *lines,
     ]
 
@@ -210,6 +217,14 @@ def _breakdown_section(records: Sequence[dict], default_threads: int) -> list[st
                     [r["params"]["size"] for r in mine], [r["stats"]["median"] for r in mine], min(size, n)
                 )
                 moving = per_batch * math.ceil(n / size)
+        name = device if device != "cpu" else f"cpu-{default_threads}t"
+        if resident + (moving if math.isfinite(moving) else 0.0) > seed:
+            # The same training without the loading took longer than with it: noise, not a split.
+            lines.append(
+                f"  {name:<8} batch {size:>6,}: no split: the resident epoch ({fmt_time(resident)}) and the copies "
+                f"took longer than the seed epoch ({fmt_time(seed)}), so one of them is noise"
+            )
+            continue
         parts = seed_breakdown(seed, resident, moving)
         share = {
             key: f"{fmt_time(value)} ({value / seed:.0%})" if math.isfinite(value) else "not measured"
@@ -217,7 +232,6 @@ def _breakdown_section(records: Sequence[dict], default_threads: int) -> list[st
         }
         if device == "cpu":
             share["transfer_s"] = "none (no copy on the CPU)"
-        name = device if device != "cpu" else f"cpu-{default_threads}t"
         lines.append(
             f"  {name:<8} batch {size:>6,}: {fmt_time(seed)} = loading {share['loading_s']} + "
             f"transfer {share['transfer_s']} + compute {share['compute_s']}"
@@ -254,6 +268,6 @@ def end_summary(records: Sequence[dict], *, default_threads: int, run: dict) -> 
     if run.get("failed"):
         health.append(f"{len(run['failed'])} failed and not saved: {', '.join(f['name'] for f in run['failed'][:3])}")
     if not run.get("complete", True):
-        health.append(f"the run is incomplete: {run.get('ended')}")
+        health.append(f"the run is incomplete: {run.get('ended') or 'not every planned case ran'}")
     lines.append("; ".join(health) + ".")
     return lines

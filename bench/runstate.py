@@ -57,14 +57,19 @@ class RunState:
         return out
 
 
-def install_stop_signals(run: RunState) -> Callable[[], None]:
+def install_stop_signals(run: RunState) -> tuple[Callable[[], None], Callable[[], None]]:
     """Make SIGTERM and SIGHUP stop the run as Ctrl-C does, noting in `run` which signal ended it.
 
     By default SIGTERM kills Python at once: pytest-benchmark's save at the session's end
-    never runs and every finished case is lost. Returns a call that puts the old handlers back.
+    never runs and every finished case is lost. Returns two calls: `hold`, for the save at the
+    end (a signal is then noted, not raised, so a second Ctrl-C cannot cut the save in half),
+    and `restore`, which puts the old handlers back.
     """
+    holding = False
 
     def stop(signum, _frame):
+        if holding:  # the cases are over and the run is being saved: let it finish
+            return
         name = signal.Signals(signum).name
         if run.ended is None:
             run.ended = f"stopped by {name}" + (" (Ctrl-C)" if signum == signal.SIGINT else "")
@@ -79,8 +84,12 @@ def install_stop_signals(run: RunState) -> Callable[[], None]:
         except ValueError:  # not the main thread (pytest embedded in something else): leave signals alone
             break
 
+    def hold() -> None:
+        nonlocal holding
+        holding = True
+
     def restore() -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
-    return restore
+    return hold, restore

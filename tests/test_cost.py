@@ -13,7 +13,9 @@ from tests.test_plan import make_plan
 FIXTURES = Path(__file__).parent / "fixtures"
 H100_FULL = FIXTURES / "h100-host" / "h100-host_full_cuda0_bs100-10000.json"
 H100_QUICK = FIXTURES / "h100-host" / "h100-host_quick_cpu-cuda0.json"
-VM_FULL_FORMAT1 = sorted(Path(__file__).parent.parent.glob("results/vm_AMD-EPYC_no-gpu/*/0001_*.json"))[0]
+VM_RUNS = sorted(Path(__file__).parent.parent.glob("results/vm_AMD-EPYC_no-gpu/*/[0-9][0-9][0-9][0-9]_*.json"))
+VM_FULL_FORMAT1 = VM_RUNS[0]  # before budgets: fixed rounds, whole-epoch warm-up
+VM_FULL_FORMAT2 = VM_RUNS[1]  # the default run with budgets, which recorded its own wall time
 
 
 def load(path):
@@ -128,6 +130,52 @@ def test_the_model_predicts_measured_runs_from_their_own_round_times(path, optio
     cost = plan_cost(plan, Profile.from_runs([(str(path), run)]))
     assert not cost.unknown
     assert cost.total_s == pytest.approx(measured_s, rel=0.10)
+
+
+def test_the_model_predicts_a_budgeted_run_from_its_own_round_times():
+    # Format 2 records the run's wall time: the model must account for every rule that spent it
+    # (budgeted rounds, the 2-batch warm-up, the latency sample, bounded passes, both thread counts).
+    run = load(VM_FULL_FORMAT2)
+    ours = run["machine_info"]["fmnist_bench"]
+    assert ours["run"]["complete"] and not ours["plan"]["quick"]
+    plan = make_plan(default_threads=run["machine_info"]["torch"]["threads"])
+    cost = plan_cost(plan, Profile.from_runs([(str(VM_FULL_FORMAT2), run)]))
+    assert len(cost.cases) == len(run["benchmarks"]) and not cost.unknown
+    assert cost.outside_measured and all(cost.overhead_measured.values())
+    assert cost.total_s == pytest.approx(ours["run"]["wall_s"], rel=0.10)
+    walls = {(b["group"], tuple(b["params"].items())): b["extra_info"]["wall_s"] for b in run["benchmarks"]}
+    for family in FAMILIES:  # family by family, not only in total
+        predicted = sum(c.seconds for c in cost.cases if c.family == family)
+        measured = sum(w for (f, _), w in walls.items() if f == family)
+        assert predicted == pytest.approx(measured, rel=0.15), family
+
+
+def test_a_complete_full_run_outranks_newer_quick_and_stopped_runs():
+    def run(date, median, *, quick=False, complete=True, outside=1.0):
+        return {
+            "datetime": date,
+            "machine_info": {"torch": {"threads": 2}, "fmnist_bench": {"plan": {"quick": quick},
+                             "run": {"complete": complete, "outside_cases_s": outside}}},
+            "benchmarks": [{"group": "train", "params": {"device": "cpu", "cpu_threads": 2, "batch_size": 100,
+                            "pipeline": "seed"}, "stats": {"median": median}, "extra_info": {"images": 60_000}}],
+        }  # fmt: skip
+
+    profile = Profile.from_runs(
+        [
+            ("full", run("2026-11-01", 3.0, outside=2.0)),
+            ("quick, newer", run("2026-11-02", 99.0, quick=True, outside=0.5)),
+            ("stopped, newer", run("2026-11-03", 50.0, complete=False, outside=40.0)),
+        ]
+    )
+    params = {"device": "cpu", "cpu_threads": 2, "batch_size": 100, "pipeline": "seed"}
+    assert profile.round_s("train", params, 60_000) == (3.0, True)
+    assert profile.outside_s == 2.0  # a stopped run counts the case it cut short outside the cases
+
+
+def test_the_cli_refuses_runs_of_several_machines(capsys):
+    with pytest.raises(SystemExit):
+        main([str(H100_QUICK), str(VM_FULL_FORMAT2)])
+    assert "these runs are from 2 machines" in capsys.readouterr().err
 
 
 def test_the_cli_estimates_the_h100_hosts_default_plan(capsys):

@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parent.parent
 # cases: 1 = case 1's warm-up, 2 = its timed round, 3 = case 2's warm-up, 4 = its round),
 # FMNIST_TEST_AFTER=N: once N cases have finished (between cases);
 # FMNIST_TEST_DO: the signal to send to itself (TERM, INT, KILL), or "raise" (the epoch crashes),
-# or "nan" (the epoch returns a non-finite loss: a failing check).
+# or "nan" (the epoch returns a non-finite loss: a failing check);
+# FMNIST_TEST_DISK=full: every fsync fails as on a full disk (the journal does not fsync; a save does);
+# FMNIST_TEST_DURING_SAVE=TERM or INT: that signal arrives while the run is being saved.
 PLUGIN = textwrap.dedent(
     """
     import math, os, signal
@@ -39,6 +41,21 @@ PLUGIN = textwrap.dedent(
 
     def pytest_sessionstart(session):
         import bench.bench_train as train
+        import bench.journal as journal
+
+        if os.environ.get("FMNIST_TEST_DISK") == "full":
+            def fsync(fd):
+                raise OSError(28, "No space left on device")
+            os.fsync = fsync
+        during = os.environ.get("FMNIST_TEST_DURING_SAVE")
+        if during:
+            real_save = journal.save_whole
+
+            def save_whole(*args, **kwargs):
+                os.kill(os.getpid(), getattr(signal, "SIG" + during))
+                return real_save(*args, **kwargs)
+            import sys
+            sys.modules["bench.conftest"].save_whole = save_whole  # what the plugin's save calls
         from fmnist_model.loops import EpochResult
         real = train.train_epoch_resident
 
@@ -93,6 +110,7 @@ def test_a_stopped_run_saves_every_finished_case_and_drops_the_one_cut_short(tmp
     result = run_suite(tmp_path, env={"FMNIST_TEST_DO": sig, **moment})
     assert result.returncode == pytest.ExitCode.INTERRUPTED, result.stdout[-3000:] + result.stderr[-3000:]
     path, run = the_run(tmp_path)
+    assert path.name.endswith("_partial.json")  # named as what it is
     # Case 1 finished; case 2 was cut short (or never started) and is not saved as if measured.
     assert [b["name"] for b in run["benchmarks"]] == [
         "test_train_epoch[cpu-2t-100-resident]".replace("2t", f"{_threads(run)}t")
@@ -103,6 +121,7 @@ def test_a_stopped_run_saves_every_finished_case_and_drops_the_one_cut_short(tmp
     assert ours["ended"].startswith(f"stopped by SIG{sig}")
     assert not find_journals([tmp_path / "store"])  # the run was saved: its journal is gone
     assert "the run is incomplete" in result.stdout  # the end-of-run summary says so
+    assert "fixture was not used" not in result.stdout + result.stderr  # a cut-short case is dropped quietly
     frame = load_frame([path])  # the report reads it
     assert len(frame) == 1 and frame["family"].tolist() == ["train"]
 
@@ -145,6 +164,7 @@ def test_a_killed_run_leaves_a_journal_that_recover_and_the_next_run_turn_into_a
     path, run = the_run(tmp_path)
     assert path.name.endswith("_partial.json") and len(run["benchmarks"]) == 1
     assert run["machine_info"]["fmnist_bench"]["run"]["complete"] is False
+    assert run["machine_info"]["fmnist_bench"]["run"]["planned_cases"] == 2
     assert run["machine_info"]["fmnist_bench"]["run"]["ended"].startswith("killed")
     assert not journal.exists()
     assert len(load_frame([path])) == 1
@@ -180,15 +200,10 @@ def test_a_case_whose_check_fails_leaves_no_figure_behind(tmp_path):
 
 
 def test_a_save_that_fails_keeps_the_journal_leaves_no_truncated_file_and_fails_the_run(tmp_path):
-    import resource
-
-    def small_files():  # a disk that fills up: no file may grow past 12 KB (the journal stays below it)
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (12_000, 12_000))
-
-    result = run_suite(tmp_path, preexec_fn=small_files)
+    result = run_suite(tmp_path, env={"FMNIST_TEST_DISK": "full"})
     assert result.returncode == pytest.ExitCode.INTERNAL_ERROR, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "could not save the run" in result.stdout and "python -m bench.recover" in result.stdout
+    assert "could not save the run" in result.stdout and "No space left on device" in result.stdout
+    assert "python -m bench.recover" in result.stdout
     assert not saved_runs(tmp_path)
     assert not list((tmp_path / "store").glob("*/.*.tmp"))  # no half-written file either
     (journal,) = find_journals([tmp_path / "store"])
@@ -198,6 +213,17 @@ def test_a_save_that_fails_keeps_the_journal_leaves_no_truncated_file_and_fails_
     assert recovered.returncode == 0, recovered.stdout + recovered.stderr
     _path, run = the_run(tmp_path)
     assert len(run["benchmarks"]) == 2
+    assert run["machine_info"]["fmnist_bench"]["run"]["planned_cases"] == 2  # from the journal, not the start
+
+
+@pytest.mark.parametrize("sig", ["TERM", "INT"])
+def test_a_signal_during_the_save_neither_cuts_it_short_nor_saves_twice(tmp_path, sig):
+    result = run_suite(tmp_path, env={"FMNIST_TEST_DURING_SAVE": sig})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    path, run = the_run(tmp_path)
+    assert run["machine_info"]["fmnist_bench"]["run"]["complete"] is True and len(run["benchmarks"]) == 2
+    assert not path.name.endswith("_partial.json")
+    assert not find_journals([tmp_path / "store"])  # nothing left for a later run to save again
 
 
 @pytest.mark.parametrize("make", ["file", "missing-parent-file"])

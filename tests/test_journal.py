@@ -28,9 +28,13 @@ def test_a_journal_keeps_each_case_as_a_line_and_is_removed_when_the_run_is_save
     journal.start(header())
     journal.add(a_case("a"))
     journal.add(a_case("b"))
-    head, cases, problems = read_journal(journal.path)
+    journal.note({"planned_cases": 3})
+    journal.note({"skipped": {"name": "c", "reason": "cuda:0: no GPU"}})
+    head, cases, noted, problems = read_journal(journal.path)
     assert head["save_name"] == "abc_20261127_120000" and [c["case"]["name"] for c in cases] == ["a", "b"]
-    assert not problems and journal.cases == 2
+    assert head["started"]  # stamped when the run started measuring
+    assert noted["planned_cases"] == 3 and noted["skipped"] == [{"name": "c", "reason": "cuda:0: no GPU"}]
+    assert noted["pid"] == os.getpid() and not problems and journal.cases == 2
     journal.close(keep=False)
     assert not journal.path.exists()
 
@@ -99,16 +103,24 @@ def test_a_failed_write_leaves_neither_a_truncated_run_nor_a_temporary_file(tmp_
 def test_recover_saves_a_dead_runs_cases_as_an_incomplete_run_and_removes_the_journal(tmp_path):
     journal = Journal(tmp_path)
     journal.start(header())
+    journal.note({"planned_cases": 4})
     journal.add(a_case("a"))
+    journal.note({"failed": {"name": "b", "reason": "boom"}})
     journal.close(keep=True)  # as a killed process leaves it: closed, its lock gone
+    leftover = tmp_path / f".saving-{os.getpid()}-0123.tmp"  # a save it was making when it died
+    leftover.write_text("{half")
     with journal.path.open("a") as fh:
         fh.write('{"case": {"name": "torn')  # the line it was writing when it died
     saved, said = recover(journal.path)
     assert saved.name == "0001_abc_20261127_120000_partial.json"
-    assert "1 finished case saved as" in said and "line 4 is not complete JSON" in said
+    assert "1 finished case saved as" in said and "line 6 is not complete JSON" in said
     run = json.loads(saved.read_text())
     assert [b["name"] for b in run["benchmarks"]] == ["a"]
-    assert run["machine_info"]["fmnist_bench"]["run"]["complete"] is False
+    ours = run["machine_info"]["fmnist_bench"]["run"]
+    assert ours["complete"] is False and ours["planned_cases"] == 4 and ours["finished_cases"] == 1
+    assert ours["failed"] == [{"name": "b", "reason": "boom"}] and ours["skipped"] == []
+    assert "wall_s" not in ours  # the header's record is from the run's start: not carried over
+    assert not leftover.exists()
     assert run["machine_info"]["fmnist_bench"]["format"] == 2  # the rest of machine_info is kept
     assert run["commit_info"] == {"id": "abc"} and run["version"] == "5.3.1"
     assert not journal.path.exists()
@@ -126,6 +138,28 @@ def test_recover_leaves_a_live_runs_journal_alone(tmp_path):
     )
     assert "still going" in other.stdout and journal.path.exists()
     journal.close(keep=False)
+
+
+def test_a_journal_whose_run_was_saved_is_removed_not_saved_again(tmp_path):
+    journal = Journal(tmp_path)
+    journal.start(header())
+    journal.add(a_case("a"))
+    journal.saved_as(tmp_path / "0001_abc.json")
+    journal.close(keep=True)  # the process died between its save and removing the journal
+    saved, said = recover(journal.path)
+    assert saved is None and "was saved as" in said and not journal.path.exists()
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_save_whole_works_where_the_filesystem_has_no_hard_links(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(journal_module.os, "link", no_links)
+    (tmp_path / "0001_taken.json").write_text("{}")
+    saved = save_whole(tmp_path, "run", {"n": 1})
+    assert saved.name == "0002_run.json" and json.loads(saved.read_text()) == {"n": 1}
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_a_journal_with_nothing_finished_is_removed_not_saved(tmp_path):

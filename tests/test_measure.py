@@ -82,7 +82,7 @@ def test_disabled_benchmarks_run_once_without_warmup():
 
 
 def test_budgeted_rounds_through_the_real_pytest_benchmark(pytester):
-    # The real plugin: 4 rounds chosen (0.25 s budget / 0.05 s estimated rounds, min 2), the
+    # The real plugin: 5 rounds chosen (0.25 s budget / 0.05 s estimated rounds, min 2), the
     # warm-up's 1 s nowhere in the figures, and every round the device's 0.05 s.
     pytester.makepyfile(
         test_budget="""

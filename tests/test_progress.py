@@ -65,3 +65,41 @@ def test_the_answer_says_when_a_run_is_incomplete_or_lost_cases():
     last = end_summary(CPU_QUICK["benchmarks"][:3], default_threads=2, run=run)[-1]
     assert last.startswith("3 of 46 cases measured")
     assert "1 failed and not saved: test_x[a]" in last and "the run is incomplete: stopped by SIGTERM" in last
+
+
+def record(family, device, size, variant, median, threads=16, images=60_000, **extra):
+    axis = {"train": "pipeline", "inference": "mode"}[family] if family != "transfer" else "direction"
+    params = {"device": device, "cpu_threads": threads, "batch_size": size, axis: variant}
+    if family == "transfer":
+        params = {"device": device, "cpu_threads": threads, "direction": "h2d", "memory": "pageable",
+                  "size": size, "dtype": "float32"}  # fmt: skip
+    return {"group": family, "name": f"{family}-{device}-{threads}-{size}-{variant}", "params": params,
+            "stats": {"median": median, "iqr": 0.0, "rounds": 3}, "extra_info": {"images": images, **extra}}  # fmt: skip
+
+
+def test_speedups_against_the_cpus_best_thread_count_and_the_crossover_against_it():
+    records = [
+        # The CPU at torch's 16 threads, and at 1 thread: 1 thread is 4x faster at batch 100.
+        record("train", "cpu", 100, "resident", 8.0), record("train", "cpu", 100, "resident", 2.0, threads=1),
+        record("train", "cpu", 1000, "resident", 4.0), record("train", "cpu", 1000, "resident", 8.0, threads=1),
+        record("train", "cuda:0", 100, "resident", 4.0), record("train", "cuda:0", 1000, "resident", 1.0),
+    ]  # fmt: skip
+    text = "\n".join(end_summary(records, default_threads=16, run={}))
+    # batch 100: 8/4 = 2x against the default, 2/4 = 0.5x against the best (1 thread); batch 1,000: 4x both ways.
+    assert "cuda:0  train     resident   100: 2.00x [0.50x]  1,000: 4.00x [4.00x]" in text
+    assert "cuda:0 train resident: GPU faster from batch size 1,000" in text  # not 100: the best CPU wins there
+    # Training ran at two thread counts here, so the CPU's section names the better one.
+    assert "train     resident   batch 100: 1 thread, 4.00x faster than 16" in text
+
+
+def test_the_seed_breakdown_adds_up_and_refuses_an_impossible_split():
+    copy = record("transfer", "cuda:0", 100, "h2d", 0.001)
+    records = [
+        record("train", "cuda:0", 100, "seed", 7.0), record("train", "cuda:0", 100, "resident", 1.0),
+        record("transfer", "cuda:0", 10, "h2d", 0.0005), copy,
+        record("train", "cuda:0", 1000, "seed", 1.0), record("train", "cuda:0", 1000, "resident", 2.0),
+    ]  # fmt: skip
+    lines = end_summary(records, default_threads=16, run={})
+    # 600 batches x 1 ms per 100-image copy = 0.6 s; loading = 7 - 1 - 0.6 = 5.4 s.
+    assert "  cuda:0   batch    100: 7 s = loading 5.4 s (77%) + transfer 600 ms (9%) + compute 1 s (14%)" in lines
+    assert any("batch  1,000: no split: the resident epoch (2 s)" in line for line in lines)
