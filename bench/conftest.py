@@ -12,11 +12,15 @@ import pytest
 import torch
 
 from fmnist_model import (
+    DEFAULT_DOWNLOAD_TIMEOUT,
     DEFAULT_ROOT,
     SOURCES,
     SPLIT_SIZES,
+    DataError,
+    DataNotFoundError,
     Network,
-    fashion_mnist_present,
+    check_fashion_mnist,
+    download_fashion_mnist,
     load_split,
     make_optimizer,
     resolve_source,
@@ -29,6 +33,9 @@ from .machine import cpu_model, machine_key, nvml_info, torch_info
 from .plan import (
     FAMILIES,
     FAMILY_AXES,
+    MAX_CASE_TIME,
+    MAX_DOWNLOAD_TIMEOUT,
+    MAX_MIN_ROUNDS,
     Plan,
     available_devices,
     case_id,
@@ -36,6 +43,7 @@ from .plan import (
     parse_batch_sizes,
     parse_cpu_threads,
     parse_devices,
+    parse_seconds,
     parse_warmup_batches,
     plan_from_options,
 )
@@ -47,7 +55,9 @@ from .timing import DeviceClock, Stopwatch
 # 1: first format (machine_info torch/gpus/nvml/dataset/fmnist_bench; params and extra_info per family).
 # 2: params gain cpu_threads; extra_info gains warmup, budget, wall_s and (inference) latency;
 #    an inference round may be a bounded pass (extra_info.images is per round);
-#    machine_info.fmnist_bench gains run (complete, planned/finished cases, failed, skipped, ended).
+#    machine_info.fmnist_bench gains run (complete, planned/finished cases, failed, skipped, ended);
+#    machine_info.dataset's image counts are those the run's cases really had (null: no case
+#    used that split), and it gains files (the real files' own counts).
 FORMAT_VERSION = 2
 
 _STATE = pytest.StashKey["Suite"]()
@@ -78,6 +88,8 @@ class Suite:
         self.hold_signals = lambda: None
         self.restore_signals = lambda: None
         self.notes: list[str] = []  # said before the first case: journals recovered at the start
+        self.data_files: dict | None = None  # images in the real files, when they are used
+        self.data_used: dict[str, int] = {}  # images each split really held in this run
         self.current = None  # the benchmark fixture of the case running now
 
     @pytest.hookimpl(trylast=True)
@@ -136,6 +148,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--data-root", default=str(DEFAULT_ROOT), help="where FashionMNIST/raw/ is (default: data)")
     group.addoption("--download", action="store_true", help="download FashionMNIST into --data-root if missing")
+    group.addoption(
+        "--download-timeout",
+        default=str(DEFAULT_DOWNLOAD_TIMEOUT),
+        help=f"seconds to wait for each reply while downloading (default: {DEFAULT_DOWNLOAD_TIMEOUT:g})",
+    )
 
 
 def _given(config: pytest.Config, flag: str) -> bool:
@@ -171,16 +188,18 @@ def pytest_configure(config: pytest.Config) -> None:
             parsed[name] = parse(value) if value is not None else None
         except ValueError as exc:
             raise pytest.UsageError(f"{name}: {exc}") from None
-    dataset_name = resolve_source(opt.dataset, opt.data_root, opt.download)
-    if dataset_name == "fashion-mnist" and not opt.download and not fashion_mnist_present(opt.data_root):
-        raise pytest.UsageError(
-            f"--dataset fashion-mnist: the FashionMNIST files are not under {opt.data_root}/FashionMNIST/raw; "
-            "add --download to fetch them, or use --dataset synthetic"
-        )
+    try:
+        download_timeout = parse_seconds(opt.download_timeout, most=MAX_DOWNLOAD_TIMEOUT)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--download-timeout: {exc}") from None
     # pytest-benchmark's own round options, honoured when given: they replace every family's.
+    # (pytest-benchmark checks that they are positive; the upper bounds are ours.)
     min_rounds = opt.benchmark_min_rounds if _given(config, "--benchmark-min-rounds") else None
     max_time = float(opt.benchmark_max_time) if _given(config, "--benchmark-max-time") else None
-    # (pytest-benchmark checks their values itself.)
+    if min_rounds is not None and min_rounds > MAX_MIN_ROUNDS:
+        raise pytest.UsageError(f"--benchmark-min-rounds: {min_rounds:,} is more than {MAX_MIN_ROUNDS:,}")
+    if max_time is not None and max_time > MAX_CASE_TIME:
+        raise pytest.UsageError(f"--benchmark-max-time: {max_time:g} s is more than {MAX_CASE_TIME:,} s a case")
     plan = plan_from_options(
         devices=parsed["--devices"],
         batch_sizes=parsed["--batch-sizes"],
@@ -188,13 +207,14 @@ def pytest_configure(config: pytest.Config) -> None:
         dataset=opt.dataset,
         data_root=opt.data_root,
         download=opt.download,
-        dataset_name=dataset_name,
+        dataset_name=_data_for(opt, download_timeout),
         default_threads=default_threads,
         cpu_threads=parsed["--cpu-threads"],
         warmup_batches=parsed["--warmup-batches"],
         min_rounds=min_rounds,
         max_time=max_time,
     )
+    files = _check_data(plan)
 
     # The machine as it is at the start of the run (an idle GPU's clocks, link and temperature).
     nvml, gpus = nvml_info()
@@ -206,6 +226,7 @@ def pytest_configure(config: pytest.Config) -> None:
         {"nvml": nvml, "gpus": gpus, "machine_key": key},
         {"--benchmark-min-rounds": min_rounds is not None, "--benchmark-max-time": max_time is not None},
     )
+    suite.data_files = files
     config.stash[_STATE] = suite
 
     # Saved runs go to results/<machine key>/ unless --benchmark-storage says otherwise:
@@ -217,6 +238,52 @@ def pytest_configure(config: pytest.Config) -> None:
     _open_outputs(config, suite)
     config.pluginmanager.register(suite, "fmnist-bench-suite")
     suite.hold_signals, suite.restore_signals = install_stop_signals(suite.run)
+
+
+def _data_for(opt, download_timeout: float) -> str:
+    """The data this run will use, downloaded first if asked: every data error is a usage error here."""
+    try:
+        name = resolve_source(opt.dataset, opt.data_root, opt.download)
+    except DataError as exc:  # the folder cannot be looked into
+        raise pytest.UsageError(f"--data-root: {exc}") from None
+    if name == "fashion-mnist" and opt.download:
+        try:
+            download_fashion_mnist(
+                opt.data_root, timeout=download_timeout, say=lambda line: print(line, file=sys.stderr)
+            )
+        except DataError as exc:
+            raise pytest.UsageError(f"--download: {exc}") from None
+    return name
+
+
+def _check_data(plan: Plan) -> dict | None:
+    """Before any case: the real files hold what this run's plan needs, or it does not start.
+
+    A run is never silently smaller than its plan: files with fewer images than the plan uses
+    (60,000 and 10,000; 2,000 and 1,000 with --quick) are a usage error. Returns the files' counts.
+    """
+    if plan.dataset_name != "fashion-mnist":
+        return None
+    try:
+        counts = check_fashion_mnist(plan.data_root)
+    except DataNotFoundError:
+        raise pytest.UsageError(
+            f"--dataset fashion-mnist: the FashionMNIST files are not under {plan.data_root}/FashionMNIST/raw; "
+            "add --download to fetch them, or use --dataset synthetic"
+        ) from None
+    except DataError as exc:
+        raise pytest.UsageError(f"--data-root: {exc}") from None
+    for split, planned in (
+        ("train", plan.train_images or SPLIT_SIZES[True]),
+        ("test", plan.test_images or SPLIT_SIZES[False]),
+    ):
+        if counts[split] < planned:
+            raise pytest.UsageError(
+                f"--data-root: the FashionMNIST {split} files under {plan.data_root}/FashionMNIST/raw hold "
+                f"{counts[split]:,} images; this run's plan uses {planned:,}{' (--quick)' if plan.quick else ''}. "
+                "Use complete files (--download), or --dataset synthetic."
+            )
+    return counts
 
 
 def _open_outputs(config: pytest.Config, suite: Suite) -> None:
@@ -590,8 +657,10 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "name": plan.dataset_name,
         "requested": plan.dataset,
         "root": plan.data_root,
-        "train_images": min(plan.train_images or SPLIT_SIZES[True], SPLIT_SIZES[True]),
-        "test_images": min(plan.test_images or SPLIT_SIZES[False], SPLIT_SIZES[False]),
+        # The images each split really held in this run (null: no case of this run used it).
+        "train_images": suite.data_used.get("train"),
+        "test_images": suite.data_used.get("test"),
+        "files": suite.data_files,  # the real files' own counts, when the real set was used
     }
     machine_info["fmnist_bench"] = {
         "format": FORMAT_VERSION,
@@ -625,18 +694,25 @@ def cpu_threads(request: pytest.FixtureRequest, device: str):
         torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="session")
-def train_split(plan: Plan):
-    return load_split(
-        plan.dataset_name, train=True, root=plan.data_root, download=plan.download, limit=plan.train_images
+def _split(config: pytest.Config, train: bool):
+    suite = config.stash[_STATE]
+    plan = suite.plan
+    # Downloaded and checked in pytest_configure already: no download here.
+    split = load_split(
+        plan.dataset_name, train=train, root=plan.data_root, limit=plan.train_images if train else plan.test_images
     )
+    suite.data_used["train" if train else "test"] = len(split)
+    return split
 
 
 @pytest.fixture(scope="session")
-def test_split(plan: Plan):
-    return load_split(
-        plan.dataset_name, train=False, root=plan.data_root, download=plan.download, limit=plan.test_images
-    )
+def train_split(pytestconfig: pytest.Config):
+    return _split(pytestconfig, train=True)
+
+
+@pytest.fixture(scope="session")
+def test_split(pytestconfig: pytest.Config):
+    return _split(pytestconfig, train=False)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ __all__ = [
     "parse_batch_sizes",
     "parse_cpu_threads",
     "parse_devices",
+    "parse_seconds",
     "parse_warmup_batches",
     "plan_from_options",
 ]
@@ -37,8 +38,14 @@ FAMILY_AXES = {
 PIPELINES = ("seed", "resident")
 MODES = ("compute", "end_to_end")
 DTYPES = ("float32", "uint8")
-# A number of threads past this is a typo, not a machine (the largest CPUs have a few hundred).
+# Upper bounds for numbers from the command line: past them a value is a typo, not a plan.
+# Threads: the largest CPUs have a few hundred. A batch size larger than a split means one
+# batch (allowed), up to what a 32-bit index holds; past it torch and itertools fail deep down.
 MAX_CPU_THREADS = 1024
+MAX_BATCH_SIZE = 2**31 - 1
+MAX_MIN_ROUNDS = 1_000_000
+MAX_CASE_TIME = 86_400  # seconds: a day a case
+MAX_DOWNLOAD_TIMEOUT = 3_600  # seconds a reply
 # The rounds ceiling once --benchmark-max-time is given: the time asked for rules, up to a
 # saved run of a few megabytes.
 LIFTED_MAX_ROUNDS = 10_000
@@ -263,7 +270,18 @@ def _positive_ints(text: str, *, most: int | None = None, words: dict[str, int] 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
     """'100,1000' -> (100, 1000). Raises ValueError naming a value that is not a positive integer."""
-    return _positive_ints(text)
+    return _positive_ints(text, most=MAX_BATCH_SIZE)
+
+
+def parse_seconds(text: str, *, most: float) -> float:
+    """'30' or '2.5' -> seconds, more than 0 and at most `most`. Raises ValueError naming the value."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= most:  # also refuses nan and inf
+        raise ValueError(f"{text!r} is not a number of seconds above 0 and at most {most:,g}")
+    return value
 
 
 def parse_cpu_threads(text: str, default_threads: int) -> tuple[int, ...]:
@@ -276,8 +294,10 @@ def parse_warmup_batches(text: str) -> int | None:
     value = text.strip()
     if value == "all":
         return None
-    if value.isdigit() and int(value) >= 1:
+    if value.isdigit() and 1 <= int(value) <= MAX_BATCH_SIZE:
         return int(value)
+    if value.isdigit() and int(value) > MAX_BATCH_SIZE:
+        raise ValueError(f"{value!r} is more than {MAX_BATCH_SIZE:,}")
     raise ValueError(f"{value!r} is not a positive integer or all")
 
 

@@ -1,12 +1,16 @@
 """fmnist_model: the workload fmnist-bench measures (the notes' CNN, its data and its loops)."""
 
 from .data import (
+    DEFAULT_DOWNLOAD_TIMEOUT,
     DEFAULT_ROOT,
     SOURCES,
     SPLIT_SIZES,
+    DataError,
     DataNotFoundError,
     Split,
     SyntheticFashionMNIST,
+    check_fashion_mnist,
+    download_fashion_mnist,
     fashion_mnist_present,
     load_split,
     resolve_source,
@@ -25,18 +29,22 @@ from .loops import (
 from .model import NUM_CLASSES, Network
 
 __all__ = [
+    "DEFAULT_DOWNLOAD_TIMEOUT",
     "DEFAULT_ROOT",
     "LEARNING_RATE",
     "NUM_CLASSES",
     "SOURCES",
     "SPLIT_SIZES",
+    "DataError",
     "DataNotFoundError",
     "EpochResult",
     "Network",
     "Split",
     "SyntheticFashionMNIST",
     "accuracy",
+    "check_fashion_mnist",
     "confusion_matrix",
+    "download_fashion_mnist",
     "fashion_mnist_present",
     "load_split",
     "make_optimizer",

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.error import URLError
 
 import torch
 from PIL import Image
@@ -12,12 +16,16 @@ from torch.utils.data import Dataset, Subset
 from torchvision import datasets, transforms
 
 __all__ = [
+    "DEFAULT_DOWNLOAD_TIMEOUT",
     "DEFAULT_ROOT",
     "SOURCES",
     "SPLIT_SIZES",
+    "DataError",
     "DataNotFoundError",
     "Split",
     "SyntheticFashionMNIST",
+    "check_fashion_mnist",
+    "download_fashion_mnist",
     "fashion_mnist_present",
     "load_split",
     "resolve_source",
@@ -31,8 +39,22 @@ SPLIT_SIZES = {True: 60_000, False: 10_000}
 DEFAULT_ROOT = Path("data")
 
 
+# Seconds to wait for each reply while downloading: a server or proxy that accepts the
+# connection and then never answers must end the download, not hang it for ever.
+DEFAULT_DOWNLOAD_TIMEOUT = 30.0
+# The IDX headers of FashionMNIST (http://yann.lecun.com/exdb/mnist/, "file formats"):
+# magic 0x00000803 for a 3-D uint8 array of images, 0x00000801 for a 1-D uint8 array of labels.
+_IMAGES_MAGIC, _LABELS_MAGIC = 2051, 2049
+_SIDE = 28
+_CLASSES = 10
+
+
 class DataNotFoundError(FileNotFoundError):
     """The real FashionMNIST files are not where they were asked for."""
+
+
+class DataError(ValueError):
+    """The FashionMNIST files are there but cannot be used as they are: the message names the file and why."""
 
 
 def _raw_folder(root: str | os.PathLike) -> Path:
@@ -47,8 +69,106 @@ def _raw_files(root: str | os.PathLike) -> list[Path]:
 
 
 def fashion_mnist_present(root: str | os.PathLike = DEFAULT_ROOT) -> bool:
-    """True when all four unpacked FashionMNIST files are under `root`."""
-    return all(path.is_file() for path in _raw_files(root))
+    """True when all four unpacked FashionMNIST files are under `root`.
+
+    Raises DataError when the folder cannot be looked into (no permission): that is not "absent".
+    """
+    try:
+        return all(path.is_file() for path in _raw_files(root))
+    except OSError as exc:
+        raise DataError(f"cannot read {_raw_folder(root)}: {exc.strerror or exc}") from exc
+
+
+def _read(path: Path, size: int) -> tuple[bytes, int]:
+    """The first `size` bytes of `path` and its length, or DataError naming it."""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(size), os.fstat(fh.fileno()).st_size
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
+
+
+def _count(path: Path, magic: int, dims: int) -> int:
+    """Items in one IDX file after checking its magic number, shape and size against FashionMNIST's."""
+    header_size = 4 * (1 + dims)
+    head, size = _read(path, header_size)
+    if len(head) < header_size:
+        raise DataError(f"{path}: {size} bytes, shorter than its {header_size}-byte IDX header (truncated?)")
+    found, count, *shape = struct.unpack(f">{1 + dims}I", head)
+    if found != magic:
+        kind = "images" if magic == _IMAGES_MAGIC else "labels"
+        raise DataError(f"{path}: magic number {found}, not {magic} (an IDX file of FashionMNIST {kind})")
+    if shape and shape != [_SIDE, _SIDE]:
+        raise DataError(f"{path}: images of {'x'.join(map(str, shape))} pixels, not {_SIDE}x{_SIDE}")
+    expected = header_size + count * (_SIDE * _SIDE if dims == 3 else 1)
+    if size != expected:
+        raise DataError(
+            f"{path}: {size:,} bytes where its header's {count:,} items make {expected:,} (truncated or padded?)"
+        )
+    return count
+
+
+def check_fashion_mnist(root: str | os.PathLike = DEFAULT_ROOT) -> dict[str, int]:
+    """Check the four unpacked FashionMNIST files under `root`; return {"train": n, "test": n} images.
+
+    Reads the headers (magic number, count, image size), each file's size against its header,
+    that every image has its label, and that labels are classes 0-9: what torchvision would
+    otherwise fail on later with a bare assertion, or not at all. Raises DataNotFoundError for
+    missing files and DataError naming the file and what is wrong with it.
+    """
+    if not fashion_mnist_present(root):
+        missing = [str(p) for p in _raw_files(root) if not p.is_file()]
+        raise DataNotFoundError(
+            f"FashionMNIST files not found under {_raw_folder(root)} (missing: {', '.join(missing)}). "
+            "Download them with download=True (the suite's --download), or copy the four unpacked "
+            "IDX files there; or use the synthetic stand-in."
+        )
+    folder = _raw_folder(root)
+    counts = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images_file, labels_file = folder / f"{prefix}-images-idx3-ubyte", folder / f"{prefix}-labels-idx1-ubyte"
+        images = _count(images_file, _IMAGES_MAGIC, 3)
+        labels = _count(labels_file, _LABELS_MAGIC, 1)
+        if images != labels:
+            raise DataError(f"{images_file} holds {images:,} images but {labels_file} {labels:,} labels")
+        body, _size = _read(labels_file, 8 + labels)
+        if body[8:] and max(body[8:]) >= _CLASSES:
+            raise DataError(f"{labels_file}: a label of {max(body[8:])}, past FashionMNIST's {_CLASSES} classes")
+        counts[split] = images
+    return counts
+
+
+def download_fashion_mnist(
+    root: str | os.PathLike = DEFAULT_ROOT,
+    *,
+    timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
+    say: Callable[[str], None] = print,
+) -> None:
+    """Download FashionMNIST into `root` with torchvision's own downloader, unless it is there.
+
+    torchvision waits for a reply for ever: here every connection and read waits at most
+    `timeout` seconds, and a stalled or failed download is a DataError naming the address.
+    """
+    if fashion_mnist_present(root):
+        return
+    mirrors = list(datasets.FashionMNIST.mirrors)
+    say(
+        f"downloading FashionMNIST into {_raw_folder(root)} from {', '.join(mirrors)} (waiting at most {timeout:g} s for each reply)"
+    )
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # urllib, under torchvision, takes the default when given none
+    try:
+        datasets.FashionMNIST(str(root), train=True, download=True)
+    except (OSError, RuntimeError, URLError) as exc:
+        # The first file still missing is the one it was fetching.
+        pending = next((name for name, _md5 in datasets.FashionMNIST.resources
+                        if not (_raw_folder(root) / os.path.splitext(name)[0]).is_file()), "")  # fmt: skip
+        where = " or ".join(f"{mirror}{pending}" for mirror in mirrors)
+        stalled = isinstance(exc, TimeoutError) or "timed out" in str(exc)
+        why = f"no reply within {timeout:g} s" if stalled else " ".join(str(exc).split())
+        raise DataError(f"downloading {where} failed: {why}") from exc
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def resolve_source(source: str, root: str | os.PathLike = DEFAULT_ROOT, download: bool = False) -> str:
@@ -129,25 +249,23 @@ def load_split(
     download: bool = False,
     seed: int = 0,
     limit: int | None = None,
+    download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
 ) -> Split:
     """Load the train or test split of `source` ("auto", "fashion-mnist" or "synthetic").
 
-    `limit` keeps the first `limit` images (quick runs, tests). The real set is read by
-    torchvision's own FashionMNIST loader; it is downloaded only when `download` is true.
+    `limit` keeps the first `limit` images (quick runs, tests). The real set is checked
+    (check_fashion_mnist), then read by torchvision's own FashionMNIST loader; it is
+    downloaded only when `download` is true, waiting at most `download_timeout` s a reply.
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
     name = resolve_source(source, root, download)
     to_tensor = transforms.ToTensor()  # the notes' transform: uint8 HxW -> float [1,H,W] in [0,1]
     if name == "fashion-mnist":
-        if not download and not fashion_mnist_present(root):
-            missing = [str(p) for p in _raw_files(root) if not p.is_file()]
-            raise DataNotFoundError(
-                f"FashionMNIST files not found under {_raw_folder(root)} (missing: {', '.join(missing)}). "
-                "Download them with download=True (the suite's --download), or copy the four unpacked "
-                "IDX files there; or use the synthetic stand-in."
-            )
-        full = datasets.FashionMNIST(str(root), train=train, download=download, transform=to_tensor)
+        if download:
+            download_fashion_mnist(root, timeout=download_timeout)
+        check_fashion_mnist(root)
+        full = datasets.FashionMNIST(str(root), train=train, transform=to_tensor)
     else:
         full = SyntheticFashionMNIST(train=train, transform=to_tensor, seed=seed)
 

@@ -1,16 +1,21 @@
-"""Data sources: the real FashionMNIST loader on IDX files written here, the synthetic stand-in, bad input."""
+"""Data sources: the real FashionMNIST loader on IDX files written here, the synthetic stand-in, bad files and downloads."""
 
+import socket
 import struct
 import sys
+import threading
 
 import numpy as np
 import pytest
 import torch
 
 from fmnist_model import (
+    DataError,
     DataNotFoundError,
     Network,
     SyntheticFashionMNIST,
+    check_fashion_mnist,
+    download_fashion_mnist,
     fashion_mnist_present,
     load_split,
     make_optimizer,
@@ -164,3 +169,143 @@ def test_importing_the_workload_pulls_in_no_report_or_nvml_packages():
     # With pynvml unimportable (None in sys.modules makes `import pynvml` raise), the workload still loads.
     blocked = "import sys; sys.modules['pynvml'] = None; import fmnist_model; fmnist_model.Network()"
     subprocess.run([sys.executable, "-c", blocked], check=True)
+
+
+# ---------------------------------------------------------------- bad files, stalled downloads
+
+
+def good_files(root, train=30, test=12):
+    rng = np.random.default_rng(2)
+    for is_train, n in ((True, train), (False, test)):
+        write_idx(
+            root, is_train, rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8), (np.arange(n) % 10).astype(np.uint8)
+        )
+    return root / "FashionMNIST" / "raw"
+
+
+def test_check_counts_the_images_of_good_files(tmp_path):
+    good_files(tmp_path, train=30, test=12)
+    assert check_fashion_mnist(tmp_path) == {"train": 30, "test": 12}
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def _bad_magic(path):
+    data = bytearray(path.read_bytes())
+    data[0:4] = struct.pack(">I", 2049)  # a labels file's magic on an images file
+    path.write_bytes(bytes(data))
+
+
+def _fewer_labels(path):
+    labels = path.parent / "train-labels-idx1-ubyte"
+    labels.write_bytes(struct.pack(">II", 2049, 29) + bytes(29))
+
+
+def _big_label(path):
+    labels = path.parent / "t10k-labels-idx1-ubyte"
+    data = bytearray(labels.read_bytes())
+    data[-1] = 12
+    labels.write_bytes(bytes(data))
+
+
+def _empty(path):
+    path.write_bytes(b"")
+
+
+def _other_size(path):
+    path.write_bytes(struct.pack(">IIII", 2051, 1, 32, 32) + bytes(32 * 32))
+
+
+@pytest.mark.parametrize(
+    "damage, file, says",
+    [
+        (_truncate, "train-images-idx3-ubyte", "bytes where its header's 30 items make"),
+        (_bad_magic, "train-images-idx3-ubyte", "magic number 2049, not 2051"),
+        (_fewer_labels, "train-images-idx3-ubyte", "holds 30 images but"),
+        (_big_label, "t10k-labels-idx1-ubyte", "a label of 12, past FashionMNIST's 10 classes"),
+        (_empty, "t10k-images-idx3-ubyte", "0 bytes, shorter than its 16-byte IDX header"),
+        (_other_size, "t10k-images-idx3-ubyte", "images of 32x32 pixels, not 28x28"),
+    ],
+    ids=["truncated", "wrong-magic", "counts-disagree", "label-out-of-range", "empty", "other-image-size"],
+)
+def test_damaged_files_are_named_with_what_is_wrong(tmp_path, damage, file, says):
+    raw = good_files(tmp_path)
+    damage(raw / file)
+    with pytest.raises(DataError, match=says) as err:
+        check_fashion_mnist(tmp_path)
+    assert str(raw) in str(err.value)
+    # load_split checks first: no bare AssertionError from deep inside torchvision.
+    with pytest.raises(DataError, match=says):
+        load_split("fashion-mnist", train="t10k" in file, root=tmp_path)
+
+
+def test_a_folder_that_cannot_be_read_is_an_error_naming_it(tmp_path, monkeypatch):
+    # (Root ignores permission bits, so the refusal is simulated where the folder is looked into.)
+    from pathlib import Path
+
+    def refused(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "is_file", refused)
+    with pytest.raises(DataError, match="cannot read .*FashionMNIST/raw: Permission denied"):
+        resolve_source("auto", tmp_path)
+
+
+class SilentServer:
+    """A local server that accepts connections and never answers, like a stalled proxy or mirror."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)  # keep it open, say nothing
+
+    def close(self):
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def silent_server():
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def test_a_stalled_download_ends_with_the_address_and_the_time_waited(tmp_path, monkeypatch, silent_server):
+    from torchvision.datasets import FashionMNIST
+
+    monkeypatch.setattr(FashionMNIST, "mirrors", [f"http://127.0.0.1:{silent_server.port}/"])
+    said = []
+    with pytest.raises(DataError) as err:
+        download_fashion_mnist(tmp_path, timeout=0.5, say=said.append)
+    message = str(err.value)
+    assert f"http://127.0.0.1:{silent_server.port}/train-images-idx3-ubyte.gz" in message
+    assert "no reply within 0.5 s" in message
+    assert said and "downloading FashionMNIST into" in said[0] and "at most 0.5 s" in said[0]
+    assert socket.getdefaulttimeout() is None  # put back as it was
+
+
+def test_a_refused_download_names_the_address(tmp_path, monkeypatch):
+    from torchvision.datasets import FashionMNIST
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    monkeypatch.setattr(FashionMNIST, "mirrors", [f"http://127.0.0.1:{port}/"])
+    with pytest.raises(DataError, match=f"downloading http://127.0.0.1:{port}/train-images-idx3-ubyte.gz failed"):
+        download_fashion_mnist(tmp_path, timeout=5, say=lambda line: None)

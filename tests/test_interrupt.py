@@ -194,9 +194,11 @@ def test_a_case_whose_check_fails_leaves_no_figure_behind(tmp_path):
     # its stats; they must not be saved as a result.
     result = run_suite(tmp_path, env={"FMNIST_TEST_DO": "nan", "FMNIST_TEST_CALL": "2"})
     assert result.returncode == pytest.ExitCode.TESTS_FAILED
-    _path, run = the_run(tmp_path)
+    path, run = the_run(tmp_path)
     assert [b["params"]["batch_size"] for b in run["benchmarks"]] == [1000]
     assert "non-finite loss" in run["machine_info"]["fmnist_bench"]["run"]["failed"][0]["reason"]
+    frame = load_frame([path])  # nor in the report, which says the run is partial
+    assert frame["batch_size"].tolist() == [1000] and frame["partial"].all()
 
 
 def test_a_save_that_fails_keeps_the_journal_leaves_no_truncated_file_and_fails_the_run(tmp_path):

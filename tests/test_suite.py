@@ -1,10 +1,12 @@
 """End to end: a quick run of the real suite in a subprocess, its saved JSON, option errors and skips."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -132,6 +134,8 @@ def test_machine_info_carries_torch_nvml_gpus_and_dataset(quick_run):
     assert info["nvml"]["available"] or info["nvml"]["reason"]
     assert isinstance(info["gpus"], list)
     assert info["dataset"]["name"] == "synthetic" and info["dataset"]["requested"] == "auto"
+    # The counts are those the run's cases really had (a quick run's subsets), not the plan's words.
+    assert (info["dataset"]["train_images"], info["dataset"]["test_images"]) == (2000, 1000)
     assert info["fmnist_bench"]["format"] == 2 and info["fmnist_bench"]["plan"]["quick"] is True
     assert info["fmnist_bench"]["machine_key"]
     run = info["fmnist_bench"]["run"]
@@ -176,6 +180,12 @@ def test_default_storage_is_results_per_machine(tmp_path):
         (["--cpu-threads", "0"], "--cpu-threads: '0' is not a positive integer or default"),
         (["--cpu-threads", "1,5000"], "--cpu-threads: '5000' is more than 1,024"),
         (["--warmup-batches", "some"], "--warmup-batches: 'some' is not a positive integer or all"),
+        (["--batch-sizes", "9223372036854775808"], "--batch-sizes: '9223372036854775808' is more than 2,147,483,647"),
+        (["--warmup-batches", "99999999999"], "--warmup-batches: '99999999999' is more than 2,147,483,647"),
+        (["--download-timeout", "soon"], "--download-timeout: 'soon' is not a number of seconds"),
+        (["--download-timeout", "0"], "--download-timeout: '0' is not a number of seconds above 0"),
+        (["--benchmark-min-rounds", "5000000"], "--benchmark-min-rounds: 5,000,000 is more than 1,000,000"),
+        (["--benchmark-max-time", "1e9"], "--benchmark-max-time: 1e+09 s is more than 86,400 s a case"),
         (["--dataset", "mnist"], "--dataset: invalid choice: 'mnist'"),
     ],
 )
@@ -217,3 +227,64 @@ def test_pytest_benchmark_round_options_are_honoured_and_recorded(tmp_path):
         assert bench["stats"]["rounds"] >= 4 and bench["options"]["min_rounds"] == 4
         assert bench["options"]["max_time"] == 0.001
     assert "(from --benchmark-min-rounds, --benchmark-max-time)" in result.stdout
+
+
+def write_real_files(root, train, test):
+    from tests.test_data import write_idx
+
+    rng = np.random.default_rng(3)
+    for is_train, n in ((True, train), (False, test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        write_idx(root, is_train, images, (np.arange(n) % 10).astype(np.uint8))
+    return root / "FashionMNIST" / "raw"
+
+
+@pytest.mark.parametrize("dataset", ["auto", "fashion-mnist"])
+def test_real_files_smaller_than_the_plan_are_refused_not_substituted(tmp_path, dataset):
+    write_real_files(tmp_path, train=100, test=100)
+    result = run_suite("--quick", "--devices", "cpu", "--dataset", dataset, "--data-root", str(tmp_path))
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "hold 100 images; this run's plan uses 2,000 (--quick)" in result.stderr
+    assert "[1/" not in result.stdout
+
+
+def test_a_corrupt_file_is_named_before_any_case(tmp_path):
+    raw = write_real_files(tmp_path, train=2000, test=1000)
+    images = raw / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:5000])
+    result = run_suite("--quick", "--devices", "cpu", "--data-root", str(tmp_path))
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    assert f"--data-root: {images}: 5,000 bytes where its header's 1,000 items make 784,016" in result.stderr
+    assert "[1/" not in result.stdout
+
+
+def test_real_files_the_plan_fits_run_and_the_run_records_their_counts(tmp_path):
+    write_real_files(tmp_path, train=2000, test=1500)
+    out = tmp_path / "run.json"
+    result = run_suite(
+        "--quick", "--devices", "cpu", "--data-root", str(tmp_path), "-k", "train and 100-resident or 2t-100-compute",
+        f"--benchmark-json={out}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    dataset = json.loads(out.read_text())["machine_info"]["dataset"]
+    assert dataset["name"] == "fashion-mnist" and dataset["files"] == {"train": 2000, "test": 1500}
+    assert (dataset["train_images"], dataset["test_images"]) == (2000, 1000)  # what the quick cases used
+
+
+def test_a_stalled_download_ends_with_a_usage_error_naming_the_address(tmp_path):
+    from tests.test_data import SilentServer
+
+    server = SilentServer()
+    try:
+        # A proxy that accepts the connection and never answers: urllib, under torchvision, uses it.
+        env = {**os.environ, "http_proxy": f"http://127.0.0.1:{server.port}", "no_proxy": ""}
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--quick", "--devices", "cpu",
+             "--dataset", "fashion-mnist", "--download", "--download-timeout", "1", "--data-root", str(tmp_path)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        server.close()
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "downloading FashionMNIST into" in result.stderr  # it said what it was doing
+    assert "train-images-idx3-ubyte.gz failed: no reply within 1 s" in result.stderr
