@@ -61,6 +61,13 @@ from .timing import DeviceClock, Stopwatch
 FORMAT_VERSION = 2
 
 _STATE = pytest.StashKey["Suite"]()
+# pytest-benchmark options for its own calibration and warm-up, which pedantic rounds do not use.
+_UNUSED_BENCHMARK_OPTIONS = (
+    "--benchmark-min-time",
+    "--benchmark-calibration-precision",
+    "--benchmark-warmup",
+    "--benchmark-warmup-iterations",
+)
 _PYTEST_BENCHMARK_DEFAULT_STORAGE = "file://./.benchmarks"  # pytest-benchmark's own default
 # Images the untimed training behind the inference cases sees: enough for a sane accuracy
 # (0.98 on the synthetic set after 6,000), a fraction of an epoch's cost.
@@ -198,8 +205,10 @@ def pytest_configure(config: pytest.Config) -> None:
     max_time = float(opt.benchmark_max_time) if _given(config, "--benchmark-max-time") else None
     if min_rounds is not None and min_rounds > MAX_MIN_ROUNDS:
         raise pytest.UsageError(f"--benchmark-min-rounds: {min_rounds:,} is more than {MAX_MIN_ROUNDS:,}")
-    if max_time is not None and max_time > MAX_CASE_TIME:
-        raise pytest.UsageError(f"--benchmark-max-time: {max_time:g} s is more than {MAX_CASE_TIME:,} s a case")
+    if max_time is not None and not 0 <= max_time <= MAX_CASE_TIME:  # (nan fails this too)
+        raise pytest.UsageError(
+            f"--benchmark-max-time: {max_time:g} is not a number of seconds from 0 to {MAX_CASE_TIME:,}"
+        )
     plan = plan_from_options(
         devices=parsed["--devices"],
         batch_sizes=parsed["--batch-sizes"],
@@ -266,10 +275,9 @@ def _check_data(plan: Plan) -> dict | None:
         return None
     try:
         counts = check_fashion_mnist(plan.data_root)
-    except DataNotFoundError:
+    except DataNotFoundError as exc:
         raise pytest.UsageError(
-            f"--dataset fashion-mnist: the FashionMNIST files are not under {plan.data_root}/FashionMNIST/raw; "
-            "add --download to fetch them, or use --dataset synthetic"
+            f"--dataset fashion-mnist: {exc} (The suite's options: --download, --dataset synthetic.)"
         ) from None
     except DataError as exc:
         raise pytest.UsageError(f"--data-root: {exc}") from None
@@ -281,7 +289,7 @@ def _check_data(plan: Plan) -> dict | None:
             raise pytest.UsageError(
                 f"--data-root: the FashionMNIST {split} files under {plan.data_root}/FashionMNIST/raw hold "
                 f"{counts[split]:,} images; this run's plan uses {planned:,}{' (--quick)' if plan.quick else ''}. "
-                "Use complete files (--download), or --dataset synthetic."
+                "Put the complete files there (or remove these and add --download), or use --dataset synthetic."
             )
     return counts
 
@@ -494,6 +502,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"DeviceClock(device) (synchronize, then perf_counter); warm-up {warm}; rounds per case: {budgets}"
         + (f" (from {', '.join(given)})" if given else ""),
         f"fmnist-bench: CPU threads per family: {threads} (torch's default here: {plan.default_threads})",
+        *(
+            f"fmnist-bench: {flag} has no effect here: each case warms up and calibrates itself (--warmup-batches)"
+            for flag in _UNUSED_BENCHMARK_OPTIONS
+            if _given(config, flag)
+        ),
     ]
 
 
@@ -518,8 +531,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if report.skipped and call.when in ("setup", "call"):
         reason = _reason(report)
         _lost(suite, item, "skipped", {"name": item.name, "reason": reason}, f"skipped: {reason}")
-    elif report.failed and not any(s.fullname == item.nodeid for s in suite.run.finished):
-        # (A teardown that fails after the case finished does not unmake its figure: pytest reports it.)
+    elif report.failed and any(s.fullname == item.nodeid for s in suite.run.finished):
+        # Its teardown failed after the case had finished: the figure stands, the run says so.
+        record = {"name": item.name, "when": call.when, "reason": _reason(report), "figure": "kept: measured before"}
+        suite.run.failed.append(record)
+        if suite.journal is not None:
+            suite.journal.note({"failed": record})
+    elif report.failed:
         reason = _reason(report)
         record = {"name": item.name, "when": call.when, "reason": reason}
         _lost(suite, item, "failed", record, f"FAILED, not saved: {reason}")
@@ -702,6 +720,8 @@ def _split(config: pytest.Config, train: bool):
         plan.dataset_name, train=train, root=plan.data_root, limit=plan.train_images if train else plan.test_images
     )
     suite.data_used["train" if train else "test"] = len(split)
+    if suite.journal is not None:  # a recovered run must say what its cases had too
+        suite.journal.note({"data_used": dict(suite.data_used)})
     return split
 
 

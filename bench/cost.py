@@ -362,7 +362,12 @@ def main(argv: list[str] | None = None) -> int:
             else tuple(dict.fromkeys(o.device for o in profile.observations.values()))
         )
         batch_sizes = parse_batch_sizes(args.batch_sizes) if args.batch_sizes else None
-        threads = parse_cpu_threads(args.cpu_threads, default_threads or 1) if args.cpu_threads else None
+        # The machine of the runs, not this one: its CPUs are about torch's default count there.
+        threads = (
+            parse_cpu_threads(args.cpu_threads, default_threads or 1, cpus=default_threads)
+            if args.cpu_threads
+            else None
+        )
     except ValueError as exc:
         parser.error(str(exc))
     plan = plan_from_options(

@@ -96,7 +96,8 @@ class Journal:
         self.cases += 1
 
     def note(self, record: dict) -> None:
-        """What else a recovered run should say: {"planned_cases": N}, {"skipped": {...}}, {"failed": {...}}."""
+        """What else a recovered run should say: {"planned_cases": N}, {"skipped": {...}}, {"failed": {...}},
+        {"data_used": {"train": N, "test": N}}."""
         self._write(record)
 
     def saved_as(self, path: Path) -> None:
@@ -240,7 +241,7 @@ def read_journal(path: Path) -> tuple[dict | None, list[dict], dict, list[str]]:
             kind = "skipped" if "skipped" in record else "failed"
             noted[kind].append(record[kind])
         else:
-            for key in ("pid", "planned_cases", "saved"):
+            for key in ("pid", "planned_cases", "saved", "data_used"):
                 if key in record:
                     noted[key] = record[key]
     return header, cases, noted, problems
@@ -274,6 +275,14 @@ def recover(path: Path) -> tuple[Path | None, str]:
         "recovered": _now(),
     }
     machine_info["fmnist_bench"] = ours
+    if isinstance(noted.get("data_used"), dict) and isinstance(machine_info.get("dataset"), dict):
+        # The header is from before the data was loaded: the journal says what the cases had.
+        used = noted["data_used"]
+        machine_info["dataset"] = {
+            **machine_info["dataset"],
+            "train_images": used.get("train"),
+            "test_images": used.get("test"),
+        }
     output = {
         "machine_info": machine_info,
         "commit_info": header.get("commit_info") or {},

@@ -97,7 +97,8 @@ def _count(path: Path, magic: int, dims: int) -> int:
     found, count, *shape = struct.unpack(f">{1 + dims}I", head)
     if found != magic:
         kind = "images" if magic == _IMAGES_MAGIC else "labels"
-        raise DataError(f"{path}: magic number {found}, not {magic} (an IDX file of FashionMNIST {kind})")
+        gzipped = " It looks gzip-compressed: unpack it with gunzip." if head[:2] == b"\x1f\x8b" else ""
+        raise DataError(f"{path}: magic number {found}, not {magic} (an IDX file of FashionMNIST {kind}).{gzipped}")
     if shape and shape != [_SIDE, _SIDE]:
         raise DataError(f"{path}: images of {'x'.join(map(str, shape))} pixels, not {_SIDE}x{_SIDE}")
     expected = header_size + count * (_SIDE * _SIDE if dims == 3 else 1)
@@ -117,9 +118,8 @@ def check_fashion_mnist(root: str | os.PathLike = DEFAULT_ROOT) -> dict[str, int
     missing files and DataError naming the file and what is wrong with it.
     """
     if not fashion_mnist_present(root):
-        missing = [str(p) for p in _raw_files(root) if not p.is_file()]
         raise DataNotFoundError(
-            f"FashionMNIST files not found under {_raw_folder(root)} (missing: {', '.join(missing)}). "
+            f"FashionMNIST files not found under {_raw_folder(root)}: {'; '.join(_what_is_wrong(root))}. "
             "Download them with download=True (the suite's --download), or copy the four unpacked "
             "IDX files there; or use the synthetic stand-in."
         )
@@ -180,8 +180,36 @@ def resolve_source(source: str, root: str | os.PathLike = DEFAULT_ROOT, download
     if source not in SOURCES:
         raise ValueError(f"unknown dataset source {source!r}: expected one of {', '.join(SOURCES)}")
     if source == "auto":
-        return "fashion-mnist" if download or fashion_mnist_present(root) else "synthetic"
+        if download or fashion_mnist_present(root):
+            return "fashion-mnist"
+        odd = _what_is_wrong(root)
+        if len(odd) < len(_raw_files(root)):  # some of the set is there: not "absent", and not usable
+            raise DataError(
+                f"{_raw_folder(root)} holds part of FashionMNIST: {'; '.join(odd)}. "
+                "Complete it (--download), or remove it to use the synthetic stand-in."
+            )
+        return "synthetic"
     return source
+
+
+def _what_is_wrong(root: str | os.PathLike) -> list[str]:
+    """Each of the four unpacked files that is not a readable file, and why."""
+    out = []
+    for path in _raw_files(root):
+        if path.is_file():
+            continue
+        if path.is_symlink():
+            why = "a link to nothing"
+        elif path.is_dir():
+            why = "a folder, not a file"
+        elif path.exists():
+            why = "not a regular file"
+        elif path.with_name(path.name + ".gz").is_file():
+            why = f"missing (only {path.name}.gz is there: unpack it with gunzip)"
+        else:
+            why = "missing"
+        out.append(f"{path} is {why}" if not why.startswith("missing") else f"{path} {why}")
+    return out
 
 
 class SyntheticFashionMNIST(Dataset):

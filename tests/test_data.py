@@ -241,6 +241,34 @@ def test_damaged_files_are_named_with_what_is_wrong(tmp_path, damage, file, says
         load_split("fashion-mnist", train="t10k" in file, root=tmp_path)
 
 
+def test_auto_refuses_part_of_the_set_and_says_what_each_file_is(tmp_path):
+    raw = good_files(tmp_path)
+    (raw / "train-labels-idx1-ubyte").unlink()
+    (raw / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b")
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    (raw / "t10k-labels-idx1-ubyte").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(DataError) as err:
+        resolve_source("auto", tmp_path)
+    message = str(err.value)
+    assert "holds part of FashionMNIST" in message
+    assert (
+        "train-labels-idx1-ubyte missing (only train-labels-idx1-ubyte.gz is there: unpack it with gunzip)" in message
+    )
+    assert "t10k-labels-idx1-ubyte is a link to nothing" in message
+    # None of the set there at all: the synthetic stand-in, as "auto" promises.
+    assert resolve_source("auto", tmp_path / "empty") == "synthetic"
+
+
+def test_a_compressed_file_left_in_place_is_named_as_such(tmp_path):
+    import gzip
+
+    raw = good_files(tmp_path)
+    path = raw / "train-images-idx3-ubyte"
+    path.write_bytes(gzip.compress(path.read_bytes()))
+    with pytest.raises(DataError, match="looks gzip-compressed: unpack it with gunzip"):
+        check_fashion_mnist(tmp_path)
+
+
 def test_a_folder_that_cannot_be_read_is_an_error_naming_it(tmp_path, monkeypatch):
     # (Root ignores permission bits, so the refusal is simulated where the folder is looked into.)
     from pathlib import Path

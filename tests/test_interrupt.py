@@ -70,6 +70,12 @@ PLUGIN = textwrap.dedent(
 
         train.train_epoch_resident = epoch
 
+    @pytest.fixture(autouse=True)
+    def _teardown_that_fails(request):
+        yield
+        if os.environ.get("FMNIST_TEST_TEARDOWN") and request.node.name.endswith(os.environ["FMNIST_TEST_TEARDOWN"]):
+            raise RuntimeError("teardown failed on purpose")
+
     def pytest_runtest_logfinish(nodeid, location):
         global finished
         finished += 1
@@ -165,6 +171,8 @@ def test_a_killed_run_leaves_a_journal_that_recover_and_the_next_run_turn_into_a
     assert path.name.endswith("_partial.json") and len(run["benchmarks"]) == 1
     assert run["machine_info"]["fmnist_bench"]["run"]["complete"] is False
     assert run["machine_info"]["fmnist_bench"]["run"]["planned_cases"] == 2
+    dataset = run["machine_info"]["dataset"]  # what the finished case had, from the journal
+    assert dataset["train_images"] == 2000 and dataset["test_images"] is None
     assert run["machine_info"]["fmnist_bench"]["run"]["ended"].startswith("killed")
     assert not journal.exists()
     assert len(load_frame([path])) == 1
@@ -187,6 +195,18 @@ def test_a_crashing_case_is_dropped_the_others_saved_and_the_run_marked_incomple
     assert ours["complete"] is False
     assert ours["failed"][0]["name"].endswith("-100-resident]")
     assert "the epoch crashed on purpose" in ours["failed"][0]["reason"]
+
+
+def test_a_teardown_that_fails_after_the_case_finished_is_said_in_the_saved_run(tmp_path):
+    result = run_suite(tmp_path, env={"FMNIST_TEST_TEARDOWN": "-100-resident]"})
+    assert result.returncode == pytest.ExitCode.TESTS_FAILED
+    _path, run = the_run(tmp_path)
+    assert len(run["benchmarks"]) == 2  # both were measured before
+    ours = run["machine_info"]["fmnist_bench"]["run"]
+    assert ours["complete"] is False
+    (failed,) = ours["failed"]
+    assert failed["when"] == "teardown" and "teardown failed on purpose" in failed["reason"]
+    assert failed["figure"].startswith("kept")
 
 
 def test_a_case_whose_check_fails_leaves_no_figure_behind(tmp_path):

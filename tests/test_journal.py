@@ -19,8 +19,8 @@ def a_case(name, median=1.0):
 
 
 def header(save_name="abc_20261127_120000"):
-    return {"machine_info": {"node": "box", "fmnist_bench": {"format": 2}}, "commit_info": {"id": "abc"},
-            "save_name": save_name, "version": "5.3.1"}  # fmt: skip
+    info = {"node": "box", "fmnist_bench": {"format": 2}, "dataset": {"name": "synthetic", "train_images": None}}
+    return {"machine_info": info, "commit_info": {"id": "abc"}, "save_name": save_name, "version": "5.3.1"}
 
 
 def test_a_journal_keeps_each_case_as_a_line_and_is_removed_when_the_run_is_saved(tmp_path):
@@ -104,7 +104,9 @@ def test_recover_saves_a_dead_runs_cases_as_an_incomplete_run_and_removes_the_jo
     journal = Journal(tmp_path)
     journal.start(header())
     journal.note({"planned_cases": 4})
+    journal.note({"data_used": {"train": 2000}})
     journal.add(a_case("a"))
+    journal.note({"data_used": {"train": 2000, "test": 1000}})
     journal.note({"failed": {"name": "b", "reason": "boom"}})
     journal.close(keep=True)  # as a killed process leaves it: closed, its lock gone
     leftover = tmp_path / f".saving-{os.getpid()}-0123.tmp"  # a save it was making when it died
@@ -113,13 +115,15 @@ def test_recover_saves_a_dead_runs_cases_as_an_incomplete_run_and_removes_the_jo
         fh.write('{"case": {"name": "torn')  # the line it was writing when it died
     saved, said = recover(journal.path)
     assert saved.name == "0001_abc_20261127_120000_partial.json"
-    assert "1 finished case saved as" in said and "line 6 is not complete JSON" in said
+    assert "1 finished case saved as" in said and "line 8 is not complete JSON" in said
     run = json.loads(saved.read_text())
     assert [b["name"] for b in run["benchmarks"]] == ["a"]
     ours = run["machine_info"]["fmnist_bench"]["run"]
     assert ours["complete"] is False and ours["planned_cases"] == 4 and ours["finished_cases"] == 1
     assert ours["failed"] == [{"name": "b", "reason": "boom"}] and ours["skipped"] == []
     assert "wall_s" not in ours  # the header's record is from the run's start: not carried over
+    dataset = run["machine_info"]["dataset"]
+    assert (dataset["train_images"], dataset["test_images"]) == (2000, 1000) and dataset["name"] == "synthetic"
     assert not leftover.exists()
     assert run["machine_info"]["fmnist_bench"]["format"] == 2  # the rest of machine_info is kept
     assert run["commit_info"] == {"id": "abc"} and run["version"] == "5.3.1"

@@ -151,10 +151,16 @@ def test_case_ids_show_threads_on_the_cpu_only():
 
 
 def test_cpu_threads_parse_with_the_word_default():
-    assert parse_cpu_threads("1, default,4,1", default_threads=16) == (1, 16, 4)
-    for bad, message in [("0", "'0' is not a positive integer or default"), ("2000", "'2000' is more than 1,024")]:
+    assert parse_cpu_threads("1, default,4,1", default_threads=16, cpus=16) == (1, 16, 4)
+    for bad, cpus, message in [
+        ("0", 16, "'0' is not a positive integer or default"),
+        ("١٠", 16, "is not a positive integer"),  # digits, but not ASCII ones
+        ("9" * 30, 16, "is not a positive integer"),  # past what an int of any machine holds
+        ("2000", 1000, "'2000' is more than 1,024"),  # the absolute bound
+        ("9", 2, r"'9' is more than 8 \(4 threads for each of this machine's 2 CPUs\)"),
+    ]:
         with pytest.raises(ValueError, match=message):
-            parse_cpu_threads(bad, default_threads=16)
+            parse_cpu_threads(bad, default_threads=2, cpus=cpus)
 
 
 def test_warmup_batches_parse():
