@@ -112,7 +112,7 @@ def test_overhead_and_time_outside_cases_are_assumed_only_where_not_measured():
 @pytest.mark.parametrize(
     "path, options, rounds, measured_s",
     [
-        # ../shared/runs README: the GPU-only run, 52 cases, 79 s on the H100 host.
+        # tests/fixtures/h100-host/README.md: the GPU-only run, 52 cases, 79 s on the H100 host.
         (
             H100_FULL,
             dict(devices=("cuda:0",), batch_sizes=(100, 1000, 10_000)),
