@@ -58,16 +58,16 @@ def test_train_epoch(benchmark, plan, clock, device, cpu_threads, batch_size, pi
             warmup_record={"batches": warm_batches, "images": warm_images},
         )
 
-    # With --benchmark-disable pytest-benchmark runs one untimed epoch: it is the one recorded.
-    timed = epochs
+    # The warm-up calls the epoch directly, so `epochs` holds the timed rounds only (with
+    # --benchmark-disable, the one untimed epoch pytest-benchmark runs).
     benchmark.extra_info.update(
-        images=timed[-1].images,
+        images=epochs[-1].images,
         batches=batches,
         dataset=train_split.name,
-        loss=timed[-1].mean_loss,
-        accuracy=timed[-1].accuracy,
-        losses=[e.mean_loss for e in timed],
-        accuracies=[e.accuracy for e in timed],
+        loss=epochs[-1].mean_loss,
+        accuracy=epochs[-1].accuracy,
+        losses=[e.mean_loss for e in epochs],
+        accuracies=[e.accuracy for e in epochs],
     )
     # A fast epoch that broke training is not a result.
-    assert all(math.isfinite(e.mean_loss) for e in timed), f"non-finite loss on {device}: {timed}"
+    assert all(math.isfinite(e.mean_loss) for e in epochs), f"non-finite loss on {device}: {epochs}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -27,7 +28,7 @@ from fmnist_model import (
     train_epoch_resident,
 )
 
-from .cost import Profile, case_cost, format_seconds, observation, plan_cost
+from .cost import Profile, case_cost, format_seconds, observation
 from .journal import Journal, JournalError, find_journals, recover, save_whole, write_whole
 from .machine import cpu_model, machine_key, nvml_info, torch_info
 from .plan import (
@@ -107,11 +108,18 @@ class Suite:
             return
         _write(self.config, line)
 
+    def left(self) -> tuple[float | None, int]:
+        """(predicted seconds of the cases not yet run, how many of them cannot be predicted yet);
+        None when none can, from the earlier runs and every case finished so far."""
+        costs = [case_cost(self.plan, family, params, self.profile) for _id, family, params in self.remaining]
+        unknown = sum(c.seconds is None for c in costs)
+        if costs and unknown == len(costs):
+            return None, unknown
+        return sum(c.seconds for c in costs if c.seconds is not None), unknown
+
     def line(self, family: str, param: str, text: str) -> str:
         """The progress line of a case just done: counts, time, what is left, and its figure."""
-        left = [case_cost(self.plan, fam, params, self.profile) for _id, fam, params in self.remaining]
-        unknown = sum(c.seconds is None for c in left)
-        left_s = None if left and unknown == len(left) else sum(c.seconds for c in left if c.seconds is not None)
+        left_s, unknown = self.left()
         done = len(self.run.finished) + len(self.run.failed) + len(self.run.skipped)
         return progress_line(done, self.run.planned, f"{family} {param}", text, self.run.stopwatch(), left_s, unknown)
 
@@ -327,8 +335,6 @@ def _open_outputs(config: pytest.Config, suite: Suite) -> None:
 
 def _profile_from(folder: Path) -> tuple[Profile, str]:
     """What this machine's saved runs (all of them; see Profile.from_runs) predict of this one."""
-    import json
-
     runs = []
     for path in sorted(folder.glob("[0-9][0-9][0-9][0-9]_*.json")):
         try:
@@ -461,15 +467,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def _estimate_line(suite: Suite) -> str:
-    cost = plan_cost(suite.plan, suite.profile)
-    wanted = {(family, tuple(params.items())) for _id, family, params in suite.remaining}
-    mine = [c for c in cost.cases if (c.family, tuple(c.params.items())) in wanted]
-    known = [c for c in mine if c.seconds is not None]
-    if not known:
+    left_s, unknown = suite.left()
+    if left_s is None:
         return f"fmnist-bench: {len(suite.remaining)} cases; no estimate yet ({suite.profile_note}): it comes as cases finish"
-    unknown = len(mine) - len(known)
     more = f", +{unknown} cases not predictable" if unknown else ""
-    total = cost.outside_s + sum(c.seconds for c in known)
+    total = suite.profile.outside()[0] + left_s
     return f"fmnist-bench: {len(suite.remaining)} cases; estimated {format_seconds(total)}{more} ({suite.profile_note})"
 
 

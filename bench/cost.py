@@ -159,6 +159,12 @@ class Profile:
     def add(self, obs: Observation) -> None:
         self.observations[obs.key] = obs
 
+    def outside(self) -> tuple[float, bool]:
+        """(seconds a run spends outside its cases, measured?): imports, data, weights, saving."""
+        if self.outside_s is not None:
+            return self.outside_s, True
+        return ASSUMED_OUTSIDE_S, False
+
     def overhead_s(self, family: str, params: dict | None = None) -> tuple[float, bool]:
         """(per-case overhead, measured?): the case's own where it was measured (a copy's buffers
         grow with its size), else the family's median, else the assumption."""
@@ -295,9 +301,8 @@ class PlanCost:
 def plan_cost(plan: Plan, profile: Profile) -> PlanCost:
     """Every case of `plan`, predicted from `profile`, plus the run's start (imports, data, weights)."""
     cases = [case_cost(plan, family, params, profile) for family in FAMILIES for params in plan.cases(family)]
-    outside = profile.outside_s if profile.outside_s is not None else ASSUMED_OUTSIDE_S
     measured = {family: profile.overhead_s(family)[1] for family in FAMILIES}
-    return PlanCost(cases, outside, profile.outside_s is not None, measured)
+    return PlanCost(cases, *profile.outside(), measured)
 
 
 def format_seconds(seconds: float) -> str:

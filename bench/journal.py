@@ -70,7 +70,7 @@ class Journal:
         if fcntl is not None:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
-            free = os_free_bytes(self.folder)
+            free = _free_bytes(self.folder)
             if free is not None and free < MIN_FREE_BYTES:
                 raise OSError(
                     28, f"only {free / 2**20:.1f} MiB free, a saved run needs up to {MIN_FREE_BYTES // 2**20}"
@@ -113,7 +113,7 @@ class Journal:
             self.path.unlink(missing_ok=True)
 
 
-def os_free_bytes(folder: Path) -> int | None:
+def _free_bytes(folder: Path) -> int | None:
     try:
         stats = os.statvfs(folder)
     except (OSError, AttributeError):

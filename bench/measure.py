@@ -35,8 +35,6 @@ def run_rounds(
     scale: float,
     warmup_record: dict,
     setup: Callable | None = None,
-    args: Sequence = (),
-    kwargs: dict | None = None,
     calibrate: Callable[[float], float] | None = None,
 ):
     """Warm up once, choose the rounds from the budget, then let pytest-benchmark time them.
@@ -49,7 +47,7 @@ def run_rounds(
     of its own). Returns the last round's result.
     """
     if benchmark.disabled:  # --benchmark-disable: one untimed call, as pytest-benchmark does
-        return benchmark.pedantic(target, args=tuple(args), kwargs=kwargs, setup=setup)
+        return benchmark.pedantic(target, setup=setup)
     warm_s, _ = timed_call(clock, warmup)
     round_s = calibrate(warm_s) if calibrate is not None else warm_s * scale
     rounds = budget.rounds_for(round_s)
@@ -61,7 +59,7 @@ def run_rounds(
         "estimated_round_s": round_s,
         "rounds": rounds,
     }
-    return benchmark.pedantic(target, args=tuple(args), kwargs=kwargs, setup=setup, rounds=rounds, warmup_rounds=0)
+    return benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=0)
 
 
 def latency_summary(seconds: Sequence[float], source: str) -> dict:

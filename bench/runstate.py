@@ -20,7 +20,6 @@ class Interrupted(KeyboardInterrupt):
 
     def __init__(self, signame: str) -> None:
         super().__init__(f"stopped by {signame}")
-        self.signame = signame
 
 
 @dataclass
@@ -62,8 +61,8 @@ def install_stop_signals(run: RunState) -> tuple[Callable[[], None], Callable[[]
 
     By default SIGTERM kills Python at once: pytest-benchmark's save at the session's end
     never runs and every finished case is lost. Returns two calls: `hold`, for the save at the
-    end (a signal is then noted, not raised, so a second Ctrl-C cannot cut the save in half),
-    and `restore`, which puts the old handlers back.
+    end (a signal is then ignored, so a second Ctrl-C cannot cut the save in half, nor mark a
+    run whose cases all finished as stopped), and `restore`, which puts the old handlers back.
     """
     holding = False
 

@@ -48,7 +48,7 @@ def test_a_folder_that_cannot_be_written_is_refused_up_front(tmp_path, blocker):
 
 
 def test_a_nearly_full_disk_is_refused_up_front(tmp_path, monkeypatch):
-    monkeypatch.setattr(journal_module, "os_free_bytes", lambda folder: 1024)
+    monkeypatch.setattr(journal_module, "_free_bytes", lambda folder: 1024)
     with pytest.raises(JournalError, match="only 0.0 MiB free"):
         Journal(tmp_path)
     assert not list(tmp_path.iterdir())  # nothing left behind
