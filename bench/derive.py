@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["NOISY_IQR_SHARE", "crossover_batch_size", "loglog_interp", "seed_breakdown"]
+__all__ = ["NOISY_IQR_SHARE", "crossover_batch_size", "crossover_says", "loglog_interp", "seed_breakdown"]
 
 # DESIGN.md: a result whose IQR is over 10% of its median is flagged as noisy.
 NOISY_IQR_SHARE = 0.10
@@ -24,6 +24,29 @@ def crossover_batch_size(batch_sizes: Sequence[int], speedup: Sequence[float]) -
             break
         found = size
     return found
+
+
+def crossover_says(batch_sizes: Sequence[int], speedup: Sequence[float]) -> str:
+    """The crossover as a sentence that is true of every figure it sums up (speedup > 1: the GPU is faster).
+
+    A GPU that wins at small sizes and loses at the largest has no crossover: the sentence
+    says it is not faster at the largest size, and names where it was.
+    """
+    pairs = sorted(zip(batch_sizes, speedup, strict=True))
+    if not pairs:
+        raise ValueError("no batch sizes to sum up")
+    found = crossover_batch_size([s for s, _ in pairs], [x for _, x in pairs])
+    smallest, largest = pairs[0][0], pairs[-1][0]
+    if found is None:
+        wins = [f"{size:,}" for size, x in pairs if x > 1]
+        where = f"; faster at {', '.join(wins)}" if wins else ""
+        return f"GPU not faster at the largest batch size measured ({largest:,}){where}"
+    if found == smallest:
+        span = f"{smallest:,} to {largest:,}" if smallest != largest else f"{smallest:,}"
+        return f"GPU faster at every batch size measured ({span})"
+    if found == largest:
+        return f"GPU faster only at the largest batch size measured ({largest:,})"
+    return f"GPU faster from batch size {found:,} on (measured up to {largest:,})"
 
 
 def loglog_interp(xs: Sequence[float], ys: Sequence[float], at: float) -> float:

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from .cost import format_seconds
-from .derive import NOISY_IQR_SHARE, crossover_batch_size, loglog_interp, seed_breakdown
+from .derive import NOISY_IQR_SHARE, crossover_says, loglog_interp, seed_breakdown
 
 __all__ = ["case_headline", "end_summary", "fmt_time", "progress_line"]
 
@@ -129,13 +129,7 @@ def _speedup_section(records: Sequence[dict], default_threads: int) -> list[str]
                 lines.append(f"  {device:<7} {family:<9} {variant:<10} {text}")
                 best_cells = [(s, b) for s, _d, b in cells if b is not None]
                 if best_cells:
-                    found = crossover_batch_size([s for s, _ in best_cells], [b for _, b in best_cells])
-                    largest = max(s for s, _ in best_cells)
-                    said = (
-                        f"GPU faster from batch size {found:,}"
-                        if found is not None
-                        else f"GPU not faster at the largest batch size measured ({largest:,})"
-                    )
+                    said = crossover_says([s for s, _ in best_cells], [b for _, b in best_cells])
                     crossings.append(f"  {device} {family} {variant}: {said}")
     if not lines:
         return []

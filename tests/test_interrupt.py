@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.journal import find_journals
-from bench.results import load_frame
+from bench.report.load import load_frame
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -3,6 +3,7 @@
 import copy
 import html
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,17 +14,13 @@ import pandas as pd
 import pytest
 
 from bench import derive
+from bench.derive import crossover_batch_size
 from bench.journal import Journal
-from bench.report import (
-    breakdown,
-    cpu_choices,
-    crossover_batch_size,
-    crossovers,
-    main,
-    speedups,
-    write_report,
-)
-from bench.results import COLUMNS, RunFileWarning, load_frame, select_newest
+from bench.report import main, write_report
+from bench.report.figures import breakdown, cpu_choices, crossovers, speedups
+from bench.report.load import COLUMNS, RunFileWarning, load_frame, select_newest
+from bench.report.page import md_escape
+from bench.report.tables import partial_note
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GPU_RUN = FIXTURES / "constructed_gpu_run.json"  # constructed, with known answers (see its builder)
@@ -60,7 +57,8 @@ def test_frame_values_from_the_constructed_run(frame):
     assert row["median"] == 1.0 and row["images_per_s"] == pytest.approx(60_000)
     assert row["loss"] == 0.5 and row["accuracy"] == 0.8 and row["dataset"] == "synthetic"
     assert row["device_name"] == "NVIDIA Constructed GPU"
-    assert row["machine"] == "gpu-box · Constructed CPU 64-Core · NVIDIA Constructed GPU (constructed, not measured)"
+    assert row["label"] == "Constructed CPU 64-Core · NVIDIA Constructed GPU (constructed, not measured)"
+    assert row["host"] == "gpu-box"
     assert row["commit"] == "000000000000" and row["rounds"] == 3 and not row["noisy"]
 
     copy = one(gpu, family="transfer", device="cuda:0", direction="h2d", memory="pinned", size=60_000, dtype="float32")
@@ -157,7 +155,7 @@ def test_newest_run_of_each_machine_counts_unless_all_runs(tmp_path):
     (tmp_path / "0001_old.json").write_text(json.dumps(old))
     (tmp_path / "0002_new.json").write_text(json.dumps(new))
     newest = load_frame([tmp_path])
-    assert set(newest["run_file"]) == {str(tmp_path / "0002_new.json")}
+    assert set(newest["run_file"]) == {"0002_new.json"}  # named under the folder given, not by a local path
     assert len(load_frame([tmp_path], all_runs=True)) == 2 * len(newest)
 
 
@@ -172,8 +170,8 @@ def test_a_newer_partial_run_updates_only_what_it_measured(tmp_path):
     (tmp_path / "0002_gpu_only.json").write_text(json.dumps(gpu_only))
     frame = load_frame([tmp_path])
     assert len(frame) == len(full["benchmarks"])
-    assert set(frame.loc[frame["device"] == "cpu", "run_file"]) == {str(tmp_path / "0001_full.json")}
-    assert set(frame.loc[frame["device"] == "cuda:0", "run_file"]) == {str(tmp_path / "0002_gpu_only.json")}
+    assert set(frame.loc[frame["device"] == "cpu", "run_file"]) == {"0001_full.json"}
+    assert set(frame.loc[frame["device"] == "cuda:0", "run_file"]) == {"0002_gpu_only.json"}
     resident = speedups(frame).query("family == 'train' and variant == 'resident'").sort_values("batch_size")
     assert resident["speedup"].tolist() == pytest.approx([1.0, 4.0, 12.0])
 
@@ -196,23 +194,29 @@ def test_odd_but_readable_runs_do_not_crash_the_report(tmp_path):
     run["benchmarks"][0]["stats"]["median"] = 0.0  # a broken timing
     del run["datetime"]  # an undated run
     (tmp_path / "odd.json").write_text(json.dumps(run))
-    with pytest.warns(RunFileWarning, match="no usable median"):
+    with pytest.warns(RunFileWarning, match=r"odd.json: benchmark .* passed over: benchmarks\[0\]\.stats\.median"):
         frame = load_frame([tmp_path])
     assert len(frame) == len(run["benchmarks"]) - 1
     assert frame["latency_ms"].isna().all()
     assert {p.name for p in write_report(frame, tmp_path / "out")} >= {"index.html", "epoch_time.png"}
 
 
-def test_a_quick_run_does_not_hide_the_full_run_of_the_same_machine(tmp_path):
+def test_quick_and_full_figures_of_one_machine_are_kept_apart(tmp_path):
     full = json.loads(GPU_RUN.read_text())
     quick = json.loads(GPU_RUN.read_text())
-    quick["datetime"] = "2026-11-05T00:00:00+00:00"  # newer, but only a smoke run
+    quick["datetime"] = "2026-11-05T00:00:00+00:00"  # newer, but only a smoke run: it replaces nothing of the full run
     quick["machine_info"]["fmnist_bench"]["plan"]["quick"] = True
     (tmp_path / "0001_full.json").write_text(json.dumps(full))
     (tmp_path / "0002_quick.json").write_text(json.dumps(quick))
-    assert set(load_frame([tmp_path])["run_file"]) == {str(tmp_path / "0001_full.json")}
+    frame = load_frame([tmp_path])
+    assert set(frame.loc[~frame["quick"], "run_file"]) == {"0001_full.json"}
+    assert set(frame.loc[frame["quick"], "run_file"]) == {"0002_quick.json"}
+    assert len(frame) == 2 * len(full["benchmarks"])
+    # Speedups pair full with full; the quick pairs of the same cases give way to them.
+    speed = speedups(frame)
+    assert not speed["quick"].any() and len(speed) == len(speedups(load_frame([GPU_RUN])))
     (tmp_path / "0001_full.json").unlink()
-    assert set(load_frame([tmp_path])["run_file"]) == {str(tmp_path / "0002_quick.json")}  # better than nothing
+    assert set(load_frame([tmp_path])["run_file"]) == {"0002_quick.json"}  # better than nothing
 
 
 def test_every_output_file_is_written(tmp_path, frame):
@@ -220,6 +224,9 @@ def test_every_output_file_is_written(tmp_path, frame):
     assert written == {
         "summary.csv", "report.md", "index.html", "epoch_time.png", "inference_throughput.png",
         "transfer_bandwidth.png", "speedup.png", "epoch_breakdown.png", "machines.png",
+        # each plot's points beside it
+        "epoch_time.csv", "inference_throughput.csv", "transfer_bandwidth.csv", "speedup.csv", "epoch_breakdown.csv",
+        "machines.csv",
     }  # fmt: skip
     for name in written:
         assert (tmp_path / name).stat().st_size > 0
@@ -230,7 +237,7 @@ def test_every_output_file_is_written(tmp_path, frame):
     for image in ("epoch_time.png", "speedup.png", "machines.png"):
         assert f'src="{image}"' in page
     markdown = (tmp_path / "report.md").read_text()
-    assert "| machine_key" in markdown and "GPU wins from batch size 1000" in markdown
+    assert "| Machine" in markdown and "GPU faster from batch size 1,000 on (measured up to 10,000)" in markdown
 
 
 def test_cpu_only_runs_say_there_is_no_gpu(tmp_path):
@@ -397,7 +404,7 @@ def test_format2_rows_carry_cpu_threads_latency_and_how_the_run_ended():
 def test_format1_cases_ran_at_torchs_default_and_have_no_latency_sample(frame):
     for path in (GPU_RUN, CPU_RUN):
         threads = _json(path)["machine_info"]["torch"]["threads"]
-        rows = frame[frame["run_file"] == str(path)]
+        rows = frame[frame["run_file"] == path.name]
         assert len(rows) and (rows["cpu_threads"] == threads).all() and (rows["default_threads"] == threads).all()
     assert frame[["latency_p50_ms", "latency_p90_ms", "latency_p99_ms"]].isna().all().all()
     assert frame["latency_samples"].isna().all() and frame["latency_ms"].notna().any()
@@ -418,13 +425,13 @@ def test_a_format2_run_replaces_the_format1_figures_it_measured_again(tmp_path):
     assert old["machine_info"]["fmnist_bench"]["machine_key"] == new["machine_info"]["fmnist_bench"]["machine_key"]
     # Everything the format-1 run measured (at torch's 2 threads), the format-2 run measured again at 2 threads.
     frame = load_frame([CPU_RUN, QUICK_V2])
-    assert set(frame["run_file"]) == {str(QUICK_V2)} and len(frame) == len(new["benchmarks"])
+    assert set(frame["run_file"]) == {QUICK_V2.name} and len(frame) == len(new["benchmarks"])
     # A format-2 run without the training cases leaves the format-1 run's in place, once each.
     no_train = {**new, "benchmarks": [b for b in new["benchmarks"] if b["group"] != "train"]}
     frame = load_frame([CPU_RUN, _write(tmp_path, "no_train.json", no_train)])
     old_train = [b for b in old["benchmarks"] if b["group"] == "train"]
     assert len(frame) == len(no_train["benchmarks"]) + len(old_train)
-    assert set(frame.loc[frame["family"] == "train", "run_file"]) == {str(CPU_RUN)}
+    assert set(frame.loc[frame["family"] == "train", "run_file"]) == {CPU_RUN.name}
 
 
 def test_gpu_cases_are_the_same_case_whatever_torchs_thread_count(tmp_path):
@@ -435,7 +442,7 @@ def test_gpu_cases_are_the_same_case_whatever_torchs_thread_count(tmp_path):
     _write(tmp_path, "0001_old.json", old)
     _write(tmp_path, "0002_new.json", new)
     frame = load_frame([tmp_path])
-    assert set(frame.loc[frame["device"] == "cuda:0", "run_file"]) == {str(tmp_path / "0002_new.json")}
+    assert set(frame.loc[frame["device"] == "cuda:0", "run_file"]) == {"0002_new.json"}
     # The CPU at the old default count was not measured again: it stays, beside the new count.
     cpu_threads = set(frame.loc[frame["device"] == "cpu", "cpu_threads"])
     assert cpu_threads == {old["machine_info"]["torch"]["threads"], new["machine_info"]["torch"]["threads"]}
@@ -494,7 +501,8 @@ def test_the_cpu_threads_section_names_the_best_count_and_its_gain(tmp_path):
     assert "| train" not in section  # training ran at one count: nothing to choose
     # The speedup table gives the best count's speedup in brackets where it is not the default.
     gpu = _medians(run, "inference", "cuda:0", "mode", "compute")
-    assert f"[{cpu[(1, 1)] / gpu[(default, 1)]:.2f}x vs 1t]" in _section(markdown, "GPU speedup over the CPU")
+    said = md_escape(f"[{cpu[(1, 1)] / gpu[(default, 1)]:.2f}x vs 1t]")  # report.md escapes every cell's text
+    assert said in _section(markdown, "GPU speedup over the CPU")
     assert "Against the CPU at its best thread count" in _section(markdown, "Crossover batch size")
     # Runs with one CPU thread count have no such section.
     write_report(load_frame([GPU_RUN, CPU_RUN]), tmp_path / "one")
@@ -565,14 +573,14 @@ def test_the_report_marks_a_partial_run_and_says_which_figures_come_from_it(tmp_
     write_report(load_frame([PARTIAL_V2, GPU_RUN]), tmp_path)
     markdown, page = (tmp_path / "report.md").read_text(), (tmp_path / "index.html").read_text()
     label = f"partial: {state['finished_cases']} of {state['planned_cases']} cases, {state['ended']}"
-    assert label in _section(markdown, "Machines") and html.escape(label) in page
-    note = next(line for line in markdown.splitlines() if line.startswith("Figures from partial runs"))
-    assert html.escape(note) in page
+    assert label in _section(markdown, "Machines and runs") and html.escape(label) in page
+    note = partial_note(load_frame([PARTIAL_V2, GPU_RUN]))
+    assert md_escape(note) in markdown and html.escape(note) in page
     assert PARTIAL_V2.name in note and GPU_RUN.name not in note
     measured = {b["group"] for b in run["benchmarks"]}
     for family in ("transfer", "train", "inference"):
         assert (f"{family} on cpu" in note) == (family in measured)
-    assert "not recorded" in _section(markdown, "Machines")  # the format-1 run does not say
+    assert "not recorded" in _section(markdown, "Machines and runs")  # the format-1 run does not say
     write_report(load_frame([QUICK_V2]), tmp_path / "quick")
     quick = (tmp_path / "quick" / "report.md").read_text()
     assert "| complete" in quick and "Figures from partial runs" not in quick
@@ -595,7 +603,7 @@ def test_recovered_and_failed_runs_say_how_they_ended(tmp_path, state, says):
     run = _json(PARTIAL_V2)
     run["machine_info"]["fmnist_bench"]["run"] = state
     write_report(load_frame([_write(tmp_path, "run.json", run)]), tmp_path / "out")
-    assert says in _section((tmp_path / "out" / "report.md").read_text(), "Machines")
+    assert says in _section((tmp_path / "out" / "report.md").read_text(), "Machines and runs")
 
 
 def test_orphan_journals_are_named_with_the_command_that_recovers_them(tmp_path, capsys):
@@ -622,47 +630,60 @@ def test_orphan_journals_are_named_with_the_command_that_recovers_them(tmp_path,
         live.close(keep=False)
 
 
-def test_malformed_format2_fields_are_named_and_passed_over(tmp_path):
+def test_a_malformed_benchmark_is_named_with_its_field_and_passed_over_alone(tmp_path):
     run = _json(QUICK_V2)
     inference = [b for b in run["benchmarks"] if b["group"] == "inference"]
     threads_case, flat_case, odd_case = run["benchmarks"][0], inference[0], inference[1]
     threads_case["params"]["cpu_threads"] = "two"
     flat_case["extra_info"]["latency"] = "fast"
-    odd_case["extra_info"]["latency"]["p99_s"] = "slow"
     odd_case["extra_info"]["latency"]["samples"] = -3
-    run["machine_info"]["fmnist_bench"]["run"]["complete"] = "yes"
-    run["machine_info"]["torch"]["threads"] = 0
     path = _write(tmp_path, "odd_v2.json", run)
     with pytest.warns(RunFileWarning) as caught:
         frame = load_frame([path])
     messages = [str(w.message) for w in caught]
-    for field in (
-        f"{threads_case['name']}: params.cpu_threads",
-        f"{flat_case['name']}: extra_info.latency ",
-        f"{odd_case['name']}: extra_info.latency.p99_s",
-        f"{odd_case['name']}: extra_info.latency.samples",
-        "machine_info.fmnist_bench.run.complete",
-        "machine_info.torch.threads",
+    for case, field in (
+        (threads_case, "params.cpu_threads"),
+        (flat_case, "extra_info.latency"),
+        (odd_case, "extra_info.latency.samples"),
     ):
-        assert any(m.startswith(f"{path}: ") and field in m for m in messages), field
-    assert len(frame) == len(run["benchmarks"])
-    assert pd.isna(one(frame, name=threads_case["name"])["cpu_threads"])
-    assert pd.isna(one(frame, name=flat_case["name"])["latency_p50_ms"])
-    odd = one(frame, name=odd_case["name"])
-    assert odd["latency_p50_ms"] == pytest.approx(odd_case["extra_info"]["latency"]["p50_s"] * 1e3)
-    assert pd.isna(odd["latency_p99_ms"]) and pd.isna(odd["latency_samples"])
-    # torch's count unusable: the plan's record of it stands in.
-    assert (frame["default_threads"] == run["machine_info"]["fmnist_bench"]["plan"]["default_threads"]).all()
+        index = run["benchmarks"].index(case)
+        assert any(
+            m.startswith(f"{path}: benchmark {case['name']!r} passed over: benchmarks[{index}].{field}:")
+            for m in messages
+        ), field
+    assert len(frame) == len(run["benchmarks"]) - 3  # the others of the same file are kept
     assert {p.name for p in write_report(frame, tmp_path / "out")} >= {"index.html", "report.md"}
+
+
+@pytest.mark.parametrize(
+    "where, value, field",
+    [
+        (("fmnist_bench", "run", "complete"), "yes", "machine_info.fmnist_bench.run.complete"),
+        (("torch", "threads"), 0, "machine_info.torch.threads"),
+        (("fmnist_bench", "run"), "oops", "machine_info.fmnist_bench.run"),
+        (("gpus",), 3, "machine_info.gpus"),
+    ],
+)
+def test_a_malformed_run_is_named_with_its_field_and_passed_over(tmp_path, where, value, field):
+    run = _json(QUICK_V2)
+    node = run["machine_info"]
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    path = _write(tmp_path, "bad.json", run)
+    with pytest.warns(
+        RunFileWarning, match=re.escape(f"{path}: not a saved run the report can read, skipped: {field}:")
+    ):
+        frame = load_frame([path, GPU_RUN])
+    assert set(frame["run_file"]) == {GPU_RUN.name}
 
 
 def test_runs_with_no_thread_count_or_run_record_still_report(tmp_path):
     run = _json(GPU_RUN)
     del run["machine_info"]["torch"]["threads"]
-    run["machine_info"]["fmnist_bench"]["run"] = "oops"
+    run["machine_info"]["fmnist_bench"].pop("run", None)
     path = _write(tmp_path, "bare.json", run)
-    with pytest.warns(RunFileWarning, match="machine_info.fmnist_bench.run is 'oops'"):
-        frame = load_frame([path])
+    frame = load_frame([path])
     assert frame["cpu_threads"].isna().all() and not frame["partial"].any()
     speed = speedups(frame)
     assert speed["speedup"].tolist() == pytest.approx(speedups(load_frame([GPU_RUN]))["speedup"].tolist())

@@ -1,0 +1,69 @@
+"""python -m bench.report: every saved run under the paths given to one report folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..journal import find_journals, is_live  # pure Python: the journal format, no torch
+from .load import RunFileWarning, load_frame
+from .page import OutputError, check_out, write_report
+
+__all__ = ["main"]
+
+DEFAULT_RUNS = Path("results")
+DEFAULT_OUT = Path("results/report")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.report",
+        description="Saved runs to a report: summary.csv, report.md, PNG plots (each with its data) and index.html.",
+    )
+    parser.add_argument(
+        "paths", nargs="*", type=Path, default=[DEFAULT_RUNS], help="saved runs: files or folders (default: results)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="the report folder, replaced whole (default: results/report)"
+    )
+    parser.add_argument("--all-runs", action="store_true", help="summary.csv keeps every run, not only the newest")
+    parser.add_argument(
+        "--cross-machine", action="store_true", help="add each GPU's speedup over every other machine's CPU"
+    )
+    args = parser.parse_args(argv)
+    try:
+        check_out(args.out)  # before any work: a report that can't be written is not computed
+    except OutputError as exc:
+        parser.error(str(exc))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunFileWarning)
+        try:
+            frame = load_frame(args.paths, all_runs=args.all_runs)
+        except FileNotFoundError as exc:
+            parser.error(str(exc))
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    # Recovery writes into the runs' folders and takes a dead run's lock: its own command, never a side effect.
+    for journal in find_journals(args.paths):
+        if is_live(journal):
+            said = "the journal of a run still going: its cases come into the report once it has saved"
+        else:
+            said = (
+                "the journal of a run that was killed before it saved: its finished cases are not in this report; "
+                f"`python -m bench.recover {journal.parent}` turns it into a saved run"
+            )
+        print(f"warning: {journal}: {said}.", file=sys.stderr)
+    if frame.empty:
+        print(f"error: no fmnist-bench runs found under {', '.join(map(str, args.paths))}", file=sys.stderr)
+        return 1
+    try:
+        written = write_report(frame, args.out, cross_machine=args.cross_machine)
+    except OSError as exc:
+        print(f"error: could not write the report to {args.out}: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
+    return 0

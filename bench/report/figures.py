@@ -1,0 +1,301 @@
+"""Figures derived from the tidy table: the CPU baseline, GPU speedups, crossovers, the seed epoch's breakdown, answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..derive import crossover_batch_size, crossover_says, loglog_interp, seed_breakdown
+
+__all__ = ["answers", "breakdown", "cpu_choices", "cross_machine_speedups", "crossovers", "is_gpu", "speedups"]
+
+# The transfer the seed pipeline makes every batch: ToTensor's float32, from pageable memory.
+_SEED_TRANSFER = {"direction": "h2d", "memory": "pageable", "dtype": "float32"}
+VARIANT = {"train": "pipeline", "inference": "mode"}
+# The batch size the answer's sentence is told at: the notes' loop used 1,000 (100 and 10,000 are the sweep's ends).
+_ANSWER_BATCH = 1000
+
+
+def is_gpu(device: pd.Series) -> pd.Series:
+    return device.astype(str).str.startswith(("cuda", "mps"))
+
+
+def _at_default(rows: pd.DataFrame) -> pd.Series:
+    """Rows run at torch's default thread count of their run (an unknown count is taken as the default)."""
+    threads = rows["cpu_threads"]
+    return (threads.isna() | (threads == rows["default_threads"])).fillna(False).astype(bool)
+
+
+_CHOICE_COLUMNS = ["machine_key", "quick", "family", "variant", "batch_size", "threads_measured", "default_threads",
+                   "median_default", "best_cpu_threads", "median_best", "noisy", "one_round", "partial"]  # fmt: skip
+
+
+def cpu_choices(frame: pd.DataFrame) -> pd.DataFrame:
+    """The CPU's baseline per machine, quick or full, family (train, inference), variant and batch size.
+
+    median_default is the CPU at torch's default thread count (NaN where that count was not
+    run); median_best the fastest count measured (best_cpu_threads), the default on a tie.
+    noisy, one_round and partial say whether either of the two rows is so.
+    """
+    rows = []
+    for family, variant in VARIANT.items():
+        cpu = frame[(frame["family"] == family) & (frame["device"] == "cpu")]
+        for (key, quick, name, size), group in cpu.groupby(["machine_key", "quick", variant, "batch_size"]):
+            default = group[_at_default(group)].sort_values("run_datetime", na_position="first").tail(1)
+            best = group.iloc[[group["median"].to_numpy().argmin()]]
+            if not default.empty and default["median"].iloc[0] <= best["median"].iloc[0]:
+                best = default
+            used = pd.concat([default, best])
+            rows.append(
+                {
+                    "machine_key": key,
+                    "quick": bool(quick),
+                    "family": family,
+                    "variant": name,
+                    "batch_size": size,
+                    "threads_measured": group["cpu_threads"].nunique(dropna=False),
+                    "default_threads": (group if default.empty else default)["default_threads"].iloc[-1],
+                    "median_default": default["median"].iloc[0] if not default.empty else np.nan,
+                    "best_cpu_threads": best["cpu_threads"].iloc[0],
+                    "median_best": best["median"].iloc[0],
+                    "noisy": bool(used["noisy"].any()),
+                    "one_round": bool(used["one_round"].any()),
+                    "partial": bool(used["partial"].any()),
+                }
+            )
+    out = pd.DataFrame(rows, columns=_CHOICE_COLUMNS)
+    for col in ("batch_size", "default_threads", "best_cpu_threads"):
+        out[col] = out[col].astype("Int64")
+    return out
+
+
+_SPEED_COLUMNS = ["machine_key", "label", "quick", "device", "device_name", "family", "variant", "batch_size",
+                  "default_threads", "median_cpu", "median_gpu", "speedup", "best_cpu_threads", "median_best_cpu",
+                  "speedup_vs_best_cpu", "noisy", "one_round", "partial"]  # fmt: skip
+
+
+def speedups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each GPU's speedup over the same machine's CPU, per family, variant and batch size.
+
+    speedup is the CPU at torch's default thread count over the GPU (CPU median / GPU median);
+    speedup_vs_best_cpu the CPU at its fastest count measured over the GPU. A quick figure is
+    paired only with a quick one of the same machine (the same subset), a full one with a full
+    one; where both pairs exist the full one is kept, so a machine whose CPU was measured only
+    in a quick run still gets a speedup, marked quick.
+    """
+    cpu = cpu_choices(frame)
+    out = []
+    for family, variant in VARIANT.items():
+        rows = frame[(frame["family"] == family) & is_gpu(frame["device"])]
+        gpu = rows[["machine_key", "label", "quick", variant, "batch_size", "device", "device_name", "median",
+                    "noisy", "one_round", "partial"]].rename(columns={variant: "variant", "median": "median_gpu"})  # fmt: skip
+        both = gpu.assign(family=family).merge(
+            cpu, on=["machine_key", "quick", "family", "variant", "batch_size"], suffixes=("_gpu", "_cpu")
+        )
+        if both.empty:
+            continue
+        both["speedup"] = both["median_default"] / both["median_gpu"]
+        both["speedup_vs_best_cpu"] = both["median_best"] / both["median_gpu"]
+        for flag in ("noisy", "one_round", "partial"):
+            both[flag] = both[f"{flag}_gpu"].astype(bool) | both[f"{flag}_cpu"].astype(bool)
+        out.append(both.rename(columns={"median_default": "median_cpu", "median_best": "median_best_cpu"}))
+    if not out:
+        return pd.DataFrame(columns=_SPEED_COLUMNS)
+    speed = pd.concat(out)[_SPEED_COLUMNS]
+    # A full pair replaces a quick pair of the same case.
+    speed = speed.sort_values("quick", ascending=False, kind="stable")
+    speed = speed.drop_duplicates(["machine_key", "device", "family", "variant", "batch_size"], keep="last")
+    return speed.sort_values(["label", "device", "family", "variant", "batch_size"]).reset_index(drop=True)
+
+
+def cross_machine_speedups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each GPU over every other machine's CPU (at that CPU's fastest thread count measured), full figures only.
+
+    Asked for with --cross-machine: the question "is that GPU worth it over this CPU?". Only
+    cases of the same quantity are paired: the same family, variant, batch size and images.
+    """
+    full = frame[~frame["quick"]]
+    cpu = full[full["device"] == "cpu"]
+    gpu = full[is_gpu(full["device"])]
+    rows = []
+    for family, variant in VARIANT.items():
+        c = cpu[cpu["family"] == family].sort_values("median").drop_duplicates(["machine_key", variant, "batch_size"])
+        g = gpu[gpu["family"] == family]
+        pairs = g.merge(c, on=[variant, "batch_size", "images", "dataset"], suffixes=("_gpu", "_cpu"))
+        pairs = pairs[pairs["machine_key_gpu"] != pairs["machine_key_cpu"]]
+        for r in pairs.itertuples():
+            rows.append(
+                {
+                    "gpu_machine": r.label_gpu,
+                    "device": r.device_gpu,
+                    "cpu_machine": r.label_cpu,
+                    "cpu_threads": r.cpu_threads_cpu,
+                    "family": family,
+                    "variant": getattr(r, variant),
+                    "batch_size": r.batch_size,
+                    "speedup": r.median_cpu / r.median_gpu,
+                    "noisy": bool(r.noisy_gpu or r.noisy_cpu),
+                }
+            )
+    return pd.DataFrame(rows, columns=["gpu_machine", "device", "cpu_machine", "cpu_threads", "family", "variant",
+                                       "batch_size", "speedup", "noisy"])  # fmt: skip
+
+
+def crossovers(speed: pd.DataFrame) -> pd.DataFrame:
+    """Per machine, GPU, family, variant (and quick or full): the crossover batch size against the CPU's best.
+
+    crossover_batch_size is the smallest size from which the GPU is faster at every larger one
+    (<NA>: not faster at the largest); says puts it in words true of every size. Against the
+    CPU's best count, so that a poorly threaded CPU cannot make the GPU look as if it wins earlier.
+    """
+    rows = []
+    keys = ["machine_key", "quick", "device", "family", "variant"]
+    for (key, quick, device, family, variant), group in speed.groupby(keys):
+        sizes = group["batch_size"].astype(int).tolist()
+        values = group["speedup_vs_best_cpu"].astype(float).tolist()
+        rows.append(
+            {
+                "machine_key": key,
+                "label": group["label"].iloc[0],
+                "quick": bool(quick),
+                "device": device,
+                "device_name": group["device_name"].iloc[0],
+                "family": family,
+                "variant": variant,
+                "crossover_batch_size": crossover_batch_size(sizes, values),
+                "says": crossover_says(sizes, values),
+                "best_speedup": max(values),
+                "one_round": bool(group["one_round"].any()),
+            }
+        )
+    out = pd.DataFrame(rows, columns=[*keys, "label", "device_name", "crossover_batch_size", "says", "best_speedup",
+                                      "one_round"])  # fmt: skip
+    out["crossover_batch_size"] = out["crossover_batch_size"].astype("Int64")
+    return out
+
+
+_PARTS = ["machine_key", "label", "quick", "device", "cpu_threads", "batch_size", "seed_epoch_s", "loading_s",
+          "transfer_s", "compute_s", "partial"]  # fmt: skip
+
+
+def breakdown(frame: pd.DataFrame) -> pd.DataFrame:
+    """Where a seed-pipeline epoch's time goes, per machine, quick or full, device and batch size.
+
+    compute  = the resident epoch (the same training with the data already on the device);
+    transfer = batches x the measured time to move one batch of float32 from pageable memory
+               (the seed pipeline's copy), interpolated in log-log from the transfer sizes; 0 on the CPU;
+    loading  = what is left of the seed epoch: DataLoader, PIL + ToTensor, collation, per-batch syncs.
+    The CPU is taken at torch's default thread count, as the seed pipeline runs it.
+    """
+    train = frame[(frame["family"] == "train") & ((frame["device"] != "cpu") | _at_default(frame))]
+    index = ["machine_key", "quick", "device", "batch_size"]
+    seed = train[train["pipeline"] == "seed"].set_index(index)[["median", "images", "label", "cpu_threads", "partial"]]
+    resident = train[train["pipeline"] == "resident"].set_index(index)[["median", "partial"]]
+    resident.columns = ["median_resident", "partial_resident"]
+    both = seed.join(resident, how="inner").dropna(subset=["median", "median_resident"])
+    transfer = frame[(frame["family"] == "transfer")]
+    for axis, value in _SEED_TRANSFER.items():
+        transfer = transfer[transfer[axis] == value]
+    # A copy's time does not depend on the subset a run trained on: full figures first, quick where alone.
+    transfer = transfer.sort_values("quick").drop_duplicates(["machine_key", "device", "size"])
+    rows = []
+    for (key, quick, device, batch_size), times in both.iterrows():
+        images = times["images"]
+        if device == "cpu":
+            moving = 0.0
+        else:
+            copies = transfer[(transfer["machine_key"] == key) & (transfer["device"] == device)]
+            if copies.empty:
+                moving = np.nan
+            else:
+                per_batch = loglog_interp(copies["size"].astype(float), copies["median"], min(batch_size, images))
+                moving = per_batch * int(np.ceil(images / batch_size))
+        rows.append(
+            {
+                "machine_key": key,
+                "label": times["label"],
+                "quick": bool(quick),
+                "device": device,
+                "cpu_threads": times["cpu_threads"],
+                "batch_size": batch_size,
+                **seed_breakdown(times["median"], times["median_resident"], moving),
+                "partial": bool(times["partial"]) or bool(times["partial_resident"]),
+            }
+        )
+    return pd.DataFrame(rows, columns=_PARTS)
+
+
+def _times(x: float) -> str:
+    """A speedup as words that stay true below 1x: "3.1x faster", "2.0x slower", "as fast"."""
+    if x >= 1.005:
+        return f"{x:.2f}x faster"
+    if x <= 1 / 1.005:
+        return f"{1 / x:.2f}x slower"
+    return "as fast"
+
+
+def _sentence(label: str, gpu: pd.DataFrame, parts: pd.DataFrame) -> str | None:
+    """The notes' question answered for one machine's GPU, from its train speedups (at torch's default threads)."""
+    seed = gpu[(gpu["family"] == "train") & (gpu["variant"] == "seed")]
+    if seed.empty:
+        return None
+    sizes = seed["batch_size"].astype(int)
+    size = _ANSWER_BATCH if (sizes == _ANSWER_BATCH).any() else int(sizes.iloc[(sizes - _ANSWER_BATCH).abs().argmin()])
+    at = seed[seed["batch_size"] == size].iloc[0]
+    device, quick = at["device"], bool(at["quick"])
+    n = at["speedup"] if pd.notna(at["speedup"]) else at["speedup_vs_best_cpu"]
+    text = (
+        f"Here the notes' loop (seed) is {_times(n)} on the GPU ({device}) than on this machine's CPU at batch {size:,}"
+    )
+    share = parts[(parts["device"] == device) & (parts["batch_size"] == size) & (parts["quick"] == quick)]
+    resident = gpu[(gpu["family"] == "train") & (gpu["variant"] == "resident") & (gpu["batch_size"] == size)]
+    m = None
+    if not resident.empty:
+        r = resident.iloc[0]
+        m = r["speedup"] if pd.notna(r["speedup"]) else r["speedup_vs_best_cpu"]
+    if not share.empty and share["seed_epoch_s"].iloc[0] > 0:
+        p = share["loading_s"].iloc[0] / share["seed_epoch_s"].iloc[0]
+        # "because" only where the figures carry it: loading is most of the GPU's epoch, and removing it pays.
+        link = "because" if p >= 0.5 and m is not None and m > n else "while"
+        text += f", {link} data loading takes {p:.0%} of its epoch there"
+    if m is not None:
+        text += f"; with the data resident on the GPU it is {_times(m)}"
+    if quick:
+        text += " (from a quick run: a subset of the data" + (", one round" if at["one_round"] else "") + ")"
+    return text + "."
+
+
+def answers(frame: pd.DataFrame, speed: pd.DataFrame, cross: pd.DataFrame, parts: pd.DataFrame) -> list[dict]:
+    """Per machine, the answer first: its label, sentences generated from its figures, and what is missing."""
+    out = []
+    for key, rows in frame.groupby("machine_key", sort=False):
+        label = rows["label"].iloc[0]
+        devices = rows["device"].astype(str)
+        gpus = sorted(set(devices[is_gpu(devices)]))
+        mine, crossing = speed[speed["machine_key"] == key], cross[cross["machine_key"] == key]
+        said, missing = [], []
+        if not gpus:
+            said.append("No GPU was measured on this machine: its CPU figures are in the sections below.")
+        cpu_runs = rows[rows["device"] == "cpu"]
+        for device in gpus:
+            gpu_runs = rows[rows["device"] == device]
+            if cpu_runs.empty:
+                missing.append(
+                    f"This machine's CPU is in none of its runs, so {device} has no speedup: run "
+                    "`pytest bench --devices cpu --benchmark-autosave` on it and copy the run in."
+                )
+                continue
+            if not (~cpu_runs["quick"]).any() and (~gpu_runs["quick"]).any():
+                missing.append(
+                    f"This machine's CPU was measured only in a quick run, so {device}'s speedups come from that "
+                    "run (a subset, one round; marked quick). For full figures run "
+                    "`pytest bench --devices cpu --benchmark-autosave` on it and copy the run in."
+                )
+            sentence = _sentence(label, mine[mine["device"] == device], parts[parts["machine_key"] == key])
+            if sentence:
+                said.append(sentence)
+            for c in crossing[crossing["device"] == device].itertuples():
+                quick = " (quick)" if c.quick else ""
+                said.append(f"Crossover, {device} {c.family} {c.variant}{quick}: {c.says}.")
+        out.append({"machine_key": key, "label": label, "said": said, "missing": missing, "speedups": mine})
+    return out

@@ -1,0 +1,344 @@
+"""Saved runs to one tidy table: a row per benchmark per run, each checked against the format, with its machine's label."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..derive import NOISY_IQR_SHARE
+from .schema import benchmark_errors, run_errors
+
+__all__ = [
+    "AXES",
+    "COLUMNS",
+    "FAMILIES",
+    "RunFileWarning",
+    "find_run_files",
+    "load_frame",
+    "load_run",
+    "runs_to_frame",
+    "select_newest",
+]
+
+FAMILIES = ("transfer", "train", "inference")
+# Every axis a benchmark can name; a family leaves the ones it has no use for empty.
+AXES = ("device", "cpu_threads", "pipeline", "batch_size", "size", "direction", "memory", "dtype", "mode")
+# The newest saved-run format this module reads (bench/conftest.py FORMAT_VERSION keeps the history).
+_KNOWN_FORMAT = 2
+_LATENCY = ("p50", "p90", "p99")
+_LATENCY_COLUMNS = (*(f"latency_{q}_ms" for q in _LATENCY), "latency_samples")
+_STATS = ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "rounds")
+
+
+class RunFileWarning(UserWarning):
+    """A file, or a benchmark in one, that the report cannot read: named with the field, then passed over."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, RunFileWarning, stacklevel=3)
+
+
+def find_run_files(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
+    """Every .json file under `paths`, as (file, the folder it was found under), sorted.
+
+    Folders are searched recursively, following symbolic links (a machine's results folder
+    linked in from elsewhere is still read), each real folder once, so a link loop ends.
+    """
+    found: dict[Path, Path] = {}
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            seen: set[str] = set()
+            for folder, dirs, files in os.walk(path, followlinks=True):
+                real = os.path.realpath(folder)
+                if real in seen:
+                    dirs[:] = []
+                    continue
+                seen.add(real)
+                dirs.sort()
+                for name in files:
+                    file = Path(folder) / name
+                    if name.endswith(".json") and file.is_file():
+                        found.setdefault(file, path)
+        elif path.is_file():
+            found.setdefault(path, path.parent)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    return sorted(found.items())
+
+
+def load_run(path: str | os.PathLike) -> dict | None:
+    """One saved run, or None (with a RunFileWarning naming the file and the field) when it is not one."""
+    path = Path(path)
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        _warn(f"{path}: not readable JSON, skipped ({exc})")
+        return None
+    errors = run_errors(run)
+    if errors:
+        _warn(f"{path}: not a saved run the report can read, skipped: {'; '.join(errors[:3])}")
+        return None
+    if not any(isinstance(b, dict) and b.get("group") in FAMILIES for b in run["benchmarks"]):
+        _warn(f"{path}: a pytest-benchmark run with no fmnist-bench benchmarks, skipped")
+        return None
+    return run
+
+
+def _text(value, default: str = "") -> str:
+    return default if value is None else str(value)
+
+
+def _short_cpu(name: str) -> str:
+    """A CPU's brand string without its trademarks and clock: "Intel Xeon Platinum 8480+"."""
+    name = re.sub(r"\((R|TM|tm|r)\)", "", name)
+    name = re.sub(r"\s+(CPU\s+)?@.*$", "", name)
+    name = re.sub(r"\s+\d+-Core Processor$|\s+Processor$", "", name)
+    return re.sub(r"\s+", " ", name).strip() or "unknown CPU"
+
+
+def _machine(info: dict) -> dict:
+    """Who ran it: a stable key, what it is (host, CPU model from py-cpuinfo's brand string, GPU models), its name."""
+    ours = info.get("fmnist_bench") or {}
+    cpu_name = _text((info.get("cpu") or {}).get("brand_raw") or info.get("processor") or info.get("machine"))
+    cpu_name = cpu_name or "unknown CPU"
+    gpus = [g for g in info.get("gpus") or [] if isinstance(g, dict)]
+    gpu_names = [_text(g.get("name"), "GPU") for g in gpus] or [
+        _text(d.get("name"), "GPU") for d in (info.get("torch") or {}).get("cuda_devices") or []
+    ]
+    host = _text(info.get("node")) or "unknown host"
+    key = ours.get("machine_key") or "_".join([host, cpu_name, "+".join(gpu_names) or "no-gpu"])
+    counts = {name: gpu_names.count(name) for name in gpu_names}
+    gpu_short = ", ".join(name if n == 1 else f"{n}x {name}" for name, n in counts.items()) or "no GPU"
+    return {
+        "machine_key": key,
+        "machine_name": _text(ours.get("machine_name")),
+        "host": host,
+        "cpu": cpu_name,
+        "gpus": ", ".join(gpu_names),
+        "what": f"{_short_cpu(cpu_name)} · {gpu_short}",
+        "constructed": bool(info.get("constructed")),
+    }
+
+
+def machine_labels(machines: pd.DataFrame) -> dict[str, str]:
+    """A label per machine key, unique among `machines`, from what tells them apart.
+
+    A name given with --machine-name comes first; else the CPU and GPU models. Where two
+    machines still read the same, the host name is added, then a short hash of the key.
+    """
+    first = machines.drop_duplicates("machine_key").set_index("machine_key")
+    labels = {k: (r.machine_name or r.what) for k, r in first.iterrows()}
+    for extra in ("host", "hash"):
+        counts = pd.Series(labels).value_counts()
+        for key, label in list(labels.items()):
+            if counts[label] > 1:
+                add = first.loc[key, "host"] if extra == "host" else hashlib.sha1(key.encode()).hexdigest()[:6]
+                labels[key] = f"{label} ({add})" if extra == "host" else f"{label} #{add}"
+    for key in labels:
+        if first.loc[key, "constructed"]:  # test fixtures with chosen numbers say so wherever they are shown
+            labels[key] += " (constructed, not measured)"
+    return labels
+
+
+def _device_facts(info: dict, device: str, cpu_name: str) -> tuple[str, float | None]:
+    """(the device's model name, its PCIe link's theoretical GB/s per direction, when NVML gave it)."""
+    if not device.startswith("cuda"):
+        return (cpu_name if device == "cpu" else device), None
+    for gpu in info.get("gpus") or []:
+        if isinstance(gpu, dict) and gpu.get("cuda_device") == device:
+            return _text(gpu.get("name"), device), gpu.get("pcie_gbps_max")
+    for dev in (info.get("torch") or {}).get("cuda_devices") or []:
+        if isinstance(dev, dict) and dev.get("device") == device:
+            return _text(dev.get("name"), device), None
+    return device, None
+
+
+def _run_state(ours: dict) -> dict:
+    """How the run ended, from machine_info.fmnist_bench.run (format 2); a run without one counts as whole."""
+    run = ours.get("run") or {}
+    partial = bool(run) and run.get("complete") is False
+    ended = run.get("ended") or ""
+    failed = run.get("failed") or []
+    if partial and not ended and failed:
+        ended = f"{len(failed)} case{'s' if len(failed) != 1 else ''} failed"
+    return {
+        "partial": partial,
+        "run_ended": ended if partial else "",
+        "run_planned_cases": run.get("planned_cases"),
+        "run_finished_cases": run.get("finished_cases"),
+    }
+
+
+def _shown_as(path: Path, root: Path) -> str:
+    """A run file as the report names it: relative to the folder it was found under (no local paths)."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
+    info = run["machine_info"]
+    machine = _machine(info)
+    dataset = info.get("dataset") or {}
+    commit = run.get("commit_info") or {}
+    torch_facts = info.get("torch") or {}
+    ours = info.get("fmnist_bench") or {}
+    version = ours.get("format")
+    if isinstance(version, int) and version > _KNOWN_FORMAT:
+        _warn(
+            f"{path}: saved-run format {version} is newer than this report knows: "
+            f"read as format {_KNOWN_FORMAT}, whatever the newer format added is left out"
+        )
+    plan = ours.get("plan") or {}
+    # torch's own thread count on that machine: what every format-1 case ran at, and the CPU baseline.
+    default_threads = torch_facts.get("threads") or plan.get("default_threads")
+    base = {
+        **machine,
+        "run_file": shown_as,
+        "run_datetime": pd.to_datetime(run.get("datetime"), utc=True, errors="coerce"),
+        "commit": _text(commit.get("id"))[:12],
+        "torch": _text(torch_facts.get("version")),
+        "nvml_driver": _text(next((g.get("driver_version") for g in info.get("gpus") or []), None)),
+        "quick": bool(plan.get("quick", False)),
+        **_run_state(ours),
+        "default_threads": default_threads,
+    }
+    rows = []
+    for index, bench in enumerate(run["benchmarks"]):
+        if not isinstance(bench, dict) or bench.get("group") not in FAMILIES:
+            continue  # another suite's benchmark in the same run: not ours to read
+        errors = benchmark_errors(bench, index)
+        if errors:
+            name = _text(bench.get("name"), "?")[:80]
+            _warn(f"{path}: benchmark {name!r} passed over: {'; '.join(errors[:3])}")
+            continue
+        params, extra, stats = bench["params"], bench.get("extra_info") or {}, bench["stats"]
+        device = params["device"]
+        device_name, link_gbps = _device_facts(info, device, machine["cpu"])
+        family = bench["group"]
+        latency = extra.get("latency") or {}
+        rows.append(
+            {
+                **base,
+                "family": family,
+                "name": bench["name"],
+                **{axis: params.get(axis) for axis in AXES},
+                # Format 1 has no cpu_threads: its cases ran at torch's default.
+                "cpu_threads": params["cpu_threads"] if "cpu_threads" in params else default_threads,
+                "device_name": device_name,
+                **{stat: stats.get(stat) for stat in _STATS},
+                "data": stats.get("data"),
+                "images": extra.get("images"),
+                "batches": extra.get("batches"),
+                "bytes": extra.get("bytes"),
+                "dataset": _text(extra.get("dataset") or dataset.get("name"), "unknown"),
+                "loss": extra.get("loss"),
+                "accuracy": extra.get("accuracy"),
+                "link_gbps": link_gbps if family == "transfer" and params.get("direction") in ("h2d", "d2h") else None,
+                **{f"latency_{q}_ms": latency[f"{q}_s"] * 1e3 if f"{q}_s" in latency else np.nan for q in _LATENCY},
+                "latency_samples": latency.get("samples"),
+            }
+        )
+    return rows
+
+
+def _round_p90(data) -> float:
+    # The 90th percentile of a benchmark's round times (kept by --benchmark-save-data).
+    return float(np.percentile(data, 90)) if isinstance(data, list) and data else np.nan
+
+
+def _numbers(column: pd.Series) -> pd.Series:
+    # Whole numbers as nullable integers (a batch size prints as 100, not 100.0); anything else as float.
+    values = pd.to_numeric(column, errors="coerce")
+    whole = values.dropna()
+    return values.astype("Int64") if (whole == whole.round()).all() else values.astype("float64")
+
+
+def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict, str]], *, all_runs: bool = False):
+    """Rows from (path, run[, shown_as]) tuples; by default only the newest figures of each machine (select_newest)."""
+    rows = []
+    for item in runs:
+        path, run = item[0], item[1]
+        rows += _rows(Path(path), run, item[2] if len(item) > 2 else Path(path).name)
+    frame = pd.DataFrame(rows, columns=_COLUMNS_IN)
+    if frame.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    for col in ("batch_size", "size", "images", "batches", "bytes", "rounds"):
+        frame[col] = _numbers(frame[col])
+    for col in ("cpu_threads", "default_threads", "run_planned_cases", "run_finished_cases", "latency_samples"):
+        frame[col] = pd.to_numeric(frame[col]).astype("Int64")
+    frame["partial"] = frame["partial"].astype(bool)
+    frame["quick"] = frame["quick"].astype(bool)
+    percentiles = [c for c in _LATENCY_COLUMNS if c.endswith("_ms")]
+    for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps", *percentiles):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+    labels = machine_labels(frame)
+    frame["label"] = frame["machine_key"].map(labels)
+    if not all_runs:
+        frame = select_newest(frame)
+    median = frame["median"]
+    counted = frame["family"].isin(["train", "inference"])
+    frame["images_per_s"] = np.where(counted, frame["images"].astype("float64") / median, np.nan)
+    frame["gbps"] = np.where(frame["family"] == "transfer", frame["bytes"].astype("float64") / median / 1e9, np.nan)
+    frame["link_share"] = frame["gbps"] / frame["link_gbps"]
+    frame["iqr_share"] = frame["iqr"] / median
+    # A figure from one round has no spread to judge: never called noisy, never called steady either.
+    frame["one_round"] = frame["rounds"] == 1
+    frame["noisy"] = (frame["iqr_share"] > NOISY_IQR_SHARE) & ~frame["one_round"]
+    batches = frame["batches"].astype("float64").where(lambda b: b > 0)
+    # The mean time per batch of a pass (every format); format 2 adds percentiles of single batches.
+    frame["latency_ms"] = np.where(frame["family"] == "inference", median / batches * 1e3, np.nan)
+    frame["round_p90"] = [_round_p90(data) for data in frame["data"]]
+    frame = frame.drop(columns=["data"])
+    return frame[COLUMNS].sort_values(["machine_key", "family", "device", "name"], kind="stable").reset_index(drop=True)
+
+
+def select_newest(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per machine, each benchmark from the newest run that has it, quick and full figures apart.
+
+    A benchmark is its family and axes, the CPU's thread count among them (not its pytest
+    name, which gained the thread count in format 2). A GPU case runs at whatever torch's
+    default was, so its thread count does not tell two GPU cases apart. A quick (smoke)
+    figure never replaces a full one nor the reverse: a 2,000-image epoch is another
+    quantity than a 60,000-image one, so each keeps its own series, marked. A run that
+    measured part of the suite updates just those figures; a run with no date is the oldest.
+    """
+    ordered = frame.sort_values("run_datetime", na_position="first", kind="stable")
+    identity = ordered.assign(cpu_threads=ordered["cpu_threads"].where(ordered["device"] == "cpu"))
+    keep = ~identity.duplicated(["machine_key", "quick", "family", *AXES], keep="last")
+    return ordered[keep]
+
+
+def load_frame(paths: Iterable[str | os.PathLike], *, all_runs: bool = False) -> pd.DataFrame:
+    """Every saved run under `paths` to one DataFrame (see runs_to_frame); unreadable files are warned about."""
+    runs = []
+    for path, root in find_run_files(paths):
+        run = load_run(path)
+        if run is not None:
+            runs.append((path, run, _shown_as(path, root)))
+    return runs_to_frame(runs, all_runs=all_runs)
+
+
+_COLUMNS_IN = [
+    "machine_key", "machine_name", "host", "cpu", "gpus", "what", "constructed", "run_file", "run_datetime", "commit",
+    "torch", "nvml_driver", "quick", "partial", "run_ended", "run_planned_cases", "run_finished_cases",
+    "default_threads", "family", "name", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes",
+    "dataset", "loss", "accuracy", "link_gbps", *_LATENCY_COLUMNS,
+]  # fmt: skip
+# The tidy table's columns, in order: who (label: unique in this report), which run (and how it ended), what
+# was measured, how long, how fast, how sure. default_threads is torch's own CPU thread count in that run;
+# cpu_threads the count a case ran at; one_round marks a figure with no spread to judge.
+COLUMNS = ["label"] + [c for c in _COLUMNS_IN if c not in ("data", *_LATENCY_COLUMNS)] + [
+    "images_per_s", "gbps", "link_share", "iqr_share", "one_round", "noisy", "latency_ms", *_LATENCY_COLUMNS,
+    "round_p90",
+]  # fmt: skip

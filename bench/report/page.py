@@ -1,0 +1,229 @@
+"""The report's files: summary.csv, report.md, the plots and index.html, written whole into a new folder or not at all."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from ..derive import NOISY_IQR_SHARE
+from . import figures, plots, tables
+from .load import select_newest
+
+__all__ = ["OutputError", "check_out", "write_report"]
+
+MARKS = (
+    f"Marks: ~ a noisy figure (its IQR is over {NOISY_IQR_SHARE:.0%} of its median); (1 round) a figure from one "
+    "timed round, whose noise is unknown; (partial) from a run stopped before it finished; quick: from a quick run "
+    "(a subset of the data, short sweeps), never mixed with full figures. A CPU row names its thread count: "
+    "cpu 2t ran at 2 threads."
+)
+# What the report writes, and so all a report folder may hold before it is replaced.
+_OUTPUT = re.compile(r"(summary\.csv|report\.md|index\.html|[a-z_]+\.(png|csv))")
+
+
+class OutputError(Exception):
+    """The output folder cannot be written, or holds files the report did not write."""
+
+
+@dataclass
+class _Section:
+    title: str
+    table: pd.DataFrame | None  # None: the sentence says why there is none
+    sentence: str
+    plot: str | None = None
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|!~#])")
+
+
+def md_escape(value) -> str:
+    """Text from a run file made inert in Markdown: no markup, no HTML, no table cell or line broken by it."""
+    text = " ".join(str(value).split())  # newlines and tabs would end a table row
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def _md_table(table: pd.DataFrame | None) -> str:
+    if table is None:
+        return ""
+    if table.empty:
+        return "_nothing measured_"
+    escaped = table.astype(str).map(md_escape)
+    escaped.columns = [md_escape(c) for c in table.columns]
+    return escaped.to_markdown(index=False, disable_numparse=True)
+
+
+def _html_table(table: pd.DataFrame | None) -> Markup:
+    if table is None:
+        return Markup("")
+    if table.empty:
+        return Markup("<p><em>nothing measured</em></p>")
+    # escape=True: every string from a saved run (host, CPU and GPU names, files) is data, not markup.
+    return Markup(f'<div class="wide">{table.to_html(index=False, escape=True, border=0, classes="t")}</div>')
+
+
+def check_out(out: Path) -> None:
+    """Refuse, before any work, an output that is a file, holds files the report did not write, or can't be written."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out}: exists and is not a folder")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if not _OUTPUT.fullmatch(p.name) or not p.is_file())
+        if foreign:
+            raise OutputError(
+                f"--out {out}: holds what the report did not write ({', '.join(foreign[:5])}); "
+                "it replaces the whole folder, so choose an empty or new one"
+            )
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"--out {out}: cannot write in {parent}")
+
+
+def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list[dict], list[_Section]]:
+    choices = figures.cpu_choices(frame)
+    speed = figures.speedups(frame)
+    cross = figures.crossovers(speed)
+    parts = figures.breakdown(frame)
+    threads = tables.threads_table(frame, choices)
+    has_gpu = bool(figures.is_gpu(frame["device"]).any())
+    several = frame["machine_key"].nunique() > 1
+    no_gpu = "There is no GPU in these runs: only CPU figures are shown."
+    answers = figures.answers(frame, speed, cross, parts)
+    for machine in answers:
+        speed_here = machine["speedups"]
+        machine["table"] = None if speed_here.empty else tables.speedup_table(speed_here, with_machine=False)
+    sections = [
+        _Section("Training epoch time", tables.train_table(frame),
+                 "Median time of one epoch over the training set, per device, pipeline and batch size; lower is "
+                 "better. seed is the notes' DataLoader + ToTensor + .to(device) loop; resident keeps the uint8 set "
+                 "on the device. A quick run's epoch is a subset (its images are named) and has its own rows and panels.",
+                 plots.plot_epoch_time(frame, out / "epoch_time.png")),
+        _Section("Inference", tables.inference_table(frame),
+                 "Throughput: images per second over a pass (the test split; at the smallest batch sizes, its first "
+                 "batches). Latency: where measured, the p50 and p99 of single batches timed one at a time (n of "
+                 "them); else the mean time per batch of a pass. compute has the input on the device already, "
+                 "end_to_end moves each batch from the host and the labels back.",
+                 plots.plot_inference(frame, out / "inference_throughput.png")),
+        _Section("Transfer bandwidth", tables.transfer_table(frame),
+                 "GB/s of one copy by size: h2d host to device, d2h back, h2h a host memory copy (the CPU's "
+                 "memory-bandwidth reference, not a PCIe copy). Where NVML reported the PCIe link, the share of its "
+                 "theoretical bandwidth is given and drawn as a dashed line.",
+                 plots.plot_transfer(frame, out / "transfer_bandwidth.png")),
+        _Section("GPU speedup over the CPU", tables.speedup_table(speed) if has_gpu else None,
+                 "The same machine's CPU median at torch's default thread count divided by the GPU's: above 1x the GPU "
+                 "is faster. Where another CPU thread count was faster, [in brackets] the speedup against that best "
+                 "count; the plot is against the best. Quick figures are paired only with quick ones of the same run."
+                 if has_gpu else no_gpu,
+                 plots.plot_speedup(speed, out / "speedup.png")),
+        _Section("Crossover batch size", tables.crossover_table(cross) if has_gpu else None,
+                 "Against the CPU at its best thread count measured: the smallest batch size from which the GPU is "
+                 "faster at every larger size measured, in words that hold for every size; best speedup is against "
+                 "that CPU too." if has_gpu else no_gpu),
+        _Section("Where an epoch's time goes", tables.breakdown_table(parts),
+                 "The seed epoch split three ways: compute is the resident epoch (same training, data already on the "
+                 "device); host-to-device copies is the number of batches times the measured time to copy one "
+                 "float32 batch from pageable memory (interpolated between the transfer sizes; none on the CPU); "
+                 "data loading is the rest (DataLoader, PIL + ToTensor, collation, per-batch syncs). Derived, not "
+                 "measured directly.",
+                 plots.plot_breakdown(parts, out / "epoch_breakdown.png")),
+        _Section("Machines side by side", tables.machines_table(frame),
+                 "The headline figure of each family per machine and device, from full runs; like with like: a host "
+                 "memory copy and a PCIe copy have their own columns."
+                 + ("" if several else " There is one machine in these runs; copy other machines' results folders "
+                    "in to compare."),
+                 plots.plot_machines(frame, out / "machines.png")),
+    ]  # fmt: skip
+    if not threads.empty:
+        sections.insert(
+            4,
+            _Section("CPU threads", threads,
+                     "Where a CPU ran a family at several thread counts: per variant and batch size, the fastest count "
+                     "measured and its speedup over torch's default count (median at the default / at the best)."),
+        )  # fmt: skip
+    if cross_machine:
+        sections.append(
+            _Section("GPUs against other machines' CPUs", tables.cross_machine_table(figures.cross_machine_speedups(frame)),
+                     "Asked for with --cross-machine: each GPU's full-run median against every other machine's CPU at "
+                     "that CPU's fastest thread count, for the same family, variant, batch size and images.")
+        )  # fmt: skip
+    sections.append(
+        _Section("Machines and runs", tables.machine_facts(frame),
+                 "Every machine in the report under its label (unique here: a name given with --machine-name, else "
+                 "its CPU and GPU models, with the host or a short key added where two would read the same), and "
+                 "the runs whose figures are shown.")
+    )  # fmt: skip
+    for section in sections:
+        if section.plot is not None:
+            section.plot = Path(section.plot).name
+    return answers, sections
+
+
+def _render(frame: pd.DataFrame, out: Path, cross_machine: bool) -> None:
+    answers, sections = _sections(frame, out, cross_machine)
+    env = Environment(
+        loader=PackageLoader("bench.report", "templates"), autoescape=True, undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )  # fmt: skip
+    # HTML: Jinja escapes every value (autoescape); tables come escaped from pandas.
+    page = env.get_template("index.html.j2").render(
+        marks=MARKS,
+        partial=tables.partial_note(frame),
+        answers=[{**a, "table_html": _html_table(a["table"])} for a in answers],
+        sections=[{**vars(s), "table_html": _html_table(s.table)} for s in sections],
+    )
+    (out / "index.html").write_text(page, encoding="utf-8")
+    # Markdown: every string escaped here, in one place; the template only lays them out.
+    md_env = Environment(loader=env.loader, autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
+    text = md_env.get_template("report.md.j2").render(
+        marks=md_escape(MARKS),
+        partial=md_escape(tables.partial_note(frame)),
+        answers=[
+            {"label": md_escape(a["label"]), "said": [md_escape(s) for s in a["said"]],
+             "missing": [md_escape(s) for s in a["missing"]], "table_md": _md_table(a["table"])}
+            for a in answers
+        ],
+        sections=[
+            {"title": md_escape(s.title), "sentence": md_escape(s.sentence), "plot": s.plot,
+             "table_md": _md_table(s.table)}
+            for s in sections
+        ],
+    )  # fmt: skip
+    (out / "report.md").write_text(re.sub(r"\n{3,}", "\n\n", text), encoding="utf-8")
+
+
+def write_report(frame: pd.DataFrame, out: Path, *, cross_machine: bool = False) -> list[Path]:
+    """Write summary.csv, report.md, the plots (each with its data as .csv) and index.html as the folder `out`.
+
+    Everything is written into a new folder beside `out`, which replaces `out` only once all of
+    it was written: a failure leaves the previous report as it was. summary.csv holds every row
+    of `frame`; the rest uses each machine's newest figure of each benchmark.
+    """
+    out = Path(out)
+    check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(prefix=f".{out.name}-new-", dir=out.parent))
+    try:
+        new.chmod(0o755)  # mkdtemp's folder is private; a report is for reading
+        frame.to_csv(new / "summary.csv", index=False)
+        _render(select_newest(frame), new, cross_machine)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
+            old.rmdir()
+            out.rename(old)
+            new.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            new.rename(out)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    return sorted(out.iterdir())

@@ -1,0 +1,220 @@
+"""The saved-run format as JSON Schema: what the report needs of a run and of each benchmark, checked in one place."""
+
+from __future__ import annotations
+
+import math
+
+from jsonschema import Draft202012Validator, validators
+
+__all__ = ["benchmark_errors", "run_errors"]
+
+# Checked with jsonschema (a well-kept validator with field paths in its errors) rather than by
+# hand: the report must survive any file, and one declaration says what any file must hold.
+# Only what the report reads is constrained; everything else a run carries passes through.
+
+_TEXT = {"type": "string", "maxLength": 500}
+_OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 500}
+# A time in seconds: finite and positive. A week bounds it: no case of this suite runs that long,
+# and a larger figure (1e308, the largest float JSON can carry) is a broken file, not a slow machine.
+_SECONDS = {"type": "number", "exclusiveMinimum": 0, "maximum": 7 * 86400}
+_BATCH = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}  # bench/plan.py MAX_BATCH_SIZE
+_COUNT = {"type": "integer", "minimum": 1, "maximum": 2**53}
+_OPTIONAL_COUNT = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**53}
+
+_MACHINE_INFO = {
+    "type": "object",
+    "properties": {
+        "node": _OPTIONAL_TEXT,
+        "processor": _OPTIONAL_TEXT,
+        "machine": _OPTIONAL_TEXT,
+        "cpu": {"type": "object", "properties": {"brand_raw": _OPTIONAL_TEXT}},
+        "constructed": {"type": ["string", "boolean", "null"]},
+        "torch": {
+            "type": "object",
+            "properties": {
+                "version": _OPTIONAL_TEXT,
+                "threads": {**_OPTIONAL_COUNT, "minimum": 1},
+                "cuda_devices": {
+                    "type": "array",
+                    "items": {"type": "object", "properties": {"device": _OPTIONAL_TEXT, "name": _OPTIONAL_TEXT}},
+                },
+            },
+        },
+        "gpus": {
+            "type": ["array", "null"],
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": _OPTIONAL_TEXT,
+                    "cuda_device": _OPTIONAL_TEXT,
+                    "driver_version": _OPTIONAL_TEXT,
+                    # A link's theoretical GB/s: the share of it a copy reached is printed, so never 0.
+                    "pcie_gbps_max": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 10_000},
+                },
+            },
+        },
+        "dataset": {"type": ["object", "null"], "properties": {"name": _OPTIONAL_TEXT}},
+        "fmnist_bench": {
+            "type": "object",
+            "properties": {
+                "format": {"type": "integer", "minimum": 1},
+                "machine_key": _OPTIONAL_TEXT,
+                "machine_name": _OPTIONAL_TEXT,
+                "plan": {
+                    "type": "object",
+                    "properties": {
+                        "quick": {"type": "boolean"},
+                        "default_threads": {**_OPTIONAL_COUNT, "minimum": 1},
+                        "train_images": _OPTIONAL_COUNT,
+                        "test_images": _OPTIONAL_COUNT,
+                    },
+                },
+                "run": {
+                    "type": "object",
+                    "properties": {
+                        "complete": {"type": "boolean"},
+                        "ended": _OPTIONAL_TEXT,
+                        "planned_cases": _OPTIONAL_COUNT,
+                        "finished_cases": _OPTIONAL_COUNT,
+                        "failed": {"type": "array"},
+                    },
+                },
+            },
+        },
+    },
+}
+
+RUN_SCHEMA = {
+    "type": "object",
+    "required": ["machine_info", "benchmarks"],
+    "properties": {
+        "machine_info": _MACHINE_INFO,
+        "benchmarks": {"type": "array", "items": {"type": "object"}},
+        "datetime": _OPTIONAL_TEXT,
+        "commit_info": {"type": ["object", "null"], "properties": {"id": _OPTIONAL_TEXT}},
+    },
+}
+
+_AXIS_TEXT = {"type": "string", "maxLength": 100}
+BENCHMARK_SCHEMA = {
+    "type": "object",
+    "required": ["group", "name", "params", "stats"],
+    "properties": {
+        "group": {"enum": ["transfer", "train", "inference"]},
+        "name": _TEXT,
+        "params": {
+            "type": "object",
+            "required": ["device"],
+            "properties": {
+                "device": _AXIS_TEXT,
+                "cpu_threads": {"type": ["integer", "null"], "minimum": 1, "maximum": 1024},
+                "batch_size": _BATCH,
+                "size": _BATCH,
+                **{axis: _AXIS_TEXT for axis in ("pipeline", "direction", "memory", "dtype", "mode")},
+            },
+        },
+        "stats": {
+            "type": "object",
+            "required": ["median", "rounds"],
+            "properties": {
+                "median": _SECONDS,
+                "rounds": _COUNT,
+                **{s: {"type": "number", "minimum": 0, "maximum": 7 * 86400} for s in ("min", "mean", "stddev", "iqr")},
+                **{s: {"type": "number", "minimum": 0, "maximum": 7 * 86400} for s in ("q1", "q3")},
+                "data": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 7 * 86400}},
+            },
+        },
+        "extra_info": {
+            "type": "object",
+            "properties": {
+                "images": _COUNT,
+                "batches": _COUNT,
+                "bytes": _COUNT,
+                "dataset": _OPTIONAL_TEXT,
+                "loss": {"type": ["number", "null"], "minimum": 0, "maximum": 1e6},
+                "accuracy": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                "latency": {
+                    "type": "object",
+                    "properties": {
+                        **{f"{q}_s": _SECONDS for q in ("p50", "p90", "p99")},
+                        "samples": _COUNT,
+                    },
+                },
+            },
+        },
+    },
+    # Every family needs its size axis and the units that turn a time into a rate.
+    "allOf": [
+        {
+            "if": {"properties": {"group": {"const": "transfer"}}},
+            "then": {
+                "properties": {
+                    "params": {"required": ["size", "direction", "memory", "dtype"]},
+                    "extra_info": {"required": ["bytes"]},
+                },
+                "required": ["extra_info"],
+            },
+        },
+        {
+            "if": {"properties": {"group": {"enum": ["train", "inference"]}}},
+            "then": {
+                "properties": {"params": {"required": ["batch_size"]}, "extra_info": {"required": ["images"]}},
+                "required": ["extra_info"],
+            },
+        },
+        {
+            "if": {"properties": {"group": {"const": "train"}}},
+            "then": {"properties": {"params": {"required": ["pipeline"]}}},
+        },
+        {
+            "if": {"properties": {"group": {"const": "inference"}}},
+            "then": {"properties": {"params": {"required": ["mode"]}}},
+        },
+    ],
+}
+
+
+def _finite_number(_checker, value) -> bool:
+    # Python's json reads NaN and Infinity; a bound is never violated by NaN, so the type says no.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _finite_integer(checker, value) -> bool:
+    return _finite_number(checker, value) and float(value).is_integer()
+
+
+_Validator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"number": _finite_number, "integer": _finite_integer}
+    ),
+)
+_RUN = _Validator(RUN_SCHEMA)
+_BENCHMARK = _Validator(BENCHMARK_SCHEMA)
+
+
+def _field(path) -> str:
+    """A JSON path as a reader writes it: machine_info.gpus[0].name."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(the whole file)"
+
+
+def _say(errors, prefix: str = "") -> list[str]:
+    said = []
+    for error in sorted(errors, key=lambda e: list(map(str, e.absolute_path))):
+        where = _field([*([prefix] if prefix else []), *error.absolute_path])
+        message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
+        said.append(f"{where}: {message}")
+    return said
+
+
+def run_errors(run) -> list[str]:
+    """What is wrong with a run's top level (machine_info and the list of benchmarks), one line per field."""
+    return _say(_RUN.iter_errors(run))
+
+
+def benchmark_errors(bench, index: int) -> list[str]:
+    """What is wrong with benchmarks[index], one line per field; [] for a benchmark the report can read."""
+    return _say(_BENCHMARK.iter_errors(bench), f"benchmarks[{index}]")

@@ -1,0 +1,347 @@
+"""Figures to tables a person reads: human headers with units, one cell per measured figure, its marks beside it."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+import pandas as pd
+
+__all__ = [
+    "breakdown_table",
+    "cross_machine_table",
+    "crossover_table",
+    "fmt_seconds",
+    "inference_table",
+    "machine_facts",
+    "machines_table",
+    "partial_note",
+    "speedup_table",
+    "threads_table",
+    "train_table",
+    "transfer_table",
+]
+
+# The marks a figure carries, explained once on the page (see page.py MARKS).
+NOISY, ONE_ROUND, PARTIAL = " ~", " (1 round)", " (partial)"
+_RUN = {False: "full", True: "quick"}
+
+
+def fmt_seconds(value: float) -> str:
+    if pd.isna(value):
+        return ""
+    return "0 s" if value == 0 else f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
+
+
+def _threads(count) -> str:
+    return "" if pd.isna(count) else f"{count}t"
+
+
+def _differs(a, b) -> bool:
+    """Two thread counts known to differ (an unknown count differs from nothing)."""
+    return pd.notna(a) and pd.notna(b) and a != b
+
+
+def _marks(r) -> str:
+    return (NOISY if getattr(r, "noisy", False) else "") + (ONE_ROUND if getattr(r, "one_round", False) else "")
+
+
+def device_label(frame: pd.DataFrame) -> pd.Series:
+    """How tables and plots name what ran: "cpu 2t" for the CPU at 2 threads (as in the case ids), else the device."""
+    device = frame["device"].astype(str)
+    threads = frame["cpu_threads"]
+    cpu = (device == "cpu") & threads.notna()
+    return device.where(~cpu, "cpu " + threads.astype("string").fillna("") + "t")
+
+
+def _run(frame: pd.DataFrame) -> pd.Series:
+    """full, or quick with the subset it timed: a quick epoch is another quantity, so it is named as one."""
+    images = frame["images"].astype("Int64").astype("string")
+    quick = frame["quick"].astype(bool)
+    return pd.Series(
+        [
+            f"quick ({int(i):,} images)" if q and pd.notna(i) else _RUN[bool(q)]
+            for q, i in zip(quick, images, strict=True)
+        ],
+        index=frame.index,
+    )
+
+
+def _pivot(frame: pd.DataFrame, index: dict[str, str], column: str, header: str, cell) -> pd.DataFrame:
+    """One row per `index` (column -> header), one column per value of `column` ("Batch 100"), cells from `cell`."""
+    if frame.empty:
+        return pd.DataFrame()
+    frame = frame.sort_values(["label", "device", "cpu_threads", "quick", column], kind="stable")
+    frame = frame.assign(
+        Machine=frame["label"],
+        device=device_label(frame),
+        run=_run(frame) if frame["family"].iloc[0] != "transfer" else frame["quick"].map(_RUN),
+        cell=[cell(r) for r in frame.itertuples()],
+    )
+    keys = ["Machine", *index]
+    table = frame.pivot_table(index=keys, columns=column, values="cell", aggfunc="first", sort=False)
+    table = table[sorted(table.columns)]
+    table.columns = [f"{header} {c:,}" for c in table.columns]
+    return table.reset_index().fillna("").rename(columns=index)
+
+
+def train_table(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = frame[frame["family"] == "train"]
+    return _pivot(
+        rows,
+        {"device": "Device", "pipeline": "Pipeline", "run": "Run"},
+        "batch_size",
+        "Batch",
+        lambda r: fmt_seconds(r.median) + ("" if r.one_round else f", IQR {r.iqr_share:.0%}") + _marks(r),
+    )
+
+
+def inference_table(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = frame[frame["family"] == "inference"]
+
+    def cell(r):
+        if pd.notna(r.latency_p50_ms) and pd.notna(r.latency_p99_ms):
+            # The sample size beside the percentiles: a p99 of 20 batches is close to their maximum.
+            n = f", n={r.latency_samples}" if pd.notna(r.latency_samples) else ""
+            latency = f"p50 {r.latency_p50_ms:.3g} ms, p99 {r.latency_p99_ms:.3g} ms{n}"
+        else:
+            latency = f"{r.latency_ms:.3g} ms/batch mean"
+        return f"{r.images_per_s:,.0f} img/s; {latency}" + _marks(r)
+
+    return _pivot(rows, {"device": "Device", "mode": "Mode", "run": "Run"}, "batch_size", "Batch", cell)
+
+
+def transfer_table(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = frame[frame["family"] == "transfer"]
+
+    def cell(r):
+        share = f" ({r.link_share:.0%} of link)" if pd.notna(r.link_share) else ""
+        return f"{r.gbps:.3g} GB/s{share}" + _marks(r)
+
+    index = {"device": "Device", "direction": "Direction", "memory": "Host memory", "dtype": "Data type", "run": "Run"}
+    return _pivot(rows, index, "size", "Images", cell)
+
+
+def _speed_cell(r) -> str:
+    text = f"{r.speedup:.2f}x" if pd.notna(r.speedup) else "-"
+    if pd.isna(r.speedup) or _differs(r.best_cpu_threads, r.default_threads):
+        text += f" [{r.speedup_vs_best_cpu:.2f}x vs {_threads(r.best_cpu_threads)}]"
+    return text + _marks(r) + (PARTIAL if r.partial else "")
+
+
+def speedup_table(speed: pd.DataFrame, *, with_machine: bool = True) -> pd.DataFrame:
+    """GPU over the same machine's CPU, per device, family and variant; one column per batch size."""
+    if speed.empty:
+        return pd.DataFrame()
+    cells = speed.assign(
+        cell=[_speed_cell(r) for r in speed.itertuples()],
+        cpu_default=speed["default_threads"].map(_threads),
+        run=speed["quick"].map(_RUN),
+    )
+    index = ["label", "device", "cpu_default", "family", "variant", "run"]
+    table = cells.pivot_table(index=index, columns="batch_size", values="cell", aggfunc="first", sort=False)
+    table = table[sorted(table.columns)]
+    table.columns = [f"Batch {c:,}" for c in table.columns]
+    table = table.reset_index().fillna("")
+    if not with_machine:
+        table = table.drop(columns=["label"])
+    return table.rename(
+        columns={
+            "label": "Machine",
+            "device": "GPU",
+            "cpu_default": "CPU threads (default)",
+            "family": "Family",
+            "variant": "Variant",
+            "run": "Run",
+        }  # fmt: skip
+    )
+
+
+def threads_table(frame: pd.DataFrame, choices: pd.DataFrame) -> pd.DataFrame:
+    """Where a machine's CPU ran a family at several thread counts: the fastest count per variant and batch size."""
+    cpu = frame[frame["device"] == "cpu"]
+    counts = cpu.groupby(["machine_key", "family"])["cpu_threads"].nunique()
+    swept = choices.join(counts.rename("family_counts"), on=["machine_key", "family"])
+    swept = swept[swept["family_counts"] > 1]
+    if swept.empty:
+        return pd.DataFrame()
+
+    def cell(r):
+        best = _threads(r.best_cpu_threads)
+        if r.threads_measured == 1:
+            text = f"only {best} measured"
+        elif pd.isna(r.median_default):
+            text = f"{best} (default not measured)"
+        elif not _differs(r.best_cpu_threads, r.default_threads):
+            text = f"{best} (the default)"
+        else:
+            text = f"{best}, {r.median_default / r.median_best:.2f}x"
+        return text + _marks(r)
+
+    labels = frame.drop_duplicates("machine_key").set_index("machine_key")["label"]
+    cells = swept.assign(
+        cell=[cell(r) for r in swept.itertuples()],
+        cpu_default=swept["default_threads"].map(_threads),
+        Machine=swept["machine_key"].map(labels),
+        run=swept["quick"].map(_RUN),
+    )
+    table = cells.pivot_table(
+        index=["Machine", "cpu_default", "family", "variant", "run"], columns="batch_size", values="cell",
+        aggfunc="first",
+    )  # fmt: skip
+    table.columns = [f"Batch {c:,}" for c in table.columns]
+    return (
+        table.reset_index()
+        .fillna("")
+        .rename(
+            columns={"cpu_default": "CPU threads (default)", "family": "Family", "variant": "Variant", "run": "Run"}
+        )
+    )
+
+
+def crossover_table(cross: pd.DataFrame) -> pd.DataFrame:
+    if cross.empty:
+        return pd.DataFrame()
+    out = cross.assign(
+        best=[f"{r.best_speedup:.2f}x" + (ONE_ROUND if r.one_round else "") for r in cross.itertuples()],
+        run=cross["quick"].map(_RUN),
+    )
+    out = out[["label", "device", "device_name", "family", "variant", "run", "says", "best"]]
+    return out.rename(
+        columns={
+            "label": "Machine",
+            "device": "GPU",
+            "device_name": "GPU model",
+            "family": "Family",
+            "variant": "Variant",
+            "run": "Run",
+            "says": "Crossover",
+            "best": "Best speedup",
+        }  # fmt: skip
+    )
+
+
+def breakdown_table(parts: pd.DataFrame) -> pd.DataFrame:
+    if parts.empty:
+        return pd.DataFrame()
+    out = parts.assign(device=device_label(parts), run=parts["quick"].map(_RUN))
+    for col in ("seed_epoch_s", "loading_s", "transfer_s", "compute_s"):
+        out[col] = out[col].map(fmt_seconds)
+    out = out[["label", "device", "run", "batch_size", "seed_epoch_s", "loading_s", "transfer_s", "compute_s"]]
+    return out.rename(
+        columns={
+            "label": "Machine",
+            "device": "Device",
+            "run": "Run",
+            "batch_size": "Batch size",
+            "seed_epoch_s": "Seed epoch",
+            "loading_s": "Data loading",
+            "transfer_s": "Host-to-device copies",
+            "compute_s": "Compute (resident epoch)",
+        }  # fmt: skip
+    )
+
+
+def machines_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per machine and device: the headline figure of each family, full runs only, like with like.
+
+    A host memory copy (h2h, the CPU's memory bandwidth) and a PCIe copy (h2d from pinned
+    memory, a GPU's link) are different quantities: each has its own column.
+    """
+    rows = []
+    full = frame[~frame["quick"]]
+    for (label, device), group in full.groupby(["label", "device"], sort=True):
+        resident = group[(group["family"] == "train") & (group["pipeline"] == "resident")]
+        seed = group[(group["family"] == "train") & (group["pipeline"] == "seed") & (group["batch_size"] == 100)]
+        infer = group[(group["family"] == "inference") & (group["mode"] == "compute")]
+        copies = group[group["family"] == "transfer"]
+        h2h = copies[copies["direction"] == "h2h"]
+        pcie = copies[(copies["direction"] == "h2d") & (copies["memory"] == "pinned")]
+        best = resident.loc[resident["median"].idxmin()] if not resident.empty else None
+        rows.append(
+            {
+                "Machine": label,
+                "Device": device,
+                "Model": group["device_name"].iloc[0],
+                "Seed epoch, batch 100": fmt_seconds(seed["median"].min()) if not seed.empty else "",
+                "Fastest resident epoch": f"{fmt_seconds(best['median'])} (batch {best['batch_size']:,})"
+                if best is not None
+                else "",
+                "Peak inference (img/s)": f"{infer['images_per_s'].max():,.0f}" if not infer.empty else "",
+                "Host memory copy, h2h (GB/s)": f"{h2h['gbps'].max():.3g}" if not h2h.empty else "",
+                "PCIe copy, h2d pinned (GB/s)": f"{pcie['gbps'].max():.3g}" if not pcie.empty else "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def cross_machine_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    if pairs.empty:
+        return pd.DataFrame()
+    cells = pairs.assign(
+        cell=[f"{r.speedup:.2f}x" + (NOISY if r.noisy else "") for r in pairs.itertuples()],
+        cpu=pairs["cpu_machine"] + " (" + pairs["cpu_threads"].astype("string") + "t)",
+    )
+    table = cells.pivot_table(
+        index=["gpu_machine", "device", "cpu", "family", "variant"], columns="batch_size", values="cell",
+        aggfunc="first",
+    )  # fmt: skip
+    table.columns = [f"Batch {c:,}" for c in table.columns]
+    return (
+        table.reset_index()
+        .fillna("")
+        .rename(
+            columns={
+                "gpu_machine": "GPU of",
+                "device": "GPU",
+                "cpu": "over the CPU of (best threads)",
+                "family": "Family",
+                "variant": "Variant",
+            }
+        )  # fmt: skip
+    )
+
+
+def _run_state(r) -> str:
+    """A run as the Machines table states it: complete; partial, with how far it got and why; or not recorded."""
+    if r.partial:
+        finished, planned = r.run_finished_cases, r.run_planned_cases
+        cases = (
+            f"{finished} of {planned} cases"
+            if pd.notna(finished) and pd.notna(planned)
+            else (f"{finished} cases" if pd.notna(finished) else "")
+        )
+        return "partial: " + ", ".join(part for part in (cases, r.run_ended) if part)
+    return "not recorded" if pd.isna(r.run_planned_cases) else "complete"
+
+
+def machine_facts(frame: pd.DataFrame) -> pd.DataFrame:
+    """The machines in the report and the runs of each that count: what each is, and whether each run is whole."""
+    facts = frame.sort_values(["label", "run_datetime"]).groupby(["label", "run_file"], as_index=False, sort=False)
+    facts = facts.first()
+    facts["state"] = [_run_state(r) for r in facts.itertuples()]
+    facts["kind"] = facts["quick"].map(_RUN)
+    facts["dataset"] = [", ".join(sorted(set(frame.loc[frame["run_file"] == f, "dataset"]))) for f in facts["run_file"]]
+    facts["date"] = facts["run_datetime"].dt.strftime("%Y-%m-%d %H:%M UTC")
+    cols = {"label": "Machine", "host": "Host", "cpu": "CPU", "gpus": "GPUs", "nvml_driver": "NVIDIA driver",
+            "torch": "torch", "default_threads": "CPU threads (torch default)", "dataset": "Dataset", "kind": "Run",
+            "state": "Ended", "date": "Date", "commit": "Commit", "run_file": "Run file (under the results folder)"}  # fmt: skip
+    return facts[list(cols)].rename(columns=cols)
+
+
+def partial_note(frame: pd.DataFrame) -> str:
+    """Which figures come from partial runs, per run: its families and devices; "" when none does."""
+    parts = frame[frame["partial"]]
+    said = []
+    for (label, run_file), rows in parts.groupby(["label", "run_file"], sort=True):
+        labels = rows.assign(device_label=device_label(rows))
+        what = "; ".join(
+            f"{family} on {', '.join(dict.fromkeys(group.sort_values(['device', 'cpu_threads'])['device_label']))}"
+            for family, group in labels.groupby("family", sort=False)
+        )
+        said.append(f"{label} ({PurePosixPath(run_file).name}, {_run_state(rows.iloc[0])}): {what}")
+    if not said:
+        return ""
+    return (
+        "Figures from partial runs (stopped or killed before every planned case was measured), "
+        "marked (partial): " + " | ".join(said) + "."
+    )
