@@ -44,6 +44,7 @@ from .plan import (
     parse_batch_sizes,
     parse_cpu_threads,
     parse_devices,
+    parse_machine_name,
     parse_seconds,
     parse_warmup_batches,
     plan_from_options,
@@ -59,6 +60,7 @@ from .timing import DeviceClock, Stopwatch
 #    machine_info.fmnist_bench gains run (complete, planned/finished cases, failed, skipped, ended);
 #    machine_info.dataset's image counts are those the run's cases really had (null: no case
 #    used that split), and it gains files (the real files' own counts).
+#    Later, additive (readers of format 2 may meet it or not): machine_info.fmnist_bench.machine_name.
 FORMAT_VERSION = 2
 
 _STATE = pytest.StashKey["Suite"]()
@@ -161,6 +163,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="auto (real FashionMNIST when its files are under --data-root, else synthetic), "
         "fashion-mnist or synthetic (default: auto)",
     )
+    group.addoption(
+        "--machine-name",
+        default=None,
+        help="a name for this machine, recorded in the run and used for its results folder and its label in "
+        "reports (default: its host name; name machines that share one, as cloud VMs often do)",
+    )
     group.addoption("--data-root", default=str(DEFAULT_ROOT), help="where FashionMNIST/raw/ is (default: data)")
     group.addoption("--download", action="store_true", help="download FashionMNIST into --data-root if missing")
     group.addoption(
@@ -198,6 +206,7 @@ def pytest_configure(config: pytest.Config) -> None:
         ("--batch-sizes", parse_batch_sizes, opt.batch_sizes),
         ("--cpu-threads", lambda text: parse_cpu_threads(text, default_threads), opt.cpu_threads),
         ("--warmup-batches", parse_warmup_batches, opt.warmup_batches),
+        ("--machine-name", parse_machine_name, opt.machine_name),
     ):
         try:
             parsed[name] = parse(value) if value is not None else None
@@ -236,11 +245,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # The machine as it is at the start of the run (an idle GPU's clocks, link and temperature).
     nvml, gpus = nvml_info()
     gpu_names = [d["name"] for d in torch_info()["cuda_devices"]]
-    key = machine_key(platform.node(), cpu_model(), gpu_names)
+    name = parsed["--machine-name"]
+    key = machine_key(platform.node(), cpu_model(), gpu_names, name)
     suite = Suite(
         config,
         plan,
-        {"nvml": nvml, "gpus": gpus, "machine_key": key},
+        {"nvml": nvml, "gpus": gpus, "machine_key": key, "machine_name": name},
         {"--benchmark-min-rounds": min_rounds is not None, "--benchmark-max-time": max_time is not None},
     )
     suite.data_files = files
@@ -685,6 +695,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info["fmnist_bench"] = {
         "format": FORMAT_VERSION,
         "machine_key": machine["machine_key"],
+        "machine_name": machine["machine_name"],  # null: not named; reports label it by what it is
         "plan": plan.summary(),
         "budget_options": suite.budget_source,
         "run": suite.run.record(),

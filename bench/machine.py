@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import re
-from pathlib import Path
 
 import torch
 
@@ -160,22 +159,27 @@ def _gpu(pynvml, index: int, nvml: dict, by_uuid: dict[str, str]) -> dict:
 
 
 def cpu_model() -> str:
-    """The CPU's marketing name, cheaply: /proc/cpuinfo where there is one."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    """The CPU's brand string from py-cpuinfo: the same one pytest-benchmark records as machine_info.cpu.brand_raw.
 
-
-def machine_key(host: str, cpu: str, gpus: list[str]) -> str:
-    """A folder-safe name for a machine, from what it is: host, CPU model, GPU models.
-
-    Runs are saved under results/<key>/, so folders from many machines merge by copying.
+    One CPU-name reader for the whole project (py-cpuinfo comes with pytest-benchmark), so a
+    machine's folder name and its record never disagree.
     """
-    counts = {name: gpus.count(name) for name in gpus}  # eight H100s: "8x NVIDIA H100", not eight names
-    gpu_part = "+".join(name if n == 1 else f"{n}x {name}" for name, n in counts.items()) or "no-gpu"
-    parts = [host or "unknown-host", cpu or "unknown-cpu", gpu_part]
+    import cpuinfo  # imported where used: it inspects the machine when asked
+
+    try:
+        brand = cpuinfo.get_cpu_info().get("brand_raw")
+    except Exception:  # noqa: BLE001 - py-cpuinfo probes the machine in many ways; any failure means "unknown"
+        brand = None
+    return brand or platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_key(host: str, cpu: str, gpus: list[str], name: str | None = None) -> str:
+    """A folder-safe name for a machine, from what it is: its name (--machine-name) or host, CPU model, GPU models.
+
+    Runs are saved under results/<key>/, so folders from many machines merge by copying. Two
+    cloud machines often share a host name ("vm"); a name given by the user takes its place.
+    """
+    counts = {gpu: gpus.count(gpu) for gpu in gpus}  # eight H100s: "8x NVIDIA H100", not eight names
+    gpu_part = "+".join(gpu if n == 1 else f"{n}x {gpu}" for gpu, n in counts.items()) or "no-gpu"
+    parts = [name or host or "unknown-host", cpu or "unknown-cpu", gpu_part]
     return "_".join(re.sub(r"[^A-Za-z0-9.+-]+", "-", p).strip("-.") or "unknown" for p in parts)

@@ -22,6 +22,7 @@ __all__ = [
     "parse_batch_sizes",
     "parse_cpu_threads",
     "parse_devices",
+    "parse_machine_name",
     "parse_seconds",
     "parse_warmup_batches",
     "plan_from_options",
@@ -271,6 +272,22 @@ def _positive_ints(text: str, *, most: int | None = None, words: dict[str, int] 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
     """'100,1000' -> (100, 1000). Raises ValueError naming a value that is not a positive integer."""
     return _positive_ints(text, most=MAX_BATCH_SIZE)
+
+
+# A machine's name goes into folder names and report labels: long enough for "lab-h100-node-17", short enough to read.
+MAX_MACHINE_NAME = 64
+
+
+def parse_machine_name(text: str) -> str:
+    """--machine-name: 1 to 64 printable characters, not only spaces. Raises ValueError naming the value."""
+    name = text.strip()
+    if not name:
+        raise ValueError(f"{text!r} is empty: give a name that tells this machine apart, such as lab-h100-1")
+    if len(name) > MAX_MACHINE_NAME:
+        raise ValueError(f"{name[:20]!r}... is {len(name)} characters, more than {MAX_MACHINE_NAME}")
+    if not name.isprintable():
+        raise ValueError(f"{name!r} holds characters that do not print (a newline, a tab or a control code)")
+    return name
 
 
 def parse_seconds(text: str, *, most: float) -> float:

@@ -160,6 +160,9 @@ def test_machine_key_is_folder_safe_and_names_what_the_machine_is():
     assert key == "node-7_AMD-EPYC-9654-96-Core-Processor_8x-NVIDIA-H100-80GB-HBM3"
     assert machine_key("box", "Intel(R) Xeon(R) CPU", []) == "box_Intel-R-Xeon-R-CPU_no-gpu"
     assert "/" not in machine_key("a/b", "../c", ["d/e"])
+    # A name given with --machine-name takes the host's place: two cloud VMs called "vm" get two folders.
+    assert machine_key("vm", "AMD EPYC", [], "lab-a") == "lab-a_AMD-EPYC_no-gpu"
+    assert machine_key("vm", "AMD EPYC", [], None) == "vm_AMD-EPYC_no-gpu"
 
 
 def test_torch_info_has_the_build_facts():

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -137,7 +138,9 @@ def test_machine_info_carries_torch_nvml_gpus_and_dataset(quick_run):
     # The counts are those the run's cases really had (a quick run's subsets), not the plan's words.
     assert (info["dataset"]["train_images"], info["dataset"]["test_images"]) == (2000, 1000)
     assert info["fmnist_bench"]["format"] == 2 and info["fmnist_bench"]["plan"]["quick"] is True
-    assert info["fmnist_bench"]["machine_key"]
+    assert info["fmnist_bench"]["machine_key"] and info["fmnist_bench"]["machine_name"] is None  # not named
+    # The key names the CPU by the brand string pytest-benchmark records: one CPU-name reader.
+    assert re.sub(r"[^A-Za-z0-9.+-]+", "-", info["cpu"]["brand_raw"]).strip("-.") in info["fmnist_bench"]["machine_key"]
     run = info["fmnist_bench"]["run"]
     assert run["complete"] is True and run["planned_cases"] == run["finished_cases"] == len(
         quick_run["json"]["benchmarks"]
@@ -170,6 +173,12 @@ def test_default_storage_is_results_per_machine(tmp_path):
     assert f"saves to file://{REPO / 'results'}/" in result.stdout
 
 
+def test_a_named_machine_saves_under_its_name_not_its_host_name():
+    result = run_suite("--quick", "--collect-only", "--machine-name", "lab h100/1")
+    assert result.returncode == 0, result.stderr
+    assert f"saves to file://{REPO / 'results'}/lab-h100-1_" in result.stdout  # folder-safe
+
+
 @pytest.mark.parametrize(
     "option, message",
     [
@@ -189,6 +198,9 @@ def test_default_storage_is_results_per_machine(tmp_path):
         (["--benchmark-max-time", "nan"], "--benchmark-max-time: nan is not a number of seconds from 0 to 86,400"),
         (["--benchmark-max-time", "-1"], "--benchmark-max-time: -1 is not a number of seconds from 0 to 86,400"),
         (["--dataset", "mnist"], "--dataset: invalid choice: 'mnist'"),
+        (["--machine-name", " "], "--machine-name: ' ' is empty"),
+        (["--machine-name", "lab\tbox"], "--machine-name: 'lab\\tbox' holds characters that do not print"),
+        (["--machine-name", "x" * 65], "is 65 characters, more than 64"),
     ],
 )
 def test_bad_options_are_usage_errors_naming_option_and_value(option, message):
