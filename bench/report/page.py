@@ -42,7 +42,8 @@ class _Section:
     plot: str | None = None
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|!~#])")
+# Markdown's markup characters, and $ (GitHub renders $...$ as math): each is backslash-escaped.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|!~#$])")
 
 
 def md_escape(value) -> str:

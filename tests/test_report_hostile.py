@@ -1,0 +1,191 @@
+"""A report that survives its input: malformed and hostile runs are named and passed over, the rest is still written."""
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.report import RunFileWarning, load_frame, main, plots, write_report
+from bench.report import page as page_module
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GPU_RUN = FIXTURES / "constructed_gpu_run.json"
+VM_RUN = FIXTURES / "cpu_quick_run_format2.json"  # another machine, whose report must still be written
+
+
+def _run() -> dict:
+    return json.loads(GPU_RUN.read_text())
+
+
+def _first(run: dict, group: str) -> dict:
+    return next(b for b in run["benchmarks"] if b["group"] == group)
+
+
+def _report(tmp_path: Path, run: dict | str, capsys) -> tuple[int, str]:
+    runs = tmp_path / "runs"
+    runs.mkdir(exist_ok=True)
+    (runs / "hostile.json").write_text(run if isinstance(run, str) else json.dumps(run))
+    (runs / "vm.json").write_text(VM_RUN.read_text())
+    rc = main([str(runs), "--out", str(tmp_path / "out")])
+    return rc, capsys.readouterr().err
+
+
+def _bench(change):
+    def build():
+        run = _run()
+        change(_first(run, "train"))
+        return run
+
+    return build
+
+
+@pytest.mark.parametrize(
+    "build, field",
+    [
+        (_bench(lambda b: b["params"].update(batch_size=10**30)), "params.batch_size: 1000000000000000000000000000000"),
+        (_bench(lambda b: b["params"].update(batch_size="100")), "params.batch_size: '100' is not of type 'integer'"),
+        (_bench(lambda b: b["params"].pop("device")), "params: 'device' is a required property"),
+        (_bench(lambda b: b.update(extra_info=[1, 2])), "extra_info: [1, 2] is not of type 'object'"),
+        (_bench(lambda b: b["stats"].update(median=float("inf"))), "stats.median: inf is not of type 'number'"),
+        (_bench(lambda b: b["stats"].update(median=float("nan"))), "stats.median: nan is not of type 'number'"),
+        (_bench(lambda b: b["stats"].update(rounds=0)), "stats.rounds: 0 is less than the minimum of 1"),
+        (_bench(lambda b: b["extra_info"].update(images=0)), "extra_info.images: 0 is less than the minimum of 1"),
+        (_bench(lambda b: b["extra_info"].update(accuracy=3)), "extra_info.accuracy: 3 is greater than the maximum"),
+    ],
+    ids=[
+        "batch-1e30",
+        "batch-string",
+        "no-device",
+        "extra-list",
+        "inf-median",
+        "nan-median",
+        "rounds-0",
+        "images-0",
+        "accuracy-3",
+    ],  # fmt: skip
+)
+def test_a_malformed_benchmark_is_named_and_passed_over_and_every_machine_still_reported(
+    tmp_path, capsys, build, field
+):
+    run = build()
+    rc, err = _report(tmp_path, run, capsys)
+    assert rc == 0
+    assert "hostile.json: benchmark 'test_train_epoch[cpu-100-resident]' passed over: benchmarks[0]." + field in err
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert len(summary) == len(run["benchmarks"]) - 1 + len(json.loads(VM_RUN.read_text())["benchmarks"])
+    assert {"AMD EPYC · no GPU"} < set(summary["label"])
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda info: info.update(gpus=3), "machine_info.gpus: 3 is not of type 'array', 'null'"),
+        (lambda info: info["gpus"][0].update(pcie_gbps_max=0), "machine_info.gpus[0].pcie_gbps_max: 0 is less than"),
+        (lambda info: info.update(node=["a"]), "machine_info.node: ['a'] is not of type 'string', 'null'"),
+        (lambda info: info["fmnist_bench"].update(plan="quick"), "machine_info.fmnist_bench.plan: 'quick' is not of"),
+    ],
+    ids=["gpus-number", "link-0", "node-list", "plan-string"],
+)
+def test_a_malformed_run_is_named_with_its_field_and_the_other_machines_reported(tmp_path, capsys, change, field):
+    run = _run()
+    change(run["machine_info"])
+    rc, err = _report(tmp_path, run, capsys)
+    assert rc == 0 and f"hostile.json: not a saved run the report can read, skipped: {field}" in err
+    assert set(pd.read_csv(tmp_path / "out" / "summary.csv")["label"]) == {"AMD EPYC · no GPU"}
+
+
+@pytest.mark.parametrize("text", ["", "{", "[]", '"a run"', "null", "[" * 100_000, "\udcff"], ids=repr)
+def test_files_that_are_not_runs_are_named_and_skipped(tmp_path, capsys, text):
+    rc, err = _report(tmp_path, text.encode("utf-8", "surrogateescape").decode("latin-1"), capsys)
+    assert rc == 0 and "hostile.json: not" in err
+
+
+def test_hostile_strings_are_data_in_every_output(tmp_path, capsys):
+    run = _run()
+    info = run["machine_info"]
+    # A plot title parsed as mathtext stops matplotlib (\frac wants two arguments); GitHub reads $...$ as math.
+    info["cpu"]["brand_raw"] = "$\\frac{a}$ CPU | with a pipe\nand a newline <script>alert(1)</script>"
+    info["gpus"][0]["name"] = '<img src=x onerror="alert(1)"> *bold* [link](javascript:alert(1))'
+    info["fmnist_bench"]["run"] = {"complete": False, "ended": "`code` <b>stopped</b> \\| by _me_"}
+    rc, err = _report(tmp_path, run, capsys)
+    assert rc == 0, err
+    out = tmp_path / "out"
+    md = (out / "report.md").read_text()
+    page = (out / "index.html").read_text()
+    for raw in ("<script>", "<img src=x", "<b>stopped"):
+        assert raw not in md and raw not in page
+    for markup in ("[link](javascript:", "*bold*", "`code`", "_me_"):  # Markdown's own markup, inert in report.md
+        assert markup not in md
+    # Every table line of report.md keeps its column count: no | or newline from a file breaks a row.
+    for table in [t for t in md.split("\n\n") if t.startswith("| ")]:
+        lines = table.splitlines()
+        widths = {line.replace("\\|", "").count("|") for line in lines}
+        assert len(widths) == 1, lines[:3]
+    assert "\\$\\\\frac{a}\\$ CPU \\| with a pipe and a newline &lt;script&gt;" in md
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    # The plots were drawn with the label as typed.
+    panels = set(pd.read_csv(out / "epoch_time.csv")["panel"])
+    assert any(p.startswith("$\\frac{a}$ CPU | with a pipe and a newline <script>") for p in panels)
+
+
+def test_a_failure_while_writing_leaves_the_previous_report_whole(tmp_path, monkeypatch):
+    out = tmp_path / "report"
+    write_report(load_frame([GPU_RUN]), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("a plot failed")
+
+    monkeypatch.setattr(plots, "plot_breakdown", broken)
+    with pytest.raises(RuntimeError, match="a plot failed"):
+        write_report(load_frame([GPU_RUN, VM_RUN]), out)  # summary.csv was written before the plot failed
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old report, not a mix
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no half-written folder left beside it
+
+
+def test_a_bad_out_is_a_clear_error_before_any_work(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes")
+    for out, says in (
+        (tmp_path / "a-file", "exists and is not a folder"),
+        (tmp_path / "a-file" / "report", "cannot write in"),
+        (mine, "holds what the report did not write (notes.txt)"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main([str(GPU_RUN), "--out", str(out)])
+        assert exit_.value.code == 2
+        assert says in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "my notes"
+
+
+def test_an_unwritable_out_is_refused(tmp_path, capsys, monkeypatch):
+    # As root every folder is writable, so the check's answer is what is faked here.
+    monkeypatch.setattr(page_module.os, "access", lambda path, mode: Path(path) != tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main([str(GPU_RUN), "--out", str(tmp_path / "report")])
+    assert exit_.value.code == 2 and f"cannot write in {tmp_path}" in capsys.readouterr().err
+
+
+def test_run_folders_linked_in_are_followed_and_a_link_loop_ends(tmp_path):
+    elsewhere = tmp_path / "elsewhere" / "vm_box"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "0001.json").write_text(GPU_RUN.read_text())
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "vm_box").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "loop").symlink_to(results, target_is_directory=True)  # results -> vm_box -> loop -> results
+    frame = load_frame([results])
+    assert set(frame["run_file"]) == {"vm_box/0001.json"}
+
+
+def test_a_report_of_clean_runs_warns_nothing(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RunFileWarning)
+        write_report(load_frame([GPU_RUN, VM_RUN]), tmp_path / "out")
+    assert os.listdir(tmp_path) == ["out"]
