@@ -83,7 +83,10 @@ def _load(path: Path, role: str) -> dict:
 
 def _key(run: dict) -> str:
     """The machine's key, as the report computes it (machine_info.fmnist_bench.machine_key, else host+cpu+gpus)."""
-    frame = runs_to_frame([(Path("run"), run)], all_runs=True)
+    with warnings.catch_warnings():
+        # A malformed field is warned about once, when the cases are read (compare_runs), not here too.
+        warnings.simplefilter("ignore", RunFileWarning)
+        frame = runs_to_frame([(Path("run"), run)], all_runs=True)
     return str(frame["machine_key"].iloc[0]) if len(frame) else ""
 
 
@@ -240,6 +243,10 @@ def _cases(path: Path, run: dict) -> pd.DataFrame:
     frame["max"] = pd.to_numeric(
         pd.Series([stats[name].get("max") for name in frame["name"]], dtype="object"), errors="coerce"
     ).to_numpy()
+    # A case whose stats lack a round count has as many rounds as round times; with neither, no known spread.
+    frame["rounds"] = [
+        int(r) if pd.notna(r) else max(len(d), 1) for r, d in zip(frame["rounds"], frame["data"], strict=True)
+    ]
     # A GPU case runs at torch's default thread count, whatever it was: not part of its identity (as select_newest).
     identity = frame.assign(cpu_threads=frame["cpu_threads"].where(frame["device"] == "cpu"))
     # A quick figure (2,000-image epoch, one round) is another measurement than a full one, on other data too.

@@ -178,6 +178,18 @@ def test_bad_files_are_named_before_any_work(tmp_path, capsys, content, said):
     assert "skipped" not in err  # the report's wording; here nothing goes on
 
 
+def test_a_case_without_a_round_count_or_a_max_is_still_compared(tmp_path):
+    new = scale(read(FULL_V2), COPY, 2.0)
+    stats = bench(new, COPY)["stats"]
+    del stats["rounds"], stats["max"]
+    stats = bench(new, EPOCH)["stats"]
+    del stats["rounds"], stats["data"]
+    old_path, new_path = pair(tmp_path, new)
+    table = compared(old_path, new_path)
+    assert row(table, "transfer cpu-1t-h2h-pageable-1000-uint8")["verdict"] == SLOWER  # 100 round times
+    assert row(table, "train cpu-2t-100-resident")["verdict"] == "can't tell (one round)"  # no rounds known
+
+
 def test_usage_errors(tmp_path, capsys):
     for argv, said in (
         ([str(FULL_V2)], "one argument must be a machine's folder"),
