@@ -1,0 +1,267 @@
+"""Comparing two runs of one machine: changes beyond the noise flagged, noise and one-round figures not, bad input refused."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.compare import SAME, SLOWER, VERDICTS, _rank_test, compare_runs, main, newest_two
+
+ROOT = Path(__file__).parent.parent
+FIXTURES = Path(__file__).parent / "fixtures"
+VM = ROOT / "results" / "vm_AMD-EPYC_no-gpu" / "Linux-CPython-3.11-64bit"
+# Real runs of the 2-core VM: format 2 full (46 cases: copies of 11 to 100 rounds, 3-round epochs), format 1 full.
+FULL_V2 = next(VM.glob("0002_*.json"))
+FULL_V1 = next(VM.glob("0001_*.json"))
+QUICK_V2 = FIXTURES / "cpu_quick_run_format2.json"  # real, one round a case
+H100_FULL = FIXTURES / "h100-host" / "h100-host_full_cuda0_bs100-10000.json"
+# Time-valued stats: scaling every round by k scales each of these by k exactly.
+TIMES = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "ld15iqr", "hd15iqr", "total")
+
+EPOCH = "test_train_epoch[cpu-2t-100-resident]"  # 3 rounds a side: the rounds-apart check
+COPY = "test_transfer[cpu-1t-h2h-pageable-1000-uint8]"  # 100 rounds: the rank test
+INFER = "test_inference[cpu-2t-100-compute]"  # 5 rounds
+
+
+def read(path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def bench(run, name):
+    return next(b for b in run["benchmarks"] if b["name"] == name)
+
+
+def scale(run, name, k):
+    """The run with one case's every round k times as long (its stats follow), so the answer is known."""
+    stats = bench(run, name)["stats"]
+    for key in TIMES:
+        stats[key] *= k
+    stats["data"] = [x * k for x in stats["data"]]
+    stats["ops"] /= k
+    return run
+
+
+def save(tmp_path, name, run):
+    path = tmp_path / name
+    path.write_text(json.dumps(run), encoding="utf-8")
+    return path
+
+
+def pair(tmp_path, new):
+    return save(tmp_path, "old.json", read(FULL_V2)), save(tmp_path, "new.json", new)
+
+
+def row(table, case):
+    rows = table[table["case"] == case]
+    assert len(rows) == 1, case
+    return rows.iloc[0]
+
+
+def compared(old_path, new_path, **kw):
+    return compare_runs((old_path, read(old_path)), (new_path, read(new_path)), **kw)
+
+
+def test_a_clear_slowdown_is_flagged_and_fails_ci(tmp_path, capsys):
+    new = scale(scale(scale(read(FULL_V2), EPOCH, 1.5), COPY, 1.5), INFER, 0.5)
+    old_path, new_path = pair(tmp_path, new)
+    table = compared(old_path, new_path)
+    epoch, copy_, infer = (
+        row(table, c)
+        for c in (
+            "train cpu-2t-100-resident",
+            "transfer cpu-1t-h2h-pageable-1000-uint8",
+            "inference cpu-2t-100-compute",
+        )
+    )
+    assert epoch["verdict"] == SLOWER and epoch["ratio"] == pytest.approx(1.5)
+    assert "every round slower" in epoch["why"]  # 3 against 3 rounds: too few for the rank test at p < 0.01
+    assert copy_["verdict"] == SLOWER and copy_["why"].startswith("rank test p=")
+    assert infer["verdict"] == "faster" and infer["ratio"] == pytest.approx(0.5)
+    # Everything else is the same run: same within noise, and the regressions come first.
+    assert (table["verdict"] == SAME).sum() == len(table) - 3
+    assert list(table["verdict"][:2]) == [SLOWER, SLOWER]
+    assert main([str(old_path), str(new_path)]) == 0
+    assert main([str(old_path), str(new_path), "--fail-on-regression"]) == 1
+    out = capsys.readouterr().out
+    assert "2 slower, 1 faster, 43 same within noise, 0 can't tell (one round), 0 unpaired" in out
+    assert "| train cpu-2t-100-resident" in out
+
+
+def test_a_change_within_the_noise_is_not_flagged(tmp_path):
+    seed = "test_train_epoch[cpu-2t-100-seed]"  # rounds within 2.1% of each other
+    # EPOCH's 3 rounds span 1.21x: 1.15x slower is past the factor, but the rounds still interleave.
+    new = scale(scale(read(FULL_V2), seed, 1.05), EPOCH, 1.15)
+    # 5 rounds a side with a wide spread: the median moves 1.2x, but the rounds interleave.
+    old_run = read(FULL_V2)
+    for run, rounds in ((old_run, [1.0, 1.5, 2.0, 2.5, 3.0]), (new, [1.1, 1.6, 2.4, 2.8, 3.2])):
+        stats = bench(run, INFER)["stats"]
+        stats.update(data=rounds, rounds=5, median=rounds[2], min=rounds[0], max=rounds[-1], iqr=1.0)
+    old_path, new_path = save(tmp_path, "old.json", old_run), save(tmp_path, "new.json", new)
+    table = compared(old_path, new_path)
+    assert row(table, "train cpu-2t-100-seed")["verdict"] == SAME
+    assert row(table, "train cpu-2t-100-seed")["why"] == "under 1.10x"
+    epoch = row(table, "train cpu-2t-100-resident")
+    assert epoch["ratio"] == pytest.approx(1.15)
+    assert epoch["verdict"] == SAME and epoch["why"] == "rounds overlap (3 and 3 rounds, too few for a rank test)"
+    infer = row(table, "inference cpu-2t-100-compute")
+    assert infer["ratio"] == pytest.approx(1.2)
+    assert infer["verdict"] == SAME and infer["why"].startswith("rounds overlap: rank test p=")
+    assert set(table["verdict"]) == {SAME}
+    assert main([str(old_path), str(new_path), "--fail-on-regression"]) == 0
+    # The factor is the user's: at 1.01 the 1.05x seed epoch, every round apart, is beyond the noise.
+    assert row(compared(old_path, new_path, factor=1.01), "train cpu-2t-100-seed")["verdict"] == SLOWER
+
+
+def test_the_rank_test_is_the_exact_mann_whitney():
+    # Complete separation of 5 against 5 rounds: 2 / C(10, 5); of 3 against 3: 2 / 20, which can never reach 0.01.
+    assert _rank_test([1, 2, 3, 4, 5], [6, 7, 8, 9, 10]) == (pytest.approx(2 / 252), pytest.approx(2 / 252))
+    assert _rank_test([1, 2, 3], [4, 5, 6])[1] == pytest.approx(0.1)
+    # U = 1 of 9 (one pair out of order): P(U <= 1) = 2/20, two-sided 0.2 (Mann & Whitney's table).
+    assert _rank_test([1, 2, 5], [3, 6, 7])[0] == pytest.approx(0.2)
+    assert _rank_test([1, 2, 3], [1, 2, 3])[0] == 1.0
+
+
+def test_one_round_figures_are_never_called_significant(tmp_path, capsys):
+    new = scale(read(QUICK_V2), "test_train_epoch[cpu-2t-100-resident]", 3.0)
+    old_path, new_path = save(tmp_path, "old.json", read(QUICK_V2)), save(tmp_path, "new.json", new)
+    table = compared(old_path, new_path)
+    assert set(table["verdict"]) == {"can't tell (one round)"}
+    assert row(table, "train cpu-2t-100-resident")["ratio"] == pytest.approx(3.0)
+    assert main([str(old_path), str(new_path), "--fail-on-regression"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("| train cpu-2t-100-resident"))
+    assert "±" not in line and line.count("(1)") == 2  # a median with no spread, and its one round
+
+
+def test_quick_against_full_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([str(QUICK_V2), str(FULL_V2)])
+    assert exit_.value.code == 2
+    assert "OLD is a quick run" in capsys.readouterr().err
+    # Below the command too, a quick figure is never paired with a full one: listed, with why.
+    table = compared(QUICK_V2, FULL_V2)
+    assert set(table["verdict"]) == {"unpaired"}
+    epoch = table[table["case"] == "train cpu-2t-100-seed"]
+    assert list(epoch["why"]) == ["quick in OLD, full in NEW: not the same work"] * 2
+
+
+def test_runs_of_two_machines_are_refused_unless_forced(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([str(FULL_V1), str(H100_FULL)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "'vm_AMD-EPYC_no-gpu'" in err and "'vm_Intel-R-Xeon-R-Processor_NVIDIA-H100-80GB-HBM3'" in err
+    assert main([str(FULL_V1), str(H100_FULL), "--force"]) == 0
+    # Nothing in common: a CPU run and a GPU-only run, every case unpaired.
+    assert "0 slower, 0 faster, 0 same within noise, 0 can't tell (one round), 78 unpaired" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "content, said",
+    [
+        (None, "no such file"),
+        ("{not json", "not readable JSON"),
+        ('{"benchmarks": []}', "not a pytest-benchmark run"),
+        ('{"machine_info": {}, "benchmarks": [{"group": "other", "stats": {}}]}', "no fmnist-bench benchmarks"),
+    ],
+)
+def test_bad_files_are_named_before_any_work(tmp_path, capsys, content, said):
+    bad = tmp_path / "bad.json"
+    if content is not None:
+        bad.write_text(content, encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_:
+        main([str(FULL_V2), str(bad)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"NEW {bad}" in err and said in err
+    assert "skipped" not in err  # the report's wording; here nothing goes on
+
+
+def test_a_case_without_a_round_count_or_a_max_is_still_compared(tmp_path):
+    new = scale(read(FULL_V2), COPY, 2.0)
+    stats = bench(new, COPY)["stats"]
+    del stats["rounds"], stats["max"]
+    stats = bench(new, EPOCH)["stats"]
+    del stats["rounds"], stats["data"]
+    old_path, new_path = pair(tmp_path, new)
+    table = compared(old_path, new_path)
+    assert row(table, "transfer cpu-1t-h2h-pageable-1000-uint8")["verdict"] == SLOWER  # 100 round times
+    assert row(table, "train cpu-2t-100-resident")["verdict"] == "can't tell (one round)"  # no rounds known
+
+
+def test_usage_errors(tmp_path, capsys):
+    for argv, said in (
+        ([str(FULL_V2)], "one argument must be a machine's folder"),
+        ([str(FULL_V2), str(FULL_V2)], "the same file"),
+        ([str(FULL_V2), str(FULL_V1), "--factor", "0.9"], "must be a ratio above 1"),
+        ([str(tmp_path)], "fewer than two full runs"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+        assert said in capsys.readouterr().err, argv
+
+
+def test_cases_are_paired_by_params_not_by_name(tmp_path):
+    # Two cases' names swapped in NEW: paired by name, both would change 3x and more; by params, neither changes.
+    new = read(FULL_V2)
+    a, b = bench(new, "test_train_epoch[cpu-2t-100-seed]"), bench(new, "test_train_epoch[cpu-2t-10000-seed]")
+    a["name"], b["name"] = b["name"], a["name"]
+    old_path, new_path = pair(tmp_path, new)
+    assert set(compared(old_path, new_path)["verdict"]) == {SAME}
+    # Format 1 named cases without their thread count: its cpu-1-compute is format 2's cpu-2t-1-compute (torch's
+    # default of 2 threads), while the 1-thread cases it never ran are listed, not paired.
+    table = compared(FULL_V1, FULL_V2)
+    assert row(table, "inference cpu-2t-1-compute")["verdict"] in VERDICTS[:3]
+    assert row(table, "inference cpu-1t-1-compute")["why"] == "only in NEW"
+    assert (table["verdict"] == "unpaired").sum() == 20
+
+
+def test_other_data_and_stopped_runs_are_listed_unpaired_with_why(tmp_path):
+    new = read(FULL_V2)
+    new["machine_info"]["dataset"]["name"] = "fashion-mnist"
+    for b in new["benchmarks"]:
+        if "dataset" in b["extra_info"]:
+            b["extra_info"]["dataset"] = "fashion-mnist"
+    old_path, new_path = pair(tmp_path, new)
+    table = compared(old_path, new_path)
+    epoch = table[table["case"] == "train cpu-2t-100-seed"]
+    assert list(epoch["why"]) == ["dataset synthetic in OLD, fashion-mnist in NEW"] * 2
+    stopped = compared(FULL_V2, FIXTURES / "cpu_partial_run_sigterm.json")
+    assert row(stopped, "train cpu-2t-10000-seed")["why"] == "only in OLD (NEW stopped early: stopped by SIGTERM)"
+
+
+def test_what_changed_between_the_runs_is_printed_above_the_table(tmp_path, capsys):
+    new = read(FULL_V2)
+    new["machine_info"]["torch"]["version"] = "2.15.0+cu130"
+    new["commit_info"]["dirty"] = True
+    old_path, new_path = pair(tmp_path, new)
+    assert main([str(old_path), str(new_path)]) == 0
+    out = capsys.readouterr().out
+    changed = out[: out.index("| case")]
+    assert "torch   2.14.1+cu130 -> 2.15.0+cu130" in changed
+    assert "22c2ce6a55a2 -> 22c2ce6a55a2 (dirty)" in changed
+    assert "same in both:" in changed and "python 3.11.7" in changed and "dataset synthetic" in changed
+
+
+def test_a_folder_compares_its_newest_two_runs_of_a_kind(tmp_path):
+    runs = tmp_path / "vm"
+    runs.mkdir()
+    for name, source, when in (
+        ("0001.json", FULL_V2, "2026-01-01T00:00:00+00:00"),
+        ("0002.json", FULL_V2, "2026-01-03T00:00:00+00:00"),
+        ("0003.json", FULL_V2, "2026-01-02T00:00:00+00:00"),
+        ("0004.json", QUICK_V2, "2026-01-04T00:00:00+00:00"),
+    ):
+        run = read(source)
+        run["datetime"] = when
+        save(runs, name, run)
+    # The quick run is the newest, but the newest two full runs are compared, by date, not by file name.
+    assert newest_two(runs) == (runs / "0003.json", runs / "0002.json")
+    assert main([str(runs)]) == 0
+    other = copy.deepcopy(read(H100_FULL))
+    save(runs, "0005.json", other)
+    with pytest.raises(SystemExit) as exit_:
+        main([str(runs)])
+    assert exit_.value.code == 2
