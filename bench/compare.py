@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .results import AXES, RunFileWarning, find_run_files, load_run, runs_to_frame
+from .report.load import AXES, RunFileWarning, find_run_files, load_run, runs_to_frame
 
 __all__ = [
     "DEFAULT_FACTOR",
@@ -110,7 +110,7 @@ def newest_two(folder: Path) -> tuple[Path, Path]:
     runs = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RunFileWarning)
-        for path in find_run_files([folder]):
+        for path, _found_under in find_run_files([folder]):
             run = load_run(path)
             if run is not None:
                 runs.append((path, run))
@@ -243,10 +243,7 @@ def _cases(path: Path, run: dict) -> pd.DataFrame:
     frame["max"] = pd.to_numeric(
         pd.Series([stats[name].get("max") for name in frame["name"]], dtype="object"), errors="coerce"
     ).to_numpy()
-    # A case whose stats lack a round count has as many rounds as round times; with neither, no known spread.
-    frame["rounds"] = [
-        int(r) if pd.notna(r) else max(len(d), 1) for r, d in zip(frame["rounds"], frame["data"], strict=True)
-    ]
+    frame["rounds"] = frame["rounds"].astype(int)  # required by the saved-run format (bench/report/schema.py)
     # A GPU case runs at torch's default thread count, whatever it was: not part of its identity (as select_newest).
     identity = frame.assign(cpu_threads=frame["cpu_threads"].where(frame["device"] == "cpu"))
     # A quick figure (2,000-image epoch, one round) is another measurement than a full one, on other data too.
@@ -393,7 +390,7 @@ def _shorten(text: str, width: int = 70) -> str:
 def render(old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataFrame, factor: float) -> str:
     """The environment lines, the table and the summary, as printed."""
     frame = runs_to_frame([(old_path, old)], all_runs=True)
-    lines = [f"machine: {frame['machine'].iloc[0]}" if len(frame) else "machine: unknown"]
+    lines = [f"machine: {frame['host'].iloc[0]} · {frame['what'].iloc[0]}" if len(frame) else "machine: unknown"]
     for role, path, run in (("OLD", old_path, old), ("NEW", new_path, new)):
         when = _when(run)
         date = "no date" if when == pd.Timestamp.min.tz_localize("UTC") else when.strftime("%Y-%m-%d %H:%M UTC")
