@@ -253,6 +253,7 @@ class _Gpu:
         try:
             return fn()
         except Exception as exc:  # NVMLError, or anything a broken driver raises: the case's timing stands
+            # first_sample: the reading that failed first (1 is the one just before the first round).
             slot = self.errors.setdefault(
                 name, {"error": str(exc) or type(exc).__name__, "count": 0, "first_sample": self.samples}
             )
