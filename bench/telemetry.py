@@ -216,6 +216,7 @@ class _Host:
                     "process_share": min(own / total, 1.0),  # this process (all its threads)
                     "outside_share": outside,  # everything else: other processes, the hypervisor's steal
                     "busy": outside > OUTSIDE_SHARE,
+                    "busy_above": OUTSIDE_SHARE,  # the outside share that flags a case
                 }
             else:
                 out["cpu"] = {
