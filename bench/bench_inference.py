@@ -16,7 +16,7 @@ from .timing import sample_calls
 FAMILY = "inference"
 
 
-def test_inference(benchmark, plan, clock, device, cpu_threads, batch_size, mode, test_split, trained_state):
+def test_inference(benchmark, plan, clock, telemetry, device, cpu_threads, batch_size, mode, test_split, trained_state):
     """compute: float input already on the device, labels left there.
     end_to_end: float input on the host (as ToTensor leaves it), each batch moved to the
     device, the labels brought back to the host: what serving a request costs.
@@ -68,6 +68,7 @@ def test_inference(benchmark, plan, clock, device, cpu_threads, batch_size, mode
             benchmark,
             clock,
             plan.budgets[FAMILY],
+            telemetry=telemetry,
             target=lambda: run(images),
             warmup=lambda: run(images[:warm_images]),
             scale=batches / warm_batches,

@@ -15,7 +15,7 @@ from .measure import run_rounds, warmup_size
 FAMILY = "train"
 
 
-def test_train_epoch(benchmark, plan, clock, device, cpu_threads, batch_size, pipeline, train_split):
+def test_train_epoch(benchmark, plan, clock, telemetry, device, cpu_threads, batch_size, pipeline, train_split):
     """seed: the notes' DataLoader + ToTensor + .to(device) loop, as written.
     resident: the uint8 set copied to the device once (untimed: the transfer family times
     that copy), shuffled and batched there."""
@@ -50,6 +50,7 @@ def test_train_epoch(benchmark, plan, clock, device, cpu_threads, batch_size, pi
             benchmark,
             clock,
             plan.budgets[FAMILY],
+            telemetry=telemetry,
             target=epoch,
             setup=fresh_model,
             # The warm-up is a short epoch on a fresh model: the same code on the same shapes.

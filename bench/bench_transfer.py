@@ -21,7 +21,7 @@ def _buffer(size: int, dtype: torch.dtype, where: torch.device, pinned: bool, fi
     return tensor.pin_memory() if pinned else tensor
 
 
-def test_transfer(benchmark, plan, clock, device, cpu_threads, direction, memory, size, dtype):
+def test_transfer(benchmark, plan, clock, telemetry, device, cpu_threads, direction, memory, size, dtype):
     benchmark.group = FAMILY
     target = torch.device(device)
     source, destination = {"h2d": (_HOST, target), "d2h": (target, _HOST), "h2h": (_HOST, _HOST)}[direction]
@@ -41,6 +41,7 @@ def test_transfer(benchmark, plan, clock, device, cpu_threads, direction, memory
             benchmark,
             clock,
             plan.budgets[FAMILY],
+            telemetry=telemetry,
             target=copy,
             warmup=copy,
             scale=1.0,

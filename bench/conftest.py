@@ -51,6 +51,7 @@ from .plan import (
 )
 from .progress import case_headline, end_summary, progress_line
 from .runstate import RunState, install_stop_signals
+from .telemetry import PERIOD_S, Telemetry, add_per_images
 from .timing import DeviceClock, Stopwatch
 
 # Bumped when the saved-run format changes in a way the report must know about.
@@ -101,6 +102,7 @@ class Suite:
         self.data_files: dict | None = None  # images in the real files, when they are used
         self.data_used: dict[str, int] = {}  # images each split really held in this run
         self.current = None  # the benchmark fixture of the case running now
+        self.telemetry = True  # --telemetry: observe each case's timed rounds
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report) -> None:
@@ -175,6 +177,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--download-timeout",
         default=str(DEFAULT_DOWNLOAD_TIMEOUT),
         help=f"seconds to wait for each reply while downloading (default: {DEFAULT_DOWNLOAD_TIMEOUT:g})",
+    )
+    group.addoption(
+        "--telemetry",
+        choices=("on", "off"),
+        default="on",
+        help=f"sample power, energy, clocks, CPU load and memory across each case's timed rounds "
+        f"every {PERIOD_S:g} s (default: on)",
     )
 
 
@@ -254,6 +263,7 @@ def pytest_configure(config: pytest.Config) -> None:
         {"--benchmark-min-rounds": min_rounds is not None, "--benchmark-max-time": max_time is not None},
     )
     suite.data_files = files
+    suite.telemetry = opt.telemetry == "on"
     config.stash[_STATE] = suite
 
     # Saved runs go to results/<machine key>/ unless --benchmark-storage says otherwise:
@@ -590,6 +600,7 @@ def _family(item: pytest.Item) -> str:
 def _finished(item: pytest.Item, suite: Suite, stats) -> None:
     started = suite.case_started.pop(item.nodeid, None)
     stats.extra_info["wall_s"] = started() if started is not None else None
+    add_per_images(stats.extra_info)
     suite.run.cases_s += stats.extra_info["wall_s"] or 0.0
     suite.run.finished.append(stats)
     record = stats.as_dict(include_data=True)
@@ -698,6 +709,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "machine_name": machine["machine_name"],  # null: not named; reports label it by what it is
         "plan": plan.summary(),
         "budget_options": suite.budget_source,
+        "telemetry": {"state": "on", "period_s": PERIOD_S} if suite.telemetry else {"state": "off"},
         "run": suite.run.record(),
     }
 
@@ -711,6 +723,13 @@ def plan(pytestconfig: pytest.Config) -> Plan:
 def clock(device: str) -> DeviceClock:
     """The case's device clock, for what the suite times itself (warm-up, the latency sample)."""
     return DeviceClock(device)
+
+
+@pytest.fixture
+def telemetry(pytestconfig: pytest.Config, device: str) -> Telemetry:
+    """The case's observer of the hardware across its timed rounds (--telemetry off: it records only that)."""
+    suite = pytestconfig.stash[_STATE]
+    return Telemetry.for_case(device, suite.machine["gpus"], suite.machine["nvml"], enabled=suite.telemetry)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import statistics
 from collections.abc import Callable, Sequence
 
 from .plan import Budget
+from .telemetry import Telemetry
 from .timing import timed_call
 
 __all__ = ["latency_summary", "run_rounds", "warmup_size"]
@@ -36,6 +37,7 @@ def run_rounds(
     warmup_record: dict,
     setup: Callable | None = None,
     calibrate: Callable[[float], float] | None = None,
+    telemetry: Telemetry | None = None,
 ):
     """Warm up once, choose the rounds from the budget, then let pytest-benchmark time them.
 
@@ -44,7 +46,8 @@ def run_rounds(
     the round estimate. The warm-up still pays first-call costs, so it over-estimates a round,
     and a case never gets fewer than min_rounds. Where a case can do better, `calibrate` is
     called after the warm-up with its seconds and returns the estimate (it may time a sample
-    of its own). Returns the last round's result.
+    of its own). `telemetry` observes the timed rounds only (not the warm-up or the
+    calibration) and writes extra_info["telemetry"]. Returns the last round's result.
     """
     if benchmark.disabled:  # --benchmark-disable: one untimed call, as pytest-benchmark does
         return benchmark.pedantic(target, setup=setup)
@@ -59,7 +62,12 @@ def run_rounds(
         "estimated_round_s": round_s,
         "rounds": rounds,
     }
-    return benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=0)
+    if telemetry is None:
+        return benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=0)
+    with telemetry.observe():
+        result = benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=0)
+    benchmark.extra_info["telemetry"] = telemetry.record(rounds)
+    return result
 
 
 def latency_summary(seconds: Sequence[float], source: str) -> dict:

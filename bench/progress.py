@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from .cost import format_seconds
 from .derive import NOISY_IQR_SHARE, crossover_says, loglog_interp, seed_breakdown
+from .telemetry import OUTSIDE_SHARE
 
 __all__ = ["case_headline", "end_summary", "fmt_time", "progress_line"]
 
@@ -238,6 +239,24 @@ def _breakdown_section(records: Sequence[dict], default_threads: int) -> list[st
     ]
 
 
+def _telemetry_flags(records: Sequence[dict]) -> list[str]:
+    """The cases whose telemetry says the machine was not the benchmark's alone: a GPU throttled, other CPU work."""
+    said = {
+        "throttled": "with the GPU throttled (power or heat held its clocks down)",
+        "busy": f"with the CPU busy with other work (over {OUTSIDE_SHARE:.0%} of it)",
+    }
+    out = []
+    for flag, words in said.items():
+        names = [
+            r.get("name", "?")
+            for r in records
+            if flag in ((r.get("extra_info") or {}).get("telemetry") or {}).get("flags", [])
+        ]
+        if names:
+            out.append(f"{len(names)} {words}: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}")
+    return out
+
+
 def end_summary(records: Sequence[dict], *, default_threads: int, run: dict) -> list[str]:
     """The answer for this machine on one screen: speedups, crossover, threads, the seed epoch, and the run's health."""
     lines: list[str] = []
@@ -259,6 +278,7 @@ def end_summary(records: Sequence[dict], *, default_threads: int, run: dict) -> 
     health = [f"{len(records)} of {run.get('planned_cases', len(records))} cases measured"]
     if noisy:
         health.append(f"{len(noisy)} noisy (IQR over {NOISY_IQR_SHARE:.0%} of the median)")
+    health += _telemetry_flags(records)
     if run.get("failed"):
         health.append(f"{len(run['failed'])} failed and not saved: {', '.join(f['name'] for f in run['failed'][:3])}")
     if not run.get("complete", True):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-__all__ = ["DeviceClock", "Stopwatch", "process_age", "sample_calls", "synchronizer", "timed_call"]
+__all__ = ["DeviceClock", "Stopwatch", "every", "process_age", "sample_calls", "synchronizer", "timed_call"]
 
 
 def synchronizer(device: torch.device | str) -> Callable[[], None]:
@@ -96,6 +97,24 @@ class Stopwatch:
 
     def __call__(self) -> float:
         return self._clock() - self._start
+
+
+def every(
+    period_s: float, stop: threading.Event, fn: Callable[[], None], clock: Callable[[], float] = time.perf_counter
+) -> int:
+    """Call `fn()` every `period_s` seconds, on a fixed schedule, until `stop` is set; returns the calls made.
+
+    The schedule is kept from the start, not from each call's end, so a slow call does not
+    stretch the period; ticks missed while a call ran are skipped, not made up in a burst.
+    """
+    start = clock()
+    tick = 1
+    calls = 0
+    while not stop.wait(max(0.0, start + tick * period_s - clock())):
+        fn()
+        calls += 1
+        tick = max(tick + 1, int((clock() - start) / period_s) + 1)
+    return calls
 
 
 def process_age(proc: Path = Path("/proc")) -> float:

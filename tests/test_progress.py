@@ -105,3 +105,24 @@ def test_the_seed_breakdown_adds_up_and_refuses_an_impossible_split():
     # 600 batches x 1 ms per 100-image copy = 0.6 s; loading = 7 - 1 - 0.6 = 5.4 s.
     assert "  cuda:0   batch    100: 7 s = loading 5.4 s (77%) + transfer 600 ms (9%) + compute 1 s (14%)" in lines
     assert any("batch  1,000: no split: the resident epoch (2 s)" in line for line in lines)
+
+
+def test_the_answer_names_cases_run_throttled_or_beside_other_cpu_work():
+    def flagged(name, flags):
+        return {
+            **record("train", "cuda:0", 100, "seed", 1.0),
+            "name": name,
+            "extra_info": {"telemetry": {"flags": flags}},
+        }
+
+    records = [
+        flagged("a", ["throttled"]),
+        flagged("b", ["busy"]),
+        flagged("c", ["throttled", "busy"]),
+        flagged("d", []),
+    ]
+    last = end_summary(records, default_threads=16, run={})[-1]
+    assert "2 with the GPU throttled (power or heat held its clocks down): a, c" in last
+    assert "2 with the CPU busy with other work (over 10% of it): b, c" in last
+    quiet = end_summary(CPU_QUICK["benchmarks"], default_threads=2, run={})[-1]  # a run from before telemetry
+    assert "throttled" not in quiet and "busy" not in quiet

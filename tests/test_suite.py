@@ -314,3 +314,28 @@ def test_a_stalled_download_ends_with_a_usage_error_naming_the_address(tmp_path)
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout[-2000:] + result.stderr[-2000:]
     assert "downloading FashionMNIST into" in result.stderr  # it said what it was doing
     assert "train-images-idx3-ubyte.gz failed: no reply within 1 s" in result.stderr
+
+
+def test_every_case_carries_its_telemetry_and_why_a_part_is_missing(quick_run):
+    info = quick_run["json"]["machine_info"]["fmnist_bench"]
+    assert info["telemetry"]["state"] == "on" and info["telemetry"]["period_s"] > 0
+    for bench in quick_run["json"]["benchmarks"]:
+        telemetry = bench["extra_info"]["telemetry"]
+        assert telemetry["state"] == "on" and telemetry["rounds"] == bench["stats"]["rounds"], bench["name"]
+        assert telemetry["samples"] >= 2 and telemetry["span_s"] >= bench["stats"]["total"]
+        energy = telemetry["host"]["energy"]
+        assert energy["available"] or energy["reason"], bench["name"]  # (this VM has no RAPL: the reason says so)
+        assert telemetry["host"]["peak_rss_bytes"] > 0
+        assert set(telemetry["flags"]) <= {"busy", "throttled"}
+
+
+def test_telemetry_off_is_recorded_and_a_bad_value_is_a_usage_error(tmp_path):
+    result = run_suite(
+        "--quick", "--telemetry=off", "-k", "transfer and 1-uint8", f"--benchmark-json={tmp_path / 'r.json'}"
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    run = json.loads((tmp_path / "r.json").read_text())
+    assert run["machine_info"]["fmnist_bench"]["telemetry"] == {"state": "off"}
+    assert run["benchmarks"] and all(b["extra_info"]["telemetry"] == {"state": "off"} for b in run["benchmarks"])
+    result = run_suite("--quick", "--telemetry=maybe")
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR and "--telemetry: invalid choice: 'maybe'" in result.stderr
