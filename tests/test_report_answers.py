@@ -222,3 +222,52 @@ def test_cross_machine_speedups_only_when_asked_and_only_like_with_like(tmp_path
     section = (tmp_path / "cross" / "report.md").read_text().split("## GPUs against other machines' CPUs")[1]
     rows = [line for line in section.split("\n## ")[0].splitlines() if line.startswith("| Constructed")]
     assert len(rows) == 2 * 4  # each GPU over the other's CPU: 2 train and 2 inference variants
+
+
+# ---------------------------------------------------------------- energy and the hardware's flags
+
+
+def _with_telemetry(run: dict) -> dict:
+    """Constructed telemetry: every GPU epoch 10 J at 100 W, every CPU epoch 40 J; one throttled case, one busy."""
+    run = copy.deepcopy(run)
+    for b in run["benchmarks"]:
+        p = b["params"]
+        on_gpu = p["device"].startswith("cuda")
+        energy = {"energy_per_round_j": 10.0 if on_gpu else 40.0, "mean_power_w": 100.0 if on_gpu else 50.0}
+        tele = {"state": "on", "flags": []}
+        if on_gpu:
+            tele["gpu"] = {"available": True, "energy_reliable": True, **energy}
+        else:
+            tele["host"] = {"energy": {"available": True, **energy}}
+        if b["name"] == "test_train_epoch[cuda:0-1000-resident]":
+            tele["flags"] = ["throttled"]
+        if b["name"] == "test_train_epoch[cpu-1000-seed]":
+            tele["flags"] = ["busy"]
+        b["extra_info"]["telemetry"] = tele
+    return run
+
+
+def test_energy_sits_beside_time_and_the_hardwares_flags_beside_the_figure(tmp_path):
+    run = _with_telemetry(json.loads(GPU_RUN.read_text()))
+    frame = load_frame([_write(tmp_path, "run.json", run)])
+    row = frame.query("family == 'inference' and device == 'cuda:0' and mode == 'compute' and batch_size == 100")
+    assert row["images_per_j"].iloc[0] == pytest.approx(row["images"].iloc[0] / 10.0)
+    write_report(frame, tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    energy = md.split("## Energy\n")[1].split("\n## ")[0]
+    assert "10 J/epoch, 100 W" in energy and "40 J/epoch, 50 W" in energy
+    per_1000 = 10.0 / row["images"].iloc[0] * 1000
+    assert f"{per_1000:.3g} J/1,000 img, {row['images_per_j'].iloc[0]:,.0f} img/J, 100 W" in energy
+    ratio = md.split("## GPU energy against the CPU's\n")[1].split("\n## ")[0]
+    assert "4.00x" in ratio and "0.25x" not in ratio
+    train = md.split("## Training epoch time\n")[1].split("\n## ")[0]
+    resident = next(line for line in train.splitlines() if "| cuda:0 " in line and "resident" in line)
+    seed = next(line for line in train.splitlines() if "| cpu " in line and "| seed " in line)
+    assert resident.count("(throttled)") == 1 and seed.count("(busy)") == 1
+    assert "(throttled)" not in seed and "(busy)" not in resident
+
+
+def test_a_run_without_telemetry_says_no_energy_was_measured(tmp_path):
+    write_report(load_frame([GPU_RUN]), tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "No energy was measured in these runs." in md and "## GPU energy against" not in md

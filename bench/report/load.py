@@ -247,9 +247,33 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
                 "link_gbps": link_gbps if family == "transfer" and params.get("direction") in ("h2d", "d2h") else None,
                 **{f"latency_{q}_ms": latency[f"{q}_s"] * 1e3 if f"{q}_s" in latency else np.nan for q in _LATENCY},
                 "latency_samples": latency.get("samples"),
+                **_telemetry(device, extra.get("telemetry")),
             }
         )
     return rows
+
+
+def _telemetry(device: str, telemetry: dict | None) -> dict:
+    """A case's energy (its device's: the GPU's from NVML, the CPU packages' from RAPL) and its warning flags."""
+    if telemetry is None:
+        return {"telemetry": "not recorded", "energy_j": None, "mean_power_w": None, "energy_note": "", "throttled": False,
+                "busy": False}  # fmt: skip
+    flags = telemetry.get("flags") or []
+    gpu = device.startswith("cuda")
+    part = telemetry.get("gpu") if gpu else (telemetry.get("host") or {}).get("energy")
+    part = part or {}
+    energy = part.get("energy_per_round_j")
+    note = part.get("reason") or ""
+    if gpu and energy is not None and part.get("energy_reliable") is False:
+        note = "under 2 s of timed rounds: the counter's updates make it approximate"
+    return {
+        "telemetry": _text(telemetry.get("state"), "on"),
+        "energy_j": energy,
+        "mean_power_w": part.get("mean_power_w"),
+        "energy_note": note,
+        "throttled": "throttled" in flags,
+        "busy": "busy" in flags,
+    }
 
 
 def _round_p90(data) -> float:
@@ -278,9 +302,11 @@ def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict,
     for col in ("cpu_threads", "default_threads", "run_planned_cases", "run_finished_cases", "latency_samples"):
         frame[col] = pd.to_numeric(frame[col]).astype("Int64")
     frame["partial"] = frame["partial"].astype(bool)
-    frame["quick"] = frame["quick"].astype(bool)
+    for flag in ("quick", "throttled", "busy"):
+        frame[flag] = frame[flag].astype(bool)
     percentiles = [c for c in _LATENCY_COLUMNS if c.endswith("_ms")]
-    for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps", *percentiles):
+    for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps", *percentiles,
+                "energy_j", "mean_power_w"):  # fmt: skip
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     labels = machine_labels(frame)
     frame["label"] = frame["machine_key"].map(labels)
@@ -299,6 +325,8 @@ def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict,
     # The mean time per batch of a pass (every format); format 2 adds percentiles of single batches.
     frame["latency_ms"] = np.where(frame["family"] == "inference", median / batches * 1e3, np.nan)
     frame["round_p90"] = [_round_p90(data) for data in frame["data"]]
+    energy = frame["energy_j"].where(frame["energy_j"] > 0)  # 0 J over a timed case: no reading, not infinite images
+    frame["images_per_j"] = np.where(counted, frame["images"].astype("float64") / energy, np.nan)
     frame = frame.drop(columns=["data"])
     return frame[COLUMNS].sort_values(["machine_key", "family", "device", "name"], kind="stable").reset_index(drop=True)
 
@@ -333,12 +361,13 @@ _COLUMNS_IN = [
     "machine_key", "machine_name", "host", "cpu", "gpus", "what", "constructed", "run_file", "run_datetime", "commit",
     "torch", "nvml_driver", "quick", "partial", "run_ended", "run_planned_cases", "run_finished_cases",
     "default_threads", "family", "name", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes",
-    "dataset", "loss", "accuracy", "link_gbps", *_LATENCY_COLUMNS,
+    "dataset", "loss", "accuracy", "link_gbps", *_LATENCY_COLUMNS, "telemetry", "energy_j", "mean_power_w",
+    "energy_note", "throttled", "busy",
 ]  # fmt: skip
 # The tidy table's columns, in order: who (label: unique in this report), which run (and how it ended), what
 # was measured, how long, how fast, how sure. default_threads is torch's own CPU thread count in that run;
 # cpu_threads the count a case ran at; one_round marks a figure with no spread to judge.
 COLUMNS = ["label"] + [c for c in _COLUMNS_IN if c not in ("data", *_LATENCY_COLUMNS)] + [
     "images_per_s", "gbps", "link_share", "iqr_share", "one_round", "noisy", "latency_ms", *_LATENCY_COLUMNS,
-    "round_p90",
+    "round_p90", "images_per_j",
 ]  # fmt: skip

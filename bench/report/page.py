@@ -23,8 +23,9 @@ __all__ = ["OutputError", "check_out", "write_report"]
 MARKS = (
     f"Marks: ~ a noisy figure (its IQR is over {NOISY_IQR_SHARE:.0%} of its median); (1 round) a figure from one "
     "timed round, whose noise is unknown; (partial) from a run stopped before it finished; quick: from a quick run "
-    "(a subset of the data, short sweeps), never mixed with full figures. A CPU row names its thread count: "
-    "cpu 2t ran at 2 threads."
+    "(a subset of the data, short sweeps), never mixed with full figures; (throttled) the GPU held its clocks down "
+    "by power or heat during the case; (busy) other work used over a tenth of the machine's CPU time during it. "
+    "A CPU row names its thread count: cpu 2t ran at 2 threads."
 )
 # What the report writes, and so all a report folder may hold before it is replaced.
 _OUTPUT = re.compile(r"(summary\.csv|report\.md|index\.html|[a-z_]+\.(png|csv))")
@@ -136,6 +137,16 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                  "data loading is the rest (DataLoader, PIL + ToTensor, collation, per-batch syncs). Derived, not "
                  "measured directly.",
                  plots.plot_breakdown(parts, out / "epoch_breakdown.png")),
+        _Section("Energy", tables.energy_table(frame) if frame["energy_j"].notna().any() else None,
+                 "What a case's timed rounds cost in energy, from the device that ran them: a GPU's total-energy "
+                 "counter (NVML), the CPU packages' RAPL counters (the whole socket, other work included). "
+                 "Train: joules per epoch and mean power; inference: joules per 1,000 images and images per joule. "
+                 "≈ marks a figure from under 2 s of timed rounds, which the counter's updates make approximate. "
+                 + ("Where energy is missing: " + "; ".join(tables.energy_notes(frame)) + "."
+                    if tables.energy_notes(frame) else "")
+                 if frame["energy_j"].notna().any()
+                 else "No energy was measured in these runs"
+                 + (": " + "; ".join(tables.energy_notes(frame)) + "." if tables.energy_notes(frame) else ".")),
         _Section("Machines side by side", tables.machines_table(frame),
                  "The headline figure of each family per machine and device, from full runs; like with like: a host "
                  "memory copy and a PCIe copy have their own columns."
@@ -149,6 +160,15 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
             _Section("CPU threads", threads,
                      "Where a CPU ran a family at several thread counts: per variant and batch size, the fastest count "
                      "measured and its speedup over torch's default count (median at the default / at the best)."),
+        )  # fmt: skip
+    ratio = tables.energy_ratio_table(frame)
+    if not ratio.empty:
+        at = next(i for i, x in enumerate(sections) if x.title == "Energy") + 1
+        sections.insert(
+            at,
+            _Section("GPU energy against the CPU's", ratio,
+                     "The same machine's CPU (at torch's default thread count) energy over its GPU's for the same work: "
+                     "above 1x the GPU spends less energy."),
         )  # fmt: skip
     if cross_machine:
         sections.append(

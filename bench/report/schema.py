@@ -20,6 +20,9 @@ _SECONDS = {"type": "number", "exclusiveMinimum": 0, "maximum": 7 * 86400}
 _BATCH = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}  # bench/plan.py MAX_BATCH_SIZE
 _COUNT = {"type": "integer", "minimum": 1, "maximum": 2**53}
 _OPTIONAL_COUNT = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**53}
+# Energy and power bounds: a node of eight 1 kW GPUs for a day is under 10^9 J; anything beyond is a broken file.
+_JOULES = {"type": ["number", "null"], "minimum": 0, "maximum": 1e9}
+_WATTS = {"type": ["number", "null"], "minimum": 0, "maximum": 100_000}
 
 _MACHINE_INFO = {
     "type": "object",
@@ -138,6 +141,40 @@ BENCHMARK_SCHEMA = {
                     "properties": {
                         **{f"{q}_s": _SECONDS for q in ("p50", "p90", "p99")},
                         "samples": _COUNT,
+                    },
+                },
+                # What the hardware did while the case was timed (bench/telemetry.py); only what the report reads.
+                "telemetry": {
+                    "type": "object",
+                    "properties": {
+                        "state": _TEXT,
+                        "flags": {"type": "array", "items": {"enum": ["throttled", "busy"]}},
+                        "host": {
+                            "type": "object",
+                            "properties": {
+                                "energy": {
+                                    "type": "object",
+                                    "properties": {
+                                        "available": {"type": "boolean"},
+                                        "reason": _OPTIONAL_TEXT,
+                                        "energy_per_round_j": _JOULES,
+                                        "mean_power_w": _WATTS,
+                                    },
+                                }
+                            },
+                        },
+                        "gpu": {
+                            "type": "object",
+                            "properties": {
+                                "available": {"type": "boolean"},
+                                "reason": _OPTIONAL_TEXT,
+                                "energy_per_round_j": _JOULES,
+                                "energy_reliable": {"type": "boolean"},
+                                "energy_source": _OPTIONAL_TEXT,
+                                "mean_power_w": _WATTS,
+                                "peak_power_w": _WATTS,
+                            },
+                        },
                     },
                 },
             },

@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 # The marks a figure carries, explained once on the page (see page.py MARKS).
-NOISY, ONE_ROUND, PARTIAL = " ~", " (1 round)", " (partial)"
+NOISY, ONE_ROUND, PARTIAL, THROTTLED, BUSY = " ~", " (1 round)", " (partial)", " (throttled)", " (busy)"
 _RUN = {False: "full", True: "quick"}
 
 
@@ -42,7 +42,12 @@ def _differs(a, b) -> bool:
 
 
 def _marks(r) -> str:
-    return (NOISY if getattr(r, "noisy", False) else "") + (ONE_ROUND if getattr(r, "one_round", False) else "")
+    return (
+        (NOISY if getattr(r, "noisy", False) else "")
+        + (ONE_ROUND if getattr(r, "one_round", False) else "")
+        + (THROTTLED if getattr(r, "throttled", False) else "")
+        + (BUSY if getattr(r, "busy", False) else "")
+    )
 
 
 def device_label(frame: pd.DataFrame) -> pd.Series:
@@ -153,6 +158,57 @@ def speedup_table(speed: pd.DataFrame, *, with_machine: bool = True) -> pd.DataF
             "variant": "Variant",
             "run": "Run",
         }  # fmt: skip
+    )
+
+
+def energy_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Energy beside time for training (J per epoch) and inference (J per 1,000 images, images per joule)."""
+    rows = frame[frame["family"].isin(["train", "inference"]) & frame["energy_j"].notna()]
+    if rows.empty:
+        return pd.DataFrame()
+    rows = rows.assign(variant=rows["pipeline"].where(rows["family"] == "train", rows["mode"]))
+
+    def cell(r):
+        power = f", {r.mean_power_w:.0f} W" if pd.notna(r.mean_power_w) else ""
+        if r.family == "train":
+            text = f"{r.energy_j:.3g} J/epoch{power}"
+        else:
+            per_1000 = r.energy_j / r.images * 1000
+            text = f"{per_1000:.3g} J/1,000 img, {r.images_per_j:,.0f} img/J{power}"
+        return text + (" ≈" if r.energy_note else "") + _marks(r)
+
+    return _pivot(rows, {"device": "Device", "family": "Family", "variant": "Variant", "run": "Run"}, "batch_size",
+                  "Batch", cell)  # fmt: skip
+
+
+def energy_notes(frame: pd.DataFrame) -> list[str]:
+    """Why energy is missing or approximate, once per machine, device and reason."""
+    notes = frame[frame["energy_note"].astype(bool)].assign(device_label=device_label)
+    said = notes.drop_duplicates(["label", "device", "energy_note"])
+    return [f"{r.label}, {r.device}: {r.energy_note}" for r in said.itertuples()]
+
+
+def energy_ratio_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same machine's CPU energy over its GPU's for the same work (above 1x the GPU spends less)."""
+    cols = ["machine_key", "label", "quick", "family", "variant", "batch_size"]
+    work = frame[frame["family"].isin(["train", "inference"]) & frame["energy_j"].notna()]
+    work = work.assign(variant=work["pipeline"].where(work["family"] == "train", work["mode"]))
+    cpu = work[
+        (work["device"] == "cpu") & ((work["cpu_threads"] == work["default_threads"]) | work["cpu_threads"].isna())
+    ]
+    gpu = work[work["device"].astype(str).str.startswith("cuda")]
+    both = gpu.merge(cpu[[*cols, "energy_j"]], on=cols, suffixes=("", "_cpu"))
+    if both.empty:
+        return pd.DataFrame()
+    both["cell"] = [f"{r.energy_j_cpu / r.energy_j:.2f}x" for r in both.itertuples()]
+    both["run"] = both["quick"].map(_RUN)
+    table = both.pivot_table(index=["label", "device", "family", "variant", "run"], columns="batch_size", values="cell",
+                             aggfunc="first")  # fmt: skip
+    table.columns = [f"Batch {c:,}" for c in table.columns]
+    return (
+        table.reset_index()
+        .fillna("")
+        .rename(columns={"label": "Machine", "device": "GPU", "family": "Family", "variant": "Variant", "run": "Run"})
     )
 
 
