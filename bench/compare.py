@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 # asv compare's default factor: a change under 10% is not reported, whatever a test says. It is also
-# DESIGN.md's noise line (an IQR over 10% of the median is noisy), so a flagged change clears that too.
+# The noise line of docs/design.md (an IQR over 10% of the median is noisy), so a flagged change clears that too.
 DEFAULT_FACTOR = 1.10
 # The rank test's two-sided level. A comparison has about 50 cases: at 0.05 the test alone would call
 # two or three of them different by chance; 0.01 still lets 5 against 5 rounds (transfer's minimum,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 __all__ = ["NOISY_IQR_SHARE", "crossover_batch_size", "crossover_says", "loglog_interp", "seed_breakdown"]
 
-# DESIGN.md: a result whose IQR is over 10% of its median is flagged as noisy.
+# docs/design.md (honest timing): a result whose IQR is over 10% of its median is flagged as noisy.
 NOISY_IQR_SHARE = 0.10
 
 

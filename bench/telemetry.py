@@ -33,7 +33,7 @@ PERIOD_S = 0.1
 COUNTER_UPDATE_S = 0.1
 RELIABLE_SPAN_S = 2 * COUNTER_UPDATE_S / 0.10
 # Work from outside the benchmark is flagged when it took more than a tenth of the machine's
-# CPU time over the case: the same 10% DESIGN.md allows a case's spread before calling it noisy,
+# CPU time over the case: the same 10% docs/design.md allows a case's spread before calling it noisy,
 # and a case that uses every core can lose about that much of its time to such work.
 OUTSIDE_SHARE = 0.10
 # /proc/stat counts CPU time in ticks (10 ms): a share is told only over at least 50 ticks of
