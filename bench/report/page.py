@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from ..derive import NOISY_IQR_SHARE
 from . import figures, plots, tables
@@ -194,6 +194,8 @@ def _render(frame: pd.DataFrame, out: Path, cross_machine: bool) -> None:
         loader=PackageLoader("bench.report", "templates"), autoescape=True, undefined=StrictUndefined,
         keep_trailing_newline=True,
     )  # fmt: skip
+    # A command in backticks reads as code: escaped first, so only our own backticks become markup.
+    env.filters["code"] = lambda text: Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
     # HTML: Jinja escapes every value (autoescape); tables come escaped from pandas.
     page = env.get_template("index.html.j2").render(
         marks=MARKS,
