@@ -1,4 +1,4 @@
-"""Inference family: predicted labels for the test split, per device, CPU threads and batch size, compute-only and end to end."""
+"""Inference family: predicted labels for the test split, per device, CPU threads, batch size, mode and pipeline (the ladder)."""
 
 from __future__ import annotations
 
@@ -7,42 +7,59 @@ import statistics
 
 import torch
 
-from fmnist_model import Network, accuracy, predict
+from fmnist_model import Network, accuracy, confusion_matrix
+from fmnist_model.pipelines import Predictor, inference_config
 
 from .guard import skip_on_out_of_memory
 from .measure import latency_summary, run_rounds, warmup_size
-from .timing import sample_calls
+from .timing import sample_calls, timed_call
 
 FAMILY = "inference"
+REFERENCE = "cpu float32 inference_mode, the same weights"
 
 
-def test_inference(benchmark, plan, clock, telemetry, device, cpu_threads, batch_size, mode, test_split, trained_state):
+def test_inference(
+    benchmark,
+    plan,
+    clock,
+    telemetry,
+    device,
+    cpu_threads,
+    batch_size,
+    mode,
+    pipeline,
+    test_split,
+    trained_state,
+    reference_labels,
+):
     """compute: float input already on the device, labels left there.
     end_to_end: float input on the host (as ToTensor leaves it), each batch moved to the
     device, the labels brought back to the host: what serving a request costs.
+    pipeline: a step of fmnist_model.pipelines.INFERENCE_LADDER (eager: autograd on;
+    inference_mode; then channels_last, bf16, compile, cuda_graph on top of inference_mode).
 
     Throughput: each round is a pass over the test split (its first `plan.pass_batches`
     batches at the smallest batch sizes). Latency: single batches timed one at a time, a
-    bounded sample; where a pass is a single batch, the rounds are that sample."""
+    bounded sample; where a pass is a single batch, the rounds are that sample. Agreement:
+    the share of labels equal to float32 inference_mode's on the CPU with the same weights."""
     benchmark.group = FAMILY
+    config = inference_config(pipeline)
     images_in_pass = min(len(test_split), batch_size * plan.pass_batches)
     batches = math.ceil(images_in_pass / batch_size)
     full_batches = images_in_pass // batch_size
     warm_images, warm_batches = warmup_size(images_in_pass, batch_size, plan.warmup_batches)
     with skip_on_out_of_memory(device, f"batch size {batch_size}"):
-        model = Network().to(device)
+        model = Network()
         model.load_state_dict(trained_state)
+        predictor = Predictor(config, model, batch_size, device)
         host_images = test_split.images[:images_in_pass].float().div_(255.0)
-        if mode == "compute":
-            images = host_images.to(device)
+        end_to_end = mode == "end_to_end"
+        images = host_images if end_to_end else host_images.to(device)
+        # Compile or capture each batch shape of a pass before the warm-up: its own figure.
+        prepare_s, prepared = timed_call(clock, lambda: predictor.prepare(images))
 
-            def run(x):
-                return predict(model, x, batch_size)
-        else:
-            images = host_images
-
-            def run(x):
-                return predict(model, x, batch_size, device=device)
+        def run(x):
+            return predictor(x, device=end_to_end)
 
         latency = None
 
@@ -81,11 +98,24 @@ def test_inference(benchmark, plan, clock, telemetry, device, cpu_threads, batch
     # Labels stay where the work ran (compute) or come back to the host (end to end).
     # By type: an "mps" tensor reports itself as mps:0.
     assert preds.device.type == (torch.device(device).type if mode == "compute" else "cpu")
+    reference = reference_labels[:images_in_pass]
+    # The notes' confusion matrix, as agreement: rows the reference's label, columns this case's.
+    versus = confusion_matrix(preds.cpu(), reference)
+    agree = int(versus.diagonal().sum())
     benchmark.extra_info.update(
         images=images_in_pass,
         batches=batches,
         dataset=test_split.name,
         accuracy=accuracy(preds, test_split.labels[:images_in_pass]),
+        pipeline_config=config.record(),
+        agreement={
+            "reference": REFERENCE,
+            "share": agree / images_in_pass,
+            "differ": images_in_pass - agree,
+            "matrix": versus.tolist(),
+        },
     )
+    if prepared:
+        benchmark.extra_info["prepare"] = {"seconds": prepare_s, **prepared}
     if latency is not None:
         benchmark.extra_info["latency"] = latency

@@ -1,50 +1,54 @@
-"""Train family: one epoch of the CNN per round, per device, CPU threads, batch size and pipeline."""
+"""Train family: one epoch of the CNN per round, per device, CPU threads, batch size and pipeline (the ladder)."""
 
 from __future__ import annotations
 
 import math
 
-import torch
-from torch.utils.data import Subset
+from fmnist_model.pipelines import Trainer, train_config
 
-from fmnist_model import Network, make_optimizer, seed_loader, train_epoch_resident, train_epoch_seed
-
+from .breakdown import profile_epoch
 from .guard import skip_on_out_of_memory
 from .measure import run_rounds, warmup_size
+from .timing import timed_call
 
 FAMILY = "train"
 
 
 def test_train_epoch(benchmark, plan, clock, telemetry, device, cpu_threads, batch_size, pipeline, train_split):
-    """seed: the notes' DataLoader + ToTensor + .to(device) loop, as written.
-    resident: the uint8 set copied to the device once (untimed: the transfer family times
-    that copy), shuffled and batched there."""
+    """One step of the ladder (fmnist_model.pipelines.TRAIN_LADDER): seed is the notes' DataLoader +
+    ToTensor + .to(device) loop as written; loader tunes its DataLoader; resident keeps the uint8
+    set on the device (copied once, untimed: the transfer family times that copy); the steps
+    after it are resident plus one change. Every round is epoch 1 of the same model (same
+    weights, same image order), so each pipeline's loss is comparable with resident's.
+
+    compile and cuda_graph compile or capture every batch shape before the warm-up: that time
+    is recorded on its own (extra_info.prepare), never inside an epoch."""
     benchmark.group = FAMILY
+    config = train_config(pipeline, device)
     images_in_epoch = len(train_split)
     batches = math.ceil(images_in_epoch / batch_size)
     warm_images, warm_batches = warmup_size(images_in_epoch, batch_size, plan.warmup_batches)
-    epoch_fn = train_epoch_seed if pipeline == "seed" else train_epoch_resident
     epochs = []
 
     with skip_on_out_of_memory(device, f"batch size {batch_size}"):
-        if pipeline == "resident":
-            images, labels = train_split.images.to(device), train_split.labels.to(device)
+        trainer = Trainer(
+            config,
+            device,
+            batch_size,
+            dataset=train_split.dataset,
+            images=train_split.images,
+            labels=train_split.labels,
+        )
+        prepare_s, prepared = timed_call(clock, trainer.prepare)
 
-        def fresh_model(count: int = images_in_epoch):
-            # Every round trains a new model from the same seed: each round is the same
-            # work, and its loss and accuracy are an epoch-1 figure comparable across devices.
-            torch.manual_seed(0)
-            model = Network().to(device)
-            optimizer = make_optimizer(model)
-            if pipeline == "seed":
-                data = train_split.dataset if count == images_in_epoch else Subset(train_split.dataset, range(count))
-                return (model, optimizer, seed_loader(data, batch_size), device), {}
-            return (model, optimizer, images[:count], labels[:count], batch_size), {}
-
-        def epoch(*args):
-            result = epoch_fn(*args)
+        def epoch():
+            result = trainer.epoch()
             epochs.append(result)
             return result
+
+        def warmup():
+            trainer.reset()
+            return trainer.epoch(warm_images)  # a short epoch: the same code on the same shapes
 
         run_rounds(
             benchmark,
@@ -52,12 +56,15 @@ def test_train_epoch(benchmark, plan, clock, telemetry, device, cpu_threads, bat
             plan.budgets[FAMILY],
             telemetry=telemetry,
             target=epoch,
-            setup=fresh_model,
-            # The warm-up is a short epoch on a fresh model: the same code on the same shapes.
-            warmup=lambda: epoch_fn(*fresh_model(warm_images)[0]),
+            setup=lambda: (trainer.reset(), ((), {}))[1],
+            warmup=warmup,
             scale=batches / warm_batches,
             warmup_record={"batches": warm_batches, "images": warm_images},
         )
+        breakdown = None
+        if plan.breakdown_for(batch_size) and not benchmark.disabled:
+            trainer.reset()
+            breakdown = profile_epoch(clock, device, lambda: trainer.epoch(annotate=True))
 
     # The warm-up calls the epoch directly, so `epochs` holds the timed rounds only (with
     # --benchmark-disable, the one untimed epoch pytest-benchmark runs).
@@ -69,6 +76,12 @@ def test_train_epoch(benchmark, plan, clock, telemetry, device, cpu_threads, bat
         accuracy=epochs[-1].accuracy,
         losses=[e.mean_loss for e in epochs],
         accuracies=[e.accuracy for e in epochs],
+        # What this step ran, and how far its loss may be from resident's (same weights, same order).
+        pipeline_config={**config.record(), "loss_tolerance": config.loss_tolerance},
     )
+    if prepared:
+        benchmark.extra_info["prepare"] = {"seconds": prepare_s, **prepared}
+    if breakdown is not None:
+        benchmark.extra_info["breakdown"] = breakdown
     # A fast epoch that broke training is not a result.
     assert all(math.isfinite(e.mean_loss) for e in epochs), f"non-finite loss on {device}: {epochs}"

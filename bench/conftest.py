@@ -24,9 +24,11 @@ from fmnist_model import (
     download_fashion_mnist,
     load_split,
     make_optimizer,
+    predict,
     resolve_source,
     train_epoch_resident,
 )
+from fmnist_model.pipelines import unsupported_reason
 
 from .cost import Profile, case_cost, format_seconds, observation
 from .journal import Journal, JournalError, find_journals, recover, save_whole, write_whole
@@ -44,7 +46,9 @@ from .plan import (
     parse_batch_sizes,
     parse_cpu_threads,
     parse_devices,
+    parse_ladder,
     parse_machine_name,
+    parse_pipelines,
     parse_seconds,
     parse_warmup_batches,
     plan_from_options,
@@ -61,8 +65,12 @@ from .timing import DeviceClock, Stopwatch
 #    machine_info.fmnist_bench gains run (complete, planned/finished cases, failed, skipped, ended);
 #    machine_info.dataset's image counts are those the run's cases really had (null: no case
 #    used that split), and it gains files (the real files' own counts).
-#    Later, additive (readers of format 2 may meet it or not): machine_info.fmnist_bench.machine_name.
-FORMAT_VERSION = 2
+# 3: the optimisation ladder: train pipelines beyond seed and resident; inference params gain
+#    pipeline (runs of format 2 ran inference_mode); extra_info gains pipeline_config, and where
+#    they apply prepare (compile or capture time), breakdown (torch.profiler) and agreement (inference).
+#    machine_info.fmnist_bench gains machine_name (--machine-name; null when not named), and every
+#    case extra_info.telemetry (what the hardware did during its timed rounds; bench/telemetry.py).
+FORMAT_VERSION = 3
 
 _STATE = pytest.StashKey["Suite"]()
 # pytest-benchmark options for its own calibration and warm-up, which pedantic rounds do not use.
@@ -154,6 +162,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "or 'all' for a whole epoch or pass (default: 2)",
     )
     group.addoption(
+        "--pipelines",
+        default=None,
+        help="comma-separated pipelines of the optimisation ladder to run, or all "
+        "(default: all; with --quick all but compile)",
+    )
+    group.addoption(
+        "--ladder",
+        default="default",
+        help="default: every pipeline at batch size 1,000 and the cheap ones at every size; "
+        "full: every pipeline at every batch size, thread count and mode (default: default)",
+    )
+    group.addoption(
         "--quick",
         action="store_true",
         help="smoke run: small subsets, short sweeps, one timed round (well under a minute on 2 cores)",
@@ -216,6 +236,8 @@ def pytest_configure(config: pytest.Config) -> None:
         ("--cpu-threads", lambda text: parse_cpu_threads(text, default_threads), opt.cpu_threads),
         ("--warmup-batches", parse_warmup_batches, opt.warmup_batches),
         ("--machine-name", parse_machine_name, opt.machine_name),
+        ("--pipelines", parse_pipelines, opt.pipelines),
+        ("--ladder", parse_ladder, opt.ladder),
     ):
         try:
             parsed[name] = parse(value) if value is not None else None
@@ -248,6 +270,8 @@ def pytest_configure(config: pytest.Config) -> None:
         warmup_batches=parsed["--warmup-batches"],
         min_rounds=min_rounds,
         max_time=max_time,
+        pipelines=parsed["--pipelines"],
+        ladder=parsed["--ladder"],
     )
     files = _check_data(plan)
 
@@ -424,8 +448,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
-def _device_marks(device: str, family: str, plan: Plan) -> list:
-    reason = device_unavailable_reason(device)
+def _device_marks(device: str, family: str, plan: Plan, pipeline: str | None = None) -> list:
+    # A device the machine lacks, or a step of the ladder the device cannot run (a CUDA graph on the CPU).
+    reason = device_unavailable_reason(device) or (pipeline and unsupported_reason(pipeline, device))
     if reason is not None:
         return [pytest.mark.skip(reason=reason)]
     budget = plan.budgets[family]
@@ -453,7 +478,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(
         axes,
         [
-            pytest.param(*case.values(), id=case_id(case), marks=_device_marks(case["device"], family, plan))
+            pytest.param(
+                *case.values(),
+                id=case_id(case),
+                marks=_device_marks(case["device"], family, plan, case.get("pipeline")),
+            )
             for case in plan.cases(family)
         ],
         indirect=["cpu_threads"],
@@ -781,3 +810,17 @@ def trained_state(plan: Plan, train_split) -> dict:
     finally:
         torch.set_num_threads(before)
     return model.state_dict()
+
+
+@pytest.fixture(scope="session")
+def reference_labels(plan: Plan, test_split, trained_state) -> torch.Tensor:
+    """What every inference pipeline's labels are compared with: float32 eager (inference_mode) on
+    the CPU, the trained weights, the whole test split (the notes' predictions, before any step)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(plan.default_threads)
+    try:
+        model = Network()
+        model.load_state_dict(trained_state)
+        return predict(model, test_split.images, 1000)
+    finally:
+        torch.set_num_threads(before)

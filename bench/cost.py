@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fmnist_model.pipelines import loader_workers, unsupported_reason
+
 from .derive import loglog_interp
 from .plan import (
     FAMILIES,
@@ -42,7 +44,9 @@ __all__ = [
     "plan_cost",
 ]
 
-VARIANT_AXES = {"transfer": ("direction", "memory", "dtype"), "inference": ("mode",), "train": ("pipeline",)}
+VARIANT_AXES = {"transfer": ("direction", "memory", "dtype"), "inference": ("mode", "pipeline"), "train": ("pipeline",)}
+# Runs of format 2 have no inference pipeline: they ran inference_mode.
+_DEFAULT_AXIS = {"pipeline": "inference_mode"}
 SIZE_AXIS = {"transfer": "size", "inference": "batch_size", "train": "batch_size"}
 SPLIT_IMAGES = {"train": 60_000, "inference": 10_000}
 # Used only where a profile has no measurement of its own (runs saved before format 2 do not
@@ -51,6 +55,44 @@ SPLIT_IMAGES = {"train": 60_000, "inference": 10_000}
 # 2-core AMD VM, results/vm_AMD-EPYC_no-gpu/.../0002_22c2ce6*.json. A GPU host adds CUDA's start.
 ASSUMED_OVERHEAD_S = {"transfer": 0.0015, "inference": 0.0035, "train": 0.0047}
 ASSUMED_OUTSIDE_S = 3.4
+# A ladder step with no measurement of its own on a machine is predicted from a step that was
+# measured there: (that step, this one's time as a multiple of it). The tuned loader is predicted
+# apart (Profile.round_s): resident plus the seed epoch's loading (seed - resident) shared among
+# its workers, which gives 0.151 + (4.53 - 0.151) / 8 = 0.70 s for the H100 host's 8 workers
+# (0.60-0.72 s by hand) and the seed epoch for the 2-core VM's one worker. The sources: issue 9's
+# hand-measured epochs at batch 1,000 (H100 host, torch 2.11: seed 4.53 s in the suite, 8 loader
+# workers 0.60-0.72 s, resident 0.151 s, channels_last + bf16 together 0.21 s, a CUDA graph per
+# step 0.044 s; 2-core VM, torch 2.14.1: resident 3.6 s, channels_last 1.93 s, bf16 2.49 s) and
+# this VM's compiled epoch (3.76 s against eager's 3.47 s, interleaved). Unmeasured, so assumed:
+# compile on a GPU (taken as resident's), inference's steps (taken as inference_mode's, a GPU's
+# CUDA graph at resident's training ratio).
+ASSUMED_STEP = {
+    "cpu": {
+        "train": {
+            "channels_last": ("resident", 1.93 / 3.6),
+            "bf16": ("resident", 2.49 / 3.6),
+            "compile": ("resident", 3.76 / 3.47),
+        },
+        "inference": {p: ("inference_mode", 1.0) for p in ("eager", "channels_last", "bf16", "compile")},
+    },
+    "gpu": {
+        "train": {
+            "channels_last": ("resident", 0.21 / 0.151),
+            "bf16": ("resident", 0.21 / 0.151),
+            "compile": ("resident", 1.0),
+            "cuda_graph": ("resident", 0.044 / 0.151),
+        },
+        "inference": {
+            **{p: ("inference_mode", 1.0) for p in ("eager", "channels_last", "bf16", "compile")},
+            "cuda_graph": ("inference_mode", 0.044 / 0.151),
+        },
+    },
+}
+# Seconds to compile (compile) or capture (cuda_graph) a case's batch shapes, where no run of the
+# machine measured it: 19 s to compile a training step's first shape on the 2-core VM (inductor's
+# cache empty; 1-3 s once cached), taken for any machine; inference compiles the forward only,
+# taken as half; a CUDA graph's capture as a second (a few warm-up steps and one capture).
+ASSUMED_PREPARE_S = {"compile": {"train": 19.0, "inference": 10.0}, "cuda_graph": {"train": 1.0, "inference": 1.0}}
 
 
 @dataclass(frozen=True)
@@ -64,7 +106,8 @@ class Observation:
     size: int
     round_s: float  # the median round
     images: int | None  # images per round (train, inference); None for copies
-    overhead_s: float | None = None  # what the case cost besides warm-up, sample and rounds
+    overhead_s: float | None = None  # what the case cost besides warm-up, sample, rounds, prepare, breakdown
+    prepare_s: float | None = None  # compiling or capturing its batch shapes (ladder steps that do)
 
     @property
     def key(self) -> tuple:
@@ -88,7 +131,7 @@ def machine_of(run: dict) -> str:
 
 
 def _variant(family: str, params: dict) -> tuple:
-    return tuple(params.get(axis) for axis in VARIANT_AXES[family])
+    return tuple(params.get(axis, _DEFAULT_AXIS.get(axis)) for axis in VARIANT_AXES[family])
 
 
 def observation(record: dict, default_threads: int | None = None) -> Observation | None:
@@ -111,7 +154,11 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
             if (extra.get("latency") or {}).get("source") == "sample"
             else 0.0
         )
-        overhead = max(wall - warm - sample - (stats.get("total") or 0.0), 0.0)
+        # The ladder's compile or capture, and its profiled epoch, are predicted on their own.
+        prepare = (extra.get("prepare") or {}).get("seconds") or 0.0
+        profiled = (extra.get("breakdown") or {}).get("epoch_s") or 0.0
+        overhead = max(wall - warm - sample - prepare - profiled - (stats.get("total") or 0.0), 0.0)
+    prepared = (extra.get("prepare") or {}).get("seconds")
     images = extra.get("images") if family != "transfer" else None
     return Observation(
         family=family,
@@ -122,6 +169,7 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
         round_s=float(median),
         images=images if isinstance(images, int) and images > 0 else None,
         overhead_s=overhead,
+        prepare_s=float(prepared) if isinstance(prepared, (int, float)) else None,
     )
 
 
@@ -184,8 +232,41 @@ class Profile:
             return statistics.median(seen), True
         return ASSUMED_OVERHEAD_S[family], False
 
-    def round_s(self, family: str, params: dict, images: int | None) -> tuple[float | None, bool]:
-        """(predicted seconds of one round, exact?): None where nothing like the case was measured."""
+    def round_s(
+        self, family: str, params: dict, images: int | None, loader_workers: int = 1
+    ) -> tuple[float | None, bool]:
+        """(predicted seconds of one round, exact?): None where nothing like the case was measured.
+
+        A ladder step never measured on this machine is predicted from the step it is assumed
+        to be a multiple of (ASSUMED_STEP), never exact."""
+        measured, exact = self._measured_round_s(family, params, images)
+        if measured is not None or "pipeline" not in params:
+            return measured, exact
+        if family == "train" and params["pipeline"] == "loader":
+            seed, _ = self._measured_round_s(family, {**params, "pipeline": "seed"}, images)
+            resident, _ = self._measured_round_s(family, {**params, "pipeline": "resident"}, images)
+            if seed is None or resident is None:
+                return None, False
+            return resident + max(seed - resident, 0.0) / max(loader_workers, 1), False
+        kind = "cpu" if params["device"] == "cpu" else "gpu"
+        assumed = ASSUMED_STEP[kind].get(family, {}).get(params["pipeline"])
+        if assumed is None:
+            return None, False
+        base, ratio = assumed
+        measured, _ = self._measured_round_s(family, {**params, "pipeline": base}, images)
+        return (measured * ratio if measured is not None else None), False
+
+    def prepare_s(self, family: str, params: dict) -> float:
+        """Seconds to compile or capture the case's shapes: measured for this case, else assumed (0 for other steps)."""
+        pipeline = params.get("pipeline")
+        if pipeline not in ASSUMED_PREPARE_S:
+            return 0.0
+        for obs in self.observations.values():
+            if obs.key == _key(family, params) and obs.prepare_s is not None:
+                return obs.prepare_s
+        return ASSUMED_PREPARE_S[pipeline][family]
+
+    def _measured_round_s(self, family: str, params: dict, images: int | None) -> tuple[float | None, bool]:
         device = params["device"]
         same = [
             o
@@ -219,6 +300,11 @@ class Profile:
         return value * images, exact and bool(match) and same_images
 
 
+def _key(family: str, params: dict) -> tuple:
+    threads = params.get("cpu_threads")
+    return (family, params.get("device"), threads, _variant(family, params), params.get(SIZE_AXIS[family]))
+
+
 def round_images(plan: Plan, family: str, params: dict) -> int | None:
     """Images per round of a case under `plan` (None for copies)."""
     if family == "train":
@@ -240,8 +326,11 @@ class CaseCost:
 
 def case_cost(plan: Plan, family: str, params: dict, profile: Profile) -> CaseCost:
     """One case's predicted wall time: overhead + warm-up + (inference) latency sample + rounds."""
+    pipeline = params.get("pipeline")
+    if pipeline is not None and unsupported_reason(pipeline, params["device"]) is not None:
+        return CaseCost(family, params, 0.0, 0, True)  # a skip that says why: it costs nothing
     images = round_images(plan, family, params)
-    round_s, exact = profile.round_s(family, params, images)
+    round_s, exact = profile.round_s(family, params, images, loader_workers(plan.default_threads))
     if round_s is None:
         return CaseCost(family, params, None, None, False)
     budget = plan.budgets[family]
@@ -262,7 +351,11 @@ def case_cost(plan: Plan, family: str, params: dict, profile: Profile) -> CaseCo
             lat = plan.latency
             n = min(lat.max_batches, max(lat.min_batches, math.ceil(lat.max_time / per_batch)))
             sample = n * per_batch
-    return CaseCost(family, params, overhead + warm + sample + rounds * round_s, rounds, exact)
+    # The ladder's extras: compiling or capturing its shapes, and (train) one profiled epoch.
+    extras = profile.prepare_s(family, params)
+    if family == "train" and plan.breakdown_for(params["batch_size"]):
+        extras += round_s
+    return CaseCost(family, params, overhead + warm + sample + rounds * round_s + extras, rounds, exact)
 
 
 @dataclass(frozen=True)

@@ -257,6 +257,53 @@ def _telemetry_flags(records: Sequence[dict]) -> list[str]:
     return out
 
 
+def _ladder_section(records: Sequence[dict], default_threads: int) -> list[str]:
+    """Per device and batch size with more than the cheap steps: each step's epoch, its speedup over
+    seed and over the step before, and a loss above resident's by more than its tolerance."""
+    from fmnist_model.pipelines import TRAIN_LADDER  # the ladder's order
+
+    rows: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for r in _rows(records, "train"):
+        p = r["params"]
+        if p.get("device") == "cpu" and p.get("cpu_threads", default_threads) != default_threads:
+            continue
+        rows[(p["device"], p["batch_size"])][p.get("pipeline")] = r
+    lines = []
+    for (device, size), steps in sorted(rows.items(), key=lambda kv: (kv[0][0] != "cpu", kv[0])):
+        if len(steps) < 3:
+            continue
+        seed = _stats(steps["seed"])["median"] if "seed" in steps else None
+        resident = (steps.get("resident") or {}).get("extra_info", {}).get("loss")
+        cells, before, worse, learned = [], None, [], []
+        for name in [n for n in TRAIN_LADDER if n in steps]:
+            median, extra = _stats(steps[name])["median"], steps[name].get("extra_info") or {}
+            vs_seed = f" {seed / median:.2f}x" if seed else ""
+            vs_before = f" ({before / median:.2f}x step)" if before else ""
+            cells.append(f"{name} {fmt_time(median)}{vs_seed}{vs_before}")
+            before = median
+            tolerance = (extra.get("pipeline_config") or {}).get("loss_tolerance")
+            if resident and tolerance is not None and (extra.get("loss", 0) - resident) / resident > tolerance:
+                worse.append(f"{name} loss {extra.get('loss'):.3f} > resident {resident:.3f} + {tolerance:.0%}")
+            else:
+                learned.append(name)
+        if not learned:
+            continue
+        # The fastest of the steps that trained as well as resident: a fast epoch that learns less is not a result.
+        best = min(learned, key=lambda n: _stats(steps[n])["median"])
+        name = device if device != "cpu" else f"cpu-{default_threads}t"
+        gain = f", {seed / _stats(steps[best])['median']:.2f}x seed" if seed else ""
+        lines.append(f"  {name:<8} batch {size:>6,}: fastest {best}{gain}")
+        lines.append("    " + "; ".join(cells))
+        if worse:
+            lines.append("    learns less: " + "; ".join(worse))
+    if not lines:
+        return []
+    return [
+        "The ladder (epoch time, speedup over seed and over the step before; each step after resident is resident + 1 change):",
+        *lines,
+    ]
+
+
 def end_summary(records: Sequence[dict], *, default_threads: int, run: dict) -> list[str]:
     """The answer for this machine on one screen: speedups, crossover, threads, the seed epoch, and the run's health."""
     lines: list[str] = []
@@ -270,6 +317,7 @@ def end_summary(records: Sequence[dict], *, default_threads: int, run: dict) -> 
         lines.append("No CPU cases in this run: no speedup to show (run with --devices cpu,cuda:0 to compare).")
     lines += _threads_section(records, default_threads)
     lines += _breakdown_section(records, default_threads)
+    lines += _ladder_section(records, default_threads)
     noisy = [
         r
         for r in records

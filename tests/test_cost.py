@@ -22,6 +22,10 @@ def load(path):
     return json.loads(Path(path).read_text())
 
 
+# The pipelines that runs before the ladder (format 2) had: their plans are replayed with these.
+BEFORE_LADDER = ("seed", "resident", "inference_mode")
+
+
 def as_before_budgets(plan, rounds):
     """The plan as the suite ran before budgets: fixed rounds, a whole epoch or pass of warm-up, full passes."""
     budgets = {family: Budget(rounds[family], 0.0, rounds[family]) for family in FAMILIES}
@@ -72,8 +76,8 @@ def test_round_times_interpolate_in_log_log_and_scale_by_images():
 
 def test_an_unmeasured_thread_count_takes_the_nearest_measured_one():
     profile = profile_of(
-        Observation("inference", "cpu", 1, ("compute",), 1, 0.1, 1000),
-        Observation("inference", "cpu", 16, ("compute",), 1, 1.6, 1000),
+        Observation("inference", "cpu", 1, ("compute", "inference_mode"), 1, 0.1, 1000),
+        Observation("inference", "cpu", 16, ("compute", "inference_mode"), 1, 1.6, 1000),
     )
     params = {"device": "cpu", "batch_size": 1, "mode": "compute"}
     assert profile.round_s("inference", {**params, "cpu_threads": 2}, 1000) == (pytest.approx(0.1), False)
@@ -84,7 +88,7 @@ def test_a_case_costs_overhead_warmup_sample_and_its_budgeted_rounds():
     plan = make_plan(default_threads=2)
     profile = profile_of(
         Observation("train", "cpu", 2, ("seed",), 100, 3.0, 60_000, overhead_s=0.1),
-        Observation("inference", "cpu", 2, ("compute",), 100, 0.2, 10_000, overhead_s=0.05),
+        Observation("inference", "cpu", 2, ("compute", "inference_mode"), 100, 0.2, 10_000, overhead_s=0.05),
     )
     train = case_cost(
         plan, "train", {"device": "cpu", "cpu_threads": 2, "batch_size": 100, "pipeline": "seed"}, profile
@@ -103,7 +107,9 @@ def test_a_case_costs_overhead_warmup_sample_and_its_budgeted_rounds():
 def test_overhead_and_time_outside_cases_are_assumed_only_where_not_measured():
     plan = make_plan(default_threads=2)
     cost = plan_cost(plan, Profile())
-    assert len(cost.unknown) == len(cost.cases) and not cost.outside_measured
+    skips = [c for c in cost.cases if c.params.get("pipeline") == "cuda_graph"]  # on the CPU: skips, free
+    assert skips and all(c.seconds == 0 for c in skips)
+    assert len(cost.unknown) == len(cost.cases) - len(skips) and not cost.outside_measured
     assert Profile().overhead_s("train") == (ASSUMED_OVERHEAD_S["train"], False)
 
 
@@ -126,7 +132,9 @@ def test_overhead_and_time_outside_cases_are_assumed_only_where_not_measured():
 )
 def test_the_model_predicts_measured_runs_from_their_own_round_times(path, options, rounds, measured_s):
     run = load(path)
-    plan = as_before_budgets(make_plan(default_threads=run["machine_info"]["torch"]["threads"], **options), rounds)
+    plan = as_before_budgets(
+        make_plan(default_threads=run["machine_info"]["torch"]["threads"], pipelines=BEFORE_LADDER, **options), rounds
+    )
     cost = plan_cost(plan, Profile.from_runs([(str(path), run)]))
     assert not cost.unknown
     assert cost.total_s == pytest.approx(measured_s, rel=0.10)
@@ -138,7 +146,7 @@ def test_the_model_predicts_a_budgeted_run_from_its_own_round_times():
     run = load(VM_FULL_FORMAT2)
     ours = run["machine_info"]["fmnist_bench"]
     assert ours["run"]["complete"] and not ours["plan"]["quick"]
-    plan = make_plan(default_threads=run["machine_info"]["torch"]["threads"])
+    plan = make_plan(default_threads=run["machine_info"]["torch"]["threads"], pipelines=BEFORE_LADDER)
     cost = plan_cost(plan, Profile.from_runs([(str(VM_FULL_FORMAT2), run)]))
     assert len(cost.cases) == len(run["benchmarks"]) and not cost.unknown
     assert cost.outside_measured and all(cost.overhead_measured.values())
@@ -183,3 +191,21 @@ def test_the_cli_estimates_the_h100_hosts_default_plan(capsys):
     out = capsys.readouterr().out
     assert "full plan on cpu, cuda:0 (torch's default 16 CPU threads), from 2 run(s):" in out
     assert "train" in out and "total" in out and "assumed" in out
+
+
+def test_an_unmeasured_ladder_step_is_a_stated_multiple_of_a_measured_one_plus_its_compile():
+    from bench.cost import ASSUMED_PREPARE_S, ASSUMED_STEP
+
+    plan = make_plan(devices=("cuda:0",), default_threads=16)
+    profile = profile_of(Observation("train", "cuda:0", 16, ("resident",), 1000, 0.151, 60_000, overhead_s=0.0))
+    params = {"device": "cuda:0", "cpu_threads": 16, "batch_size": 1000}
+    graph = case_cost(plan, "train", {**params, "pipeline": "cuda_graph"}, profile)
+    base, ratio = ASSUMED_STEP["gpu"]["train"]["cuda_graph"]
+    assert base == "resident" and not graph.exact
+    round_s = 0.151 * ratio
+    # Its rounds, a 2-batch warm-up, the capture, and the profiled epoch (batch 1,000 is the ladder's size).
+    warm = round_s * 2 / 60
+    expected = warm + graph.rounds * round_s + ASSUMED_PREPARE_S["cuda_graph"]["train"] + round_s
+    assert graph.seconds == pytest.approx(expected)
+    # Nothing to be a multiple of: not predictable, rather than a guess from nothing.
+    assert case_cost(plan, "train", {**params, "pipeline": "seed"}, profile).seconds is None

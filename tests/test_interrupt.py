@@ -40,8 +40,8 @@ PLUGIN = textwrap.dedent(
             raise RuntimeError("the epoch crashed on purpose")
 
     def pytest_sessionstart(session):
-        import bench.bench_train as train
         import bench.journal as journal
+        import fmnist_model.loops as train
 
         if os.environ.get("FMNIST_TEST_DISK") == "full":
             def fsync(fd):

@@ -14,9 +14,12 @@ from bench.plan import (
     parse_batch_sizes,
     parse_cpu_threads,
     parse_devices,
+    parse_ladder,
+    parse_pipelines,
     parse_warmup_batches,
     plan_from_options,
 )
+from fmnist_model.pipelines import INFERENCE_LADDER, TRAIN_LADDER
 
 
 def make_plan(**kw):
@@ -133,11 +136,18 @@ def test_the_case_matrix_sweeps_threads_on_the_cpu_only_and_names_every_axis():
         for case in plan.cases(family):
             assert tuple(case) == FAMILY_AXES[family]
     train = plan.cases("train")
-    assert len(train) == 3 * 2 + 3 * 2  # cpu at torch's 16 threads, cuda:0: 3 batch sizes x 2 pipelines
+    # cpu at torch's 16 threads, cuda:0: 3 batch sizes x seed and resident, and at 1,000 the
+    # 5 other steps of the ladder (a CUDA graph on the CPU is in the matrix, as a skip)
+    assert len(train) == 2 * (3 * 2 + 5)
     assert {c["cpu_threads"] for c in train if c["device"] == "cuda:0"} == {16}
+    assert [c["pipeline"] for c in train if c["device"] == "cpu" and c["batch_size"] == 1000] == list(TRAIN_LADDER)
     inference = plan.cases("inference")
-    assert len([c for c in inference if c["device"] == "cpu"]) == 2 * 5 * 2  # two thread counts
-    assert len([c for c in inference if c["device"] == "cuda:0"]) == 5 * 2
+    # two thread counts x 5 batch sizes x 2 modes under inference_mode, and the 5 other steps at
+    # batch 1,000, compute, torch's threads
+    assert len([c for c in inference if c["device"] == "cpu"]) == 2 * 5 * 2 + 5
+    assert len([c for c in inference if c["device"] == "cuda:0"]) == 5 * 2 + 5
+    ladder = [c for c in inference if c["pipeline"] != "inference_mode"]
+    assert {(c["batch_size"], c["mode"], c["cpu_threads"]) for c in ladder} == {(1000, "compute", 16)}
     transfer = plan.cases("transfer")
     assert {(c["direction"], c["memory"]) for c in transfer if c["device"] == "cpu"} == {("h2h", "pageable")}
     assert len([c for c in transfer if c["device"] == "cuda:0"]) == 4 * 5 * 2
@@ -179,3 +189,35 @@ def test_pytest_benchmark_round_options_replace_every_familys_budget():
     # The time asked for rules: the ceiling is lifted.
     assert {b.max_rounds for b in plan.budgets.values()} == {LIFTED_MAX_ROUNDS}
     assert make_plan(min_rounds=500).budgets["train"].max_rounds == 500
+
+
+def test_pipelines_parse_names_of_either_ladder_and_refuse_others():
+    assert parse_pipelines("seed, compile,seed") == ("seed", "compile")
+    assert parse_pipelines("all") is None
+    with pytest.raises(ValueError, match="'fast' is not a pipeline: expected all, or some of seed, loader"):
+        parse_pipelines("seed,fast")
+    assert parse_ladder("full") == "full"
+    with pytest.raises(ValueError, match="'everything' is not a ladder: expected default or full"):
+        parse_ladder("everything")
+
+
+def test_the_full_ladder_is_the_cross_product_and_pipelines_filter_both_families():
+    full = make_plan(ladder="full")
+    train = full.cases("train")
+    assert len(train) == 3 * len(TRAIN_LADDER)
+    assert len(full.cases("inference")) == 2 * 5 * 2 * len(INFERENCE_LADDER)  # threads x sizes x modes x steps
+    only = make_plan(pipelines=("seed", "compile"))
+    assert {(c["batch_size"], c["pipeline"]) for c in only.cases("train")} == {
+        (100, "seed"), (1000, "seed"), (10_000, "seed"), (1000, "compile")
+    }  # fmt: skip
+    assert {c["pipeline"] for c in only.cases("inference")} == {"compile"}
+    assert make_plan(pipelines=("seed",)).cases("inference") == []  # no inference step named: none of it
+
+
+def test_the_ladder_runs_at_the_swept_size_nearest_1000_and_quick_leaves_compile_out():
+    assert make_plan(batch_sizes=(64, 512, 4096)).ladder_batch_sizes("train") == (512,)
+    plan = make_plan()
+    assert plan.breakdown_for(1000) and not plan.breakdown_for(100)
+    quick = make_plan(quick=True)
+    assert "compile" not in {c["pipeline"] for family in ("train", "inference") for c in quick.cases(family)}
+    assert "compile" in {c["pipeline"] for c in make_plan(quick=True, pipelines=("compile",)).cases("train")}

@@ -126,3 +126,19 @@ def test_the_answer_names_cases_run_throttled_or_beside_other_cpu_work():
     assert "2 with the CPU busy with other work (over 10% of it): b, c" in last
     quiet = end_summary(CPU_QUICK["benchmarks"], default_threads=2, run={})[-1]  # a run from before telemetry
     assert "throttled" not in quiet and "busy" not in quiet
+
+
+def test_the_ladder_names_the_fastest_step_its_speedups_and_a_step_that_learns_less():
+    def step(pipeline, median, loss, tolerance=0.02):
+        r = record("train", "cpu", 1000, pipeline, median, threads=16)
+        r["extra_info"] = {"loss": loss, "pipeline_config": {"loss_tolerance": tolerance}}
+        return r
+
+    records = [
+        step("seed", 8.0, 0.50), step("loader", 8.0, 0.50), step("resident", 4.0, 0.50),
+        step("channels_last", 2.0, 0.50), step("bf16", 1.0, 0.60, tolerance=0.10),
+    ]  # fmt: skip
+    text = "\n".join(end_summary(records, default_threads=16, run={}))
+    assert "cpu-16t  batch  1,000: fastest channels_last, 4.00x seed" in text  # not bf16: it learns less
+    assert "resident 4 s 2.00x (2.00x step); channels_last 2 s 4.00x (2.00x step)" in text
+    assert "learns less: bf16 loss 0.600 > resident 0.500 + 10%" in text

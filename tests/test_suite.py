@@ -17,13 +17,36 @@ REPO = Path(__file__).resolve().parent.parent
 PARAMS = {
     "transfer": {"device", "cpu_threads", "direction", "memory", "size", "dtype"},
     "train": {"device", "cpu_threads", "batch_size", "pipeline"},
-    "inference": {"device", "cpu_threads", "batch_size", "mode"},
+    "inference": {"device", "cpu_threads", "batch_size", "mode", "pipeline"},
 }
 # Every case records its warm-up, its round budget and what it cost besides its figures.
 EXTRA = {
     "transfer": {"images", "bytes", "warmup", "budget", "wall_s"},
-    "train": {"images", "batches", "dataset", "loss", "accuracy", "losses", "accuracies", "warmup", "budget", "wall_s"},
-    "inference": {"images", "batches", "dataset", "accuracy", "latency", "warmup", "budget", "wall_s"},
+    "train": {
+        "images",
+        "batches",
+        "dataset",
+        "loss",
+        "accuracy",
+        "losses",
+        "accuracies",
+        "warmup",
+        "budget",
+        "wall_s",
+        "pipeline_config",
+    },
+    "inference": {
+        "images",
+        "batches",
+        "dataset",
+        "accuracy",
+        "latency",
+        "warmup",
+        "budget",
+        "wall_s",
+        "pipeline_config",
+        "agreement",
+    },
 }
 
 
@@ -76,6 +99,42 @@ def test_every_benchmark_names_its_axes_and_units(quick_run):
         assert bench["stats"]["rounds"] == budget["rounds"]
 
 
+def test_the_ladder_runs_on_the_cpu_and_every_step_trains_as_resident_does(quick_run):
+    train = [b for b in quick_run["json"]["benchmarks"] if b["group"] == "train"]
+    at_1000 = {b["params"]["pipeline"]: b for b in train if b["params"]["batch_size"] == 1000}
+    # --quick leaves compile out; a CUDA graph on the CPU is a skip that says why.
+    assert set(at_1000) == {"seed", "loader", "resident", "channels_last", "bf16"}
+    assert "train cpu-" in quick_run["output"] and "-1000-cuda_graph: skipped: a CUDA graph" in quick_run["output"]
+    resident = at_1000["resident"]["extra_info"]["loss"]
+    for name, bench in at_1000.items():
+        extra = bench["extra_info"]
+        config = extra["pipeline_config"]
+        assert config["pipeline"] == name and config["pin_memory"] is False  # no pinning without an accelerator
+        assert (extra["loss"] - resident) / resident <= config["loss_tolerance"], name
+        breakdown = extra["breakdown"]  # one profiled epoch at the ladder's batch size
+        assert {"forward", "backward", "optimizer", "data"} <= set(breakdown["host_s"]) and breakdown[
+            "device_s"
+        ] is None
+        assert 0 < sum(breakdown["host_s"].values()) <= breakdown["epoch_s"]
+    assert at_1000["loader"]["extra_info"]["pipeline_config"]["workers"] >= 1
+    assert all("breakdown" not in b["extra_info"] for b in train if b["params"]["batch_size"] != 1000)
+    assert "The ladder (epoch time" in quick_run["output"] and "fastest" in quick_run["output"]
+
+
+def test_inference_steps_record_their_agreement_with_the_cpus_float32_labels(quick_run):
+    inference = [b for b in quick_run["json"]["benchmarks"] if b["group"] == "inference"]
+    steps = {b["params"]["pipeline"] for b in inference}
+    assert steps == {"eager", "inference_mode", "channels_last", "bf16"}
+    for bench in inference:
+        agreement = bench["extra_info"]["agreement"]
+        matrix = np.array(agreement["matrix"])
+        assert matrix.sum() == bench["extra_info"]["images"]
+        assert agreement["differ"] == matrix.sum() - np.trace(matrix)
+        # The CPU's own float32 steps give the reference's labels; bf16 may flip a near tie.
+        floor = 0.98 if bench["params"]["pipeline"] == "bf16" else 1.0
+        assert agreement["share"] >= floor, bench["name"]
+
+
 def test_cpu_threads_are_an_axis_of_the_cpu_cases(quick_run):
     default = quick_run["json"]["machine_info"]["torch"]["threads"]
     counts = {
@@ -84,7 +143,7 @@ def test_cpu_threads_are_an_axis_of_the_cpu_cases(quick_run):
     }
     # Copies and inference at 1 thread and at torch's own count; training at torch's.
     assert counts == {"transfer": {1, default}, "inference": {1, default}, "train": {default}}
-    assert "test_inference[cpu-1t-1-compute]" in {b["name"] for b in quick_run["json"]["benchmarks"]}
+    assert "test_inference[cpu-1t-1-compute-inference_mode]" in {b["name"] for b in quick_run["json"]["benchmarks"]}
 
 
 def test_inference_records_latency_percentiles_and_throughput_per_pass(quick_run):
@@ -100,7 +159,7 @@ def test_inference_records_latency_percentiles_and_throughput_per_pass(quick_run
 
 def test_the_terminal_shows_progress_and_the_answer(quick_run):
     out = quick_run["output"]
-    total = len(quick_run["json"]["benchmarks"])
+    total = quick_run["json"]["machine_info"]["fmnist_bench"]["run"]["planned_cases"]  # the skips count too
     assert f"[ 1/{total}]" in out and f"[{total}/{total}]" in out
     assert "train cpu-" in out and "per epoch" in out and "images/s" in out and "GB/s" in out
     summary = out.index("fmnist-bench: is the GPU faster here?")
@@ -137,14 +196,15 @@ def test_machine_info_carries_torch_nvml_gpus_and_dataset(quick_run):
     assert info["dataset"]["name"] == "synthetic" and info["dataset"]["requested"] == "auto"
     # The counts are those the run's cases really had (a quick run's subsets), not the plan's words.
     assert (info["dataset"]["train_images"], info["dataset"]["test_images"]) == (2000, 1000)
-    assert info["fmnist_bench"]["format"] == 2 and info["fmnist_bench"]["plan"]["quick"] is True
+    assert info["fmnist_bench"]["format"] == 3 and info["fmnist_bench"]["plan"]["quick"] is True
     assert info["fmnist_bench"]["machine_key"] and info["fmnist_bench"]["machine_name"] is None  # not named
     # The key names the CPU by the brand string pytest-benchmark records: one CPU-name reader.
     assert re.sub(r"[^A-Za-z0-9.+-]+", "-", info["cpu"]["brand_raw"]).strip("-.") in info["fmnist_bench"]["machine_key"]
     run = info["fmnist_bench"]["run"]
-    assert run["complete"] is True and run["planned_cases"] == run["finished_cases"] == len(
-        quick_run["json"]["benchmarks"]
-    )
+    assert run["complete"] is True and run["finished_cases"] == len(quick_run["json"]["benchmarks"])
+    # A CUDA graph on the CPU, in training and inference: planned, and skipped saying why.
+    assert run["planned_cases"] == run["finished_cases"] + 2
+    assert [s["reason"].startswith("a CUDA graph captures CUDA kernels") for s in run["skipped"]] == [True, True]
 
 
 def test_autosave_writes_pytest_benchmark_storage_and_compare_reads_it(quick_run):
@@ -201,6 +261,8 @@ def test_a_named_machine_saves_under_its_name_not_its_host_name():
         (["--machine-name", " "], "--machine-name: ' ' is empty"),
         (["--machine-name", "lab\tbox"], "--machine-name: 'lab\\tbox' holds characters that do not print"),
         (["--machine-name", "x" * 65], "is 65 characters, more than 64"),
+        (["--pipelines", "seed,turbo"], "--pipelines: 'turbo' is not a pipeline: expected all, or some of"),
+        (["--ladder", "all"], "--ladder: 'all' is not a ladder: expected default or full"),
     ],
 )
 def test_bad_options_are_usage_errors_naming_option_and_value(option, message):

@@ -1,0 +1,50 @@
+"""Where an epoch's time goes, measured: torch.profiler over one extra, untimed epoch, summed by phase."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from .timing import timed_call
+
+__all__ = ["PHASES", "profile_epoch"]
+
+# The ranges fmnist_model's loops name when asked to (loops.phase): a DataLoader batch or the
+# gather of a resident one, its host-to-device copy, the forward pass and loss, the backward
+# pass (zero_grad included), Adam's step; a CUDA graph replays forward, backward and Adam as one.
+PHASES = ("data", "h2d", "forward", "backward", "optimizer", "graph")
+
+
+def profile_epoch(clock: Callable[[], float], device: torch.device | str, epoch: Callable[[], object]) -> dict:
+    """Run `epoch` (one annotated epoch) under torch.profiler; its phases' host time, and on CUDA their device time.
+
+    host_s: time inside each named range on the host (on a GPU, launching; the range ends
+    without waiting for its kernels). device_s (CUDA only): the span of each range's kernels on
+    the GPU, from the profiler's gpu_user_annotation events. epoch_s is the profiled epoch's
+    own time, profiler overhead included: it is not the case's figure, which is the median of
+    the timed rounds. other_s: the epoch's time outside the named ranges (loop, syncs).
+    """
+    kind = torch.device(device).type
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if kind == "cuda" else [])
+    with profile(activities=activities) as prof:
+        seconds, result = timed_call(clock, epoch)
+    host = dict.fromkeys(PHASES, 0.0)
+    on_device = dict.fromkeys(PHASES, 0.0)
+    for event in prof.key_averages():
+        if event.key not in PHASES:
+            continue
+        if event.device_type == torch.autograd.DeviceType.CPU:
+            host[event.key] += event.cpu_time_total / 1e6  # the profiler counts microseconds
+        else:
+            on_device[event.key] += event.device_time_total / 1e6
+    used = [name for name in PHASES if host[name] > 0 or on_device[name] > 0]
+    return {
+        "source": "torch.profiler, one extra untimed epoch after the timed rounds",
+        "epoch_s": seconds,
+        "loss": getattr(result, "mean_loss", None),
+        "host_s": {name: host[name] for name in used},
+        "device_s": {name: on_device[name] for name in used} if kind == "cuda" else None,
+        "other_s": max(seconds - sum(host.values()), 0.0),
+    }
