@@ -64,7 +64,9 @@ def test_train_epoch(benchmark, plan, clock, telemetry, device, cpu_threads, bat
         breakdown = None
         if plan.breakdown_for(batch_size) and not benchmark.disabled:
             trainer.reset()
-            breakdown = profile_epoch(clock, device, lambda: trainer.epoch(annotate=True))
+            profiled = min(images_in_epoch, plan.profile_images)
+            breakdown = profile_epoch(clock, device, lambda: trainer.epoch(profiled, annotate=True))
+            breakdown["images"] = profiled  # the first `profiled` images of an epoch: shares, not the epoch's sum
 
     # The warm-up calls the epoch directly, so `epochs` holds the timed rounds only (with
     # --benchmark-disable, the one untimed epoch pytest-benchmark runs).

@@ -41,7 +41,7 @@ def profile_epoch(clock: Callable[[], float], device: torch.device | str, epoch:
             on_device[event.key] += event.device_time_total / 1e6
     used = [name for name in PHASES if host[name] > 0 or on_device[name] > 0]
     return {
-        "source": "torch.profiler, one extra untimed epoch after the timed rounds",
+        "source": "torch.profiler, one extra untimed epoch (or its first images) after the timed rounds",
         "epoch_s": seconds,
         "loss": getattr(result, "mean_loss", None),
         "host_s": {name: host[name] for name in used},

@@ -5,7 +5,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["NOISY_IQR_SHARE", "crossover_batch_size", "crossover_says", "loglog_interp", "seed_breakdown"]
+__all__ = [
+    "INFERENCE_LADDER",
+    "NOISY_IQR_SHARE",
+    "TRAIN_LADDER",
+    "crossover_batch_size",
+    "crossover_says",
+    "loglog_interp",
+    "seed_breakdown",
+]
+
+# The optimisation ladders' order (fmnist_model/pipelines.py, which imports torch; a test keeps the two equal):
+# the report lists steps in it and gives each step's speedup over the one before.
+TRAIN_LADDER = ("seed", "loader", "resident", "channels_last", "bf16", "compile", "cuda_graph")
+INFERENCE_LADDER = ("eager", "inference_mode", "channels_last", "bf16", "compile", "cuda_graph")
 
 # docs/design.md (honest timing): a result whose IQR is over 10% of its median is flagged as noisy.
 NOISY_IQR_SHARE = 0.10

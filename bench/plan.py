@@ -150,6 +150,11 @@ class Plan:
     # One extra, untimed epoch under torch.profiler per training case at the ladder's batch size:
     # where its time goes, by phase (an epoch's cost: 8 s for the seed pipeline on the 2-core VM).
     breakdown: bool = True
+    # The profiled epoch runs over the first this many images, not all 60,000: the profiler keeps an
+    # event per op, and the seed pipeline's per-image PIL + ToTensor ops made a whole profiled epoch
+    # hold 8.0 GB (peak RSS, 2-core VM) and take 80 s. 10,000 images are 10 batches at the ladder's
+    # batch size of 1,000, 100 at 100: the phases' shares of an epoch, which is what it is for.
+    profile_images: int = 10_000
 
     @classmethod
     def quick_plan(cls, **kw) -> Plan:

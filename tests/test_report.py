@@ -693,8 +693,8 @@ def test_runs_with_no_thread_count_or_run_record_still_report(tmp_path):
 
 def test_a_newer_format_is_read_with_a_warning(tmp_path):
     run = _json(QUICK_V2)
-    run["machine_info"]["fmnist_bench"]["format"] = 3
-    with pytest.warns(RunFileWarning, match="format 3 is newer"):
+    run["machine_info"]["fmnist_bench"]["format"] = 4
+    with pytest.warns(RunFileWarning, match="format 4 is newer"):
         frame = load_frame([_write(tmp_path, "future.json", run)])
     assert len(frame) == len(run["benchmarks"])
 

@@ -5,13 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..derive import crossover_batch_size, crossover_says, loglog_interp, seed_breakdown
+from ..derive import INFERENCE_LADDER, TRAIN_LADDER, crossover_batch_size, crossover_says, loglog_interp, seed_breakdown
 
-__all__ = ["answers", "breakdown", "cpu_choices", "cross_machine_speedups", "crossovers", "is_gpu", "speedups"]
+__all__ = [
+    "FAMILIES",
+    "answers",
+    "fastest_steps",
+    "ladder",
+    "breakdown",
+    "cpu_choices",
+    "cross_machine_speedups",
+    "crossovers",
+    "is_gpu",
+    "speedups",
+]
 
 # The transfer the seed pipeline makes every batch: ToTensor's float32, from pageable memory.
 _SEED_TRANSFER = {"direction": "h2d", "memory": "pageable", "dtype": "float32"}
-VARIANT = {"train": "pipeline", "inference": "mode"}
+# The families a speedup compares; each row's variant (load.py) is its pipeline, or its mode and ladder step.
+FAMILIES = ("train", "inference")
 # The batch size the answer's sentence is told at: the notes' loop used 1,000 (100 and 10,000 are the sweep's ends).
 _ANSWER_BATCH = 1000
 
@@ -38,9 +50,9 @@ def cpu_choices(frame: pd.DataFrame) -> pd.DataFrame:
     noisy, one_round and partial say whether either of the two rows is so.
     """
     rows = []
-    for family, variant in VARIANT.items():
+    for family in FAMILIES:
         cpu = frame[(frame["family"] == family) & (frame["device"] == "cpu")]
-        for (key, quick, name, size), group in cpu.groupby(["machine_key", "quick", variant, "batch_size"]):
+        for (key, quick, name, size), group in cpu.groupby(["machine_key", "quick", "variant", "batch_size"]):
             default = group[_at_default(group)].sort_values("run_datetime", na_position="first").tail(1)
             best = group.iloc[[group["median"].to_numpy().argmin()]]
             if not default.empty and default["median"].iloc[0] <= best["median"].iloc[0]:
@@ -85,10 +97,10 @@ def speedups(frame: pd.DataFrame) -> pd.DataFrame:
     """
     cpu = cpu_choices(frame)
     out = []
-    for family, variant in VARIANT.items():
+    for family in FAMILIES:
         rows = frame[(frame["family"] == family) & is_gpu(frame["device"])]
-        gpu = rows[["machine_key", "label", "quick", variant, "batch_size", "device", "device_name", "median",
-                    "noisy", "one_round", "partial"]].rename(columns={variant: "variant", "median": "median_gpu"})  # fmt: skip
+        gpu = rows[["machine_key", "label", "quick", "variant", "batch_size", "device", "device_name", "median",
+                    "noisy", "one_round", "partial"]].rename(columns={"median": "median_gpu"})  # fmt: skip
         both = gpu.assign(family=family).merge(
             cpu, on=["machine_key", "quick", "family", "variant", "batch_size"], suffixes=("_gpu", "_cpu")
         )
@@ -118,10 +130,10 @@ def cross_machine_speedups(frame: pd.DataFrame) -> pd.DataFrame:
     cpu = full[full["device"] == "cpu"]
     gpu = full[is_gpu(full["device"])]
     rows = []
-    for family, variant in VARIANT.items():
-        c = cpu[cpu["family"] == family].sort_values("median").drop_duplicates(["machine_key", variant, "batch_size"])
+    for family in FAMILIES:
+        c = cpu[cpu["family"] == family].sort_values("median").drop_duplicates(["machine_key", "variant", "batch_size"])
         g = gpu[gpu["family"] == family]
-        pairs = g.merge(c, on=[variant, "batch_size", "images", "dataset"], suffixes=("_gpu", "_cpu"))
+        pairs = g.merge(c, on=["variant", "batch_size", "images", "dataset"], suffixes=("_gpu", "_cpu"))
         pairs = pairs[pairs["machine_key_gpu"] != pairs["machine_key_cpu"]]
         for r in pairs.itertuples():
             rows.append(
@@ -131,7 +143,7 @@ def cross_machine_speedups(frame: pd.DataFrame) -> pd.DataFrame:
                     "cpu_machine": r.label_cpu,
                     "cpu_threads": r.cpu_threads_cpu,
                     "family": family,
-                    "variant": getattr(r, variant),
+                    "variant": r.variant,
                     "batch_size": r.batch_size,
                     "speedup": r.median_cpu / r.median_gpu,
                     "noisy": bool(r.noisy_gpu or r.noisy_cpu),
@@ -225,6 +237,58 @@ def breakdown(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=_PARTS)
 
 
+def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
+    """Each ladder step per machine, device and batch size where more than the cheap steps ran: its time,
+    its speedup over the first step (train: seed; inference: eager, else inference_mode) and over the
+    step before it, and (train) whether it learns less than resident: a loss above resident's by more
+    than the step's tolerance. The CPU at torch's default thread count, as the ladder runs it.
+    """
+    order = TRAIN_LADDER if family == "train" else INFERENCE_LADDER
+    rows = frame[(frame["family"] == family) & ((frame["device"] != "cpu") | _at_default(frame))]
+    if family == "inference":
+        rows = rows[rows["mode"] == "compute"]
+    out = []
+    for (key, quick, device, size), group in rows.groupby(["machine_key", "quick", "device", "batch_size"]):
+        steps = group.drop_duplicates("pipeline", keep="last").set_index("pipeline")
+        names = [n for n in order if n in steps.index]
+        if len(names) < 3:  # the cheap steps alone: no ladder here
+            continue
+        first = steps.loc[names[0], "median"]
+        resident = steps.loc["resident", "loss"] if "resident" in steps.index else np.nan
+        before = None
+        for name in names:
+            r = steps.loc[name]
+            tolerance = r["loss_tolerance"]
+            learns_less = bool(
+                family == "train" and pd.notna(resident) and pd.notna(tolerance) and pd.notna(r["loss"])
+                and (r["loss"] - resident) / resident > tolerance
+            )  # fmt: skip
+            out.append(
+                {
+                    "machine_key": key, "label": r["label"], "quick": bool(quick), "device": device,
+                    "batch_size": size, "pipeline": name, "step": order.index(name), "median": r["median"],
+                    "images_per_s": r["images_per_s"], "vs_first": first / r["median"],
+                    "vs_before": before / r["median"] if before else np.nan, "loss": r["loss"],
+                    "loss_tolerance": tolerance, "learns_less": learns_less, "prepare_s": r["prepare_s"],
+                    "agreement": r["agreement"], "noisy": bool(r["noisy"]), "one_round": bool(r["one_round"]),
+                }
+            )  # fmt: skip
+            before = r["median"]
+    columns = ["machine_key", "label", "quick", "device", "batch_size", "pipeline", "step", "median", "images_per_s",
+               "vs_first", "vs_before", "loss", "loss_tolerance", "learns_less", "prepare_s", "agreement", "noisy",
+               "one_round"]  # fmt: skip
+    return pd.DataFrame(out, columns=columns)
+
+
+def fastest_steps(steps: pd.DataFrame) -> pd.DataFrame:
+    """Per machine, device and batch size of a train ladder: the fastest step that learned as well as resident."""
+    kept = steps[~steps["learns_less"].astype(bool)]
+    if kept.empty:
+        return steps.iloc[0:0]
+    best = kept.loc[kept.groupby(["machine_key", "quick", "device", "batch_size"])["median"].idxmin()]
+    return best.reset_index(drop=True)
+
+
 def _times(x: float) -> str:
     """A speedup as words that stay true below 1x: "3.1x faster", "2.0x slower", "as fast"."""
     if x >= 1.005:
@@ -265,8 +329,21 @@ def _sentence(label: str, gpu: pd.DataFrame, parts: pd.DataFrame) -> str | None:
     return text + "."
 
 
+def _fastest_said(best: pd.DataFrame) -> list[str]:
+    said = []
+    for r in best.itertuples():
+        quick = " (quick run)" if r.quick else ""
+        said.append(
+            f"Fastest training pipeline on {r.device} at batch {r.batch_size:,}{quick}: {r.pipeline}, "
+            f"{r.vs_first:.2f}x the notes' loop (seed) on the same device, with a loss within its tolerance "
+            "of the resident epoch's."
+        )
+    return said
+
+
 def answers(frame: pd.DataFrame, speed: pd.DataFrame, cross: pd.DataFrame, parts: pd.DataFrame) -> list[dict]:
     """Per machine, the answer first: its label, sentences generated from its figures, and what is missing."""
+    best = fastest_steps(ladder(frame, "train"))
     out = []
     for key, rows in frame.groupby("machine_key", sort=False):
         label = rows["label"].iloc[0]
@@ -297,5 +374,6 @@ def answers(frame: pd.DataFrame, speed: pd.DataFrame, cross: pd.DataFrame, parts
             for c in crossing[crossing["device"] == device].itertuples():
                 quick = " (quick)" if c.quick else ""
                 said.append(f"Crossover, {device} {c.family} {c.variant}{quick}: {c.says}.")
+        said += _fastest_said(best[best["machine_key"] == key])
         out.append({"machine_key": key, "label": label, "said": said, "missing": missing, "speedups": mine})
     return out

@@ -32,7 +32,7 @@ FAMILIES = ("transfer", "train", "inference")
 # Every axis a benchmark can name; a family leaves the ones it has no use for empty.
 AXES = ("device", "cpu_threads", "pipeline", "batch_size", "size", "direction", "memory", "dtype", "mode")
 # The newest saved-run format this module reads (bench/conftest.py FORMAT_VERSION keeps the history).
-_KNOWN_FORMAT = 2
+_KNOWN_FORMAT = 3
 _LATENCY = ("p50", "p90", "p99")
 _LATENCY_COLUMNS = (*(f"latency_{q}_ms" for q in _LATENCY), "latency_samples")
 _STATS = ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "rounds")
@@ -233,6 +233,8 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
                 "family": family,
                 "name": bench["name"],
                 **{axis: params.get(axis) for axis in AXES},
+                # Before the ladder (format 3) inference ran under inference_mode: the same step.
+                "pipeline": params.get("pipeline") or ("inference_mode" if family == "inference" else None),
                 # Format 1 has no cpu_threads: its cases ran at torch's default.
                 "cpu_threads": params["cpu_threads"] if "cpu_threads" in params else default_threads,
                 "device_name": device_name,
@@ -248,9 +250,29 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
                 **{f"latency_{q}_ms": latency[f"{q}_s"] * 1e3 if f"{q}_s" in latency else np.nan for q in _LATENCY},
                 "latency_samples": latency.get("samples"),
                 **_telemetry(device, extra.get("telemetry")),
+                **_ladder(extra),
             }
         )
     return rows
+
+
+# The phases of a profiled epoch (bench/breakdown.py), in the order an epoch runs them.
+PHASES = ("data", "h2d", "forward", "backward", "optimizer", "graph")
+
+
+def _ladder(extra: dict) -> dict:
+    """A ladder step's loss tolerance, compile or capture time, agreement and its profiled epoch's phases."""
+    profile = extra.get("breakdown") or {}
+    # The device's own spans where the profiler had them (CUDA), else the host's.
+    phases = profile.get("device_s") or profile.get("host_s") or {}
+    return {
+        "loss_tolerance": (extra.get("pipeline_config") or {}).get("loss_tolerance"),
+        "prepare_s": (extra.get("prepare") or {}).get("seconds"),
+        "agreement": (extra.get("agreement") or {}).get("share"),
+        "profiled_on": ("device" if profile.get("device_s") else "host") if phases else "",
+        "profiled_epoch_s": profile.get("epoch_s"),
+        **{f"profiled_{phase}_s": phases.get(phase) for phase in PHASES},
+    }
 
 
 def _telemetry(device: str, telemetry: dict | None) -> dict:
@@ -305,9 +327,19 @@ def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict,
     for flag in ("quick", "throttled", "busy"):
         frame[flag] = frame[flag].astype(bool)
     percentiles = [c for c in _LATENCY_COLUMNS if c.endswith("_ms")]
+    ladder = ("loss_tolerance", "prepare_s", "agreement", "profiled_epoch_s", *(f"profiled_{p}_s" for p in PHASES))
     for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps", *percentiles,
-                "energy_j", "mean_power_w"):  # fmt: skip
+                "energy_j", "mean_power_w", *ladder):  # fmt: skip
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+    # The variant a speedup pairs and a table row names: a training pipeline, or an inference mode
+    # with its ladder step where that is not the plain inference_mode pass.
+    step = frame["pipeline"].astype("string")
+    frame["variant"] = np.where(
+        frame["family"] == "train",
+        step,
+        np.where(step.fillna("inference_mode") == "inference_mode", frame["mode"], frame["mode"] + " " + step),
+    )
+    frame.loc[frame["family"] == "transfer", "variant"] = None
     labels = machine_labels(frame)
     frame["label"] = frame["machine_key"].map(labels)
     if not all_runs:
@@ -362,12 +394,13 @@ _COLUMNS_IN = [
     "torch", "nvml_driver", "quick", "partial", "run_ended", "run_planned_cases", "run_finished_cases",
     "default_threads", "family", "name", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes",
     "dataset", "loss", "accuracy", "link_gbps", *_LATENCY_COLUMNS, "telemetry", "energy_j", "mean_power_w",
-    "energy_note", "throttled", "busy",
+    "energy_note", "throttled", "busy", "loss_tolerance", "prepare_s", "agreement", "profiled_on", "profiled_epoch_s",
+    *(f"profiled_{phase}_s" for phase in PHASES),
 ]  # fmt: skip
 # The tidy table's columns, in order: who (label: unique in this report), which run (and how it ended), what
 # was measured, how long, how fast, how sure. default_threads is torch's own CPU thread count in that run;
 # cpu_threads the count a case ran at; one_round marks a figure with no spread to judge.
-COLUMNS = ["label"] + [c for c in _COLUMNS_IN if c not in ("data", *_LATENCY_COLUMNS)] + [
+COLUMNS = ["label", "variant"] + [c for c in _COLUMNS_IN if c not in ("data", *_LATENCY_COLUMNS)] + [
     "images_per_s", "gbps", "link_share", "iqr_share", "one_round", "noisy", "latency_ms", *_LATENCY_COLUMNS,
     "round_p90", "images_per_j",
 ]  # fmt: skip

@@ -115,6 +115,18 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                  "them); else the mean time per batch of a pass. compute has the input on the device already, "
                  "end_to_end moves each batch from the host and the labels back.",
                  plots.plot_inference(frame, out / "inference_throughput.png")),
+        _Section("The optimisation ladder: training", tables.ladder_table(figures.ladder(frame, "train"), "train"),
+                 "Where more than the cheap steps ran (by default at batch size 1,000): each step's epoch, its "
+                 "speedup over seed on the same device and (in brackets) over the step before. loader tunes the "
+                 "DataLoader; resident keeps the data on the device; each step after it is resident plus one "
+                 "change. A step whose loss is above resident's by more than its tolerance is marked (learns "
+                 "less): a fast epoch that learns less is not a result. compile and cuda_graph were prepared "
+                 "(compiled or captured) before their epochs; that time is given on its own."),
+        _Section("The optimisation ladder: inference", tables.ladder_table(figures.ladder(frame, "inference"),
+                 "inference"),
+                 "compute mode, where more than inference_mode ran: throughput, its speedup over the first step "
+                 "and over the step before, and the share of predicted labels that agree with the CPU's float32 "
+                 "labels from the same weights."),
         _Section("Transfer bandwidth", tables.transfer_table(frame),
                  "GB/s of one copy by size: h2d host to device, d2h back, h2h a host memory copy (the CPU's "
                  "memory-bandwidth reference, not a PCIe copy). Where NVML reported the PCIe link, the share of its "
@@ -147,6 +159,12 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                  if frame["energy_j"].notna().any()
                  else "No energy was measured in these runs"
                  + (": " + "; ".join(tables.energy_notes(frame)) + "." if tables.energy_notes(frame) else ".")),
+        _Section("Where an epoch's time goes, measured", tables.profiled_table(frame, parts),
+                 "One extra, untimed epoch of each step at the ladder's batch size under torch.profiler, summed by "
+                 "phase: data (a DataLoader batch or a resident gather), h2d copies, forward, backward, optimizer "
+                 "(graph: a CUDA graph's replay of all three). On a GPU the device's own spans, else the host's. "
+                 "The profiled epoch includes the profiler's overhead, so it is longer than the timed median; for "
+                 "seed the derived split of the section above is given beside it."),
         _Section("Machines side by side", tables.machines_table(frame),
                  "The headline figure of each family per machine and device, from full runs; like with like: a host "
                  "memory copy and a PCIe copy have their own columns."

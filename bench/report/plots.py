@@ -106,7 +106,7 @@ def plot_epoch_time(frame: pd.DataFrame, path: Path) -> Path | None:
 
 
 def plot_inference(frame: pd.DataFrame, path: Path) -> Path | None:
-    return _sweep(frame, "inference", "images_per_s", "mode", "images/s (median)", "Inference throughput", path)
+    return _sweep(frame, "inference", "images_per_s", "variant", "images/s (median)", "Inference throughput", path)
 
 
 def plot_transfer(frame: pd.DataFrame, path: Path) -> Path | None:

@@ -23,6 +23,7 @@ _OPTIONAL_COUNT = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**53}
 # Energy and power bounds: a node of eight 1 kW GPUs for a day is under 10^9 J; anything beyond is a broken file.
 _JOULES = {"type": ["number", "null"], "minimum": 0, "maximum": 1e9}
 _WATTS = {"type": ["number", "null"], "minimum": 0, "maximum": 100_000}
+_PHASE = {"type": ["number", "null"], "minimum": 0, "maximum": 7 * 86400}  # seconds of a profiled epoch's phase
 
 _MACHINE_INFO = {
     "type": "object",
@@ -142,6 +143,28 @@ BENCHMARK_SCHEMA = {
                         **{f"{q}_s": _SECONDS for q in ("p50", "p90", "p99")},
                         "samples": _COUNT,
                     },
+                },
+                # The optimisation ladder (format 3): what the step ran, its compile or capture time, the
+                # profiled epoch's phases, and inference's agreement with the CPU's float32 labels.
+                "pipeline_config": {
+                    "type": "object",
+                    "properties": {"loss_tolerance": {"type": ["number", "null"], "minimum": 0, "maximum": 10}},
+                },
+                "prepare": {
+                    "type": "object",
+                    "properties": {"seconds": {"type": "number", "minimum": 0, "maximum": 7 * 86400}},
+                },
+                "breakdown": {
+                    "type": "object",
+                    "properties": {
+                        "epoch_s": {"type": ["number", "null"], "minimum": 0, "maximum": 7 * 86400},
+                        "host_s": {"type": ["object", "null"], "additionalProperties": _PHASE},
+                        "device_s": {"type": ["object", "null"], "additionalProperties": _PHASE},
+                    },
+                },
+                "agreement": {
+                    "type": "object",
+                    "properties": {"share": {"type": "number", "minimum": 0, "maximum": 1}},
                 },
                 # What the hardware did while the case was timed (bench/telemetry.py); only what the report reads.
                 "telemetry": {

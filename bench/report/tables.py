@@ -112,7 +112,7 @@ def inference_table(frame: pd.DataFrame) -> pd.DataFrame:
             latency = f"{r.latency_ms:.3g} ms/batch mean"
         return f"{r.images_per_s:,.0f} img/s; {latency}" + _marks(r)
 
-    return _pivot(rows, {"device": "Device", "mode": "Mode", "run": "Run"}, "batch_size", "Batch", cell)
+    return _pivot(rows, {"device": "Device", "variant": "Mode and step", "run": "Run"}, "batch_size", "Batch", cell)
 
 
 def transfer_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -161,12 +161,65 @@ def speedup_table(speed: pd.DataFrame, *, with_machine: bool = True) -> pd.DataF
     )
 
 
+def ladder_table(steps: pd.DataFrame, family: str) -> pd.DataFrame:
+    """One row per machine, device and batch size; one column per ladder step, in the ladder's order."""
+    if steps.empty:
+        return pd.DataFrame()
+
+    def cell(r):
+        figure = fmt_seconds(r.median) if family == "train" else f"{r.images_per_s:,.0f} img/s"
+        text = f"{figure}, {r.vs_first:.2f}x" + (f" ({r.vs_before:.2f}x step)" if pd.notna(r.vs_before) else "")
+        if pd.notna(r.prepare_s):
+            text += f"; prepared in {fmt_seconds(r.prepare_s)}"
+        if pd.notna(r.agreement):
+            text += f"; {r.agreement:.1%} agree"
+        return text + (" (learns less)" if r.learns_less else "") + _marks(r)
+
+    cells = steps.sort_values(["label", "device", "batch_size", "quick", "step"]).assign(
+        cell=lambda f: [cell(r) for r in f.itertuples()], run=lambda f: f["quick"].map(_RUN)
+    )
+    table = cells.pivot_table(
+        index=["label", "device", "batch_size", "run"], columns="pipeline", values="cell", aggfunc="first", sort=False
+    )
+    order = cells.drop_duplicates("pipeline").sort_values("step")["pipeline"]
+    table = table[[p for p in order if p in table.columns]].reset_index().fillna("")
+    return table.rename(columns={"label": "Machine", "device": "Device", "batch_size": "Batch size", "run": "Run"})
+
+
+def profiled_table(frame: pd.DataFrame, parts: pd.DataFrame) -> pd.DataFrame:
+    """Each profiled epoch's phases (torch.profiler), beside the timed epoch and, for seed, the derived split."""
+    rows = frame[(frame["family"] == "train") & frame["profiled_epoch_s"].notna()]
+    if rows.empty:
+        return pd.DataFrame()
+    phases = [c for c in ("data", "h2d", "forward", "backward", "optimizer", "graph")
+              if rows[f"profiled_{c}_s"].notna().any()]  # fmt: skip
+    derived = parts.set_index(["machine_key", "quick", "device", "batch_size"])
+    out = []
+    for r in rows.sort_values(["label", "device", "batch_size"]).itertuples():
+        row = {
+            "Machine": r.label, "Device": r.device, "Batch size": r.batch_size, "Pipeline": r.pipeline,
+            "Run": _RUN[bool(r.quick)], "Timed epoch (median)": fmt_seconds(r.median),
+            "Profiled epoch": fmt_seconds(r.profiled_epoch_s), "Measured on": r.profiled_on,
+        }  # fmt: skip
+        for phase in phases:
+            seconds = getattr(r, f"profiled_{phase}_s")
+            share = f" ({seconds / r.profiled_epoch_s:.0%})" if pd.notna(seconds) and r.profiled_epoch_s else ""
+            row[phase] = fmt_seconds(seconds) + share
+        key = (r.machine_key, bool(r.quick), r.device, r.batch_size)
+        if r.pipeline == "seed" and key in derived.index:
+            d = derived.loc[key]
+            row["Derived: loading / copies / compute"] = " / ".join(
+                fmt_seconds(d[c]) for c in ("loading_s", "transfer_s", "compute_s")
+            )
+        out.append(row)
+    return pd.DataFrame(out).fillna("")
+
+
 def energy_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Energy beside time for training (J per epoch) and inference (J per 1,000 images, images per joule)."""
     rows = frame[frame["family"].isin(["train", "inference"]) & frame["energy_j"].notna()]
     if rows.empty:
         return pd.DataFrame()
-    rows = rows.assign(variant=rows["pipeline"].where(rows["family"] == "train", rows["mode"]))
 
     def cell(r):
         power = f", {r.mean_power_w:.0f} W" if pd.notna(r.mean_power_w) else ""
@@ -192,7 +245,6 @@ def energy_ratio_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The same machine's CPU energy over its GPU's for the same work (above 1x the GPU spends less)."""
     cols = ["machine_key", "label", "quick", "family", "variant", "batch_size"]
     work = frame[frame["family"].isin(["train", "inference"]) & frame["energy_j"].notna()]
-    work = work.assign(variant=work["pipeline"].where(work["family"] == "train", work["mode"]))
     cpu = work[
         (work["device"] == "cpu") & ((work["cpu_threads"] == work["default_threads"]) | work["cpu_threads"].isna())
     ]
