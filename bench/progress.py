@@ -12,7 +12,17 @@ from .telemetry import OUTSIDE_SHARE
 
 __all__ = ["case_headline", "end_summary", "fmt_time", "progress_line"]
 
-_VARIANT = {"train": "pipeline", "inference": "mode"}
+
+def _variant(r: dict) -> str | None:
+    """What a speedup pairs: a training pipeline, or an inference mode with its ladder step beyond inference_mode
+    (as the report's variant): a channels_last pass is never compared with an inference_mode one."""
+    p = r["params"]
+    if r["group"] == "train":
+        return p.get("pipeline")
+    step = p.get("pipeline") or "inference_mode"
+    return p.get("mode") if step == "inference_mode" else f"{p.get('mode')} {step}"
+
+
 # A thread count "beats" torch's default only by more than this: less is within a run's noise.
 _THREADS_MARGIN = 0.05
 
@@ -90,7 +100,7 @@ def _cpu_choices(rows: list[dict], default_threads: int) -> dict[tuple, dict]:
         p = r["params"]
         if p.get("device") != "cpu":
             continue
-        key = (p.get(_VARIANT[r["group"]]), p.get("batch_size"))
+        key = (_variant(r), p.get("batch_size"))
         slot = out.setdefault(key, {"default": None, "best": None, "best_threads": None})
         median = r["stats"]["median"]
         if p.get("cpu_threads", default_threads) == default_threads:
@@ -117,13 +127,13 @@ def _speedup_section(records: Sequence[dict], default_threads: int) -> list[str]
                 p = r["params"]
                 if p.get("device") != device:
                     continue
-                choice = cpu.get((p.get(_VARIANT[family]), p.get("batch_size")))
+                choice = cpu.get((_variant(r), p.get("batch_size")))
                 if not choice:
                     continue
                 gpu = r["stats"]["median"]
                 default = choice["default"] / gpu if choice["default"] else None
                 best = choice["best"] / gpu if choice["best"] else None
-                by_variant[p.get(_VARIANT[family])].append((p.get("batch_size"), default, best))
+                by_variant[_variant(r)].append((p.get("batch_size"), default, best))
             for variant, cells in sorted(by_variant.items()):
                 cells.sort()
                 text = "  ".join(f"{size:,}: {_x(d)} [{_x(b)}]" for size, d, b in cells)
@@ -153,8 +163,15 @@ def _threads_section(records: Sequence[dict], default_threads: int) -> list[str]
             continue
         measured |= counts
         by_variant: dict[str, list[str]] = defaultdict(list)
+        # Only what ran at more than one count: a ladder step runs at torch's default alone.
+        swept: dict[str | None, set] = defaultdict(set)
+        for r in rows:
+            if r["params"].get("device") == "cpu":
+                swept[_variant(r)].add(r["params"].get("cpu_threads"))
         choices = sorted(_cpu_choices(rows, default_threads).items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))
         for (variant, size), choice in choices:
+            if len(swept[variant]) < 2:
+                continue
             gain = choice["default"] / choice["best"] if choice["default"] and choice["best"] else 1.0
             if gain > 1 + _THREADS_MARGIN:
                 best = choice["best_threads"]

@@ -142,3 +142,22 @@ def test_the_ladder_names_the_fastest_step_its_speedups_and_a_step_that_learns_l
     assert "cpu-16t  batch  1,000: fastest channels_last, 4.00x seed" in text  # not bf16: it learns less
     assert "resident 4 s 2.00x (2.00x step); channels_last 2 s 4.00x (2.00x step)" in text
     assert "learns less: bf16 loss 0.600 > resident 0.500 + 10%" in text
+
+
+def test_an_inference_ladder_step_is_its_own_variant_never_a_thread_count_of_another():
+    def step(pipeline, median, threads=16):
+        r = record("inference", "cpu", 1000, "compute", median, threads=threads)
+        r["params"]["pipeline"] = pipeline
+        return r
+
+    records = [
+        step("inference_mode", 2.0), step("inference_mode", 2.0, threads=1),
+        step("channels_last", 1.0),  # faster, at torch's 16 threads: a faster step, not a better thread count
+        {**step("channels_last", 0.5), "params": {**step("channels_last", 0.5)["params"], "device": "cuda:0"}},
+    ]  # fmt: skip
+    text = "\n".join(end_summary(records, default_threads=16, run={}))
+    assert "faster than 16" not in text  # the old summary said "16 threads, 2.00x faster than 16"
+    assert "inference compute    no count beat torch's default 16" in text
+    assert "compute channels_last" not in text.split("The CPU by thread count")[1].split("\n\n")[0].split("Where")[0]
+    # The GPU's channels_last pass is paired with the CPU's channels_last pass: 1.0 / 0.5.
+    assert "cuda:0  inference compute channels_last 1,000: 2.00x [2.00x]" in text
