@@ -189,3 +189,75 @@ def test_a_report_of_clean_runs_warns_nothing(tmp_path):
         warnings.simplefilter("error", RunFileWarning)
         write_report(load_frame([GPU_RUN, VM_RUN]), tmp_path / "out")
     assert os.listdir(tmp_path) == ["out"]
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda b: b["stats"].update(median=5e-324), "stats.median: 5e-324 is less than the minimum of 1e-09"),
+        (lambda b: b["params"].update(device="npu:0"), "params.device: 'npu:0' does not match"),
+        (lambda b: b["params"].update(device=""), "params.device: '' does not match"),
+    ],
+    ids=["tiny-median", "foreign-device", "empty-device"],
+)
+def test_impossible_figures_and_foreign_devices_are_passed_over(tmp_path, capsys, change, field):
+    run = _run()
+    change(_first(run, "train"))
+    rc, err = _report(tmp_path, run, capsys)
+    assert rc == 0 and f"passed over: benchmarks[0].{field}" in err
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert (summary["images_per_s"].dropna() < 1e12).all()  # no inf img/s anywhere
+
+
+def test_an_undated_or_future_run_is_named_and_counts_as_the_oldest(tmp_path):
+    for when, says in (("yesterday-ish", "is not a date"), ("9999-01-01T00:00:00+00:00", "is in the future")):
+        run = _run()
+        run["datetime"] = when
+        path = tmp_path / f"{len(says)}.json"
+        path.write_text(json.dumps(run))
+        with pytest.warns(RunFileWarning, match=f"datetime .* {says}: the run counts as the oldest"):
+            frame = load_frame([path])
+        assert frame["run_datetime"].isna().all()
+
+
+def test_a_second_report_into_the_same_folder_leaves_nothing_beside_it(tmp_path):
+    write_report(load_frame([GPU_RUN]), tmp_path / "out")
+    write_report(load_frame([GPU_RUN, VM_RUN]), tmp_path / "out")
+    assert os.listdir(tmp_path) == ["out"]  # no .out-new-* or .out-old-* left
+    assert "AMD EPYC" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_an_out_that_is_a_link_replaces_the_folder_it_points_to_and_keeps_the_link(tmp_path):
+    target = tmp_path / "target"
+    write_report(load_frame([GPU_RUN]), target)
+    (tmp_path / "link").symlink_to(target, target_is_directory=True)
+    write_report(load_frame([GPU_RUN, VM_RUN]), tmp_path / "link")
+    assert (tmp_path / "link").is_symlink() and "AMD EPYC" in (target / "report.md").read_text()
+    assert sorted(os.listdir(tmp_path)) == ["link", "target"]
+
+
+def test_a_swap_that_fails_between_its_renames_puts_the_previous_report_back(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    write_report(load_frame([GPU_RUN]), out)
+    before = (out / "report.md").read_text()
+    real_rename, calls = Path.rename, []
+
+    def rename(self, target):
+        calls.append(self)
+        if len(calls) == 2:  # the new folder into place, after the old one was moved aside
+            raise OSError("disk gone")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(OSError, match="disk gone"):
+        write_report(load_frame([GPU_RUN, VM_RUN]), out)
+    monkeypatch.undo()
+    assert (out / "report.md").read_text() == before and os.listdir(tmp_path) == ["out"]
+
+
+def test_addresses_in_run_files_are_not_links_in_report_md(tmp_path, capsys):
+    run = _run()
+    run["machine_info"]["cpu"]["brand_raw"] = "see https://evil.example/x and www.evil.example"
+    rc, _err = _report(tmp_path, run, capsys)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert rc == 0 and "https://" not in md and "www.evil" not in md and "https\\://evil.example" in md

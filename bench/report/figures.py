@@ -32,7 +32,7 @@ def is_gpu(device: pd.Series) -> pd.Series:
     return device.astype(str).str.startswith(("cuda", "mps"))
 
 
-def _at_default(rows: pd.DataFrame) -> pd.Series:
+def at_default(rows: pd.DataFrame) -> pd.Series:
     """Rows run at torch's default thread count of their run (an unknown count is taken as the default)."""
     threads = rows["cpu_threads"]
     return (threads.isna() | (threads == rows["default_threads"])).fillna(False).astype(bool)
@@ -53,7 +53,7 @@ def cpu_choices(frame: pd.DataFrame) -> pd.DataFrame:
     for family in FAMILIES:
         cpu = frame[(frame["family"] == family) & (frame["device"] == "cpu")]
         for (key, quick, name, size), group in cpu.groupby(["machine_key", "quick", "variant", "batch_size"]):
-            default = group[_at_default(group)].sort_values("run_datetime", na_position="first").tail(1)
+            default = group[at_default(group)].sort_values("run_datetime", na_position="first").tail(1)
             best = group.iloc[[group["median"].to_numpy().argmin()]]
             if not default.empty and default["median"].iloc[0] <= best["median"].iloc[0]:
                 best = default
@@ -147,10 +147,11 @@ def cross_machine_speedups(frame: pd.DataFrame) -> pd.DataFrame:
                     "batch_size": r.batch_size,
                     "speedup": r.median_cpu / r.median_gpu,
                     "noisy": bool(r.noisy_gpu or r.noisy_cpu),
+                    "one_round": bool(r.one_round_gpu or r.one_round_cpu),
                 }
             )
     return pd.DataFrame(rows, columns=["gpu_machine", "device", "cpu_machine", "cpu_threads", "family", "variant",
-                                       "batch_size", "speedup", "noisy"])  # fmt: skip
+                                       "batch_size", "speedup", "noisy", "one_round"])  # fmt: skip
 
 
 def crossovers(speed: pd.DataFrame) -> pd.DataFrame:
@@ -199,7 +200,7 @@ def breakdown(frame: pd.DataFrame) -> pd.DataFrame:
     loading  = what is left of the seed epoch: DataLoader, PIL + ToTensor, collation, per-batch syncs.
     The CPU is taken at torch's default thread count, as the seed pipeline runs it.
     """
-    train = frame[(frame["family"] == "train") & ((frame["device"] != "cpu") | _at_default(frame))]
+    train = frame[(frame["family"] == "train") & ((frame["device"] != "cpu") | at_default(frame))]
     index = ["machine_key", "quick", "device", "batch_size"]
     seed = train[train["pipeline"] == "seed"].set_index(index)[["median", "images", "label", "cpu_threads", "partial"]]
     resident = train[train["pipeline"] == "resident"].set_index(index)[["median", "partial"]]
@@ -244,7 +245,7 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
     than the step's tolerance. The CPU at torch's default thread count, as the ladder runs it.
     """
     order = TRAIN_LADDER if family == "train" else INFERENCE_LADDER
-    rows = frame[(frame["family"] == family) & ((frame["device"] != "cpu") | _at_default(frame))]
+    rows = frame[(frame["family"] == family) & ((frame["device"] != "cpu") | at_default(frame))]
     if family == "inference":
         rows = rows[rows["mode"] == "compute"]
     out = []
@@ -298,25 +299,31 @@ def _times(x: float) -> str:
     return "as fast"
 
 
-def _sentence(label: str, gpu: pd.DataFrame, parts: pd.DataFrame) -> str | None:
-    """The notes' question answered for one machine's GPU, from its train speedups (at torch's default threads)."""
+def _sentence(gpu: pd.DataFrame, parts: pd.DataFrame) -> str | None:
+    """The notes' question answered for one machine's GPU from its train speedups over the CPU at torch's
+    default thread count (how the notes' loop runs), every figure from one kind of run (full, else quick)."""
     seed = gpu[(gpu["family"] == "train") & (gpu["variant"] == "seed")]
     if seed.empty:
         return None
+    seed = seed[seed["quick"] == seed["quick"].min()]  # full figures where there are any
     sizes = seed["batch_size"].astype(int)
     size = _ANSWER_BATCH if (sizes == _ANSWER_BATCH).any() else int(sizes.iloc[(sizes - _ANSWER_BATCH).abs().argmin()])
     at = seed[seed["batch_size"] == size].iloc[0]
     device, quick = at["device"], bool(at["quick"])
     n = at["speedup"] if pd.notna(at["speedup"]) else at["speedup_vs_best_cpu"]
+    baseline = "at torch's default thread count" if pd.notna(at["speedup"]) else "at its best thread count measured"
     text = (
-        f"Here the notes' loop (seed) is {_times(n)} on the GPU ({device}) than on this machine's CPU at batch {size:,}"
+        f"Here the notes' loop (seed) is {_times(n)} on the GPU ({device}) than on this machine's CPU "
+        f"({baseline}) at batch {size:,}"
     )
+    same_run = gpu["quick"] == quick
     share = parts[(parts["device"] == device) & (parts["batch_size"] == size) & (parts["quick"] == quick)]
-    resident = gpu[(gpu["family"] == "train") & (gpu["variant"] == "resident") & (gpu["batch_size"] == size)]
-    m = None
+    resident = gpu[same_run & (gpu["family"] == "train") & (gpu["variant"] == "resident") & (gpu["batch_size"] == size)]
+    m, one_round = None, bool(at["one_round"])
     if not resident.empty:
         r = resident.iloc[0]
         m = r["speedup"] if pd.notna(r["speedup"]) else r["speedup_vs_best_cpu"]
+        one_round |= bool(r["one_round"])
     if not share.empty and share["seed_epoch_s"].iloc[0] > 0:
         p = share["loading_s"].iloc[0] / share["seed_epoch_s"].iloc[0]
         # "because" only where the figures carry it: loading is most of the GPU's epoch, and removing it pays.
@@ -324,9 +331,8 @@ def _sentence(label: str, gpu: pd.DataFrame, parts: pd.DataFrame) -> str | None:
         text += f", {link} data loading takes {p:.0%} of its epoch there"
     if m is not None:
         text += f"; with the data resident on the GPU it is {_times(m)}"
-    if quick:
-        text += " (from a quick run: a subset of the data" + (", one round" if at["one_round"] else "") + ")"
-    return text + "."
+    notes = [note for note, on in (("from a quick run: a subset of the data", quick), ("one round", one_round)) if on]
+    return text + (f" ({', '.join(notes)})" if notes else "") + "."
 
 
 def _fastest_said(best: pd.DataFrame) -> list[str]:
@@ -355,25 +361,36 @@ def answers(frame: pd.DataFrame, speed: pd.DataFrame, cross: pd.DataFrame, parts
             said.append("No GPU was measured on this machine: its CPU figures are in the sections below.")
         cpu_runs = rows[rows["device"] == "cpu"]
         for device in gpus:
-            gpu_runs = rows[rows["device"] == device]
+            gpu_runs, pairs = rows[rows["device"] == device], mine[mine["device"] == device]
+            command = f"pytest bench --devices cpu,{device} --benchmark-autosave"
             if cpu_runs.empty:
                 missing.append(
-                    f"This machine's CPU is in none of its runs, so {device} has no speedup: run "
-                    "`pytest bench --devices cpu --benchmark-autosave` on it and copy the run in."
-                )
+                    {"text": f"This machine's CPU is in none of its runs, so {device} has no speedup. Run this "
+                     "on it and copy the run in:", "command": command}
+                )  # fmt: skip
                 continue
-            if not (~cpu_runs["quick"]).any() and (~gpu_runs["quick"]).any():
+            if pairs.empty:
                 missing.append(
-                    f"This machine's CPU was measured only in a quick run, so {device}'s speedups come from that "
-                    "run (a subset, one round; marked quick). For full figures run "
-                    "`pytest bench --devices cpu --benchmark-autosave` on it and copy the run in."
-                )
-            sentence = _sentence(label, mine[mine["device"] == device], parts[parts["machine_key"] == key])
+                    {"text": f"This machine's CPU and {device} were never measured in the same kind of run (quick "
+                     "or full) on the same cases, so there is no speedup. Run this on it and copy the run in:",
+                     "command": command}
+                )  # fmt: skip
+                continue
+            if pairs["quick"].all() and (~gpu_runs["quick"]).any():
+                missing.append(
+                    {"text": f"This machine's CPU was measured only in a quick run, so {device}'s speedups come "
+                     "from that run (a subset; marked quick). For full figures run this on it and copy the run in:",
+                     "command": command}
+                )  # fmt: skip
+            sentence = _sentence(pairs, parts[parts["machine_key"] == key])
             if sentence:
                 said.append(sentence)
             for c in crossing[crossing["device"] == device].itertuples():
-                quick = " (quick)" if c.quick else ""
-                said.append(f"Crossover, {device} {c.family} {c.variant}{quick}: {c.says}.")
+                marks = " (quick)" * c.quick + " (1 round)" * c.one_round
+                said.append(
+                    f"Crossover against the CPU at its best thread count, {device} {c.family} {c.variant}{marks}: "
+                    f"{c.says}."
+                )
         said += _fastest_said(best[best["machine_key"] == key])
         out.append({"machine_key": key, "label": label, "said": said, "missing": missing, "speedups": mine})
     return out

@@ -116,6 +116,11 @@ def _machine(info: dict) -> dict:
     ]
     host = _text(info.get("node")) or "unknown host"
     key = ours.get("machine_key") or "_".join([host, cpu_name, "+".join(gpu_names) or "no-gpu"])
+    # Two machines of one host name, CPU and GPU model share a key; their GPUs' UUIDs (NVML, recorded in
+    # every run whatever --devices said) still tell them apart. Runs without NVML keep the key alone.
+    uuids = sorted(_text(g.get("uuid")) for g in gpus if g.get("uuid"))
+    if uuids:
+        key += "~" + hashlib.sha1("+".join(uuids).encode()).hexdigest()[:8]
     counts = {name: gpu_names.count(name) for name in gpu_names}
     gpu_short = ", ".join(name if n == 1 else f"{n}x {name}" for name, n in counts.items()) or "no GPU"
     return {
@@ -205,7 +210,7 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
     base = {
         **machine,
         "run_file": shown_as,
-        "run_datetime": pd.to_datetime(run.get("datetime"), utc=True, errors="coerce"),
+        "run_datetime": _when(path, run.get("datetime")),
         "commit": _text(commit.get("id"))[:12],
         "torch": _text(torch_facts.get("version")),
         "nvml_driver": _text(next((g.get("driver_version") for g in info.get("gpus") or []), None)),
@@ -296,6 +301,18 @@ def _telemetry(device: str, telemetry: dict | None) -> dict:
         "throttled": "throttled" in flags,
         "busy": "busy" in flags,
     }
+
+
+def _when(path: Path, text) -> pd.Timestamp:
+    """A run's date; a missing, unreadable or future one is warned about and counts as the oldest run."""
+    when = pd.to_datetime(text, utc=True, errors="coerce")
+    if pd.isna(when):
+        _warn(f"{path}: datetime {text!r} is not a date: the run counts as the oldest of its machine")
+        return pd.NaT
+    if when > pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1):
+        _warn(f"{path}: datetime {text!r} is in the future: the run counts as the oldest of its machine")
+        return pd.NaT
+    return when
 
 
 def _round_p90(data) -> float:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from ..derive import NOISY_IQR_SHARE
 from . import figures, plots, tables
@@ -50,7 +50,9 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]|!~#$])")
 def md_escape(value) -> str:
     """Text from a run file made inert in Markdown: no markup, no HTML, no table cell or line broken by it."""
     text = " ".join(str(value).split())  # newlines and tabs would end a table row
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    text = _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    # GitHub links a bare address by itself: a backslash breaks "https://" and "www." apart.
+    return text.replace("://", "\\://").replace("www.", "www\\.")
 
 
 def _md_table(table: pd.DataFrame | None) -> str:
@@ -99,6 +101,8 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
     has_gpu = bool(figures.is_gpu(frame["device"]).any())
     several = frame["machine_key"].nunique() > 1
     no_gpu = "There is no GPU in these runs: only CPU figures are shown."
+    has_energy = bool(frame["energy_j"].notna().any())
+    energy_notes = "; ".join(tables.energy_notes(frame))
     answers = figures.answers(frame, speed, cross, parts)
     for machine in answers:
         speed_here = machine["speedups"]
@@ -149,16 +153,14 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                  "data loading is the rest (DataLoader, PIL + ToTensor, collation, per-batch syncs). Derived, not "
                  "measured directly.",
                  plots.plot_breakdown(parts, out / "epoch_breakdown.png")),
-        _Section("Energy", tables.energy_table(frame) if frame["energy_j"].notna().any() else None,
+        _Section("Energy", tables.energy_table(frame) if has_energy else None,
                  "What a case's timed rounds cost in energy, from the device that ran them: a GPU's total-energy "
                  "counter (NVML), the CPU packages' RAPL counters (the whole socket, other work included). "
                  "Train: joules per epoch and mean power; inference: joules per 1,000 images and images per joule. "
-                 "≈ marks a figure from under 2 s of timed rounds, which the counter's updates make approximate. "
-                 + ("Where energy is missing: " + "; ".join(tables.energy_notes(frame)) + "."
-                    if tables.energy_notes(frame) else "")
-                 if frame["energy_j"].notna().any()
-                 else "No energy was measured in these runs"
-                 + (": " + "; ".join(tables.energy_notes(frame)) + "." if tables.energy_notes(frame) else ".")),
+                 "≈ marks a figure from under 2 s of timed rounds, which the counter's updates make approximate."
+                 + (f" Where energy is missing: {energy_notes}." if energy_notes else "")
+                 if has_energy
+                 else "No energy was measured in these runs" + (f": {energy_notes}." if energy_notes else ".")),
         _Section("Where an epoch's time goes, measured", tables.profiled_table(frame, parts),
                  "One extra, untimed epoch of each step at the ladder's batch size under torch.profiler, summed by "
                  "phase: data (a DataLoader batch or a resident gather), h2d copies, forward, backward, optimizer "
@@ -212,8 +214,6 @@ def _render(frame: pd.DataFrame, out: Path, cross_machine: bool) -> None:
         loader=PackageLoader("bench.report", "templates"), autoescape=True, undefined=StrictUndefined,
         keep_trailing_newline=True,
     )  # fmt: skip
-    # A command in backticks reads as code: escaped first, so only our own backticks become markup.
-    env.filters["code"] = lambda text: Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
     # HTML: Jinja escapes every value (autoescape); tables come escaped from pandas.
     page = env.get_template("index.html.j2").render(
         marks=MARKS,
@@ -229,7 +229,8 @@ def _render(frame: pd.DataFrame, out: Path, cross_machine: bool) -> None:
         partial=md_escape(tables.partial_note(frame)),
         answers=[
             {"label": md_escape(a["label"]), "said": [md_escape(s) for s in a["said"]],
-             "missing": [md_escape(s) for s in a["missing"]], "table_md": _md_table(a["table"])}
+             "missing": [{"text": md_escape(m["text"]), "command": m["command"]} for m in a["missing"]],
+             "table_md": _md_table(a["table"])}
             for a in answers
         ],
         sections=[
@@ -248,10 +249,11 @@ def write_report(frame: pd.DataFrame, out: Path, *, cross_machine: bool = False)
     it was written: a failure leaves the previous report as it was. summary.csv holds every row
     of `frame`; the rest uses each machine's newest figure of each benchmark.
     """
-    out = Path(out)
+    out = Path(os.path.realpath(out))  # a link to the report folder: replace the folder, keep the link
     check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     new = Path(tempfile.mkdtemp(prefix=f".{out.name}-new-", dir=out.parent))
+    old = None  # where the previous report waits while the new one is moved in
     try:
         new.chmod(0o755)  # mkdtemp's folder is private; a report is for reading
         frame.to_csv(new / "summary.csv", index=False)
@@ -260,11 +262,12 @@ def write_report(frame: pd.DataFrame, out: Path, *, cross_machine: bool = False)
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
             old.rmdir()
             out.rename(old)
-            new.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            new.rename(out)
+        new.rename(out)
     except BaseException:
+        if old is not None and old.exists() and not out.exists():
+            old.rename(out)  # the swap failed between its two renames: the previous report goes back
         shutil.rmtree(new, ignore_errors=True)
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return sorted(out.iterdir())

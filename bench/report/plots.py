@@ -136,9 +136,9 @@ def plot_speedup(speed: pd.DataFrame, path: Path) -> Path | None:
     with plt.rc_context(_RC):
         grid = _relplot(data, "batch_size", "speedup_vs_best_cpu", "series", "variant", "batch size",
                         "GPU speedup over the CPU's best (x)", "GPU speedup over the same machine's CPU")  # fmt: skip
-        for ax in grid.axes.flat:
+        for ax, mine in _each_panel(grid, data):
             ax.axhline(1.0, color="black", linewidth=1)
-            ax.annotate("1x: break-even", (data["batch_size"].min(), 1.0), fontsize=8, va="bottom")
+            ax.annotate("1x: break-even", (mine["batch_size"].min(), 1.0), fontsize=8, va="bottom")
         _write_data(data, path, "batch_size", "speedup_vs_best_cpu", ["series", "variant"])
         return _save(grid.figure, path)
 
@@ -154,10 +154,15 @@ def plot_breakdown(parts: pd.DataFrame, path: Path) -> Path | None:
     data["bar"] = data["device"] + "\nbatch " + data["batch_size"].map("{:,}".format)
     panels = list(dict.fromkeys(data["panel"]))
     with plt.rc_context(_RC):
-        fig, axes = plt.subplots(1, len(panels), figsize=(max(4.5, 0.9 * data["bar"].nunique()) * len(panels), 4),
-                                 squeeze=False)  # fmt: skip
+        # Two panels a row, as the other plots wrap: a row of every machine would not read on a phone.
+        columns = min(len(panels), 2)
+        rows = -(-len(panels) // columns)
+        width = max(4.5, 0.9 * data.groupby("panel")["bar"].nunique().max())
+        fig, axes = plt.subplots(rows, columns, figsize=(width * columns, 4 * rows), squeeze=False)
+        for ax in axes.flat[len(panels) :]:
+            ax.set_visible(False)
         colors = sns.color_palette(n_colors=len(_PARTS))
-        for ax, panel in zip(axes[0], panels, strict=True):
+        for ax, panel in zip(axes.flat, panels, strict=False):
             mine = data[data["panel"] == panel]
             bottom = np.zeros(len(mine))
             for (col, name), color in zip(_PARTS, colors, strict=True):
@@ -167,7 +172,7 @@ def plot_breakdown(parts: pd.DataFrame, path: Path) -> Path | None:
             ax.set_title(panel, fontsize=9)
             ax.set_ylabel("seconds per seed epoch")
             ax.tick_params(axis="x", labelsize=7)
-        axes[0][-1].legend(fontsize=8)
+        axes.flat[0].legend(fontsize=8)
         fig.suptitle("Where a seed-pipeline epoch's time goes")
         long = data.melt(id_vars=["panel", "bar"], value_vars=[c for c, _ in _PARTS], var_name="part")
         _write_data(long.assign(series=long["bar"].str.replace("\n", " ")), path, "part", "value", ["series"])

@@ -14,14 +14,16 @@ __all__ = ["benchmark_errors", "run_errors"]
 
 _TEXT = {"type": "string", "maxLength": 500}
 _OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 500}
-# A time in seconds: finite and positive. A week bounds it: no case of this suite runs that long,
-# and a larger figure (1e308, the largest float JSON can carry) is a broken file, not a slow machine.
-_SECONDS = {"type": "number", "exclusiveMinimum": 0, "maximum": 7 * 86400}
+# A time in seconds: finite and positive. A nanosecond and a week bound it: no case of this suite
+# (a one-image copy, a 60,000-image epoch) takes less or more, and a figure beyond them
+# (5e-324, 1e308: what JSON can carry) is a broken file, not a fast or a slow machine.
+_SECONDS = {"type": "number", "minimum": 1e-9, "maximum": 7 * 86400}
 _BATCH = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}  # bench/plan.py MAX_BATCH_SIZE
 _COUNT = {"type": "integer", "minimum": 1, "maximum": 2**53}
 _OPTIONAL_COUNT = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**53}
-# Energy and power bounds: a node of eight 1 kW GPUs for a day is under 10^9 J; anything beyond is a broken file.
-_JOULES = {"type": ["number", "null"], "minimum": 0, "maximum": 1e9}
+# Energy and power bounds: a node of eight 1 kW GPUs for a day is under 10^9 J; anything beyond is a broken
+# file. 0 is "no reading" (a counter that did not move); a microjoule is below any counter's resolution.
+_JOULES = {"anyOf": [{"const": 0}, {"type": "null"}, {"type": "number", "minimum": 1e-6, "maximum": 1e9}]}
 _WATTS = {"type": ["number", "null"], "minimum": 0, "maximum": 100_000}
 _PHASE = {"type": ["number", "null"], "minimum": 0, "maximum": 7 * 86400}  # seconds of a profiled epoch's phase
 
@@ -53,7 +55,7 @@ _MACHINE_INFO = {
                     "cuda_device": _OPTIONAL_TEXT,
                     "driver_version": _OPTIONAL_TEXT,
                     # A link's theoretical GB/s: the share of it a copy reached is printed, so never 0.
-                    "pcie_gbps_max": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 10_000},
+                    "pcie_gbps_max": {"type": ["number", "null"], "minimum": 0.1, "maximum": 10_000},
                 },
             },
         },
@@ -110,7 +112,8 @@ BENCHMARK_SCHEMA = {
             "type": "object",
             "required": ["device"],
             "properties": {
-                "device": _AXIS_TEXT,
+                # The devices the suite measures (bench/plan.py parse_devices): anything else is not ours.
+                "device": {"type": "string", "pattern": "^(cpu|cuda(:[0-9]{1,3})?|mps)$"},
                 "cpu_threads": {"type": ["integer", "null"], "minimum": 1, "maximum": 1024},
                 "batch_size": _BATCH,
                 "size": _BATCH,
@@ -228,7 +231,7 @@ BENCHMARK_SCHEMA = {
         },
         {
             "if": {"properties": {"group": {"const": "inference"}}},
-            "then": {"properties": {"params": {"required": ["mode"]}}},
+            "then": {"properties": {"params": {"required": ["mode"]}, "extra_info": {"required": ["batches"]}}},
         },
     ],
 }

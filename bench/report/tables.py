@@ -6,6 +6,8 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 
+from .figures import at_default, is_gpu
+
 __all__ = [
     "breakdown_table",
     "cross_machine_table",
@@ -236,8 +238,7 @@ def energy_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def energy_notes(frame: pd.DataFrame) -> list[str]:
     """Why energy is missing or approximate, once per machine, device and reason."""
-    notes = frame[frame["energy_note"].astype(bool)].assign(device_label=device_label)
-    said = notes.drop_duplicates(["label", "device", "energy_note"])
+    said = frame[frame["energy_note"].astype(bool)].drop_duplicates(["label", "device", "energy_note"])
     return [f"{r.label}, {r.device}: {r.energy_note}" for r in said.itertuples()]
 
 
@@ -245,14 +246,15 @@ def energy_ratio_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The same machine's CPU energy over its GPU's for the same work (above 1x the GPU spends less)."""
     cols = ["machine_key", "label", "quick", "family", "variant", "batch_size"]
     work = frame[frame["family"].isin(["train", "inference"]) & frame["energy_j"].notna()]
-    cpu = work[
-        (work["device"] == "cpu") & ((work["cpu_threads"] == work["default_threads"]) | work["cpu_threads"].isna())
-    ]
-    gpu = work[work["device"].astype(str).str.startswith("cuda")]
-    both = gpu.merge(cpu[[*cols, "energy_j"]], on=cols, suffixes=("", "_cpu"))
+    cpu = work[(work["device"] == "cpu") & at_default(work)]
+    gpu = work[is_gpu(work["device"])]
+    both = gpu.merge(cpu[[*cols, "energy_j", "one_round"]], on=cols, suffixes=("", "_cpu"))
     if both.empty:
         return pd.DataFrame()
-    both["cell"] = [f"{r.energy_j_cpu / r.energy_j:.2f}x" for r in both.itertuples()]
+    both["cell"] = [
+        f"{r.energy_j_cpu / r.energy_j:.2f}x" + (ONE_ROUND if r.one_round or r.one_round_cpu else "")
+        for r in both.itertuples()
+    ]
     both["run"] = both["quick"].map(_RUN)
     table = both.pivot_table(index=["label", "device", "family", "variant", "run"], columns="batch_size", values="cell",
                              aggfunc="first")  # fmt: skip
@@ -331,7 +333,9 @@ def crossover_table(cross: pd.DataFrame) -> pd.DataFrame:
 def breakdown_table(parts: pd.DataFrame) -> pd.DataFrame:
     if parts.empty:
         return pd.DataFrame()
-    out = parts.assign(device=device_label(parts), run=parts["quick"].map(_RUN))
+    out = parts.assign(
+        device=device_label(parts), run=parts["quick"].map(_RUN), batch_size=parts["batch_size"].map("{:,}".format)
+    )
     for col in ("seed_epoch_s", "loading_s", "transfer_s", "compute_s"):
         out[col] = out[col].map(fmt_seconds)
     out = out[["label", "device", "run", "batch_size", "seed_epoch_s", "loading_s", "transfer_s", "compute_s"]]
@@ -370,8 +374,10 @@ def machines_table(frame: pd.DataFrame) -> pd.DataFrame:
                 "Machine": label,
                 "Device": device,
                 "Model": group["device_name"].iloc[0],
-                "Seed epoch, batch 100": fmt_seconds(seed["median"].min()) if not seed.empty else "",
-                "Fastest resident epoch": f"{fmt_seconds(best['median'])} (batch {best['batch_size']:,})"
+                "Seed epoch, batch 100": fmt_seconds(seed["median"].min()) + _marks(seed.iloc[0])
+                if not seed.empty
+                else "",
+                "Fastest resident epoch": f"{fmt_seconds(best['median'])} (batch {best['batch_size']:,})" + _marks(best)
                 if best is not None
                 else "",
                 "Peak inference (img/s)": f"{infer['images_per_s'].max():,.0f}" if not infer.empty else "",
@@ -386,7 +392,7 @@ def cross_machine_table(pairs: pd.DataFrame) -> pd.DataFrame:
     if pairs.empty:
         return pd.DataFrame()
     cells = pairs.assign(
-        cell=[f"{r.speedup:.2f}x" + (NOISY if r.noisy else "") for r in pairs.itertuples()],
+        cell=[f"{r.speedup:.2f}x" + _marks(r) for r in pairs.itertuples()],
         cpu=pairs["cpu_machine"] + " (" + pairs["cpu_threads"].astype("string") + "t)",
     )
     table = cells.pivot_table(
@@ -409,7 +415,7 @@ def cross_machine_table(pairs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _run_state(r) -> str:
+def _run_says(r) -> str:
     """A run as the Machines table states it: complete; partial, with how far it got and why; or not recorded."""
     if r.partial:
         finished, planned = r.run_finished_cases, r.run_planned_cases
@@ -426,9 +432,11 @@ def machine_facts(frame: pd.DataFrame) -> pd.DataFrame:
     """The machines in the report and the runs of each that count: what each is, and whether each run is whole."""
     facts = frame.sort_values(["label", "run_datetime"]).groupby(["label", "run_file"], as_index=False, sort=False)
     facts = facts.first()
-    facts["state"] = [_run_state(r) for r in facts.itertuples()]
+    facts["state"] = [_run_says(r) for r in facts.itertuples()]
     facts["kind"] = facts["quick"].map(_RUN)
-    facts["dataset"] = [", ".join(sorted(set(frame.loc[frame["run_file"] == f, "dataset"]))) for f in facts["run_file"]]
+    datasets = frame.groupby(["label", "run_file"])["dataset"].agg(lambda d: ", ".join(sorted(set(d))))
+    facts["dataset"] = [datasets[(label, f)] for label, f in zip(facts["label"], facts["run_file"], strict=True)]
+    facts["default_threads"] = facts["default_threads"].astype("string").fillna("")
     facts["date"] = facts["run_datetime"].dt.strftime("%Y-%m-%d %H:%M UTC")
     cols = {"label": "Machine", "host": "Host", "cpu": "CPU", "gpus": "GPUs", "nvml_driver": "NVIDIA driver",
             "torch": "torch", "default_threads": "CPU threads (torch default)", "dataset": "Dataset", "kind": "Run",
@@ -446,7 +454,7 @@ def partial_note(frame: pd.DataFrame) -> str:
             f"{family} on {', '.join(dict.fromkeys(group.sort_values(['device', 'cpu_threads'])['device_label']))}"
             for family, group in labels.groupby("family", sort=False)
         )
-        said.append(f"{label} ({PurePosixPath(run_file).name}, {_run_state(rows.iloc[0])}): {what}")
+        said.append(f"{label} ({PurePosixPath(run_file).name}, {_run_says(rows.iloc[0])}): {what}")
     if not said:
         return ""
     return (
