@@ -276,6 +276,7 @@ def _ladder(extra: dict) -> dict:
         "agreement": (extra.get("agreement") or {}).get("share"),
         "profiled_on": ("device" if profile.get("device_s") else "host") if phases else "",
         "profiled_epoch_s": profile.get("epoch_s"),
+        "profiled_images": profile.get("images"),  # format 3 profiles an epoch's first 10,000 images
         **{f"profiled_{phase}_s": phases.get(phase) for phase in PHASES},
     }
 
@@ -336,7 +337,7 @@ def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict,
     frame = pd.DataFrame(rows, columns=_COLUMNS_IN)
     if frame.empty:
         return pd.DataFrame(columns=COLUMNS)
-    for col in ("batch_size", "size", "images", "batches", "bytes", "rounds"):
+    for col in ("batch_size", "size", "images", "batches", "bytes", "rounds", "profiled_images"):
         frame[col] = _numbers(frame[col])
     for col in ("cpu_threads", "default_threads", "run_planned_cases", "run_finished_cases", "latency_samples"):
         frame[col] = pd.to_numeric(frame[col]).astype("Int64")
@@ -412,6 +413,7 @@ _COLUMNS_IN = [
     "default_threads", "family", "name", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes",
     "dataset", "loss", "accuracy", "link_gbps", *_LATENCY_COLUMNS, "telemetry", "energy_j", "mean_power_w",
     "energy_note", "throttled", "busy", "loss_tolerance", "prepare_s", "agreement", "profiled_on", "profiled_epoch_s",
+    "profiled_images",
     *(f"profiled_{phase}_s" for phase in PHASES),
 ]  # fmt: skip
 # The tidy table's columns, in order: who (label: unique in this report), which run (and how it ended), what

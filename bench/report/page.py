@@ -165,8 +165,9 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                  "One extra, untimed epoch of each step at the ladder's batch size under torch.profiler, summed by "
                  "phase: data (a DataLoader batch or a resident gather), h2d copies, forward, backward, optimizer "
                  "(graph: a CUDA graph's replay of all three). On a GPU the device's own spans, else the host's. "
-                 "The profiled epoch includes the profiler's overhead, so it is longer than the timed median; for "
-                 "seed the derived split of the section above is given beside it."),
+                 "It covers an epoch's first 10,000 images (Images profiled: a whole epoch's profile of the seed "
+                 "pipeline held 8 GB), and includes the profiler's overhead: its phases' shares are the measure, "
+                 "not its sum. For seed the derived split of the section above is given beside it."),
         _Section("Machines side by side", tables.machines_table(frame),
                  "The headline figure of each family per machine and device, from full runs; like with like: a host "
                  "memory copy and a PCIe copy have their own columns."

@@ -161,6 +161,7 @@ BENCHMARK_SCHEMA = {
                     "type": "object",
                     "properties": {
                         "epoch_s": {"type": ["number", "null"], "minimum": 0, "maximum": 7 * 86400},
+                        "images": {"type": ["integer", "null"], "minimum": 1, "maximum": 2**31 - 1},
                         "host_s": {"type": ["object", "null"], "additionalProperties": _PHASE},
                         "device_s": {"type": ["object", "null"], "additionalProperties": _PHASE},
                     },

@@ -185,6 +185,7 @@ def ladder_table(steps: pd.DataFrame, family: str) -> pd.DataFrame:
     )
     order = cells.drop_duplicates("pipeline").sort_values("step")["pipeline"]
     table = table[[p for p in order if p in table.columns]].reset_index().fillna("")
+    table["batch_size"] = table["batch_size"].map("{:,}".format)
     return table.rename(columns={"label": "Machine", "device": "Device", "batch_size": "Batch size", "run": "Run"})
 
 
@@ -199,9 +200,10 @@ def profiled_table(frame: pd.DataFrame, parts: pd.DataFrame) -> pd.DataFrame:
     out = []
     for r in rows.sort_values(["label", "device", "batch_size"]).itertuples():
         row = {
-            "Machine": r.label, "Device": r.device, "Batch size": r.batch_size, "Pipeline": r.pipeline,
+            "Machine": r.label, "Device": r.device, "Batch size": f"{r.batch_size:,}", "Pipeline": r.pipeline,
             "Run": _RUN[bool(r.quick)], "Timed epoch (median)": fmt_seconds(r.median),
-            "Profiled epoch": fmt_seconds(r.profiled_epoch_s), "Measured on": r.profiled_on,
+            "Images profiled": f"{r.profiled_images:,}" if pd.notna(r.profiled_images) else "the epoch",
+            "Profiled": fmt_seconds(r.profiled_epoch_s), "Measured on": r.profiled_on,
         }  # fmt: skip
         for phase in phases:
             seconds = getattr(r, f"profiled_{phase}_s")
@@ -268,6 +270,9 @@ def energy_ratio_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def threads_table(frame: pd.DataFrame, choices: pd.DataFrame) -> pd.DataFrame:
     """Where a machine's CPU ran a family at several thread counts: the fastest count per variant and batch size."""
+    # A ladder step beyond the cheap ones runs at torch's default count alone, by design: not listed here.
+    cheap = {"seed", "resident"} | set(frame.loc[frame["family"] == "inference", "mode"].dropna())
+    choices = choices[choices["variant"].isin(cheap)]
     cpu = frame[frame["device"] == "cpu"]
     counts = cpu.groupby(["machine_key", "family"])["cpu_threads"].nunique()
     swept = choices.join(counts.rename("family_counts"), on=["machine_key", "family"])
