@@ -8,12 +8,12 @@ variant's medians, their ratio (on/off) and the spread of the trials' ratios.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from .check_warmup import run_variant
 
 __all__ = ["compare", "main"]
 
@@ -24,12 +24,7 @@ DEFAULT_ARGS = ["--devices", "cpu", "--batch-sizes", "1000", "-k", "train and re
 
 
 def _run(variant: str, out: Path, pytest_args: list[str]) -> dict:
-    command = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q",
-               f"--telemetry={variant}", f"--benchmark-json={out}", *pytest_args]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return json.loads(out.read_text())
+    return run_variant([f"--telemetry={variant}"], out, pytest_args)
 
 
 def compare(runs: dict[str, list[dict]]) -> list[dict]:

@@ -17,19 +17,28 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["compare", "main"]
+__all__ = ["compare", "main", "run_variant"]
 
 VARIANTS = {"short": None, "full": "all"}  # None: the suite's default warm-up
 
 
-def _run(variant: str, short: str, out: Path, pytest_args: list[str]) -> dict:
-    warmup = short if VARIANTS[variant] is None else VARIANTS[variant]
-    command = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q",
-               f"--warmup-batches={warmup}", f"--benchmark-json={out}", *pytest_args]  # fmt: skip
+def run_variant(options: list[str], out: Path, pytest_args: list[str]) -> dict:
+    """`pytest bench` with `options` in a fresh process (as cold as a real run), its --benchmark-json read back.
+
+    Shared with check_telemetry: both compare two variants of a run case by case. Exits naming the
+    command and its output when the run fails.
+    """
+    command = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q", *options,
+               f"--benchmark-json={out}", *pytest_args]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return json.loads(out.read_text())
+
+
+def _run(variant: str, short: str, out: Path, pytest_args: list[str]) -> dict:
+    warmup = short if VARIANTS[variant] is None else VARIANTS[variant]
+    return run_variant([f"--warmup-batches={warmup}"], out, pytest_args)
 
 
 def compare(runs: dict[str, list[dict]]) -> list[dict]:

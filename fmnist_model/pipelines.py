@@ -91,6 +91,18 @@ class TrainConfig:
         return LOSS_TOLERANCE[self.precision]
 
 
+# The steps after resident (train) and inference_mode (inference): each is its base plus this one
+# change, the same in both families. compile: dynamic=False, one static-shape compile per batch
+# shape; the last, smaller batch of an epoch (60,000 % batch size > 0) is a second compile, made
+# before the timed epochs. cuda_graph: a second graph for that batch.
+_ONE_CHANGE = {
+    "channels_last": {"memory_format": "channels_last"},
+    "bf16": {"precision": "bfloat16"},
+    "compile": {"compile_mode": COMPILE_MODE, "ragged": "recompiled"},
+    "cuda_graph": {"cuda_graph": True, "ragged": "second graph"},
+}
+
+
 def train_config(pipeline: str, device: torch.device | str, cpus: int | None = None) -> TrainConfig:
     """The config of a training pipeline on `device`. Raises ValueError for an unknown pipeline."""
     if pipeline not in TRAIN_LADDER:
@@ -121,16 +133,7 @@ def train_config(pipeline: str, device: torch.device | str, cpus: int | None = N
             non_blocking=accelerator,
             persistent_workers=True,
         )
-    elif pipeline == "channels_last":
-        base.update(memory_format="channels_last")
-    elif pipeline == "bf16":
-        base.update(precision="bfloat16")
-    elif pipeline == "compile":
-        # dynamic=False: one static-shape compile per batch shape; the last, smaller batch of an
-        # epoch (60,000 % batch size > 0) is a second compile, made before the timed epochs.
-        base.update(compile_mode=COMPILE_MODE, ragged="recompiled")
-    elif pipeline == "cuda_graph":
-        base.update(cuda_graph=True, ragged="second graph")
+    base.update(_ONE_CHANGE.get(pipeline, {}))
     return TrainConfig(**base)
 
 
@@ -419,14 +422,7 @@ def inference_config(pipeline: str) -> InferenceConfig:
     )
     if pipeline == "eager":
         base.update(autograd="enabled")  # the model called as a first attempt does: autograd records
-    elif pipeline == "channels_last":
-        base.update(memory_format="channels_last")
-    elif pipeline == "bf16":
-        base.update(precision="bfloat16")
-    elif pipeline == "compile":
-        base.update(compile_mode=COMPILE_MODE, ragged="recompiled")
-    elif pipeline == "cuda_graph":
-        base.update(cuda_graph=True, ragged="second graph")
+    base.update(_ONE_CHANGE.get(pipeline, {}))
     return InferenceConfig(**base)
 
 

@@ -152,3 +152,10 @@ def test_inference_pipelines_label_every_image_as_float32_eager_does(split, devi
     # float32 steps change summation order only; bf16 may flip a near-tied image or two.
     assert agree >= (0.98 if pipeline == "bf16" else 0.996), agree
     assert torch.equal(predictor(images, device=True), preds.cpu())  # end to end: the same labels
+
+
+def test_the_reports_copy_of_the_ladders_order_is_the_ladders():
+    from bench import derive  # torch-free: the report reads the order from there
+
+    assert derive.TRAIN_LADDER == TRAIN_LADDER
+    assert derive.INFERENCE_LADDER == INFERENCE_LADDER

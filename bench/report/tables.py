@@ -73,6 +73,16 @@ def _run(frame: pd.DataFrame) -> pd.Series:
     )
 
 
+def _spread(cells: pd.DataFrame, index: dict[str, str], column: str = "batch_size", header: str = "Batch",
+            sort: bool = True) -> pd.DataFrame:  # fmt: skip
+    """cells' "cell" column spread to one column per value of `column` ("Batch 1,000"), in order of that value;
+    one row per `index` (column -> header), in their order when `sort` is false."""
+    table = cells.pivot_table(index=list(index), columns=column, values="cell", aggfunc="first", sort=sort)
+    table = table[sorted(table.columns)]
+    table.columns = [f"{header} {c:,}" for c in table.columns]
+    return table.reset_index().fillna("").rename(columns=index)
+
+
 def _pivot(frame: pd.DataFrame, index: dict[str, str], column: str, header: str, cell) -> pd.DataFrame:
     """One row per `index` (column -> header), one column per value of `column` ("Batch 100"), cells from `cell`."""
     if frame.empty:
@@ -84,11 +94,7 @@ def _pivot(frame: pd.DataFrame, index: dict[str, str], column: str, header: str,
         run=_run(frame) if frame["family"].iloc[0] != "transfer" else frame["quick"].map(_RUN),
         cell=[cell(r) for r in frame.itertuples()],
     )
-    keys = ["Machine", *index]
-    table = frame.pivot_table(index=keys, columns=column, values="cell", aggfunc="first", sort=False)
-    table = table[sorted(table.columns)]
-    table.columns = [f"{header} {c:,}" for c in table.columns]
-    return table.reset_index().fillna("").rename(columns=index)
+    return _spread(frame, {"Machine": "Machine", **index}, column, header, sort=False)
 
 
 def train_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -144,23 +150,10 @@ def speedup_table(speed: pd.DataFrame, *, with_machine: bool = True) -> pd.DataF
         cpu_default=speed["default_threads"].map(_threads),
         run=speed["quick"].map(_RUN),
     )
-    index = ["label", "device", "cpu_default", "family", "variant", "run"]
-    table = cells.pivot_table(index=index, columns="batch_size", values="cell", aggfunc="first", sort=False)
-    table = table[sorted(table.columns)]
-    table.columns = [f"Batch {c:,}" for c in table.columns]
-    table = table.reset_index().fillna("")
-    if not with_machine:
-        table = table.drop(columns=["label"])
-    return table.rename(
-        columns={
-            "label": "Machine",
-            "device": "GPU",
-            "cpu_default": "CPU threads (default)",
-            "family": "Family",
-            "variant": "Variant",
-            "run": "Run",
-        }  # fmt: skip
-    )
+    index = {"label": "Machine", "device": "GPU", "cpu_default": "CPU threads (default)", "family": "Family",
+             "variant": "Variant", "run": "Run"}  # fmt: skip
+    table = _spread(cells, index, sort=False)
+    return table if with_machine else table.drop(columns=["Machine"])
 
 
 def ladder_table(steps: pd.DataFrame, family: str) -> pd.DataFrame:
@@ -258,14 +251,7 @@ def energy_ratio_table(frame: pd.DataFrame) -> pd.DataFrame:
         for r in both.itertuples()
     ]
     both["run"] = both["quick"].map(_RUN)
-    table = both.pivot_table(index=["label", "device", "family", "variant", "run"], columns="batch_size", values="cell",
-                             aggfunc="first")  # fmt: skip
-    table.columns = [f"Batch {c:,}" for c in table.columns]
-    return (
-        table.reset_index()
-        .fillna("")
-        .rename(columns={"label": "Machine", "device": "GPU", "family": "Family", "variant": "Variant", "run": "Run"})
-    )
+    return _spread(both, {"label": "Machine", "device": "GPU", "family": "Family", "variant": "Variant", "run": "Run"})
 
 
 def threads_table(frame: pd.DataFrame, choices: pd.DataFrame) -> pd.DataFrame:
@@ -299,18 +285,9 @@ def threads_table(frame: pd.DataFrame, choices: pd.DataFrame) -> pd.DataFrame:
         Machine=swept["machine_key"].map(labels),
         run=swept["quick"].map(_RUN),
     )
-    table = cells.pivot_table(
-        index=["Machine", "cpu_default", "family", "variant", "run"], columns="batch_size", values="cell",
-        aggfunc="first",
-    )  # fmt: skip
-    table.columns = [f"Batch {c:,}" for c in table.columns]
-    return (
-        table.reset_index()
-        .fillna("")
-        .rename(
-            columns={"cpu_default": "CPU threads (default)", "family": "Family", "variant": "Variant", "run": "Run"}
-        )
-    )
+    index = {"Machine": "Machine", "cpu_default": "CPU threads (default)", "family": "Family", "variant": "Variant",
+             "run": "Run"}  # fmt: skip
+    return _spread(cells, index)
 
 
 def crossover_table(cross: pd.DataFrame) -> pd.DataFrame:
@@ -400,24 +377,9 @@ def cross_machine_table(pairs: pd.DataFrame) -> pd.DataFrame:
         cell=[f"{r.speedup:.2f}x" + _marks(r) for r in pairs.itertuples()],
         cpu=pairs["cpu_machine"] + " (" + pairs["cpu_threads"].astype("string") + "t)",
     )
-    table = cells.pivot_table(
-        index=["gpu_machine", "device", "cpu", "family", "variant"], columns="batch_size", values="cell",
-        aggfunc="first",
-    )  # fmt: skip
-    table.columns = [f"Batch {c:,}" for c in table.columns]
-    return (
-        table.reset_index()
-        .fillna("")
-        .rename(
-            columns={
-                "gpu_machine": "GPU of",
-                "device": "GPU",
-                "cpu": "over the CPU of (best threads)",
-                "family": "Family",
-                "variant": "Variant",
-            }
-        )  # fmt: skip
-    )
+    index = {"gpu_machine": "GPU of", "device": "GPU", "cpu": "over the CPU of (best threads)", "family": "Family",
+             "variant": "Variant"}  # fmt: skip
+    return _spread(cells, index)
 
 
 def _run_says(r) -> str:
