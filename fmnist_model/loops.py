@@ -63,6 +63,20 @@ def phase(name: str, annotate: bool):
     return torch.profiler.record_function(name) if annotate else contextlib.nullcontext()
 
 
+def _step(model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, annotate: bool, autocast=None):
+    """One training step, the same in every loop, its phases named for the profiler: forward and the loss
+    (under `autocast` where given), backward (zero_grad included), the optimizer. Returns (preds, loss)."""
+    with phase("forward", annotate), autocast or contextlib.nullcontext():
+        preds = model(x)
+        loss = F.cross_entropy(preds, y)
+    with phase("backward", annotate):
+        optimizer.zero_grad()
+        loss.backward()
+    with phase("optimizer", annotate):
+        optimizer.step()
+    return preds, loss
+
+
 def seed_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = True, generator=None) -> DataLoader:
     """The notes' DataLoader, as written: default workers (none), no pinning."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
@@ -98,14 +112,7 @@ def train_epoch_seed(
         images, labels = batch
         with phase("h2d", annotate):
             images, labels = images.to(device, non_blocking=non_blocking), labels.to(device, non_blocking=non_blocking)
-        with phase("forward", annotate):
-            preds = model(images)
-            loss = F.cross_entropy(preds, labels)
-        with phase("backward", annotate):
-            optimizer.zero_grad()
-            loss.backward()
-        with phase("optimizer", annotate):
-            optimizer.step()
+        preds, loss = _step(model, optimizer, images, labels, annotate)
         if sync_per_batch:
             total_loss += loss.item() * len(labels)
             total_correct += preds.argmax(dim=1).eq(labels).sum().item()
@@ -160,14 +167,7 @@ def train_epoch_resident(
             if memory_format is not torch.contiguous_format:
                 x = x.contiguous(memory_format=memory_format)
             y = labels[idx]
-        with phase("forward", annotate), autocast:
-            preds = model(x)
-            loss = F.cross_entropy(preds, y)
-        with phase("backward", annotate):
-            optimizer.zero_grad()
-            loss.backward()
-        with phase("optimizer", annotate):
-            optimizer.step()
+        preds, loss = _step(model, optimizer, x, y, annotate, autocast)
         total_loss += loss.detach() * len(idx)
         total_correct += preds.argmax(dim=1).eq(y).sum()
     return EpochResult(total_loss.item(), int(total_correct.item()), n)
