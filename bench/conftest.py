@@ -448,9 +448,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
-def _device_marks(device: str, family: str, plan: Plan, pipeline: str | None = None) -> list:
-    # A device the machine lacks, or a step of the ladder the device cannot run (a CUDA graph on the CPU).
-    reason = device_unavailable_reason(device) or (pipeline and unsupported_reason(pipeline, device))
+def _device_marks(
+    device: str, family: str, plan: Plan, pipeline: str | None = None, batch_size: int | None = None
+) -> list:
+    # A device the machine lacks, or a step of the ladder the device cannot run (a CUDA graph on
+    # the CPU) or that has nothing to change at this batch size (micro-batches of a small batch).
+    reason = device_unavailable_reason(device) or (pipeline and unsupported_reason(pipeline, device, batch_size))
     if reason is not None:
         return [pytest.mark.skip(reason=reason)]
     budget = plan.budgets[family]
@@ -481,7 +484,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             pytest.param(
                 *case.values(),
                 id=case_id(case),
-                marks=_device_marks(case["device"], family, plan, case.get("pipeline")),
+                marks=_device_marks(case["device"], family, plan, case.get("pipeline"), case.get("batch_size")),
             )
             for case in plan.cases(family)
         ],

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from .cost import format_seconds
-from .derive import NOISY_IQR_SHARE, crossover_says, loglog_interp, seed_breakdown
+from .derive import BUILDS_ON, NOISY_IQR_SHARE, TRAIN_LADDER, crossover_says, loglog_interp, seed_breakdown
 from .telemetry import OUTSIDE_SHARE
 
 __all__ = ["case_headline", "end_summary", "fmt_time", "progress_line"]
@@ -276,8 +276,7 @@ def _telemetry_flags(records: Sequence[dict]) -> list[str]:
 
 def _ladder_section(records: Sequence[dict], default_threads: int) -> list[str]:
     """Per device and batch size with more than the cheap steps: each step's epoch, its speedup over
-    seed and over the step before, and a loss above resident's by more than its tolerance."""
-    from fmnist_model.pipelines import TRAIN_LADDER  # the ladder's order
+    seed and over the step it builds on, and a loss above resident's by more than its tolerance."""
 
     rows: dict[tuple, dict[str, dict]] = defaultdict(dict)
     for r in _rows(records, "train"):
@@ -291,13 +290,13 @@ def _ladder_section(records: Sequence[dict], default_threads: int) -> list[str]:
             continue
         seed = _stats(steps["seed"])["median"] if "seed" in steps else None
         resident = (steps.get("resident") or {}).get("extra_info", {}).get("loss")
-        cells, before, worse, learned = [], None, [], []
+        cells, worse, learned = [], [], []
         for name in [n for n in TRAIN_LADDER if n in steps]:
             median, extra = _stats(steps[name])["median"], steps[name].get("extra_info") or {}
             vs_seed = f" {seed / median:.2f}x" if seed else ""
-            vs_before = f" ({before / median:.2f}x step)" if before else ""
-            cells.append(f"{name} {fmt_time(median)}{vs_seed}{vs_before}")
-            before = median
+            base = BUILDS_ON["train"].get(name)
+            vs_base = f" ({_stats(steps[base])['median'] / median:.2f}x over {base})" if base in steps else ""
+            cells.append(f"{name} {fmt_time(median)}{vs_seed}{vs_base}")
             tolerance = (extra.get("pipeline_config") or {}).get("loss_tolerance")
             if resident and tolerance is not None and (extra.get("loss", 0) - resident) / resident > tolerance:
                 worse.append(f"{name} loss {extra.get('loss'):.3f} > resident {resident:.3f} + {tolerance:.0%}")
@@ -316,7 +315,7 @@ def _ladder_section(records: Sequence[dict], default_threads: int) -> list[str]:
     if not lines:
         return []
     return [
-        "The ladder (epoch time, speedup over seed and over the step before; each step after resident is resident + 1 change):",
+        "The ladder (epoch time, speedup over seed and over the step it builds on: what its one change buys):",
         *lines,
     ]
 

@@ -18,9 +18,11 @@ from .loops import EpochResult, epoch_order, make_optimizer, phase
 from .model import Network
 
 __all__ = [
+    "BUILDS_ON",
     "DATA_SEED",
     "INFERENCE_LADDER",
     "LOSS_TOLERANCE",
+    "MICROBATCH",
     "TRAIN_LADDER",
     "InferenceConfig",
     "Predictor",
@@ -32,10 +34,36 @@ __all__ = [
     "unsupported_reason",
 ]
 
-# The order a ladder is read in: each step after `resident` is resident plus one change, so
-# "what it buys" is its speedup over resident; seed -> loader -> resident are the data path.
-TRAIN_LADDER = ("seed", "loader", "resident", "channels_last", "bf16", "compile", "cuda_graph")
-INFERENCE_LADDER = ("eager", "inference_mode", "channels_last", "bf16", "compile", "cuda_graph")
+# The order a ladder is read in. Each step is the step it builds on (BUILDS_ON, per family) plus
+# one change, so what that change buys is the step's speedup over it: seed -> loader -> resident
+# is the data path, the steps after resident change one thing each, and channels_last_bf16 is bf16
+# on channels_last: on the 2-core VM bf16 paid only there (epochs at batch 1,000 in one run:
+# resident 3.4 s, bf16 2.7 s, channels_last 2.6 s, channels_last_bf16 1.4 s).
+TRAIN_LADDER = (
+    "seed",
+    "loader",
+    "resident",
+    "channels_last",
+    "microbatch",
+    "bf16",
+    "channels_last_bf16",
+    "compile",
+    "cuda_graph",
+)
+INFERENCE_LADDER = ("eager", "inference_mode", "channels_last", "bf16", "channels_last_bf16", "compile", "cuda_graph")
+BUILDS_ON = {
+    "train": {
+        "loader": "seed",
+        "resident": "loader",
+        **{step: "resident" for step in ("channels_last", "microbatch", "bf16", "compile", "cuda_graph")},
+        "channels_last_bf16": "channels_last",
+    },
+    "inference": {
+        "inference_mode": "eager",
+        **{step: "inference_mode" for step in ("channels_last", "bf16", "compile", "cuda_graph")},
+        "channels_last_bf16": "channels_last",
+    },
+}
 # Every pipeline starts from the same weights (torch.manual_seed before Network()) and sees the
 # images in the same order (epoch_order(n, DATA_SEED)), so their epoch-1 losses can be compared.
 DATA_SEED = 0
@@ -53,6 +81,14 @@ LOSS_TOLERANCE = {"float32": 0.02, "bfloat16": 0.10}
 # 16-core H100 host took the seed epoch from 4.53 s to 0.60-0.72 s (issue 9, measured by hand);
 # the other half of the cores run the training step's own threads. On 2 cores: 1 worker.
 MAX_LOADER_WORKERS = 8
+# The microbatch step's micro-batch: each batch's forward and backward run this many images at a
+# time, their gradients summed, then one optimizer step, so the model sees the same batches and
+# the same updates (up to summation order) while a micro-batch's activations stay in the cache. A
+# batch of 1,000 holds 14 MB in conv1's output alone, more than the 2-core VM's 2 MB of L2 and,
+# with its backward buffers, its 32 MB L3. Forward and backward of a 1,000-image batch there (ms,
+# three trials): whole 46-50, micro-batches of 500: 29-41, 250: 25-29, 200: 26-29, 100: 26-28,
+# 50: 29-32. Flat from 100 to 250: 200, which divides the suite's batch sizes of 1,000 and 10,000.
+MICROBATCH = 200
 # torch.compile's mode: inductor's default. "reduce-overhead" adds CUDA graphs, which the
 # cuda_graph step measures on its own; "max-autotune" compiles for minutes on a 2-core CPU.
 COMPILE_MODE = "default"
@@ -82,6 +118,7 @@ class TrainConfig:
     compile_mode: str | None  # torch.compile's mode, None when eager
     cuda_graph: bool  # each training step replayed as one CUDA graph
     ragged: str  # how an epoch's last, smaller batch runs: "eager", "recompiled" or "second graph"
+    microbatch: int | None = None  # images per forward and backward within a batch (None: the whole batch)
 
     def record(self) -> dict:
         return asdict(self)
@@ -91,16 +128,27 @@ class TrainConfig:
         return LOSS_TOLERANCE[self.precision]
 
 
-# The steps after resident (train) and inference_mode (inference): each is its base plus this one
-# change, the same in both families. compile: dynamic=False, one static-shape compile per batch
-# shape; the last, smaller batch of an epoch (60,000 % batch size > 0) is a second compile, made
-# before the timed epochs. cuda_graph: a second graph for that batch.
+# The steps after resident (train) and inference_mode (inference): each is the step it builds on
+# plus this one change, the same in both families (microbatch trains only). compile: dynamic=False,
+# one static-shape compile per batch shape; the last, smaller batch of an epoch (60,000 % batch
+# size > 0) is a second compile, made before the timed epochs. cuda_graph: a second graph for it.
 _ONE_CHANGE = {
     "channels_last": {"memory_format": "channels_last"},
+    "microbatch": {"microbatch": MICROBATCH},
     "bf16": {"precision": "bfloat16"},
+    "channels_last_bf16": {"precision": "bfloat16"},
     "compile": {"compile_mode": COMPILE_MODE, "ragged": "recompiled"},
     "cuda_graph": {"cuda_graph": True, "ragged": "second graph"},
 }
+
+
+def _changes(family: str, pipeline: str) -> dict:
+    """Every change from the family's base step to `pipeline`: its own, and those of the steps it builds on."""
+    chain = []
+    while pipeline in _ONE_CHANGE:
+        chain.append(_ONE_CHANGE[pipeline])
+        pipeline = BUILDS_ON[family][pipeline]
+    return {k: v for change in reversed(chain) for k, v in change.items()}
 
 
 def train_config(pipeline: str, device: torch.device | str, cpus: int | None = None) -> TrainConfig:
@@ -133,7 +181,7 @@ def train_config(pipeline: str, device: torch.device | str, cpus: int | None = N
             non_blocking=accelerator,
             persistent_workers=True,
         )
-    base.update(_ONE_CHANGE.get(pipeline, {}))
+    base.update(_changes("train", pipeline))
     return TrainConfig(**base)
 
 
@@ -143,15 +191,17 @@ def _compiler_missing() -> str | None:
     return None
 
 
-def unsupported_reason(pipeline: str, device: torch.device | str) -> str | None:
-    """Why `pipeline` (of either family) cannot run on `device`, or None when it can."""
+def unsupported_reason(pipeline: str, device: torch.device | str, batch_size: int | None = None) -> str | None:
+    """Why `pipeline` (of either family) cannot run on `device` (at `batch_size`, when given), or None when it can."""
     kind = torch.device(device).type
     if pipeline == "cuda_graph" and kind != "cuda":
         return f"a CUDA graph captures CUDA kernels: {kind} has none to capture (torch.cuda.graph)"
     if pipeline == "compile" and kind == "cpu":
         return _compiler_missing()
-    if pipeline == "bf16" and kind == "mps":
+    if pipeline in ("bf16", "channels_last_bf16") and kind == "mps":
         return "bf16 autocast on mps is not measured by this suite (Metal's bf16 support depends on the macOS version)"
+    if pipeline == "microbatch" and batch_size is not None and batch_size <= MICROBATCH:
+        return f"a batch of {batch_size} images is no larger than one micro-batch ({MICROBATCH}): nothing to split"
     return None
 
 
@@ -189,7 +239,7 @@ class Trainer:
         labels: torch.Tensor,
         seed: int = DATA_SEED,
     ) -> None:
-        reason = unsupported_reason(config.pipeline, device)
+        reason = unsupported_reason(config.pipeline, device, batch_size)
         if reason is not None:
             raise RuntimeError(reason)
         self.config, self.device, self.batch_size, self.seed = config, torch.device(device), batch_size, seed
@@ -282,6 +332,7 @@ class Trainer:
             order=order,
             memory_format=self._memory_format,
             autocast_dtype=self._autocast,
+            microbatch=config.microbatch,
             annotate=annotate,
         )
 
@@ -422,7 +473,7 @@ def inference_config(pipeline: str) -> InferenceConfig:
     )
     if pipeline == "eager":
         base.update(autograd="enabled")  # the model called as a first attempt does: autograd records
-    base.update(_ONE_CHANGE.get(pipeline, {}))
+    base.update(_changes("inference", pipeline))
     return InferenceConfig(**base)
 
 

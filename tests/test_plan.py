@@ -137,15 +137,15 @@ def test_the_case_matrix_sweeps_threads_on_the_cpu_only_and_names_every_axis():
             assert tuple(case) == FAMILY_AXES[family]
     train = plan.cases("train")
     # cpu at torch's 16 threads, cuda:0: 3 batch sizes x seed and resident, and at 1,000 the
-    # 5 other steps of the ladder (a CUDA graph on the CPU is in the matrix, as a skip)
-    assert len(train) == 2 * (3 * 2 + 5)
+    # 7 other steps of the ladder (a CUDA graph on the CPU is in the matrix, as a skip)
+    assert len(train) == 2 * (3 * 2 + len(TRAIN_LADDER) - 2)
     assert {c["cpu_threads"] for c in train if c["device"] == "cuda:0"} == {16}
     assert [c["pipeline"] for c in train if c["device"] == "cpu" and c["batch_size"] == 1000] == list(TRAIN_LADDER)
     inference = plan.cases("inference")
-    # two thread counts x 5 batch sizes x 2 modes under inference_mode, and the 5 other steps at
+    # two thread counts x 5 batch sizes x 2 modes under inference_mode, and the 6 other steps at
     # batch 1,000, compute, torch's threads
-    assert len([c for c in inference if c["device"] == "cpu"]) == 2 * 5 * 2 + 5
-    assert len([c for c in inference if c["device"] == "cuda:0"]) == 5 * 2 + 5
+    assert len([c for c in inference if c["device"] == "cpu"]) == 2 * 5 * 2 + len(INFERENCE_LADDER) - 1
+    assert len([c for c in inference if c["device"] == "cuda:0"]) == 5 * 2 + len(INFERENCE_LADDER) - 1
     ladder = [c for c in inference if c["pipeline"] != "inference_mode"]
     assert {(c["batch_size"], c["mode"], c["cpu_threads"]) for c in ladder} == {(1000, "compute", 16)}
     transfer = plan.cases("transfer")

@@ -137,10 +137,13 @@ def test_the_ladder_names_the_fastest_step_its_speedups_and_a_step_that_learns_l
     records = [
         step("seed", 8.0, 0.50), step("loader", 8.0, 0.50), step("resident", 4.0, 0.50),
         step("channels_last", 2.0, 0.50), step("bf16", 1.0, 0.60, tolerance=0.10),
+        step("channels_last_bf16", 1.6, 0.51, tolerance=0.10),
     ]  # fmt: skip
     text = "\n".join(end_summary(records, default_threads=16, run={}))
-    assert "cpu-16t  batch  1,000: fastest channels_last, 4.00x seed" in text  # not bf16: it learns less
-    assert "resident 4 s 2.00x (2.00x step); channels_last 2 s 4.00x (2.00x step)" in text
+    assert "cpu-16t  batch  1,000: fastest channels_last_bf16, 5.00x seed" in text  # not bf16: it learns less
+    # Each step's speedup is over the step it builds on, not over its neighbour in the list.
+    assert "resident 4 s 2.00x (2.00x over loader); channels_last 2 s 4.00x (2.00x over resident)" in text
+    assert "bf16 1 s 8.00x (4.00x over resident); channels_last_bf16 1.6 s 5.00x (1.25x over channels_last)" in text
     assert "learns less: bf16 loss 0.600 > resident 0.500 + 10%" in text
 
 

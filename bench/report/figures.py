@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..derive import INFERENCE_LADDER, TRAIN_LADDER, crossover_batch_size, crossover_says, loglog_interp, seed_breakdown
+from ..derive import (
+    BUILDS_ON,
+    INFERENCE_LADDER,
+    TRAIN_LADDER,
+    crossover_batch_size,
+    crossover_says,
+    loglog_interp,
+    seed_breakdown,
+)
 
 __all__ = [
     "FAMILIES",
@@ -241,8 +249,9 @@ def breakdown(frame: pd.DataFrame) -> pd.DataFrame:
 def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
     """Each ladder step per machine, device and batch size where more than the cheap steps ran: its time,
     its speedup over the first step (train: seed; inference: eager, else inference_mode) and over the
-    step before it, and (train) whether it learns less than resident: a loss above resident's by more
-    than the step's tolerance. The CPU at torch's default thread count, as the ladder runs it.
+    step it builds on (`builds_on`: what its one change buys), and (train) whether it learns less than
+    resident: a loss above resident's by more than the step's tolerance. The CPU at torch's default
+    thread count, as the ladder runs it.
     """
     order = TRAIN_LADDER if family == "train" else INFERENCE_LADDER
     rows = frame[(frame["family"] == family) & ((frame["device"] != "cpu") | at_default(frame))]
@@ -256,9 +265,10 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
             continue
         first = steps.loc[names[0], "median"]
         resident = steps.loc["resident", "loss"] if "resident" in steps.index else np.nan
-        before = None
         for name in names:
             r = steps.loc[name]
+            base = BUILDS_ON[family].get(name)
+            before = steps.loc[base, "median"] if base in steps.index else None
             tolerance = r["loss_tolerance"]
             learns_less = bool(
                 family == "train" and pd.notna(resident) and pd.notna(tolerance) and pd.notna(r["loss"])
@@ -269,14 +279,13 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
                     "machine_key": key, "label": r["label"], "quick": bool(quick), "device": device,
                     "batch_size": size, "pipeline": name, "step": order.index(name), "median": r["median"],
                     "images_per_s": r["images_per_s"], "vs_first": first / r["median"],
-                    "vs_before": before / r["median"] if before else np.nan, "loss": r["loss"],
+                    "builds_on": base, "vs_before": before / r["median"] if before else np.nan, "loss": r["loss"],
                     "loss_tolerance": tolerance, "learns_less": learns_less, "prepare_s": r["prepare_s"],
                     "agreement": r["agreement"], "noisy": bool(r["noisy"]), "one_round": bool(r["one_round"]),
                 }
             )  # fmt: skip
-            before = r["median"]
     columns = ["machine_key", "label", "quick", "device", "batch_size", "pipeline", "step", "median", "images_per_s",
-               "vs_first", "vs_before", "loss", "loss_tolerance", "learns_less", "prepare_s", "agreement", "noisy",
+               "vs_first", "builds_on", "vs_before", "loss", "loss_tolerance", "learns_less", "prepare_s", "agreement", "noisy",
                "one_round"]  # fmt: skip
     return pd.DataFrame(out, columns=columns)
 

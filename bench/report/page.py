@@ -121,15 +121,17 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                  plots.plot_inference(frame, out / "inference_throughput.png")),
         _Section("The optimisation ladder: training", tables.ladder_table(figures.ladder(frame, "train"), "train"),
                  "Where more than the cheap steps ran (by default at batch size 1,000): each step's epoch, its "
-                 "speedup over seed on the same device and (in brackets) over the step before. loader tunes the "
-                 "DataLoader; resident keeps the data on the device; each step after it is resident plus one "
-                 "change. A step whose loss is above resident's by more than its tolerance is marked (learns "
+                 "speedup over seed on the same device and (in brackets) over the step it builds on, which is "
+                 "what its one change buys. loader tunes seed's DataLoader; resident keeps the data on the "
+                 "device; each step after it is resident plus one change, except channels_last_bf16: bf16 on "
+                 "channels_last. microbatch runs each batch's forward and backward a few hundred images at a "
+                 "time, one optimizer step a batch as before. A step whose loss is above resident's by more than its tolerance is marked (learns "
                  "less): a fast epoch that learns less is not a result. compile and cuda_graph were prepared "
                  "(compiled or captured) before their epochs; that time is given on its own."),
         _Section("The optimisation ladder: inference", tables.ladder_table(figures.ladder(frame, "inference"),
                  "inference"),
                  "compute mode, where more than inference_mode ran: throughput, its speedup over the first step "
-                 "and over the step before, and the share of predicted labels that agree with the CPU's float32 "
+                 "and over the step it builds on, and the share of predicted labels that agree with the CPU's float32 "
                  "labels from the same weights."),
         _Section("Transfer bandwidth", tables.transfer_table(frame),
                  "GB/s of one copy by size: h2d host to device, d2h back, h2h a host memory copy (the CPU's "
