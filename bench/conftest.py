@@ -496,8 +496,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if config.stash.get(_STATE, None) is None:
         return
     # Cheapest family first: an interrupted run has kept the most cases (stable: the matrix order stays).
+    # The allocator step last of all: its glibc setting holds for the rest of the process, and every
+    # other case is measured with the allocator as people run it.
     order = {family: i for i, family in enumerate(FAMILIES)}
-    items.sort(key=lambda item: order.get(getattr(getattr(item, "module", None), "FAMILY", None), len(order)))
+
+    def key(item: pytest.Item) -> tuple[int, bool]:
+        family = getattr(getattr(item, "module", None), "FAMILY", None)
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        return order.get(family, len(order)), params.get("pipeline") == "allocator"
+
+    items.sort(key=key)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -27,6 +27,7 @@ TRAIN_LADDER = (
     "microbatch",
     "bf16",
     "channels_last_bf16",
+    "allocator",
     "compile",
     "cuda_graph",
 )
@@ -35,7 +36,7 @@ BUILDS_ON = {
     "train": {
         "loader": "seed",
         "resident": "loader",
-        **{step: "resident" for step in ("channels_last", "microbatch", "bf16", "compile", "cuda_graph")},
+        **{step: "resident" for step in ("channels_last", "microbatch", "bf16", "allocator", "compile", "cuda_graph")},
         "channels_last_bf16": "channels_last",
     },
     "inference": {

@@ -141,6 +141,7 @@ class _Host:
         self.rapl = _Rapl(powercap)
         self.stat0: list[int] | None = None
         self.own0: int | None = None
+        self.faults0: int | None = None
         self.cpus: int | None = None
         self.hwm_reset = False
         self.rss_pages: list[int] = []
@@ -152,15 +153,17 @@ class _Host:
         fields = [int(x) for x in lines[0].split()[1:9]]
         return fields, sum(1 for line in lines if re.match(r"cpu\d+ ", line))
 
-    def _own(self) -> int:
-        # utime + stime of every thread of this process, in clock ticks (fields 14 and 15).
+    def _own(self) -> tuple[int, int]:
+        # utime + stime of every thread of this process, in clock ticks (fields 14 and 15), and its
+        # minor page faults (field 10): each a first touch of a page the process had not mapped, as
+        # when the C library hands back a large freed block and the next one of its size is fresh.
         fields = (self.proc / "self" / "stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
+        return int(fields[11]) + int(fields[12]), int(fields[7])
 
     def begin(self) -> None:
         try:
             self.stat0, self.cpus = self._machine()
-            self.own0 = self._own()
+            self.own0, self.faults0 = self._own()
         except (OSError, ValueError, IndexError) as exc:
             self.error = f"/proc could not be read: {exc}"
         try:
@@ -197,13 +200,15 @@ class _Host:
         peak, method = self._peak_rss()
         out: dict = {"peak_rss_bytes": peak, "peak_rss_method": method}
         try:
-            if self.error is not None or self.stat0 is None or self.own0 is None:
+            if self.error is not None or self.stat0 is None or self.own0 is None or self.faults0 is None:
                 raise ValueError(self.error or "no reading at the start")
             stat1, _cpus = self._machine()
-            own = self._own() - self.own0
+            own, faults = self._own()
+            own -= self.own0
         except (OSError, ValueError, IndexError) as exc:
             out["cpu"] = {"available": False, "reason": str(exc)}
         else:
+            out["minor_faults_per_round"] = (faults - self.faults0) / rounds if rounds else None
             delta = [b - a for a, b in zip(self.stat0, stat1, strict=True)]
             total = sum(delta)
             busy = total - delta[3] - delta[4]  # less idle and iowait; steal counts: another guest had our CPU

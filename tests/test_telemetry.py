@@ -43,10 +43,11 @@ class FakeProc:
         (root / "self").mkdir(parents=True)
         self.set(user=0, idle=0, own=0, rss_kb=1000)
 
-    def set(self, *, user, idle, own, rss_kb, steal=0):
+    def set(self, *, user, idle, own, rss_kb, steal=0, faults=0):
         cpu_lines = "".join(f"cpu{i} 0 0 0 0 0 0 0 0 0 0\n" for i in range(self.cpus))
         (self.root / "stat").write_text(f"cpu  {user} 0 0 {idle} 0 0 0 {steal} 0 0\n{cpu_lines}intr 0\n")
-        fields = ["S"] + ["0"] * 10 + [str(own), "0"] + ["0"] * 30  # utime is field 14: own ticks
+        # minflt is field 10, utime field 14: faults and own ticks
+        fields = ["S"] + ["0"] * 6 + [str(faults)] + ["0"] * 3 + [str(own), "0"] + ["0"] * 30
         (self.root / "self" / "stat").write_text(f"4242 (python (x)) {' '.join(fields)}\n")
         (self.root / "self" / "statm").write_text(f"100000 {rss_kb // 4} 0 0 0 0 0\n")
         (self.root / "self" / "status").write_text(f"Name:\tpython\nVmHWM:\t{rss_kb} kB\nVmRSS:\t{rss_kb} kB\n")
@@ -134,8 +135,9 @@ def test_rapl_unreadable_is_a_reason_naming_the_file(tmp_path, proc, monkeypatch
 def test_work_from_outside_the_benchmark_is_flagged_busy(tmp_path, proc):
     t = quiet(proc, tmp_path)
     # 200 ticks of both CPUs: 160 busy, 60 of them this process's: 100 (50%) from elsewhere.
-    record = observed(t, lambda: proc.set(user=160, idle=40, own=60, rss_kb=2000))
+    record = observed(t, lambda: proc.set(user=160, idle=40, own=60, rss_kb=2000, faults=3_000))
     cpu = record["host"]["cpu"]
+    assert record["host"]["minor_faults_per_round"] == 1_000  # 3,000 over 3 rounds
     assert cpu["cpus"] == 2
     assert cpu["machine_busy_share"] == pytest.approx(0.8)
     assert cpu["process_share"] == pytest.approx(0.3)
