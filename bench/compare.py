@@ -342,6 +342,9 @@ def _facts(run: dict) -> dict[str, str]:
         "torch threads": _value(torch_.get("threads")),
         "dataset": _value(dataset.get("name")),
         "format": _value(ours.get("format")),
+        "host allocator": _value(
+            (ours.get("host_allocator") or {}).get("mode") if isinstance(ours.get("host_allocator"), dict) else None
+        ),
         "run": _state(run) or "complete",
     }
     plan = ours.get("plan") if isinstance(ours.get("plan"), dict) else {}

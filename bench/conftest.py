@@ -30,6 +30,7 @@ from fmnist_model import (
 )
 from fmnist_model.pipelines import unsupported_reason
 
+from .allocator import MODES, set_host_allocator
 from .cost import Profile, case_cost, format_seconds, observation
 from .journal import Journal, JournalError, find_journals, recover, save_whole, write_whole
 from .machine import cpu_model, machine_key, nvml_info, torch_info
@@ -70,7 +71,11 @@ from .timing import DeviceClock, Stopwatch
 #    they apply prepare (compile or capture time), breakdown (torch.profiler) and agreement (inference).
 #    machine_info.fmnist_bench gains machine_name (--machine-name; null when not named), and every
 #    case extra_info.telemetry (what the hardware did during its timed rounds; bench/telemetry.py).
-FORMAT_VERSION = 3
+# 4: CPU figures are measured with glibc keeping freed blocks (machine_info.fmnist_bench.host_allocator,
+#    --host-allocator; before, each case paid for page faults that depended on the cases before it);
+#    train pipelines gain microbatch and channels_last_bf16 (pipeline_config gains microbatch),
+#    inference channels_last_bf16; extra_info.telemetry.host gains minor_faults_per_round.
+FORMAT_VERSION = 4
 
 _STATE = pytest.StashKey["Suite"]()
 # pytest-benchmark options for its own calibration and warm-up, which pedantic rounds do not use.
@@ -111,6 +116,7 @@ class Suite:
         self.data_used: dict[str, int] = {}  # images each split really held in this run
         self.current = None  # the benchmark fixture of the case running now
         self.telemetry = True  # --telemetry: observe each case's timed rounds
+        self.host_allocator: dict = {}  # --host-allocator: what the run's C library allocator was held to
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report) -> None:
@@ -205,6 +211,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"sample power, energy, clocks, CPU load and memory across each case's timed rounds "
         f"every {PERIOD_S:g} s (default: on)",
     )
+    group.addoption(
+        "--host-allocator",
+        choices=MODES,
+        default="keep",
+        help="keep: glibc keeps freed blocks for reuse, so no case pays for the page faults the cases "
+        "before it left (bench/allocator.py); default: glibc as it is (default: keep)",
+    )
 
 
 def _given(config: pytest.Config, flag: str) -> bool:
@@ -288,6 +301,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     suite.data_files = files
     suite.telemetry = opt.telemetry == "on"
+    # Before the first case, and for all of them: the figures must not depend on the cases before.
+    suite.host_allocator = set_host_allocator(opt.host_allocator)
     config.stash[_STATE] = suite
 
     # Saved runs go to results/<machine key>/ unless --benchmark-storage says otherwise:
@@ -496,16 +511,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if config.stash.get(_STATE, None) is None:
         return
     # Cheapest family first: an interrupted run has kept the most cases (stable: the matrix order stays).
-    # The allocator step last of all: its glibc setting holds for the rest of the process, and every
-    # other case is measured with the allocator as people run it.
     order = {family: i for i, family in enumerate(FAMILIES)}
-
-    def key(item: pytest.Item) -> tuple[int, bool]:
-        family = getattr(getattr(item, "module", None), "FAMILY", None)
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        return order.get(family, len(order)), params.get("pipeline") == "allocator"
-
-    items.sort(key=key)
+    items.sort(key=lambda item: order.get(getattr(getattr(item, "module", None), "FAMILY", None), len(order)))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -564,12 +571,20 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"DeviceClock(device) (synchronize, then perf_counter); warm-up {warm}; rounds per case: {budgets}"
         + (f" (from {', '.join(given)})" if given else ""),
         f"fmnist-bench: CPU threads per family: {threads} (torch's default here: {plan.default_threads})",
+        f"fmnist-bench: host allocator {_allocator_said(suite.host_allocator)}",
         *(
             f"fmnist-bench: {flag} has no effect here: each case warms up and calibrates itself (--warmup-batches)"
             for flag in _UNUSED_BENCHMARK_OPTIONS
             if _given(config, flag)
         ),
     ]
+
+
+def _allocator_said(record: dict) -> str:
+    if record.get("mode") == "keep":
+        return f"{record['library']}, keeping freed blocks up to {record['mmap_threshold_bytes'] >> 20:,} MiB for reuse (--host-allocator keep)"
+    why = f": {record['reason']}" if record.get("reason") else " (--host-allocator default)"
+    return f"{record.get('library', 'unknown')} as it is{why}; CPU cases' page faults depend on the cases before them"
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -750,6 +765,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "plan": plan.summary(),
         "budget_options": suite.budget_source,
         "telemetry": {"state": "on", "period_s": PERIOD_S} if suite.telemetry else {"state": "off"},
+        "host_allocator": suite.host_allocator,
         "run": suite.run.record(),
     }
 

@@ -65,7 +65,7 @@ ASSUMED_OUTSIDE_S = 3.4
 # step 0.044 s; 2-core VM, torch 2.14.1: resident 3.6 s, channels_last 1.93 s, bf16 2.49 s), this
 # VM's compiled epoch (3.76 s against eager's 3.47 s, interleaved) and its micro-batched and bf16
 # on channels_last epochs (interleaved, medians of three: resident 3.15 s, microbatch 1.80 s; in a
-# second run resident 3.82 s, channels_last_bf16 1.37 s; the allocator's, pipelines.py). Unmeasured, so assumed: compile on a GPU
+# second run resident 3.82 s, channels_last_bf16 1.37 s). Unmeasured, so assumed: compile on a GPU
 # (taken as resident's); microbatch on a GPU, launch-bound as batch 100 is (five forward and
 # backward passes a step: half the launches of batch 100's epoch, 1.35 s / 2); inference's steps
 # (taken as inference_mode's, a GPU's CUDA graph at resident's training ratio).
@@ -76,7 +76,6 @@ ASSUMED_STEP = {
             "microbatch": ("resident", 1.80 / 3.15),
             "bf16": ("resident", 2.49 / 3.6),
             "channels_last_bf16": ("resident", 1.37 / 3.82),
-            "allocator": ("resident", 1.6 / 3.3),
             "compile": ("resident", 3.76 / 3.47),
         },
         "inference": {

@@ -7,7 +7,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from .cost import format_seconds
-from .derive import BUILDS_ON, NOISY_IQR_SHARE, TRAIN_LADDER, crossover_says, loglog_interp, seed_breakdown
+from .derive import (
+    BUILDS_ON,
+    NOISY_IQR_SHARE,
+    TRAIN_LADDER,
+    crossover_says,
+    faults_said,
+    loglog_interp,
+    seed_breakdown,
+)
 from .telemetry import OUTSIDE_SHARE
 
 __all__ = ["case_headline", "end_summary", "fmt_time", "progress_line"]
@@ -296,7 +304,8 @@ def _ladder_section(records: Sequence[dict], default_threads: int) -> list[str]:
             vs_seed = f" {seed / median:.2f}x" if seed else ""
             base = BUILDS_ON["train"].get(name)
             vs_base = f" ({_stats(steps[base])['median'] / median:.2f}x over {base})" if base in steps else ""
-            cells.append(f"{name} {fmt_time(median)}{vs_seed}{vs_base}")
+            faults = faults_said(((extra.get("telemetry") or {}).get("host") or {}).get("minor_faults_per_round"))
+            cells.append(f"{name} {fmt_time(median)}{vs_seed}{vs_base}" + (f" [{faults}]" if faults else ""))
             tolerance = (extra.get("pipeline_config") or {}).get("loss_tolerance")
             if resident and tolerance is not None and (extra.get("loss", 0) - resident) / resident > tolerance:
                 worse.append(f"{name} loss {extra.get('loss'):.3f} > resident {resident:.3f} + {tolerance:.0%}")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
-import platform
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -31,7 +29,6 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "inference_config",
-    "keep_large_blocks",
     "loader_workers",
     "train_config",
     "unsupported_reason",
@@ -50,7 +47,6 @@ TRAIN_LADDER = (
     "microbatch",
     "bf16",
     "channels_last_bf16",
-    "allocator",
     "compile",
     "cuda_graph",
 )
@@ -59,7 +55,7 @@ BUILDS_ON = {
     "train": {
         "loader": "seed",
         "resident": "loader",
-        **{step: "resident" for step in ("channels_last", "microbatch", "bf16", "allocator", "compile", "cuda_graph")},
+        **{step: "resident" for step in ("channels_last", "microbatch", "bf16", "compile", "cuda_graph")},
         "channels_last_bf16": "channels_last",
     },
     "inference": {
@@ -93,17 +89,6 @@ MAX_LOADER_WORKERS = 8
 # three trials): whole 46-50, micro-batches of 500: 29-41, 250: 25-29, 200: 26-29, 100: 26-28,
 # 50: 29-32. Flat from 100 to 250: 200, which divides the suite's batch sizes of 1,000 and 10,000.
 MICROBATCH = 200
-# The allocator step: glibc hands a freed block above its mmap threshold (128 KiB, raised as blocks
-# are freed up to 32 MiB) back to the kernel, and trims the heap's free top, so the next batch's
-# buffers are fresh pages that fault on first touch. On the 2-core VM a resident epoch at batch
-# 1,000 took 1.45 million minor faults (about 6 GB touched afresh) and 3.3 s; with both thresholds
-# at 1 GiB, no faults and 1.6 s (seed 4.6 -> 2.9 s, channels_last 2.5 -> 1.5 s; two processes each).
-# PyTorch's CPU tuning guide gets this by preloading jemalloc or tcmalloc; for a whole program,
-# MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ in its environment do what mallopt does here.
-# It holds for the rest of the process (glibc has no way back to its adaptive threshold): the
-# suite runs these cases after all others.
-KEEP_BLOCKS_BYTES = 1 << 30
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
 # torch.compile's mode: inductor's default. "reduce-overhead" adds CUDA graphs, which the
 # cuda_graph step measures on its own; "max-autotune" compiles for minutes on a 2-core CPU.
 COMPILE_MODE = "default"
@@ -134,7 +119,6 @@ class TrainConfig:
     cuda_graph: bool  # each training step replayed as one CUDA graph
     ragged: str  # how an epoch's last, smaller batch runs: "eager", "recompiled" or "second graph"
     microbatch: int | None = None  # images per forward and backward within a batch (None: the whole batch)
-    host_allocator: str = "default"  # "default", or "keep_large_blocks": glibc's thresholds at KEEP_BLOCKS_BYTES
 
     def record(self) -> dict:
         return asdict(self)
@@ -153,7 +137,6 @@ _ONE_CHANGE = {
     "microbatch": {"microbatch": MICROBATCH},
     "bf16": {"precision": "bfloat16"},
     "channels_last_bf16": {"precision": "bfloat16"},
-    "allocator": {"host_allocator": "keep_large_blocks"},
     "compile": {"compile_mode": COMPILE_MODE, "ragged": "recompiled"},
     "cuda_graph": {"cuda_graph": True, "ragged": "second graph"},
 }
@@ -217,29 +200,9 @@ def unsupported_reason(pipeline: str, device: torch.device | str, batch_size: in
         return _compiler_missing()
     if pipeline in ("bf16", "channels_last_bf16") and kind == "mps":
         return "bf16 autocast on mps is not measured by this suite (Metal's bf16 support depends on the macOS version)"
-    if pipeline == "allocator":
-        if kind != "cpu":
-            return (
-                f"the allocator step changes how the C library reuses host memory; {kind} tensors come from "
-                "torch's caching allocator, which keeps its blocks already"
-            )
-        libc = platform.libc_ver()[0]
-        if libc != "glibc":
-            return (
-                f"the allocator step sets glibc's mallopt thresholds: this Python runs on {libc or 'another C library'}"
-            )
     if pipeline == "microbatch" and batch_size is not None and batch_size <= MICROBATCH:
         return f"a batch of {batch_size} images is no larger than one micro-batch ({MICROBATCH}): nothing to split"
     return None
-
-
-def keep_large_blocks(limit: int = KEEP_BLOCKS_BYTES) -> None:
-    """Have glibc keep freed blocks up to `limit` bytes for reuse, for the rest of this process
-    (mallopt M_MMAP_THRESHOLD and M_TRIM_THRESHOLD). Raises RuntimeError where it refuses."""
-    libc = ctypes.CDLL(None)
-    for name, option in (("M_MMAP_THRESHOLD", _M_MMAP_THRESHOLD), ("M_TRIM_THRESHOLD", _M_TRIM_THRESHOLD)):
-        if libc.mallopt(ctypes.c_int(option), ctypes.c_int(limit)) != 1:
-            raise RuntimeError(f"glibc refused mallopt({name}, {limit})")
 
 
 class _FixedOrder(Sampler[int]):
@@ -285,8 +248,6 @@ class Trainer:
             torch.channels_last if config.memory_format == "channels_last" else torch.contiguous_format
         )
         self._autocast = torch.bfloat16 if config.precision == "bfloat16" else None
-        if config.host_allocator == "keep_large_blocks":
-            keep_large_blocks()
         torch.manual_seed(seed)
         self.model = Network().to(self.device, memory_format=self._memory_format)
         self._initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}

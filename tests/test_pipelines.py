@@ -1,10 +1,5 @@
 """Every step of the ladder trains the same model: same weights, same order, epoch-1 loss within its tolerance of resident."""
 
-import platform
-import resource
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -153,8 +148,6 @@ def test_configs_record_exactly_what_runs():
     micro = train_config("microbatch", "cpu")
     assert (micro.microbatch, micro.memory_format, micro.precision) == (MICROBATCH, "contiguous", "float32")
     assert train_config("resident", "cpu").microbatch is None
-    assert train_config("resident", "cpu").host_allocator == "default"
-    assert train_config("allocator", "cpu").host_allocator == "keep_large_blocks"
     cl_bf16 = inference_config("channels_last_bf16")
     assert (cl_bf16.memory_format, cl_bf16.precision, cl_bf16.autograd) == (
         "channels_last",
@@ -191,36 +184,6 @@ def test_each_step_builds_on_an_earlier_step_and_changes_one_thing_of_it():
             a, b = config(base).record(), config(step).record()
             changed = {k for k in a if k not in ("pipeline", "ragged") and a[k] != b[k]}
             assert len(changed) == 1, (step, changed)
-
-
-def test_the_allocator_step_runs_on_the_cpu_with_glibc_only():
-    assert "caching allocator" in unsupported_reason("allocator", "cuda:0")
-    if platform.libc_ver()[0] == "glibc":
-        assert unsupported_reason("allocator", "cpu") is None
-    else:
-        assert "glibc" in unsupported_reason("allocator", "cpu")
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
-def test_keeping_large_blocks_stops_the_page_faults_of_reallocating_them():
-    # In a fresh process: the setting holds for the rest of the process it is made in.
-    code = (
-        "import resource, torch\n"
-        "from fmnist_model.pipelines import keep_large_blocks\n"
-        "def faults():\n"
-        "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-        "    for _ in range(5):\n"
-        "        torch.ones(12 << 20)  # 48 MiB, above glibc's largest adaptive mmap threshold\n"
-        "    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before\n"
-        "plain = faults()\n"
-        "keep_large_blocks()\n"
-        "faults()  # the heap grows to hold the block once\n"
-        "print(plain, faults())\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    plain, kept = map(int, out.stdout.split())
-    assert plain >= 5 * (48 << 20) // resource.getpagesize() // 2  # each block's pages fault afresh
-    assert kept < plain / 10, (plain, kept)
 
 
 def test_microbatch_is_refused_where_a_batch_is_one_micro_batch(split):

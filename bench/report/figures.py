@@ -282,11 +282,12 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
                     "builds_on": base, "vs_before": before / r["median"] if before else np.nan, "loss": r["loss"],
                     "loss_tolerance": tolerance, "learns_less": learns_less, "prepare_s": r["prepare_s"],
                     "agreement": r["agreement"], "noisy": bool(r["noisy"]), "one_round": bool(r["one_round"]),
+                    "page_faults": r["page_faults"],
                 }
             )  # fmt: skip
     columns = ["machine_key", "label", "quick", "device", "batch_size", "pipeline", "step", "median", "images_per_s",
                "vs_first", "builds_on", "vs_before", "loss", "loss_tolerance", "learns_less", "prepare_s", "agreement", "noisy",
-               "one_round"]  # fmt: skip
+               "one_round", "page_faults"]  # fmt: skip
     return pd.DataFrame(out, columns=columns)
 
 

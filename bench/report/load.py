@@ -32,7 +32,7 @@ FAMILIES = ("transfer", "train", "inference")
 # Every axis a benchmark can name; a family leaves the ones it has no use for empty.
 AXES = ("device", "cpu_threads", "pipeline", "batch_size", "size", "direction", "memory", "dtype", "mode")
 # The newest saved-run format this module reads (bench/conftest.py FORMAT_VERSION keeps the history).
-_KNOWN_FORMAT = 3
+_KNOWN_FORMAT = 4
 _LATENCY = ("p50", "p90", "p99")
 _LATENCY_COLUMNS = (*(f"latency_{q}_ms" for q in _LATENCY), "latency_samples")
 _STATS = ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "rounds")
@@ -217,6 +217,8 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
         "quick": bool(plan.get("quick", False)),
         **_run_state(ours),
         "default_threads": default_threads,
+        # The C library's allocator the run was held to (format 4): "keep" or "default"; before, glibc as it was.
+        "host_allocator": _text((ours.get("host_allocator") or {}).get("mode"), "default"),
     }
     rows = []
     for index, bench in enumerate(run["benchmarks"]):
@@ -285,7 +287,7 @@ def _telemetry(device: str, telemetry: dict | None) -> dict:
     """A case's energy (its device's: the GPU's from NVML, the CPU packages' from RAPL) and its warning flags."""
     if telemetry is None:
         return {"telemetry": "not recorded", "energy_j": None, "mean_power_w": None, "energy_note": "", "throttled": False,
-                "busy": False}  # fmt: skip
+                "busy": False, "page_faults": None}  # fmt: skip
     flags = telemetry.get("flags") or []
     gpu = device.startswith("cuda")
     part = telemetry.get("gpu") if gpu else (telemetry.get("host") or {}).get("energy")
@@ -301,6 +303,8 @@ def _telemetry(device: str, telemetry: dict | None) -> dict:
         "energy_note": note,
         "throttled": "throttled" in flags,
         "busy": "busy" in flags,
+        # The process's minor page faults per round: fresh memory touched (bench/allocator.py).
+        "page_faults": (telemetry.get("host") or {}).get("minor_faults_per_round"),
     }
 
 
@@ -347,7 +351,7 @@ def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict,
     percentiles = [c for c in _LATENCY_COLUMNS if c.endswith("_ms")]
     ladder = ("loss_tolerance", "prepare_s", "agreement", "profiled_epoch_s", *(f"profiled_{p}_s" for p in PHASES))
     for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps", *percentiles,
-                "energy_j", "mean_power_w", *ladder):  # fmt: skip
+                "energy_j", "mean_power_w", "page_faults", *ladder):  # fmt: skip
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     # The variant a speedup pairs and a table row names: a training pipeline, or an inference mode
     # with its ladder step where that is not the plain inference_mode pass.
@@ -409,10 +413,10 @@ def load_frame(paths: Iterable[str | os.PathLike], *, all_runs: bool = False) ->
 
 _COLUMNS_IN = [
     "machine_key", "machine_name", "host", "cpu", "gpus", "what", "constructed", "run_file", "run_datetime", "commit",
-    "torch", "nvml_driver", "quick", "partial", "run_ended", "run_planned_cases", "run_finished_cases",
+    "torch", "nvml_driver", "quick", "partial", "run_ended", "run_planned_cases", "run_finished_cases", "host_allocator",
     "default_threads", "family", "name", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes",
     "dataset", "loss", "accuracy", "link_gbps", *_LATENCY_COLUMNS, "telemetry", "energy_j", "mean_power_w",
-    "energy_note", "throttled", "busy", "loss_tolerance", "prepare_s", "agreement", "profiled_on", "profiled_epoch_s",
+    "energy_note", "throttled", "busy", "page_faults", "loss_tolerance", "prepare_s", "agreement", "profiled_on", "profiled_epoch_s",
     "profiled_images",
     *(f"profiled_{phase}_s" for phase in PHASES),
 ]  # fmt: skip

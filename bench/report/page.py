@@ -125,9 +125,14 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                  "what its one change buys. loader tunes seed's DataLoader; resident keeps the data on the "
                  "device; each step after it is resident plus one change, except channels_last_bf16: bf16 on "
                  "channels_last. microbatch runs each batch's forward and backward a few hundred images at a "
-                 "time, one optimizer step a batch as before. A step whose loss is above resident's by more than its tolerance is marked (learns "
-                 "less): a fast epoch that learns less is not a result. compile and cuda_graph were prepared "
-                 "(compiled or captured) before their epochs; that time is given on its own."),
+                 "time, one optimizer step a batch as before. Runs since format 4 hold the C library's "
+                 "allocator in one condition (--host-allocator keep: freed blocks kept for reuse), so no case "
+                 "pays for the page faults the cases before it left; in older runs, or with --host-allocator "
+                 "default, a step whose process touched fresh memory often has its page faults a round given: "
+                 "that cost carries from case to case, so it can differ between steps. A step whose loss is "
+                 "above resident's by more than its tolerance is marked (learns less): a fast epoch that learns "
+                 "less is not a result. compile and cuda_graph were prepared (compiled or captured) before their "
+                 "epochs; that time is given on its own."),
         _Section("The optimisation ladder: inference", tables.ladder_table(figures.ladder(frame, "inference"),
                  "inference"),
                  "compute mode, where more than inference_mode ran: throughput, its speedup over the first step "

@@ -75,6 +75,7 @@ _MACHINE_INFO = {
                         "test_images": _OPTIONAL_COUNT,
                     },
                 },
+                "host_allocator": {"type": "object", "properties": {"mode": {"enum": ["keep", "default"]}}},
                 "run": {
                     "type": "object",
                     "properties": {
@@ -187,7 +188,8 @@ BENCHMARK_SCHEMA = {
                                         "energy_per_round_j": _JOULES,
                                         "mean_power_w": _WATTS,
                                     },
-                                }
+                                },
+                                "minor_faults_per_round": {"type": ["number", "null"], "minimum": 0, "maximum": 1e15},
                             },
                         },
                         "gpu": {

@@ -6,6 +6,7 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 
+from ..derive import faults_said
 from .figures import at_default, is_gpu
 
 __all__ = [
@@ -170,6 +171,8 @@ def ladder_table(steps: pd.DataFrame, family: str) -> pd.DataFrame:
             text += f"; prepared in {fmt_seconds(r.prepare_s)}"
         if pd.notna(r.agreement):
             text += f"; {r.agreement:.1%} agree"
+        if faults_said(r.page_faults):
+            text += f"; {faults_said(r.page_faults)}"
         return text + (" (learns less)" if r.learns_less else "") + _marks(r)
 
     cells = steps.sort_values(["label", "device", "batch_size", "quick", "step"]).assign(
