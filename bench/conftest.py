@@ -73,8 +73,7 @@ from .timing import DeviceClock, Stopwatch
 #    case extra_info.telemetry (what the hardware did during its timed rounds; bench/telemetry.py).
 # 4: CPU figures are measured with glibc keeping freed blocks (machine_info.fmnist_bench.host_allocator,
 #    --host-allocator; before, each case paid for page faults that depended on the cases before it);
-#    train pipelines gain microbatch and channels_last_bf16 (pipeline_config gains microbatch),
-#    inference channels_last_bf16; extra_info.telemetry.host gains minor_faults_per_round.
+#    both families' ladders gain channels_last_bf16; extra_info.telemetry.host gains minor_faults_per_round.
 FORMAT_VERSION = 4
 
 _STATE = pytest.StashKey["Suite"]()
@@ -463,12 +462,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
-def _device_marks(
-    device: str, family: str, plan: Plan, pipeline: str | None = None, batch_size: int | None = None
-) -> list:
-    # A device the machine lacks, or a step of the ladder the device cannot run (a CUDA graph on
-    # the CPU) or that has nothing to change at this batch size (micro-batches of a small batch).
-    reason = device_unavailable_reason(device) or (pipeline and unsupported_reason(pipeline, device, batch_size))
+def _device_marks(device: str, family: str, plan: Plan, pipeline: str | None = None) -> list:
+    # A device the machine lacks, or a step of the ladder the device cannot run (a CUDA graph on the CPU).
+    reason = device_unavailable_reason(device) or (pipeline and unsupported_reason(pipeline, device))
     if reason is not None:
         return [pytest.mark.skip(reason=reason)]
     budget = plan.budgets[family]
@@ -499,7 +495,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             pytest.param(
                 *case.values(),
                 id=case_id(case),
-                marks=_device_marks(case["device"], family, plan, case.get("pipeline"), case.get("batch_size")),
+                marks=_device_marks(case["device"], family, plan, case.get("pipeline")),
             )
             for case in plan.cases(family)
         ],

@@ -62,21 +62,18 @@ ASSUMED_OUTSIDE_S = 3.4
 # (0.60-0.72 s by hand) and the seed epoch for the 2-core VM's one worker. The sources: issue 9's
 # hand-measured epochs at batch 1,000 (H100 host, torch 2.11: seed 4.53 s in the suite, 8 loader
 # workers 0.60-0.72 s, resident 0.151 s, channels_last + bf16 together 0.21 s, a CUDA graph per
-# step 0.044 s; 2-core VM, torch 2.14.1: resident 3.6 s, channels_last 1.93 s, bf16 2.49 s), this
-# VM's compiled epoch (3.76 s against eager's 3.47 s, interleaved) and its micro-batched and bf16
-# on channels_last epochs (interleaved, medians of three: resident 3.15 s, microbatch 1.80 s; in a
-# second run resident 3.82 s, channels_last_bf16 1.37 s). Unmeasured, so assumed: compile on a GPU
-# (taken as resident's); microbatch on a GPU, launch-bound as batch 100 is (five forward and
-# backward passes a step: half the launches of batch 100's epoch, 1.35 s / 2); inference's steps
-# (taken as inference_mode's, a GPU's CUDA graph at resident's training ratio).
+# step 0.044 s) and the 2-core VM's default run 0004 (torch 2.14.1, glibc keeping freed blocks:
+# resident 1.58 s, channels_last 1.43 s, bf16 1.96 s, channels_last_bf16 1.16 s, compile 2.55 s).
+# Unmeasured, so assumed: compile on a GPU (taken as resident's), bf16 alone on a GPU (taken as
+# channels_last + bf16's), inference's steps (taken as inference_mode's, a GPU's CUDA graph at
+# resident's training ratio).
 ASSUMED_STEP = {
     "cpu": {
         "train": {
-            "channels_last": ("resident", 1.93 / 3.6),
-            "microbatch": ("resident", 1.80 / 3.15),
-            "bf16": ("resident", 2.49 / 3.6),
-            "channels_last_bf16": ("resident", 1.37 / 3.82),
-            "compile": ("resident", 3.76 / 3.47),
+            "channels_last": ("resident", 1.43 / 1.58),
+            "bf16": ("resident", 1.96 / 1.58),
+            "channels_last_bf16": ("resident", 1.16 / 1.58),
+            "compile": ("resident", 2.55 / 1.58),
         },
         "inference": {
             p: ("inference_mode", 1.0) for p in ("eager", "channels_last", "bf16", "channels_last_bf16", "compile")
@@ -85,7 +82,6 @@ ASSUMED_STEP = {
     "gpu": {
         "train": {
             "channels_last": ("resident", 0.21 / 0.151),
-            "microbatch": ("resident", 1.35 / 2 / 0.151),
             "bf16": ("resident", 0.21 / 0.151),
             "channels_last_bf16": ("resident", 0.21 / 0.151),
             "compile": ("resident", 1.0),
@@ -336,7 +332,7 @@ class CaseCost:
 def case_cost(plan: Plan, family: str, params: dict, profile: Profile) -> CaseCost:
     """One case's predicted wall time: overhead + warm-up + (inference) latency sample + rounds."""
     pipeline = params.get("pipeline")
-    if pipeline is not None and unsupported_reason(pipeline, params["device"], params.get("batch_size")) is not None:
+    if pipeline is not None and unsupported_reason(pipeline, params["device"]) is not None:
         return CaseCost(family, params, 0.0, 0, True)  # a skip that says why: it costs nothing
     images = round_images(plan, family, params)
     round_s, exact = profile.round_s(family, params, images, loader_workers(plan.default_threads))

@@ -25,7 +25,6 @@ TRAIN_LADDER = (
     "loader",
     "resident",
     "channels_last",
-    "microbatch",
     "bf16",
     "channels_last_bf16",
     "compile",
@@ -36,7 +35,7 @@ BUILDS_ON = {
     "train": {
         "loader": "seed",
         "resident": "loader",
-        **{step: "resident" for step in ("channels_last", "microbatch", "bf16", "compile", "cuda_graph")},
+        **{step: "resident" for step in ("channels_last", "bf16", "compile", "cuda_graph")},
         "channels_last_bf16": "channels_last",
     },
     "inference": {

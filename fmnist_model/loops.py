@@ -63,41 +63,15 @@ def phase(name: str, annotate: bool):
     return torch.profiler.record_function(name) if annotate else contextlib.nullcontext()
 
 
-def _step(
-    model: nn.Module,
-    optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    annotate: bool,
-    autocast=None,
-    microbatch: int | None = None,
-):
+def _step(model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, annotate: bool, autocast=None):
     """One training step, the same in every loop, its phases named for the profiler: forward and the loss
-    (under `autocast` where given), backward (zero_grad included), the optimizer. Returns (preds, loss).
-
-    With `microbatch`, forward and backward run that many images at a time and their gradients add
-    up in place: each micro-batch's mean loss is weighted by its share of the batch, so the summed
-    gradient is the whole batch's mean-loss gradient, and one optimizer step follows, as without."""
-    if microbatch is None or microbatch >= len(x):
-        with phase("forward", annotate), autocast or contextlib.nullcontext():
-            preds = model(x)
-            loss = F.cross_entropy(preds, y)
-        with phase("backward", annotate):
-            optimizer.zero_grad()
-            loss.backward()
-    else:
+    (under `autocast` where given), backward (zero_grad included), the optimizer. Returns (preds, loss)."""
+    with phase("forward", annotate), autocast or contextlib.nullcontext():
+        preds = model(x)
+        loss = F.cross_entropy(preds, y)
+    with phase("backward", annotate):
         optimizer.zero_grad()
-        parts, loss = [], x.new_zeros(())
-        for start in range(0, len(x), microbatch):
-            xs, ys = x[start : start + microbatch], y[start : start + microbatch]
-            with phase("forward", annotate), autocast or contextlib.nullcontext():
-                part = model(xs)
-                part_loss = F.cross_entropy(part, ys) * (len(ys) / len(y))
-            with phase("backward", annotate):
-                part_loss.backward()
-            parts.append(part.detach())
-            loss += part_loss.detach()
-        preds = torch.cat(parts)
+        loss.backward()
     with phase("optimizer", annotate):
         optimizer.step()
     return preds, loss
@@ -162,7 +136,6 @@ def train_epoch_resident(
     order: torch.Tensor | None = None,
     memory_format: torch.memory_format = torch.contiguous_format,
     autocast_dtype: torch.dtype | None = None,
-    microbatch: int | None = None,
     annotate: bool = False,
 ) -> EpochResult:
     """One epoch over a uint8 set that already lives on the model's device.
@@ -171,9 +144,8 @@ def train_epoch_resident(
     the DataLoader pipelines can see the same order; 60,000 indices are a 480 kB copy) and
     sliced into batches on the device, converted to float per batch (the uint8 set is a
     quarter the size of float32), and the running totals stay on the device: one host sync at
-    the end instead of two per batch. `memory_format`, `autocast_dtype` and `microbatch` are the
-    ladder's channels_last, bf16 and microbatch steps: the batch in that layout, the forward pass
-    under autocast, each batch's forward and backward `microbatch` images at a time (see `_step`).
+    the end instead of two per batch. `memory_format` and `autocast_dtype` are the ladder's
+    channels_last and bf16 steps: the batch in that layout, the forward pass under autocast.
     """
     if images.dtype != torch.uint8:
         raise TypeError(f"resident images must be uint8, got {images.dtype}")
@@ -195,7 +167,7 @@ def train_epoch_resident(
             if memory_format is not torch.contiguous_format:
                 x = x.contiguous(memory_format=memory_format)
             y = labels[idx]
-        preds, loss = _step(model, optimizer, x, y, annotate, autocast, microbatch)
+        preds, loss = _step(model, optimizer, x, y, annotate, autocast)
         total_loss += loss.detach() * len(idx)
         total_correct += preds.argmax(dim=1).eq(y).sum()
     return EpochResult(total_loss.item(), int(total_correct.item()), n)

@@ -22,7 +22,6 @@ __all__ = [
     "DATA_SEED",
     "INFERENCE_LADDER",
     "LOSS_TOLERANCE",
-    "MICROBATCH",
     "TRAIN_LADDER",
     "InferenceConfig",
     "Predictor",
@@ -37,14 +36,13 @@ __all__ = [
 # The order a ladder is read in. Each step is the step it builds on (BUILDS_ON, per family) plus
 # one change, so what that change buys is the step's speedup over it: seed -> loader -> resident
 # is the data path, the steps after resident change one thing each, and channels_last_bf16 is bf16
-# on channels_last: on the 2-core VM bf16 paid only there (epochs at batch 1,000 in one run:
-# resident 3.4 s, bf16 2.7 s, channels_last 2.6 s, channels_last_bf16 1.4 s).
+# on channels_last: on the 2-core VM bf16 paid only there (epochs at batch 1,000 in run 0004:
+# resident 1.58 s, bf16 1.96 s, channels_last 1.43 s, channels_last_bf16 1.16 s).
 TRAIN_LADDER = (
     "seed",
     "loader",
     "resident",
     "channels_last",
-    "microbatch",
     "bf16",
     "channels_last_bf16",
     "compile",
@@ -55,7 +53,7 @@ BUILDS_ON = {
     "train": {
         "loader": "seed",
         "resident": "loader",
-        **{step: "resident" for step in ("channels_last", "microbatch", "bf16", "compile", "cuda_graph")},
+        **{step: "resident" for step in ("channels_last", "bf16", "compile", "cuda_graph")},
         "channels_last_bf16": "channels_last",
     },
     "inference": {
@@ -81,14 +79,6 @@ LOSS_TOLERANCE = {"float32": 0.02, "bfloat16": 0.10}
 # 16-core H100 host took the seed epoch from 4.53 s to 0.60-0.72 s (issue 9, measured by hand);
 # the other half of the cores run the training step's own threads. On 2 cores: 1 worker.
 MAX_LOADER_WORKERS = 8
-# The microbatch step's micro-batch: each batch's forward and backward run this many images at a
-# time, their gradients summed, then one optimizer step, so the model sees the same batches and
-# the same updates (up to summation order) while a micro-batch's activations stay in the cache. A
-# batch of 1,000 holds 14 MB in conv1's output alone, more than the 2-core VM's 2 MB of L2 and,
-# with its backward buffers, its 32 MB L3. Forward and backward of a 1,000-image batch there (ms,
-# three trials): whole 46-50, micro-batches of 500: 29-41, 250: 25-29, 200: 26-29, 100: 26-28,
-# 50: 29-32. Flat from 100 to 250: 200, which divides the suite's batch sizes of 1,000 and 10,000.
-MICROBATCH = 200
 # torch.compile's mode: inductor's default. "reduce-overhead" adds CUDA graphs, which the
 # cuda_graph step measures on its own; "max-autotune" compiles for minutes on a 2-core CPU.
 COMPILE_MODE = "default"
@@ -118,7 +108,6 @@ class TrainConfig:
     compile_mode: str | None  # torch.compile's mode, None when eager
     cuda_graph: bool  # each training step replayed as one CUDA graph
     ragged: str  # how an epoch's last, smaller batch runs: "eager", "recompiled" or "second graph"
-    microbatch: int | None = None  # images per forward and backward within a batch (None: the whole batch)
 
     def record(self) -> dict:
         return asdict(self)
@@ -129,12 +118,11 @@ class TrainConfig:
 
 
 # The steps after resident (train) and inference_mode (inference): each is the step it builds on
-# plus this one change, the same in both families (microbatch trains only). compile: dynamic=False,
+# plus this one change, the same in both families. compile: dynamic=False,
 # one static-shape compile per batch shape; the last, smaller batch of an epoch (60,000 % batch
 # size > 0) is a second compile, made before the timed epochs. cuda_graph: a second graph for it.
 _ONE_CHANGE = {
     "channels_last": {"memory_format": "channels_last"},
-    "microbatch": {"microbatch": MICROBATCH},
     "bf16": {"precision": "bfloat16"},
     "channels_last_bf16": {"precision": "bfloat16"},
     "compile": {"compile_mode": COMPILE_MODE, "ragged": "recompiled"},
@@ -191,8 +179,8 @@ def _compiler_missing() -> str | None:
     return None
 
 
-def unsupported_reason(pipeline: str, device: torch.device | str, batch_size: int | None = None) -> str | None:
-    """Why `pipeline` (of either family) cannot run on `device` (at `batch_size`, when given), or None when it can."""
+def unsupported_reason(pipeline: str, device: torch.device | str) -> str | None:
+    """Why `pipeline` (of either family) cannot run on `device`, or None when it can."""
     kind = torch.device(device).type
     if pipeline == "cuda_graph" and kind != "cuda":
         return f"a CUDA graph captures CUDA kernels: {kind} has none to capture (torch.cuda.graph)"
@@ -200,8 +188,6 @@ def unsupported_reason(pipeline: str, device: torch.device | str, batch_size: in
         return _compiler_missing()
     if pipeline in ("bf16", "channels_last_bf16") and kind == "mps":
         return "bf16 autocast on mps is not measured by this suite (Metal's bf16 support depends on the macOS version)"
-    if pipeline == "microbatch" and batch_size is not None and batch_size <= MICROBATCH:
-        return f"a batch of {batch_size} images is no larger than one micro-batch ({MICROBATCH}): nothing to split"
     return None
 
 
@@ -239,7 +225,7 @@ class Trainer:
         labels: torch.Tensor,
         seed: int = DATA_SEED,
     ) -> None:
-        reason = unsupported_reason(config.pipeline, device, batch_size)
+        reason = unsupported_reason(config.pipeline, device)
         if reason is not None:
             raise RuntimeError(reason)
         self.config, self.device, self.batch_size, self.seed = config, torch.device(device), batch_size, seed
@@ -332,7 +318,6 @@ class Trainer:
             order=order,
             memory_format=self._memory_format,
             autocast_dtype=self._autocast,
-            microbatch=config.microbatch,
             annotate=annotate,
         )
 

@@ -4,12 +4,10 @@ import pytest
 import torch
 
 from fmnist_model import Network, load_split, predict
-from fmnist_model.loops import _step, make_optimizer
 from fmnist_model.pipelines import (
     BUILDS_ON,
     INFERENCE_LADDER,
     LOSS_TOLERANCE,
-    MICROBATCH,
     TRAIN_LADDER,
     Predictor,
     Trainer,
@@ -47,8 +45,8 @@ def trainer(pipeline, device, split, batch_size=BATCH, images=None):
     return t
 
 
-def runnable(device, batch_size=BATCH):
-    return [p for p in TRAIN_LADDER if unsupported_reason(p, device, batch_size) is None]
+def runnable(device):
+    return [p for p in TRAIN_LADDER if unsupported_reason(p, device) is None]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -68,38 +66,6 @@ def test_every_pipeline_reaches_the_resident_loss_within_its_tolerance(split, de
         t.reset()
         again = t.epoch()
         assert abs(again.mean_loss - result.mean_loss) / result.mean_loss <= LOSS_TOLERANCE["float32"], pipeline
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_microbatches_train_as_the_whole_batch_does(split, device):
-    # At batch 100 a batch is one micro-batch: the step is refused there (above, it is not run).
-    # At twice the micro-batch, each batch is two of them: the same loss as resident at that batch.
-    batch = 2 * MICROBATCH
-    resident = trainer("resident", device, split, batch_size=batch).epoch()
-    micro = trainer("microbatch", device, split, batch_size=batch).epoch()
-    assert micro.images == resident.images == IMAGES
-    assert micro.mean_loss == pytest.approx(resident.mean_loss, rel=1e-3)
-    assert abs(micro.correct - resident.correct) <= IMAGES // 1000
-
-
-def test_a_microbatched_step_gives_the_whole_batchs_gradient_and_loss():
-    # 450 images in micro-batches of 200: 200, 200 and a ragged 50, each weighted by its share.
-    torch.manual_seed(0)
-    x, y = torch.rand(450, 1, 28, 28), torch.randint(0, 10, (450,))
-    grads, outputs = [], []
-    for microbatch in (None, 200):
-        torch.manual_seed(1)
-        model = Network()
-        optimizer = make_optimizer(model)
-        optimizer.step = lambda: None  # the gradients as the optimizer would see them
-        preds, loss = _step(model, optimizer, x, y, False, microbatch=microbatch)
-        grads.append([p.grad.clone() for p in model.parameters()])
-        outputs.append((preds, loss))
-    for whole, micro in zip(*grads, strict=True):
-        torch.testing.assert_close(micro, whole, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(outputs[1][0], outputs[0][0], rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(outputs[1][1], outputs[0][1], rtol=1e-5, atol=1e-6)
-    assert not outputs[1][1].requires_grad and outputs[1][0].shape == (450, 10)
 
 
 def test_on_the_cpu_the_data_loader_pipelines_train_exactly_as_resident(split):
@@ -122,12 +88,6 @@ def test_a_ragged_last_batch_is_trained(split, pipeline):
     assert result.images == 250
 
 
-def test_a_ragged_last_batch_is_trained_in_microbatches(split):
-    # Batch 450 over 1,000 images: 450, 450 and a last batch of 100, under one micro-batch.
-    result = trainer("microbatch", "cpu", split, batch_size=450, images=1000).epoch()
-    assert result.images == 1000
-
-
 def test_a_warmup_epoch_covers_its_images_and_the_loader_keeps_its_workers(split):
     t = trainer("loader", "cpu", split)
     assert t.epoch(images=250).images == 300  # whole batches of the persistent loader: 3 of 100
@@ -145,9 +105,6 @@ def test_configs_record_exactly_what_runs():
     assert train_config("bf16", "cpu").memory_format == "contiguous"
     both = train_config("channels_last_bf16", "cpu")  # bf16 on channels_last: both changes recorded
     assert (both.memory_format, both.precision, both.loss_tolerance) == ("channels_last", "bfloat16", 0.10)
-    micro = train_config("microbatch", "cpu")
-    assert (micro.microbatch, micro.memory_format, micro.precision) == (MICROBATCH, "contiguous", "float32")
-    assert train_config("resident", "cpu").microbatch is None
     cl_bf16 = inference_config("channels_last_bf16")
     assert (cl_bf16.memory_format, cl_bf16.precision, cl_bf16.autograd) == (
         "channels_last",
@@ -167,8 +124,6 @@ def test_configs_record_exactly_what_runs():
         train_config("fast", "cpu")
     with pytest.raises(ValueError, match="'seed' is not an inference pipeline"):
         inference_config("seed")
-    with pytest.raises(ValueError, match="'microbatch' is not an inference pipeline"):
-        inference_config("microbatch")
 
 
 def test_each_step_builds_on_an_earlier_step_and_changes_one_thing_of_it():
@@ -184,21 +139,6 @@ def test_each_step_builds_on_an_earlier_step_and_changes_one_thing_of_it():
             a, b = config(base).record(), config(step).record()
             changed = {k for k in a if k not in ("pipeline", "ragged") and a[k] != b[k]}
             assert len(changed) == 1, (step, changed)
-
-
-def test_microbatch_is_refused_where_a_batch_is_one_micro_batch(split):
-    assert "nothing to split" in unsupported_reason("microbatch", "cpu", MICROBATCH)
-    assert unsupported_reason("microbatch", "cpu", MICROBATCH + 1) is None
-    assert unsupported_reason("microbatch", "cpu") is None  # no batch size: nothing to judge
-    with pytest.raises(RuntimeError, match="nothing to split"):
-        Trainer(
-            train_config("microbatch", "cpu"),
-            "cpu",
-            100,
-            dataset=split.dataset,
-            images=split.images,
-            labels=split.labels,
-        )
 
 
 def test_loader_workers_follow_the_cores():
