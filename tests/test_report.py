@@ -700,8 +700,8 @@ def test_runs_with_no_thread_count_or_run_record_still_report(tmp_path):
 
 def test_a_newer_format_is_read_with_a_warning(tmp_path):
     run = _json(QUICK_V2)
-    run["machine_info"]["fmnist_bench"]["format"] = 4
-    with pytest.warns(RunFileWarning, match="format 4 is newer"):
+    run["machine_info"]["fmnist_bench"]["format"] = 5
+    with pytest.warns(RunFileWarning, match="format 5 is newer"):
         frame = load_frame([_write(tmp_path, "future.json", run)])
     assert len(frame) == len(run["benchmarks"])
 
@@ -715,3 +715,47 @@ def test_cpu_choices_prefer_the_default_on_a_tie(tmp_path):
     compute = choices.query("family == 'inference' and variant == 'compute'")
     assert len(compute) == len(same) and (compute["best_cpu_threads"] == default).all()
     assert (compute["threads_measured"] == 2).all()
+
+
+LADDER_RUN = FIXTURES / "cpu_default_run_ladder.json"  # real: the 2-core VM's default run 0004, train at batch 1,000
+
+
+def test_the_ladder_gives_each_steps_speedup_over_the_step_it_builds_on(tmp_path):
+    from bench.report.figures import fastest_steps, ladder
+    from bench.report.tables import ladder_table
+
+    steps = ladder(load_frame([LADDER_RUN]), "train").set_index("pipeline")
+    assert list(steps.index) == [p for p in derive.TRAIN_LADDER if p != "cuda_graph"]  # none on the CPU
+    for name, row in steps.iterrows():
+        base = derive.BUILDS_ON["train"].get(name)
+        assert row["builds_on"] == base if base else pd.isna(row["builds_on"])
+        expected = steps.loc[base, "median"] / row["median"] if base else None
+        assert pd.isna(row["vs_before"]) if base is None else row["vs_before"] == pytest.approx(expected), name
+        assert row["vs_first"] == pytest.approx(steps.loc["seed", "median"] / row["median"])
+    # bf16 on channels_last is measured against channels_last, not against its neighbour bf16.
+    assert steps.loc["channels_last_bf16", "builds_on"] == "channels_last"
+    assert not steps["learns_less"].any()
+    best = fastest_steps(steps.reset_index())
+    assert best["pipeline"].tolist() == [steps["median"].idxmin()]
+    table = ladder_table(steps.reset_index(), "train")
+    over = steps.loc["channels_last", "median"] / steps.loc["channels_last_bf16", "median"]
+    assert f"({over:.2f}x over channels_last)" in table.loc[0, "channels_last_bf16"]
+    # Held to --host-allocator keep, no step faulted much, and none is said to have.
+    assert load_frame([LADDER_RUN])["host_allocator"].eq("keep").all()
+    assert not table.apply(lambda column: column.astype(str).str.contains("page faults")).any().any()
+
+
+def test_a_step_that_touched_fresh_memory_often_has_its_page_faults_named(tmp_path):
+    from bench.report.figures import ladder
+    from bench.report.tables import ladder_table
+
+    run = _json(LADDER_RUN)
+    del run["machine_info"]["fmnist_bench"]["host_allocator"]  # as a run from before format 4
+    for bench in run["benchmarks"]:
+        if bench["params"]["pipeline"] == "resident":  # as one did with glibc as it is
+            bench["extra_info"]["telemetry"]["host"]["minor_faults_per_round"] = 540_091.3
+    frame = load_frame([_write(tmp_path, "faults.json", run)])
+    assert frame["host_allocator"].eq("default").all()
+    table = ladder_table(ladder(frame, "train"), "train")
+    assert "540k page faults a round" in table.loc[0, "resident"]
+    assert "page faults" not in table.loc[0, "channels_last"]

@@ -207,7 +207,8 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
         _Section("Machines and runs", tables.machine_facts(frame),
                  "Every machine in the report under its label (unique here: a name given with --machine-name, else "
                  "its CPU and GPU models, with the host or a short key added where two would read the same), and "
-                 "the runs whose figures are shown.")
+                 "the runs whose figures are shown. Host allocator: keep where the run held glibc to keeping "
+                 "freed blocks (--host-allocator keep, from format 4), default where the C library ran as it is.")
     )  # fmt: skip
     for section in sections:
         if section.plot is not None:

@@ -411,8 +411,8 @@ def machine_facts(frame: pd.DataFrame) -> pd.DataFrame:
     facts["default_threads"] = facts["default_threads"].astype("string").fillna("")
     facts["date"] = facts["run_datetime"].dt.strftime("%Y-%m-%d %H:%M UTC")
     cols = {"label": "Machine", "host": "Host", "cpu": "CPU", "gpus": "GPUs", "nvml_driver": "NVIDIA driver",
-            "torch": "torch", "default_threads": "CPU threads (torch default)", "dataset": "Dataset", "kind": "Run",
-            "state": "Ended", "date": "Date", "commit": "Commit", "run_file": "Run file (under the results folder)"}  # fmt: skip
+            "torch": "torch", "default_threads": "CPU threads (torch default)", "host_allocator": "Host allocator",
+            "dataset": "Dataset", "kind": "Run", "state": "Ended", "date": "Date", "commit": "Commit", "run_file": "Run file (under the results folder)"}  # fmt: skip
     return facts[list(cols)].rename(columns=cols)
 
 
