@@ -55,7 +55,7 @@ from .plan import (
     plan_from_options,
 )
 from .progress import case_headline, end_summary, progress_line
-from .runstate import RunState, install_stop_signals
+from .runstate import RunState, drop_lineless_entries, install_stop_signals
 from .telemetry import PERIOD_S, Telemetry, add_per_images
 from .timing import DeviceClock, Stopwatch
 
@@ -501,6 +501,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         ],
         indirect=["cpu_threads"],
     )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo) -> None:
+    # Before the terminal reporter formats it: a frame without a line number would crash that.
+    drop_lineless_entries(excinfo)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

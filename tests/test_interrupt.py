@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,30 @@ def test_a_storage_folder_that_cannot_be_written_is_a_usage_error_before_any_cas
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
     assert "--benchmark-storage: cannot write to" in result.stderr and str(blocker) in result.stderr
     assert "[1/" not in result.stdout  # no case ran
+
+
+def test_an_interrupt_whose_traceback_has_an_entry_without_a_line_is_still_reported():
+    # What a stop signal can leave on Python 3.11: a frame caught at its start has tb_lineno None,
+    # and pytest's report of the interrupt failed on it (exit 1 and pytest's own traceback).
+    from bench.runstate import Interrupted, drop_lineless_entries
+
+    def raise_it():
+        raise Interrupted("SIGTERM")
+
+    try:
+        try:
+            raise ValueError("the cause, also with a lineless entry")
+        except ValueError as cause:
+            cause.__traceback__ = types.TracebackType(cause.__traceback__, sys._getframe(), 10**6, -1)
+            raise_it()
+    except Interrupted as exc:
+        lineless = types.TracebackType(exc.__traceback__.tb_next, sys._getframe(), 10**6, -1)
+        exc.__traceback__.tb_next = lineless  # between the test's frame and raise_it's
+        excinfo = pytest.ExceptionInfo.from_exception(exc)
+    assert lineless.tb_lineno is None
+    with pytest.raises(TypeError):  # what pytest's terminal reporter met
+        excinfo.getrepr(funcargs=True)
+    drop_lineless_entries(excinfo)
+    text = str(excinfo.getrepr(funcargs=True))
+    assert "stopped by SIGTERM" in text and "raise_it" in text and "the cause" in text
+    assert all(entry.lineno is not None for entry in excinfo.traceback)
