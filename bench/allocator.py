@@ -23,6 +23,7 @@ with its library's own policy.
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 
 __all__ = ["KEEP_BYTES", "MODES", "keep_large_blocks", "set_host_allocator"]
@@ -30,7 +31,7 @@ __all__ = ["KEEP_BYTES", "MODES", "keep_large_blocks", "set_host_allocator"]
 MODES = ("keep", "default")
 # Large enough for any block the suite allocates (a batch of 10,000 images' conv1 output is 138 MB).
 KEEP_BYTES = 1 << 30
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # <malloc.h>
 
 
 def _library() -> tuple[str, str]:
@@ -38,13 +39,25 @@ def _library() -> tuple[str, str]:
     return name, version
 
 
-def keep_large_blocks(limit: int = KEEP_BYTES) -> None:
-    """Have glibc keep freed blocks up to `limit` bytes for reuse, for the rest of this process
-    (mallopt M_MMAP_THRESHOLD and M_TRIM_THRESHOLD). Raises RuntimeError where it refuses."""
+def keep_large_blocks(limit: int = KEEP_BYTES) -> str:
+    """Have glibc keep freed blocks up to `limit` bytes for reuse, for the rest of this process, and
+    return how: "mmap threshold" (mallopt M_MMAP_THRESHOLD and M_TRIM_THRESHOLD at `limit`), or,
+    where glibc refuses so high an mmap threshold (older ones cap it at 32 MiB on 64-bit), "no mmap"
+    (M_MMAP_MAX 0: every block from the heap, trimmed only above `limit`). Raises RuntimeError
+    where glibc refuses both."""
     libc = ctypes.CDLL(None)
-    for name, option in (("M_MMAP_THRESHOLD", _M_MMAP_THRESHOLD), ("M_TRIM_THRESHOLD", _M_TRIM_THRESHOLD)):
-        if libc.mallopt(ctypes.c_int(option), ctypes.c_int(limit)) != 1:
-            raise RuntimeError(f"glibc refused mallopt({name}, {limit})")
+
+    def mallopt(name: str, option: int, value: int) -> None:
+        if libc.mallopt(ctypes.c_int(option), ctypes.c_int(value)) != 1:
+            raise RuntimeError(f"glibc refused mallopt({name}, {value})")
+
+    mallopt("M_TRIM_THRESHOLD", _M_TRIM_THRESHOLD, limit)
+    try:
+        mallopt("M_MMAP_THRESHOLD", _M_MMAP_THRESHOLD, limit)
+        return "mmap threshold"
+    except RuntimeError:
+        mallopt("M_MMAP_MAX", _M_MMAP_MAX, 0)
+        return "no mmap"
 
 
 def set_host_allocator(mode: str) -> dict:
@@ -56,16 +69,16 @@ def set_host_allocator(mode: str) -> dict:
         raise ValueError(f"{mode!r} is not a host allocator mode: expected {' or '.join(MODES)}")
     name, version = _library()
     library = f"{name} {version}".strip() or "unknown"
+    # An allocator preloaded in glibc's place (jemalloc, tcmalloc) takes the blocks: mallopt would
+    # reach glibc's, which then serves nothing. Recorded, so that a run says what it really ran with.
+    preload = {"preload": os.environ["LD_PRELOAD"]} if os.environ.get("LD_PRELOAD") else {}
     if mode == "default":
-        return {"mode": "default", "library": library}
+        return {"mode": "default", "library": library, **preload}
     if name != "glibc":
-        return {
-            "mode": "default",
-            "library": library,
-            "reason": "mallopt is glibc's: this C library keeps its own policy",
-        }
+        reason = "mallopt is glibc's: this C library keeps its own policy"
+        return {"mode": "default", "library": library, "reason": reason, **preload}
     try:
-        keep_large_blocks()
+        how = keep_large_blocks()
     except (OSError, AttributeError, RuntimeError) as exc:
-        return {"mode": "default", "library": library, "reason": str(exc)}
-    return {"mode": "keep", "library": library, "mmap_threshold_bytes": KEEP_BYTES, "trim_threshold_bytes": KEEP_BYTES}
+        return {"mode": "default", "library": library, "reason": str(exc), **preload}
+    return {"mode": "keep", "library": library, "how": how, "keep_bytes": KEEP_BYTES, **preload}

@@ -36,7 +36,8 @@ def test_inference(
     end_to_end: float input on the host (as ToTensor leaves it), each batch moved to the
     device, the labels brought back to the host: what serving a request costs.
     pipeline: a step of fmnist_model.pipelines.INFERENCE_LADDER (eager: autograd on;
-    inference_mode; then channels_last, bf16, compile, cuda_graph on top of inference_mode).
+    inference_mode; then channels_last, bf16, compile, cuda_graph on top of inference_mode, and
+    channels_last_bf16 on top of channels_last).
 
     Throughput: each round is a pass over the test split (its first `plan.pass_batches`
     batches at the smallest batch sizes). Latency: single batches timed one at a time, a

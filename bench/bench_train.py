@@ -17,8 +17,8 @@ FAMILY = "train"
 def test_train_epoch(benchmark, plan, clock, telemetry, device, cpu_threads, batch_size, pipeline, train_split):
     """One step of the ladder (fmnist_model.pipelines.TRAIN_LADDER): seed is the notes' DataLoader +
     ToTensor + .to(device) loop as written; loader tunes its DataLoader; resident keeps the uint8
-    set on the device (copied once, untimed: the transfer family times that copy); the steps
-    after it are resident plus one change. Every round is epoch 1 of the same model (same
+    set on the device (copied once, untimed: the transfer family times that copy); each step
+    after it changes one thing of the step it builds on (BUILDS_ON). Every round is epoch 1 of the same model (same
     weights, same image order), so each pipeline's loss is comparable with resident's.
 
     compile and cuda_graph compile or capture every batch shape before the warm-up: that time

@@ -342,9 +342,11 @@ def _facts(run: dict) -> dict[str, str]:
         "torch threads": _value(torch_.get("threads")),
         "dataset": _value(dataset.get("name")),
         "format": _value(ours.get("format")),
+        # Before format 4 no run held the allocator: glibc as it was, what --host-allocator default records.
         "host allocator": _value(
             (ours.get("host_allocator") or {}).get("mode") if isinstance(ours.get("host_allocator"), dict) else None
-        ),
+        )
+        or "default",
         "run": _state(run) or "complete",
     }
     plan = ours.get("plan") if isinstance(ours.get("plan"), dict) else {}

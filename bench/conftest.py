@@ -73,7 +73,8 @@ from .timing import DeviceClock, Stopwatch
 #    case extra_info.telemetry (what the hardware did during its timed rounds; bench/telemetry.py).
 # 4: CPU figures are measured with glibc keeping freed blocks (machine_info.fmnist_bench.host_allocator,
 #    --host-allocator; before, each case paid for page faults that depended on the cases before it);
-#    both families' ladders gain channels_last_bf16; extra_info.telemetry.host gains minor_faults_per_round.
+#    both families' ladders gain channels_last_bf16; extra_info.telemetry.host gains minor_faults_per_round
+#    (and, under keep, peak_rss_bytes includes the freed blocks earlier cases left for reuse).
 FORMAT_VERSION = 4
 
 _STATE = pytest.StashKey["Suite"]()
@@ -584,9 +585,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def _allocator_said(record: dict) -> str:
     if record.get("mode") == "keep":
-        return f"{record['library']}, keeping freed blocks up to {record['mmap_threshold_bytes'] >> 20:,} MiB for reuse (--host-allocator keep)"
+        how = "" if record.get("how") == "mmap threshold" else f" ({record.get('how')})"
+        preload = f"; LD_PRELOAD={record['preload']}" if record.get("preload") else ""
+        return (
+            f"{record['library']}, keeping freed blocks up to {record['keep_bytes'] >> 20:,} MiB for reuse{how} "
+            f"(--host-allocator keep){preload}"
+        )
     why = f": {record['reason']}" if record.get("reason") else " (--host-allocator default)"
-    return f"{record.get('library', 'unknown')} as it is{why}; CPU cases' page faults depend on the cases before them"
+    preload = f"; LD_PRELOAD={record['preload']}" if record.get("preload") else ""
+    return (
+        f"{record.get('library', 'unknown')} as it is{why}; CPU cases' page faults depend on the cases before them"
+        + preload
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -63,17 +63,17 @@ ASSUMED_OUTSIDE_S = 3.4
 # hand-measured epochs at batch 1,000 (H100 host, torch 2.11: seed 4.53 s in the suite, 8 loader
 # workers 0.60-0.72 s, resident 0.151 s, channels_last + bf16 together 0.21 s, a CUDA graph per
 # step 0.044 s) and the 2-core VM's default run 0004 (torch 2.14.1, glibc keeping freed blocks:
-# resident 1.58 s, channels_last 1.43 s, bf16 1.96 s, channels_last_bf16 1.16 s, compile 2.55 s).
+# resident 1.62 s, channels_last 1.50 s, bf16 2.01 s, channels_last_bf16 1.21 s, compile 2.61 s).
 # Unmeasured, so assumed: compile on a GPU (taken as resident's), bf16 alone on a GPU (taken as
 # channels_last + bf16's), inference's steps (taken as inference_mode's, a GPU's CUDA graph at
 # resident's training ratio).
 ASSUMED_STEP = {
     "cpu": {
         "train": {
-            "channels_last": ("resident", 1.43 / 1.58),
-            "bf16": ("resident", 1.96 / 1.58),
-            "channels_last_bf16": ("resident", 1.16 / 1.58),
-            "compile": ("resident", 2.55 / 1.58),
+            "channels_last": ("resident", 1.50 / 1.62),
+            "bf16": ("resident", 2.01 / 1.62),
+            "channels_last_bf16": ("resident", 1.21 / 1.62),
+            "compile": ("resident", 2.61 / 1.62),
         },
         "inference": {
             p: ("inference_mode", 1.0) for p in ("eager", "channels_last", "bf16", "channels_last_bf16", "compile")

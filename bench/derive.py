@@ -11,8 +11,8 @@ __all__ = [
     "NOISY_IQR_SHARE",
     "TRAIN_LADDER",
     "crossover_batch_size",
-    "faults_said",
     "crossover_says",
+    "faults_said",
     "loglog_interp",
     "seed_breakdown",
 ]
@@ -55,7 +55,7 @@ def faults_said(faults: float | None) -> str:
     """A case's page faults per round as words where there are many ("540k page faults a round"), else ""."""
     if faults is None or not math.isfinite(faults) or faults < MANY_PAGE_FAULTS:
         return ""
-    if faults >= 1e6:
+    if faults >= 999_500:  # what would round to "1000k"
         return f"{faults / 1e6:.1f}M page faults a round"
     return f"{faults / 1e3:.0f}k page faults a round"
 

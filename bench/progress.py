@@ -303,7 +303,9 @@ def _ladder_section(records: Sequence[dict], default_threads: int) -> list[str]:
             median, extra = _stats(steps[name])["median"], steps[name].get("extra_info") or {}
             vs_seed = f" {seed / median:.2f}x" if seed else ""
             base = BUILDS_ON["train"].get(name)
-            vs_base = f" ({_stats(steps[base])['median'] / median:.2f}x over {base})" if base in steps else ""
+            while base is not None and base not in steps:  # not run (--pipelines): the nearest that did
+                base = BUILDS_ON["train"].get(base)
+            vs_base = f" ({_stats(steps[base])['median'] / median:.2f}x over {base})" if base else ""
             faults = faults_said(((extra.get("telemetry") or {}).get("host") or {}).get("minor_faults_per_round"))
             cells.append(f"{name} {fmt_time(median)}{vs_seed}{vs_base}" + (f" [{faults}]" if faults else ""))
             tolerance = (extra.get("pipeline_config") or {}).get("loss_tolerance")

@@ -37,7 +37,7 @@ __all__ = [
 # one change, so what that change buys is the step's speedup over it: seed -> loader -> resident
 # is the data path, the steps after resident change one thing each, and channels_last_bf16 is bf16
 # on channels_last: on the 2-core VM bf16 paid only there (epochs at batch 1,000 in run 0004:
-# resident 1.58 s, bf16 1.96 s, channels_last 1.43 s, channels_last_bf16 1.16 s).
+# resident 1.62 s, bf16 2.01 s, channels_last 1.50 s, channels_last_bf16 1.21 s).
 TRAIN_LADDER = (
     "seed",
     "loader",

@@ -1,5 +1,7 @@
 """The run's host allocator condition: glibc keeping freed blocks (--host-allocator keep), recorded either way."""
 
+import ast
+import os
 import platform
 import resource
 import subprocess
@@ -46,10 +48,13 @@ def test_keeping_freed_blocks_stops_the_page_faults_of_reallocating_them():
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_the_record_says_what_the_run_was_held_to():
     # "default" changes nothing, so it can run in this process.
-    assert set_host_allocator("default") == {"mode": "default", "library": f"glibc {platform.libc_ver()[1]}"}
+    assert set_host_allocator("default")["mode"] == "default"
     code = "from bench.allocator import set_host_allocator; print(set_host_allocator('keep'))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert f"'mmap_threshold_bytes': {KEEP_BYTES}" in out.stdout and "'mode': 'keep'" in out.stdout
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, env=env)
+    record = ast.literal_eval(out.stdout)
+    assert record == {"mode": "keep", "library": f"glibc {platform.libc_ver()[1]}", "how": "mmap threshold",
+                      "keep_bytes": KEEP_BYTES}  # fmt: skip
 
 
 def test_another_c_library_runs_with_its_own_policy_and_says_so(monkeypatch):
@@ -58,14 +63,43 @@ def test_another_c_library_runs_with_its_own_policy_and_says_so(monkeypatch):
     assert record["mode"] == "default" and record["library"] == "musl 1.2" and "glibc" in record["reason"]
 
 
-def test_glibc_refusing_is_recorded_not_fatal(monkeypatch):
-    def refuse(limit=KEEP_BYTES):
-        raise RuntimeError(f"glibc refused mallopt(M_MMAP_THRESHOLD, {limit})")
+class FakeLibc:
+    """glibc's mallopt, refusing the options in `refuse`: what older glibc does above 32 MiB."""
 
-    monkeypatch.setattr(allocator, "_library", lambda: ("glibc", "2.36"))
-    monkeypatch.setattr(allocator, "keep_large_blocks", refuse)
+    def __init__(self, refuse=()):
+        self.refuse, self.calls = set(refuse), []
+
+    def mallopt(self, option, value):
+        self.calls.append((option.value, value.value))
+        return 0 if option.value in self.refuse else 1
+
+
+def fake_glibc(monkeypatch, refuse=()):
+    libc = FakeLibc(refuse)
+    monkeypatch.setattr(allocator, "_library", lambda: ("glibc", "2.17"))
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda _name: libc)
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    return libc
+
+
+def test_glibc_refusing_a_high_mmap_threshold_keeps_blocks_by_not_mapping_them(monkeypatch):
+    libc = fake_glibc(monkeypatch, refuse={-3})  # M_MMAP_THRESHOLD refused above 32 MiB
     record = set_host_allocator("keep")
-    assert record["mode"] == "default" and "refused" in record["reason"]
+    assert record["mode"] == "keep" and record["how"] == "no mmap"
+    assert libc.calls == [(-1, KEEP_BYTES), (-3, KEEP_BYTES), (-4, 0)]  # trim, mmap threshold, then M_MMAP_MAX 0
+
+
+def test_glibc_refusing_everything_is_recorded_not_fatal(monkeypatch):
+    fake_glibc(monkeypatch, refuse={-1, -3, -4})
+    record = set_host_allocator("keep")
+    assert record["mode"] == "default" and record["reason"] == f"glibc refused mallopt(M_TRIM_THRESHOLD, {KEEP_BYTES})"
+
+
+def test_a_preloaded_allocator_is_recorded(monkeypatch):
+    fake_glibc(monkeypatch)
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+    assert set_host_allocator("keep")["preload"] == "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+    assert set_host_allocator("default")["preload"].endswith("libjemalloc.so.2")
 
 
 def test_an_unknown_mode_is_refused_by_name():

@@ -137,7 +137,7 @@ def test_the_case_matrix_sweeps_threads_on_the_cpu_only_and_names_every_axis():
             assert tuple(case) == FAMILY_AXES[family]
     train = plan.cases("train")
     # cpu at torch's 16 threads, cuda:0: 3 batch sizes x seed and resident, and at 1,000 the
-    # 7 other steps of the ladder (a CUDA graph on the CPU is in the matrix, as a skip)
+    # 6 other steps of the ladder (a CUDA graph on the CPU is in the matrix, as a skip)
     assert len(train) == 2 * (3 * 2 + len(TRAIN_LADDER) - 2)
     assert {c["cpu_threads"] for c in train if c["device"] == "cuda:0"} == {16}
     assert [c["pipeline"] for c in train if c["device"] == "cpu" and c["batch_size"] == 1000] == list(TRAIN_LADDER)

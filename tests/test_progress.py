@@ -149,6 +149,19 @@ def test_the_ladder_names_the_fastest_step_its_speedups_and_a_step_that_learns_l
     assert "seed 8 s 1.00x;" in text
     assert "bf16 1 s 8.00x (4.00x over resident); channels_last_bf16 1.6 s 5.00x (1.25x over channels_last)" in text
     assert "learns less: bf16 loss 0.600 > resident 0.500 + 10%" in text
+    # Without channels_last (--pipelines), bf16 on it is measured against the nearest step that ran.
+    text = "\n".join(end_summary([r for r in records if r["params"]["pipeline"] != "channels_last"],
+                                  default_threads=16, run={}))  # fmt: skip
+    assert "channels_last_bf16 1.6 s 5.00x (2.50x over resident)" in text
+
+
+def test_page_faults_are_said_in_thousands_or_millions_from_ten_thousand():
+    from bench.derive import faults_said
+
+    assert [faults_said(f) for f in (None, float("nan"), 9_999, 10_000, 540_091.3, 999_499, 999_600, 1.45e6)] == [
+        "", "", "", "10k page faults a round", "540k page faults a round", "999k page faults a round",
+        "1.0M page faults a round", "1.4M page faults a round",
+    ]  # fmt: skip
 
 
 def test_an_inference_ladder_step_is_its_own_variant_never_a_thread_count_of_another():

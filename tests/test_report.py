@@ -730,7 +730,7 @@ def test_the_ladder_gives_each_steps_speedup_over_the_step_it_builds_on(tmp_path
         base = derive.BUILDS_ON["train"].get(name)
         assert row["builds_on"] == base if base else pd.isna(row["builds_on"])
         expected = steps.loc[base, "median"] / row["median"] if base else None
-        assert pd.isna(row["vs_before"]) if base is None else row["vs_before"] == pytest.approx(expected), name
+        assert pd.isna(row["vs_base"]) if base is None else row["vs_base"] == pytest.approx(expected), name
         assert row["vs_first"] == pytest.approx(steps.loc["seed", "median"] / row["median"])
     # bf16 on channels_last is measured against channels_last, not against its neighbour bf16.
     assert steps.loc["channels_last_bf16", "builds_on"] == "channels_last"
@@ -759,3 +759,27 @@ def test_a_step_that_touched_fresh_memory_often_has_its_page_faults_named(tmp_pa
     table = ladder_table(ladder(frame, "train"), "train")
     assert "540k page faults a round" in table.loc[0, "resident"]
     assert "page faults" not in table.loc[0, "channels_last"]
+
+
+def test_a_ladder_without_some_steps_measures_each_against_the_nearest_step_that_ran(tmp_path):
+    from bench.report.figures import _fastest_said, fastest_steps, ladder
+    from bench.report.tables import ladder_table
+
+    run = _json(LADDER_RUN)  # as --pipelines loader,resident,bf16,channels_last_bf16 would have it
+    run["benchmarks"] = [b for b in run["benchmarks"] if b["params"]["pipeline"] not in ("seed", "channels_last")]
+    steps = ladder(load_frame([_write(tmp_path, "some.json", run)]), "train").set_index("pipeline")
+    both = steps.loc["channels_last_bf16"]
+    assert both["builds_on"] == "resident"  # channels_last did not run: the step it builds on did
+    assert both["vs_base"] == pytest.approx(steps.loc["resident", "median"] / both["median"])
+    assert steps["vs_first"].isna().all()  # no seed: no "over seed" figure, not one over loader
+    table = ladder_table(steps.reset_index(), "train")
+    assert "x over resident)" in table.loc[0, "channels_last_bf16"]
+    said = _fastest_said(fastest_steps(steps.reset_index()))
+    assert said and all("seed" not in line for line in said)
+
+
+def test_the_reports_format_is_the_suites():
+    from bench import conftest
+    from bench.report import load
+
+    assert load._KNOWN_FORMAT == conftest.FORMAT_VERSION

@@ -248,10 +248,11 @@ def breakdown(frame: pd.DataFrame) -> pd.DataFrame:
 
 def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
     """Each ladder step per machine, device and batch size where more than the cheap steps ran: its time,
-    its speedup over the first step (train: seed; inference: eager, else inference_mode) and over the
-    step it builds on (`builds_on`: what its one change buys), and (train) whether it learns less than
-    resident: a loss above resident's by more than the step's tolerance. The CPU at torch's default
-    thread count, as the ladder runs it.
+    its speedup over the first step (train: seed, none without it; inference: eager, else
+    inference_mode) and over the step it builds on (`builds_on`: what its one change buys; where that
+    step did not run, the nearest it builds on that did, and `builds_on` names it), and (train)
+    whether it learns less than resident: a loss above resident's by more than the step's tolerance.
+    The CPU at torch's default thread count, as the ladder runs it.
     """
     order = TRAIN_LADDER if family == "train" else INFERENCE_LADDER
     rows = frame[(frame["family"] == family) & ((frame["device"] != "cpu") | at_default(frame))]
@@ -263,12 +264,15 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
         names = [n for n in order if n in steps.index]
         if len(names) < 3:  # the cheap steps alone: no ladder here
             continue
-        first = steps.loc[names[0], "median"]
+        # Over seed, named so: a run of some steps only (--pipelines) has no other first to be over.
+        first = steps.loc[names[0], "median"] if family == "inference" or names[0] == "seed" else np.nan
         resident = steps.loc["resident", "loss"] if "resident" in steps.index else np.nan
         for name in names:
             r = steps.loc[name]
             base = BUILDS_ON[family].get(name)
-            before = steps.loc[base, "median"] if base in steps.index else None
+            while base is not None and base not in steps.index:
+                base = BUILDS_ON[family].get(base)
+            before = steps.loc[base, "median"] if base is not None else None
             tolerance = r["loss_tolerance"]
             learns_less = bool(
                 family == "train" and pd.notna(resident) and pd.notna(tolerance) and pd.notna(r["loss"])
@@ -279,14 +283,14 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
                     "machine_key": key, "label": r["label"], "quick": bool(quick), "device": device,
                     "batch_size": size, "pipeline": name, "step": order.index(name), "median": r["median"],
                     "images_per_s": r["images_per_s"], "vs_first": first / r["median"],
-                    "builds_on": base, "vs_before": before / r["median"] if before else np.nan, "loss": r["loss"],
+                    "builds_on": base, "vs_base": before / r["median"] if before else np.nan, "loss": r["loss"],
                     "loss_tolerance": tolerance, "learns_less": learns_less, "prepare_s": r["prepare_s"],
                     "agreement": r["agreement"], "noisy": bool(r["noisy"]), "one_round": bool(r["one_round"]),
                     "page_faults": r["page_faults"],
                 }
             )  # fmt: skip
     columns = ["machine_key", "label", "quick", "device", "batch_size", "pipeline", "step", "median", "images_per_s",
-               "vs_first", "builds_on", "vs_before", "loss", "loss_tolerance", "learns_less", "prepare_s", "agreement", "noisy",
+               "vs_first", "builds_on", "vs_base", "loss", "loss_tolerance", "learns_less", "prepare_s", "agreement", "noisy",
                "one_round", "page_faults"]  # fmt: skip
     return pd.DataFrame(out, columns=columns)
 
@@ -349,10 +353,10 @@ def _fastest_said(best: pd.DataFrame) -> list[str]:
     said = []
     for r in best.itertuples():
         quick = " (quick run)" if r.quick else ""
+        over = f"{r.vs_first:.2f}x the notes' loop (seed) on the same device, " if pd.notna(r.vs_first) else ""
         said.append(
             f"Fastest training pipeline on {r.device} at batch {r.batch_size:,}{quick}: {r.pipeline}, "
-            f"{r.vs_first:.2f}x the notes' loop (seed) on the same device, with a loss within its tolerance "
-            "of the resident epoch's."
+            f"{over}with a loss within its tolerance of the resident epoch's."
         )
     return said
 
