@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
-from pathlib import Path
 
-from .check_warmup import run_variant
+from .check_warmup import alternated
 
 __all__ = ["compare", "main"]
 
@@ -57,13 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.trials < 1:
         parser.error("--trials must be at least 1")
     pytest_args = args.pytest_args or DEFAULT_ARGS
-    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
-    with tempfile.TemporaryDirectory() as folder:
-        for trial in range(args.trials):
-            for variant in VARIANTS if trial % 2 == 0 else reversed(VARIANTS):
-                print(f"trial {trial + 1}/{args.trials}: --host-allocator {variant}", file=sys.stderr, flush=True)
-                out = Path(folder) / f"{variant}-{trial}.json"
-                runs[variant].append(run_variant([f"--host-allocator={variant}"], out, pytest_args))
+    runs = alternated({v: [f"--host-allocator={v}"] for v in VARIANTS}, args.trials, pytest_args)
     rows = compare(runs)
     count = lambda f: "-" if f is None else f"{f:,.0f}"  # noqa: E731
     print(

@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
-from pathlib import Path
 
-from .check_warmup import run_variant
+from .check_warmup import alternated
 
 __all__ = ["compare", "main"]
 
@@ -21,10 +19,6 @@ VARIANTS = ("on", "off")
 # Long enough for the sampler to wake many times (a resident epoch of 60,000 images is about
 # a second on the 2-core VM), cheap enough to repeat: the resident epoch at batch size 1,000.
 DEFAULT_ARGS = ["--devices", "cpu", "--batch-sizes", "1000", "-k", "train and resident"]
-
-
-def _run(variant: str, out: Path, pytest_args: list[str]) -> dict:
-    return run_variant([f"--telemetry={variant}"], out, pytest_args)
 
 
 def compare(runs: dict[str, list[dict]]) -> list[dict]:
@@ -61,12 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.trials < 1:
         parser.error("--trials must be at least 1")
     pytest_args = args.pytest_args or DEFAULT_ARGS
-    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
-    with tempfile.TemporaryDirectory() as folder:
-        for trial in range(args.trials):
-            for variant in VARIANTS if trial % 2 == 0 else reversed(VARIANTS):
-                print(f"trial {trial + 1}/{args.trials}: telemetry {variant}", file=sys.stderr, flush=True)
-                runs[variant].append(_run(variant, Path(folder) / f"{variant}-{trial}.json", pytest_args))
+    runs = alternated({v: [f"--telemetry={v}"] for v in VARIANTS}, args.trials, pytest_args)
     rows = compare(runs)
     print(
         f"{'case':<44} {'on (s)':>9} {'off (s)':>9} {'on/off':>7} {'trials on/off':>22} {'IQR/med':>8} {'samples':>8}"

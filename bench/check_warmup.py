@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["compare", "main", "run_variant"]
+__all__ = ["alternated", "compare", "main", "run_variant"]
 
 VARIANTS = {"short": None, "full": "all"}  # None: the suite's default warm-up
 
@@ -36,9 +36,20 @@ def run_variant(options: list[str], out: Path, pytest_args: list[str]) -> dict:
     return json.loads(out.read_text())
 
 
-def _run(variant: str, short: str, out: Path, pytest_args: list[str]) -> dict:
-    warmup = short if VARIANTS[variant] is None else VARIANTS[variant]
-    return run_variant([f"--warmup-batches={warmup}"], out, pytest_args)
+def alternated(options: dict[str, list[str]], trials: int, pytest_args: list[str]) -> dict[str, list[dict]]:
+    """`trials` runs of each variant (its name -> its options), alternated, the order swapped every
+    trial so that drift on a shared machine falls on all of them; each variant's runs, in order.
+
+    Shared by the three checks: each then compares its variants case by case."""
+    runs: dict[str, list[dict]] = {variant: [] for variant in options}
+    with tempfile.TemporaryDirectory() as folder:
+        for trial in range(trials):
+            order = list(options) if trial % 2 == 0 else list(reversed(options))
+            for variant in order:
+                print(f"trial {trial + 1}/{trials}: {' '.join(options[variant])}", file=sys.stderr, flush=True)
+                out = Path(folder) / f"{variant}-{trial}.json"
+                runs[variant].append(run_variant(options[variant], out, pytest_args))
+    return runs
 
 
 def compare(runs: dict[str, list[dict]]) -> list[dict]:
@@ -71,15 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.trials < 1:
         parser.error("--trials must be at least 1")
-    runs: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
-    with tempfile.TemporaryDirectory() as folder:
-        for trial in range(args.trials):
-            order = list(VARIANTS) if trial % 2 == 0 else list(reversed(VARIANTS))
-            for variant in order:
-                print(f"trial {trial + 1}/{args.trials}: {variant} warm-up", file=sys.stderr, flush=True)
-                runs[variant].append(
-                    _run(variant, args.short, Path(folder) / f"{variant}-{trial}.json", args.pytest_args)
-                )
+    options = {v: [f"--warmup-batches={args.short if w is None else w}"] for v, w in VARIANTS.items()}
+    runs = alternated(options, args.trials, args.pytest_args)
     rows = compare(runs)
     first = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     print(

@@ -166,3 +166,19 @@ def test_check_warmup_compares_medians_and_the_first_round_per_case():
     assert row["short"] == pytest.approx(1.05) and row["full"] == 1.0 and row["ratio"] == pytest.approx(1.05)
     assert row["short_first"] == pytest.approx((2.0 / 1.0 + 2.0 / 1.1) / 2)
     assert row["full_first"] == 1.0
+
+
+def test_the_checks_alternate_their_variants_and_swap_the_order_every_trial(monkeypatch):
+    from bench import check_warmup
+
+    calls = []
+
+    def fake_run(options, out, pytest_args):
+        calls.append((options, out.name, pytest_args))
+        return {"benchmarks": [], "options": options}
+
+    monkeypatch.setattr(check_warmup, "run_variant", fake_run)
+    runs = check_warmup.alternated({"a": ["--x=1"], "b": ["--x=2"]}, 3, ["-k", "resident"])
+    assert [c[1] for c in calls] == ["a-0.json", "b-0.json", "b-1.json", "a-1.json", "a-2.json", "b-2.json"]
+    assert all(c[2] == ["-k", "resident"] for c in calls)
+    assert [r["options"] for r in runs["a"]] == [["--x=1"]] * 3 and len(runs["b"]) == 3
