@@ -118,9 +118,9 @@ class TrainConfig:
 
 
 # The steps after resident (train) and inference_mode (inference): each is the step it builds on
-# plus this one change, the same in both families. compile: dynamic=False,
-# one static-shape compile per batch shape; the last, smaller batch of an epoch (60,000 % batch
-# size > 0) is a second compile, made before the timed epochs. cuda_graph: a second graph for it.
+# plus this one change, the same in both families. compile: dynamic=False, one static-shape
+# compile per batch shape; the last, smaller batch of an epoch (60,000 % batch size > 0) is a
+# second compile, made before the timed epochs. cuda_graph: a second graph for that batch.
 _ONE_CHANGE = {
     "channels_last": {"memory_format": "channels_last"},
     "bf16": {"precision": "bfloat16"},
