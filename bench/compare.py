@@ -53,7 +53,7 @@ VERDICTS = (SLOWER, FASTER, SAME, ONE_ROUND, UNPAIRED)
 # torch, which the report stage never does), so a case reads here as it does in the run's progress lines.
 _ID_AXES = {
     "transfer": ("device", "cpu_threads", "direction", "memory", "size", "dtype"),
-    "inference": ("device", "cpu_threads", "batch_size", "mode"),
+    "inference": ("device", "cpu_threads", "batch_size", "mode", "pipeline"),
     "train": ("device", "cpu_threads", "batch_size", "pipeline"),
 }
 

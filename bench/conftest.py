@@ -75,6 +75,8 @@ from .timing import DeviceClock, Stopwatch
 #    --host-allocator; before, each case paid for page faults that depended on the cases before it);
 #    both families' ladders gain channels_last_bf16; extra_info.telemetry.host gains minor_faults_per_round
 #    (and, under keep, peak_rss_bytes includes the freed blocks earlier cases left for reuse).
+#    host_allocator holds mode and library, and under keep how and keep_bytes (the first runs of format 4,
+#    before commit 38f2c19, wrote mmap_threshold_bytes and trim_threshold_bytes instead of those two).
 FORMAT_VERSION = 4
 
 _STATE = pytest.StashKey["Suite"]()
@@ -510,9 +512,21 @@ def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo) -> None:
     drop_lineless_entries(excinfo)
 
 
+def _no_case(item: pytest.Item) -> bool:
+    family = getattr(getattr(item, "module", None), "FAMILY", None)
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return family in FAMILY_AXES and any(not isinstance(v, (str, int, float)) for v in params.values())
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.stash.get(_STATE, None) is None:
         return
+    # A family with no case in the plan (--pipelines naming only the other family's steps) is
+    # parametrized with nothing, and pytest makes one placeholder item of it: not a case, deselected.
+    empty = [item for item in items if _no_case(item)]
+    if empty:
+        config.hook.pytest_deselected(items=empty)
+        items[:] = [item for item in items if not _no_case(item)]
     # Cheapest family first: an interrupted run has kept the most cases (stable: the matrix order stays).
     order = {family: i for i, family in enumerate(FAMILIES)}
     items.sort(key=lambda item: order.get(getattr(getattr(item, "module", None), "FAMILY", None), len(order)))

@@ -358,6 +358,8 @@ def parse_pipelines(text: str) -> tuple[str, ...] | None:
     out: list[str] = []
     for raw in text.split(","):
         value = raw.strip()
+        if value == "all":
+            raise ValueError("'all' stands alone: give all, or names of steps, not both")
         if value not in known:
             raise ValueError(f"{value!r} is not a pipeline: expected all, or some of {', '.join(known)}")
         if value not in out:

@@ -72,7 +72,7 @@ def test_a_clear_slowdown_is_flagged_and_fails_ci(tmp_path, capsys):
         for c in (
             "train cpu-2t-100-resident",
             "transfer cpu-1t-h2h-pageable-1000-uint8",
-            "inference cpu-2t-100-compute",
+            "inference cpu-2t-100-compute-inference_mode",
         )
     )
     assert epoch["verdict"] == SLOWER and epoch["ratio"] == pytest.approx(1.5)
@@ -105,7 +105,7 @@ def test_a_change_within_the_noise_is_not_flagged(tmp_path):
     epoch = row(table, "train cpu-2t-100-resident")
     assert epoch["ratio"] == pytest.approx(1.15)
     assert epoch["verdict"] == SAME and epoch["why"] == "rounds overlap (3 and 3 rounds, too few for a rank test)"
-    infer = row(table, "inference cpu-2t-100-compute")
+    infer = row(table, "inference cpu-2t-100-compute-inference_mode")
     assert infer["ratio"] == pytest.approx(1.2)
     assert infer["verdict"] == SAME and infer["why"].startswith("rounds overlap: rank test p=")
     assert set(table["verdict"]) == {SAME}
@@ -213,8 +213,8 @@ def test_cases_are_paired_by_params_not_by_name(tmp_path):
     # Format 1 named cases without their thread count: its cpu-1-compute is format 2's cpu-2t-1-compute (torch's
     # default of 2 threads), while the 1-thread cases it never ran are listed, not paired.
     table = compared(FULL_V1, FULL_V2)
-    assert row(table, "inference cpu-2t-1-compute")["verdict"] in VERDICTS[:3]
-    assert row(table, "inference cpu-1t-1-compute")["why"] == "only in NEW"
+    assert row(table, "inference cpu-2t-1-compute-inference_mode")["verdict"] in VERDICTS[:3]
+    assert row(table, "inference cpu-1t-1-compute-inference_mode")["why"] == "only in NEW"
     assert (table["verdict"] == "unpaired").sum() == 20
 
 
@@ -265,3 +265,15 @@ def test_a_folder_compares_its_newest_two_runs_of_a_kind(tmp_path):
     with pytest.raises(SystemExit) as exit_:
         main([str(runs)])
     assert exit_.value.code == 2
+
+
+def test_each_inference_step_has_its_own_row_named_by_its_pipeline(tmp_path):
+    # The ladder's inference steps share device, threads, batch size and mode: the step tells them apart.
+    run = read(next(VM.glob("0004_*.json")))
+    table = compared(save(tmp_path, "a.json", run), save(tmp_path, "b.json", copy.deepcopy(run)))
+    at_1000 = table[table["case"].str.startswith("inference cpu-2t-1000-compute")]
+    assert set(at_1000["case"]) == {
+        f"inference cpu-2t-1000-compute-{step}"
+        for step in ("eager", "inference_mode", "channels_last", "bf16", "channels_last_bf16", "compile")
+    }
+    assert not table["case"].duplicated().any()

@@ -196,6 +196,8 @@ def test_pipelines_parse_names_of_either_ladder_and_refuse_others():
     assert parse_pipelines("all") is None
     with pytest.raises(ValueError, match="'fast' is not a pipeline: expected all, or some of seed, loader"):
         parse_pipelines("seed,fast")
+    with pytest.raises(ValueError, match="'all' stands alone"):
+        parse_pipelines("all,seed")
     assert parse_ladder("full") == "full"
     with pytest.raises(ValueError, match="'everything' is not a ladder: expected default or full"):
         parse_ladder("everything")

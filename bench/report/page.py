@@ -121,7 +121,7 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                  plots.plot_inference(frame, out / "inference_throughput.png")),
         _Section("The optimisation ladder: training", tables.ladder_table(figures.ladder(frame, "train"), "train"),
                  "Where more than the cheap steps ran (by default at batch size 1,000): each step's epoch, its "
-                 "speedup over seed on the same device and (in brackets) over the step it builds on, which is "
+                 "speedup over seed on the same device and (in parentheses) over the step it builds on, which is "
                  "what its one change buys. loader tunes seed's DataLoader; resident keeps the data on the "
                  "device; each step after it is resident plus one change, except channels_last_bf16: bf16 on "
                  "channels_last. Runs since format 4 hold the C library's "
