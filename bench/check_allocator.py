@@ -13,7 +13,7 @@ import argparse
 import statistics
 import sys
 
-from .check_warmup import alternated
+from .check_warmup import alternated, paired
 
 __all__ = ["compare", "main"]
 
@@ -29,12 +29,9 @@ def _faults(bench: dict) -> float | None:
 
 def compare(runs: dict[str, list[dict]]) -> list[dict]:
     """Per case: each variant's median of medians and of page faults a round, default/keep, and the trials' ratios."""
-    names = sorted({b["name"] for run in runs["keep"] for b in run["benchmarks"]})
     rows = []
-    for name in names:
-        cases = {v: [b for run in runs[v] for b in run["benchmarks"] if b["name"] == name] for v in VARIANTS}
-        if not all(cases.values()) or len(cases["default"]) != len(cases["keep"]):
-            continue
+    for name, default, keep in paired(runs, "default", "keep"):
+        cases = {"default": default, "keep": keep}
         medians = {v: [b["stats"]["median"] for b in cases[v]] for v in VARIANTS}
         faults = {v: [f for f in map(_faults, cases[v]) if f is not None] for v in VARIANTS}
         rows.append({

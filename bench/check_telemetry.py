@@ -11,7 +11,7 @@ import argparse
 import statistics
 import sys
 
-from .check_warmup import alternated
+from .check_warmup import alternated, paired
 
 __all__ = ["compare", "main"]
 
@@ -23,26 +23,17 @@ DEFAULT_ARGS = ["--devices", "cpu", "--batch-sizes", "1000", "-k", "train and re
 
 def compare(runs: dict[str, list[dict]]) -> list[dict]:
     """Per case: each variant's median of medians, on/off, the trials' on/off ratios, the IQR share and the samples."""
-    names = sorted({b["name"] for run in runs["on"] for b in run["benchmarks"]})
     rows = []
-    for name in names:
-        medians = {
-            v: [b["stats"]["median"] for run in runs[v] for b in run["benchmarks"] if b["name"] == name]
-            for v in VARIANTS
-        }
-        if not all(medians.values()) or len(medians["on"]) != len(medians["off"]):
-            continue
-        iqr = [b["stats"]["iqr"] / b["stats"]["median"] for v in VARIANTS for run in runs[v] for b in run["benchmarks"] if b["name"] == name]  # fmt: skip
-        samples = [b["extra_info"]["telemetry"].get("samples", 0) for run in runs["on"] for b in run["benchmarks"] if b["name"] == name]  # fmt: skip
-        trials = [on / off for on, off in zip(medians["on"], medians["off"], strict=True)]
+    for name, on, off in paired(runs, "on", "off"):
+        medians = {"on": [b["stats"]["median"] for b in on], "off": [b["stats"]["median"] for b in off]}
         rows.append({
             "name": name,
             "on": statistics.median(medians["on"]),
             "off": statistics.median(medians["off"]),
             "ratio": statistics.median(medians["on"]) / statistics.median(medians["off"]),
-            "trial_ratios": trials,
-            "iqr": max(iqr),
-            "samples": statistics.median(samples),
+            "trial_ratios": [x / y for x, y in zip(medians["on"], medians["off"], strict=True)],
+            "iqr": max(b["stats"]["iqr"] / b["stats"]["median"] for b in on + off),
+            "samples": statistics.median(b["extra_info"]["telemetry"].get("samples", 0) for b in on),
         })  # fmt: skip
     return rows
 

@@ -15,9 +15,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["alternated", "compare", "main", "run_variant"]
+__all__ = ["alternated", "compare", "main", "paired", "run_variant"]
 
 VARIANTS = {"short": None, "full": "all"}  # None: the suite's default warm-up
 
@@ -50,6 +51,16 @@ def alternated(options: dict[str, list[str]], trials: int, pytest_args: list[str
                 out = Path(folder) / f"{variant}-{trial}.json"
                 runs[variant].append(run_variant(options[variant], out, pytest_args))
     return runs
+
+
+def paired(runs: dict[str, list[dict]], a: str, b: str) -> Iterator[tuple[str, list[dict], list[dict]]]:
+    """Per case that variants `a` and `b` both ran, as often in each: its name and each variant's
+    benchmarks of it, trial by trial. The pairs check_telemetry and check_allocator compare."""
+    names = sorted({bench["name"] for variant in (a, b) for run in runs[variant] for bench in run["benchmarks"]})
+    for name in names:
+        cases = [[bench for run in runs[v] for bench in run["benchmarks"] if bench["name"] == name] for v in (a, b)]
+        if cases[0] and len(cases[0]) == len(cases[1]):
+            yield name, cases[0], cases[1]
 
 
 def compare(runs: dict[str, list[dict]]) -> list[dict]:

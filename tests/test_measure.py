@@ -182,3 +182,18 @@ def test_the_checks_alternate_their_variants_and_swap_the_order_every_trial(monk
     assert [c[1] for c in calls] == ["a-0.json", "b-0.json", "b-1.json", "a-1.json", "a-2.json", "b-2.json"]
     assert all(c[2] == ["-k", "resident"] for c in calls)
     assert [r["options"] for r in runs["a"]] == [["--x=1"]] * 3 and len(runs["b"]) == 3
+
+
+def test_check_telemetry_pairs_each_case_on_and_off():
+    from bench.check_telemetry import compare
+
+    def run(median, iqr, samples=None, name="case"):
+        extra = {"telemetry": {"samples": samples} if samples is not None else {"state": "off"}}
+        return {"benchmarks": [{"name": name, "stats": {"median": median, "iqr": iqr}, "extra_info": extra}]}
+
+    runs = {"on": [run(1.0, 0.02, 9), run(1.2, 0.06, 11)], "off": [run(1.0, 0.01), run(1.0, 0.01)]}
+    runs["off"].append(run(5.0, 0.1, name="only-off"))  # ran in one variant only: not compared
+    (row,) = compare(runs)
+    assert row["name"] == "case" and row["on"] == pytest.approx(1.1) and row["off"] == pytest.approx(1.0)
+    assert row["trial_ratios"] == pytest.approx([1.0, 1.2]) and row["ratio"] == pytest.approx(1.1)
+    assert row["iqr"] == pytest.approx(0.05) and row["samples"] == 10
