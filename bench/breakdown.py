@@ -9,12 +9,27 @@ from torch.profiler import ProfilerActivity, profile
 
 from .timing import timed_call
 
-__all__ = ["PHASES", "profile_epoch"]
+__all__ = ["PHASES", "device_work", "profile_epoch"]
 
 # The ranges fmnist_model's loops name when asked to (loops.phase): a DataLoader batch or the
 # gather of a resident one, its host-to-device copy, the forward pass and loss, the backward
 # pass (zero_grad included), Adam's step; a CUDA graph replays forward, backward and Adam as one.
 PHASES = ("data", "h2d", "forward", "backward", "optimizer", "graph")
+
+
+def device_work(events, epoch_s: float) -> dict:
+    """What the GPU did in a profiled epoch: its operations (kernels, copies, memsets; not the
+    named ranges) and their summed time, and that time's share of the epoch. A small share with
+    many operations is an epoch bound by launching them, not by the GPU's arithmetic or memory."""
+    ops = [
+        e
+        for e in events
+        if e.device_type != torch.autograd.DeviceType.CPU
+        and not getattr(e, "is_user_annotation", False)
+        and e.name not in PHASES
+    ]
+    busy = sum(e.time_range.elapsed_us() for e in ops) / 1e6  # the profiler counts microseconds
+    return {"ops": len(ops), "busy_s": busy, "busy_share": busy / epoch_s if epoch_s > 0 else None}
 
 
 def profile_epoch(clock: Callable[[], float], device: torch.device | str, epoch: Callable[[], object]) -> dict:
@@ -25,6 +40,7 @@ def profile_epoch(clock: Callable[[], float], device: torch.device | str, epoch:
     the GPU, from the profiler's gpu_user_annotation events. epoch_s is the profiled epoch's
     own time, profiler overhead included: it is not the case's figure, which is the median of
     the timed rounds. other_s: the epoch's time outside the named ranges (loop, syncs).
+    device_work (CUDA only): how many operations the GPU ran and how busy they kept it.
     """
     kind = torch.device(device).type
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if kind == "cuda" else [])
@@ -47,4 +63,5 @@ def profile_epoch(clock: Callable[[], float], device: torch.device | str, epoch:
         "host_s": {name: host[name] for name in used},
         "device_s": {name: on_device[name] for name in used} if kind == "cuda" else None,
         "other_s": max(seconds - sum(host.values()), 0.0),
+        "device_work": device_work(prof.events(), seconds) if kind == "cuda" else None,
     }
