@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -272,6 +273,7 @@ class Trainer:
 
     def prepare(self) -> dict:
         """Compile (compile) or capture (cuda_graph) each batch shape, then reset. Returns what was done."""
+        done = {}
         if self.config.compile_mode is not None:
             for size in self.shapes:  # one training step per shape compiles its forward and backward
                 loops.train_epoch_resident(
@@ -281,14 +283,24 @@ class Trainer:
                     self.labels[:size],
                     size,
                     order=torch.arange(size),
+                    memory_format=self._memory_format,
+                    autocast_dtype=self._autocast,
                 )
+            done["compiled_shapes"] = self.shapes
+        if self.config.cuda_graph:  # after a compile, the graph captures the compiled kernels
+            self._graphs = _GraphedTraining(
+                self.forward,
+                self.optimizer,
+                self.images,
+                self.labels,
+                self.shapes,
+                memory_format=self._memory_format,
+                autocast_dtype=self._autocast,
+            )
+            done["captured_shapes"] = self.shapes
+        if done:
             self.reset()
-            return {"compiled_shapes": self.shapes}
-        if self.config.cuda_graph:
-            self._graphs = _GraphedTraining(self.model, self.optimizer, self.images, self.labels, self.shapes)
-            self.reset()
-            return {"captured_shapes": self.shapes}
-        return {}
+        return done
 
     def epoch(self, images: int | None = None, *, annotate: bool = False) -> EpochResult:
         """One epoch (over the first `images` images when given: a warm-up), phases named for the profiler when `annotate`."""
@@ -369,16 +381,21 @@ class _GraphedTraining:
     inputs (here the batch's indices into the resident set), Adam with capturable=True, a few
     steps on a side stream before capture, grads set to None before capture so that replays
     write them afresh. The running totals are accumulated inside the graph, so an epoch is
-    one small index copy and one replay per batch, and one sync at the end.
+    one small index copy and one replay per batch, and one sync at the end. `model` may be
+    a compiled forward (compiled before capture), and the step runs in the config's memory
+    format and autocast dtype, as the resident loop does.
     """
 
     def __init__(
         self,
-        model: nn.Module,
+        model: Callable,
         optimizer: torch.optim.Optimizer,
         images: torch.Tensor,
         labels: torch.Tensor,
         shapes: list[int],
+        *,
+        memory_format: torch.memory_format = torch.contiguous_format,
+        autocast_dtype: torch.dtype | None = None,
     ) -> None:
         device = images.device
         self.total_loss = torch.zeros((), device=device)
@@ -388,9 +405,12 @@ class _GraphedTraining:
 
         def step(idx: torch.Tensor) -> None:
             x = images[idx].float().div_(255.0)
+            if memory_format is not torch.contiguous_format:
+                x = x.contiguous(memory_format=memory_format)
             y = labels[idx]
-            preds = model(x)
-            loss = F.cross_entropy(preds, y)
+            with torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext():
+                preds = model(x)
+                loss = F.cross_entropy(preds, y)
             loss.backward()
             optimizer.step()
             self.total_loss.add_(loss.detach() * idx.numel())
@@ -500,12 +520,13 @@ class Predictor:
         """Compile or capture every batch shape a pass over `images` runs (on the device)."""
         full, rest = divmod(len(images), self.batch_size)
         shapes = ([self.batch_size] if full else []) + ([rest] if rest else [])
+        done = {}
         if self.config.compile_mode is not None:
             with torch.inference_mode():
                 for size in shapes:
                     self._labels(images[:size].to(self.device))
-            return {"compiled_shapes": shapes}
-        if self.config.cuda_graph:
+            done["compiled_shapes"] = shapes
+        if self.config.cuda_graph:  # after a compile, the graph captures the compiled kernels
             side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             pool = None
@@ -521,8 +542,8 @@ class Predictor:
                         static_out = self._labels(static_in)
                 pool = graph.pool()
                 self._graphs[size] = (graph, static_in, static_out)
-            return {"captured_shapes": shapes}
-        return {}
+            done["captured_shapes"] = shapes
+        return done
 
     def __call__(self, images: torch.Tensor, *, device: bool = False) -> torch.Tensor:
         """Labels for `images`; `device=True` moves each batch to the device and the labels back (end to end)."""

@@ -1,5 +1,7 @@
 """Every step of the ladder trains the same model: same weights, same order, epoch-1 loss within its tolerance of resident."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -66,6 +68,29 @@ def test_every_pipeline_reaches_the_resident_loss_within_its_tolerance(split, de
         t.reset()
         again = t.epoch()
         assert abs(again.mean_loss - result.mean_loss) / result.mean_loss <= LOSS_TOLERANCE["float32"], pipeline
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA here")
+@pytest.mark.parametrize(
+    "change", [{"memory_format": "channels_last", "precision": "bfloat16"}, {"compile_mode": "default"}]
+)
+def test_a_cuda_graph_of_another_step_trains_as_that_step_does(split, change):
+    # The graph's step honours the config's memory format, autocast and compiled forward
+    # (bench.check_gpu times these combinations): same first weights, same order, same loss.
+    graph = Trainer(
+        replace(train_config("cuda_graph", "cuda"), **change),
+        "cuda",
+        BATCH,
+        dataset=split.dataset,
+        images=split.images,
+        labels=split.labels,
+    )
+    assert graph.prepare()["captured_shapes"] == [BATCH]
+    graph.reset()
+    eager = trainer("channels_last_bf16" if "precision" in change else "compile", "cuda", split).epoch()
+    result = graph.epoch()
+    assert result.images == IMAGES
+    assert abs(result.mean_loss - eager.mean_loss) / eager.mean_loss <= graph.config.loss_tolerance
 
 
 def test_on_the_cpu_the_data_loader_pipelines_train_exactly_as_resident(split):

@@ -1,0 +1,292 @@
+"""The training step as CUDA graphs, combined with the ladder's other changes, and an energy cross-check.
+
+    python -m bench.check_gpu [--device cuda:0] [--batch-size 1000] [--rounds 7] [--run SAVED.json] [--json OUT.json]
+
+(On the CPU, `--device cpu`, the graph variants are reported as not built, with the reason.)
+
+Which pipeline is fastest on a GPU, and what limits it? The ladder's `cuda_graph` step is
+resident plus one change; this check times it beside the combinations the ladder does not run
+by default (a graph of the channels_last, bf16 or compiled step), in one process, their epochs
+interleaved round by round, each epoch 1 of the same model (loss held to resident's within the
+ladder's tolerance), then profiles one epoch of each for what the GPU did: how many operations
+a step launches and what share of the epoch they kept the GPU busy.
+
+With `--run`, a saved run from the same machine: the fastest combination against that run's
+`seed` epoch at this batch size (the issue's goal: at least 200x, under 20 ms at batch 1,000),
+and the run's energy per resident epoch against a separate reading of NVML's total-energy
+counter around resident epochs here (the telemetry's cross-check: within 10%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+__all__ = ["VARIANTS", "energy_check", "main", "run_figures", "variant_config"]
+
+# name -> the changes on top of the cuda_graph step (resident + one CUDA graph per training step).
+VARIANTS = {
+    "resident": None,  # eager: the base every graph variant is measured against
+    "cuda_graph": {},
+    "cuda_graph+channels_last": {"memory_format": "channels_last"},
+    "cuda_graph+bf16": {"precision": "bfloat16"},
+    "cuda_graph+channels_last+bf16": {"memory_format": "channels_last", "precision": "bfloat16"},
+    # cuDNN's own timing of its algorithms at capture (torch.backends.cudnn.benchmark): what the
+    # graph replays is what was chosen then, so the flag is set around the capture only.
+    "cuda_graph+cudnn_benchmark": {"cudnn_benchmark": True},
+    "cuda_graph+channels_last+bf16+cudnn_benchmark": {
+        "memory_format": "channels_last",
+        "precision": "bfloat16",
+        "cudnn_benchmark": True,
+    },
+    "cuda_graph+compile": {"compile_mode": "default", "ragged": "recompiled, second graph"},
+    "cuda_graph+compile+channels_last+bf16": {
+        "compile_mode": "default",
+        "memory_format": "channels_last",
+        "precision": "bfloat16",
+        "ragged": "recompiled, second graph",
+    },
+}
+# NVML's energy counter updates every 20-100 ms: read it around at least this long.
+ENERGY_SPAN_S = 2.0
+ENERGY_TOLERANCE = 0.10
+
+
+def variant_config(name: str, device):
+    """The TrainConfig a variant runs (the ladder's, with its changes)."""
+    from fmnist_model.pipelines import train_config
+
+    changes = VARIANTS[name]
+    if changes is None:
+        return train_config(name, device)
+    changes = {k: v for k, v in changes.items() if k != "cudnn_benchmark"}
+    return replace(train_config("cuda_graph", device), **changes)
+
+
+def _prepare(trainer, clock, benchmark: bool):
+    """(seconds, what was done) of the trainer's prepare(), with cuDNN's benchmark mode on during it if asked."""
+    import torch
+
+    from .timing import timed_call
+
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = benchmark or before
+    try:
+        return timed_call(clock, trainer.prepare)
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def run_figures(run: dict, device: str, batch_size: int) -> dict:
+    """From a saved run: the train cases' median epoch and GPU energy per round on `device` at `batch_size`, by pipeline."""
+    out = {}
+    for bench in run.get("benchmarks", []):
+        params = bench.get("params") or {}
+        if bench.get("group") != "train" or params.get("device") != device or params.get("batch_size") != batch_size:
+            continue
+        gpu = ((bench.get("extra_info") or {}).get("telemetry") or {}).get("gpu") or {}
+        out[params.get("pipeline")] = {
+            "median_s": bench["stats"]["median"],
+            "images": (bench.get("extra_info") or {}).get("images"),
+            "energy_per_round_j": gpu.get("energy_per_round_j"),
+            "energy_reliable": gpu.get("energy_reliable"),
+        }
+    return out
+
+
+def energy_check(run_j: float | None, here_j: float | None) -> dict:
+    """The run's energy per resident epoch against this check's own reading: their ratio, and whether it is within 10%."""
+    if run_j is None or here_j is None or here_j <= 0:
+        return {"run_j": run_j, "here_j": here_j, "ratio": None, "within": None}
+    ratio = run_j / here_j
+    return {"run_j": run_j, "here_j": here_j, "ratio": ratio, "within": abs(ratio - 1) <= ENERGY_TOLERANCE}
+
+
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.check_gpu", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda:0", help="a CUDA device (default: cuda:0)")
+    parser.add_argument("--batch-size", type=int, default=1000, help="training batch size (default: 1000)")
+    parser.add_argument("--rounds", type=int, default=7, help="timed epochs per variant, interleaved (default: 7)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
+    parser.add_argument("--images", type=int, help="train on the first N images (default: the whole split)")
+    parser.add_argument("--run", type=Path, help="a saved run of this machine: the seed baseline and the energy check")
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    args = parser.parse_args(argv)
+    names = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        parser.error(
+            f"--variants: unknown {', '.join(unknown) or '(none given)'}; expected some of {', '.join(VARIANTS)}"
+        )
+    if args.batch_size < 1 or args.rounds < 1 or (args.images is not None and args.images < 1):
+        parser.error("--batch-size, --rounds and --images must be positive")
+    run = None
+    if args.run is not None:
+        try:
+            run = json.loads(args.run.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"--run {args.run}: {exc}")
+
+    import torch
+
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as exc:
+        parser.error(f"--device {args.device}: {exc}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(f"bench.check_gpu: {args.device} asked for, and CUDA is not available here")
+        return 2
+
+    from fmnist_model import load_split
+    from fmnist_model.pipelines import LOSS_TOLERANCE, Trainer
+
+    from .breakdown import profile_epoch
+    from .timing import DeviceClock, timed_call
+
+    clock = DeviceClock(device)
+    split = load_split("auto", train=True, limit=args.images)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"{name}, torch {torch.__version__}, {split.name} data ({len(split):,} images), batch {args.batch_size}")
+    trainers, rows = {}, {}
+    for name in names:
+        config = variant_config(name, device)
+        try:
+            trainer = Trainer(
+                config, device, args.batch_size, dataset=split.dataset, images=split.images, labels=split.labels
+            )
+            prepare_s, _ = _prepare(trainer, clock, bool((VARIANTS[name] or {}).get("cudnn_benchmark")))
+        except Exception as exc:  # a variant that cannot be built is a finding, not the end of the check
+            rows[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(f"  {name}: could not be built: {rows[name]['error']}", flush=True)
+            continue
+        trainers[name] = trainer
+        rows[name] = {
+            "config": config.record(),
+            "cudnn_benchmark": bool((VARIANTS[name] or {}).get("cudnn_benchmark")),
+            "prepare_s": prepare_s,
+            "times": [],
+            "losses": [],
+        }
+        print(f"  {name}: prepared in {prepare_s:.2f} s", flush=True)
+
+    for r in range(args.rounds + 1):  # round 0 warms up every variant
+        order = list(trainers)[r % max(len(trainers), 1) :] + list(trainers)[: r % max(len(trainers), 1)]
+        for name in order:
+            trainer = trainers[name]
+            trainer.reset()
+            seconds, result = timed_call(clock, trainer.epoch)
+            if r:
+                rows[name]["times"].append(seconds)
+                rows[name]["losses"].append(result.mean_loss)
+
+    base_loss = statistics.median(rows["resident"]["losses"]) if "resident" in trainers else None
+    for name, trainer in trainers.items():
+        row = rows[name]
+        row["median_s"] = statistics.median(row["times"])
+        q1, q3 = _quartiles(row["times"])
+        row["iqr_share"] = (q3 - q1) / row["median_s"]
+        row["loss"] = row["losses"][0]
+        tolerance = LOSS_TOLERANCE[trainer.config.precision]
+        row["loss_ok"] = None if base_loss is None else (row["loss"] - base_loss) / base_loss <= tolerance
+        trainer.reset()
+        profiled = profile_epoch(clock, device, lambda trainer=trainer: trainer.epoch(annotate=True))
+        work = profiled["device_work"] or {}
+        batches = math.ceil(len(split) / args.batch_size)
+        row["profile"] = profiled
+        row["ops_per_step"] = work.get("ops", 0) / batches
+        row["busy_share"] = work.get("busy_share")
+
+    seed = None
+    figures = {}
+    if run is not None:
+        figures = run_figures(run, args.device, args.batch_size)
+        seed_case = figures.get("seed") or {}
+        # The run's seed epoch is a baseline only for an epoch of as many images.
+        seed = seed_case.get("median_s") if seed_case.get("images") == len(split) else None
+
+    print(f"\nEpoch of {len(split):,} images at batch {args.batch_size}, median of {args.rounds} interleaved rounds:")
+    print(f"{'variant':46} {'epoch':>10} {'IQR':>5} {'vs resident':>11} {'vs seed':>8} {'loss':>7} ok  ops/step busy")
+    resident_s = rows.get("resident", {}).get("median_s")
+    for name in names:
+        row = rows[name]
+        if "error" in row:
+            print(f"{name:46} {'error':>10}  {row['error'][:80]}")
+            continue
+        vs_res = f"{resident_s / row['median_s']:.2f}x" if resident_s else "-"
+        vs_seed = f"{seed / row['median_s']:.0f}x" if seed else "-"
+        busy = f"{row['busy_share']:.0%}" if row["busy_share"] is not None else "-"
+        print(
+            f"{name:46} {row['median_s'] * 1000:8.2f}ms {row['iqr_share']:5.0%} {vs_res:>11} {vs_seed:>8} "
+            f"{row['loss']:7.4f} {'yes' if row['loss_ok'] else 'NO ' if row['loss_ok'] is False else ' - '} "
+            f"{row['ops_per_step']:8.0f} {busy:>4}"
+        )
+    ran = {n: r for n, r in rows.items() if "median_s" in r and r.get("loss_ok") is not False}
+    summary: dict = {"device": name, "torch": torch.__version__, "dataset": split.name}
+    if ran:
+        best = min(ran, key=lambda n: ran[n]["median_s"])
+        summary["fastest"] = {"variant": best, "median_s": ran[best]["median_s"]}
+        line = f"\nFastest that trains as well as resident: {best}, {ran[best]['median_s'] * 1000:.2f} ms an epoch"
+        if seed:
+            summary["fastest"]["vs_seed"] = seed / ran[best]["median_s"]
+            line += f", {seed / ran[best]['median_s']:.0f}x the run's seed epoch ({seed:.2f} s)"
+        print(line)
+
+    if "resident" in trainers and device.type == "cuda":
+        energy = _energy_here(trainers["resident"], clock, device, rows["resident"]["median_s"])
+        run_j = (figures.get("resident") or {}).get("energy_per_round_j")
+        summary["energy"] = {**energy, **energy_check(run_j, energy.get("per_epoch_j"))}
+        check = summary["energy"]
+        if check["ratio"] is not None:
+            print(
+                f"Energy per resident epoch: the run's telemetry {check['run_j']:.1f} J, read here {check['here_j']:.1f} J "
+                f"({check['epochs']} epochs): ratio {check['ratio']:.3f}, {'within' if check['within'] else 'NOT within'} 10%"
+            )
+        else:
+            print(f"Energy per resident epoch: {check}")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"summary": summary, "variants": rows}, indent=1, default=str))
+    return 0
+
+
+def _energy_here(trainer, clock, device, epoch_s: float) -> dict:
+    """NVML's total-energy counter around enough resident epochs (each after a reset, as the suite's rounds are)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception as exc:
+        return {"reason": f"NVML unavailable: {exc}"}
+    try:
+        index = device.index if device.index is not None else 0
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        epochs = max(10, math.ceil(ENERGY_SPAN_S / max(epoch_s, 1e-6)))
+        clock()
+        start_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+        t0 = clock()
+        for _ in range(epochs):
+            trainer.reset()
+            trainer.epoch()
+        t1 = clock()
+        end_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+        joules = (end_mj - start_mj) / 1000
+        return {"epochs": epochs, "span_s": t1 - t0, "per_epoch_j": joules / epochs, "mean_power_w": joules / (t1 - t0)}
+    except Exception as exc:
+        return {"reason": f"NVML energy counter failed: {exc}"}
+    finally:
+        pynvml.nvmlShutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
