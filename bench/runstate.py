@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from .timing import Stopwatch, process_age
 
-__all__ = ["Interrupted", "RunState", "drop_lineless_entries", "install_stop_signals"]
+__all__ = ["Interrupted", "RunState", "drop_lineless_entries", "install_stop_signals", "quiet_children"]
 
 # What `timeout`, CI cancellation, `docker stop` and Slurm send (SIGTERM), and what a closed
 # terminal sends (SIGHUP). Ctrl-C (SIGINT) already raises KeyboardInterrupt.
@@ -56,6 +56,25 @@ class RunState:
         return out
 
 
+def quiet_children():
+    """Stop torch's DataLoader from raising when its workers die: from here the run is stopping or saving.
+
+    `timeout`, CI runners and `kill -- -PGID` signal the whole process group, so the tuned
+    loader's worker processes die with the run (a worker stopped by anyone but its parent
+    dies of the signal), and torch's SIGCHLD handler raises a RuntimeError in the main thread
+    for each: wherever it lands, pytest's report of the interrupt or the save. The default
+    disposition (ignore; the loader still notices a dead worker through its queue timeouts).
+    Returns the handler it replaced.
+    """
+    sigchld = getattr(signal, "SIGCHLD", None)
+    if sigchld is None:  # pragma: no cover - Windows
+        return None
+    try:
+        return signal.signal(sigchld, signal.SIG_DFL)
+    except ValueError:  # not the main thread
+        return None
+
+
 def install_stop_signals(run: RunState) -> tuple[Callable[[], None], Callable[[], None]]:
     """Make SIGTERM and SIGHUP stop the run as Ctrl-C does, noting in `run` which signal ended it.
 
@@ -65,10 +84,17 @@ def install_stop_signals(run: RunState) -> tuple[Callable[[], None], Callable[[]
     run whose cases all finished as stopped), and `restore`, which puts the old handlers back.
     """
     holding = False
+    children: list = []  # SIGCHLD's handler before quiet_children, once replaced
+
+    def quiet() -> None:
+        previous_chld = quiet_children()
+        if not children and previous_chld is not None:
+            children.append(previous_chld)
 
     def stop(signum, _frame):
         if holding:  # the cases are over and the run is being saved: let it finish
             return
+        quiet()
         name = signal.Signals(signum).name
         if run.ended is None:
             run.ended = f"stopped by {name}" + (" (Ctrl-C)" if signum == signal.SIGINT else "")
@@ -86,10 +112,13 @@ def install_stop_signals(run: RunState) -> tuple[Callable[[], None], Callable[[]
     def hold() -> None:
         nonlocal holding
         holding = True
+        quiet()
 
     def restore() -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if children:
+            signal.signal(signal.SIGCHLD, children.pop())
 
     return hold, restore
 

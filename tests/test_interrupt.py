@@ -32,7 +32,7 @@ PLUGIN = textwrap.dedent(
     DO = os.environ.get("FMNIST_TEST_DO", "")
     CALL = int(os.environ.get("FMNIST_TEST_CALL", "0"))
     AFTER = int(os.environ.get("FMNIST_TEST_AFTER", "0"))
-    calls = finished = 0
+    calls = finished = seed_calls = 0
 
     def act():
         if DO in ("TERM", "INT", "KILL"):
@@ -70,6 +70,22 @@ PLUGIN = textwrap.dedent(
             return real(*args, **kwargs)
 
         train.train_epoch_resident = epoch
+        real_seed = train.train_epoch_seed
+
+        def seed_epoch(*args, **kwargs):
+            # FMNIST_TEST_GROUP_CALL=N: on the Nth DataLoader epoch, SIGTERM to the whole process
+            # group, as `timeout` sends it: the DataLoader's worker processes get it too.
+            global seed_calls
+            seed_calls += 1
+            if seed_calls == int(os.environ.get("FMNIST_TEST_GROUP_CALL", "0")):
+                # From another process, as from `timeout`: a worker told to stop by its own parent
+                # exits quietly, one told by anyone else dies of the signal.
+                import subprocess, time
+                subprocess.run(["kill", "-TERM", "--", f"-{os.getpgid(0)}"], check=False)
+                time.sleep(10)  # the signal's handler raises here
+            return real_seed(*args, **kwargs)
+
+        train.train_epoch_seed = seed_epoch
 
     @pytest.fixture(autouse=True)
     def _teardown_that_fails(request):
@@ -156,6 +172,26 @@ def test_sigterm_from_outside_while_running_saves_what_finished(tmp_path):
     assert ours["complete"] is False and ours["ended"] == "stopped by SIGTERM"
     assert 3 <= len(run["benchmarks"]) == ours["finished_cases"] < ours["planned_cases"]
     assert all(b["stats"]["rounds"] >= 1 for b in run["benchmarks"])
+
+
+def test_sigterm_to_the_process_group_in_a_case_with_dataloader_workers_saves_what_finished(tmp_path):
+    # `timeout` signals the run's whole process group: the tuned loader's workers die with it,
+    # and torch's SIGCHLD handler raises for each dead worker. On the H100 host a run stopped
+    # so during the loader case saved nothing; here the run must still save and exit 2.
+    result = run_suite(
+        tmp_path,
+        "-k",
+        "(train and loader) or (transfer and h2h and float32)",
+        env={"FMNIST_TEST_GROUP_CALL": "2"},  # the loader case's timed epoch (1: its warm-up)
+        preexec_fn=os.setsid,  # its own process group, so the signal reaches no one else
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == pytest.ExitCode.INTERRUPTED, out[-3000:]
+    assert "is killed by signal" not in out, out[-3000:]
+    _path, run = the_run(tmp_path)
+    ours = run["machine_info"]["fmnist_bench"]["run"]
+    assert ours["ended"] == "stopped by SIGTERM" and ours["finished_cases"] == len(run["benchmarks"]) >= 1
+    assert all(b["group"] == "transfer" for b in run["benchmarks"])
 
 
 def test_a_killed_run_leaves_a_journal_that_recover_and_the_next_run_turn_into_a_saved_run(tmp_path):
