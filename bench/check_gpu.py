@@ -11,10 +11,11 @@ interleaved round by round, each epoch 1 of the same model (loss held to residen
 ladder's tolerance), then profiles one epoch of each for what the GPU did: how many operations
 a step launches and what share of the epoch they kept the GPU busy.
 
-With `--run`, a saved run from the same machine: the fastest combination against that run's
-`seed` epoch at this batch size (the issue's goal: at least 200x, under 20 ms at batch 1,000),
-and the run's energy per resident epoch against a separate reading of NVML's total-energy
-counter around resident epochs here (the telemetry's cross-check: within 10%).
+On CUDA, the telemetry's cross-check: resident epochs observed by the suite's own telemetry,
+with NVML's total-energy counter also read directly around the same epochs; the two energies
+per epoch must agree within 10%. With `--run`, a saved run from the same machine: the fastest
+combination against that run's `seed` epoch at this batch size (the issue's goal: at least
+200x, under 20 ms at batch 1,000), and the run's resident energy and power beside these.
 """
 
 from __future__ import annotations
@@ -95,16 +96,17 @@ def run_figures(run: dict, device: str, batch_size: int) -> dict:
             "images": (bench.get("extra_info") or {}).get("images"),
             "energy_per_round_j": gpu.get("energy_per_round_j"),
             "energy_reliable": gpu.get("energy_reliable"),
+            "mean_power_w": gpu.get("mean_power_w"),
         }
     return out
 
 
-def energy_check(run_j: float | None, here_j: float | None) -> dict:
-    """The run's energy per resident epoch against this check's own reading: their ratio, and whether it is within 10%."""
-    if run_j is None or here_j is None or here_j <= 0:
-        return {"run_j": run_j, "here_j": here_j, "ratio": None, "within": None}
-    ratio = run_j / here_j
-    return {"run_j": run_j, "here_j": here_j, "ratio": ratio, "within": abs(ratio - 1) <= ENERGY_TOLERANCE}
+def energy_check(telemetry_j: float | None, direct_j: float | None) -> dict:
+    """The suite's telemetry against a direct reading of the counter around the same epochs: ratio, within 10%?"""
+    if telemetry_j is None or direct_j is None or direct_j <= 0:
+        return {"ratio": None, "within": None}
+    ratio = telemetry_j / direct_j
+    return {"ratio": ratio, "within": abs(ratio - 1) <= ENERGY_TOLERANCE}
 
 
 def _quartiles(values: list[float]) -> tuple[float, float]:
@@ -157,8 +159,10 @@ def main(argv: list[str] | None = None) -> int:
 
     clock = DeviceClock(device)
     split = load_split("auto", train=True, limit=args.images)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"{name}, torch {torch.__version__}, {split.name} data ({len(split):,} images), batch {args.batch_size}")
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(
+        f"{device_name}, torch {torch.__version__}, {split.name} data ({len(split):,} images), batch {args.batch_size}"
+    )
     trainers, rows = {}, {}
     for name in names:
         config = variant_config(name, device)
@@ -233,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['ops_per_step']:8.0f} {busy:>4}"
         )
     ran = {n: r for n, r in rows.items() if "median_s" in r and r.get("loss_ok") is not False}
-    summary: dict = {"device": name, "torch": torch.__version__, "dataset": split.name}
+    summary: dict = {"device": device_name, "torch": torch.__version__, "dataset": split.name}
     if ran:
         best = min(ran, key=lambda n: ran[n]["median_s"])
         summary["fastest"] = {"variant": best, "median_s": ran[best]["median_s"]}
@@ -244,48 +248,70 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
 
     if "resident" in trainers and device.type == "cuda":
-        energy = _energy_here(trainers["resident"], clock, device, rows["resident"]["median_s"])
-        run_j = (figures.get("resident") or {}).get("energy_per_round_j")
-        summary["energy"] = {**energy, **energy_check(run_j, energy.get("per_epoch_j"))}
-        check = summary["energy"]
-        if check["ratio"] is not None:
+        energy = _energy_here(trainers["resident"], device, rows["resident"]["median_s"])
+        run_case = figures.get("resident") or {}
+        energy["run"] = {k: run_case.get(k) for k in ("energy_per_round_j", "mean_power_w", "median_s")}
+        summary["energy"] = energy
+        if energy.get("ratio") is not None:
             print(
-                f"Energy per resident epoch: the run's telemetry {check['run_j']:.1f} J, read here {check['here_j']:.1f} J "
-                f"({check['epochs']} epochs): ratio {check['ratio']:.3f}, {'within' if check['within'] else 'NOT within'} 10%"
+                f"Energy per resident epoch, {energy['epochs']} epochs: the suite's telemetry {energy['telemetry_j']:.1f} J, "
+                f"the counter read directly around the same epochs {energy['direct_j']:.1f} J: ratio {energy['ratio']:.3f}, "
+                f"{'within' if energy['within'] else 'NOT within'} 10%; mean power {energy['mean_power_w']:.0f} W"
             )
         else:
-            print(f"Energy per resident epoch: {check}")
+            print(f"Energy per resident epoch: not compared ({energy.get('reason') or energy})")
+        if run_case.get("energy_per_round_j") is not None:
+            print(
+                f"The saved run's resident case (other epochs, another process): {run_case['energy_per_round_j']:.1f} J "
+                f"a round at {run_case['mean_power_w']:.0f} W, epochs of {run_case['median_s'] * 1000:.0f} ms"
+            )
     if args.json is not None:
         args.json.write_text(json.dumps({"summary": summary, "variants": rows}, indent=1, default=str))
     return 0
 
 
-def _energy_here(trainer, clock, device, epoch_s: float) -> dict:
-    """NVML's total-energy counter around enough resident epochs (each after a reset, as the suite's rounds are)."""
+def _energy_here(trainer, device, epoch_s: float, clock=None) -> dict:
+    """Resident epochs (each after a reset, as the suite's rounds are) under the suite's own telemetry, with
+    NVML's total-energy counter also read directly just inside its span: the same epochs, two readings."""
     try:
         import pynvml
+
+        from .telemetry import Telemetry
+        from .timing import DeviceClock
 
         pynvml.nvmlInit()
     except Exception as exc:
         return {"reason": f"NVML unavailable: {exc}"}
+    clock = clock or DeviceClock(device)
     try:
-        index = device.index if device.index is not None else 0
+        index = device.index if device.index is not None else 0  # CUDA's index as NVML's: one-GPU hosts
         handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         epochs = max(10, math.ceil(ENERGY_SPAN_S / max(epoch_s, 1e-6)))
-        clock()
-        start_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-        t0 = clock()
-        for _ in range(epochs):
-            trainer.reset()
-            trainer.epoch()
-        t1 = clock()
-        end_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-        joules = (end_mj - start_mj) / 1000
-        return {"epochs": epochs, "span_s": t1 - t0, "per_epoch_j": joules / epochs, "mean_power_w": joules / (t1 - t0)}
+        telemetry = Telemetry(str(device), nvml_index=index)
+        with telemetry.observe():
+            clock()
+            start_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+            t0 = clock()
+            for _ in range(epochs):
+                trainer.reset()
+                trainer.epoch()
+            t1 = clock()
+            end_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+        gpu = telemetry.record(epochs).get("gpu") or {}
     except Exception as exc:
         return {"reason": f"NVML energy counter failed: {exc}"}
     finally:
         pynvml.nvmlShutdown()
+    direct = (end_mj - start_mj) / 1000 / epochs
+    return {
+        "epochs": epochs,
+        "span_s": t1 - t0,
+        "direct_j": direct,
+        "telemetry_j": gpu.get("energy_per_round_j"),
+        "telemetry_source": gpu.get("energy_source"),
+        "mean_power_w": direct * epochs / (t1 - t0),
+        **energy_check(gpu.get("energy_per_round_j"), direct),
+    }
 
 
 if __name__ == "__main__":

@@ -41,10 +41,57 @@ def test_the_runs_figures_are_the_train_cases_on_that_device_and_batch_size():
     assert figures["seed"]["median_s"] == 4.5 and figures["resident"]["energy_per_round_j"] == 27.9
 
 
-def test_the_energy_check_holds_the_run_within_ten_percent_of_a_separate_reading():
+def test_the_energy_check_holds_the_telemetry_within_ten_percent_of_the_direct_reading():
     assert check_gpu.energy_check(27.9, 28.5)["within"] is True
-    assert check_gpu.energy_check(27.9, 35.0)["within"] is False
-    assert check_gpu.energy_check(None, 28.5) == {"run_j": None, "here_j": 28.5, "ratio": None, "within": None}
+    assert check_gpu.energy_check(35.0, 27.9)["within"] is False
+    assert check_gpu.energy_check(None, 28.5) == {"ratio": None, "within": None}
+
+
+class FakeTrainer:
+    """Each epoch moves the fake GPU's energy counter by 30 J."""
+
+    def __init__(self, gpu):
+        self.gpu, self.epochs = gpu, 0
+
+    def reset(self):
+        pass
+
+    def epoch(self):
+        self.epochs += 1
+        self.gpu.tick(30_000)
+
+
+def test_the_telemetry_and_a_direct_reading_bracket_the_same_epochs(monkeypatch):
+    import torch
+
+    from tests.test_telemetry import FakeGpu
+
+    gpu = FakeGpu().install(monkeypatch)
+    trainer = FakeTrainer(gpu)
+    times = iter(range(1000))
+    out = check_gpu._energy_here(trainer, torch.device("cuda:0"), epoch_s=0.5, clock=lambda: next(times))
+    assert out["epochs"] == trainer.epochs == 10  # at least 10, and at least 2 s of them
+    assert out["direct_j"] == pytest.approx(30.0) and out["telemetry_j"] == pytest.approx(30.0)
+    assert out["within"] is True and out["telemetry_source"] == "total-energy counter"
+
+
+def test_the_check_fails_when_the_telemetry_counts_energy_outside_the_epochs(monkeypatch):
+    import torch
+
+    from tests.test_telemetry import FakeGpu
+
+    gpu = FakeGpu().install(monkeypatch)
+    calls = []
+
+    def clock():  # the first read, inside the telemetry's span but before the direct reading: 100 J
+        calls.append(1)
+        if len(calls) == 1:
+            gpu.tick(100_000)
+        return float(len(calls))
+
+    out = check_gpu._energy_here(FakeTrainer(gpu), torch.device("cuda:0"), epoch_s=0.5, clock=clock)
+    assert out["direct_j"] == pytest.approx(30.0) and out["telemetry_j"] == pytest.approx(40.0)
+    assert out["within"] is False
 
 
 def test_on_the_cpu_it_times_resident_and_says_why_no_graph_was_built(tmp_path, capsys):
@@ -58,7 +105,7 @@ def test_on_the_cpu_it_times_resident_and_says_why_no_graph_was_built(tmp_path, 
     saved = json.loads(out.read_text())
     resident = saved["variants"]["resident"]
     assert len(resident["times"]) == 2 and resident["loss_ok"] is True
-    assert saved["summary"]["fastest"]["variant"] == "resident"
+    assert saved["summary"]["fastest"]["variant"] == "resident" and saved["summary"]["device"] == "CPU"
     assert saved["summary"]["fastest"]["vs_seed"] == pytest.approx(9.0 / resident["median_s"])
     assert "energy" not in saved["summary"]  # NVML's counter is a GPU's
 
