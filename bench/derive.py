@@ -29,6 +29,7 @@ TRAIN_LADDER = (
     "channels_last_bf16",
     "compile",
     "cuda_graph",
+    "compile_cuda_graph",
 )
 INFERENCE_LADDER = ("eager", "inference_mode", "channels_last", "bf16", "channels_last_bf16", "compile", "cuda_graph")
 BUILDS_ON = {
@@ -37,6 +38,7 @@ BUILDS_ON = {
         "resident": "loader",
         **{step: "resident" for step in ("channels_last", "bf16", "compile", "cuda_graph")},
         "channels_last_bf16": "channels_last",
+        "compile_cuda_graph": "cuda_graph",
     },
     "inference": {
         "inference_mode": "eager",

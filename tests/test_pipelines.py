@@ -141,6 +141,8 @@ def test_configs_record_exactly_what_runs():
     graph = train_config("cuda_graph", "cuda:0")
     assert graph.cuda_graph and graph.ragged == "second graph" and graph.loss_tolerance == LOSS_TOLERANCE["float32"]
     assert set(train_config("resident", "cpu").record()) == set(graph.record())
+    both = train_config("compile_cuda_graph", "cuda:0")  # the graph of the compiled step
+    assert both.cuda_graph and both.compile_mode == "default" and both.ragged == "recompiled, second graph"
     assert (
         inference_config("eager").autograd == "enabled"
         and inference_config("inference_mode").autograd == "inference_mode"
@@ -172,6 +174,7 @@ def test_loader_workers_follow_the_cores():
 
 def test_a_cuda_graph_is_refused_off_cuda_with_the_reason(split):
     assert "CUDA graph" in unsupported_reason("cuda_graph", "cpu")
+    assert "CUDA graph" in unsupported_reason("compile_cuda_graph", "cpu")
     assert unsupported_reason("resident", "cpu") is None
     with pytest.raises(RuntimeError, match="CUDA graph"):
         Trainer(
