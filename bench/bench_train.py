@@ -64,7 +64,8 @@ def test_train_epoch(benchmark, plan, clock, telemetry, device, cpu_threads, bat
         breakdown = None
         if plan.breakdown_for(batch_size) and not benchmark.disabled:
             trainer.reset()
-            profiled = min(images_in_epoch, plan.profile_images)
+            most = plan.profile_loader_images if config.data == "dataloader" else plan.profile_images
+            profiled = min(images_in_epoch, most)
             breakdown = profile_epoch(clock, device, lambda: trainer.epoch(profiled, annotate=True))
             breakdown["images"] = profiled  # the first `profiled` images of an epoch: shares, not the epoch's sum
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fmnist_model.pipelines import loader_workers, unsupported_reason
+from fmnist_model.pipelines import loader_workers, train_config, unsupported_reason
 
 from .derive import loglog_interp
 from .plan import (
@@ -58,15 +58,16 @@ ASSUMED_OUTSIDE_S = 3.4
 # A ladder step with no measurement of its own on a machine is predicted from a step that was
 # measured there: (that step, this one's time as a multiple of it). The tuned loader is predicted
 # apart (Profile.round_s): resident plus the seed epoch's loading (seed - resident) shared among
-# its workers, which gives 0.151 + (4.53 - 0.151) / 8 = 0.70 s for the H100 host's 8 workers
-# (0.60-0.72 s by hand) and the seed epoch for the 2-core VM's one worker. The sources: issue 9's
-# hand-measured epochs at batch 1,000 (H100 host, torch 2.11: seed 4.53 s in the suite, 8 loader
-# workers 0.60-0.72 s, resident 0.151 s, channels_last + bf16 together 0.21 s, a CUDA graph per
-# step 0.044 s) and the 2-core VM's default run 0004 (torch 2.14.1, glibc keeping freed blocks:
-# resident 1.62 s, channels_last 1.50 s, bf16 2.01 s, channels_last_bf16 1.21 s, compile 2.61 s).
-# Unmeasured, so assumed: compile on a GPU (taken as resident's), bf16 alone on a GPU (taken as
-# channels_last + bf16's), inference's steps (taken as inference_mode's, a GPU's CUDA graph at
-# resident's training ratio).
+# its workers, which gives 0.174 + (5.60 - 0.174) / 8 = 0.85 s for the H100 host's 8 workers
+# (0.77 s measured) and the seed epoch for the 2-core VM's one worker. The sources, epochs at
+# batch 1,000: the 2-core VM's default run 0004 (torch 2.14.1, glibc keeping freed blocks:
+# resident 1.62 s, channels_last 1.50 s, bf16 2.01 s, channels_last_bf16 1.21 s, compile
+# 2.61 s) for a CPU; for a GPU the H100 host's run 0004 (torch 2.11: resident 174 ms,
+# channels_last 225, bf16 261, channels_last_bf16 233, compile 241, cuda_graph 47.3), the graph
+# of the compiled step from bench.check_gpu there (37-42 ms, taken as 39.5), and its inference
+# at batch 1,000 from the progress lines of its stopped default run (images/s: inference_mode
+# 3.82 M, eager 2.33 M, channels_last 3.11 M, bf16 1.28 M, channels_last_bf16 1.30 M, compile
+# 1.76 M, cuda_graph 4.89 M). A CPU's inference steps are taken as inference_mode's.
 ASSUMED_STEP = {
     "cpu": {
         "train": {
@@ -81,23 +82,34 @@ ASSUMED_STEP = {
     },
     "gpu": {
         "train": {
-            "channels_last": ("resident", 0.21 / 0.151),
-            "bf16": ("resident", 0.21 / 0.151),
-            "channels_last_bf16": ("resident", 0.21 / 0.151),
-            "compile": ("resident", 1.0),
-            "cuda_graph": ("resident", 0.044 / 0.151),
+            "channels_last": ("resident", 225.3 / 174.2),
+            "bf16": ("resident", 260.8 / 174.2),
+            "channels_last_bf16": ("resident", 232.5 / 174.2),
+            "compile": ("resident", 240.8 / 174.2),
+            "cuda_graph": ("resident", 47.3 / 174.2),
+            "compile_cuda_graph": ("resident", 39.5 / 174.2),
         },
-        "inference": {
-            **{p: ("inference_mode", 1.0) for p in ("eager", "channels_last", "bf16", "channels_last_bf16", "compile")},
-            "cuda_graph": ("inference_mode", 0.044 / 0.151),
+        "inference": {  # times, so the inverse of the images/s ratios
+            "eager": ("inference_mode", 3.82 / 2.33),
+            "channels_last": ("inference_mode", 3.82 / 3.11),
+            "bf16": ("inference_mode", 3.82 / 1.28),
+            "channels_last_bf16": ("inference_mode", 3.82 / 1.30),
+            "compile": ("inference_mode", 3.82 / 1.76),
+            "cuda_graph": ("inference_mode", 3.82 / 4.89),
         },
     },
 }
 # Seconds to compile (compile) or capture (cuda_graph) a case's batch shapes, where no run of the
 # machine measured it: 19 s to compile a training step's first shape on the 2-core VM (inductor's
-# cache empty; 1-3 s once cached), taken for any machine; inference compiles the forward only,
-# taken as half; a CUDA graph's capture as a second (a few warm-up steps and one capture).
-ASSUMED_PREPARE_S = {"compile": {"train": 19.0, "inference": 10.0}, "cuda_graph": {"train": 1.0, "inference": 1.0}}
+# cache empty; 1-3 s once cached), taken for any machine (on the H100 host the first compile of
+# a process, CPU inference, took 79 s cold, the CPU training step's 15 s, the graph of the GPU's
+# compiled step 16 s); inference compiles the forward only, taken as half; a CUDA graph's
+# capture as a second (a few warm-up steps and one capture).
+ASSUMED_PREPARE_S = {
+    "compile": {"train": 19.0, "inference": 10.0},
+    "cuda_graph": {"train": 1.0, "inference": 1.0},
+    "compile_cuda_graph": {"train": 19.0},
+}
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,8 @@ class Observation:
     images: int | None  # images per round (train, inference); None for copies
     overhead_s: float | None = None  # what the case cost besides warm-up, sample, rounds, prepare, breakdown
     prepare_s: float | None = None  # compiling or capturing its batch shapes (ladder steps that do)
+    profile_s: float | None = None  # its profiled epoch (train, at the ladder's batch size)
+    profile_images: int | None = None  # the images that profiled epoch ran over
 
     @property
     def key(self) -> tuple:
@@ -165,6 +179,10 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
         overhead = max(wall - warm - sample - prepare - profiled - (stats.get("total") or 0.0), 0.0)
     prepared = (extra.get("prepare") or {}).get("seconds")
     images = extra.get("images") if family != "transfer" else None
+    breakdown = extra.get("breakdown") if isinstance(extra.get("breakdown"), dict) else {}
+    profile_s, profile_images = breakdown.get("epoch_s"), breakdown.get("images")
+    if not (isinstance(profile_s, (int, float)) and isinstance(profile_images, int) and profile_images > 0):
+        profile_s, profile_images = None, None
     return Observation(
         family=family,
         device=str(params.get("device", "cpu")),
@@ -175,6 +193,8 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
         images=images if isinstance(images, int) and images > 0 else None,
         overhead_s=overhead,
         prepare_s=float(prepared) if isinstance(prepared, (int, float)) else None,
+        profile_s=float(profile_s) if profile_s is not None else None,
+        profile_images=profile_images,
     )
 
 
@@ -260,6 +280,16 @@ class Profile:
         base, ratio = assumed
         measured, _ = self._measured_round_s(family, {**params, "pipeline": base}, images)
         return (measured * ratio if measured is not None else None), False
+
+    def profile_s(self, family: str, params: dict, images: int) -> float | None:
+        """Seconds of the case's profiled epoch over `images` images, from its own measured one, or None.
+
+        The profiler's cost is not the epoch's: on the H100 host a profiled seed epoch took 25-37
+        times as long per image as a timed one (its per-image ops each become events)."""
+        for obs in self.observations.values():
+            if obs.key == _key(family, params) and obs.profile_s is not None:
+                return obs.profile_s * images / obs.profile_images
+        return None
 
     def prepare_s(self, family: str, params: dict) -> float:
         """Seconds to compile or capture the case's shapes: measured for this case, else assumed (0 for other steps)."""
@@ -359,7 +389,10 @@ def case_cost(plan: Plan, family: str, params: dict, profile: Profile) -> CaseCo
     # The ladder's extras: compiling or capturing its shapes, and (train) one profiled epoch.
     extras = profile.prepare_s(family, params)
     if family == "train" and plan.breakdown_for(params["batch_size"]):
-        extras += round_s
+        loader = train_config(pipeline, params["device"]).data == "dataloader"
+        profiled = min(images, plan.profile_loader_images if loader else plan.profile_images)
+        measured = profile.profile_s(family, params, profiled)
+        extras += measured if measured is not None else round_s  # unmeasured: about a round
     return CaseCost(family, params, overhead + warm + sample + rounds * round_s + extras, rounds, exact)
 
 

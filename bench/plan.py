@@ -12,6 +12,9 @@ from fmnist_model import DEFAULT_ROOT
 from fmnist_model.pipelines import INFERENCE_LADDER, TRAIN_LADDER
 
 __all__ = [
+    "ALL_PIPELINES",
+    "COMPILING",
+    "DEFAULT_PIPELINES",
     "FAMILIES",
     "FAMILY_AXES",
     "Budget",
@@ -41,6 +44,14 @@ FAMILY_AXES = {
 }
 # The optimisation ladder of each family (fmnist_model.pipelines says what each step runs).
 PIPELINES = {"train": TRAIN_LADDER, "inference": INFERENCE_LADDER}
+# The steps that compile with torch.compile: left out unless asked for (--pipelines all, or by
+# name). A cold compile is the larger part of their case: on the H100 host's 16-core CPU the
+# first (CPU inference) took 79 s and the CPU training step 15 s more, and none paid by more
+# than 1.39x (CPU inference) while with them the default run did not fit in 5 minutes.
+COMPILING = ("compile", "compile_cuda_graph")
+# What a run measures unless --pipelines says otherwise: every step of both ladders but those.
+DEFAULT_PIPELINES = tuple(p for p in dict.fromkeys(TRAIN_LADDER + INFERENCE_LADDER) if p not in COMPILING)
+ALL_PIPELINES = tuple(dict.fromkeys(TRAIN_LADDER + INFERENCE_LADDER))
 # The cheap steps, run at every batch size and thread count by default: the notes' loop and the
 # resident epoch (train), inference under inference_mode (the suite's inference before the ladder).
 BASE_PIPELINES = {"train": ("seed", "resident"), "inference": ("inference_mode",)}
@@ -142,9 +153,8 @@ class Plan:
     # single images gave the same images/s within noise (8,100-8,400 and 7,400-8,400, interleaved).
     pass_batches: int = 1000
     latency: LatencySample = LatencySample()
-    # The pipelines run (None: every step of each family's ladder; the quick plan leaves out
-    # compile, which takes 19 s a shape to compile on the 2-core VM: a smoke run must stay short).
-    pipelines: tuple[str, ...] | None = None
+    # The pipelines run, of either family's ladder (--pipelines): every step but the compiling ones.
+    pipelines: tuple[str, ...] = DEFAULT_PIPELINES
     # "default": the whole ladder at one batch size, the cheap steps everywhere; "full": the cross product.
     ladder: str = "default"
     # One extra, untimed epoch under torch.profiler per training case at the ladder's batch size:
@@ -155,6 +165,10 @@ class Plan:
     # hold 8.0 GB (peak RSS, 2-core VM) and take 80 s. 10,000 images are 10 batches at the ladder's
     # batch size of 1,000, 100 at 100: the phases' shares of an epoch, which is what it is for.
     profile_images: int = 10_000
+    # The DataLoader pipelines' profiled epoch: their per-image ops make the profiler slow (on the
+    # H100 host a profiled seed epoch of 10,000 images took about 25 s on the CPU and 35 s on the
+    # GPU, more than its three timed epochs): 3,000 images, 3 batches at 1,000, 30 at 100.
+    profile_loader_images: int = 3_000
 
     @classmethod
     def quick_plan(cls, **kw) -> Plan:
@@ -168,7 +182,6 @@ class Plan:
             test_images=1000,
             budgets=dict(QUICK_BUDGETS),
             latency=LatencySample(min_batches=3, max_batches=20, max_time=0.05),
-            pipelines=tuple(p for p in dict.fromkeys(TRAIN_LADDER + INFERENCE_LADDER) if p != "compile"),
         )
         if kw.get("pipelines") is None:
             kw.pop("pipelines", None)
@@ -191,7 +204,7 @@ class Plan:
 
     def pipelines_for(self, family: str, batch_size: int, threads: int, mode: str | None = None) -> tuple[str, ...]:
         """The pipelines a case of `family` runs at this batch size, CPU thread count and (inference) mode."""
-        chosen = [p for p in PIPELINES[family] if self.pipelines is None or p in self.pipelines]
+        chosen = [p for p in PIPELINES[family] if p in self.pipelines]
         if self.ladder == "full":
             return tuple(chosen)
         # Beyond the cheap steps: at the ladder's batch size, torch's default threads, compute only.
@@ -347,14 +360,15 @@ def parse_machine_name(text: str) -> str:
     return name
 
 
-def parse_pipelines(text: str) -> tuple[str, ...] | None:
-    """'seed,resident' -> ('seed', 'resident'); 'all' -> None (every step). Raises ValueError naming an unknown one.
+def parse_pipelines(text: str) -> tuple[str, ...]:
+    """'seed,resident' -> ('seed', 'resident'); 'all' -> every step of both ladders, the compiling ones
+    included. Raises ValueError naming an unknown one.
 
     Names of either family's ladder: each family runs those of its own (none: no case of it).
     """
     known = dict.fromkeys(TRAIN_LADDER + INFERENCE_LADDER)
     if text.strip() == "all":
-        return None
+        return ALL_PIPELINES
     out: list[str] = []
     for raw in text.split(","):
         value = raw.strip()
@@ -470,9 +484,10 @@ def plan_from_options(
         default_threads=default_threads or torch.get_num_threads(),
         cpu_threads=cpu_threads,
         warmup_batches=warmup_batches,
-        pipelines=pipelines,
         ladder=ladder,
     )
+    if pipelines is not None:
+        kw["pipelines"] = pipelines
     if batch_sizes:
         kw.update(train_batch_sizes=batch_sizes, inference_batch_sizes=batch_sizes)
     plan = Plan.quick_plan(**kw) if quick else Plan(**kw)

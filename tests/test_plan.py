@@ -137,15 +137,18 @@ def test_the_case_matrix_sweeps_threads_on_the_cpu_only_and_names_every_axis():
             assert tuple(case) == FAMILY_AXES[family]
     train = plan.cases("train")
     # cpu at torch's 16 threads, cuda:0: 3 batch sizes x seed and resident, and at 1,000 the
-    # 6 other steps of the ladder (a CUDA graph on the CPU is in the matrix, as a skip)
-    assert len(train) == 2 * (3 * 2 + len(TRAIN_LADDER) - 2)
+    # other steps of the ladder but the compiling ones (a CUDA graph on the CPU is in the
+    # matrix, as a skip)
+    train_steps = [p for p in TRAIN_LADDER if p not in ("compile", "compile_cuda_graph")]
+    assert len(train) == 2 * (3 * 2 + len(train_steps) - 2)
     assert {c["cpu_threads"] for c in train if c["device"] == "cuda:0"} == {16}
-    assert [c["pipeline"] for c in train if c["device"] == "cpu" and c["batch_size"] == 1000] == list(TRAIN_LADDER)
+    assert [c["pipeline"] for c in train if c["device"] == "cpu" and c["batch_size"] == 1000] == train_steps
     inference = plan.cases("inference")
-    # two thread counts x 5 batch sizes x 2 modes under inference_mode, and the 6 other steps at
-    # batch 1,000, compute, torch's threads
-    assert len([c for c in inference if c["device"] == "cpu"]) == 2 * 5 * 2 + len(INFERENCE_LADDER) - 1
-    assert len([c for c in inference if c["device"] == "cuda:0"]) == 5 * 2 + len(INFERENCE_LADDER) - 1
+    # two thread counts x 5 batch sizes x 2 modes under inference_mode, and the other steps but
+    # compile at batch 1,000, compute, torch's threads
+    inference_steps = len(INFERENCE_LADDER) - 1
+    assert len([c for c in inference if c["device"] == "cpu"]) == 2 * 5 * 2 + inference_steps - 1
+    assert len([c for c in inference if c["device"] == "cuda:0"]) == 5 * 2 + inference_steps - 1
     ladder = [c for c in inference if c["pipeline"] != "inference_mode"]
     assert {(c["batch_size"], c["mode"], c["cpu_threads"]) for c in ladder} == {(1000, "compute", 16)}
     transfer = plan.cases("transfer")
@@ -193,7 +196,7 @@ def test_pytest_benchmark_round_options_replace_every_familys_budget():
 
 def test_pipelines_parse_names_of_either_ladder_and_refuse_others():
     assert parse_pipelines("seed, compile,seed") == ("seed", "compile")
-    assert parse_pipelines("all") is None
+    assert parse_pipelines("all") == tuple(dict.fromkeys(TRAIN_LADDER + INFERENCE_LADDER))
     with pytest.raises(ValueError, match="'fast' is not a pipeline: expected all, or some of seed, loader"):
         parse_pipelines("seed,fast")
     with pytest.raises(ValueError, match="'all' stands alone"):
@@ -204,7 +207,7 @@ def test_pipelines_parse_names_of_either_ladder_and_refuse_others():
 
 
 def test_the_full_ladder_is_the_cross_product_and_pipelines_filter_both_families():
-    full = make_plan(ladder="full")
+    full = make_plan(ladder="full", pipelines=parse_pipelines("all"))
     train = full.cases("train")
     assert len(train) == 3 * len(TRAIN_LADDER)
     assert len(full.cases("inference")) == 2 * 5 * 2 * len(INFERENCE_LADDER)  # threads x sizes x modes x steps
@@ -216,10 +219,14 @@ def test_the_full_ladder_is_the_cross_product_and_pipelines_filter_both_families
     assert make_plan(pipelines=("seed",)).cases("inference") == []  # no inference step named: none of it
 
 
-def test_the_ladder_runs_at_the_swept_size_nearest_1000_and_quick_leaves_compile_out():
+def test_the_ladder_runs_at_the_swept_size_nearest_1000_and_compiling_steps_only_when_asked():
     assert make_plan(batch_sizes=(64, 512, 4096)).ladder_batch_sizes("train") == (512,)
     plan = make_plan()
     assert plan.breakdown_for(1000) and not plan.breakdown_for(100)
-    quick = make_plan(quick=True)
-    assert "compile" not in {c["pipeline"] for family in ("train", "inference") for c in quick.cases(family)}
+    compiling = {"compile", "compile_cuda_graph"}
+    for quick in (False, True):
+        default = make_plan(quick=quick, devices=("cpu", "cuda:0"))
+        assert not compiling & {c["pipeline"] for family in ("train", "inference") for c in default.cases(family)}
+        asked = make_plan(quick=quick, devices=("cpu", "cuda:0"), pipelines=parse_pipelines("all"))
+        assert compiling <= {c["pipeline"] for c in asked.cases("train")}
     assert "compile" in {c["pipeline"] for c in make_plan(quick=True, pipelines=("compile",)).cases("train")}
