@@ -725,7 +725,7 @@ def test_the_ladder_gives_each_steps_speedup_over_the_step_it_builds_on(tmp_path
     from bench.report.tables import ladder_table
 
     steps = ladder(load_frame([LADDER_RUN]), "train").set_index("pipeline")
-    assert list(steps.index) == [p for p in derive.TRAIN_LADDER if p != "cuda_graph"]  # none on the CPU
+    assert list(steps.index) == [p for p in derive.TRAIN_LADDER if "cuda_graph" not in p]  # none on the CPU
     for name, row in steps.iterrows():
         base = derive.BUILDS_ON["train"].get(name)
         assert row["builds_on"] == base if base else pd.isna(row["builds_on"])
@@ -783,3 +783,27 @@ def test_the_reports_format_is_the_suites():
     from bench.report import load
 
     assert load._KNOWN_FORMAT == conftest.FORMAT_VERSION
+
+
+def test_the_gpu_ladder_says_how_busy_the_gpu_was_and_how_many_operations_a_step_ran(tmp_path):
+    from bench.report.figures import ladder
+    from bench.report.tables import ladder_table
+
+    gpu_run = FIXTURES / "h100-host-ladder"
+    steps = ladder(load_frame([gpu_run]), "train").set_index("pipeline")
+    graph = steps.loc["cuda_graph"]
+    assert graph["gpu_ops_per_step"] == pytest.approx(104.5) and graph["gpu_busy_share"] > 0.5
+    assert steps.loc["resident", "gpu_busy_share"] < 0.2  # eager on that GPU: bound by launching kernels
+    table = ladder_table(steps.reset_index(), "train")
+    assert "GPU busy 74%, 104 ops a step" in table.loc[0, "cuda_graph"]
+    # A CPU's ladder says nothing of a GPU.
+    cpu = ladder_table(ladder(load_frame([LADDER_RUN]), "train"), "train")
+    assert not cpu.apply(lambda column: column.astype(str).str.contains("GPU busy")).any().any()
+    # A device_work that is not numbers is passed over, not shown.
+    run = _json(next(gpu_run.glob("*.json")))
+    for bench in run["benchmarks"]:
+        if (bench["extra_info"].get("breakdown") or {}).get("device_work"):
+            bench["extra_info"]["breakdown"]["device_work"] = {"ops": "many", "busy_share": [1]}
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    odd = ladder_table(ladder(load_frame([tmp_path / "run.json"]), "train"), "train")
+    assert not odd.apply(lambda column: column.astype(str).str.contains("GPU busy")).any().any()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -286,13 +288,21 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
                     "builds_on": base, "vs_base": before / r["median"] if before else np.nan, "loss": r["loss"],
                     "loss_tolerance": tolerance, "learns_less": learns_less, "prepare_s": r["prepare_s"],
                     "agreement": r["agreement"], "noisy": bool(r["noisy"]), "one_round": bool(r["one_round"]),
-                    "page_faults": r["page_faults"],
+                    "page_faults": r["page_faults"], "gpu_ops_per_step": _per_step(r["gpu_ops"], r["profiled_images"], size),
+                    "gpu_busy_share": r["gpu_busy_share"],
                 }
             )  # fmt: skip
     columns = ["machine_key", "label", "quick", "device", "batch_size", "pipeline", "step", "median", "images_per_s",
                "vs_first", "builds_on", "vs_base", "loss", "loss_tolerance", "learns_less", "prepare_s", "agreement", "noisy",
-               "one_round", "page_faults"]  # fmt: skip
+               "one_round", "page_faults", "gpu_ops_per_step", "gpu_busy_share"]  # fmt: skip
     return pd.DataFrame(out, columns=columns)
+
+
+def _per_step(ops: float, images: float, batch_size: int) -> float:
+    """The GPU's operations per training step of a profiled epoch over `images` images (NaN where unknown)."""
+    if pd.isna(ops) or pd.isna(images) or not images > 0 or not batch_size > 0:
+        return np.nan
+    return ops / math.ceil(images / batch_size)
 
 
 def fastest_steps(steps: pd.DataFrame) -> pd.DataFrame:

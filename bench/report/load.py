@@ -272,6 +272,7 @@ def _ladder(extra: dict) -> dict:
     profile = extra.get("breakdown") or {}
     # The device's own spans where the profiler had them (CUDA), else the host's.
     phases = profile.get("device_s") or profile.get("host_s") or {}
+    work = profile.get("device_work") if isinstance(profile.get("device_work"), dict) else {}
     return {
         "loss_tolerance": (extra.get("pipeline_config") or {}).get("loss_tolerance"),
         "prepare_s": (extra.get("prepare") or {}).get("seconds"),
@@ -279,6 +280,9 @@ def _ladder(extra: dict) -> dict:
         "profiled_on": ("device" if profile.get("device_s") else "host") if phases else "",
         "profiled_epoch_s": profile.get("epoch_s"),
         "profiled_images": profile.get("images"),  # format 3 profiles an epoch's first 10,000 images
+        # What the GPU ran in the profiled epoch (CUDA, bench/breakdown.device_work): operations, busy share.
+        "gpu_ops": work.get("ops"),
+        "gpu_busy_share": work.get("busy_share"),
         **{f"profiled_{phase}_s": phases.get(phase) for phase in PHASES},
     }
 
@@ -349,7 +353,8 @@ def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict,
     for flag in ("quick", "throttled", "busy"):
         frame[flag] = frame[flag].astype(bool)
     percentiles = [c for c in _LATENCY_COLUMNS if c.endswith("_ms")]
-    ladder = ("loss_tolerance", "prepare_s", "agreement", "profiled_epoch_s", *(f"profiled_{p}_s" for p in PHASES))
+    ladder = ("loss_tolerance", "prepare_s", "agreement", "profiled_epoch_s", "profiled_images", "gpu_ops",
+              "gpu_busy_share", *(f"profiled_{p}_s" for p in PHASES))  # fmt: skip
     for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps", *percentiles,
                 "energy_j", "mean_power_w", "page_faults", *ladder):  # fmt: skip
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
@@ -417,7 +422,7 @@ _COLUMNS_IN = [
     "default_threads", "family", "name", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes",
     "dataset", "loss", "accuracy", "link_gbps", *_LATENCY_COLUMNS, "telemetry", "energy_j", "mean_power_w",
     "energy_note", "throttled", "busy", "page_faults", "loss_tolerance", "prepare_s", "agreement", "profiled_on", "profiled_epoch_s",
-    "profiled_images",
+    "profiled_images", "gpu_ops", "gpu_busy_share",
     *(f"profiled_{phase}_s" for phase in PHASES),
 ]  # fmt: skip
 # The tidy table's columns, in order: who (label: unique in this report), which run (and how it ended), what

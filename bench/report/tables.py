@@ -172,6 +172,8 @@ def ladder_table(steps: pd.DataFrame, family: str) -> pd.DataFrame:
             text += f"; {r.agreement:.1%} agree"
         if faults_said(r.page_faults):
             text += f"; {faults_said(r.page_faults)}"
+        if pd.notna(r.gpu_ops_per_step) and pd.notna(r.gpu_busy_share):
+            text += f"; GPU busy {r.gpu_busy_share:.0%}, {r.gpu_ops_per_step:.0f} ops a step"
         return text + (" (learns less)" if r.learns_less else "") + _marks(r)
 
     cells = steps.sort_values(["label", "device", "batch_size", "quick", "step"]).assign(
