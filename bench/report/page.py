@@ -123,8 +123,11 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                  "Where more than the cheap steps ran (by default at batch size 1,000): each step's epoch, its "
                  "speedup over seed on the same device and (in parentheses) over the step it builds on, which is "
                  "what its one change buys. loader tunes seed's DataLoader; resident keeps the data on the "
-                 "device; each step after it is resident plus one change, except channels_last_bf16: bf16 on "
-                 "channels_last. Runs since format 4 hold the C library's "
+                 "device; each step after it is resident plus one change, except channels_last_bf16 (bf16 on "
+                 "channels_last) and compile_cuda_graph (the CUDA graph of the compiled step). On a GPU each step "
+                 "says how busy its profiled epoch kept the GPU and how many operations a step ran: a small share "
+                 "is an epoch bound by launching kernels, a large one by the kernels themselves. Runs since "
+                 "format 4 hold the C library's "
                  "allocator in one condition (--host-allocator keep: freed blocks kept for reuse), so no case "
                  "pays for the page faults the cases before it left; in older runs, or with --host-allocator "
                  "default, a step whose process touched fresh memory often has its page faults a round given: "
@@ -171,9 +174,12 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                  "One extra, untimed epoch of each step at the ladder's batch size under torch.profiler, summed by "
                  "phase: data (a DataLoader batch or a resident gather), h2d copies, forward, backward, optimizer "
                  "(graph: a CUDA graph's replay of all three). On a GPU the device's own spans, else the host's. "
-                 "It covers an epoch's first 10,000 images (Images profiled: a whole epoch's profile of the seed "
+                 "It covers an epoch's first images (Images profiled: 10,000, and 3,000 for the DataLoader steps "
+                 "since the seed's per-image events made its profile slow; a whole epoch's profile of the seed "
                  "pipeline held 8 GB), and includes the profiler's overhead: its phases' shares are the measure, "
-                 "not its sum. For seed the derived split of the section above is given beside it."),
+                 "not its sum. On a GPU the backward and optimizer phases' device spans read near 0 (their kernels "
+                 "are launched outside the range's GPU annotation): the ladder's busy share counts them. For seed "
+                 "the derived split of the section above is given beside it."),
         _Section("Machines side by side", tables.machines_table(frame),
                  "The headline figure of each family per machine and device, from full runs; like with like: a host "
                  "memory copy and a PCIe copy have their own columns."
