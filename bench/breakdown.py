@@ -15,6 +15,8 @@ __all__ = ["PHASES", "device_work", "profile_epoch"]
 # gather of a resident one, its host-to-device copy, the forward pass and loss, the backward
 # pass (zero_grad included), Adam's step; a CUDA graph replays forward, backward and Adam as one.
 PHASES = ("data", "h2d", "forward", "backward", "optimizer", "graph")
+# How many of a profiled epoch's costliest GPU operations its record names.
+TOP_OPS = 8
 
 
 def device_work(events, epoch_s: float) -> dict:
@@ -29,7 +31,19 @@ def device_work(events, epoch_s: float) -> dict:
         and e.name not in PHASES
     ]
     busy = sum(e.time_range.elapsed_us() for e in ops) / 1e6  # the profiler counts microseconds
-    return {"ops": len(ops), "busy_s": busy, "busy_share": busy / epoch_s if epoch_s > 0 else None}
+    by_name: dict[str, list] = {}
+    for e in ops:
+        entry = by_name.setdefault(e.name, [0, 0.0])
+        entry[0] += 1
+        entry[1] += e.time_range.elapsed_us() / 1e6
+    top = sorted(by_name.items(), key=lambda item: -item[1][1])[:TOP_OPS]
+    return {
+        "ops": len(ops),
+        "busy_s": busy,
+        "busy_share": busy / epoch_s if epoch_s > 0 else None,
+        # The operations that took the GPU longest, by name (a kernel's name cut to its first 120 characters).
+        "top": [{"name": name[:120], "count": count, "seconds": seconds} for name, (count, seconds) in top],
+    }
 
 
 def profile_epoch(clock: Callable[[], float], device: torch.device | str, epoch: Callable[[], object]) -> dict:

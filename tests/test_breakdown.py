@@ -28,10 +28,28 @@ def test_device_work_counts_the_gpus_operations_not_the_host_or_the_named_ranges
     assert work["ops"] == 3
     assert work["busy_s"] == pytest.approx(200e-6)
     assert work["busy_share"] == pytest.approx(0.2)
+    assert [(t["name"], t["count"]) for t in work["top"]] == [
+        ("void cudnn::conv_fwd_kernel", 1),
+        ("Memcpy HtoD (Pageable -> Device)", 1),
+        ("void at::native::vectorized_elementwise_kernel", 1),
+    ]
+
+
+def test_the_costliest_operations_are_summed_by_name_and_only_the_first_few_kept():
+    events = [event(f"kernel_{i % 10}", CUDA, 0, 1 + i % 10) for i in range(100)]  # kernel_9 costs most
+    events.append(event("k" * 300, CUDA, 0, 1))
+    top = device_work(events, epoch_s=1.0)["top"]
+    assert len(top) == 8 and top[0] == {"name": "kernel_9", "count": 10, "seconds": pytest.approx(100e-6)}
+    assert all(len(t["name"]) <= 120 for t in top)
 
 
 def test_device_work_of_an_epoch_with_no_gpu_operations():
-    assert device_work([event("aten::add", CPU, 0, 5)], epoch_s=0.0) == {"ops": 0, "busy_s": 0.0, "busy_share": None}
+    assert device_work([event("aten::add", CPU, 0, 5)], epoch_s=0.0) == {
+        "ops": 0,
+        "busy_s": 0.0,
+        "busy_share": None,
+        "top": [],
+    }
 
 
 def test_a_cpu_profile_names_its_phases_and_no_device_work():

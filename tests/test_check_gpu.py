@@ -15,6 +15,8 @@ def test_each_variant_is_the_cuda_graph_step_with_its_changes():
     assert both.cuda_graph and (both.memory_format, both.precision) == ("channels_last", "bfloat16")
     assert not hasattr(both, "cudnn_benchmark")  # set around the capture, not a field of the step
     assert check_gpu.variant_config("cuda_graph+compile", "cuda:0").compile_mode == "default"
+    fused = check_gpu.variant_config("cuda_graph+compile+fused_adam", "cuda:0")  # Adam is swapped in, not a field
+    assert fused == check_gpu.variant_config("cuda_graph+compile", "cuda:0")
 
 
 def case(pipeline, device="cuda:0", batch_size=1000, median=0.05, joules=30.0, images=60000, group="train"):
