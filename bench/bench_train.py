@@ -8,7 +8,7 @@ from fmnist_model.pipelines import Trainer, train_config
 
 from .breakdown import profile_epoch
 from .guard import skip_on_out_of_memory
-from .measure import run_rounds, warmup_size
+from .measure import profile_size, run_rounds, warmup_size
 from .timing import timed_call
 
 FAMILY = "train"
@@ -65,7 +65,7 @@ def test_train_epoch(benchmark, plan, clock, telemetry, device, cpu_threads, bat
         if plan.breakdown_for(batch_size) and not benchmark.disabled:
             trainer.reset()
             most = plan.profile_loader_images if config.data == "dataloader" else plan.profile_images
-            profiled = min(images_in_epoch, most)
+            profiled = profile_size(images_in_epoch, batch_size, most)
             breakdown = profile_epoch(clock, device, lambda: trainer.epoch(profiled, annotate=True))
             breakdown["images"] = profiled  # the first `profiled` images of an epoch: shares, not the epoch's sum
 

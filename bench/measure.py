@@ -10,7 +10,7 @@ from .plan import Budget
 from .telemetry import Telemetry
 from .timing import timed_call
 
-__all__ = ["latency_summary", "run_rounds", "warmup_size"]
+__all__ = ["latency_summary", "profile_size", "run_rounds", "warmup_size"]
 
 
 def warmup_size(images: int, batch_size: int, warmup_batches: int | None) -> tuple[int, int]:
@@ -24,6 +24,18 @@ def warmup_size(images: int, batch_size: int, warmup_batches: int | None) -> tup
     if warmup_batches is None or warmup_batches >= full:
         return images, full + (1 if rest else 0)
     return warmup_batches * batch_size + rest, warmup_batches + (1 if rest else 0)
+
+
+def profile_size(images: int, batch_size: int, most: int) -> int:
+    """Images in a profiled epoch of a pass of `images` at `batch_size`: whole batches, at most `most`
+    (at least one batch), or the whole pass where `most` covers it.
+
+    Whole batches: a smaller last batch of another size than the pass's own would be a shape the
+    case never prepared (a CUDA graph has none captured for it; a static compile would recompile).
+    """
+    if most >= images:
+        return images
+    return min(images, max(1, most // batch_size) * batch_size)
 
 
 def run_rounds(

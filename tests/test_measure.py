@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from bench.measure import latency_summary, run_rounds, warmup_size
+from bench.measure import latency_summary, profile_size, run_rounds, warmup_size
 from bench.plan import Budget
 from bench.timing import DeviceClock, Stopwatch, sample_calls
 from tests.test_timing import FakeDevice
@@ -26,6 +26,20 @@ pytest_plugins = ["pytester"]
 )
 def test_warmup_is_a_few_batches_and_the_last_shape(images, batch_size, warmup_batches, expected):
     assert warmup_size(images, batch_size, warmup_batches) == expected
+
+
+@pytest.mark.parametrize(
+    "images, batch_size, most, expected",
+    [
+        (60_000, 1000, 10_000, 10_000),  # whole batches already
+        (60_000, 512, 10_000, 9_728),  # 19 batches of 512, not a last batch of 272 that no graph was captured for
+        (60_000, 20_000, 10_000, 20_000),  # at least one batch
+        (2_000, 100, 10_000, 2_000),  # the whole (quick) epoch: every shape of it was prepared
+        (250, 1000, 100, 250),  # one batch larger than the pass: the pass
+    ],
+)
+def test_a_profiled_epoch_is_whole_batches_or_the_whole_pass(images, batch_size, most, expected):
+    assert profile_size(images, batch_size, most) == expected
 
 
 class FakeBenchmark:
