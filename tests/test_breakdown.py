@@ -57,8 +57,8 @@ def test_a_cpu_profile_names_its_phases_and_no_device_work():
         with torch.profiler.record_function("forward"):
             torch.ones(64, 64) @ torch.ones(64, 64)
 
-    clock = iter([0.0, 0.5]).__next__
+    clock = iter([0.0, 0.1, 0.6, 2.0]).__next__  # before the profiler, the epoch's two ends, after its processing
     out = profile_epoch(clock, "cpu", epoch)
-    assert out["epoch_s"] == 0.5
+    assert out["epoch_s"] == 0.5 and out["wall_s"] == 2.0  # what the profile cost the run, not only the epoch
     assert set(out["host_s"]) == {"forward"} and out["host_s"]["forward"] > 0
     assert out["device_s"] is None and out["device_work"] is None

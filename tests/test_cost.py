@@ -209,3 +209,34 @@ def test_an_unmeasured_ladder_step_is_a_stated_multiple_of_a_measured_one_plus_i
     assert graph.seconds == pytest.approx(expected)
     # Nothing to be a multiple of: not predictable, rather than a guess from nothing.
     assert case_cost(plan, "train", {**params, "pipeline": "seed"}, profile).seconds is None
+
+
+def _profiled_seed(breakdown, wall_s=60.0):
+    return {
+        "group": "train",
+        "params": {"device": "cuda:0", "cpu_threads": 16, "batch_size": 1000, "pipeline": "seed"},
+        "stats": {"median": 5.6, "total": 16.8},
+        "extra_info": {"images": 60_000, "wall_s": wall_s, "warmup": {"seconds": 0.2}, "breakdown": breakdown},
+    }
+
+
+def test_a_profile_costs_what_it_took_with_the_profilers_processing_scaled_to_the_images_profiled():
+    # Saved since the profile's wall time: the case's overhead is what is left beside it.
+    obs = observation(_profiled_seed({"epoch_s": 1.7, "wall_s": 37.0, "images": 10_000}))
+    assert obs.profile_s == 37.0 and obs.overhead_s == pytest.approx(60.0 - 0.2 - 16.8 - 37.0)
+    profile = profile_of(obs)
+    params = {"device": "cuda:0", "cpu_threads": 16, "batch_size": 1000, "pipeline": "seed"}
+    assert profile.profile_s("train", params, 3_000) == pytest.approx(37.0 * 0.3)
+    plan = make_plan(devices=("cuda:0",))
+    cost = case_cost(plan, "train", params, profile)
+    rounds = cost.rounds * 5.6
+    # overhead + a 2-batch warm-up + rounds + the DataLoader steps' 3,000-image profile
+    assert cost.seconds == pytest.approx(obs.overhead_s + 2 * 5.6 / 60 + rounds + 37.0 * 0.3)
+
+
+def test_an_older_run_without_the_profiles_wall_time_gives_the_cases_rest_to_its_profile():
+    # The H100 host's GPU seed case of run 0004: epoch_s 1.7 s, but 37 s of the case outside its rounds.
+    obs = observation(_profiled_seed({"epoch_s": 1.7, "images": 10_000}))
+    assert obs.profile_s == pytest.approx(60.0 - 0.2 - 16.8) and obs.overhead_s is None
+    unprofiled = observation(_profiled_seed(None))
+    assert unprofiled.profile_s is None and unprofiled.overhead_s == pytest.approx(60.0 - 0.2 - 16.8)
