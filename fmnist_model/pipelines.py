@@ -180,6 +180,19 @@ def train_config(pipeline: str, device: torch.device | str, cpus: int | None = N
     return TrainConfig(**base)
 
 
+def _compiled(model: nn.Module, mode: str) -> Callable:
+    """`model` through torch.compile with static shapes, dynamo's caches emptied first.
+
+    Every Network shares one forward code object, and dynamo keeps a bounded number of compiled
+    entries per code object (8 in torch 2.x) before it silently runs the code uncompiled: a run
+    of many compiled cases (--ladder full --pipelines all: shapes x devices x grad modes) would
+    then time eager epochs recorded as compiled. Each pipeline compiles afresh (inductor's
+    on-disk cache keeps that cheap), so its entries are its own.
+    """
+    torch._dynamo.reset()
+    return torch.compile(model, mode=mode, dynamic=False)
+
+
 def _compiler_missing() -> str | None:
     if not any(shutil.which(cc) for cc in ("c++", "g++", "clang++", "cl")):
         return "torch.compile's CPU backend (inductor) needs a C++ compiler, and none is on PATH"
@@ -246,11 +259,7 @@ class Trainer:
         self._initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.optimizer = make_optimizer(self.model, capturable=config.cuda_graph)
         # dynamic=False: shapes are few and fixed (a batch, and the last one): static kernels.
-        self.forward = (
-            torch.compile(self.model, mode=config.compile_mode, dynamic=False)
-            if config.compile_mode is not None
-            else self.model
-        )
+        self.forward = _compiled(self.model, config.compile_mode) if config.compile_mode is not None else self.model
         self.dataset = dataset
         if config.data == "resident":
             self.images, self.labels = images.to(self.device), labels.to(self.device)
@@ -508,9 +517,7 @@ class Predictor:
         )
         self.model = model.to(self.device, memory_format=self._memory_format).eval()
         self.forward: Callable = (
-            torch.compile(self.model, mode=config.compile_mode, dynamic=False)
-            if config.compile_mode is not None
-            else self.model
+            _compiled(self.model, config.compile_mode) if config.compile_mode is not None else self.model
         )
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
 

@@ -72,13 +72,18 @@ def test_every_pipeline_reaches_the_resident_loss_within_its_tolerance(split, de
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA here")
 @pytest.mark.parametrize(
-    "change", [{"memory_format": "channels_last", "precision": "bfloat16"}, {"compile_mode": "default"}]
+    "config",
+    [
+        replace(train_config("cuda_graph", "cuda"), memory_format="channels_last", precision="bfloat16"),
+        train_config("compile_cuda_graph", "cuda"),
+    ],
+    ids=["channels_last_bf16", "compile_cuda_graph"],
 )
-def test_a_cuda_graph_of_another_step_trains_as_that_step_does(split, change):
+def test_a_cuda_graph_of_another_step_trains_as_that_step_does(split, config):
     # The graph's step honours the config's memory format, autocast and compiled forward
     # (bench.check_gpu times these combinations): same first weights, same order, same loss.
     graph = Trainer(
-        replace(train_config("cuda_graph", "cuda"), **change),
+        config,
         "cuda",
         BATCH,
         dataset=split.dataset,
@@ -87,7 +92,7 @@ def test_a_cuda_graph_of_another_step_trains_as_that_step_does(split, change):
     )
     assert graph.prepare()["captured_shapes"] == [BATCH]
     graph.reset()
-    eager = trainer("channels_last_bf16" if "precision" in change else "compile", "cuda", split).epoch()
+    eager = trainer("channels_last_bf16" if config.precision == "bfloat16" else "compile", "cuda", split).epoch()
     result = graph.epoch()
     assert result.images == IMAGES
     assert abs(result.mean_loss - eager.mean_loss) / eager.mean_loss <= graph.config.loss_tolerance
@@ -213,3 +218,16 @@ def test_the_reports_copy_of_the_ladders_order_is_the_ladders():
     assert derive.TRAIN_LADDER == TRAIN_LADDER
     assert derive.INFERENCE_LADDER == INFERENCE_LADDER
     assert derive.BUILDS_ON == BUILDS_ON
+
+
+def test_each_compiled_pipeline_starts_from_empty_dynamo_caches(split, monkeypatch):
+    # dynamo keeps 8 compiled entries per code object, and every Network shares one forward:
+    # past that it runs the forward uncompiled, silently. Each compiled pipeline resets first.
+    resets = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
+    build = dict(dataset=split.dataset, images=split.images, labels=split.labels)
+    Trainer(train_config("resident", "cpu"), "cpu", BATCH, **build)
+    assert resets == []
+    Trainer(train_config("compile", "cpu"), "cpu", BATCH, **build)
+    Predictor(inference_config("compile"), Network(), BATCH, "cpu")
+    assert len(resets) == 2
