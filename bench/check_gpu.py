@@ -96,14 +96,18 @@ def _prepare(trainer, clock, benchmark: bool):
 
 def run_figures(run: dict, device: str, batch_size: int) -> dict:
     """From a saved run: the train cases' median epoch and GPU energy per round on `device` at `batch_size`, by pipeline."""
+    device = f"{device}:0" if device in ("cuda", "mps") else device  # as a run names it
     out = {}
     for bench in run.get("benchmarks", []):
         params = bench.get("params") or {}
+        median = (bench.get("stats") or {}).get("median")
         if bench.get("group") != "train" or params.get("device") != device or params.get("batch_size") != batch_size:
+            continue
+        if not isinstance(median, (int, float)):
             continue
         gpu = ((bench.get("extra_info") or {}).get("telemetry") or {}).get("gpu") or {}
         out[params.get("pipeline")] = {
-            "median_s": bench["stats"]["median"],
+            "median_s": median,
             "images": (bench.get("extra_info") or {}).get("images"),
             "energy_per_round_j": gpu.get("energy_per_round_j"),
             "energy_reliable": gpu.get("energy_reliable"),
@@ -202,18 +206,37 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"  {name}: prepared in {prepare_s:.2f} s", flush=True)
 
+    summary: dict = {"device": device_name, "torch": torch.__version__, "dataset": split.name}
+
+    def save() -> None:  # after each stage: a variant that fails later loses nothing measured before it
+        if args.json is not None:
+            args.json.write_text(json.dumps({"summary": summary, "variants": rows}, indent=1, default=str))
+
+    def failed(name: str, stage: str, exc: Exception) -> None:
+        rows[name]["error"] = f"{stage}: {type(exc).__name__}: {exc}"
+        print(f"  {name}: failed in {rows[name]['error']}", flush=True)
+        del trainers[name]
+        save()
+
+    save()
     for r in range(args.rounds + 1):  # round 0 warms up every variant
-        order = list(trainers)[r % max(len(trainers), 1) :] + list(trainers)[: r % max(len(trainers), 1)]
-        for name in order:
+        shift = r % max(len(trainers), 1)
+        for name in list(trainers)[shift:] + list(trainers)[:shift]:
             trainer = trainers[name]
-            trainer.reset()
-            seconds, result = timed_call(clock, trainer.epoch)
+            try:
+                trainer.reset()
+                seconds, result = timed_call(clock, trainer.epoch)
+            except Exception as exc:
+                failed(name, f"epoch {r}", exc)
+                continue
             if r:
                 rows[name]["times"].append(seconds)
                 rows[name]["losses"].append(result.mean_loss)
+    save()
 
-    base_loss = statistics.median(rows["resident"]["losses"]) if "resident" in trainers else None
-    for name, trainer in trainers.items():
+    # Each variant's first timed epoch against resident's: the same first weights and order.
+    base_loss = rows["resident"]["losses"][0] if "resident" in trainers else None
+    for name, trainer in list(trainers.items()):
         row = rows[name]
         row["median_s"] = statistics.median(row["times"])
         q1, q3 = _quartiles(row["times"])
@@ -221,13 +244,18 @@ def main(argv: list[str] | None = None) -> int:
         row["loss"] = row["losses"][0]
         tolerance = LOSS_TOLERANCE[trainer.config.precision]
         row["loss_ok"] = None if base_loss is None else (row["loss"] - base_loss) / base_loss <= tolerance
-        trainer.reset()
-        profiled = profile_epoch(clock, device, lambda trainer=trainer: trainer.epoch(annotate=True))
-        work = profiled["device_work"] or {}
-        batches = math.ceil(len(split) / args.batch_size)
+        try:
+            trainer.reset()
+            profiled = profile_epoch(clock, device, lambda trainer=trainer: trainer.epoch(annotate=True))
+        except Exception as exc:  # its timings stand; only the profile is missing
+            row["profile_error"] = f"{type(exc).__name__}: {exc}"
+            print(f"  {name}: its profiled epoch failed: {row['profile_error']}", flush=True)
+            profiled = {"device_work": None}
+        work = profiled["device_work"]
         row["profile"] = profiled
-        row["ops_per_step"] = work.get("ops", 0) / batches
-        row["busy_share"] = work.get("busy_share")
+        row["ops_per_step"] = work["ops"] / math.ceil(len(split) / args.batch_size) if work else None
+        row["busy_share"] = work.get("busy_share") if work else None
+    save()
 
     seed = None
     figures = {}
@@ -248,13 +276,14 @@ def main(argv: list[str] | None = None) -> int:
         vs_res = f"{resident_s / row['median_s']:.2f}x" if resident_s else "-"
         vs_seed = f"{seed / row['median_s']:.0f}x" if seed else "-"
         busy = f"{row['busy_share']:.0%}" if row["busy_share"] is not None else "-"
+        ops = f"{row['ops_per_step']:.0f}" if row["ops_per_step"] is not None else "-"
         print(
             f"{name:46} {row['median_s'] * 1000:8.2f}ms {row['iqr_share']:5.0%} {vs_res:>11} {vs_seed:>8} "
             f"{row['loss']:7.4f} {'yes' if row['loss_ok'] else 'NO ' if row['loss_ok'] is False else ' - '} "
-            f"{row['ops_per_step']:8.0f} {busy:>4}"
+            f"{ops:>8} {busy:>4}"
         )
     ran = {n: r for n, r in rows.items() if "median_s" in r and r.get("loss_ok") is not False}
-    summary: dict = {"device": device_name, "torch": torch.__version__, "dataset": split.name}
+    summary["failed"] = {n: r["error"] for n, r in rows.items() if "error" in r}
     if ran:
         best = min(ran, key=lambda n: ran[n]["median_s"])
         summary["fastest"] = {"variant": best, "median_s": ran[best]["median_s"]}
@@ -287,29 +316,43 @@ def main(argv: list[str] | None = None) -> int:
                 f"The saved run's resident case (other epochs, another process): {run_case['energy_per_round_j']:.1f} J "
                 f"a round at {run_case['mean_power_w']:.0f} W, epochs of {run_case['median_s'] * 1000:.0f} ms"
             )
-    if args.json is not None:
-        args.json.write_text(json.dumps({"summary": summary, "variants": rows}, indent=1, default=str))
+    save()
     return 0
 
 
-def _energy_here(trainer, device, epoch_s: float, clock=None) -> dict:
-    """Resident epochs (each after a reset, as the suite's rounds are) under the suite's own telemetry, with
-    NVML's total-energy counter also read directly just inside its span: the same epochs, two readings."""
+def _energy_here(trainer, device, epoch_s: float, *, clock=None, machine=None, uuid=None) -> dict:
+    """Resident epochs (each after a reset, as the suite's rounds are) observed by the suite's own
+    telemetry, its GPU found as a run finds it (NVML's GPUs matched to CUDA's by UUID), with NVML's
+    total-energy counter also read directly, through torch's UUID of the device, just inside its
+    span: the same epochs, two readings. Both read one counter, so this checks the telemetry's
+    window, its division by rounds, its units and its choice of GPU, not the counter itself.
+    `clock`, `machine` ((nvml, gpus) as machine.nvml_info gives them) and `uuid` are for tests."""
     try:
         import pynvml
 
+        from .machine import nvml_info
         from .telemetry import Telemetry
         from .timing import DeviceClock
-
-        pynvml.nvmlInit()
     except Exception as exc:
         return {"reason": f"NVML unavailable: {exc}"}
     clock = clock or DeviceClock(device)
+    nvml, gpus = machine or nvml_info()
+    name = f"cuda:{device.index if device.index is not None else 0}"
+    telemetry = Telemetry.for_case(name, gpus, nvml)
+    if uuid is None:
+        import torch
+
+        uuid = str(getattr(torch.cuda.get_device_properties(device), "uuid", "") or "")
+    if not uuid:
+        return {"reason": f"torch gives no UUID for {name}: the counter cannot be read independently"}
+    uuid = uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
     try:
-        index = device.index if device.index is not None else 0  # CUDA's index as NVML's: one-GPU hosts
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        pynvml.nvmlInit()
+    except Exception as exc:
+        return {"reason": f"NVML failed to start: {exc}"}
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
         epochs = max(10, math.ceil(ENERGY_SPAN_S / max(epoch_s, 1e-6)))
-        telemetry = Telemetry(str(device), nvml_index=index)
         with telemetry.observe():
             clock()
             start_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
@@ -325,15 +368,19 @@ def _energy_here(trainer, device, epoch_s: float, clock=None) -> dict:
     finally:
         pynvml.nvmlShutdown()
     direct = (end_mj - start_mj) / 1000 / epochs
-    return {
+    out = {
         "epochs": epochs,
         "span_s": t1 - t0,
+        "uuid": uuid,
         "direct_j": direct,
         "telemetry_j": gpu.get("energy_per_round_j"),
         "telemetry_source": gpu.get("energy_source"),
-        "mean_power_w": direct * epochs / (t1 - t0),
+        "mean_power_w": direct * epochs / (t1 - t0) if t1 > t0 else None,
         **energy_check(gpu.get("energy_per_round_j"), direct),
     }
+    if gpu.get("available") is False:
+        out["reason"] = f"the telemetry had no GPU energy: {gpu.get('reason')}"
+    return out
 
 
 if __name__ == "__main__":

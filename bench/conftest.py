@@ -173,7 +173,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--pipelines",
         default=None,
         help="comma-separated pipelines of the optimisation ladder to run, or all "
-        "(default: all; with --quick all but compile)",
+        "(default: every step but compile and compile_cuda_graph; all adds them)",
     )
     group.addoption(
         "--ladder",

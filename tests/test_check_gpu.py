@@ -49,6 +49,31 @@ def test_the_energy_check_holds_the_telemetry_within_ten_percent_of_the_direct_r
     assert check_gpu.energy_check(None, 28.5) == {"ratio": None, "within": None}
 
 
+# NVML's GPU 0 matched to cuda:0 by UUID, as bench.machine.nvml_info reports it.
+MACHINE = ({"available": True}, [{"index": 0, "cuda_device": "cuda:0", "uuid": "GPU-abc"}])
+
+
+@pytest.fixture(autouse=True)
+def _nvml_by_uuid(monkeypatch):
+    import pynvml
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByUUID", lambda uuid: 0, raising=False)
+
+
+def test_without_the_gpu_in_the_runs_machine_facts_there_is_no_comparison(monkeypatch):
+    import torch
+
+    from tests.test_telemetry import FakeGpu
+
+    gpu = FakeGpu().install(monkeypatch)
+    unmatched = ({"available": True}, [{"index": 0, "cuda_device": None, "uuid": "GPU-other"}])
+    times = iter(range(1000))
+    out = check_gpu._energy_here(
+        FakeTrainer(gpu), torch.device("cuda:0"), epoch_s=0.5, clock=lambda: next(times), machine=unmatched, uuid="abc"
+    )
+    assert out["ratio"] is None and "no NVML GPU matched to cuda:0" in out["reason"]
+
+
 class FakeTrainer:
     """Each epoch moves the fake GPU's energy counter by 30 J."""
 
@@ -71,7 +96,10 @@ def test_the_telemetry_and_a_direct_reading_bracket_the_same_epochs(monkeypatch)
     gpu = FakeGpu().install(monkeypatch)
     trainer = FakeTrainer(gpu)
     times = iter(range(1000))
-    out = check_gpu._energy_here(trainer, torch.device("cuda:0"), epoch_s=0.5, clock=lambda: next(times))
+    out = check_gpu._energy_here(
+        trainer, torch.device("cuda:0"), epoch_s=0.5, clock=lambda: next(times), machine=MACHINE, uuid="abc"
+    )
+    assert out["uuid"] == "GPU-abc"  # read through NVML's own lookup of torch's UUID
     assert out["epochs"] == trainer.epochs == 10  # at least 10, and at least 2 s of them
     assert out["direct_j"] == pytest.approx(30.0) and out["telemetry_j"] == pytest.approx(30.0)
     assert out["within"] is True and out["telemetry_source"] == "total-energy counter"
@@ -91,7 +119,9 @@ def test_the_check_fails_when_the_telemetry_counts_energy_outside_the_epochs(mon
             gpu.tick(100_000)
         return float(len(calls))
 
-    out = check_gpu._energy_here(FakeTrainer(gpu), torch.device("cuda:0"), epoch_s=0.5, clock=clock)
+    out = check_gpu._energy_here(
+        FakeTrainer(gpu), torch.device("cuda:0"), epoch_s=0.5, clock=clock, machine=MACHINE, uuid="GPU-abc"
+    )
     assert out["direct_j"] == pytest.approx(30.0) and out["telemetry_j"] == pytest.approx(40.0)
     assert out["within"] is False
 
@@ -135,3 +165,24 @@ def test_bad_arguments_are_named_before_any_work(argv, says, capsys):
         check_gpu.main(argv)
     assert exit_.value.code == 2
     assert says in capsys.readouterr().err
+
+
+def test_a_variant_that_fails_in_its_epochs_is_named_and_the_others_are_kept(tmp_path, monkeypatch, capsys):
+    from fmnist_model.pipelines import Trainer
+
+    monkeypatch.setattr(check_gpu, "VARIANTS", {"resident": None, "channels_last": None})
+    real = Trainer.epoch
+
+    def epoch(self, *args, **kwargs):
+        if self.config.pipeline == "channels_last":
+            raise RuntimeError("an epoch that breaks")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "epoch", epoch)
+    out = tmp_path / "out.json"
+    args = ["--device", "cpu", "--images", "200", "--batch-size", "100", "--rounds", "2", "--json", str(out)]
+    assert check_gpu.main([*args, "--variants", "channels_last,resident"]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["summary"]["failed"] == {"channels_last": "epoch 0: RuntimeError: an epoch that breaks"}
+    assert len(saved["variants"]["resident"]["times"]) == 2 and saved["summary"]["fastest"]["variant"] == "resident"
+    assert "channels_last: failed in epoch 0" in capsys.readouterr().out
