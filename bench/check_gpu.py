@@ -116,6 +116,15 @@ def run_figures(run: dict, device: str, batch_size: int) -> dict:
     return out
 
 
+def _no_baseline(seed_case: dict, device: str, batch_size: int, images: int) -> str | None:
+    """Why a saved run's seed case cannot be this check's baseline, or None when it can."""
+    if not seed_case:
+        return f"the run has no seed epoch on {device} at batch size {batch_size}"
+    if seed_case.get("images") != images:
+        return f"its seed epoch was {seed_case.get('images')} images, this check's {images}"
+    return None
+
+
 def energy_check(telemetry_j: float | None, direct_j: float | None) -> dict:
     """The suite's telemetry against a direct reading of the counter around the same epochs: ratio, within 10%?"""
     if telemetry_j is None or direct_j is None or direct_j <= 0:
@@ -133,7 +142,7 @@ def _quartiles(values: list[float]) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.check_gpu", description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda:0", help="a CUDA device (default: cuda:0)")
+    parser.add_argument("--device", default="cuda:0", help="cuda:N, or cpu to time resident alone (default: cuda:0)")
     parser.add_argument("--batch-size", type=int, default=1000, help="training batch size (default: 1000)")
     parser.add_argument("--rounds", type=int, default=7, help="timed epochs per variant, interleaved (default: 7)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
@@ -163,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         parser.error(f"--device {args.device}: {exc}")
     if device.type == "cuda" and not torch.cuda.is_available():
-        print(f"bench.check_gpu: {args.device} asked for, and CUDA is not available here")
+        print(
+            f"bench.check_gpu: {args.device} asked for, and CUDA is not available here "
+            "(--device cpu times the resident step alone and says why no graph is built)"
+        )
         return 2
 
     from fmnist_model import load_split
@@ -264,14 +276,22 @@ def main(argv: list[str] | None = None) -> int:
         seed_case = figures.get("seed") or {}
         # The run's seed epoch is a baseline only for an epoch of as many images.
         seed = seed_case.get("median_s") if seed_case.get("images") == len(split) else None
+        summary["seed_baseline"] = seed
+        why = _no_baseline(seed_case, args.device, args.batch_size, len(split))
+        if why:
+            summary["seed_baseline_missing"] = why
+            print(f"\n--run {args.run}: no seed baseline: {why}")
+        run_gpus = {g.get("name") for g in (run.get("machine_info") or {}).get("gpus") or [] if isinstance(g, dict)}
+        if device.type == "cuda" and run_gpus and device_name not in run_gpus:
+            print(f"--run {args.run}: its GPUs are {', '.join(sorted(map(str, run_gpus)))}, not this {device_name}")
 
     print(f"\nEpoch of {len(split):,} images at batch {args.batch_size}, median of {args.rounds} interleaved rounds:")
     print(f"{'variant':46} {'epoch':>10} {'IQR':>5} {'vs resident':>11} {'vs seed':>8} {'loss':>7} ok  ops/step busy")
     resident_s = rows.get("resident", {}).get("median_s")
     for name in names:
         row = rows[name]
-        if "error" in row:
-            print(f"{name:46} {'error':>10}  {row['error'][:80]}")
+        if "error" in row:  # its error was printed when it happened
+            print(f"{name:46} {'not built' if 'times' not in row else 'failed':>10}  (above)")
             continue
         vs_res = f"{resident_s / row['median_s']:.2f}x" if resident_s else "-"
         vs_seed = f"{seed / row['median_s']:.0f}x" if seed else "-"

@@ -119,7 +119,8 @@ def newest_two(folder: Path) -> tuple[Path, Path]:
     machines = sorted({_key(run) for _, run in runs})
     if len(machines) > 1:
         raise CompareError(
-            f"{folder} holds runs of {len(machines)} machines ({', '.join(machines)}): give one machine's folder"
+            f"{folder} holds runs of {len(machines)} machines ({', '.join(machines)}): give two runs of one of "
+            "them as files (OLD.json NEW.json), or of two with --force"
         )
     for quick in (False, True):
         kind = sorted((r for r in runs if _quick(r[1]) is quick), key=lambda r: _when(r[1]))

@@ -54,7 +54,7 @@ from .plan import (
     parse_warmup_batches,
     plan_from_options,
 )
-from .progress import case_headline, end_summary, progress_line
+from .progress import case_headline, cases, end_summary, progress_line
 from .runstate import RunState, drop_lineless_entries, install_stop_signals
 from .telemetry import PERIOD_S, Telemetry, add_per_images
 from .timing import DeviceClock, Stopwatch
@@ -553,10 +553,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def _estimate_line(suite: Suite) -> str:
     left_s, unknown = suite.left()
     if left_s is None:
-        return f"fmnist-bench: {len(suite.remaining)} cases; no estimate yet ({suite.profile_note}): it comes as cases finish"
-    more = f", +{unknown} cases not predictable" if unknown else ""
+        return f"fmnist-bench: {cases(len(suite.remaining))}; no estimate yet ({suite.profile_note}): it comes as cases finish"
+    more = f", +{cases(unknown)} not predictable" if unknown else ""
     total = suite.profile.outside()[0] + left_s
-    return f"fmnist-bench: {len(suite.remaining)} cases; estimated {format_seconds(total)}{more} ({suite.profile_note})"
+    return (
+        f"fmnist-bench: {cases(len(suite.remaining))}; estimated {format_seconds(total)}{more} ({suite.profile_note})"
+    )
 
 
 def _write(config: pytest.Config, line: str) -> None:

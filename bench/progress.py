@@ -18,7 +18,7 @@ from .derive import (
 )
 from .telemetry import OUTSIDE_SHARE
 
-__all__ = ["case_headline", "end_summary", "fmt_time", "progress_line"]
+__all__ = ["case_headline", "cases", "end_summary", "fmt_time", "progress_line"]
 
 
 def _variant(r: dict) -> str | None:
@@ -33,6 +33,11 @@ def _variant(r: dict) -> str | None:
 
 # A thread count "beats" torch's default only by more than this: less is within a run's noise.
 _THREADS_MARGIN = 0.05
+
+
+def cases(n: int) -> str:
+    """'1 case', '2 cases'."""
+    return f"{n} case" if n == 1 else f"{n} cases"
 
 
 def fmt_time(seconds: float | None) -> str:
@@ -88,7 +93,7 @@ def progress_line(
 ) -> str:
     """`[12/82] 1m05s, about 2m10s left | train cuda:0-1000-resident: 151 ms per epoch, ...`."""
     if left_s is None or (unknown and left_s < 1):
-        left = "time left not yet known" + (f" ({unknown} cases not yet predictable)" if unknown else "")
+        left = "time left not yet known" + (f" ({cases(unknown)} not yet predictable)" if unknown else "")
     else:
         left = f"about {format_seconds(left_s)}{'+' if unknown else ''} left"
         if unknown:
@@ -350,7 +355,7 @@ def end_summary(records: Sequence[dict], *, default_threads: int, run: dict) -> 
         for r in records
         if (s := _iqr_share(r)) is not None and s > NOISY_IQR_SHARE and _stats(r).get("rounds", 0) > 1
     ]
-    health = [f"{len(records)} of {run.get('planned_cases', len(records))} cases measured"]
+    health = [f"{len(records)} of {cases(run.get('planned_cases', len(records)))} measured"]
     if noisy:
         health.append(f"{len(noisy)} noisy (IQR over {NOISY_IQR_SHARE:.0%} of the median)")
     health += _telemetry_flags(records)

@@ -134,6 +134,7 @@ def test_on_the_cpu_it_times_resident_and_says_why_no_graph_was_built(tmp_path, 
     assert check_gpu.main([*args, "--variants", "resident,cuda_graph", "--run", str(run), "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "cuda_graph: could not be built: RuntimeError: a CUDA graph captures CUDA kernels" in printed
+    assert printed.count("a CUDA graph captures CUDA kernels") == 1  # the table points back, not repeats
     saved = json.loads(out.read_text())
     resident = saved["variants"]["resident"]
     assert len(resident["times"]) == 2 and resident["loss_ok"] is True
@@ -142,13 +143,28 @@ def test_on_the_cpu_it_times_resident_and_says_why_no_graph_was_built(tmp_path, 
     assert "energy" not in saved["summary"]  # NVML's counter is a GPU's
 
 
-def test_a_seed_epoch_of_another_size_is_no_baseline(tmp_path):
+@pytest.mark.parametrize(
+    "cases, says",
+    [
+        ([case("seed", device="cpu", batch_size=100, median=9.0, images=60000)], "its seed epoch was 60000 images"),
+        (
+            [case("seed", device="cpu", batch_size=1000, median=9.0, images=200)],
+            "no seed epoch on cpu at batch size 100",
+        ),
+        ([case("resident", device="cpu", batch_size=100, median=1.0, images=200)], "no seed epoch on cpu"),
+    ],
+)
+def test_a_run_without_a_usable_seed_epoch_is_no_baseline_and_says_why(tmp_path, capsys, cases, says):
     run = tmp_path / "run.json"
-    run.write_text(json.dumps({"benchmarks": [case("seed", device="cpu", batch_size=100, median=9.0, images=60000)]}))
+    run.write_text(json.dumps({"benchmarks": cases}))
     out = tmp_path / "out.json"
     args = ["--device", "cpu", "--images", "200", "--batch-size", "100", "--rounds", "1", "--variants", "resident"]
     assert check_gpu.main([*args, "--run", str(run), "--json", str(out)]) == 0
-    assert "vs_seed" not in json.loads(out.read_text())["summary"]["fastest"]
+    summary = json.loads(out.read_text())["summary"]
+    assert "vs_seed" not in summary["fastest"] and summary["seed_baseline"] is None
+    assert says in summary["seed_baseline_missing"]
+    printed = capsys.readouterr().out
+    assert "no seed baseline: " in printed and says in printed
 
 
 @pytest.mark.parametrize(

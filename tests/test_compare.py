@@ -245,7 +245,7 @@ def test_what_changed_between_the_runs_is_printed_above_the_table(tmp_path, caps
     assert "same in both:" in changed and "python 3.11.7" in changed and "dataset synthetic" in changed
 
 
-def test_a_folder_compares_its_newest_two_runs_of_a_kind(tmp_path):
+def test_a_folder_compares_its_newest_two_runs_of_a_kind(tmp_path, capsys):
     runs = tmp_path / "vm"
     runs.mkdir()
     for name, source, when in (
@@ -265,6 +265,7 @@ def test_a_folder_compares_its_newest_two_runs_of_a_kind(tmp_path):
     with pytest.raises(SystemExit) as exit_:
         main([str(runs)])
     assert exit_.value.code == 2
+    assert "holds runs of 2 machines" in capsys.readouterr().err
 
 
 def test_each_inference_step_has_its_own_row_named_by_its_pipeline(tmp_path):

@@ -33,6 +33,7 @@ def test_progress_line_counts_time_and_what_is_left():
     assert line == "[12/82] 1m05s, about 2m10s left | train cuda:0-1000-resident: 151 ms per epoch"
     assert "about 2m10s+ left (3 cases not yet predictable)" in progress_line(1, 9, "x", "y", 1, 130.0, 3)
     assert "time left not yet known (3 cases not yet predictable)" in progress_line(1, 9, "x", "y", 1, 0.0, 3)
+    assert "time left not yet known (1 case not yet predictable)" in progress_line(1, 9, "x", "y", 1, 0.0, 1)
 
 
 def test_the_answer_on_a_gpu_host_gives_speedups_crossover_and_the_seed_epoch():
