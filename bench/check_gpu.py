@@ -1,6 +1,7 @@
 """The training step as CUDA graphs, combined with the ladder's other changes, and an energy cross-check.
 
-    python -m bench.check_gpu [--device cuda:0] [--batch-size 1000] [--rounds 7] [--run SAVED.json] [--json OUT.json]
+    python -m bench.check_gpu [--device cuda:0] [--batch-size 1000] [--rounds 7] [--images N]
+                              [--variants A,B,...] [--run SAVED.json] [--json OUT.json]
 
 (On the CPU, `--device cpu`, the graph variants are reported as not built, with the reason.)
 
