@@ -118,12 +118,20 @@ def run_figures(run: dict, device: str, batch_size: int) -> dict:
 
 
 def _no_baseline(seed_case: dict, device: str, batch_size: int, images: int) -> str | None:
-    """Why a saved run's seed case cannot be this check's baseline, or None when it can."""
+    """Why a saved run's seed case cannot be this check's baseline (it is one only for an epoch
+    of as many images at this batch size), or None when it can."""
     if not seed_case:
         return f"the run has no seed epoch on {device} at batch size {batch_size}"
     if seed_case.get("images") != images:
         return f"its seed epoch was {seed_case.get('images')} images, this check's {images}"
     return None
+
+
+def _other_gpus(run: dict, device_name: str) -> str | None:
+    """The saved run's GPU models when none of them is this one (the run is of another machine), else None."""
+    gpus = (run.get("machine_info") or {}).get("gpus") or []
+    names = sorted({str(g.get("name")) for g in gpus if isinstance(g, dict) and g.get("name")})
+    return ", ".join(names) if names and device_name not in names else None
 
 
 def energy_check(telemetry_j: float | None, direct_j: float | None) -> dict:
@@ -275,16 +283,14 @@ def main(argv: list[str] | None = None) -> int:
     if run is not None:
         figures = run_figures(run, args.device, args.batch_size)
         seed_case = figures.get("seed") or {}
-        # The run's seed epoch is a baseline only for an epoch of as many images.
-        seed = seed_case.get("median_s") if seed_case.get("images") == len(split) else None
-        summary["seed_baseline"] = seed
         why = _no_baseline(seed_case, args.device, args.batch_size, len(split))
+        seed = summary["seed_baseline"] = None if why else seed_case["median_s"]
         if why:
             summary["seed_baseline_missing"] = why
             print(f"\n--run {args.run}: no seed baseline: {why}")
-        run_gpus = {g.get("name") for g in (run.get("machine_info") or {}).get("gpus") or [] if isinstance(g, dict)}
-        if device.type == "cuda" and run_gpus and device_name not in run_gpus:
-            print(f"--run {args.run}: its GPUs are {', '.join(sorted(map(str, run_gpus)))}, not this {device_name}")
+        other = _other_gpus(run, device_name) if device.type == "cuda" else None
+        if other:
+            print(f"--run {args.run}: its GPUs are {other}, not this {device_name}")
 
     print(f"\nEpoch of {len(split):,} images at batch {args.batch_size}, median of {args.rounds} interleaved rounds:")
     print(f"{'variant':46} {'epoch':>10} {'IQR':>5} {'vs resident':>11} {'vs seed':>8} {'loss':>7} ok  ops/step busy")

@@ -167,6 +167,13 @@ def test_a_run_without_a_usable_seed_epoch_is_no_baseline_and_says_why(tmp_path,
     assert "no seed baseline: " in printed and says in printed
 
 
+def test_a_run_of_another_gpu_model_is_named():
+    run = {"machine_info": {"gpus": [{"name": "NVIDIA H100 80GB HBM3"}, {"name": "NVIDIA H100 80GB HBM3"}]}}
+    assert check_gpu._other_gpus(run, "NVIDIA H200") == "NVIDIA H100 80GB HBM3"
+    assert check_gpu._other_gpus(run, "NVIDIA H100 80GB HBM3") is None
+    assert check_gpu._other_gpus({"machine_info": {"gpus": []}}, "NVIDIA H200") is None  # a CPU run: nothing to say
+
+
 @pytest.mark.parametrize(
     "argv, says",
     [
