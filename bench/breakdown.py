@@ -9,13 +9,13 @@ from torch.profiler import ProfilerActivity, profile
 
 from .timing import timed_call
 
-__all__ = ["PHASES", "device_work", "profile_epoch"]
+__all__ = ["PHASES", "device_work", "host_work", "profile_epoch"]
 
 # The ranges fmnist_model's loops name when asked to (loops.phase): a DataLoader batch or the
 # gather of a resident one, its host-to-device copy, the forward pass and loss, the backward
 # pass (zero_grad included), Adam's step; a CUDA graph replays forward, backward and Adam as one.
 PHASES = ("data", "h2d", "forward", "backward", "optimizer", "graph")
-# How many of a profiled epoch's costliest GPU operations its record names.
+# How many of a profiled epoch's costliest operations (the GPU's on CUDA, the CPU's on the CPU) its record names.
 TOP_OPS = 8
 
 
@@ -46,6 +46,34 @@ def device_work(events, epoch_s: float) -> dict:
     }
 
 
+def host_work(averages, epoch_s: float) -> dict:
+    """What the CPU did in a profiled epoch on the CPU: the operations that took it longest by
+    their own time (self time: an operation's children are counted in theirs, not again in it),
+    summed by name, with their share of the epoch. Named ranges (the loops' phases, the
+    optimizer's step; the profiler's user annotations) are spans, not operations, and are left
+    out; torch.compile's `## Call CompiledFxGraph ...` is kept: its own time is the code inductor
+    generated. `averages` is the profiler's key_averages()."""
+    ops = [
+        a
+        for a in averages
+        if a.device_type == torch.autograd.DeviceType.CPU
+        and not getattr(a, "is_user_annotation", False)
+        and a.key not in PHASES
+    ]
+    top = sorted(ops, key=lambda a: -a.self_cpu_time_total)[:TOP_OPS]
+    return {
+        "top": [
+            {
+                "name": a.key[:120],
+                "count": a.count,
+                "seconds": a.self_cpu_time_total / 1e6,  # the profiler counts microseconds
+                "share": a.self_cpu_time_total / 1e6 / epoch_s if epoch_s > 0 else None,
+            }
+            for a in top
+        ]
+    }
+
+
 def profile_epoch(clock: Callable[[], float], device: torch.device | str, epoch: Callable[[], object]) -> dict:
     """Run `epoch` (one annotated epoch) under torch.profiler; its phases' host time, and on CUDA their device time.
 
@@ -55,6 +83,7 @@ def profile_epoch(clock: Callable[[], float], device: torch.device | str, epoch:
     own time, profiler overhead included: it is not the case's figure, which is the median of
     the timed rounds; wall_s what the whole profile cost, its event processing included. other_s: the epoch's time outside the named ranges (loop, syncs).
     device_work (CUDA only): how many operations the GPU ran and how busy they kept it.
+    host_work (CPU only): the CPU's costliest operations.
     """
     kind = torch.device(device).type
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if kind == "cuda" else [])
@@ -63,7 +92,8 @@ def profile_epoch(clock: Callable[[], float], device: torch.device | str, epoch:
         seconds, result = timed_call(clock, epoch)
     host = dict.fromkeys(PHASES, 0.0)
     on_device = dict.fromkeys(PHASES, 0.0)
-    for event in prof.key_averages():
+    averages = prof.key_averages()
+    for event in averages:
         if event.key not in PHASES:
             continue
         if event.device_type == torch.autograd.DeviceType.CPU:
@@ -84,4 +114,5 @@ def profile_epoch(clock: Callable[[], float], device: torch.device | str, epoch:
         "device_s": {name: on_device[name] for name in used} if kind == "cuda" else None,
         "other_s": max(seconds - sum(host.values()), 0.0),
         "device_work": work,
+        "host_work": host_work(averages, seconds) if kind == "cpu" else None,
     }

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench.breakdown import device_work, profile_epoch
+from bench.breakdown import device_work, host_work, profile_epoch
 
 CPU, CUDA = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
 
@@ -50,6 +50,43 @@ def test_device_work_of_an_epoch_with_no_gpu_operations():
         "busy_share": None,
         "top": [],
     }
+
+
+def average(name, self_us, count=1, device_type=CPU, annotation=False):
+    return SimpleNamespace(
+        key=name, count=count, self_cpu_time_total=self_us, device_type=device_type, is_user_annotation=annotation
+    )
+
+
+def test_host_work_ranks_the_cpus_operations_by_their_own_time_not_the_ranges():
+    averages = [
+        average("forward", 900_000, annotation=True),  # a phase: a span, not an operation
+        average("Optimizer.step#Adam.step", 50_000, annotation=True),  # the optimizer's range
+        average("aten::convolution_backward", 300_000, count=40),
+        average("aten::max_pool2d_with_indices", 250_000, count=40),
+        average("## Call CompiledFxGraph abc", 400_000, count=20),  # inductor's generated code: its own time counts
+        average("void some_kernel", 999_000, device_type=CUDA),
+        *(average(f"aten::op{i}", 10 - i) for i in range(10)),
+    ]
+    top = host_work(averages, epoch_s=2.0)["top"]
+    assert len(top) == 8
+    assert [t["name"] for t in top[:3]] == [
+        "## Call CompiledFxGraph abc",
+        "aten::convolution_backward",
+        "aten::max_pool2d_with_indices",
+    ]
+    assert top[1] == {"name": "aten::convolution_backward", "count": 40, "seconds": 0.3, "share": 0.15}
+    assert host_work([average("aten::add", 5)], epoch_s=0.0)["top"][0]["share"] is None
+
+
+def test_a_real_cpu_profile_names_its_costliest_operation():
+    def epoch():
+        with torch.profiler.record_function("forward"):
+            torch.ones(256, 256) @ torch.ones(256, 256)
+
+    out = profile_epoch(iter([0.0, 0.1, 0.6, 2.0]).__next__, "cpu", epoch)
+    names = [t["name"] for t in out["host_work"]["top"]]
+    assert "forward" not in names and names[0] == "aten::mm"
 
 
 def test_a_cpu_profile_names_its_phases_and_no_device_work():

@@ -807,3 +807,26 @@ def test_the_gpu_ladder_says_how_busy_the_gpu_was_and_how_many_operations_a_step
     (tmp_path / "run.json").write_text(json.dumps(run))
     odd = ladder_table(ladder(load_frame([tmp_path / "run.json"]), "train"), "train")
     assert not odd.apply(lambda column: column.astype(str).str.contains("GPU busy")).any().any()
+
+
+def test_the_cpu_ladder_names_each_steps_costliest_operation(tmp_path):
+    from bench.report.figures import ladder
+    from bench.report.tables import ladder_table
+
+    run = _json(LADDER_RUN)
+    given = {
+        "channels_last_bf16": [{"name": "aten::max_pool2d_with_indices", "count": 20, "seconds": 0.11, "share": 0.27}],
+        "compile": [{"name": "## Call CompiledFxGraph fb5xowntx", "count": 10, "seconds": 0.36, "share": 0.3}],
+        "resident": {"top": "not a list"},  # malformed: passed over, not shown
+        "seed": [{"name": "aten::copy_", "share": "most"}],  # a share that is not a number: not shown
+    }
+    for bench in run["benchmarks"]:
+        step = bench["params"].get("pipeline")
+        if bench["group"] == "train" and step in given and bench["extra_info"].get("breakdown"):
+            top = given[step]
+            bench["extra_info"]["breakdown"]["host_work"] = {"top": top} if isinstance(top, list) else top
+    table = ladder_table(ladder(load_frame([_write(tmp_path, "run.json", run)]), "train"), "train")
+    row = table.iloc[0]
+    assert row["channels_last_bf16"].count("; costliest op max_pool2d_with_indices (27%)") == 1
+    assert "; costliest op torch.compile's generated code (30%)" in row["compile"]
+    assert "costliest" not in row["resident"] and "costliest" not in row["seed"]

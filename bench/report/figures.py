@@ -289,12 +289,13 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
                     "loss_tolerance": tolerance, "learns_less": learns_less, "prepare_s": r["prepare_s"],
                     "agreement": r["agreement"], "noisy": bool(r["noisy"]), "one_round": bool(r["one_round"]),
                     "page_faults": r["page_faults"], "gpu_ops_per_step": _per_step(r["gpu_ops"], r["profiled_images"], size),
-                    "gpu_busy_share": r["gpu_busy_share"],
+                    "gpu_busy_share": r["gpu_busy_share"], "cpu_top_op": r["cpu_top_op"],
+                    "cpu_top_op_share": r["cpu_top_op_share"],
                 }
             )  # fmt: skip
     columns = ["machine_key", "label", "quick", "device", "batch_size", "pipeline", "step", "median", "images_per_s",
                "vs_first", "builds_on", "vs_base", "loss", "loss_tolerance", "learns_less", "prepare_s", "agreement", "noisy",
-               "one_round", "page_faults", "gpu_ops_per_step", "gpu_busy_share"]  # fmt: skip
+               "one_round", "page_faults", "gpu_ops_per_step", "gpu_busy_share", "cpu_top_op", "cpu_top_op_share"]  # fmt: skip
     return pd.DataFrame(out, columns=columns)
 
 

@@ -273,6 +273,9 @@ def _ladder(extra: dict) -> dict:
     # The device's own spans where the profiler had them (CUDA), else the host's.
     phases = profile.get("device_s") or profile.get("host_s") or {}
     work = profile.get("device_work") if isinstance(profile.get("device_work"), dict) else {}
+    host = profile.get("host_work") if isinstance(profile.get("host_work"), dict) else {}
+    top = host.get("top") if isinstance(host.get("top"), list) else []
+    costliest = top[0] if top and isinstance(top[0], dict) else {}
     return {
         "loss_tolerance": (extra.get("pipeline_config") or {}).get("loss_tolerance"),
         "prepare_s": (extra.get("prepare") or {}).get("seconds"),
@@ -283,8 +286,21 @@ def _ladder(extra: dict) -> dict:
         # What the GPU ran in the profiled epoch (CUDA, bench/breakdown.device_work): operations, busy share.
         "gpu_ops": work.get("ops"),
         "gpu_busy_share": work.get("busy_share"),
+        # The CPU's costliest operation in the profiled epoch by its own time (CPU, bench/breakdown.host_work).
+        "cpu_top_op": _op_name(costliest.get("name")),
+        "cpu_top_op_share": costliest.get("share"),
         **{f"profiled_{phase}_s": phases.get(phase) for phase in PHASES},
     }
+
+
+def _op_name(name) -> str:
+    """A profiled operation's name as a reader knows it: ATen's without its namespace, inductor's
+    generated code (torch.compile's `## Call CompiledFxGraph <hash>`) as such."""
+    if not isinstance(name, str):
+        return ""
+    if name.startswith("## Call CompiledFxGraph"):
+        return "torch.compile's generated code"
+    return name.removeprefix("aten::")
 
 
 def _telemetry(device: str, telemetry: dict | None) -> dict:
@@ -354,7 +370,7 @@ def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict,
         frame[flag] = frame[flag].astype(bool)
     percentiles = [c for c in _LATENCY_COLUMNS if c.endswith("_ms")]
     ladder = ("loss_tolerance", "prepare_s", "agreement", "profiled_epoch_s", "profiled_images", "gpu_ops",
-              "gpu_busy_share", *(f"profiled_{p}_s" for p in PHASES))  # fmt: skip
+              "gpu_busy_share", "cpu_top_op_share", *(f"profiled_{p}_s" for p in PHASES))  # fmt: skip
     for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps", *percentiles,
                 "energy_j", "mean_power_w", "page_faults", *ladder):  # fmt: skip
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
@@ -422,7 +438,7 @@ _COLUMNS_IN = [
     "default_threads", "family", "name", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes",
     "dataset", "loss", "accuracy", "link_gbps", *_LATENCY_COLUMNS, "telemetry", "energy_j", "mean_power_w",
     "energy_note", "throttled", "busy", "page_faults", "loss_tolerance", "prepare_s", "agreement", "profiled_on", "profiled_epoch_s",
-    "profiled_images", "gpu_ops", "gpu_busy_share",
+    "profiled_images", "gpu_ops", "gpu_busy_share", "cpu_top_op", "cpu_top_op_share",
     *(f"profiled_{phase}_s" for phase in PHASES),
 ]  # fmt: skip
 # The tidy table's columns, in order: who (label: unique in this report), which run (and how it ended), what

@@ -174,6 +174,8 @@ def ladder_table(steps: pd.DataFrame, family: str) -> pd.DataFrame:
             text += f"; {faults_said(r.page_faults)}"
         if pd.notna(r.gpu_ops_per_step) and pd.notna(r.gpu_busy_share):
             text += f"; GPU busy {r.gpu_busy_share:.0%}, {r.gpu_ops_per_step:.0f} ops a step"
+        if isinstance(r.cpu_top_op, str) and r.cpu_top_op and pd.notna(r.cpu_top_op_share):
+            text += f"; costliest op {r.cpu_top_op} ({r.cpu_top_op_share:.0%})"
         return text + (" (learns less)" if r.learns_less else "") + _marks(r)
 
     cells = steps.sort_values(["label", "device", "batch_size", "quick", "step"]).assign(
