@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import warnings
@@ -274,8 +275,7 @@ def _ladder(extra: dict) -> dict:
     phases = profile.get("device_s") or profile.get("host_s") or {}
     work = profile.get("device_work") if isinstance(profile.get("device_work"), dict) else {}
     host = profile.get("host_work") if isinstance(profile.get("host_work"), dict) else {}
-    top = host.get("top") if isinstance(host.get("top"), list) else []
-    costliest = top[0] if top and isinstance(top[0], dict) else {}
+    costliest = _costliest(host.get("top"))
     return {
         "loss_tolerance": (extra.get("pipeline_config") or {}).get("loss_tolerance"),
         "prepare_s": (extra.get("prepare") or {}).get("seconds"),
@@ -287,10 +287,26 @@ def _ladder(extra: dict) -> dict:
         "gpu_ops": work.get("ops"),
         "gpu_busy_share": work.get("busy_share"),
         # The CPU's costliest operation in the profiled epoch by its own time (CPU, bench/breakdown.host_work).
-        "cpu_top_op": _op_name(costliest.get("name")),
-        "cpu_top_op_share": costliest.get("share"),
+        "cpu_top_op": costliest[0],
+        "cpu_top_op_share": costliest[1],
         **{f"profiled_{phase}_s": phases.get(phase) for phase in PHASES},
     }
+
+
+def _costliest(top) -> tuple[str, float | None]:
+    """The costliest of a profiled epoch's operations (bench/breakdown.host_work's `top`) and its share
+    of the epoch, each summed under the name a reader knows it by: torch.compile's forward and
+    backward graphs are one "generated code". ("", None) when there is none, or none that reads."""
+    shares: dict[str, float] = {}
+    for op in top if isinstance(top, list) else []:
+        share = op.get("share") if isinstance(op, dict) else None
+        name = _op_name(op.get("name")) if isinstance(op, dict) else ""
+        if name and isinstance(share, (int, float)) and not isinstance(share, bool) and math.isfinite(share):
+            shares[name] = shares.get(name, 0.0) + share
+    if not shares:
+        return "", None
+    name = max(shares, key=shares.get)
+    return name, shares[name]
 
 
 def _op_name(name) -> str:
