@@ -77,6 +77,8 @@ from .timing import DeviceClock, Stopwatch
 #    (and, under keep, peak_rss_bytes includes the freed blocks earlier cases left for reuse).
 #    host_allocator holds mode and library, and under keep how and keep_bytes (the first runs of format 4,
 #    before commit 38f2c19, wrote mmap_threshold_bytes and trim_threshold_bytes instead of those two).
+#    Added within format 4, optional for a reader: extra_info.breakdown.device_work (CUDA, from commit
+#    4ccfe17) and breakdown.host_work (CPU, from commit 193afa9), the profiled epoch's costliest operations.
 FORMAT_VERSION = 4
 
 _STATE = pytest.StashKey["Suite"]()
