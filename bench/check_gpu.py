@@ -29,7 +29,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-__all__ = ["VARIANTS", "energy_check", "main", "run_figures", "variant_config"]
+__all__ = ["DEFAULT_VARIANTS", "VARIANTS", "energy_check", "main", "run_figures", "variant_config"]
 
 # name -> the changes on top of the cuda_graph step (resident + one CUDA graph per training step).
 VARIANTS = {
@@ -38,8 +38,9 @@ VARIANTS = {
     "cuda_graph+channels_last": {"memory_format": "channels_last"},
     "cuda_graph+bf16": {"precision": "bfloat16"},
     "cuda_graph+channels_last+bf16": {"memory_format": "channels_last", "precision": "bfloat16"},
-    # cuDNN's own timing of its algorithms at capture (torch.backends.cudnn.benchmark): what the
-    # graph replays is what was chosen then, so the flag is set around the capture only.
+    # cuDNN's own timing of its algorithms (torch.backends.cudnn.benchmark), on for the whole
+    # process: cuDNN caches the plan it picked for a convolution's shapes whichever mode picked it,
+    # so these run in a call of their own, never beside the variants above (not by default).
     "cuda_graph+cudnn_benchmark": {"cudnn_benchmark": True},
     "cuda_graph+channels_last+bf16+cudnn_benchmark": {
         "memory_format": "channels_last",
@@ -62,9 +63,18 @@ VARIANTS = {
         "fused_adam": True,
     },
 }
-# What a variant sets besides its TrainConfig: around the capture (cuDNN's benchmark mode) or in
+# What a variant sets besides its TrainConfig: for the whole process (cuDNN's benchmark mode) or in
 # place of the trainer's optimizer (a fused Adam).
 _KNOBS = ("cudnn_benchmark", "fused_adam")
+
+
+def _benchmarked(name: str) -> bool:
+    """Whether a variant runs under cuDNN's benchmark mode."""
+    return bool((VARIANTS[name] or {}).get("cudnn_benchmark"))
+
+
+# What runs when --variants is not given: every variant but cuDNN's benchmarked ones.
+DEFAULT_VARIANTS = tuple(name for name in VARIANTS if not _benchmarked(name))
 # NVML's energy counter updates every 20-100 ms: read it around at least this long.
 ENERGY_SPAN_S = 2.0
 ENERGY_TOLERANCE = 0.10
@@ -79,20 +89,6 @@ def variant_config(name: str, device):
         return train_config(name, device)
     changes = {k: v for k, v in changes.items() if k not in _KNOBS}
     return replace(train_config("cuda_graph", device), **changes)
-
-
-def _prepare(trainer, clock, benchmark: bool):
-    """(seconds, what was done) of the trainer's prepare(), with cuDNN's benchmark mode on during it if asked."""
-    import torch
-
-    from .timing import timed_call
-
-    before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = benchmark or before
-    try:
-        return timed_call(clock, trainer.prepare)
-    finally:
-        torch.backends.cudnn.benchmark = before
 
 
 def run_figures(run: dict, device: str, batch_size: int) -> dict:
@@ -115,6 +111,20 @@ def run_figures(run: dict, device: str, batch_size: int) -> dict:
             "mean_power_w": gpu.get("mean_power_w"),
         }
     return out
+
+
+def _context_lost(device) -> str | None:
+    """On CUDA, the error a synchronize raises once the context is lost (an illegal address, a
+    device-side assert: sticky, every later call fails), else None."""
+    import torch
+
+    if getattr(device, "type", device) != "cuda":
+        return None
+    try:
+        torch.cuda.synchronize(device)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def _no_baseline(seed_case: dict, device: str, batch_size: int, images: int) -> str | None:
@@ -154,7 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda:0", help="cuda:N, or cpu to time resident alone (default: cuda:0)")
     parser.add_argument("--batch-size", type=int, default=1000, help="training batch size (default: 1000)")
     parser.add_argument("--rounds", type=int, default=7, help="timed epochs per variant, interleaved (default: 7)")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
+    parser.add_argument(
+        "--variants",
+        default=",".join(DEFAULT_VARIANTS),
+        help="comma-separated, of: " + ", ".join(VARIANTS) + " (default: all but the cudnn_benchmark ones, "
+        "which run only in a call of their own)",
+    )
     parser.add_argument("--images", type=int, help="train on the first N images (default: the whole split)")
     parser.add_argument("--run", type=Path, help="a saved run of this machine: the seed baseline and the energy check")
     parser.add_argument("--json", type=Path, help="write every figure here")
@@ -164,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not names:
         parser.error(
             f"--variants: unknown {', '.join(unknown) or '(none given)'}; expected some of {', '.join(VARIANTS)}"
+        )
+    if len({_benchmarked(name) for name in names}) > 1:
+        parser.error(
+            "--variants: the cudnn_benchmark variants run only in a call of their own: cuDNN keeps the plan "
+            "it picked for a convolution's shapes whichever mode picked it, so in one process the first "
+            "variant to meet a shape would decide the others' plans"
         )
     if args.batch_size < 1 or args.rounds < 1 or (args.images is not None and args.images < 1):
         parser.error("--batch-size, --rounds and --images must be positive")
@@ -187,6 +208,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
+    before = torch.backends.cudnn.benchmark
+    try:
+        return _measure(args, names, run, device)
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def _measure(args, names: list[str], run: dict | None, device) -> int:
+    """Build, time, profile and compare the variants; print and save every figure."""
+    import torch
+
     from fmnist_model import load_split
     from fmnist_model.loops import LEARNING_RATE
     from fmnist_model.pipelines import LOSS_TOLERANCE, Trainer
@@ -195,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     from .timing import DeviceClock, timed_call
 
     clock = DeviceClock(device)
+    if _benchmarked(
+        names[0]
+    ):  # every variant is (checked above): cuDNN times its algorithms from the first convolution
+        torch.backends.cudnn.benchmark = True
     split = load_split("auto", train=True, limit=args.images)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
@@ -212,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                 trainer.optimizer = torch.optim.Adam(
                     trainer.model.parameters(), lr=LEARNING_RATE, capturable=True, fused=True
                 )
-            prepare_s, _ = _prepare(trainer, clock, bool(knobs.get("cudnn_benchmark")))
+            prepare_s, _ = timed_call(clock, trainer.prepare)
         except Exception as exc:  # a variant that cannot be built is a finding, not the end of the check
             rows[name] = {"error": f"{type(exc).__name__}: {exc}"}
             print(f"  {name}: could not be built: {rows[name]['error']}", flush=True)
@@ -237,12 +273,25 @@ def main(argv: list[str] | None = None) -> int:
         rows[name]["error"] = f"{stage}: {type(exc).__name__}: {exc}"
         print(f"  {name}: failed in {rows[name]['error']}", flush=True)
         del trainers[name]
+        lost = _context_lost(device)
+        if lost:  # a sticky CUDA error: every later call fails too, and would be blamed on its variant
+            summary["context_lost"] = f"after {name} failed: {lost}"
+            for other in list(trainers):  # what each measured before stands; it runs no more
+                why = f"the CUDA context was lost {summary['context_lost']}"
+                if rows[other]["times"]:
+                    rows[other]["stopped"] = f"after {len(rows[other]['times'])} timed rounds: {why}"
+                else:
+                    rows[other]["error"] = f"not run further: {why}"
+                del trainers[other]
+            print(f"  the CUDA context was lost {summary['context_lost']}: nothing more can run", flush=True)
         save()
 
     save()
     for r in range(args.rounds + 1):  # round 0 warms up every variant
         shift = r % max(len(trainers), 1)
         for name in list(trainers)[shift:] + list(trainers)[:shift]:
+            if name not in trainers:  # dropped this round, with a lost CUDA context
+                continue
             trainer = trainers[name]
             try:
                 trainer.reset()
@@ -256,15 +305,20 @@ def main(argv: list[str] | None = None) -> int:
     save()
 
     # Each variant's first timed epoch against resident's: the same first weights and order.
-    base_loss = rows["resident"]["losses"][0] if "resident" in trainers else None
-    for name, trainer in list(trainers.items()):
+    measured = [name for name in names if rows[name].get("times") and "error" not in rows[name]]
+    base_loss = rows["resident"]["losses"][0] if "resident" in measured else None
+    for name in measured:
         row = rows[name]
         row["median_s"] = statistics.median(row["times"])
         q1, q3 = _quartiles(row["times"])
         row["iqr_share"] = (q3 - q1) / row["median_s"]
         row["loss"] = row["losses"][0]
-        tolerance = LOSS_TOLERANCE[trainer.config.precision]
+        tolerance = LOSS_TOLERANCE[row["config"]["precision"]]
         row["loss_ok"] = None if base_loss is None else (row["loss"] - base_loss) / base_loss <= tolerance
+        trainer = trainers.get(name)
+        if trainer is None:  # stopped with the CUDA context: its rounds stand, it cannot be profiled
+            row["ops_per_step"] = row["busy_share"] = None
+            continue
         try:
             trainer.reset()
             profiled = profile_epoch(clock, device, lambda trainer=trainer: trainer.epoch(annotate=True))
@@ -307,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{name:46} {row['median_s'] * 1000:8.2f}ms {row['iqr_share']:5.0%} {vs_res:>11} {vs_seed:>8} "
             f"{row['loss']:7.4f} {'yes' if row['loss_ok'] else 'NO ' if row['loss_ok'] is False else ' - '} "
-            f"{ops:>8} {busy:>4}"
+            f"{ops:>8} {busy:>4}" + (f"  ({len(row['times'])} rounds: stopped early)" if "stopped" in row else "")
         )
     ran = {n: r for n, r in rows.items() if "median_s" in r and r.get("loss_ok") is not False}
     summary["failed"] = {n: r["error"] for n, r in rows.items() if "error" in r}

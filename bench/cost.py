@@ -21,6 +21,7 @@ from pathlib import Path
 from fmnist_model.pipelines import loader_workers, train_config, unsupported_reason
 
 from .derive import loglog_interp
+from .measure import profile_size
 from .plan import (
     FAMILIES,
     Plan,
@@ -402,7 +403,9 @@ def case_cost(plan: Plan, family: str, params: dict, profile: Profile) -> CaseCo
     extras = profile.prepare_s(family, params)
     if family == "train" and plan.breakdown_for(params["batch_size"]):
         loader = train_config(pipeline, params["device"]).data == "dataloader"
-        profiled = min(images, plan.profile_loader_images if loader else plan.profile_images)
+        profiled = profile_size(
+            images, params["batch_size"], plan.profile_loader_images if loader else plan.profile_images
+        )
         measured = profile.profile_s(family, params, profiled)
         extras += measured if measured is not None else round_s  # unmeasured: about a round
     return CaseCost(family, params, overhead + warm + sample + rounds * round_s + extras, rounds, exact)

@@ -117,8 +117,12 @@ def install_stop_signals(run: RunState) -> tuple[Callable[[], None], Callable[[]
     def restore() -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        if children:
+        if children and run.ended is None:
             signal.signal(signal.SIGCHLD, children.pop())
+        # A stopped run's process is ending, its dead workers maybe still registered with torch's
+        # DataLoader (the interrupt's traceback holds the loader): its SIGCHLD handler would raise for
+        # any later child's exit (inductor's compile workers at shutdown), so it is not put back.
+        children.clear()
 
     return hold, restore
 

@@ -13,7 +13,7 @@ def test_each_variant_is_the_cuda_graph_step_with_its_changes():
     assert check_gpu.variant_config("cuda_graph", "cuda:0") == train_config("cuda_graph", "cuda:0")
     both = check_gpu.variant_config("cuda_graph+channels_last+bf16+cudnn_benchmark", "cuda:0")
     assert both.cuda_graph and (both.memory_format, both.precision) == ("channels_last", "bfloat16")
-    assert not hasattr(both, "cudnn_benchmark")  # set around the capture, not a field of the step
+    assert not hasattr(both, "cudnn_benchmark")  # set for the whole process, not a field of the step
     assert check_gpu.variant_config("cuda_graph+compile", "cuda:0").compile_mode == "default"
     fused = check_gpu.variant_config("cuda_graph+compile+fused_adam", "cuda:0")  # Adam is swapped in, not a field
     assert fused == check_gpu.variant_config("cuda_graph+compile", "cuda:0")
@@ -209,3 +209,73 @@ def test_a_variant_that_fails_in_its_epochs_is_named_and_the_others_are_kept(tmp
     assert saved["summary"]["failed"] == {"channels_last": "epoch 0: RuntimeError: an epoch that breaks"}
     assert len(saved["variants"]["resident"]["times"]) == 2 and saved["summary"]["fastest"]["variant"] == "resident"
     assert "channels_last: failed in epoch 0" in capsys.readouterr().out
+
+
+def test_a_lost_cuda_context_stops_the_check_and_keeps_what_was_measured(tmp_path, monkeypatch, capsys):
+    from fmnist_model.pipelines import Trainer
+
+    monkeypatch.setattr(check_gpu, "VARIANTS", {"resident": None, "channels_last": None, "bf16": None})
+    monkeypatch.setattr(check_gpu, "_context_lost", lambda device: "RuntimeError: an illegal memory access")
+    real, calls = Trainer.epoch, []
+
+    def epoch(self, *args, **kwargs):
+        if self.config.pipeline == "channels_last":
+            calls.append(1)
+            if len(calls) == 3:  # round 2, after the others' epochs of that round
+                raise RuntimeError("an illegal memory access was encountered")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "epoch", epoch)
+    out = tmp_path / "out.json"
+    args = ["--device", "cpu", "--images", "200", "--batch-size", "100", "--rounds", "3", "--json", str(out)]
+    assert check_gpu.main([*args, "--variants", "resident,channels_last,bf16"]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["summary"]["failed"] == {
+        "channels_last": "epoch 2: RuntimeError: an illegal memory access was encountered"
+    }
+    assert saved["summary"]["context_lost"].startswith("after channels_last failed")
+    for name in ("resident", "bf16"):  # their two timed rounds stand, unprofiled
+        row = saved["variants"][name]
+        assert len(row["times"]) == 2 and row["median_s"] > 0 and row["stopped"].startswith("after 2 timed rounds")
+        assert "profile" not in row
+    assert saved["summary"]["fastest"]["variant"] in ("resident", "bf16")
+    printed = capsys.readouterr().out
+    assert "nothing more can run" in printed and "(2 rounds: stopped early)" in printed
+
+
+def test_cudnn_benchmark_variants_run_only_in_a_call_of_their_own(capsys):
+    assert not any("cudnn_benchmark" in name for name in check_gpu.DEFAULT_VARIANTS)
+    assert "cuda_graph+fused_adam" in check_gpu.DEFAULT_VARIANTS
+    with pytest.raises(SystemExit) as exit_:
+        check_gpu.main(["--variants", "cuda_graph,cuda_graph+cudnn_benchmark"])
+    assert exit_.value.code == 2
+    assert "the cudnn_benchmark variants run only in a call of their own" in capsys.readouterr().err
+
+
+def test_a_cudnn_benchmark_call_holds_the_mode_for_its_whole_process_and_puts_it_back(tmp_path, monkeypatch):
+    import torch
+
+    from fmnist_model.pipelines import Trainer
+
+    monkeypatch.setattr(check_gpu, "VARIANTS", {**check_gpu.VARIANTS, "resident+bench": {"cudnn_benchmark": True}})
+    monkeypatch.setattr(check_gpu, "variant_config", lambda name, device: train_config("resident", device))
+    seen = []
+    real = Trainer.epoch
+
+    def epoch(self, *args, **kwargs):
+        seen.append(torch.backends.cudnn.benchmark)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "epoch", epoch)
+    before = torch.backends.cudnn.benchmark
+    args = ["--device", "cpu", "--images", "200", "--batch-size", "100", "--rounds", "1"]
+    assert check_gpu.main([*args, "--variants", "resident+bench"]) == 0
+    assert seen and all(seen)  # on from the first epoch to the last
+    assert torch.backends.cudnn.benchmark == before
+
+
+def test_the_compiled_variants_compile_as_the_ladder_does():
+    from fmnist_model.pipelines import COMPILE_MODE
+
+    modes = {v.get("compile_mode") for v in check_gpu.VARIANTS.values() if v and "compile_mode" in v}
+    assert modes == {COMPILE_MODE}

@@ -232,6 +232,13 @@ def test_a_profile_costs_what_it_took_with_the_profilers_processing_scaled_to_th
     rounds = cost.rounds * 5.6
     # overhead + a 2-batch warm-up + rounds + the DataLoader steps' 3,000-image profile
     assert cost.seconds == pytest.approx(obs.overhead_s + 2 * 5.6 / 60 + rounds + 37.0 * 0.3)
+    # At batch size 10,000 (the ladder's size when it is the one swept) the profile is whole batches:
+    # one batch of 10,000 images, not 3,000, as the suite runs it (measure.profile_size).
+    assert make_plan(devices=("cuda:0",), batch_sizes=[10_000]).breakdown_for(10_000)
+    asked = []
+    profile.profile_s = lambda family, params, images: asked.append(images)
+    case_cost(make_plan(devices=("cuda:0",), batch_sizes=[10_000]), "train", {**params, "batch_size": 10_000}, profile)
+    assert asked == [10_000]
 
 
 def test_an_older_run_without_the_profiles_wall_time_gives_the_cases_rest_to_its_profile():

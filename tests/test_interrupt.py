@@ -325,3 +325,25 @@ def test_an_interrupt_whose_traceback_has_an_entry_without_a_line_is_still_repor
     text = str(excinfo.getrepr(funcargs=True))
     assert "stopped by SIGTERM" in text and "raise_it" in text and "the cause" in text
     assert all(entry.lineno is not None for entry in excinfo.traceback)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGCHLD"), reason="no SIGCHLD here")
+@pytest.mark.parametrize("stopped", [False, True])
+def test_sigchld_is_put_back_after_a_whole_run_but_not_after_a_stopped_one(stopped):
+    from bench.runstate import RunState, install_stop_signals
+
+    def torchs(signum, frame):  # stands for torch's DataLoader handler
+        raise AssertionError("not to be called here")
+
+    before = signal.signal(signal.SIGCHLD, torchs)
+    try:
+        run = RunState()
+        hold, restore = install_stop_signals(run)
+        if stopped:
+            run.ended = "stopped by SIGTERM"
+        hold()  # the save: children are let go quietly
+        assert signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL
+        restore()
+        assert signal.getsignal(signal.SIGCHLD) == (signal.SIG_DFL if stopped else torchs)
+    finally:
+        signal.signal(signal.SIGCHLD, before)
