@@ -426,7 +426,7 @@ def _energy_here(trainer, device, epoch_s: float, *, clock=None, machine=None, u
         uuid = str(getattr(torch.cuda.get_device_properties(device), "uuid", "") or "")
     if not uuid:
         return {"reason": f"torch gives no UUID for {name}: the counter cannot be read independently"}
-    uuid = uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
+    uuid = uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
     try:
         pynvml.nvmlInit()
     except Exception as exc:
@@ -444,8 +444,10 @@ def _energy_here(trainer, device, epoch_s: float, *, clock=None, machine=None, u
             t1 = clock()
             end_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
         gpu = telemetry.record(epochs).get("gpu") or {}
-    except Exception as exc:
+    except pynvml.NVMLError as exc:
         return {"reason": f"NVML energy counter failed: {exc}"}
+    except Exception as exc:  # the epochs themselves
+        return {"reason": f"the resident epochs failed: {type(exc).__name__}: {exc}"}
     finally:
         pynvml.nvmlShutdown()
     direct = (end_mj - start_mj) / 1000 / epochs

@@ -279,3 +279,28 @@ def test_the_compiled_variants_compile_as_the_ladder_does():
 
     modes = {v.get("compile_mode") for v in check_gpu.VARIANTS.values() if v and "compile_mode" in v}
     assert modes == {COMPILE_MODE}
+
+
+def test_the_energy_check_says_whether_nvml_or_the_epochs_failed(monkeypatch):
+    import pynvml
+    import torch
+
+    from tests.test_telemetry import FakeGpu
+
+    gpu = FakeGpu().install(monkeypatch)
+
+    class Broken(FakeTrainer):
+        def epoch(self):
+            raise RuntimeError("an epoch that breaks")
+
+    times = iter(range(1000))
+    args = dict(epoch_s=0.5, clock=lambda: next(times), machine=MACHINE, uuid="abc")
+    out = check_gpu._energy_here(Broken(gpu), torch.device("cuda:0"), **args)
+    assert out["reason"] == "the resident epochs failed: RuntimeError: an epoch that breaks"
+
+    def lost(uuid):
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByUUID", lost)
+    out = check_gpu._energy_here(FakeTrainer(gpu), torch.device("cuda:0"), **args)
+    assert out["reason"].startswith("NVML energy counter failed")
