@@ -227,9 +227,8 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
     from .timing import DeviceClock, timed_call
 
     clock = DeviceClock(device)
-    if _benchmarked(
-        names[0]
-    ):  # every variant is (checked above): cuDNN times its algorithms from the first convolution
+    # Every variant is, or none (checked in main): cuDNN then times its algorithms from the first convolution.
+    if _benchmarked(names[0]):
         torch.backends.cudnn.benchmark = True
     split = load_split("auto", train=True, limit=args.images)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
@@ -352,7 +351,8 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
     for name in names:
         row = rows[name]
         if "error" in row:  # its error was printed when it happened
-            print(f"{name:46} {'not built' if 'times' not in row else 'failed':>10}  (above)")
+            said = "not built" if "times" not in row else "not run" if row["error"].startswith("not run") else "failed"
+            print(f"{name:46} {said:>10}  (above)")
             continue
         vs_res = f"{resident_s / row['median_s']:.2f}x" if resident_s else "-"
         vs_seed = f"{seed / row['median_s']:.0f}x" if seed else "-"
