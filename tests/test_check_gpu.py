@@ -190,18 +190,26 @@ def test_bad_arguments_are_named_before_any_work(argv, says, capsys):
     assert says in capsys.readouterr().err
 
 
-def test_a_variant_that_fails_in_its_epochs_is_named_and_the_others_are_kept(tmp_path, monkeypatch, capsys):
+def _break_epoch(monkeypatch, pipeline: str, message: str, on_call: int) -> None:
+    """The `on_call`-th epoch of `pipeline`'s trainer raises RuntimeError(message); every other epoch runs."""
     from fmnist_model.pipelines import Trainer
 
-    monkeypatch.setattr(check_gpu, "VARIANTS", {"resident": None, "channels_last": None})
-    real = Trainer.epoch
+    real, calls = Trainer.epoch, []
 
     def epoch(self, *args, **kwargs):
-        if self.config.pipeline == "channels_last":
-            raise RuntimeError("an epoch that breaks")
+        if self.config.pipeline == pipeline:
+            calls.append(1)
+            if len(calls) == on_call:
+                raise RuntimeError(message)
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "epoch", epoch)
+
+
+def test_a_variant_that_fails_in_its_epochs_is_named_and_the_others_are_kept(tmp_path, monkeypatch, capsys):
+
+    monkeypatch.setattr(check_gpu, "VARIANTS", {"resident": None, "channels_last": None})
+    _break_epoch(monkeypatch, "channels_last", "an epoch that breaks", on_call=1)
     out = tmp_path / "out.json"
     args = ["--device", "cpu", "--images", "200", "--batch-size", "100", "--rounds", "2", "--json", str(out)]
     assert check_gpu.main([*args, "--variants", "channels_last,resident"]) == 0
@@ -212,20 +220,11 @@ def test_a_variant_that_fails_in_its_epochs_is_named_and_the_others_are_kept(tmp
 
 
 def test_a_lost_cuda_context_stops_the_check_and_keeps_what_was_measured(tmp_path, monkeypatch, capsys):
-    from fmnist_model.pipelines import Trainer
 
     monkeypatch.setattr(check_gpu, "VARIANTS", {"resident": None, "channels_last": None, "bf16": None})
     monkeypatch.setattr(check_gpu, "_context_lost", lambda device: "RuntimeError: an illegal memory access")
-    real, calls = Trainer.epoch, []
-
-    def epoch(self, *args, **kwargs):
-        if self.config.pipeline == "channels_last":
-            calls.append(1)
-            if len(calls) == 3:  # round 2, after the others' epochs of that round
-                raise RuntimeError("an illegal memory access was encountered")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "epoch", epoch)
+    # Its third epoch is round 2's last, after the others' epochs of that round.
+    _break_epoch(monkeypatch, "channels_last", "an illegal memory access was encountered", on_call=3)
     out = tmp_path / "out.json"
     args = ["--device", "cpu", "--images", "200", "--batch-size", "100", "--rounds", "3", "--json", str(out)]
     assert check_gpu.main([*args, "--variants", "resident,channels_last,bf16"]) == 0
