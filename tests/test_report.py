@@ -824,11 +824,14 @@ def test_the_cpu_ladder_names_each_steps_costliest_operation(tmp_path):
         "resident": {"top": "not a list"},  # malformed: passed over, not shown
         "seed": [{"name": "aten::copy_", "share": "most"}],  # a share that is not a number: not shown
     }
+    injected = set()
     for bench in run["benchmarks"]:
         step = bench["params"].get("pipeline")
         if bench["group"] == "train" and step in given and bench["extra_info"].get("breakdown"):
             top = given[step]
             bench["extra_info"]["breakdown"]["host_work"] = {"top": top} if isinstance(top, list) else top
+            injected.add(step)
+    assert injected == set(given)  # the malformed ones too: their "not shown" is a finding, not a default
     table = ladder_table(ladder(load_frame([_write(tmp_path, "run.json", run)]), "train"), "train")
     row = table.iloc[0]
     assert row["channels_last_bf16"].count("; costliest op max_pool2d_with_indices (27%)") == 1
