@@ -778,6 +778,39 @@ def test_a_ladder_without_some_steps_measures_each_against_the_nearest_step_that
     assert said and all("seed" not in line for line in said)
 
 
+def test_a_step_from_a_later_run_says_which_steps_it_is_compared_with_come_from_another_run(tmp_path):
+    from bench.report.figures import _fastest_said, fastest_steps, ladder
+    from bench.report.tables import ladder_table
+
+    old = _json(LADDER_RUN)
+    new = _json(LADDER_RUN)  # a later run of two steps only (-k "channels_last_bf16 or compile"), faster
+    new["datetime"] = "2026-11-29T00:00:00+00:00"
+    new["benchmarks"] = [
+        b for b in new["benchmarks"]
+        if b["group"] == "train" and b["params"].get("pipeline") in ("channels_last_bf16", "compile")
+    ]  # fmt: skip
+    for bench in new["benchmarks"]:
+        for stat in ("min", "max", "mean", "median", "q1", "q3"):
+            bench["stats"][stat] /= 3
+    assert len(new["benchmarks"]) == 2
+    frame = load_frame([_write(tmp_path, "0001_old.json", old), _write(tmp_path, "0002_new.json", new)])
+    steps = ladder(frame, "train").set_index("pipeline")
+    assert steps.loc["channels_last_bf16", "run_file"] != steps.loc["seed", "run_file"]
+    assert steps.loc["channels_last_bf16", "other_runs"] == "seed, channels_last"
+    assert steps.loc["compile", "other_runs"] == "seed, resident"
+    assert (steps.drop(["channels_last_bf16", "compile"])["other_runs"] == "").all()
+    row = ladder_table(steps.reset_index(), "train").iloc[0]
+    assert "; seed and channels_last from another run" in row["channels_last_bf16"]
+    assert "; seed and resident from another run" in row["compile"]
+    assert not any("another run" in row[step] for step in ("seed", "loader", "resident", "channels_last", "bf16"))
+    # The fastest step is the later run's, and its speedup over seed is said to be across runs.
+    (said,) = _fastest_said(fastest_steps(steps.reset_index()))
+    assert "channels_last_bf16" in said and "against the seed epoch of another run" in said
+    # From one run alone, nothing is said to be from another.
+    (alone,) = _fastest_said(fastest_steps(ladder(load_frame([LADDER_RUN]), "train")))
+    assert "the notes' loop (seed) on the same device, with a loss" in alone and "another run" not in alone
+
+
 def test_the_reports_format_is_the_suites():
     from bench import conftest
     from bench.report import load

@@ -255,6 +255,12 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
     step did not run, the nearest it builds on that did, and `builds_on` names it), and (train)
     whether it learns less than resident: a loss above resident's by more than the step's tolerance.
     The CPU at torch's default thread count, as the ladder runs it.
+
+    Each step is its machine's newest figure (select_newest), so a run of some steps only (say
+    `-k compile`) puts them beside the steps of an older run: `other_runs` names the steps a
+    speedup is taken against that come from another run than the step's own. On a noisy machine
+    such a ratio is weaker than one measured in one run, and a goal set "in the same run" is not
+    met by it.
     """
     order = TRAIN_LADDER if family == "train" else INFERENCE_LADDER
     rows = frame[(frame["family"] == family) & ((frame["device"] != "cpu") | at_default(frame))]
@@ -275,6 +281,8 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
             while base is not None and base not in steps.index:
                 base = BUILDS_ON[family].get(base)
             before = steps.loc[base, "median"] if base is not None else None
+            against = [n for n in dict.fromkeys([names[0] if pd.notna(first) else None, base]) if n is not None]
+            other_runs = [n for n in against if str(steps.loc[n, "run_file"]) != str(r["run_file"])]
             tolerance = r["loss_tolerance"]
             learns_less = bool(
                 family == "train" and pd.notna(resident) and pd.notna(tolerance) and pd.notna(r["loss"])
@@ -290,12 +298,14 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
                     "agreement": r["agreement"], "noisy": bool(r["noisy"]), "one_round": bool(r["one_round"]),
                     "page_faults": r["page_faults"], "gpu_ops_per_step": _per_step(r["gpu_ops"], r["profiled_images"], size),
                     "gpu_busy_share": r["gpu_busy_share"], "cpu_top_op": r["cpu_top_op"],
-                    "cpu_top_op_share": r["cpu_top_op_share"],
+                    "cpu_top_op_share": r["cpu_top_op_share"], "run_file": r["run_file"],
+                    "other_runs": ", ".join(other_runs),
                 }
             )  # fmt: skip
     columns = ["machine_key", "label", "quick", "device", "batch_size", "pipeline", "step", "median", "images_per_s",
                "vs_first", "builds_on", "vs_base", "loss", "loss_tolerance", "learns_less", "prepare_s", "agreement", "noisy",
-               "one_round", "page_faults", "gpu_ops_per_step", "gpu_busy_share", "cpu_top_op", "cpu_top_op_share"]  # fmt: skip
+               "one_round", "page_faults", "gpu_ops_per_step", "gpu_busy_share", "cpu_top_op", "cpu_top_op_share", "run_file",
+               "other_runs"]  # fmt: skip
     return pd.DataFrame(out, columns=columns)
 
 
@@ -365,6 +375,8 @@ def _fastest_said(best: pd.DataFrame) -> list[str]:
     for r in best.itertuples():
         quick = " (quick run)" if r.quick else ""
         over = f"{r.vs_first:.2f}x the notes' loop (seed) on the same device, " if pd.notna(r.vs_first) else ""
+        if over and "seed" in r.other_runs.split(", "):
+            over += "against the seed epoch of another run, "
         said.append(
             f"Fastest training pipeline on {r.device} at batch {r.batch_size:,}{quick}: {r.pipeline}, "
             f"{over}with a loss within its tolerance of the resident epoch's."

@@ -136,12 +136,14 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                  "that cost carries from case to case, so it can differ between steps. A step whose loss is "
                  "above resident's by more than its tolerance is marked (learns less): a fast epoch that learns "
                  "less is not a result. compile and cuda_graph were prepared (compiled or captured) before their "
-                 "epochs; that time is given on its own."),
+                 "epochs; that time is given on its own. Each step is the machine's newest figure of it: where a "
+                 "later run measured some steps only, a step compared with one from another run says so (\"seed "
+                 "from another run\"), a ratio across runs, weaker on a noisy machine than one within a run."),
         _Section("The optimisation ladder: inference", tables.ladder_table(figures.ladder(frame, "inference"),
                  "inference"),
                  "compute mode, where more than inference_mode ran: throughput, its speedup over the first step "
                  "and over the step it builds on, and the share of predicted labels that agree with the CPU's float32 "
-                 "labels from the same weights."),
+                 "labels from the same weights. A step compared with one from another run says so, as above."),
         _Section("Transfer bandwidth", tables.transfer_table(frame),
                  "GB/s of one copy by size: h2d host to device, d2h back, h2h a host memory copy (the CPU's "
                  "memory-bandwidth reference, not a PCIe copy). Where NVML reported the PCIe link, the share of its "
