@@ -137,8 +137,8 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                  "above resident's by more than its tolerance is marked (learns less): a fast epoch that learns "
                  "less is not a result. compile and cuda_graph were prepared (compiled or captured) before their "
                  "epochs; that time is given on its own. Each step is the machine's newest figure of it: where a "
-                 "later run measured some steps only, a step compared with one from another run says so (\"seed "
-                 "from another run\"), a ratio across runs, weaker on a noisy machine than one within a run."),
+                 "later run measured some steps only, a step compared with one from another run says so (\"seed and "
+                 "resident from another run\"), a ratio across runs, weaker on a noisy machine than one within a run."),
         _Section("The optimisation ladder: inference", tables.ladder_table(figures.ladder(frame, "inference"),
                  "inference"),
                  "compute mode, where more than inference_mode ran: throughput, its speedup over the first step "
