@@ -718,6 +718,8 @@ def test_cpu_choices_prefer_the_default_on_a_tie(tmp_path):
 
 
 LADDER_RUN = FIXTURES / "cpu_default_run_ladder.json"  # real: the 2-core VM's default run 0004, train at batch 1,000
+# real, committed: the 2-core VM's default run 0006, both ladders (compile steps only with --pipelines all)
+INFERENCE_RUN = next((FIXTURES.parent.parent / "results" / "vm_AMD-EPYC_no-gpu").glob("*/0006_*.json"))
 
 
 def test_the_ladder_gives_each_steps_speedup_over_the_step_it_builds_on(tmp_path):
@@ -809,6 +811,68 @@ def test_a_step_from_a_later_run_says_which_steps_it_is_compared_with_come_from_
     # From one run alone, nothing is said to be from another.
     (alone,) = _fastest_said(fastest_steps(ladder(load_frame([LADDER_RUN]), "train")))
     assert "the notes' loop (seed) on the same device, with a loss" in alone and "another run" not in alone
+
+
+def test_a_step_of_another_run_is_named_where_a_base_is_missing_with_no_seed_and_in_inference(tmp_path):
+    from bench.report.figures import ladder
+    from bench.report.tables import ladder_table
+
+    def later(when: str, keep, source: Path = LADDER_RUN) -> dict:
+        run = _json(source)
+        run["datetime"] = when
+        run["benchmarks"] = [b for b in run["benchmarks"] if keep(b)]
+        return run
+
+    def step(b, family: str, pipelines: tuple) -> bool:
+        return b["group"] == family and b["params"].get("pipeline") in pipelines
+
+    old = _json(LADDER_RUN)
+    # channels_last_bf16 alone (its base channels_last from the old run), then resident alone, later still:
+    # channels_last_bf16 is compared with seed and channels_last of one run, compile with seed and resident
+    # of two different runs.
+    a = later("2026-11-28T02:00:00+00:00", lambda b: step(b, "train", ("channels_last_bf16",)))
+    b = later("2026-11-28T03:00:00+00:00", lambda b: step(b, "train", ("resident",)))
+    paths = [_write(tmp_path, f"{i}.json", run) for i, run in enumerate((old, a, b))]
+    train = ladder(load_frame(paths), "train").set_index("pipeline")
+    assert train.loc["channels_last_bf16", ["other_runs", "other_run_count"]].tolist() == ["seed, channels_last", 1]
+    assert train.loc["compile", ["other_runs", "other_run_count"]].tolist() == ["resident", 1]
+    assert train.loc["resident", ["other_runs", "other_run_count"]].tolist() == ["seed, loader", 1]
+    cells = ladder_table(train.reset_index(), "train").iloc[0]
+    assert "; seed and channels_last from another run" in cells["channels_last_bf16"]
+
+    # A base missing from the ladder: the nearest step it builds on is the one compared, and named.
+    no_base = [b for b in old["benchmarks"] if not step(b, "train", ("channels_last",))]
+    paths = [_write(tmp_path, "nb.json", {**old, "benchmarks": no_base}), _write(tmp_path, "a.json", a)]
+    steps = ladder(load_frame(paths), "train").set_index("pipeline")
+    assert steps.loc["channels_last_bf16", "builds_on"] == "resident"
+    assert steps.loc["channels_last_bf16", "other_runs"] == "seed, resident"
+
+    # No seed anywhere: only the base is compared, and the later step's two bases come from two other runs.
+    no_seed = [b for b in old["benchmarks"] if not step(b, "train", ("seed",))]
+    paths = [_write(tmp_path, "ns.json", {**old, "benchmarks": no_seed})]
+    d = later("2026-11-28T04:00:00+00:00", lambda b: step(b, "train", ("compile",)))
+    paths += [_write(tmp_path, "b.json", b), _write(tmp_path, "d.json", d)]
+    steps = ladder(load_frame(paths), "train").set_index("pipeline")
+    assert steps["vs_first"].isna().all() and steps.loc["compile", "other_runs"] == "resident"
+    assert steps.loc["loader", "other_runs"] == "" and steps.loc["resident", "other_runs"] == "loader"
+
+    # Two compared steps, each from a different other run: "from other runs".
+    e = later("2026-11-28T05:00:00+00:00", lambda b: step(b, "train", ("seed",)))
+    f = later("2026-11-28T06:00:00+00:00", lambda b: step(b, "train", ("compile",)))
+    paths = [_write(tmp_path, n, r) for n, r in (("o.json", old), ("b2.json", b), ("e.json", e), ("f.json", f))]
+    steps = ladder(load_frame(paths), "train").set_index("pipeline")
+    assert steps.loc["compile", ["other_runs", "other_run_count"]].tolist() == ["seed, resident", 2]
+    assert "; seed and resident from other runs" in ladder_table(steps.reset_index(), "train").iloc[0]["compile"]
+
+    # The inference ladder (the VM's default run 0006), its channels_last_bf16 measured in a later run.
+    c = later("2026-11-28T13:00:00+00:00", lambda b: step(b, "inference", ("channels_last_bf16",)), INFERENCE_RUN)
+    assert c["benchmarks"]
+    paths = [INFERENCE_RUN, _write(tmp_path, "c.json", c)]
+    inference = ladder(load_frame(paths), "inference").set_index("pipeline")
+    assert inference.loc["channels_last_bf16", "other_runs"] == "eager, channels_last"
+    assert (inference.drop("channels_last_bf16")["other_runs"] == "").all()
+    cells = ladder_table(inference.reset_index(), "inference").iloc[0]
+    assert "; eager and channels_last from another run" in cells["channels_last_bf16"]
 
 
 def test_the_reports_format_is_the_suites():

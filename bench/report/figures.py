@@ -258,7 +258,8 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
 
     Each step is its machine's newest figure (select_newest), so a run of some steps only (say
     `-k compile`) puts them beside the steps of an older run: `other_runs` names the steps a
-    speedup is taken against that come from another run than the step's own. On a noisy machine
+    speedup is taken against that come from another run than the step's own (`other_run_count`: from
+    how many runs). On a noisy machine
     such a ratio is weaker than one measured in one run, and a goal set "in the same run" is not
     met by it.
     """
@@ -283,6 +284,7 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
             before = steps.loc[base, "median"] if base is not None else None
             against = [n for n in dict.fromkeys([names[0] if pd.notna(first) else None, base]) if n is not None]
             other_runs = [n for n in against if str(steps.loc[n, "run_file"]) != str(r["run_file"])]
+            other_files = {str(steps.loc[n, "run_file"]) for n in other_runs}
             tolerance = r["loss_tolerance"]
             learns_less = bool(
                 family == "train" and pd.notna(resident) and pd.notna(tolerance) and pd.notna(r["loss"])
@@ -299,13 +301,13 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
                     "page_faults": r["page_faults"], "gpu_ops_per_step": _per_step(r["gpu_ops"], r["profiled_images"], size),
                     "gpu_busy_share": r["gpu_busy_share"], "cpu_top_op": r["cpu_top_op"],
                     "cpu_top_op_share": r["cpu_top_op_share"], "run_file": r["run_file"],
-                    "other_runs": ", ".join(other_runs),
+                    "other_runs": ", ".join(other_runs), "other_run_count": len(other_files),
                 }
             )  # fmt: skip
     columns = ["machine_key", "label", "quick", "device", "batch_size", "pipeline", "step", "median", "images_per_s",
                "vs_first", "builds_on", "vs_base", "loss", "loss_tolerance", "learns_less", "prepare_s", "agreement", "noisy",
                "one_round", "page_faults", "gpu_ops_per_step", "gpu_busy_share", "cpu_top_op", "cpu_top_op_share", "run_file",
-               "other_runs"]  # fmt: skip
+               "other_runs", "other_run_count"]  # fmt: skip
     return pd.DataFrame(out, columns=columns)
 
 

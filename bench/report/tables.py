@@ -167,7 +167,8 @@ def ladder_table(steps: pd.DataFrame, family: str) -> pd.DataFrame:
         text = figure + (f", {r.vs_first:.2f}x" if pd.notna(r.vs_first) else "")
         text += f" ({r.vs_base:.2f}x over {r.builds_on})" if pd.notna(r.vs_base) else ""
         if r.other_runs:  # a ratio across runs: weaker on a noisy machine, and said so
-            text += f"; {r.other_runs.replace(', ', ' and ')} from another run"
+            runs = "another run" if r.other_run_count == 1 else "other runs"
+            text += f"; {r.other_runs.replace(', ', ' and ')} from {runs}"
         if pd.notna(r.prepare_s):
             text += f"; prepared in {fmt_seconds(r.prepare_s)}"
         if pd.notna(r.agreement):
