@@ -7,12 +7,11 @@ import statistics
 
 import torch
 
+from bench.measure.clock import sample_calls, timed_call
+from bench.measure.guard import skip_on_out_of_memory
+from bench.measure.rounds import latency_summary, run_rounds, warmup_size
 from fmnist_model import Network, accuracy, confusion_matrix
 from fmnist_model.pipelines import Predictor, inference_config
-
-from .guard import skip_on_out_of_memory
-from .measure import latency_summary, run_rounds, warmup_size
-from .timing import sample_calls, timed_call
 
 FAMILY = "inference"
 REFERENCE = "cpu float32 inference_mode, the same weights"

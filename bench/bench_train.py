@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 
+from bench.measure.breakdown import profile_epoch
+from bench.measure.clock import timed_call
+from bench.measure.guard import skip_on_out_of_memory
+from bench.measure.rounds import profile_size, run_rounds, warmup_size
 from fmnist_model.pipelines import Trainer, train_config
-
-from .breakdown import profile_epoch
-from .guard import skip_on_out_of_memory
-from .measure import profile_size, run_rounds, warmup_size
-from .timing import timed_call
 
 FAMILY = "train"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .guard import skip_on_out_of_memory
-from .measure import run_rounds
-from .timing import timed_call
+from bench.measure.clock import timed_call
+from bench.measure.guard import skip_on_out_of_memory
+from bench.measure.rounds import run_rounds
 
 FAMILY = "transfer"
 # uint8 is what the files hold and a quarter of float32's bytes: the cheapest form to move.

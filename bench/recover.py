@@ -1,8 +1,8 @@
-"""python -m bench.recover [PATHS]: turn the journals of killed runs into saved runs marked incomplete."""
+"""Kept for now: `python -m bench.recover` is `python -m bench recover`."""
 
 import sys
 
-from .journal import main
+from bench.__main__ import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("recover"))

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from bench.record.names import BUILDS_ON, INFERENCE_LADDER, TRAIN_LADDER
+
 from . import loops
 from .loops import EpochResult, epoch_order, make_optimizer, phase
 from .model import Network
@@ -39,32 +41,8 @@ __all__ = [
 # is the data path, the steps after resident change one thing each, and channels_last_bf16 is bf16
 # on channels_last: on the 2-core VM bf16 paid only there (epochs at batch 1,000 in run 0004:
 # resident 1.62 s, bf16 2.01 s, channels_last 1.50 s, channels_last_bf16 1.21 s).
-TRAIN_LADDER = (
-    "seed",
-    "loader",
-    "resident",
-    "channels_last",
-    "bf16",
-    "channels_last_bf16",
-    "compile",
-    "cuda_graph",
-    "compile_cuda_graph",
-)
-INFERENCE_LADDER = ("eager", "inference_mode", "channels_last", "bf16", "channels_last_bf16", "compile", "cuda_graph")
-BUILDS_ON = {
-    "train": {
-        "loader": "seed",
-        "resident": "loader",
-        **{step: "resident" for step in ("channels_last", "bf16", "compile", "cuda_graph")},
-        "channels_last_bf16": "channels_last",
-        "compile_cuda_graph": "cuda_graph",
-    },
-    "inference": {
-        "inference_mode": "eager",
-        **{step: "inference_mode" for step in ("channels_last", "bf16", "compile", "cuda_graph")},
-        "channels_last_bf16": "channels_last",
-    },
-}
+# The names and the order are bench.record.names' (importable without torch, so the report reads
+# the same ones); this module builds each step from them.
 # Every pipeline starts from the same weights (torch.manual_seed before Network()) and sees the
 # images in the same order (epoch_order(n, DATA_SEED)), so their epoch-1 losses can be compared.
 DATA_SEED = 0

@@ -9,15 +9,15 @@ import sys
 
 import pytest
 
-from bench import allocator
-from bench.allocator import KEEP_BYTES, set_host_allocator
+from bench.measure import allocator
+from bench.measure.allocator import KEEP_BYTES, set_host_allocator
 
 GLIBC = platform.libc_ver()[0] == "glibc"
 
 # Each in a fresh process: the setting holds for the rest of the process it is made in.
 FAULTS = """
 import resource, sys, torch
-from bench.allocator import set_host_allocator
+from bench.measure.allocator import set_host_allocator
 def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(10):
@@ -49,7 +49,7 @@ def test_keeping_freed_blocks_stops_the_page_faults_of_reallocating_them():
 def test_the_record_says_what_the_run_was_held_to():
     # "default" changes nothing, so it can run in this process.
     assert set_host_allocator("default")["mode"] == "default"
-    code = "from bench.allocator import set_host_allocator; print(set_host_allocator('keep'))"
+    code = "from bench.measure.allocator import set_host_allocator; print(set_host_allocator('keep'))"
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, env=env)
     record = ast.literal_eval(out.stdout)
@@ -108,7 +108,7 @@ def test_an_unknown_mode_is_refused_by_name():
 
 
 def test_the_check_pairs_each_case_across_the_two_allocators_with_its_faults():
-    from bench.check_allocator import compare
+    from bench.check.allocator import compare
 
     def run(median, faults, name="test_train_epoch[cpu-2t-1000-resident]"):
         telemetry = {"host": {"minor_faults_per_round": faults}}

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench.breakdown import device_work, host_work, profile_epoch
+from bench.measure.breakdown import device_work, host_work, profile_epoch
 
 CPU, CUDA = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
 

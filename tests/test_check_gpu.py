@@ -1,10 +1,10 @@
-"""bench.check_gpu: its variants' configs, its reading of a saved run, the energy check, and a run on the CPU."""
+"""bench.check.gpu: its variants' configs, its reading of a saved run, the energy check, and a run on the CPU."""
 
 import json
 
 import pytest
 
-from bench import check_gpu
+from bench.check import gpu as check_gpu
 from fmnist_model.pipelines import train_config
 
 
@@ -49,7 +49,7 @@ def test_the_energy_check_holds_the_telemetry_within_ten_percent_of_the_direct_r
     assert check_gpu.energy_check(None, 28.5) == {"ratio": None, "within": None}
 
 
-# NVML's GPU 0 matched to cuda:0 by UUID, as bench.machine.nvml_info reports it.
+# NVML's GPU 0 matched to cuda:0 by UUID, as bench.measure.machine.nvml_info reports it.
 MACHINE = ({"available": True}, [{"index": 0, "cuda_device": "cuda:0", "uuid": "GPU-abc"}])
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.compare import SAME, SLOWER, VERDICTS, _rank_test, compare_runs, main, newest_two
+from bench.report.compare import SAME, SLOWER, VERDICTS, _rank_test, compare_runs, main, newest_two
 from bench.report.load import RunFileWarning
 
 ROOT = Path(__file__).parent.parent

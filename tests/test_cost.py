@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.cost import ASSUMED_OVERHEAD_S, Observation, Profile, case_cost, main, observation, plan_cost
-from bench.plan import FAMILIES, Budget
+from bench.measure.plan import Budget
+from bench.record.names import FAMILIES
+from bench.run.estimate import ASSUMED_OVERHEAD_S, Observation, Profile, case_cost, main, observation, plan_cost
 from tests.test_plan import make_plan
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -194,7 +195,7 @@ def test_the_cli_estimates_the_h100_hosts_default_plan(capsys):
 
 
 def test_an_unmeasured_ladder_step_is_a_stated_multiple_of_a_measured_one_plus_its_compile():
-    from bench.cost import ASSUMED_PREPARE_S, ASSUMED_STEP
+    from bench.run.estimate import ASSUMED_PREPARE_S, ASSUMED_STEP
 
     plan = make_plan(devices=("cuda:0",), default_threads=16)
     profile = profile_of(Observation("train", "cuda:0", 16, ("resident",), 1000, 0.151, 60_000, overhead_s=0.0))

@@ -6,7 +6,7 @@ import weakref
 import pytest
 import torch
 
-from bench.guard import OUT_OF_MEMORY, skip_on_out_of_memory
+from bench.measure.guard import OUT_OF_MEMORY, skip_on_out_of_memory
 
 pytest_plugins = ["pytester"]
 
@@ -67,7 +67,7 @@ def test_out_of_memory_inside_a_benchmark_is_a_skip_and_the_suite_goes_on(pytest
     # saved JSON; the case after it runs and is saved.
     pytester.makepyfile(
         test_oom="""
-        from bench.guard import OUT_OF_MEMORY, skip_on_out_of_memory
+        from bench.measure.guard import OUT_OF_MEMORY, skip_on_out_of_memory
 
         def boom():
             raise OUT_OF_MEMORY("CUDA out of memory. Tried to allocate 9.00 GiB")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.journal import find_journals
+from bench.record.journal import find_journals
 from bench.report.load import load_frame
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,7 +41,7 @@ PLUGIN = textwrap.dedent(
             raise RuntimeError("the epoch crashed on purpose")
 
     def pytest_sessionstart(session):
-        import bench.journal as journal
+        import bench.record.journal as journal
         import fmnist_model.loops as train
 
         if os.environ.get("FMNIST_TEST_DISK") == "full":
@@ -56,7 +56,7 @@ PLUGIN = textwrap.dedent(
                 os.kill(os.getpid(), getattr(signal, "SIG" + during))
                 return real_save(*args, **kwargs)
             import sys
-            sys.modules["bench.conftest"].save_whole = save_whole  # what the plugin's save calls
+            sys.modules["bench.run.saving"].save_whole = save_whole  # what the plugin's save calls
         from fmnist_model.loops import EpochResult
         real = train.train_epoch_resident
 
@@ -262,7 +262,7 @@ def test_a_save_that_fails_keeps_the_journal_leaves_no_truncated_file_and_fails_
     result = run_suite(tmp_path, env={"FMNIST_TEST_DISK": "full"})
     assert result.returncode == pytest.ExitCode.INTERNAL_ERROR, result.stdout[-3000:] + result.stderr[-3000:]
     assert "could not save the run" in result.stdout and "No space left on device" in result.stdout
-    assert "python -m bench.recover" in result.stdout
+    assert "python -m bench recover" in result.stdout
     assert not saved_runs(tmp_path)
     assert not list((tmp_path / "store").glob("*/.*.tmp"))  # no half-written file either
     (journal,) = find_journals([tmp_path / "store"])
@@ -303,7 +303,7 @@ def test_a_storage_folder_that_cannot_be_written_is_a_usage_error_before_any_cas
 def test_an_interrupt_whose_traceback_has_an_entry_without_a_line_is_still_reported():
     # What a stop signal can leave on Python 3.11: a frame caught at its start has tb_lineno None,
     # and pytest's report of the interrupt failed on it (exit 1 and pytest's own traceback).
-    from bench.runstate import Interrupted, drop_lineless_entries
+    from bench.run.state import Interrupted, drop_lineless_entries
 
     def raise_it():
         raise Interrupted("SIGTERM")
@@ -330,7 +330,7 @@ def test_an_interrupt_whose_traceback_has_an_entry_without_a_line_is_still_repor
 @pytest.mark.skipif(not hasattr(signal, "SIGCHLD"), reason="no SIGCHLD here")
 @pytest.mark.parametrize("stopped", [False, True])
 def test_sigchld_is_put_back_after_a_whole_run_but_not_after_a_stopped_one(stopped):
-    from bench.runstate import RunState, install_stop_signals
+    from bench.run.state import RunState, install_stop_signals
 
     def torchs(signum, frame):  # stands for torch's DataLoader handler
         raise AssertionError("not to be called here")

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import journal as journal_module
-from bench.journal import Journal, JournalError, find_journals, main, read_journal, recover, save_whole, write_whole
+from bench.record import journal as journal_module
+from bench.record import store as store_module
+from bench.record.journal import Journal, JournalError, find_journals, main, read_journal, recover
+from bench.record.store import save_whole, write_whole
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -74,7 +76,7 @@ def _umask():
 def test_concurrent_saves_all_survive_with_distinct_numbers(tmp_path):
     # Separate processes, each with its own run name (as two runs' timestamps differ).
     code = (
-        "import sys; from pathlib import Path; from bench.journal import save_whole; "
+        "import sys; from pathlib import Path; from bench.record.store import save_whole; "
         "print(save_whole(Path(sys.argv[1]), 'run' + sys.argv[2], {'i': int(sys.argv[2])}).name)"
     )
     procs = [
@@ -92,7 +94,7 @@ def test_a_failed_write_leaves_neither_a_truncated_run_nor_a_temporary_file(tmp_
     def disk_full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(journal_module.os, "fsync", disk_full)
+    monkeypatch.setattr(store_module.os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
         save_whole(tmp_path, "run", {"benchmarks": []})
     with pytest.raises(OSError, match="No space left"):
@@ -159,7 +161,7 @@ def test_save_whole_works_where_the_filesystem_has_no_hard_links(tmp_path, monke
     def no_links(src, dst):
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(journal_module.os, "link", no_links)
+    monkeypatch.setattr(store_module.os, "link", no_links)
     (tmp_path / "0001_taken.json").write_text("{}")
     saved = save_whole(tmp_path, "run", {"n": 1})
     assert saved.name == "0002_run.json" and json.loads(saved.read_text()) == {"n": 1}

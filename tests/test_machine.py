@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import pynvml
 import pytest
 
-from bench import machine
-from bench.machine import PCIE_LANE_GBPS, machine_key, nvml_info, pcie_gbps, torch_info
+from bench.measure import machine
+from bench.measure.machine import PCIE_LANE_GBPS, machine_key, nvml_info, pcie_gbps, torch_info
 
 H100 = {
     "name": "NVIDIA H100 80GB HBM3",

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from bench.measure import latency_summary, profile_size, run_rounds, warmup_size
-from bench.plan import Budget
-from bench.timing import DeviceClock, Stopwatch, sample_calls
+from bench.measure.clock import DeviceClock, Stopwatch, sample_calls
+from bench.measure.plan import Budget
+from bench.measure.rounds import latency_summary, profile_size, run_rounds, warmup_size
 from tests.test_timing import FakeDevice
 
 pytest_plugins = ["pytester"]
@@ -101,9 +101,9 @@ def test_budgeted_rounds_through_the_real_pytest_benchmark(pytester):
     pytester.makepyfile(
         test_budget="""
         import pytest
-        from bench.measure import run_rounds
-        from bench.plan import Budget
-        from bench.timing import DeviceClock
+        from bench.measure.rounds import run_rounds
+        from bench.measure.plan import Budget
+        from bench.measure.clock import DeviceClock
         from tests.test_timing import FakeDevice
 
         dev = FakeDevice()
@@ -169,7 +169,7 @@ def _run(name, rounds):
 
 
 def test_check_warmup_compares_medians_and_the_first_round_per_case():
-    from bench.check_warmup import compare
+    from bench.check.warmup import compare
 
     runs = {
         # A warm-up too short would leave its cost in the first timed round: 2.0 against a median of 1.0.
@@ -183,7 +183,7 @@ def test_check_warmup_compares_medians_and_the_first_round_per_case():
 
 
 def test_the_checks_alternate_their_variants_and_swap_the_order_every_trial(monkeypatch):
-    from bench import check_warmup
+    from bench.check import harness as check_warmup
 
     calls = []
 
@@ -199,7 +199,7 @@ def test_the_checks_alternate_their_variants_and_swap_the_order_every_trial(monk
 
 
 def test_check_telemetry_pairs_each_case_on_and_off():
-    from bench.check_telemetry import compare
+    from bench.check.telemetry import compare
 
     def run(median, iqr, samples=None, name="case"):
         extra = {"telemetry": {"samples": samples} if samples is not None else {"state": "off"}}

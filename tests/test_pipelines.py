@@ -81,7 +81,7 @@ def test_every_pipeline_reaches_the_resident_loss_within_its_tolerance(split, de
 )
 def test_a_cuda_graph_of_another_step_trains_as_that_step_does(split, config):
     # The graph's step honours the config's memory format, autocast and compiled forward
-    # (bench.check_gpu times these combinations): same first weights, same order, same loss.
+    # (bench.check.gpu times these combinations): same first weights, same order, same loss.
     graph = Trainer(
         config,
         "cuda",
@@ -210,14 +210,6 @@ def test_inference_pipelines_label_every_image_as_float32_eager_does(split, devi
     # float32 steps change summation order only; bf16 may flip a near-tied image or two.
     assert agree >= (0.98 if "bf16" in pipeline else 0.996), agree
     assert torch.equal(predictor(images, device=True), preds.cpu())  # end to end: the same labels
-
-
-def test_the_reports_copy_of_the_ladders_order_is_the_ladders():
-    from bench import derive  # torch-free: the report reads the order from there
-
-    assert derive.TRAIN_LADDER == TRAIN_LADDER
-    assert derive.INFERENCE_LADDER == INFERENCE_LADDER
-    assert derive.BUILDS_ON == BUILDS_ON
 
 
 def test_each_compiled_pipeline_starts_from_empty_dynamo_caches(split, monkeypatch):

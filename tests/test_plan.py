@@ -3,22 +3,22 @@
 import pytest
 import torch
 
-from bench.plan import (
-    FAMILIES,
-    FAMILY_AXES,
-    LIFTED_MAX_ROUNDS,
-    Budget,
-    available_devices,
-    case_id,
-    device_unavailable_reason,
+from bench.measure.parse import (
     parse_batch_sizes,
     parse_cpu_threads,
     parse_devices,
     parse_ladder,
     parse_pipelines,
     parse_warmup_batches,
+)
+from bench.measure.plan import (
+    LIFTED_MAX_ROUNDS,
+    Budget,
+    available_devices,
+    device_unavailable_reason,
     plan_from_options,
 )
+from bench.record.names import FAMILIES, FAMILY_AXES, case_id
 from fmnist_model.pipelines import INFERENCE_LADDER, TRAIN_LADDER
 
 

@@ -3,11 +3,19 @@
 import json
 from pathlib import Path
 
-from bench.progress import case_headline, end_summary, fmt_time, progress_line
+from bench.record.words import fmt_time
+from bench.run.progress import case_headline, progress_line
+from bench.run.summary import end_summary as summary_of_run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 H100_QUICK = json.loads((FIXTURES / "h100-host" / "h100-host_quick_cpu-cuda0.json").read_text())
 CPU_QUICK = json.loads((FIXTURES / "cpu_quick_run_format2.json").read_text())
+
+
+def end_summary(records, *, default_threads, run):
+    """The end-of-run answer of a run made of `records`, torch's default threads and its run record."""
+    info = {"torch": {"threads": default_threads}, "fmnist_bench": {"run": run}, "node": "test"}
+    return summary_of_run({"machine_info": info, "benchmarks": records, "datetime": "2026-12-01T00:00:00+00:00"})
 
 
 def find(run, name):
@@ -75,7 +83,8 @@ def record(family, device, size, variant, median, threads=16, images=60_000, **e
         params = {"device": device, "cpu_threads": threads, "direction": "h2d", "memory": "pageable",
                   "size": size, "dtype": "float32"}  # fmt: skip
     return {"group": family, "name": f"{family}-{device}-{threads}-{size}-{variant}", "params": params,
-            "stats": {"median": median, "iqr": 0.0, "rounds": 3}, "extra_info": {"images": images, **extra}}  # fmt: skip
+            "stats": {"median": median, "iqr": 0.0, "rounds": 3},
+            "extra_info": {"images": images, "batches": 10, "bytes": 4 * 784 * size, **extra}}  # fmt: skip
 
 
 def test_speedups_against_the_cpus_best_thread_count_and_the_crossover_against_it():
@@ -110,10 +119,10 @@ def test_the_seed_breakdown_adds_up_and_refuses_an_impossible_split():
 
 def test_the_answer_names_cases_run_throttled_or_beside_other_cpu_work():
     def flagged(name, flags):
-        return {
-            **record("train", "cuda:0", 100, "seed", 1.0),
+        return {  # one case each (a run names a case once)
+            **record("train", "cuda:0", 100 * (1 + "abcd".index(name)), "seed", 1.0),
             "name": name,
-            "extra_info": {"telemetry": {"flags": flags}},
+            "extra_info": {"images": 60_000, "telemetry": {"flags": flags}},
         }
 
     records = [
@@ -132,7 +141,7 @@ def test_the_answer_names_cases_run_throttled_or_beside_other_cpu_work():
 def test_the_ladder_names_the_fastest_step_its_speedups_and_a_step_that_learns_less():
     def step(pipeline, median, loss, tolerance=0.02, faults=None):
         r = record("train", "cpu", 1000, pipeline, median, threads=16)
-        r["extra_info"] = {"loss": loss, "pipeline_config": {"loss_tolerance": tolerance}}
+        r["extra_info"] = {"images": 60_000, "loss": loss, "pipeline_config": {"loss_tolerance": tolerance}}
         if faults is not None:
             r["extra_info"]["telemetry"] = {"host": {"minor_faults_per_round": faults}}
         return r
@@ -157,7 +166,7 @@ def test_the_ladder_names_the_fastest_step_its_speedups_and_a_step_that_learns_l
 
 
 def test_page_faults_are_said_in_thousands_or_millions_from_ten_thousand():
-    from bench.derive import faults_said
+    from bench.record.words import faults_said
 
     assert [faults_said(f) for f in (None, float("nan"), 9_999, 10_000, 540_091.3, 999_499, 999_600, 1.45e6)] == [
         "", "", "", "10k page faults a round", "540k page faults a round", "999k page faults a round",
@@ -182,3 +191,40 @@ def test_an_inference_ladder_step_is_its_own_variant_never_a_thread_count_of_ano
     assert "compute channels_last" not in text.split("The CPU by thread count")[1].split("\n\n")[0].split("Where")[0]
     # The GPU's channels_last pass is paired with the CPU's channels_last pass: 1.0 / 0.5.
     assert "cuda:0  inference compute channels_last 1,000: 2.00x [2.00x]" in text
+
+
+REPO = Path(__file__).resolve().parent.parent
+H100_QUICK_PATH = FIXTURES / "h100-host" / "h100-host_quick_cpu-cuda0.json"
+VM_DEFAULT_PATH = next((REPO / "results" / "vm_AMD-EPYC_no-gpu").glob("*/0006_*.json"))  # the 2-core VM's ladder
+
+
+def test_the_summary_and_the_report_give_one_runs_figures_from_the_same_functions(monkeypatch):
+    from bench.record.words import fmt_time
+    from bench.report import figures
+    from bench.report.load import load_frame
+
+    called = []
+    for name in ("speedups", "crossovers", "cpu_choices", "breakdown", "ladder", "fastest_steps"):
+        real = getattr(figures, name)
+        monkeypatch.setattr(
+            figures, name, lambda *a, _real=real, _name=name, **k: called.append(_name) or _real(*a, **k)
+        )
+    seen = []
+    for path in (H100_QUICK_PATH, VM_DEFAULT_PATH):
+        text = "\n".join(summary_of_run(json.loads(path.read_text())))
+        frame = load_frame([path])
+        speed = figures.speedups(frame)
+        for r in speed.itertuples():  # every speedup of the report, as the summary words it
+            assert f"{int(r.batch_size):,}: {r.speedup:.2f}x [{r.speedup_vs_best_cpu:.2f}x]" in text, r
+        for r in figures.crossovers(speed).itertuples():
+            assert f"{r.device} {r.family} {r.variant}: {r.says}" in text
+        for r in figures.breakdown(frame).itertuples():
+            assert f"{fmt_time(r.seed_epoch_s)} = loading {fmt_time(r.loading_s)}" in text or "no split" in text
+        steps = figures.ladder(frame, "train")
+        for r in steps.itertuples():
+            assert f"{r.pipeline} {fmt_time(r.median)} {r.vs_first:.2f}x" in text
+        for r in figures.fastest_steps(steps).itertuples():
+            assert f"fastest {r.pipeline}, {r.vs_first:.2f}x seed" in text
+        seen.append((len(speed), len(steps)))
+    assert seen[0][0] > 0 and seen[1][1] > 0  # the H100 host's speedups, the VM's ladder
+    assert {"speedups", "crossovers", "cpu_choices", "breakdown", "ladder", "fastest_steps"} <= set(called[:12])

@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import derive
-from bench.derive import crossover_batch_size
-from bench.journal import Journal
+from bench.record import derive, names
+from bench.record.derive import crossover_batch_size
+from bench.record.journal import Journal
 from bench.report import main, write_report
 from bench.report.figures import breakdown, cpu_choices, crossovers, speedups
 from bench.report.load import COLUMNS, RunFileWarning, load_frame, select_newest
@@ -623,7 +623,7 @@ def test_orphan_journals_are_named_with_the_command_that_recovers_them(tmp_path,
     journal.write_text(json.dumps({"journal": 1, "opened": "2026-11-27T21:14:00+00:00", "pid": 4242}) + "\n")
     assert main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
-    assert str(journal) in err and f"python -m bench.recover {folder}" in err
+    assert str(journal) in err and f"python -m bench recover {folder}" in err
     assert journal.exists() and sorted(p.name for p in folder.glob("*.json")) == ["0001_quick.json"]  # not recovered
     assert "killed before it saved" in err
     # A journal whose run is still going (it holds the lock) is named as such, with no recovery advice.
@@ -727,9 +727,9 @@ def test_the_ladder_gives_each_steps_speedup_over_the_step_it_builds_on(tmp_path
     from bench.report.tables import ladder_table
 
     steps = ladder(load_frame([LADDER_RUN]), "train").set_index("pipeline")
-    assert list(steps.index) == [p for p in derive.TRAIN_LADDER if "cuda_graph" not in p]  # none on the CPU
+    assert list(steps.index) == [p for p in names.TRAIN_LADDER if "cuda_graph" not in p]  # none on the CPU
     for name, row in steps.iterrows():
-        base = derive.BUILDS_ON["train"].get(name)
+        base = names.BUILDS_ON["train"].get(name)
         assert row["builds_on"] == base if base else pd.isna(row["builds_on"])
         expected = steps.loc[base, "median"] / row["median"] if base else None
         assert pd.isna(row["vs_base"]) if base is None else row["vs_base"] == pytest.approx(expected), name
@@ -873,13 +873,6 @@ def test_a_step_of_another_run_is_named_where_a_base_is_missing_with_no_seed_and
     assert (inference.drop("channels_last_bf16")["other_runs"] == "").all()
     cells = ladder_table(inference.reset_index(), "inference").iloc[0]
     assert "; eager and channels_last from another run" in cells["channels_last_bf16"]
-
-
-def test_the_reports_format_is_the_suites():
-    from bench import conftest
-    from bench.report import load
-
-    assert load._KNOWN_FORMAT == conftest.FORMAT_VERSION
 
 
 def test_the_gpu_ladder_says_how_busy_the_gpu_was_and_how_many_operations_a_step_ran(tmp_path):

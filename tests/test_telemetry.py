@@ -5,11 +5,11 @@ import threading
 import pynvml
 import pytest
 
-from bench import telemetry as tm
-from bench.measure import run_rounds
-from bench.plan import Budget
-from bench.telemetry import THROTTLE_REASONS, THROTTLING, Telemetry, add_per_images, case_flags
-from bench.timing import every
+from bench.measure import telemetry as tm
+from bench.measure.clock import every
+from bench.measure.plan import Budget
+from bench.measure.rounds import run_rounds
+from bench.measure.telemetry import THROTTLE_REASONS, THROTTLING, Telemetry, add_per_images, case_flags
 from tests.test_measure import FakeBenchmark
 
 MAX_RANGE = 262_143_328_850  # a real Intel package's max_energy_range_uj

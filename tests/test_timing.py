@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from bench.timing import DeviceClock, synchronizer
+from bench.measure.clock import DeviceClock, synchronizer
 
 pytest_plugins = ["pytester"]
 
@@ -72,7 +72,7 @@ def test_pytest_benchmark_times_rounds_with_the_device_clock(pytester):
     pytester.makepyfile(
         test_fake="""
         import pytest
-        from bench.timing import DeviceClock
+        from bench.measure.clock import DeviceClock
         from tests.test_timing import FakeDevice
 
         dev = FakeDevice()

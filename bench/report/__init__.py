@@ -1,4 +1,4 @@
-"""The report stage: saved runs -> checked rows -> derived figures -> tables, plots, one page (python -m bench.report).
+"""The report stage: saved runs -> checked rows -> derived figures -> tables, plots, one page (python -m bench report).
 
 Modules follow the data: schema (the saved-run format), load (runs to one table, machine
 labels), figures (speedups, crossovers, breakdowns, answers), tables, plots, page (the files,
@@ -6,8 +6,8 @@ written whole), cli. Only this stage imports pandas, matplotlib, seaborn and jin
 it imports torch.
 """
 
-from .cli import main
-from .load import RunFileWarning, load_frame
-from .page import write_report
+from bench.report.cli import main
+from bench.report.load import RunFileWarning, load_frame
+from bench.report.page import write_report
 
 __all__ = ["RunFileWarning", "load_frame", "main", "write_report"]

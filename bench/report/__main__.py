@@ -1,7 +1,7 @@
-"""Run the report stage: python -m bench.report [PATHS...] [--out DIR]."""
+"""Run the report stage: python -m bench report [PATHS...] [--out DIR]."""
 
 import sys
 
-from .cli import main
+from bench.report.cli import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""python -m bench.report: every saved run under the paths given to one report folder."""
+"""python -m bench report: every saved run under the paths given to one report folder."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..journal import find_journals, is_live  # pure Python: the journal format, no torch
-from .load import RunFileWarning, load_frame
-from .page import OutputError, check_out, write_report
+from bench.record.journal import find_journals, is_live  # pure Python: the journal format, no torch
+from bench.report.load import RunFileWarning, load_frame
+from bench.report.page import OutputError, check_out, write_report
 
 __all__ = ["main"]
 
@@ -20,7 +20,7 @@ DEFAULT_OUT = Path("results/report")
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.report",
+        prog="python -m bench report",
         description="Saved runs to a report: summary.csv, report.md, PNG plots (each with its data) and index.html.",
     )
     parser.add_argument(
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             said = (
                 "the journal of a run that was killed before it saved: its finished cases are not in this report; "
-                f"`python -m bench.recover {journal.parent}` turns it into a saved run"
+                f"`python -m bench recover {journal.parent}` turns it into a saved run"
             )
         print(f"warning: {journal}: {said}.", file=sys.stderr)
     if frame.empty:

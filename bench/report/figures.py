@@ -7,18 +7,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..derive import (
-    BUILDS_ON,
-    INFERENCE_LADDER,
-    TRAIN_LADDER,
+from bench.record.derive import (
     crossover_batch_size,
     crossover_says,
     loglog_interp,
     seed_breakdown,
 )
+from bench.record.names import BUILDS_ON, INFERENCE_LADDER, SPEEDUP_FAMILIES, TRAIN_LADDER
 
 __all__ = [
-    "FAMILIES",
     "answers",
     "fastest_steps",
     "ladder",
@@ -32,8 +29,6 @@ __all__ = [
 
 # The transfer the seed pipeline makes every batch: ToTensor's float32, from pageable memory.
 _SEED_TRANSFER = {"direction": "h2d", "memory": "pageable", "dtype": "float32"}
-# The families a speedup compares; each row's variant (load.py) is its pipeline, or its mode and ladder step.
-FAMILIES = ("train", "inference")
 # The batch size the answer's sentence is told at: the notes' loop used 1,000 (100 and 10,000 are the sweep's ends).
 _ANSWER_BATCH = 1000
 
@@ -60,7 +55,7 @@ def cpu_choices(frame: pd.DataFrame) -> pd.DataFrame:
     noisy, one_round and partial say whether either of the two rows is so.
     """
     rows = []
-    for family in FAMILIES:
+    for family in SPEEDUP_FAMILIES:
         cpu = frame[(frame["family"] == family) & (frame["device"] == "cpu")]
         for (key, quick, name, size), group in cpu.groupby(["machine_key", "quick", "variant", "batch_size"]):
             default = group[at_default(group)].sort_values("run_datetime", na_position="first").tail(1)
@@ -107,7 +102,7 @@ def speedups(frame: pd.DataFrame) -> pd.DataFrame:
     """
     cpu = cpu_choices(frame)
     out = []
-    for family in FAMILIES:
+    for family in SPEEDUP_FAMILIES:
         rows = frame[(frame["family"] == family) & is_gpu(frame["device"])]
         gpu = rows[["machine_key", "label", "quick", "variant", "batch_size", "device", "device_name", "median",
                     "noisy", "one_round", "partial"]].rename(columns={"median": "median_gpu"})  # fmt: skip
@@ -140,7 +135,7 @@ def cross_machine_speedups(frame: pd.DataFrame) -> pd.DataFrame:
     cpu = full[full["device"] == "cpu"]
     gpu = full[is_gpu(full["device"])]
     rows = []
-    for family in FAMILIES:
+    for family in SPEEDUP_FAMILIES:
         c = cpu[cpu["family"] == family].sort_values("median").drop_duplicates(["machine_key", "variant", "batch_size"])
         g = gpu[gpu["family"] == family]
         pairs = g.merge(c, on=["variant", "batch_size", "images", "dataset"], suffixes=("_gpu", "_cpu"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
@@ -14,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..derive import NOISY_IQR_SHARE
-from .schema import benchmark_errors, run_errors
+from bench.record.format import FORMAT_VERSION
+from bench.record.names import AXES, FAMILIES, NOISY_IQR_SHARE, PHASES, variant
+from bench.record.schema import benchmark_errors
+from bench.record.store import RunFileWarning, find_run_files, load_run
 
 __all__ = [
     "AXES",
@@ -29,69 +30,13 @@ __all__ = [
     "select_newest",
 ]
 
-FAMILIES = ("transfer", "train", "inference")
-# Every axis a benchmark can name; a family leaves the ones it has no use for empty.
-AXES = ("device", "cpu_threads", "pipeline", "batch_size", "size", "direction", "memory", "dtype", "mode")
-# The newest saved-run format this module reads (bench/conftest.py FORMAT_VERSION keeps the history).
-_KNOWN_FORMAT = 4
 _LATENCY = ("p50", "p90", "p99")
 _LATENCY_COLUMNS = (*(f"latency_{q}_ms" for q in _LATENCY), "latency_samples")
 _STATS = ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "rounds")
 
 
-class RunFileWarning(UserWarning):
-    """A file, or a benchmark in one, that the report cannot read: named with the field, then passed over."""
-
-
 def _warn(message: str) -> None:
     warnings.warn(message, RunFileWarning, stacklevel=3)
-
-
-def find_run_files(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
-    """Every .json file under `paths`, as (file, the folder it was found under), sorted.
-
-    Folders are searched recursively, following symbolic links (a machine's results folder
-    linked in from elsewhere is still read), each real folder once, so a link loop ends.
-    """
-    found: dict[Path, Path] = {}
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            seen: set[str] = set()
-            for folder, dirs, files in os.walk(path, followlinks=True):
-                real = os.path.realpath(folder)
-                if real in seen:
-                    dirs[:] = []
-                    continue
-                seen.add(real)
-                dirs.sort()
-                for name in files:
-                    file = Path(folder) / name
-                    if name.endswith(".json") and file.is_file():
-                        found.setdefault(file, path)
-        elif path.is_file():
-            found.setdefault(path, path.parent)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
-    return sorted(found.items())
-
-
-def load_run(path: str | os.PathLike) -> dict | None:
-    """One saved run, or None (with a RunFileWarning naming the file and the field) when it is not one."""
-    path = Path(path)
-    try:
-        run = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        _warn(f"{path}: not readable JSON, skipped ({exc})")
-        return None
-    errors = run_errors(run)
-    if errors:
-        _warn(f"{path}: not a saved run the report can read, skipped: {'; '.join(errors[:3])}")
-        return None
-    if not any(isinstance(b, dict) and b.get("group") in FAMILIES for b in run["benchmarks"]):
-        _warn(f"{path}: a pytest-benchmark run with no fmnist-bench benchmarks, skipped")
-        return None
-    return run
 
 
 def _text(value, default: str = "") -> str:
@@ -200,10 +145,10 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
     torch_facts = info.get("torch") or {}
     ours = info.get("fmnist_bench") or {}
     version = ours.get("format")
-    if isinstance(version, int) and version > _KNOWN_FORMAT:
+    if isinstance(version, int) and version > FORMAT_VERSION:
         _warn(
             f"{path}: saved-run format {version} is newer than this report knows: "
-            f"read as format {_KNOWN_FORMAT}, whatever the newer format added is left out"
+            f"read as format {FORMAT_VERSION}, whatever the newer format added is left out"
         )
     plan = ours.get("plan") or {}
     # torch's own thread count on that machine: what every format-1 case ran at, and the CPU baseline.
@@ -240,6 +185,7 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
                 **base,
                 "family": family,
                 "name": bench["name"],
+                "variant": variant(family, params),
                 **{axis: params.get(axis) for axis in AXES},
                 # Before the ladder (format 3) inference ran under inference_mode: the same step.
                 "pipeline": params.get("pipeline") or ("inference_mode" if family == "inference" else None),
@@ -262,10 +208,6 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
             }
         )
     return rows
-
-
-# The phases of a profiled epoch (bench/breakdown.py), in the order an epoch runs them.
-PHASES = ("data", "h2d", "forward", "backward", "optimizer", "graph")
 
 
 def _ladder(extra: dict) -> dict:
@@ -339,7 +281,7 @@ def _telemetry(device: str, telemetry: dict | None) -> dict:
         "energy_note": note,
         "throttled": "throttled" in flags,
         "busy": "busy" in flags,
-        # The process's minor page faults per round: fresh memory touched (bench/allocator.py).
+        # The process's minor page faults per round: fresh memory touched (bench/measure/allocator.py).
         "page_faults": (telemetry.get("host") or {}).get("minor_faults_per_round"),
     }
 
@@ -390,15 +332,6 @@ def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict,
     for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps", *percentiles,
                 "energy_j", "mean_power_w", "page_faults", *ladder):  # fmt: skip
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
-    # The variant a speedup pairs and a table row names: a training pipeline, or an inference mode
-    # with its ladder step where that is not the plain inference_mode pass.
-    step = frame["pipeline"].astype("string")
-    frame["variant"] = np.where(
-        frame["family"] == "train",
-        step,
-        np.where(step.fillna("inference_mode") == "inference_mode", frame["mode"], frame["mode"] + " " + step),
-    )
-    frame.loc[frame["family"] == "transfer", "variant"] = None
     labels = machine_labels(frame)
     frame["label"] = frame["machine_key"].map(labels)
     if not all_runs:
@@ -451,7 +384,7 @@ def load_frame(paths: Iterable[str | os.PathLike], *, all_runs: bool = False) ->
 _COLUMNS_IN = [
     "machine_key", "machine_name", "host", "cpu", "gpus", "what", "constructed", "run_file", "run_datetime", "commit",
     "torch", "nvml_driver", "quick", "partial", "run_ended", "run_planned_cases", "run_finished_cases", "host_allocator",
-    "default_threads", "family", "name", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes",
+    "default_threads", "family", "name", "variant", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes",
     "dataset", "loss", "accuracy", "link_gbps", *_LATENCY_COLUMNS, "telemetry", "energy_j", "mean_power_w",
     "energy_note", "throttled", "busy", "page_faults", "loss_tolerance", "prepare_s", "agreement", "profiled_on", "profiled_epoch_s",
     "profiled_images", "gpu_ops", "gpu_busy_share", "cpu_top_op", "cpu_top_op_share",
@@ -460,7 +393,7 @@ _COLUMNS_IN = [
 # The tidy table's columns, in order: who (label: unique in this report), which run (and how it ended), what
 # was measured, how long, how fast, how sure. default_threads is torch's own CPU thread count in that run;
 # cpu_threads the count a case ran at; one_round marks a figure with no spread to judge.
-COLUMNS = ["label", "variant"] + [c for c in _COLUMNS_IN if c not in ("data", *_LATENCY_COLUMNS)] + [
+COLUMNS = ["label", "variant"] + [c for c in _COLUMNS_IN if c not in ("data", "variant", *_LATENCY_COLUMNS)] + [
     "images_per_s", "gbps", "link_share", "iqr_share", "one_round", "noisy", "latency_ms", *_LATENCY_COLUMNS,
     "round_p90", "images_per_j",
 ]  # fmt: skip

@@ -14,9 +14,9 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from ..derive import NOISY_IQR_SHARE
-from . import figures, plots, tables
-from .load import select_newest
+from bench.record.names import NOISY_IQR_SHARE
+from bench.report import figures, plots, tables
+from bench.report.load import select_newest
 
 __all__ = ["OutputError", "check_out", "write_report"]
 

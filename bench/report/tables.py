@@ -6,8 +6,8 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 
-from ..derive import faults_said
-from .figures import at_default, is_gpu
+from bench.record.words import faults_said, fmt_time
+from bench.report.figures import at_default, is_gpu
 
 __all__ = [
     "breakdown_table",
@@ -30,9 +30,8 @@ _RUN = {False: "full", True: "quick"}
 
 
 def fmt_seconds(value: float) -> str:
-    if pd.isna(value):
-        return ""
-    return "0 s" if value == 0 else f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
+    """A time in a table cell: fmt_time's words, empty where there is none."""
+    return "" if pd.isna(value) else fmt_time(value)
 
 
 def _threads(count) -> str:

@@ -6,9 +6,9 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 
-from .plan import Budget
-from .telemetry import Telemetry
-from .timing import timed_call
+from bench.measure.clock import timed_call
+from bench.measure.plan import Budget
+from bench.measure.telemetry import Telemetry
 
 __all__ = ["latency_summary", "profile_size", "run_rounds", "warmup_size"]
 

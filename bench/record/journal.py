@@ -1,4 +1,4 @@
-"""Nothing finished is lost: a journal of finished cases, saved runs written whole, and recovery (python -m bench.recover).
+"""Nothing finished is lost: a journal of finished cases, and recovery (python -m bench recover).
 
 A run that saves keeps a journal beside its saved runs: one JSON line per finished case,
 written as the case finishes. When pytest-benchmark saves the run, the journal is removed.
@@ -12,14 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
-import uuid
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
 from pytest_benchmark.utils import safe_dumps
+
+from bench.record.format import run_record
+from bench.record.store import save_whole
 
 try:  # the lock that tells a live run's journal from a dead one's; POSIX only
     import fcntl
@@ -33,14 +34,12 @@ __all__ = [
     "find_journals",
     "is_live",
     "main",
+    "read_journal",
     "recover",
-    "save_whole",
-    "write_whole",
 ]
 
 JOURNAL_GLOB = "journal_*.jsonl"  # not *.json: pytest-benchmark and the report never take it for a run
 JOURNAL_FORMAT = 1
-_NUMBERED = re.compile(r"^(\d{4})_")
 # A folder with less free space than this is refused before the run, not found full at its save:
 # a default run's file is about 0.3 MB (2-core VM) to 1 MB (H100 host), journal included.
 MIN_FREE_BYTES = 16 * 2**20
@@ -121,73 +120,6 @@ def _free_bytes(folder: Path) -> int | None:
     return stats.f_bavail * stats.f_frsize
 
 
-def _write_temporary(folder: Path, prefix: str, data: bytes) -> Path:
-    """A complete temporary file in `folder` holding `data`, made as a plain open() makes files (the umask applies)."""
-    tmp = folder / f"{prefix}{os.getpid()}-{uuid.uuid4().hex}.tmp"
-    try:
-        with tmp.open("xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def write_whole(path: Path, data: bytes) -> None:
-    """Write `path` so that it is either complete or absent: a temporary file, then a rename."""
-    tmp = _write_temporary(path.parent, f".{path.name}.", data)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _next_number(folder: Path) -> int:
-    numbers = [int(m.group(1)) for p in folder.glob("[0-9][0-9][0-9][0-9]_*.json") if (m := _NUMBERED.match(p.name))]
-    return max(numbers, default=0) + 1
-
-
-def save_whole(folder: Path, save_name: str, output_json: dict) -> Path:
-    """Save a run as pytest-benchmark's storage does (`NNNN_<name>.json`, the next number), but whole.
-
-    The data goes to a temporary file first and is then linked to its numbered name, so a
-    failed write (a full disk) leaves no truncated run. The number is chosen and taken under
-    a lock on the folder's `.save.lock`, so runs saving at the same moment never share one.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = _write_temporary(folder, ".saving-", safe_dumps(output_json, ensure_ascii=True, indent=4).encode())
-    try:
-        with (folder / ".save.lock").open("a") as lock:
-            if fcntl is not None:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            for _attempt in range(1000):
-                target = folder / f"{_next_number(folder):04d}_{save_name}.json"
-                try:
-                    _take(tmp, target)
-                    return target
-                except FileExistsError:
-                    continue
-            raise OSError(f"no free run number in {folder}")
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _take(tmp: Path, target: Path) -> None:
-    """Give `tmp` the name `target`, failing with FileExistsError, never overwriting, if it is taken."""
-    try:
-        os.link(tmp, target)
-    except FileExistsError:
-        raise
-    except OSError:
-        # A filesystem without hard links (FAT, some network mounts): claim the name, then move
-        # the whole file onto it. Under the folder's lock no other save can claim it meanwhile.
-        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        os.replace(tmp, target)
-
-
 def find_journals(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Every journal under `paths` (folders searched recursively; journal files as given)."""
     found: set[Path] = set()
@@ -264,16 +196,16 @@ def recover(path: Path) -> tuple[Path | None, str]:
     machine_info = dict(header.get("machine_info") or {})
     ours = dict(machine_info.get("fmnist_bench") or {})
     # The header's run record is from the session's start: the journal's own records replace it.
-    ours["run"] = {
-        "complete": False,
-        "planned_cases": noted.get("planned_cases"),
-        "finished_cases": len(cases),
-        "skipped": noted["skipped"],
-        "failed": noted["failed"],
-        "ended": "killed: the process ended without saving; recovered from its journal",
-        "journal": path.name,
-        "recovered": _now(),
-    }
+    ours["run"] = run_record(
+        complete=False,
+        planned_cases=noted.get("planned_cases"),
+        finished_cases=len(cases),
+        skipped=noted["skipped"],
+        failed=noted["failed"],
+        ended="killed: the process ended without saving; recovered from its journal",
+        journal=path.name,
+        recovered=_now(),
+    )
     machine_info["fmnist_bench"] = ours
     if isinstance(noted.get("data_used"), dict) and isinstance(machine_info.get("dataset"), dict):
         # The header is from before the data was loaded: the journal says what the cases had.
@@ -305,7 +237,7 @@ def _remove_temporaries(folder: Path, pid) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.recover",
+        prog="python -m bench recover",
         description="Turn the journals of killed runs into saved runs marked incomplete "
         "(a run stopped by Ctrl-C or SIGTERM saves itself; this is for SIGKILL and crashes).",
     )

@@ -1,69 +1,11 @@
-"""Figures derived from measured ones, in plain Python: shared by the end-of-run summary and the report."""
+"""The arithmetic of derived figures, in plain Python (no torch, no pandas): the report, the estimate and check_gpu share it."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-__all__ = [
-    "BUILDS_ON",
-    "INFERENCE_LADDER",
-    "NOISY_IQR_SHARE",
-    "TRAIN_LADDER",
-    "crossover_batch_size",
-    "crossover_says",
-    "faults_said",
-    "loglog_interp",
-    "seed_breakdown",
-]
-
-# The optimisation ladders' order and the step each one builds on (fmnist_model/pipelines.py, which
-# imports torch; a test keeps the copies equal): the report lists steps in that order and gives each
-# step's speedup over the step it builds on, which is what its one change buys.
-TRAIN_LADDER = (
-    "seed",
-    "loader",
-    "resident",
-    "channels_last",
-    "bf16",
-    "channels_last_bf16",
-    "compile",
-    "cuda_graph",
-    "compile_cuda_graph",
-)
-INFERENCE_LADDER = ("eager", "inference_mode", "channels_last", "bf16", "channels_last_bf16", "compile", "cuda_graph")
-BUILDS_ON = {
-    "train": {
-        "loader": "seed",
-        "resident": "loader",
-        **{step: "resident" for step in ("channels_last", "bf16", "compile", "cuda_graph")},
-        "channels_last_bf16": "channels_last",
-        "compile_cuda_graph": "cuda_graph",
-    },
-    "inference": {
-        "inference_mode": "eager",
-        **{step: "inference_mode" for step in ("channels_last", "bf16", "compile", "cuda_graph")},
-        "channels_last_bf16": "channels_last",
-    },
-}
-
-# Minor page faults per round from which a ladder step's figure names them: 10,000 faults of 4 KiB
-# pages are 40 MB touched afresh, some 10 ms of a 2-core VM's kernel time (1.45 million cost a
-# resident epoch about half its 3.3 s there: bench/allocator.py). Fewer are ordinary work.
-MANY_PAGE_FAULTS = 10_000
-
-
-def faults_said(faults: float | None) -> str:
-    """A case's page faults per round as words where there are many ("540k page faults a round"), else ""."""
-    if faults is None or not math.isfinite(faults) or faults < MANY_PAGE_FAULTS:
-        return ""
-    if faults >= 999_500:  # what would round to "1000k"
-        return f"{faults / 1e6:.1f}M page faults a round"
-    return f"{faults / 1e3:.0f}k page faults a round"
-
-
-# docs/design.md (honest timing): a result whose IQR is over 10% of its median is flagged as noisy.
-NOISY_IQR_SHARE = 0.10
+__all__ = ["crossover_batch_size", "crossover_says", "loglog_interp", "seed_breakdown"]
 
 
 def crossover_batch_size(batch_sizes: Sequence[int], speedup: Sequence[float]) -> int | None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from .timing import timed_call
+from bench.measure.clock import timed_call
 
 __all__ = ["PHASES", "device_work", "host_work", "profile_epoch"]
 

@@ -18,7 +18,7 @@ _OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 500}
 # (a one-image copy, a 60,000-image epoch) takes less or more, and a figure beyond them
 # (5e-324, 1e308: what JSON can carry) is a broken file, not a fast or a slow machine.
 _SECONDS = {"type": "number", "minimum": 1e-9, "maximum": 7 * 86400}
-_BATCH = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}  # bench/plan.py MAX_BATCH_SIZE
+_BATCH = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}  # bench/measure/plan.py MAX_BATCH_SIZE
 _COUNT = {"type": "integer", "minimum": 1, "maximum": 2**53}
 _OPTIONAL_COUNT = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**53}
 # Energy and power bounds: a node of eight 1 kW GPUs for a day is under 10^9 J; anything beyond is a broken
@@ -113,7 +113,7 @@ BENCHMARK_SCHEMA = {
             "type": "object",
             "required": ["device"],
             "properties": {
-                # The devices the suite measures (bench/plan.py parse_devices): anything else is not ours.
+                # The devices the suite measures (bench/measure/plan.py parse_devices): anything else is not ours.
                 "device": {"type": "string", "pattern": "^(cpu|cuda(:[0-9]{1,3})?|mps)$"},
                 "cpu_threads": {"type": ["integer", "null"], "minimum": 1, "maximum": 1024},
                 "batch_size": _BATCH,
@@ -171,7 +171,7 @@ BENCHMARK_SCHEMA = {
                     "type": "object",
                     "properties": {"share": {"type": "number", "minimum": 0, "maximum": 1}},
                 },
-                # What the hardware did while the case was timed (bench/telemetry.py); only what the report reads.
+                # What the hardware did while the case was timed (bench/measure/telemetry.py); only what the report reads.
                 "telemetry": {
                     "type": "object",
                     "properties": {

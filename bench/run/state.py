@@ -6,7 +6,8 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .timing import Stopwatch, process_age
+from bench.measure.clock import Stopwatch, process_age
+from bench.record.format import run_record
 
 __all__ = ["Interrupted", "RunState", "drop_lineless_entries", "install_stop_signals", "quiet_children"]
 
@@ -41,19 +42,16 @@ class RunState:
 
     def record(self) -> dict:
         wall = self.stopwatch()
-        out = {
-            "complete": self.complete,
-            "planned_cases": self.planned,
-            "finished_cases": len(self.finished),
-            "skipped": self.skipped,
-            "failed": self.failed,
-            "wall_s": wall,
-            # Imports, data, trained weights, machine facts, saving: what the cost model adds to the cases.
-            "outside_cases_s": max(wall - self.cases_s, 0.0),
-        }
-        if self.ended:
-            out["ended"] = self.ended
-        return out
+        return run_record(
+            complete=self.complete,
+            planned_cases=self.planned,
+            finished_cases=len(self.finished),
+            skipped=self.skipped,
+            failed=self.failed,
+            ended=self.ended,
+            wall_s=wall,
+            outside_cases_s=max(wall - self.cases_s, 0.0),
+        )
 
 
 def quiet_children():

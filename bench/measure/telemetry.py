@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .timing import Stopwatch, every
+from bench.measure.clock import Stopwatch, every
 
 __all__ = [
     "OUTSIDE_SHARE",
@@ -26,7 +26,7 @@ __all__ = [
 # NVML refreshes power, utilisation and the energy counter every 20-100 ms (issue 10, measured
 # on the H100 host): sampling faster re-reads the same values. At 0.1 s a second-long epoch
 # gets 10 samples, and the sampler wakes 10 times a second for well under a millisecond each
-# (python -m bench.check_telemetry measures that it does not move the timings).
+# (python -m bench check-telemetry measures that it does not move the timings).
 PERIOD_S = 0.1
 # The energy counter's worst update interval (issue 10): each end of the span can be this
 # stale, so a span under 2 s can be off by more than 10% (2 x 0.1 s / 2 s).

@@ -15,7 +15,7 @@ blocks the cases before it freed, and the figures measure the pipelines, not the
 history. It is what PyTorch's CPU performance tuning guide gets by preloading jemalloc or
 tcmalloc; for a program of one's own, MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ in its
 environment do the same. `default` leaves glibc as it is (and every case's page faults are in
-its telemetry). `python -m bench.check_allocator` measures the two against each other in fresh
+its telemetry). `python -m bench check-allocator` measures the two against each other in fresh
 processes. Where the C library is not glibc there is no mallopt: the run records that it ran
 with its library's own policy.
 """

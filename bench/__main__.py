@@ -1,0 +1,50 @@
+"""The commands besides `pytest bench`: python -m bench <command> [ARGS] (python -m bench --help lists them)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+__all__ = ["COMMANDS", "main", "run"]
+
+# command -> (module whose main(argv) runs it, what it does). Imported only when run: the report's
+# commands never import torch, the measuring ones need it.
+COMMANDS = {
+    "report": ("bench.report.cli", "every saved run under PATHS to tables, plots and one page"),
+    "compare": ("bench.report.compare", "two saved runs of one machine, case by case, with their noise"),
+    "recover": ("bench.record.journal", "the journals of killed runs to saved runs marked incomplete"),
+    "cost": ("bench.run.estimate", "how long a run with these options will take here, before running it"),
+    "check-gpu": ("bench.check.gpu", "the training step as CUDA graphs and its variants, interleaved; energy"),
+    "check-warmup": ("bench.check.warmup", "does a short warm-up leave the timed rounds unchanged?"),
+    "check-telemetry": ("bench.check.telemetry", "does the telemetry sampler move the timings it observes?"),
+    "check-allocator": ("bench.check.allocator", "what does keeping freed blocks buy?"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {said}" for name, (_module, said) in COMMANDS.items()]
+    return "usage: python -m bench <command> [ARGS]  (python -m bench <command> --help for its own)\n\ncommands:\n" + (
+        "\n".join(lines) + "\n\nThe suite itself: pytest bench --benchmark-autosave (pytest bench --help)."
+    )
+
+
+def run(command: str, argv: list[str] | None = None) -> int:
+    """Run one command's main with `argv` (default: the rest of the command line)."""
+    module = importlib.import_module(COMMANDS[command][0])
+    return module.main(sys.argv[1:] if argv is None else argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else 2
+    if args[0] not in COMMANDS:
+        print(f"python -m bench: {args[0]!r} is not a command\n\n{_usage()}", file=sys.stderr)
+        return 2
+    return run(args[0], args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

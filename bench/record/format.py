@@ -1,0 +1,168 @@
+"""The saved-run format: its version and history, the records fmnist-bench adds to a run, and how to read them.
+
+A saved run is pytest-benchmark JSON, extended through its hooks, never forked. This module
+is the one owner of what fmnist-bench adds: every writer (the running session, the journal's
+recovery) builds the run record and `machine_info.fmnist_bench` here, and every reader (the
+report, compare, the estimate, the summary, the checks) takes them apart here. The JSON Schema
+of what a reader may rely on is `bench/record/schema.py`; docs/saved-runs.md tells it to users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "FORMAT_VERSION",
+    "HISTORY",
+    "benchmarks",
+    "default_threads",
+    "extra_info",
+    "format_of",
+    "fmnist_bench",
+    "fmnist_bench_info",
+    "host_telemetry",
+    "params",
+    "run_record",
+    "run_state",
+    "stats",
+    "telemetry",
+]
+
+# Bumped when the saved-run format changes in a way a reader must know about; every version
+# from 1 on is still read (a newer one is read as this one, with a warning).
+FORMAT_VERSION = 4
+HISTORY = {
+    1: "first format (machine_info torch/gpus/nvml/dataset/fmnist_bench; params and extra_info per family).",
+    2: "params gain cpu_threads; extra_info gains warmup, budget, wall_s and (inference) latency; an inference "
+    "round may be a bounded pass (extra_info.images is per round); machine_info.fmnist_bench gains run (complete, "
+    "planned/finished cases, failed, skipped, ended); machine_info.dataset's image counts are those the run's "
+    "cases really had (null: no case used that split), and it gains files (the real files' own counts).",
+    3: "the optimisation ladder: train pipelines beyond seed and resident; inference params gain pipeline (runs "
+    "of format 2 ran inference_mode); extra_info gains pipeline_config, and where they apply prepare (compile or "
+    "capture time), breakdown (torch.profiler) and agreement (inference). machine_info.fmnist_bench gains "
+    "machine_name (--machine-name; null when not named), and every case extra_info.telemetry (what the hardware "
+    "did during its timed rounds; bench/measure/telemetry.py).",
+    4: "CPU figures are measured with glibc keeping freed blocks (machine_info.fmnist_bench.host_allocator, "
+    "--host-allocator; before, each case paid for page faults that depended on the cases before it); both "
+    "families' ladders gain channels_last_bf16; extra_info.telemetry.host gains minor_faults_per_round (and, "
+    "under keep, peak_rss_bytes includes the freed blocks earlier cases left for reuse). host_allocator holds "
+    "mode and library, and under keep how and keep_bytes (the first runs of format 4, before commit 38f2c19, "
+    "wrote mmap_threshold_bytes and trim_threshold_bytes instead of those two). Added within format 4, optional "
+    "for a reader: extra_info.breakdown.device_work (CUDA, from commit 4ccfe17) and breakdown.host_work (CPU, "
+    "from commit 193afa9), the profiled epoch's costliest operations.",
+}
+
+
+# ---------------------------------------------------------------- writing
+
+
+def run_record(
+    *,
+    complete: bool,
+    planned_cases: int | None,
+    finished_cases: int,
+    skipped: list[dict],
+    failed: list[dict],
+    ended: str | None = None,
+    wall_s: float | None = None,
+    outside_cases_s: float | None = None,
+    journal: str | None = None,
+    recovered: str | None = None,
+) -> dict:
+    """machine_info.fmnist_bench.run: what happened to the planned cases and how the run ended (format 2 on)."""
+    out: dict = {
+        "complete": complete,
+        "planned_cases": planned_cases,
+        "finished_cases": finished_cases,
+        "skipped": skipped,
+        "failed": failed,
+    }
+    if wall_s is not None:
+        out["wall_s"] = wall_s
+        # Imports, data, trained weights, machine facts, saving: what the cost model adds to the cases.
+        out["outside_cases_s"] = outside_cases_s
+    for key, value in (("ended", ended), ("journal", journal), ("recovered", recovered)):
+        if value:
+            out[key] = value
+    return out
+
+
+def fmnist_bench_info(
+    *,
+    machine_key: str,
+    machine_name: str | None,
+    plan: dict,
+    budget_options: dict,
+    telemetry_period_s: float | None,
+    host_allocator: dict,
+    run: dict,
+) -> dict:
+    """machine_info.fmnist_bench: the format, the machine's key and name, the plan that ran and how the run went."""
+    return {
+        "format": FORMAT_VERSION,
+        "machine_key": machine_key,
+        "machine_name": machine_name,  # null: not named; reports label it by what it is
+        "plan": plan,
+        "budget_options": budget_options,
+        "telemetry": {"state": "off"}
+        if telemetry_period_s is None
+        else {"state": "on", "period_s": telemetry_period_s},
+        "host_allocator": host_allocator,
+        "run": run,
+    }
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def fmnist_bench(run: Mapping) -> dict:
+    """machine_info.fmnist_bench of a saved run ({} in a run that has none)."""
+    return _dict(_dict(run.get("machine_info")).get("fmnist_bench"))
+
+
+def run_state(run: Mapping) -> dict:
+    """machine_info.fmnist_bench.run ({} before format 2: such a run counts as whole)."""
+    return _dict(fmnist_bench(run).get("run"))
+
+
+def format_of(run: Mapping) -> int | None:
+    version = fmnist_bench(run).get("format")
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+def default_threads(run: Mapping) -> int | None:
+    """torch's own thread count on the machine: what every format-1 case ran at, and the CPU baseline."""
+    info = _dict(run.get("machine_info"))
+    threads = _dict(info.get("torch")).get("threads") or _dict(fmnist_bench(run).get("plan")).get("default_threads")
+    return threads if isinstance(threads, int) and not isinstance(threads, bool) else None
+
+
+def benchmarks(run: Mapping) -> list[dict]:
+    """The run's benchmarks that are records (any suite's; a reader picks its families)."""
+    found = run.get("benchmarks")
+    return [b for b in found if isinstance(b, dict)] if isinstance(found, list) else []
+
+
+def stats(bench: Mapping) -> dict:
+    return _dict(bench.get("stats"))
+
+
+def params(bench: Mapping) -> dict:
+    return _dict(bench.get("params"))
+
+
+def extra_info(bench: Mapping) -> dict:
+    return _dict(bench.get("extra_info"))
+
+
+def telemetry(bench: Mapping) -> dict:
+    """extra_info.telemetry of one benchmark (format 3 on; {} before)."""
+    return _dict(extra_info(bench).get("telemetry"))
+
+
+def host_telemetry(bench: Mapping) -> dict:
+    return _dict(telemetry(bench).get("host"))

@@ -1,0 +1,52 @@
+"""How figures read as words, the same in the terminal, compare and the report: times, durations, counts."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["MANY_PAGE_FAULTS", "cases", "faults_said", "fmt_time", "format_seconds"]
+
+
+def fmt_time(seconds: float | None) -> str:
+    """A measured time with 3 significant digits and a unit: 151 ms, 4.53 s, 20.4 µs; '?' when unknown."""
+    if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return "?"
+    if seconds == 0:
+        return "0 s"
+    if seconds >= 1:
+        return f"{seconds:.3g} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds * 1e6:.3g} µs"
+
+
+def format_seconds(seconds: float) -> str:
+    """4 s, 2m05s, 1h02m: a duration (elapsed, estimated) as a person reads it."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def cases(n: int) -> str:
+    """'1 case', '2 cases'."""
+    return f"{n} case" if n == 1 else f"{n} cases"
+
+
+# Minor page faults per round from which a ladder step's figure names them: 10,000 faults of 4 KiB
+# pages are 40 MB touched afresh, some 10 ms of a 2-core VM's kernel time (1.45 million cost a
+# resident epoch about half its 3.3 s there: bench/measure/allocator.py). Fewer are ordinary work.
+MANY_PAGE_FAULTS = 10_000
+
+
+def faults_said(faults: float | None) -> str:
+    """A case's page faults per round as words where there are many ("540k page faults a round"), else ""."""
+    if faults is None or not math.isfinite(faults) or faults < MANY_PAGE_FAULTS:
+        return ""
+    if faults >= 999_500:  # what would round to "1000k"
+        return f"{faults / 1e6:.1f}M page faults a round"
+    return f"{faults / 1e3:.0f}k page faults a round"

@@ -1,0 +1,490 @@
+"""Compare two saved runs of one machine: each case's change, with its noise, and the regressions beyond it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import warnings
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.record.names import AXES, FAMILY_AXES, case_id
+from bench.record.store import RunFileWarning, find_run_files, load_run
+from bench.record.words import fmt_time
+from bench.report.load import runs_to_frame
+
+__all__ = [
+    "DEFAULT_FACTOR",
+    "P_THRESHOLD",
+    "VERDICTS",
+    "CompareError",
+    "compare_runs",
+    "environment_changes",
+    "main",
+    "newest_two",
+]
+
+# asv compare's default factor: a change under 10% is not reported, whatever a test says. It is also
+# The noise line of docs/design.md (an IQR over 10% of the median is noisy), so a flagged change clears that too.
+DEFAULT_FACTOR = 1.10
+# The rank test's two-sided level. A comparison has about 50 cases: at 0.05 the test alone would call
+# two or three of them different by chance; 0.01 still lets 5 against 5 rounds (transfer's minimum,
+# smallest p 2/252 = 0.008) reach it. asv uses 0.002, over hundreds of benchmarks and every commit.
+P_THRESHOLD = 0.01
+# Both sides need this many rounds for the rank test; fewer, and only the ranges can be compared.
+_RANK_TEST_ROUNDS = 3
+# Above this many rounds on a side the normal approximation replaces the exact distribution (as asv does).
+_EXACT_ROUNDS = 20
+
+SLOWER, FASTER, SAME, ONE_ROUND, UNPAIRED = (
+    "slower",
+    "faster",
+    "same within noise",
+    "can't tell (one round)",
+    "unpaired",
+)
+# In the order the table lists them: regressions first.
+VERDICTS = (SLOWER, FASTER, SAME, ONE_ROUND, UNPAIRED)
+
+
+class CompareError(ValueError):
+    """Input that cannot be compared (a missing file, not a run, two machines, quick against full): says which."""
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _load(path: Path, role: str) -> dict:
+    """One saved run, or a CompareError naming the file and what is wrong with it."""
+    if not path.is_file():
+        raise CompareError(
+            f"{role} {path}: no such file" + (" (a folder: give a run's .json)" if path.is_dir() else "")
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunFileWarning)
+        run = load_run(path)
+    if run is None:
+        # load_run says why in a warning written for a report, which passes the file over; here it is fatal.
+        reason = re.sub(r",? skipped\b", "", str(caught[-1].message)) if caught else f"{path}: not a saved run"
+        raise CompareError(f"{role} {reason}")
+    return run
+
+
+def _key(run: dict) -> str:
+    """The machine's key, as the report computes it (machine_info.fmnist_bench.machine_key, else host+cpu+gpus)."""
+    with warnings.catch_warnings():
+        # A malformed field is warned about once, when the cases are read (compare_runs), not here too.
+        warnings.simplefilter("ignore", RunFileWarning)
+        frame = runs_to_frame([(Path("run"), run)], all_runs=True)
+    return str(frame["machine_key"].iloc[0]) if len(frame) else ""
+
+
+def _quick(run: dict) -> bool:
+    plan = (run["machine_info"].get("fmnist_bench") or {}).get("plan") or {}
+    return bool(plan.get("quick", False)) if isinstance(plan, dict) else False
+
+
+def _when(run: dict) -> pd.Timestamp:
+    # A run with no readable date counts as the oldest, as in the report's select_newest.
+    when = pd.to_datetime(run.get("datetime"), utc=True, errors="coerce")
+    return pd.Timestamp.min.tz_localize("UTC") if pd.isna(when) else when
+
+
+def newest_two(folder: Path) -> tuple[Path, Path]:
+    """(OLD, NEW) in a machine's folder: its newest two full runs, or its newest two quick runs if it has no two full.
+
+    Quick runs measure other work (2,000-image epochs, one round), so they are compared only with each other;
+    as in the report, a full run is preferred over a quick one.
+    """
+    runs = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunFileWarning)
+        for path, _found_under in find_run_files([folder]):
+            run = load_run(path)
+            if run is not None:
+                runs.append((path, run))
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    machines = sorted({_key(run) for _, run in runs})
+    if len(machines) > 1:
+        raise CompareError(
+            f"{folder} holds runs of {len(machines)} machines ({', '.join(machines)}): give two runs of one of "
+            "them as files (OLD.json NEW.json), or of two with --force"
+        )
+    for quick in (False, True):
+        kind = sorted((r for r in runs if _quick(r[1]) is quick), key=lambda r: _when(r[1]))
+        if len(kind) >= 2:
+            return kind[-2][0], kind[-1][0]
+    raise CompareError(
+        f"{folder}: fewer than two full runs and fewer than two quick runs to compare ({len(runs)} runs)"
+    )
+
+
+# ---------------------------------------------------------------- statistics
+
+
+@lru_cache(maxsize=64)
+def _u_counts(m: int, n: int) -> tuple[int, ...]:
+    """How many orderings of m against n distinct values give each U (Mann & Whitney 1947's recurrence)."""
+    # counts[j] holds the distribution for (i, j) as i grows: f(i, j) = f(i, j-1) + f(i-1, j) shifted by j.
+    counts = [[1] for _ in range(n + 1)]
+    for _ in range(m):
+        new = [[1]]
+        for j in range(1, n + 1):
+            left, up = new[j - 1], counts[j]
+            dist = [0] * max(len(left), len(up) + j)
+            for u, c in enumerate(left):
+                dist[u] += c
+            for u, c in enumerate(up):
+                dist[u + j] += c
+            new.append(dist)
+        counts = new
+    return tuple(counts[n])
+
+
+def _p_of_u(u: float, m: int, n: int) -> float:
+    """Two-sided p of a U statistic: exact up to 20 rounds a side, else the normal approximation."""
+    low = min(u, m * n - u)
+    if max(m, n) <= _EXACT_ROUNDS:
+        counts = _u_counts(m, n)
+        # Half-counted ties make U a half-integer: rounding up is the conservative side.
+        return min(1.0, 2 * sum(counts[: math.ceil(low) + 1]) / math.comb(m + n, m))
+    sigma = math.sqrt(m * n * (m + n + 1) / 12)  # without a tie correction, which only makes p larger
+    z = (low - m * n / 2 + 0.5) / sigma
+    return min(1.0, math.erfc(-z / math.sqrt(2)))
+
+
+def _rank_test(old: Sequence[float], new: Sequence[float]) -> tuple[float, float]:
+    """(p, the smallest p these round counts can give) of a two-sided Mann-Whitney U test.
+
+    Written here, after asv's statistics.py, because scipy is not a dependency and this is its only use.
+    """
+    m, n = len(old), len(new)
+    u = sum(1.0 if x > y else 0.5 if x == y else 0.0 for x in old for y in new)
+    return _p_of_u(u, m, n), _p_of_u(0, m, n)
+
+
+def _verdict(old: pd.Series, new: pd.Series, factor: float) -> tuple[str, str]:
+    """(verdict, why) for one case measured in both runs.
+
+    Beyond the noise means both: the medians differ by more than `factor`, and the rounds say the
+    runs differ: a rank test on the round times where it can reach P_THRESHOLD at these round
+    counts, else (3 against 3 rounds: its smallest p is 0.1) every round of one run beyond every
+    round of the other. The rank test, not the IQRs: IQRs of 3 to 5 rounds are two of those rounds,
+    and a test gives the chance of a change this large from noise alone.
+    """
+    if min(old["rounds"], new["rounds"]) < 2:
+        side = "OLD" if old["rounds"] < 2 else "NEW"
+        if min(old["rounds"], new["rounds"]) == max(old["rounds"], new["rounds"]):
+            side = "both"
+        return ONE_ROUND, f"{side}: one round, no spread to weigh the change against"
+    ratio = new["median"] / old["median"]
+    direction = SLOWER if ratio > 1 else FASTER
+    if 1 / factor <= ratio <= factor:
+        return SAME, f"under {factor:.2f}x"
+    old_data, new_data = old["data"], new["data"]
+    if min(len(old_data), len(new_data)) >= _RANK_TEST_ROUNDS:
+        p, p_min = _rank_test(old_data, new_data)
+        if p_min < P_THRESHOLD:
+            if p < P_THRESHOLD:
+                return direction, f"rank test p={p:.2g}"
+            return SAME, f"rounds overlap: rank test p={p:.2g}"
+    rounds = f"{old['rounds']} and {new['rounds']} rounds, too few for a rank test"
+    apart = new["min"] > old["max"] if direction == SLOWER else new["max"] < old["min"]
+    if apart:
+        return direction, f"every round {direction} ({rounds})"
+    return SAME, f"rounds overlap ({rounds})"
+
+
+# ---------------------------------------------------------------- pairing
+
+
+def _value(value) -> str:
+    """An axis value as text for a case's identity: missing is empty, 100.0 is 100."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _case(row) -> str:
+    axes = FAMILY_AXES.get(row["family"], AXES)
+    return f"{row['family']} {case_id({axis: _value(row[axis]) for axis in axes})}"
+
+
+def _cases(path: Path, run: dict) -> pd.DataFrame:
+    """One run's cases: identity, label, stats and round times, indexed by identity."""
+    frame = runs_to_frame([(path, run)], all_runs=True)
+    # runs_to_frame keeps only a summary of the round times; the rank test needs them all.
+    # It keeps no max either, which the range check needs where there are too few rounds for the test.
+    stats = {b.get("name"): b.get("stats") or {} for b in run["benchmarks"] if isinstance(b, dict)}
+    frame["data"] = [
+        [float(x) for x in stats[name].get("data") or [] if isinstance(x, (int, float)) and math.isfinite(x)]
+        for name in frame["name"]
+    ]
+    frame["max"] = pd.to_numeric(
+        pd.Series([stats[name].get("max") for name in frame["name"]], dtype="object"), errors="coerce"
+    ).to_numpy()
+    frame["rounds"] = frame["rounds"].astype(int)  # required by the saved-run format (bench/record/schema.py)
+    # A GPU case runs at torch's default thread count, whatever it was: not part of its identity (as select_newest).
+    identity = frame.assign(cpu_threads=frame["cpu_threads"].where(frame["device"] == "cpu"))
+    # A quick figure (2,000-image epoch, one round) is another measurement than a full one, on other data too.
+    columns = ["family", *AXES, "quick", "dataset"]
+    frame["identity"] = ["|".join(_value(v) for v in values) for values in identity[columns].itertuples(index=False)]
+    frame["same_work"] = [
+        "|".join(_value(v) for v in values) for values in identity[["family", *AXES]].itertuples(index=False)
+    ]
+    frame["case"] = [_case(row) for _, row in frame.iterrows()]
+    doubled = frame["identity"].duplicated(keep="last")
+    for name in frame.loc[doubled, "name"]:
+        warnings.warn(
+            f"{path}: {name} measures a case measured again later in the run: the later figure is kept",
+            RunFileWarning,
+            stacklevel=2,
+        )
+    return frame[~doubled].set_index("identity")
+
+
+def _unpaired_why(row: pd.Series, other: pd.DataFrame, here: str, there: str, there_state: str) -> str:
+    match = other[other["same_work"] == row["same_work"]]
+    if len(match):
+        # Said OLD first, whichever side this row is from: a case's two rows then read the same.
+        old, new = (row, match.iloc[0]) if here == "OLD" else (match.iloc[0], row)
+        if bool(old["quick"]) != bool(new["quick"]):
+            kinds = {True: "quick", False: "full"}
+            return f"{kinds[bool(old['quick'])]} in OLD, {kinds[bool(new['quick'])]} in NEW: not the same work"
+        return f"dataset {old['dataset']} in OLD, {new['dataset']} in NEW"
+    return f"only in {here}" + (f" ({there} {there_state})" if there_state else "")
+
+
+def _state(run: dict) -> str:
+    """'' for a whole run, else how a partial run ended (what says why a case is missing from it)."""
+    state = (run["machine_info"].get("fmnist_bench") or {}).get("run") or {}
+    if isinstance(state, dict) and state.get("complete") is False:
+        return f"stopped early: {state.get('ended') or 'incomplete'}"
+    return ""
+
+
+def compare_runs(old: tuple[Path, dict], new: tuple[Path, dict], *, factor: float = DEFAULT_FACTOR) -> pd.DataFrame:
+    """One row per case of either run: old and new median, IQR share and rounds, new/old ratio, verdict, why.
+
+    Cases are paired by family, every axis in params, quick or full, and dataset, never by test name
+    (format 2 added the thread count to the names). Rows come regressions first (VERDICTS' order),
+    the largest changes first within a verdict.
+    """
+    a, b = _cases(*old), _cases(*new)
+    rows = []
+    for identity in [*a.index, *(i for i in b.index if i not in a.index)]:
+        o = a.loc[identity] if identity in a.index else None
+        n = b.loc[identity] if identity in b.index else None
+        row = {"case": (n if n is not None else o)["case"], "family": (n if n is not None else o)["family"]}
+        for side, r in (("old", o), ("new", n)):
+            row[f"{side}_median"] = r["median"] if r is not None else np.nan
+            row[f"{side}_iqr_share"] = r["iqr"] / r["median"] if r is not None else np.nan
+            row[f"{side}_rounds"] = r["rounds"] if r is not None else pd.NA
+        if o is None or n is None:
+            here, there, other, state = (
+                ("OLD", "NEW", b, _state(new[1])) if n is None else ("NEW", "OLD", a, _state(old[1]))
+            )
+            row.update(
+                ratio=np.nan, verdict=UNPAIRED, why=_unpaired_why(o if n is None else n, other, here, there, state)
+            )
+        else:
+            verdict, why = _verdict(o, n, factor)
+            row.update(ratio=n["median"] / o["median"], verdict=verdict, why=why)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["_order"] = table["verdict"].map(VERDICTS.index)
+    table["_size"] = -np.abs(np.log(table["ratio"].astype("float64"))).fillna(0)
+    table = table.sort_values(["_order", "_size", "case"], kind="stable").drop(columns=["_order", "_size"])
+    table["old_rounds"] = table["old_rounds"].astype("Int64")
+    table["new_rounds"] = table["new_rounds"].astype("Int64")
+    return table.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- environment
+
+
+def _facts(run: dict) -> dict[str, str]:
+    """What a run ran on and with, as text: what the environment lines compare."""
+    info = run["machine_info"]
+    torch_ = info.get("torch") if isinstance(info.get("torch"), dict) else {}
+    ours = info.get("fmnist_bench") if isinstance(info.get("fmnist_bench"), dict) else {}
+    commit = run.get("commit_info") if isinstance(run.get("commit_info"), dict) else {}
+    dataset = info.get("dataset") if isinstance(info.get("dataset"), dict) else {}
+    gpus = [g for g in info.get("gpus") or [] if isinstance(g, dict)]
+    facts = {
+        "commit": (_value(commit.get("id"))[:12] or "unknown") + (" (dirty)" if commit.get("dirty") else ""),
+        "torch": _value(torch_.get("version")),
+        "CUDA runtime": _value(torch_.get("cuda_runtime")),
+        "cuDNN": _value(torch_.get("cudnn")),
+        "GPU driver": ", ".join(sorted({_value(g.get("driver_version")) for g in gpus})),
+        "python": _value(info.get("python_version")),
+        "CPU capability": _value(torch_.get("cpu_capability")),
+        "torch threads": _value(torch_.get("threads")),
+        "dataset": _value(dataset.get("name")),
+        "format": _value(ours.get("format")),
+        # Before format 4 no run held the allocator: glibc as it was, what --host-allocator default records.
+        "host allocator": _value(
+            (ours.get("host_allocator") or {}).get("mode") if isinstance(ours.get("host_allocator"), dict) else None
+        )
+        or "default",
+        "run": _state(run) or "complete",
+    }
+    plan = ours.get("plan") if isinstance(ours.get("plan"), dict) else {}
+    for key, value in plan.items():
+        facts[f"plan.{key}"] = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return facts
+
+
+def environment_changes(old: dict, new: dict) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """([(fact, old, new) that differ], [(fact, value) the same in both]), over versions, driver, commit, data, plan."""
+    a, b = _facts(old), _facts(new)
+    changed, same = [], []
+    for fact in [*a, *(f for f in b if f not in a)]:
+        x, y = a.get(fact, ""), b.get(fact, "")
+        if x != y:
+            changed.append((fact, x or "(none)", y or "(none)"))
+        elif x:
+            same.append((fact, x))
+    return changed, same
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _figure(median: float, iqr_share: float, rounds) -> str:
+    if pd.isna(median):
+        return "-"
+    if pd.isna(rounds) or rounds < 2:
+        return f"{fmt_time(median)} (1)"
+    return f"{fmt_time(median)} ±{iqr_share:.0%} ({rounds})"
+
+
+def _shorten(text: str, width: int = 70) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render(old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataFrame, factor: float) -> str:
+    """The environment lines, the table and the summary, as printed."""
+    frame = runs_to_frame([(old_path, old)], all_runs=True)
+    lines = [f"machine: {frame['host'].iloc[0]} · {frame['what'].iloc[0]}" if len(frame) else "machine: unknown"]
+    for role, path, run in (("OLD", old_path, old), ("NEW", new_path, new)):
+        when = _when(run)
+        date = "no date" if when == pd.Timestamp.min.tz_localize("UTC") else when.strftime("%Y-%m-%d %H:%M UTC")
+        lines.append(f"{role}: {path} ({date}, {'quick' if _quick(run) else 'full'})")
+    if _when(old) > _when(new):
+        lines.append("note: OLD is the later run; ratios are still NEW/OLD as given")
+    changed, same = environment_changes(old, new)
+    if changed:
+        lines.append("changed between the runs:")
+        width = max(len(fact) for fact, _, _ in changed)
+        lines += [f"  {fact:<{width}}  {_shorten(x, 50)} -> {_shorten(y, 50)}" for fact, x, y in changed]
+    else:
+        lines.append("changed between the runs: nothing recorded")
+    shown = [f"{fact} {value}" for fact, value in same if not fact.startswith("plan.")]
+    lines.append(
+        "same in both: "
+        + ", ".join(shown)
+        + ("; the rest of the plan" if any(f.startswith("plan.") for f, _ in same) else "")
+    )
+    lines.append("")
+    shown_table = pd.DataFrame(
+        {
+            "case": table["case"],
+            "old": [
+                _figure(*v) for v in zip(table["old_median"], table["old_iqr_share"], table["old_rounds"], strict=True)
+            ],
+            "new": [
+                _figure(*v) for v in zip(table["new_median"], table["new_iqr_share"], table["new_rounds"], strict=True)
+            ],
+            "new/old": [("-" if pd.isna(r) else f"{r:.2f}") for r in table["ratio"]],
+            "verdict": table["verdict"],
+            "why": table["why"],
+        }
+    )
+    lines.append(shown_table.to_markdown(index=False, disable_numparse=True))
+    lines.append("")
+    lines.append(
+        "old, new: median time per round ±IQR as a share of it (rounds); new/old over 1 is slower (throughput "
+        f"included: a time). Beyond the noise: over {factor:.2f}x, and a rank test at p<{P_THRESHOLD} on the round "
+        "times (or, with too few rounds for it, no round overlapping)."
+    )
+    counts = table["verdict"].value_counts()
+    lines.append(", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- command
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench compare",
+        description=__doc__,
+        epilog="Exit status: 0; 1 with --fail-on-regression when a case got slower beyond the noise; 2 for bad input.",
+    )
+    parser.add_argument(
+        "old", type=Path, help="the earlier saved run (.json), or a machine's folder to compare its newest two runs"
+    )
+    parser.add_argument("new", type=Path, nargs="?", help="the later saved run (.json)")
+    parser.add_argument(
+        "--factor",
+        type=float,
+        default=DEFAULT_FACTOR,
+        help=f"the smallest change reported, as a ratio of medians (default {DEFAULT_FACTOR})",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="compare runs of two machines (each case's ratio is then machine against machine)",
+    )
+    parser.add_argument(
+        "--fail-on-regression", action="store_true", help="exit 1 when a case got slower beyond the noise (for CI)"
+    )
+    args = parser.parse_args(argv)
+    if not (math.isfinite(args.factor) and args.factor > 1):
+        parser.error(f"--factor {args.factor}: must be a ratio above 1, such as 1.10")
+    try:
+        if args.new is None:
+            if not args.old.is_dir():
+                raise CompareError(
+                    f"{args.old}: one argument must be a machine's folder; give OLD and NEW runs otherwise"
+                )
+            args.old, args.new = newest_two(args.old)
+        if args.old.resolve() == args.new.resolve():
+            raise CompareError(f"OLD and NEW are the same file ({args.new})")
+        old, new = _load(args.old, "OLD"), _load(args.new, "NEW")
+        keys = _key(old), _key(new)
+        if keys[0] != keys[1] and not args.force:
+            raise CompareError(
+                f"OLD is a run of machine {keys[0]!r} and NEW of {keys[1]!r}: this compares one machine before and "
+                "after a change; --force compares them anyway"
+            )
+        if _quick(old) != _quick(new):
+            quick = "OLD" if _quick(old) else "NEW"
+            raise CompareError(
+                f"{quick} is a quick run (2,000-image epochs, one round) and the other a full one: no case of one is "
+                "the same work as the other's; compare two quick runs or two full runs"
+            )
+    except CompareError as exc:
+        parser.error(str(exc))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunFileWarning)
+        table = compare_runs((args.old, old), (args.new, new), factor=args.factor)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    print(render(args.old, old, args.new, new, table, args.factor))
+    return 1 if args.fail_on_regression and (table["verdict"] == SLOWER).any() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,539 @@
+"""The cost model: a plan's wall time, case by case, predicted from measured costs (saved runs, the cases finished so far).
+
+A case costs its fixed overhead (model, buffers, pytest), a short warm-up, for inference a
+bounded latency sample, and its timed rounds, whose number the family's Budget sets from the
+round's time. The round times come from a profile: the medians of a saved run of the same
+machine, interpolated in log-log across batch sizes and scaled by the images per round where
+the plan differs from the run. `python -m bench cost RUN.json...` prints a plan's estimate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.measure.parse import (
+    parse_batch_sizes,
+    parse_cpu_threads,
+    parse_devices,
+)
+from bench.measure.plan import (
+    FAMILIES,
+    Plan,
+    plan_from_options,
+)
+from bench.measure.rounds import profile_size
+from bench.record.derive import loglog_interp
+from bench.record.words import format_seconds
+from fmnist_model.pipelines import loader_workers, train_config, unsupported_reason
+
+__all__ = [
+    "ASSUMED_OVERHEAD_S",
+    "ASSUMED_OUTSIDE_S",
+    "CaseCost",
+    "Observation",
+    "PlanCost",
+    "Profile",
+    "case_cost",
+    "format_seconds",
+    "main",
+    "observation",
+    "plan_cost",
+]
+
+VARIANT_AXES = {"transfer": ("direction", "memory", "dtype"), "inference": ("mode", "pipeline"), "train": ("pipeline",)}
+# Runs of format 2 have no inference pipeline: they ran inference_mode.
+_DEFAULT_AXIS = {"pipeline": "inference_mode"}
+SIZE_AXIS = {"transfer": "size", "inference": "batch_size", "train": "batch_size"}
+SPLIT_IMAGES = {"train": 60_000, "inference": 10_000}
+# Used only where a profile has no measurement of its own (runs saved before format 2 do not
+# record what a case cost besides its rounds): the median per-case overhead and the time
+# outside the cases (imports, data, weights, saving) of the format-2 reference run on the
+# 2-core AMD VM, results/vm_AMD-EPYC_no-gpu/.../0002_22c2ce6*.json. A GPU host adds CUDA's start.
+ASSUMED_OVERHEAD_S = {"transfer": 0.0015, "inference": 0.0035, "train": 0.0047}
+ASSUMED_OUTSIDE_S = 3.4
+# A ladder step with no measurement of its own on a machine is predicted from a step that was
+# measured there: (that step, this one's time as a multiple of it). The tuned loader is predicted
+# apart (Profile.round_s): resident plus the seed epoch's loading (seed - resident) shared among
+# its workers, which gives 0.174 + (5.60 - 0.174) / 8 = 0.85 s for the H100 host's 8 workers
+# (0.77 s measured) and the seed epoch for the 2-core VM's one worker. The sources, epochs at
+# batch 1,000: the 2-core VM's default run 0004 (torch 2.14.1, glibc keeping freed blocks:
+# resident 1.62 s, channels_last 1.50 s, bf16 2.01 s, channels_last_bf16 1.21 s, compile
+# 2.61 s) for a CPU; for a GPU the H100 host's run 0004 (torch 2.11: resident 174 ms,
+# channels_last 225, bf16 261, channels_last_bf16 233, compile 241, cuda_graph 47.3), the graph
+# of the compiled step from bench.check.gpu there (37-42 ms, taken as 39.5), and its inference
+# at batch 1,000 from the progress lines of its stopped default run (images/s: inference_mode
+# 3.82 M, eager 2.33 M, channels_last 3.11 M, bf16 1.28 M, channels_last_bf16 1.30 M, compile
+# 1.76 M, cuda_graph 4.89 M). A CPU's inference steps are taken as inference_mode's.
+ASSUMED_STEP = {
+    "cpu": {
+        "train": {
+            "channels_last": ("resident", 1.50 / 1.62),
+            "bf16": ("resident", 2.01 / 1.62),
+            "channels_last_bf16": ("resident", 1.21 / 1.62),
+            "compile": ("resident", 2.61 / 1.62),
+        },
+        "inference": {
+            p: ("inference_mode", 1.0) for p in ("eager", "channels_last", "bf16", "channels_last_bf16", "compile")
+        },
+    },
+    "gpu": {
+        "train": {
+            "channels_last": ("resident", 225.3 / 174.2),
+            "bf16": ("resident", 260.8 / 174.2),
+            "channels_last_bf16": ("resident", 232.5 / 174.2),
+            "compile": ("resident", 240.8 / 174.2),
+            "cuda_graph": ("resident", 47.3 / 174.2),
+            "compile_cuda_graph": ("resident", 39.5 / 174.2),
+        },
+        "inference": {  # times, so the inverse of the images/s ratios
+            "eager": ("inference_mode", 3.82 / 2.33),
+            "channels_last": ("inference_mode", 3.82 / 3.11),
+            "bf16": ("inference_mode", 3.82 / 1.28),
+            "channels_last_bf16": ("inference_mode", 3.82 / 1.30),
+            "compile": ("inference_mode", 3.82 / 1.76),
+            "cuda_graph": ("inference_mode", 3.82 / 4.89),
+        },
+    },
+}
+# Seconds to compile (compile) or capture (cuda_graph) a case's batch shapes, where no run of the
+# machine measured it: 19 s to compile a training step's first shape on the 2-core VM (inductor's
+# cache empty; 1-3 s once cached), taken for any machine (on the H100 host the first compile of
+# a process, CPU inference, took 79 s cold, the CPU training step's 15 s, the graph of the GPU's
+# compiled step 16 s); inference compiles the forward only, taken as half; a CUDA graph's
+# capture as a second (a few warm-up steps and one capture).
+ASSUMED_PREPARE_S = {
+    "compile": {"train": 19.0, "inference": 10.0},
+    "cuda_graph": {"train": 1.0, "inference": 1.0},
+    "compile_cuda_graph": {"train": 19.0},
+}
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One measured case, reduced to what predicts a case like it."""
+
+    family: str
+    device: str
+    threads: int | None
+    variant: tuple
+    size: int
+    round_s: float  # the median round
+    images: int | None  # images per round (train, inference); None for copies
+    overhead_s: float | None = None  # what the case cost besides warm-up, sample, rounds, prepare, breakdown
+    prepare_s: float | None = None  # compiling or capturing its batch shapes (ladder steps that do)
+    profile_s: float | None = None  # its profiled epoch (train, at the ladder's batch size)
+    profile_images: int | None = None  # the images that profiled epoch ran over
+
+    @property
+    def key(self) -> tuple:
+        return (self.family, self.device, self.threads, self.variant, self.size)
+
+
+def _telling(run: dict) -> tuple[int, str]:
+    """How much a run tells of a full run's costs (0 quick, 1 stopped, 2 complete), then its date."""
+    ours = (run.get("machine_info") or {}).get("fmnist_bench") or {}
+    if (ours.get("plan") or {}).get("quick"):
+        rank = 0
+    else:
+        rank = 1 if (ours.get("run") or {}).get("complete") is False else 2
+    return rank, str(run.get("datetime", ""))
+
+
+def machine_of(run: dict) -> str:
+    """The machine a run was made on: fmnist-bench's key, else pytest-benchmark's node name."""
+    info = run.get("machine_info") or {}
+    return str((info.get("fmnist_bench") or {}).get("machine_key") or info.get("node") or "unknown machine")
+
+
+def _variant(family: str, params: dict) -> tuple:
+    return tuple(params.get(axis, _DEFAULT_AXIS.get(axis)) for axis in VARIANT_AXES[family])
+
+
+def observation(record: dict, default_threads: int | None = None) -> Observation | None:
+    """An Observation from one benchmark of a saved run (pytest-benchmark's JSON), or None if it has no time."""
+    family = record.get("group")
+    params = record.get("params") if isinstance(record.get("params"), dict) else {}
+    stats = record.get("stats") if isinstance(record.get("stats"), dict) else {}
+    extra = record.get("extra_info") if isinstance(record.get("extra_info"), dict) else {}
+    median = stats.get("median")
+    size = params.get(SIZE_AXIS.get(family, ""))
+    if family not in FAMILIES or not isinstance(median, (int, float)) or not median > 0 or not isinstance(size, int):
+        return None
+    threads = params.get("cpu_threads", default_threads)  # format 1 ran every case at torch's default
+    prepared = (extra.get("prepare") or {}).get("seconds")
+    images = extra.get("images") if family != "transfer" else None
+    breakdown = extra.get("breakdown") if isinstance(extra.get("breakdown"), dict) else {}
+    profile_images = breakdown.get("images")
+    if not (isinstance(profile_images, int) and profile_images > 0):
+        profile_images = None
+    profile_s = breakdown.get("wall_s") if profile_images else None  # what the whole profile cost
+    profile_s = float(profile_s) if isinstance(profile_s, (int, float)) and profile_s >= 0 else None
+    overhead = None
+    wall = extra.get("wall_s")
+    if isinstance(wall, (int, float)):
+        warm = (extra.get("warmup") or {}).get("seconds") or 0.0
+        sample = (
+            sum((extra.get("latency") or {}).get("batch_times_s") or [])
+            if (extra.get("latency") or {}).get("source") == "sample"
+            else 0.0
+        )
+        # The ladder's compile or capture, and its profile, are predicted on their own.
+        prepare = prepared if isinstance(prepared, (int, float)) else 0.0
+        rest = max(wall - warm - sample - prepare - (stats.get("total") or 0.0), 0.0)
+        if profile_s is not None:
+            overhead = max(rest - profile_s, 0.0)
+        elif profile_images and isinstance(breakdown.get("epoch_s"), (int, float)):
+            # A run from before the profile's own wall time was saved: the profiler's processing
+            # of its events is in the case's rest, far larger than its epoch_s (the H100 host's
+            # GPU seed case: 1.7 s of epoch, 37 s of rest). The rest is taken as the profile's,
+            # and the case's overhead as unmeasured.
+            profile_s = rest
+        else:
+            overhead = rest
+    return Observation(
+        family=family,
+        device=str(params.get("device", "cpu")),
+        threads=threads if isinstance(threads, int) else None,
+        variant=_variant(family, params),
+        size=size,
+        round_s=float(median),
+        images=images if isinstance(images, int) and images > 0 else None,
+        overhead_s=overhead,
+        prepare_s=float(prepared) if isinstance(prepared, (int, float)) else None,
+        profile_s=profile_s,
+        profile_images=profile_images if profile_s is not None else None,
+    )
+
+
+@dataclass
+class Profile:
+    """Measured round times to predict from: saved runs first, then each case as it finishes."""
+
+    observations: dict[tuple, Observation] = field(default_factory=dict)
+    outside_s: float | None = None
+    sources: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_runs(cls, runs: Iterable[tuple[str, dict]]) -> Profile:
+        """A profile from one machine's (name, saved run) pairs.
+
+        Every case is taken from the most telling run that has it: a complete full run over a
+        stopped one over a quick one (whose 2,000-image epochs say little of a 60,000-image
+        one), the newest among equals. The time outside the cases comes from complete full
+        runs only: a stopped run counts the case it cut short there.
+        """
+        profile = cls()
+        for name, run in sorted(runs, key=lambda item: _telling(item[1])):
+            info = run.get("machine_info") if isinstance(run.get("machine_info"), dict) else {}
+            threads = (info.get("torch") or {}).get("threads")
+            for record in run.get("benchmarks") or []:
+                if isinstance(record, dict) and (obs := observation(record, threads)) is not None:
+                    profile.add(obs)
+            ours = info.get("fmnist_bench") or {}
+            outside = (ours.get("run") or {}).get("outside_cases_s")
+            if isinstance(outside, (int, float)) and _telling(run)[0] == 2:
+                profile.outside_s = float(outside)
+            profile.sources.append(name)
+        return profile
+
+    def add(self, obs: Observation) -> None:
+        self.observations[obs.key] = obs
+
+    def outside(self) -> tuple[float, bool]:
+        """(seconds a run spends outside its cases, measured?): imports, data, weights, saving."""
+        if self.outside_s is not None:
+            return self.outside_s, True
+        return ASSUMED_OUTSIDE_S, False
+
+    def overhead_s(self, family: str, params: dict | None = None) -> tuple[float, bool]:
+        """(per-case overhead, measured?): the case's own where it was measured (a copy's buffers
+        grow with its size), else the family's median, else the assumption."""
+        if params is not None:
+            threads = params.get("cpu_threads") if params.get("device") == "cpu" else None
+            for obs in self.observations.values():
+                same = (
+                    obs.family == family
+                    and obs.device == params.get("device")
+                    and obs.variant == _variant(family, params)
+                )
+                if same and obs.size == params.get(SIZE_AXIS[family]) and obs.overhead_s is not None:
+                    if threads is None or obs.threads == threads:
+                        return obs.overhead_s, True
+        seen = [o.overhead_s for o in self.observations.values() if o.family == family and o.overhead_s is not None]
+        if seen:
+            return statistics.median(seen), True
+        return ASSUMED_OVERHEAD_S[family], False
+
+    def round_s(
+        self, family: str, params: dict, images: int | None, loader_workers: int = 1
+    ) -> tuple[float | None, bool]:
+        """(predicted seconds of one round, exact?): None where nothing like the case was measured.
+
+        A ladder step never measured on this machine is predicted from the step it is assumed
+        to be a multiple of (ASSUMED_STEP), never exact."""
+        measured, exact = self._measured_round_s(family, params, images)
+        if measured is not None or "pipeline" not in params:
+            return measured, exact
+        if family == "train" and params["pipeline"] == "loader":
+            seed, _ = self._measured_round_s(family, {**params, "pipeline": "seed"}, images)
+            resident, _ = self._measured_round_s(family, {**params, "pipeline": "resident"}, images)
+            if seed is None or resident is None:
+                return None, False
+            return resident + max(seed - resident, 0.0) / max(loader_workers, 1), False
+        kind = "cpu" if params["device"] == "cpu" else "gpu"
+        assumed = ASSUMED_STEP[kind].get(family, {}).get(params["pipeline"])
+        if assumed is None:
+            return None, False
+        base, ratio = assumed
+        measured, _ = self._measured_round_s(family, {**params, "pipeline": base}, images)
+        return (measured * ratio if measured is not None else None), False
+
+    def profile_s(self, family: str, params: dict, images: int) -> float | None:
+        """Seconds the case's profile over `images` images costs, from its own measured one, or None.
+
+        The profile's cost is not an epoch's: the profiler processes every event after the epoch,
+        and the seed pipeline's per-image ops are many (on the H100 host 10,000 seed images cost
+        about 37 s of profile on the GPU, against 0.93 s for a sixth of a timed epoch)."""
+        for obs in self.observations.values():
+            if obs.key == _key(family, params) and obs.profile_s is not None:
+                return obs.profile_s * images / obs.profile_images
+        return None
+
+    def prepare_s(self, family: str, params: dict) -> float:
+        """Seconds to compile or capture the case's shapes: measured for this case, else assumed (0 for other steps)."""
+        pipeline = params.get("pipeline")
+        if pipeline not in ASSUMED_PREPARE_S:
+            return 0.0
+        for obs in self.observations.values():
+            if obs.key == _key(family, params) and obs.prepare_s is not None:
+                return obs.prepare_s
+        return ASSUMED_PREPARE_S[pipeline][family]
+
+    def _measured_round_s(self, family: str, params: dict, images: int | None) -> tuple[float | None, bool]:
+        device = params["device"]
+        same = [
+            o
+            for o in self.observations.values()
+            if o.family == family and o.device == device and o.variant == _variant(family, params)
+        ]
+        if not same:
+            return None, False
+        exact = True
+        if device == "cpu":
+            wanted = params.get("cpu_threads")
+            counts = {o.threads for o in same if o.threads is not None}
+            if wanted not in counts and counts:
+                # The nearest thread count measured, by ratio: 4 is nearer 2 than 16 is.
+                wanted = min(counts, key=lambda n: abs(math.log(n) - math.log(params.get("cpu_threads") or n)))
+                exact = False
+            same = [o for o in same if o.threads == wanted] or same
+        size = params[SIZE_AXIS[family]]
+        if family == "transfer":
+            match = [o for o in same if o.size == size]
+            if match:
+                return match[0].round_s, exact
+            return loglog_interp([o.size for o in same], [o.round_s for o in same], size), False
+        # Per image, so a run over other images (a quick run's subsets) still predicts.
+        per_image = [(o.size, o.round_s / o.images) for o in same if o.images]
+        if not per_image:
+            return None, False
+        match = [p for s, p in per_image if s == size]
+        value = match[0] if match else loglog_interp([s for s, _ in per_image], [p for _, p in per_image], size)
+        same_images = any(o.size == size and o.images == images for o in same)
+        return value * images, exact and bool(match) and same_images
+
+
+def _key(family: str, params: dict) -> tuple:
+    threads = params.get("cpu_threads")
+    return (family, params.get("device"), threads, _variant(family, params), params.get(SIZE_AXIS[family]))
+
+
+def round_images(plan: Plan, family: str, params: dict) -> int | None:
+    """Images per round of a case under `plan` (None for copies)."""
+    if family == "train":
+        return min(plan.train_images or SPLIT_IMAGES["train"], SPLIT_IMAGES["train"])
+    if family == "inference":
+        split = min(plan.test_images or SPLIT_IMAGES["inference"], SPLIT_IMAGES["inference"])
+        return min(split, params["batch_size"] * plan.pass_batches)
+    return None
+
+
+@dataclass(frozen=True)
+class CaseCost:
+    family: str
+    params: dict
+    seconds: float | None  # None: nothing like it was measured
+    rounds: int | None
+    exact: bool  # predicted from this very case's own measurement
+
+
+def case_cost(plan: Plan, family: str, params: dict, profile: Profile) -> CaseCost:
+    """One case's predicted wall time: overhead + warm-up + (inference) latency sample + rounds."""
+    pipeline = params.get("pipeline")
+    if pipeline is not None and unsupported_reason(pipeline, params["device"]) is not None:
+        return CaseCost(family, params, 0.0, 0, True)  # a skip that says why: it costs nothing
+    images = round_images(plan, family, params)
+    round_s, exact = profile.round_s(family, params, images, loader_workers(plan.default_threads))
+    if round_s is None:
+        return CaseCost(family, params, None, None, False)
+    budget = plan.budgets[family]
+    rounds = budget.rounds_for(round_s)
+    overhead, _ = profile.overhead_s(family, params)
+    if family == "transfer":
+        warm, sample = 2 * round_s, 0.0  # two copies, the second one the estimate
+    else:
+        batches = math.ceil(images / params["batch_size"])
+        per_batch = round_s / batches
+        full, rest = divmod(images, params["batch_size"])
+        warm_batches = full + (1 if rest else 0)
+        if plan.warmup_batches is not None and plan.warmup_batches < full:
+            warm_batches = plan.warmup_batches + (1 if rest else 0)
+        warm = per_batch * warm_batches
+        sample = 0.0
+        if family == "inference" and batches > 1:
+            lat = plan.latency
+            n = min(lat.max_batches, max(lat.min_batches, math.ceil(lat.max_time / per_batch)))
+            sample = n * per_batch
+    # The ladder's extras: compiling or capturing its shapes, and (train) one profiled epoch.
+    extras = profile.prepare_s(family, params)
+    if family == "train" and plan.breakdown_for(params["batch_size"]):
+        loader = train_config(pipeline, params["device"]).data == "dataloader"
+        profiled = profile_size(
+            images, params["batch_size"], plan.profile_loader_images if loader else plan.profile_images
+        )
+        measured = profile.profile_s(family, params, profiled)
+        extras += measured if measured is not None else round_s  # unmeasured: about a round
+    return CaseCost(family, params, overhead + warm + sample + rounds * round_s + extras, rounds, exact)
+
+
+@dataclass(frozen=True)
+class PlanCost:
+    cases: list[CaseCost]
+    outside_s: float
+    outside_measured: bool
+    overhead_measured: dict[str, bool]
+
+    @property
+    def known_s(self) -> float:
+        return sum(c.seconds for c in self.cases if c.seconds is not None)
+
+    @property
+    def unknown(self) -> list[CaseCost]:
+        return [c for c in self.cases if c.seconds is None]
+
+    @property
+    def total_s(self) -> float:
+        return self.outside_s + self.known_s
+
+    def by_family(self) -> dict[str, tuple[int, float, int]]:
+        """family -> (cases, predicted seconds of the known ones, cases with no prediction)."""
+        out = {}
+        for family in FAMILIES:
+            mine = [c for c in self.cases if c.family == family]
+            if mine:
+                out[family] = (
+                    len(mine),
+                    sum(c.seconds for c in mine if c.seconds is not None),
+                    sum(c.seconds is None for c in mine),
+                )
+        return out
+
+
+def plan_cost(plan: Plan, profile: Profile) -> PlanCost:
+    """Every case of `plan`, predicted from `profile`, plus the run's start (imports, data, weights)."""
+    cases = [case_cost(plan, family, params, profile) for family in FAMILIES for params in plan.cases(family)]
+    measured = {family: profile.overhead_s(family)[1] for family in FAMILIES}
+    return PlanCost(cases, *profile.outside(), measured)
+
+
+def describe(cost: PlanCost) -> list[str]:
+    """The estimate as lines of text: per family, the total, and what was assumed rather than measured."""
+    lines = []
+    for family, (count, seconds, unknown) in cost.by_family().items():
+        rest = f" (+{unknown} not predictable: nothing like them measured)" if unknown else ""
+        lines.append(f"  {family:<10} {count:>4} cases  {format_seconds(seconds):>7}{rest}")
+    how = "measured" if cost.outside_measured else "assumed"
+    lines.append(
+        f"  {'outside':<10} {'':>10}  {format_seconds(cost.outside_s):>7} ({how}: imports, data, weights, saving)"
+    )
+    lines.append(f"  {'total':<10} {len(cost.cases):>4} cases  {format_seconds(cost.total_s):>7}")
+    assumed = [family for family, measured in cost.overhead_measured.items() if not measured]
+    if assumed:
+        lines.append(f"  per-case overhead assumed, not measured, for: {', '.join(assumed)}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench cost",
+        description="Predict how long a plan takes on a machine, from saved runs of that machine.",
+    )
+    parser.add_argument("runs", nargs="+", type=Path, help="saved runs of the machine (pytest-benchmark JSON)")
+    parser.add_argument("--devices", help="as for pytest bench (default: the devices in the runs)")
+    parser.add_argument("--batch-sizes", help="as for pytest bench")
+    parser.add_argument("--cpu-threads", help="as for pytest bench")
+    parser.add_argument("--quick", action="store_true", help="the quick plan")
+    args = parser.parse_args(argv)
+    runs = []
+    for path in args.runs:
+        try:
+            runs.append((str(path), json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, ValueError) as exc:
+            parser.error(f"{path}: not a readable saved run: {exc}")
+    machines = sorted({machine_of(run) for _, run in runs})
+    if len(machines) > 1:
+        parser.error(f"these runs are from {len(machines)} machines ({', '.join(machines)}): give one machine's runs")
+    runs.sort(key=lambda item: str(item[1].get("datetime", "")))
+    profile = Profile.from_runs(runs)
+    infos = [run.get("machine_info") or {} for _, run in runs]
+    default_threads = next(
+        ((i.get("torch") or {}).get("threads") for i in reversed(infos) if (i.get("torch") or {}).get("threads")), None
+    )
+    try:
+        devices = (
+            parse_devices(args.devices)
+            if args.devices
+            else tuple(dict.fromkeys(o.device for o in profile.observations.values()))
+        )
+        batch_sizes = parse_batch_sizes(args.batch_sizes) if args.batch_sizes else None
+        # The machine of the runs, not this one: its CPUs are about torch's default count there.
+        threads = (
+            parse_cpu_threads(args.cpu_threads, default_threads or 1, cpus=default_threads)
+            if args.cpu_threads
+            else None
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    plan = plan_from_options(
+        devices=devices,
+        batch_sizes=batch_sizes,
+        quick=args.quick,
+        dataset="synthetic",
+        data_root="data",
+        download=False,
+        dataset_name="synthetic",
+        default_threads=default_threads,
+        cpu_threads=threads,
+    )
+    cost = plan_cost(plan, profile)
+    print(
+        f"{'quick' if plan.quick else 'full'} plan on {', '.join(plan.devices)} (torch's default {plan.default_threads} CPU threads), from {len(runs)} run(s):"
+    )
+    print("\n".join(describe(cost)))
+    inexact = sum(1 for c in cost.cases if c.seconds is not None and not c.exact)
+    if inexact:
+        print(
+            f"  {inexact} of {len(cost.cases)} cases interpolated (batch size, thread count or images per round not measured as such)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Every touch of pytest-benchmark's internals, in one place: where the suite reaches past its public API, and why.
+
+The suite extends pytest-benchmark through its hooks and marks where it can. Where it cannot
+(saving a run whole, saving only the cases that finished, knowing which case was cut short),
+it reaches into the objects below. Checked against pytest-benchmark 5.2.3 and 5.3.1;
+tests/test_pbench.py holds each touch to the installed version and fails, naming it, when an
+internal moves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+
+__all__ = [
+    "CHECKED_WITH",
+    "DEFAULT_STORAGE",
+    "drop_unstarted",
+    "dumps",
+    "keep_benchmarks",
+    "machine_folder",
+    "run_header",
+    "save_through",
+    "session_of",
+    "storage_folder",
+    "write_json_through",
+]
+
+CHECKED_WITH = ("5.2.3", "5.3.1")
+# pytest-benchmark's own default for --benchmark-storage: the suite files runs per machine instead.
+DEFAULT_STORAGE = "file://./.benchmarks"
+
+
+def session_of(config: pytest.Config):
+    """pytest-benchmark's BenchmarkSession (config._benchmarksession), or None when its plugin is not active."""
+    return getattr(config, "_benchmarksession", None)
+
+
+def storage_folder(storage: str) -> Path | None:
+    """The folder of a file:// storage (or a bare path, as pytest-benchmark accepts); None for elasticsearch."""
+    if "://" not in storage:
+        return Path(storage).resolve()
+    if storage.startswith("file://"):
+        return Path(storage[len("file://") :]).resolve()
+    return None
+
+
+def machine_folder(storage: Path) -> Path:
+    """Where pytest-benchmark files this interpreter's runs under a storage folder (utils.get_machine_id)."""
+    from pytest_benchmark.utils import get_machine_id
+
+    return storage / get_machine_id()
+
+
+def dumps(record: dict, **kw) -> str:
+    """JSON as pytest-benchmark writes it (utils.safe_dumps: what the json module cannot write becomes text)."""
+    from pytest_benchmark.utils import safe_dumps
+
+    return safe_dumps(record, **kw)
+
+
+def save_through(config: pytest.Config, save: Callable[[dict, str], None]) -> bool:
+    """Make the session's storage save with `save(output_json, save_name)` (FileStorage.save, replaced).
+
+    pytest-benchmark writes a run with open('w'), so a full disk leaves a truncated file; the
+    suite's save writes it whole. False where the storage is not a file storage.
+    """
+    bs = session_of(config)
+    if bs is None or not hasattr(bs.storage, "get"):
+        return False
+    bs.storage.save = save
+    return True
+
+
+def write_json_through(config: pytest.Config, write: Callable[[Path, dict], None]) -> Path | None:
+    """Make --benchmark-json write with `write(path, output_json)` (BenchmarkSession.save_json, replaced)."""
+    bs = session_of(config)
+    if bs is None or not isinstance(bs.json, (str, os.PathLike)):
+        return None
+    path = Path(bs.json)
+    bs.save_json = lambda output_json: write(path, output_json)
+    return path
+
+
+def say_saved(config: pytest.Config, text: str) -> None:
+    """The line pytest-benchmark prints when it saved (its logger), for a save the suite made."""
+    bs = session_of(config)
+    if bs is not None:
+        bs.logger.info(text)
+
+
+def run_header(config: pytest.Config) -> dict:
+    """What pytest-benchmark will save around the benchmarks, as the session's start knows it."""
+    from pytest_benchmark import __version__
+
+    bs = session_of(config)
+    commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
+    config.hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
+    return {
+        "machine_info": bs.get_machine_info(),
+        "commit_info": commit_info,
+        "save_name": bs.save or bs.autosave,
+        "version": __version__,
+    }
+
+
+def keep_benchmarks(config: pytest.Config, keep: Callable[[object], bool], ours: Iterable[str]) -> None:
+    """Save only the benchmarks of `ours` (node ids) that `keep` says finished (BenchmarkSession.benchmarks)."""
+    bs = session_of(config)
+    if bs is None:
+        return
+    ours = set(ours)
+    bs.benchmarks[:] = [b for b in bs.benchmarks if b.fullname not in ours or keep(b)]
+
+
+def drop_unstarted(fixture) -> None:
+    """A case stopped in its warm-up never called pytest-benchmark: mark its fixture skipped (BenchmarkFixture.skipped)
+    so that pytest-benchmark drops it instead of warning that it was unused."""
+    if fixture is not None and fixture.stats is None:
+        fixture.skipped = True

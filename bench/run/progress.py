@@ -1,0 +1,58 @@
+"""What the terminal says while a run goes: a line per finished case with its figure, and the time left."""
+
+from __future__ import annotations
+
+from bench.record.words import cases, fmt_time, format_seconds
+
+__all__ = ["case_headline", "progress_line"]
+
+
+def _stats(record: dict) -> dict:
+    return record.get("stats") or {}
+
+
+def _iqr_share(record: dict) -> float | None:
+    stats = _stats(record)
+    median, iqr = stats.get("median"), stats.get("iqr")
+    return iqr / median if median and iqr is not None else None
+
+
+def case_headline(record: dict, link_gbps: dict[str, float] | None = None) -> str:
+    """One finished case's figure, as a person reads it: GB/s, time per epoch with loss, images/s with latency."""
+    family, params, extra = record.get("group"), record.get("params") or {}, record.get("extra_info") or {}
+    stats = _stats(record)
+    median = stats.get("median")
+    spread = _iqr_share(record)
+    tail = f", IQR {spread:.0%}" if spread is not None and stats.get("rounds", 0) > 1 else ""
+    tail += f", {stats.get('rounds')} round{'s' if stats.get('rounds') != 1 else ''}"
+    if family == "transfer":
+        gbps = extra.get("bytes", 0) / median / 1e9 if median else float("nan")
+        link = (link_gbps or {}).get(params.get("device"))
+        share = f" ({gbps / link:.0%} of the link)" if link and params.get("direction") != "h2h" else ""
+        return f"{gbps:.3g} GB/s{share} in {fmt_time(median)}{tail}"
+    if family == "train":
+        return f"{fmt_time(median)} per epoch{tail}; loss {extra.get('loss', float('nan')):.3f}, accuracy {extra.get('accuracy', float('nan')):.1%}"
+    if family == "inference":
+        rate = extra.get("images", 0) / median if median else float("nan")
+        latency = extra.get("latency") or {}
+        lat = (
+            f"; a batch p50 {fmt_time(latency['p50_s'])}, p99 {fmt_time(latency['p99_s'])} ({latency['samples']} timed)"
+            if "p50_s" in latency
+            else ""
+        )
+        return f"{rate:,.0f} images/s{lat}{tail}"
+    return fmt_time(median)
+
+
+def progress_line(
+    done: int, total: int, name: str, text: str, elapsed_s: float, left_s: float | None, unknown: int
+) -> str:
+    """`[12/82] 1m05s, about 2m10s left | train cuda:0-1000-resident: 151 ms per epoch, ...`."""
+    if left_s is None or (unknown and left_s < 1):
+        left = "time left not yet known" + (f" ({cases(unknown)} not yet predictable)" if unknown else "")
+    else:
+        left = f"about {format_seconds(left_s)}{'+' if unknown else ''} left"
+        if unknown:
+            left += f" ({unknown} case{'s' if unknown != 1 else ''} not yet predictable)"
+    width = len(str(total))
+    return f"[{done:>{width}}/{total}] {format_seconds(elapsed_s)}, {left} | {name}: {text}"

@@ -1,0 +1,208 @@
+"""The end-of-run answer on one screen, in words, from the report's own figures over the run's rows.
+
+The summary and the report are one implementation: this module reads the run into the report's
+tidy rows (bench/report/load.py) and words what bench/report/figures.py derives from them
+(speedups, crossovers, the CPU by thread count, the seed epoch's breakdown, the ladder). That
+imports pandas, once, after the last case: never while anything is timed (docs/design.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+from bench.measure.telemetry import OUTSIDE_SHARE
+from bench.record import format as fmt
+from bench.record.names import NOISY_IQR_SHARE
+from bench.record.words import cases, faults_said, fmt_time
+
+__all__ = ["THREADS_MARGIN", "end_summary"]
+
+# A thread count "beats" torch's default only by more than this: less is within a run's noise.
+THREADS_MARGIN = 0.05
+
+
+def _x(value) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.2f}x"
+
+
+def _cpu_name(device: str, default_threads) -> str:
+    return device if device != "cpu" else f"cpu-{default_threads}t"
+
+
+def _speedup_section(speed, cross, default_threads) -> list[str]:
+    lines = []
+    for (device, family, variant), cells in speed.groupby(["device", "family", "variant"], sort=False):
+        text = "  ".join(
+            f"{int(r.batch_size):,}: {_x(r.speedup)} [{_x(r.speedup_vs_best_cpu)}]"
+            for r in cells.sort_values("batch_size").itertuples()
+        )
+        lines.append(f"  {device:<7} {family:<9} {variant:<10} {text}")
+    if not lines:
+        return []
+    crossings = [f"  {c.device} {c.family} {c.variant}: {c.says}" for c in cross.itertuples()]
+    return [
+        f"GPU speedup over the CPU (CPU time / GPU time) at torch's default {default_threads} CPU threads; "
+        "[in brackets] against the CPU's best thread count measured:",
+        *lines,
+        "Crossover: the smallest batch size from which the GPU is faster at every larger one, against the CPU's best:",
+        *crossings,
+    ]
+
+
+def _threads_section(frame, choices, default_threads) -> list[str]:
+    lines, measured = [], set()
+    cpu = frame[frame["device"] == "cpu"]
+    for family in ("inference", "train"):
+        counts = set(cpu.loc[cpu["family"] == family, "cpu_threads"].dropna().astype(int))
+        mine = choices[choices["family"] == family]
+        if len(counts) < 2 or mine.empty:
+            continue
+        measured |= counts
+        # Only what ran at more than one count: a ladder step runs at torch's default alone.
+        swept = mine.groupby("variant")["threads_measured"].max()
+        said: dict[str, list[str]] = {}
+        for r in mine.sort_values(["variant", "batch_size"], key=lambda c: c.astype(str)).itertuples():
+            if swept[r.variant] < 2:
+                continue
+            gain = r.median_default / r.median_best if r.median_default > 0 and r.median_best > 0 else 1.0
+            said.setdefault(r.variant, [])
+            if r.threads_measured >= 2 and gain > 1 + THREADS_MARGIN:
+                best = int(r.best_cpu_threads)
+                said[r.variant].append(
+                    f"batch {int(r.batch_size):,}: {best} thread{'s' if best != 1 else ''}, "
+                    f"{gain:.2f}x faster than {default_threads}"
+                )
+        for variant, better in said.items():
+            words = (
+                "; ".join(better)
+                or f"no count beat torch's default {default_threads} by more than {THREADS_MARGIN:.0%}"
+            )
+            lines.append(f"  {family:<9} {variant:<10} {words}")
+    if not lines:
+        return []
+    return [
+        f"The CPU by thread count ({', '.join(map(str, sorted(measured)))} measured), where another count beat "
+        f"torch's default {default_threads} by more than {THREADS_MARGIN:.0%}:",
+        *lines,
+    ]
+
+
+def _breakdown_section(parts, default_threads) -> list[str]:
+    lines = []
+    order = parts.assign(_gpu=parts["device"] != "cpu").sort_values(["_gpu", "device", "batch_size"])
+    for r in order.itertuples():
+        name, size, seed = _cpu_name(r.device, default_threads), int(r.batch_size), r.seed_epoch_s
+        moving = r.transfer_s if math.isfinite(r.transfer_s) else 0.0
+        if r.compute_s + moving > seed:
+            # The same training without the loading took longer than with it: noise, not a split.
+            lines.append(
+                f"  {name:<8} batch {size:>6,}: no split: the resident epoch ({fmt_time(r.compute_s)}) and the copies "
+                f"took longer than the seed epoch ({fmt_time(seed)}), so one of them is noise"
+            )
+            continue
+        share = {
+            key: f"{fmt_time(v)} ({v / seed:.0%})" if math.isfinite(v) else "not measured"
+            for key, v in (("loading", r.loading_s), ("transfer", r.transfer_s), ("compute", r.compute_s))
+        }
+        if r.device == "cpu":
+            share["transfer"] = "none (no copy on the CPU)"
+        lines.append(
+            f"  {name:<8} batch {size:>6,}: {fmt_time(seed)} = loading {share['loading']} + "
+            f"transfer {share['transfer']} + compute {share['compute']}"
+        )
+    if not lines:
+        return []
+    return [
+        "Where a seed epoch goes (compute: the resident epoch; transfer: its per-batch copies; loading: the rest):",
+        *lines,
+    ]
+
+
+def _ladder_section(steps, best, default_threads) -> list[str]:
+    """Per device and batch size with more than the cheap steps: each step's epoch, its speedup over
+    seed and over the step it builds on, and a loss above resident's by more than its tolerance."""
+    lines = []
+    order = steps.assign(_gpu=steps["device"] != "cpu").sort_values(["_gpu", "device", "batch_size", "step"])
+    for (device, size), group in order.groupby(["device", "batch_size"], sort=False):
+        fastest = best[(best["device"] == device) & (best["batch_size"] == size)]
+        if fastest.empty:
+            continue
+        resident = group.loc[group["pipeline"] == "resident", "loss"]
+        cells, worse = [], []
+        for r in group.itertuples():
+            cell = f"{r.pipeline} {fmt_time(r.median)}" + (f" {r.vs_first:.2f}x" if math.isfinite(r.vs_first) else "")
+            cell += f" ({r.vs_base:.2f}x over {r.builds_on})" if math.isfinite(r.vs_base) else ""
+            faults = faults_said(r.page_faults)
+            cells.append(cell + (f" [{faults}]" if faults else ""))
+            if r.learns_less:
+                worse.append(
+                    f"{r.pipeline} loss {r.loss:.3f} > resident {resident.iloc[0]:.3f} + {r.loss_tolerance:.0%}"
+                )
+        top = fastest.iloc[0]
+        gain = f", {top.vs_first:.2f}x seed" if math.isfinite(top.vs_first) else ""
+        lines.append(f"  {_cpu_name(device, default_threads):<8} batch {int(size):>6,}: fastest {top.pipeline}{gain}")
+        lines.append("    " + "; ".join(cells))
+        if worse:
+            lines.append("    learns less: " + "; ".join(worse))
+    if not lines:
+        return []
+    return [
+        "The ladder (epoch time, speedup over seed and over the step it builds on: what its one change buys):",
+        *lines,
+    ]
+
+
+def _health(frame, measured: int, run: dict) -> str:
+    health = [f"{measured} of {cases(run.get('planned_cases') or measured)} measured"]
+    noisy = int(frame["noisy"].sum())
+    if noisy:
+        health.append(f"{noisy} noisy (IQR over {NOISY_IQR_SHARE:.0%} of the median)")
+    said = {
+        "throttled": "with the GPU throttled (power or heat held its clocks down)",
+        "busy": f"with the CPU busy with other work (over {OUTSIDE_SHARE:.0%} of it)",
+    }
+    for flag, words in said.items():
+        names = frame.loc[frame[flag], "name"].tolist()
+        if names:
+            health.append(f"{len(names)} {words}: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}")
+    failed = run.get("failed") or []
+    if failed:
+        health.append(f"{len(failed)} failed and not saved: {', '.join(str(f.get('name')) for f in failed[:3])}")
+    if run.get("complete") is False:
+        health.append(f"the run is incomplete: {run.get('ended') or 'not every planned case ran'}")
+    return "; ".join(health) + "."
+
+
+def end_summary(run: Mapping) -> list[str]:
+    """The answer for the machine of one saved run (or of the run just made, before it is saved), on one screen:
+    speedups and crossovers, the CPU by thread count, where a seed epoch goes, the ladder, and the run's health."""
+    from bench.report import figures
+    from bench.report.load import runs_to_frame
+
+    ours = [b for b in fmt.benchmarks(run) if b.get("group") in ("transfer", "train", "inference")]
+    frame = runs_to_frame([(Path("this run"), {**run, "benchmarks": ours})])
+    state = fmt.run_state(run)
+    threads = fmt.default_threads(run)
+    if frame.empty:
+        return [_health_empty(len(ours), state)]
+    devices = set(frame["device"].astype(str))
+    lines: list[str] = []
+    if devices - {"cpu"} and "cpu" in devices:
+        speed = figures.speedups(frame)
+        lines += _speedup_section(speed, figures.crossovers(speed), threads)
+    elif devices == {"cpu"}:
+        lines.append("No GPU in this run: the CPU's figures only (no speedup to show).")
+    else:
+        lines.append("No CPU cases in this run: no speedup to show (run with --devices cpu,cuda:0 to compare).")
+    lines += _threads_section(frame, figures.cpu_choices(frame), threads)
+    lines += _breakdown_section(figures.breakdown(frame), threads)
+    steps = figures.ladder(frame, "train")
+    lines += _ladder_section(steps, figures.fastest_steps(steps), threads)
+    lines.append(_health(frame, len(ours), state))
+    return lines
+
+
+def _health_empty(measured: int, run: dict) -> str:
+    return f"{measured} of {cases(run.get('planned_cases') or measured)} measured; none of them could be read."

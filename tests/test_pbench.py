@@ -1,0 +1,86 @@
+"""Each touch of pytest-benchmark's internals (bench/run/pbench.py), held to the installed version.
+
+A pytest-benchmark release that moves one of them fails here, naming it, before a run fails in
+ways no single module owns. The end-to-end runs (test_suite.py, test_interrupt.py) use them for real.
+"""
+
+import inspect
+from pathlib import Path
+
+import pytest
+import pytest_benchmark
+from pytest_benchmark import fixture, session, stats, utils
+from pytest_benchmark.storage.file import FileStorage
+
+from bench.run import pbench
+
+
+def _params(fn) -> list[str]:
+    return list(inspect.signature(fn).parameters)
+
+
+def test_the_installed_version_is_one_the_touches_were_checked_against_or_newer_in_5x():
+    major = int(pytest_benchmark.__version__.split(".")[0])
+    assert major == 5, f"pytest-benchmark {pytest_benchmark.__version__}: bench/run/pbench.py was checked with 5.x"
+    assert pbench.CHECKED_WITH
+
+
+def test_the_session_is_on_the_config_as_benchmarksession():
+    # pytest_benchmark.plugin.pytest_configure: config._benchmarksession = BenchmarkSession(config)
+    source = inspect.getsource(pytest_benchmark.plugin.pytest_configure)
+    assert "config._benchmarksession = BenchmarkSession(config)" in source
+
+
+def test_the_session_saves_through_storage_save_and_save_json():
+    source = inspect.getsource(session.BenchmarkSession.handle_saving)
+    assert "self.storage.save(output_json, save)" in source, "FileStorage.save is no longer how a run is saved"
+    assert "self.save_json(output_json)" in source, "save_json is no longer how --benchmark-json is written"
+    assert _params(FileStorage.save) == ["self", "output_json", "save"]
+    assert _params(session.BenchmarkSession.save_json) == ["self", "output_json"]
+    assert hasattr(FileStorage, "get"), "the suite tells a file storage by its get()"
+
+
+def test_the_session_keeps_its_benchmarks_and_run_names_where_the_suite_reads_them():
+    source = inspect.getsource(session.BenchmarkSession.__init__)
+    for attribute in ("self.benchmarks", "self.json", "self.save", "self.autosave", "self.logger", "self.storage"):
+        assert attribute in source, f"BenchmarkSession no longer sets {attribute}"
+    assert callable(session.BenchmarkSession.get_machine_info)
+
+
+def test_a_fixture_can_be_marked_skipped_and_its_stats_read():
+    source = inspect.getsource(fixture.BenchmarkFixture.__init__)
+    assert "self.skipped = False" in source and "self.stats = None" in source
+    assert "include_data" in _params(stats.Metadata.as_dict)
+
+
+def test_the_utilities_the_suite_uses_are_where_they_were():
+    assert _params(utils.safe_dumps)[0] == "obj" and callable(utils.get_machine_id)
+    assert pbench.dumps({"x": float("inf"), "p": Path("a")}, ensure_ascii=True)  # what json alone cannot write
+    assert pbench.machine_folder(Path("/r")).parent == Path("/r")
+
+
+def test_the_default_storage_is_pytest_benchmarks_own():
+    # The suite tells "not given" from the option's value: it must still be pytest-benchmark's default.
+    from pytest_benchmark import plugin
+
+    assert f'default="{pbench.DEFAULT_STORAGE}"' in inspect.getsource(plugin).replace("'", '"')
+
+
+@pytest.mark.parametrize(
+    ("storage", "folder"),
+    [("file://./r", Path("r").resolve()), ("r2", Path("r2").resolve()), ("elasticsearch+http://h", None)],
+)
+def test_storage_folder(storage, folder):
+    assert pbench.storage_folder(storage) == folder
+
+
+def test_an_unstarted_case_is_marked_skipped_a_started_one_left_alone():
+    class Fixture:
+        stats, skipped = None, False
+
+    unstarted, started = Fixture(), Fixture()
+    started.stats = object()
+    pbench.drop_unstarted(unstarted)
+    pbench.drop_unstarted(started)
+    pbench.drop_unstarted(None)
+    assert unstarted.skipped and not started.skipped
