@@ -13,7 +13,7 @@ COMMANDS = {
     "report": ("bench.report.cli", "every saved run under PATHS to tables, plots and one page"),
     "compare": ("bench.report.compare", "two saved runs of one machine, case by case, with their noise"),
     "recover": ("bench.record.journal", "the journals of killed runs to saved runs marked incomplete"),
-    "cost": ("bench.run.estimate", "how long a run with these options will take here, before running it"),
+    "cost": ("bench.run.cost", "how long a run with these options will take here, before running it"),
     "check-gpu": ("bench.check.gpu", "the training step as CUDA graphs and its variants, interleaved; energy"),
     "check-warmup": ("bench.check.warmup", "does a short warm-up leave the timed rounds unchanged?"),
     "check-telemetry": ("bench.check.telemetry", "does the telemetry sampler move the timings it observes?"),

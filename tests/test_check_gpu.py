@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from bench.check import energy as check_energy
 from bench.check import gpu as check_gpu
 from fmnist_model.pipelines import train_config
 
@@ -44,9 +45,9 @@ def test_the_runs_figures_are_the_train_cases_on_that_device_and_batch_size():
 
 
 def test_the_energy_check_holds_the_telemetry_within_ten_percent_of_the_direct_reading():
-    assert check_gpu.energy_check(27.9, 28.5)["within"] is True
-    assert check_gpu.energy_check(35.0, 27.9)["within"] is False
-    assert check_gpu.energy_check(None, 28.5) == {"ratio": None, "within": None}
+    assert check_energy.energy_check(27.9, 28.5)["within"] is True
+    assert check_energy.energy_check(35.0, 27.9)["within"] is False
+    assert check_energy.energy_check(None, 28.5) == {"ratio": None, "within": None}
 
 
 # NVML's GPU 0 matched to cuda:0 by UUID, as bench.measure.machine.nvml_info reports it.
@@ -68,7 +69,7 @@ def test_without_the_gpu_in_the_runs_machine_facts_there_is_no_comparison(monkey
     gpu = FakeGpu().install(monkeypatch)
     unmatched = ({"available": True}, [{"index": 0, "cuda_device": None, "uuid": "GPU-other"}])
     times = iter(range(1000))
-    out = check_gpu._energy_here(
+    out = check_energy.energy_here(
         FakeTrainer(gpu), torch.device("cuda:0"), epoch_s=0.5, clock=lambda: next(times), machine=unmatched, uuid="abc"
     )
     assert out["ratio"] is None and "no NVML GPU matched to cuda:0" in out["reason"]
@@ -96,7 +97,7 @@ def test_the_telemetry_and_a_direct_reading_bracket_the_same_epochs(monkeypatch)
     gpu = FakeGpu().install(monkeypatch)
     trainer = FakeTrainer(gpu)
     times = iter(range(1000))
-    out = check_gpu._energy_here(
+    out = check_energy.energy_here(
         trainer, torch.device("cuda:0"), epoch_s=0.5, clock=lambda: next(times), machine=MACHINE, uuid="abc"
     )
     assert out["uuid"] == "GPU-abc"  # read through NVML's own lookup of torch's UUID
@@ -119,7 +120,7 @@ def test_the_check_fails_when_the_telemetry_counts_energy_outside_the_epochs(mon
             gpu.tick(100_000)
         return float(len(calls))
 
-    out = check_gpu._energy_here(
+    out = check_energy.energy_here(
         FakeTrainer(gpu), torch.device("cuda:0"), epoch_s=0.5, clock=clock, machine=MACHINE, uuid="GPU-abc"
     )
     assert out["direct_j"] == pytest.approx(30.0) and out["telemetry_j"] == pytest.approx(40.0)
@@ -294,12 +295,12 @@ def test_the_energy_check_says_whether_nvml_or_the_epochs_failed(monkeypatch):
 
     times = iter(range(1000))
     args = dict(epoch_s=0.5, clock=lambda: next(times), machine=MACHINE, uuid="abc")
-    out = check_gpu._energy_here(Broken(gpu), torch.device("cuda:0"), **args)
+    out = check_energy.energy_here(Broken(gpu), torch.device("cuda:0"), **args)
     assert out["reason"] == "the resident epochs failed: RuntimeError: an epoch that breaks"
 
     def lost(uuid):
         raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
 
     monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByUUID", lost)
-    out = check_gpu._energy_here(FakeTrainer(gpu), torch.device("cuda:0"), **args)
+    out = check_energy.energy_here(FakeTrainer(gpu), torch.device("cuda:0"), **args)
     assert out["reason"].startswith("NVML energy counter failed")

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.report.compare import SAME, SLOWER, VERDICTS, _rank_test, compare_runs, main, newest_two
+from bench.report.compare import compare_runs, main, newest_two
 from bench.report.load import RunFileWarning
+from bench.report.verdict import SAME, SLOWER, VERDICTS, _rank_test
 
 ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -8,7 +8,8 @@ import pytest
 
 from bench.measure.plan import Budget
 from bench.record.names import FAMILIES
-from bench.run.estimate import ASSUMED_OVERHEAD_S, Observation, Profile, case_cost, main, observation, plan_cost
+from bench.run.cost import case_cost, main, plan_cost
+from bench.run.estimate import ASSUMED_OVERHEAD_S, Observation, Profile, observation
 from tests.test_plan import make_plan
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -17,10 +17,10 @@ from bench.record import derive, names
 from bench.record.derive import crossover_batch_size
 from bench.record.journal import Journal
 from bench.report import main, write_report
+from bench.report.facts import partial_note
 from bench.report.figures import breakdown, cpu_choices, crossovers, speedups
 from bench.report.load import COLUMNS, RunFileWarning, load_frame, select_newest
 from bench.report.page import md_escape
-from bench.report.tables import partial_note
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GPU_RUN = FIXTURES / "constructed_gpu_run.json"  # constructed, with known answers (see its builder)
@@ -764,7 +764,8 @@ def test_a_step_that_touched_fresh_memory_often_has_its_page_faults_named(tmp_pa
 
 
 def test_a_ladder_without_some_steps_measures_each_against_the_nearest_step_that_ran(tmp_path):
-    from bench.report.figures import _fastest_said, fastest_steps, ladder
+    from bench.report.answers import _fastest_said
+    from bench.report.figures import fastest_steps, ladder
     from bench.report.tables import ladder_table
 
     run = _json(LADDER_RUN)  # as --pipelines loader,resident,bf16,channels_last_bf16 would have it
@@ -781,7 +782,8 @@ def test_a_ladder_without_some_steps_measures_each_against_the_nearest_step_that
 
 
 def test_a_step_from_a_later_run_says_which_steps_it_is_compared_with_come_from_another_run(tmp_path):
-    from bench.report.figures import _fastest_said, fastest_steps, ladder
+    from bench.report.answers import _fastest_said
+    from bench.report.figures import fastest_steps, ladder
     from bench.report.tables import ladder_table
 
     old = _json(LADDER_RUN)

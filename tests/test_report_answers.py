@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from bench.report import load_frame, write_report
-from bench.report.figures import answers, breakdown, crossovers, speedups
+from bench.report.answers import answers
+from bench.report.figures import breakdown, crossovers, speedups
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GPU_RUN = FIXTURES / "constructed_gpu_run.json"  # constructed, with known answers (see its builder)

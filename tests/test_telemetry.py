@@ -1,5 +1,6 @@
 """Telemetry: a fake NVML (counters that advance, a throttle that appears, calls that fail), a fake RAPL tree and /proc."""
 
+import os
 import threading
 
 import pynvml
@@ -179,7 +180,7 @@ def test_peak_memory_falls_back_to_sampled_rss(tmp_path, proc, monkeypatch):
 
     host = observed(t, during)["host"]
     assert host["peak_rss_method"] == "largest sampled RSS (statm)"
-    assert host["peak_rss_bytes"] == 8000 // 4 * tm.os.sysconf("SC_PAGE_SIZE")
+    assert host["peak_rss_bytes"] == 8000 // 4 * os.sysconf("SC_PAGE_SIZE")
 
 
 # NVML

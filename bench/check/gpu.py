@@ -29,7 +29,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-__all__ = ["DEFAULT_VARIANTS", "VARIANTS", "energy_check", "main", "run_figures", "variant_config"]
+from bench.check.energy import energy_here
+
+__all__ = ["DEFAULT_VARIANTS", "VARIANTS", "main", "run_figures", "variant_config"]
 
 # name -> the changes on top of the cuda_graph step (resident + one CUDA graph per training step).
 VARIANTS = {
@@ -75,9 +77,6 @@ def _benchmarked(name: str) -> bool:
 
 # What runs when --variants is not given: every variant but cuDNN's benchmarked ones.
 DEFAULT_VARIANTS = tuple(name for name in VARIANTS if not _benchmarked(name))
-# NVML's energy counter updates every 20-100 ms: read it around at least this long.
-ENERGY_SPAN_S = 2.0
-ENERGY_TOLERANCE = 0.10
 
 
 def variant_config(name: str, device):
@@ -142,14 +141,6 @@ def _other_gpus(run: dict, device_name: str) -> str | None:
     gpus = (run.get("machine_info") or {}).get("gpus") or []
     names = sorted({str(g.get("name")) for g in gpus if isinstance(g, dict) and g.get("name")})
     return ", ".join(names) if names and device_name not in names else None
-
-
-def energy_check(telemetry_j: float | None, direct_j: float | None) -> dict:
-    """The suite's telemetry against a direct reading of the counter around the same epochs: ratio, within 10%?"""
-    if telemetry_j is None or direct_j is None or direct_j <= 0:
-        return {"ratio": None, "within": None}
-    ratio = telemetry_j / direct_j
-    return {"ratio": ratio, "within": abs(ratio - 1) <= ENERGY_TOLERANCE}
 
 
 def _quartiles(values: list[float]) -> tuple[float, float]:
@@ -379,7 +370,7 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
                 print(f"  {op['count']:6d} {op['seconds'] * 1000:8.2f} ms  {op['name']}")
 
     if "resident" in trainers and device.type == "cuda":
-        energy = _energy_here(trainers["resident"], device, rows["resident"]["median_s"])
+        energy = energy_here(trainers["resident"], device, rows["resident"]["median_s"])
         run_case = figures.get("resident") or {}
         energy["run"] = {k: run_case.get(k) for k in ("energy_per_round_j", "mean_power_w", "median_s")}
         summary["energy"] = energy
@@ -398,71 +389,6 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
             )
     save()
     return 0
-
-
-def _energy_here(trainer, device, epoch_s: float, *, clock=None, machine=None, uuid=None) -> dict:
-    """Resident epochs (each after a reset, as the suite's rounds are) observed by the suite's own
-    telemetry, its GPU found as a run finds it (NVML's GPUs matched to CUDA's by UUID), with NVML's
-    total-energy counter also read directly, through torch's UUID of the device, just inside its
-    span: the same epochs, two readings. Both read one counter, so this checks the telemetry's
-    window, its division by rounds, its units and its choice of GPU, not the counter itself.
-    `clock`, `machine` ((nvml, gpus) as machine.nvml_info gives them) and `uuid` are for tests."""
-    try:
-        import pynvml
-
-        from bench.measure.clock import DeviceClock
-        from bench.measure.machine import nvml_info
-        from bench.measure.telemetry import Telemetry
-    except Exception as exc:
-        return {"reason": f"NVML unavailable: {exc}"}
-    clock = clock or DeviceClock(device)
-    nvml, gpus = machine or nvml_info()
-    name = f"cuda:{device.index if device.index is not None else 0}"
-    telemetry = Telemetry.for_case(name, gpus, nvml)
-    if uuid is None:
-        import torch
-
-        uuid = str(getattr(torch.cuda.get_device_properties(device), "uuid", "") or "")
-    if not uuid:
-        return {"reason": f"torch gives no UUID for {name}: the counter cannot be read independently"}
-    uuid = uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
-    try:
-        pynvml.nvmlInit()
-    except Exception as exc:
-        return {"reason": f"NVML failed to start: {exc}"}
-    try:
-        handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
-        epochs = max(10, math.ceil(ENERGY_SPAN_S / max(epoch_s, 1e-6)))
-        with telemetry.observe():
-            clock()
-            start_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-            t0 = clock()
-            for _ in range(epochs):
-                trainer.reset()
-                trainer.epoch()
-            t1 = clock()
-            end_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-        gpu = telemetry.record(epochs).get("gpu") or {}
-    except pynvml.NVMLError as exc:
-        return {"reason": f"NVML energy counter failed: {exc}"}
-    except Exception as exc:  # the epochs themselves
-        return {"reason": f"the resident epochs failed: {type(exc).__name__}: {exc}"}
-    finally:
-        pynvml.nvmlShutdown()
-    direct = (end_mj - start_mj) / 1000 / epochs
-    out = {
-        "epochs": epochs,
-        "span_s": t1 - t0,
-        "uuid": uuid,
-        "direct_j": direct,
-        "telemetry_j": gpu.get("energy_per_round_j"),
-        "telemetry_source": gpu.get("energy_source"),
-        "mean_power_w": direct * epochs / (t1 - t0) if t1 > t0 else None,
-        **energy_check(gpu.get("energy_per_round_j"), direct),
-    }
-    if gpu.get("available") is False:
-        out["reason"] = f"the telemetry had no GPU energy: {gpu.get('reason')}"
-    return out
 
 
 if __name__ == "__main__":

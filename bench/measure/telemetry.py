@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import re
 import statistics
 import threading
 from collections.abc import Callable, Iterator
@@ -12,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.measure.clock import Stopwatch, every
+from bench.measure.host import OUTSIDE_SHARE, Host, spread
 
 __all__ = [
     "OUTSIDE_SHARE",
@@ -32,13 +31,6 @@ PERIOD_S = 0.1
 # stale, so a span under 2 s can be off by more than 10% (2 x 0.1 s / 2 s).
 COUNTER_UPDATE_S = 0.1
 RELIABLE_SPAN_S = 2 * COUNTER_UPDATE_S / 0.10
-# Work from outside the benchmark is flagged when it took more than a tenth of the machine's
-# CPU time over the case: the same 10% docs/design.md allows a case's spread before calling it noisy,
-# and a case that uses every core can lose about that much of its time to such work.
-OUTSIDE_SHARE = 0.10
-# /proc/stat counts CPU time in ticks (10 ms): a share is told only over at least 50 ticks of
-# all CPUs together, so one tick's rounding is under 2%, well inside the 10% above.
-MIN_TICKS = 50
 # How long the end of a case waits for the sampler to stop: a wedged NVML call must not hang the run.
 _JOIN_S = 2.0
 
@@ -61,175 +53,6 @@ THROTTLE_REASONS = {
 THROTTLING = frozenset(
     {"sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown"}
 )
-_RAPL_PACKAGE = re.compile(r"intel-rapl:\d+")  # packages only: intel-rapl:N:M are parts of package N
-
-
-def _spread(values: list[float]) -> dict | None:
-    if not values:
-        return None
-    return {"min": min(values), "mean": statistics.fmean(values), "max": max(values)}
-
-
-class _Rapl:
-    """The CPU packages' energy from Linux RAPL (powercap), accumulated at every sample so wraps are counted."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.reason: str | None = None
-        self.domains: list[tuple[str, Path, int]] = []  # (name, energy_uj file, counter range)
-        self.last: list[int] = []
-        self.total_uj = 0
-        self.error: str | None = None
-
-    def begin(self) -> None:
-        try:
-            found = sorted(p for p in self.root.iterdir() if _RAPL_PACKAGE.fullmatch(p.name))
-        except OSError as exc:
-            self.reason = f"no RAPL here: {self.root} cannot be read ({exc.strerror or exc}); VMs usually have none"
-            return
-        if not found:
-            self.reason = f"no RAPL package domain (intel-rapl:N) under {self.root}"
-            return
-        try:
-            for folder in found:
-                name = (folder / "name").read_text().strip() if (folder / "name").exists() else folder.name
-                span = int((folder / "max_energy_range_uj").read_text())
-                self.domains.append((name, folder / "energy_uj", span))
-            self.last = [int(path.read_text()) for _name, path, _span in self.domains]
-        except PermissionError as exc:
-            self.domains = []
-            # Linux 5.10 made energy_uj readable by root only (CVE-2020-8694).
-            self.reason = f"RAPL is not readable by this user (root only since Linux 5.10): {exc.filename}"
-        except (OSError, ValueError) as exc:
-            self.domains = []
-            self.reason = f"RAPL could not be read: {exc}"
-
-    def sample(self) -> None:
-        if not self.domains or self.error is not None:
-            return
-        try:
-            now = [int(path.read_text()) for _name, path, _span in self.domains]
-        except (OSError, ValueError) as exc:
-            self.error = f"RAPL read failed during the case: {exc}"
-            return
-        for (_name, _path, span), before, after in zip(self.domains, self.last, now, strict=True):
-            # The counter wraps to 0 after max_energy_range_uj; read often enough, it wraps at most once between reads.
-            self.total_uj += after - before if after >= before else after + span - before
-        self.last = now
-
-    def record(self, span_s: float, rounds: int) -> dict:
-        if not self.domains:
-            return {"available": False, "reason": self.reason}
-        if self.error is not None:
-            return {"available": False, "reason": self.error}
-        energy = self.total_uj / 1e6
-        return {
-            "available": True,
-            "source": "rapl",
-            "domains": [name for name, _path, _span in self.domains],  # packages: the whole socket, every process
-            "energy_j": energy,
-            "energy_per_round_j": energy / rounds if rounds else None,
-            "mean_power_w": energy / span_s if span_s > 0 else None,
-        }
-
-
-class _Host:
-    """Machine-wide and own CPU time from /proc, the CPU packages' energy, and this process's peak memory."""
-
-    def __init__(self, proc: Path, powercap: Path) -> None:
-        self.proc = proc
-        self.rapl = _Rapl(powercap)
-        self.stat0: list[int] | None = None
-        self.own0: int | None = None
-        self.faults0: int | None = None
-        self.cpus: int | None = None
-        self.hwm_reset = False
-        self.rss_pages: list[int] = []
-        self.error: str | None = None
-
-    def _machine(self) -> tuple[list[int], int]:
-        lines = (self.proc / "stat").read_text().splitlines()
-        # user nice system idle iowait irq softirq steal (guest time is already inside user).
-        fields = [int(x) for x in lines[0].split()[1:9]]
-        return fields, sum(1 for line in lines if re.match(r"cpu\d+ ", line))
-
-    def _own(self) -> tuple[int, int]:
-        # utime + stime of every thread of this process, in clock ticks (fields 14 and 15), and its
-        # minor page faults (field 10): each a first touch of a page the process had not mapped, as
-        # when the C library hands back a large freed block and the next one of its size is fresh.
-        fields = (self.proc / "self" / "stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12]), int(fields[7])
-
-    def begin(self) -> None:
-        try:
-            self.stat0, self.cpus = self._machine()
-            self.own0, self.faults0 = self._own()
-        except (OSError, ValueError, IndexError) as exc:
-            self.error = f"/proc could not be read: {exc}"
-        try:
-            # "5" resets the kernel's peak resident size (VmHWM) to the current one (Linux 4.0+):
-            # the exact peak of this case, spikes between samples included.
-            (self.proc / "self" / "clear_refs").write_text("5")
-            self.hwm_reset = True
-        except OSError:
-            self.hwm_reset = False
-        self.rapl.begin()
-        self.sample()
-
-    def sample(self) -> None:
-        self.rapl.sample()
-        if not self.hwm_reset:
-            try:
-                self.rss_pages.append(int((self.proc / "self" / "statm").read_text().split()[1]))
-            except (OSError, ValueError, IndexError):
-                pass
-
-    def _peak_rss(self) -> tuple[int | None, str]:
-        if self.hwm_reset:
-            try:
-                for line in (self.proc / "self" / "status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) * 1024, "VmHWM after clear_refs"
-            except (OSError, ValueError, IndexError):
-                pass
-        if self.rss_pages:
-            return max(self.rss_pages) * os.sysconf("SC_PAGE_SIZE"), "largest sampled RSS (statm)"
-        return None, "not readable"
-
-    def record(self, span_s: float, rounds: int) -> dict:
-        peak, method = self._peak_rss()
-        out: dict = {"peak_rss_bytes": peak, "peak_rss_method": method}
-        try:
-            if self.error is not None or self.stat0 is None or self.own0 is None or self.faults0 is None:
-                raise ValueError(self.error or "no reading at the start")
-            stat1, _cpus = self._machine()
-            own, faults = self._own()
-            own -= self.own0
-        except (OSError, ValueError, IndexError) as exc:
-            out["cpu"] = {"available": False, "reason": str(exc)}
-        else:
-            out["minor_faults_per_round"] = (faults - self.faults0) / rounds if rounds else None
-            delta = [b - a for a, b in zip(self.stat0, stat1, strict=True)]
-            total = sum(delta)
-            busy = total - delta[3] - delta[4]  # less idle and iowait; steal counts: another guest had our CPU
-            if total >= MIN_TICKS:
-                outside = max(busy - own, 0) / total
-                out["cpu"] = {
-                    "available": True,
-                    "cpus": self.cpus,
-                    "machine_busy_share": busy / total,  # of all the machine's CPUs over the span
-                    "process_share": min(own / total, 1.0),  # this process (all its threads)
-                    "outside_share": outside,  # everything else: other processes, the hypervisor's steal
-                    "busy": outside > OUTSIDE_SHARE,
-                    "busy_above": OUTSIDE_SHARE,  # the outside share that flags a case
-                }
-            else:
-                out["cpu"] = {
-                    "available": False,
-                    "reason": f"too short to tell: {total} ticks of /proc/stat over all CPUs, under {MIN_TICKS}",
-                }
-        out["energy"] = self.rapl.record(span_s, rounds)
-        return out
 
 
 class _Gpu:
@@ -365,7 +188,7 @@ class _Gpu:
             else (statistics.fmean(power) if power else None),
             peak_power_w=max(power) if power else None,
             samples=self.samples,
-            **{key: _spread(values) for key, values in self.series.items() if key != "power_w"},
+            **{key: spread(values) for key, values in self.series.items() if key != "power_w"},
             clocks_event_reasons=dict(sorted(self.reasons.items())),
             throttled=any(name in THROTTLING for name in self.reasons),
         )
@@ -402,7 +225,7 @@ class Telemetry:
         self._proc = proc
         self._powercap = powercap
         self._clock = clock
-        self._parts: tuple[_Host, _Gpu | None] | None = None
+        self._parts: tuple[Host, _Gpu | None] | None = None
         self._span_s = 0.0
         self._samples = 0
         self._sampler_note: str | None = None
@@ -426,7 +249,7 @@ class Telemetry:
         if not self.enabled:
             yield
             return
-        host = _Host(self._proc, self._powercap)
+        host = Host(self._proc, self._powercap)
         gpu = _Gpu(self.device, *self._nvml) if self.device.startswith("cuda") else None
         self._parts = (host, gpu)
         watch = Stopwatch(self._clock) if self._clock is not None else Stopwatch()

@@ -15,7 +15,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from bench.record.names import NOISY_IQR_SHARE
-from bench.report import figures, plots, tables
+from bench.report import facts, figures, plots, tables
+from bench.report.answers import answers as machine_answers
 from bench.report.load import select_newest
 
 __all__ = ["OutputError", "check_out", "write_report"]
@@ -102,8 +103,8 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
     several = frame["machine_key"].nunique() > 1
     no_gpu = "There is no GPU in these runs: only CPU figures are shown."
     has_energy = bool(frame["energy_j"].notna().any())
-    energy_notes = "; ".join(tables.energy_notes(frame))
-    answers = figures.answers(frame, speed, cross, parts)
+    energy_notes = "; ".join(facts.energy_notes(frame))
+    answers = machine_answers(frame, speed, cross, parts)
     for machine in answers:
         speed_here = machine["speedups"]
         machine["table"] = None if speed_here.empty else tables.speedup_table(speed_here, with_machine=False)
@@ -166,7 +167,7 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                  "data loading is the rest (DataLoader, PIL + ToTensor, collation, per-batch syncs). Derived, not "
                  "measured directly.",
                  plots.plot_breakdown(parts, out / "epoch_breakdown.png")),
-        _Section("Energy", tables.energy_table(frame) if has_energy else None,
+        _Section("Energy", facts.energy_table(frame) if has_energy else None,
                  "What a case's timed rounds cost in energy, from the device that ran them: a GPU's total-energy "
                  "counter (NVML), the CPU packages' RAPL counters (the whole socket, other work included). "
                  "Train: joules per epoch and mean power; inference: joules per 1,000 images and images per joule. "
@@ -184,7 +185,7 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                  "not its sum. On a GPU the backward and optimizer phases' device spans read near 0 (their kernels "
                  "are launched outside the range's GPU annotation): the ladder's busy share counts them. For seed "
                  "the derived split of the section above is given beside it."),
-        _Section("Machines side by side", tables.machines_table(frame),
+        _Section("Machines side by side", facts.machines_table(frame),
                  "The headline figure of each family per machine and device, from full runs; like with like: a host "
                  "memory copy and a PCIe copy have their own columns."
                  + ("" if several else " There is one machine in these runs; copy other machines' results folders "
@@ -198,7 +199,7 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                      "Where a CPU ran a family at several thread counts: per variant and batch size, the fastest count "
                      "measured and its speedup over torch's default count (median at the default / at the best)."),
         )  # fmt: skip
-    ratio = tables.energy_ratio_table(frame)
+    ratio = facts.energy_ratio_table(frame)
     if not ratio.empty:
         at = next(i for i, x in enumerate(sections) if x.title == "Energy") + 1
         sections.insert(
@@ -209,12 +210,12 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
         )  # fmt: skip
     if cross_machine:
         sections.append(
-            _Section("GPUs against other machines' CPUs", tables.cross_machine_table(figures.cross_machine_speedups(frame)),
+            _Section("GPUs against other machines' CPUs", facts.cross_machine_table(figures.cross_machine_speedups(frame)),
                      "Asked for with --cross-machine: each GPU's full-run median against every other machine's CPU at "
                      "that CPU's fastest thread count, for the same family, variant, batch size and images.")
         )  # fmt: skip
     sections.append(
-        _Section("Machines and runs", tables.machine_facts(frame),
+        _Section("Machines and runs", facts.machine_facts(frame),
                  "Every machine in the report under its label (unique here: a name given with --machine-name, else "
                  "its CPU and GPU models, with the host or a short key added where two would read the same), and "
                  "the runs whose figures are shown. Host allocator: keep where the run held glibc to keeping "
@@ -235,7 +236,7 @@ def _render(frame: pd.DataFrame, out: Path, cross_machine: bool) -> None:
     # HTML: Jinja escapes every value (autoescape); tables come escaped from pandas.
     page = env.get_template("index.html.j2").render(
         marks=MARKS,
-        partial=tables.partial_note(frame),
+        partial=facts.partial_note(frame),
         answers=[{**a, "table_html": _html_table(a["table"])} for a in answers],
         sections=[{**vars(s), "table_html": _html_table(s.table)} for s in sections],
     )
@@ -244,7 +245,7 @@ def _render(frame: pd.DataFrame, out: Path, cross_machine: bool) -> None:
     md_env = Environment(loader=env.loader, autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
     text = md_env.get_template("report.md.j2").render(
         marks=md_escape(MARKS),
-        partial=md_escape(tables.partial_note(frame)),
+        partial=md_escape(facts.partial_note(frame)),
         answers=[
             {"label": md_escape(a["label"]), "said": [md_escape(s) for s in a["said"]],
              "missing": [{"text": md_escape(m["text"]), "command": m["command"]} for m in a["missing"]],

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
 import pandas as pd
 
 from bench.record.words import faults_said, fmt_time
-from bench.report.figures import at_default, is_gpu
 
 __all__ = [
     "breakdown_table",
-    "cross_machine_table",
     "crossover_table",
     "fmt_seconds",
     "inference_table",
-    "machine_facts",
-    "machines_table",
-    "partial_note",
+    "marks",
+    "pivot",
+    "spread",
+    "device_label",
     "speedup_table",
     "threads_table",
     "train_table",
@@ -26,7 +23,7 @@ __all__ = [
 
 # The marks a figure carries, explained once on the page (see page.py MARKS).
 NOISY, ONE_ROUND, PARTIAL, THROTTLED, BUSY = " ~", " (1 round)", " (partial)", " (throttled)", " (busy)"
-_RUN = {False: "full", True: "quick"}
+RUN_KIND = {False: "full", True: "quick"}
 
 
 def fmt_seconds(value: float) -> str:
@@ -43,7 +40,7 @@ def _differs(a, b) -> bool:
     return pd.notna(a) and pd.notna(b) and a != b
 
 
-def _marks(r) -> str:
+def marks(r) -> str:
     return (
         (NOISY if getattr(r, "noisy", False) else "")
         + (ONE_ROUND if getattr(r, "one_round", False) else "")
@@ -66,14 +63,14 @@ def _run(frame: pd.DataFrame) -> pd.Series:
     quick = frame["quick"].astype(bool)
     return pd.Series(
         [
-            f"quick ({int(i):,} images)" if q and pd.notna(i) else _RUN[bool(q)]
+            f"quick ({int(i):,} images)" if q and pd.notna(i) else RUN_KIND[bool(q)]
             for q, i in zip(quick, images, strict=True)
         ],
         index=frame.index,
     )
 
 
-def _spread(cells: pd.DataFrame, index: dict[str, str], column: str = "batch_size", header: str = "Batch",
+def spread(cells: pd.DataFrame, index: dict[str, str], column: str = "batch_size", header: str = "Batch",
             sort: bool = True) -> pd.DataFrame:  # fmt: skip
     """cells' "cell" column spread to one column per value of `column` ("Batch 1,000"), in order of that value;
     one row per `index` (column -> header), in their order when `sort` is false."""
@@ -83,7 +80,7 @@ def _spread(cells: pd.DataFrame, index: dict[str, str], column: str = "batch_siz
     return table.reset_index().fillna("").rename(columns=index)
 
 
-def _pivot(frame: pd.DataFrame, index: dict[str, str], column: str, header: str, cell) -> pd.DataFrame:
+def pivot(frame: pd.DataFrame, index: dict[str, str], column: str, header: str, cell) -> pd.DataFrame:
     """One row per `index` (column -> header), one column per value of `column` ("Batch 100"), cells from `cell`."""
     if frame.empty:
         return pd.DataFrame()
@@ -91,20 +88,20 @@ def _pivot(frame: pd.DataFrame, index: dict[str, str], column: str, header: str,
     frame = frame.assign(
         Machine=frame["label"],
         device=device_label(frame),
-        run=_run(frame) if frame["family"].iloc[0] != "transfer" else frame["quick"].map(_RUN),
+        run=_run(frame) if frame["family"].iloc[0] != "transfer" else frame["quick"].map(RUN_KIND),
         cell=[cell(r) for r in frame.itertuples()],
     )
-    return _spread(frame, {"Machine": "Machine", **index}, column, header, sort=False)
+    return spread(frame, {"Machine": "Machine", **index}, column, header, sort=False)
 
 
 def train_table(frame: pd.DataFrame) -> pd.DataFrame:
     rows = frame[frame["family"] == "train"]
-    return _pivot(
+    return pivot(
         rows,
         {"device": "Device", "pipeline": "Pipeline", "run": "Run"},
         "batch_size",
         "Batch",
-        lambda r: fmt_seconds(r.median) + ("" if r.one_round else f", IQR {r.iqr_share:.0%}") + _marks(r),
+        lambda r: fmt_seconds(r.median) + ("" if r.one_round else f", IQR {r.iqr_share:.0%}") + marks(r),
     )
 
 
@@ -118,9 +115,9 @@ def inference_table(frame: pd.DataFrame) -> pd.DataFrame:
             latency = f"p50 {r.latency_p50_ms:.3g} ms, p99 {r.latency_p99_ms:.3g} ms{n}"
         else:
             latency = f"{r.latency_ms:.3g} ms/batch mean"
-        return f"{r.images_per_s:,.0f} img/s; {latency}" + _marks(r)
+        return f"{r.images_per_s:,.0f} img/s; {latency}" + marks(r)
 
-    return _pivot(rows, {"device": "Device", "variant": "Mode and step", "run": "Run"}, "batch_size", "Batch", cell)
+    return pivot(rows, {"device": "Device", "variant": "Mode and step", "run": "Run"}, "batch_size", "Batch", cell)
 
 
 def transfer_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -128,17 +125,17 @@ def transfer_table(frame: pd.DataFrame) -> pd.DataFrame:
 
     def cell(r):
         share = f" ({r.link_share:.0%} of link)" if pd.notna(r.link_share) else ""
-        return f"{r.gbps:.3g} GB/s{share}" + _marks(r)
+        return f"{r.gbps:.3g} GB/s{share}" + marks(r)
 
     index = {"device": "Device", "direction": "Direction", "memory": "Host memory", "dtype": "Data type", "run": "Run"}
-    return _pivot(rows, index, "size", "Images", cell)
+    return pivot(rows, index, "size", "Images", cell)
 
 
 def _speed_cell(r) -> str:
     text = f"{r.speedup:.2f}x" if pd.notna(r.speedup) else "-"
     if pd.isna(r.speedup) or _differs(r.best_cpu_threads, r.default_threads):
         text += f" [{r.speedup_vs_best_cpu:.2f}x vs {_threads(r.best_cpu_threads)}]"
-    return text + _marks(r) + (PARTIAL if r.partial else "")
+    return text + marks(r) + (PARTIAL if r.partial else "")
 
 
 def speedup_table(speed: pd.DataFrame, *, with_machine: bool = True) -> pd.DataFrame:
@@ -148,11 +145,11 @@ def speedup_table(speed: pd.DataFrame, *, with_machine: bool = True) -> pd.DataF
     cells = speed.assign(
         cell=[_speed_cell(r) for r in speed.itertuples()],
         cpu_default=speed["default_threads"].map(_threads),
-        run=speed["quick"].map(_RUN),
+        run=speed["quick"].map(RUN_KIND),
     )
     index = {"label": "Machine", "device": "GPU", "cpu_default": "CPU threads (default)", "family": "Family",
              "variant": "Variant", "run": "Run"}  # fmt: skip
-    table = _spread(cells, index, sort=False)
+    table = spread(cells, index, sort=False)
     return table if with_machine else table.drop(columns=["Machine"])
 
 
@@ -178,10 +175,10 @@ def ladder_table(steps: pd.DataFrame, family: str) -> pd.DataFrame:
             text += f"; GPU busy {r.gpu_busy_share:.0%}, {r.gpu_ops_per_step:.0f} ops a step"
         if isinstance(r.cpu_top_op, str) and r.cpu_top_op and pd.notna(r.cpu_top_op_share):
             text += f"; costliest op {r.cpu_top_op} ({r.cpu_top_op_share:.0%})"
-        return text + (" (learns less)" if r.learns_less else "") + _marks(r)
+        return text + (" (learns less)" if r.learns_less else "") + marks(r)
 
     cells = steps.sort_values(["label", "device", "batch_size", "quick", "step"]).assign(
-        cell=lambda f: [cell(r) for r in f.itertuples()], run=lambda f: f["quick"].map(_RUN)
+        cell=lambda f: [cell(r) for r in f.itertuples()], run=lambda f: f["quick"].map(RUN_KIND)
     )
     table = cells.pivot_table(
         index=["label", "device", "batch_size", "run"], columns="pipeline", values="cell", aggfunc="first", sort=False
@@ -204,7 +201,7 @@ def profiled_table(frame: pd.DataFrame, parts: pd.DataFrame) -> pd.DataFrame:
     for r in rows.sort_values(["label", "device", "batch_size"]).itertuples():
         row = {
             "Machine": r.label, "Device": r.device, "Batch size": f"{r.batch_size:,}", "Pipeline": r.pipeline,
-            "Run": _RUN[bool(r.quick)], "Timed epoch (median)": fmt_seconds(r.median),
+            "Run": RUN_KIND[bool(r.quick)], "Timed epoch (median)": fmt_seconds(r.median),
             "Images profiled": f"{r.profiled_images:,}" if pd.notna(r.profiled_images) else "the epoch",
             "Profiled": fmt_seconds(r.profiled_epoch_s), "Measured on": r.profiled_on,
         }  # fmt: skip
@@ -220,48 +217,6 @@ def profiled_table(frame: pd.DataFrame, parts: pd.DataFrame) -> pd.DataFrame:
             )
         out.append(row)
     return pd.DataFrame(out).fillna("")
-
-
-def energy_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Energy beside time for training (J per epoch) and inference (J per 1,000 images, images per joule)."""
-    rows = frame[frame["family"].isin(["train", "inference"]) & frame["energy_j"].notna()]
-    if rows.empty:
-        return pd.DataFrame()
-
-    def cell(r):
-        power = f", {r.mean_power_w:.0f} W" if pd.notna(r.mean_power_w) else ""
-        if r.family == "train":
-            text = f"{r.energy_j:.3g} J/epoch{power}"
-        else:
-            per_1000 = r.energy_j / r.images * 1000
-            text = f"{per_1000:.3g} J/1,000 img, {r.images_per_j:,.0f} img/J{power}"
-        return text + (" ≈" if r.energy_note else "") + _marks(r)
-
-    return _pivot(rows, {"device": "Device", "family": "Family", "variant": "Variant", "run": "Run"}, "batch_size",
-                  "Batch", cell)  # fmt: skip
-
-
-def energy_notes(frame: pd.DataFrame) -> list[str]:
-    """Why energy is missing or approximate, once per machine, device and reason."""
-    said = frame[frame["energy_note"].astype(bool)].drop_duplicates(["label", "device", "energy_note"])
-    return [f"{r.label}, {r.device}: {r.energy_note}" for r in said.itertuples()]
-
-
-def energy_ratio_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The same machine's CPU energy over its GPU's for the same work (above 1x the GPU spends less)."""
-    cols = ["machine_key", "label", "quick", "family", "variant", "batch_size"]
-    work = frame[frame["family"].isin(["train", "inference"]) & frame["energy_j"].notna()]
-    cpu = work[(work["device"] == "cpu") & at_default(work)]
-    gpu = work[is_gpu(work["device"])]
-    both = gpu.merge(cpu[[*cols, "energy_j", "one_round"]], on=cols, suffixes=("", "_cpu"))
-    if both.empty:
-        return pd.DataFrame()
-    both["cell"] = [
-        f"{r.energy_j_cpu / r.energy_j:.2f}x" + (ONE_ROUND if r.one_round or r.one_round_cpu else "")
-        for r in both.itertuples()
-    ]
-    both["run"] = both["quick"].map(_RUN)
-    return _spread(both, {"label": "Machine", "device": "GPU", "family": "Family", "variant": "Variant", "run": "Run"})
 
 
 def threads_table(frame: pd.DataFrame, choices: pd.DataFrame) -> pd.DataFrame:
@@ -286,18 +241,18 @@ def threads_table(frame: pd.DataFrame, choices: pd.DataFrame) -> pd.DataFrame:
             text = f"{best} (the default)"
         else:
             text = f"{best}, {r.median_default / r.median_best:.2f}x"
-        return text + _marks(r)
+        return text + marks(r)
 
     labels = frame.drop_duplicates("machine_key").set_index("machine_key")["label"]
     cells = swept.assign(
         cell=[cell(r) for r in swept.itertuples()],
         cpu_default=swept["default_threads"].map(_threads),
         Machine=swept["machine_key"].map(labels),
-        run=swept["quick"].map(_RUN),
+        run=swept["quick"].map(RUN_KIND),
     )
     index = {"Machine": "Machine", "cpu_default": "CPU threads (default)", "family": "Family", "variant": "Variant",
              "run": "Run"}  # fmt: skip
-    return _spread(cells, index)
+    return spread(cells, index)
 
 
 def crossover_table(cross: pd.DataFrame) -> pd.DataFrame:
@@ -305,7 +260,7 @@ def crossover_table(cross: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     out = cross.assign(
         best=[f"{r.best_speedup:.2f}x" + (ONE_ROUND if r.one_round else "") for r in cross.itertuples()],
-        run=cross["quick"].map(_RUN),
+        run=cross["quick"].map(RUN_KIND),
     )
     out = out[["label", "device", "device_name", "family", "variant", "run", "says", "best"]]
     return out.rename(
@@ -326,7 +281,7 @@ def breakdown_table(parts: pd.DataFrame) -> pd.DataFrame:
     if parts.empty:
         return pd.DataFrame()
     out = parts.assign(
-        device=device_label(parts), run=parts["quick"].map(_RUN), batch_size=parts["batch_size"].map("{:,}".format)
+        device=device_label(parts), run=parts["quick"].map(RUN_KIND), batch_size=parts["batch_size"].map("{:,}".format)
     )
     for col in ("seed_epoch_s", "loading_s", "transfer_s", "compute_s"):
         out[col] = out[col].map(fmt_seconds)
@@ -342,99 +297,4 @@ def breakdown_table(parts: pd.DataFrame) -> pd.DataFrame:
             "transfer_s": "Host-to-device copies",
             "compute_s": "Compute (resident epoch)",
         }  # fmt: skip
-    )
-
-
-def machines_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per machine and device: the headline figure of each family, full runs only, like with like.
-
-    A host memory copy (h2h, the CPU's memory bandwidth) and a PCIe copy (h2d from pinned
-    memory, a GPU's link) are different quantities: each has its own column.
-    """
-    rows = []
-    full = frame[~frame["quick"]]
-    for (label, device), group in full.groupby(["label", "device"], sort=True):
-        resident = group[(group["family"] == "train") & (group["pipeline"] == "resident")]
-        seed = group[(group["family"] == "train") & (group["pipeline"] == "seed") & (group["batch_size"] == 100)]
-        infer = group[(group["family"] == "inference") & (group["mode"] == "compute")]
-        copies = group[group["family"] == "transfer"]
-        h2h = copies[copies["direction"] == "h2h"]
-        pcie = copies[(copies["direction"] == "h2d") & (copies["memory"] == "pinned")]
-        best = resident.loc[resident["median"].idxmin()] if not resident.empty else None
-        rows.append(
-            {
-                "Machine": label,
-                "Device": device,
-                "Model": group["device_name"].iloc[0],
-                "Seed epoch, batch 100": fmt_seconds(seed["median"].min()) + _marks(seed.iloc[0])
-                if not seed.empty
-                else "",
-                "Fastest resident epoch": f"{fmt_seconds(best['median'])} (batch {best['batch_size']:,})" + _marks(best)
-                if best is not None
-                else "",
-                "Peak inference (img/s)": f"{infer['images_per_s'].max():,.0f}" if not infer.empty else "",
-                "Host memory copy, h2h (GB/s)": f"{h2h['gbps'].max():.3g}" if not h2h.empty else "",
-                "PCIe copy, h2d pinned (GB/s)": f"{pcie['gbps'].max():.3g}" if not pcie.empty else "",
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def cross_machine_table(pairs: pd.DataFrame) -> pd.DataFrame:
-    if pairs.empty:
-        return pd.DataFrame()
-    cells = pairs.assign(
-        cell=[f"{r.speedup:.2f}x" + _marks(r) for r in pairs.itertuples()],
-        cpu=pairs["cpu_machine"] + " (" + pairs["cpu_threads"].astype("string") + "t)",
-    )
-    index = {"gpu_machine": "GPU of", "device": "GPU", "cpu": "over the CPU of (best threads)", "family": "Family",
-             "variant": "Variant"}  # fmt: skip
-    return _spread(cells, index)
-
-
-def _run_says(r) -> str:
-    """A run as the Machines table states it: complete; partial, with how far it got and why; or not recorded."""
-    if r.partial:
-        finished, planned = r.run_finished_cases, r.run_planned_cases
-        cases = (
-            f"{finished} of {planned} cases"
-            if pd.notna(finished) and pd.notna(planned)
-            else (f"{finished} cases" if pd.notna(finished) else "")
-        )
-        return "partial: " + ", ".join(part for part in (cases, r.run_ended) if part)
-    return "not recorded" if pd.isna(r.run_planned_cases) else "complete"
-
-
-def machine_facts(frame: pd.DataFrame) -> pd.DataFrame:
-    """The machines in the report and the runs of each that count: what each is, and whether each run is whole."""
-    facts = frame.sort_values(["label", "run_datetime"]).groupby(["label", "run_file"], as_index=False, sort=False)
-    facts = facts.first()
-    facts["state"] = [_run_says(r) for r in facts.itertuples()]
-    facts["kind"] = facts["quick"].map(_RUN)
-    datasets = frame.groupby(["label", "run_file"])["dataset"].agg(lambda d: ", ".join(sorted(set(d))))
-    facts["dataset"] = [datasets[(label, f)] for label, f in zip(facts["label"], facts["run_file"], strict=True)]
-    facts["default_threads"] = facts["default_threads"].astype("string").fillna("")
-    facts["date"] = facts["run_datetime"].dt.strftime("%Y-%m-%d %H:%M UTC")
-    cols = {"label": "Machine", "host": "Host", "cpu": "CPU", "gpus": "GPUs", "nvml_driver": "NVIDIA driver",
-            "torch": "torch", "default_threads": "CPU threads (torch default)", "host_allocator": "Host allocator",
-            "dataset": "Dataset", "kind": "Run", "state": "Ended", "date": "Date", "commit": "Commit", "run_file": "Run file (under the results folder)"}  # fmt: skip
-    return facts[list(cols)].rename(columns=cols)
-
-
-def partial_note(frame: pd.DataFrame) -> str:
-    """Which figures come from partial runs, per run: its families and devices; "" when none does."""
-    parts = frame[frame["partial"]]
-    said = []
-    for (label, run_file), rows in parts.groupby(["label", "run_file"], sort=True):
-        labels = rows.assign(device_label=device_label(rows))
-        what = "; ".join(
-            f"{family} on {', '.join(dict.fromkeys(group.sort_values(['device', 'cpu_threads'])['device_label']))}"
-            for family, group in labels.groupby("family", sort=False)
-        )
-        said.append(f"{label} ({PurePosixPath(run_file).name}, {_run_says(rows.iloc[0])}): {what}")
-    if not said:
-        return ""
-    return (
-        "Figures from partial runs (stopped or killed before every planned case was measured), "
-        "marked (partial): " + " | ".join(said) + "."
     )

@@ -20,7 +20,8 @@ from bench.record.journal import Journal
 from bench.record.names import FAMILIES, FAMILY_AXES, case_id
 from bench.record.words import cases, format_seconds
 from bench.run import pbench, saving
-from bench.run.estimate import Profile, case_cost, observation
+from bench.run.cost import case_cost
+from bench.run.estimate import Profile, observation
 from bench.run.options import UNUSED_BENCHMARK_OPTIONS, given, settings
 from bench.run.progress import case_headline, progress_line
 from bench.run.state import RunState, drop_lineless_entries, install_stop_signals
