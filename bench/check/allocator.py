@@ -9,11 +9,10 @@ minor page faults a round (from the cases' telemetry).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 
-from bench.check.harness import alternated, paired
+from bench.check.harness import alternated, arguments, paired, print_table, ratio_row
 
 __all__ = ["compare", "main"]
 
@@ -32,39 +31,25 @@ def compare(runs: dict[str, list[dict]]) -> list[dict]:
     rows = []
     for name, default, keep in paired(runs, "default", "keep"):
         cases = {"default": default, "keep": keep}
-        medians = {v: [b["stats"]["median"] for b in cases[v]] for v in VARIANTS}
         faults = {v: [f for f in map(_faults, cases[v]) if f is not None] for v in VARIANTS}
         rows.append({
-            "name": name,
-            **{v: statistics.median(medians[v]) for v in VARIANTS},
-            "ratio": statistics.median(medians["default"]) / statistics.median(medians["keep"]),
-            "trial_ratios": [d / k for d, k in zip(medians["default"], medians["keep"], strict=True)],
+            **ratio_row(name, cases),
             **{f"{v}_faults": statistics.median(faults[v]) if faults[v] else None for v in VARIANTS},
         })  # fmt: skip
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench check-allocator", description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=3, help="runs of each variant, alternated (default: 3)")
-    parser.add_argument("pytest_args", nargs="*", help=f"passed to pytest bench (default: {' '.join(DEFAULT_ARGS)})")
-    args = parser.parse_args(argv)
-    if args.trials < 1:
-        parser.error("--trials must be at least 1")
-    pytest_args = args.pytest_args or DEFAULT_ARGS
-    runs = alternated({v: [f"--host-allocator={v}"] for v in VARIANTS}, args.trials, pytest_args)
+    args = arguments("python -m bench check-allocator", __doc__, argv, DEFAULT_ARGS)
+    runs = alternated({v: [f"--host-allocator={v}"] for v in VARIANTS}, args.trials, args.pytest_args)
     rows = compare(runs)
     count = lambda f: "-" if f is None else f"{f:,.0f}"  # noqa: E731
-    print(
-        f"{'case':<46} {'default (s)':>11} {'keep (s)':>9} {'default/keep':>12} {'trials':>20} "
-        f"{'faults a round: default':>24} {'keep':>8}"
-    )
-    for r in rows:
-        trials = " ".join(f"{x:.2f}" for x in r["trial_ratios"])
-        print(
-            f"{r['name']:<46} {r['default']:>11.4g} {r['keep']:>9.4g} {r['ratio']:>12.2f} {trials:>20} "
-            f"{count(r['default_faults']):>24} {count(r['keep_faults']):>8}"
-        )
+    print_table(rows, [
+        ("case", 46, lambda r: r["name"]), ("default (s)", 11, lambda r: f"{r['default']:.4g}"),
+        ("keep (s)", 9, lambda r: f"{r['keep']:.4g}"), ("default/keep", 12, lambda r: f"{r['ratio']:.2f}"),
+        ("trials", 20, lambda r: " ".join(f"{x:.2f}" for x in r["trial_ratios"])),
+        ("faults a round: default", 24, lambda r: count(r["default_faults"])), ("keep", 8, lambda r: count(r["keep_faults"])),
+    ])  # fmt: skip
     if rows:
         print(
             f"Medians of each variant's medians over {args.trials} alternated trial(s), each run a fresh process "

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["alternated", "paired", "run_variant"]
+__all__ = ["alternated", "arguments", "largest_change", "paired", "print_table", "ratio_row", "run_variant"]
 
 
 def run_variant(options: list[str], out: Path, pytest_args: list[str]) -> dict:
@@ -50,3 +52,46 @@ def paired(runs: dict[str, list[dict]], a: str, b: str) -> Iterator[tuple[str, l
         cases = [[bench for run in runs[v] for bench in run["benchmarks"] if bench["name"] == name] for v in (a, b)]
         if cases[0] and len(cases[0]) == len(cases[1]):
             yield name, cases[0], cases[1]
+
+
+def arguments(prog: str, doc: str, argv: list[str] | None, default_args: list[str] | None = None, **more: dict):
+    """The checks' command line: --trials, the pytest arguments after them (default_args when none), and `more`
+    options (name -> argparse keywords). --trials under 1 is a usage error."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=3, help="runs of each variant, alternated (default: 3)")
+    for name, keywords in more.items():
+        parser.add_argument(name, **keywords)
+    said = f"(default: {' '.join(default_args)})" if default_args else "e.g. --devices cuda:0 -k 'resident'"
+    parser.add_argument("pytest_args", nargs="*", help=f"passed to pytest bench, {said}")
+    args = parser.parse_args(argv)
+    if args.trials < 1:
+        parser.error("--trials must be at least 1")
+    args.pytest_args = args.pytest_args or list(default_args or [])
+    return args
+
+
+def ratio_row(name: str, cases: dict[str, list[dict]]) -> dict:
+    """One case of two variants (their name -> its benchmarks, trial by trial): each variant's median of medians,
+    the first over the second, and each trial's ratio."""
+    (a, first), (b, second) = cases.items()
+    medians = {a: [x["stats"]["median"] for x in first], b: [x["stats"]["median"] for x in second]}
+    return {
+        "name": name,
+        a: statistics.median(medians[a]),
+        b: statistics.median(medians[b]),
+        "ratio": statistics.median(medians[a]) / statistics.median(medians[b]),
+        "trial_ratios": [x / y for x, y in zip(medians[a], medians[b], strict=True)],
+    }
+
+
+def largest_change(rows: list[dict]) -> dict:
+    """The row whose ratio is furthest from 1: what a check's closing line names."""
+    return max(rows, key=lambda r: abs(r["ratio"] - 1))
+
+
+def print_table(rows: list[dict], columns: list[tuple[str, int, Callable[[dict], str]]]) -> None:
+    """A check's table: a header, then a line per row, each column (header, width, its text) right-aligned
+    but the first (the case)."""
+    print(" ".join(f"{h:<{w}}" if i == 0 else f"{h:>{w}}" for i, (h, w, _) in enumerate(columns)))
+    for r in rows:
+        print(" ".join(f"{f(r):<{w}}" if i == 0 else f"{f(r):>{w}}" for i, (_, w, f) in enumerate(columns)))

@@ -9,11 +9,10 @@ short leaves its cost in the first round.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 
-from bench.check.harness import alternated
+from bench.check.harness import alternated, arguments, largest_change
 
 __all__ = ["compare", "main"]
 
@@ -43,13 +42,8 @@ def compare(runs: dict[str, list[dict]]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench check-warmup", description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=3, help="runs of each variant, alternated (default: 3)")
-    parser.add_argument("--short", default="2", help="the short warm-up's --warmup-batches (default: 2)")
-    parser.add_argument("pytest_args", nargs="*", help="passed to pytest bench, e.g. --devices cuda:0 -k 'resident'")
-    args = parser.parse_args(argv)
-    if args.trials < 1:
-        parser.error("--trials must be at least 1")
+    short = {"default": "2", "help": "the short warm-up's --warmup-batches (default: 2)"}
+    args = arguments("python -m bench check-warmup", __doc__, argv, **{"--short": short})
     options = {v: [f"--warmup-batches={args.short if w is None else w}"] for v, w in VARIANTS.items()}
     runs = alternated(options, args.trials, args.pytest_args)
     rows = compare(runs)
@@ -64,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{max(r['short_iqr'], r['full_iqr']):>10.0%}  {first(r['short_first'])}, {first(r['full_first'])}"
         )
     if rows:
-        worst = max(rows, key=lambda r: abs(r["ratio"] - 1))
+        worst = largest_change(rows)
         print(
             f"Medians with the short warm-up differ from the whole-epoch warm-up's by {worst['ratio'] - 1:+.1%} at most "
             f"({worst['name']}). The seconds are the median of each variant's medians over {args.trials} alternated "

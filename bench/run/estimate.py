@@ -52,37 +52,28 @@ ASSUMED_OUTSIDE_S = 3.4
 # at batch 1,000 from the progress lines of its stopped default run (images/s: inference_mode
 # 3.82 M, eager 2.33 M, channels_last 3.11 M, bf16 1.28 M, channels_last_bf16 1.30 M, compile
 # 1.76 M, cuda_graph 4.89 M). A CPU's inference steps are taken as inference_mode's.
-ASSUMED_STEP = {
-    "cpu": {
-        "train": {
-            "channels_last": ("resident", 1.50 / 1.62),
-            "bf16": ("resident", 2.01 / 1.62),
-            "channels_last_bf16": ("resident", 1.21 / 1.62),
-            "compile": ("resident", 2.61 / 1.62),
-        },
-        "inference": {
-            p: ("inference_mode", 1.0) for p in ("eager", "channels_last", "bf16", "channels_last_bf16", "compile")
-        },
-    },
-    "gpu": {
-        "train": {
-            "channels_last": ("resident", 225.3 / 174.2),
-            "bf16": ("resident", 260.8 / 174.2),
-            "channels_last_bf16": ("resident", 232.5 / 174.2),
-            "compile": ("resident", 240.8 / 174.2),
-            "cuda_graph": ("resident", 47.3 / 174.2),
-            "compile_cuda_graph": ("resident", 39.5 / 174.2),
-        },
-        "inference": {  # times, so the inverse of the images/s ratios
-            "eager": ("inference_mode", 3.82 / 2.33),
-            "channels_last": ("inference_mode", 3.82 / 3.11),
-            "bf16": ("inference_mode", 3.82 / 1.28),
-            "channels_last_bf16": ("inference_mode", 3.82 / 1.30),
-            "compile": ("inference_mode", 3.82 / 1.76),
-            "cuda_graph": ("inference_mode", 3.82 / 4.89),
-        },
-    },
-}
+# (kind, family) -> (the step measured there, how it is measured, each step's figure).
+_MEASURED_STEPS = {
+    ("cpu", "train"): ("resident", "s", {"resident": 1.62, "channels_last": 1.50, "bf16": 2.01,
+                                         "channels_last_bf16": 1.21, "compile": 2.61}),
+    ("gpu", "train"): ("resident", "ms", {"resident": 174.2, "channels_last": 225.3, "bf16": 260.8,
+                                          "channels_last_bf16": 232.5, "compile": 240.8, "cuda_graph": 47.3,
+                                          "compile_cuda_graph": 39.5}),
+    ("gpu", "inference"): ("inference_mode", "images/s", {"inference_mode": 3.82, "eager": 2.33, "channels_last": 3.11,
+                                                          "bf16": 1.28, "channels_last_bf16": 1.30, "compile": 1.76,
+                                                          "cuda_graph": 4.89}),
+}  # fmt: skip
+# (kind -> family -> step -> (the step it is predicted from, its time as a multiple of that step's)): a time
+# over a time, or, for images/s, the inverse. A CPU's inference steps are taken as inference_mode's.
+ASSUMED_STEP = {"cpu": {"inference": {p: ("inference_mode", 1.0) for p in ("eager", "channels_last", "bf16",
+                                                                          "channels_last_bf16", "compile")}},
+                "gpu": {}}  # fmt: skip
+for (_kind, _family), (_base, _unit, _figures) in _MEASURED_STEPS.items():
+    ASSUMED_STEP[_kind][_family] = {
+        step: (_base, _figures[_base] / x if _unit == "images/s" else x / _figures[_base])
+        for step, x in _figures.items()
+        if step != _base
+    }
 # Seconds to compile (compile) or capture (cuda_graph) a case's batch shapes, where no run of the
 # machine measured it: 19 s to compile a training step's first shape on the 2-core VM (inductor's
 # cache empty; 1-3 s once cached), taken for any machine (on the H100 host the first compile of
