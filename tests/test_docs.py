@@ -296,6 +296,26 @@ def test_samples_name_committed_runs():
     assert len(samples) == 2 and all(s.startswith("results/") and s.endswith(".json") for s in samples)
 
 
+def sample_blocks(text: str) -> list[tuple[str, str]]:
+    """(run file, the code block after it) for each sample comment."""
+    return re.findall(r"<!--\s*sample:\s*(\S+)\s*-->\n```\n(.*?)```", text, re.S)
+
+
+def test_the_samples_are_what_the_end_of_run_answer_says_for_their_runs():
+    import json
+
+    from bench.run.summary import end_summary
+
+    blocks = sample_blocks(README.read_text(encoding="utf-8"))
+    assert len(blocks) == 2
+    for path, block in blocks:
+        run = json.loads((ROOT / path).read_text(encoding="utf-8"))
+        assert block == "\n".join(end_summary(run)) + "\n", f"README's sample of {path} is not what the summary says"
+    assert any("GPU speedup over the CPU" in b for _p, b in blocks) and any(
+        "No GPU in this run" in b for _p, b in blocks
+    )
+
+
 # --- (c) every command shown runs ------------------------------------------------------------------
 
 
@@ -356,3 +376,12 @@ def test_readme_keeps_ci_test_command():
     # .ci/run runs the test command written in the README's Development section.
     development = README.read_text(encoding="utf-8").split("## Development", 1)[1]
     assert "python -m pytest" in development
+
+
+def test_the_format_history_in_the_docs_is_the_format_modules():
+    from bench.record.format import FORMAT_VERSION, HISTORY
+
+    docs = " ".join((ROOT / "docs" / "saved-runs.md").read_text(encoding="utf-8").split())
+    assert sorted(HISTORY) == list(range(1, FORMAT_VERSION + 1))  # every version has its entry
+    for version, text in HISTORY.items():
+        assert f"{version}. {' '.join(text.split())}" in docs, f"docs/saved-runs.md lacks format {version}'s history"

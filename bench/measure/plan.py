@@ -88,7 +88,7 @@ class LatencySample:
 
 
 # Full runs: an epoch takes seconds, so a median of 3 and stop; a copy takes microseconds, so
-# many rounds within a tenth of a second. Measured costs behind these: README "How long it takes".
+# many rounds within a tenth of a second. Measured costs behind these: docs/findings.md "How long it takes".
 FULL_BUDGETS = {
     "transfer": Budget(min_rounds=5, max_time=0.1, max_rounds=100),
     "inference": Budget(min_rounds=3, max_time=0.5, max_rounds=50),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.measure.telemetry import OUTSIDE_SHARE
 from bench.record import format as fmt
-from bench.record.names import NOISY_IQR_SHARE
+from bench.record.names import NOISY_IQR_SHARE, SPEEDUP_FAMILIES
 from bench.record.words import cases, faults_said, fmt_time
 
 __all__ = ["THREADS_MARGIN", "end_summary"]
@@ -31,8 +31,15 @@ def _cpu_name(device: str, default_threads) -> str:
     return device if device != "cpu" else f"cpu-{default_threads}t"
 
 
+def _in_order(rows):
+    """Training first, then inference (the notes' question first), each GPU's and variant's rows together."""
+    rank = rows["family"].map({f: i for i, f in enumerate(SPEEDUP_FAMILIES)})
+    return rows.assign(_rank=rank).sort_values(["device", "_rank", "variant"], kind="stable")
+
+
 def _speedup_section(speed, cross, default_threads) -> list[str]:
     lines = []
+    speed, cross = _in_order(speed), _in_order(cross)
     for (device, family, variant), cells in speed.groupby(["device", "family", "variant"], sort=False):
         text = "  ".join(
             f"{int(r.batch_size):,}: {_x(r.speedup)} [{_x(r.speedup_vs_best_cpu)}]"
