@@ -10,6 +10,7 @@ import torch
 from bench.measure.clock import sample_calls, timed_call
 from bench.measure.guard import skip_on_out_of_memory
 from bench.measure.rounds import latency_summary, run_rounds, warmup_size
+from bench.record import format as fmt
 from fmnist_model import Network, accuracy, confusion_matrix
 from fmnist_model.pipelines import Predictor, inference_config
 
@@ -103,19 +104,18 @@ def test_inference(
     versus = confusion_matrix(preds.cpu(), reference)
     agree = int(versus.diagonal().sum())
     benchmark.extra_info.update(
-        images=images_in_pass,
-        batches=batches,
-        dataset=test_split.name,
-        accuracy=accuracy(preds, test_split.labels[:images_in_pass]),
-        pipeline_config=config.record(),
-        agreement={
-            "reference": REFERENCE,
-            "share": agree / images_in_pass,
-            "differ": images_in_pass - agree,
-            "matrix": versus.tolist(),
-        },
+        fmt.inference_figures(
+            images=images_in_pass,
+            batches=batches,
+            dataset=test_split.name,
+            accuracy=accuracy(preds, test_split.labels[:images_in_pass]),
+            pipeline_config=config.record(),
+            reference=REFERENCE,
+            agree=agree,
+            matrix=versus.tolist(),
+        )
     )
     if prepared:
-        benchmark.extra_info["prepare"] = {"seconds": prepare_s, **prepared}
+        benchmark.extra_info["prepare"] = fmt.prepare_record(prepare_s, prepared)
     if latency is not None:
         benchmark.extra_info["latency"] = latency

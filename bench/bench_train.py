@@ -8,6 +8,7 @@ from bench.measure.breakdown import profile_epoch
 from bench.measure.clock import timed_call
 from bench.measure.guard import skip_on_out_of_memory
 from bench.measure.rounds import profile_size, run_rounds, warmup_size
+from bench.record import format as fmt
 from fmnist_model.pipelines import Trainer, train_config
 
 FAMILY = "train"
@@ -71,18 +72,16 @@ def test_train_epoch(benchmark, plan, clock, telemetry, device, cpu_threads, bat
     # The warm-up calls the epoch directly, so `epochs` holds the timed rounds only (with
     # --benchmark-disable, the one untimed epoch pytest-benchmark runs).
     benchmark.extra_info.update(
-        images=epochs[-1].images,
-        batches=batches,
-        dataset=train_split.name,
-        loss=epochs[-1].mean_loss,
-        accuracy=epochs[-1].accuracy,
-        losses=[e.mean_loss for e in epochs],
-        accuracies=[e.accuracy for e in epochs],
-        # What this step ran, and how far its loss may be from resident's (same weights, same order).
-        pipeline_config={**config.record(), "loss_tolerance": config.loss_tolerance},
+        fmt.train_figures(
+            epochs=epochs,
+            batches=batches,
+            dataset=train_split.name,
+            # What this step ran, and how far its loss may be from resident's (same weights, same order).
+            pipeline_config={**config.record(), "loss_tolerance": config.loss_tolerance},
+        )
     )
     if prepared:
-        benchmark.extra_info["prepare"] = {"seconds": prepare_s, **prepared}
+        benchmark.extra_info["prepare"] = fmt.prepare_record(prepare_s, prepared)
     if breakdown is not None:
         benchmark.extra_info["breakdown"] = breakdown
     # A fast epoch that broke training is not a result.

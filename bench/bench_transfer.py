@@ -7,6 +7,7 @@ import torch
 from bench.measure.clock import timed_call
 from bench.measure.guard import skip_on_out_of_memory
 from bench.measure.rounds import run_rounds
+from bench.record import format as fmt
 
 FAMILY = "transfer"
 # uint8 is what the files hold and a quarter of float32's bytes: the cheapest form to move.
@@ -31,7 +32,7 @@ def test_transfer(benchmark, plan, clock, telemetry, device, cpu_threads, direct
         pattern = (torch.arange(28 * 28) % 251).reshape(1, 1, 28, 28)
         src = _buffer(size, DTYPES[dtype], source, pinned and source == _HOST, pattern)
         dst = _buffer(size, DTYPES[dtype], destination, pinned and destination == _HOST, torch.zeros(1))
-        benchmark.extra_info.update(images=size, bytes=src.numel() * src.element_size())
+        benchmark.extra_info.update(fmt.transfer_figures(images=size, nbytes=src.numel() * src.element_size()))
         # A copy into a buffer allocated once: the round times the link, not the allocator.
         # non_blocking only matters with pinned host memory; the device clock waits for the copy.
         copy = lambda: dst.copy_(src, non_blocking=pinned)  # noqa: E731

@@ -13,6 +13,7 @@ import statistics
 import sys
 
 from bench.check.harness import alternated, arguments, paired, print_table, ratio_row
+from bench.record import format as fmt
 
 __all__ = ["compare", "main"]
 
@@ -23,7 +24,7 @@ DEFAULT_ARGS = ["--devices", "cpu", "--batch-sizes", "1000", "-k", "train and (s
 
 
 def _faults(bench: dict) -> float | None:
-    return (((bench.get("extra_info") or {}).get("telemetry") or {}).get("host") or {}).get("minor_faults_per_round")
+    return fmt.host_telemetry(bench).get("minor_faults_per_round")
 
 
 def compare(runs: dict[str, list[dict]]) -> list[dict]:

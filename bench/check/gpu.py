@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.check.energy import energy_here
+from bench.record import format as fmt
 
 __all__ = ["DEFAULT_VARIANTS", "VARIANTS", "main", "run_figures", "variant_config"]
 
@@ -96,15 +97,15 @@ def run_figures(run: dict, device: str, batch_size: int) -> dict:
     out = {}
     for bench in run.get("benchmarks", []):
         params = bench.get("params") or {}
-        median = (bench.get("stats") or {}).get("median")
+        median = fmt.field(bench, "stats", "median")
         if bench.get("group") != "train" or params.get("device") != device or params.get("batch_size") != batch_size:
             continue
         if not isinstance(median, (int, float)):
             continue
-        gpu = ((bench.get("extra_info") or {}).get("telemetry") or {}).get("gpu") or {}
+        gpu = fmt.field(bench, "extra_info", "telemetry", "gpu", default={})
         out[params.get("pipeline")] = {
             "median_s": median,
-            "images": (bench.get("extra_info") or {}).get("images"),
+            "images": fmt.field(bench, "extra_info", "images"),
             "energy_per_round_j": gpu.get("energy_per_round_j"),
             "energy_reliable": gpu.get("energy_reliable"),
             "mean_power_w": gpu.get("mean_power_w"),
@@ -138,7 +139,7 @@ def _no_baseline(seed_case: dict, device: str, batch_size: int, images: int) -> 
 
 def _other_gpus(run: dict, device_name: str) -> str | None:
     """The saved run's GPU models when none of them is this one (the run is of another machine), else None."""
-    gpus = (run.get("machine_info") or {}).get("gpus") or []
+    gpus = fmt.field(run, "machine_info", "gpus", default=[])
     names = sorted({str(g.get("name")) for g in gpus if isinstance(g, dict) and g.get("name")})
     return ", ".join(names) if names and device_name not in names else None
 

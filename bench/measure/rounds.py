@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from bench.measure.clock import timed_call
 from bench.measure.plan import Budget
 from bench.measure.telemetry import Telemetry
+from bench.record import format as fmt
 
 __all__ = ["latency_summary", "profile_size", "run_rounds", "warmup_size"]
 
@@ -66,14 +67,9 @@ def run_rounds(
     warm_s, _ = timed_call(clock, warmup)
     round_s = calibrate(warm_s) if calibrate is not None else warm_s * scale
     rounds = budget.rounds_for(round_s)
-    benchmark.extra_info["warmup"] = {**warmup_record, "seconds": warm_s}
-    benchmark.extra_info["budget"] = {
-        "min_rounds": budget.min_rounds,
-        "max_time": budget.max_time,
-        "max_rounds": budget.max_rounds,
-        "estimated_round_s": round_s,
-        "rounds": rounds,
-    }
+    benchmark.extra_info.update(
+        fmt.rounds_record(warmup=warmup_record, warm_s=warm_s, budget=budget, round_s=round_s, rounds=rounds)
+    )
     if telemetry is None:
         return benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=0)
     with telemetry.observe():

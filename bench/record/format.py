@@ -17,15 +17,21 @@ __all__ = [
     "benchmarks",
     "default_threads",
     "extra_info",
+    "field",
     "format_of",
     "fmnist_bench",
     "fmnist_bench_info",
     "host_telemetry",
+    "inference_figures",
     "params",
+    "prepare_record",
+    "rounds_record",
     "run_record",
     "run_state",
     "stats",
     "telemetry",
+    "train_figures",
+    "transfer_figures",
 ]
 
 # Bumped when the saved-run format changes in a way a reader must know about; every version
@@ -112,11 +118,74 @@ def fmnist_bench_info(
     }
 
 
+def transfer_figures(*, images: int, nbytes: int) -> dict:
+    """A copy's extra_info: the units that turn its time into a rate."""
+    return {"images": images, "bytes": nbytes}
+
+
+def train_figures(*, epochs: list, batches: int, dataset: str, pipeline_config: dict) -> dict:
+    """A training case's extra_info: its units, the sanity figures of its last epoch and of every round's
+    (`epochs`: each round's result, with images, mean_loss and accuracy), and what its step ran."""
+    return {
+        "images": epochs[-1].images,
+        "batches": batches,
+        "dataset": dataset,
+        "loss": epochs[-1].mean_loss,
+        "accuracy": epochs[-1].accuracy,
+        "losses": [e.mean_loss for e in epochs],
+        "accuracies": [e.accuracy for e in epochs],
+        "pipeline_config": pipeline_config,
+    }
+
+
+def inference_figures(*, images: int, batches: int, dataset: str, accuracy: float, pipeline_config: dict,
+                      reference: str, agree: int, matrix: list) -> dict:  # fmt: skip
+    """An inference case's extra_info: its units, accuracy, what its step ran, and how its labels agree with
+    the reference's (`matrix`: the confusion matrix, rows the reference's label)."""
+    return {
+        "images": images,
+        "batches": batches,
+        "dataset": dataset,
+        "accuracy": accuracy,
+        "pipeline_config": pipeline_config,
+        "agreement": {"reference": reference, "share": agree / images, "differ": images - agree, "matrix": matrix},
+    }
+
+
+def prepare_record(seconds: float, prepared: dict) -> dict:
+    """extra_info.prepare: what a step took to compile or capture its shapes before its rounds."""
+    return {"seconds": seconds, **prepared}
+
+
+def rounds_record(*, warmup: dict, warm_s: float, budget, round_s: float, rounds: int) -> dict:
+    """extra_info.warmup and .budget: what the case warmed up with and how its rounds were chosen (format 2 on)."""
+    return {
+        "warmup": {**warmup, "seconds": warm_s},
+        "budget": {
+            "min_rounds": budget.min_rounds,
+            "max_time": budget.max_time,
+            "max_rounds": budget.max_rounds,
+            "estimated_round_s": round_s,
+            "rounds": rounds,
+        },
+    }
+
+
 # ---------------------------------------------------------------- reading
 
 
 def _dict(value) -> dict:
     return value if isinstance(value, dict) else {}
+
+
+def field(record, *path: str, default=None):
+    """The value at `path` in a saved run's nested records (`field(bench, "extra_info", "prepare", "seconds")`),
+    or `default` where any step is missing or not a record: a reader never digs into the JSON itself."""
+    for key in path:
+        if not isinstance(record, Mapping) or key not in record:
+            return default
+        record = record[key]
+    return default if record is None else record
 
 
 def fmnist_bench(run: Mapping) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.record import format as fmt
 from bench.record.names import AXES, FAMILY_AXES, case_id
 from bench.record.store import RunFileWarning, find_run_files, load_run
 from bench.record.words import fmt_time
@@ -74,7 +75,7 @@ def _key(run: dict) -> str:
 
 
 def _quick(run: dict) -> bool:
-    plan = (run["machine_info"].get("fmnist_bench") or {}).get("plan") or {}
+    plan = fmt.field(run, "machine_info", "fmnist_bench", "plan", default={})
     return bool(plan.get("quick", False)) if isinstance(plan, dict) else False
 
 

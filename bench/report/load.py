@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.record import format as fmt
 from bench.record.format import FORMAT_VERSION
 from bench.record.names import AXES, FAMILIES, NOISY_IQR_SHARE, PHASES, variant
 from bench.record.schema import benchmark_errors
@@ -54,11 +55,11 @@ def _short_cpu(name: str) -> str:
 def _machine(info: dict) -> dict:
     """Who ran it: a stable key, what it is (host, CPU model from py-cpuinfo's brand string, GPU models), its name."""
     ours = info.get("fmnist_bench") or {}
-    cpu_name = _text((info.get("cpu") or {}).get("brand_raw") or info.get("processor") or info.get("machine"))
+    cpu_name = _text(fmt.field(info, "cpu", "brand_raw") or info.get("processor") or info.get("machine"))
     cpu_name = cpu_name or "unknown CPU"
     gpus = [g for g in info.get("gpus") or [] if isinstance(g, dict)]
     gpu_names = [_text(g.get("name"), "GPU") for g in gpus] or [
-        _text(d.get("name"), "GPU") for d in (info.get("torch") or {}).get("cuda_devices") or []
+        _text(d.get("name"), "GPU") for d in fmt.field(info, "torch", "cuda_devices", default=[])
     ]
     host = _text(info.get("node")) or "unknown host"
     key = ours.get("machine_key") or "_".join([host, cpu_name, "+".join(gpu_names) or "no-gpu"])
@@ -107,7 +108,7 @@ def _device_facts(info: dict, device: str, cpu_name: str) -> tuple[str, float | 
     for gpu in info.get("gpus") or []:
         if isinstance(gpu, dict) and gpu.get("cuda_device") == device:
             return _text(gpu.get("name"), device), gpu.get("pcie_gbps_max")
-    for dev in (info.get("torch") or {}).get("cuda_devices") or []:
+    for dev in fmt.field(info, "torch", "cuda_devices", default=[]):
         if isinstance(dev, dict) and dev.get("device") == device:
             return _text(dev.get("name"), device), None
     return device, None
@@ -164,7 +165,7 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
         **_run_state(ours),
         "default_threads": default_threads,
         # The C library's allocator the run was held to (format 4): "keep" or "default"; before, glibc as it was.
-        "host_allocator": _text((ours.get("host_allocator") or {}).get("mode"), "default"),
+        "host_allocator": _text(fmt.field(ours, "host_allocator", "mode"), "default"),
     }
     rows = []
     for index, bench in enumerate(run["benchmarks"]):
@@ -219,9 +220,9 @@ def _ladder(extra: dict) -> dict:
     host = profile.get("host_work") if isinstance(profile.get("host_work"), dict) else {}
     costliest = _costliest(host.get("top"))
     return {
-        "loss_tolerance": (extra.get("pipeline_config") or {}).get("loss_tolerance"),
-        "prepare_s": (extra.get("prepare") or {}).get("seconds"),
-        "agreement": (extra.get("agreement") or {}).get("share"),
+        "loss_tolerance": fmt.field(extra, "pipeline_config", "loss_tolerance"),
+        "prepare_s": fmt.field(extra, "prepare", "seconds"),
+        "agreement": fmt.field(extra, "agreement", "share"),
         "profiled_on": ("device" if profile.get("device_s") else "host") if phases else "",
         "profiled_epoch_s": profile.get("epoch_s"),
         "profiled_images": profile.get("images"),  # format 3 profiles an epoch's first 10,000 images
@@ -268,7 +269,7 @@ def _telemetry(device: str, telemetry: dict | None) -> dict:
                 "busy": False, "page_faults": None}  # fmt: skip
     flags = telemetry.get("flags") or []
     gpu = device.startswith("cuda")
-    part = telemetry.get("gpu") if gpu else (telemetry.get("host") or {}).get("energy")
+    part = telemetry.get("gpu") if gpu else fmt.field(telemetry, "host", "energy")
     part = part or {}
     energy = part.get("energy_per_round_j")
     note = part.get("reason") or ""
@@ -282,7 +283,7 @@ def _telemetry(device: str, telemetry: dict | None) -> dict:
         "throttled": "throttled" in flags,
         "busy": "busy" in flags,
         # The process's minor page faults per round: fresh memory touched (bench/measure/allocator.py).
-        "page_faults": (telemetry.get("host") or {}).get("minor_faults_per_round"),
+        "page_faults": fmt.field(telemetry, "host", "minor_faults_per_round"),
     }
 
 

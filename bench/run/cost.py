@@ -15,6 +15,7 @@ from pathlib import Path
 from bench.measure.parse import parse_batch_sizes, parse_cpu_threads, parse_devices
 from bench.measure.plan import FAMILIES, Plan, plan_from_options
 from bench.measure.rounds import profile_size
+from bench.record import format as fmt
 from bench.record.words import format_seconds
 from bench.run.estimate import SPLIT_IMAGES, Profile, machine_of
 from fmnist_model.pipelines import loader_workers, train_config, unsupported_reason
@@ -159,10 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"these runs are from {len(machines)} machines ({', '.join(machines)}): give one machine's runs")
     runs.sort(key=lambda item: str(item[1].get("datetime", "")))
     profile = Profile.from_runs(runs)
-    infos = [run.get("machine_info") or {} for _, run in runs]
-    default_threads = next(
-        ((i.get("torch") or {}).get("threads") for i in reversed(infos) if (i.get("torch") or {}).get("threads")), None
-    )
+    default_threads = next((t for _, run in reversed(runs) if (t := fmt.default_threads(run))), None)
     try:
         devices = (
             parse_devices(args.devices)

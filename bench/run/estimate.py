@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from bench.measure.plan import (
     FAMILIES,
 )
+from bench.record import format as fmt
 from bench.record.derive import loglog_interp
 
 __all__ = [
@@ -110,18 +111,17 @@ class Observation:
 
 def _telling(run: dict) -> tuple[int, str]:
     """How much a run tells of a full run's costs (0 quick, 1 stopped, 2 complete), then its date."""
-    ours = (run.get("machine_info") or {}).get("fmnist_bench") or {}
-    if (ours.get("plan") or {}).get("quick"):
+    if fmt.field(run, "machine_info", "fmnist_bench", "plan", "quick"):
         rank = 0
     else:
-        rank = 1 if (ours.get("run") or {}).get("complete") is False else 2
+        rank = 1 if fmt.run_state(run).get("complete") is False else 2
     return rank, str(run.get("datetime", ""))
 
 
 def machine_of(run: dict) -> str:
     """The machine a run was made on: fmnist-bench's key, else pytest-benchmark's node name."""
     info = run.get("machine_info") or {}
-    return str((info.get("fmnist_bench") or {}).get("machine_key") or info.get("node") or "unknown machine")
+    return str(fmt.field(info, "fmnist_bench", "machine_key") or info.get("node") or "unknown machine")
 
 
 def _variant(family: str, params: dict) -> tuple:
@@ -139,7 +139,7 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
     if family not in FAMILIES or not isinstance(median, (int, float)) or not median > 0 or not isinstance(size, int):
         return None
     threads = params.get("cpu_threads", default_threads)  # format 1 ran every case at torch's default
-    prepared = (extra.get("prepare") or {}).get("seconds")
+    prepared = fmt.field(extra, "prepare", "seconds")
     images = extra.get("images") if family != "transfer" else None
     breakdown = extra.get("breakdown") if isinstance(extra.get("breakdown"), dict) else {}
     profile_images = breakdown.get("images")
@@ -150,10 +150,10 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
     overhead = None
     wall = extra.get("wall_s")
     if isinstance(wall, (int, float)):
-        warm = (extra.get("warmup") or {}).get("seconds") or 0.0
+        warm = fmt.field(extra, "warmup", "seconds", default=0.0)
         sample = (
-            sum((extra.get("latency") or {}).get("batch_times_s") or [])
-            if (extra.get("latency") or {}).get("source") == "sample"
+            sum(fmt.field(extra, "latency", "batch_times_s", default=[]))
+            if fmt.field(extra, "latency", "source") == "sample"
             else 0.0
         )
         # The ladder's compile or capture, and its profile, are predicted on their own.
@@ -204,12 +204,12 @@ class Profile:
         profile = cls()
         for name, run in sorted(runs, key=lambda item: _telling(item[1])):
             info = run.get("machine_info") if isinstance(run.get("machine_info"), dict) else {}
-            threads = (info.get("torch") or {}).get("threads")
+            threads = fmt.field(info, "torch", "threads")
             for record in run.get("benchmarks") or []:
                 if isinstance(record, dict) and (obs := observation(record, threads)) is not None:
                     profile.add(obs)
             ours = info.get("fmnist_bench") or {}
-            outside = (ours.get("run") or {}).get("outside_cases_s")
+            outside = fmt.field(ours, "run", "outside_cases_s")
             if isinstance(outside, (int, float)) and _telling(run)[0] == 2:
                 profile.outside_s = float(outside)
             profile.sources.append(name)
