@@ -11,6 +11,7 @@ from bench.measure.clock import sample_calls, timed_call
 from bench.measure.guard import skip_on_out_of_memory
 from bench.measure.rounds import latency_summary, run_rounds, warmup_size
 from bench.record import format as fmt
+from bench.run import pbench
 from fmnist_model import Network, accuracy, confusion_matrix
 from fmnist_model.pipelines import Predictor, inference_config
 
@@ -94,7 +95,7 @@ def test_inference(
             warmup_record={"batches": warm_batches, "images": warm_images},
         )
     if latency is None and not benchmark.disabled:
-        latency = latency_summary(benchmark.stats.stats.data, "rounds")  # one batch per round
+        latency = latency_summary(pbench.round_times(benchmark), "rounds")  # one batch per round
 
     # Labels stay where the work ran (compute) or come back to the host (end to end).
     # By type: an "mps" tensor reports itself as mps:0.

@@ -84,3 +84,10 @@ def test_an_unstarted_case_is_marked_skipped_a_started_one_left_alone():
     pbench.drop_unstarted(started)
     pbench.drop_unstarted(None)
     assert unstarted.skipped and not started.skipped
+
+
+def test_a_finished_case_is_read_through_its_metadata():
+    source = inspect.getsource(stats.Metadata.__init__)
+    assert "self.stats = Stats()" in source and "self.fullname = fixture.fullname" in source
+    assert "self.data" in inspect.getsource(stats.Stats.__init__)
+    assert pbench.finished_stats(None) is None and pbench.finished_stats(type("F", (), {"stats": None})()) is None

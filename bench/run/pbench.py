@@ -18,10 +18,14 @@ import pytest
 __all__ = [
     "CHECKED_WITH",
     "DEFAULT_STORAGE",
+    "as_record",
     "drop_unstarted",
     "dumps",
+    "finished_stats",
     "keep_benchmarks",
     "machine_folder",
+    "node_id",
+    "round_times",
     "run_header",
     "save_through",
     "session_of",
@@ -121,3 +125,23 @@ def drop_unstarted(fixture) -> None:
     so that pytest-benchmark drops it instead of warning that it was unused."""
     if fixture is not None and fixture.stats is None:
         fixture.skipped = True
+
+
+def finished_stats(fixture):
+    """The Metadata of a case that timed its rounds (BenchmarkFixture.stats), or None (--benchmark-disable)."""
+    return getattr(fixture, "stats", None) or None
+
+
+def round_times(fixture) -> list[float]:
+    """Each timed round's seconds, in order (Metadata.stats.data)."""
+    return list(fixture.stats.stats.data)
+
+
+def as_record(stats) -> dict:
+    """A finished case as it is saved, every round's time included (Metadata.as_dict)."""
+    return stats.as_dict(include_data=True)
+
+
+def node_id(stats) -> str:
+    """The pytest node id of a finished case (Metadata.fullname)."""
+    return stats.fullname

@@ -251,7 +251,7 @@ class Suite:
         if report.skipped and call.when in ("setup", "call"):
             reason = _reason(report)
             self._lost(item, "skipped", {"name": item.name, "reason": reason}, f"skipped: {reason}")
-        elif report.failed and any(s.fullname == item.nodeid for s in self.run.finished):
+        elif report.failed and any(pbench.node_id(s) == item.nodeid for s in self.run.finished):
             # Its teardown failed after the case had finished: the figure stands, the run says so.
             record = {
                 "name": item.name,
@@ -268,8 +268,7 @@ class Suite:
                 item, "failed", {"name": item.name, "when": call.when, "reason": reason}, f"FAILED, not saved: {reason}"
             )
         elif call.when == "call" and report.passed:
-            fixture = getattr(item, "funcargs", {}).get("benchmark")
-            stats = getattr(fixture, "stats", None)
+            stats = pbench.finished_stats(getattr(item, "funcargs", {}).get("benchmark"))
             if not stats:  # --benchmark-disable, or a test that never timed anything
                 self._forget(item.nodeid)
                 return
@@ -292,7 +291,7 @@ class Suite:
         add_per_images(stats.extra_info)
         self.run.cases_s += stats.extra_info["wall_s"] or 0.0
         self.run.finished.append(stats)
-        record = stats.as_dict(include_data=True)
+        record = pbench.as_record(stats)
         if self.journal is not None:
             self.journal.add(record)
         self._forget(item.nodeid)
@@ -340,7 +339,7 @@ class Suite:
         # The run as it would be saved (pytest-benchmark's machine_info with ours): the report's rows, worded.
         run = {
             "machine_info": bs.get_machine_info() if bs is not None else {},
-            "benchmarks": [s.as_dict(include_data=True) for s in self.run.finished],
+            "benchmarks": [pbench.as_record(s) for s in self.run.finished],
             "datetime": datetime.now(timezone.utc).isoformat(),
         }
         terminalreporter.section("fmnist-bench: is the GPU faster here?", sep="=", bold=True)
