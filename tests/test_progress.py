@@ -1,6 +1,7 @@
 """What the terminal says: a case's headline, the progress line and the end-of-run answer, from saved runs."""
 
 import json
+import re
 from pathlib import Path
 
 from bench.record.words import fmt_time
@@ -50,8 +51,12 @@ def test_the_answer_on_a_gpu_host_gives_speedups_crossover_and_the_seed_epoch():
     )
     cpu = find(H100_QUICK, "test_train_epoch[cpu-1000-resident]")["stats"]["median"]
     gpu = find(H100_QUICK, "test_train_epoch[cuda:0-1000-resident]")["stats"]["median"]
-    assert "cuda:0  train     resident   100: " in text and f"1,000: {cpu / gpu:.2f}x [{cpu / gpu:.2f}x]" in text
-    assert "cuda:0 train resident: GPU faster at every batch size measured (100 to 1,000)" in text
+    assert "cuda:0  train     resident   100: " in text and f"1,000: {cpu / gpu:.2f}x (1 round)" in text
+    # One round a figure: no interval, so the crossover is said of the points, with no verdict.
+    assert (
+        "cuda:0 train resident: GPU faster at every batch size measured (100 to 1,000), by the point figures (one round: no verdict)"
+        in text
+    )
     seed_cpu = find(H100_QUICK, "test_train_epoch[cpu-1000-seed]")["stats"]["median"]
     seed_gpu = find(H100_QUICK, "test_train_epoch[cuda:0-1000-seed]")["stats"]["median"]
     assert seed_cpu / seed_gpu <= 1  # on this host the seed pipeline is loader-bound: the CPU wins at 1,000
@@ -83,7 +88,7 @@ def record(family, device, size, variant, median, threads=16, images=60_000, **e
         params = {"device": device, "cpu_threads": threads, "direction": "h2d", "memory": "pageable",
                   "size": size, "dtype": "float32"}  # fmt: skip
     return {"group": family, "name": f"{family}-{device}-{threads}-{size}-{variant}", "params": params,
-            "stats": {"median": median, "iqr": 0.0, "rounds": 3},
+            "stats": {"median": median, "iqr": 0.0, "rounds": 3, "data": [median * 0.99, median, median * 1.01]},
             "extra_info": {"images": images, "batches": 10, "bytes": 4 * 784 * size, **extra}}  # fmt: skip
 
 
@@ -96,12 +101,16 @@ def test_speedups_against_the_cpus_best_thread_count_and_the_crossover_against_i
     ]  # fmt: skip
     text = "\n".join(end_summary(records, default_threads=16, run={}))
     # batch 100: 8/4 = 2x against the default, 2/4 = 0.5x against the best (1 thread); batch 1,000: 4x both ways.
-    assert "cuda:0  train     resident   100: 2.00x [0.50x]  1,000: 4.00x [4.00x]" in text
+    assert re.search(
+        r"cuda:0  train     resident   100: 2\.00x \(1\.9\d-2\.0\d\) \[0\.50x \(0\.4\d-0\.5\d\) at 1 thread\]  1,000: 4\.00x \(3\.9\d-4\.0\d\)$",
+        text,
+        re.M,
+    )
     assert (
         "cuda:0 train resident: GPU faster only at the largest batch size measured (1,000)" in text
     )  # not 100: the best CPU wins there
     # Training ran at two thread counts here, so the CPU's section names the better one.
-    assert "train     resident   batch 100: 1 thread, 4.00x faster than 16" in text
+    assert re.search(r"train     resident   batch 100: 1 thread, 4\.00x \(3\.9\d-4\.0\d\) faster than 16", text)
 
 
 def test_the_seed_breakdown_adds_up_and_refuses_an_impossible_split():
@@ -152,17 +161,25 @@ def test_the_ladder_names_the_fastest_step_its_speedups_and_a_step_that_learns_l
         step("channels_last_bf16", 1.6, 0.51, tolerance=0.10),
     ]  # fmt: skip
     text = "\n".join(end_summary(records, default_threads=16, run={}))
-    assert "cpu-16t  batch  1,000: fastest channels_last_bf16, 5.00x seed" in text  # not bf16: it learns less
+    assert re.search(
+        r"cpu-16t  batch  1,000: fastest channels_last_bf16, 5\.00x \([\d.]+-[\d.]+\) seed$", text, re.M
+    )  # not bf16
     # Each step's speedup is over the step it builds on, not over its neighbour in the list.
     # Many page faults are named beside the figure they cost; a few are not.
-    assert "resident 4 s 2.00x (2.00x over loader) [1.4M page faults a round]; channels_last 2 s 4.00x" in text
-    assert "seed 8 s 1.00x;" in text
-    assert "bf16 1 s 8.00x (4.00x over resident); channels_last_bf16 1.6 s 5.00x (1.25x over channels_last)" in text
+    assert (
+        "resident 4 s 2.00x (1.96-2.04) [2.00x (1.96-2.04) over loader] [1.4M page faults a round]; channels_last 2 s 4.00x"
+        in text
+    )
+    assert "seed 8 s; loader 8 s 1.00x (0.98-1.02, no difference measured)" in text  # (seed is not over itself)
+    assert (
+        "bf16 1 s 8.00x (7.84-8.16) [4.00x (3.92-4.08) over resident]; channels_last_bf16 1.6 s 5.00x (4.90-5.10) [1.25x (1.23-1.28) over channels_last]"
+        in text
+    )
     assert "learns less: bf16 loss 0.600 > resident 0.500 + 10%" in text
     # Without channels_last (--pipelines), bf16 on it is measured against the nearest step that ran.
     text = "\n".join(end_summary([r for r in records if r["params"]["pipeline"] != "channels_last"],
                                   default_threads=16, run={}))  # fmt: skip
-    assert "channels_last_bf16 1.6 s 5.00x (2.50x over resident)" in text
+    assert "channels_last_bf16 1.6 s 5.00x (4.90-5.10) [2.50x (2.45-2.55) over resident]" in text
 
 
 def test_page_faults_are_said_in_thousands_or_millions_from_ten_thousand():
@@ -187,10 +204,10 @@ def test_an_inference_ladder_step_is_its_own_variant_never_a_thread_count_of_ano
     ]  # fmt: skip
     text = "\n".join(end_summary(records, default_threads=16, run={}))
     assert "faster than 16" not in text  # the old summary said "16 threads, 2.00x faster than 16"
-    assert "inference compute    no count beat torch's default 16" in text
+    assert "inference compute    no count measured faster than torch's default 16" in text
     assert "compute channels_last" not in text.split("The CPU by thread count")[1].split("\n\n")[0].split("Where")[0]
     # The GPU's channels_last pass is paired with the CPU's channels_last pass: 1.0 / 0.5.
-    assert "cuda:0  inference compute channels_last 1,000: 2.00x [2.00x]" in text
+    assert "cuda:0  inference compute channels_last 1,000: 2.00x (1.96-2.04)" in text
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -199,6 +216,7 @@ VM_DEFAULT_PATH = next((REPO / "results" / "vm_AMD-EPYC_no-gpu").glob("*/0006_*.
 
 
 def test_the_summary_and_the_report_give_one_runs_figures_from_the_same_functions(monkeypatch):
+    from bench.record.intervals import interval_said
     from bench.record.words import fmt_time
     from bench.report import figures
     from bench.report.load import load_frame
@@ -215,16 +233,20 @@ def test_the_summary_and_the_report_give_one_runs_figures_from_the_same_function
         frame = load_frame([path])
         speed = figures.speedups(frame)
         for r in speed.itertuples():  # every speedup of the report, as the summary words it
-            assert f"{int(r.batch_size):,}: {r.speedup:.2f}x [{r.speedup_vs_best_cpu:.2f}x]" in text, r
+            assert f"{int(r.batch_size):,}: {interval_said(r.speedup, r.speedup_low, r.speedup_high)}" in text, r
         for r in figures.crossovers(speed).itertuples():
             assert f"{r.device} {r.family} {r.variant}: {r.says}" in text
         for r in figures.breakdown(frame).itertuples():
             assert f"{fmt_time(r.seed_epoch_s)} = loading {fmt_time(r.loading_s)}" in text or "no split" in text
         steps = figures.ladder(frame, "train")
         for r in steps.itertuples():
-            assert f"{r.pipeline} {fmt_time(r.median)} {r.vs_first:.2f}x" in text
+            if r.step:  # (the first step is not over itself)
+                assert (
+                    f"{r.pipeline} {fmt_time(r.median)} {interval_said(r.vs_first, r.vs_first_low, r.vs_first_high, no_interval='')}"
+                    in text
+                )
         for r in figures.fastest_steps(steps).itertuples():
-            assert f"fastest {r.pipeline}, {r.vs_first:.2f}x seed" in text
+            assert f"fastest {r.pipeline}, {interval_said(r.vs_first, r.vs_first_low, r.vs_first_high)} seed" in text
         seen.append((len(speed), len(steps)))
     assert seen[0][0] > 0 and seen[1][1] > 0  # the H100 host's speedups, the VM's ladder
     assert {"speedups", "crossovers", "cpu_choices", "breakdown", "ladder", "fastest_steps"} <= set(called[:12])

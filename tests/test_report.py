@@ -19,7 +19,7 @@ from bench.record.journal import Journal
 from bench.report import main, write_report
 from bench.report.facts import partial_note
 from bench.report.figures import breakdown, cpu_choices, crossovers, speedups
-from bench.report.load import COLUMNS, RunFileWarning, load_frame, select_newest
+from bench.report.load import COLUMNS, CSV_COLUMNS, RunFileWarning, load_frame, select_newest
 from bench.report.page import md_escape
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -239,7 +239,7 @@ def test_every_output_file_is_written(tmp_path, frame):
         assert (tmp_path / name).stat().st_size > 0
     assert (tmp_path / "epoch_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = pd.read_csv(tmp_path / "summary.csv")
-    assert list(summary.columns) == COLUMNS and len(summary) == len(frame)
+    assert list(summary.columns) == CSV_COLUMNS and len(summary) == len(frame)
     page = (tmp_path / "index.html").read_text()
     for image in ("epoch_time.png", "speedup.png", "machines.png"):
         assert f'src="{image}"' in page
@@ -361,7 +361,10 @@ def _also_at(run: dict, threads: int, family: str, variant: tuple[str, str], med
             again = copy.deepcopy(b)
             again["params"]["cpu_threads"] = threads
             again["name"] = b["name"].replace(f"[cpu-{p['cpu_threads']}t-", f"[cpu-{threads}t-")
+            scale = medians[p["batch_size"]] / again["stats"]["median"]
             again["stats"]["median"] = medians[p["batch_size"]]
+            # Its rounds scaled with it, so a ratio's interval (from the rounds) is about its median.
+            again["stats"]["data"] = [x * scale for x in again["stats"].get("data") or []]
             extra.append(again)
     assert extra, (family, variant)
     return {**run, "benchmarks": run["benchmarks"] + extra}
@@ -508,8 +511,8 @@ def test_the_cpu_threads_section_names_the_best_count_and_its_gain(tmp_path):
     assert "| train" not in section  # training ran at one count: nothing to choose
     # The speedup table gives the best count's speedup in brackets where it is not the default.
     gpu = _medians(run, "inference", "cuda:0", "mode", "compute")
-    said = md_escape(f"[{cpu[(1, 1)] / gpu[(default, 1)]:.2f}x vs 1t]")  # report.md escapes every cell's text
-    assert said in _section(markdown, "GPU speedup over the CPU")
+    said = md_escape(f"[{cpu[(1, 1)] / gpu[(default, 1)]:.2f}x (")  # report.md escapes every cell's text
+    assert said in _section(markdown, "GPU speedup over the CPU") and md_escape(") vs 1t]") in markdown
     assert "Against the CPU at its best thread count" in _section(markdown, "Crossover batch size")
     # Runs with one CPU thread count have no such section.
     write_report(load_frame([GPU_RUN, CPU_RUN]), tmp_path / "one")
@@ -741,7 +744,8 @@ def test_the_ladder_gives_each_steps_speedup_over_the_step_it_builds_on(tmp_path
     assert best["pipeline"].tolist() == [steps["median"].idxmin()]
     table = ladder_table(steps.reset_index(), "train")
     over = steps.loc["channels_last", "median"] / steps.loc["channels_last_bf16", "median"]
-    assert f"({over:.2f}x over channels_last)" in table.loc[0, "channels_last_bf16"]
+    assert f"[{over:.2f}x (" in table.loc[0, "channels_last_bf16"]  # with its interval
+    assert ") over channels_last]" in table.loc[0, "channels_last_bf16"]
     # Held to --host-allocator keep, no step faulted much, and none is said to have.
     assert load_frame([LADDER_RUN])["host_allocator"].eq("keep").all()
     assert not table.apply(lambda column: column.astype(str).str.contains("page faults")).any().any()
@@ -776,7 +780,7 @@ def test_a_ladder_without_some_steps_measures_each_against_the_nearest_step_that
     assert both["vs_base"] == pytest.approx(steps.loc["resident", "median"] / both["median"])
     assert steps["vs_first"].isna().all()  # no seed: no "over seed" figure, not one over loader
     table = ladder_table(steps.reset_index(), "train")
-    assert "x over resident)" in table.loc[0, "channels_last_bf16"]
+    assert ") over resident]" in table.loc[0, "channels_last_bf16"]
     said = _fastest_said(fastest_steps(steps.reset_index()))
     assert said and all("seed" not in line for line in said)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
+from bench.record.intervals import NO_DIFFERENCE, interval_said, side
 from bench.report.figures import fastest_steps, is_gpu, ladder
 
 __all__ = ["answers"]
@@ -13,13 +16,25 @@ __all__ = ["answers"]
 _ANSWER_BATCH = 1000
 
 
-def _times(x: float) -> str:
-    """A speedup as words that stay true below 1x: "3.1x faster", "2.0x slower", "as fast"."""
-    if x >= 1.005:
-        return f"{x:.2f}x faster"
-    if x <= 1 / 1.005:
-        return f"{1 / x:.2f}x slower"
-    return "as fast"
+def _times(x: float, low: float = math.nan, high: float = math.nan) -> str:
+    """A speedup as words that stay true below 1x, decided on its 95% interval: "3.10x faster (2.9-3.3)",
+    "2.00x slower (speedup 0.50x, 0.49-0.51)", "no faster or slower (1.02x, 0.97-1.08: no difference measured)";
+    a figure of one round has no interval and says so: "3.10x faster (1 round)"."""
+    where = side(low, high)
+    if where is None:
+        return (f"{x:.2f}x faster" if x >= 1 else f"{1 / x:.2f}x slower") + " (1 round)"
+    if where == 0:
+        return f"no faster or slower ({x:.2f}x, {low:.2f}-{high:.2f}: {NO_DIFFERENCE})"
+    if where > 0:
+        return f"{x:.2f}x faster ({low:.2f}-{high:.2f})"
+    return f"{1 / x:.2f}x slower (speedup {x:.2f}x, {low:.2f}-{high:.2f})"
+
+
+def _speedup_of(row) -> tuple[float, float, float]:
+    """(speedup, low, high) against the CPU at torch's default threads, else at its best count measured."""
+    if pd.notna(row["speedup"]):
+        return row["speedup"], row["speedup_low"], row["speedup_high"]
+    return row["speedup_vs_best_cpu"], row["vs_best_low"], row["vs_best_high"]
 
 
 def _sentence(gpu: pd.DataFrame, parts: pd.DataFrame) -> str | None:
@@ -33,28 +48,26 @@ def _sentence(gpu: pd.DataFrame, parts: pd.DataFrame) -> str | None:
     size = _ANSWER_BATCH if (sizes == _ANSWER_BATCH).any() else int(sizes.iloc[(sizes - _ANSWER_BATCH).abs().argmin()])
     at = seed[seed["batch_size"] == size].iloc[0]
     device, quick = at["device"], bool(at["quick"])
-    n = at["speedup"] if pd.notna(at["speedup"]) else at["speedup_vs_best_cpu"]
+    n, n_low, n_high = _speedup_of(at)
     baseline = "at torch's default thread count" if pd.notna(at["speedup"]) else "at its best thread count measured"
     text = (
-        f"Here the notes' loop (seed) is {_times(n)} on the GPU ({device}) than on this machine's CPU "
+        f"Here the notes' loop (seed) is {_times(n, n_low, n_high)} on the GPU ({device}) than on this machine's CPU "
         f"({baseline}) at batch {size:,}"
     )
     same_run = gpu["quick"] == quick
     share = parts[(parts["device"] == device) & (parts["batch_size"] == size) & (parts["quick"] == quick)]
     resident = gpu[same_run & (gpu["family"] == "train") & (gpu["variant"] == "resident") & (gpu["batch_size"] == size)]
-    m, one_round = None, bool(at["one_round"])
+    m, m_interval = None, (math.nan, math.nan)
     if not resident.empty:
-        r = resident.iloc[0]
-        m = r["speedup"] if pd.notna(r["speedup"]) else r["speedup_vs_best_cpu"]
-        one_round |= bool(r["one_round"])
+        m, *m_interval = _speedup_of(resident.iloc[0])
     if not share.empty and share["seed_epoch_s"].iloc[0] > 0:
         p = share["loading_s"].iloc[0] / share["seed_epoch_s"].iloc[0]
         # "because" only where the figures carry it: loading is most of the GPU's epoch, and removing it pays.
-        link = "because" if p >= 0.5 and m is not None and m > n else "while"
+        link = "because" if p >= 0.5 and m is not None and m > n and side(*m_interval) == 1 else "while"
         text += f", {link} data loading takes {p:.0%} of its epoch there"
     if m is not None:
-        text += f"; with the data resident on the GPU it is {_times(m)}"
-    notes = [note for note, on in (("from a quick run: a subset of the data", quick), ("one round", one_round)) if on]
+        text += f"; with the data resident on the GPU it is {_times(m, *m_interval)}"
+    notes = [note for note, on in (("from a quick run: a subset of the data", quick),) if on]
     return text + (f" ({', '.join(notes)})" if notes else "") + "."
 
 
@@ -62,12 +75,17 @@ def _fastest_said(best: pd.DataFrame) -> list[str]:
     said = []
     for r in best.itertuples():
         quick = " (quick run)" if r.quick else ""
-        over = f"{r.vs_first:.2f}x the notes' loop (seed) on the same device, " if pd.notna(r.vs_first) else ""
+        over = ""
+        if pd.notna(r.vs_first):
+            over = f"{interval_said(r.vs_first, r.vs_first_low, r.vs_first_high)} the notes' loop (seed) on the same device, "
         if over and "seed" in r.other_runs.split(", "):
             over += "against the seed epoch of another run, "
+        # Decided on intervals: a step no different from the fastest is named beside it.
+        tie = f" No difference was measured between it and {r.tied_with.replace(', ', ' or ')}." if r.tied_with else ""
+        tie += " Some steps ran one round: which is fastest has no verdict." if r.tie_unknown else ""
         said.append(
             f"Fastest training pipeline on {r.device} at batch {r.batch_size:,}{quick}: {r.pipeline}, "
-            f"{over}with a loss within its tolerance of the resident epoch's."
+            f"{over}with a loss within its tolerance of the resident epoch's.{tie}"
         )
     return said
 
@@ -111,7 +129,7 @@ def answers(frame: pd.DataFrame, speed: pd.DataFrame, cross: pd.DataFrame, parts
             if sentence:
                 said.append(sentence)
             for c in crossing[crossing["device"] == device].itertuples():
-                marks = " (quick)" * c.quick + " (1 round)" * c.one_round
+                marks = " (quick)" * c.quick  # (one round: its words say so)
                 said.append(
                     f"Crossover against the CPU at its best thread count, {device} {c.family} {c.variant}{marks}: "
                     f"{c.says}."

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bench.record import format as fmt
+from bench.record.intervals import interval_said, ratio_interval
 from bench.record.names import AXES, FAMILY_AXES, case_id
 from bench.record.store import RunFileWarning, find_run_files, load_run
 from bench.record.words import fmt_time
@@ -193,11 +194,17 @@ def compare_runs(old: tuple[Path, dict], new: tuple[Path, dict], *, factor: floa
                 ("OLD", "NEW", b, run_state(new[1])) if n is None else ("NEW", "OLD", a, run_state(old[1]))
             )
             row.update(
-                ratio=np.nan, verdict=UNPAIRED, why=_unpaired_why(o if n is None else n, other, here, there, state)
+                ratio=np.nan,
+                ratio_low=np.nan,
+                ratio_high=np.nan,
+                verdict=UNPAIRED,
+                why=_unpaired_why(o if n is None else n, other, here, there, state),
             )
         else:
             said, why = verdict(o, n, factor)
-            row.update(ratio=n["median"] / o["median"], verdict=said, why=why)
+            # new/old with its 95% interval from both runs' rounds (bench/record/intervals.py).
+            low, high = ratio_interval(n["data"], o["data"])
+            row.update(ratio=n["median"] / o["median"], ratio_low=low, ratio_high=high, verdict=said, why=why)
         rows.append(row)
     table = pd.DataFrame(rows)
     table["_order"] = table["verdict"].map(VERDICTS.index)
@@ -259,7 +266,10 @@ def render(old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataF
             "new": [
                 _figure(*v) for v in zip(table["new_median"], table["new_iqr_share"], table["new_rounds"], strict=True)
             ],
-            "new/old": [("-" if pd.isna(r) else f"{r:.2f}") for r in table["ratio"]],
+            "new/old": [
+                "-" if pd.isna(r) else interval_said(r, lo, hi, no_interval="").removesuffix("x").replace("x (", " (")
+                for r, lo, hi in zip(table["ratio"], table["ratio_low"], table["ratio_high"], strict=True)
+            ],
             "verdict": table["verdict"],
             "why": table["why"],
         }

@@ -13,6 +13,7 @@ from bench.record.derive import (
     loglog_interp,
     seed_breakdown,
 )
+from bench.record.intervals import ratio_interval, side
 from bench.record.names import BUILDS_ON, INFERENCE_LADDER, SPEEDUP_FAMILIES, TRAIN_LADDER
 
 __all__ = [
@@ -41,7 +42,8 @@ def at_default(rows: pd.DataFrame) -> pd.Series:
 
 
 _CHOICE_COLUMNS = ["machine_key", "quick", "family", "variant", "batch_size", "threads_measured", "default_threads",
-                   "median_default", "best_cpu_threads", "median_best", "noisy", "one_round", "partial"]  # fmt: skip
+                   "median_default", "best_cpu_threads", "median_best", "noisy", "one_round", "partial", "data_default",
+                   "data_best"]  # fmt: skip
 
 
 def cpu_choices(frame: pd.DataFrame) -> pd.DataFrame:
@@ -75,6 +77,9 @@ def cpu_choices(frame: pd.DataFrame) -> pd.DataFrame:
                     "noisy": bool(used["noisy"].any()),
                     "one_round": bool(used["one_round"].any()),
                     "partial": bool(used["partial"].any()),
+                    # Each figure's rounds: what a ratio's interval is resampled from (bench/record/intervals.py).
+                    "data_default": default["round_times"].iloc[0] if not default.empty else None,
+                    "data_best": best["round_times"].iloc[0],
                 }
             )
     out = pd.DataFrame(rows, columns=_CHOICE_COLUMNS)
@@ -84,8 +89,9 @@ def cpu_choices(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 _SPEED_COLUMNS = ["machine_key", "label", "quick", "device", "device_name", "family", "variant", "batch_size",
-                  "default_threads", "median_cpu", "median_gpu", "speedup", "best_cpu_threads", "median_best_cpu",
-                  "speedup_vs_best_cpu", "noisy", "one_round", "partial"]  # fmt: skip
+                  "default_threads", "median_cpu", "median_gpu", "speedup", "speedup_low", "speedup_high",
+                  "best_cpu_threads", "median_best_cpu", "speedup_vs_best_cpu", "vs_best_low", "vs_best_high", "noisy",
+                  "one_round", "partial"]  # fmt: skip
 
 
 def speedups(frame: pd.DataFrame) -> pd.DataFrame:
@@ -102,7 +108,7 @@ def speedups(frame: pd.DataFrame) -> pd.DataFrame:
     for family in SPEEDUP_FAMILIES:
         rows = frame[(frame["family"] == family) & is_gpu(frame["device"])]
         gpu = rows[["machine_key", "label", "quick", "variant", "batch_size", "device", "device_name", "median",
-                    "noisy", "one_round", "partial"]].rename(columns={"median": "median_gpu"})  # fmt: skip
+                    "noisy", "one_round", "partial", "round_times"]].rename(columns={"median": "median_gpu", "round_times": "data_gpu"})  # fmt: skip
         both = gpu.assign(family=family).merge(
             cpu, on=["machine_key", "quick", "family", "variant", "batch_size"], suffixes=("_gpu", "_cpu")
         )
@@ -110,6 +116,11 @@ def speedups(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         both["speedup"] = both["median_default"] / both["median_gpu"]
         both["speedup_vs_best_cpu"] = both["median_best"] / both["median_gpu"]
+        # The 95% interval of each speedup, from the rounds of both figures: CPU time over GPU time.
+        for name, cpu_data in (("speedup", "data_default"), ("vs_best", "data_best")):
+            bounds = [ratio_interval(c, g) for c, g in zip(both[cpu_data], both["data_gpu"], strict=True)]
+            both[f"{name}_low"] = [b[0] for b in bounds]
+            both[f"{name}_high"] = [b[1] for b in bounds]
         for flag in ("noisy", "one_round", "partial"):
             both[flag] = both[f"{flag}_gpu"].astype(bool) | both[f"{flag}_cpu"].astype(bool)
         out.append(both.rename(columns={"median_default": "median_cpu", "median_best": "median_best_cpu"}))
@@ -162,12 +173,25 @@ def crossovers(speed: pd.DataFrame) -> pd.DataFrame:
     crossover_batch_size is the smallest size from which the GPU is faster at every larger one
     (<NA>: not faster at the largest); says puts it in words true of every size. Against the
     CPU's best count, so that a poorly threaded CPU cannot make the GPU look as if it wins earlier.
+    Faster means the speedup's 95% interval is above 1: one that includes 1 is no difference
+    measured. Figures of one round have no interval: their crossover is <NA>, and says words the
+    points as points, with no verdict.
     """
     rows = []
     keys = ["machine_key", "quick", "device", "family", "variant"]
     for (key, quick, device, family, variant), group in speed.groupby(keys):
         sizes = group["batch_size"].astype(int).tolist()
         values = group["speedup_vs_best_cpu"].astype(float).tolist()
+        sides = [side(lo, hi) for lo, hi in zip(group["vs_best_low"], group["vs_best_high"], strict=True)]
+        if None in sides:
+            # One round a figure: no interval, so no verdict; the points are said as points.
+            crossing, says = None, f"{crossover_says(sizes, values)}, by the point figures (one round: no verdict)"
+        else:
+            # Faster only where the whole interval is above 1: "no difference measured" is not a win.
+            won = [2.0 if s == 1 else 0.5 for s in sides]
+            crossing, says = crossover_batch_size(sizes, won), crossover_says(sizes, won)
+            ties = [f"{size:,}" for size, s in zip(sizes, sides, strict=True) if s == 0]
+            says += f"; no difference measured at {', '.join(ties)}" if ties else ""
         rows.append(
             {
                 "machine_key": key,
@@ -177,8 +201,8 @@ def crossovers(speed: pd.DataFrame) -> pd.DataFrame:
                 "device_name": group["device_name"].iloc[0],
                 "family": family,
                 "variant": variant,
-                "crossover_batch_size": crossover_batch_size(sizes, values),
-                "says": crossover_says(sizes, values),
+                "crossover_batch_size": crossing,
+                "says": says,
                 "best_speedup": max(values),
                 "one_round": bool(group["one_round"].any()),
             }
@@ -274,6 +298,17 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
             while base is not None and base not in steps.index:
                 base = BUILDS_ON[family].get(base)
             before = steps.loc[base, "median"] if base is not None else None
+            # Each ratio's 95% interval from both steps' rounds (bench/record/intervals.py).
+            first_low, first_high = (
+                ratio_interval(steps.loc[names[0], "round_times"], r["round_times"])
+                if pd.notna(first)
+                else (np.nan, np.nan)
+            )
+            base_low, base_high = (
+                ratio_interval(steps.loc[base, "round_times"], r["round_times"])
+                if base is not None
+                else (np.nan, np.nan)
+            )
             against = [n for n in dict.fromkeys([names[0] if pd.notna(first) else None, base]) if n is not None]
             other_runs = [n for n in against if str(steps.loc[n, "run_file"]) != str(r["run_file"])]
             other_files = {str(steps.loc[n, "run_file"]) for n in other_runs}
@@ -286,20 +321,22 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
                 {
                     "machine_key": key, "label": r["label"], "quick": bool(quick), "device": device,
                     "batch_size": size, "pipeline": name, "step": order.index(name), "median": r["median"],
-                    "images_per_s": r["images_per_s"], "vs_first": first / r["median"],
-                    "builds_on": base, "vs_base": before / r["median"] if before else np.nan, "loss": r["loss"],
+                    "images_per_s": r["images_per_s"], "vs_first": first / r["median"], "vs_first_low": first_low,
+                    "vs_first_high": first_high, "builds_on": base, "vs_base": before / r["median"] if before else np.nan,
+                    "vs_base_low": base_low, "vs_base_high": base_high, "loss": r["loss"],
                     "loss_tolerance": tolerance, "learns_less": learns_less, "prepare_s": r["prepare_s"],
                     "agreement": r["agreement"], "noisy": bool(r["noisy"]), "one_round": bool(r["one_round"]),
                     "page_faults": r["page_faults"], "gpu_ops_per_step": _per_step(r["gpu_ops"], r["profiled_images"], size),
                     "gpu_busy_share": r["gpu_busy_share"], "cpu_top_op": r["cpu_top_op"],
                     "cpu_top_op_share": r["cpu_top_op_share"], "run_file": r["run_file"],
                     "other_runs": ", ".join(other_runs), "other_run_count": len(other_files),
+                    "round_times": r["round_times"],
                 }
             )  # fmt: skip
     columns = ["machine_key", "label", "quick", "device", "batch_size", "pipeline", "step", "median", "images_per_s",
-               "vs_first", "builds_on", "vs_base", "loss", "loss_tolerance", "learns_less", "prepare_s", "agreement", "noisy",
+               "vs_first", "vs_first_low", "vs_first_high", "builds_on", "vs_base", "vs_base_low", "vs_base_high", "loss", "loss_tolerance", "learns_less", "prepare_s", "agreement", "noisy",
                "one_round", "page_faults", "gpu_ops_per_step", "gpu_busy_share", "cpu_top_op", "cpu_top_op_share", "run_file",
-               "other_runs", "other_run_count"]  # fmt: skip
+               "other_runs", "other_run_count", "round_times"]  # fmt: skip
     return pd.DataFrame(out, columns=columns)
 
 
@@ -311,9 +348,21 @@ def _per_step(ops: float, images: float, batch_size: int) -> float:
 
 
 def fastest_steps(steps: pd.DataFrame) -> pd.DataFrame:
-    """Per machine, device and batch size of a train ladder: the fastest step that learned as well as resident."""
+    """Per machine, device and batch size of a train ladder: the fastest step that learned as well as resident.
+
+    Decided on intervals: `tied_with` names the steps (that learned as well) whose epoch is no different
+    from the fastest's by the 95% interval of their ratio; `tie_unknown` is true where a step of one round
+    leaves that unknown."""
     kept = steps[~steps["learns_less"].astype(bool)]
     if kept.empty:
-        return steps.iloc[0:0]
-    best = kept.loc[kept.groupby(["machine_key", "quick", "device", "batch_size"])["median"].idxmin()]
-    return best.reset_index(drop=True)
+        return steps.iloc[0:0].assign(tied_with=[], tie_unknown=[])
+    groups = ["machine_key", "quick", "device", "batch_size"]
+    best = kept.loc[kept.groupby(groups)["median"].idxmin()].reset_index(drop=True)
+    tied, unknown = [], []
+    for r in best.itertuples():
+        mine = kept[(kept["machine_key"] == r.machine_key) & (kept["quick"] == r.quick) & (kept["device"] == r.device)
+                    & (kept["batch_size"] == r.batch_size) & (kept["pipeline"] != r.pipeline)]  # fmt: skip
+        sides = {o.pipeline: side(*ratio_interval(o.round_times, r.round_times)) for o in mine.itertuples()}
+        tied.append(", ".join(name for name, s in sides.items() if s == 0))
+        unknown.append(any(s is None for s in sides.values()))
+    return best.assign(tied_with=tied, tie_unknown=unknown)

@@ -22,6 +22,7 @@ from bench.record.store import RunFileWarning, find_run_files, load_run
 __all__ = [
     "AXES",
     "COLUMNS",
+    "CSV_COLUMNS",
     "FAMILIES",
     "RunFileWarning",
     "find_run_files",
@@ -352,7 +353,7 @@ def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict,
     frame["round_p90"] = [_round_p90(data) for data in frame["data"]]
     energy = frame["energy_j"].where(frame["energy_j"] > 0)  # 0 J over a timed case: no reading, not infinite images
     frame["images_per_j"] = np.where(counted, frame["images"].astype("float64") / energy, np.nan)
-    frame = frame.drop(columns=["data"])
+    frame = frame.rename(columns={"data": "round_times"})  # what a ratio's interval resamples (intervals.py)
     return frame[COLUMNS].sort_values(["machine_key", "family", "device", "name"], kind="stable").reset_index(drop=True)
 
 
@@ -396,5 +397,7 @@ _COLUMNS_IN = [
 # cpu_threads the count a case ran at; one_round marks a figure with no spread to judge.
 COLUMNS = ["label", "variant"] + [c for c in _COLUMNS_IN if c not in ("data", "variant", *_LATENCY_COLUMNS)] + [
     "images_per_s", "gbps", "link_share", "iqr_share", "one_round", "noisy", "latency_ms", *_LATENCY_COLUMNS,
-    "round_p90", "images_per_j",
+    "round_p90", "images_per_j", "round_times",
 ]  # fmt: skip
+# summary.csv: every column but each round's time (the run files keep those).
+CSV_COLUMNS = [c for c in COLUMNS if c != "round_times"]

@@ -17,7 +17,7 @@ from markupsafe import Markup
 from bench.record.names import NOISY_IQR_SHARE
 from bench.report import facts, figures, plots, tables
 from bench.report.answers import answers as machine_answers
-from bench.report.load import select_newest
+from bench.report.load import CSV_COLUMNS, select_newest
 
 __all__ = ["OutputError", "check_out", "write_report"]
 
@@ -151,8 +151,9 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                  "theoretical bandwidth is given and drawn as a dashed line.",
                  plots.plot_transfer(frame, out / "transfer_bandwidth.png")),
         _Section("GPU speedup over the CPU", tables.speedup_table(speed) if has_gpu else None,
-                 "The same machine's CPU median at torch's default thread count divided by the GPU's: above 1x the GPU "
-                 "is faster. Where another CPU thread count was faster, [in brackets] the speedup against that best "
+                 "The same machine's CPU median at torch's default thread count divided by the GPU's, with its 95% "
+                 "interval from both figures' rounds: above 1x the GPU is faster, and an interval that includes 1 is no "
+                 "difference measured. Where another CPU thread count was faster, [in brackets] the speedup against that best "
                  "count; the plot is against the best. Quick figures are paired only with quick ones of the same run."
                  if has_gpu else no_gpu,
                  plots.plot_speedup(speed, out / "speedup.png")),
@@ -275,7 +276,7 @@ def write_report(frame: pd.DataFrame, out: Path, *, cross_machine: bool = False)
     old = None  # where the previous report waits while the new one is moved in
     try:
         new.chmod(0o755)  # mkdtemp's folder is private; a report is for reading
-        frame.to_csv(new / "summary.csv", index=False)
+        frame[CSV_COLUMNS].to_csv(new / "summary.csv", index=False)
         _render(select_newest(frame), new, cross_machine)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))

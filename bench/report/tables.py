@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.record.intervals import interval_said
 from bench.record.words import faults_said, fmt_time
 
 __all__ = [
@@ -132,9 +133,11 @@ def transfer_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _speed_cell(r) -> str:
-    text = f"{r.speedup:.2f}x" if pd.notna(r.speedup) else "-"
+    # Each ratio with its 95% interval (bench/record/intervals.py); a one-round figure is marked below instead.
+    text = interval_said(r.speedup, r.speedup_low, r.speedup_high, no_interval="") if pd.notna(r.speedup) else "-"
     if pd.isna(r.speedup) or _differs(r.best_cpu_threads, r.default_threads):
-        text += f" [{r.speedup_vs_best_cpu:.2f}x vs {_threads(r.best_cpu_threads)}]"
+        best = interval_said(r.speedup_vs_best_cpu, r.vs_best_low, r.vs_best_high, no_interval="")
+        text += f" [{best} vs {_threads(r.best_cpu_threads)}]"
     return text + marks(r) + (PARTIAL if r.partial else "")
 
 
@@ -160,8 +163,11 @@ def ladder_table(steps: pd.DataFrame, family: str) -> pd.DataFrame:
 
     def cell(r):
         figure = fmt_seconds(r.median) if family == "train" else f"{r.images_per_s:,.0f} img/s"
-        text = figure + (f", {r.vs_first:.2f}x" if pd.notna(r.vs_first) else "")
-        text += f" ({r.vs_base:.2f}x over {r.builds_on})" if pd.notna(r.vs_base) else ""
+        # Each ratio with its 95% interval; a one-round figure is marked at the end instead.
+        first = interval_said(r.vs_first, r.vs_first_low, r.vs_first_high, no_interval="")
+        text = figure + (f", {first}" if pd.notna(r.vs_first) else "")
+        if pd.notna(r.vs_base):
+            text += f" [{interval_said(r.vs_base, r.vs_base_low, r.vs_base_high, no_interval='')} over {r.builds_on}]"
         if r.other_runs:  # a ratio across runs: weaker on a noisy machine, and said so
             runs = "another run" if r.other_run_count == 1 else "other runs"
             text += f"; {r.other_runs.replace(', ', ' and ')} from {runs}"

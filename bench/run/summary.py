@@ -14,17 +14,32 @@ from pathlib import Path
 
 from bench.measure.telemetry import OUTSIDE_SHARE
 from bench.record import format as fmt
+from bench.record.intervals import interval_said, ratio_interval, side
 from bench.record.names import NOISY_IQR_SHARE, SPEEDUP_FAMILIES
 from bench.record.words import cases, faults_said, fmt_time
 
 __all__ = ["THREADS_MARGIN", "end_summary"]
 
-# A thread count "beats" torch's default only by more than this: less is within a run's noise.
+# With one round a figure (no interval), a thread count is said to beat torch's default only by more than this.
 THREADS_MARGIN = 0.05
 
 
 def _x(value) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.2f}x"
+
+
+def _speed_cell(r) -> str:
+    """'1,000: 5.33x (4.90-5.80)', with [the speedup against the CPU's best thread count] where another was best."""
+    alone = " (1 round)" if r.one_round else " (no round times)"
+    text = f"{int(r.batch_size):,}: {interval_said(r.speedup, r.speedup_low, r.speedup_high, no_interval=alone)}"
+    if pd_isna(r.speedup) or r.best_cpu_threads != r.default_threads:
+        best = interval_said(r.speedup_vs_best_cpu, r.vs_best_low, r.vs_best_high, no_interval="")
+        text += f" [{best} at {r.best_cpu_threads} thread{'s' if r.best_cpu_threads != 1 else ''}]"
+    return text
+
+
+def pd_isna(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _cpu_name(device: str, default_threads) -> str:
@@ -41,17 +56,14 @@ def _speedup_section(speed, cross, default_threads) -> list[str]:
     lines = []
     speed, cross = _in_order(speed), _in_order(cross)
     for (device, family, variant), cells in speed.groupby(["device", "family", "variant"], sort=False):
-        text = "  ".join(
-            f"{int(r.batch_size):,}: {_x(r.speedup)} [{_x(r.speedup_vs_best_cpu)}]"
-            for r in cells.sort_values("batch_size").itertuples()
-        )
+        text = "  ".join(_speed_cell(r) for r in cells.sort_values("batch_size").itertuples())
         lines.append(f"  {device:<7} {family:<9} {variant:<10} {text}")
     if not lines:
         return []
     crossings = [f"  {c.device} {c.family} {c.variant}: {c.says}" for c in cross.itertuples()]
     return [
-        f"GPU speedup over the CPU (CPU time / GPU time) at torch's default {default_threads} CPU threads; "
-        "[in brackets] against the CPU's best thread count measured:",
+        f"GPU speedup over the CPU (CPU time / GPU time, its 95% interval) at torch's default {default_threads} CPU "
+        "threads; [in brackets] against another thread count where it was faster:",
         *lines,
         "Crossover: the smallest batch size from which the GPU is faster at every larger one, against the CPU's best:",
         *crossings,
@@ -73,25 +85,26 @@ def _threads_section(frame, choices, default_threads) -> list[str]:
         for r in mine.sort_values(["variant", "batch_size"], key=lambda c: c.astype(str)).itertuples():
             if swept[r.variant] < 2:
                 continue
-            gain = r.median_default / r.median_best if r.median_default > 0 and r.median_best > 0 else 1.0
             said.setdefault(r.variant, [])
-            if r.threads_measured >= 2 and gain > 1 + THREADS_MARGIN:
-                best = int(r.best_cpu_threads)
+            if r.threads_measured < 2 or r.best_cpu_threads == r.default_threads:
+                continue
+            # Decided on the interval of default / best: a count beats torch's only where it is above 1.
+            gain, (low, high) = r.median_default / r.median_best, ratio_interval(r.data_default, r.data_best)
+            best = int(r.best_cpu_threads)
+            where = side(low, high)
+            if where == 1 or (where is None and gain > 1 + THREADS_MARGIN):
                 said[r.variant].append(
                     f"batch {int(r.batch_size):,}: {best} thread{'s' if best != 1 else ''}, "
-                    f"{gain:.2f}x faster than {default_threads}"
+                    f"{interval_said(gain, low, high, no_interval=' (1 round: no verdict)')} faster than {default_threads}"
                 )
         for variant, better in said.items():
-            words = (
-                "; ".join(better)
-                or f"no count beat torch's default {default_threads} by more than {THREADS_MARGIN:.0%}"
-            )
+            words = "; ".join(better) or f"no count measured faster than torch's default {default_threads}"
             lines.append(f"  {family:<9} {variant:<10} {words}")
     if not lines:
         return []
     return [
-        f"The CPU by thread count ({', '.join(map(str, sorted(measured)))} measured), where another count beat "
-        f"torch's default {default_threads} by more than {THREADS_MARGIN:.0%}:",
+        f"The CPU by thread count ({', '.join(map(str, sorted(measured)))} measured), where another count was faster "
+        f"than torch's default {default_threads} (its 95% interval above 1; one round: by over {THREADS_MARGIN:.0%}):",
         *lines,
     ]
 
@@ -139,8 +152,13 @@ def _ladder_section(steps, best, default_threads) -> list[str]:
         resident = group.loc[group["pipeline"] == "resident", "loss"]
         cells, worse = [], []
         for r in group.itertuples():
-            cell = f"{r.pipeline} {fmt_time(r.median)}" + (f" {r.vs_first:.2f}x" if math.isfinite(r.vs_first) else "")
-            cell += f" ({r.vs_base:.2f}x over {r.builds_on})" if math.isfinite(r.vs_base) else ""
+            cell = f"{r.pipeline} {fmt_time(r.median)}"
+            if math.isfinite(r.vs_first) and r.pipeline != group["pipeline"].iloc[0]:
+                cell += f" {interval_said(r.vs_first, r.vs_first_low, r.vs_first_high, no_interval='')}"
+            if math.isfinite(r.vs_base):
+                cell += (
+                    f" [{interval_said(r.vs_base, r.vs_base_low, r.vs_base_high, no_interval='')} over {r.builds_on}]"
+                )
             faults = faults_said(r.page_faults)
             cells.append(cell + (f" [{faults}]" if faults else ""))
             if r.learns_less:
@@ -148,15 +166,24 @@ def _ladder_section(steps, best, default_threads) -> list[str]:
                     f"{r.pipeline} loss {r.loss:.3f} > resident {resident.iloc[0]:.3f} + {r.loss_tolerance:.0%}"
                 )
         top = fastest.iloc[0]
-        gain = f", {top.vs_first:.2f}x seed" if math.isfinite(top.vs_first) else ""
-        lines.append(f"  {_cpu_name(device, default_threads):<8} batch {int(size):>6,}: fastest {top.pipeline}{gain}")
+        gain = (
+            f", {interval_said(top.vs_first, top.vs_first_low, top.vs_first_high)} seed"
+            if math.isfinite(top.vs_first)
+            else ""
+        )
+        tie = f"; no difference measured from {top.tied_with}" if top.tied_with else ""
+        tie += "; one round: no verdict on which is fastest" if top.tie_unknown else ""
+        lines.append(
+            f"  {_cpu_name(device, default_threads):<8} batch {int(size):>6,}: fastest {top.pipeline}{gain}{tie}"
+        )
         lines.append("    " + "; ".join(cells))
         if worse:
             lines.append("    learns less: " + "; ".join(worse))
     if not lines:
         return []
     return [
-        "The ladder (epoch time, speedup over seed and over the step it builds on: what its one change buys):",
+        "The ladder (epoch time, speedup over seed and [over the step it builds on: what its one change buys], "
+        "each with its 95% interval):",
         *lines,
     ]
 
