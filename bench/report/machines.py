@@ -1,0 +1,86 @@
+"""Who ran a run: a machine's key and what it is (host, CPU and GPU models), and a label unique in the report."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pandas as pd
+
+from bench.record import format as fmt
+
+__all__ = ["device_facts", "machine_labels", "machine_of", "short_cpu"]
+
+
+def _text(value, default: str = "") -> str:
+    return default if value is None else str(value)
+
+
+def short_cpu(name: str) -> str:
+    """A CPU's brand string without its trademarks and clock: "Intel Xeon Platinum 8480+"."""
+    name = re.sub(r"\((R|TM|tm|r)\)", "", name)
+    name = re.sub(r"\s+(CPU\s+)?@.*$", "", name)
+    name = re.sub(r"\s+\d+-Core Processor$|\s+Processor$", "", name)
+    return re.sub(r"\s+", " ", name).strip() or "unknown CPU"
+
+
+def machine_of(info: dict) -> dict:
+    """Who ran it: a stable key, what it is (host, CPU model from py-cpuinfo's brand string, GPU models), its name."""
+    ours = info.get("fmnist_bench") or {}
+    cpu_name = _text(fmt.field(info, "cpu", "brand_raw") or info.get("processor") or info.get("machine"))
+    cpu_name = cpu_name or "unknown CPU"
+    gpus = [g for g in info.get("gpus") or [] if isinstance(g, dict)]
+    gpu_names = [_text(g.get("name"), "GPU") for g in gpus] or [
+        _text(d.get("name"), "GPU") for d in fmt.field(info, "torch", "cuda_devices", default=[])
+    ]
+    host = _text(info.get("node")) or "unknown host"
+    key = ours.get("machine_key") or "_".join([host, cpu_name, "+".join(gpu_names) or "no-gpu"])
+    # Two machines of one host name, CPU and GPU model share a key; their GPUs' UUIDs (NVML, recorded in
+    # every run whatever --devices said) still tell them apart. Runs without NVML keep the key alone.
+    uuids = sorted(_text(g.get("uuid")) for g in gpus if g.get("uuid"))
+    if uuids:
+        key += "~" + hashlib.sha1("+".join(uuids).encode()).hexdigest()[:8]
+    counts = {name: gpu_names.count(name) for name in gpu_names}
+    gpu_short = ", ".join(name if n == 1 else f"{n}x {name}" for name, n in counts.items()) or "no GPU"
+    return {
+        "machine_key": key,
+        "machine_name": _text(ours.get("machine_name")),
+        "host": host,
+        "cpu": cpu_name,
+        "gpus": ", ".join(gpu_names),
+        "what": f"{short_cpu(cpu_name)} · {gpu_short}",
+        "constructed": bool(info.get("constructed")),
+    }
+
+
+def machine_labels(machines: pd.DataFrame) -> dict[str, str]:
+    """A label per machine key, unique among `machines`, from what tells them apart.
+
+    A name given with --machine-name comes first; else the CPU and GPU models. Where two
+    machines still read the same, the host name is added, then a short hash of the key.
+    """
+    first = machines.drop_duplicates("machine_key").set_index("machine_key")
+    labels = {k: (r.machine_name or r.what) for k, r in first.iterrows()}
+    for extra in ("host", "hash"):
+        counts = pd.Series(labels).value_counts()
+        for key, label in list(labels.items()):
+            if counts[label] > 1:
+                add = first.loc[key, "host"] if extra == "host" else hashlib.sha1(key.encode()).hexdigest()[:6]
+                labels[key] = f"{label} ({add})" if extra == "host" else f"{label} #{add}"
+    for key in labels:
+        if first.loc[key, "constructed"]:  # test fixtures with chosen numbers say so wherever they are shown
+            labels[key] += " (constructed, not measured)"
+    return labels
+
+
+def device_facts(info: dict, device: str, cpu_name: str) -> tuple[str, float | None]:
+    """(the device's model name, its PCIe link's theoretical GB/s per direction, when NVML gave it)."""
+    if not device.startswith("cuda"):
+        return (cpu_name if device == "cpu" else device), None
+    for gpu in info.get("gpus") or []:
+        if isinstance(gpu, dict) and gpu.get("cuda_device") == device:
+            return _text(gpu.get("name"), device), gpu.get("pcie_gbps_max")
+    for dev in fmt.field(info, "torch", "cuda_devices", default=[]):
+        if isinstance(dev, dict) and dev.get("device") == device:
+            return _text(dev.get("name"), device), None
+    return device, None
