@@ -279,3 +279,40 @@ def test_each_inference_step_has_its_own_row_named_by_its_pipeline(tmp_path):
         for step in ("eager", "inference_mode", "channels_last", "bf16", "channels_last_bf16", "compile")
     }
     assert not table["case"].duplicated().any()
+
+
+def _dated(source, when: str, keep=None) -> dict:
+    run = read(source)
+    run["datetime"] = when
+    if keep is not None:
+        run["benchmarks"] = [b for b in run["benchmarks"] if keep(b)]
+    return run
+
+
+def test_a_folder_skips_a_run_of_some_steps_for_the_newest_that_shares_the_cases(tmp_path, capsys):
+    runs = tmp_path / "vm"
+    runs.mkdir()
+    save(runs, "0001.json", _dated(FULL_V2, "2026-01-01T00:00:00+00:00"))
+    # One case alone (a run of `-k ...`), then a whole run again: 0003 is compared with 0001, not with 0002.
+    save(runs, "0002.json", _dated(FULL_V2, "2026-01-02T00:00:00+00:00", lambda b: b["name"] == EPOCH))
+    save(runs, "0003.json", _dated(FULL_V2, "2026-01-03T00:00:00+00:00"))
+    assert newest_two(runs) == (runs / "0001.json", runs / "0003.json")
+    # The newest of one case alone is too few to compare as a run, and said so.
+    save(runs, "0004.json", _dated(FULL_V2, "2026-01-04T00:00:00+00:00", lambda b: b["name"] == EPOCH))
+    with pytest.raises(SystemExit) as exit_:
+        main([str(runs)])
+    assert exit_.value.code == 2
+    assert "0004.json, has 1 case: too few to compare as a run" in capsys.readouterr().err
+
+
+def test_each_verdict_shows_how_busy_the_machine_was_and_a_change_of_load_is_listed(tmp_path, capsys):
+    old, new = read(FULL_V2), read(FULL_V2)
+    busy = bench(new, EPOCH)
+    busy["extra_info"]["telemetry"] = {"state": "on", "flags": ["busy"]}
+    main([str(save(tmp_path, "old.json", old)), str(save(tmp_path, "new.json", new))])
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if "train cpu-2t-100-resident" in line)
+    assert line.rstrip(" |").endswith("new busy")
+    changed = out.split("same in both:")[0]
+    total = sum(b["group"] in ("transfer", "train", "inference") for b in new["benchmarks"])
+    assert f"cases busy  0 of {total} -> 1 of {total}" in changed  # beside the commit change

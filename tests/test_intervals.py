@@ -62,7 +62,7 @@ def test_two_runs_whose_rounds_overlap_read_no_difference_measured(tmp_path):
     speed = speedups(frame)
     at = speed[(speed["family"] == "train") & (speed["batch_size"] == 1000)]
     assert len(at) and (at["speedup_low"] < 1).all() and (at["speedup_high"] > 1).all()
-    text = "\n".join(end_summary(run))
+    text = "\n".join(end_summary(run, width=None))
     assert "1,000: 1.00x (" in text and NO_DIFFERENCE in text
     cross = crossovers(speed).set_index(["family", "variant"])
     # 1,000 is no win, so the GPU is not said to be faster from 1,000 on, and the tie is named.

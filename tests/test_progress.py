@@ -16,7 +16,8 @@ CPU_QUICK = json.loads((FIXTURES / "cpu_quick_run_format2.json").read_text())
 def end_summary(records, *, default_threads, run):
     """The end-of-run answer of a run made of `records`, torch's default threads and its run record."""
     info = {"torch": {"threads": default_threads}, "fmnist_bench": {"run": run}, "node": "test"}
-    return summary_of_run({"machine_info": info, "benchmarks": records, "datetime": "2026-12-01T00:00:00+00:00"})
+    run = {"machine_info": info, "benchmarks": records, "datetime": "2026-12-01T00:00:00+00:00"}
+    return summary_of_run(run, width=None)  # a line a statement; the terminal's folding is tested on its own
 
 
 def find(run, name):
@@ -166,15 +167,22 @@ def test_the_ladder_names_the_fastest_step_its_speedups_and_a_step_that_learns_l
     )  # not bf16
     # Each step's speedup is over the step it builds on, not over its neighbour in the list.
     # Many page faults are named beside the figure they cost; a few are not.
+    # A step a line, each ratio with its interval.
+    lines = [line.strip() for line in text.splitlines()]
+    assert "resident 4 s 2.00x (1.96-2.04) [2.00x (1.96-2.04) over loader] [1.4M page faults a round]" in lines
+    assert "seed 8 s" in lines  # (seed is not over itself)
     assert (
-        "resident 4 s 2.00x (1.96-2.04) [2.00x (1.96-2.04) over loader] [1.4M page faults a round]; channels_last 2 s 4.00x"
-        in text
+        "loader 8 s 1.00x (0.98-1.02, no difference measured) [1.00x (0.98-1.02, no difference measured) over seed]"
+        in lines
     )
-    assert "seed 8 s; loader 8 s 1.00x (0.98-1.02, no difference measured)" in text  # (seed is not over itself)
-    assert (
-        "bf16 1 s 8.00x (7.84-8.16) [4.00x (3.92-4.08) over resident]; channels_last_bf16 1.6 s 5.00x (4.90-5.10) [1.25x (1.23-1.28) over channels_last]"
-        in text
+    assert "bf16 1 s 8.00x (7.84-8.16) [4.00x (3.92-4.08) over resident]" in lines
+    assert "channels_last_bf16 1.6 s 5.00x (4.90-5.10) [1.25x (1.23-1.28) over channels_last]" in lines
+    # On a terminal, every line is folded at 100 columns, its continuation indented under it.
+    folded = summary_of_run(
+        {"machine_info": {"torch": {"threads": 16}}, "benchmarks": records, "datetime": "2026-12-01"}
     )
+    assert max(map(len, folded)) <= 100 < max(map(len, text.splitlines()))
+    assert " ".join(line.strip() for line in folded).split() == " ".join(text.splitlines()).split()
     assert "learns less: bf16 loss 0.600 > resident 0.500 + 10%" in text
     # Without channels_last (--pipelines), bf16 on it is measured against the nearest step that ran.
     text = "\n".join(end_summary([r for r in records if r["params"]["pipeline"] != "channels_last"],
@@ -229,7 +237,7 @@ def test_the_summary_and_the_report_give_one_runs_figures_from_the_same_function
         )
     seen = []
     for path in (H100_QUICK_PATH, VM_DEFAULT_PATH):
-        text = "\n".join(summary_of_run(json.loads(path.read_text())))
+        text = "\n".join(summary_of_run(json.loads(path.read_text()), width=None))
         frame = load_frame([path])
         speed = figures.speedups(frame)
         for r in speed.itertuples():  # every speedup of the report, as the summary words it

@@ -15,7 +15,7 @@ import pandas as pd
 
 from bench.record import format as fmt
 from bench.record.intervals import interval_said, ratio_interval
-from bench.record.names import AXES, FAMILY_AXES, case_id
+from bench.record.names import AXES, FAMILIES, FAMILY_AXES, case_id
 from bench.record.store import RunFileWarning, find_run_files, load_run
 from bench.record.words import fmt_time
 from bench.report.load import runs_to_frame
@@ -41,6 +41,11 @@ __all__ = [
     "main",
     "newest_two",
 ]
+
+
+# The newest run of a folder is compared as a run only with at least this many cases: fewer is a run of some
+# steps alone (-k compile), whose comparison says nothing of the machine.
+MIN_CASES = 3
 
 
 class CompareError(ValueError):
@@ -110,10 +115,35 @@ def newest_two(folder: Path) -> tuple[Path, Path]:
     for quick in (False, True):
         kind = sorted((r for r in runs if _quick(r[1]) is quick), key=lambda r: _when(r[1]))
         if len(kind) >= 2:
-            return kind[-2][0], kind[-1][0]
+            return _sharing(folder, kind)
     raise CompareError(
         f"{folder}: fewer than two full runs and fewer than two quick runs to compare ({len(runs)} runs)"
     )
+
+
+def _names(run: dict) -> set[str]:
+    return {b.get("name") for b in fmt.benchmarks(run) if b.get("group") in FAMILIES}
+
+
+def _sharing(folder: Path, kind: list[tuple[Path, dict]]) -> tuple[Path, Path]:
+    """(OLD, NEW) of one kind of run, oldest first: NEW the newest, OLD the newest earlier run that shares at
+    least half of NEW's cases, else the one that shares the most. A run of one case (`-k compile`) is no
+    baseline for a whole run, and a newest run of too few cases is said to be so."""
+    new_path, new = kind[-1]
+    mine = _names(new)
+    if len(mine) < MIN_CASES:
+        raise CompareError(
+            f"{folder}: the newest run, {new_path.name}, has {len(mine)} case{'s' if len(mine) != 1 else ''}: too few "
+            f"to compare as a run (at least {MIN_CASES}); give two runs as files (OLD.json NEW.json)"
+        )
+    shared = [(len(mine & _names(run)), path) for path, run in kind[:-1]]
+    enough = [path for n, path in shared if n * 2 >= len(mine)]
+    if enough:
+        return enough[-1], new_path
+    most, path = max(shared, key=lambda item: item[0])
+    if most == 0:
+        raise CompareError(f"{folder}: no earlier run shares a case with the newest, {new_path.name}")
+    return path, new_path
 
 
 # ---------------------------------------------------------------- statistics
@@ -160,6 +190,11 @@ def _cases(path: Path, run: dict) -> pd.DataFrame:
     return frame[~doubled].set_index("identity")
 
 
+def _marks(case) -> str:
+    """What the case's telemetry says of the machine while it ran: busy with other work, a GPU throttled."""
+    return ", ".join(flag for flag in ("busy", "throttled") if bool(case.get(flag)))
+
+
 def _unpaired_why(row: pd.Series, other: pd.DataFrame, here: str, there: str, there_state: str) -> str:
     match = other[other["same_work"] == row["same_work"]]
     if len(match):
@@ -189,6 +224,7 @@ def compare_runs(old: tuple[Path, dict], new: tuple[Path, dict], *, factor: floa
             row[f"{side}_median"] = r["median"] if r is not None else np.nan
             row[f"{side}_iqr_share"] = r["iqr"] / r["median"] if r is not None else np.nan
             row[f"{side}_rounds"] = r["rounds"] if r is not None else pd.NA
+            row[f"{side}_marks"] = _marks(r) if r is not None else ""
         if o is None or n is None:
             here, there, other, state = (
                 ("OLD", "NEW", b, run_state(new[1])) if n is None else ("NEW", "OLD", a, run_state(old[1]))
@@ -272,6 +308,11 @@ def render(old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataF
             ],
             "verdict": table["verdict"],
             "why": table["why"],
+            # The machine's state while each run measured the case: a verdict on a busy run is weak.
+            "marks": [
+                "; ".join(f"{side} {m}" for side, m in (("old", o), ("new", n)) if m)
+                for o, n in zip(table["old_marks"], table["new_marks"], strict=True)
+            ],
         }
     )
     lines.append(shown_table.to_markdown(index=False, disable_numparse=True))
@@ -281,6 +322,8 @@ def render(old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataF
         f"included: a time). Beyond the noise: over {factor:.2f}x, and a rank test at p<{P_THRESHOLD} on the round "
         "times (or, with too few rounds for it, no round overlapping)."
     )
+    lines.append("marks: busy, other work used over a tenth of the machine's CPU time during the case; throttled, "
+                 "the GPU held its clocks down (telemetry)")  # fmt: skip
     counts = table["verdict"].value_counts()
     lines.append(", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS))
     return "\n".join(lines)

@@ -156,6 +156,9 @@ def _facts(run: dict) -> dict[str, str]:
         )
         or "default",
         "run": run_state(run) or "complete",
+        # How busy the machine was: the cases whose telemetry saw other work on the CPU, or a GPU throttled.
+        "cases busy": _flagged(run, "busy"),
+        "cases throttled": _flagged(run, "throttled"),
     }
     plan = ours.get("plan") if isinstance(ours.get("plan"), dict) else {}
     for key, value in plan.items():
@@ -183,6 +186,11 @@ def as_text(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def _flagged(run: dict, flag: str) -> str:
+    ours = [b for b in fmt.benchmarks(run) if b.get("group") in ("transfer", "train", "inference")]
+    return f"{sum(flag in (fmt.telemetry(b).get('flags') or []) for b in ours)} of {len(ours)}"
 
 
 def run_state(run: dict) -> str:

@@ -331,7 +331,7 @@ class Suite:
     def pytest_benchmark_update_machine_info(self, config: pytest.Config, machine_info: dict) -> None:
         saving.update_machine_info(self, machine_info)
 
-    @pytest.hookimpl(tryfirst=True)
+    @pytest.hookimpl(trylast=True)  # after pytest-benchmark's wide tables: the answer is what the screen ends on
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config: pytest.Config) -> None:
         if config.option.collectonly or not self.run.planned or not self.run.finished:
             return  # (nothing measured: --benchmark-disable, or stopped before the first case finished)

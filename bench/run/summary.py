@@ -9,6 +9,7 @@ imports pandas, once, after the last case: never while anything is timed (docs/d
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from bench.record.intervals import interval_said, ratio_interval, side
 from bench.record.names import NOISY_IQR_SHARE, SPEEDUP_FAMILIES
 from bench.record.words import cases, faults_said, fmt_time
 
-__all__ = ["THREADS_MARGIN", "end_summary"]
+__all__ = ["THREADS_MARGIN", "WIDTH", "end_summary"]
 
 # With one round a figure (no interval), a thread count is said to beat torch's default only by more than this.
 THREADS_MARGIN = 0.05
@@ -176,7 +177,7 @@ def _ladder_section(steps, best, default_threads) -> list[str]:
         lines.append(
             f"  {_cpu_name(device, default_threads):<8} batch {int(size):>6,}: fastest {top.pipeline}{gain}{tie}"
         )
-        lines.append("    " + "; ".join(cells))
+        lines += [f"    {cell}" for cell in cells]
         if worse:
             lines.append("    learns less: " + "; ".join(worse))
     if not lines:
@@ -209,9 +210,25 @@ def _health(frame, measured: int, run: dict) -> str:
     return "; ".join(health) + "."
 
 
-def end_summary(run: Mapping) -> list[str]:
+# The answer is read on a terminal: no line of it is wider than this.
+WIDTH = 100
+
+
+def _wrapped(lines: list[str], width: int | None) -> list[str]:
+    """Each line folded at `width` columns (None: as it is), its continuation indented under its own text."""
+    if width is None:
+        return lines
+    out = []
+    for line in lines:
+        indent = " " * (len(line) - len(line.lstrip()) + 4)
+        out += textwrap.wrap(line, width=width, subsequent_indent=indent, break_on_hyphens=False) or [""]
+    return out
+
+
+def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     """The answer for the machine of one saved run (or of the run just made, before it is saved), on one screen:
-    speedups and crossovers, the CPU by thread count, where a seed epoch goes, the ladder, and the run's health."""
+    speedups and crossovers, the CPU by thread count, where a seed epoch goes, the ladder, and the run's health.
+    Folded at `width` columns, as a terminal shows it (None: a line a statement, as tests read it)."""
     from bench.report import figures
     from bench.report.load import runs_to_frame
 
@@ -235,7 +252,7 @@ def end_summary(run: Mapping) -> list[str]:
     steps = figures.ladder(frame, "train")
     lines += _ladder_section(steps, figures.fastest_steps(steps), threads)
     lines.append(_health(frame, len(ours), state))
-    return lines
+    return _wrapped(lines, width)
 
 
 def _health_empty(measured: int, run: dict) -> str:
