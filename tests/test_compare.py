@@ -297,12 +297,25 @@ def test_a_folder_skips_a_run_of_some_steps_for_the_newest_that_shares_the_cases
     save(runs, "0002.json", _dated(FULL_V2, "2026-01-02T00:00:00+00:00", lambda b: b["name"] == EPOCH))
     save(runs, "0003.json", _dated(FULL_V2, "2026-01-03T00:00:00+00:00"))
     assert newest_two(runs) == (runs / "0001.json", runs / "0003.json")
-    # The newest of one case alone is too few to compare as a run, and said so.
+    # A newest run of one case alone is too few to compare as a run: passed over, with a note, for 0003.
     save(runs, "0004.json", _dated(FULL_V2, "2026-01-04T00:00:00+00:00", lambda b: b["name"] == EPOCH))
+    assert newest_two(runs) == (runs / "0001.json", runs / "0003.json")
+    assert "0004.json has 1 case, too few to compare as a run" in capsys.readouterr().err
+    # Paired by what they measure, not by name: format 1's runs (other test names) still share the cases.
+    old_names = tmp_path / "v1"
+    old_names.mkdir()
+    save(old_names, "0001.json", _dated(FULL_V1, "2026-01-01T00:00:00+00:00"))
+    save(old_names, "0002.json", _dated(FULL_V2, "2026-01-02T00:00:00+00:00"))
+    assert newest_two(old_names) == (old_names / "0001.json", old_names / "0002.json")
+    # Only the oldest run is whole: nothing to compare it with, and said so.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    save(alone, "0001.json", _dated(FULL_V2, "2026-01-01T00:00:00+00:00"))
+    save(alone, "0002.json", _dated(FULL_V2, "2026-01-02T00:00:00+00:00", lambda b: b["name"] == EPOCH))
     with pytest.raises(SystemExit) as exit_:
-        main([str(runs)])
+        main([str(alone)])
     assert exit_.value.code == 2
-    assert "0004.json, has 1 case: too few to compare as a run" in capsys.readouterr().err
+    assert "no run but the oldest has 3 cases or more" in capsys.readouterr().err
 
 
 def test_each_verdict_shows_how_busy_the_machine_was_and_a_change_of_load_is_listed(tmp_path, capsys):

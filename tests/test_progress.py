@@ -20,6 +20,13 @@ def end_summary(records, *, default_threads, run):
     return summary_of_run(run, width=None)  # a line a statement; the terminal's folding is tested on its own
 
 
+def said(k: float) -> str:
+    """A ratio k of two of record()'s figures, with the interval their rounds (median x 0.99, 1, 1.01) give."""
+    from bench.record.intervals import interval_said, ratio_interval
+
+    return interval_said(k, *ratio_interval([k * 0.99, k, k * 1.01], [0.99, 1.0, 1.01]), no_interval="")
+
+
 def find(run, name):
     return next(b for b in run["benchmarks"] if b["name"] == name)
 
@@ -169,14 +176,11 @@ def test_the_ladder_names_the_fastest_step_its_speedups_and_a_step_that_learns_l
     # Many page faults are named beside the figure they cost; a few are not.
     # A step a line, each ratio with its interval.
     lines = [line.strip() for line in text.splitlines()]
-    assert "resident 4 s 2.00x (1.96-2.04) [2.00x (1.96-2.04) over loader] [1.4M page faults a round]" in lines
-    assert "seed 8 s" in lines  # (seed is not over itself)
-    assert (
-        "loader 8 s 1.00x (0.98-1.02, no difference measured) [1.00x (0.98-1.02, no difference measured) over seed]"
-        in lines
-    )
-    assert "bf16 1 s 8.00x (7.84-8.16) [4.00x (3.92-4.08) over resident]" in lines
-    assert "channels_last_bf16 1.6 s 5.00x (4.90-5.10) [1.25x (1.23-1.28) over channels_last]" in lines
+    assert f"resident 4 s {said(2)} [{said(2)} over loader] [1.4M page faults a round]" in lines
+    assert "seed 8 s" in lines and "no difference measured" in said(1)  # (seed is not over itself)
+    assert f"loader 8 s {said(1)} [{said(1)} over seed]" in lines
+    assert f"bf16 1 s {said(8)} [{said(4)} over resident]" in lines
+    assert f"channels_last_bf16 1.6 s {said(5)} [{said(1.25)} over channels_last]" in lines
     # On a terminal, every line is folded at 100 columns, its continuation indented under it.
     folded = summary_of_run(
         {"machine_info": {"torch": {"threads": 16}}, "benchmarks": records, "datetime": "2026-12-01"}
@@ -187,7 +191,7 @@ def test_the_ladder_names_the_fastest_step_its_speedups_and_a_step_that_learns_l
     # Without channels_last (--pipelines), bf16 on it is measured against the nearest step that ran.
     text = "\n".join(end_summary([r for r in records if r["params"]["pipeline"] != "channels_last"],
                                   default_threads=16, run={}))  # fmt: skip
-    assert "channels_last_bf16 1.6 s 5.00x (4.90-5.10) [2.50x (2.45-2.55) over resident]" in text
+    assert f"channels_last_bf16 1.6 s {said(5)} [{said(2.5)} over resident]" in text
 
 
 def test_page_faults_are_said_in_thousands_or_millions_from_ten_thousand():
@@ -215,7 +219,7 @@ def test_an_inference_ladder_step_is_its_own_variant_never_a_thread_count_of_ano
     assert "inference compute    no count measured faster than torch's default 16" in text
     assert "compute channels_last" not in text.split("The CPU by thread count")[1].split("\n\n")[0].split("Where")[0]
     # The GPU's channels_last pass is paired with the CPU's channels_last pass: 1.0 / 0.5.
-    assert "cuda:0  inference compute channels_last 1,000: 2.00x (1.96-2.04)" in text
+    assert f"cuda:0  inference compute channels_last 1,000: {said(2)}" in text
 
 
 REPO = Path(__file__).resolve().parent.parent

@@ -164,8 +164,10 @@ def test_the_terminal_shows_progress_and_the_answer(quick_run):
     assert f"[ 1/{total}]" in out and f"[{total}/{total}]" in out
     assert "train cpu-" in out and "per epoch" in out and "images/s" in out and "GB/s" in out
     summary = out.index("fmnist-bench: is the GPU faster here?")
-    assert summary < out.index("benchmark 'inference'")  # before pytest-benchmark's wide tables
+    assert summary > out.index("benchmark 'inference'")  # after pytest-benchmark's wide tables
     assert "Where a seed epoch goes" in out[summary:]
+    answer = out[summary : out.index("short test summary info")].splitlines()
+    assert max(map(len, answer)) <= 100  # folded to fit a terminal
     assert "rounds per case: transfer at least 1" in out  # the header says what runs
 
 

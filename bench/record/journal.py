@@ -17,10 +17,8 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pytest_benchmark.utils import safe_dumps
-
 from bench.record.format import run_record
-from bench.record.store import save_whole
+from bench.record.store import dumps, save_whole
 
 try:  # the lock that tells a live run's journal from a dead one's; POSIX only
     import fcntl
@@ -82,7 +80,7 @@ class Journal:
         self.cases = 0
 
     def _write(self, record: dict) -> None:
-        self._file.write(safe_dumps(record, ensure_ascii=True) + "\n")
+        self._file.write(dumps(record, ensure_ascii=True) + "\n")
         self._file.flush()  # in the kernel's hands now: a SIGKILL of this process cannot lose it
 
     def start(self, header: dict) -> None:

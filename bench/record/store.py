@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = [
     "RUN_GLOB",
     "RunFileWarning",
+    "dumps",
     "find_run_files",
     "load_run",
     "machine_runs",
@@ -95,6 +96,12 @@ def load_run(path: str | os.PathLike) -> dict | None:
     return run
 
 
+def dumps(record, **kw) -> str:
+    """JSON as pytest-benchmark writes a run (its public utils.safe_dumps: what the json module cannot write
+    becomes text), so a run the suite saves reads back as pytest-benchmark's own."""
+    return safe_dumps(record, **kw)
+
+
 def _write_temporary(folder: Path, prefix: str, data: bytes) -> Path:
     """A complete temporary file in `folder` holding `data`, made as a plain open() makes files (the umask applies)."""
     tmp = folder / f"{prefix}{os.getpid()}-{uuid.uuid4().hex}.tmp"
@@ -132,7 +139,7 @@ def save_whole(folder: Path, save_name: str, output_json: dict) -> Path:
     a lock on the folder's `.save.lock`, so runs saving at the same moment never share one.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = _write_temporary(folder, ".saving-", safe_dumps(output_json, ensure_ascii=True, indent=4).encode())
+    tmp = _write_temporary(folder, ".saving-", dumps(output_json, ensure_ascii=True, indent=4).encode())
     try:
         with (folder / ".save.lock").open("a") as lock:
             if fcntl is not None:

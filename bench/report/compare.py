@@ -15,9 +15,8 @@ import pandas as pd
 
 from bench.record import format as fmt
 from bench.record.intervals import interval_said, ratio_interval
-from bench.record.names import AXES, FAMILIES, FAMILY_AXES, case_id
+from bench.record.names import AXES, FAMILY_AXES, case_id
 from bench.record.store import RunFileWarning, find_run_files, load_run
-from bench.record.words import fmt_time
 from bench.report.load import runs_to_frame
 from bench.report.verdict import (
     DEFAULT_FACTOR,
@@ -27,7 +26,10 @@ from bench.report.verdict import (
     VERDICTS,
     as_text,
     environment_changes,
+    figure_said,
+    marks_of,
     run_state,
+    shortened,
     verdict,
 )
 
@@ -92,7 +94,8 @@ def _when(run: dict) -> pd.Timestamp:
 
 
 def newest_two(folder: Path) -> tuple[Path, Path]:
-    """(OLD, NEW) in a machine's folder: its newest two full runs, or its newest two quick runs if it has no two full.
+    """(OLD, NEW) in a machine's folder: its newest full run and the newest earlier full run that shares its cases
+    (_sharing), or the same of its quick runs if it has no two full.
 
     Quick runs measure other work (2,000-image epochs, one round), so they are compared only with each other;
     as in the report, a full run is preferred over a quick one.
@@ -121,28 +124,41 @@ def newest_two(folder: Path) -> tuple[Path, Path]:
     )
 
 
-def _names(run: dict) -> set[str]:
-    return {b.get("name") for b in fmt.benchmarks(run) if b.get("group") in FAMILIES}
+def _measured(path: Path, run: dict) -> set[str]:
+    """What a run measured, as compare pairs it (family, axes, quick, dataset), not by test name."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunFileWarning)  # (said when the pair itself is read)
+        return set(_cases(path, run).index)
 
 
 def _sharing(folder: Path, kind: list[tuple[Path, dict]]) -> tuple[Path, Path]:
-    """(OLD, NEW) of one kind of run, oldest first: NEW the newest, OLD the newest earlier run that shares at
-    least half of NEW's cases, else the one that shares the most. A run of one case (`-k compile`) is no
-    baseline for a whole run, and a newest run of too few cases is said to be so."""
-    new_path, new = kind[-1]
-    mine = _names(new)
-    if len(mine) < MIN_CASES:
+    """(OLD, NEW) of one kind of run: NEW the newest run of at least MIN_CASES cases (a newer run of some steps
+    alone, `-k compile`, is passed over with a note), OLD the newest earlier run that shares at least half of
+    NEW's cases, else the one that shares the most."""
+    measured = [(path, run, _measured(path, run)) for path, run in kind]
+    at = len(measured) - 1
+    while at > 0 and len(measured[at][2]) < MIN_CASES:
+        at -= 1
+    if len(measured[at][2]) < MIN_CASES or at == 0:
+        path, _run, cases = measured[-1]
         raise CompareError(
-            f"{folder}: the newest run, {new_path.name}, has {len(mine)} case{'s' if len(mine) != 1 else ''}: too few "
-            f"to compare as a run (at least {MIN_CASES}); give two runs as files (OLD.json NEW.json)"
+            f"{folder}: no run but the oldest has {MIN_CASES} cases or more to compare as a run (the newest, "
+            f"{path.name}, has {len(cases)}); give two runs as files (OLD.json NEW.json)"
         )
-    shared = [(len(mine & _names(run)), path) for path, run in kind[:-1]]
+    for path, _run, cases in measured[at + 1 :]:
+        print(
+            f"note: {path.name} has {len(cases)} case{'s' if len(cases) != 1 else ''}, too few to compare as a run: "
+            f"comparing the newest run with {MIN_CASES} or more",
+            file=sys.stderr,
+        )
+    new_path, _new, mine = measured[at]
+    shared = [(len(mine & cases), path) for path, _run, cases in measured[:at]]
     enough = [path for n, path in shared if n * 2 >= len(mine)]
     if enough:
         return enough[-1], new_path
     most, path = max(shared, key=lambda item: item[0])
     if most == 0:
-        raise CompareError(f"{folder}: no earlier run shares a case with the newest, {new_path.name}")
+        raise CompareError(f"{folder}: no earlier run shares a case with {new_path.name}")
     return path, new_path
 
 
@@ -190,11 +206,6 @@ def _cases(path: Path, run: dict) -> pd.DataFrame:
     return frame[~doubled].set_index("identity")
 
 
-def _marks(case) -> str:
-    """What the case's telemetry says of the machine while it ran: busy with other work, a GPU throttled."""
-    return ", ".join(flag for flag in ("busy", "throttled") if bool(case.get(flag)))
-
-
 def _unpaired_why(row: pd.Series, other: pd.DataFrame, here: str, there: str, there_state: str) -> str:
     match = other[other["same_work"] == row["same_work"]]
     if len(match):
@@ -224,7 +235,7 @@ def compare_runs(old: tuple[Path, dict], new: tuple[Path, dict], *, factor: floa
             row[f"{side}_median"] = r["median"] if r is not None else np.nan
             row[f"{side}_iqr_share"] = r["iqr"] / r["median"] if r is not None else np.nan
             row[f"{side}_rounds"] = r["rounds"] if r is not None else pd.NA
-            row[f"{side}_marks"] = _marks(r) if r is not None else ""
+            row[f"{side}_marks"] = marks_of(r) if r is not None else ""
         if o is None or n is None:
             here, there, other, state = (
                 ("OLD", "NEW", b, run_state(new[1])) if n is None else ("NEW", "OLD", a, run_state(old[1]))
@@ -257,18 +268,6 @@ def compare_runs(old: tuple[Path, dict], new: tuple[Path, dict], *, factor: floa
 # ---------------------------------------------------------------- rendering
 
 
-def _figure(median: float, iqr_share: float, rounds) -> str:
-    if pd.isna(median):
-        return "-"
-    if pd.isna(rounds) or rounds < 2:
-        return f"{fmt_time(median)} (1)"
-    return f"{fmt_time(median)} ±{iqr_share:.0%} ({rounds})"
-
-
-def _shorten(text: str, width: int = 70) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def render(old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataFrame, factor: float) -> str:
     """The environment lines, the table and the summary, as printed."""
     frame = runs_to_frame([(old_path, old)], all_runs=True)
@@ -283,7 +282,7 @@ def render(old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataF
     if changed:
         lines.append("changed between the runs:")
         width = max(len(fact) for fact, _, _ in changed)
-        lines += [f"  {fact:<{width}}  {_shorten(x, 50)} -> {_shorten(y, 50)}" for fact, x, y in changed]
+        lines += [f"  {fact:<{width}}  {shortened(x, 50)} -> {shortened(y, 50)}" for fact, x, y in changed]
     else:
         lines.append("changed between the runs: nothing recorded")
     shown = [f"{fact} {value}" for fact, value in same if not fact.startswith("plan.")]
@@ -297,10 +296,12 @@ def render(old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataF
         {
             "case": table["case"],
             "old": [
-                _figure(*v) for v in zip(table["old_median"], table["old_iqr_share"], table["old_rounds"], strict=True)
+                figure_said(*v)
+                for v in zip(table["old_median"], table["old_iqr_share"], table["old_rounds"], strict=True)
             ],
             "new": [
-                _figure(*v) for v in zip(table["new_median"], table["new_iqr_share"], table["new_rounds"], strict=True)
+                figure_said(*v)
+                for v in zip(table["new_median"], table["new_iqr_share"], table["new_rounds"], strict=True)
             ],
             "new/old": [
                 "-" if pd.isna(r) else interval_said(r, lo, hi, no_interval="").removesuffix("x").replace("x (", " (")
@@ -339,7 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="Exit status: 0; 1 with --fail-on-regression when a case got slower beyond the noise; 2 for bad input.",
     )
     parser.add_argument(
-        "old", type=Path, help="the earlier saved run (.json), or a machine's folder to compare its newest two runs"
+        "old",
+        type=Path,
+        help="the earlier saved run (.json), or a machine's folder to compare its newest run with the earlier one that shares its cases",
     )
     parser.add_argument("new", type=Path, nargs="?", help="the later saved run (.json)")
     parser.add_argument(

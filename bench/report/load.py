@@ -74,7 +74,7 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
     dataset = info.get("dataset") or {}
     commit = run.get("commit_info") or {}
     torch_facts = info.get("torch") or {}
-    ours = info.get("fmnist_bench") or {}
+    ours = fmt.field(info, "fmnist_bench", default={})
     version = ours.get("format")
     if isinstance(version, int) and version > FORMAT_VERSION:
         _warn(

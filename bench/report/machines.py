@@ -26,7 +26,7 @@ def short_cpu(name: str) -> str:
 
 def machine_of(info: dict) -> dict:
     """Who ran it: a stable key, what it is (host, CPU model from py-cpuinfo's brand string, GPU models), its name."""
-    ours = info.get("fmnist_bench") or {}
+    ours = fmt.field(info, "fmnist_bench", default={})
     cpu_name = _text(fmt.field(info, "cpu", "brand_raw") or info.get("processor") or info.get("machine"))
     cpu_name = cpu_name or "unknown CPU"
     gpus = [g for g in info.get("gpus") or [] if isinstance(g, dict)]

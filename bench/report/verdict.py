@@ -11,6 +11,7 @@ from functools import lru_cache
 import pandas as pd
 
 from bench.record import format as fmt
+from bench.record.words import fmt_time
 
 __all__ = [
     "DEFAULT_FACTOR",
@@ -24,6 +25,9 @@ __all__ = [
     "environment_changes",
     "run_state",
     "as_text",
+    "figure_said",
+    "marks_of",
+    "shortened",
     "verdict",
 ]
 
@@ -135,7 +139,7 @@ def _facts(run: dict) -> dict[str, str]:
     """What a run ran on and with, as text: what the environment lines compare."""
     info = run["machine_info"]
     torch_ = info.get("torch") if isinstance(info.get("torch"), dict) else {}
-    ours = info.get("fmnist_bench") if isinstance(info.get("fmnist_bench"), dict) else {}
+    ours = fmt.fmnist_bench(run)
     commit = run.get("commit_info") if isinstance(run.get("commit_info"), dict) else {}
     dataset = info.get("dataset") if isinstance(info.get("dataset"), dict) else {}
     gpus = [g for g in info.get("gpus") or [] if isinstance(g, dict)]
@@ -199,3 +203,20 @@ def run_state(run: dict) -> str:
     if isinstance(state, dict) and state.get("complete") is False:
         return f"stopped early: {state.get('ended') or 'incomplete'}"
     return ""
+
+
+def marks_of(case) -> str:
+    """What the case's telemetry says of the machine while it ran: busy with other work, a GPU throttled."""
+    return ", ".join(flag for flag in ("busy", "throttled") if bool(case.get(flag)))
+
+
+def figure_said(median: float, iqr_share: float, rounds) -> str:
+    if pd.isna(median):
+        return "-"
+    if pd.isna(rounds) or rounds < 2:
+        return f"{fmt_time(median)} (1)"
+    return f"{fmt_time(median)} ±{iqr_share:.0%} ({rounds})"
+
+
+def shortened(text: str, width: int = 70) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

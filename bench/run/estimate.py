@@ -208,7 +208,7 @@ class Profile:
             for record in run.get("benchmarks") or []:
                 if isinstance(record, dict) and (obs := observation(record, threads)) is not None:
                     profile.add(obs)
-            ours = info.get("fmnist_bench") or {}
+            ours = fmt.field(info, "fmnist_bench", default={})
             outside = fmt.field(ours, "run", "outside_cases_s")
             if isinstance(outside, (int, float)) and _telling(run)[0] == 2:
                 profile.outside_s = float(outside)

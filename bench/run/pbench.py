@@ -2,7 +2,8 @@
 
 The suite extends pytest-benchmark through its hooks and marks where it can. Where it cannot
 (saving a run whole, saving only the cases that finished, knowing which case was cut short),
-it reaches into the objects below. Checked against pytest-benchmark 5.2.3 and 5.3.1;
+it reaches into the objects below. (The one other use of pytest-benchmark, its public utils.safe_dumps,
+is bench/record/store.py's: the record stage may not import this one.) Checked against pytest-benchmark 5.2.3 and 5.3.1;
 tests/test_pbench.py holds each touch to the installed version and fails, naming it, when an
 internal moves.
 """
@@ -14,6 +15,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
+
+from bench.record import store
 
 __all__ = [
     "CHECKED_WITH",
@@ -60,10 +63,9 @@ def machine_folder(storage: Path) -> Path:
 
 
 def dumps(record: dict, **kw) -> str:
-    """JSON as pytest-benchmark writes it (utils.safe_dumps: what the json module cannot write becomes text)."""
-    from pytest_benchmark.utils import safe_dumps
-
-    return safe_dumps(record, **kw)
+    """JSON as pytest-benchmark writes it: bench/record/store.py's, the one use of pytest-benchmark's public
+    utils.safe_dumps outside this module (the record stage may not import the run stage)."""
+    return store.dumps(record, **kw)
 
 
 def save_through(config: pytest.Config, save: Callable[[dict, str], None]) -> bool:
@@ -89,11 +91,11 @@ def write_json_through(config: pytest.Config, write: Callable[[Path, dict], None
     return path
 
 
-def say_saved(config: pytest.Config, text: str) -> None:
-    """The line pytest-benchmark prints when it saved (its logger), for a save the suite made."""
+def say_saved(config: pytest.Config, text: str, **style) -> None:
+    """The line pytest-benchmark prints when it saved (its logger, in its style), for a save the suite made."""
     bs = session_of(config)
     if bs is not None:
-        bs.logger.info(text)
+        bs.logger.info(text, **style)
 
 
 def run_header(config: pytest.Config) -> dict:

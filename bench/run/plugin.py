@@ -54,7 +54,12 @@ def configure(config: pytest.Config) -> None:
     suite.host_allocator = set_host_allocator(chosen.host_allocator)
     config.stash[_STATE] = suite
     saving.route_storage(config, key)
-    saving.open_outputs(config, suite)
+    try:
+        saving.open_outputs(config, suite)
+    except BaseException:  # (a usage error, Ctrl-C while an earlier journal is recovered): no journal left open
+        if suite.journal is not None:
+            suite.journal.close(keep=False)
+        raise
     config.pluginmanager.register(suite, "fmnist-bench-suite")
     from bench.run import fixtures  # (imports this module: registered once the suite exists)
 
@@ -331,7 +336,7 @@ class Suite:
     def pytest_benchmark_update_machine_info(self, config: pytest.Config, machine_info: dict) -> None:
         saving.update_machine_info(self, machine_info)
 
-    @pytest.hookimpl(trylast=True)  # after pytest-benchmark's wide tables: the answer is what the screen ends on
+    @pytest.hookimpl(trylast=True)  # after pytest-benchmark's wide tables, before pytest's own short summary
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config: pytest.Config) -> None:
         if config.option.collectonly or not self.run.planned or not self.run.finished:
             return  # (nothing measured: --benchmark-disable, or stopped before the first case finished)
@@ -343,7 +348,12 @@ class Suite:
             "datetime": datetime.now(timezone.utc).isoformat(),
         }
         terminalreporter.section("fmnist-bench: is the GPU faster here?", sep="=", bold=True)
-        for line in end_summary(run):
+        try:
+            lines = end_summary(run)
+        except Exception as exc:  # the run is saved: a fault in its wording must not turn it into an error
+            lines = [f"The answer could not be worded ({type(exc).__name__}: {exc}); the run is saved: "
+                     "python -m bench report gives its figures."]  # fmt: skip
+        for line in lines:
             terminalreporter.write_line(line)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:

@@ -102,7 +102,7 @@ def session_start(session: pytest.Session, suite) -> None:
         except OSError as exc:
             suite.save_errors.append(f"could not write {path}: {exc}")
             return
-        pbench.say_saved(config, f"Wrote benchmark data in: {path}")
+        pbench.say_saved(config, f"Wrote benchmark data in: {path}", purple=True)
 
     pbench.write_json_through(config, write_json)
     if suite.journal is not None:

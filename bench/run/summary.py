@@ -83,7 +83,7 @@ def _threads_section(frame, choices, default_threads) -> list[str]:
         # Only what ran at more than one count: a ladder step runs at torch's default alone.
         swept = mine.groupby("variant")["threads_measured"].max()
         said: dict[str, list[str]] = {}
-        for r in mine.sort_values(["variant", "batch_size"], key=lambda c: c.astype(str)).itertuples():
+        for r in mine.assign(_v=mine["variant"].astype(str)).sort_values(["_v", "batch_size"]).itertuples():
             if swept[r.variant] < 2:
                 continue
             said.setdefault(r.variant, [])
@@ -189,8 +189,10 @@ def _ladder_section(steps, best, default_threads) -> list[str]:
     ]
 
 
-def _health(frame, measured: int, run: dict) -> str:
-    health = [f"{measured} of {cases(run.get('planned_cases') or measured)} measured"]
+def _health(frame, measured: int, run: dict, passed_over: int = 0) -> str:
+    health = [f"{measured} of {cases(run.get('planned_cases') or measured + passed_over)} measured"]
+    if passed_over:  # cases the format's schema refused: named in the warnings, left out of every figure here
+        health.append(f"{cases(passed_over)} passed over as unreadable (see the warnings)")
     noisy = int(frame["noisy"].sum())
     if noisy:
         health.append(f"{noisy} noisy (IQR over {NOISY_IQR_SHARE:.0%} of the median)")
@@ -251,7 +253,7 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     lines += _breakdown_section(figures.breakdown(frame), threads)
     steps = figures.ladder(frame, "train")
     lines += _ladder_section(steps, figures.fastest_steps(steps), threads)
-    lines.append(_health(frame, len(ours), state))
+    lines.append(_health(frame, len(frame), state, passed_over=len(ours) - len(frame)))
     return _wrapped(lines, width)
 
 
