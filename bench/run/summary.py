@@ -33,14 +33,20 @@ def _speed_cell(r) -> str:
     """'1,000: 5.33x (4.90-5.80)', with [the speedup against the CPU's best thread count] where another was best."""
     alone = " (1 round)" if r.one_round else " (no round times)"
     text = f"{int(r.batch_size):,}: {interval_said(r.speedup, r.speedup_low, r.speedup_high, no_interval=alone)}"
-    if pd_isna(r.speedup) or r.best_cpu_threads != r.default_threads:
+    if pd_isna(r.speedup) or not _same(r.best_cpu_threads, r.default_threads):
         best = interval_said(r.speedup_vs_best_cpu, r.vs_best_low, r.vs_best_high, no_interval="")
         text += f" [{best} at {r.best_cpu_threads} thread{'s' if r.best_cpu_threads != 1 else ''}]"
     return text
 
 
 def pd_isna(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    # (pandas' NA by its type's name: this module imports pandas only inside end_summary)
+    return value is None or type(value).__name__ == "NAType" or (isinstance(value, float) and math.isnan(value))
+
+
+def _same(a, b) -> bool:
+    """Two thread counts, either of which may be unknown: the same only when both are known and equal."""
+    return not pd_isna(a) and not pd_isna(b) and int(a) == int(b)
 
 
 def _cpu_name(device: str, default_threads) -> str:
@@ -87,7 +93,7 @@ def _threads_section(frame, choices, default_threads) -> list[str]:
             if swept[r.variant] < 2:
                 continue
             said.setdefault(r.variant, [])
-            if r.threads_measured < 2 or r.best_cpu_threads == r.default_threads:
+            if r.threads_measured < 2 or _same(r.best_cpu_threads, r.default_threads):
                 continue
             # Decided on the interval of default / best: a count beats torch's only where it is above 1.
             gain, (low, high) = r.median_default / r.median_best, ratio_interval(r.data_default, r.data_best)
