@@ -64,17 +64,27 @@ _MEASURED_STEPS = {
                                                           "bf16": 1.28, "channels_last_bf16": 1.30, "compile": 1.76,
                                                           "cuda_graph": 4.89}),
 }  # fmt: skip
-# (kind -> family -> step -> (the step it is predicted from, its time as a multiple of that step's)): a time
-# over a time, or, for images/s, the inverse. A CPU's inference steps are taken as inference_mode's.
-ASSUMED_STEP = {"cpu": {"inference": {p: ("inference_mode", 1.0) for p in ("eager", "channels_last", "bf16",
-                                                                          "channels_last_bf16", "compile")}},
-                "gpu": {}}  # fmt: skip
-for (_kind, _family), (_base, _unit, _figures) in _MEASURED_STEPS.items():
-    ASSUMED_STEP[_kind][_family] = {
-        step: (_base, _figures[_base] / x if _unit == "images/s" else x / _figures[_base])
-        for step, x in _figures.items()
-        if step != _base
+# (kind -> family -> step -> (the step it is predicted from, its time as a multiple of that step's)).
+# A CPU's inference steps are taken as inference_mode's.
+
+
+def _as_multiples(base: str, unit: str, figures: dict[str, float]) -> dict[str, tuple[str, float]]:
+    """Each step's time as a multiple of `base`'s: a time over a time, or, for images/s, the inverse."""
+    return {
+        step: (base, figures[base] / x if unit == "images/s" else x / figures[base])
+        for step, x in figures.items()
+        if step != base
     }
+
+
+ASSUMED_STEP = {
+    "cpu": {"inference": {p: ("inference_mode", 1.0) for p in ("eager", "channels_last", "bf16", "channels_last_bf16",
+                                                               "compile")}},
+    "gpu": {},
+}  # fmt: skip
+for (kind, family), measured in _MEASURED_STEPS.items():
+    ASSUMED_STEP[kind][family] = _as_multiples(*measured)
+del kind, family, measured
 # Seconds to compile (compile) or capture (cuda_graph) a case's batch shapes, where no run of the
 # machine measured it: 19 s to compile a training step's first shape on the 2-core VM (inductor's
 # cache empty; 1-3 s once cached), taken for any machine (on the H100 host the first compile of

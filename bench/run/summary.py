@@ -25,28 +25,24 @@ __all__ = ["THREADS_MARGIN", "WIDTH", "end_summary"]
 THREADS_MARGIN = 0.05
 
 
-def _x(value) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.2f}x"
-
-
 def _speed_cell(r) -> str:
     """'1,000: 5.33x (4.90-5.80)', with [the speedup against the CPU's best thread count] where another was best."""
     alone = " (1 round)" if r.one_round else " (no round times)"
     text = f"{int(r.batch_size):,}: {interval_said(r.speedup, r.speedup_low, r.speedup_high, no_interval=alone)}"
-    if pd_isna(r.speedup) or not _same(r.best_cpu_threads, r.default_threads):
+    if _missing(r.speedup) or not _same(r.best_cpu_threads, r.default_threads):
         best = interval_said(r.speedup_vs_best_cpu, r.vs_best_low, r.vs_best_high, no_interval="")
         text += f" [{best} at {r.best_cpu_threads} thread{'s' if r.best_cpu_threads != 1 else ''}]"
     return text
 
 
-def pd_isna(value) -> bool:
+def _missing(value) -> bool:
     # (pandas' NA by its type's name: this module imports pandas only inside end_summary)
     return value is None or type(value).__name__ == "NAType" or (isinstance(value, float) and math.isnan(value))
 
 
 def _same(a, b) -> bool:
     """Two thread counts, either of which may be unknown: the same only when both are known and equal."""
-    return not pd_isna(a) and not pd_isna(b) and int(a) == int(b)
+    return not _missing(a) and not _missing(b) and int(a) == int(b)
 
 
 def _cpu_name(device: str, default_threads) -> str:
