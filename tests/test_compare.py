@@ -12,7 +12,7 @@ from bench.report.verdict import SAME, SLOWER, VERDICTS, _rank_test
 
 ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
-VM = ROOT / "results" / "vm_AMD-EPYC_no-gpu" / "Linux-CPython-3.11-64bit"
+VM = ROOT / "results" / "reference" / "vm_AMD-EPYC_no-gpu" / "Linux-CPython-3.11-64bit"
 # Real runs of the 2-core VM: format 2 full (46 cases: copies of 11 to 100 rounds, 3-round epochs), format 1 full.
 FULL_V2 = next(VM.glob("0002_*.json"))
 FULL_V1 = next(VM.glob("0001_*.json"))

@@ -15,7 +15,9 @@ from tests.test_plan import make_plan
 FIXTURES = Path(__file__).parent / "fixtures"
 H100_FULL = FIXTURES / "h100-host" / "h100-host_full_cuda0_bs100-10000.json"
 H100_QUICK = FIXTURES / "h100-host" / "h100-host_quick_cpu-cuda0.json"
-VM_RUNS = sorted(Path(__file__).parent.parent.glob("results/vm_AMD-EPYC_no-gpu/*/[0-9][0-9][0-9][0-9]_*.json"))
+VM_RUNS = sorted(
+    Path(__file__).parent.parent.glob("results/reference/vm_AMD-EPYC_no-gpu/*/[0-9][0-9][0-9][0-9]_*.json")
+)
 VM_FULL_FORMAT1 = VM_RUNS[0]  # before budgets: fixed rounds, whole-epoch warm-up
 VM_FULL_FORMAT2 = VM_RUNS[1]  # the default run with budgets, which recorded its own wall time
 

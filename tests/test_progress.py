@@ -224,7 +224,9 @@ def test_an_inference_ladder_step_is_its_own_variant_never_a_thread_count_of_ano
 
 REPO = Path(__file__).resolve().parent.parent
 H100_QUICK_PATH = FIXTURES / "h100-host" / "h100-host_quick_cpu-cuda0.json"
-VM_DEFAULT_PATH = next((REPO / "results" / "vm_AMD-EPYC_no-gpu").glob("*/0006_*.json"))  # the 2-core VM's ladder
+VM_DEFAULT_PATH = next(
+    (REPO / "results" / "reference" / "vm_AMD-EPYC_no-gpu").glob("*/0006_*.json")
+)  # the 2-core VM's ladder
 
 
 def test_the_summary_and_the_report_give_one_runs_figures_from_the_same_functions(monkeypatch):

@@ -15,6 +15,7 @@ import pytest
 
 from bench.record import derive, names
 from bench.record.derive import crossover_batch_size
+from bench.record.format import FORMAT_VERSION
 from bench.record.journal import Journal
 from bench.report import main, write_report
 from bench.report.facts import partial_note
@@ -703,8 +704,8 @@ def test_runs_with_no_thread_count_or_run_record_still_report(tmp_path):
 
 def test_a_newer_format_is_read_with_a_warning(tmp_path):
     run = _json(QUICK_V2)
-    run["machine_info"]["fmnist_bench"]["format"] = 5
-    with pytest.warns(RunFileWarning, match="format 5 is newer"):
+    run["machine_info"]["fmnist_bench"]["format"] = FORMAT_VERSION + 1
+    with pytest.warns(RunFileWarning, match=f"format {FORMAT_VERSION + 1} is newer"):
         frame = load_frame([_write(tmp_path, "future.json", run)])
     assert len(frame) == len(run["benchmarks"])
 
@@ -722,7 +723,7 @@ def test_cpu_choices_prefer_the_default_on_a_tie(tmp_path):
 
 LADDER_RUN = FIXTURES / "cpu_default_run_ladder.json"  # real: the 2-core VM's default run 0004, train at batch 1,000
 # real, committed: the 2-core VM's default run 0006, both ladders (compile steps only with --pipelines all)
-INFERENCE_RUN = next((FIXTURES.parent.parent / "results" / "vm_AMD-EPYC_no-gpu").glob("*/0006_*.json"))
+INFERENCE_RUN = next((FIXTURES.parent.parent / "results" / "reference" / "vm_AMD-EPYC_no-gpu").glob("*/0006_*.json"))
 
 
 def test_the_ladder_gives_each_steps_speedup_over_the_step_it_builds_on(tmp_path):
@@ -873,7 +874,8 @@ def test_a_step_of_another_run_is_named_where_a_base_is_missing_with_no_seed_and
     # The inference ladder (the VM's default run 0006), its channels_last_bf16 measured in a later run.
     c = later("2026-11-28T13:00:00+00:00", lambda b: step(b, "inference", ("channels_last_bf16",)), INFERENCE_RUN)
     assert c["benchmarks"]
-    paths = [INFERENCE_RUN, _write(tmp_path, "c.json", c)]
+    # (both outside results/reference/: a reference run and a user's are never one machine)
+    paths = [_write(tmp_path, "base.json", _json(INFERENCE_RUN)), _write(tmp_path, "c.json", c)]
     inference = ladder(load_frame(paths), "inference").set_index("pipeline")
     assert inference.loc["channels_last_bf16", "other_runs"] == "eager, channels_last"
     assert (inference.drop("channels_last_bf16")["other_runs"] == "").all()

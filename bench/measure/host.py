@@ -7,7 +7,7 @@ import re
 import statistics
 from pathlib import Path
 
-__all__ = ["MIN_TICKS", "OUTSIDE_SHARE", "Host", "spread"]
+__all__ = ["MIN_TICKS", "OUTSIDE_SHARE", "Host", "own_ticks", "spread"]
 
 
 # Work from outside the benchmark is flagged when it took more than a tenth of the machine's
@@ -22,6 +22,29 @@ MIN_TICKS = 50
 
 
 _RAPL_PACKAGE = re.compile(r"intel-rapl:\d+")  # packages only: intel-rapl:N:M are parts of package N
+
+
+def own_ticks(proc: Path) -> int:
+    """This process's CPU ticks (utime, stime: every thread), its reaped children's (cutime, cstime) and its live
+    children's: the tuned loader's worker processes are the run's own work, not the machine's other work."""
+    me = (proc / "self" / "stat").read_text().rsplit(")", 1)[1].split()
+    own = sum(int(x) for x in me[11:15])  # fields 14-17
+    try:
+        tasks = list((proc / "self" / "task").iterdir())
+    except OSError:  # no task folder to read (not Linux's /proc): this process alone
+        tasks = []
+    for task in tasks:
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:  # (a thread that ended, or a kernel without CONFIG_PROC_CHILDREN)
+            continue
+        for pid in children:
+            try:
+                stat = (proc / pid / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # it ended between the two reads: its time is in cutime once it is reaped
+                continue
+            own += int(stat[11]) + int(stat[12])
+    return own
 
 
 def spread(values: list[float]) -> dict | None:
@@ -114,11 +137,11 @@ class Host:
         return fields, sum(1 for line in lines if re.match(r"cpu\d+ ", line))
 
     def _own(self) -> tuple[int, int]:
-        # utime + stime of every thread of this process, in clock ticks (fields 14 and 15), and its
-        # minor page faults (field 10): each a first touch of a page the process had not mapped, as
-        # when the C library hands back a large freed block and the next one of its size is fresh.
+        # The CPU ticks of this process and its children (own_ticks), and its minor page faults (field 10):
+        # each a first touch of a page the process had not mapped, as when the C library hands back a large
+        # freed block and the next one of its size is fresh.
         fields = (self.proc / "self" / "stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12]), int(fields[7])
+        return own_ticks(self.proc), int(fields[7])
 
     def begin(self) -> None:
         try:

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
+import uuid
+from pathlib import Path
 
 import torch
 
-__all__ = ["PCIE_LANE_GBPS", "cpu_model", "cuda_devices", "machine_key", "nvml_info", "pcie_gbps", "torch_info"]
+__all__ = [
+    "MACHINE_ID_ENV",
+    "PCIE_LANE_GBPS",
+    "cpu_model",
+    "cuda_devices",
+    "machine_id",
+    "machine_key",
+    "nvml_info",
+    "pcie_gbps",
+    "torch_info",
+]
+
+# Set to pin the machine's id: a container started afresh each time, or one machine's runs from two accounts.
+MACHINE_ID_ENV = "FMNIST_BENCH_MACHINE_ID"
+_ID = re.compile(r"[0-9a-f]{8,64}")
 
 # Usable GB/s per lane per direction after line encoding (PCI-SIG base specs):
 # Gen1 2.5 GT/s and Gen2 5 GT/s with 8b/10b; Gen3 8 GT/s, Gen4 16, Gen5 32 with 128b/130b;
@@ -173,13 +190,61 @@ def cpu_model() -> str:
     return brand or platform.processor() or platform.machine() or "unknown CPU"
 
 
-def machine_key(host: str, cpu: str, gpus: list[str], name: str | None = None) -> str:
-    """A folder-safe name for a machine, from what it is: its name (--machine-name) or host, CPU model, GPU models.
+def machine_id(environ=os.environ) -> tuple[str, str]:
+    """(this installation's machine id, where it came from): made once, then read back by every run.
+
+    Two cloud VMs often share a host name ("vm") and their hardware models, so what a machine
+    is cannot tell them apart: the id does. It is a random UUID kept in the user's config folder
+    ($XDG_CONFIG_HOME/fmnist-bench/machine-id, ~/.config by default), so one machine's runs stay
+    together. Not /etc/machine-id: VMs cloned from one image share it. $FMNIST_BENCH_MACHINE_ID
+    (8 to 64 hex digits) pins it. Raises ValueError naming a bad value, OSError when no id can be kept.
+    """
+    pinned = environ.get(MACHINE_ID_ENV)
+    if pinned is not None:
+        if not _ID.fullmatch(pinned.strip().lower()):
+            raise ValueError(f"${MACHINE_ID_ENV}={pinned[:70]!r} is not 8 to 64 hex digits")
+        return pinned.strip().lower(), f"${MACHINE_ID_ENV}"
+    config = Path(environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    path = config / "fmnist-bench" / "machine-id"
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        text = None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OSError(f"{path} cannot be read ({exc}): remove it to make a new id, or set ${MACHINE_ID_ENV}") from None
+    if text is not None:
+        if not _ID.fullmatch(text):
+            raise OSError(
+                f"{path} holds {text[:70]!r}, not an id: remove it to make a new one, or set ${MACHINE_ID_ENV}"
+            )
+        return text, str(path)
+    made = uuid.uuid4().hex
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".machine-id-{made}")
+    tmp.write_text(made + "\n", encoding="ascii")
+    try:
+        os.link(tmp, path)  # whole or not at all, and never over another's: two first runs at once keep one id
+    except FileExistsError:
+        return machine_id(environ)
+    except OSError:  # a filesystem without hard links: an exclusive create, still never over another's
+        try:
+            with path.open("x", encoding="ascii") as out:
+                out.write(made + "\n")
+        except FileExistsError:
+            return machine_id(environ)
+    finally:
+        tmp.unlink()
+    return made, str(path)
+
+
+def machine_key(host: str, cpu: str, gpus: list[str], name: str | None = None, ident: str | None = None) -> str:
+    """A folder-safe name for a machine, from what it is: its name (--machine-name) or host, CPU model, GPU
+    models, then the first 8 digits of its id (machine_id), which tells apart two machines that read the same.
 
     Runs are saved under results/<key>/, so folders from many machines merge by copying. Two
     cloud machines often share a host name ("vm"); a name given by the user takes its place.
     """
     counts = {gpu: gpus.count(gpu) for gpu in gpus}  # eight H100s: "8x NVIDIA H100", not eight names
     gpu_part = "+".join(gpu if n == 1 else f"{n}x {gpu}" for gpu, n in counts.items()) or "no-gpu"
-    parts = [name or host or "unknown-host", cpu or "unknown-cpu", gpu_part]
+    parts = [name or host or "unknown-host", cpu or "unknown-cpu", gpu_part, *([ident[:8]] if ident else [])]
     return "_".join(re.sub(r"[^A-Za-z0-9.+-]+", "-", p).strip("-.") or "unknown" for p in parts)

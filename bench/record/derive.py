@@ -5,7 +5,25 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["crossover_batch_size", "crossover_says", "loglog_interp", "seed_breakdown"]
+__all__ = [
+    "FLAT_ABOVE_FLOOR",
+    "FLAT_GROWTH",
+    "crossover_batch_size",
+    "crossover_says",
+    "flat_spans",
+    "loglog_interp",
+    "seed_breakdown",
+]
+
+# A copy of w times the bytes that took under w ** FLAT_GROWTH the time (1.78x for 10x the bytes) did not
+# grow with its work, where the smaller copy took over FLAT_ABOVE_FLOOR times the series' fastest: below that
+# a copy is its latency floor (an H100's copies of 1 and of 100 images both take ~15 us). Above it, every 10x
+# of bytes took at least 6.9x the time on the 2-core VM and 8.1x on the H100 host's GPU (results/reference/,
+# measured). The one exception there is the rule's case: the H100 host's 16-thread CPU copy of 1,000 images
+# took 5.97 ms, of 60,000 4.59 ms. Issue 21's: 2-thread copies of 100 to 10,000 images all took one 7.96 ms
+# scheduler slice on a busy VM.
+FLAT_GROWTH = 0.25
+FLAT_ABOVE_FLOOR = 10.0
 
 
 def crossover_batch_size(batch_sizes: Sequence[int], speedup: Sequence[float]) -> int | None:
@@ -44,6 +62,25 @@ def crossover_says(batch_sizes: Sequence[int], speedup: Sequence[float]) -> str:
     if found == largest:
         return f"GPU faster only at the largest batch size measured ({largest:,})"
     return f"GPU faster from batch size {found:,} on (measured up to {largest:,})"
+
+
+def flat_spans(work: Sequence[float], times: Sequence[float]) -> list[tuple[int, int]]:
+    """Index pairs (i, j) of neighbouring sizes, in the order given, where the time did not grow with the work.
+
+    Neighbours by work (sorted here): j's work is at least 10x i's and its time under
+    (work ratio) ** FLAT_GROWTH times i's, while i's time is over FLAT_ABOVE_FLOOR times the
+    fastest of the series (a time far above what the work needs, not a latency floor).
+    """
+    order = sorted((i for i in range(len(work)) if work[i] > 0 and times[i] > 0), key=lambda i: work[i])
+    if len(order) < 2:
+        return []
+    floor = min(times[i] for i in order)
+    spans = []
+    for i, j in zip(order, order[1:], strict=False):
+        grew = work[j] / work[i]
+        if grew >= 10 and times[j] / times[i] < grew**FLAT_GROWTH and times[i] > FLAT_ABOVE_FLOOR * floor:
+            spans.append((i, j))
+    return spans
 
 
 def loglog_interp(xs: Sequence[float], ys: Sequence[float], at: float) -> float:

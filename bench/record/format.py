@@ -15,6 +15,7 @@ __all__ = [
     "FORMAT_VERSION",
     "HISTORY",
     "benchmarks",
+    "case_marks",
     "default_threads",
     "extra_info",
     "field",
@@ -26,6 +27,7 @@ __all__ = [
     "params",
     "prepare_record",
     "rounds_record",
+    "run_load",
     "run_record",
     "run_state",
     "stats",
@@ -36,7 +38,7 @@ __all__ = [
 
 # Bumped when the saved-run format changes in a way a reader must know about; every version
 # from 1 on is still read (a newer one is read as this one, with a warning).
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 HISTORY = {
     1: "first format (machine_info torch/gpus/nvml/dataset/fmnist_bench; params and extra_info per family).",
     2: "params gain cpu_threads; extra_info gains warmup, budget, wall_s and (inference) latency; an inference "
@@ -56,6 +58,10 @@ HISTORY = {
     "wrote mmap_threshold_bytes and trim_threshold_bytes instead of those two). Added within format 4, optional "
     "for a reader: extra_info.breakdown.device_work (CUDA, from commit 4ccfe17) and breakdown.host_work (CPU, "
     "from commit 193afa9), the profiled epoch's costliest operations.",
+    5: "machine_info.fmnist_bench gains machine_id (made once per installation; its first 8 digits end "
+    "machine_key, so two machines of one host name and hardware get two folders) and load (how busy the whole "
+    "machine was with other work across the run: bench/measure/load.py); every case's extra_info gains "
+    "machine_load (that share around the case, over at least 50 ticks of /proc/stat).",
 }
 
 
@@ -102,12 +108,17 @@ def fmnist_bench_info(
     telemetry_period_s: float | None,
     host_allocator: dict,
     run: dict,
+    machine_id: str | None = None,
+    load: dict | None = None,
 ) -> dict:
-    """machine_info.fmnist_bench: the format, the machine's key and name, the plan that ran and how the run went."""
+    """machine_info.fmnist_bench: the format, the machine's key, id and name, the plan that ran, how busy the
+    machine was and how the run went."""
     return {
         "format": FORMAT_VERSION,
         "machine_key": machine_key,
+        "machine_id": machine_id,  # null: a recovered run of an older suite, or no id could be kept
         "machine_name": machine_name,  # null: not named; reports label it by what it is
+        "load": load if load is not None else {"available": False, "reason": "not measured"},
         "plan": plan,
         "budget_options": budget_options,
         "telemetry": {"state": "off"}
@@ -231,6 +242,21 @@ def extra_info(bench: Mapping) -> dict:
 def telemetry(bench: Mapping) -> dict:
     """extra_info.telemetry of one benchmark (format 3 on; {} before)."""
     return _dict(extra_info(bench).get("telemetry"))
+
+
+def case_marks(bench: Mapping) -> list[str]:
+    """What the machine did while a case ran, as saved: "throttled" (its GPU's clocks held down by power or
+    heat), "busy" (other work took over a tenth of the CPU: by the case's telemetry, or from format 5 by the
+    run's machine load around it, which tells for a case too short for its own)."""
+    flags = [f for f in telemetry(bench).get("flags") or [] if f in ("throttled", "busy")]
+    if _dict(extra_info(bench).get("machine_load")).get("busy") is True and "busy" not in flags:
+        flags.append("busy")
+    return flags
+
+
+def run_load(run: Mapping) -> dict:
+    """machine_info.fmnist_bench.load: how busy the whole machine was across the run (format 5; {} before)."""
+    return _dict(fmnist_bench(run).get("load"))
 
 
 def host_telemetry(bench: Mapping) -> dict:

@@ -26,6 +26,15 @@ _OPTIONAL_COUNT = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**53}
 _JOULES = {"anyOf": [{"const": 0}, {"type": "null"}, {"type": "number", "minimum": 1e-6, "maximum": 1e9}]}
 _WATTS = {"type": ["number", "null"], "minimum": 0, "maximum": 100_000}
 _PHASE = {"type": ["number", "null"], "minimum": 0, "maximum": 7 * 86400}  # seconds of a profiled epoch's phase
+# How busy the machine was with other work (format 5: the whole run's, and each case's around it).
+_LOAD = {
+    "type": "object",
+    "properties": {
+        "available": {"type": "boolean"},
+        "outside_share": {"type": "number", "minimum": 0, "maximum": 1},
+        "busy": {"type": "boolean"},
+    },
+}
 
 _MACHINE_INFO = {
     "type": "object",
@@ -66,6 +75,8 @@ _MACHINE_INFO = {
                 "format": {"type": "integer", "minimum": 1},
                 "machine_key": _OPTIONAL_TEXT,
                 "machine_name": _OPTIONAL_TEXT,
+                "machine_id": {"type": ["string", "null"], "pattern": "^[0-9a-f]{8,64}$"},
+                "load": _LOAD,
                 "plan": {
                     "type": "object",
                     "properties": {
@@ -171,6 +182,7 @@ BENCHMARK_SCHEMA = {
                     "type": "object",
                     "properties": {"share": {"type": "number", "minimum": 0, "maximum": 1}},
                 },
+                "machine_load": _LOAD,
                 # What the hardware did while the case was timed (bench/measure/telemetry.py); only what the report reads.
                 "telemetry": {
                     "type": "object",

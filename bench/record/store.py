@@ -25,12 +25,15 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 __all__ = [
+    "REFERENCE",
     "RUN_GLOB",
     "RunFileWarning",
     "dumps",
     "find_run_files",
+    "is_reference",
     "load_run",
     "machine_runs",
+    "reference_folder",
     "save_whole",
     "write_whole",
 ]
@@ -39,6 +42,22 @@ RUN_GLOB = "[0-9][0-9][0-9][0-9]_*.json"  # a saved run's name: its number, then
 _NUMBERED = re.compile(r"^(\d{4})_")
 # The families of fmnist-bench: a run with none of them is another suite's.
 _OURS = ("transfer", "inference", "train")
+
+
+# The folder of the runs the project ships (results/reference/<machine>/<interpreter>/NNNN_*.json): measured on
+# the project's own machines, labelled reference wherever they are shown, never a user's machine.
+REFERENCE = "reference"
+
+
+def is_reference(path: str | os.PathLike) -> bool:
+    """Whether a saved run is one of the project's reference runs: its machine's folder lies in a `reference` folder."""
+    parents = Path(path).parents
+    return len(parents) > 2 and parents[2].name == REFERENCE
+
+
+def reference_folder() -> Path:
+    """The reference runs shipped with this checkout: results/reference/ beside bench/."""
+    return Path(__file__).resolve().parents[2] / "results" / REFERENCE
 
 
 class RunFileWarning(UserWarning):

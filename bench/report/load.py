@@ -12,10 +12,12 @@ import numpy as np
 import pandas as pd
 
 from bench.record import format as fmt
+from bench.record.derive import flat_spans
 from bench.record.format import FORMAT_VERSION
 from bench.record.names import AXES, FAMILIES, NOISY_IQR_SHARE, PHASES, variant
 from bench.record.schema import benchmark_errors
-from bench.record.store import RunFileWarning, find_run_files, load_run
+from bench.record.store import RunFileWarning, find_run_files, is_reference, load_run
+from bench.record.words import fmt_time
 from bench.report.machines import device_facts, machine_labels, machine_of
 
 __all__ = [
@@ -70,7 +72,7 @@ def _shown_as(path: Path, root: Path) -> str:
 
 def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
     info = run["machine_info"]
-    machine = machine_of(info)
+    machine = machine_of(info, reference=is_reference(path))
     dataset = info.get("dataset") or {}
     commit = run.get("commit_info") or {}
     torch_facts = info.get("torch") or {}
@@ -135,6 +137,7 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
                 **{f"latency_{q}_ms": latency[f"{q}_s"] * 1e3 if f"{q}_s" in latency else np.nan for q in _LATENCY},
                 "latency_samples": latency.get("samples"),
                 **_telemetry(device, extra.get("telemetry")),
+                "busy": "busy" in fmt.case_marks(bench),  # its telemetry's, or the run's load around it (format 5)
                 **_ladder(extra),
             }
         )
@@ -265,6 +268,7 @@ def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict,
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     labels = machine_labels(frame)
     frame["label"] = frame["machine_key"].map(labels)
+    frame = _mark_suspects(frame)  # within each run, before any run's figures replace another's
     if not all_runs:
         frame = select_newest(frame)
     median = frame["median"]
@@ -284,6 +288,28 @@ def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict,
     frame["images_per_j"] = np.where(counted, frame["images"].astype("float64") / energy, np.nan)
     frame = frame.rename(columns={"data": "round_times"})  # what a ratio's interval resamples (intervals.py)
     return frame[COLUMNS].sort_values(["machine_key", "family", "device", "name"], kind="stable").reset_index(drop=True)
+
+
+_SERIES = ["machine_key", "run_file", "run_datetime", "device", "direction", "memory", "dtype", "cpu_threads"]
+
+
+def _mark_suspects(frame: pd.DataFrame) -> pd.DataFrame:
+    """suspect: a copy whose time did not grow with its bytes across the sizes of its run (derive.flat_spans),
+    with suspect_reason in words. A broken measurement can look steady: its spread says nothing of this."""
+    frame["suspect"], frame["suspect_reason"] = False, ""
+    copies = frame[(frame["family"] == "transfer") & frame["bytes"].notna() & frame["median"].notna()]
+    for _key, series in copies.groupby(_SERIES, dropna=False, sort=False):
+        work, times = series["bytes"].astype(float).tolist(), series["median"].astype(float).tolist()
+        for i, j in flat_spans(work, times):
+            a, b = series.iloc[i], series.iloc[j]
+            said = (
+                f"copies of {int(a['size']):,} and {int(b['size']):,} images took {fmt_time(times[i])} and "
+                f"{fmt_time(times[j])}: {times[j] / times[i]:.2g}x the time for {work[j] / work[i]:.0f}x the bytes"
+            )
+            for index in (series.index[i], series.index[j]):
+                frame.loc[index, "suspect"] = True
+                frame.loc[index, "suspect_reason"] = frame.loc[index, "suspect_reason"] or said
+    return frame
 
 
 def select_newest(frame: pd.DataFrame) -> pd.DataFrame:
@@ -313,7 +339,7 @@ def load_frame(paths: Iterable[str | os.PathLike], *, all_runs: bool = False) ->
 
 
 _COLUMNS_IN = [
-    "machine_key", "machine_name", "host", "cpu", "gpus", "what", "constructed", "run_file", "run_datetime", "commit",
+    "machine_key", "machine_name", "host", "cpu", "gpus", "what", "constructed", "reference", "run_file", "run_datetime", "commit",
     "torch", "nvml_driver", "quick", "partial", "run_ended", "run_planned_cases", "run_finished_cases", "host_allocator",
     "default_threads", "family", "name", "variant", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes",
     "dataset", "loss", "accuracy", "link_gbps", *_LATENCY_COLUMNS, "telemetry", "energy_j", "mean_power_w",
@@ -325,7 +351,8 @@ _COLUMNS_IN = [
 # was measured, how long, how fast, how sure. default_threads is torch's own CPU thread count in that run;
 # cpu_threads the count a case ran at; one_round marks a figure with no spread to judge.
 COLUMNS = ["label", "variant"] + [c for c in _COLUMNS_IN if c not in ("data", "variant", *_LATENCY_COLUMNS)] + [
-    "images_per_s", "gbps", "link_share", "iqr_share", "one_round", "noisy", "latency_ms", *_LATENCY_COLUMNS,
+    "images_per_s", "gbps", "link_share", "iqr_share", "one_round", "noisy", "suspect", "suspect_reason",
+    "latency_ms", *_LATENCY_COLUMNS,
     "round_p90", "images_per_j", "round_times",
 ]  # fmt: skip
 # summary.csv: every column but each round's time (the run files keep those).

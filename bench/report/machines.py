@@ -8,6 +8,7 @@ import re
 import pandas as pd
 
 from bench.record import format as fmt
+from bench.record.store import REFERENCE
 
 __all__ = ["device_facts", "machine_labels", "machine_of", "short_cpu"]
 
@@ -24,8 +25,9 @@ def short_cpu(name: str) -> str:
     return re.sub(r"\s+", " ", name).strip() or "unknown CPU"
 
 
-def machine_of(info: dict) -> dict:
-    """Who ran it: a stable key, what it is (host, CPU model from py-cpuinfo's brand string, GPU models), its name."""
+def machine_of(info: dict, *, reference: bool = False) -> dict:
+    """Who ran it: a stable key, what it is (host, CPU model from py-cpuinfo's brand string, GPU models), its name,
+    and whether it is one of the project's reference machines (its runs under results/reference/)."""
     ours = fmt.field(info, "fmnist_bench", default={})
     cpu_name = _text(fmt.field(info, "cpu", "brand_raw") or info.get("processor") or info.get("machine"))
     cpu_name = cpu_name or "unknown CPU"
@@ -40,6 +42,8 @@ def machine_of(info: dict) -> dict:
     uuids = sorted(_text(g.get("uuid")) for g in gpus if g.get("uuid"))
     if uuids:
         key += "~" + hashlib.sha1("+".join(uuids).encode()).hexdigest()[:8]
+    if reference:  # never the same machine as a user's, whatever the two keys read
+        key = f"{REFERENCE}/{key}"
     counts = {name: gpu_names.count(name) for name in gpu_names}
     gpu_short = ", ".join(name if n == 1 else f"{n}x {name}" for name, n in counts.items()) or "no GPU"
     return {
@@ -50,6 +54,7 @@ def machine_of(info: dict) -> dict:
         "gpus": ", ".join(gpu_names),
         "what": f"{short_cpu(cpu_name)} · {gpu_short}",
         "constructed": bool(info.get("constructed")),
+        "reference": reference,
     }
 
 
@@ -60,7 +65,8 @@ def machine_labels(machines: pd.DataFrame) -> dict[str, str]:
     machines still read the same, the host name is added, then a short hash of the key.
     """
     first = machines.drop_duplicates("machine_key").set_index("machine_key")
-    labels = {k: (r.machine_name or r.what) for k, r in first.iterrows()}
+    # The project's own runs say so wherever they are shown, and so never read as a user's machine.
+    labels = {k: ("reference: " if r.reference else "") + (r.machine_name or r.what) for k, r in first.iterrows()}
     for extra in ("host", "hash"):
         counts = pd.Series(labels).value_counts()
         for key, label in list(labels.items()):

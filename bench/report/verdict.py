@@ -194,7 +194,7 @@ def as_text(value) -> str:
 
 def _flagged(run: dict, flag: str) -> str:
     ours = [b for b in fmt.benchmarks(run) if b.get("group") in ("transfer", "train", "inference")]
-    return f"{sum(flag in (fmt.telemetry(b).get('flags') or []) for b in ours)} of {len(ours)}"
+    return f"{sum(flag in fmt.case_marks(b) for b in ours)} of {len(ours)}"
 
 
 def run_state(run: dict) -> str:

@@ -37,7 +37,7 @@ SPLIT_IMAGES = {"train": 60_000, "inference": 10_000}
 # Used only where a profile has no measurement of its own (runs saved before format 2 do not
 # record what a case cost besides its rounds): the median per-case overhead and the time
 # outside the cases (imports, data, weights, saving) of the format-2 reference run on the
-# 2-core AMD VM, results/vm_AMD-EPYC_no-gpu/.../0002_22c2ce6*.json. A GPU host adds CUDA's start.
+# 2-core AMD VM, results/reference/vm_AMD-EPYC_no-gpu/.../0002_22c2ce6*.json. A GPU host adds CUDA's start.
 ASSUMED_OVERHEAD_S = {"transfer": 0.0015, "inference": 0.0035, "train": 0.0047}
 ASSUMED_OUTSIDE_S = 3.4
 # A ladder step with no measurement of its own on a machine is predicted from a step that was

@@ -13,7 +13,8 @@ import pytest
 
 from bench.measure.allocator import set_host_allocator
 from bench.measure.clock import DeviceClock, Stopwatch
-from bench.measure.machine import cpu_model, machine_key, nvml_info, torch_info
+from bench.measure.load import MachineLoad, load_average
+from bench.measure.machine import cpu_model, machine_id, machine_key, nvml_info, torch_info
 from bench.measure.plan import Plan, available_devices, device_unavailable_reason
 from bench.measure.telemetry import add_per_images
 from bench.record.journal import Journal
@@ -42,11 +43,18 @@ def configure(config: pytest.Config) -> None:
     if not hasattr(config.option, "devices"):  # our options are not registered: not a `pytest bench` session
         return
     chosen = settings(config)
+    # The answer is the last thing on the screen: pytest's list of skipped cases (-ra) would come after it, and
+    # each skip is said on its case's line and counted in the answer. Failures and errors are still listed.
+    config.option.reportchars = config.option.reportchars.replace("a", "fExX").replace("s", "").replace("S", "")
     # The machine as it is at the start of the run (an idle GPU's clocks, link and temperature).
     nvml, gpus = nvml_info()
     gpu_names = [d["name"] for d in torch_info()["cuda_devices"]]
-    key = machine_key(platform.node(), cpu_model(), gpu_names, chosen.machine_name)
-    suite = Suite(config, chosen.plan, {"nvml": nvml, "gpus": gpus, "machine_key": key,
+    try:
+        ident, _where = machine_id()
+    except (OSError, ValueError) as exc:
+        raise pytest.UsageError(f"fmnist-bench: this machine's id: {exc}") from None
+    key = machine_key(platform.node(), cpu_model(), gpu_names, chosen.machine_name, ident)
+    suite = Suite(config, chosen.plan, {"nvml": nvml, "gpus": gpus, "machine_key": key, "machine_id": ident,
                                         "machine_name": chosen.machine_name}, chosen.budget_source)  # fmt: skip
     suite.data_files = chosen.data_files
     suite.telemetry = chosen.telemetry
@@ -65,6 +73,7 @@ def configure(config: pytest.Config) -> None:
 
     config.pluginmanager.register(fixtures, "fmnist-bench-fixtures")
     suite.hold_signals, suite.restore_signals = install_stop_signals(suite.run)
+    suite.load.start()  # the whole run's machine load: stopped before the save
 
 
 def _family(item: pytest.Item) -> str | None:
@@ -110,6 +119,9 @@ class Suite:
         self.current = None  # the benchmark fixture of the case running now
         self.telemetry = True  # --telemetry: observe each case's timed rounds
         self.host_allocator: dict = {}  # --host-allocator: what the run's C library allocator was held to
+        self.load = MachineLoad()  # how busy the whole machine is with other work, from start to end
+        self.load_before = load_average()  # (1-minute load average, CPUs) before the first case
+        self.load_started: dict[str, float] = {}  # a case's start on the load's clock
 
     # ---------------------------------------------------------------- what is said
 
@@ -171,6 +183,7 @@ class Suite:
             + (f" (from {', '.join(chosen)})" if chosen else ""),
             f"fmnist-bench: CPU threads per family: {threads} (torch's default here: {plan.default_threads})",
             f"fmnist-bench: host allocator {saving.allocator_said(self.host_allocator)}",
+            saving.load_said(self.load_before),
             *(
                 f"fmnist-bench: {flag} has no effect here: each case warms up and calibrates itself (--warmup-batches)"
                 for flag in UNUSED_BENCHMARK_OPTIONS
@@ -244,6 +257,8 @@ class Suite:
         # weights builds them in its setup; that is the run's cost, counted outside the cases).
         if item.nodeid in self.bench_ids:
             self.case_started[item.nodeid] = Stopwatch()
+            self.load.mark()
+            self.load_started[item.nodeid] = self.load.samples[-1][0] if self.load.samples else self.load.clock()
             self.current = (item.funcargs or {}).get("benchmark")  # (pytest drops funcargs if the case is cut short)
         yield
 
@@ -293,6 +308,7 @@ class Suite:
     def _finished(self, item: pytest.Item, stats) -> None:
         started = self.case_started.pop(item.nodeid, None)
         stats.extra_info["wall_s"] = started() if started is not None else None
+        stats.extra_info["machine_load"] = self.load.case(self.load_started.pop(item.nodeid, self.load.clock()))
         add_per_images(stats.extra_info)
         self.run.cases_s += stats.extra_info["wall_s"] or 0.0
         self.run.finished.append(stats)

@@ -12,7 +12,7 @@ from bench.measure.machine import torch_info
 from bench.measure.telemetry import PERIOD_S
 from bench.record.format import fmnist_bench_info
 from bench.record.journal import Journal, JournalError, find_journals, recover
-from bench.record.store import machine_runs, save_whole, write_whole
+from bench.record.store import RUN_GLOB, is_reference, machine_runs, save_whole, write_whole
 from bench.run import pbench
 from bench.run.estimate import Profile
 
@@ -20,6 +20,7 @@ __all__ = [
     "after_save",
     "allocator_said",
     "before_save",
+    "load_said",
     "open_outputs",
     "route_storage",
     "session_start",
@@ -51,6 +52,11 @@ def open_outputs(config: pytest.Config, suite) -> None:
     if folder is None:  # elasticsearch: pytest-benchmark's own save, without a journal
         return
     runs = pbench.machine_folder(folder)
+    if is_reference(runs / RUN_GLOB):
+        raise pytest.UsageError(
+            f"--benchmark-storage: {folder} is a folder of the project's reference runs: a run of this machine is "
+            "saved apart from them (the default, results/<machine>/, or a folder of your own)"
+        )
     disabled = opt.benchmark_disable and not opt.benchmark_enable  # as pytest-benchmark decides
     if (opt.benchmark_save or opt.benchmark_autosave) and not disabled and not opt.collectonly:
         try:
@@ -112,6 +118,7 @@ def session_start(session: pytest.Session, suite) -> None:
 def before_save(session: pytest.Session, suite, exitstatus) -> None:
     """How the run ended, and only the cases that finished and passed their checks kept for the save."""
     suite.hold_signals()  # from here a stop signal is ignored: the save is not cut short
+    suite.load.stop()
     pbench.drop_unstarted(suite.current)
     if suite.run.ended is None and exitstatus == pytest.ExitCode.INTERRUPTED:
         suite.run.ended = "interrupted"
@@ -163,7 +170,22 @@ def update_machine_info(suite, machine_info: dict) -> None:
         telemetry_period_s=PERIOD_S if suite.telemetry else None,
         host_allocator=suite.host_allocator,
         run=suite.run.record(),
+        machine_id=machine["machine_id"],
+        load=suite.load.record(),
     )
+
+
+def load_said(before: tuple[float, int] | None) -> str:
+    """The header's words for how busy the machine was before the first case (Linux's 1-minute load average)."""
+    if before is None:
+        return "fmnist-bench: machine load before the run: not readable here (no /proc/loadavg)"
+    one, cpus = before
+    words = f"fmnist-bench: machine load before the run: {one:.2f} on {cpus} CPU{'s' if cpus != 1 else ''} (1-minute average)"
+    # This process counts for at most one CPU of the average; the rest over half the CPUs is other work. The run
+    # goes on: it measures that work over the whole run and flags the cases it touches (bench/measure/load.py).
+    if one - 1 >= cpus / 2:
+        words += "; other work is running: the run measures how much and flags the cases it touches"
+    return words
 
 
 def allocator_said(record: dict) -> str:

@@ -191,13 +191,38 @@ def _ladder_section(steps, best, default_threads) -> list[str]:
     ]
 
 
-def _health(frame, measured: int, run: dict, passed_over: int = 0) -> str:
+def _load_said(load: dict) -> str | None:
+    """The whole run's machine load (format 5), in words; None for a run that has none."""
+    if not load:
+        return None
+    if load.get("available") is not True:
+        return f"the machine's load across the run is unknown ({load.get('reason') or 'not measured'})"
+    share = load.get("outside_share") or 0.0
+    words = f"other work took {share:.1%} of the machine's CPU time across the run"
+    spans, busy = load.get("intervals"), load.get("busy_intervals")
+    if load.get("busy"):
+        words = f"the machine was not the run's own: {words} (over {OUTSIDE_SHARE:.0%})"
+    if spans and busy:
+        words += f", over {OUTSIDE_SHARE:.0%} in {busy} of {spans} spans of it"
+    return words
+
+
+def _health(frame, measured: int, run: dict, passed_over: int = 0, load: dict | None = None) -> str:
     health = [f"{measured} of {cases(run.get('planned_cases') or measured + passed_over)} measured"]
+    said = _load_said(load or {})
+    if said:
+        health.append(said)
     if passed_over:  # cases the format's schema refused: named in the warnings, left out of every figure here
         health.append(f"{cases(passed_over)} passed over as unreadable (see the warnings)")
     noisy = int(frame["noisy"].sum())
     if noisy:
         health.append(f"{noisy} noisy (IQR over {NOISY_IQR_SHARE:.0%} of the median)")
+    suspect = frame[frame["suspect"]]
+    if not suspect.empty:  # steady, maybe, but not a measurement of the work: the reason of the first
+        health.append(
+            f"{len(suspect)} suspect, their time not growing with their work ({suspect['suspect_reason'].iloc[0]}): "
+            f"{', '.join(suspect['name'].head(3))}{', ...' if len(suspect) > 3 else ''}"
+        )
     said = {
         "throttled": "with the GPU throttled (power or heat held its clocks down)",
         "busy": f"with the CPU busy with other work (over {OUTSIDE_SHARE:.0%} of it)",
@@ -206,6 +231,10 @@ def _health(frame, measured: int, run: dict, passed_over: int = 0) -> str:
         names = frame.loc[frame[flag], "name"].tolist()
         if names:
             health.append(f"{len(names)} {words}: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}")
+    skipped = run.get("skipped") or []
+    if skipped:  # (each said on its line as it happened; pytest's own list of them is left out of a bench session)
+        first = skipped[0] if isinstance(skipped[0], dict) else {}
+        health.append(f"{len(skipped)} skipped (the first: {first.get('reason') or 'no reason given'})")
     failed = run.get("failed") or []
     if failed:
         health.append(f"{len(failed)} failed and not saved: {', '.join(str(f.get('name')) for f in failed[:3])}")
@@ -244,19 +273,24 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
         return [_health_empty(len(ours), state)]
     devices = set(frame["device"].astype(str))
     lines: list[str] = []
+    last: list[str] = []  # on a machine without a GPU, the reference GPUs' answer: the last lines on the screen
     if devices - {"cpu"} and "cpu" in devices:
         speed = figures.speedups(frame)
         lines += _speedup_section(speed, figures.crossovers(speed), threads)
     elif devices == {"cpu"}:
-        lines.append("No GPU in this run: the CPU's figures only (no speedup to show).")
+        from bench.report.reference import against_reference, load_reference, reference_said
+
+        last = reference_said(against_reference(frame, load_reference())) or [
+            "No GPU in this run, and no reference GPU run of the same cases: no speedup to show."
+        ]
     else:
         lines.append("No CPU cases in this run: no speedup to show (run with --devices cpu,cuda:0 to compare).")
     lines += _threads_section(frame, figures.cpu_choices(frame), threads)
     lines += _breakdown_section(figures.breakdown(frame), threads)
     steps = figures.ladder(frame, "train")
     lines += _ladder_section(steps, figures.fastest_steps(steps), threads)
-    lines.append(_health(frame, len(frame), state, passed_over=len(ours) - len(frame)))
-    return _wrapped(lines, width)
+    lines.append(_health(frame, len(frame), state, passed_over=len(ours) - len(frame), load=fmt.run_load(run)))
+    return _wrapped(lines + last, width)
 
 
 def _health_empty(measured: int, run: dict) -> str:

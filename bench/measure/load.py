@@ -1,0 +1,129 @@
+"""How busy the whole machine was with other work across a run: /proc/stat sampled in a thread from start to end.
+
+A case's own telemetry (bench/measure/host.py) cannot tell for a short case: a 2 ms copy spans
+under one tick of /proc/stat. This sampler runs for the whole run, so every case is judged over
+at least MIN_TICKS of CPU time around it: its own span, widened back into the samples before it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+from bench.measure.host import MIN_TICKS, OUTSIDE_SHARE, own_ticks
+
+__all__ = ["PERIOD_S", "MachineLoad", "load_average"]
+
+# Half a second: on 2 CPUs at Linux's 100 ticks a second each interval holds 100 ticks, over
+# MIN_TICKS, and a read of /proc costs well under a millisecond, so the sampler takes under 0.1%
+# of one core.
+PERIOD_S = 0.5
+
+
+def load_average(proc: Path = Path("/proc")) -> tuple[float, int] | None:
+    """(the 1-minute load average, the CPUs online) before anything runs, or None where /proc has none."""
+    try:
+        one = float((proc / "loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return one, os.cpu_count() or 1
+
+
+class MachineLoad:
+    """Samples of (time, all CPU ticks, busy ticks, this process's and its children's ticks), every PERIOD_S."""
+
+    def __init__(self, proc: Path = Path("/proc"), period_s: float = PERIOD_S, clock=time.monotonic) -> None:
+        self.proc, self.period_s, self.clock = proc, period_s, clock
+        self.samples: list[tuple[float, int, int, int]] = []
+        self.cpus: int | None = None
+        self.reason: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _read(self) -> tuple[int, int, int]:
+        lines = (self.proc / "stat").read_text().splitlines()
+        fields = [int(x) for x in lines[0].split()[1:9]]  # user nice system idle iowait irq softirq steal
+        self.cpus = sum(1 for line in lines if re.match(r"cpu\d+ ", line))
+        total = sum(fields)
+        return total, total - fields[3] - fields[4], own_ticks(self.proc)
+
+    def mark(self) -> None:
+        """A sample now (a case's start or end), besides the thread's."""
+        if self.reason is not None:
+            return
+        try:
+            reading = self._read()
+        except (OSError, ValueError, IndexError) as exc:
+            self.reason = f"/proc could not be read: {exc}"
+            return
+        with self._lock:
+            self.samples.append((self.clock(), *reading))
+
+    def start(self) -> None:
+        self.mark()
+        if self.reason is None:
+            self._thread = threading.Thread(target=self._loop, name="fmnist-bench-load", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period_s):
+            self.mark()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2 * self.period_s)
+        self.mark()
+
+    def _share(self, first: int, last: int) -> dict:
+        with self._lock:
+            a, b = self.samples[first], self.samples[last]
+        total, busy, own = b[1] - a[1], b[2] - a[2], b[3] - a[3]
+        outside = max(busy - own, 0) / total if total > 0 else 0.0
+        return {
+            "available": True,
+            "outside_share": outside,  # of all the machine's CPU time: other processes, the hypervisor's steal
+            "window_s": b[0] - a[0],
+            "busy": outside > OUTSIDE_SHARE,
+        }
+
+    def case(self, started: float) -> dict:
+        """The machine's other work over a case that began at `started` (this clock) and ends now: over its
+        own span, or, where that holds under MIN_TICKS, widened back into the samples before it."""
+        self.mark()
+        if self.reason is not None or len(self.samples) < 2:
+            return {"available": False, "reason": self.reason or "one sample: no span to tell"}
+        with self._lock:
+            last = len(self.samples) - 1
+            first = max((i for i, s in enumerate(self.samples) if s[0] <= started), default=0)
+            while first > 0 and (first == last or self.samples[last][1] - self.samples[first][1] < MIN_TICKS):
+                first -= 1
+        return self._share(first, last)
+
+    def record(self) -> dict:
+        """The whole run's: its outside share, and the share of its intervals that were busy."""
+        if self.reason is not None or len(self.samples) < 2:
+            return {"available": False, "reason": self.reason or "one sample: no span to tell"}
+        whole = self._share(0, len(self.samples) - 1)
+        with self._lock:
+            samples = list(self.samples)
+        # The run cut into spans of at least MIN_TICKS each (a case's marks make some samples close together).
+        steps, anchor = [], samples[0]
+        for sample in samples[1:]:
+            total = sample[1] - anchor[1]
+            if total >= MIN_TICKS:
+                steps.append((total, max((sample[2] - anchor[2]) - (sample[3] - anchor[3]), 0)))
+                anchor = sample
+        return {
+            **whole,
+            "cpus": self.cpus,
+            "period_s": self.period_s,
+            "intervals": len(steps),  # of at least MIN_TICKS each
+            "busy_intervals": sum(outside / total > OUTSIDE_SHARE for total, outside in steps),
+            "busiest_share": max((outside / total for total, outside in steps), default=None),
+            "busy_above": OUTSIDE_SHARE,
+        }

@@ -1,0 +1,162 @@
+"""A machine without a GPU against the reference GPU runs the project ships: another machine's GPU, labelled so.
+
+The question the suite answers is "would a GPU pay off for this workload?". A machine with no
+GPU cannot measure it; the project's reference runs (results/reference/) can say what one GPU
+it was measured on does against this CPU, as another machine's figure, with the command that
+measures this machine's own GPU. One implementation: the end-of-run answer and the report's.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+
+from bench.record.intervals import interval_said, ratio_interval, side
+from bench.record.store import reference_folder
+from bench.report.figures import cpu_choices, is_gpu
+
+__all__ = ["MEASURE_OWN", "against_reference", "load_reference", "reference_said"]
+
+# What measures this machine's own GPU, said beside every figure of another machine's.
+MEASURE_OWN = "pytest bench --devices cpu,cuda:0 --benchmark-autosave"
+
+# Like with like: the notes' loop and its data resident (train), each inference mode's plain pass.
+_LIKE_WITH_LIKE = ("seed", "resident", "compute", "end_to_end")
+
+_COLUMNS = ["reference", "run_files", "device_name", "dataset", "family", "variant", "batch_size", "cpu_pipeline",
+            "gpu_pipeline", "median_cpu", "median_gpu", "speedup", "low", "high", "default_threads"]  # fmt: skip
+
+
+def load_reference() -> pd.DataFrame:
+    """The reference runs this checkout ships (an empty frame where it ships none)."""
+    from bench.report.load import load_frame  # (load imports the figures this module imports)
+
+    folder = reference_folder()
+    if not folder.is_dir():
+        return pd.DataFrame()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a reference run the report cannot read is the project's fault: fail loudly
+        return load_frame([folder])
+
+
+def _pair(cpu_rows, gpu_rows, what: dict, cpu_data, gpu_data, threads) -> dict:
+    low, high = ratio_interval(cpu_data, gpu_data)
+    cpu_median, gpu_median = float(cpu_rows["median"]), float(gpu_rows["median"])
+    return {
+        **what,
+        "median_cpu": cpu_median,
+        "median_gpu": gpu_median,
+        "speedup": cpu_median / gpu_median,
+        "low": low,
+        "high": high,
+        "default_threads": threads,
+    }
+
+
+def _like_with_like(gpu: pd.DataFrame, mine: pd.DataFrame, choices: pd.DataFrame) -> list[dict]:
+    rows = []
+    for r in gpu[gpu["variant"].isin(_LIKE_WITH_LIKE)].itertuples():
+        cpu = choices[(choices["family"] == r.family) & (choices["variant"] == r.variant)
+                      & (choices["batch_size"] == r.batch_size)]  # fmt: skip
+        same = mine[(mine["family"] == r.family) & (mine["variant"] == r.variant)
+                    & (mine["batch_size"] == r.batch_size) & (mine["images"] == r.images)]  # fmt: skip
+        if cpu.empty or same.empty or pd.isna(cpu["median_default"].iloc[0]):
+            continue
+        c = cpu.iloc[0]
+        what = {"reference": r.label, "run_files": r.run_file, "device_name": r.device_name, "dataset": r.dataset,
+                "family": r.family, "variant": r.variant, "batch_size": int(r.batch_size),
+                "cpu_pipeline": r.pipeline, "gpu_pipeline": r.pipeline}  # fmt: skip
+        rows.append(_pair({"median": c.median_default}, {"median": r.median}, what, c.data_default, r.round_times,
+                          c.default_threads))  # fmt: skip
+    return rows
+
+
+def _fastest(gpu: pd.DataFrame, mine: pd.DataFrame, sizes) -> list[dict]:
+    """Each side's fastest training step at each batch size: what a GPU gives at best, against this CPU's best."""
+    rows = []
+    train = mine[(mine["family"] == "train") & mine["cpu_threads"].eq(mine["default_threads"]).fillna(True)]
+    for size in sorted(sizes):
+        cpu = train[train["batch_size"] == size]
+        steps = gpu[(gpu["family"] == "train") & (gpu["batch_size"] == size)]
+        steps = steps[steps["images"].isin(cpu["images"])]
+        if cpu["pipeline"].nunique() < 2 or steps["pipeline"].nunique() < 2:
+            continue
+        c, g = cpu.loc[cpu["median"].idxmin()], steps.loc[steps["median"].idxmin()]
+        what = {"reference": g["label"], "run_files": g["run_file"], "device_name": g["device_name"],
+                "dataset": g["dataset"], "family": "train", "variant": "fastest", "batch_size": int(size),
+                "cpu_pipeline": c["pipeline"], "gpu_pipeline": g["pipeline"]}  # fmt: skip
+        rows.append(_pair(c, g, what, c["round_times"], g["round_times"], c["default_threads"]))
+    return rows
+
+
+def against_reference(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """This machine's CPU (its full figures, else its quick ones, at torch's default thread count) against the
+    reference GPUs' figures of the same kind (full or quick).
+
+    Per family, one reference GPU: the one sharing the most cases with this CPU (for training, the
+    most batch sizes, then the most ladder steps: the fastest step is part of the answer). Per batch
+    size: seed and resident (train) or each inference mode, like with like, only figures of the same
+    images, and each side's fastest train step. speedup is CPU time over the reference GPU's, with
+    its 95% interval (low, high) from both figures' rounds; `reference` names the GPU's machine."""
+    if reference is None or reference.empty or frame.empty:
+        return pd.DataFrame(columns=_COLUMNS)
+    cpu = frame[frame["device"] == "cpu"]
+    quick = bool(cpu["quick"].all())  # full figures where there are any; a quick run against the quick ones
+    mine = cpu[cpu["quick"] == quick]
+    choices = cpu_choices(mine)
+    gpus = reference[is_gpu(reference["device"]) & (reference["quick"] == quick) & reference["reference"]]
+    out: list[dict] = []
+    for family in ("train", "inference"):
+        best, rank = [], (0, 0)
+        for _key, gpu in gpus[gpus["family"] == family].groupby("machine_key", sort=False):
+            rows = _like_with_like(gpu, mine, choices)
+            if family == "train":
+                rows += _fastest(gpu, mine, {r["batch_size"] for r in rows})
+            mine_rank = (len(rows), gpu["pipeline"].nunique())
+            if rows and mine_rank > rank:
+                best, rank = rows, mine_rank
+        out += best
+    if not out:
+        return pd.DataFrame(columns=_COLUMNS)
+    pairs = pd.DataFrame(out)
+    rank = {"seed": 0, "resident": 1, "fastest": 9}
+    order = pairs.assign(_f=pairs["family"].map({"train": 0}).fillna(1), _v=pairs["variant"].map(rank).fillna(5))
+    return order.sort_values(["_f", "batch_size", "_v", "variant"], kind="stable")[_COLUMNS].reset_index(drop=True)
+
+
+def _cell(r) -> str:
+    said = interval_said(r.speedup, r.low, r.high, no_interval=" (1 round)")
+    # Slower only where the whole interval is below 1: a one-round figure has no verdict.
+    return said + (": slower than this CPU" if side(r.low, r.high) == -1 else "")
+
+
+def reference_said(pairs: pd.DataFrame) -> list[str]:
+    """The comparison in words, one line per family and batch size, headed by whose GPU it is and from which runs."""
+    if pairs.empty:
+        return []
+    whose = []
+    for family, rows in pairs.groupby("family", sort=False):
+        runs = sorted({str(f).rsplit("/", 1)[-1][:4] for f in rows["run_files"]})
+        whose.append(f"{family}: {rows['reference'].iloc[0]}, {rows['dataset'].iloc[0]} data, "
+                     f"run{'s' if len(runs) > 1 else ''} {', '.join(runs)}")  # fmt: skip
+    lines = [
+        "No GPU here. The reference GPUs the project ships, other machines' (results/reference/; "
+        f"{'; '.join(whose)}), against this CPU at torch's default {pairs['default_threads'].iloc[0]} threads "
+        "(CPU time / the GPU's time, 95% interval):"
+    ]
+    for (family, size), rows in pairs.groupby(["family", "batch_size"], sort=False):
+        cells = []
+        shown = set(rows.loc[rows["variant"] != "fastest", "variant"])
+        for r in rows.itertuples():
+            if r.variant == "fastest" and r.gpu_pipeline == r.cpu_pipeline and r.gpu_pipeline in shown:
+                continue  # each side's fastest is a step already compared like with like
+            if r.variant == "fastest":
+                cells.append(f"fastest {r.gpu_pipeline} {_cell(r)} over this CPU's fastest, {r.cpu_pipeline}")
+            elif r.variant == "seed":
+                cells.append(f"the notes' loop (seed) {_cell(r)}")
+            else:
+                cells.append(f"{r.variant} {_cell(r)}")
+        lines.append(f"  {family} batch {size:,}: " + "; ".join(cells))
+    lines.append(f"On a machine with a GPU this measures its own: {MEASURE_OWN}")
+    return lines
