@@ -291,9 +291,14 @@ def test_link_check_finds_broken_links_and_anchors(tmp_path):
     ]
 
 
+# The end-of-run answer as the docs show it: a machine without a GPU in the README, one with a GPU in the report's doc.
+SAMPLED = (README, ROOT / "docs" / "report.md")
+
+
 def test_samples_name_committed_runs():
-    samples = _SAMPLE.findall(README.read_text(encoding="utf-8"))
-    assert len(samples) == 2 and all(s.startswith("results/") and s.endswith(".json") for s in samples)
+    for doc in SAMPLED:
+        samples = _SAMPLE.findall(doc.read_text(encoding="utf-8"))
+        assert len(samples) == 1 and all(s.startswith("results/") and s.endswith(".json") for s in samples), doc
 
 
 def sample_blocks(text: str) -> list[tuple[str, str]]:
@@ -306,14 +311,13 @@ def test_the_samples_are_what_the_end_of_run_answer_says_for_their_runs():
 
     from bench.run.summary import end_summary
 
-    blocks = sample_blocks(README.read_text(encoding="utf-8"))
+    blocks = [block for doc in SAMPLED for block in sample_blocks(doc.read_text(encoding="utf-8"))]
     assert len(blocks) == 2
     for path, block in blocks:
         run = json.loads((ROOT / path).read_text(encoding="utf-8"))
-        assert block == "\n".join(end_summary(run)) + "\n", f"README's sample of {path} is not what the summary says"
-    assert any("GPU speedup over the CPU" in b for _p, b in blocks) and any(
-        "No GPU in this run" in b for _p, b in blocks
-    )
+        assert block == "\n".join(end_summary(run)) + "\n", f"the docs' sample of {path} is not what the summary says"
+    (_, cpu), (_, gpu) = blocks
+    assert "No GPU here. The reference GPUs the project ships" in cpu and "GPU speedup over the CPU" in gpu
 
 
 # --- (c) every command shown runs ------------------------------------------------------------------

@@ -7,13 +7,9 @@ import re
 import statistics
 from pathlib import Path
 
+from bench.record.names import OUTSIDE_SHARE
+
 __all__ = ["MIN_TICKS", "OUTSIDE_SHARE", "Host", "own_ticks", "spread"]
-
-
-# Work from outside the benchmark is flagged when it took more than a tenth of the machine's
-# CPU time over the case: the same 10% docs/design.md allows a case's spread before calling it noisy,
-# and a case that uses every core can lose about that much of its time to such work.
-OUTSIDE_SHARE = 0.10
 
 
 # /proc/stat counts CPU time in ticks (10 ms): a share is told only over at least 50 ticks of

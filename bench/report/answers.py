@@ -8,6 +8,7 @@ import pandas as pd
 
 from bench.record.intervals import NO_DIFFERENCE, interval_said, side
 from bench.report.figures import fastest_steps, is_gpu, ladder
+from bench.report.reference import MEASURE_OWN, against_reference, reference_said
 
 __all__ = ["answers"]
 
@@ -90,8 +91,15 @@ def _fastest_said(best: pd.DataFrame) -> list[str]:
     return said
 
 
-def answers(frame: pd.DataFrame, speed: pd.DataFrame, cross: pd.DataFrame, parts: pd.DataFrame) -> list[dict]:
-    """Per machine, the answer first: its label, sentences generated from its figures, and what is missing."""
+def answers(
+    frame: pd.DataFrame,
+    speed: pd.DataFrame,
+    cross: pd.DataFrame,
+    parts: pd.DataFrame,
+    reference: pd.DataFrame | None = None,
+) -> list[dict]:
+    """Per machine, the answer first: its label, sentences generated from its figures, and what is missing.
+    A machine without a GPU is answered against the reference GPUs (`reference`: the shipped runs' rows)."""
     best = fastest_steps(ladder(frame, "train"))
     out = []
     for key, rows in frame.groupby("machine_key", sort=False):
@@ -102,6 +110,11 @@ def answers(frame: pd.DataFrame, speed: pd.DataFrame, cross: pd.DataFrame, parts
         said, missing = [], []
         if not gpus:
             said.append("No GPU was measured on this machine: its CPU figures are in the sections below.")
+            against = reference_said(against_reference(rows, reference))
+            if against:  # another machine's GPU, said so, with the command that measures this one's own
+                said += [line.strip() + ("" if line.endswith(":") else ".") for line in against[:-1]]
+                missing.append({"text": "These are other machines' GPUs. On a machine with a GPU, this measures "
+                                "its own:", "command": MEASURE_OWN})  # fmt: skip
         cpu_runs = rows[rows["device"] == "cpu"]
         for device in gpus:
             gpu_runs, pairs = rows[rows["device"] == device], mine[mine["device"] == device]

@@ -323,8 +323,9 @@ def render(old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataF
         f"included: a time). Beyond the noise: over {factor:.2f}x, and a rank test at p<{P_THRESHOLD} on the round "
         "times (or, with too few rounds for it, no round overlapping)."
     )
-    lines.append("marks: busy, other work used over a tenth of the machine's CPU time during the case; throttled, "
-                 "the GPU held its clocks down (telemetry)")  # fmt: skip
+    lines.append("marks: busy, other work used over a tenth of the machine's CPU time during (or around) the case; "
+                 "throttled, the GPU held its clocks down (telemetry); suspect, a copy whose time did not grow with "
+                 "its bytes across its run's sizes")  # fmt: skip
     counts = table["verdict"].value_counts()
     lines.append(", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS))
     return "\n".join(lines)

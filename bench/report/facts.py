@@ -6,6 +6,8 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 
+from bench.record.intervals import interval_said
+from bench.record.names import OUTSIDE_SHARE
 from bench.report.figures import at_default, is_gpu
 from bench.report.tables import ONE_ROUND, RUN_KIND, device_label, fmt_seconds, marks, pivot, spread
 
@@ -101,7 +103,10 @@ def cross_machine_table(pairs: pd.DataFrame) -> pd.DataFrame:
     if pairs.empty:
         return pd.DataFrame()
     cells = pairs.assign(
-        cell=[f"{r.speedup:.2f}x" + marks(r) for r in pairs.itertuples()],
+        cell=[
+            interval_said(r.speedup, r.speedup_low, r.speedup_high, no_interval="") + marks(r)
+            for r in pairs.itertuples()
+        ],  # fmt: skip
         cpu=pairs["cpu_machine"] + " (" + pairs["cpu_threads"].astype("string") + "t)",
     )
     index = {"gpu_machine": "GPU of", "device": "GPU", "cpu": "over the CPU of (best threads)", "family": "Family",
@@ -132,9 +137,16 @@ def machine_facts(frame: pd.DataFrame) -> pd.DataFrame:
     facts["dataset"] = [datasets[(label, f)] for label, f in zip(facts["label"], facts["run_file"], strict=True)]
     facts["default_threads"] = facts["default_threads"].astype("string").fillna("")
     facts["date"] = facts["run_datetime"].dt.strftime("%Y-%m-%d %H:%M UTC")
+    # The whole run's other work (format 5): a run on a machine that was not its own says so.
+    facts["load"] = [
+        "not measured"
+        if pd.isna(x)
+        else f"{x:.1%}" + (f" (busy: over {OUTSIDE_SHARE:.0%})" if x > OUTSIDE_SHARE else "")
+        for x in facts["run_outside_share"]
+    ]
     cols = {"label": "Machine", "host": "Host", "cpu": "CPU", "gpus": "GPUs", "nvml_driver": "NVIDIA driver",
             "torch": "torch", "default_threads": "CPU threads (torch default)", "host_allocator": "Host allocator",
-            "dataset": "Dataset", "kind": "Run", "state": "Ended", "date": "Date", "commit": "Commit", "run_file": "Run file (under the results folder)"}  # fmt: skip
+            "dataset": "Dataset", "kind": "Run", "state": "Ended", "load": "Other work on the machine", "date": "Date", "commit": "Commit", "run_file": "Run file (under the results folder)"}  # fmt: skip
     return facts[list(cols)].rename(columns=cols)
 
 

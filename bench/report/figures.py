@@ -149,6 +149,7 @@ def cross_machine_speedups(frame: pd.DataFrame) -> pd.DataFrame:
         pairs = g.merge(c, on=["variant", "batch_size", "images", "dataset"], suffixes=("_gpu", "_cpu"))
         pairs = pairs[pairs["machine_key_gpu"] != pairs["machine_key_cpu"]]
         for r in pairs.itertuples():
+            low, high = ratio_interval(r.round_times_cpu, r.round_times_gpu)
             rows.append(
                 {
                     "gpu_machine": r.label_gpu,
@@ -159,12 +160,16 @@ def cross_machine_speedups(frame: pd.DataFrame) -> pd.DataFrame:
                     "variant": r.variant,
                     "batch_size": r.batch_size,
                     "speedup": r.median_cpu / r.median_gpu,
+                    # Its 95% interval from both figures' rounds (one round: none, and no verdict).
+                    "speedup_low": low,
+                    "speedup_high": high,
                     "noisy": bool(r.noisy_gpu or r.noisy_cpu),
                     "one_round": bool(r.one_round_gpu or r.one_round_cpu),
                 }
             )
     return pd.DataFrame(rows, columns=["gpu_machine", "device", "cpu_machine", "cpu_threads", "family", "variant",
-                                       "batch_size", "speedup", "noisy", "one_round"])  # fmt: skip
+                                       "batch_size", "speedup", "speedup_low", "speedup_high", "noisy",
+                                       "one_round"])  # fmt: skip
 
 
 def crossovers(speed: pd.DataFrame) -> pd.DataFrame:

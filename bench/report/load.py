@@ -98,6 +98,8 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
         "default_threads": default_threads,
         # The C library's allocator the run was held to (format 4): "keep" or "default"; before, glibc as it was.
         "host_allocator": _text(fmt.field(ours, "host_allocator", "mode"), "default"),
+        # How busy the whole machine was with other work across the run (format 5; NaN before, or unknown).
+        "run_outside_share": fmt.run_load(run).get("outside_share") if fmt.run_load(run).get("available") else None,
     }
     rows = []
     for index, bench in enumerate(run["benchmarks"]):
@@ -264,6 +266,7 @@ def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict,
     ladder = ("loss_tolerance", "prepare_s", "agreement", "profiled_epoch_s", "profiled_images", "gpu_ops",
               "gpu_busy_share", "cpu_top_op_share", *(f"profiled_{p}_s" for p in PHASES))  # fmt: skip
     for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps", *percentiles,
+                "run_outside_share",
                 "energy_j", "mean_power_w", "page_faults", *ladder):  # fmt: skip
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     labels = machine_labels(frame)
@@ -341,7 +344,7 @@ def load_frame(paths: Iterable[str | os.PathLike], *, all_runs: bool = False) ->
 _COLUMNS_IN = [
     "machine_key", "machine_name", "host", "cpu", "gpus", "what", "constructed", "reference", "run_file", "run_datetime", "commit",
     "torch", "nvml_driver", "quick", "partial", "run_ended", "run_planned_cases", "run_finished_cases", "host_allocator",
-    "default_threads", "family", "name", "variant", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes",
+    "run_outside_share", "default_threads", "family", "name", "variant", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes",
     "dataset", "loss", "accuracy", "link_gbps", *_LATENCY_COLUMNS, "telemetry", "energy_j", "mean_power_w",
     "energy_note", "throttled", "busy", "page_faults", "loss_tolerance", "prepare_s", "agreement", "profiled_on", "profiled_epoch_s",
     "profiled_images", "gpu_ops", "gpu_busy_share", "cpu_top_op", "cpu_top_op_share",

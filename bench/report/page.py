@@ -18,6 +18,7 @@ from bench.record.names import NOISY_IQR_SHARE
 from bench.report import facts, figures, plots, tables
 from bench.report.answers import answers as machine_answers
 from bench.report.load import CSV_COLUMNS, select_newest
+from bench.report.reference import load_reference
 
 __all__ = ["OutputError", "check_out", "write_report"]
 
@@ -25,7 +26,9 @@ MARKS = (
     f"Marks: ~ a noisy figure (its IQR is over {NOISY_IQR_SHARE:.0%} of its median); (1 round) a figure from one "
     "timed round, whose noise is unknown; (partial) from a run stopped before it finished; quick: from a quick run "
     "(a subset of the data, short sweeps), never mixed with full figures; (throttled) the GPU held its clocks down "
-    "by power or heat during the case; (busy) other work used over a tenth of the machine's CPU time during it. "
+    "by power or heat during the case; (busy) other work used over a tenth of the machine's CPU time during it "
+    "or, for a short case, around it; (suspect) a copy whose time did not grow with its bytes across the sizes of "
+    "its run (summary.csv's suspect_reason says which sizes and by how much): a broken figure, however steady. "
     "A CPU row names its thread count: cpu 2t ran at 2 threads."
 )
 # What the report writes, and so all a report folder may hold before it is replaced.
@@ -104,7 +107,9 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
     no_gpu = "There is no GPU in these runs: only CPU figures are shown."
     has_energy = bool(frame["energy_j"].notna().any())
     energy_notes = "; ".join(facts.energy_notes(frame))
-    answers = machine_answers(frame, speed, cross, parts)
+    # The reference GPUs a machine without one is held against: the shipped runs, read here if not among the input.
+    reference = frame[frame["reference"]] if frame["reference"].any() else load_reference()
+    answers = machine_answers(frame, speed, cross, parts, reference)
     for machine in answers:
         speed_here = machine["speedups"]
         machine["table"] = None if speed_here.empty else tables.speedup_table(speed_here, with_machine=False)

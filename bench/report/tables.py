@@ -24,6 +24,7 @@ __all__ = [
 
 # The marks a figure carries, explained once on the page (see page.py MARKS).
 NOISY, ONE_ROUND, PARTIAL, THROTTLED, BUSY = " ~", " (1 round)", " (partial)", " (throttled)", " (busy)"
+SUSPECT = " (suspect)"
 RUN_KIND = {False: "full", True: "quick"}
 
 
@@ -47,6 +48,7 @@ def marks(r) -> str:
         + (ONE_ROUND if getattr(r, "one_round", False) else "")
         + (THROTTLED if getattr(r, "throttled", False) else "")
         + (BUSY if getattr(r, "busy", False) else "")
+        + (SUSPECT if getattr(r, "suspect", False) else "")
     )
 
 

@@ -206,8 +206,9 @@ def run_state(run: dict) -> str:
 
 
 def marks_of(case) -> str:
-    """What the case's telemetry says of the machine while it ran: busy with other work, a GPU throttled."""
-    return ", ".join(flag for flag in ("busy", "throttled") if bool(case.get(flag)))
+    """What the run says of the machine while the case ran (busy with other work, a GPU throttled), and whether
+    its figure is suspect (a copy whose time did not grow with its bytes across its run's sizes)."""
+    return ", ".join(flag for flag in ("busy", "throttled", "suspect") if bool(case.get(flag)))
 
 
 def figure_said(median: float, iqr_share: float, rounds) -> str:

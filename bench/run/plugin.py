@@ -43,9 +43,11 @@ def configure(config: pytest.Config) -> None:
     if not hasattr(config.option, "devices"):  # our options are not registered: not a `pytest bench` session
         return
     chosen = settings(config)
-    # The answer is the last thing on the screen: pytest's list of skipped cases (-ra) would come after it, and
-    # each skip is said on its case's line and counted in the answer. Failures and errors are still listed.
-    config.option.reportchars = config.option.reportchars.replace("a", "fExX").replace("s", "").replace("S", "")
+    # The answer is the last thing on the screen: pytest's list of skipped cases (the project's -ra) would come
+    # after it, and each skip is said on its case's line and counted in the answer. Failures and errors are still
+    # listed, and a -r given on the command line is kept as given.
+    if not any(str(arg).startswith("-r") for arg in config.invocation_params.args):
+        config.option.reportchars = config.option.reportchars.replace("a", "fExX").replace("s", "").replace("S", "")
     # The machine as it is at the start of the run (an idle GPU's clocks, link and temperature).
     nvml, gpus = nvml_info()
     gpu_names = [d["name"] for d in torch_info()["cuda_devices"]]

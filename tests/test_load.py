@@ -1,0 +1,205 @@
+"""The machine's state and identity: the whole run's load (a fake /proc, then a real run while the test keeps
+the cores busy), copies whose time does not grow with their bytes, a machine id per installation, and the
+reference runs apart from a user's."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.measure.load import MachineLoad
+from bench.measure.machine import MACHINE_ID_ENV, machine_id, machine_key
+from bench.record.derive import flat_spans
+from bench.record.store import is_reference, reference_folder
+from bench.report.load import load_frame, runs_to_frame
+from bench.run.summary import end_summary
+
+REPO = Path(__file__).resolve().parent.parent
+QUICK = REPO / "tests" / "fixtures" / "cpu_quick_run.json"
+VM_DEFAULT = next((reference_folder() / "vm_AMD-EPYC_no-gpu").glob("*/0006_*.json"))
+
+
+class FakeStat:
+    """/proc/stat and /proc/self/stat whose counters a test moves; the clock is the test's too."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.now = root, 0.0
+        (root / "self").mkdir(parents=True)
+        self.set(busy=0, idle=0, own=0)
+
+    def set(self, *, busy: int, idle: int, own: int) -> None:
+        (self.root / "stat").write_text(f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\ncpu0 0\ncpu1 0\n")
+        fields = ["S"] + ["0"] * 10 + [str(own), "0", "0", "0"] + ["0"] * 30
+        (self.root / "self" / "stat").write_text(f"1 (python) {' '.join(fields)}\n")
+
+
+def test_a_short_case_is_judged_over_the_samples_before_it(tmp_path):
+    proc = FakeStat(tmp_path / "proc")
+    load = MachineLoad(proc.root, clock=lambda: proc.now)
+    load.mark()  # t=0
+    proc.now = 1.0
+    proc.set(busy=80, idle=120, own=20)  # a second: 200 ticks, other work 60 of them
+    load.mark()
+    proc.now = 1.002
+    proc.set(busy=81, idle=121, own=21)  # a 2 ms case: 2 ticks, too few alone
+    case = load.case(started=1.0)
+    assert case["available"] and case["busy"] and case["window_s"] == pytest.approx(1.002)
+    assert case["outside_share"] == pytest.approx(60 / 202)
+    whole = load.record()
+    assert whole["busy"] and whole["intervals"] == 1 and whole["busy_intervals"] == 1
+
+
+def test_an_idle_machine_is_not_busy_and_an_unreadable_proc_says_why(tmp_path):
+    proc = FakeStat(tmp_path / "proc")
+    load = MachineLoad(proc.root, clock=lambda: proc.now)
+    load.mark()
+    proc.now = 2.0
+    proc.set(busy=190, idle=210, own=185)  # the run's own work, nobody else's
+    assert load.case(started=0.0)["busy"] is False
+    assert load.record()["outside_share"] == pytest.approx(5 / 400)
+    gone = MachineLoad(tmp_path / "no-proc")
+    gone.start()
+    gone.stop()
+    assert gone.record() == {"available": False, "reason": gone.reason} and "could not be read" in gone.reason
+
+
+def test_copies_whose_time_does_not_grow_with_their_bytes_are_found():
+    images = [1, 100, 1000, 10000, 60000]
+    # Issue 21: every 2-thread copy of 100 to 10,000 images took one 7.96 ms scheduler slice.
+    assert flat_spans(images, [1.8e-6, 7.96e-3, 7.96e-3, 7.96e-3, 40e-3]) == [(1, 2), (2, 3)]
+    # A GPU's small copies sit on its latency floor: flat, and not suspect.
+    assert flat_spans(images, [15e-6, 15e-6, 27e-6, 157e-6, 909e-6]) == []
+    # The VM's real 1-thread float32 copies grow: nothing found.
+    assert flat_spans(images, [1.2e-6, 4e-6, 59e-6, 1314e-6, 11208e-6]) == []
+    assert flat_spans([100], [1.0]) == [] and flat_spans([], []) == []
+
+
+def test_a_suspect_copy_is_marked_in_the_summary_the_report_and_its_csv(tmp_path):
+    run = json.loads(QUICK.read_text())
+    copies = [b for b in run["benchmarks"] if b["group"] == "transfer" and b["params"]["size"] >= 1000]
+    assert len({b["params"]["size"] for b in copies}) >= 2
+    for bench in copies:  # a steady 7.96 ms whatever the size: what a scheduler slice looks like
+        bench["stats"].update(median=7.96e-3, mean=7.96e-3, min=7.9e-3, data=[7.96e-3])
+    frame = runs_to_frame([(tmp_path / "run.json", run)])
+    marked = frame[frame["suspect"]]
+    assert set(marked["name"]) == {b["name"] for b in copies}
+    assert "took 7.96 ms and 7.96 ms: 1x the time for 60x the bytes" in marked["suspect_reason"].iloc[0]
+    health = end_summary(run, width=None)
+    assert any(f"{len(copies)} suspect, their time not growing with their work" in line for line in health)
+
+    from bench.report.page import write_report
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "0001_x.json").write_text(json.dumps(run))
+    write_report(load_frame([tmp_path / "runs"]), tmp_path / "out")
+    assert "(suspect)" in (tmp_path / "out" / "report.md").read_text()
+    csv = (tmp_path / "out" / "summary.csv").read_text()
+    assert "suspect_reason" in csv.splitlines()[0] and "1x the time for 60x the bytes" in csv
+
+
+def test_a_cpu_only_default_run_ends_with_the_reference_gpus_answer_with_intervals():
+    lines = end_summary(json.loads(VM_DEFAULT.read_text()), width=None)
+    assert lines[-1].startswith("On a machine with a GPU this measures its own: pytest bench --devices cpu,cuda:0")
+    answer = [line for line in lines if line.startswith("  train batch 1,000:")]
+    assert answer and "the notes' loop (seed)" in answer[0] and "resident" in answer[0]
+    assert any("reference: " in line and "other machines'" in line for line in lines)
+    # Every figure of it with its 95% interval: "9.19x (8.73-9.59)".
+    import re
+
+    assert re.search(r"resident \d+\.\d\dx \(\d+\.\d\d-\d+\.\d\d\)", answer[0])
+    # Where the run has a GPU, the answer stays about this machine.
+    gpu_run = json.loads((REPO / "tests" / "fixtures" / "constructed_gpu_run.json").read_text())
+    assert not any("reference GPUs" in line for line in end_summary(gpu_run, width=None))
+
+
+def test_the_machine_id_is_made_once_and_kept(tmp_path):
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    first, where = machine_id(env)
+    assert machine_id(env) == (first, where) and Path(where).read_text().strip() == first
+    other, _ = machine_id({"XDG_CONFIG_HOME": str(tmp_path / "another-vm")})
+    assert other != first
+    assert machine_id({MACHINE_ID_ENV: "ABCDEF0123"}) == ("abcdef0123", f"${MACHINE_ID_ENV}")
+    with pytest.raises(ValueError, match=f"{MACHINE_ID_ENV}='vm 1' is not 8 to 64 hex digits"):
+        machine_id({MACHINE_ID_ENV: "vm 1"})
+    Path(where).write_text("not an id\n")
+    with pytest.raises(OSError, match="holds 'not an id', not an id: remove it"):
+        machine_id(env)
+    # Two VMs called "vm" with one CPU model: two keys, so two folders.
+    assert machine_key("vm", "AMD EPYC", [], None, first) != machine_key("vm", "AMD EPYC", [], None, other)
+    assert machine_key("vm", "AMD EPYC", [], None, first).endswith("_" + first[:8])
+
+
+def _header(env_home: Path, *args: str) -> str:
+    env = {**os.environ, "XDG_CONFIG_HOME": str(env_home)}
+    env.pop(MACHINE_ID_ENV, None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--quick", "--collect-only", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return next(line for line in result.stdout.splitlines() if line.startswith("fmnist-bench: machine "))
+
+
+def test_two_vms_of_one_host_name_and_cpu_save_apart_and_the_report_keeps_them_apart(tmp_path):
+    store = tmp_path / "store"
+    a = _header(tmp_path / "vm-a", f"--benchmark-storage=file://{store}")
+    b = _header(tmp_path / "vm-b", f"--benchmark-storage=file://{store}")
+    key_a, key_b = a.split()[2].rstrip(";"), b.split()[2].rstrip(";")
+    assert key_a != key_b and key_a.rsplit("_", 1)[0] == key_b.rsplit("_", 1)[0]
+    assert key_a not in {folder.name for folder in reference_folder().iterdir()}
+
+    # Their saved runs: one host name and CPU, two ids. The report shows two machines, and the reference apart.
+    run = json.loads(QUICK.read_text())
+    for name, key in (("a", key_a), ("b", key_b)):
+        mine = copy.deepcopy(run)
+        mine["machine_info"]["fmnist_bench"]["machine_key"] = key
+        folder = tmp_path / "results" / key / "Linux-CPython-3.11-64bit"
+        folder.mkdir(parents=True)
+        (folder / f"0001_{name}.json").write_text(json.dumps(mine))
+    frame = load_frame([tmp_path / "results", reference_folder()])
+    labels = frame.drop_duplicates("machine_key").set_index("machine_key")["label"]
+    assert labels[key_a] != labels[key_b] and not labels[key_a].startswith("reference")
+    reference = [label for key, label in labels.items() if key.startswith("reference/")]
+    assert reference and all(label.startswith("reference: ") for label in reference)
+
+
+def test_a_run_is_never_saved_among_the_reference_runs(tmp_path):
+    inside = reference_folder() / "vm_AMD-EPYC_no-gpu"
+    assert is_reference(inside / "Linux-CPython-3.11-64bit" / "0001_x.json")
+    assert not is_reference(REPO / "results" / "vm_AMD-EPYC_no-gpu_1234abcd" / "Linux" / "0001_x.json")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--quick", "-k", "transfer and cpu-1t-h2h",
+         "--benchmark-autosave", f"--benchmark-storage=file://{inside}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 4 and "is a folder of the project's reference runs" in result.stderr
+
+
+def test_a_run_made_while_the_cores_are_busy_flags_itself(tmp_path):
+    # Spinners on every core, twice over, for the whole run: the machine is not the run's own.
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * (os.cpu_count() or 1))]
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--quick", "-k", "transfer",
+             "--devices", "cpu", "--benchmark-autosave", f"--benchmark-storage=file://{tmp_path / 'store'}"],
+            cwd=REPO, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (saved,) = (tmp_path / "store").glob("*/0001_*.json")
+    run = json.loads(saved.read_text())
+    load = run["machine_info"]["fmnist_bench"]["load"]
+    assert load["available"] and load["busy"] and load["outside_share"] > 0.10, load
+    busy = [b for b in run["benchmarks"] if b["extra_info"]["machine_load"]["busy"]]
+    assert busy, [b["extra_info"]["machine_load"] for b in run["benchmarks"]]
+    assert "the machine was not the run's own: other work took" in " ".join(result.stdout.split())
+    assert "with the CPU busy with other work" in " ".join(result.stdout.split())
