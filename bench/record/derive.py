@@ -5,25 +5,40 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from bench.record.words import fmt_time
+
 __all__ = [
     "FLAT_ABOVE_FLOOR",
     "FLAT_GROWTH",
+    "FLAT_WORK",
+    "MORE_THREADS_SLOWER",
+    "SLOWER_THAN_MORE",
     "crossover_batch_size",
     "crossover_says",
-    "flat_spans",
+    "suspect_copies",
+    "threads_waited",
     "loglog_interp",
     "seed_breakdown",
 ]
 
-# A copy of w times the bytes that took under w ** FLAT_GROWTH the time (1.78x for 10x the bytes) did not
-# grow with its work, where the smaller copy took over FLAT_ABOVE_FLOOR times the series' fastest: below that
-# a copy is its latency floor (an H100's copies of 1 and of 100 images both take ~15 us). Above it, every 10x
-# of bytes took at least 6.9x the time on the 2-core VM and 8.1x on the H100 host's GPU (results/reference/,
-# measured). The one exception there is the rule's case: the H100 host's 16-thread CPU copy of 1,000 images
-# took 5.97 ms, of 60,000 4.59 ms. Issue 21's: 2-thread copies of 100 to 10,000 images all took one 7.96 ms
-# scheduler slice on a busy VM.
+# A broken measurement can look steady (issue 21): under load, a copy with a second thread that waits for a core
+# takes a whole scheduler slice whatever its size. Measured on the 2-core VM with every core kept busy
+# (docs/findings.md): 2-thread copies of 100 float32 images, 10,000 and 60,000 uint8 all took 12.0 ms, IQR 0-9%,
+# where 1,000 float32 images took 36.7 us and the 1-thread copies 1.9 us to 6.7 ms. Three symptoms:
+#
+# - slower than more: a copy that took over SLOWER_THAN_MORE times as long as a copy of more bytes in its series;
+# - flat: a copy of at least FLAT_WORK times the bytes of the next smaller one that took under (that ratio) **
+#   FLAT_GROWTH its time (1.57x for 6x the bytes), where the smaller took over FLAT_ABOVE_FLOOR times the
+#   series' fastest (below that a copy is its latency floor: an H100's copies of 1 and of 100 images both take
+#   ~15 us). Above the floor every 10x of bytes took at least 6.9x the time on the 2-core VM and 8.1x on the H100
+#   host's GPU in the reference runs;
+# - threads that waited: a copy with more threads that took over MORE_THREADS_SLOWER times the fewest threads'
+#   copy of the same bytes (in the committed runs, reference and fixtures, 0.34-1.64x the 1-thread ones).
+SLOWER_THAN_MORE = 2.0
+FLAT_WORK = 5.0
 FLAT_GROWTH = 0.25
 FLAT_ABOVE_FLOOR = 10.0
+MORE_THREADS_SLOWER = 4.0
 
 
 def crossover_batch_size(batch_sizes: Sequence[int], speedup: Sequence[float]) -> int | None:
@@ -64,23 +79,53 @@ def crossover_says(batch_sizes: Sequence[int], speedup: Sequence[float]) -> str:
     return f"GPU faster from batch size {found:,} on (measured up to {largest:,})"
 
 
-def flat_spans(work: Sequence[float], times: Sequence[float]) -> list[tuple[int, int]]:
-    """Index pairs (i, j) of neighbouring sizes, in the order given, where the time did not grow with the work.
-
-    Neighbours by work (sorted here): j's work is at least 10x i's and its time under
-    (work ratio) ** FLAT_GROWTH times i's, while i's time is over FLAT_ABOVE_FLOOR times the
-    fastest of the series (a time far above what the work needs, not a latency floor).
-    """
+def suspect_copies(work: Sequence[float], times: Sequence[float], sizes: Sequence[int]) -> dict[int, str]:
+    """{index: why} for the copies of one series (one device, direction, memory, dtype and thread count; `work` its
+    bytes, `sizes` its images) whose time does not follow their work: slower than a copy of more bytes, or flat
+    over the sizes above the series' floor (the constants above say how far)."""
     order = sorted((i for i in range(len(work)) if work[i] > 0 and times[i] > 0), key=lambda i: work[i])
+    said: dict[int, str] = {}
     if len(order) < 2:
-        return []
+        return said
     floor = min(times[i] for i in order)
-    spans = []
+    for k, i in enumerate(order):
+        more = [j for j in order[k + 1 :] if work[j] > work[i]]
+        faster = min(more, key=lambda j: times[j], default=None)
+        if faster is not None and times[i] > SLOWER_THAN_MORE * times[faster]:
+            said.setdefault(
+                i,
+                f"its {sizes[i]:,} images took {fmt_time(times[i])}, {times[i] / times[faster]:.3g}x the "
+                f"{fmt_time(times[faster])} of {sizes[faster]:,} images",
+            )
     for i, j in zip(order, order[1:], strict=False):
-        grew = work[j] / work[i]
-        if grew >= 10 and times[j] / times[i] < grew**FLAT_GROWTH and times[i] > FLAT_ABOVE_FLOOR * floor:
-            spans.append((i, j))
-    return spans
+        grew, took = work[j] / work[i], times[j] / times[i]
+        if (
+            grew >= FLAT_WORK
+            and 1 / SLOWER_THAN_MORE <= took < grew**FLAT_GROWTH
+            and times[i] > FLAT_ABOVE_FLOOR * floor
+        ):
+            why = (
+                f"copies of {sizes[i]:,} and {sizes[j]:,} images took {fmt_time(times[i])} and {fmt_time(times[j])}: "
+                f"{took:.2g}x the time for {grew:.0f}x the bytes"
+            )
+            said.setdefault(i, why)
+            said.setdefault(j, why)
+    return said
+
+
+def threads_waited(times: Sequence[float], threads: Sequence[int]) -> dict[int, str]:
+    """{index: why} among copies of the same bytes at several thread counts: those with more threads than the
+    fewest that took over MORE_THREADS_SLOWER times the fewest threads' time (a thread waiting for a core)."""
+    known = [i for i in range(len(times)) if times[i] > 0 and threads[i] is not None]
+    if len(known) < 2:
+        return {}
+    base = min(known, key=lambda i: threads[i])
+    return {
+        i: f"{threads[i]} threads took {fmt_time(times[i])}, {times[i] / times[base]:.3g}x the "
+        f"{fmt_time(times[base])} of {threads[base]} thread{'s' if threads[base] != 1 else ''} for the same bytes"
+        for i in known
+        if threads[i] > threads[base] and times[i] > MORE_THREADS_SLOWER * times[base]
+    }
 
 
 def loglog_interp(xs: Sequence[float], ys: Sequence[float], at: float) -> float:

@@ -324,8 +324,8 @@ def render(old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataF
         "times (or, with too few rounds for it, no round overlapping)."
     )
     lines.append("marks: busy, other work used over a tenth of the machine's CPU time during (or around) the case; "
-                 "throttled, the GPU held its clocks down (telemetry); suspect, a copy whose time did not grow with "
-                 "its bytes across its run's sizes")  # fmt: skip
+                 "throttled, the GPU held its clocks down (telemetry); suspect, a copy whose time did not follow "
+                 "its bytes in its run")  # fmt: skip
     counts = table["verdict"].value_counts()
     lines.append(", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS))
     return "\n".join(lines)

@@ -12,12 +12,11 @@ import numpy as np
 import pandas as pd
 
 from bench.record import format as fmt
-from bench.record.derive import flat_spans
+from bench.record.derive import suspect_copies, threads_waited
 from bench.record.format import FORMAT_VERSION
 from bench.record.names import AXES, FAMILIES, NOISY_IQR_SHARE, PHASES, variant
 from bench.record.schema import benchmark_errors
 from bench.record.store import RunFileWarning, find_run_files, is_reference, load_run
-from bench.record.words import fmt_time
 from bench.report.machines import device_facts, machine_labels, machine_of
 
 __all__ = [
@@ -297,21 +296,24 @@ _SERIES = ["machine_key", "run_file", "run_datetime", "device", "direction", "me
 
 
 def _mark_suspects(frame: pd.DataFrame) -> pd.DataFrame:
-    """suspect: a copy whose time did not grow with its bytes across the sizes of its run (derive.flat_spans),
-    with suspect_reason in words. A broken measurement can look steady: its spread says nothing of this."""
+    """suspect: a copy whose time does not follow its bytes within its run (derive.suspect_copies: slower than
+    a larger copy, or flat across sizes), or whose extra threads waited for a core (derive.threads_waited);
+    suspect_reason says how. A broken measurement can look steady: its spread says nothing of this."""
     frame["suspect"], frame["suspect_reason"] = False, ""
     copies = frame[(frame["family"] == "transfer") & frame["bytes"].notna() & frame["median"].notna()]
+    found: dict = {}
     for _key, series in copies.groupby(_SERIES, dropna=False, sort=False):
-        work, times = series["bytes"].astype(float).tolist(), series["median"].astype(float).tolist()
-        for i, j in flat_spans(work, times):
-            a, b = series.iloc[i], series.iloc[j]
-            said = (
-                f"copies of {int(a['size']):,} and {int(b['size']):,} images took {fmt_time(times[i])} and "
-                f"{fmt_time(times[j])}: {times[j] / times[i]:.2g}x the time for {work[j] / work[i]:.0f}x the bytes"
-            )
-            for index in (series.index[i], series.index[j]):
-                frame.loc[index, "suspect"] = True
-                frame.loc[index, "suspect_reason"] = frame.loc[index, "suspect_reason"] or said
+        said = suspect_copies(series["bytes"].astype(float).tolist(), series["median"].astype(float).tolist(),
+                              series["size"].astype(int).tolist())  # fmt: skip
+        for i, why in said.items():
+            found.setdefault(series.index[i], why)
+    same_bytes = [c for c in _SERIES if c != "cpu_threads"] + ["size"]
+    for _key, group in copies.groupby(same_bytes, dropna=False, sort=False):
+        threads = [None if pd.isna(t) else int(t) for t in group["cpu_threads"]]
+        for i, why in threads_waited(group["median"].astype(float).tolist(), threads).items():
+            found.setdefault(group.index[i], why)
+    for index, why in found.items():
+        frame.loc[index, ["suspect", "suspect_reason"]] = [True, why]
     return frame
 
 

@@ -27,8 +27,9 @@ MARKS = (
     "timed round, whose noise is unknown; (partial) from a run stopped before it finished; quick: from a quick run "
     "(a subset of the data, short sweeps), never mixed with full figures; (throttled) the GPU held its clocks down "
     "by power or heat during the case; (busy) other work used over a tenth of the machine's CPU time during it "
-    "or, for a short case, around it; (suspect) a copy whose time did not grow with its bytes across the sizes of "
-    "its run (summary.csv's suspect_reason says which sizes and by how much): a broken figure, however steady. "
+    "or, for a short case, around it; (suspect) a copy whose time did not follow its bytes in its run (slower than a "
+    "larger copy, flat across sizes, or slowed by its extra threads; summary.csv's suspect_reason says how): a "
+    "broken figure, however steady. "
     "A CPU row names its thread count: cpu 2t ran at 2 threads."
 )
 # What the report writes, and so all a report folder may hold before it is replaced.

@@ -160,9 +160,12 @@ def _facts(run: dict) -> dict[str, str]:
         )
         or "default",
         "run": run_state(run) or "complete",
-        # How busy the machine was: the cases whose telemetry saw other work on the CPU, or a GPU throttled.
+        # How busy the machine was: across the whole run (format 5; whole percents, so that noise in the
+        # tenths is no change), and the cases that saw other work on the CPU, or a GPU throttled.
+        "machine load": _load(run),
         "cases busy": _flagged(run, "busy"),
         "cases throttled": _flagged(run, "throttled"),
+        "cases suspect": _suspect(run),
     }
     plan = ours.get("plan") if isinstance(ours.get("plan"), dict) else {}
     for key, value in plan.items():
@@ -197,6 +200,26 @@ def _flagged(run: dict, flag: str) -> str:
     return f"{sum(flag in fmt.case_marks(b) for b in ours)} of {len(ours)}"
 
 
+def _load(run: dict) -> str:
+    load = fmt.run_load(run)
+    if load.get("available") is not True:
+        return "not measured"
+    share = load.get("outside_share") or 0.0
+    return f"other work {share:.0%}" + (" (busy)" if load.get("busy") else "")
+
+
+def _suspect(run: dict) -> str:
+    """How many of the run's copies are suspect (their time not growing with their bytes: load._mark_suspects)."""
+    import warnings
+
+    from bench.report.load import runs_to_frame  # (load is the report's reader; verdict is read by compare only)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # compare has said what it passes over already
+        frame = runs_to_frame([("run", run)], all_runs=True)
+    return f"{int(frame['suspect'].sum()) if not frame.empty else 0} of {len(frame)}"
+
+
 def run_state(run: dict) -> str:
     """'' for a whole run, else how a partial run ended (what says why a case is missing from it)."""
     state = fmt.run_state(run)
@@ -207,7 +230,7 @@ def run_state(run: dict) -> str:
 
 def marks_of(case) -> str:
     """What the run says of the machine while the case ran (busy with other work, a GPU throttled), and whether
-    its figure is suspect (a copy whose time did not grow with its bytes across its run's sizes)."""
+    its figure is suspect (a copy whose time did not follow its bytes in its run: bench/record/derive.py)."""
     return ", ".join(flag for flag in ("busy", "throttled", "suspect") if bool(case.get(flag)))
 
 

@@ -220,7 +220,7 @@ def _health(frame, measured: int, run: dict, passed_over: int = 0, load: dict | 
     suspect = frame[frame["suspect"]]
     if not suspect.empty:  # steady, maybe, but not a measurement of the work: the reason of the first
         health.append(
-            f"{len(suspect)} suspect, their time not growing with their work ({suspect['suspect_reason'].iloc[0]}): "
+            f"{len(suspect)} suspect, their time not following their bytes ({suspect['suspect_reason'].iloc[0]}): "
             f"{', '.join(suspect['name'].head(3))}{', ...' if len(suspect) > 3 else ''}"
         )
     said = {
