@@ -222,3 +222,22 @@ def test_a_run_made_while_the_cores_are_busy_flags_itself(tmp_path):
     assert busy, [b["extra_info"]["machine_load"] for b in run["benchmarks"]]
     assert "the machine was not the run's own: other work took" in " ".join(result.stdout.split())
     assert "with the CPU busy with other work" in " ".join(result.stdout.split())
+
+
+def test_a_real_run_on_a_busy_vm_flags_every_case_and_marks_the_scheduler_slices():
+    # Made on the 2-core VM with four busy loops running (docs/findings.md, "A run on a busy machine").
+    path = REPO / "tests" / "fixtures" / "cpu_busy_transfer_run.json"
+    run = json.loads(path.read_text())
+    assert run["machine_info"]["fmnist_bench"]["load"]["outside_share"] > 0.5
+    # Each case's own telemetry could not tell (a few ticks of /proc/stat); the run's load around it could.
+    assert all(not b["extra_info"]["telemetry"]["host"]["cpu"]["available"] for b in run["benchmarks"][:3])
+    frame = load_frame([path])
+    assert frame["busy"].all()
+    suspect = frame[frame["suspect"]]
+    assert set(suspect["name"]) == {
+        f"test_transfer[cpu-2t-h2h-pageable-{case}]"
+        for case in ("1000-float32", "10000-float32", "10000-uint8", "60000-uint8")
+    }
+    assert (suspect["median"].between(11.9e-3, 12.1e-3)).all()  # each one 12 ms scheduler slice
+    said = " ".join(" ".join(end_summary(run)).split())
+    assert "the machine was not the run's own: other work took 75.3% of the machine's CPU time" in said
