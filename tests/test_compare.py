@@ -137,8 +137,10 @@ def test_one_round_figures_are_never_called_significant(tmp_path, capsys):
 
 
 def test_quick_against_full_is_refused(tmp_path, capsys):
+    full = tmp_path / FULL_V2.name  # a user's copy: one machine with the quick run (a reference run is not a user's)
+    full.write_text(FULL_V2.read_text())
     with pytest.raises(SystemExit) as exit_:
-        main([str(QUICK_V2), str(FULL_V2)])
+        main([str(QUICK_V2), str(full)])
     assert exit_.value.code == 2
     assert "OLD is a quick run" in capsys.readouterr().err
     # Below the command too, a quick figure is never paired with a full one: listed, with why.
@@ -153,7 +155,8 @@ def test_runs_of_two_machines_are_refused_unless_forced(tmp_path, capsys):
         main([str(FULL_V1), str(H100_FULL)])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert "'vm_AMD-EPYC_no-gpu'" in err and "'vm_Intel-R-Xeon-R-Processor_NVIDIA-H100-80GB-HBM3~" in err  # + GPU UUIDs
+    # (the VM run is a reference run: its key says so)
+    assert "'reference/vm_AMD-EPYC_no-gpu'" in err and "'vm_Intel-R-Xeon-R-Processor_NVIDIA-H100-80GB-HBM3~" in err
     assert main([str(FULL_V1), str(H100_FULL), "--force"]) == 0
     # Nothing in common: a CPU run and a GPU-only run, every case unpaired.
     assert "0 slower, 0 faster, 0 same within noise, 0 can't tell (one round), 78 unpaired" in capsys.readouterr().out

@@ -91,7 +91,8 @@ def test_copies_whose_time_does_not_follow_their_bytes_are_found():
 
 
 def test_the_committed_runs_hold_no_suspect_copy_but_the_h100_hosts_16_thread_ones():
-    frame = load_frame([reference_folder(), REPO / "tests" / "fixtures"], all_runs=True)
+    fixtures = [f for f in (REPO / "tests" / "fixtures").rglob("*.json") if f.name != "cpu_busy_transfer_run.json"]
+    frame = load_frame([reference_folder(), *fixtures], all_runs=True)  # (the busy run is its own test, below)
     suspect = frame[frame["suspect"]]
     assert set(suspect["name"]) == {
         f"test_transfer[cpu-h2h-pageable-{n}]" for n in ("1000-float32", "1000-uint8", "60000-float32")
@@ -139,8 +140,10 @@ def test_a_cpu_only_default_run_ends_with_the_reference_gpus_answer_with_interva
 
 def test_the_machine_id_is_made_once_and_kept(tmp_path):
     env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
-    first, where = machine_id(env)
-    assert machine_id(env) == (first, where) and Path(where).read_text().strip() == first
+    first, made = machine_id(env)
+    where = str(tmp_path / "config" / "fmnist-bench" / "machine-id")
+    assert made == f"{where} (made now)" and machine_id(env) == (first, where)  # read back, not made again
+    assert Path(where).read_text().strip() == first
     other, _ = machine_id({"XDG_CONFIG_HOME": str(tmp_path / "another-vm")})
     assert other != first
     assert machine_id({MACHINE_ID_ENV: "ABCDEF0123"}) == ("abcdef0123", f"${MACHINE_ID_ENV}")
@@ -188,16 +191,87 @@ def test_two_vms_of_one_host_name_and_cpu_save_apart_and_the_report_keeps_them_a
     assert reference and all(label.startswith("reference: ") for label in reference)
 
 
-def test_a_run_is_never_saved_among_the_reference_runs(tmp_path):
+def test_what_is_a_reference_run_is_decided_on_the_resolved_path(tmp_path, monkeypatch):
     inside = reference_folder() / "vm_AMD-EPYC_no-gpu"
-    assert is_reference(inside / "Linux-CPython-3.11-64bit" / "0001_x.json")
+    assert is_reference(inside / "Linux-CPython-3.11-64bit" / "0001_x.json") and is_reference(reference_folder())
     assert not is_reference(REPO / "results" / "vm_AMD-EPYC_no-gpu_1234abcd" / "Linux" / "0001_x.json")
+    assert not is_reference(tmp_path / "reference" / "vm" / "Linux" / "0001_x.json")  # a folder of the user's own
+    (tmp_path / "link").symlink_to(inside)
+    assert is_reference(tmp_path / "link" / "Linux" / "0001_x.json")
+    monkeypatch.chdir(inside)
+    assert is_reference(Path("Linux-CPython-3.11-64bit") / "0001_x.json")
+
+
+@pytest.mark.parametrize("where", ["machine", "root", "link"])
+def test_a_run_is_never_saved_among_the_reference_runs(tmp_path, where):
+    folder = {"machine": reference_folder() / "vm_AMD-EPYC_no-gpu", "root": reference_folder(), "link": tmp_path / "l"}
+    if where == "link":
+        folder["link"].symlink_to(reference_folder() / "vm_AMD-EPYC_no-gpu")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--quick", "-k", "transfer and cpu-1t-h2h",
-         "--benchmark-autosave", f"--benchmark-storage=file://{inside}"],
+         "--benchmark-autosave", f"--benchmark-storage=file://{folder[where]}"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 4 and "is a folder of the project's reference runs" in result.stderr
+
+
+def test_a_users_copy_of_a_reference_run_is_another_machine_in_the_report_and_compare(tmp_path, capsys):
+    from bench.report.compare import main
+
+    # An older run of a user's VM keyed as the reference VM is (format 4: no id), saved in the user's results.
+    folder = tmp_path / "results" / "vm_AMD-EPYC_no-gpu" / "Linux-CPython-3.11-64bit"
+    folder.mkdir(parents=True)
+    mine = folder / VM_DEFAULT.name
+    mine.write_text(VM_DEFAULT.read_text())
+    frame = load_frame([tmp_path / "results", reference_folder()])
+    keys = set(frame["machine_key"])
+    assert {"vm_AMD-EPYC_no-gpu", "reference/vm_AMD-EPYC_no-gpu"} <= keys
+    labels = frame.drop_duplicates("machine_key").set_index("machine_key")["label"]
+    assert labels["vm_AMD-EPYC_no-gpu"] == "AMD EPYC · no GPU"
+    assert labels["reference/vm_AMD-EPYC_no-gpu"] == "reference: AMD EPYC · no GPU"
+    with pytest.raises(SystemExit):
+        main([str(VM_DEFAULT), str(mine)])
+    assert "'reference/vm_AMD-EPYC_no-gpu' and NEW of 'vm_AMD-EPYC_no-gpu'" in capsys.readouterr().err
+
+
+def test_the_machine_id_says_what_to_do_where_it_cannot_be_kept(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(OSError, match=f"a-file/fmnist-bench/machine-id .*set \\${MACHINE_ID_ENV}"):
+        machine_id({"XDG_CONFIG_HOME": str(tmp_path / "a-file")})
+    # A relative $XDG_CONFIG_HOME is ignored (the XDG spec): the id does not depend on where a run starts.
+    home = {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": "relative"}
+    import unittest.mock
+
+    with unittest.mock.patch.dict(os.environ, {"HOME": home["HOME"]}):
+        ident, where = machine_id(home)
+    assert where == f"{tmp_path / 'home' / '.config' / 'fmnist-bench' / 'machine-id'} (made now)"
+    # A broken link where the id belongs: said, not looped on.
+    broken = tmp_path / "broken" / "fmnist-bench"
+    broken.mkdir(parents=True)
+    (broken / "machine-id").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(OSError, match="exists but cannot be read as a file"):
+        machine_id({"XDG_CONFIG_HOME": str(tmp_path / "broken")})
+
+
+def test_a_case_at_the_very_start_of_a_run_says_it_is_too_short_to_tell(tmp_path):
+    proc = FakeStat(tmp_path / "proc")
+    load = MachineLoad(proc.root, clock=lambda: proc.now)
+    load.mark()
+    proc.now = 0.1
+    proc.set(busy=10, idle=10, own=0)  # 20 ticks in all: under the 50 a share needs
+    case = load.case(started=0.0)
+    assert case == {
+        "available": False,
+        "reason": "too short to tell: 20 ticks of /proc/stat since the run began, under 50",
+    }
+
+
+def test_a_run_whose_thread_count_is_unknown_says_why_there_is_no_reference_answer():
+    run = json.loads(VM_DEFAULT.read_text())
+    del run["machine_info"]["torch"]["threads"]
+    run["machine_info"]["fmnist_bench"]["plan"].pop("default_threads", None)
+    last = end_summary(run, width=None)[-1]
+    assert last.startswith("No GPU in this run, and no reference GPU figure of the same work")
 
 
 def test_a_run_made_while_the_cores_are_busy_flags_itself(tmp_path):

@@ -71,7 +71,7 @@ def test_the_answer_on_a_gpu_host_gives_speedups_crossover_and_the_seed_epoch():
     assert "cuda:0 train seed: GPU not faster at the largest batch size measured (1,000)" in text
     assert "Where a seed epoch goes" in text and "cuda:0   batch  1,000:" in text and "transfer" in text
     # Its 16-thread CPU copy of 60,000 images took less time than of 1,000: marked suspect (bench/record/derive.py).
-    assert "50 of 50 cases measured; 4 suspect, their time not following their bytes" in text
+    assert "50 of 50 cases measured; 3 suspect, their time not following their bytes" in text
 
 
 def test_the_answer_without_a_gpu_compares_thread_counts_and_says_there_is_no_speedup():

@@ -212,6 +212,14 @@ def test_a_machine_without_a_gpu_says_so_and_one_whose_cpu_is_missing_says_how_t
     gpu = next(a for label, a in by_label.items() if "Constructed" in label)
     assert gpu["said"] == [] and "CPU is in none of its runs" in gpu["missing"][0]["text"]
     assert gpu["missing"][0]["command"] == "pytest bench --devices cpu,cuda:0 --benchmark-autosave"
+    # With the reference runs the project ships, the machine without a GPU is held against their GPUs, said so.
+    from bench.report.reference import MEASURE_OWN, load_reference
+
+    held = answers(frame, speedups(frame), crossovers(speedups(frame)), breakdown(frame), load_reference())
+    cpu = next(a for a in held if a["label"] == "AMD EPYC · no GPU")
+    assert cpu["said"][0].startswith("No GPU here. The reference GPUs the project ships, other machines'")
+    assert any(line.startswith("train batch 1,000: the notes' loop (seed)") for line in cpu["said"])
+    assert cpu["missing"][-1]["command"] == MEASURE_OWN
 
 
 def test_cross_machine_speedups_only_when_asked_and_only_like_with_like(tmp_path):

@@ -2,7 +2,7 @@
 
 A case's own telemetry (bench/measure/host.py) cannot tell for a short case: a 2 ms copy spans
 under one tick of /proc/stat. This sampler runs for the whole run, so every case is judged over
-at least MIN_TICKS of CPU time around it: its own span, widened back into the samples before it.
+at least MIN_TICKS of CPU time (and 10 a CPU) around it: its own span, widened back into the samples before it.
 """
 
 from __future__ import annotations
@@ -52,16 +52,21 @@ class MachineLoad:
         return total, total - fields[3] - fields[4], own_ticks(self.proc)
 
     def mark(self) -> None:
-        """A sample now (a case's start or end), besides the thread's."""
-        if self.reason is not None:
-            return
-        try:
-            reading = self._read()
-        except (OSError, ValueError, IndexError) as exc:
-            self.reason = f"/proc could not be read: {exc}"
-            return
+        """A sample now (a case's start or end), besides the thread's: clock, read and append under one lock, so
+        the samples stay in order whichever thread takes them."""
         with self._lock:
-            self.samples.append((self.clock(), *reading))
+            if self.reason is not None:
+                return
+            try:
+                now, reading = self.clock(), self._read()
+            except (OSError, ValueError, IndexError) as exc:
+                self.reason = f"/proc could not be read: {exc}"
+                return
+            self.samples.append((now, *reading))
+
+    def _needed(self) -> int:
+        # Each CPU's counter rounds to whole ticks: over 10 ticks a CPU, those roundings stay under a tenth.
+        return max(MIN_TICKS, 10 * (self.cpus or 1))
 
     def start(self) -> None:
         self.mark()
@@ -97,11 +102,16 @@ class MachineLoad:
         self.mark()
         if self.reason is not None or len(self.samples) < 2:
             return {"available": False, "reason": self.reason or "one sample: no span to tell"}
+        needed = self._needed()
         with self._lock:
             last = len(self.samples) - 1
             first = max((i for i, s in enumerate(self.samples) if s[0] <= started), default=0)
-            while first > 0 and (first == last or self.samples[last][1] - self.samples[first][1] < MIN_TICKS):
+            while first > 0 and (first == last or self.samples[last][1] - self.samples[first][1] < needed):
                 first -= 1
+            ticks = self.samples[last][1] - self.samples[first][1]
+        if ticks < needed:
+            return {"available": False, "reason": f"too short to tell: {ticks} ticks of /proc/stat since the run began, "
+                    f"under {needed}"}  # fmt: skip
         return self._share(first, last)
 
     def record(self) -> dict:
@@ -112,17 +122,17 @@ class MachineLoad:
         with self._lock:
             samples = list(self.samples)
         # The run cut into spans of at least MIN_TICKS each (a case's marks make some samples close together).
-        steps, anchor = [], samples[0]
+        steps, anchor, needed = [], samples[0], self._needed()
         for sample in samples[1:]:
             total = sample[1] - anchor[1]
-            if total >= MIN_TICKS:
+            if total >= needed:
                 steps.append((total, max((sample[2] - anchor[2]) - (sample[3] - anchor[3]), 0)))
                 anchor = sample
         return {
             **whole,
             "cpus": self.cpus,
             "period_s": self.period_s,
-            "intervals": len(steps),  # of at least MIN_TICKS each
+            "intervals": len(steps),  # of at least max(MIN_TICKS, 10 ticks a CPU) each
             "busy_intervals": sum(outside / total > OUTSIDE_SHARE for total, outside in steps),
             "busiest_share": max((outside / total for total, outside in steps), default=None),
             "busy_above": OUTSIDE_SHARE,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import re
@@ -25,6 +26,7 @@ __all__ = [
 # Set to pin the machine's id: a container started afresh each time, or one machine's runs from two accounts.
 MACHINE_ID_ENV = "FMNIST_BENCH_MACHINE_ID"
 _ID = re.compile(r"[0-9a-f]{8,64}")
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}  # os.link refused by the filesystem
 
 # Usable GB/s per lane per direction after line encoding (PCI-SIG base specs):
 # Gen1 2.5 GT/s and Gen2 5 GT/s with 8b/10b; Gen3 8 GT/s, Gen4 16, Gen5 32 with 128b/130b;
@@ -195,46 +197,50 @@ def machine_id(environ=os.environ) -> tuple[str, str]:
 
     Two cloud VMs often share a host name ("vm") and their hardware models, so what a machine
     is cannot tell them apart: the id does. It is a random UUID kept in the user's config folder
-    ($XDG_CONFIG_HOME/fmnist-bench/machine-id, ~/.config by default), so one machine's runs stay
-    together. Not /etc/machine-id: VMs cloned from one image share it. $FMNIST_BENCH_MACHINE_ID
-    (8 to 64 hex digits) pins it. Raises ValueError naming a bad value, OSError when no id can be kept.
+    ($XDG_CONFIG_HOME/fmnist-bench/machine-id, ~/.config by default; a relative $XDG_CONFIG_HOME
+    is ignored, as the XDG spec says), so one machine's runs stay together. Not /etc/machine-id:
+    VMs cloned from one image share it. $FMNIST_BENCH_MACHINE_ID (8 to 64 hex digits) pins it.
+    Raises ValueError naming a bad value, OSError saying why no id can be kept and what to do.
     """
     pinned = environ.get(MACHINE_ID_ENV)
     if pinned is not None:
         if not _ID.fullmatch(pinned.strip().lower()):
             raise ValueError(f"${MACHINE_ID_ENV}={pinned[:70]!r} is not 8 to 64 hex digits")
         return pinned.strip().lower(), f"${MACHINE_ID_ENV}"
-    config = Path(environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    pin = f"set ${MACHINE_ID_ENV} to 8 to 64 hex digits to name this machine instead"
+    xdg = environ.get("XDG_CONFIG_HOME") or ""
+    try:
+        config = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".config"
+    except RuntimeError as exc:  # no HOME and no passwd entry
+        raise OSError(f"no config folder to keep this machine's id in ({exc}): {pin}") from None
     path = config / "fmnist-bench" / "machine-id"
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        text = None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OSError(f"{path} cannot be read ({exc}): remove it to make a new id, or set ${MACHINE_ID_ENV}") from None
-    if text is not None:
-        if not _ID.fullmatch(text):
-            raise OSError(
-                f"{path} holds {text[:70]!r}, not an id: remove it to make a new one, or set ${MACHINE_ID_ENV}"
-            )
-        return text, str(path)
-    made = uuid.uuid4().hex
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".machine-id-{made}")
-    tmp.write_text(made + "\n", encoding="ascii")
-    try:
-        os.link(tmp, path)  # whole or not at all, and never over another's: two first runs at once keep one id
-    except FileExistsError:
-        return machine_id(environ)
-    except OSError:  # a filesystem without hard links: an exclusive create, still never over another's
+    for _attempt in range(2):  # a second look: another run may have made it in between
         try:
-            with path.open("x", encoding="ascii") as out:
-                out.write(made + "\n")
+            text = path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            text = None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise OSError(f"{path} cannot be read ({exc}): remove it to make a new id, or {pin}") from None
+        if text is not None:
+            if not _ID.fullmatch(text):
+                raise OSError(f"{path} holds {text[:70]!r}, not an id: remove it to make a new one, or {pin}")
+            return text, str(path)
+        made = uuid.uuid4().hex
+        tmp = path.with_name(f".machine-id-{made}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(made + "\n", encoding="ascii")
+            os.link(tmp, path)  # whole or not at all, and never over another's: two first runs keep one id
         except FileExistsError:
-            return machine_id(environ)
-    finally:
-        tmp.unlink()
-    return made, str(path)
+            continue
+        except OSError as exc:
+            if exc.errno not in _NO_LINKS or path.exists():
+                raise OSError(f"this machine's id cannot be kept in {path} ({exc.strerror or exc}): {pin}") from None
+            os.replace(tmp, path)  # a filesystem without hard links: whole still, though a race's last one wins
+        finally:
+            tmp.unlink(missing_ok=True)
+        return made, f"{path} (made now)"
+    raise OSError(f"{path} exists but cannot be read as a file (a broken link?): remove it, or {pin}")
 
 
 def machine_key(host: str, cpu: str, gpus: list[str], name: str | None = None, ident: str | None = None) -> str:

@@ -61,7 +61,7 @@ HISTORY = {
     5: "machine_info.fmnist_bench gains machine_id (made once per installation; its first 8 digits end "
     "machine_key, so two machines of one host name and hardware get two folders) and load (how busy the whole "
     "machine was with other work across the run: bench/measure/load.py); every case's extra_info gains "
-    "machine_load (that share around the case, over at least 50 ticks of /proc/stat).",
+    "machine_load (that share around the case, over at least 50 ticks of /proc/stat and 10 a CPU).",
 }
 
 

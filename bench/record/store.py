@@ -50,9 +50,8 @@ REFERENCE = "reference"
 
 
 def is_reference(path: str | os.PathLike) -> bool:
-    """Whether a saved run is one of the project's reference runs: its machine's folder lies in a `reference` folder."""
-    parents = Path(path).parents
-    return len(parents) > 2 and parents[2].name == REFERENCE
+    """Whether a path (a run file, a folder) lies in this checkout's reference runs, links and `..` resolved."""
+    return Path(path).resolve().is_relative_to(reference_folder().resolve())
 
 
 def reference_folder() -> Path:

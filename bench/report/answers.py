@@ -109,9 +109,10 @@ def answers(
         mine, crossing = speed[speed["machine_key"] == key], cross[cross["machine_key"] == key]
         said, missing = [], []
         if not gpus:
-            said.append("No GPU was measured on this machine: its CPU figures are in the sections below.")
             against = reference_said(against_reference(rows, reference))
-            if against:  # another machine's GPU, said so, with the command that measures this one's own
+            if not against:
+                said.append("No GPU was measured on this machine: its CPU figures are in the sections below.")
+            else:  # another machine's GPU, said so, with the command that measures this one's own
                 said += [line.strip() + ("" if line.endswith(":") else ".") for line in against[:-1]]
                 missing.append({"text": "These are other machines' GPUs. On a machine with a GPU, this measures "
                                 "its own:", "command": MEASURE_OWN})  # fmt: skip

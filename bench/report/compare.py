@@ -73,12 +73,12 @@ def _load(path: Path, role: str) -> dict:
     return run
 
 
-def _key(run: dict) -> str:
-    """The machine's key, as the report computes it (machine_info.fmnist_bench.machine_key, else host+cpu+gpus)."""
+def _key(run: dict, path: Path) -> str:
+    """The machine's key, as the report computes it (a reference run's is never a user's: see load.py)."""
     with warnings.catch_warnings():
         # A malformed field is warned about once, when the cases are read (compare_runs), not here too.
         warnings.simplefilter("ignore", RunFileWarning)
-        frame = runs_to_frame([(Path("run"), run)], all_runs=True)
+        frame = runs_to_frame([(path, run)], all_runs=True)
     return str(frame["machine_key"].iloc[0]) if len(frame) else ""
 
 
@@ -109,7 +109,7 @@ def newest_two(folder: Path) -> tuple[Path, Path]:
                 runs.append((path, run))
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    machines = sorted({_key(run) for _, run in runs})
+    machines = sorted({_key(run, path) for path, run in runs})
     if len(machines) > 1:
         raise CompareError(
             f"{folder} holds runs of {len(machines)} machines ({', '.join(machines)}): give two runs of one of "
@@ -373,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.old.resolve() == args.new.resolve():
             raise CompareError(f"OLD and NEW are the same file ({args.new})")
         old, new = _load(args.old, "OLD"), _load(args.new, "NEW")
-        keys = _key(old), _key(new)
+        keys = _key(old, args.old), _key(new, args.new)
         if keys[0] != keys[1] and not args.force:
             raise CompareError(
                 f"OLD is a run of machine {keys[0]!r} and NEW of {keys[1]!r}: this compares one machine before and "

@@ -103,10 +103,14 @@ def cross_machine_table(pairs: pd.DataFrame) -> pd.DataFrame:
     if pairs.empty:
         return pd.DataFrame()
     cells = pairs.assign(
+        # (one round is marked by marks(); a ratio of figures that kept no round times says so)
         cell=[
-            interval_said(r.speedup, r.speedup_low, r.speedup_high, no_interval="") + marks(r)
+            interval_said(
+                r.speedup, r.speedup_low, r.speedup_high, no_interval="" if r.one_round else " (no round times)"
+            )
+            + marks(r)
             for r in pairs.itertuples()
-        ],  # fmt: skip
+        ],
         cpu=pairs["cpu_machine"] + " (" + pairs["cpu_threads"].astype("string") + "t)",
     )
     index = {"gpu_machine": "GPU of", "device": "GPU", "cpu": "over the CPU of (best threads)", "family": "Family",

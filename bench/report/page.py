@@ -109,7 +109,8 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
     has_energy = bool(frame["energy_j"].notna().any())
     energy_notes = "; ".join(facts.energy_notes(frame))
     # The reference GPUs a machine without one is held against: the shipped runs, read here if not among the input.
-    reference = frame[frame["reference"]] if frame["reference"].any() else load_reference()
+    given = frame[frame["reference"]]
+    reference = given if figures.is_gpu(given["device"]).any() else load_reference()
     answers = machine_answers(frame, speed, cross, parts, reference)
     for machine in answers:
         speed_here = machine["speedups"]

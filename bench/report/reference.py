@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench.record.intervals import interval_said, ratio_interval, side
 from bench.record.store import reference_folder
-from bench.report.figures import cpu_choices, is_gpu
+from bench.report.figures import at_default, cpu_choices, is_gpu
 
 __all__ = ["MEASURE_OWN", "against_reference", "load_reference", "reference_said"]
 
@@ -25,7 +25,8 @@ MEASURE_OWN = "pytest bench --devices cpu,cuda:0 --benchmark-autosave"
 _LIKE_WITH_LIKE = ("seed", "resident", "compute", "end_to_end")
 
 _COLUMNS = ["reference", "run_files", "device_name", "dataset", "family", "variant", "batch_size", "cpu_pipeline",
-            "gpu_pipeline", "median_cpu", "median_gpu", "speedup", "low", "high", "default_threads"]  # fmt: skip
+            "gpu_pipeline", "median_cpu", "median_gpu", "speedup", "low", "high", "no_interval",
+            "default_threads"]  # fmt: skip
 
 
 def load_reference() -> pd.DataFrame:
@@ -35,58 +36,69 @@ def load_reference() -> pd.DataFrame:
     folder = reference_folder()
     if not folder.is_dir():
         return pd.DataFrame()
+    from bench.record.store import RunFileWarning
+
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a reference run the report cannot read is the project's fault: fail loudly
+        # A reference run the report cannot read is the project's fault: fail loudly.
+        warnings.simplefilter("error", RunFileWarning)
         return load_frame([folder])
 
 
-def _pair(cpu_rows, gpu_rows, what: dict, cpu_data, gpu_data, threads) -> dict:
+def _pair(cpu_median: float, gpu_median: float, what: dict, cpu_data, gpu_data, threads) -> dict:
     low, high = ratio_interval(cpu_data, gpu_data)
-    cpu_median, gpu_median = float(cpu_rows["median"]), float(gpu_rows["median"])
+    rounds = min(len(cpu_data if cpu_data is not None else []), len(gpu_data if gpu_data is not None else []))
     return {
         **what,
-        "median_cpu": cpu_median,
-        "median_gpu": gpu_median,
-        "speedup": cpu_median / gpu_median,
+        "median_cpu": float(cpu_median),
+        "median_gpu": float(gpu_median),
+        "speedup": float(cpu_median) / float(gpu_median),
         "low": low,
         "high": high,
+        # Why a ratio has no interval: one round a figure, or a run that kept no round times.
+        "no_interval": " (1 round)" if rounds == 1 else " (no round times)",
         "default_threads": threads,
     }
 
 
-def _like_with_like(gpu: pd.DataFrame, mine: pd.DataFrame, choices: pd.DataFrame) -> list[dict]:
+def _what(g, family: str, variant: str, cpu_pipeline: str) -> dict:
+    return {"reference": g.label, "run_files": g.run_file, "device_name": g.device_name, "dataset": g.dataset,
+            "family": family, "variant": variant, "batch_size": int(g.batch_size), "cpu_pipeline": cpu_pipeline,
+            "gpu_pipeline": g.pipeline}  # fmt: skip
+
+
+def _like_with_like(gpu: pd.DataFrame, mine: pd.DataFrame) -> list[dict]:
     rows = []
     for r in gpu[gpu["variant"].isin(_LIKE_WITH_LIKE)].itertuples():
-        cpu = choices[(choices["family"] == r.family) & (choices["variant"] == r.variant)
-                      & (choices["batch_size"] == r.batch_size)]  # fmt: skip
+        # This CPU's figure of the same work: the same family, variant, batch size and images.
         same = mine[(mine["family"] == r.family) & (mine["variant"] == r.variant)
                     & (mine["batch_size"] == r.batch_size) & (mine["images"] == r.images)]  # fmt: skip
-        if cpu.empty or same.empty or pd.isna(cpu["median_default"].iloc[0]):
-            continue
-        c = cpu.iloc[0]
-        what = {"reference": r.label, "run_files": r.run_file, "device_name": r.device_name, "dataset": r.dataset,
-                "family": r.family, "variant": r.variant, "batch_size": int(r.batch_size),
-                "cpu_pipeline": r.pipeline, "gpu_pipeline": r.pipeline}  # fmt: skip
-        rows.append(_pair({"median": c.median_default}, {"median": r.median}, what, c.data_default, r.round_times,
-                          c.default_threads))  # fmt: skip
+        choice = cpu_choices(same)
+        if choice.empty or pd.isna(choice["median_default"].iloc[0]):
+            continue  # (torch's default thread count was not run, or is unknown)
+        c = choice.iloc[0]
+        rows.append(_pair(c.median_default, r.median, _what(r, r.family, r.variant, r.pipeline), c.data_default,
+                          r.round_times, c.default_threads))  # fmt: skip
     return rows
 
 
 def _fastest(gpu: pd.DataFrame, mine: pd.DataFrame, sizes) -> list[dict]:
-    """Each side's fastest training step at each batch size: what a GPU gives at best, against this CPU's best."""
+    """Each side's fastest training step at each batch size: what a GPU gives at best, against this CPU's best
+    at torch's default thread count (the same rule as every speedup: figures.at_default)."""
     rows = []
-    train = mine[(mine["family"] == "train") & mine["cpu_threads"].eq(mine["default_threads"]).fillna(True)]
+    train = mine[(mine["family"] == "train") & at_default(mine)]
     for size in sorted(sizes):
         cpu = train[train["batch_size"] == size]
         steps = gpu[(gpu["family"] == "train") & (gpu["batch_size"] == size)]
         steps = steps[steps["images"].isin(cpu["images"])]
         if cpu["pipeline"].nunique() < 2 or steps["pipeline"].nunique() < 2:
             continue
-        c, g = cpu.loc[cpu["median"].idxmin()], steps.loc[steps["median"].idxmin()]
-        what = {"reference": g["label"], "run_files": g["run_file"], "device_name": g["device_name"],
-                "dataset": g["dataset"], "family": "train", "variant": "fastest", "batch_size": int(size),
-                "cpu_pipeline": c["pipeline"], "gpu_pipeline": g["pipeline"]}  # fmt: skip
-        rows.append(_pair(c, g, what, c["round_times"], g["round_times"], c["default_threads"]))
+        c = cpu.loc[cpu["median"].idxmin()]
+        g = next(steps.loc[[steps["median"].idxmin()]].itertuples())
+        cpu_same = cpu[cpu["images"] == g.images]
+        if c["images"] != g.images:
+            c = cpu_same.loc[cpu_same["median"].idxmin()]
+        rows.append(_pair(c["median"], g.median, _what(g, "train", "fastest", c["pipeline"]), c["round_times"],
+                          g.round_times, c["default_threads"]))  # fmt: skip
     return rows
 
 
@@ -94,8 +106,8 @@ def against_reference(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
     """This machine's CPU (its full figures, else its quick ones, at torch's default thread count) against the
     reference GPUs' figures of the same kind (full or quick).
 
-    Per family, one reference GPU: the one sharing the most cases with this CPU (for training, the
-    most batch sizes, then the most ladder steps: the fastest step is part of the answer). Per batch
+    Per family, one reference GPU: the one giving the most pairs with this CPU, then the one that
+    measured the most pipelines (the fastest step is part of the answer). Per batch
     size: seed and resident (train) or each inference mode, like with like, only figures of the same
     images, and each side's fastest train step. speedup is CPU time over the reference GPU's, with
     its 95% interval (low, high) from both figures' rounds; `reference` names the GPU's machine."""
@@ -104,13 +116,13 @@ def against_reference(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
     cpu = frame[frame["device"] == "cpu"]
     quick = bool(cpu["quick"].all())  # full figures where there are any; a quick run against the quick ones
     mine = cpu[cpu["quick"] == quick]
-    choices = cpu_choices(mine)
     gpus = reference[is_gpu(reference["device"]) & (reference["quick"] == quick) & reference["reference"]]
     out: list[dict] = []
     for family in ("train", "inference"):
         best, rank = [], (0, 0)
-        for _key, gpu in gpus[gpus["family"] == family].groupby("machine_key", sort=False):
-            rows = _like_with_like(gpu, mine, choices)
+        # One GPU of one machine: a machine with several GPUs offers each on its own.
+        for _key, gpu in gpus[gpus["family"] == family].groupby(["machine_key", "device"], sort=False):
+            rows = _like_with_like(gpu, mine)
             if family == "train":
                 rows += _fastest(gpu, mine, {r["batch_size"] for r in rows})
             mine_rank = (len(rows), gpu["pipeline"].nunique())
@@ -126,9 +138,13 @@ def against_reference(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
 
 
 def _cell(r) -> str:
-    said = interval_said(r.speedup, r.low, r.high, no_interval=" (1 round)")
+    said = interval_said(r.speedup, r.low, r.high, no_interval=r.no_interval)
     # Slower only where the whole interval is below 1: a one-round figure has no verdict.
     return said + (": slower than this CPU" if side(r.low, r.high) == -1 else "")
+
+
+def _count(threads) -> str:
+    return "" if pd.isna(threads) else f" {int(threads)}"
 
 
 def reference_said(pairs: pd.DataFrame) -> list[str]:
@@ -142,7 +158,7 @@ def reference_said(pairs: pd.DataFrame) -> list[str]:
                      f"run{'s' if len(runs) > 1 else ''} {', '.join(runs)}")  # fmt: skip
     lines = [
         "No GPU here. The reference GPUs the project ships, other machines' (results/reference/; "
-        f"{'; '.join(whose)}), against this CPU at torch's default {pairs['default_threads'].iloc[0]} threads "
+        f"{'; '.join(whose)}), against this CPU at torch's default{_count(pairs['default_threads'].iloc[0])} threads "
         "(CPU time / the GPU's time, 95% interval):"
     ]
     for (family, size), rows in pairs.groupby(["family", "batch_size"], sort=False):

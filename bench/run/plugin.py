@@ -5,7 +5,9 @@ bench/conftest.py registers it from `pytest_configure`; everything a session kee
 
 from __future__ import annotations
 
+import os
 import platform
+import shlex
 import sys
 from datetime import datetime, timezone
 
@@ -46,18 +48,19 @@ def configure(config: pytest.Config) -> None:
     # The answer is the last thing on the screen: pytest's list of skipped cases (the project's -ra) would come
     # after it, and each skip is said on its case's line and counted in the answer. Failures and errors are still
     # listed, and a -r given on the command line is kept as given.
-    if not any(str(arg).startswith("-r") for arg in config.invocation_params.args):
+    if not _report_chars_given(config):
         config.option.reportchars = config.option.reportchars.replace("a", "fExX").replace("s", "").replace("S", "")
     # The machine as it is at the start of the run (an idle GPU's clocks, link and temperature).
     nvml, gpus = nvml_info()
     gpu_names = [d["name"] for d in torch_info()["cuda_devices"]]
     try:
-        ident, _where = machine_id()
+        ident, ident_from = machine_id()
     except (OSError, ValueError) as exc:
         raise pytest.UsageError(f"fmnist-bench: this machine's id: {exc}") from None
     key = machine_key(platform.node(), cpu_model(), gpu_names, chosen.machine_name, ident)
     suite = Suite(config, chosen.plan, {"nvml": nvml, "gpus": gpus, "machine_key": key, "machine_id": ident,
-                                        "machine_name": chosen.machine_name}, chosen.budget_source)  # fmt: skip
+                                        "machine_id_from": ident_from, "machine_name": chosen.machine_name},
+                  chosen.budget_source)  # fmt: skip
     suite.data_files = chosen.data_files
     suite.telemetry = chosen.telemetry
     # Before the first case, and for all of them: the figures must not depend on the cases before.
@@ -76,6 +79,17 @@ def configure(config: pytest.Config) -> None:
     config.pluginmanager.register(fixtures, "fmnist-bench-fixtures")
     suite.hold_signals, suite.restore_signals = install_stop_signals(suite.run)
     suite.load.start()  # the whole run's machine load: stopped before the save
+
+
+def _report_chars_given(config: pytest.Config) -> bool:
+    """Whether -r (alone, as -rs, in a cluster as -vrs, or as --report-chars) came from the command line or
+    $PYTEST_ADDOPTS rather than the project's own addopts."""
+    args = [*map(str, config.invocation_params.args), *shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))]
+    return any(
+        a.startswith("--report-chars") or (a.startswith("-") and not a.startswith("--") and "r" in a[1:].split("=")[0])
+        for a in args
+        if a[1:2].isalpha() or a.startswith("--")
+    )
 
 
 def _family(item: pytest.Item) -> str | None:
@@ -179,7 +193,8 @@ class Suite:
         return [
             f"fmnist-bench: devices {', '.join(plan.devices)} (available here: {', '.join(available_devices())}); "
             f"dataset {plan.dataset_name}; {'quick' if plan.quick else 'full'} run",
-            f"fmnist-bench: machine {machine['machine_key']}; saves to {config.option.benchmark_storage}",
+            f"fmnist-bench: machine {machine['machine_key']}; saves to {config.option.benchmark_storage} "
+            f"(its id from {machine['machine_id_from']})",
             f"fmnist-bench: what runs (not pytest-benchmark's defaults above): each case's clock is "
             f"DeviceClock(device) (synchronize, then perf_counter); warm-up {warm}; rounds per case: {budgets}"
             + (f" (from {', '.join(chosen)})" if chosen else ""),

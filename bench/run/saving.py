@@ -12,7 +12,7 @@ from bench.measure.machine import torch_info
 from bench.measure.telemetry import PERIOD_S
 from bench.record.format import fmnist_bench_info
 from bench.record.journal import Journal, JournalError, find_journals, recover
-from bench.record.store import RUN_GLOB, is_reference, machine_runs, save_whole, write_whole
+from bench.record.store import is_reference, machine_runs, save_whole, write_whole
 from bench.run import pbench
 from bench.run.estimate import Profile
 
@@ -52,7 +52,7 @@ def open_outputs(config: pytest.Config, suite) -> None:
     if folder is None:  # elasticsearch: pytest-benchmark's own save, without a journal
         return
     runs = pbench.machine_folder(folder)
-    if is_reference(runs / RUN_GLOB):
+    if is_reference(runs):
         raise pytest.UsageError(
             f"--benchmark-storage: {folder} is a folder of the project's reference runs: a run of this machine is "
             "saved apart from them (the default, results/<machine>/, or a folder of your own)"

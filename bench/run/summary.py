@@ -280,8 +280,12 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     elif devices == {"cpu"}:
         from bench.report.reference import against_reference, load_reference, reference_said
 
-        last = reference_said(against_reference(frame, load_reference())) or [
-            "No GPU in this run, and no reference GPU run of the same cases: no speedup to show."
+        reference = load_reference()
+        last = reference_said(against_reference(frame, reference)) or [
+            "No GPU in this run, and no reference runs in this checkout (results/reference/): no speedup to show."
+            if reference.empty
+            else "No GPU in this run, and no reference GPU figure of the same work (family, batch size and images, "
+            "this CPU at torch's default thread count): no speedup to show."
         ]
     else:
         lines.append("No CPU cases in this run: no speedup to show (run with --devices cpu,cuda:0 to compare).")
