@@ -118,11 +118,15 @@ class MachineLoad:
         """The whole run's: its outside share, and the share of its intervals that were busy."""
         if self.reason is not None or len(self.samples) < 2:
             return {"available": False, "reason": self.reason or "one sample: no span to tell"}
-        whole = self._share(0, len(self.samples) - 1)
         with self._lock:
             samples = list(self.samples)
+        needed = self._needed()
+        if samples[-1][1] - samples[0][1] < needed:
+            return {"available": False, "reason": f"too short to tell: {samples[-1][1] - samples[0][1]} ticks of "
+                    f"/proc/stat across the run, under {needed}"}  # fmt: skip
+        whole = self._share(0, len(samples) - 1)
         # The run cut into spans of at least MIN_TICKS each (a case's marks make some samples close together).
-        steps, anchor, needed = [], samples[0], self._needed()
+        steps, anchor = [], samples[0]
         for sample in samples[1:]:
             total = sample[1] - anchor[1]
             if total >= needed:
