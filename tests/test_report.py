@@ -241,6 +241,11 @@ def test_every_output_file_is_written(tmp_path, frame):
     assert (tmp_path / "epoch_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert list(summary.columns) == CSV_COLUMNS and len(summary) == len(frame)
+    # The speedup plot's points carry their 95% intervals: empty only for a figure of one round.
+    ratios = pd.read_csv(tmp_path / "speedup.csv")
+    assert {"y_low", "y_high"} <= set(ratios.columns)
+    sure = ratios.dropna(subset=["y_low", "y_high"])
+    assert len(sure) and ((sure["y_low"] <= sure["y"] * 1.5) & (sure["y"] <= sure["y_high"] * 1.5)).all()
     page = (tmp_path / "index.html").read_text()
     for image in ("epoch_time.png", "speedup.png", "machines.png"):
         assert f'src="{image}"' in page

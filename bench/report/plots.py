@@ -49,8 +49,9 @@ def _panels(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _write_data(data: pd.DataFrame, path: Path, x: str, y: str, series: list[str]) -> None:
-    """The plotted points beside the plot (same name, .csv): panel, series, x, y, for readers and tests."""
+def _write_data(data: pd.DataFrame, path: Path, x: str, y: str, series: list[str], interval=None) -> None:
+    """The plotted points beside the plot (same name, .csv): panel, series, x, y, for readers and tests; a ratio
+    with its 95% interval (y_low, y_high: empty for a figure of one round) where `interval` names its columns."""
     out = pd.DataFrame(
         {
             "panel": data["panel"].str.replace("\n", " | "),
@@ -59,6 +60,8 @@ def _write_data(data: pd.DataFrame, path: Path, x: str, y: str, series: list[str
             "y": data[y],
         }
     )
+    if interval is not None:
+        out["y_low"], out["y_high"] = data[interval[0]], data[interval[1]]
     out.to_csv(path.with_suffix(".csv"), index=False)
 
 
@@ -139,7 +142,11 @@ def plot_speedup(speed: pd.DataFrame, path: Path) -> Path | None:
         for ax, mine in _each_panel(grid, data):
             ax.axhline(1.0, color="black", linewidth=1)
             ax.annotate("1x: break-even", (mine["batch_size"].min(), 1.0), fontsize=8, va="bottom")
-        _write_data(data, path, "batch_size", "speedup_vs_best_cpu", ["series", "variant"])
+            # Each point's 95% interval (none for a figure of one round): a bar that crosses 1x is no difference.
+            sure = mine[mine["vs_best_low"].notna() & mine["vs_best_high"].notna()]
+            ax.vlines(sure["batch_size"], sure["vs_best_low"], sure["vs_best_high"], color="0.3", linewidth=1.5)
+        _write_data(data, path, "batch_size", "speedup_vs_best_cpu", ["series", "variant"],
+                    interval=("vs_best_low", "vs_best_high"))  # fmt: skip
         return _save(grid.figure, path)
 
 
