@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import re
 import threading
-import time
 from pathlib import Path
 
+from bench.measure.clock import Stopwatch
 from bench.measure.host import MIN_TICKS, OUTSIDE_SHARE, own_ticks
 
 __all__ = ["PERIOD_S", "MachineLoad", "load_average"]
@@ -35,8 +35,9 @@ def load_average(proc: Path = Path("/proc")) -> tuple[float, int] | None:
 class MachineLoad:
     """Samples of (time, all CPU ticks, busy ticks, this process's and its children's ticks), every PERIOD_S."""
 
-    def __init__(self, proc: Path = Path("/proc"), period_s: float = PERIOD_S, clock=time.monotonic) -> None:
-        self.proc, self.period_s, self.clock = proc, period_s, clock
+    def __init__(self, proc: Path = Path("/proc"), period_s: float = PERIOD_S, clock=None) -> None:
+        # Seconds since the sampler was made, from the timing module's clock (the only module that reads one).
+        self.proc, self.period_s, self.clock = proc, period_s, clock or Stopwatch()
         self.samples: list[tuple[float, int, int, int]] = []
         self.cpus: int | None = None
         self.reason: str | None = None
@@ -51,18 +52,20 @@ class MachineLoad:
         total = sum(fields)
         return total, total - fields[3] - fields[4], own_ticks(self.proc)
 
-    def mark(self) -> None:
+    def mark(self) -> float:
         """A sample now (a case's start or end), besides the thread's: clock, read and append under one lock, so
-        the samples stay in order whichever thread takes them."""
+        the samples stay in order whichever thread takes them. Returns its time (on this clock)."""
         with self._lock:
+            now = self.clock()
             if self.reason is not None:
-                return
+                return now
             try:
-                now, reading = self.clock(), self._read()
+                reading = self._read()
             except (OSError, ValueError, IndexError) as exc:
                 self.reason = f"/proc could not be read: {exc}"
-                return
+                return now
             self.samples.append((now, *reading))
+            return now
 
     def _needed(self) -> int:
         # Each CPU's counter rounds to whole ticks: over 10 ticks a CPU, those roundings stay under a tenth.

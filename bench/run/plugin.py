@@ -274,8 +274,7 @@ class Suite:
         # weights builds them in its setup; that is the run's cost, counted outside the cases).
         if item.nodeid in self.bench_ids:
             self.case_started[item.nodeid] = Stopwatch()
-            self.load.mark()
-            self.load_started[item.nodeid] = self.load.samples[-1][0] if self.load.samples else self.load.clock()
+            self.load_started[item.nodeid] = self.load.mark()
             self.current = (item.funcargs or {}).get("benchmark")  # (pytest drops funcargs if the case is cut short)
         yield
 
