@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-__all__ = ["COMMANDS", "main", "run"]
+__all__ = ["COMMANDS", "main", "run", "text_streams"]
 
 # command -> (module whose main(argv) runs it, what it does). Imported only when run: the report's
 # commands never import torch, the measuring ones need it.
@@ -29,8 +29,17 @@ def _usage() -> str:
     )
 
 
+def text_streams() -> None:
+    """What a command prints is never its crash: a character the terminal's encoding lacks (a file name that
+    is not UTF-8 under PYTHONIOENCODING=utf-8, a name in a script an ASCII locale lacks) is written escaped."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def run(command: str, argv: list[str] | None = None) -> int:
     """Run one command's main with `argv` (default: the rest of the command line)."""
+    text_streams()
     module = importlib.import_module(COMMANDS[command][0])
     return module.main(sys.argv[1:] if argv is None else argv)
 

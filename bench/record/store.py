@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import uuid
 import warnings
 from collections.abc import Iterable
@@ -27,13 +28,17 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = [
     "REFERENCE",
     "RUN_GLOB",
+    "MAX_RUN_BYTES",
+    "NotARunFile",
     "RunFileWarning",
     "dumps",
+    "read_json",
     "find_run_files",
     "is_reference",
     "load_run",
     "machine_runs",
     "reference_folder",
+    "shown",
     "save_whole",
     "write_whole",
 ]
@@ -57,6 +62,88 @@ def is_reference(path: str | os.PathLike) -> bool:
 def reference_folder() -> Path:
     """The reference runs shipped with this checkout: results/reference/ beside bench/."""
     return Path(__file__).resolve().parents[2] / "results" / REFERENCE
+
+
+# A default run's file is 0.3 MB (2-core VM) to 1 MB (H100 host); a hundred times that is not a run of this
+# suite, and reading it whole could take the machine's memory (/dev/zero never ends).
+MAX_RUN_BYTES = 128 * 2**20
+# A lone surrogate escape ("\\ud800") is valid JSON and not encodable text: pandas' CSV, the page and a
+# UTF-8 terminal would fail on it. A JSON text can only carry one through this escape.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"  # what a character that is not text becomes: visible, never a crash
+
+
+class NotARunFile(ValueError):
+    """A file that is not read as a run: not a regular file, too large, not UTF-8 JSON."""
+
+
+def read_json(path: str | os.PathLike, limit: int = MAX_RUN_BYTES) -> tuple[object, int]:
+    """A JSON file's value with every lone surrogate replaced by U+FFFD, and how many strings held one.
+
+    What is not a regular file (a FIFO, a device, a socket) is refused without being opened, so
+    it cannot hang or flood the reader; so is a file larger than `limit`. NotARunFile says why.
+    """
+    path = Path(path)
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise NotARunFile(f"cannot be read: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise NotARunFile("not a regular file (a FIFO, a device or a socket is never read as a run)")
+    if info.st_size > limit:
+        raise NotARunFile(f"{info.st_size / 2**20:,.0f} MiB, larger than any run ({limit // 2**20} MiB at most)")
+    try:
+        # O_NONBLOCK: should the path become a FIFO after the check, opening it does not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise NotARunFile("not a regular file (a FIFO, a device or a socket is never read as a run)")
+            raw = fh.read(limit + 1)
+    except OSError as exc:
+        raise NotARunFile(f"cannot be read: {exc.strerror or exc}") from exc
+    if len(raw) > limit:
+        raise NotARunFile(f"larger than any run ({limit // 2**20} MiB at most)")
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise NotARunFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except (ValueError, RecursionError) as exc:  # a 5,000-digit number, 100,000 nested brackets: ValueError too
+        raise NotARunFile(f"not readable JSON ({str(exc)[:200] or type(exc).__name__})") from exc
+    if not _SURROGATE_ESCAPE.search(raw):
+        return value, 0
+    return _text_only(value)
+
+
+def shown(text: str) -> str:
+    """A path or a name as text that every output can encode: a file name that is not UTF-8 (Python reads it
+    with lone surrogates) shows U+FFFD where its bytes were."""
+    return _LONE_SURROGATE.sub(REPLACEMENT, text)
+
+
+def _text_only(value) -> tuple[object, int]:
+    """`value` with each string's lone surrogates replaced (keys too), and how many strings were changed."""
+    replaced = 0
+
+    def clean(text: str) -> str:
+        nonlocal replaced
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            replaced += 1
+            return _LONE_SURROGATE.sub(REPLACEMENT, text)
+        return text
+
+    def walk(item):
+        if isinstance(item, str):
+            return clean(item)
+        if isinstance(item, list):
+            return [walk(v) for v in item]
+        if isinstance(item, dict):
+            return {clean(k): walk(v) for k, v in item.items()}
+        return item
+
+    return walk(value), replaced
 
 
 class RunFileWarning(UserWarning):
@@ -100,10 +187,15 @@ def load_run(path: str | os.PathLike) -> dict | None:
     """One saved run, or None (with a RunFileWarning naming the file and the field) when it is not one."""
     path = Path(path)
     try:
-        run = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        _warn(f"{path}: not readable JSON, skipped ({exc})")
+        run, replaced = read_json(path)
+    except NotARunFile as exc:
+        _warn(f"{path}: {exc}, skipped")
         return None
+    if replaced:
+        _warn(
+            f"{path}: {replaced} string{'s' if replaced != 1 else ''} held a character that is not text "
+            f"(a lone surrogate escape): shown as {REPLACEMENT}"
+        )
     errors = run_errors(run)
     if errors:
         _warn(f"{path}: not a saved run the report can read, skipped: {'; '.join(errors[:3])}")
@@ -196,8 +288,8 @@ def machine_runs(folder: Path) -> list[tuple[str, dict]]:
     runs = []
     for path in sorted(folder.glob(RUN_GLOB)):
         try:
-            run = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
+            run, _replaced = read_json(path)
+        except NotARunFile:
             continue
         if isinstance(run, dict) and isinstance(run.get("benchmarks"), list):
             runs.append((path.name, run))

@@ -2,6 +2,6 @@
 
 import sys
 
-from bench.report.cli import main
+from bench.__main__ import run
 
-sys.exit(main())
+sys.exit(run("report"))

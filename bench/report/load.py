@@ -16,7 +16,7 @@ from bench.record.derive import suspect_copies, threads_waited
 from bench.record.format import FORMAT_VERSION
 from bench.record.names import AXES, FAMILIES, NOISY_IQR_SHARE, PHASES, variant
 from bench.record.schema import benchmark_errors
-from bench.record.store import RunFileWarning, find_run_files, is_reference, load_run
+from bench.record.store import RunFileWarning, find_run_files, is_reference, load_run, shown
 from bench.report.machines import device_facts, machine_labels, machine_of
 
 __all__ = [
@@ -64,9 +64,9 @@ def _run_state(ours: dict) -> dict:
 def _shown_as(path: Path, root: Path) -> str:
     """A run file as the report names it: relative to the folder it was found under (no local paths)."""
     try:
-        return path.relative_to(root).as_posix()
+        return shown(path.relative_to(root).as_posix())
     except ValueError:
-        return path.name
+        return shown(path.name)
 
 
 def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
