@@ -1,5 +1,6 @@
 """End to end: a quick run of the real suite in a subprocess, its saved JSON, option errors and skips."""
 
+import hashlib
 import json
 import os
 import platform
@@ -253,15 +254,17 @@ def test_default_storage_is_results_per_machine(tmp_path):
 
 
 def test_a_named_machine_saves_under_its_name_not_its_host_name():
-    before = set((REPO / "results").glob("lab-h100-1_*"))
+    before = set((REPO / "results").glob("lab-h100-1-*"))
     try:
         result = run_suite("--quick", "--collect-only", "--machine-name", "lab h100/1")
     finally:
         # pytest-benchmark makes its storage folder as it starts, even to collect: not litter in the checkout.
-        for made in set((REPO / "results").glob("lab-h100-1_*")) - before:
+        for made in set((REPO / "results").glob("lab-h100-1-*")) - before:
             made.rmdir()
     assert result.returncode == 0, result.stderr
-    assert f"saves to file://{REPO / 'results'}/lab-h100-1_" in result.stdout  # folder-safe
+    # Folder-safe, and the name's hash keeps it apart from "lab-h100-1" and "lab_h100_1".
+    digest = hashlib.sha256(b"lab h100/1").hexdigest()[:8]
+    assert f"saves to file://{REPO / 'results'}/lab-h100-1-{digest}_" in result.stdout
 
 
 @pytest.mark.parametrize(

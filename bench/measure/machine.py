@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import platform
 import re
@@ -249,8 +250,20 @@ def machine_key(host: str, cpu: str, gpus: list[str], name: str | None = None, i
 
     Runs are saved under results/<key>/, so folders from many machines merge by copying. Two
     cloud machines often share a host name ("vm"); a name given by the user takes its place.
+    A name is an identity, not a folder name: where its folder form loses or changes a character
+    ("lab a", "lab_a", "ラボ", "..") a short hash of the name as given follows, so two names that
+    differ are two folders, and a name with no character left still has one of its own.
     """
     counts = {gpu: gpus.count(gpu) for gpu in gpus}  # eight H100s: "8x NVIDIA H100", not eight names
     gpu_part = "+".join(gpu if n == 1 else f"{n}x {gpu}" for gpu, n in counts.items()) or "no-gpu"
-    parts = [name or host or "unknown-host", cpu or "unknown-cpu", gpu_part, *([ident[:8]] if ident else [])]
-    return "_".join(re.sub(r"[^A-Za-z0-9.+-]+", "-", p).strip("-.") or "unknown" for p in parts)
+    who = name or host or "unknown-host"
+    first = _folder_form(who)
+    if first != who:
+        first = f"{first}-{hashlib.sha256(who.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    rest = [_folder_form(p or fallback) for p, fallback in ((cpu, "unknown-cpu"), (gpu_part, "no-gpu"))]
+    return "_".join([first, *rest, *([ident[:8]] if ident else [])])
+
+
+def _folder_form(text: str) -> str:
+    """Letters, digits and . + - only (every other run of characters one -), no - or . at either end."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-.") or "unknown"
