@@ -17,7 +17,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def a_case(name, median=1.0):
-    return {"group": "train", "name": name, "params": {"device": "cpu"}, "stats": {"median": median}, "extra_info": {}}
+    """A finished case as the format takes it (bench/record/schema.py): journal lines that are not one are refused."""
+    return {
+        "group": "train",
+        "name": name,
+        "params": {"device": "cpu", "batch_size": 100, "pipeline": "seed"},
+        "stats": {"median": median, "rounds": 3},
+        "extra_info": {"images": 60000},
+    }
 
 
 def header(save_name="abc_20261127_120000"):
@@ -146,15 +153,47 @@ def test_recover_leaves_a_live_runs_journal_alone(tmp_path):
     journal.close(keep=False)
 
 
+def _whole_run(journal: Journal, cases) -> dict:
+    """The run a session saves: its record names its journal (bench/run/state.py RunState.journal)."""
+    info = header()["machine_info"]
+    info["fmnist_bench"]["run"] = {"complete": True, "journal": journal.path.name}
+    return {"machine_info": info, "benchmarks": cases}
+
+
 def test_a_journal_whose_run_was_saved_is_removed_not_saved_again(tmp_path):
     journal = Journal(tmp_path)
     journal.start(header())
     journal.add(a_case("a"))
-    journal.saved_as(tmp_path / "0001_abc.json")
+    path = save_whole(tmp_path, "abc", _whole_run(journal, [a_case("a")]))
+    journal.saved_as(path)
     journal.close(keep=True)  # the process died between its save and removing the journal
     saved, said = recover(journal.path)
     assert saved is None and "was saved as" in said and not journal.path.exists()
-    assert not list(tmp_path.glob("*.json"))
+    assert [p.name for p in tmp_path.glob("*.json")] == ["0001_abc.json"]
+
+
+def test_a_run_saved_before_its_journal_said_so_is_recognised_by_its_content(tmp_path):
+    # SIGKILL after the run file was linked to its number and before the journal's "saved" line.
+    journal = Journal(tmp_path)
+    journal.start(header())
+    journal.add(a_case("a"))
+    save_whole(tmp_path, "abc", _whole_run(journal, [a_case("a")]))
+    save_whole(tmp_path, "other", {**_whole_run(journal, []), "machine_info": header()["machine_info"]})
+    journal.close(keep=True)
+    saved, said = recover(journal.path)
+    assert saved is None and "0001_abc.json" in said and not journal.path.exists()
+    assert len(list(tmp_path.glob("*.json"))) == 2  # no partial copy beside the whole run
+
+
+def test_a_saved_line_naming_a_missing_file_is_not_trusted(tmp_path):
+    journal = Journal(tmp_path)
+    journal.start(header())
+    journal.add(a_case("a"))
+    journal.saved_as(tmp_path / "0001_abc.json")  # never written
+    journal.close(keep=True)
+    saved, said = recover(journal.path)
+    assert saved is not None and "no such run of it is there" in said
+    assert [b["name"] for b in json.loads(saved.read_text())["benchmarks"]] == ["a"]
 
 
 def test_save_whole_works_where_the_filesystem_has_no_hard_links(tmp_path, monkeypatch):
@@ -191,3 +230,178 @@ def test_the_recover_command_says_what_it_did(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path / "missing")])
     assert "no such file or folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- hostile journals and races (issue 22)
+
+
+def _dead_journal(folder: Path, *, cases=("a", "b")) -> Path:
+    journal = Journal(folder)
+    journal.start(header())
+    for name in cases:
+        journal.add(a_case(name))
+    journal.close(keep=True)
+    return journal.path
+
+
+def _append(path: Path, *lines: str) -> None:
+    with path.open("a") as fh:
+        fh.write("".join(line + "\n" for line in lines))
+
+
+def test_lines_beyond_reason_are_refused_one_by_one_and_every_good_case_is_kept(tmp_path):
+    path = _dead_journal(tmp_path)
+    _append(
+        path,
+        "1" * 5000,  # ValueError from json: more digits than Python converts
+        "[" * 100_000,  # RecursionError
+        '{"planned_cases": 1e999}',  # infinity: the report would refuse the whole run
+        '{"pid": "me"}',
+        json.dumps({"case": a_case("a")}),  # a case twice
+        json.dumps({"case": {**a_case("c"), "stats": {"median": -1, "rounds": 3}}}),
+        json.dumps({"case": a_case("d")}),
+    )
+    saved, said = recover(path)
+    assert saved is not None, said
+    run = json.loads(saved.read_text())
+    assert [b["name"] for b in run["benchmarks"]] == ["a", "b", "d"]
+    assert run["machine_info"]["fmnist_bench"]["run"]["planned_cases"] is None
+    for words in ("cannot be read", "planned_cases is not a count", "pid is not a process id", "a second time",
+                  "is not one the format takes"):  # fmt: skip
+        assert words in said, said
+    assert store_module.load_run(saved) is not None  # a run the report takes
+
+
+def test_a_torn_header_keeps_the_finished_cases_with_the_machine_unknown(tmp_path):
+    folder = tmp_path / "lab-a_AMD-EPYC_no-gpu_0123abcd" / "Linux-CPython-3.11-64bit"
+    folder.mkdir(parents=True)
+    path = folder / "journal_20261202T100000_4242.jsonl"
+    whole = json.dumps({"header": header()})
+    _append(
+        path,
+        '{"journal": 1, "pid": 4242}',
+        whole[: len(whole) // 2],
+        *(json.dumps({"case": a_case(f"c{i}")}) for i in range(12)),
+    )
+    saved, said = recover(path)
+    assert saved is not None and "12 finished cases saved" in said and "header was lost" in said
+    run = json.loads(saved.read_text())
+    ours = run["machine_info"]["fmnist_bench"]
+    assert len(run["benchmarks"]) == 12 and ours["run"]["header_lost"] is True
+    assert ours["machine_key"] == "lab-a_AMD-EPYC_no-gpu_0123abcd" and saved.name == "0001_recovered_partial.json"
+
+
+def test_another_machines_journal_is_left_where_it_is_and_named(tmp_path):
+    folder = tmp_path / "mine" / "Linux-CPython-3.11-64bit"
+    folder.mkdir(parents=True)
+    ours = header()
+    ours["machine_info"]["fmnist_bench"]["machine_key"] = "mine"
+    save_whole(folder, "abc", {"machine_info": ours["machine_info"], "benchmarks": [a_case("x")]})
+    journal = Journal(folder)  # copied here from another machine's folder
+    theirs = header()
+    theirs["machine_info"]["fmnist_bench"]["machine_key"] = "other-box"
+    journal.start(theirs)
+    journal.add(a_case("a"))
+    journal.close(keep=True)
+    for said in (recover(journal.path, machine_key="mine")[1], recover(journal.path)[1]):  # a run; the command
+        assert "another machine (other-box)" in said and journal.path.exists(), said
+    assert len(list(folder.glob("*.json"))) == 1
+    # In its own machine's folder it is recovered.
+    home = tmp_path / "other-box" / "Linux-CPython-3.11-64bit"
+    home.mkdir(parents=True)
+    moved = home / journal.path.name
+    journal.path.rename(moved)
+    saved, said = recover(moved)
+    assert saved is not None and saved.parent == home, said
+
+
+def _recover_at(barrier, path, results):
+    barrier.wait()
+    saved, _said = recover(path)
+    results.put(saved is not None)
+
+
+def test_two_recoveries_at_once_save_one_run_every_time(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for trial in range(20):
+        folder = tmp_path / str(trial)
+        path = _dead_journal(folder)
+        barrier, results = context.Barrier(2), context.Queue()
+        workers = [context.Process(target=_recover_at, args=(barrier, path, results)) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+        assert sorted(results.get(timeout=5) for _ in workers) == [False, True], trial
+        assert len(list(folder.glob("*.json"))) == 1 and not path.exists(), trial
+
+
+def test_a_recovery_racing_starting_runs_never_takes_a_live_journal(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+
+    def recover_forever():
+        while not stop.is_set():
+            for journal in find_journals([tmp_path]):
+                recover(journal)
+
+    recoverer = context.Process(target=recover_forever)
+    recoverer.start()
+    try:
+        for _ in range(3000):  # the race was found 346 times in 62,292 tries: 0.55%
+            journal = Journal(tmp_path)  # never a BlockingIOError: the journal is locked before it has its name
+            assert journal.path.exists()
+            journal.close(keep=False)
+    finally:
+        stop.set()
+        recoverer.join(30)
+    assert not list(tmp_path.glob("*.json")) and not list(tmp_path.glob(".opening-*"))
+
+
+def test_a_kill_between_the_link_and_the_saved_line_leaves_one_run(tmp_path):
+    script = f"""
+import os, signal, sys
+sys.path.insert(0, {str(REPO)!r})
+from pathlib import Path
+from bench.record.journal import Journal
+from bench.record.store import save_whole
+from tests.test_journal import a_case, header
+journal = Journal(Path({str(tmp_path)!r}))
+journal.start(header())
+journal.add(a_case("a"))
+info = header()["machine_info"]
+info["fmnist_bench"]["run"] = {{"complete": True, "journal": journal.path.name}}
+save_whole(journal.folder, "abc", {{"machine_info": info, "benchmarks": [a_case("a")]}})
+os.kill(os.getpid(), signal.SIGKILL)  # before journal.saved_as(...)
+"""
+    for _trial in range(3):
+        result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == -9, result.stderr
+    journals = find_journals([tmp_path])
+    assert len(journals) == 3 and len(list(tmp_path.glob("*.json"))) == 3
+    for journal in journals:
+        saved, said = recover(journal)
+        assert saved is None and "was saved as" in said
+    assert len(list(tmp_path.glob("*.json"))) == 3 and not find_journals([tmp_path])
+
+
+def test_an_unreadable_journal_is_named_not_a_crash(tmp_path, monkeypatch, capsys):
+    from bench.report import cli
+
+    path = _dead_journal(tmp_path / "runs")
+    real_open = Path.open
+
+    def refuse(self, *args, **kw):
+        if self.name == path.name:
+            raise PermissionError(13, "Permission denied")
+        return real_open(self, *args, **kw)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    assert journal_module.journal_state(path) == "cannot be read: Permission denied"
+    (tmp_path / "runs" / "run.json").write_text((REPO / "tests/fixtures/cpu_quick_run.json").read_text())
+    assert cli.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert "cannot be read: Permission denied: left alone" in capsys.readouterr().err

@@ -61,7 +61,11 @@ HISTORY = {
     5: "machine_info.fmnist_bench gains machine_id (made once per installation; its first 8 digits end "
     "machine_key, so two machines of one host name and hardware get two folders) and load (how busy the whole "
     "machine was with other work across the run: bench/measure/load.py); every case's extra_info gains "
-    "machine_load (that share around the case, over at least 50 ticks of /proc/stat and 10 a CPU).",
+    "machine_load (that share around the case, over at least 50 ticks of /proc/stat and 10 a CPU). Added within "
+    "format 5, optional for a reader: run.journal names the journal of every run saved with one, whole runs too "
+    "(so recovery knows a run already saved); run.header_lost marks a run recovered from a journal whose header "
+    "was lost (the machine's facts unknown, its folder's key kept); a machine_key whose name or host loses a "
+    "character in its folder form has 8 hex digits of the name's SHA-256 after it.",
 }
 
 

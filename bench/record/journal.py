@@ -10,15 +10,18 @@ process holds a lock on its journal, so recovery never takes a live run's.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import re
 import sys
+import uuid
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.record.format import run_record
-from bench.record.store import dumps, save_whole
+from bench.record import format as fmt
+from bench.record.format import FORMAT_VERSION, run_record
+from bench.record.journal_read import MAX_JOURNAL_BYTES, read_journal, read_lines
+from bench.record.store import RUN_GLOB, NotARunFile, dumps, machine_runs, read_json, save_whole, shown
 
 try:  # the lock that tells a live run's journal from a dead one's; POSIX only
     import fcntl
@@ -31,6 +34,7 @@ __all__ = [
     "JournalError",
     "find_journals",
     "is_live",
+    "journal_state",
     "main",
     "read_journal",
     "recover",
@@ -41,6 +45,7 @@ JOURNAL_FORMAT = 1
 # A folder with less free space than this is refused before the run, not found full at its save:
 # a default run's file is about 0.3 MB (2-core VM) to 1 MB (H100 host), journal included.
 MIN_FREE_BYTES = 16 * 2**20
+_SAVE_NAME = re.compile(r"[A-Za-z0-9._+-]{1,200}")  # the saved file's name after its number: never a path
 
 
 class JournalError(OSError):
@@ -59,14 +64,19 @@ class Journal:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-            self.path = self.folder / f"journal_{stamp}_{os.getpid()}.jsonl"
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+            # The time, the process and a random part: a name never used twice, so a dead journal's recovery,
+            # which removes its file by name, can never remove a newer journal that took the same name.
+            self.path = self.folder / f"journal_{stamp}_{os.getpid()}_{uuid.uuid4().hex[:8]}.jsonl"
+            # Made, locked and given its first line under a name no recovery looks at, then renamed (the
+            # lock goes with the file): a recovery never meets this journal unlocked, so never takes it.
+            opening = self.folder / f".opening-{self.path.name}"
+            fd = os.open(opening, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except OSError as exc:
             raise JournalError(f"cannot write to {self.folder}: {exc.strerror or exc}") from exc
         self._file = os.fdopen(fd, "a", encoding="utf-8")
-        if fcntl is not None:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
+            if fcntl is not None:
+                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             free = _free_bytes(self.folder)
             if free is not None and free < MIN_FREE_BYTES:
                 raise OSError(
@@ -74,8 +84,10 @@ class Journal:
                 )
             # The first write proves the folder takes data (a full disk fails here, not after the run).
             self._write({"journal": JOURNAL_FORMAT, "opened": _now(), "pid": os.getpid()})
+            _rename_new(opening, self.path)
         except OSError as exc:
-            self.close(keep=False)
+            self._file.close()
+            opening.unlink(missing_ok=True)
             raise JournalError(f"cannot write to {self.folder}: {exc.strerror or exc}") from exc
         self.cases = 0
 
@@ -110,6 +122,20 @@ class Journal:
             self.path.unlink(missing_ok=True)
 
 
+def _rename_new(source: Path, target: Path) -> None:
+    """Give `source` the name `target`, which must not exist (FileExistsError: never replaced)."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (FAT, some network mounts): the name has a random part, never taken
+        if target.exists():
+            raise FileExistsError(17, f"{target.name} exists") from None
+        os.rename(source, target)
+        return
+    source.unlink()
+
+
 def _free_bytes(folder: Path) -> int | None:
     try:
         stats = os.statvfs(folder)
@@ -130,69 +156,89 @@ def find_journals(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return sorted(found)
 
 
-def is_live(path: Path) -> bool:
-    """True while the run that writes `path` holds its lock (it is running, here)."""
+def journal_state(path: Path) -> str:
+    """What a journal's lock says: "live" while a run (or a recovery) holds it, "dead" when it is free to
+    recover, else why it cannot be asked (no permission, removed meanwhile)."""
     if fcntl is None:  # pragma: no cover - Windows: no lock to ask, so never take a journal
-        return True
+        return "live"
     try:
         with path.open("rb") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return True
+                return "live"
             fcntl.flock(fh, fcntl.LOCK_UN)
     except FileNotFoundError:
-        return True  # its run just saved and removed it
-    return False
+        return "removed meanwhile (its run saved, or another recovery took it)"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    return "dead"
 
 
-def read_journal(path: Path) -> tuple[dict | None, list[dict], dict, list[str]]:
-    """(header, finished cases with their finish times, the rest it noted, problems).
+def is_live(path: Path) -> bool:
+    """True unless `path` is a dead run's journal that this process may recover (see journal_state)."""
+    return journal_state(path) != "dead"
 
-    The rest: the process id, the cases planned, skipped and failed, and where the run was
-    saved if it was. A torn last line (the process died while writing it) is a problem, not an error.
+
+def recover(path: Path, *, machine_key: str | None = None) -> tuple[Path | None, str]:
+    """Turn one dead run's journal into a saved run marked incomplete; (saved path or None, what happened).
+
+    Exactly once: the journal's lock is taken before it is read and held until it is removed, so a
+    second recovery (or a run starting meanwhile) leaves it alone; a run already saved from it (its
+    record names this journal) is recognised, so it is never saved twice. `machine_key`: the machine
+    this folder is for (a run recovering its folder's journals); another machine's journal is left alone.
     """
-    header, cases, problems = None, [], []
-    noted: dict = {"skipped": [], "failed": []}
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    for number, line in enumerate(lines, 1):
+    if fcntl is None:  # pragma: no cover - Windows: no lock to ask, so never take a journal
+        return None, f"{path}: no file locks here to tell a dead run from a live one: left alone"
+    try:
+        fh = path.open("rb")
+    except FileNotFoundError:
+        return None, f"{path}: removed meanwhile (its run saved, or another recovery took it): nothing to do"
+    with fh:  # closing drops the lock, after the journal is removed
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            problems.append(f"line {number} is not complete JSON (the process died while writing it): skipped")
-            continue
-        if not isinstance(record, dict):
-            problems.append(f"line {number} is not a record: skipped")
-        elif isinstance(record.get("header"), dict):
-            header = record["header"]
-        elif isinstance(record.get("case"), dict):
-            cases.append(record)
-        elif isinstance(record.get("skipped"), dict) or isinstance(record.get("failed"), dict):
-            kind = "skipped" if "skipped" in record else "failed"
-            noted[kind].append(record[kind])
-        else:
-            for key in ("pid", "planned_cases", "saved", "data_used"):
-                if key in record:
-                    noted[key] = record[key]
-    return header, cases, noted, problems
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return (
+                None,
+                f"{path}: its run is still going, or another recovery has it (the journal is locked): left alone",
+            )
+        try:
+            if not os.path.samestat(os.fstat(fh.fileno()), os.stat(path)):
+                raise FileNotFoundError
+        except FileNotFoundError:
+            return None, f"{path}: recovered meanwhile by another process: nothing to do"
+        return _recover_locked(fh, path, machine_key)
 
 
-def recover(path: Path) -> tuple[Path | None, str]:
-    """Turn one dead run's journal into a saved run marked incomplete; (saved path or None, what happened)."""
-    if is_live(path):
-        return None, f"{path}: its run is still going (the journal is locked): left alone"
-    header, cases, noted, problems = read_journal(path)
+def _recover_locked(fh, path: Path, machine_key: str | None) -> tuple[Path | None, str]:
+    header, cases, noted, problems = read_lines(fh, path)
     note = "".join(f"; {p}" for p in problems)
-    _remove_temporaries(path.parent, noted.get("pid"))
-    if noted.get("saved"):
+    folder = path.parent
+    theirs = fmt.field(header or {}, "machine_info", "fmnist_bench", "machine_key", default=None)
+    foreign = _foreign(folder, theirs, machine_key)
+    if foreign:
+        return None, f"{path}: the journal of another machine ({theirs}), not {foreign}'s: left where it is{note}"
+    _remove_temporaries(folder, noted.get("pid"))
+    already = _saved_copy(folder, path.name, noted.get("saved"))
+    if already is not None:
         path.unlink(missing_ok=True)
-        return None, f"{path}: its run was saved as {noted['saved']} before the process ended: removed{note}"
-    if header is None or not cases:
+        return None, f"{path}: its run was saved as {already} before the process ended: removed{note}"
+    if noted.get("saved"):
+        note += (
+            f"; it says its run was saved as {noted['saved']}, and no such run of it is there: its cases are recovered"
+        )
+    if not cases:
         path.unlink(missing_ok=True)
         why = "no finished case" if header is not None else "the run ended before it started measuring"
         return None, f"{path}: {why}, nothing to recover: removed{note}"
+    lost = header is None
+    if lost:  # torn or refused: the cases are kept, the machine's facts are not known
+        header = {"machine_info": {"fmnist_bench": {"format": FORMAT_VERSION}}, "save_name": "recovered"}
+        note += "; its header was lost: the cases are saved with the machine's facts unknown"
     machine_info = dict(header.get("machine_info") or {})
     ours = dict(machine_info.get("fmnist_bench") or {})
+    if lost:  # the folder it was found in is the machine's (results/<machine key>/<interpreter>/)
+        ours["machine_key"] = machine_key or folder.parent.name or folder.name
     # The header's run record is from the session's start: the journal's own records replace it.
     ours["run"] = run_record(
         complete=False,
@@ -200,10 +246,13 @@ def recover(path: Path) -> tuple[Path | None, str]:
         finished_cases=len(cases),
         skipped=noted["skipped"],
         failed=noted["failed"],
-        ended="killed: the process ended without saving; recovered from its journal",
+        ended="killed: the process ended without saving; recovered from its journal"
+        + ("; its header was lost: the machine's facts are unknown" if lost else ""),
         journal=path.name,
         recovered=_now(),
     )
+    if lost:
+        ours["run"]["header_lost"] = True
     machine_info["fmnist_bench"] = ours
     if isinstance(noted.get("data_used"), dict) and isinstance(machine_info.get("dataset"), dict):
         # The header is from before the data was loaded: the journal says what the cases had.
@@ -221,15 +270,64 @@ def recover(path: Path) -> tuple[Path | None, str]:
         "datetime": cases[-1].get("finished") or header.get("started") or _now(),
         "version": header.get("version"),
     }
-    saved = save_whole(path.parent, f"{header.get('save_name') or 'recovered'}_partial", output)
+    save_name = header.get("save_name")
+    save_name = save_name if isinstance(save_name, str) and _SAVE_NAME.fullmatch(save_name) else "recovered"
+    saved = save_whole(folder, f"{save_name}_partial", output)
     path.unlink()
     return saved, f"{path}: {len(cases)} finished case{'s' if len(cases) != 1 else ''} saved as {saved}{note}"
+
+
+def _foreign(folder: Path, theirs, machine_key: str | None) -> str | None:
+    """The machine a journal is foreign to (its header names another), or None: it is this folder's."""
+    if not isinstance(theirs, str):
+        return None  # header lost, or a suite older than machine keys: the folder it is in is all there is
+    if machine_key is not None:
+        return machine_key if theirs != machine_key else None
+    if folder.parent.name == theirs or folder.name == theirs:
+        return None
+    # Saved elsewhere than results/<key>/ (--benchmark-storage): the folder's own runs say whose it is.
+    keys = {
+        fmt.field(run, "machine_info", "fmnist_bench", "machine_key", default=None) for _, run in machine_runs(folder)
+    }
+    keys.discard(None)
+    return None if not keys or theirs in keys else " or ".join(sorted(map(str, keys)))
+
+
+def _saved_copy(folder: Path, journal: str, said) -> Path | None:
+    """A run in `folder` saved from this journal (its run record names it), the one a "saved" line names first."""
+    named = folder / Path(said).name if isinstance(said, str) else None
+    candidates = sorted(folder.glob(RUN_GLOB), reverse=True)  # the newest first: a run is saved after its journal
+    if named is not None and named in candidates:
+        candidates.remove(named)
+        candidates.insert(0, named)
+    needle = journal.encode()
+    for candidate in candidates:
+        try:
+            with candidate.open("rb") as run_file:
+                if needle not in run_file.read(MAX_JOURNAL_BYTES):
+                    continue
+            run, _ = read_json(candidate)
+        except (OSError, NotARunFile):
+            continue
+        if fmt.field(run, "machine_info", "fmnist_bench", "run", "journal", default=None) == journal:
+            return candidate
+    # Before run records named their journal in whole runs too (format 5's first runs), the "saved" line is
+    # all there is: trusted when the run it names is there, reads as a run, and names no other journal.
+    if named is not None and named.is_file():
+        try:
+            run, _ = read_json(named)
+        except NotARunFile:
+            return None
+        if isinstance(run, dict) and isinstance(run.get("benchmarks"), list):
+            if fmt.field(run, "machine_info", "fmnist_bench", "run", "journal", default=None) in (None, journal):
+                return named
+    return None
 
 
 def _remove_temporaries(folder: Path, pid) -> None:
     """A save cut short by SIGKILL leaves its temporary file: the dead process's ones go with its journal."""
     if isinstance(pid, int):
-        for tmp in folder.glob(f".saving-{pid}-*.tmp"):
+        for tmp in [*folder.glob(f".saving-{pid}-*.tmp"), *folder.glob(f".opening-journal_*_{pid}_*.jsonl")]:
             tmp.unlink(missing_ok=True)
 
 
@@ -254,9 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     for journal in journals:
         try:
             _saved, said = recover(journal)
-        except OSError as exc:
-            said, failed = f"{journal}: could not recover: {exc}", True
-        print(said)
+        except Exception as exc:  # noqa: BLE001 - one journal's problem, named; the others are still recovered
+            said, failed = f"{journal}: could not recover: {type(exc).__name__}: {exc}", True
+        print(shown(said))
     return 1 if failed else 0
 
 

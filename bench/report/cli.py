@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.record.journal import find_journals, is_live  # pure Python: the journal format, no torch
+from bench.record.journal import find_journals, journal_state  # pure Python: the journal format, no torch
 from bench.report.load import RunFileWarning, load_frame
 from bench.report.page import OutputError, check_out, write_report
 
@@ -48,8 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"warning: {warning.message}", file=sys.stderr)
     # Recovery writes into the runs' folders and takes a dead run's lock: its own command, never a side effect.
     for journal in find_journals(args.paths):
-        if is_live(journal):
+        state = journal_state(journal)
+        if state == "live":
             said = "the journal of a run still going: its cases come into the report once it has saved"
+        elif state != "dead":
+            said = f"a journal that {state}: left alone"
         else:
             said = (
                 "the journal of a run that was killed before it saved: its finished cases are not in this report; "

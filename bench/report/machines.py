@@ -55,6 +55,7 @@ def machine_of(info: dict, *, reference: bool = False) -> dict:
         "what": f"{short_cpu(cpu_name)} · {gpu_short}",
         "constructed": bool(info.get("constructed")),
         "reference": reference,
+        "facts_lost": bool(fmt.field(ours, "run", "header_lost", default=False)),
     }
 
 
@@ -64,7 +65,10 @@ def machine_labels(machines: pd.DataFrame) -> dict[str, str]:
     A name given with --machine-name comes first; else the CPU and GPU models. Where two
     machines still read the same, the host name is added, then a short hash of the key.
     """
-    first = machines.drop_duplicates("machine_key").set_index("machine_key")
+    # A run recovered from a journal whose header was lost knows its machine's key, not its facts: the label
+    # comes from a run that has them.
+    known = machines.sort_values("facts_lost", kind="stable") if "facts_lost" in machines else machines
+    first = known.drop_duplicates("machine_key").set_index("machine_key")
     # The project's own runs say so wherever they are shown, and so never read as a user's machine.
     labels = {k: ("reference: " if r.reference else "") + (r.machine_name or r.what) for k, r in first.iterrows()}
     for extra in ("host", "hash"):

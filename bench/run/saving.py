@@ -10,6 +10,7 @@ import pytest
 
 from bench.measure.machine import torch_info
 from bench.measure.telemetry import PERIOD_S
+from bench.record import format as fmt
 from bench.record.format import fmnist_bench_info
 from bench.record.journal import Journal, JournalError, find_journals, recover
 from bench.record.store import is_reference, machine_runs, save_whole, write_whole
@@ -63,15 +64,22 @@ def open_outputs(config: pytest.Config, suite) -> None:
             suite.journal = Journal(runs)
         except JournalError as exc:
             raise pytest.UsageError(f"--benchmark-storage: {exc}") from None
-        # A killed run of this machine left its journal: save what it finished before going on.
+        suite.run.journal = suite.journal.path.name
+        # A killed run of this machine left its journal: save what it finished before going on. Another
+        # machine's journal copied here stays where it is; one that cannot be read is named, never this run's end.
         for journal in find_journals([runs]):
             if journal != suite.journal.path:
                 try:
-                    suite.notes.append(f"fmnist-bench: an earlier run was killed: {recover(journal)[1]}")
-                except OSError as exc:
-                    suite.notes.append(f"fmnist-bench: could not recover {journal}: {exc}")
+                    said = recover(journal, machine_key=suite.machine["machine_key"])[1]
+                except Exception as exc:  # noqa: BLE001 - one journal's problem, named; the run goes on
+                    said = f"{journal}: could not recover: {type(exc).__name__}: {exc}"
+                suite.notes.append(f"fmnist-bench: an earlier run was killed: {said}")
     # Earlier runs of this machine tell how long this one will take (all of them; see Profile.from_runs).
-    earlier = machine_runs(runs)
+    # A folder given with --benchmark-storage may hold runs of other names: only this machine's teach it.
+    key = suite.machine["machine_key"]
+    earlier = [
+        (name, run) for name, run in machine_runs(runs) if fmt.fmnist_bench(run).get("machine_key") in (key, None)
+    ]
     if earlier:
         suite.profile = Profile.from_runs(earlier)
         suite.profile_note = f"from {len(earlier)} earlier run{'s' if len(earlier) != 1 else ''} of this machine"

@@ -34,6 +34,7 @@ class RunState:
     skipped: list[dict] = field(default_factory=list)
     ended: str | None = None  # why the run stopped early, if it did
     cases_s: float = 0.0  # the finished cases' own time (their calls)
+    journal: str | None = None  # the journal's file name: recovery knows this run by it once it is saved
 
     @property
     def complete(self) -> bool:
@@ -51,6 +52,7 @@ class RunState:
             ended=self.ended,
             wall_s=wall,
             outside_cases_s=max(wall - self.cases_s, 0.0),
+            journal=self.journal,
         )
 
 

@@ -1,0 +1,104 @@
+"""A journal's lines read back, each checked on its own: a line that is torn, garbage, out of range or refused
+by the format is that line's problem, never the journal's (bench/record/journal.py writes and recovers them)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.record.schema import benchmark_errors, run_errors
+
+__all__ = ["MAX_JOURNAL_BYTES", "read_journal", "read_lines"]
+
+# What a journal line may hold, line by line: a value out of these is that line's problem, never the run's.
+MAX_JOURNAL_BYTES = 256 * 2**20  # a default run's journal is under 1 MB
+_MAX_CASES = 1_000_000  # planned cases: a default run plans about 150
+_MAX_IMAGES = 10**9
+
+
+def _count(value, most: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= most
+
+
+def _check_header(header) -> str | None:
+    if not isinstance(header.get("machine_info"), dict):
+        return "has no machine_info"
+    errors = run_errors({"machine_info": header["machine_info"], "benchmarks": []})
+    return "; ".join(errors[:2]) if errors else None
+
+
+def _check_noted(key: str, value) -> str | None:
+    if key == "pid":
+        return None if _count(value, 2**31) else "is not a process id"
+    if key == "planned_cases":
+        return None if _count(value, _MAX_CASES) else f"is not a count of cases (0 to {_MAX_CASES:,})"
+    if key == "data_used":
+        ok = isinstance(value, dict) and all(v is None or _count(v, _MAX_IMAGES) for v in value.values())
+        return None if ok else "is not a count of images per split"
+    if key == "saved":
+        return None if isinstance(value, str) and 0 < len(value) < 4096 else "is not a file name"
+    return None
+
+
+def read_journal(path: Path) -> tuple[dict | None, list[dict], dict, list[str]]:
+    """(header, finished cases with their finish times, the rest it noted, problems).
+
+    The rest: the process id, the cases planned, skipped and failed, and where the run was saved if
+    it was. Every line that parses and validates is kept; any other (torn by the process's death,
+    garbage, a number beyond reason, a case the format refuses, a case twice) is a problem, skipped.
+    """
+    with path.open("rb") as fh:
+        return read_lines(fh, path)
+
+
+def read_lines(fh, path: Path) -> tuple[dict | None, list[dict], dict, list[str]]:
+    header, cases, problems = None, [], []
+    noted: dict = {"skipped": [], "failed": []}
+    seen: set[str] = set()
+    raw = fh.read(MAX_JOURNAL_BYTES + 1)
+    if len(raw) > MAX_JOURNAL_BYTES:
+        problems.append(
+            f"larger than {MAX_JOURNAL_BYTES // 2**20} MiB: only its first {MAX_JOURNAL_BYTES // 2**20} MiB read"
+        )
+        raw = raw[:MAX_JOURNAL_BYTES]
+    for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            problems.append(f"line {number} is not complete JSON (the process died while writing it): skipped")
+            continue
+        except (ValueError, RecursionError) as exc:  # a 5,000-digit number; brackets nested past the parser's depth
+            problems.append(f"line {number} cannot be read ({str(exc)[:80] or type(exc).__name__}): skipped")
+            continue
+        if not isinstance(record, dict):
+            problems.append(f"line {number} is not a record: skipped")
+        elif "header" in record:
+            why = "is not a record" if not isinstance(record["header"], dict) else _check_header(record["header"])
+            if why:
+                problems.append(f"line {number} (the header) {why}: skipped")
+            else:
+                header = record["header"]
+        elif "case" in record:
+            errors = (
+                benchmark_errors(record["case"], len(cases)) if isinstance(record["case"], dict) else ["not a record"]
+            )
+            name = record["case"].get("fullname") or record["case"].get("name") if not errors else None
+            if errors:
+                problems.append(f"line {number} (a case) is not one the format takes ({errors[0]}): skipped")
+            elif name in seen:
+                problems.append(f"line {number} holds case {name} a second time: skipped")
+            else:
+                seen.add(name)
+                cases.append(record)
+        elif isinstance(record.get("skipped"), dict) or isinstance(record.get("failed"), dict):
+            kind = "skipped" if "skipped" in record else "failed"
+            noted[kind].append(record[kind])
+        else:
+            for key in ("pid", "planned_cases", "saved", "data_used"):
+                if key in record:
+                    why = _check_noted(key, record[key])
+                    if why:
+                        problems.append(f"line {number}: {key} {why}: skipped")
+                    else:
+                        noted[key] = record[key]
+    return header, cases, noted, problems
