@@ -129,7 +129,11 @@ def test_the_check_fails_when_the_telemetry_counts_energy_outside_the_epochs(mon
 
 def test_on_the_cpu_it_times_resident_and_says_why_no_graph_was_built(tmp_path, capsys):
     run = tmp_path / "run.json"
-    run.write_text(json.dumps({"benchmarks": [case("seed", device="cpu", batch_size=100, median=9.0, images=300)]}))
+    run.write_text(
+        json.dumps(
+            {"machine_info": {}, "benchmarks": [case("seed", device="cpu", batch_size=100, median=9.0, images=300)]}
+        )
+    )
     out = tmp_path / "out.json"
     args = ["--device", "cpu", "--images", "300", "--batch-size", "100", "--rounds", "2"]
     assert check_gpu.main([*args, "--variants", "resident,cuda_graph", "--run", str(run), "--json", str(out)]) == 0
@@ -157,7 +161,7 @@ def test_on_the_cpu_it_times_resident_and_says_why_no_graph_was_built(tmp_path, 
 )
 def test_a_run_without_a_usable_seed_epoch_is_no_baseline_and_says_why(tmp_path, capsys, cases, says):
     run = tmp_path / "run.json"
-    run.write_text(json.dumps({"benchmarks": cases}))
+    run.write_text(json.dumps({"machine_info": {}, "benchmarks": cases}))
     out = tmp_path / "out.json"
     args = ["--device", "cpu", "--images", "200", "--batch-size", "100", "--rounds", "1", "--variants", "resident"]
     assert check_gpu.main([*args, "--run", str(run), "--json", str(out)]) == 0

@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.check.energy import energy_here
+from bench.check.harness import checked_inputs
 from bench.record import format as fmt
 
 __all__ = ["DEFAULT_VARIANTS", "VARIANTS", "main", "run_figures", "variant_config"]
@@ -69,6 +70,9 @@ VARIANTS = {
 # What a variant sets besides its TrainConfig: for the whole process (cuDNN's benchmark mode) or in
 # place of the trainer's optimizer (a fused Adam).
 _KNOBS = ("cudnn_benchmark", "fused_adam")
+
+
+MAX_ROUNDS = 1000  # timed epochs per variant: 7 is the default, 1,000 already hours on a CPU
 
 
 def _benchmarked(name: str) -> bool:
@@ -180,12 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.batch_size < 1 or args.rounds < 1 or (args.images is not None and args.images < 1):
         parser.error("--batch-size, --rounds and --images must be positive")
-    run = None
-    if args.run is not None:
-        try:
-            run = json.loads(args.run.read_text())
-        except (OSError, ValueError) as exc:
-            parser.error(f"--run {args.run}: {exc}")
+    sizes = {"--batch-size": (args.batch_size, 60_000), "--rounds": (args.rounds, MAX_ROUNDS)}
+    bounds = {**sizes, "--images": (args.images, 60_000)}
+    run = checked_inputs(parser, bounds=bounds, json_path=args.json, run_path=args.run)
 
     import torch
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from bench.record.schema import run_errors
+from bench.record.store import NotARunFile, read_json
 
 __all__ = ["alternated", "arguments", "largest_change", "paired", "print_table", "ratio_row", "run_variant"]
 
@@ -95,3 +99,25 @@ def print_table(rows: list[dict], columns: list[tuple[str, int, Callable[[dict],
     print(" ".join(f"{h:<{w}}" if i == 0 else f"{h:>{w}}" for i, (h, w, _) in enumerate(columns)))
     for r in rows:
         print(" ".join(f"{f(r):<{w}}" if i == 0 else f"{f(r):>{w}}" for i, (_, w, f) in enumerate(columns)))
+
+
+def checked_inputs(parser, *, bounds: dict, json_path: Path | None, run_path: Path | None) -> dict | None:
+    """Before any measuring, a usage error (exit 2) for a count past its bound ({flag: (value, most)}), a --json
+    that cannot be written, or a --run that is not a saved run (a FIFO or a device refused unread); the run."""
+    for flag, (value, most) in bounds.items():  # a typo is an error now, not hours of epochs
+        if value is not None and value > most:
+            parser.error(f"{flag} {value:,}: at most {most:,}")
+    if json_path is not None:  # figures with nowhere to go are not measured
+        parent = json_path.resolve().parent
+        if json_path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+            parser.error(f"--json {json_path}: cannot write it ({parent} is not a writable folder, or it is one)")
+    if run_path is None:
+        return None
+    try:
+        run, _replaced = read_json(run_path)
+    except NotARunFile as exc:
+        parser.error(f"--run {run_path}: {exc}")
+    errors = run_errors(run)
+    if errors:
+        parser.error(f"--run {run_path}: not a saved run: {'; '.join(errors[:2])}")
+    return run

@@ -6,7 +6,6 @@ How long a run with these options will take on a machine, from its saved runs, b
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from bench.measure.parse import parse_batch_sizes, parse_cpu_threads, parse_devi
 from bench.measure.plan import FAMILIES, Plan, plan_from_options
 from bench.measure.rounds import profile_size
 from bench.record import format as fmt
+from bench.record.schema import run_errors
+from bench.record.store import NotARunFile, read_json
 from bench.record.words import format_seconds
 from bench.run.estimate import SPLIT_IMAGES, Profile, machine_of
 from fmnist_model.pipelines import loader_workers, train_config, unsupported_reason
@@ -150,11 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the quick plan")
     args = parser.parse_args(argv)
     runs = []
-    for path in args.runs:
+    for path in args.runs:  # each checked before any estimate: a FIFO or a device is refused unread
         try:
-            runs.append((str(path), json.loads(path.read_text(encoding="utf-8"))))
-        except (OSError, ValueError) as exc:
+            run, _replaced = read_json(path)
+        except NotARunFile as exc:
             parser.error(f"{path}: not a readable saved run: {exc}")
+        errors = run_errors(run)
+        if errors or not any(isinstance(b, dict) and b.get("group") in FAMILIES for b in run["benchmarks"]):
+            parser.error(
+                f"{path}: not a saved run of fmnist-bench: {'; '.join(errors[:2]) or 'no case of its families'}"
+            )
+        runs.append((str(path), run))
     machines = sorted({machine_of(run) for _, run in runs})
     if len(machines) > 1:
         parser.error(f"these runs are from {len(machines)} machines ({', '.join(machines)}): give one machine's runs")
