@@ -347,3 +347,17 @@ def test_sigchld_is_put_back_after_a_whole_run_but_not_after_a_stopped_one(stopp
         assert signal.getsignal(signal.SIGCHLD) == (signal.SIG_DFL if stopped else torchs)
     finally:
         signal.signal(signal.SIGCHLD, before)
+
+
+def test_a_journal_with_lines_beyond_reason_is_recovered_by_the_next_run_keeping_its_cases(tmp_path):
+    result = run_suite(tmp_path, env={"FMNIST_TEST_DO": "KILL", "FMNIST_TEST_AFTER": "1"})
+    assert result.returncode == -signal.SIGKILL
+    (journal,) = find_journals([tmp_path / "store"])
+    with journal.open("a") as fh:  # crafted: a 5,000-digit number, 100,000 nested brackets, an infinite count
+        fh.write("1" * 5000 + "\n" + "[" * 100_000 + "\n" + '{"planned_cases": 1e999}\n')
+    again = run_suite(tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "1 finished case saved as" in again.stdout and "cannot be read" in again.stdout
+    recovered = [p for p in saved_runs(tmp_path) if p.name.endswith("_partial.json")]
+    assert len(recovered) == 1 and len(load_frame(recovered)) == 1  # the case kept, a run the report takes
+    assert not find_journals([tmp_path / "store"])
