@@ -206,3 +206,12 @@ def test_commands_print_file_names_that_are_not_utf8_under_a_strict_encoding(tmp
     ):
         result = subprocess.run([sys.executable, "-m", "bench", *command], cwd=ROOT, env=env, capture_output=True)
         assert result.returncode == 0 and b"Traceback" not in result.stderr, (command, result.stderr[-2000:])
+
+
+@pytest.mark.parametrize("trials", ["0", "1000000"])
+def test_the_checks_bound_their_trials_before_running_anything(capsys, trials):
+    from bench.check.harness import arguments
+
+    with pytest.raises(SystemExit) as stop:
+        arguments("python -m bench check-warmup", "A check.", ["--trials", trials])
+    assert stop.value.code == 2 and "--trials" in capsys.readouterr().err

@@ -58,9 +58,12 @@ def paired(runs: dict[str, list[dict]], a: str, b: str) -> Iterator[tuple[str, l
             yield name, cases[0], cases[1]
 
 
+MAX_TRIALS = 100
+
+
 def arguments(prog: str, doc: str, argv: list[str] | None, default_args: list[str] | None = None, **more: dict):
     """The checks' command line: --trials, the pytest arguments after them (default_args when none), and `more`
-    options (name -> argparse keywords). --trials under 1 is a usage error."""
+    options (name -> argparse keywords). --trials under 1 or over MAX_TRIALS is a usage error."""
     parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     parser.add_argument("--trials", type=int, default=3, help="runs of each variant, alternated (default: 3)")
     for name, keywords in more.items():
@@ -68,8 +71,8 @@ def arguments(prog: str, doc: str, argv: list[str] | None, default_args: list[st
     said = f"(default: {' '.join(default_args)})" if default_args else "e.g. --devices cuda:0 -k 'resident'"
     parser.add_argument("pytest_args", nargs="*", help=f"passed to pytest bench, {said}")
     args = parser.parse_args(argv)
-    if args.trials < 1:
-        parser.error("--trials must be at least 1")
+    if not 1 <= args.trials <= MAX_TRIALS:  # each trial is two whole runs of the suite
+        parser.error(f"--trials {args.trials:,}: from 1 to {MAX_TRIALS}")
     args.pytest_args = args.pytest_args or list(default_args or [])
     return args
 
