@@ -118,13 +118,16 @@ def test_recover_saves_a_dead_runs_cases_as_an_incomplete_run_and_removes_the_jo
     journal.note({"data_used": {"train": 2000, "test": 1000}})
     journal.note({"failed": {"name": "b", "reason": "boom"}})
     journal.close(keep=True)  # as a killed process leaves it: closed, its lock gone
-    leftover = tmp_path / f".saving-{os.getpid()}-0123.tmp"  # a save it was making when it died
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with journal.path.open("a") as fh:  # the process that wrote it has ended (this one, which made it, has not)
+        fh.write(json.dumps({"pid": int(dead.stdout)}) + "\n")
+    leftover = tmp_path / f".saving-{int(dead.stdout)}-0123.tmp"  # a save it was making when it died
     leftover.write_text("{half")
     with journal.path.open("a") as fh:
         fh.write('{"case": {"name": "torn')  # the line it was writing when it died
     saved, said = recover(journal.path)
     assert saved.name == "0001_abc_20261127_120000_partial.json"
-    assert "1 finished case saved as" in said and "line 8 is not complete JSON" in said
+    assert "1 finished case saved as" in said and "line 9 is not complete JSON" in said
     run = json.loads(saved.read_text())
     assert [b["name"] for b in run["benchmarks"]] == ["a"]
     ours = run["machine_info"]["fmnist_bench"]["run"]

@@ -117,9 +117,9 @@ class Journal:
         """Release the journal; remove it unless `keep` (its run was not saved)."""
         if self._file.closed:
             return
-        self._file.close()  # closing drops the lock
-        if not keep:
+        if not keep:  # removed while still locked: no recovery ever meets it unlocked and takes it for dead
             self.path.unlink(missing_ok=True)
+        self._file.close()  # closing drops the lock
 
 
 def _rename_new(source: Path, target: Path) -> None:
@@ -324,9 +324,25 @@ def _saved_copy(folder: Path, journal: str, said) -> Path | None:
     return None
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process of this id runs here (signal 0 asks without sending anything)."""
+    if pid <= 0:  # 0 and below name process groups, not a process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except (OverflowError, ValueError):  # an id no process can have
+        return False
+    return True
+
+
 def _remove_temporaries(folder: Path, pid) -> None:
-    """A save cut short by SIGKILL leaves its temporary file: the dead process's ones go with its journal."""
-    if isinstance(pid, int):
+    """A save cut short by SIGKILL leaves its temporary file: the dead process's ones go with its journal.
+    Never a live process's (the journal's pid taken again, or its run between saving and removing it)."""
+    if isinstance(pid, int) and not _alive(pid):
         for tmp in [*folder.glob(f".saving-{pid}-*.tmp"), *folder.glob(f".opening-journal_*_{pid}_*.jsonl")]:
             tmp.unlink(missing_ok=True)
 
