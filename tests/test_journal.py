@@ -408,3 +408,27 @@ def test_an_unreadable_journal_is_named_not_a_crash(tmp_path, monkeypatch, capsy
     (tmp_path / "runs" / "run.json").write_text((REPO / "tests/fixtures/cpu_quick_run.json").read_text())
     assert cli.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     assert "cannot be read: Permission denied: left alone" in capsys.readouterr().err
+
+
+def test_a_fifo_named_like_a_run_beside_a_dead_journal_does_not_hang_recovery(tmp_path):
+    path = _dead_journal(tmp_path)
+    os.mkfifo(tmp_path / "0001_x.json")
+    saved, said = recover(path)  # would block on opening the FIFO
+    assert saved is not None and saved.name == "0002_abc_20261127_120000_partial.json", said
+
+
+def test_crafted_fields_never_cost_the_other_cases_or_make_a_run_the_report_refuses(tmp_path):
+    path = _dead_journal(tmp_path)
+    _append(
+        path,
+        json.dumps({"case": {**a_case("e"), "fullname": [1]}, "finished": 5}),  # unhashable name; a number as a date
+        json.dumps({"skipped": 5, "failed": {"name": "f", "reason": "boom"}}),
+        json.dumps({"header": {**header(), "commit_info": "x"}}),
+    )
+    saved, said = recover(path)
+    assert saved is not None, said
+    run = json.loads(saved.read_text())
+    assert [b["name"] for b in run["benchmarks"]] == ["a", "b", "e"]
+    ours = run["machine_info"]["fmnist_bench"]["run"]
+    assert ours["skipped"] == [] and ours["failed"] == [{"name": "f", "reason": "boom"}]
+    assert store_module.load_run(saved) is not None  # commit_info and datetime made readable

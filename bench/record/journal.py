@@ -20,7 +20,8 @@ from pathlib import Path
 
 from bench.record import format as fmt
 from bench.record.format import FORMAT_VERSION, run_record
-from bench.record.journal_read import MAX_JOURNAL_BYTES, read_journal, read_lines
+from bench.record.journal_read import read_journal, read_lines
+from bench.record.schema import run_errors
 from bench.record.store import RUN_GLOB, NotARunFile, dumps, machine_runs, read_json, save_whole, shown
 
 try:  # the lock that tells a live run's journal from a dead one's; POSIX only
@@ -270,6 +271,13 @@ def _recover_locked(fh, path: Path, machine_key: str | None) -> tuple[Path | Non
         "datetime": cases[-1].get("finished") or header.get("started") or _now(),
         "version": header.get("version"),
     }
+    if not isinstance(output["commit_info"], dict):
+        output["commit_info"] = {}
+    if not isinstance(output["datetime"], str) or len(output["datetime"]) > 100:
+        output["datetime"] = _now()
+    errors = run_errors(output)
+    if errors:  # never a run the report would refuse, with the journal gone
+        return None, f"{path}: its cases do not make a run the report reads ({errors[0]}): left where it is{note}"
     save_name = header.get("save_name")
     save_name = save_name if isinstance(save_name, str) and _SAVE_NAME.fullmatch(save_name) else "recovered"
     saved = save_whole(folder, f"{save_name}_partial", output)
@@ -300,14 +308,10 @@ def _saved_copy(folder: Path, journal: str, said) -> Path | None:
     if named is not None and named in candidates:
         candidates.remove(named)
         candidates.insert(0, named)
-    needle = journal.encode()
     for candidate in candidates:
         try:
-            with candidate.open("rb") as run_file:
-                if needle not in run_file.read(MAX_JOURNAL_BYTES):
-                    continue
-            run, _ = read_json(candidate)
-        except (OSError, NotARunFile):
+            run, _ = read_json(candidate)  # a FIFO or a device named like a run is refused unread
+        except NotARunFile:
             continue
         if fmt.field(run, "machine_info", "fmnist_bench", "run", "journal", default=None) == journal:
             return candidate

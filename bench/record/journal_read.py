@@ -82,16 +82,17 @@ def read_lines(fh, path: Path) -> tuple[dict | None, list[dict], dict, list[str]
             errors = (
                 benchmark_errors(record["case"], len(cases)) if isinstance(record["case"], dict) else ["not a record"]
             )
-            name = record["case"].get("fullname") or record["case"].get("name") if not errors else None
+            names = [] if errors else [record["case"].get("fullname"), record["case"].get("name")]
+            name = next((n for n in names if isinstance(n, str) and n), None)
             if errors:
                 problems.append(f"line {number} (a case) is not one the format takes ({errors[0]}): skipped")
-            elif name in seen:
+            elif name is not None and name in seen:
                 problems.append(f"line {number} holds case {name} a second time: skipped")
             else:
-                seen.add(name)
+                seen.add(name)  # None too: harmless, never compared
                 cases.append(record)
         elif isinstance(record.get("skipped"), dict) or isinstance(record.get("failed"), dict):
-            kind = "skipped" if "skipped" in record else "failed"
+            kind = "skipped" if isinstance(record.get("skipped"), dict) else "failed"
             noted[kind].append(record[kind])
         else:
             for key in ("pid", "planned_cases", "saved", "data_used"):
