@@ -313,18 +313,12 @@ def _saved_copy(folder: Path, journal: str, said) -> Path | None:
             run, _ = read_json(candidate)  # a FIFO or a device named like a run is refused unread
         except NotARunFile:
             continue
-        if fmt.field(run, "machine_info", "fmnist_bench", "run", "journal", default=None) == journal:
+        named_by = fmt.field(run, "machine_info", "fmnist_bench", "run", "journal", default=None)
+        # Before whole runs named their journal too (format 5's first runs), the "saved" line is all there is:
+        # the run it names is trusted when it reads as a run and names no other journal.
+        readable = isinstance(run, dict) and isinstance(run.get("benchmarks"), list)
+        if named_by == journal or (candidate == named and named_by is None and readable):
             return candidate
-    # Before run records named their journal in whole runs too (format 5's first runs), the "saved" line is
-    # all there is: trusted when the run it names is there, reads as a run, and names no other journal.
-    if named is not None and named.is_file():
-        try:
-            run, _ = read_json(named)
-        except NotARunFile:
-            return None
-        if isinstance(run, dict) and isinstance(run.get("benchmarks"), list):
-            if fmt.field(run, "machine_info", "fmnist_bench", "run", "journal", default=None) in (None, journal):
-                return named
     return None
 
 
