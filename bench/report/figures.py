@@ -53,36 +53,38 @@ def cpu_choices(frame: pd.DataFrame) -> pd.DataFrame:
     run); median_best the fastest count measured (best_cpu_threads), the default on a tie.
     noisy, one_round and partial say whether either of the two rows is so.
     """
-    rows = []
-    for family in SPEEDUP_FAMILIES:
-        cpu = frame[(frame["family"] == family) & (frame["device"] == "cpu")]
-        for (key, quick, name, size), group in cpu.groupby(["machine_key", "quick", "variant", "batch_size"]):
-            default = group[at_default(group)].sort_values("run_datetime", na_position="first").tail(1)
-            best = group.iloc[[group["median"].to_numpy().argmin()]]
-            if not default.empty and default["median"].iloc[0] <= best["median"].iloc[0]:
-                best = default
-            used = pd.concat([default, best])
-            rows.append(
-                {
-                    "machine_key": key,
-                    "quick": bool(quick),
-                    "family": family,
-                    "variant": name,
-                    "batch_size": size,
-                    "threads_measured": group["cpu_threads"].nunique(dropna=False),
-                    "default_threads": (group if default.empty else default)["default_threads"].iloc[-1],
-                    "median_default": default["median"].iloc[0] if not default.empty else np.nan,
-                    "best_cpu_threads": best["cpu_threads"].iloc[0],
-                    "median_best": best["median"].iloc[0],
-                    "noisy": bool(used["noisy"].any()),
-                    "one_round": bool(used["one_round"].any()),
-                    "partial": bool(used["partial"].any()),
-                    # Each figure's rounds: what a ratio's interval is resampled from (bench/record/intervals.py).
-                    "data_default": default["round_times"].iloc[0] if not default.empty else None,
-                    "data_best": best["round_times"].iloc[0],
-                }
-            )
-    out = pd.DataFrame(rows, columns=_CHOICE_COLUMNS)
+    keys = ["machine_key", "quick", "family", "variant", "batch_size"]
+    cpu = frame[frame["family"].isin(SPEEDUP_FAMILIES) & (frame["device"] == "cpu")].dropna(
+        subset=["machine_key", "quick", "variant", "batch_size"]
+    )
+    if cpu.empty:
+        return pd.DataFrame(columns=_CHOICE_COLUMNS)
+    # One pass over the whole fleet (a loop per group took seconds at a thousand machines).
+    default = cpu[at_default(cpu)].sort_values("run_datetime", na_position="first", kind="stable")
+    default = default.drop_duplicates(keys, keep="last").set_index(keys)
+    ordered = cpu.assign(_m=cpu["median"].fillna(np.inf))  # a group's first fastest, as argmin gave
+    best = ordered.sort_values("_m", kind="stable").drop_duplicates(keys, keep="first").set_index(keys)
+    groups = cpu.groupby(keys, sort=True)
+    out = groups["cpu_threads"].nunique(dropna=False).rename("threads_measured").to_frame()
+    out["last_default_threads"] = groups["default_threads"].last()
+    d = default.reindex(out.index)
+    b = best.reindex(out.index)
+    has_default = d["median"].notna()
+    take_default = has_default & (d["median"] <= b["median"])
+    pick = lambda col: d[col].where(take_default, b[col])  # noqa: E731 (the best row: the default on a tie)
+    out["default_threads"] = np.where(has_default, d["default_threads"], out["last_default_threads"])
+    out["median_default"] = d["median"]
+    out["best_cpu_threads"] = pick("cpu_threads")
+    out["median_best"] = pick("median")
+    for flag in ("noisy", "one_round", "partial"):
+        out[flag] = (d[flag].fillna(False).astype(bool) & has_default) | pick(flag).astype(bool)
+    out["data_default"] = d["round_times"].where(has_default, None)
+    out["data_best"] = pick("round_times")
+    out = out.reset_index()
+    out["quick"] = out["quick"].astype(bool)
+    out["_family"] = out["family"].map(SPEEDUP_FAMILIES.index)
+    out = out.sort_values(["_family", "machine_key", "quick", "variant", "batch_size"], kind="stable")
+    out = out[_CHOICE_COLUMNS].reset_index(drop=True)
     for col in ("batch_size", "default_threads", "best_cpu_threads"):
         out[col] = out[col].astype("Int64")
     return out
