@@ -52,6 +52,8 @@ _OURS = ("transfer", "inference", "train")
 # The folder of the runs the project ships (results/reference/<machine>/<interpreter>/NNNN_*.json): measured on
 # the project's own machines, labelled reference wherever they are shown, never a user's machine.
 REFERENCE = "reference"
+# The folder the report keeps what it read and drew in (bench/report/cache.py), inside a results folder.
+REPORT_CACHE = ".report-cache"
 
 
 def is_reference(path: str | os.PathLike) -> bool:
@@ -158,7 +160,8 @@ def find_run_files(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]
     """Every .json file under `paths`, as (file, the folder it was found under), sorted.
 
     Folders are searched recursively, following symbolic links (a machine's results folder
-    linked in from elsewhere is still read), each real folder once, so a link loop ends.
+    linked in from elsewhere is still read), each real folder once, so a link loop ends; the
+    report's cache folder (REPORT_CACHE) is passed over.
     """
     found: dict[Path, Path] = {}
     for raw in paths:
@@ -171,7 +174,7 @@ def find_run_files(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]
                     dirs[:] = []
                     continue
                 seen.add(real)
-                dirs.sort()
+                dirs[:] = sorted(d for d in dirs if d != REPORT_CACHE)  # the report's own cache holds no runs
                 for name in files:
                     file = Path(folder) / name
                     if name.endswith(".json") and file.is_file():

@@ -17,6 +17,7 @@ from bench.record.format import FORMAT_VERSION
 from bench.record.names import AXES, FAMILIES, NOISY_IQR_SHARE, PHASES, variant
 from bench.record.schema import benchmark_errors
 from bench.record.store import RunFileWarning, find_run_files, is_reference, load_run, shown
+from bench.report.cache import RowCache
 from bench.report.machines import device_facts, machine_labels, machine_of
 
 __all__ = [
@@ -25,7 +26,9 @@ __all__ = [
     "CSV_COLUMNS",
     "FAMILIES",
     "RunFileWarning",
+    "file_frame",
     "find_run_files",
+    "frame_of",
     "load_frame",
     "load_run",
     "runs_to_frame",
@@ -245,34 +248,16 @@ def _numbers(column: pd.Series) -> pd.Series:
     return values.astype("Int64") if (whole == whole.round()).all() else values.astype("float64")
 
 
-def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict, str]], *, all_runs: bool = False):
-    """Rows from (path, run[, shown_as]) tuples; by default only the newest figures of each machine (select_newest)."""
-    rows = []
-    for item in runs:
-        path, run = item[0], item[1]
-        rows += _rows(Path(path), run, item[2] if len(item) > 2 else Path(path).name)
-    frame = pd.DataFrame(rows, columns=_COLUMNS_IN)
+def file_frame(path: str | os.PathLike, run: dict, shown_as: str | None = None) -> pd.DataFrame:
+    """One run file's rows, typed, with every figure that depends on that run alone: all but the label.
+
+    What the report's cache keeps of a file (bench/report/cache.py), so a file read once is not built again.
+    """
+    path = Path(path)
+    frame = pd.DataFrame(_rows(path, run, path.name if shown_as is None else shown_as), columns=_COLUMNS_IN)
     if frame.empty:
-        return pd.DataFrame(columns=COLUMNS)
-    for col in ("batch_size", "size", "images", "batches", "bytes", "rounds", "profiled_images"):
-        frame[col] = _numbers(frame[col])
-    for col in ("cpu_threads", "default_threads", "run_planned_cases", "run_finished_cases", "latency_samples"):
-        frame[col] = pd.to_numeric(frame[col]).astype("Int64")
-    frame["partial"] = frame["partial"].astype(bool)
-    for flag in ("quick", "throttled", "busy"):
-        frame[flag] = frame[flag].astype(bool)
-    percentiles = [c for c in _LATENCY_COLUMNS if c.endswith("_ms")]
-    ladder = ("loss_tolerance", "prepare_s", "agreement", "profiled_epoch_s", "profiled_images", "gpu_ops",
-              "gpu_busy_share", "cpu_top_op_share", *(f"profiled_{p}_s" for p in PHASES))  # fmt: skip
-    for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps", *percentiles,
-                "run_outside_share",
-                "energy_j", "mean_power_w", "page_faults", *ladder):  # fmt: skip
-        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
-    labels = machine_labels(frame)
-    frame["label"] = frame["machine_key"].map(labels)
-    frame = _mark_suspects(frame)  # within each run, before any run's figures replace another's
-    if not all_runs:
-        frame = select_newest(frame)
+        return frame.rename(columns={"data": "round_times"})
+    frame = _mark_suspects(_typed(frame))  # within the run, before any run's figures replace another's
     median = frame["median"]
     counted = frame["family"].isin(["train", "inference"])
     frame["images_per_s"] = np.where(counted, frame["images"].astype("float64") / median, np.nan)
@@ -288,8 +273,50 @@ def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict,
     frame["round_p90"] = [_round_p90(data) for data in frame["data"]]
     energy = frame["energy_j"].where(frame["energy_j"] > 0)  # 0 J over a timed case: no reading, not infinite images
     frame["images_per_j"] = np.where(counted, frame["images"].astype("float64") / energy, np.nan)
-    frame = frame.rename(columns={"data": "round_times"})  # what a ratio's interval resamples (intervals.py)
+    return frame.rename(columns={"data": "round_times"})  # what a ratio's interval resamples (intervals.py)
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each column as the report reads it; again over many files' rows, so a column's type is decided over all."""
+    for col in ("batch_size", "size", "images", "batches", "bytes", "rounds", "profiled_images"):
+        frame[col] = _numbers(frame[col])
+    for col in ("cpu_threads", "default_threads", "run_planned_cases", "run_finished_cases", "latency_samples"):
+        frame[col] = pd.to_numeric(frame[col]).astype("Int64")
+    for flag in ("partial", "quick", "throttled", "busy", "constructed", "reference", "facts_lost"):
+        frame[flag] = frame[flag].astype(bool)
+    percentiles = [c for c in _LATENCY_COLUMNS if c.endswith("_ms")]
+    ladder = ("loss_tolerance", "prepare_s", "agreement", "profiled_epoch_s", "profiled_images", "gpu_ops",
+              "gpu_busy_share", "cpu_top_op_share", *(f"profiled_{p}_s" for p in PHASES))  # fmt: skip
+    for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps", *percentiles,
+                "run_outside_share",
+                "energy_j", "mean_power_w", "page_faults", *ladder):  # fmt: skip
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+    frame["run_datetime"] = pd.to_datetime(frame["run_datetime"], utc=True)
+    # Text as objects, a missing one as None, whichever files the rows came from (pandas' string type and
+    # its NaN would otherwise depend on the mix of files read).
+    for col in frame.columns:
+        if col != "data" and col != "round_times" and frame[col].dtype in (object, "str"):
+            frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
+    return frame
+
+
+def frame_of(files: Iterable[pd.DataFrame], *, all_runs: bool = False) -> pd.DataFrame:
+    """Files' frames (file_frame) to the report's table: labels unique across them, by default only the newest
+    figures of each machine (select_newest)."""
+    parts = [part for part in files if part is not None and not part.empty]
+    if not parts:
+        return pd.DataFrame(columns=COLUMNS)
+    frame = _typed(pd.concat(parts, ignore_index=True))
+    frame["label"] = frame["machine_key"].map(machine_labels(frame))
+    if not all_runs:
+        frame = select_newest(frame)
     return frame[COLUMNS].sort_values(["machine_key", "family", "device", "name"], kind="stable").reset_index(drop=True)
+
+
+def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict, str]], *, all_runs: bool = False):
+    """Rows from (path, run[, shown_as]) tuples; by default only the newest figures of each machine (select_newest)."""
+    return frame_of((file_frame(item[0], item[1], item[2] if len(item) > 2 else None) for item in runs),
+                    all_runs=all_runs)  # fmt: skip
 
 
 _SERIES = ["machine_key", "run_file", "run_datetime", "device", "direction", "memory", "dtype", "cpu_threads"]
@@ -333,18 +360,24 @@ def select_newest(frame: pd.DataFrame) -> pd.DataFrame:
     return ordered[keep]
 
 
-def load_frame(paths: Iterable[str | os.PathLike], *, all_runs: bool = False) -> pd.DataFrame:
-    """Every saved run under `paths` to one DataFrame (see runs_to_frame); unreadable files are warned about."""
-    runs = []
-    for path, root in find_run_files(paths):
-        run = load_run(path)
-        if run is not None:
-            runs.append((path, run, _shown_as(path, root)))
-    return runs_to_frame(runs, all_runs=all_runs)
+def _read(path: Path, root: Path) -> pd.DataFrame | None:
+    run = load_run(path)
+    return None if run is None else file_frame(path, run, _shown_as(path, root))
+
+
+def load_frame(
+    paths: Iterable[str | os.PathLike], *, all_runs: bool = False, cache: RowCache | None = None
+) -> pd.DataFrame:
+    """Every saved run under `paths` to one DataFrame (see runs_to_frame); unreadable files are warned about.
+    With a cache, a file read before and unchanged since is not read again (bench/report/cache.py)."""
+    found = find_run_files(paths)
+    if cache is None:
+        return frame_of((_read(path, root) for path, root in found), all_runs=all_runs)
+    return frame_of(cache.frames(found, _read, _shown_as), all_runs=all_runs)
 
 
 _COLUMNS_IN = [
-    "machine_key", "machine_name", "host", "cpu", "gpus", "what", "constructed", "reference", "run_file", "run_datetime", "commit",
+    "machine_key", "machine_name", "host", "cpu", "gpus", "what", "constructed", "reference", "facts_lost", "run_file", "run_datetime", "commit",
     "torch", "nvml_driver", "quick", "partial", "run_ended", "run_planned_cases", "run_finished_cases", "host_allocator",
     "run_outside_share", "default_threads", "family", "name", "variant", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes",
     "dataset", "loss", "accuracy", "link_gbps", *_LATENCY_COLUMNS, "telemetry", "energy_j", "mean_power_w",

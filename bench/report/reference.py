@@ -29,8 +29,9 @@ _COLUMNS = ["reference", "run_files", "device_name", "dataset", "family", "varia
             "default_threads"]  # fmt: skip
 
 
-def load_reference() -> pd.DataFrame:
-    """The reference runs this checkout ships (an empty frame where it ships none)."""
+def load_reference(cache=None) -> pd.DataFrame:
+    """The reference runs this checkout ships (an empty frame where it ships none); `cache`: a RowCache to keep
+    what was read of them in (bench/report/cache.py)."""
     from bench.report.load import load_frame  # (load imports the figures this module imports)
 
     folder = reference_folder()
@@ -41,7 +42,7 @@ def load_reference() -> pd.DataFrame:
     with warnings.catch_warnings():
         # A reference run the report cannot read is the project's fault: fail loudly.
         warnings.simplefilter("error", RunFileWarning)
-        return load_frame([folder])
+        return load_frame([folder], cache=cache)
 
 
 def _pair(cpu_median: float, gpu_median: float, what: dict, cpu_data, gpu_data, threads) -> dict:

@@ -1,0 +1,185 @@
+"""The report's cache beside the results: each run file's rows, kept in Parquet, read again only when the file changes.
+
+A run file costs the report about 70 ms to read and build rows from; a fleet of 5,000 files, six
+minutes. What the report needs of a file (bench.report.load.file_frame: its rows, typed, with
+every figure that depends on that run alone) is kept in one Parquet file, keyed by the run file's
+real path, size, modification time and whether it is a reference run. A changed or new file is
+read again, a removed one dropped; a file whose reading warned is never kept, so its warning is
+said on every report. The cache is stamped with the report's own code and libraries: a report of
+another version reads every file again. See docs/design.md for why Parquet.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from bench.record.store import REPORT_CACHE, RunFileWarning, is_reference
+
+__all__ = ["CACHE_FOLDER", "CacheWarning", "RowCache", "code_stamp"]
+
+# Where the cache lives by default: inside the (first) results folder the report reads (never read as runs).
+CACHE_FOLDER = REPORT_CACHE
+_ROWS = "rows.parquet"
+_META = b"fmnist_bench_cache"
+_FILE = "_file"  # the column naming the run file a cached row came from (its real path)
+_LIBRARIES = ("pandas", "numpy", "pyarrow", "matplotlib", "seaborn", "jinja2")
+
+
+class CacheWarning(RunFileWarning):
+    """The cache could not be read or written: the report goes on, reading the run files themselves."""
+
+
+@functools.cache
+def code_stamp() -> str:
+    """What the cache's contents depend on: the source of the saved-run contract and of the report (its templates
+    too), and the versions of the libraries that build and store them. Any change reads every file again."""
+    digest = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for folder in (here.parent / "record", here, here / "templates"):
+        for source in sorted(folder.glob("*.py")) + sorted(folder.glob("*.j2")):
+            digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    for library in _LIBRARIES:
+        try:
+            digest.update(f"{library}={metadata.version(library)}\0".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{library}=none\0".encode())
+    return digest.hexdigest()
+
+
+def _identity(path: Path) -> tuple[str, list] | None:
+    """A run file's key (its real path) and what must not have changed (size, mtime in ns, reference or not)."""
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+    except OSError:
+        return None
+    return real, [st.st_size, st.st_mtime_ns, is_reference(real)]
+
+
+class RowCache:
+    """The rows of every run file read, under `folder` (created when first written)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.read_files = 0  # how many run files this report read itself (a miss), and how many it took from here
+        self.kept_files = 0
+
+    @property
+    def path(self) -> Path:
+        return self.folder / _ROWS
+
+    def _load(self) -> tuple[dict[str, list], pd.DataFrame | None]:
+        """(each kept file's identity, the kept rows): nothing where the cache is absent, of another version, or broken."""
+        if not self.path.is_file():
+            return {}, None
+        try:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(self.path)
+            meta = json.loads((table.schema.metadata or {}).get(_META, b"{}"))
+            if meta.get("stamp") != code_stamp():
+                return {}, None  # another version of the report wrote it: every file is read again
+            files = meta["files"]
+            frame = table.to_pandas()
+            if _FILE not in frame or not isinstance(files, dict):
+                raise ValueError("no file column")
+        except Exception as exc:  # a broken cache is never worse than no cache
+            warnings.warn(f"{self.path}: the report's cache is unreadable ({exc}): every run file is read again",
+                          CacheWarning, stacklevel=3)  # fmt: skip
+            return {}, None
+        # Each column back as the report built it: Parquet gives lists as arrays and text as pandas' string type.
+        for column, dtype in meta.get("dtypes", {}).items():
+            if column in frame and str(frame[column].dtype) != dtype:
+                values = frame[column]
+                frame[column] = (
+                    values.astype(object).where(values.notna(), None) if dtype == "object" else values.astype(dtype)
+                )
+        frame["round_times"] = [None if v is None else v.tolist() for v in frame["round_times"]]
+        return files, frame
+
+    def frames(self, found: list[tuple[Path, Path]], read: Callable[[Path, Path], pd.DataFrame | None],
+               shown: Callable[[Path, Path], str]) -> list[pd.DataFrame]:  # fmt: skip
+        """The frames of every (file, root) in `found`: kept ones from the cache, the rest from `read`, whose
+        clean results are then kept. `shown` names a file as this report does (it may differ between reports)."""
+        files, kept = self._load()
+        wanted: dict[str, str] = {}  # real path -> the name this report gives it
+        order: dict[str, int] = {}  # real path -> its place among `found`: rows come out in the files' order
+        out, new, new_files = [], [], {}
+        for place, (path, root) in enumerate(found):
+            identity = _identity(path)
+            if identity is not None and identity[0] in wanted:
+                continue  # the same file under two names: read once, as find_run_files does for folders
+            if identity is not None and files.get(identity[0]) == identity[1]:
+                wanted[identity[0]], order[identity[0]] = shown(path, root), place
+                continue
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                frame = read(path, root)
+            for warning in caught:  # said again, to whoever listens: a warned file is never kept
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+            if frame is None:
+                continue
+            self.read_files += 1
+            out.append(frame.assign(_order=place))
+            if identity is not None and not caught:
+                new.append(frame.assign(**{_FILE: identity[0]}))
+                new_files[identity[0]] = identity[1]
+                wanted[identity[0]] = shown(path, root)
+        if kept is not None and wanted:
+            mine = kept[kept[_FILE].isin(wanted.keys()) & ~kept[_FILE].isin(new_files.keys())]
+            self.kept_files = mine[_FILE].nunique()
+            out.append(
+                mine.assign(run_file=mine[_FILE].map(wanted), _order=mine[_FILE].map(order)).drop(columns=[_FILE])
+            )
+        self._save(files, kept, new, new_files, set(wanted))
+        out = [part for part in out if not part.empty]
+        if not out:
+            return []
+        both = pd.concat(out, ignore_index=True).sort_values("_order", kind="stable")
+        return [both.drop(columns=["_order"]).reset_index(drop=True)]
+
+    def _save(self, files: dict, kept: pd.DataFrame | None, new: list[pd.DataFrame], new_files: dict,
+              seen: set[str]) -> None:  # fmt: skip
+        """Write the cache again where it changed: new files added, and files gone or changed dropped (a kept file
+        another report read, still as it was, stays)."""
+        still = {}
+        for real, identity in files.items():
+            if real in new_files:
+                continue
+            if real in seen or _identity(Path(real)) == (real, identity):
+                still[real] = identity
+        if not new and len(still) == len(files):
+            return
+        parts = new + ([kept[kept[_FILE].isin(still.keys())]] if kept is not None and still else [])
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            frame = pd.concat(parts, ignore_index=True) if parts else None
+            if frame is None:
+                return
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            meta = {**(table.schema.metadata or {}), _META: json.dumps({"stamp": code_stamp(), "files": {**still, **new_files},
+                                                                         "dtypes": frame.dtypes.astype(str).to_dict()}).encode()}  # fmt: skip
+            self.folder.mkdir(parents=True, exist_ok=True)
+            handle, temp = tempfile.mkstemp(prefix=".rows-", suffix=".tmp", dir=self.folder)
+            os.close(handle)
+            try:
+                pq.write_table(table.replace_schema_metadata(meta), temp)
+                os.replace(temp, self.path)  # whole or not at all: a report reading it meanwhile sees the old one
+            finally:
+                if os.path.exists(temp):
+                    os.unlink(temp)
+        except Exception as exc:  # the report is written all the same, from the files
+            warnings.warn(f"{self.path}: the report's cache was not written ({exc}): the run files are read "
+                          "again next time", CacheWarning, stacklevel=3)  # fmt: skip
