@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.record.journal import find_journals, journal_state  # pure Python: the journal format, no torch
+from bench.report.cache import CACHE_FOLDER, RowCache
 from bench.report.load import RunFileWarning, load_frame
 from bench.report.page import OutputError, check_out, write_report
 
@@ -16,6 +17,16 @@ __all__ = ["main"]
 
 DEFAULT_RUNS = Path("results")
 DEFAULT_OUT = Path("results/report")
+
+
+def _cache(args) -> RowCache | None:
+    """The cache the report reads and keeps: --cache, else inside the first folder given (a file's own folder)."""
+    if args.no_cache:
+        return None
+    if args.cache is not None:
+        return RowCache(args.cache)
+    first = args.paths[0]
+    return RowCache((first if first.is_dir() else first.parent) / CACHE_FOLDER)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,15 +44,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cross-machine", action="store_true", help="add each GPU's speedup over every other machine's CPU"
     )
+    parser.add_argument(
+        "--cache", type=Path, default=None,
+        help=f"where the report keeps what it read of each run file (default: {CACHE_FOLDER} in the first folder given)",
+    )  # fmt: skip
+    parser.add_argument("--no-cache", action="store_true", help="read every run file, keep nothing")
     args = parser.parse_args(argv)
+    if args.no_cache and args.cache is not None:
+        parser.error("--cache and --no-cache: choose one")
     try:
         check_out(args.out)  # before any work: a report that can't be written is not computed
     except OutputError as exc:
         parser.error(str(exc))
+    cache = _cache(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RunFileWarning)
         try:
-            frame = load_frame(args.paths, all_runs=args.all_runs)
+            frame = load_frame(args.paths, all_runs=args.all_runs, cache=cache)
         except FileNotFoundError as exc:
             parser.error(str(exc))
     for warning in caught:
@@ -63,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: no fmnist-bench runs found under {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 1
     try:
-        written = write_report(frame, args.out, cross_machine=args.cross_machine)
+        written = write_report(frame, args.out, cross_machine=args.cross_machine,
+                               cache=None if cache is None else cache.folder)  # fmt: skip
     except OSError as exc:
         print(f"error: could not write the report to {args.out}: {exc}", file=sys.stderr)
         return 1

@@ -15,8 +15,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from bench.record.names import NOISY_IQR_SHARE
-from bench.report import facts, figures, plots, tables
+from bench.report import facts, figures, pages, plots, tables
 from bench.report.answers import answers as machine_answers
+from bench.report.cache import RowCache
 from bench.report.load import CSV_COLUMNS, select_newest
 from bench.report.reference import load_reference
 
@@ -79,12 +80,40 @@ def _html_table(table: pd.DataFrame | None) -> Markup:
     return Markup(f'<div class="wide">{table.to_html(index=False, escape=True, border=0, classes="t")}</div>')
 
 
+# A fleet's report adds a folder per machine (each a one-machine report) and its rankings' pages and pictures.
+_MACHINE_FOLDER = re.compile(r"[a-z0-9-]+")
+_RANKING_FILE = re.compile(r"[a-z0-9_]+\.(html|png|csv)")
+
+
+def _foreign(out: Path) -> list[str]:
+    """What in a report folder the report did not write (a link counts as foreign: it is never followed)."""
+    foreign = []
+    for entry in out.iterdir():
+        if entry.is_symlink():
+            foreign.append(entry.name)
+        elif entry.is_file() and _OUTPUT.fullmatch(entry.name):
+            continue
+        elif entry.is_dir() and entry.name == "rankings":
+            foreign += [f"rankings/{p.name}" for p in entry.iterdir()
+                        if p.is_symlink() or not p.is_file() or not _RANKING_FILE.fullmatch(p.name)]  # fmt: skip
+        elif entry.is_dir() and entry.name == "machines":
+            for machine in entry.iterdir():
+                if machine.is_symlink() or not machine.is_dir() or not _MACHINE_FOLDER.fullmatch(machine.name):
+                    foreign.append(f"machines/{machine.name}")
+                    continue
+                foreign += [f"machines/{machine.name}/{p.name}" for p in machine.iterdir()
+                            if p.is_symlink() or not p.is_file() or not _OUTPUT.fullmatch(p.name)]  # fmt: skip
+        else:
+            foreign.append(entry.name)
+    return sorted(foreign)
+
+
 def check_out(out: Path) -> None:
     """Refuse, before any work, an output that is a file, holds files the report did not write, or can't be written."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out}: exists and is not a folder")
     if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if not _OUTPUT.fullmatch(p.name) or not p.is_file())
+        foreign = _foreign(out)
         if foreign:
             raise OutputError(
                 f"--out {out}: holds what the report did not write ({', '.join(foreign[:5])}); "
@@ -97,7 +126,8 @@ def check_out(out: Path) -> None:
         raise OutputError(f"--out {out}: cannot write in {parent}")
 
 
-def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list[dict], list[_Section]]:
+def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool, reference: pd.DataFrame | None = None,
+              in_fleet: bool = False) -> tuple[list[dict], list[_Section]]:  # fmt: skip
     choices = figures.cpu_choices(frame)
     speed = figures.speedups(frame)
     cross = figures.crossovers(speed)
@@ -110,7 +140,10 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
     energy_notes = "; ".join(facts.energy_notes(frame))
     # The reference GPUs a machine without one is held against: the shipped runs, read here if not among the input.
     given = frame[frame["reference"]]
-    reference = given if figures.is_gpu(given["device"]).any() else load_reference()
+    if figures.is_gpu(given["device"]).any():
+        reference = given
+    elif reference is None:
+        reference = load_reference()
     answers = machine_answers(frame, speed, cross, parts, reference)
     for machine in answers:
         speed_here = machine["speedups"]
@@ -197,7 +230,7 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
                  "The headline figure of each family per machine and device, from full runs; like with like: a host "
                  "memory copy and a PCIe copy have their own columns."
                  + ("" if several else " There is one machine in these runs; copy other machines' results folders "
-                    "in to compare."),
+                    "in to compare." if not in_fleet else " The fleet's index ranks this machine among the others."),
                  plots.plot_machines(frame, out / "machines.png")),
     ]  # fmt: skip
     if not threads.empty:
@@ -235,14 +268,22 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool) -> tuple[list
     return answers, sections
 
 
-def _render(frame: pd.DataFrame, out: Path, cross_machine: bool) -> None:
-    answers, sections = _sections(frame, out, cross_machine)
-    env = Environment(
-        loader=PackageLoader("bench.report", "templates"), autoescape=True, undefined=StrictUndefined,
+def _env(autoescape: bool = True) -> Environment:
+    return Environment(
+        loader=PackageLoader("bench.report", "templates"), autoescape=autoescape, undefined=StrictUndefined,
         keep_trailing_newline=True,
     )  # fmt: skip
+
+
+def _render(frame: pd.DataFrame, out: Path, cross_machine: bool = False, *, reference: pd.DataFrame | None = None,
+            home: str | None = None) -> list[dict]:  # fmt: skip
+    """One page of the machines in `frame` into `out`: index.html, report.md and the plots; its answers.
+    `home`: a link back to the fleet's index, on a machine's own page."""
+    answers, sections = _sections(frame, out, cross_machine, reference, in_fleet=home is not None)
+    env = _env()
     # HTML: Jinja escapes every value (autoescape); tables come escaped from pandas.
     page = env.get_template("index.html.j2").render(
+        home=home,
         marks=MARKS,
         partial=facts.partial_note(frame),
         answers=[{**a, "table_html": _html_table(a["table"])} for a in answers],
@@ -267,14 +308,27 @@ def _render(frame: pd.DataFrame, out: Path, cross_machine: bool) -> None:
         ],
     )  # fmt: skip
     (out / "report.md").write_text(re.sub(r"\n{3,}", "\n\n", text), encoding="utf-8")
+    return answers
 
 
-def write_report(frame: pd.DataFrame, out: Path, *, cross_machine: bool = False) -> list[Path]:
+def _page(template: str, path: Path, **values) -> None:
+    """One page of the fleet from its template: HTML autoescaped, Markdown from values escaped here."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    markdown = template.endswith(".md.j2")
+    text = _env(autoescape=not markdown).get_template(template).render(md=md_escape, **values)
+    path.write_text(re.sub(r"\n{3,}", "\n\n", text) if markdown else text, encoding="utf-8")
+
+
+def write_report(
+    frame: pd.DataFrame, out: Path, *, cross_machine: bool = False, cache: Path | None = None
+) -> list[Path]:
     """Write summary.csv, report.md, the plots (each with its data as .csv) and index.html as the folder `out`.
 
     Everything is written into a new folder beside `out`, which replaces `out` only once all of
     it was written: a failure leaves the previous report as it was. summary.csv holds every row
-    of `frame`; the rest uses each machine's newest figure of each benchmark.
+    of `frame`; the rest uses each machine's newest figure of each benchmark. Beyond
+    ONE_PAGE_MACHINES machines the index ranks them and each machine has its page (bench/report/pages.py);
+    `cache` is where their drawn pages and pictures are kept.
     """
     out = Path(os.path.realpath(out))  # a link to the report folder: replace the folder, keep the link
     check_out(out)
@@ -284,7 +338,11 @@ def write_report(frame: pd.DataFrame, out: Path, *, cross_machine: bool = False)
     try:
         new.chmod(0o755)  # mkdtemp's folder is private; a report is for reading
         frame[CSV_COLUMNS].to_csv(new / "summary.csv", index=False)
-        _render(select_newest(frame), new, cross_machine)
+        newest = select_newest(frame)
+        if newest["machine_key"].nunique() <= pages.ONE_PAGE_MACHINES:
+            _render(newest, new, cross_machine)
+        else:
+            _fleet(newest, new, cross_machine, cache)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
             old.rmdir()
@@ -298,3 +356,16 @@ def write_report(frame: pd.DataFrame, out: Path, *, cross_machine: bool = False)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return sorted(out.iterdir())
+
+
+def _fleet(frame: pd.DataFrame, out: Path, cross_machine: bool, cache: Path | None) -> None:
+    """The fleet's index and report.md over its machines' and rankings' pages."""
+    reference = load_reference(None if cache is None else RowCache(cache / "reference"))
+    cross = None
+    if cross_machine:
+        cross = _html_table(facts.cross_machine_table(figures.cross_machine_speedups(frame)))
+    values = pages.write_fleet(frame, out, render=_render, page=_page, reference=reference, cache=cache,
+                               extra={"marks": MARKS, "partial": facts.partial_note(frame), "cross": cross,
+                                      "runs": frame["run_file"].nunique()})  # fmt: skip
+    _page("fleet.html.j2", out / "index.html", **values)
+    _page("fleet.md.j2", out / "report.md", **values)

@@ -16,7 +16,16 @@ import seaborn as sns  # noqa: E402
 
 from bench.report.tables import device_label  # noqa: E402
 
-__all__ = ["plot_breakdown", "plot_epoch_time", "plot_inference", "plot_machines", "plot_speedup", "plot_transfer"]
+__all__ = [
+    "RANKING_PART",
+    "plot_breakdown",
+    "plot_epoch_time",
+    "plot_inference",
+    "plot_machines",
+    "plot_ranking",
+    "plot_speedup",
+    "plot_transfer",
+]
 
 # Strings from run files are data: "$x$" in a host name must print as typed, not as mathtext
 # (an unbalanced "$" would stop the report). Every plot is drawn under these settings.
@@ -213,3 +222,48 @@ def plot_machines(frame: pd.DataFrame, path: Path) -> Path | None:
         _write_data(data, path, "batch_size", "median", ["who"])
         fig.tight_layout()
         return _save(fig, path)
+
+
+# A ranking's picture holds at most this many machines (about 22 px each: under 3,500 px tall); a longer one is split.
+RANKING_PART = 150
+
+
+def plot_ranking(ranking, folder: Path, parts: list[int] | None = None, size: int | None = None) -> list[Path]:
+    """A ranking (bench.report.fleet.Ranking) as dots on one axis, best at the top, each labelled with its rank, machine
+    and device, its 95% interval where it has one; split into pictures of RANKING_PART machines, each with its data
+    (`parts`: only those, counted from 1; `size`: machines a picture, RANKING_PART unless given). Every part has
+    the whole ranking's axis, so that parts compare."""
+    size = size or RANKING_PART
+    rows = ranking.rows.dropna(subset=["value"])
+    values = pd.concat([rows["value"], rows["low"], rows["high"]]).dropna()
+    log = ranking.log and (values > 0).all()
+    limits = (values.min() / 1.15, values.max() * 1.15) if log else (min(0, values.min()), values.max() * 1.05)
+    written = []
+    for part, start in enumerate(range(0, len(rows), size), start=1):
+        if parts is not None and part not in parts:
+            continue
+        mine = rows.iloc[start : start + size]
+        path = folder / f"ranking_{ranking.key}_{part}.png"
+        with plt.rc_context(_RC):
+            fig, ax = plt.subplots(figsize=(9, 1.3 + 0.22 * len(mine)))
+            y = np.arange(len(mine))
+            sure = mine["low"].notna() & mine["high"].notna()
+            ax.hlines(y[sure.to_numpy()], mine.loc[sure, "low"], mine.loc[sure, "high"], color="0.4", linewidth=1.5)
+            ax.plot(mine["value"], y, "o", color="C0", markersize=4)
+            ax.set_yticks(y, [f"{r.rank}. {r.label} · {r.device}" for r in mine.itertuples()], fontsize=8)
+            ax.set_ylim(len(mine) - 0.5, -0.5)  # best at the top
+            if log:
+                ax.set_xscale("log")
+            ax.set_xlim(*limits)
+            if log:
+                _log_axes(ax)
+            ax.grid(True, axis="x", alpha=0.3)
+            ax.tick_params(axis="x", top=True, labeltop=True)  # a tall picture's axis at both ends
+            last = min(start + size, len(rows))
+            ax.set(xlabel=ranking.unit, title=f"{ranking.title}: {start + 1:,}-{last:,} of {len(rows):,}")
+            out = pd.DataFrame({"rank": mine["rank"], "machine": mine["label"], "device": mine["device"],
+                                "value": mine["value"], "low": mine["low"], "high": mine["high"]})  # fmt: skip
+            out.to_csv(path.with_suffix(".csv"), index=False)
+            fig.tight_layout()
+            written.append(_save(fig, path))
+    return written
