@@ -1,0 +1,15 @@
+#!/bin/bash
+# Submit examples/slurm/fleet.sbatch once per node type: each an array of RUNS repeat runs, one at a time
+# (%1) so that no two runs share a node. Node types are the cluster's feature names (sinfo -o "%N %f").
+#   examples/slurm/submit.sh h100 a100 cpu-large        (RUNS=5 by default)
+set -euo pipefail
+if [ "$#" -eq 0 ]; then
+    echo "usage: $0 NODE_TYPE [NODE_TYPE ...]   (each a node feature: sinfo -o \"%N %f\")" >&2
+    exit 2
+fi
+RUNS="${RUNS:-5}"
+case "$RUNS" in ''|*[!0-9]*|0) echo "RUNS must be a whole number from 1, not '$RUNS'" >&2; exit 2 ;; esac
+here="$(cd "$(dirname "$0")" && pwd)"
+for type in "$@"; do
+    sbatch --constraint="$type" --array="1-${RUNS}%1" --export="ALL,NODE_TYPE=${type}" "$here/fleet.sbatch"
+done

@@ -1,0 +1,251 @@
+"""The report at fleet size: its cache of run files, the fleet's pages and rankings, and the job files that run a fleet."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pandas as pd
+import pytest
+import yaml
+
+from bench.record.store import RunFileWarning
+from bench.report import cache as cache_module
+from bench.report import pages
+from bench.report.cache import CacheWarning, RowCache
+from bench.report.cli import main as report
+from bench.report.load import load_frame
+from bench.report.page import OutputError, check_out
+from tests.fleet import make_fleet
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+EXAMPLES = ROOT / "examples"
+
+
+def _equal(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+@pytest.mark.parametrize("all_runs", [False, True])
+def test_the_cache_gives_what_the_files_give(tmp_path, all_runs):
+    paths = [ROOT / "results" / "reference", FIXTURES]
+    files = load_frame(paths, all_runs=all_runs)
+    cold, warm = RowCache(tmp_path / "cache"), RowCache(tmp_path / "cache")
+    _equal(files, load_frame(paths, all_runs=all_runs, cache=cold))
+    _equal(files, load_frame(paths, all_runs=all_runs, cache=warm))
+    assert cold.read_files > 10 and cold.kept_files == 0
+    assert warm.read_files == 0 and warm.kept_files == cold.read_files
+
+
+def test_a_changed_or_new_file_is_read_again_and_a_removed_one_dropped(tmp_path):
+    runs = tmp_path / "runs"
+    first, second, third = make_fleet(runs, machines=3)
+    load_frame([runs], cache=RowCache(runs / ".report-cache"))
+    changed = json.loads(first.read_text())
+    for bench in changed["benchmarks"]:
+        bench["stats"]["median"] *= 2
+    first.write_text(json.dumps(changed))
+    os.utime(first, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns + 10**9))  # a clock's tick later
+    third.unlink()
+    new = make_fleet(tmp_path / "more", machines=4)[3]
+    shutil.move(new.parent, runs / new.parent.name)
+    again = RowCache(runs / ".report-cache")
+    frame = load_frame([runs], cache=again)
+    assert (again.read_files, again.kept_files) == (2, 1)  # the changed and the new one; the unchanged one kept
+    _equal(frame, load_frame([runs]))
+    assert frame["machine_name"].nunique() == 3 and "fleet-0002" not in set(frame["machine_name"])
+    last = RowCache(runs / ".report-cache")
+    load_frame([runs], cache=last)
+    assert (last.read_files, last.kept_files) == (0, 3)
+    assert second.exists()
+
+
+def test_a_file_that_warns_is_never_kept_and_warns_every_time(tmp_path):
+    run = json.loads((FIXTURES / "cpu_quick_run.json").read_text())
+    run["datetime"] = "not a date"
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(run))
+    for _ in range(2):
+        cache = RowCache(tmp_path / "cache")
+        with pytest.warns(RunFileWarning, match="is not a date"):
+            load_frame([path], cache=cache)
+        assert cache.read_files == 1 and cache.kept_files == 0
+
+
+def test_a_broken_cache_or_one_of_another_version_reads_the_files(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    make_fleet(runs, machines=2)
+    files = load_frame([runs])
+    folder = tmp_path / "cache"
+    load_frame([runs], cache=RowCache(folder))
+    (folder / "rows.parquet").write_bytes(b"PAR1 not parquet")
+    broken = RowCache(folder)
+    with pytest.warns(CacheWarning, match="unreadable"):
+        _equal(files, load_frame([runs], cache=broken))
+    assert broken.read_files == 2
+    monkeypatch.setattr(cache_module, "code_stamp", lambda: "another version of the report")
+    other = RowCache(folder)
+    _equal(files, load_frame([runs], cache=other))  # silently: a new version reads every file again
+    assert other.read_files == 2
+
+
+def test_the_cache_folder_is_never_read_as_runs(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    make_fleet(runs, machines=3)
+    for _ in range(2):
+        assert report([str(runs), "--out", str(tmp_path / "out")]) == 0
+    assert (runs / ".report-cache" / "rows.parquet").is_file()
+    assert "warning" not in capsys.readouterr().err
+
+
+def _links(page: Path) -> list[str]:
+    return re.findall(r'href="([^"#]+)"', page.read_text(encoding="utf-8"))
+
+
+def _expected_speedups(runs: Path) -> dict[str, float]:
+    """Each constructed machine's train seed speedup at batch 1,000 from its newest run file, computed here."""
+    out = {}
+    for path in sorted(runs.glob("*/0002_fleet.json")):
+        run = json.loads(path.read_text())
+        medians = {b["params"]["device"]: b["stats"]["median"] for b in run["benchmarks"]
+                   if b["name"].endswith("-1000-seed]")}  # fmt: skip
+        out[run["machine_info"]["fmnist_bench"]["machine_name"]] = medians["cpu"] / medians["cuda:0"]
+    return out
+
+
+def test_a_fleet_is_ranked_with_a_page_per_machine(tmp_path, monkeypatch):
+    """The scale test, at a size a test affords: 7 machines of 2 runs, rankings split 3 machines a picture."""
+    monkeypatch.setattr(pages, "RANKING_PART", 3)
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    make_fleet(runs, machines=7, runs=2)
+    assert report([str(runs), "--out", str(out)]) == 0
+    index = out / "index.html"
+    machines = sorted((out / "machines").iterdir())
+    assert len(machines) == 7 and all(
+        (m / "index.html").is_file() and (m / "epoch_time.png").is_file() for m in machines
+    )
+    linked = [link for link in _links(index) if link.startswith("machines/")]
+    assert {Path(link).parent.name for link in linked} == {m.name for m in machines}
+    for link in _links(index):
+        assert (out / link).is_file(), link
+    for page in (out / "rankings").glob("*.html"):
+        for link in _links(page):
+            assert (page.parent / link).resolve().is_file(), (page.name, link)
+    # The ranking's order and figures are the ones the run files give.
+    expected = _expected_speedups(runs)
+    parts = sorted((out / "rankings").glob("ranking_speedup_train_*.csv"))
+    assert len(parts) == 3  # 7 machines, 3 a picture
+    ranked = pd.concat([pd.read_csv(p) for p in parts])
+    names = [label.split(" ")[0] for label in ranked["machine"]]
+    assert names == sorted(expected, key=expected.get, reverse=True)
+    assert ranked["value"].tolist() == pytest.approx([expected[n] for n in names], rel=1e-12)
+    assert ranked["rank"].tolist() == list(range(1, 8))
+    for picture in out.rglob("*.png"):
+        height, width = matplotlib.image.imread(picture).shape[:2]
+        assert height <= 4000 and width <= 4000, picture
+    # Nothing is drawn again when nothing changed, and the report is the same.
+    drawn = {p: p.stat().st_ino for p in (runs / ".report-cache" / "drawn").rglob(".done")}
+    before = index.read_text(encoding="utf-8")
+    assert report([str(runs), "--out", str(out)]) == 0
+    assert {p: p.stat().st_ino for p in (runs / ".report-cache" / "drawn").rglob(".done")} == drawn
+    assert index.read_text(encoding="utf-8") == before
+
+
+def test_up_to_four_machines_the_report_stays_one_page(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    make_fleet(runs, machines=pages.ONE_PAGE_MACHINES)
+    assert report([str(runs), "--out", str(out)]) == 0
+    assert not (out / "machines").exists()
+    assert "The answer, per machine" in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_a_fleet_report_folder_holds_only_what_the_report_writes(tmp_path):
+    out = tmp_path / "out"
+    (out / "machines" / "fleet-0001-abcd1234").mkdir(parents=True)
+    (out / "machines" / "fleet-0001-abcd1234" / "index.html").write_text("")
+    (out / "rankings").mkdir()
+    (out / "rankings" / "ranking_speedup_train_1.png").write_bytes(b"")
+    check_out(out)  # a fleet report's own files: replaced
+    (out / "machines" / "fleet-0001-abcd1234" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="notes.txt"):
+        check_out(out)
+
+
+def test_the_slurm_files_are_bash_and_submit_one_array_per_node_type(tmp_path):
+    for script in ("fleet.sbatch", "submit.sh"):
+        subprocess.run(["bash", "-n", str(EXAMPLES / "slurm" / script)], check=True)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text('#!/bin/sh\necho "$@" >> "$SUBMITTED"\n')
+    (fake / "sbatch").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "SUBMITTED": str(tmp_path / "submitted")}
+    submit = str(EXAMPLES / "slurm" / "submit.sh")
+    subprocess.run([submit, "h100", "cpu-large"], check=True, env=env)
+    lines = (tmp_path / "submitted").read_text().splitlines()
+    assert len(lines) == 2 and "--constraint=h100 --array=1-5%1" in lines[0] and "NODE_TYPE=cpu-large" in lines[1]
+    assert all(line.endswith("fleet.sbatch") for line in lines)
+    for bad_env, args in (({}, []), ({"RUNS": "five"}, ["h100"]), ({"RUNS": "0"}, ["h100"])):
+        done = subprocess.run([submit, *args], env={**env, **bad_env}, capture_output=True, text=True)
+        assert done.returncode == 2 and done.stderr
+
+
+def test_the_ci_matrix_runs_commands_the_project_accepts(tmp_path):
+    workflow = yaml.safe_load((EXAMPLES / "ci" / "github-actions.yml").read_text())
+    bench, final = workflow["jobs"]["bench"], workflow["jobs"]["report"]
+    assert "self-hosted" in bench["runs-on"] and len(bench["strategy"]["matrix"]["runner"]) >= 2
+    assert final["needs"] == "bench"
+    runs = {step.get("name"): step.get("run") for step in bench["steps"]}
+    command = re.sub(r"\$\{\{[^}]*\}\}", "runner", runs["Benchmark"]).split()
+    assert command[:5] == [".venv/bin/python", "-m", "pytest", "bench", "--benchmark-autosave"]
+    # Its options, as pytest bench takes them (collected only, nothing run or saved).
+    options = [o.strip('"') for o in command[5:] if o != "--benchmark-autosave"]
+    done = subprocess.run([sys.executable, "-m", "pytest", "bench", "--collect-only", "-q", "-p", "no:cacheprovider",
+                           *options], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    reported = next(s["run"] for s in final["steps"] if s.get("name") == "Report").split()
+    assert reported[1:5] == ["-m", "bench", "report", "results"]
+
+
+def _checkout(tmp_path: Path) -> Path:
+    """A checkout of the project, as a cluster's shared storage holds it (its results/ empty)."""
+    checkout = tmp_path / "checkout"
+    for part in ("bench", "fmnist_model", "examples"):
+        shutil.copytree(ROOT / part, checkout / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", checkout)
+    return checkout
+
+
+def test_n_machines_save_into_one_tree_at_once(tmp_path):
+    """The job file itself, four tasks at once on this machine: three node types, one of them twice. Every run
+    is saved, each machine into its own folder, and the report reads them all as a fleet."""
+    checkout = _checkout(tmp_path)
+    env = {**os.environ, "PYTHON": sys.executable, "FMNIST_BENCH_DIR": str(checkout),
+           "BENCH_ARGS": "--quick --devices cpu -k test_transfer -p no:cacheprovider"}  # fmt: skip
+    tasks = [
+        subprocess.Popen(["bash", str(checkout / "examples" / "slurm" / "fleet.sbatch")], env={**env, "NODE_TYPE": t,
+                         "SLURM_ARRAY_TASK_ID": str(i)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i, t in enumerate(["type-a", "type-b", "type-c", "type-a"])
+    ]  # fmt: skip
+    for task in tasks:
+        output, _ = task.communicate(timeout=600)
+        assert task.returncode == 0, output[-3000:]
+    results = checkout / "results"
+    folders = sorted(p for p in results.iterdir() if p.is_dir())
+    assert [f.name.split("-")[1] for f in folders] == ["a", "b", "c"]
+    runs = {f.name: sorted(f.rglob("*.json")) for f in folders}
+    assert sorted(len(r) for r in runs.values()) == [1, 1, 2]
+    twice = next(r for r in runs.values() if len(r) == 2)
+    assert [p.name[:4] for p in twice] == ["0001", "0002"]  # two saves at once into one folder: both numbered
+    frame = load_frame([results], all_runs=True)
+    assert frame["run_file"].nunique() == 4 and frame["machine_key"].nunique() == 3
+    out = tmp_path / "report"
+    assert report([str(results), "--out", str(out)]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert all(f"<h3>type-{t}-" in page for t in "abc")  # three machines: one page, an answer each
