@@ -249,3 +249,20 @@ def test_n_machines_save_into_one_tree_at_once(tmp_path):
     assert report([str(results), "--out", str(out)]) == 0
     page = (out / "index.html").read_text(encoding="utf-8")
     assert all(f"<h3>type-{t}-" in page for t in "abc")  # three machines: one page, an answer each
+
+
+def test_a_cache_that_cannot_be_used_is_refused_or_passed_by(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    make_fleet(runs, machines=5)
+    (tmp_path / "file").write_text("")
+    for bad in (["--cache", str(tmp_path / "file")], ["--cache", str(tmp_path / "out" / "c")],
+                ["--cache", str(tmp_path / "c"), "--no-cache"]):  # fmt: skip
+        with pytest.raises(SystemExit) as stopped:
+            report([str(runs), "--out", str(tmp_path / "out"), *bad])
+        assert stopped.value.code == 2
+    assert not (tmp_path / "out").exists()
+    # A cache that cannot be written (under a file, so even root cannot): the report is written all the same.
+    capsys.readouterr()
+    assert report([str(runs), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "file" / "cache")]) == 0
+    err = capsys.readouterr().err
+    assert "the report's cache" in err and len(list((tmp_path / "out" / "machines").iterdir())) == 5

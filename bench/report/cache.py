@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.record.store import REPORT_CACHE, RunFileWarning, is_reference
+from bench.record.store import REPORT_CACHE, is_reference
 
 __all__ = ["CACHE_FOLDER", "CacheWarning", "RowCache", "code_stamp"]
 
@@ -35,8 +35,9 @@ _FILE = "_file"  # the column naming the run file a cached row came from (its re
 _LIBRARIES = ("pandas", "numpy", "pyarrow", "matplotlib", "seaborn", "jinja2")
 
 
-class CacheWarning(RunFileWarning):
-    """The cache could not be read or written: the report goes on, reading the run files themselves."""
+class CacheWarning(UserWarning):
+    """The cache could not be read or written: the report goes on, reading the run files themselves (not a
+    RunFileWarning: no run file is at fault, and a reference run's warning is an error)."""
 
 
 @functools.cache

@@ -52,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.no_cache and args.cache is not None:
         parser.error("--cache and --no-cache: choose one")
+    if args.cache is not None and args.cache.exists() and not args.cache.is_dir():
+        parser.error(f"--cache {args.cache}: exists and is not a folder")
+    if args.cache is not None and args.cache.resolve().is_relative_to(args.out.resolve()):
+        parser.error(f"--cache {args.cache}: inside --out {args.out}, which the report replaces whole")
     try:
         check_out(args.out)  # before any work: a report that can't be written is not computed
     except OutputError as exc:
@@ -82,11 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: no fmnist-bench runs found under {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 1
     try:
-        written = write_report(frame, args.out, cross_machine=args.cross_machine,
-                               cache=None if cache is None else cache.folder)  # fmt: skip
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RunFileWarning)  # the cache's, said as every warning here is
+            written = write_report(frame, args.out, cross_machine=args.cross_machine,
+                                   cache=None if cache is None else cache.folder)  # fmt: skip
     except OSError as exc:
         print(f"error: could not write the report to {args.out}: {exc}", file=sys.stderr)
         return 1
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
     for path in written:
         print(path)
     return 0

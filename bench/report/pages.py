@@ -19,13 +19,14 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
-from bench.report.cache import code_stamp
+from bench.report.cache import CacheWarning, code_stamp
 from bench.report.fleet import Ranking, rankings
 from bench.report.plots import RANKING_PART, plot_ranking
 
@@ -59,8 +60,15 @@ class _Drawn:
     """Folders drawn once and kept under the hash of what they show (or, with no cache, drawn into a scratch folder)."""
 
     def __init__(self, cache: Path | None):
-        self.root = cache / "drawn" if cache is not None else Path(tempfile.mkdtemp(prefix="fmnist-report-"))
         self.scratch = cache is None
+        if cache is not None:
+            try:
+                (cache / "drawn").mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # the report is drawn all the same, and kept nowhere
+                warnings.warn(f"{cache}: the report's cache cannot be written ({exc}): every page is drawn again "
+                              "next time", CacheWarning, stacklevel=3)  # fmt: skip
+                self.scratch = True
+        self.root = Path(tempfile.mkdtemp(prefix="fmnist-report-")) if self.scratch else cache / "drawn"
         self.drawn = 0
 
     def folder(self, key: str) -> Path:
