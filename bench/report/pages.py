@@ -48,7 +48,7 @@ def machine_slug(label: str, key: str) -> str:
 def _hashes(frame: pd.DataFrame, by: str) -> dict[str, str]:
     """A hash of every row's content per value of `by`, round times included (stable across processes)."""
     flat = frame.drop(columns=["round_times"])
-    text = flat.columns[flat.dtypes == object]  # numbers, flags and dates hash as they are; text as text
+    text = flat.select_dtypes(include="object").columns  # numbers, flags and dates hash as they are; text as text
     flat[text] = flat[text].astype(str)
     rows = pd.util.hash_pandas_object(flat, index=False).to_numpy()
     times = pd.util.hash_pandas_object(frame["round_times"].map(repr), index=False).to_numpy()
