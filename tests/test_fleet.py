@@ -190,8 +190,9 @@ def test_the_slurm_files_are_bash_and_submit_one_array_per_node_type(tmp_path):
     subprocess.run([submit, "h100", "cpu-large"], check=True, env=env)
     lines = (tmp_path / "submitted").read_text().splitlines()
     assert len(lines) == 2 and "--constraint=h100 --array=1-5%1" in lines[0] and "NODE_TYPE=cpu-large" in lines[1]
+    assert f"FMNIST_BENCH_DIR={ROOT}," in lines[0] or f"FMNIST_BENCH_DIR={ROOT} " in lines[0]
     assert all(line.endswith("fleet.sbatch") for line in lines)
-    for bad_env, args in (({}, []), ({"RUNS": "five"}, ["h100"]), ({"RUNS": "0"}, ["h100"])):
+    for bad_env, args in (({}, []), ({"RUNS": "five"}, ["h100"]), ({"RUNS": "0"}, ["h100"]), ({}, ["a b"])):
         done = subprocess.run([submit, *args], env={**env, **bad_env}, capture_output=True, text=True)
         assert done.returncode == 2 and done.stderr
 
@@ -201,11 +202,16 @@ def test_the_ci_matrix_runs_commands_the_project_accepts(tmp_path):
     bench, final = workflow["jobs"]["bench"], workflow["jobs"]["report"]
     assert "self-hosted" in bench["runs-on"] and len(bench["strategy"]["matrix"]["runner"]) >= 2
     assert final["needs"] == "bench"
-    runs = {step.get("name"): step.get("run") for step in bench["steps"]}
-    command = re.sub(r"\$\{\{[^}]*\}\}", "runner", runs["Benchmark"]).split()
-    assert command[:5] == [".venv/bin/python", "-m", "pytest", "bench", "--benchmark-autosave"]
+    step = next(step for step in bench["steps"] if step.get("name") == "Benchmark")
+    assert "${{" not in step["run"]  # the runner's name comes through the environment, never into the script
+    # The command as the runner's shell runs it, with a runner's name (bash expands ${MACHINE:0:64}).
+    shown = subprocess.run(["bash", "-c", "printf '%s\\n' " + step["run"].split(" ", 1)[1]], capture_output=True,
+                           text=True, env={**os.environ, "MACHINE": "gpu-h100-runner-7"}, check=True)  # fmt: skip
+    command = shown.stdout.split()
+    assert command[:4] == ["-m", "pytest", "bench", "--benchmark-autosave"]
     # Its options, as pytest bench takes them (collected only, nothing run or saved).
-    options = [o.strip('"') for o in command[5:] if o != "--benchmark-autosave"]
+    options = command[4:]
+    assert options == ["--machine-name", "gpu-h100-runner-7"]
     done = subprocess.run([sys.executable, "-m", "pytest", "bench", "--collect-only", "-q", "-p", "no:cacheprovider",
                            *options], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -266,3 +272,29 @@ def test_a_cache_that_cannot_be_used_is_refused_or_passed_by(tmp_path, capsys):
     assert report([str(runs), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "file" / "cache")]) == 0
     err = capsys.readouterr().err
     assert "the report's cache" in err and len(list((tmp_path / "out" / "machines").iterdir())) == 5
+
+
+def test_a_file_given_twice_is_read_once(tmp_path):
+    runs = tmp_path / "runs"
+    first = make_fleet(runs, machines=2)[0]
+    (tmp_path / "linked").symlink_to(runs)
+    once = load_frame([runs], all_runs=True)
+    for paths in ([runs, first], [runs, tmp_path / "linked"]):
+        _equal(once, load_frame(paths, all_runs=True))
+        _equal(once, load_frame(paths, all_runs=True, cache=RowCache(tmp_path / "cache")))
+
+
+def test_what_another_report_drew_meanwhile_is_kept(tmp_path):
+    drawn = pages._Drawn(tmp_path / "cache")
+
+    def draw(folder, text):
+        (folder / "index.html").write_text(text)
+
+    pages._draw_one((drawn, "ab" * 32, draw, ("first",)))
+    pages._draw_one((drawn, "ab" * 32, draw, ("second",)))  # two reports drew one key at once: one is kept whole
+    assert (drawn.folder("ab" * 32) / "index.html").read_text() == "first"
+    assert drawn.missing(["ab" * 32, "cd" * 32]) == ["cd" * 32]
+    drawn.link("ab" * 32, tmp_path / "out")
+    assert (tmp_path / "out" / "index.html").read_text() == "first" and not (tmp_path / "out" / ".done").exists()
+    # Read-only: a report's file changed in place (a link to the cache's) is refused, not passed on to later reports.
+    assert (drawn.folder("ab" * 32) / "index.html").stat().st_mode & 0o222 == 0

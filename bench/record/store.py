@@ -160,10 +160,19 @@ def find_run_files(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]
     """Every .json file under `paths`, as (file, the folder it was found under), sorted.
 
     Folders are searched recursively, following symbolic links (a machine's results folder
-    linked in from elsewhere is still read), each real folder once, so a link loop ends; the
-    report's cache folder (REPORT_CACHE) is passed over.
+    linked in from elsewhere is still read), each real folder once, so a link loop ends, and each
+    real file once, under the first name it was found by; the report's cache folder (REPORT_CACHE)
+    is passed over.
     """
     found: dict[Path, Path] = {}
+    real_files: set[str] = set()  # a file under two names (a path given twice, a folder linked in twice) is read once
+
+    def add(file: Path, root: Path) -> None:
+        real = os.path.realpath(file)
+        if real not in real_files:
+            real_files.add(real)
+            found[file] = root
+
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
@@ -178,9 +187,9 @@ def find_run_files(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]
                 for name in files:
                     file = Path(folder) / name
                     if name.endswith(".json") and file.is_file():
-                        found.setdefault(file, path)
+                        add(file, path)
         elif path.is_file():
-            found.setdefault(path, path.parent)
+            add(path, path.parent)
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
     return sorted(found.items())

@@ -3,7 +3,7 @@
 A run file costs the report about 70 ms to read and build rows from; a fleet of 5,000 files, six
 minutes. What the report needs of a file (bench.report.load.file_frame: its rows, typed, with
 every figure that depends on that run alone) is kept in one Parquet file, keyed by the run file's
-real path, size, modification time and whether it is a reference run. A changed or new file is
+real path, size, modification and change times, inode and whether it is a reference run. A changed or new file is
 read again, a removed one dropped; a file whose reading warned is never kept, so its warning is
 said on every report. The cache is stamped with the report's own code and libraries: a report of
 another version reads every file again. See docs/design.md for why Parquet.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.record.store import REPORT_CACHE, is_reference
+from bench.record.store import REPORT_CACHE, RunFileWarning, is_reference
 
 __all__ = ["CACHE_FOLDER", "CacheWarning", "RowCache", "code_stamp"]
 
@@ -32,7 +32,7 @@ CACHE_FOLDER = REPORT_CACHE
 _ROWS = "rows.parquet"
 _META = b"fmnist_bench_cache"
 _FILE = "_file"  # the column naming the run file a cached row came from (its real path)
-_LIBRARIES = ("pandas", "numpy", "pyarrow", "matplotlib", "seaborn", "jinja2")
+_LIBRARIES = ("pandas", "numpy", "pyarrow", "matplotlib", "seaborn", "jinja2", "jsonschema")
 
 
 class CacheWarning(UserWarning):
@@ -58,13 +58,14 @@ def code_stamp() -> str:
 
 
 def _identity(path: Path) -> tuple[str, list] | None:
-    """A run file's key (its real path) and what must not have changed (size, mtime in ns, reference or not)."""
+    """A run file's key (its real path) and what must not have changed: its size, modification and change times
+    in ns, inode (a file replaced by another of the same size and time is another file), reference or not."""
     try:
         real = os.path.realpath(path)
         st = os.stat(real)
     except OSError:
         return None
-    return real, [st.st_size, st.st_mtime_ns, is_reference(real)]
+    return real, [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, is_reference(real)]
 
 
 class RowCache:
@@ -79,8 +80,9 @@ class RowCache:
     def path(self) -> Path:
         return self.folder / _ROWS
 
-    def _load(self) -> tuple[dict[str, list], pd.DataFrame | None]:
-        """(each kept file's identity, the kept rows): nothing where the cache is absent, of another version, or broken."""
+    def _load(self, columns: list[str]) -> tuple[dict[str, list], pd.DataFrame | None]:
+        """(each kept file's identity, the kept rows): nothing where the cache is absent or of another version; a
+        warning and nothing where it is broken or not what this version writes (`columns`: a file frame's)."""
         if not self.path.is_file():
             return {}, None
         try:
@@ -90,29 +92,33 @@ class RowCache:
             meta = json.loads((table.schema.metadata or {}).get(_META, b"{}"))
             if meta.get("stamp") != code_stamp():
                 return {}, None  # another version of the report wrote it: every file is read again
-            files = meta["files"]
+            files, counts, dtypes = meta["files"], meta["counts"], meta["dtypes"]
             frame = table.to_pandas()
-            if _FILE not in frame or not isinstance(files, dict):
-                raise ValueError("no file column")
+            if sorted(frame.columns) != sorted([*columns, _FILE]) or sorted(dtypes) != sorted(frame.columns):
+                raise ValueError("its columns are not the report's")
+            if frame[_FILE].value_counts().to_dict() != {f: n for f, n in counts.items() if n} or set(counts) != set(
+                files
+            ):
+                raise ValueError("its rows are not the files it lists")
+            # Each column back as the report built it: Parquet gives lists as arrays, text as pandas' string type.
+            for column, dtype in dtypes.items():
+                if str(frame[column].dtype) != dtype:
+                    values = frame[column]
+                    frame[column] = values.astype(object).where(values.notna(), None) if dtype == "object" else (
+                        values.astype(dtype))  # fmt: skip
+            frame["round_times"] = [None if v is None else [float(x) for x in v] for v in frame["round_times"]]
         except Exception as exc:  # a broken cache is never worse than no cache
             warnings.warn(f"{self.path}: the report's cache is unreadable ({exc}): every run file is read again",
                           CacheWarning, stacklevel=3)  # fmt: skip
             return {}, None
-        # Each column back as the report built it: Parquet gives lists as arrays and text as pandas' string type.
-        for column, dtype in meta.get("dtypes", {}).items():
-            if column in frame and str(frame[column].dtype) != dtype:
-                values = frame[column]
-                frame[column] = (
-                    values.astype(object).where(values.notna(), None) if dtype == "object" else values.astype(dtype)
-                )
-        frame["round_times"] = [None if v is None else v.tolist() for v in frame["round_times"]]
-        return files, frame
+        return files, frame[[*columns, _FILE]]
 
     def frames(self, found: list[tuple[Path, Path]], read: Callable[[Path, Path], pd.DataFrame | None],
-               shown: Callable[[Path, Path], str]) -> list[pd.DataFrame]:  # fmt: skip
+               shown: Callable[[Path, Path], str], columns: list[str]) -> list[pd.DataFrame]:  # fmt: skip
         """The frames of every (file, root) in `found`: kept ones from the cache, the rest from `read`, whose
-        clean results are then kept. `shown` names a file as this report does (it may differ between reports)."""
-        files, kept = self._load()
+        clean results are then kept. `shown` names a file as this report does (it may differ between reports);
+        `columns` are a file frame's."""
+        files, kept = self._load(columns)
         wanted: dict[str, str] = {}  # real path -> the name this report gives it
         order: dict[str, int] = {}  # real path -> its place among `found`: rows come out in the files' order
         out, new, new_files = [], [], {}
@@ -126,13 +132,14 @@ class RowCache:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 frame = read(path, root)
-            for warning in caught:  # said again, to whoever listens: a warned file is never kept
+            for warning in caught:  # said again, to whoever listens
                 warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
             if frame is None:
                 continue
             self.read_files += 1
             out.append(frame.assign(_order=place))
-            if identity is not None and not caught:
+            # A file that warned (a field passed over, a date that is not one) is never kept: it warns every time.
+            if identity is not None and not any(issubclass(w.category, RunFileWarning) for w in caught):
                 new.append(frame.assign(**{_FILE: identity[0]}))
                 new_files[identity[0]] = identity[1]
                 wanted[identity[0]] = shown(path, root)
@@ -170,13 +177,17 @@ class RowCache:
             if frame is None:
                 return
             table = pa.Table.from_pandas(frame, preserve_index=False)
-            meta = {**(table.schema.metadata or {}), _META: json.dumps({"stamp": code_stamp(), "files": {**still, **new_files},
-                                                                         "dtypes": frame.dtypes.astype(str).to_dict()}).encode()}  # fmt: skip
+            files = {**still, **new_files}
+            counts = frame[_FILE].value_counts().to_dict()
+            meta = {**(table.schema.metadata or {}), _META: json.dumps({
+                "stamp": code_stamp(), "files": files, "counts": {f: counts.get(f, 0) for f in files},
+                "dtypes": frame.dtypes.astype(str).to_dict()}).encode()}  # fmt: skip
             self.folder.mkdir(parents=True, exist_ok=True)
             handle, temp = tempfile.mkstemp(prefix=".rows-", suffix=".tmp", dir=self.folder)
             os.close(handle)
             try:
                 pq.write_table(table.replace_schema_metadata(meta), temp)
+                os.chmod(temp, 0o644)  # mkstemp's file is private; a shared results tree's reports share it
                 os.replace(temp, self.path)  # whole or not at all: a report reading it meanwhile sees the old one
             finally:
                 if os.path.exists(temp):

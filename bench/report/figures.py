@@ -61,15 +61,17 @@ def cpu_choices(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=_CHOICE_COLUMNS)
     # One pass over the whole fleet (a loop per group took seconds at a thousand machines).
     default = cpu[at_default(cpu)].sort_values("run_datetime", na_position="first", kind="stable")
-    default = default.drop_duplicates(keys, keep="last").set_index(keys)
-    ordered = cpu.assign(_m=cpu["median"].fillna(np.inf))  # a group's first fastest, as argmin gave
+    default = default.drop_duplicates(keys, keep="last").assign(_present=True).set_index(keys)
+    # A group's first fastest, as numpy's argmin gives it (a median that is not a number first).
+    ordered = cpu.assign(_m=cpu["median"].fillna(-np.inf))
     best = ordered.sort_values("_m", kind="stable").drop_duplicates(keys, keep="first").set_index(keys)
     groups = cpu.groupby(keys, sort=True)
     out = groups["cpu_threads"].nunique(dropna=False).rename("threads_measured").to_frame()
-    out["last_default_threads"] = groups["default_threads"].last()
+    last = cpu.drop_duplicates(keys, keep="last").set_index(keys)["default_threads"]  # the group's last row's
+    out["last_default_threads"] = last.reindex(out.index)
     d = default.reindex(out.index)
     b = best.reindex(out.index)
-    has_default = d["median"].notna()
+    has_default = d["_present"].fillna(False).astype(bool)
     take_default = has_default & (d["median"] <= b["median"])
     pick = lambda col: d[col].where(take_default, b[col])  # noqa: E731 (the best row: the default on a tie)
     out["default_threads"] = np.where(has_default, d["default_threads"], out["last_default_threads"])

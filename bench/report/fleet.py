@@ -47,7 +47,8 @@ def _finish(ranking: Ranking, rows: pd.DataFrame, times: bool) -> Ranking:
         return ranking
     rows = rows.sort_values(["value", "label", "device"], ascending=[not ranking.higher_is_better, True, True],
                             kind="stable").reset_index(drop=True)  # fmt: skip
-    rows["rank"] = np.arange(1, len(rows) + 1)
+    # Equal figures share a rank (1, 1, 3), listed by label.
+    rows["rank"] = rows["value"].rank(method="min", ascending=not ranking.higher_is_better).astype(int)
     rows["than_next"] = [_than_next(rows, i, ranking.higher_is_better) if times else "" for i in range(len(rows))]
     values = rows["value"].astype(float)
     if ranking.log and (values > 0).all():
@@ -143,7 +144,7 @@ def _crossover_ranking(cross: pd.DataFrame, family: str) -> Ranking:
     ranked = _finish(ranking, out, times=False)
     never = out[out["value"].isna()].sort_values("label").assign(cell="none", bar=0.0, than_next="")
     if not never.empty:  # never faster, or no verdict: after every machine that has a crossover
-        never["rank"] = np.arange(len(ranked.rows) + 1, len(ranked.rows) + len(never) + 1)
+        never["rank"] = len(ranked.rows) + 1  # all alike: after the last that has one
         ranked.rows = (
             pd.concat([ranked.rows, never[_COLUMNS]], ignore_index=True) if len(ranked.rows) else never[_COLUMNS]
         )

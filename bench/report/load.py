@@ -373,7 +373,7 @@ def load_frame(
     found = find_run_files(paths)
     if cache is None:
         return frame_of((_read(path, root) for path, root in found), all_runs=all_runs)
-    return frame_of(cache.frames(found, _read, _shown_as), all_runs=all_runs)
+    return frame_of(cache.frames(found, _read, _shown_as, FILE_COLUMNS), all_runs=all_runs)
 
 
 _COLUMNS_IN = [
@@ -392,6 +392,10 @@ COLUMNS = ["label", "variant"] + [c for c in _COLUMNS_IN if c not in ("data", "v
     "images_per_s", "gbps", "link_share", "iqr_share", "one_round", "noisy", "suspect", "suspect_reason",
     "latency_ms", *_LATENCY_COLUMNS,
     "round_p90", "images_per_j", "round_times",
+]  # fmt: skip
+# A file frame's columns (file_frame; what the cache keeps of a file): all but the label.
+FILE_COLUMNS = [("round_times" if c == "data" else c) for c in _COLUMNS_IN] + [
+    "suspect", "suspect_reason", "images_per_s", "gbps", "link_share", "iqr_share", "one_round", "noisy", "latency_ms", "round_p90", "images_per_j",
 ]  # fmt: skip
 # summary.csv: every column but each round's time (the run files keep those).
 CSV_COLUMNS = [c for c in COLUMNS if c != "round_times"]

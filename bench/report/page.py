@@ -81,8 +81,8 @@ def _html_table(table: pd.DataFrame | None) -> Markup:
 
 
 # A fleet's report adds a folder per machine (each a one-machine report) and its rankings' pages and pictures.
-_MACHINE_FOLDER = re.compile(r"[a-z0-9-]+")
-_RANKING_FILE = re.compile(r"[a-z0-9_]+\.(html|png|csv)")
+_MACHINE_FOLDER = re.compile(r"([a-z0-9]+(-[a-z0-9]+)*-)?[0-9a-f]{8}")  # pages.machine_slug's
+_RANKING_FILE = re.compile(r"[a-z0-9_]+\.html|ranking_[a-z0-9_]+_[0-9]+\.(png|csv)")
 
 
 def _foreign(out: Path) -> list[str]:

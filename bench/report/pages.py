@@ -77,7 +77,14 @@ class _Drawn:
         return self.root / key[:2] / key
 
     def missing(self, keys) -> list[str]:
-        return [k for k in keys if not (self.folder(k) / ".done").is_file()]
+        """The keys not drawn yet; the drawn ones are marked used now, so that no report prunes them meanwhile."""
+        out, now = [], time.time()
+        for key in keys:
+            try:
+                os.utime(self.folder(key) / ".done", (now, now))
+            except OSError:
+                out.append(key)
+        return out
 
     def draw(self, jobs: list[tuple[str, Callable, tuple]]) -> None:
         """Run each (key, function, args) whose folder is not drawn: function(folder, *args), in parallel on this
@@ -99,19 +106,21 @@ class _Drawn:
                 _progress(done, len(todo), started)
         self.drawn += len(todo)
 
-    def prune(self, used: set[str]) -> None:
-        """Drop what no report used for _KEEP_DAYS days; mark what this one used as used now."""
+    def prune(self) -> None:
+        """Drop what no report used for _KEEP_DAYS days (missing() marks what a report uses as it starts)."""
         now = time.time()
-        for key in used:
-            os.utime(self.folder(key) / ".done", (now, now))
         if self.scratch or not self.root.is_dir():
             return
         for done in self.root.glob("*/*/.done"):
-            if done.parent.name not in used and now - done.stat().st_mtime > _KEEP_DAYS * 86400:
-                shutil.rmtree(done.parent, ignore_errors=True)
+            try:
+                if now - done.stat().st_mtime > _KEEP_DAYS * 86400:
+                    shutil.rmtree(done.parent, ignore_errors=True)
+            except OSError:  # another report pruned it first
+                continue
 
     def link(self, key: str, into: Path) -> None:
-        """The drawn folder's files into `into`: hard links where the file system allows, else copies."""
+        """The drawn folder's files into `into`: hard links where the file system allows, else copies. The drawn
+        files are read-only, so that a report's file changed in place cannot change what later reports show."""
         into.mkdir(parents=True, exist_ok=True)
         for source in self.folder(key).iterdir():
             if source.name.startswith("."):
@@ -139,9 +148,17 @@ def _draw_one(job) -> None:
     work = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=final.parent))
     try:
         function(work, *args)
+        for drawn_file in work.iterdir():
+            drawn_file.chmod(0o444)
         (work / ".done").touch()
-        shutil.rmtree(final, ignore_errors=True)
-        work.rename(final)
+        work.chmod(0o755)  # mkdtemp's folder is private; a shared results tree's reports share it
+        try:
+            work.rename(final)
+        except OSError:
+            if (final / ".done").is_file():
+                return  # another report drew the same meanwhile: theirs is kept, and ours is the same
+            shutil.rmtree(final, ignore_errors=True)  # a drawing that never finished (its process was killed)
+            work.rename(final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -150,7 +167,7 @@ def _machine_page(folder: Path, rows: pd.DataFrame, render: Callable, reference:
     answers = render(rows, folder, reference=reference, home="../../index.html")
     rows.drop(columns=["round_times"]).to_csv(folder / "summary.csv", index=False)
     said = answers[0]["said"] if answers else []
-    (folder / ".said.json").write_text(json.dumps(said[:1]), encoding="utf-8")
+    (folder / ".said.txt").write_text(json.dumps(said[:1]), encoding="utf-8")  # not .json: never taken for a run
 
 
 def _ranking_part(folder: Path, ranking: Ranking, part: int, size: int) -> None:
@@ -173,24 +190,27 @@ def write_fleet(frame: pd.DataFrame, out: Path, *, render: Callable, page: Calla
             first = rows.iloc[0]
             slug = machine_slug(first["label"], key)
             drawn.link(keys[key], out / "machines" / slug)
-            said = json.loads((drawn.folder(keys[key]) / ".said.json").read_text(encoding="utf-8"))
+            said = json.loads((drawn.folder(keys[key]) / ".said.txt").read_text(encoding="utf-8"))
             machines.append({"label": first["label"], "what": first["what"], "href": f"machines/{slug}/index.html",
                              "slug": slug, "runs": rows["run_file"].nunique(), "said": said[0] if said else "",
                              "newest": rows["run_datetime"].max()})  # fmt: skip
         slugs = {m["label"]: m["slug"] for m in machines}
         ranked = rankings(frame)
-        pictures, used = {}, set(keys.values())
+        pictures = {}
         jobs = []
         for ranking in ranked:
             ranking.rows["slug"] = ranking.rows["label"].map(slugs)
             parts = range(1, -(-len(ranking.rows.dropna(subset=["value"])) // RANKING_PART) + 1)
             for part in parts:
                 shown = ranking.rows.iloc[(part - 1) * RANKING_PART : part * RANKING_PART]
-                what = shown.drop(columns=["slug", "machine_key"]).to_csv() + ranking.title + str(len(ranking.rows))
+                # What the picture shows: its rows, its title and count, and the axis every part shares.
+                axis = pd.concat([ranking.rows[c] for c in ("value", "low", "high")]).agg(["min", "max"]).tolist()
+                what = (
+                    shown.drop(columns=["slug", "machine_key"]).to_csv() + ranking.title + f"{len(ranking.rows)} {axis}"
+                )
                 key = hashlib.sha256((stamp + what + str(part)).encode()).hexdigest()
                 jobs.append((key, _ranking_part, (ranking, part, RANKING_PART)))
                 pictures.setdefault(ranking.key, []).append((key, f"ranking_{ranking.key}_{part}.png"))
-                used.add(key)
         drawn.draw(jobs)
         shown = []
         for ranking in ranked:
@@ -201,7 +221,7 @@ def write_fleet(frame: pd.DataFrame, out: Path, *, render: Callable, page: Calla
                     "pictures": [name for _, name in pictures.get(ranking.key, [])]}  # fmt: skip
             page("ranking.html.j2", out / "rankings" / f"{ranking.key}.html", ranking=said, **extra)
             shown.append(said)
-        drawn.prune(used)
+        drawn.prune()
         return {"machines": sorted(machines, key=lambda m: m["label"]), "rankings": shown, "top": TOP, **extra}
     finally:
         drawn.close()

@@ -10,6 +10,9 @@ fi
 RUNS="${RUNS:-5}"
 case "$RUNS" in ''|*[!0-9]*|0) echo "RUNS must be a whole number from 1, not '$RUNS'" >&2; exit 2 ;; esac
 here="$(cd "$(dirname "$0")" && pwd)"
+checkout="$(cd "$here/../.." && pwd)"  # the tasks run there, wherever this was submitted from
 for type in "$@"; do
-    sbatch --constraint="$type" --array="1-${RUNS}%1" --export="ALL,NODE_TYPE=${type}" "$here/fleet.sbatch"
+    case "$type" in *[!A-Za-z0-9_.-]*) echo "a node type is letters, digits, _ . and -, not '$type'" >&2; exit 2 ;; esac
+    sbatch --constraint="$type" --array="1-${RUNS}%1" \
+        --export="ALL,NODE_TYPE=${type},FMNIST_BENCH_DIR=${checkout}" "$here/fleet.sbatch"
 done
