@@ -62,8 +62,9 @@ def _identity(path: Path) -> tuple[str, list] | None:
     in ns, inode (a file replaced by another of the same size and time is another file), reference or not."""
     try:
         real = os.path.realpath(path)
+        real.encode("utf-8")  # a name that is not text (bytes that are not UTF-8) cannot be a key: read every time
         st = os.stat(real)
-    except OSError:
+    except (OSError, UnicodeError):
         return None
     return real, [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, is_reference(real)]
 

@@ -249,12 +249,10 @@ def _numbers(column: pd.Series) -> pd.Series:
 
 
 def file_frame(path: str | os.PathLike, run: dict, shown_as: str | None = None) -> pd.DataFrame:
-    """One run file's rows, typed, with every figure that depends on that run alone: all but the label.
-
-    What the report's cache keeps of a file (bench/report/cache.py), so a file read once is not built again.
-    """
+    """One run file's rows, typed, with every figure that depends on that run alone: all but the label. What the
+    report's cache keeps of a file (bench/report/cache.py), so a file read once is not built again."""
     path = Path(path)
-    frame = pd.DataFrame(_rows(path, run, path.name if shown_as is None else shown_as), columns=_COLUMNS_IN)
+    frame = pd.DataFrame(_rows(path, run, shown(path.name) if shown_as is None else shown_as), columns=_COLUMNS_IN)
     if frame.empty:
         return frame.rename(columns={"data": "round_times"})
     frame = _mark_suspects(_typed(frame))  # within the run, before any run's figures replace another's
