@@ -212,8 +212,9 @@ def test_the_ci_matrix_runs_commands_the_project_accepts(tmp_path):
     # Its options, as pytest bench takes them (collected only, nothing run or saved).
     options = command[4:]
     assert options == ["--machine-name", "gpu-h100-runner-7"]
+    checkout = _checkout(tmp_path)  # pytest-benchmark makes the machine's (empty) folder: not in this checkout's
     done = subprocess.run([sys.executable, "-m", "pytest", "bench", "--collect-only", "-q", "-p", "no:cacheprovider",
-                           *options], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+                           *options], cwd=checkout, capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     reported = next(s["run"] for s in final["steps"] if s.get("name") == "Report").split()
     assert reported[1:5] == ["-m", "bench", "report", "results"]
