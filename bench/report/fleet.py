@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench.record.intervals import NO_DIFFERENCE, ratio_interval, side
+from bench.record.intervals import interval_said, ratio_interval
 from bench.report.figures import crossovers, is_gpu, speedups
 from bench.report.tables import device_label, fmt_seconds, marks
 
@@ -75,12 +75,7 @@ def _than_next(rows: pd.DataFrame, i: int, higher: bool) -> str:
     if math.isfinite(low):
         scale = ratio / (np.median(after["round_times"]) / np.median(this["round_times"]))
         low, high = low * scale, high * scale
-    where = side(low, high)
-    if where is None:
-        return f"{ratio:.2f}x (no interval)"
-    if where == 0:
-        return f"{ratio:.2f}x ({low:.2f}-{high:.2f}: {NO_DIFFERENCE})"
-    return f"{ratio:.2f}x ({low:.2f}-{high:.2f})"
+    return interval_said(ratio, low, high, no_interval=" (no interval)")
 
 
 def _spread(value: float, q1: float, q3: float, rate: bool) -> str:
@@ -114,17 +109,10 @@ def _speedup_ranking(speed: pd.DataFrame, family: str) -> Ranking:
         low=rows["speedup_low"].where(default, rows["vs_best_low"]),
         high=rows["speedup_high"].where(default, rows["vs_best_high"]),
     )
-    out["cell"] = [_ratio_cell(r.value, r.low, r.high) + marks(r) for r in out.itertuples()]
+    out["cell"] = [interval_said(r.value, r.low, r.high) + marks(r) for r in out.itertuples()]
     out["detail"] = [f"{r.device_name}; CPU at {'its default' if d else 'its best'} thread count"
                      for r, d in zip(out.itertuples(), default, strict=True)]  # fmt: skip
     return _finish(ranking, out, times=False)
-
-
-def _ratio_cell(value: float, low: float, high: float) -> str:
-    where = side(low, high)
-    if where is None:
-        return f"{value:.2f}x (1 round)"
-    return f"{value:.2f}x ({low:.2f}-{high:.2f}{': ' + NO_DIFFERENCE if where == 0 else ''})"
 
 
 def _crossover_ranking(cross: pd.DataFrame, family: str) -> Ranking:

@@ -71,7 +71,6 @@ class _Drawn:
                               "next time", CacheWarning, stacklevel=3)  # fmt: skip
                 self.scratch = True
         self.root = Path(tempfile.mkdtemp(prefix="fmnist-report-")) if self.scratch else cache / "drawn"
-        self.drawn = 0
 
     def folder(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -104,7 +103,6 @@ class _Drawn:
             for done, job in enumerate(todo, start=1):
                 _draw_one((self, *job))
                 _progress(done, len(todo), started)
-        self.drawn += len(todo)
 
     def prune(self) -> None:
         """Drop what no report used for _KEEP_DAYS days (missing() marks what a report uses as it starts)."""
