@@ -14,6 +14,7 @@ from bench.record import format as fmt
 from bench.run import pbench
 from fmnist_model import Network, accuracy, confusion_matrix
 from fmnist_model.pipelines import Predictor, inference_config
+from fmnist_model.work import counted
 
 FAMILY = "inference"
 REFERENCE = "cpu float32 inference_mode, the same weights"
@@ -94,6 +95,7 @@ def test_inference(
             calibrate=calibrate,
             warmup_record={"batches": warm_batches, "images": warm_images},
         )
+        work = None if benchmark.disabled else counted(config, device)
     if latency is None and not benchmark.disabled:
         latency = latency_summary(pbench.round_times(benchmark), "rounds")  # one batch per round
 
@@ -120,3 +122,5 @@ def test_inference(
         benchmark.extra_info["prepare"] = fmt.prepare_record(prepare_s, prepared)
     if latency is not None:
         benchmark.extra_info["latency"] = latency
+    if work is not None:
+        benchmark.extra_info["work"] = work

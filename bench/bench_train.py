@@ -10,6 +10,7 @@ from bench.measure.guard import skip_on_out_of_memory
 from bench.measure.rounds import profile_size, run_rounds, warmup_size
 from bench.record import format as fmt
 from fmnist_model.pipelines import Trainer, train_config
+from fmnist_model.work import counted
 
 FAMILY = "train"
 
@@ -68,6 +69,7 @@ def test_train_epoch(benchmark, plan, clock, telemetry, device, cpu_threads, bat
             profiled = profile_size(images_in_epoch, batch_size, most)
             breakdown = profile_epoch(clock, device, lambda: trainer.epoch(profiled, annotate=True))
             breakdown["images"] = profiled  # the first `profiled` images of an epoch: shares, not the epoch's sum
+        work = None if benchmark.disabled else counted(config, device)
 
     # The warm-up calls the epoch directly, so `epochs` holds the timed rounds only (with
     # --benchmark-disable, the one untimed epoch pytest-benchmark runs).
@@ -84,5 +86,7 @@ def test_train_epoch(benchmark, plan, clock, telemetry, device, cpu_threads, bat
         benchmark.extra_info["prepare"] = fmt.prepare_record(prepare_s, prepared)
     if breakdown is not None:
         benchmark.extra_info["breakdown"] = breakdown
+    if work is not None:
+        benchmark.extra_info["work"] = work
     # A fast epoch that broke training is not a result.
     assert all(math.isfinite(e.mean_loss) for e in epochs), f"non-finite loss on {device}: {epochs}"

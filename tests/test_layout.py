@@ -24,7 +24,7 @@ ALLOWED = {
 LAZY_EXCEPTIONS = {("run/summary.py", "report")}
 # Every top-level module of bench/ besides __init__: the families, conftest, the command entry, and the
 # old command names kept working for now (each a few lines that call bench/__main__.py).
-TOP_LEVEL = {"bench_inference.py", "bench_train.py", "bench_transfer.py", "conftest.py", "__main__.py", "__init__.py",
+TOP_LEVEL = {"bench_inference.py", "bench_limits.py", "bench_train.py", "bench_transfer.py", "conftest.py", "__main__.py", "__init__.py",
              "compare.py", "cost.py", "recover.py", "check_gpu.py", "check_warmup.py", "check_telemetry.py",
              "check_allocator.py"}  # fmt: skip
 SHIMS = {"compare.py", "cost.py", "recover.py", "check_gpu.py", "check_warmup.py", "check_telemetry.py",

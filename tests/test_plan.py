@@ -122,12 +122,18 @@ def test_budget_is_pytest_benchmarks_rule_with_a_ceiling(round_s, rounds):
 
 def test_cpu_threads_default_to_one_and_torchs_for_copies_and_inference_torchs_for_training():
     plan = make_plan()
-    assert plan.threads_for("transfer") == plan.threads_for("inference") == (1, 16)
+    # The limits at every count a case is held against.
+    assert plan.threads_for("limits") == plan.threads_for("transfer") == plan.threads_for("inference") == (1, 16)
     assert plan.threads_for("train") == (16,)
     assert make_plan(default_threads=1).threads_for("inference") == (1,)  # no duplicate case
     chosen = make_plan(cpu_threads=(1, 4, 16))
     assert all(chosen.threads_for(family) == (1, 4, 16) for family in FAMILIES)
-    assert plan.summary()["cpu_threads"] == {"transfer": [1, 16], "inference": [1, 16], "train": [16]}
+    assert plan.summary()["cpu_threads"] == {
+        "limits": [1, 16],
+        "transfer": [1, 16],
+        "inference": [1, 16],
+        "train": [16],
+    }
 
 
 def test_the_case_matrix_sweeps_threads_on_the_cpu_only_and_names_every_axis():

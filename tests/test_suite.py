@@ -19,12 +19,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 # The axes every benchmark of a family must name in its params, and the units in its extra_info.
 PARAMS = {
+    "limits": {"device", "cpu_threads", "limit", "dtype"},
     "transfer": {"device", "cpu_threads", "direction", "memory", "size", "dtype"},
     "train": {"device", "cpu_threads", "batch_size", "pipeline"},
     "inference": {"device", "cpu_threads", "batch_size", "mode", "pipeline"},
 }
 # Every case records its warm-up, its round budget and what it cost besides its figures.
 EXTRA = {
+    "limits": {"work", "warmup", "budget", "wall_s"},
     "transfer": {"images", "bytes", "warmup", "budget", "wall_s"},
     "train": {
         "images",
@@ -38,6 +40,8 @@ EXTRA = {
         "budget",
         "wall_s",
         "pipeline_config",
+        "work",
+        "limits",
     },
     "inference": {
         "images",
@@ -50,6 +54,8 @@ EXTRA = {
         "wall_s",
         "pipeline_config",
         "agreement",
+        "work",
+        "limits",
     },
 }
 
@@ -81,9 +87,35 @@ def quick_run(tmp_path_factory):
     return {"json": json.loads((tmp / "run.json").read_text()), "store": store, "output": result.stdout}
 
 
-def test_all_three_families_ran(quick_run):
+def test_every_family_ran(quick_run):
     groups = {b["group"] for b in quick_run["json"]["benchmarks"]}
-    assert groups == {"transfer", "train", "inference"}
+    assert groups == {"limits", "transfer", "train", "inference"}
+
+
+def test_the_limits_come_first_and_every_case_is_held_against_them(quick_run):
+    benches = quick_run["json"]["benchmarks"]
+    assert benches[0]["group"] == "limits"  # measured before any case is held against them
+    limits = {
+        (b["params"]["cpu_threads"], b["params"]["limit"], b["params"]["dtype"])
+        for b in benches
+        if b["group"] == "limits"
+    }
+    threads = {b["params"]["cpu_threads"] for b in benches if b["group"] == "inference"}
+    # On the CPU: an operation's cost and both peaks at every thread count a case runs at; no graph, no device copy.
+    assert limits == {(t, limit, dtype) for t in threads for limit, dtype in
+                      (("operation", "float32"), ("matmul", "float32"), ("matmul", "bfloat16"))}  # fmt: skip
+    for bench in benches:
+        if bench["group"] not in ("train", "inference"):
+            continue
+        held = bench["extra_info"]["limits"]
+        work = bench["extra_info"]["work"]
+        assert work["flops_per_image"] == (1_221_840 if bench["group"] == "train" else 464_880), bench["name"]
+        assert held["flops"] == work["flops_per_image"] * bench["extra_info"]["images"]
+        assert held["achieved_flops_s"] == pytest.approx(held["flops"] / bench["stats"]["median"])
+        assert 0 < held["peak_share"] < 1 and held["binding"] in held["floors_s"], bench["name"]
+        assert held["multiple"] == pytest.approx(bench["stats"]["median"] / held["floors_s"][held["binding"]])
+        assert held["floors_s"]["copies"] == 0  # no copy between host and device on the CPU
+    assert "Against this machine's own limits" in quick_run["output"] and "is bound by" in quick_run["output"]
 
 
 def test_every_benchmark_names_its_axes_and_units(quick_run):

@@ -90,6 +90,8 @@ class LatencySample:
 # Full runs: an epoch takes seconds, so a median of 3 and stop; a copy takes microseconds, so
 # many rounds within a tenth of a second. Measured costs behind these: docs/findings.md "How long it takes".
 FULL_BUDGETS = {
+    # A limit's round is a millisecond to tens of them: a fifth of a second each, a few seconds a device.
+    "limits": Budget(min_rounds=5, max_time=0.2, max_rounds=50),
     "transfer": Budget(min_rounds=5, max_time=0.1, max_rounds=100),
     "inference": Budget(min_rounds=3, max_time=0.5, max_rounds=50),
     "train": Budget(min_rounds=3, max_time=1.0, max_rounds=20),
@@ -206,6 +208,7 @@ class Plan:
             return self.cpu_threads
         if family == "train":
             return (self.default_threads,)
+        # limits: every thread count a case is held against (inference and copies run at both).
         return tuple(dict.fromkeys((1, self.default_threads)))
 
     def cases(self, family: str) -> list[dict]:
@@ -215,7 +218,9 @@ class Plan:
             # Only the CPU's own cases sweep its threads; a GPU case runs at torch's default.
             for threads in self.threads_for(family) if device == "cpu" else (self.default_threads,):
                 base = {"device": device, "cpu_threads": threads}
-                if family == "transfer":
+                if family == "limits":
+                    out += [{**base, "limit": limit, "dtype": dtype} for limit, dtype in _limit_cases(device)]
+                elif family == "transfer":
                     out += [
                         {**base, "direction": direction, "memory": memory, "size": size, "dtype": dtype}
                         for direction, memory in _transfer_routes(device)
@@ -253,6 +258,18 @@ def _plain(value):
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+def _limit_cases(device: str) -> list[tuple[str, str]]:
+    """(limit, dtype) of every limits case on `device`: a graph needs CUDA, the CPU's bandwidth is the transfer family's."""
+    kind = torch.device(device).type
+    out = [("operation", "float32")]
+    if kind == "cuda":
+        out.append(("operation_graph", "float32"))
+    out += [("matmul", "float32"), ("matmul", "bfloat16")]
+    if kind != "cpu":
+        out.append(("device_copy", "float32"))
+    return out
 
 
 def _transfer_routes(device: str) -> list[tuple[str, str]]:

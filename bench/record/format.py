@@ -38,7 +38,7 @@ __all__ = [
 
 # Bumped when the saved-run format changes in a way a reader must know about; every version
 # from 1 on is still read (a newer one is read as this one, with a warning).
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 HISTORY = {
     1: "first format (machine_info torch/gpus/nvml/dataset/fmnist_bench; params and extra_info per family).",
     2: "params gain cpu_threads; extra_info gains warmup, budget, wall_s and (inference) latency; an inference "
@@ -66,6 +66,12 @@ HISTORY = {
     "(so recovery knows a run already saved); run.header_lost marks a run recovered from a journal whose header "
     "was lost (the machine's facts unknown, its folder's key kept); a machine_key whose name or host loses a "
     "character in its folder form has 8 hex digits of the name's SHA-256 after it.",
+    6: "the limits family (group limits, params limit and dtype: operation, operation_graph, matmul, device_copy; "
+    "extra_info.work: the round's ops, flops or bytes, and a matmul's side n): what each device can do at most, "
+    "measured in the run; every train and inference case gains extra_info.work (its step's counted FLOPs per image "
+    "and operations per step: fmnist_model/work.py) and, where the run measured its device's limits before it, "
+    "extra_info.limits (achieved FLOP/s, its share of the peak, the floors, the binding limit and the time as a "
+    "multiple of it: bench/record/limits.py).",
 }
 
 

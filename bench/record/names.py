@@ -11,6 +11,7 @@ __all__ = [
     "FAMILY_AXES",
     "INFERENCE_LADDER",
     "FAMILY_LADDERS",
+    "LIMITS",
     "NOISY_IQR_SHARE",
     "OUTSIDE_SHARE",
     "PHASES",
@@ -20,18 +21,24 @@ __all__ = [
     "variant",
 ]
 
-# In the order a run takes them: the cheapest first, so an interrupted run has kept the most cases.
-FAMILIES = ("transfer", "inference", "train")
+# In the order a run takes them: the cheapest first, so an interrupted run has kept the most cases. The
+# limits come first for a second reason: every later case is held against them (bench/record/limits.py).
+FAMILIES = ("limits", "transfer", "inference", "train")
 # The families a GPU's speedup over the CPU compares (a copy has no CPU counterpart to be faster than).
 SPEEDUP_FAMILIES = ("train", "inference")
 # Every case of a family names these params, in this order (its test id follows it).
 FAMILY_AXES = {
+    "limits": ("device", "cpu_threads", "limit", "dtype"),
     "transfer": ("device", "cpu_threads", "direction", "memory", "size", "dtype"),
     "inference": ("device", "cpu_threads", "batch_size", "mode", "pipeline"),
     "train": ("device", "cpu_threads", "batch_size", "pipeline"),
 }
 # Every axis a benchmark can name; a family leaves the ones it has no use for empty.
-AXES = ("device", "cpu_threads", "pipeline", "batch_size", "size", "direction", "memory", "dtype", "mode")
+AXES = ("device", "cpu_threads", "pipeline", "batch_size", "size", "direction", "memory", "dtype", "mode", "limit")
+# What the limits family measures of each device (bench/bench_limits.py): an operation's fixed cost, eager
+# and replayed from a CUDA graph, the arithmetic peak (a matrix product, per dtype) and the device's own
+# memory bandwidth (a copy within it; the CPU's is the transfer family's host-to-host copy).
+LIMITS = ("operation", "operation_graph", "matmul", "device_copy")
 
 # The optimisation ladders' order and the step each one builds on: the report lists steps in that
 # order and gives each step's speedup over the step it builds on, which is what its one change buys.

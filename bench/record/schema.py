@@ -6,6 +6,9 @@ import math
 
 from jsonschema import Draft202012Validator, validators
 
+from bench.record.limits import FLOORS
+from bench.record.names import LIMITS
+
 __all__ = ["benchmark_errors", "run_errors"]
 
 # Checked with jsonschema (a well-kept validator with field paths in its errors) rather than by
@@ -114,11 +117,13 @@ RUN_SCHEMA = {
 }
 
 _AXIS_TEXT = {"type": "string", "maxLength": 100}
+_WORK = ("ops", "flops", "bytes", "flops_per_image", "ops_per_step")
+_HELD = ("flops", "ops", "achieved_flops_s", "peak_flops_s", "peak_share", "operation_s", "multiple")
 BENCHMARK_SCHEMA = {
     "type": "object",
     "required": ["group", "name", "params", "stats"],
     "properties": {
-        "group": {"enum": ["transfer", "train", "inference"]},
+        "group": {"enum": ["limits", "transfer", "train", "inference"]},
         "name": _TEXT,
         "params": {
             "type": "object",
@@ -130,6 +135,7 @@ BENCHMARK_SCHEMA = {
                 "batch_size": _BATCH,
                 "size": _BATCH,
                 **{axis: _AXIS_TEXT for axis in ("pipeline", "direction", "memory", "dtype", "mode")},
+                "limit": {"enum": list(LIMITS)},
             },
         },
         "stats": {
@@ -183,6 +189,26 @@ BENCHMARK_SCHEMA = {
                     "properties": {"share": {"type": "number", "minimum": 0, "maximum": 1}},
                 },
                 "machine_load": _LOAD,
+                # The work a round did (format 6): a limits case's ops, flops or bytes; a step's counted FLOPs.
+                "work": {
+                    "type": "object",
+                    "properties": {
+                        **{k: {"type": ["number", "null"], "minimum": 0, "maximum": 1e24} for k in _WORK},
+                        "n": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                    },
+                },
+                # What a case was held against (format 6, bench/record/limits.py); only what the report reads.
+                "limits": {
+                    "type": "object",
+                    "properties": {
+                        **{k: {"type": ["number", "null"], "minimum": 0, "maximum": 1e24} for k in _HELD},
+                        "floors_s": {
+                            "type": "object",
+                            "additionalProperties": {"type": "number", "minimum": 0, "maximum": 7 * 86400},
+                        },
+                        "binding": {"enum": [*FLOORS, None]},
+                    },
+                },
                 # What the hardware did while the case was timed (bench/measure/telemetry.py); only what the report reads.
                 "telemetry": {
                     "type": "object",
@@ -230,6 +256,13 @@ BENCHMARK_SCHEMA = {
                     "params": {"required": ["size", "direction", "memory", "dtype"]},
                     "extra_info": {"required": ["bytes"]},
                 },
+                "required": ["extra_info"],
+            },
+        },
+        {
+            "if": {"properties": {"group": {"const": "limits"}}},
+            "then": {
+                "properties": {"params": {"required": ["limit", "dtype"]}, "extra_info": {"required": ["work"]}},
                 "required": ["extra_info"],
             },
         },

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pytest_benchmark.utils import safe_dumps
 
+from bench.record.names import FAMILIES
 from bench.record.schema import run_errors
 
 try:  # the lock under which a run's number is taken; POSIX only
@@ -46,7 +47,7 @@ __all__ = [
 RUN_GLOB = "[0-9][0-9][0-9][0-9]_*.json"  # a saved run's name: its number, then pytest-benchmark's save name
 _NUMBERED = re.compile(r"^(\d{4})_")
 # The families of fmnist-bench: a run with none of them is another suite's.
-_OURS = ("transfer", "inference", "train")
+_OURS = FAMILIES
 
 
 # The folder of the runs the project ships (results/reference/<machine>/<interpreter>/NNNN_*.json): measured on

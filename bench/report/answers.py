@@ -7,6 +7,7 @@ import math
 import pandas as pd
 
 from bench.record.intervals import NO_DIFFERENCE, interval_said, side
+from bench.report import limits as held_limits
 from bench.report.figures import fastest_steps, is_gpu, ladder
 from bench.report.reference import MEASURE_OWN, against_reference, reference_said
 
@@ -101,6 +102,7 @@ def answers(
     """Per machine, the answer first: its label, sentences generated from its figures, and what is missing.
     A machine without a GPU is answered against the reference GPUs (`reference`: the shipped runs' rows)."""
     best = fastest_steps(ladder(frame, "train"))
+    whys, predicted = held_limits.why(frame), held_limits.predicted(frame, cross)  # why, against the limits
     out = []
     for key, rows in frame.groupby("machine_key", sort=False):
         label = rows["label"].iloc[0]
@@ -149,5 +151,10 @@ def answers(
                     f"{c.says}."
                 )
         said += _fastest_said(best[best["machine_key"] == key])
+        said += whys.get(key, [])
+        for p in predicted[predicted["machine_key"] == key].itertuples():
+            if p.predicted:
+                said.append(f"Predicted from the limits, {p.device} {p.family} {p.variant}: {p.predicted} "
+                            f"(measured: {p.measured or 'no crossover measured'}).")  # fmt: skip
         out.append({"machine_key": key, "label": label, "said": said, "missing": missing, "speedups": mine})
     return out

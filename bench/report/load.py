@@ -13,7 +13,7 @@ import pandas as pd
 
 from bench.record import format as fmt
 from bench.record.derive import suspect_copies, threads_waited
-from bench.record.format import FORMAT_VERSION
+from bench.record.limits import LIMIT_COLUMNS, row_fields
 from bench.record.names import AXES, FAMILIES, NOISY_IQR_SHARE, PHASES, variant
 from bench.record.schema import benchmark_errors
 from bench.record.store import RunFileWarning, find_run_files, is_reference, load_run, shown
@@ -80,10 +80,10 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
     torch_facts = info.get("torch") or {}
     ours = fmt.field(info, "fmnist_bench", default={})
     version = ours.get("format")
-    if isinstance(version, int) and version > FORMAT_VERSION:
+    if isinstance(version, int) and version > fmt.FORMAT_VERSION:
         _warn(
             f"{path}: saved-run format {version} is newer than this report knows: "
-            f"read as format {FORMAT_VERSION}, whatever the newer format added is left out"
+            f"read as format {fmt.FORMAT_VERSION}, whatever the newer format added is left out"
         )
     plan = ours.get("plan") or {}
     # torch's own thread count on that machine: what every format-1 case ran at, and the CPU baseline.
@@ -143,6 +143,7 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
                 **_telemetry(device, extra.get("telemetry")),
                 "busy": "busy" in fmt.case_marks(bench),  # its telemetry's, or the run's load around it (format 5)
                 **_ladder(extra),
+                **row_fields(extra, params.get("limit"), stats),  # format 6: held against the limits
             }
         )
     return rows
@@ -236,8 +237,7 @@ def _when(path: Path, text) -> pd.Timestamp:
     return when
 
 
-def _round_p90(data) -> float:
-    # The 90th percentile of a benchmark's round times (kept by --benchmark-save-data).
+def _round_p90(data) -> float:  # the 90th percentile of a benchmark's round times (kept by --benchmark-save-data)
     return float(np.percentile(data, 90)) if isinstance(data, list) and data else np.nan
 
 
@@ -284,7 +284,8 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
         frame[flag] = frame[flag].astype(bool)
     percentiles = [c for c in _LATENCY_COLUMNS if c.endswith("_ms")]
     ladder = ("loss_tolerance", "prepare_s", "agreement", "profiled_epoch_s", "profiled_images", "gpu_ops",
-              "gpu_busy_share", "cpu_top_op_share", *(f"profiled_{p}_s" for p in PHASES))  # fmt: skip
+              "gpu_busy_share", "cpu_top_op_share", *(f"profiled_{p}_s" for p in PHASES),
+              *(c for c in LIMIT_COLUMNS if c != "binding"))  # fmt: skip
     for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps", *percentiles,
                 "run_outside_share",
                 "energy_j", "mean_power_w", "page_faults", *ladder):  # fmt: skip
@@ -381,7 +382,7 @@ _COLUMNS_IN = [
     "dataset", "loss", "accuracy", "link_gbps", *_LATENCY_COLUMNS, "telemetry", "energy_j", "mean_power_w",
     "energy_note", "throttled", "busy", "page_faults", "loss_tolerance", "prepare_s", "agreement", "profiled_on", "profiled_epoch_s",
     "profiled_images", "gpu_ops", "gpu_busy_share", "cpu_top_op", "cpu_top_op_share",
-    *(f"profiled_{phase}_s" for phase in PHASES),
+    *(f"profiled_{phase}_s" for phase in PHASES), *LIMIT_COLUMNS,
 ]  # fmt: skip
 # The tidy table's columns, in order: who (label: unique in this report), which run (and how it ended), what
 # was measured, how long, how fast, how sure. default_threads is torch's own CPU thread count in that run;

@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 from bench.record.names import NOISY_IQR_SHARE
 from bench.report import facts, figures, pages, plots, tables
+from bench.report import limits as held_limits
 from bench.report.answers import answers as machine_answers
 from bench.report.cache import RowCache
 from bench.report.load import CSV_COLUMNS, select_newest
@@ -145,6 +146,7 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool, reference: pd
     elif reference is None:
         reference = load_reference()
     answers = machine_answers(frame, speed, cross, parts, reference)
+    held, peaks = held_limits.held(frame), held_limits.device_limits(frame)
     for machine in answers:
         speed_here = machine["speedups"]
         machine["table"] = None if speed_here.empty else tables.speedup_table(speed_here, with_machine=False)
@@ -208,6 +210,33 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool, reference: pd
                  "data loading is the rest (DataLoader, PIL + ToTensor, collation, per-batch syncs). Derived, not "
                  "measured directly.",
                  plots.plot_breakdown(parts, out / "epoch_breakdown.png")),
+        _Section("The machine's limits", held_limits.limits_table(frame) if not peaks.empty else None,
+                 "What each device can do at most, measured in the run by the limits family (from format 6): the "
+                 "fixed cost of one operation (a chain of small in-place multiplies run back to back: Python, the "
+                 "dispatcher and a launch; on CUDA also replayed from a CUDA graph), the arithmetic peak (a square "
+                 "matrix product grown until it takes 10 ms, per dtype), the memory bandwidth (bytes copied a second: "
+                 "a 1 GiB copy within a GPU's memory, the largest host-to-host copy on the CPU) and the host-device "
+                 "copies as a fixed cost plus bytes over bandwidth, fitted to the transfer family's sizes, with the "
+                 "size from which a copy reaches half that bandwidth."
+                 if not peaks.empty else "No run here measured its limits (the limits family came with format 6).",
+                 plots.plot_limits(held, peaks, out / "limits.png")),
+        _Section("Each case against its limits", held_limits.held_table(frame) if not held.empty else None,
+                 "Every training and inference case held against the limits its run measured before it: its FLOPs "
+                 "counted by torch's flop counter (forward and backward), achieved FLOP/s and its share of the peak "
+                 "of its precision, and three floors, each what one limit alone says the case must take at least: "
+                 "arithmetic (FLOPs over the peak), per-operation (the operations a step runs, counted, times the "
+                 "measured cost of one; a CUDA graph's replayed cost for cuda_graph; not counted under torch.compile, "
+                 "which fuses them) and copies (the batches' host-device copies by the fitted copy model). The "
+                 "highest floor is the binding limit; time / floor is how far the case is from it. The last column "
+                 "says which limit the step moves its case toward over the step it builds on."
+                 if not held.empty else "No case here was held against its limits (from format 6, where the run "
+                 "measured its device's limits before the case)."),
+        _Section("Crossover predicted from the limits",
+                 held_limits.predicted_table(frame, cross) if has_gpu and not held.empty else None,
+                 "Each side's highest floor taken as its time: the batch size from which the limits alone say the "
+                 "GPU wins, beside the crossover measured (against the CPU at its best thread count). A prediction, "
+                 "not a measurement: where the two differ, the time beyond the floors decides."
+                 if has_gpu and not held.empty else no_gpu if not has_gpu else "No case here was held against its limits."),
         _Section("Energy", facts.energy_table(frame) if has_energy else None,
                  "What a case's timed rounds cost in energy, from the device that ran them: a GPU's total-energy "
                  "counter (NVML), the CPU packages' RAPL counters (the whole socket, other work included). "

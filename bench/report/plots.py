@@ -21,6 +21,7 @@ __all__ = [
     "plot_breakdown",
     "plot_epoch_time",
     "plot_inference",
+    "plot_limits",
     "plot_machines",
     "plot_ranking",
     "plot_speedup",
@@ -194,6 +195,40 @@ def plot_breakdown(parts: pd.DataFrame, path: Path) -> Path | None:
         _write_data(long.assign(series=long["bar"].str.replace("\n", " ")), path, "part", "value", ["series"])
         fig.tight_layout()
         return _save(fig, path)
+
+
+def plot_limits(held: pd.DataFrame, peaks: pd.DataFrame, path: Path) -> Path | None:
+    """Achieved FLOP/s against the measured peaks: a panel per machine and device (the CPU per thread count), a
+    line per training step and compute inference step across batch sizes, each peak (float32, bfloat16) dashed.
+    `held`: bench/report/limits.held's rows; `peaks`: its device_limits."""
+    rows = held[(held["family"] == "train") | (held["mode"] == "compute")]
+    rows = rows[rows["achieved_flops_s"].notna()]
+    if rows.empty:
+        return None
+    data = _panels(rows.sort_values(["device", "cpu_threads", "batch_size"]))
+    data = data.assign(
+        panel=data["panel"] + " · " + device_label(data),
+        gflops=data["achieved_flops_s"] / 1e9,
+        step=[f"{f} {p}" for f, p in zip(data["family"], data["pipeline"], strict=True)],
+    )
+    with plt.rc_context(_RC):
+        grid = _relplot(data, "batch_size", "gflops", "step", "step", "batch size", "achieved GFLOP/s",
+                        "Achieved FLOP/s against the measured peak")  # fmt: skip
+        for ax, mine in _each_panel(grid, data):
+            first = mine.iloc[0]
+            same = peaks[(peaks["machine_key"] == first["machine_key"]) & (peaks["quick"] == first["quick"])
+                         & (peaks["device"] == first["device"])]  # fmt: skip
+            if first["device"] == "cpu":
+                same = same[same["cpu_threads"] == first["cpu_threads"]]
+            for column, style in (("peak_float32", "--"), ("peak_bfloat16", ":")):
+                value = same[column].dropna()
+                if not value.empty:
+                    ax.axhline(value.iloc[0] / 1e9, color="0.3", linestyle=style, linewidth=1)
+                    ax.annotate(column.replace("peak_", "peak "), (0.01, value.iloc[0] / 1e9), fontsize=7,
+                                xycoords=("axes fraction", "data"), va="bottom")  # fmt: skip
+            _log_axes(ax)
+        _write_data(data, path, "batch_size", "gflops", ["step"])
+        return _save(grid.figure, path)
 
 
 def plot_machines(frame: pd.DataFrame, path: Path) -> Path | None:

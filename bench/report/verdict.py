@@ -11,6 +11,7 @@ from functools import lru_cache
 import pandas as pd
 
 from bench.record import format as fmt
+from bench.record.names import FAMILIES
 from bench.record.words import fmt_time
 
 __all__ = [
@@ -196,7 +197,7 @@ def as_text(value) -> str:
 
 
 def _flagged(run: dict, flag: str) -> str:
-    ours = [b for b in fmt.benchmarks(run) if b.get("group") in ("transfer", "train", "inference")]
+    ours = [b for b in fmt.benchmarks(run) if b.get("group") in FAMILIES]
     return f"{sum(flag in fmt.case_marks(b) for b in ours)} of {len(ours)}"
 
 

@@ -29,16 +29,24 @@ __all__ = [
     "observation",
 ]
 
-VARIANT_AXES = {"transfer": ("direction", "memory", "dtype"), "inference": ("mode", "pipeline"), "train": ("pipeline",)}
+VARIANT_AXES = {
+    "limits": ("limit", "dtype"),
+    "transfer": ("direction", "memory", "dtype"),
+    "inference": ("mode", "pipeline"),
+    "train": ("pipeline",),
+}
 # Runs of format 2 have no inference pipeline: they ran inference_mode.
 _DEFAULT_AXIS = {"pipeline": "inference_mode"}
-SIZE_AXIS = {"transfer": "size", "inference": "batch_size", "train": "batch_size"}
+# A limits case has no size axis: each (limit, dtype) is one case a device, its size 0 here.
+SIZE_AXIS = {"limits": "", "transfer": "size", "inference": "batch_size", "train": "batch_size"}
 SPLIT_IMAGES = {"train": 60_000, "inference": 10_000}
 # Used only where a profile has no measurement of its own (runs saved before format 2 do not
 # record what a case cost besides its rounds): the median per-case overhead and the time
 # outside the cases (imports, data, weights, saving) of the format-2 reference run on the
 # 2-core AMD VM, results/reference/vm_AMD-EPYC_no-gpu/.../0002_22c2ce6*.json. A GPU host adds CUDA's start.
-ASSUMED_OVERHEAD_S = {"transfer": 0.0015, "inference": 0.0035, "train": 0.0047}
+# A limits case is taken as a copy's overhead (it builds its tensors as a copy builds its buffers): it has no
+# saved run before format 6.
+ASSUMED_OVERHEAD_S = {"limits": 0.0015, "transfer": 0.0015, "inference": 0.0035, "train": 0.0047}
 ASSUMED_OUTSIDE_S = 3.4
 # A ladder step with no measurement of its own on a machine is predicted from a step that was
 # measured there: (that step, this one's time as a multiple of it). The tuned loader is predicted
@@ -145,12 +153,12 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
     stats = record.get("stats") if isinstance(record.get("stats"), dict) else {}
     extra = record.get("extra_info") if isinstance(record.get("extra_info"), dict) else {}
     median = stats.get("median")
-    size = params.get(SIZE_AXIS.get(family, ""))
+    size = params.get(SIZE_AXIS.get(family, "")) if family != "limits" else 0
     if family not in FAMILIES or not isinstance(median, (int, float)) or not median > 0 or not isinstance(size, int):
         return None
     threads = params.get("cpu_threads", default_threads)  # format 1 ran every case at torch's default
     prepared = fmt.field(extra, "prepare", "seconds")
-    images = extra.get("images") if family != "transfer" else None
+    images = extra.get("images") if family in ("train", "inference") else None
     breakdown = extra.get("breakdown") if isinstance(extra.get("breakdown"), dict) else {}
     profile_images = breakdown.get("images")
     if not (isinstance(profile_images, int) and profile_images > 0):
@@ -245,7 +253,7 @@ class Profile:
                     and obs.device == params.get("device")
                     and obs.variant == _variant(family, params)
                 )
-                if same and obs.size == params.get(SIZE_AXIS[family]) and obs.overhead_s is not None:
+                if same and obs.size == params.get(SIZE_AXIS[family], 0) and obs.overhead_s is not None:
                     if threads is None or obs.threads == threads:
                         return obs.overhead_s, True
         seen = [o.overhead_s for o in self.observations.values() if o.family == family and o.overhead_s is not None]
@@ -316,8 +324,8 @@ class Profile:
                 wanted = min(counts, key=lambda n: abs(math.log(n) - math.log(params.get("cpu_threads") or n)))
                 exact = False
             same = [o for o in same if o.threads == wanted] or same
-        size = params[SIZE_AXIS[family]]
-        if family == "transfer":
+        size = params[SIZE_AXIS[family]] if family != "limits" else 0
+        if family in ("limits", "transfer"):
             match = [o for o in same if o.size == size]
             if match:
                 return match[0].round_s, exact
@@ -334,4 +342,4 @@ class Profile:
 
 def _key(family: str, params: dict) -> tuple:
     threads = params.get("cpu_threads")
-    return (family, params.get("device"), threads, _variant(family, params), params.get(SIZE_AXIS[family]))
+    return (family, params.get("device"), threads, _variant(family, params), params.get(SIZE_AXIS[family], 0))

@@ -27,6 +27,7 @@ __all__ = [
     "finished_stats",
     "keep_benchmarks",
     "machine_folder",
+    "median_and_min",
     "node_id",
     "round_times",
     "run_header",
@@ -137,6 +138,11 @@ def finished_stats(fixture):
 def round_times(fixture) -> list[float]:
     """Each timed round's seconds, in order (Metadata.stats.data)."""
     return list(fixture.stats.stats.data)
+
+
+def median_and_min(stats) -> tuple[float, float]:
+    """A finished case's median and fastest round in seconds (Metadata.stats.median, .min)."""
+    return stats.stats.median, stats.stats.min
 
 
 def as_record(stats) -> dict:

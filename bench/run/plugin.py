@@ -20,6 +20,7 @@ from bench.measure.machine import cpu_model, machine_id, machine_key, nvml_info,
 from bench.measure.plan import Plan, available_devices, device_unavailable_reason
 from bench.measure.telemetry import add_per_images
 from bench.record.journal import Journal
+from bench.record.limits import Board
 from bench.record.names import FAMILIES, FAMILY_AXES, case_id
 from bench.record.words import cases, format_seconds
 from bench.run import pbench, saving
@@ -61,8 +62,7 @@ def configure(config: pytest.Config) -> None:
     suite = Suite(config, chosen.plan, {"nvml": nvml, "gpus": gpus, "machine_key": key, "machine_id": ident,
                                         "machine_id_from": ident_from, "machine_name": chosen.machine_name},
                   chosen.budget_source)  # fmt: skip
-    suite.data_files = chosen.data_files
-    suite.telemetry = chosen.telemetry
+    suite.data_files, suite.telemetry = chosen.data_files, chosen.telemetry
     # Before the first case, and for all of them: the figures must not depend on the cases before.
     suite.host_allocator = set_host_allocator(chosen.host_allocator)
     config.stash[_STATE] = suite
@@ -125,8 +125,7 @@ class Suite:
         self.remaining: list[tuple[str, str, dict]] = []  # (nodeid, family, params) not yet run
         self.case_started: dict[str, Stopwatch] = {}
         self.lines: dict[str, str] = {}  # a case's progress line, printed once pytest has reported it
-        self.saved = False
-        self.save_errors: list[str] = []
+        self.saved, self.save_errors = False, []  # (save_errors: what kept the run from being saved)
         self.hold_signals = lambda: None
         self.restore_signals = lambda: None
         self.notes: list[str] = []  # said before the first case: journals recovered at the start
@@ -138,6 +137,7 @@ class Suite:
         self.load = MachineLoad()  # how busy the whole machine is with other work, from start to end
         self.load_before = load_average()  # (1-minute load average, CPUs) before the first case
         self.load_started: dict[str, float] = {}  # a case's start on the load's clock
+        self.board = Board()  # the limits measured so far in this run, that later cases are held against
 
     # ---------------------------------------------------------------- what is said
 
@@ -326,6 +326,8 @@ class Suite:
         stats.extra_info["wall_s"] = started() if started is not None else None
         stats.extra_info["machine_load"] = self.load.case(self.load_started.pop(item.nodeid, self.load.clock()))
         add_per_images(stats.extra_info)
+        # Held against the limits measured before it in this run (extra_info.limits: floors, binding limit).
+        self.board.add(_family(item) or "", item.callspec.params, stats.extra_info, *pbench.median_and_min(stats))
         self.run.cases_s += stats.extra_info["wall_s"] or 0.0
         self.run.finished.append(stats)
         record = pbench.as_record(stats)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.record.limits import FLOOR_SAID, LIMIT_ROUND, LIMIT_UNITS, limit_figure
 from bench.record.words import cases, fmt_time, format_seconds
 
 __all__ = ["case_headline", "progress_line"]
@@ -25,13 +26,21 @@ def case_headline(record: dict, link_gbps: dict[str, float] | None = None) -> st
     spread = _iqr_share(record)
     tail = f", IQR {spread:.0%}" if spread is not None and stats.get("rounds", 0) > 1 else ""
     tail += f", {stats.get('rounds')} round{'s' if stats.get('rounds') != 1 else ''}"
+    if family == "limits":
+        figure = limit_figure(params.get("limit"), extra.get("work") or {}, stats.get(LIMIT_ROUND) or median)
+        if figure is None:
+            return f"{fmt_time(median)} a round{tail}"
+        unit = LIMIT_UNITS[params["limit"]]
+        said = fmt_time(figure) + " an operation" if unit == "s" else f"{figure / 1e9:.3g} G{unit}"
+        size = f" at {extra['work']['n']:,} square" if params["limit"] == "matmul" else ""
+        return f"{said}{size} (its fastest round){tail}"
     if family == "transfer":
         gbps = extra.get("bytes", 0) / median / 1e9 if median else float("nan")
         link = (link_gbps or {}).get(params.get("device"))
         share = f" ({gbps / link:.0%} of the link)" if link and params.get("direction") != "h2h" else ""
         return f"{gbps:.3g} GB/s{share} in {fmt_time(median)}{tail}"
     if family == "train":
-        return f"{fmt_time(median)} per epoch{tail}; loss {extra.get('loss', float('nan')):.3f}, accuracy {extra.get('accuracy', float('nan')):.1%}"
+        return f"{fmt_time(median)} per epoch{tail}{_held(extra)}; loss {extra.get('loss', float('nan')):.3f}, accuracy {extra.get('accuracy', float('nan')):.1%}"
     if family == "inference":
         rate = extra.get("images", 0) / median if median else float("nan")
         latency = extra.get("latency") or {}
@@ -40,8 +49,16 @@ def case_headline(record: dict, link_gbps: dict[str, float] | None = None) -> st
             if "p50_s" in latency
             else ""
         )
-        return f"{rate:,.0f} images/s{lat}{tail}"
+        return f"{rate:,.0f} images/s{lat}{tail}{_held(extra)}"
     return fmt_time(median)
+
+
+def _held(extra: dict) -> str:
+    """'; 2.1x its arithmetic floor': a case's binding limit, where the run measured its device's limits."""
+    held = extra.get("limits") or {}
+    if not held.get("binding") or not held.get("multiple"):
+        return ""
+    return f"; {held['multiple']:.2g}x its {FLOOR_SAID[held['binding']]} floor"
 
 
 def progress_line(

@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.measure.telemetry import OUTSIDE_SHARE
 from bench.record import format as fmt
 from bench.record.intervals import interval_said, ratio_interval, side
-from bench.record.names import NOISY_IQR_SHARE, SPEEDUP_FAMILIES
+from bench.record.names import FAMILIES, NOISY_IQR_SHARE, SPEEDUP_FAMILIES
 from bench.record.words import cases, faults_said, fmt_time
 
 __all__ = ["THREADS_MARGIN", "WIDTH", "end_summary"]
@@ -265,18 +265,20 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     from bench.report import figures
     from bench.report.load import runs_to_frame
 
-    ours = [b for b in fmt.benchmarks(run) if b.get("group") in ("transfer", "train", "inference")]
+    ours = [b for b in fmt.benchmarks(run) if b.get("group") in FAMILIES]
     frame = runs_to_frame([(Path("this run"), {**run, "benchmarks": ours})])
     state = fmt.run_state(run)
     threads = fmt.default_threads(run)
     if frame.empty:
         return [_health_empty(len(ours), state)]
     devices = set(frame["device"].astype(str))
+    cross = figures.crossovers(figures.speedups(frame.iloc[:0]))
     lines: list[str] = []
     last: list[str] = []  # on a machine without a GPU, the reference GPUs' answer: the last lines on the screen
     if devices - {"cpu"} and "cpu" in devices:
         speed = figures.speedups(frame)
-        lines += _speedup_section(speed, figures.crossovers(speed), threads)
+        cross = figures.crossovers(speed)
+        lines += _speedup_section(speed, cross, threads)
     elif devices == {"cpu"}:
         from bench.report.reference import against_reference, load_reference, reference_said
 
@@ -293,8 +295,34 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     lines += _breakdown_section(figures.breakdown(frame), threads)
     steps = figures.ladder(frame, "train")
     lines += _ladder_section(steps, figures.fastest_steps(steps), threads)
+    lines += _limits_section(frame, cross)
     lines.append(_health(frame, len(frame), state, passed_over=len(ours) - len(frame), load=fmt.run_load(run)))
     return _wrapped(lines + last, width)
+
+
+def _limits_section(frame, cross) -> list[str]:
+    """Each device's limits as measured, why its epochs take what they take, and the crossover the limits predict."""
+    from bench.report import limits as held_limits
+
+    table = held_limits.limits_table(frame)
+    if table.empty:
+        return []
+    lines = ["Against this machine's own limits, measured in this run (every case against them: python -m bench "
+             "report, \"Each case against its limits\"):"]  # fmt: skip
+    for r in table.to_dict("records"):
+        parts = [f"an operation {r['An operation, eager']} eager"]
+        parts += [f"{r['Replayed (CUDA graph)']} replayed from a CUDA graph"] * bool(r["Replayed (CUDA graph)"])
+        parts += [f"peak float32 {r['Peak float32']}"] * bool(r["Peak float32"])
+        parts += [f"bfloat16 {r['Peak bfloat16']}"] * bool(r["Peak bfloat16"])
+        parts += [f"memory {r['Memory bandwidth']}"] * bool(r["Memory bandwidth"])
+        parts += [f"copies {r['Copies host-device (fitted)']}"] * bool(r["Copies host-device (fitted)"])
+        lines.append(f"  {r['Device']}{' (quick)' * (r['Run'] == 'quick')}: " + "; ".join(parts))
+    lines += [f"  {said}" for said_of in held_limits.why(frame).values() for said in said_of]
+    for p in held_limits.predicted(frame, cross).itertuples():
+        if p.predicted:
+            lines.append(f"  Predicted from the limits, {p.device} {p.family} {p.variant}: {p.predicted} (measured: "
+                         f"{p.measured or 'no crossover measured'})")  # fmt: skip
+    return lines
 
 
 def _health_empty(measured: int, run: dict) -> str:
