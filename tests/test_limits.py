@@ -218,9 +218,12 @@ def test_what_a_ladder_step_moves_its_case_toward():
     def row(median, arithmetic, operations):
         return {"median": median, "floor_arithmetic_s": arithmetic, "floor_operations_s": operations}
 
-    # A CUDA graph cuts the per-operation floor and the time: the epoch moves toward arithmetic.
+    # A CUDA graph cuts the per-operation floor (9 us to 2 us an operation) more than the time (3.7x).
     graph = ladder_move(row(0.174, 0.0015, 0.042), row(0.047, 0.0015, 0.0094))
-    assert graph == "toward arithmetic: its floor 0.9% -> 3.2% of the time"
+    assert graph == "away from per-operation cost: its floor 24% -> 20% of the time"
+    # bf16 on channels_last: a lower arithmetic floor, a few more operations (casts): the larger change is said.
+    bf16 = ladder_move(row(2.26, 0.40, 0.017), row(2.07, 0.10, 0.021))
+    assert bf16 == "away from arithmetic: its floor 18% -> 4.8% of the time"
     # channels_last on a CPU: the same floors, less time.
     assert (
         ladder_move(row(1.62, 0.41, 0.03), row(1.21, 0.41, 0.03))
@@ -232,6 +235,13 @@ def test_what_a_ladder_step_moves_its_case_toward():
         == "away from arithmetic: its floor 25% -> 5.0% of the time"
     )
     assert ladder_move(row(1.62, 0.41, 0.03), {"median": 1.21}) is None
+    # A time no different from the base's (its ratio's interval includes 1): only a change of floors moves it.
+    assert ladder_move(row(1.62, 0.41, 0.03), row(1.58, 0.41, 0.03), same_time=True) == (
+        "no move measured: the same floors, and its time no different"
+    )
+    assert ladder_move(row(1.62, 0.41, 0.03), row(1.58, 0.1, 0.035), same_time=True) == (
+        "away from arithmetic: its floor 25% -> 6.2% of the time"
+    )
 
 
 def test_the_floors_predict_a_crossover_beside_the_measured_one():

@@ -313,21 +313,24 @@ def why_said(device: str, family: str, pipeline: str, batch_size: int, row: Mapp
     return said
 
 
-def ladder_move(base: Mapping, step: Mapping) -> str | None:
+def ladder_move(base: Mapping, step: Mapping, *, same_time: bool = False) -> str | None:
     """What a ladder step moves its case toward, from the two rows' floors as shares of their times: the floor
-    whose share grew the most ('toward arithmetic: its floor 12% -> 31% of the time'), or where none grew, the
-    one whose share fell the most ('away from ...': the step's time grew, or the step lowered that floor)."""
+    whose share changed the most, toward it where it grew ('toward arithmetic: its floor 12% -> 31% of the
+    time'), away from it where it fell (the step's time grew, or the step lowered that floor).
+    `same_time`: the two times' ratio has an interval that includes 1 (no difference measured), so only what
+    the step did to the floors moves it: both shares are taken of the base's time."""
     shares = {}
+    step_time = base.get("median") if same_time else step.get("median")
     for kind in FLOORS:
         a, b = base.get(f"floor_{kind}_s"), step.get(f"floor_{kind}_s")
-        if _positive(a) and _positive(b) and _positive(base.get("median")) and _positive(step.get("median")):
-            shares[kind] = (a / base["median"], b / step["median"])
+        if _positive(a) and _positive(b) and _positive(base.get("median")) and _positive(step_time):
+            shares[kind] = (a / base["median"], b / step_time)
     if not shares:
         return None
     grew = {kind: after - before for kind, (before, after) in shares.items()}
-    kind = max(grew, key=grew.get)
-    if grew[kind] <= 0:
-        kind = min(grew, key=grew.get)
+    if same_time and all(abs(g) <= 1e-9 * max(shares[k]) for k, g in grew.items()):
+        return "no move measured: the same floors, and its time no different"
+    kind = max(grew, key=lambda k: abs(grew[k]))
     before, after = shares[kind]
     way = "toward" if after > before else "away from"
     return f"{way} {FLOOR_SAID[kind]}: its floor {_share(before)} -> {_share(after)} of the time"

@@ -13,6 +13,7 @@ import math
 
 import pandas as pd
 
+from bench.record.intervals import ratio_interval, side
 from bench.record.limits import FLOOR_SAID, fit_copies, ladder_move, predicted_crossover, why_said
 from bench.record.names import BUILDS_ON
 from bench.record.words import fmt_time
@@ -114,17 +115,24 @@ def held(frame: pd.DataFrame) -> pd.DataFrame:
     moves it toward (over the step it builds on, same device, threads and batch size)."""
     rows = frame[frame["family"].isin(["train", "inference"]) & (frame["binding"].fillna("") != "")].copy()
     if rows.empty:
-        return rows.assign(moves="")
+        return rows.assign(move="", moves="")
     keys = ["machine_key", "quick", "family", "device", "cpu_threads", "batch_size", "mode"]
     # The same case but its step, as one text key (a missing mode or thread count is a value like any other).
     same = pd.Series(["|".join(map(str, t)) for t in rows[keys].itertuples(index=False)], index=rows.index)
-    moves = []
+    moves, over = [], []
     for (_, r), key in zip(rows.iterrows(), same, strict=True):
         base = BUILDS_ON.get(r["family"], {}).get(r["pipeline"])
         found = rows[(same == key) & (rows["pipeline"] == base)]
-        move = ladder_move(found.iloc[-1], r) if not found.empty else None
-        moves.append(f"over {base}: {move}" if move else "")
-    return rows.assign(moves=moves)
+        if found.empty:
+            moves.append("")
+            over.append("")
+            continue
+        # A step whose time is no different from its base's (the ratio's interval includes 1) moves only its floors.
+        tied = side(*ratio_interval(found.iloc[-1]["round_times"], r["round_times"])) == 0
+        move = ladder_move(found.iloc[-1], r, same_time=tied)
+        moves.append(move or "")
+        over.append(f"over {base}: {move}" if move else "")
+    return rows.assign(move=moves, moves=over)
 
 
 def held_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -143,9 +143,10 @@ def _breakdown_section(parts, default_threads) -> list[str]:
     ]
 
 
-def _ladder_section(steps, best, default_threads) -> list[str]:
+def _ladder_section(steps, best, default_threads, moves: dict | None = None) -> list[str]:
     """Per device and batch size with more than the cheap steps: each step's epoch, its speedup over
-    seed and over the step it builds on, and a loss above resident's by more than its tolerance."""
+    seed and over the step it builds on, a loss above resident's by more than its tolerance, and (from
+    `moves`, by device, batch size and step) which limit the step moves its epoch toward."""
     lines = []
     order = steps.assign(_gpu=steps["device"] != "cpu").sort_values(["_gpu", "device", "batch_size", "step"])
     for (device, size), group in order.groupby(["device", "batch_size"], sort=False):
@@ -163,7 +164,8 @@ def _ladder_section(steps, best, default_threads) -> list[str]:
                     f" [{interval_said(r.vs_base, r.vs_base_low, r.vs_base_high, no_interval='')} over {r.builds_on}]"
                 )
             faults = faults_said(r.page_faults)
-            cells.append(cell + (f" [{faults}]" if faults else ""))
+            move = (moves or {}).get((device, size, r.pipeline))
+            cells.append(cell + (f" [{faults}]" if faults else "") + (f"; {move}" if move else ""))
             if r.learns_less:
                 worse.append(
                     f"{r.pipeline} loss {r.loss:.3f} > resident {resident.iloc[0]:.3f} + {r.loss_tolerance:.0%}"
@@ -294,10 +296,20 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     lines += _threads_section(frame, figures.cpu_choices(frame), threads)
     lines += _breakdown_section(figures.breakdown(frame), threads)
     steps = figures.ladder(frame, "train")
-    lines += _ladder_section(steps, figures.fastest_steps(steps), threads)
+    lines += _ladder_section(steps, figures.fastest_steps(steps), threads, _moves(frame))
     lines += _limits_section(frame, cross)
     lines.append(_health(frame, len(frame), state, passed_over=len(ours) - len(frame), load=fmt.run_load(run)))
     return _wrapped(lines + last, width)
+
+
+def _moves(frame) -> dict:
+    """(device, batch size, step) -> which limit the training step moves its epoch toward (the CPU at its default)."""
+    from bench.report import figures
+    from bench.report import limits as held_limits
+
+    rows = held_limits.held(frame)
+    rows = rows[(rows["family"] == "train") & ((rows["device"] != "cpu") | figures.at_default(rows))]
+    return {(r.device, r.batch_size, r.pipeline): r.move for r in rows.itertuples() if r.move}
 
 
 def _limits_section(frame, cross) -> list[str]:
