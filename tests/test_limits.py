@@ -236,8 +236,8 @@ def test_what_a_ladder_step_moves_its_case_toward():
     )
     assert ladder_move(row(1.62, 0.41, 0.03), {"median": 1.21}) is None
     # A time no different from the base's (its ratio's interval includes 1): only a change of floors moves it.
-    assert ladder_move(row(1.62, 0.41, 0.03), row(1.58, 0.41, 0.03), same_time=True) == (
-        "no move measured: the same floors, and its time no different"
+    assert ladder_move(row(1.62, 0.41, 0.03), row(1.58, 0.41, 0.0305), same_time=True) == (
+        "no move: no floor's share of its time changed by a point"
     )
     assert ladder_move(row(1.62, 0.41, 0.03), row(1.58, 0.1, 0.035), same_time=True) == (
         "away from arithmetic: its floor 25% -> 6.2% of the time"
@@ -337,4 +337,25 @@ def test_a_run_without_limits_says_so():
     assert (
         report_limits.why(frame) == {}
         and report_limits.predicted(frame, figures.crossovers(figures.speedups(frame))).empty
+    )
+
+
+def test_the_end_of_run_answer_says_why_and_predicts_the_crossover():
+    from bench.run.summary import end_summary
+
+    lines = end_summary(_held_run(), width=None)
+    text = "\n".join(lines)
+    gpu = "  cuda:0: an operation 9 µs eager; peak float32 50 TFLOP/s; copies h2d pinned: 10 µs + bytes at 50 GB/s"
+    assert gpu in text
+    assert (
+        "h2d pageable: 10 µs + bytes at 20 GB/s (half that from 195 KiB)" in text
+    )  # the builder's 10 us + B / 20 GB/s
+    assert "  cpu 64t: an operation 3 µs eager; peak float32 180 GFLOP/s; memory" in text  # no graph, no bfloat16
+    assert (
+        "At batch 100 cuda:0's resident epoch is bound by per-operation cost: 600 steps x 78 operations x 9 µs" in text
+    )
+    assert "At batch 1,000 cpu's resident epoch is bound by arithmetic: 73.3 GFLOP at a peak of 180 GFLOP/s" in text
+    assert (
+        "Predicted from the limits, cuda:0 train resident: GPU faster from batch size 1,000 on (measured up to "
+        "10,000) (measured: GPU faster from batch size 1,000 on" in text
     )

@@ -177,8 +177,8 @@ def test_cpu_threads_are_an_axis_of_the_cpu_cases(quick_run):
         family: {b["params"]["cpu_threads"] for b in quick_run["json"]["benchmarks"] if b["group"] == family}
         for family in PARAMS
     }
-    # Copies and inference at 1 thread and at torch's own count; training at torch's.
-    assert counts == {"transfer": {1, default}, "inference": {1, default}, "train": {default}}
+    # The limits, copies and inference at 1 thread and at torch's own count; training at torch's.
+    assert counts == {"limits": {1, default}, "transfer": {1, default}, "inference": {1, default}, "train": {default}}
     assert "test_inference[cpu-1t-1-compute-inference_mode]" in {b["name"] for b in quick_run["json"]["benchmarks"]}
 
 
@@ -205,7 +205,7 @@ def test_the_terminal_shows_progress_and_the_answer(quick_run):
     assert "short test summary info" not in out[summary:]
     answer = out[summary:].splitlines()[1:-1]
     assert max(map(len, answer)) <= 100  # folded to fit a terminal
-    assert "rounds per case: transfer at least 1" in out  # the header says what runs
+    assert "rounds per case: limits at least 1, then until 0 s, at most 1; transfer at least 1" in out  # what runs
 
 
 def test_train_records_loss_and_accuracy_beside_the_time(quick_run):

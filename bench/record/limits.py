@@ -45,6 +45,10 @@ LIMIT_UNITS = {"operation": "s", "operation_graph": "s", "matmul": "FLOP/s", "de
 # figure is taken from its fastest round, not its median (a busy 2-core VM's float32 peak read 147 GFLOP/s by
 # the median and 194 by the next run's, IQR 37% against 3%).
 LIMIT_ROUND = "min"
+# A ladder step moves its case toward (or away from) a limit only where that floor's share of the time changed
+# by at least this much: a point of the time. Below it, one operation more or less (channels_last's two
+# layout copies in a 142-operation step) would read as a move.
+MOVE_POINT = 0.01
 # A case that took more than this many times its highest floor is said to be mostly beyond every measured
 # limit: the floors then explain under a quarter of its time.
 FAR = 4.0
@@ -328,9 +332,9 @@ def ladder_move(base: Mapping, step: Mapping, *, same_time: bool = False) -> str
     if not shares:
         return None
     grew = {kind: after - before for kind, (before, after) in shares.items()}
-    if same_time and all(abs(g) <= 1e-9 * max(shares[k]) for k, g in grew.items()):
-        return "no move measured: the same floors, and its time no different"
     kind = max(grew, key=lambda k: abs(grew[k]))
+    if abs(grew[kind]) < MOVE_POINT:
+        return "no move: no floor's share of its time changed by a point"
     before, after = shares[kind]
     way = "toward" if after > before else "away from"
     return f"{way} {FLOOR_SAID[kind]}: its floor {_share(before)} -> {_share(after)} of the time"

@@ -100,14 +100,14 @@ def limits_table(frame: pd.DataFrame) -> pd.DataFrame:
         )  # fmt: skip
         for models in lim["copies"]
     ]
-    return pd.DataFrame({
+    return _without_empty(pd.DataFrame({
         "Machine": lim["label"], "Device": device_label(lim), "Run": lim["quick"].map({False: "full", True: "quick"}),
         "An operation, eager": [fmt_seconds(v) + marks(r) for v, r in zip(lim["operation_s"], lim.itertuples(), strict=True)],
         "Replayed (CUDA graph)": lim["operation_graph_s"].map(fmt_seconds),
         "Peak float32": lim["peak_float32"].map(_rate), "Peak bfloat16": lim["peak_bfloat16"].map(_rate),
         "Memory bandwidth": lim["bandwidth_bytes_s"].map(lambda v: _rate(v, "B/s")),
         "Copies host-device (fitted)": copies,
-    })  # fmt: skip
+    }), ("Replayed (CUDA graph)", "Peak bfloat16", "Copies host-device (fitted)"))  # fmt: skip
 
 
 def held(frame: pd.DataFrame) -> pd.DataFrame:
@@ -142,9 +142,10 @@ def held_table(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     rows = rows.sort_values(["label", "device", "cpu_threads", "family", "mode", "batch_size", "pipeline"],
                             kind="stable", na_position="first")  # fmt: skip
-    return pd.DataFrame({
-        "Machine": rows["label"], "Device": device_label(rows), "Family": rows["family"],
-        "Step": [r.pipeline if r.family == "train" else f"{r.mode} {r.pipeline}" for r in rows.itertuples()],
+    return _without_empty(pd.DataFrame({
+        "Machine": rows["label"], "Device": device_label(rows),
+        "Case": [f"train {r.pipeline}" if r.family == "train" else f"inference {r.mode} {r.pipeline}"
+                 for r in rows.itertuples()],
         "Batch": rows["batch_size"].map(lambda b: f"{int(b):,}"),
         "Time": [fmt_seconds(r.median) + marks(r) for r in rows.itertuples()],
         "Achieved": rows["achieved_flops_s"].map(_rate),
@@ -155,7 +156,12 @@ def held_table(frame: pd.DataFrame) -> pd.DataFrame:
         "Bound by": rows["binding"].map(lambda b: FLOOR_SAID.get(b, "")),
         "Time / floor": rows["floor_multiple"].map(_multiple),
         "The step moves it": rows["moves"],
-    }).reset_index(drop=True)  # fmt: skip
+    }).reset_index(drop=True), ("Per-operation floor", "Copies floor", "The step moves it"), nothing=("", "0 s"))  # fmt: skip
+
+
+def _without_empty(table: pd.DataFrame, columns: tuple[str, ...], nothing: tuple[str, ...] = ("",)) -> pd.DataFrame:
+    """`table` without those of `columns` that say nothing in any row (a CPU's graph or copies, none measured)."""
+    return table.drop(columns=[c for c in columns if table[c].isin(nothing).all()])
 
 
 def _multiple(value: float) -> str:

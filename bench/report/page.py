@@ -227,8 +227,8 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool, reference: pd
                  "arithmetic (FLOPs over the peak), per-operation (the operations a step runs, counted, times the "
                  "measured cost of one; a CUDA graph's replayed cost for cuda_graph; not counted under torch.compile, "
                  "which fuses them) and copies (the batches' host-device copies by the fitted copy model). The "
-                 "highest floor is the binding limit; time / floor is how far the case is from it. The last column "
-                 "says which limit the step moves its case toward over the step it builds on."
+                 "highest floor is the binding limit; time / floor is how far the case is from it. The last column says "
+                 "which limit the step moves its case toward over the step it builds on; a column no case fills is left out."
                  if not held.empty else "No case here was held against its limits (from format 6, where the run "
                  "measured its device's limits before the case)."),
         _Section("Crossover predicted from the limits",

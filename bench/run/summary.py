@@ -321,13 +321,11 @@ def _limits_section(frame, cross) -> list[str]:
         return []
     lines = ["Against this machine's own limits, measured in this run (every case against them: python -m bench "
              "report, \"Each case against its limits\"):"]  # fmt: skip
-    for r in table.to_dict("records"):
-        parts = [f"an operation {r['An operation, eager']} eager"]
-        parts += [f"{r['Replayed (CUDA graph)']} replayed from a CUDA graph"] * bool(r["Replayed (CUDA graph)"])
-        parts += [f"peak float32 {r['Peak float32']}"] * bool(r["Peak float32"])
-        parts += [f"bfloat16 {r['Peak bfloat16']}"] * bool(r["Peak bfloat16"])
-        parts += [f"memory {r['Memory bandwidth']}"] * bool(r["Memory bandwidth"])
-        parts += [f"copies {r['Copies host-device (fitted)']}"] * bool(r["Copies host-device (fitted)"])
+    for r in table.to_dict("records"):  # (the table leaves out a column no device has a figure in)
+        said = {"An operation, eager": "an operation {} eager", "Replayed (CUDA graph)": "{} replayed from a CUDA graph",
+                "Peak float32": "peak float32 {}", "Peak bfloat16": "bfloat16 {}", "Memory bandwidth": "memory {}",
+                "Copies host-device (fitted)": "copies {}"}  # fmt: skip
+        parts = [words.format(r[column]) for column, words in said.items() if r.get(column)]
         lines.append(f"  {r['Device']}{' (quick)' * (r['Run'] == 'quick')}: " + "; ".join(parts))
     lines += [f"  {said}" for said_of in held_limits.why(frame).values() for said in said_of]
     for p in held_limits.predicted(frame, cross).itertuples():
