@@ -16,6 +16,7 @@ import pytest
 from bench.record import derive, names
 from bench.record.derive import crossover_batch_size
 from bench.record.format import FORMAT_VERSION
+from bench.record.intervals import ratio_estimate
 from bench.record.journal import Journal
 from bench.report import main, write_report
 from bench.report.facts import partial_note
@@ -154,6 +155,7 @@ def test_newest_run_of_each_machine_counts_unless_all_runs(tmp_path):
     new["datetime"] = "2026-11-02T00:00:00+00:00"
     for b in new["benchmarks"]:
         b["stats"]["median"] *= 2
+        b["stats"]["data"] = [x * 2 for x in b["stats"]["data"]]
     (tmp_path / "0001_old.json").write_text(json.dumps(old))
     (tmp_path / "0002_new.json").write_text(json.dumps(new))
     newest = load_frame([tmp_path])
@@ -168,6 +170,7 @@ def test_a_newer_partial_run_updates_only_what_it_measured(tmp_path):
     gpu_only["benchmarks"] = [b for b in gpu_only["benchmarks"] if b["params"]["device"] == "cuda:0"]
     for b in gpu_only["benchmarks"]:
         b["stats"]["median"] /= 2  # the GPU got twice as fast
+        b["stats"]["data"] = [x / 2 for x in b["stats"]["data"]]
     (tmp_path / "0001_full.json").write_text(json.dumps(full))
     (tmp_path / "0002_gpu_only.json").write_text(json.dumps(gpu_only))
     frame = load_frame([tmp_path])
@@ -731,6 +734,11 @@ LADDER_RUN = FIXTURES / "cpu_default_run_ladder.json"  # real: the 2-core VM's d
 INFERENCE_RUN = next((FIXTURES.parent.parent / "results" / "reference" / "vm_AMD-EPYC_no-gpu").glob("*/0006_*.json"))
 
 
+def _over(before, step) -> float:
+    """An earlier step's time over a step's: the ratio of their rounds' geometric means."""
+    return ratio_estimate(before["round_times"], step["round_times"]).value
+
+
 def test_the_ladder_gives_each_steps_speedup_over_the_step_it_builds_on(tmp_path):
     from bench.report.figures import fastest_steps, ladder
     from bench.report.tables import ladder_table
@@ -740,16 +748,18 @@ def test_the_ladder_gives_each_steps_speedup_over_the_step_it_builds_on(tmp_path
     for name, row in steps.iterrows():
         base = names.BUILDS_ON["train"].get(name)
         assert row["builds_on"] == base if base else pd.isna(row["builds_on"])
-        expected = steps.loc[base, "median"] / row["median"] if base else None
+        # Each speedup is of the rounds' geometric means, the estimate its interval is of (bench/record/intervals.py).
+        expected = _over(steps.loc[base], row) if base else None
         assert pd.isna(row["vs_base"]) if base is None else row["vs_base"] == pytest.approx(expected), name
-        assert row["vs_first"] == pytest.approx(steps.loc["seed", "median"] / row["median"])
+        assert row["vs_first"] == pytest.approx(_over(steps.loc["seed"], row))
+        assert row["vs_first_low"] <= row["vs_first"] <= row["vs_first_high"]
     # bf16 on channels_last is measured against channels_last, not against its neighbour bf16.
     assert steps.loc["channels_last_bf16", "builds_on"] == "channels_last"
     assert not steps["learns_less"].any()
     best = fastest_steps(steps.reset_index())
     assert best["pipeline"].tolist() == [steps["median"].idxmin()]
     table = ladder_table(steps.reset_index(), "train")
-    over = steps.loc["channels_last", "median"] / steps.loc["channels_last_bf16", "median"]
+    over = _over(steps.loc["channels_last"], steps.loc["channels_last_bf16"])
     assert f"[{over:.2f}x (" in table.loc[0, "channels_last_bf16"]  # with its interval
     assert ") over channels_last]" in table.loc[0, "channels_last_bf16"]
     # Held to --host-allocator keep, no step faulted much, and none is said to have.
@@ -783,7 +793,7 @@ def test_a_ladder_without_some_steps_measures_each_against_the_nearest_step_that
     steps = ladder(load_frame([_write(tmp_path, "some.json", run)]), "train").set_index("pipeline")
     both = steps.loc["channels_last_bf16"]
     assert both["builds_on"] == "resident"  # channels_last did not run: the step it builds on did
-    assert both["vs_base"] == pytest.approx(steps.loc["resident", "median"] / both["median"])
+    assert both["vs_base"] == pytest.approx(_over(steps.loc["resident"], both))
     assert steps["vs_first"].isna().all()  # no seed: no "over seed" figure, not one over loader
     table = ladder_table(steps.reset_index(), "train")
     assert ") over resident]" in table.loc[0, "channels_last_bf16"]

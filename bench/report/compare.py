@@ -14,13 +14,12 @@ import numpy as np
 import pandas as pd
 
 from bench.record import format as fmt
-from bench.record.intervals import interval_said, ratio_interval
+from bench.record.intervals import interval_said, ratio_estimate
 from bench.record.names import AXES, FAMILY_AXES, case_id
 from bench.record.store import RunFileWarning, find_run_files, load_run
 from bench.report.load import runs_to_frame
 from bench.report.verdict import (
     DEFAULT_FACTOR,
-    P_THRESHOLD,
     SLOWER,
     UNPAIRED,
     VERDICTS,
@@ -35,7 +34,6 @@ from bench.report.verdict import (
 
 __all__ = [
     "DEFAULT_FACTOR",
-    "P_THRESHOLD",
     "VERDICTS",
     "CompareError",
     "compare_runs",
@@ -176,16 +174,7 @@ def _case(row) -> str:
 def _cases(path: Path, run: dict) -> pd.DataFrame:
     """One run's cases: identity, label, stats and round times, indexed by identity."""
     frame = runs_to_frame([(path, run)], all_runs=True)
-    # runs_to_frame keeps only a summary of the round times; the rank test needs them all.
-    # It keeps no max either, which the range check needs where there are too few rounds for the test.
-    stats = {b.get("name"): b.get("stats") or {} for b in run["benchmarks"] if isinstance(b, dict)}
-    frame["data"] = [
-        [float(x) for x in stats[name].get("data") or [] if isinstance(x, (int, float)) and math.isfinite(x)]
-        for name in frame["name"]
-    ]
-    frame["max"] = pd.to_numeric(
-        pd.Series([stats[name].get("max") for name in frame["name"]], dtype="object"), errors="coerce"
-    ).to_numpy()
+    frame["data"] = frame["round_times"]  # every round's time, as the run kept them: the ratio's interval needs them
     frame["rounds"] = frame["rounds"].astype(int)  # required by the saved-run format (bench/record/schema.py)
     # A GPU case runs at torch's default thread count, whatever it was: not part of its identity (as select_newest).
     identity = frame.assign(cpu_threads=frame["cpu_threads"].where(frame["device"] == "cpu"))
@@ -248,10 +237,11 @@ def compare_runs(old: tuple[Path, dict], new: tuple[Path, dict], *, factor: floa
                 why=_unpaired_why(o if n is None else n, other, here, there, state),
             )
         else:
-            said, why = verdict(o, n, factor)
-            # new/old with its 95% interval from both runs' rounds (bench/record/intervals.py).
-            low, high = ratio_interval(n["data"], o["data"])
-            row.update(ratio=n["median"] / o["median"], ratio_low=low, ratio_high=high, verdict=said, why=why)
+            # new/old with its 95% interval, one estimate from both runs' rounds (bench/record/intervals.py); the
+            # verdict is decided on that same interval.
+            ratio = ratio_estimate(n["data"], o["data"], numerator_median=n["median"], denominator_median=o["median"])
+            said, why = verdict(ratio, int(o["rounds"]), int(n["rounds"]), factor)
+            row.update(ratio=ratio.value, ratio_low=ratio.low, ratio_high=ratio.high, verdict=said, why=why)
         rows.append(row)
     table = pd.DataFrame(rows)
     table["_order"] = table["verdict"].map(VERDICTS.index)
@@ -319,9 +309,9 @@ def render(old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataF
     lines.append(shown_table.to_markdown(index=False, disable_numparse=True))
     lines.append("")
     lines.append(
-        "old, new: median time per round ±IQR as a share of it (rounds); new/old over 1 is slower (throughput "
-        f"included: a time). Beyond the noise: over {factor:.2f}x, and a rank test at p<{P_THRESHOLD} on the round "
-        "times (or, with too few rounds for it, no round overlapping)."
+        "old, new: median time per round ±IQR as a share of it (rounds); new/old: the ratio of the rounds' "
+        "geometric means with its 95% interval, over 1 is slower (throughput included: a time). Beyond the noise: "
+        f"over {factor:.2f}x, and the interval wholly on that side of 1."
     )
     lines.append("marks: busy, other work used over a tenth of the machine's CPU time during (or around) the case; "
                  "throttled, the GPU held its clocks down (telemetry); suspect, a copy whose time did not follow "
@@ -350,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--factor",
         type=float,
         default=DEFAULT_FACTOR,
-        help=f"the smallest change reported, as a ratio of medians (default {DEFAULT_FACTOR})",
+        help=f"the smallest change reported, as a ratio (default {DEFAULT_FACTOR})",
     )
     parser.add_argument(
         "--force",

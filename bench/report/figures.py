@@ -13,7 +13,7 @@ from bench.record.derive import (
     loglog_interp,
     seed_breakdown,
 )
-from bench.record.intervals import ratio_interval, side
+from bench.record.intervals import Ratio, ratio_estimate, side
 from bench.record.names import BUILDS_ON, INFERENCE_LADDER, SPEEDUP_FAMILIES, TRAIN_LADDER
 
 __all__ = [
@@ -44,6 +44,14 @@ def at_default(rows: pd.DataFrame) -> pd.Series:
 _CHOICE_COLUMNS = ["machine_key", "quick", "family", "variant", "batch_size", "threads_measured", "default_threads",
                    "median_default", "best_cpu_threads", "median_best", "noisy", "one_round", "partial", "data_default",
                    "data_best"]  # fmt: skip
+
+
+def _ratios(numerators, denominators, numerator_medians, denominator_medians) -> list[Ratio]:
+    """Each pair's ratio with its interval (intervals.ratio_estimate), over four aligned columns."""
+    return [
+        ratio_estimate(a, b, numerator_median=ma, denominator_median=mb)
+        for a, b, ma, mb in zip(numerators, denominators, numerator_medians, denominator_medians, strict=True)
+    ]
 
 
 def cpu_choices(frame: pd.DataFrame) -> pd.DataFrame:
@@ -118,13 +126,15 @@ def speedups(frame: pd.DataFrame) -> pd.DataFrame:
         )
         if both.empty:
             continue
-        both["speedup"] = both["median_default"] / both["median_gpu"]
-        both["speedup_vs_best_cpu"] = both["median_best"] / both["median_gpu"]
-        # The 95% interval of each speedup, from the rounds of both figures: CPU time over GPU time.
-        for name, cpu_data in (("speedup", "data_default"), ("vs_best", "data_best")):
-            bounds = [ratio_interval(c, g) for c, g in zip(both[cpu_data], both["data_gpu"], strict=True)]
-            both[f"{name}_low"] = [b[0] for b in bounds]
-            both[f"{name}_high"] = [b[1] for b in bounds]
+        # Each speedup, CPU time over GPU time, and its 95% interval: one estimate from both figures' rounds.
+        for value, name, cpu_data, cpu_median in (
+            ("speedup", "speedup", "data_default", "median_default"),
+            ("speedup_vs_best_cpu", "vs_best", "data_best", "median_best"),
+        ):
+            found = _ratios(both[cpu_data], both["data_gpu"], both[cpu_median], both["median_gpu"])
+            both[value] = [r.value for r in found]
+            both[f"{name}_low"] = [r.low for r in found]
+            both[f"{name}_high"] = [r.high for r in found]
         for flag in ("noisy", "one_round", "partial"):
             both[flag] = both[f"{flag}_gpu"].astype(bool) | both[f"{flag}_cpu"].astype(bool)
         out.append(both.rename(columns={"median_default": "median_cpu", "median_best": "median_best_cpu"}))
@@ -153,7 +163,12 @@ def cross_machine_speedups(frame: pd.DataFrame) -> pd.DataFrame:
         pairs = g.merge(c, on=["variant", "batch_size", "images", "dataset"], suffixes=("_gpu", "_cpu"))
         pairs = pairs[pairs["machine_key_gpu"] != pairs["machine_key_cpu"]]
         for r in pairs.itertuples():
-            low, high = ratio_interval(r.round_times_cpu, r.round_times_gpu)
+            ratio = ratio_estimate(
+                r.round_times_cpu,
+                r.round_times_gpu,
+                numerator_median=r.median_cpu,
+                denominator_median=r.median_gpu,
+            )
             rows.append(
                 {
                     "gpu_machine": r.label_gpu,
@@ -163,10 +178,10 @@ def cross_machine_speedups(frame: pd.DataFrame) -> pd.DataFrame:
                     "family": family,
                     "variant": r.variant,
                     "batch_size": r.batch_size,
-                    "speedup": r.median_cpu / r.median_gpu,
+                    "speedup": ratio.value,
                     # Its 95% interval from both figures' rounds (one round: none, and no verdict).
-                    "speedup_low": low,
-                    "speedup_high": high,
+                    "speedup_low": ratio.low,
+                    "speedup_high": ratio.high,
                     "noisy": bool(r.noisy_gpu or r.noisy_cpu),
                     "one_round": bool(r.one_round_gpu or r.one_round_cpu),
                 }
@@ -306,18 +321,9 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
             base = BUILDS_ON[family].get(name)
             while base is not None and base not in steps.index:
                 base = BUILDS_ON[family].get(base)
-            before = steps.loc[base, "median"] if base is not None else None
-            # Each ratio's 95% interval from both steps' rounds (bench/record/intervals.py).
-            first_low, first_high = (
-                ratio_interval(steps.loc[names[0], "round_times"], r["round_times"])
-                if pd.notna(first)
-                else (np.nan, np.nan)
-            )
-            base_low, base_high = (
-                ratio_interval(steps.loc[base, "round_times"], r["round_times"])
-                if base is not None
-                else (np.nan, np.nan)
-            )
+            # Each ratio with its 95% interval, one estimate from both steps' rounds (bench/record/intervals.py).
+            over_first = _step_ratio(steps.loc[names[0]], r) if pd.notna(first) else _NO_RATIO
+            over_base = _step_ratio(steps.loc[base], r) if base is not None else _NO_RATIO
             against = [n for n in dict.fromkeys([names[0] if pd.notna(first) else None, base]) if n is not None]
             other_runs = [n for n in against if str(steps.loc[n, "run_file"]) != str(r["run_file"])]
             other_files = {str(steps.loc[n, "run_file"]) for n in other_runs}
@@ -330,9 +336,9 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
                 {
                     "machine_key": key, "label": r["label"], "quick": bool(quick), "device": device,
                     "batch_size": size, "pipeline": name, "step": order.index(name), "median": r["median"],
-                    "images_per_s": r["images_per_s"], "vs_first": first / r["median"], "vs_first_low": first_low,
-                    "vs_first_high": first_high, "builds_on": base, "vs_base": before / r["median"] if before else np.nan,
-                    "vs_base_low": base_low, "vs_base_high": base_high, "loss": r["loss"],
+                    "images_per_s": r["images_per_s"], "vs_first": over_first.value, "vs_first_low": over_first.low,
+                    "vs_first_high": over_first.high, "builds_on": base, "vs_base": over_base.value,
+                    "vs_base_low": over_base.low, "vs_base_high": over_base.high, "loss": r["loss"],
                     "loss_tolerance": tolerance, "learns_less": learns_less, "prepare_s": r["prepare_s"],
                     "agreement": r["agreement"], "noisy": bool(r["noisy"]), "one_round": bool(r["one_round"]),
                     "page_faults": r["page_faults"], "gpu_ops_per_step": _per_step(r["gpu_ops"], r["profiled_images"], size),
@@ -347,6 +353,19 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
                "one_round", "page_faults", "gpu_ops_per_step", "gpu_busy_share", "cpu_top_op", "cpu_top_op_share", "run_file",
                "other_runs", "other_run_count", "round_times"]  # fmt: skip
     return pd.DataFrame(out, columns=columns)
+
+
+_NO_RATIO = Ratio(np.nan, np.nan, np.nan)
+
+
+def _step_ratio(before: pd.Series, step: pd.Series) -> Ratio:
+    """A ladder step's speedup over an earlier step: the earlier one's time over its own."""
+    return ratio_estimate(
+        before["round_times"],
+        step["round_times"],
+        numerator_median=before["median"],
+        denominator_median=step["median"],
+    )
 
 
 def _per_step(ops: float, images: float, batch_size: int) -> float:
@@ -371,7 +390,7 @@ def fastest_steps(steps: pd.DataFrame) -> pd.DataFrame:
     for r in best.itertuples():
         mine = kept[(kept["machine_key"] == r.machine_key) & (kept["quick"] == r.quick) & (kept["device"] == r.device)
                     & (kept["batch_size"] == r.batch_size) & (kept["pipeline"] != r.pipeline)]  # fmt: skip
-        sides = {o.pipeline: side(*ratio_interval(o.round_times, r.round_times)) for o in mine.itertuples()}
+        sides = {o.pipeline: ratio_estimate(o.round_times, r.round_times).side for o in mine.itertuples()}
         tied.append(", ".join(name for name, s in sides.items() if s == 0))
         unknown.append(any(s is None for s in sides.values()))
     return best.assign(tied_with=tied, tie_unknown=unknown)

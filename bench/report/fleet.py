@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench.record.intervals import interval_said, ratio_interval
+from bench.record.intervals import interval_said, ratio_estimate
 from bench.report.figures import crossovers, is_gpu, speedups
 from bench.report.tables import device_label, fmt_seconds, marks
 
@@ -70,12 +70,13 @@ def _than_next(rows: pd.DataFrame, i: int, higher: bool) -> str:
         return ""
     this, after = rows.iloc[i], rows.iloc[i + 1]
     ratio = this["value"] / after["value"] if higher else after["value"] / this["value"]
-    # Times: the next one's rounds over this one's (a rate's units cancel up to the ratio of the medians).
-    low, high = ratio_interval(after["round_times"], this["round_times"])
-    if math.isfinite(low):
-        scale = ratio / (np.median(after["round_times"]) / np.median(this["round_times"]))
-        low, high = low * scale, high * scale
-    return interval_said(ratio, low, high, no_interval=" (no interval)")
+    # Times: the next one's rounds over this one's, one estimate with its interval (bench/record/intervals.py).
+    times = ratio_estimate(after["round_times"], this["round_times"])
+    if not math.isfinite(times.value):
+        return interval_said(ratio, math.nan, math.nan, no_interval=" (no interval)")
+    # A rate's units cancel but for their counts: the figures' ratio over their medians' ratio (1 for a time).
+    units = ratio / (np.median(after["round_times"]) / np.median(this["round_times"]))
+    return interval_said(times.value * units, times.low * units, times.high * units, no_interval=" (no interval)")
 
 
 def _spread(value: float, q1: float, q3: float, rate: bool) -> str:

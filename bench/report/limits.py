@@ -13,7 +13,7 @@ import math
 
 import pandas as pd
 
-from bench.record.intervals import ratio_interval, side
+from bench.record.intervals import ratio_estimate
 from bench.record.limits import FLOOR_SAID, fit_copies, ladder_move, predicted_crossover, why_said
 from bench.record.names import BUILDS_ON
 from bench.record.words import fmt_time
@@ -128,7 +128,7 @@ def held(frame: pd.DataFrame) -> pd.DataFrame:
             over.append("")
             continue
         # A step whose time is no different from its base's (the ratio's interval includes 1) moves only its floors.
-        tied = side(*ratio_interval(found.iloc[-1]["round_times"], r["round_times"])) == 0
+        tied = ratio_estimate(found.iloc[-1]["round_times"], r["round_times"]).side == 0
         move = ladder_move(found.iloc[-1], r, same_time=tied)
         moves.append(move or "")
         over.append(f"over {base}: {move}" if move else "")

@@ -12,7 +12,7 @@ import warnings
 
 import pandas as pd
 
-from bench.record.intervals import interval_said, ratio_interval, side
+from bench.record.intervals import interval_said, ratio_estimate, side
 from bench.record.store import reference_folder
 from bench.report.figures import at_default, cpu_choices, is_gpu
 
@@ -46,15 +46,15 @@ def load_reference(cache=None) -> pd.DataFrame:
 
 
 def _pair(cpu_median: float, gpu_median: float, what: dict, cpu_data, gpu_data, threads) -> dict:
-    low, high = ratio_interval(cpu_data, gpu_data)
+    ratio = ratio_estimate(cpu_data, gpu_data, numerator_median=float(cpu_median), denominator_median=float(gpu_median))
     rounds = min(len(cpu_data if cpu_data is not None else []), len(gpu_data if gpu_data is not None else []))
     return {
         **what,
         "median_cpu": float(cpu_median),
         "median_gpu": float(gpu_median),
-        "speedup": float(cpu_median) / float(gpu_median),
-        "low": low,
-        "high": high,
+        "speedup": ratio.value,
+        "low": ratio.low,
+        "high": ratio.high,
         # Why a ratio has no interval: one round a figure, or a run that kept no round times.
         "no_interval": " (1 round)" if rounds == 1 else " (no round times)",
         "default_threads": threads,

@@ -1,16 +1,15 @@
-"""What comparing two runs decides: each case's verdict (a rank test over both runs' rounds and the factor a change
-must pass), and what changed around the runs (commit, torch, driver, machine)."""
+"""What comparing two runs decides: each case's verdict (its ratio's interval and the factor a change must pass),
+and what changed around the runs (commit, torch, driver, machine)."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
-from functools import lru_cache
 
 import pandas as pd
 
 from bench.record import format as fmt
+from bench.record.intervals import Ratio
 from bench.record.names import FAMILIES
 from bench.record.words import fmt_time
 
@@ -18,7 +17,6 @@ __all__ = [
     "DEFAULT_FACTOR",
     "FASTER",
     "ONE_ROUND",
-    "P_THRESHOLD",
     "SAME",
     "SLOWER",
     "UNPAIRED",
@@ -33,23 +31,9 @@ __all__ = [
 ]
 
 
-# asv compare's default factor: a change under 10% is not reported, whatever a test says. It is also
+# asv compare's default factor: a change under 10% is not reported, whatever the interval says. It is also
 # the noise line of docs/design.md (an IQR over 10% of the median is noisy), so a flagged change clears that too.
 DEFAULT_FACTOR = 1.10
-
-
-# The rank test's two-sided level. A comparison has about 50 cases: at 0.05 the test alone would call
-# two or three of them different by chance; 0.01 still lets 5 against 5 rounds (transfer's minimum,
-# smallest p 2/252 = 0.008) reach it. asv uses 0.002, over hundreds of benchmarks and every commit.
-P_THRESHOLD = 0.01
-
-
-# Both sides need this many rounds for the rank test; fewer, and only the ranges can be compared.
-_RANK_TEST_ROUNDS = 3
-
-
-# Above this many rounds on a side the normal approximation replaces the exact distribution (as asv does).
-_EXACT_ROUNDS = 20
 
 
 SLOWER, FASTER, SAME, ONE_ROUND, UNPAIRED = (
@@ -63,77 +47,27 @@ SLOWER, FASTER, SAME, ONE_ROUND, UNPAIRED = (
 VERDICTS = (SLOWER, FASTER, SAME, ONE_ROUND, UNPAIRED)
 
 
-@lru_cache(maxsize=64)
-def _u_counts(m: int, n: int) -> tuple[int, ...]:
-    """How many orderings of m against n distinct values give each U (Mann & Whitney 1947's recurrence)."""
-    # counts[j] holds the distribution for (i, j) as i grows: f(i, j) = f(i, j-1) + f(i-1, j) shifted by j.
-    counts = [[1] for _ in range(n + 1)]
-    for _ in range(m):
-        new = [[1]]
-        for j in range(1, n + 1):
-            left, up = new[j - 1], counts[j]
-            dist = [0] * max(len(left), len(up) + j)
-            for u, c in enumerate(left):
-                dist[u] += c
-            for u, c in enumerate(up):
-                dist[u + j] += c
-            new.append(dist)
-        counts = new
-    return tuple(counts[n])
+def verdict(ratio: Ratio, old_rounds: int, new_rounds: int, factor: float) -> tuple[str, str]:
+    """(verdict, why) for one case measured in both runs, from NEW/OLD (`ratio`: the same estimate and interval
+    the table prints) and each run's rounds.
 
-
-def _p_of_u(u: float, m: int, n: int) -> float:
-    """Two-sided p of a U statistic: exact up to 20 rounds a side, else the normal approximation."""
-    low = min(u, m * n - u)
-    if max(m, n) <= _EXACT_ROUNDS:
-        counts = _u_counts(m, n)
-        # Half-counted ties make U a half-integer: rounding up is the conservative side.
-        return min(1.0, 2 * sum(counts[: math.ceil(low) + 1]) / math.comb(m + n, m))
-    sigma = math.sqrt(m * n * (m + n + 1) / 12)  # without a tie correction, which only makes p larger
-    z = (low - m * n / 2 + 0.5) / sigma
-    return min(1.0, math.erfc(-z / math.sqrt(2)))
-
-
-def _rank_test(old: Sequence[float], new: Sequence[float]) -> tuple[float, float]:
-    """(p, the smallest p these round counts can give) of a two-sided Mann-Whitney U test.
-
-    Written here, after asv's statistics.py, because scipy is not a dependency and this is its only use.
+    Beyond the noise means both: the ratio is beyond `factor`, and its 95% interval lies wholly on that side of
+    1. A verdict is never stronger than its interval: an interval that includes 1 is no difference measured,
+    however far the ratio (a rule of "every round apart" decided 3 rounds against 3 at p = 0.1, and printed
+    "faster" beside "0.19-1.17, no difference measured").
     """
-    m, n = len(old), len(new)
-    u = sum(1.0 if x > y else 0.5 if x == y else 0.0 for x in old for y in new)
-    return _p_of_u(u, m, n), _p_of_u(0, m, n)
-
-
-def verdict(old: pd.Series, new: pd.Series, factor: float) -> tuple[str, str]:
-    """(verdict, why) for one case measured in both runs.
-
-    Beyond the noise means both: the medians differ by more than `factor`, and the rounds say the
-    runs differ: a rank test on the round times where it can reach P_THRESHOLD at these round
-    counts, else (3 against 3 rounds: its smallest p is 0.1) every round of one run beyond every
-    round of the other. The rank test, not the IQRs: IQRs of 3 to 5 rounds are two of those rounds,
-    and a test gives the chance of a change this large from noise alone.
-    """
-    if min(old["rounds"], new["rounds"]) < 2:
-        side = "OLD" if old["rounds"] < 2 else "NEW"
-        if min(old["rounds"], new["rounds"]) == max(old["rounds"], new["rounds"]):
+    if min(old_rounds, new_rounds) < 2:
+        side = "OLD" if old_rounds < 2 else "NEW"
+        if old_rounds == new_rounds:
             side = "both"
         return ONE_ROUND, f"{side}: one round, no spread to weigh the change against"
-    ratio = new["median"] / old["median"]
-    direction = SLOWER if ratio > 1 else FASTER
-    if 1 / factor <= ratio <= factor:
+    if not math.isfinite(ratio.value) or ratio.side is None:
+        return ONE_ROUND, "no round times kept: no spread to weigh the change against"
+    if 1 / factor <= ratio.value <= factor:
         return SAME, f"under {factor:.2f}x"
-    old_data, new_data = old["data"], new["data"]
-    if min(len(old_data), len(new_data)) >= _RANK_TEST_ROUNDS:
-        p, p_min = _rank_test(old_data, new_data)
-        if p_min < P_THRESHOLD:
-            if p < P_THRESHOLD:
-                return direction, f"rank test p={p:.2g}"
-            return SAME, f"rounds overlap: rank test p={p:.2g}"
-    rounds = f"{old['rounds']} and {new['rounds']} rounds, too few for a rank test"
-    apart = new["min"] > old["max"] if direction == SLOWER else new["max"] < old["min"]
-    if apart:
-        return direction, f"every round {direction} ({rounds})"
-    return SAME, f"rounds overlap ({rounds})"
+    if ratio.side == 0:
+        return SAME, "its 95% interval includes 1"
+    return (SLOWER if ratio.side == 1 else FASTER), f"beyond {factor:.2f}x and its 95% interval"
 
 
 def _facts(run: dict) -> dict[str, str]:

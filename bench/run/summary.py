@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.measure.telemetry import OUTSIDE_SHARE
 from bench.record import format as fmt
-from bench.record.intervals import interval_said, ratio_interval, side
+from bench.record.intervals import interval_said, ratio_estimate
 from bench.record.names import FAMILIES, NOISY_IQR_SHARE, SPEEDUP_FAMILIES
 from bench.record.words import cases, faults_said, fmt_time
 
@@ -92,13 +92,14 @@ def _threads_section(frame, choices, default_threads) -> list[str]:
             if r.threads_measured < 2 or _same(r.best_cpu_threads, r.default_threads):
                 continue
             # Decided on the interval of default / best: a count beats torch's only where it is above 1.
-            gain, (low, high) = r.median_default / r.median_best, ratio_interval(r.data_default, r.data_best)
+            gain = ratio_estimate(
+                r.data_default, r.data_best, numerator_median=r.median_default, denominator_median=r.median_best
+            )
             best = int(r.best_cpu_threads)
-            where = side(low, high)
-            if where == 1 or (where is None and gain > 1 + THREADS_MARGIN):
+            if gain.side == 1 or (gain.side is None and gain.value > 1 + THREADS_MARGIN):
                 said[r.variant].append(
                     f"batch {int(r.batch_size):,}: {best} thread{'s' if best != 1 else ''}, "
-                    f"{interval_said(gain, low, high, no_interval=' (1 round: no verdict)')} faster than {default_threads}"
+                    f"{gain.said(no_interval=' (1 round: no verdict)')} faster than {default_threads}"
                 )
         for variant, better in said.items():
             words = "; ".join(better) or f"no count measured faster than torch's default {default_threads}"
