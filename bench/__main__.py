@@ -18,6 +18,7 @@ COMMANDS = {
     "check-warmup": ("bench.check.warmup", "does a short warm-up leave the timed rounds unchanged?"),
     "check-telemetry": ("bench.check.telemetry", "does the telemetry sampler move the timings it observes?"),
     "check-allocator": ("bench.check.allocator", "what does keeping freed blocks buy?"),
+    "check-limits": ("bench.check.limits", "how far do the limits move when other work holds the cores?"),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -15,7 +16,16 @@ from pathlib import Path
 from bench.record.schema import run_errors
 from bench.record.store import NotARunFile, read_json
 
-__all__ = ["alternated", "arguments", "largest_change", "paired", "print_table", "ratio_row", "run_variant"]
+__all__ = [
+    "alternated",
+    "arguments",
+    "busy_loops",
+    "largest_change",
+    "paired",
+    "print_table",
+    "ratio_row",
+    "run_variant",
+]
 
 
 def run_variant(options: list[str], out: Path, pytest_args: list[str]) -> dict:
@@ -32,20 +42,46 @@ def run_variant(options: list[str], out: Path, pytest_args: list[str]) -> dict:
     return json.loads(out.read_text())
 
 
-def alternated(options: dict[str, list[str]], trials: int, pytest_args: list[str]) -> dict[str, list[dict]]:
+def alternated(
+    options: dict[str, list[str]],
+    trials: int,
+    pytest_args: list[str],
+    around: dict[str, Callable[[], contextlib.AbstractContextManager]] | None = None,
+) -> dict[str, list[dict]]:
     """`trials` runs of each variant (its name -> its options), alternated, the order swapped every
     trial so that drift on a shared machine falls on all of them; each variant's runs, in order.
+    `around`: a variant's context (busy_loops, say) that each of its runs is made inside.
 
-    Shared by the three checks: each then compares its variants case by case."""
+    Shared by the checks: each then compares its variants case by case."""
     runs: dict[str, list[dict]] = {variant: [] for variant in options}
     with tempfile.TemporaryDirectory() as folder:
         for trial in range(trials):
             order = list(options) if trial % 2 == 0 else list(reversed(options))
             for variant in order:
-                print(f"trial {trial + 1}/{trials}: {' '.join(options[variant])}", file=sys.stderr, flush=True)
+                said = " ".join(options[variant]) or variant
+                print(f"trial {trial + 1}/{trials}: {said}", file=sys.stderr, flush=True)
                 out = Path(folder) / f"{variant}-{trial}.json"
-                runs[variant].append(run_variant(options[variant], out, pytest_args))
+                with (around or {}).get(variant, contextlib.nullcontext)():
+                    runs[variant].append(run_variant(options[variant], out, pytest_args))
     return runs
+
+
+@contextlib.contextmanager
+def busy_loops(count: int) -> Iterator[list[subprocess.Popen]]:
+    """`count` processes that spin on a core each while the block runs, ended with it: other work, as a shared
+    machine has it (each is a plain Python loop, no I/O; they are stopped, then killed, and reaped)."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield loops
+    finally:
+        for loop in loops:
+            loop.terminate()
+        for loop in loops:
+            try:
+                loop.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                loop.kill()
+                loop.wait()
 
 
 def paired(runs: dict[str, list[dict]], a: str, b: str) -> Iterator[tuple[str, list[dict], list[dict]]]:
