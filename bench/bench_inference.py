@@ -14,7 +14,7 @@ from bench.record import format as fmt
 from bench.run import pbench
 from fmnist_model import Network, accuracy, confusion_matrix
 from fmnist_model.pipelines import Predictor, inference_config
-from fmnist_model.work import counted
+from fmnist_model.work import inference_copies, inference_work
 
 FAMILY = "inference"
 REFERENCE = "cpu float32 inference_mode, the same weights"
@@ -95,7 +95,11 @@ def test_inference(
             calibrate=calibrate,
             warmup_record={"batches": warm_batches, "images": warm_images},
         )
-        work = None if benchmark.disabled else counted(config, device)
+        # The work it did, counted on the pipeline's own short passes (after the rounds: never timed).
+        copies = inference_copies(device, mode, images_in_pass, batch_size)
+        work = (
+            None if benchmark.disabled else inference_work(config, device, mode, host_images).record(batch_size, copies)
+        )
     if latency is None and not benchmark.disabled:
         latency = latency_summary(pbench.round_times(benchmark), "rounds")  # one batch per round
 

@@ -10,7 +10,7 @@ from bench.measure.guard import skip_on_out_of_memory
 from bench.measure.rounds import profile_size, run_rounds, warmup_size
 from bench.record import format as fmt
 from fmnist_model.pipelines import Trainer, train_config
-from fmnist_model.work import counted
+from fmnist_model.work import train_copies, train_work
 
 FAMILY = "train"
 
@@ -69,7 +69,9 @@ def test_train_epoch(benchmark, plan, clock, telemetry, device, cpu_threads, bat
             profiled = profile_size(images_in_epoch, batch_size, most)
             breakdown = profile_epoch(clock, device, lambda: trainer.epoch(profiled, annotate=True))
             breakdown["images"] = profiled  # the first `profiled` images of an epoch: shares, not the epoch's sum
-        work = None if benchmark.disabled else counted(config, device)
+        # The work it did, counted on the pipeline's own short epochs (after the rounds: never timed).
+        copies = train_copies(config, device, images_in_epoch, batch_size)
+        work = None if benchmark.disabled else train_work(config, device, train_split).record(batch_size, copies)
 
     # The warm-up calls the epoch directly, so `epochs` holds the timed rounds only (with
     # --benchmark-disable, the one untimed epoch pytest-benchmark runs).

@@ -18,9 +18,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 # A pytest plugin for the run under test: it acts at a chosen moment of the run.
 # FMNIST_TEST_CALL=N: on the Nth call of the resident epoch (with --quick and two resident
-# cases: 1 = case 1's warm-up, 2 = its timed round, 3 and 4 = the count of its step's work
-# (fmnist_model/work.py, once a run for the two: they count the same step), 5 = case 2's warm-up,
-# 6 = its round),
+# cases: 1 = case 1's warm-up, 2 = its timed round, 3 to 8 = the count of its pipeline's work
+# (fmnist_model/work.py: three short epochs, each run once before it is counted; once a run for the
+# two: they count the same pipeline), 9 = case 2's warm-up, 10 = its round),
 # FMNIST_TEST_AFTER=N: once N cases have finished (between cases);
 # FMNIST_TEST_DO: the signal to send to itself (TERM, INT, KILL), or "raise" (the epoch crashes),
 # or "nan" (the epoch returns a non-finite loss: a failing check);
@@ -128,7 +128,7 @@ def the_run(tmp_path):
 @pytest.mark.parametrize("sig", ["TERM", "INT"])
 @pytest.mark.parametrize(
     "moment",
-    [{"FMNIST_TEST_CALL": "5"}, {"FMNIST_TEST_CALL": "6"}, {"FMNIST_TEST_AFTER": "1"}],
+    [{"FMNIST_TEST_CALL": "9"}, {"FMNIST_TEST_CALL": "10"}, {"FMNIST_TEST_AFTER": "1"}],
     ids=["in-a-warmup", "in-a-timed-round", "between-cases"],
 )
 def test_a_stopped_run_saves_every_finished_case_and_drops_the_one_cut_short(tmp_path, sig, moment):

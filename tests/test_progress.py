@@ -249,7 +249,8 @@ def test_the_summary_and_the_report_give_one_runs_figures_from_the_same_function
         frame = load_frame([path])
         speed = figures.speedups(frame)
         for r in speed.itertuples():  # every speedup of the report, as the summary words it
-            assert f"{int(r.batch_size):,}: {interval_said(r.speedup, r.speedup_low, r.speedup_high)}" in text, r
+            said = interval_said(r.speedup, r.speedup_low, r.speedup_high, busy=r.busy)
+            assert f"{int(r.batch_size):,}: {said}" in text, r
         for r in figures.crossovers(speed).itertuples():
             assert f"{r.device} {r.family} {r.variant}: {r.says}" in text
         for r in figures.breakdown(frame).itertuples():
@@ -257,12 +258,11 @@ def test_the_summary_and_the_report_give_one_runs_figures_from_the_same_function
         steps = figures.ladder(frame, "train")
         for r in steps.itertuples():
             if r.step:  # (the first step is not over itself)
-                assert (
-                    f"{r.pipeline} {fmt_time(r.median)} {interval_said(r.vs_first, r.vs_first_low, r.vs_first_high, no_interval='')}"
-                    in text
-                )
+                said = interval_said(r.vs_first, r.vs_first_low, r.vs_first_high, no_interval="", busy=r.vs_first_busy)
+                assert f"{r.pipeline} {fmt_time(r.median)} {said}" in text
         for r in figures.fastest_steps(steps).itertuples():
-            assert f"fastest {r.pipeline}, {interval_said(r.vs_first, r.vs_first_low, r.vs_first_high)} seed" in text
+            said = interval_said(r.vs_first, r.vs_first_low, r.vs_first_high, busy=r.vs_first_busy)
+            assert f"fastest {r.pipeline}, {said} seed" in text
         seen.append((len(speed), len(steps)))
     assert seen[0][0] > 0 and seen[1][1] > 0  # the H100 host's speedups, the VM's ladder
     assert {"speedups", "crossovers", "cpu_choices", "breakdown", "ladder", "fastest_steps"} <= set(called[:12])

@@ -17,10 +17,18 @@ OPS_PER_ROUND = 500
 # 1,024 float32 (4 KB): the size of the CNN's smallest tensors (a batch of 100's logits is 1,000), so
 # an operation costs its fixed part (Python, the dispatcher, a launch) and next to nothing of work.
 OP_ELEMENTS = 1024
-# The matrix product grows from 256 square until one product takes this long (or reaches MAX_N): past
-# about 10 ms a product is large enough for a device's peak and cheap enough for a few rounds.
-MATMUL_ROUND_S = 0.01
+# The matrix product's side is searched, not guessed: from 256 square it doubles while doubling still raises the
+# rate by more than PLATEAU, and the side chosen is the last one before that plateau, checked against its neighbour
+# above. At each side PROBES products are timed after a first one (which chooses its kernel), and their fastest
+# counts: noise only adds time, so one disturbed call cannot decide the size (a search on single calls stopped at
+# 256 square in 6 of 7 runs with two busy loops on the 2-core VM, reading 1.2-192 GFLOP/s where the peak is ~190 at
+# 1,024 and above). A side whose products take under MATMUL_MIN_S is too short to stand for a peak (the call's own
+# cost is a large part of it); none grows past products of MATMUL_MAX_S, so a slow device's rounds stay cheap.
 MATMUL_START = 256
+PROBES = 3
+PLATEAU = 0.10
+MATMUL_MIN_S = 0.001
+MATMUL_MAX_S = 0.1
 # The largest side tried: three 16,384 squares of float32 are 3.2 GB (a GPU), three of 4,096 0.2 GB
 # (a CPU, where a product of 4,096 takes seconds on 2 cores).
 MAX_N = {"cuda": 16_384, "mps": 8_192, "cpu": 4_096}
@@ -54,26 +62,38 @@ def operations_target(device: str, graph: bool) -> tuple[Callable[[], object], d
     return captured.replay, work
 
 
+def _product(device: str, dtype: str, n: int) -> Callable[[], object]:
+    a = torch.randn(n, n, device=device).to(_DTYPES[dtype])
+    b = torch.randn(n, n, device=device).to(_DTYPES[dtype])
+    out = torch.empty(n, n, device=device, dtype=_DTYPES[dtype])
+    return lambda: torch.mm(a, b, out=out)
+
+
 def matmul_target(device: str, dtype: str, clock: Callable[[], float]) -> tuple[Callable[[], object], dict]:
-    """(one round, its work): one square matrix product, its side grown until it takes MATMUL_ROUND_S."""
-    kind = torch.device(device).type
-    n = MATMUL_START
-    while True:
-        a = torch.randn(n, n, device=device).to(_DTYPES[dtype])
-        b = torch.randn(n, n, device=device).to(_DTYPES[dtype])
-        out = torch.empty(n, n, device=device, dtype=_DTYPES[dtype])
-
-        def product(a=a, b=b, out=out):
-            return torch.mm(a, b, out=out)
-
+    """(one round, its work): one square matrix product of the side the search chose (see PLATEAU above), with
+    the search itself in the work: each side tried, its fastest product and why the search stopped."""
+    most = MAX_N.get(torch.device(device).type, MAX_N["cpu"])
+    n, tried, chosen, stopped = MATMUL_START, [], None, None
+    while chosen is None:
+        product = _product(device, dtype, n)
         product()  # the first call chooses its kernel (cuBLAS heuristics, oneDNN primitives)
-        took, _ = timed_call(clock, product)
-        if took >= MATMUL_ROUND_S or n * 2 > MAX_N.get(kind, MAX_N["cpu"]):
-            break
-        n *= 2
+        fastest = min(timed_call(clock, product)[0] for _ in range(PROBES))
+        tried.append({"n": n, "fastest_s": fastest, "flop_s": 2 * n**3 / fastest if fastest > 0 else None})
+        rate, before = tried[-1]["flop_s"], tried[-2] if len(tried) > 1 else None
+        if before and before["fastest_s"] >= MATMUL_MIN_S and rate and rate <= before["flop_s"] * (1 + PLATEAU):
+            chosen, stopped = before["n"], f"{n:,} square was no more than {PLATEAU:.0%} faster a FLOP"
+        elif fastest >= MATMUL_MAX_S:
+            chosen, stopped = n, f"a product took {MATMUL_MAX_S:g} s or more"
+        elif n * 2 > most:
+            chosen, stopped = n, "the largest side tried on this device"
+        else:
+            n *= 2
+    product = product if chosen == n else _product(device, dtype, chosen)
+    product()
     # float32 products on CUDA may run as TF32 when torch is told so: say which they were.
     precision = torch.get_float32_matmul_precision()
-    return product, {"n": n, "flops": 2 * n**3, "float32_matmul_precision": precision}
+    search = {"tried": tried, "stopped": stopped, "probes": PROBES}
+    return product, {"n": chosen, "flops": 2 * chosen**3, "float32_matmul_precision": precision, "search": search}
 
 
 def copy_target(device: str) -> tuple[Callable[[], object], dict]:

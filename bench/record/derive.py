@@ -18,6 +18,7 @@ __all__ = [
     "suspect_copies",
     "threads_waited",
     "loglog_interp",
+    "mostly_busy",
     "seed_breakdown",
 ]
 
@@ -165,3 +166,16 @@ def seed_breakdown(seed_s: float, resident_s: float, transfer_s: float) -> dict[
         "transfer_s": transfer_s,
         "compute_s": resident_s,
     }
+
+
+# A run the load held: other work took over a tenth of the machine's CPU (bench/measure/load.py) in more than this
+# share of its spans, or more than this share of its CPU time across the whole run.
+MOSTLY = 0.5
+
+
+def mostly_busy(load) -> bool:
+    """Whether other work held the machine for most of a run, from its saved load (format 5 on; {} before)."""
+    if not load or load.get("available") is not True:
+        return False
+    spans, busy = load.get("intervals") or 0, load.get("busy_intervals") or 0
+    return (spans > 0 and busy / spans > MOSTLY) or (load.get("outside_share") or 0.0) > MOSTLY

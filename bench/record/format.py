@@ -38,7 +38,7 @@ __all__ = [
 
 # Bumped when the saved-run format changes in a way a reader must know about; every version
 # from 1 on is still read (a newer one is read as this one, with a warning).
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 HISTORY = {
     1: "first format (machine_info torch/gpus/nvml/dataset/fmnist_bench; params and extra_info per family).",
     2: "params gain cpu_threads; extra_info gains warmup, budget, wall_s and (inference) latency; an inference "
@@ -72,6 +72,18 @@ HISTORY = {
     "and operations per step: fmnist_model/work.py) and, where the run measured its device's limits before it, "
     "extra_info.limits (achieved FLOP/s, its share of the peak, the floors, the binding limit and the time as a "
     "multiple of it: bench/record/limits.py).",
+    7: "work is counted as each pipeline runs it (fmnist_model/work.py): extra_info.work gains ops_fixed, ops_per_image "
+    "and ops_per_epoch (a step's operations at any batch size, those more per image of its batch, and an epoch's or "
+    "pass's own, once; format 6 counted the resident step's operations for every pipeline, the epoch's own "
+    "included) and copies (each copy between host and device the case makes: direction, memory, bytes, count; "
+    "format 6 charged a DataLoader batch one copy for its images and labels, and an inference batch a copy back "
+    "where the labels come back once); ops_per_step is the case's own at its batch size. extra_info.limits gains "
+    "distrusted (per floor: the limit it is built on, why it is not trusted, and whether a case contradicted it by "
+    "running faster than the floor; a limit measured while the machine was busy is not trusted either), and "
+    "binding is the highest floor among the trusted ones. A limits case's matmul work gains search (each side "
+    "tried, with its fastest of several products, and why the search stopped). A reader of a format-6 run takes "
+    "its DataLoader pipelines' per-operation floor, and on a GPU their and end-to-end inference's copies floor, "
+    "as not trusted.",
 }
 
 

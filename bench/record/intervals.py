@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "BUSY",
     "LEVEL",
     "NO_DIFFERENCE",
     "NO_VERDICT",
@@ -36,6 +37,8 @@ __all__ = [
 LEVEL = 0.95
 NO_DIFFERENCE = "no difference measured"
 NO_VERDICT = "one round: no verdict"
+# The mark of a ratio one of whose figures ran while other work took over a tenth of the machine's CPU.
+BUSY = "busy"
 
 
 # ---------------------------------------------------------------- Student's t, exactly
@@ -170,8 +173,8 @@ class Ratio:
     def side(self) -> int | None:
         return side(self.low, self.high)
 
-    def said(self, no_interval: str = " (1 round)") -> str:
-        return interval_said(self.value, self.low, self.high, no_interval=no_interval)
+    def said(self, no_interval: str = " (1 round)", busy: bool = False) -> str:
+        return interval_said(self.value, self.low, self.high, no_interval=no_interval, busy=busy)
 
 
 def _logs(values) -> list[float]:
@@ -232,12 +235,15 @@ def side(low: float, high: float) -> int | None:
     return 1 if low > 1 else -1 if high < 1 else 0
 
 
-def interval_said(value: float, low: float, high: float, *, no_interval: str = " (1 round)") -> str:
+def interval_said(value: float, low: float, high: float, *, no_interval: str = " (1 round)", busy: bool = False) -> str:
     """A ratio with its interval: '5.33x (4.90-5.80)', '1.02x (0.97-1.08, no difference measured)', or, with no
-    interval, the ratio and `no_interval` ('5.33x (1 round)'; a table that marks one-round figures itself gives '')."""
+    interval, the ratio and `no_interval` ('5.33x (1 round)'; a table that marks one-round figures itself gives '').
+    `busy`: one of its two figures ran while other work took a share of the machine, said on the ratio itself
+    ('10.51x (8.35-13.10, busy)'): the load, not the devices, may have made it what it is."""
     if value is None or not math.isfinite(value):
         return "-"
     where = side(low, high)
+    mark = f", {BUSY}" if busy else ""
     if where is None:
-        return f"{value:.2f}x{no_interval}"
-    return f"{value:.2f}x ({low:.2f}-{high:.2f}{', ' + NO_DIFFERENCE if where == 0 else ''})"
+        return f"{value:.2f}x{no_interval}" + (f" ({BUSY})" if busy else "")
+    return f"{value:.2f}x ({low:.2f}-{high:.2f}{', ' + NO_DIFFERENCE if where == 0 else ''}{mark})"

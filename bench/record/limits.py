@@ -2,10 +2,16 @@
 to the transfer family, each case's floors and binding limit, what a ladder step moves toward, and the predicted crossover.
 
 A floor is what one limit alone says a case must take at least: its counted FLOPs over the measured peak
-(arithmetic), its operations times the measured cost of one (per-operation cost), its copies by the fitted
+(arithmetic), its counted operations times the measured cost of one (per-operation cost), its copies by the fitted
 copy model (copies). The highest floor is the binding limit; the measured time as a multiple of it says how
 much of the case no measured limit explains. The run (bench/run/plugin.py) holds each case against the
 limits measured before it in the same run; the summary and the report word what it saved, through here.
+
+A floor is only as good as its limit, and a limit the run itself contradicts explains nothing. A limit is not
+built on (it is *distrusted*, with the reason) where its own case ran while other work took a share of the
+machine (bench/measure/load.py: busy), or where a case ran faster than a floor built on it: that case is the
+evidence that the limit was measured too low (or the work counted too high), so the limit is named, and no
+binding limit, multiple or "why" is built on it, for that case or any other of the run.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ __all__ = [
     "Board",
     "CopyModel",
     "DeviceLimits",
+    "binding_of",
     "fit_copies",
     "hold",
     "ladder_move",
@@ -52,9 +59,14 @@ MOVE_POINT = 0.01
 # A case that took more than this many times its highest floor is said to be mostly beyond every measured
 # limit: the floors then explain under a quarter of its time.
 FAR = 4.0
-# Bytes a training or inference batch moves: float32 images of 1x28x28 in, int64 labels in (train) or out.
-IMAGE_BYTES = 28 * 28 * 4
-LABEL_BYTES = 8
+# Bounds a saved figure must lie within to be worded: beyond them it is a broken file, not a machine (no device
+# reaches an exaFLOP/s; an operation is neither under a nanosecond nor over an hour).
+MOST_FLOP_S = 1e18
+OPERATION_S = (1e-9, 3600.0)
+# Two saved figures that should agree (a floor and its parts, a multiple and its time) agree within this share.
+AGREE = 1e-3
+# Format 7 counted each pipeline's own operations and copies; a reader of older runs is told what they lack.
+COUNTED_SINCE = 7
 
 
 def limit_figure(limit: str, work: Mapping, median_s: float | None) -> float | None:
@@ -121,16 +133,49 @@ def fit_copies(points: Sequence[tuple[float, float]]) -> CopyModel | None:
 
 @dataclass
 class DeviceLimits:
-    """What one device (at one CPU thread count) was measured to do at most in a run."""
+    """What one device (at one CPU thread count) was measured to do at most in a run, and which of those figures
+    no floor may be built on (`untrusted`: a limit's name -> why)."""
 
     operation_s: float | None = None
     operation_graph_s: float | None = None
     peak: dict[str, float] = field(default_factory=dict)  # dtype -> FLOP/s of a matrix product
     bandwidth: float | None = None  # bytes copied a second within the device's memory
     copies: dict[tuple[str, str], CopyModel] = field(default_factory=dict)  # (direction, memory) -> model
+    untrusted: dict[str, str] = field(default_factory=dict)
 
     def measured(self) -> bool:
         return self.operation_s is not None or bool(self.peak)
+
+
+def limit_name(limit: str, dtype: str | None = None) -> str:
+    """The name a limit goes by in the words: 'the float32 peak', 'an operation's cost (eager)'."""
+    if limit == "matmul":
+        return f"the {dtype or 'float32'} peak"
+    if limit in ("operation", "operation_graph"):
+        return "an operation's cost (" + ("replayed from a CUDA graph" if limit == "operation_graph" else "eager") + ")"
+    if limit == "device_copy":
+        return "the device's memory bandwidth"
+    return f"the {limit} copy model"  # a route: "h2d pinned"
+
+
+def _busy_share(extra: Mapping) -> float | None:
+    """The share of the machine other work took around a case, where the run measured it and called it busy."""
+    load = extra.get("machine_load") if isinstance(extra.get("machine_load"), Mapping) else {}
+    flags = (extra.get("telemetry") or {}).get("flags") if isinstance(extra.get("telemetry"), Mapping) else None
+    if load.get("busy") is True:
+        share = load.get("outside_share")
+        return float(share) if _positive(share) else 0.0
+    if isinstance(flags, list) and "busy" in flags:
+        return 0.0
+    return None
+
+
+def _disturbed(extra: Mapping) -> str | None:
+    share = _busy_share(extra)
+    if share is None:
+        return None
+    took = f"{share:.0%} of the machine's CPU" if share else "over a tenth of the CPU"
+    return f"measured while other work took {took}"
 
 
 def _key(params: Mapping) -> tuple:
@@ -141,27 +186,34 @@ def _key(params: Mapping) -> tuple:
 class Board:
     """The run's limits so far, by device and CPU thread count, filled as cases finish: the limits family's
     figures, and the transfer family's copies (the copy model, the CPU's bandwidth). `add` holds a training or
-    inference case against them: it writes extra_info.limits (and returns it) where its device's were measured."""
+    inference case against them: it writes extra_info.limits (and returns it) where its device's were measured.
+    A limit measured while the machine was busy, or contradicted by a case faster than its floor, is kept with
+    the reason and never built on again in this run."""
 
     def __init__(self) -> None:
         self.limits: dict[tuple, DeviceLimits] = {}
         self._copies: dict[tuple, list[tuple[float, float]]] = {}
-        self._models: dict[tuple, CopyModel | None] = {}
 
-    def add(self, family: str, params: Mapping, extra: dict, median_s: float | None,
-            min_s: float | None = None) -> dict | None:  # fmt: skip
+    def add(
+        self, family: str, params: Mapping, extra: dict, median_s: float | None, min_s: float | None = None
+    ) -> dict | None:
         """Take a finished case (`median_s`, and `min_s` its fastest round: a limit's figure, see LIMIT_ROUND)."""
         key = _key(params)
         if family == "limits":
             figure = limit_figure(params.get("limit"), extra.get("work") or {}, min_s if min_s else median_s)
-            if figure is not None:
-                lim = self.limits.setdefault(key, DeviceLimits())
-                if params["limit"] == "matmul":
-                    lim.peak[params.get("dtype")] = max(figure, lim.peak.get(params.get("dtype"), 0.0))
-                elif params["limit"] == "device_copy":
-                    lim.bandwidth = figure
-                else:
-                    setattr(lim, f"{params['limit']}_s", figure)
+            if figure is None:
+                return None
+            lim = self.limits.setdefault(key, DeviceLimits())
+            limit, dtype = params["limit"], params.get("dtype")
+            if limit == "matmul":
+                lim.peak[dtype] = max(figure, lim.peak.get(dtype, 0.0))
+            elif limit == "device_copy":
+                lim.bandwidth = figure
+            else:
+                setattr(lim, f"{limit}_s", figure)
+            disturbed = _disturbed(extra)
+            if disturbed:
+                lim.untrusted[limit_name(limit, dtype)] = disturbed
             return None
         if family == "transfer":
             self._add_copy(key, params, extra, median_s)
@@ -171,6 +223,9 @@ class Board:
             held = hold(family, params, extra, median_s, lim) if lim is not None and lim.measured() else None
             if held is not None:
                 extra["limits"] = held
+                for why in held["distrusted"].values():  # a case under a floor: that limit is wrong from here on
+                    if why.get("contradicted"):
+                        lim.untrusted[why["limit"]] = why["why"]
             return held
         return None
 
@@ -179,17 +234,20 @@ class Board:
         if not (_positive(nbytes) and _positive(median_s)):
             return
         route = (params.get("direction"), params.get("memory"))
-        if route[0] == "h2h":  # the CPU's own memory: the largest copy is its bandwidth
-            lim = self.limits.setdefault(key, DeviceLimits())
-            best = self._copies.setdefault((*key, *route), [])
-            best.append((nbytes, median_s))
-            lim.bandwidth = max(best)[0] / max(best)[1]
-            return
-        self._copies.setdefault((*key, *route), []).append((nbytes, median_s))
-        model = fit_copies(self._copies[(*key, *route)])
         lim = self.limits.setdefault(key, DeviceLimits())
+        points = self._copies.setdefault((*key, *route), [])
+        points.append((nbytes, median_s))
+        disturbed = _disturbed(extra)
+        if route[0] == "h2h":  # the CPU's own memory: the largest copy is its bandwidth
+            lim.bandwidth = max(points)[0] / max(points)[1]
+            if disturbed:
+                lim.untrusted[limit_name("device_copy")] = disturbed
+            return
+        model = fit_copies(points)
         if model is not None:
             lim.copies[route] = model
+        if disturbed:
+            lim.untrusted[limit_name(" ".join(route))] = disturbed
 
 
 def _batches(images: int, batch_size: int) -> list[tuple[int, int]]:
@@ -198,31 +256,40 @@ def _batches(images: int, batch_size: int) -> list[tuple[int, int]]:
     return [(n, size) for n, size in ((full, batch_size), (1 if rest else 0, rest)) if n]
 
 
-def _copy_floor(family: str, params: Mapping, config: Mapping, images: int, lim: DeviceLimits) -> float | None:
-    """The copies a case makes between host and device, by the fitted copy model; 0 where it makes none."""
-    if params.get("device") == "cpu":
-        return 0.0
-    batch = params.get("batch_size")
-    if family == "train":
-        if config.get("data") != "dataloader":
-            return 0.0  # the resident set was copied once, before the rounds
-        routes = [(("h2d", "pinned" if config.get("pin_memory") else "pageable"), IMAGE_BYTES + LABEL_BYTES)]
-    else:
-        if params.get("mode") != "end_to_end":
-            return 0.0
-        routes = [(("h2d", "pageable"), IMAGE_BYTES), (("d2h", "pageable"), LABEL_BYTES)]
-    total = 0.0
-    for route, per_image in routes:
+def _ops(work: Mapping, images: int, batch_size, batches: int) -> float | None:
+    """The operations a case's epoch or pass runs: each step's at its size (its fixed operations and those per
+    image), and the epoch's own once (format 7); before, the counted step's operations times its steps."""
+    fixed, per_image, per_epoch = work.get("ops_fixed"), work.get("ops_per_image"), work.get("ops_per_epoch")
+    if _count(fixed) and _count(per_image) and _count(per_epoch) and _positive(batch_size):
+        steps = _batches(images, int(batch_size))
+        return sum(n * (fixed + per_image * size) for n, size in steps) + per_epoch
+    step = work.get("ops_per_step")
+    return step * batches if _positive(step) else None
+
+
+def _copy_floor(copies: list | None, device: str, lim: DeviceLimits) -> tuple[float | None, list[str]]:
+    """(seconds, the routes it is built on) of a case's copies between host and device by the fitted copy
+    model: each copy the case makes (extra_info.work.copies, as the loops make them) at its route's fixed cost
+    plus its bytes over its bandwidth. 0 on the CPU; None where a route it uses was never measured."""
+    if device == "cpu":
+        return 0.0, []
+    if copies is None:  # a case that did not say which copies it makes (saved before format 7)
+        return None, []
+    total, routes = 0.0, []
+    for copy in copies:
+        route = (copy.get("direction"), copy.get("memory"))
         model = lim.copies.get(route)
-        if model is None:
-            return None
-        total += sum(n * model.seconds(size * per_image) for n, size in _batches(images, batch))
-    return total
+        if model is None or not (_count(copy.get("count")) and _count(copy.get("bytes"))):
+            return None, []
+        total += copy["count"] * model.seconds(copy["bytes"])
+        routes.append(" ".join(route))
+    return total, list(dict.fromkeys(routes))
 
 
 def hold(family: str, params: Mapping, extra: Mapping, median_s: float | None, lim: DeviceLimits) -> dict | None:
     """A training or inference case against its device's limits: its counted FLOPs and operations, achieved
-    FLOP/s and share of the peak, its floors, the binding limit and its time as a multiple of that floor."""
+    FLOP/s and share of the peak, its floors, which of them no limit of the run may be trusted for (and a floor
+    this case ran under is one), the binding limit among the rest and its time as a multiple of that floor."""
     work = extra.get("work") or {}
     config = extra.get("pipeline_config") or {}
     images, batches = extra.get("images"), extra.get("batches")
@@ -231,18 +298,38 @@ def hold(family: str, params: Mapping, extra: Mapping, median_s: float | None, l
     ):
         return None
     flops = work["flops_per_image"] * images
-    ops = work["ops_per_step"] * batches if _positive(work.get("ops_per_step")) else None
+    ops = _ops(work, images, params.get("batch_size"), batches)
     dtype = config.get("precision") or "float32"
     peak = lim.peak.get(dtype)
     graph = bool(config.get("cuda_graph"))
     op_s = lim.operation_graph_s if graph else lim.operation_s
+    copies = work.get("copies")
+    copy_s, routes = _copy_floor(copies if isinstance(copies, list) else None, params.get("device"), lim)
     floors = {
         "arithmetic": flops / peak if peak else None,
         "operations": ops * op_s if ops is not None and op_s is not None else None,
-        "copies": _copy_floor(family, params, config, images, lim),
+        "copies": copy_s,
     }
     floors = {k: v for k, v in floors.items() if v is not None}
-    binding = max(floors, key=floors.get) if any(v > 0 for v in floors.values()) else None
+    behind = {
+        "arithmetic": [limit_name("matmul", dtype)],
+        "operations": [limit_name("operation_graph" if graph else "operation")],
+        "copies": [limit_name(route) for route in routes],
+    }
+    distrusted = {}
+    for kind in floors:
+        named = [name for name in behind[kind] if name in lim.untrusted]
+        if named:
+            distrusted[kind] = {"limit": named[0], "why": lim.untrusted[named[0]], "contradicted": False}
+        elif floors[kind] > median_s and behind[kind]:
+            # The case ran faster than this floor: the evidence is against the limit, not the case.
+            distrusted[kind] = {
+                "limit": behind[kind][0],
+                "why": f"a case ran in {fmt_time(median_s)}, under the {fmt_time(floors[kind])} {FLOOR_SAID[kind]} "
+                f"floor it gives: measured too low, or the work counted too high",
+                "contradicted": True,
+            }
+    binding, multiple = binding_of(floors, distrusted, median_s)
     achieved = flops / median_s
     return {
         "flops": flops,
@@ -256,64 +343,171 @@ def hold(family: str, params: Mapping, extra: Mapping, median_s: float | None, l
         "operation_s": op_s,
         "operation_kind": "graph" if graph else "eager",
         "floors_s": floors,
+        "distrusted": distrusted,
         "binding": binding,
-        "multiple": median_s / floors[binding] if binding else None,
+        "multiple": multiple,
         "from": "this run's limits cases",
     }
 
 
-# The report's columns from a case's limits (row_fields), in order; all numbers but binding.
-LIMIT_COLUMNS = ("limit_value", "limit_size", "flops", "ops", "achieved_flops_s", "peak_flops_s", "peak_share",
-                 "operation_s", *(f"floor_{kind}_s" for kind in FLOORS), "binding", "floor_multiple")  # fmt: skip
+def binding_of(floors: Mapping, distrusted: Mapping, median_s) -> tuple[str | None, float | None]:
+    """(the binding limit, the time as a multiple of its floor): the highest floor whose limit is trusted."""
+    trusted = {k: v for k, v in floors.items() if k not in distrusted and _positive(v)}
+    if not trusted or not _positive(median_s):
+        return None, None
+    binding = max(trusted, key=trusted.get)
+    return binding, median_s / trusted[binding]
 
 
-def row_fields(extra: Mapping, limit: str | None, stats: Mapping) -> dict:
+# The report's columns from a case's limits (row_fields), in order; numbers but the texts in LIMIT_TEXT.
+LIMIT_TEXT = (
+    "peak_dtype",
+    "operation_kind",
+    "binding",
+    "limit_untrusted",
+    *(f"distrust_{kind}" for kind in FLOORS),
+)
+LIMIT_COLUMNS = (
+    "limit_value",
+    "limit_size",
+    "limit_untrusted",
+    "flops",
+    "ops",
+    "achieved_flops_s",
+    "peak_dtype",
+    "peak_flops_s",
+    "peak_share",
+    "operation_kind",
+    "operation_s",
+    *(f"floor_{kind}_s" for kind in FLOORS),
+    *(f"distrust_{kind}" for kind in FLOORS),
+    "binding",
+    "floor_multiple",
+)
+
+
+def _older(format_version, extra: Mapping, params: Mapping) -> dict[str, str]:
+    """What a case saved before format 7 lacks, by floor: its DataLoader's operations (format 6 counted the
+    resident step's for every pipeline) and its copies as they happen (one fixed cost a DataLoader batch for its
+    two copies, a copy back per inference batch where the labels come back once)."""
+    if not isinstance(format_version, int) or format_version >= COUNTED_SINCE:
+        return {}
+    config = extra.get("pipeline_config") if isinstance(extra.get("pipeline_config"), Mapping) else {}
+    said = {}
+    if config.get("data") == "dataloader":
+        said["operations"] = (
+            f"format {format_version} counted the resident step's operations for this pipeline, not its own"
+        )
+    if params.get("device") != "cpu" and (config.get("data") == "dataloader" or params.get("mode") == "end_to_end"):
+        said["copies"] = f"format {format_version} counted its copies one to a batch, not as they happen"
+    return said
+
+
+def row_fields(extra: Mapping, limit: str | None, stats: Mapping, params: Mapping | None = None, format_version=None):
     """The flat columns a report row takes from a case's limits: a limits case's figure (from its fastest round,
-    LIMIT_ROUND), or what a training or inference case was held against (None where the run had none)."""
+    LIMIT_ROUND) and why it is not to be built on (measured while the machine was busy), or what a training or
+    inference case was held against (None where the run had none), each floor's distrust (a reason, or ''), and
+    the binding limit among the floors trusted, judged again here (binding_of) with what older formats lack."""
+    params = params or {}
     held = extra.get("limits") if isinstance(extra.get("limits"), Mapping) else {}
     floors = held.get("floors_s") if isinstance(held.get("floors_s"), Mapping) else {}
     work = extra.get("work") if isinstance(extra.get("work"), Mapping) else {}
+    saved = held.get("distrusted") if isinstance(held.get("distrusted"), Mapping) else {}
+    distrust = {kind: _why(saved.get(kind)) for kind in FLOORS}
+    for kind, why in _older(format_version, extra, params).items():
+        distrust[kind] = distrust[kind] or why
+    floors = {k: v for k, v in floors.items() if k in FLOORS}
+    binding, multiple = binding_of(floors, {k: v for k, v in distrust.items() if v}, stats.get("median"))
     return {
         "limit_value": limit_figure(limit, work, stats.get(LIMIT_ROUND)) if limit else None,
         "limit_size": work.get("n") if limit == "matmul" else None,
+        "limit_untrusted": (_disturbed(extra) or "") if limit else "",
         "flops": held.get("flops"),
         "ops": held.get("ops"),
         "achieved_flops_s": held.get("achieved_flops_s"),
+        "peak_dtype": _text(held.get("peak_dtype")),
         "peak_flops_s": held.get("peak_flops_s"),
         "peak_share": held.get("peak_share"),
+        "operation_kind": _text(held.get("operation_kind")),
         "operation_s": held.get("operation_s"),
         **{f"floor_{kind}_s": floors.get(kind) for kind in FLOORS},
-        "binding": held.get("binding") or "",
-        "floor_multiple": held.get("multiple"),
+        **{f"distrust_{kind}": distrust[kind] for kind in FLOORS},
+        "binding": binding or "",
+        "floor_multiple": multiple,
     }
+
+
+def _why(said) -> str:
+    """A saved distrust's reason, naming its limit: 'the float32 peak: measured while other work took 73% ...'."""
+    if not isinstance(said, Mapping):
+        return ""
+    limit, why = _text(said.get("limit")), _text(said.get("why"))
+    return f"{limit}: {why}" if limit and why else why or limit
+
+
+def _text(value) -> str:
+    return value[:500] if isinstance(value, str) else ""
+
+
+def _disagree(a, b) -> bool:
+    return not (_positive(a) and _positive(b)) or abs(a - b) > AGREE * max(a, b)
+
+
+def _inconsistent(binding: str, row: Mapping) -> str | None:
+    """Why a row's figures cannot be worded as they are (a floor missing, beyond any machine, or not what its
+    parts make), or None when they agree with each other."""
+    floor, median = row.get(f"floor_{binding}_s"), row.get("median")
+    if not (_positive(floor) and floor <= 7 * 86400):
+        return f"its {FLOOR_SAID[binding]} floor is {floor!r}"
+    if _disagree(row.get("floor_multiple"), median / floor):
+        return f"its time over its floor is {row.get('floor_multiple')!r}, not {median / floor:.3g}"
+    if binding == "arithmetic":
+        flops, peak = row.get("flops"), row.get("peak_flops_s")
+        if not (_positive(peak) and peak <= MOST_FLOP_S and _positive(flops)):
+            return f"its FLOPs ({flops!r}) or the peak ({peak!r}) is not a figure a machine gives"
+        if _disagree(flops / peak, floor):
+            return f"its arithmetic floor ({fmt_time(floor)}) is not its FLOPs over the peak ({fmt_time(flops / peak)})"
+    if binding == "operations":
+        ops, op_s, steps = row.get("ops"), row.get("operation_s"), row.get("batches")
+        if not (_positive(ops) and _positive(steps) and _positive(op_s) and OPERATION_S[0] <= op_s <= OPERATION_S[1]):
+            return f"its operations ({ops!r}), steps ({steps!r}) or an operation's cost ({op_s!r}) is not a figure"
+        if _disagree(ops * op_s, floor):
+            return f"its per-operation floor ({fmt_time(floor)}) is not its operations times their cost"
+    return None
 
 
 def why_said(device: str, family: str, pipeline: str, batch_size: int, row: Mapping) -> str | None:
     """Why a case took what it took, from its row's held figures: 'at batch 100 cuda:0's resident epoch is
-    bound by per-operation cost: 600 steps x 78 operations x 9 us = 0.42 s of its 1.35 s'."""
+    bound by per-operation cost: 600 steps x 78 operations x 9 us = 0.42 s of its 1.35 s'. Built only on limits
+    the run trusts and on figures that agree with each other: otherwise it says what it is not built on, or
+    that the figures were passed over and why; None where the case was never held against any limit."""
     binding, median = row.get("binding"), row.get("median")
-    if not binding or not _positive(median):
-        return None
-    floor = row.get(f"floor_{binding}_s")
     what = "epoch" if family == "train" else "pass"
+    case = f"at batch {int(batch_size):,} {device}'s {pipeline} {what}"
+    distrust = [row.get(f"distrust_{kind}") for kind in FLOORS if row.get(f"distrust_{kind}")]
+    if not _positive(median):
+        return None
+    if not binding:
+        return f"{case}: no limit this run trusts explains it ({distrust[0]})" if distrust else None
+    if binding not in FLOORS:
+        return f"{case}: not explained: its binding limit {str(binding)[:40]!r} is not one of {', '.join(FLOORS)}"
+    wrong = _inconsistent(binding, row)
+    if wrong:
+        return f"{case}: not explained: its limits figures do not agree ({wrong})"
+    floor = row[f"floor_{binding}_s"]
     if binding == "operations":
-        steps, ops = row.get("batches"), row.get("ops")
-        per = f"{int(ops / steps):,}" if _positive(steps) and _positive(ops) else "?"
-        detail = f"{int(steps or 0):,} steps x {per} operations x {fmt_time(row.get('operation_s'))}"
+        steps, ops = row["batches"], row["ops"]
+        detail = f"{int(steps):,} steps x {ops / steps:,.0f} operations x {fmt_time(row['operation_s'])}"
     elif binding == "arithmetic":
-        detail = f"{row.get('flops', 0) / 1e9:.3g} GFLOP at a peak of {_rate(row.get('peak_flops_s'))}"
+        detail = f"{row['flops'] / 1e9:.3g} GFLOP at a peak of {_rate(row['peak_flops_s'])}"
     else:
         detail = f"{int(row.get('batches') or 0):,} batches' copies by the fitted copy model"
-    said = (
-        f"at batch {int(batch_size):,} {device}'s {pipeline} {what} is bound by {FLOOR_SAID[binding]}: "
-        f"{detail} = {fmt_time(floor)} of its {fmt_time(median)}"
-    )
-    if _positive(row.get("peak_share")):
-        said += f"; its arithmetic ran at {_share(row['peak_share'])} of the measured peak"
-    if _positive(row.get("floor_multiple")) and row["floor_multiple"] > FAR:
+    said = f"{case} is bound by {FLOOR_SAID[binding]}: {detail} = {fmt_time(floor)} of its {fmt_time(median)}"
+    share = row.get("peak_share")
+    if not row.get("distrust_arithmetic") and _positive(share) and share <= 1 and _positive(row.get("peak_flops_s")):
+        said += f"; its arithmetic ran at {_share(share)} of the measured peak"
+    if row["floor_multiple"] > FAR:
         said += f"; {row['floor_multiple']:.1f}x that floor: most of its time is beyond every limit measured"
-    elif _positive(row.get("floor_multiple")) and row["floor_multiple"] < 1:
-        said += "; faster than that floor: a limit was measured too low, or the work counted too high"
     return said
 
 
@@ -326,6 +520,8 @@ def ladder_move(base: Mapping, step: Mapping, *, same_time: bool = False) -> str
     shares = {}
     step_time = base.get("median") if same_time else step.get("median")
     for kind in FLOORS:
+        if base.get(f"distrust_{kind}") or step.get(f"distrust_{kind}"):
+            continue  # a floor built on a limit the run does not trust moves nothing
         a, b = base.get(f"floor_{kind}_s"), step.get(f"floor_{kind}_s")
         if _positive(a) and _positive(b) and _positive(base.get("median")) and _positive(step_time):
             shares[kind] = (a / base["median"], b / step_time)
@@ -347,8 +543,8 @@ def _share(x: float) -> str:
 def predicted_crossover(
     batch_sizes: Sequence[int], cpu_floor: Sequence[float], gpu_floor: Sequence[float]
 ) -> str | None:
-    """The crossover the floors predict (each side's highest floor as its time), worded as derive.crossover_says
-    words the measured one; None where a batch size lacks either floor."""
+    """The crossover the floors predict (each side's binding floor, the highest it trusts, as its time), worded as
+    derive.crossover_says words the measured one; None where a batch size lacks either floor."""
     if not batch_sizes or not all(_positive(c) and _positive(g) for c, g in zip(cpu_floor, gpu_floor, strict=True)):
         return None
     return crossover_says(batch_sizes, [c / g for c, g in zip(cpu_floor, gpu_floor, strict=True)])
@@ -363,3 +559,8 @@ def _rate(flops_s) -> str:
 def _positive(value) -> bool:
     # numbers.Real: a report row's figures are numpy's (an int64 is not an int).
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _count(value) -> bool:
+    """A whole number of things, 0 included (a step may add no operations per image)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0

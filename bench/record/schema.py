@@ -117,8 +117,33 @@ RUN_SCHEMA = {
 }
 
 _AXIS_TEXT = {"type": "string", "maxLength": 100}
-_WORK = ("ops", "flops", "bytes", "flops_per_image", "ops_per_step")
-_HELD = ("flops", "ops", "achieved_flops_s", "peak_flops_s", "peak_share", "operation_s", "multiple")
+# Bounds of what a real machine's figures can be: a limits round's or an epoch's FLOPs and bytes (a zettaFLOP),
+# operations, FLOP/s (an exaFLOP/s is beyond any device), an operation's cost (a nanosecond to an hour).
+
+
+def _up_to(most: float) -> dict:
+    return {"type": ["number", "null"], "minimum": 0, "maximum": most}
+
+
+_WORK = {
+    "ops": _up_to(1e15),
+    "flops": _up_to(1e21),
+    "bytes": _up_to(1e15),
+    "flops_per_image": _up_to(1e15),
+    "ops_per_step": _up_to(1e12),
+    "ops_fixed": _up_to(1e12),
+    "ops_per_image": _up_to(1e9),
+    "ops_per_epoch": _up_to(1e12),
+}
+_HELD = {
+    "flops": _up_to(1e21),
+    "ops": _up_to(1e15),
+    "achieved_flops_s": _up_to(1e18),
+    "peak_flops_s": _up_to(1e18),
+    "peak_share": _up_to(1e6),
+    "operation_s": _up_to(3600),
+    "multiple": _up_to(1e9),
+}
 BENCHMARK_SCHEMA = {
     "type": "object",
     "required": ["group", "name", "params", "stats"],
@@ -189,23 +214,50 @@ BENCHMARK_SCHEMA = {
                     "properties": {"share": {"type": "number", "minimum": 0, "maximum": 1}},
                 },
                 "machine_load": _LOAD,
-                # The work a round did (format 6): a limits case's ops, flops or bytes; a step's counted FLOPs.
+                # The work a round did (format 6): a limits case's ops, flops or bytes; a step's counted FLOPs and
+                # operations (format 7: a step's at any size, per image and per epoch, and its copies).
                 "work": {
                     "type": "object",
                     "properties": {
-                        **{k: {"type": ["number", "null"], "minimum": 0, "maximum": 1e24} for k in _WORK},
+                        **_WORK,
                         "n": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                        # Format 7: each copy between host and device a case makes.
+                        "copies": {
+                            "type": "array",
+                            "maxItems": 64,
+                            "items": {
+                                "type": "object",
+                                "required": ["direction", "memory", "bytes", "count"],
+                                "properties": {
+                                    "direction": {"enum": ["h2d", "d2h"]},
+                                    "memory": {"enum": ["pageable", "pinned"]},
+                                    "bytes": {"type": "integer", "minimum": 0, "maximum": 2**53},
+                                    "count": {"type": "integer", "minimum": 0, "maximum": 2**53},
+                                },
+                            },
+                        },
                     },
                 },
                 # What a case was held against (format 6, bench/record/limits.py); only what the report reads.
                 "limits": {
                     "type": "object",
                     "properties": {
-                        **{k: {"type": ["number", "null"], "minimum": 0, "maximum": 1e24} for k in _HELD},
+                        **_HELD,
                         "floors_s": {
                             "type": "object",
                             "additionalProperties": {"type": "number", "minimum": 0, "maximum": 7 * 86400},
                         },
+                        # Format 7: per floor, the limit it is built on and why the run does not trust it.
+                        "distrusted": {
+                            "type": "object",
+                            "propertyNames": {"enum": list(FLOORS)},
+                            "additionalProperties": {
+                                "type": "object",
+                                "properties": {"limit": _TEXT, "why": _TEXT, "contradicted": {"type": "boolean"}},
+                            },
+                        },
+                        "peak_dtype": _OPTIONAL_TEXT,
+                        "operation_kind": {"enum": ["eager", "graph", None]},
                         "binding": {"enum": [*FLOORS, None]},
                     },
                 },

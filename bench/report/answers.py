@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from bench.record.intervals import NO_DIFFERENCE, interval_said, side
+from bench.record.intervals import BUSY, NO_DIFFERENCE, interval_said, side
 from bench.report import limits as held_limits
 from bench.report.figures import fastest_steps, is_gpu, ladder
 from bench.report.reference import MEASURE_OWN, against_reference, reference_said
@@ -18,11 +18,15 @@ __all__ = ["answers"]
 _ANSWER_BATCH = 1000
 
 
-def _times(x: float, low: float = math.nan, high: float = math.nan) -> str:
+def _times(x: float, low: float = math.nan, high: float = math.nan, busy: bool = False) -> str:
     """A speedup as words that stay true below 1x, decided on its 95% interval: "3.10x faster (2.9-3.3)",
     "2.00x slower (speedup 0.50x, 0.49-0.51)", "no faster or slower (1.02x, 0.97-1.08: no difference measured)";
-    a figure of one round has no interval and says so: "3.10x faster (1 round)"."""
+    a figure of one round has no interval and says so: "3.10x faster (1 round)". `busy`: one of its figures ran
+    while other work held the machine for most of its run: the ratio, marked, and no verdict."""
     where = side(low, high)
+    if busy:
+        interval = f", {low:.2f}-{high:.2f}" if where is not None else ", 1 round"
+        return f"at a speedup of {x:.2f}x ({BUSY}{interval}: no verdict, the load may have made it)"
     if where is None:
         return (f"{x:.2f}x faster" if x >= 1 else f"{1 / x:.2f}x slower") + " (1 round)"
     if where == 0:
@@ -51,9 +55,10 @@ def _sentence(gpu: pd.DataFrame, parts: pd.DataFrame) -> str | None:
     at = seed[seed["batch_size"] == size].iloc[0]
     device, quick = at["device"], bool(at["quick"])
     n, n_low, n_high = _speedup_of(at)
+    held = bool(at["busy"]) and bool(at["run_busy"])  # a verdict the load could have made is none
     baseline = "at torch's default thread count" if pd.notna(at["speedup"]) else "at its best thread count measured"
     text = (
-        f"Here the notes' loop (seed) is {_times(n, n_low, n_high)} on the GPU ({device}) than on this machine's CPU "
+        f"Here the notes' loop (seed) is {_times(n, n_low, n_high, held)} on the GPU ({device}) than on this machine's CPU "
         f"({baseline}) at batch {size:,}"
     )
     same_run = gpu["quick"] == quick
@@ -110,8 +115,17 @@ def answers(
         gpus = sorted(set(devices[is_gpu(devices)]))
         mine, crossing = speed[speed["machine_key"] == key], cross[cross["machine_key"] == key]
         said, missing = [], []
+        busy_run = bool(rows["run_busy"].any())
+        if busy_run:  # first: every verdict after it could be the load's
+            share = rows["run_outside_share"].max()
+            took = f"{share:.0%} of its CPU time" if pd.notna(share) else "most of its CPU time"
+            said.append(
+                f"This machine was busy while it was measured: other work took {took}, so its figures are slower "
+                f"than it can do, and a ratio of a figure measured under that load is marked {BUSY} and decides "
+                "nothing. Rerun it on an idle machine, or with --cpu-threads 1."
+            )
         if not gpus:
-            against = reference_said(against_reference(rows, reference))
+            against = reference_said(against_reference(rows, reference), busy_run=busy_run)
             if not against:
                 said.append("No GPU was measured on this machine: its CPU figures are in the sections below.")
             else:  # another machine's GPU, said so, with the command that measures this one's own
@@ -146,9 +160,12 @@ def answers(
                 said.append(sentence)
             for c in crossing[crossing["device"] == device].itertuples():
                 marks = " (quick)" * c.quick  # (one round: its words say so)
+                says = c.says + (f" ({BUSY})" if c.busy else "")
+                if busy_run and c.busy:
+                    says = f"no verdict: decided on figures measured while the machine was busy ({BUSY})"
                 said.append(
                     f"Crossover against the CPU at its best thread count, {device} {c.family} {c.variant}{marks}: "
-                    f"{c.says}."
+                    f"{says}."
                 )
         said += _fastest_said(best[best["machine_key"] == key])
         said += whys.get(key, [])

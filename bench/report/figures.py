@@ -42,7 +42,7 @@ def at_default(rows: pd.DataFrame) -> pd.Series:
 
 
 _CHOICE_COLUMNS = ["machine_key", "quick", "family", "variant", "batch_size", "threads_measured", "default_threads",
-                   "median_default", "best_cpu_threads", "median_best", "noisy", "one_round", "partial", "data_default",
+                   "median_default", "best_cpu_threads", "median_best", "noisy", "one_round", "partial", "busy", "data_default",
                    "data_best"]  # fmt: skip
 
 
@@ -86,7 +86,7 @@ def cpu_choices(frame: pd.DataFrame) -> pd.DataFrame:
     out["median_default"] = d["median"]
     out["best_cpu_threads"] = pick("cpu_threads")
     out["median_best"] = pick("median")
-    for flag in ("noisy", "one_round", "partial"):
+    for flag in ("noisy", "one_round", "partial", "busy"):
         out[flag] = (d[flag].fillna(False).astype(bool) & has_default) | pick(flag).astype(bool)
     out["data_default"] = d["round_times"].where(has_default, None)
     out["data_best"] = pick("round_times")
@@ -103,7 +103,7 @@ def cpu_choices(frame: pd.DataFrame) -> pd.DataFrame:
 _SPEED_COLUMNS = ["machine_key", "label", "quick", "device", "device_name", "family", "variant", "batch_size",
                   "default_threads", "median_cpu", "median_gpu", "speedup", "speedup_low", "speedup_high",
                   "best_cpu_threads", "median_best_cpu", "speedup_vs_best_cpu", "vs_best_low", "vs_best_high", "noisy",
-                  "one_round", "partial"]  # fmt: skip
+                  "one_round", "partial", "busy", "run_busy"]  # fmt: skip
 
 
 def speedups(frame: pd.DataFrame) -> pd.DataFrame:
@@ -120,7 +120,7 @@ def speedups(frame: pd.DataFrame) -> pd.DataFrame:
     for family in SPEEDUP_FAMILIES:
         rows = frame[(frame["family"] == family) & is_gpu(frame["device"])]
         gpu = rows[["machine_key", "label", "quick", "variant", "batch_size", "device", "device_name", "median",
-                    "noisy", "one_round", "partial", "round_times"]].rename(columns={"median": "median_gpu", "round_times": "data_gpu"})  # fmt: skip
+                    "noisy", "one_round", "partial", "busy", "run_busy", "round_times"]].rename(columns={"median": "median_gpu", "round_times": "data_gpu"})  # fmt: skip
         both = gpu.assign(family=family).merge(
             cpu, on=["machine_key", "quick", "family", "variant", "batch_size"], suffixes=("_gpu", "_cpu")
         )
@@ -135,7 +135,7 @@ def speedups(frame: pd.DataFrame) -> pd.DataFrame:
             both[value] = [r.value for r in found]
             both[f"{name}_low"] = [r.low for r in found]
             both[f"{name}_high"] = [r.high for r in found]
-        for flag in ("noisy", "one_round", "partial"):
+        for flag in ("noisy", "one_round", "partial", "busy"):
             both[flag] = both[f"{flag}_gpu"].astype(bool) | both[f"{flag}_cpu"].astype(bool)
         out.append(both.rename(columns={"median_default": "median_cpu", "median_best": "median_best_cpu"}))
     if not out:
@@ -229,10 +229,12 @@ def crossovers(speed: pd.DataFrame) -> pd.DataFrame:
                 "says": says,
                 "best_speedup": max(values),
                 "one_round": bool(group["one_round"].any()),
+                # Decided on figures of which one ran while other work took over a tenth of the CPU.
+                "busy": bool(group["busy"].any()) if "busy" in group else False,
             }
         )
     out = pd.DataFrame(rows, columns=[*keys, "label", "device_name", "crossover_batch_size", "says", "best_speedup",
-                                      "one_round"])  # fmt: skip
+                                      "one_round", "busy"])  # fmt: skip
     out["crossover_batch_size"] = out["crossover_batch_size"].astype("Int64")
     return out
 
@@ -341,6 +343,9 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
                     "vs_base_low": over_base.low, "vs_base_high": over_base.high, "loss": r["loss"],
                     "loss_tolerance": tolerance, "learns_less": learns_less, "prepare_s": r["prepare_s"],
                     "agreement": r["agreement"], "noisy": bool(r["noisy"]), "one_round": bool(r["one_round"]),
+                    "busy": bool(r["busy"]), "vs_first_busy": bool(r["busy"]) or bool(pd.notna(first)
+                    and steps.loc[names[0], "busy"]), "vs_base_busy": bool(r["busy"]) or bool(base is not None
+                    and steps.loc[base, "busy"]),
                     "page_faults": r["page_faults"], "gpu_ops_per_step": _per_step(r["gpu_ops"], r["profiled_images"], size),
                     "gpu_busy_share": r["gpu_busy_share"], "cpu_top_op": r["cpu_top_op"],
                     "cpu_top_op_share": r["cpu_top_op_share"], "run_file": r["run_file"],
@@ -350,7 +355,7 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
             )  # fmt: skip
     columns = ["machine_key", "label", "quick", "device", "batch_size", "pipeline", "step", "median", "images_per_s",
                "vs_first", "vs_first_low", "vs_first_high", "builds_on", "vs_base", "vs_base_low", "vs_base_high", "loss", "loss_tolerance", "learns_less", "prepare_s", "agreement", "noisy",
-               "one_round", "page_faults", "gpu_ops_per_step", "gpu_busy_share", "cpu_top_op", "cpu_top_op_share", "run_file",
+               "one_round", "busy", "vs_first_busy", "vs_base_busy", "page_faults", "gpu_ops_per_step", "gpu_busy_share", "cpu_top_op", "cpu_top_op_share", "run_file",
                "other_runs", "other_run_count", "round_times"]  # fmt: skip
     return pd.DataFrame(out, columns=columns)
 

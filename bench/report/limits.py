@@ -14,7 +14,15 @@ import math
 import pandas as pd
 
 from bench.record.intervals import ratio_estimate
-from bench.record.limits import FLOOR_SAID, fit_copies, ladder_move, predicted_crossover, why_said
+from bench.record.limits import (
+    FLOOR_SAID,
+    FLOORS,
+    fit_copies,
+    ladder_move,
+    limit_name,
+    predicted_crossover,
+    why_said,
+)
 from bench.record.names import BUILDS_ON
 from bench.record.words import fmt_time
 from bench.report.figures import at_default, is_gpu
@@ -60,10 +68,38 @@ def device_limits(frame: pd.DataFrame) -> pd.DataFrame:
             "operation_graph_s": figure("operation_graph"), "peak_float32": figure("matmul", "float32"),
             "peak_bfloat16": figure("matmul", "bfloat16"), "bandwidth_bytes_s": bandwidth, "copies": models,
             "one_round": bool(group["one_round"].any()), "busy": bool(group["busy"].any()),
+            "untrusted": _untrusted(group, mine, held_rows(frame, row)),
         })  # fmt: skip
     columns = [*_KEYS, "device_name", "operation_s", "operation_graph_s", "peak_float32", "peak_bfloat16",
-               "bandwidth_bytes_s", "copies", "one_round", "busy"]  # fmt: skip
+               "bandwidth_bytes_s", "copies", "one_round", "busy", "untrusted"]  # fmt: skip
     return pd.DataFrame(out, columns=columns)
+
+
+def held_rows(frame: pd.DataFrame, where: dict) -> pd.DataFrame:
+    """The training and inference cases of one machine, run kind, device and (CPU) thread count."""
+    rows = frame[frame["family"].isin(["train", "inference"]) & (frame["machine_key"] == where["machine_key"])
+                 & (frame["quick"] == where["quick"]) & (frame["device"] == where["device"])]  # fmt: skip
+    return rows[rows["cpu_threads"] == where["cpu_threads"]] if where["device"] == "cpu" else rows
+
+
+def _untrusted(limits: pd.DataFrame, copies: pd.DataFrame, cases: pd.DataFrame) -> dict[str, str]:
+    """The limits of one device that no floor was built on, and why: measured while other work took a share of the
+    machine (a limits case's, or a copy's behind the copy model), or contradicted by a case faster than its floor."""
+    said: dict[str, str] = {}
+    for r in limits.itertuples():
+        if r.limit_untrusted:
+            said.setdefault(limit_name(r.limit, r.dtype), r.limit_untrusted)
+    for r in copies[copies["busy"].astype(bool)].itertuples():
+        if r.direction == "h2h":  # the CPU's bandwidth is its largest host copy's
+            said.setdefault(limit_name("device_copy"), "its copy ran while other work took over a tenth of the CPU")
+        else:
+            said.setdefault(limit_name(f"{r.direction} {r.memory}"), "a copy it was fitted to ran while other work ran")
+    for kind in FLOORS:
+        for text in cases[f"distrust_{kind}"].dropna():
+            name, _, why_ = str(text).partition(": ")
+            if why_ and name.startswith(("the ", "an ")):
+                said.setdefault(name, why_)
+    return said
 
 
 def _figure(group: pd.DataFrame, limit: str, dtype: str = "float32") -> float:
@@ -107,13 +143,15 @@ def limits_table(frame: pd.DataFrame) -> pd.DataFrame:
         "Peak float32": lim["peak_float32"].map(_rate), "Peak bfloat16": lim["peak_bfloat16"].map(_rate),
         "Memory bandwidth": lim["bandwidth_bytes_s"].map(lambda v: _rate(v, "B/s")),
         "Copies host-device (fitted)": copies,
-    }), ("Replayed (CUDA graph)", "Peak bfloat16", "Copies host-device (fitted)"))  # fmt: skip
+        "Not built on": ["; ".join(f"{name} ({why_})" for name, why_ in u.items()) for u in lim["untrusted"]],
+    }), ("Replayed (CUDA graph)", "Peak bfloat16", "Copies host-device (fitted)", "Not built on"))  # fmt: skip
 
 
 def held(frame: pd.DataFrame) -> pd.DataFrame:
     """Every training and inference case its run held against its device's limits, with what its ladder step
     moves it toward (over the step it builds on, same device, threads and batch size)."""
-    rows = frame[frame["family"].isin(["train", "inference"]) & (frame["binding"].fillna("") != "")].copy()
+    floors = frame[[f"floor_{kind}_s" for kind in FLOORS]].notna().any(axis=1)
+    rows = frame[frame["family"].isin(["train", "inference"]) & floors].copy()
     if rows.empty:
         return rows.assign(move="", moves="")
     keys = ["machine_key", "quick", "family", "device", "cpu_threads", "batch_size", "mode"]
@@ -155,8 +193,10 @@ def held_table(frame: pd.DataFrame) -> pd.DataFrame:
         "Copies floor": rows["floor_copies_s"].map(fmt_seconds),
         "Bound by": rows["binding"].map(lambda b: FLOOR_SAID.get(b, "")),
         "Time / floor": rows["floor_multiple"].map(_multiple),
+        "Floors not trusted": [_distrusted(r) for r in rows.itertuples()],
         "The step moves it": rows["moves"],
-    }).reset_index(drop=True), ("Per-operation floor", "Copies floor", "The step moves it"), nothing=("", "0 s"))  # fmt: skip
+    }).reset_index(drop=True), ("Per-operation floor", "Copies floor", "Floors not trusted", "The step moves it"),
+        nothing=("", "0 s"))  # fmt: skip
 
 
 def _without_empty(table: pd.DataFrame, columns: tuple[str, ...], nothing: tuple[str, ...] = ("",)) -> pd.DataFrame:
@@ -165,10 +205,17 @@ def _without_empty(table: pd.DataFrame, columns: tuple[str, ...], nothing: tuple
 
 
 def _multiple(value: float) -> str:
-    """Time over the highest floor; under 1 a floor was not one (a limit measured too low, or work over-counted)."""
-    if pd.isna(value):
-        return ""
-    return f"{value:.2g}x" + (" (below its floor)" if value < 1 else "")
+    """Time over the binding floor: 1x or more, as a floor trusted is one no case of its run went under."""
+    return "" if pd.isna(value) else f"{value:.2g}x"
+
+
+def _distrusted(r) -> str:
+    """A case's floors its run does not trust, each with the limit it is built on (the limits table says why)."""
+    return "; ".join(
+        f"{FLOOR_SAID[kind]} ({str(getattr(r, f'distrust_{kind}')).partition(': ')[0]})"
+        for kind in FLOORS
+        if getattr(r, f"distrust_{kind}")
+    )
 
 
 def why(frame: pd.DataFrame) -> dict[str, list[str]]:
@@ -202,14 +249,16 @@ def _ladder_size(rows: pd.DataFrame) -> list[int]:
 
 
 def predicted(frame: pd.DataFrame, cross: pd.DataFrame) -> pd.DataFrame:
-    """Per machine and GPU: the crossover its floors predict (each side's highest floor as its time, the CPU at
-    torch's default threads) beside the measured one, for training's resident epoch and compute inference."""
+    """Per machine and GPU: the crossover its floors predict (each side's binding floor, the highest its run trusts,
+    as its time, the CPU at torch's default threads) beside the measured one, for training's resident epoch and
+    compute inference."""
     rows = _full_if_any(held(frame))
     rows = rows[(rows["device"] != "cpu") | at_default(rows)]
     rows = rows[((rows["family"] == "train") & (rows["pipeline"] == "resident"))
                 | ((rows["family"] == "inference") & (rows["mode"] == "compute") & (rows["pipeline"] == "inference_mode"))]  # fmt: skip
-    highest = rows[["floor_arithmetic_s", "floor_operations_s", "floor_copies_s"]].max(axis=1)
-    rows = rows.assign(floor=highest)
+    # Each side's time by its floors: its binding floor, the highest its run trusts (none: no prediction).
+    binding = [r[f"floor_{r['binding']}_s"] if r["binding"] else float("nan") for _, r in rows.iterrows()]
+    rows = rows.assign(floor=binding)
     out = []
     for (key, family), group in rows.groupby(["machine_key", "family"], sort=True):
         cpu = group[group["device"] == "cpu"].set_index("batch_size")["floor"]

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 
 from bench.record import format as fmt
-from bench.record.derive import suspect_copies, threads_waited
-from bench.record.limits import LIMIT_COLUMNS, row_fields
+from bench.record.derive import mostly_busy, suspect_copies, threads_waited
+from bench.record.limits import FLOOR_SAID, FLOORS, LIMIT_COLUMNS, LIMIT_TEXT, binding_of, limit_name, row_fields
 from bench.record.names import AXES, FAMILIES, NOISY_IQR_SHARE, PHASES, variant
 from bench.record.schema import benchmark_errors
 from bench.record.store import RunFileWarning, find_run_files, is_reference, load_run, shown
+from bench.record.words import fmt_time
 from bench.report.cache import RowCache
 from bench.report.machines import device_facts, machine_labels, machine_of
 
@@ -102,6 +103,8 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
         "host_allocator": _text(fmt.field(ours, "host_allocator", "mode"), "default"),
         # How busy the whole machine was with other work across the run (format 5; NaN before, or unknown).
         "run_outside_share": fmt.run_load(run).get("outside_share") if fmt.run_load(run).get("available") else None,
+        # Other work held the machine for most of the run: its verdicts could be the load's (record/derive.py).
+        "run_busy": mostly_busy(fmt.run_load(run)),
     }
     rows = []
     for index, bench in enumerate(run["benchmarks"]):
@@ -143,7 +146,8 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
                 **_telemetry(device, extra.get("telemetry")),
                 "busy": "busy" in fmt.case_marks(bench),  # its telemetry's, or the run's load around it (format 5)
                 **_ladder(extra),
-                **row_fields(extra, params.get("limit"), stats),  # format 6: held against the limits
+                # Format 6 on: held against the limits (and judged again with what an older format lacks).
+                **row_fields(extra, params.get("limit"), stats, params, version),
             }
         )
     return rows
@@ -255,7 +259,9 @@ def file_frame(path: str | os.PathLike, run: dict, shown_as: str | None = None) 
     frame = pd.DataFrame(_rows(path, run, shown(path.name) if shown_as is None else shown_as), columns=_COLUMNS_IN)
     if frame.empty:
         return frame.rename(columns={"data": "round_times"})
-    frame = _mark_suspects(_typed(frame))  # within the run, before any run's figures replace another's
+    # Within the run, before any run's figures replace another's: copies that do not follow their bytes, and the
+    # limits a case of the run contradicted (a case under a floor).
+    frame = _judge_limits(_mark_suspects(_typed(frame)))
     median = frame["median"]
     counted = frame["family"].isin(["train", "inference"])
     frame["images_per_s"] = np.where(counted, frame["images"].astype("float64") / median, np.nan)
@@ -280,12 +286,12 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
         frame[col] = _numbers(frame[col])
     for col in ("cpu_threads", "default_threads", "run_planned_cases", "run_finished_cases", "latency_samples"):
         frame[col] = pd.to_numeric(frame[col]).astype("Int64")
-    for flag in ("partial", "quick", "throttled", "busy", "constructed", "reference", "facts_lost"):
+    for flag in ("partial", "quick", "throttled", "busy", "run_busy", "constructed", "reference", "facts_lost"):
         frame[flag] = frame[flag].astype(bool)
     percentiles = [c for c in _LATENCY_COLUMNS if c.endswith("_ms")]
     ladder = ("loss_tolerance", "prepare_s", "agreement", "profiled_epoch_s", "profiled_images", "gpu_ops",
               "gpu_busy_share", "cpu_top_op_share", *(f"profiled_{p}_s" for p in PHASES),
-              *(c for c in LIMIT_COLUMNS if c != "binding"))  # fmt: skip
+              *(c for c in LIMIT_COLUMNS if c not in LIMIT_TEXT))  # fmt: skip
     for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps", *percentiles,
                 "run_outside_share",
                 "energy_j", "mean_power_w", "page_faults", *ladder):  # fmt: skip
@@ -343,6 +349,69 @@ def _mark_suspects(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+# The limit each floor is built on, as a row names it (record/limits.limit_name), from the row's own columns.
+def _behind(kind: str, row) -> str:
+    if kind == "arithmetic":
+        return limit_name("matmul", row["peak_dtype"] or "float32")
+    if kind == "operations":
+        return limit_name("operation_graph" if row["operation_kind"] == "graph" else "operation")
+    return "the copy model"
+
+
+def _judge_limits(frame: pd.DataFrame) -> pd.DataFrame:
+    """The run's limits judged over all its cases (the run's board knew only of the cases before each one): a
+    limit whose own case ran while the machine was busy, and a limit a case of the run contradicted by running
+    faster than a floor built on it, are distrusted for every case of the run held against them, each with the
+    reason; each binding limit and multiple is then judged again among the floors still trusted
+    (record/limits.binding_of)."""
+    held = frame[frame["family"].isin(["train", "inference"]) & frame["median"].notna()]
+    if held.empty:
+        return frame
+
+    def where(row, limit: str) -> tuple:
+        return row["device"], row["cpu_threads"] if row["device"] == "cpu" else None, limit
+
+    wrong: dict[tuple, str] = {}  # (device, threads, limit) -> why
+    for _index, row in frame[frame["family"] == "limits"].iterrows():
+        if row["limit_untrusted"]:
+            name = limit_name(row["limit"], row["dtype"])
+            wrong.setdefault(where(row, name), f"{name}: {row['limit_untrusted']}")
+    for _index, row in frame[(frame["family"] == "transfer") & frame["busy"].astype(bool)].iterrows():
+        if row["direction"] in ("h2d", "d2h"):
+            wrong.setdefault(where(row, _behind("copies", row)), "the copy model: a copy it was fitted to ran busy")
+    for _index, row in held.iterrows():
+        for kind in FLOORS:
+            floor, limit = row[f"floor_{kind}_s"], _behind(kind, row)
+            said = row[f"distrust_{kind}"]
+            if said and str(said).startswith(f"{limit}: "):  # the board's own word on the limit, for every case
+                wrong.setdefault(where(row, limit), said)
+            if said or pd.isna(floor) or where(row, limit) in wrong:
+                continue
+            if floor > row["median"]:
+                wrong[where(row, limit)] = (
+                    f"{limit}: {row['name']} ran in {fmt_time(row['median'])}, under the "
+                    f"{fmt_time(floor)} {FLOOR_SAID[kind]} floor it gives: measured too low, or the work counted "
+                    "too high"
+                )
+    if not wrong:
+        return frame
+    for index, row in held.iterrows():
+        changed = False
+        for kind in FLOORS:
+            why = wrong.get(where(row, _behind(kind, row)))
+            if why and not row[f"distrust_{kind}"] and pd.notna(row[f"floor_{kind}_s"]):
+                frame.at[index, f"distrust_{kind}"] = why
+                changed = True
+        if changed:
+            judged = frame.loc[index]
+            floors = {kind: judged[f"floor_{kind}_s"] for kind in FLOORS if pd.notna(judged[f"floor_{kind}_s"])}
+            distrust = {kind: judged[f"distrust_{kind}"] for kind in FLOORS if judged[f"distrust_{kind}"]}
+            binding, multiple = binding_of(floors, distrust, float(judged["median"]))
+            frame.at[index, "binding"] = binding or ""
+            frame.at[index, "floor_multiple"] = np.nan if multiple is None else multiple
+    return frame
+
+
 def select_newest(frame: pd.DataFrame) -> pd.DataFrame:
     """Per machine, each benchmark from the newest run that has it, quick and full figures apart.
 
@@ -378,7 +447,7 @@ def load_frame(
 _COLUMNS_IN = [
     "machine_key", "machine_name", "host", "cpu", "gpus", "what", "constructed", "reference", "facts_lost", "run_file", "run_datetime", "commit",
     "torch", "nvml_driver", "quick", "partial", "run_ended", "run_planned_cases", "run_finished_cases", "host_allocator",
-    "run_outside_share", "default_threads", "family", "name", "variant", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes",
+    "run_outside_share", "run_busy", "default_threads", "family", "name", "variant", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes",
     "dataset", "loss", "accuracy", "link_gbps", *_LATENCY_COLUMNS, "telemetry", "energy_j", "mean_power_w",
     "energy_note", "throttled", "busy", "page_faults", "loss_tolerance", "prepare_s", "agreement", "profiled_on", "profiled_epoch_s",
     "profiled_images", "gpu_ops", "gpu_busy_share", "cpu_top_op", "cpu_top_op_share",

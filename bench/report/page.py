@@ -214,10 +214,11 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool, reference: pd
                  "What each device can do at most, measured in the run by the limits family (from format 6): the "
                  "fixed cost of one operation (a chain of small in-place multiplies run back to back: Python, the "
                  "dispatcher and a launch; on CUDA also replayed from a CUDA graph), the arithmetic peak (a square "
-                 "matrix product grown until it takes 10 ms, per dtype), the memory bandwidth (bytes copied a second: "
+                 "matrix product, per dtype, of the side where its rate stops growing), the memory bandwidth (bytes copied a second: "
                  "a 1 GiB copy within a GPU's memory, the largest host-to-host copy on the CPU) and the host-device "
                  "copies as a fixed cost plus bytes over bandwidth, fitted to the transfer family's sizes, with the "
-                 "size from which a copy reaches half that bandwidth."
+                 "size from which a copy reaches half that bandwidth. A limit measured while other work took a "
+                 "share of the machine, or one a case of its run ran faster than, is named as not built on."
                  if not peaks.empty else "No run here measured its limits (the limits family came with format 6).",
                  plots.plot_limits(held, peaks, out / "limits.png")),
         _Section("Each case against its limits", held_limits.held_table(frame) if not held.empty else None,
@@ -226,14 +227,15 @@ def _sections(frame: pd.DataFrame, out: Path, cross_machine: bool, reference: pd
                  "of its precision, and three floors, each what one limit alone says the case must take at least: "
                  "arithmetic (FLOPs over the peak), per-operation (the operations a step runs, counted, times the "
                  "measured cost of one; a CUDA graph's replayed cost for cuda_graph; not counted under torch.compile, "
-                 "which fuses them) and copies (the batches' host-device copies by the fitted copy model). The "
-                 "highest floor is the binding limit; time / floor is how far the case is from it. The last column says "
+                 "which fuses them) and copies (each copy between host and device the case makes, by the fitted copy "
+                 "model). A floor built on a limit its run does not trust is named (floors not trusted); the highest "
+                 "of the others is the binding limit; time / floor is how far the case is from it. The last column says "
                  "which limit the step moves its case toward over the step it builds on; a column no case fills is left out."
                  if not held.empty else "No case here was held against its limits (from format 6, where the run "
                  "measured its device's limits before the case)."),
         _Section("Crossover predicted from the limits",
                  held_limits.predicted_table(frame, cross) if has_gpu and not held.empty else None,
-                 "Each side's highest floor taken as its time: the batch size from which the limits alone say the "
+                 "Each side's binding floor (the highest its run trusts) taken as its time: the batch size from which the limits alone say the "
                  "GPU wins, beside the crossover measured (against the CPU at its best thread count). A prediction, "
                  "not a measurement: where the two differ, the time beyond the floors decides."
                  if has_gpu and not held.empty else no_gpu if not has_gpu else "No case here was held against its limits."),

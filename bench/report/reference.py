@@ -26,7 +26,7 @@ _LIKE_WITH_LIKE = ("seed", "resident", "compute", "end_to_end")
 
 _COLUMNS = ["reference", "run_files", "device_name", "dataset", "family", "variant", "batch_size", "cpu_pipeline",
             "gpu_pipeline", "median_cpu", "median_gpu", "speedup", "low", "high", "no_interval",
-            "default_threads"]  # fmt: skip
+            "default_threads", "busy"]  # fmt: skip
 
 
 def load_reference(cache=None) -> pd.DataFrame:
@@ -45,7 +45,7 @@ def load_reference(cache=None) -> pd.DataFrame:
         return load_frame([folder], cache=cache)
 
 
-def _pair(cpu_median: float, gpu_median: float, what: dict, cpu_data, gpu_data, threads) -> dict:
+def _pair(cpu_median: float, gpu_median: float, what: dict, cpu_data, gpu_data, threads, busy: bool) -> dict:
     ratio = ratio_estimate(cpu_data, gpu_data, numerator_median=float(cpu_median), denominator_median=float(gpu_median))
     rounds = min(len(cpu_data if cpu_data is not None else []), len(gpu_data if gpu_data is not None else []))
     return {
@@ -58,6 +58,7 @@ def _pair(cpu_median: float, gpu_median: float, what: dict, cpu_data, gpu_data, 
         # Why a ratio has no interval: one round a figure, or a run that kept no round times.
         "no_interval": " (1 round)" if rounds == 1 else " (no round times)",
         "default_threads": threads,
+        "busy": bool(busy),  # this CPU's figure ran while other work took a share of the machine
     }
 
 
@@ -78,7 +79,7 @@ def _like_with_like(gpu: pd.DataFrame, mine: pd.DataFrame) -> list[dict]:
             continue  # (torch's default thread count was not run, or is unknown)
         c = choice.iloc[0]
         rows.append(_pair(c.median_default, r.median, _what(r, r.family, r.variant, r.pipeline), c.data_default,
-                          r.round_times, c.default_threads))  # fmt: skip
+                          r.round_times, c.default_threads, c.busy))  # fmt: skip
     return rows
 
 
@@ -99,7 +100,7 @@ def _fastest(gpu: pd.DataFrame, mine: pd.DataFrame, sizes) -> list[dict]:
         if c["images"] != g.images:
             c = cpu_same.loc[cpu_same["median"].idxmin()]
         rows.append(_pair(c["median"], g.median, _what(g, "train", "fastest", c["pipeline"]), c["round_times"],
-                          g.round_times, c["default_threads"]))  # fmt: skip
+                          g.round_times, c["default_threads"], c["busy"]))  # fmt: skip
     return rows
 
 
@@ -138,9 +139,11 @@ def against_reference(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
     return order.sort_values(["_f", "batch_size", "_v", "variant"], kind="stable")[_COLUMNS].reset_index(drop=True)
 
 
-def _cell(r) -> str:
-    said = interval_said(r.speedup, r.low, r.high, no_interval=r.no_interval)
-    # Slower only where the whole interval is below 1: a one-round figure has no verdict.
+def _cell(r, busy_run: bool) -> str:
+    said = interval_said(r.speedup, r.low, r.high, no_interval=r.no_interval, busy=r.busy)
+    # Slower only where the whole interval is below 1: a one-round figure has no verdict, nor one the load held.
+    if busy_run and r.busy:
+        return said
     return said + (": slower than this CPU" if side(r.low, r.high) == -1 else "")
 
 
@@ -148,8 +151,9 @@ def _count(threads) -> str:
     return "" if pd.isna(threads) else f" {int(threads)}"
 
 
-def reference_said(pairs: pd.DataFrame) -> list[str]:
-    """The comparison in words, one line per family and batch size, headed by whose GPU it is and from which runs."""
+def reference_said(pairs: pd.DataFrame, *, busy_run: bool = False) -> list[str]:
+    """The comparison in words, one line per family and batch size, headed by whose GPU it is and from which runs.
+    `busy_run`: other work held this machine for most of its run, so no ratio of a busy figure gets a verdict."""
     if pairs.empty:
         return []
     whose = []
@@ -169,11 +173,11 @@ def reference_said(pairs: pd.DataFrame) -> list[str]:
             if r.variant == "fastest" and r.gpu_pipeline == r.cpu_pipeline and r.gpu_pipeline in shown:
                 continue  # each side's fastest is a step already compared like with like
             if r.variant == "fastest":
-                cells.append(f"fastest {r.gpu_pipeline} {_cell(r)} over this CPU's fastest, {r.cpu_pipeline}")
+                cells.append(f"fastest {r.gpu_pipeline} {_cell(r, busy_run)} over this CPU's fastest, {r.cpu_pipeline}")
             elif r.variant == "seed":
-                cells.append(f"the notes' loop (seed) {_cell(r)}")
+                cells.append(f"the notes' loop (seed) {_cell(r, busy_run)}")
             else:
-                cells.append(f"{r.variant} {_cell(r)}")
+                cells.append(f"{r.variant} {_cell(r, busy_run)}")
         lines.append(f"  {family} batch {size:,}: " + "; ".join(cells))
     lines.append(f"On a machine with a GPU this measures its own: {MEASURE_OWN}")
     return lines

@@ -33,7 +33,8 @@ def case_headline(record: dict, link_gbps: dict[str, float] | None = None) -> st
         unit = LIMIT_UNITS[params["limit"]]
         said = fmt_time(figure) + " an operation" if unit == "s" else f"{figure / 1e9:.3g} G{unit}"
         size = f" at {extra['work']['n']:,} square" if params["limit"] == "matmul" else ""
-        return f"{said}{size} (its fastest round){tail}"
+        busy = (extra.get("machine_load") or {}).get("busy") is True
+        return f"{said}{size} (its fastest round){tail}" + ("; busy: no floor is built on it" if busy else "")
     if family == "transfer":
         gbps = extra.get("bytes", 0) / median / 1e9 if median else float("nan")
         link = (link_gbps or {}).get(params.get("device"))
@@ -54,11 +55,17 @@ def case_headline(record: dict, link_gbps: dict[str, float] | None = None) -> st
 
 
 def _held(extra: dict) -> str:
-    """'; 2.1x its arithmetic floor': a case's binding limit, where the run measured its device's limits."""
+    """'; 2.1x its arithmetic floor': a case's binding limit, where the run measured its device's limits; a case
+    that ran under a floor says which limit that proves wrong, and one held against no trusted limit says so."""
     held = extra.get("limits") or {}
-    if not held.get("binding") or not held.get("multiple"):
-        return ""
-    return f"; {held['multiple']:.2g}x its {FLOOR_SAID[held['binding']]} floor"
+    distrusted = held.get("distrusted") or {}
+    wrong = [why["limit"] for why in distrusted.values() if isinstance(why, dict) and why.get("contradicted")]
+    said = f"; under a floor: {wrong[0]} was measured too low" if wrong else ""
+    if held.get("binding") and held.get("multiple"):
+        return f"; {held['multiple']:.2g}x its {FLOOR_SAID[held['binding']]} floor{said}"
+    if distrusted and held:
+        return said or "; no trusted limit to hold it against"
+    return said
 
 
 def progress_line(

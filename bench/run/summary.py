@@ -15,7 +15,8 @@ from pathlib import Path
 
 from bench.measure.telemetry import OUTSIDE_SHARE
 from bench.record import format as fmt
-from bench.record.intervals import interval_said, ratio_estimate
+from bench.record.derive import mostly_busy
+from bench.record.intervals import BUSY, interval_said, ratio_estimate
 from bench.record.names import FAMILIES, NOISY_IQR_SHARE, SPEEDUP_FAMILIES
 from bench.record.words import cases, faults_said, fmt_time
 
@@ -26,11 +27,13 @@ THREADS_MARGIN = 0.05
 
 
 def _speed_cell(r) -> str:
-    """'1,000: 5.33x (4.90-5.80)', with [the speedup against the CPU's best thread count] where another was best."""
+    """'1,000: 5.33x (4.90-5.80)', with [the speedup against the CPU's best thread count] where another was best,
+    each marked busy where one of its figures ran while other work took a share of the machine."""
     alone = " (1 round)" if r.one_round else " (no round times)"
-    text = f"{int(r.batch_size):,}: {interval_said(r.speedup, r.speedup_low, r.speedup_high, no_interval=alone)}"
+    said = interval_said(r.speedup, r.speedup_low, r.speedup_high, no_interval=alone, busy=bool(r.busy))
+    text = f"{int(r.batch_size):,}: {said}"
     if _missing(r.speedup) or not _same(r.best_cpu_threads, r.default_threads):
-        best = interval_said(r.speedup_vs_best_cpu, r.vs_best_low, r.vs_best_high, no_interval="")
+        best = interval_said(r.speedup_vs_best_cpu, r.vs_best_low, r.vs_best_high, no_interval="", busy=bool(r.busy))
         text += f" [{best} at {r.best_cpu_threads} thread{'s' if r.best_cpu_threads != 1 else ''}]"
     return text
 
@@ -55,7 +58,7 @@ def _in_order(rows):
     return rows.assign(_rank=rank).sort_values(["device", "_rank", "variant"], kind="stable")
 
 
-def _speedup_section(speed, cross, default_threads) -> list[str]:
+def _speedup_section(speed, cross, default_threads, busy_run: bool = False) -> list[str]:
     lines = []
     speed, cross = _in_order(speed), _in_order(cross)
     for (device, family, variant), cells in speed.groupby(["device", "family", "variant"], sort=False):
@@ -63,7 +66,12 @@ def _speedup_section(speed, cross, default_threads) -> list[str]:
         lines.append(f"  {device:<7} {family:<9} {variant:<10} {text}")
     if not lines:
         return []
-    crossings = [f"  {c.device} {c.family} {c.variant}: {c.says}" for c in cross.itertuples()]
+    # On a run the load held, a crossover decided on busy figures is no verdict: the load may have made it.
+    crossings = [
+        f"  {c.device} {c.family} {c.variant}: "
+        + (BUSY_NO_VERDICT if busy_run and c.busy else c.says + (f" ({BUSY})" if c.busy else ""))
+        for c in cross.itertuples()
+    ]
     return [
         f"GPU speedup over the CPU (CPU time / GPU time, its 95% interval) at torch's default {default_threads} CPU "
         "threads; [in brackets] against another thread count where it was faster:",
@@ -99,7 +107,8 @@ def _threads_section(frame, choices, default_threads) -> list[str]:
             if gain.side == 1 or (gain.side is None and gain.value > 1 + THREADS_MARGIN):
                 said[r.variant].append(
                     f"batch {int(r.batch_size):,}: {best} thread{'s' if best != 1 else ''}, "
-                    f"{gain.said(no_interval=' (1 round: no verdict)')} faster than {default_threads}"
+                    f"{gain.said(no_interval=' (1 round: no verdict)', busy=bool(r.busy))} faster than "
+                    f"{default_threads}"
                 )
         for variant, better in said.items():
             words = "; ".join(better) or f"no count measured faster than torch's default {default_threads}"
@@ -159,11 +168,11 @@ def _ladder_section(steps, best, default_threads, moves: dict | None = None) -> 
         for r in group.itertuples():
             cell = f"{r.pipeline} {fmt_time(r.median)}"
             if math.isfinite(r.vs_first) and r.pipeline != group["pipeline"].iloc[0]:
-                cell += f" {interval_said(r.vs_first, r.vs_first_low, r.vs_first_high, no_interval='')}"
+                first = interval_said(r.vs_first, r.vs_first_low, r.vs_first_high, no_interval="", busy=r.vs_first_busy)
+                cell += f" {first}"
             if math.isfinite(r.vs_base):
-                cell += (
-                    f" [{interval_said(r.vs_base, r.vs_base_low, r.vs_base_high, no_interval='')} over {r.builds_on}]"
-                )
+                base = interval_said(r.vs_base, r.vs_base_low, r.vs_base_high, no_interval="", busy=r.vs_base_busy)
+                cell += f" [{base} over {r.builds_on}]"
             faults = faults_said(r.page_faults)
             move = (moves or {}).get((device, size, r.pipeline))
             cells.append(cell + (f" [{faults}]" if faults else "") + (f"; {move}" if move else ""))
@@ -173,7 +182,7 @@ def _ladder_section(steps, best, default_threads, moves: dict | None = None) -> 
                 )
         top = fastest.iloc[0]
         gain = (
-            f", {interval_said(top.vs_first, top.vs_first_low, top.vs_first_high)} seed"
+            f", {interval_said(top.vs_first, top.vs_first_low, top.vs_first_high, busy=top.vs_first_busy)} seed"
             if math.isfinite(top.vs_first)
             else ""
         )
@@ -246,6 +255,29 @@ def _health(frame, measured: int, run: dict, passed_over: int = 0, load: dict | 
     return "; ".join(health) + "."
 
 
+BUSY_NO_VERDICT = f"no verdict: decided on figures measured while the machine was busy ({BUSY})"
+
+
+def _busy_opening(load: Mapping, choices, default_threads) -> list[str]:
+    """The answer's first lines on a run the load held: how much, what it does to the figures, what to do."""
+    share = load.get("outside_share") or 0.0
+    spans, busy = load.get("intervals"), load.get("busy_intervals")
+    where = f", over {OUTSIDE_SHARE:.0%} in {busy} of {spans} spans of the run" if spans else ""
+    lines = [
+        f"The machine was busy while this ran: other work took {share:.0%} of its CPU time{where}. Every figure "
+        f"below is slower than the machine can do, a ratio one of whose figures ran under that load is marked "
+        f"({BUSY}), and no verdict is drawn from it."
+    ]
+    one = choices[(choices["best_cpu_threads"] == 1) & (choices["default_threads"] != 1)]
+    gains = (one["median_default"] / one["median_best"]).dropna() if not one.empty else []
+    seen = f" (in this run 1 thread was up to {max(gains):.2f}x faster than {default_threads})" if len(gains) else ""
+    lines.append(
+        f"  What to do: rerun it on an idle machine, or with --cpu-threads 1: torch's default {default_threads} "
+        f"threads wait for a core whenever other work holds one{seen}."
+    )
+    return lines
+
+
 # The answer is read on a terminal: no line of it is wider than this.
 WIDTH = 100
 
@@ -276,17 +308,21 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
         return [_health_empty(len(ours), state)]
     devices = set(frame["device"].astype(str))
     cross = figures.crossovers(figures.speedups(frame.iloc[:0]))
-    lines: list[str] = []
+    load = fmt.run_load(run)
+    busy_run = mostly_busy(load)
+    choices = figures.cpu_choices(frame)
+    # A run the load held opens with that fact and what to do: every verdict below it could be the load's.
+    lines: list[str] = _busy_opening(load, choices, threads) if busy_run else []
     last: list[str] = []  # on a machine without a GPU, the reference GPUs' answer: the last lines on the screen
     if devices - {"cpu"} and "cpu" in devices:
         speed = figures.speedups(frame)
         cross = figures.crossovers(speed)
-        lines += _speedup_section(speed, cross, threads)
+        lines += _speedup_section(speed, cross, threads, busy_run)
     elif devices == {"cpu"}:
         from bench.report.reference import against_reference, load_reference, reference_said
 
         reference = load_reference()
-        last = reference_said(against_reference(frame, reference)) or [
+        last = reference_said(against_reference(frame, reference), busy_run=busy_run) or [
             "No GPU in this run, and no reference runs in this checkout (results/reference/): no speedup to show."
             if reference.empty
             else "No GPU in this run, and no reference GPU figure of the same work (family, batch size and images, "
@@ -294,12 +330,12 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
         ]
     else:
         lines.append("No CPU cases in this run: no speedup to show (run with --devices cpu,cuda:0 to compare).")
-    lines += _threads_section(frame, figures.cpu_choices(frame), threads)
+    lines += _threads_section(frame, choices, threads)
     lines += _breakdown_section(figures.breakdown(frame), threads)
     steps = figures.ladder(frame, "train")
     lines += _ladder_section(steps, figures.fastest_steps(steps), threads, _moves(frame))
     lines += _limits_section(frame, cross)
-    lines.append(_health(frame, len(frame), state, passed_over=len(ours) - len(frame), load=fmt.run_load(run)))
+    lines.append(_health(frame, len(frame), state, passed_over=len(ours) - len(frame), load=load))
     return _wrapped(lines + last, width)
 
 
@@ -328,6 +364,8 @@ def _limits_section(frame, cross) -> list[str]:
                 "Copies host-device (fitted)": "copies {}"}  # fmt: skip
         parts = [words.format(r[column]) for column, words in said.items() if r.get(column)]
         lines.append(f"  {r['Device']}{' (quick)' * (r['Run'] == 'quick')}: " + "; ".join(parts))
+        if r.get("Not built on"):  # no floor, binding limit or why is built on these
+            lines.append(f"    not built on: {r['Not built on']}")
     lines += [f"  {said}" for said_of in held_limits.why(frame).values() for said in said_of]
     for p in held_limits.predicted(frame, cross).itertuples():
         if p.predicted:
