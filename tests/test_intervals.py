@@ -138,3 +138,10 @@ def test_two_runs_whose_rounds_overlap_read_no_difference_measured(tmp_path):
     assert "no difference measured at 1,000" in cross.loc[("train", "seed"), "says"]
     (answer,) = answers(frame, speed, crossovers(speed), breakdown(frame))
     assert any("no faster or slower" in s and NO_DIFFERENCE in s for s in answer["said"])
+
+
+def test_a_ratio_a_busy_figure_is_part_of_says_so_on_itself():
+    assert interval_said(2.0, 1.5, 2.5, busy=True) == "2.00x (1.50-2.50, busy)"
+    assert interval_said(1.0, 0.9, 1.1, busy=True) == f"1.00x (0.90-1.10, {NO_DIFFERENCE}, busy)"
+    assert interval_said(2.0, math.nan, math.nan, busy=True) == "2.00x (1 round, busy)"
+    assert interval_said(2.0, math.nan, math.nan, no_interval="", busy=True) == "2.00x (busy)"

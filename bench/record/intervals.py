@@ -245,5 +245,7 @@ def interval_said(value: float, low: float, high: float, *, no_interval: str = "
     where = side(low, high)
     mark = f", {BUSY}" if busy else ""
     if where is None:
-        return f"{value:.2f}x{no_interval}" + (f" ({BUSY})" if busy else "")
+        if busy:  # in the same parentheses as what it says of its interval: "5.33x (1 round, busy)"
+            return f"{value:.2f}x" + (f"{no_interval[:-1]}, {BUSY})" if no_interval.endswith(")") else f" ({BUSY})")
+        return f"{value:.2f}x{no_interval}"
     return f"{value:.2f}x ({low:.2f}-{high:.2f}{', ' + NO_DIFFERENCE if where == 0 else ''}{mark})"
