@@ -13,7 +13,8 @@ from bench.measure.rounds import latency_summary, run_rounds, warmup_size
 from bench.record import format as fmt
 from bench.run import pbench
 from fmnist_model import Network, accuracy, confusion_matrix
-from fmnist_model.pipelines import Predictor, inference_config
+from fmnist_model.ladder import inference_config
+from fmnist_model.predictor import Predictor
 from fmnist_model.work import inference_copies, inference_work
 
 FAMILY = "inference"
@@ -37,7 +38,7 @@ def test_inference(
     """compute: float input already on the device, labels left there.
     end_to_end: float input on the host (as ToTensor leaves it), each batch moved to the
     device, the labels brought back to the host: what serving a request costs.
-    pipeline: a step of fmnist_model.pipelines.INFERENCE_LADDER (eager: autograd on;
+    pipeline: a step of fmnist_model.ladder.INFERENCE_LADDER (eager: autograd on;
     inference_mode; then channels_last, bf16, compile, cuda_graph on top of inference_mode, and
     channels_last_bf16 on top of channels_last).
 

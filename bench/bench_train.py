@@ -9,14 +9,15 @@ from bench.measure.clock import timed_call
 from bench.measure.guard import skip_on_out_of_memory
 from bench.measure.rounds import profile_size, run_rounds, warmup_size
 from bench.record import format as fmt
-from fmnist_model.pipelines import Trainer, train_config
+from fmnist_model.ladder import train_config
+from fmnist_model.trainer import Trainer
 from fmnist_model.work import train_copies, train_work
 
 FAMILY = "train"
 
 
 def test_train_epoch(benchmark, plan, clock, telemetry, device, cpu_threads, batch_size, pipeline, train_split):
-    """One step of the ladder (fmnist_model.pipelines.TRAIN_LADDER): seed is the notes' DataLoader +
+    """One step of the ladder (fmnist_model.ladder.TRAIN_LADDER): seed is the notes' DataLoader +
     ToTensor + .to(device) loop as written; loader tunes its DataLoader; resident keeps the uint8
     set on the device (copied once, untimed: the transfer family times that copy); each step
     after it changes one thing of the step it builds on (BUILDS_ON). Every round is epoch 1 of the same model (same

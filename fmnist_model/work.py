@@ -12,8 +12,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import Subset
 from torch.utils.flop_counter import FlopCounterMode
 
+from .ladder import InferenceConfig, TrainConfig
 from .model import Network
-from .pipelines import InferenceConfig, Predictor, TrainConfig, Trainer
+from .predictor import Predictor
+from .trainer import Trainer
 
 __all__ = ["COUNTED_ON", "Work", "inference_copies", "inference_work", "train_copies", "train_work"]
 

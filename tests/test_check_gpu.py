@@ -6,7 +6,7 @@ import pytest
 
 from bench.check import energy as check_energy
 from bench.check import gpu as check_gpu
-from fmnist_model.pipelines import train_config
+from fmnist_model.ladder import train_config
 
 
 def test_each_variant_is_the_cuda_graph_step_with_its_changes():
@@ -197,7 +197,7 @@ def test_bad_arguments_are_named_before_any_work(argv, says, capsys):
 
 def _break_epoch(monkeypatch, pipeline: str, message: str, on_call: int) -> None:
     """The `on_call`-th epoch of `pipeline`'s trainer raises RuntimeError(message); every other epoch runs."""
-    from fmnist_model.pipelines import Trainer
+    from fmnist_model.trainer import Trainer
 
     real, calls = Trainer.epoch, []
 
@@ -259,7 +259,7 @@ def test_cudnn_benchmark_variants_run_only_in_a_call_of_their_own(capsys):
 def test_a_cudnn_benchmark_call_holds_the_mode_for_its_whole_process_and_puts_it_back(tmp_path, monkeypatch):
     import torch
 
-    from fmnist_model.pipelines import Trainer
+    from fmnist_model.trainer import Trainer
 
     monkeypatch.setattr(check_gpu, "VARIANTS", {**check_gpu.VARIANTS, "resident+bench": {"cudnn_benchmark": True}})
     monkeypatch.setattr(check_gpu, "variant_config", lambda name, device: train_config("resident", device))
@@ -279,7 +279,7 @@ def test_a_cudnn_benchmark_call_holds_the_mode_for_its_whole_process_and_puts_it
 
 
 def test_the_compiled_variants_compile_as_the_ladder_does():
-    from fmnist_model.pipelines import COMPILE_MODE
+    from fmnist_model.ladder import COMPILE_MODE
 
     modes = {v.get("compile_mode") for v in check_gpu.VARIANTS.values() if v and "compile_mode" in v}
     assert modes == {COMPILE_MODE}

@@ -21,7 +21,8 @@ from bench.report import limits as report_limits
 from bench.report.load import CSV_COLUMNS, runs_to_frame
 from bench.report.page import write_report
 from fmnist_model import load_split, work
-from fmnist_model.pipelines import Trainer, inference_config, train_config
+from fmnist_model.ladder import inference_config, train_config
+from fmnist_model.trainer import Trainer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # The design notes: 232,440 multiply-adds per image forward (conv1 86,400 + conv2 115,200 + fc 23,040 + 7,200 + 600).

@@ -6,18 +6,18 @@ import pytest
 import torch
 
 from fmnist_model import Network, load_split, predict
-from fmnist_model.pipelines import (
+from fmnist_model.ladder import (
     BUILDS_ON,
     INFERENCE_LADDER,
     LOSS_TOLERANCE,
     TRAIN_LADDER,
-    Predictor,
-    Trainer,
     inference_config,
     loader_workers,
     train_config,
     unsupported_reason,
 )
+from fmnist_model.predictor import Predictor
+from fmnist_model.trainer import Trainer
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA here"))]
 # 40 steps at batch 100: enough Adam steps for the pipelines' rounding differences to grow as
@@ -223,3 +223,54 @@ def test_each_compiled_pipeline_starts_from_empty_dynamo_caches(split, monkeypat
     Trainer(train_config("compile", "cpu"), "cpu", BATCH, **build)
     Predictor(inference_config("compile"), Network(), BATCH, "cpu")
     assert len(resets) == 2
+
+
+def test_graphs_are_captured_after_warm_up_steps_on_a_side_stream_in_one_pool(monkeypatch):
+    # The one capture helper both the trainer and the predictor use, held without a GPU: torch.cuda's stream
+    # and graph calls faked, the order of what it does recorded.
+    from fmnist_model import graphs
+
+    done = []
+
+    class Stream:
+        def __init__(self, device=None):
+            pass
+
+        def wait_stream(self, other):
+            done.append("wait")
+
+    class Graph:
+        def __init__(self):
+            self.id = sum(1 for d in done if d == "graph")
+            done.append("graph")
+
+        def pool(self):
+            return f"pool of graph {self.id}"
+
+    pools = []
+
+    class Capturing:
+        def __init__(self, graph, pool=None):
+            pools.append(pool)
+
+        def __enter__(self):
+            done.append("capturing")
+
+        def __exit__(self, *exc):
+            done.append("captured")
+
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: __import__("contextlib").nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", Capturing)
+    captured = graphs.capture(
+        "cuda:0", [100, 40], lambda size: done.append(f"step {size}") or size * 2,
+        before=lambda size: done.append(f"before {size}"),
+    )  # fmt: skip
+    warm = graphs.GRAPH_WARMUP_STEPS
+    assert done[: 1 + 4 * warm] == ["wait"] + ["before 100", "step 100"] * warm + ["before 40", "step 40"] * warm
+    assert done[1 + 4 * warm :] == ["wait", "before 100", "graph", "capturing", "step 100", "captured",
+                                    "before 40", "graph", "capturing", "step 40", "captured"]  # fmt: skip
+    assert {size: out for size, (_graph, out) in captured.items()} == {100: 200, 40: 80}
+    assert pools == [None, "pool of graph 0"]  # the second shape's graph shares the first's memory pool

@@ -19,7 +19,7 @@ from bench.measure.plan import (
     plan_from_options,
 )
 from bench.record.names import FAMILIES, FAMILY_AXES, case_id
-from fmnist_model.pipelines import INFERENCE_LADDER, TRAIN_LADDER
+from fmnist_model.ladder import INFERENCE_LADDER, TRAIN_LADDER
 
 
 def make_plan(**kw):

@@ -86,7 +86,7 @@ DEFAULT_VARIANTS = tuple(name for name in VARIANTS if not _benchmarked(name))
 
 def variant_config(name: str, device):
     """The TrainConfig a variant runs (the ladder's, with its changes)."""
-    from fmnist_model.pipelines import train_config
+    from fmnist_model.ladder import train_config
 
     changes = VARIANTS[name]
     if changes is None:
@@ -215,8 +215,9 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
     from bench.measure.breakdown import profile_epoch
     from bench.measure.clock import DeviceClock, timed_call
     from fmnist_model import load_split
+    from fmnist_model.ladder import LOSS_TOLERANCE
     from fmnist_model.loops import LEARNING_RATE
-    from fmnist_model.pipelines import LOSS_TOLERANCE, Trainer
+    from fmnist_model.trainer import Trainer
 
     clock = DeviceClock(device)
     # Every variant is, or none (checked in main): cuDNN then times its algorithms from the first convolution.

@@ -23,7 +23,7 @@ __all__ = [
     "plan_from_options",
 ]
 
-# The optimisation ladder of each family (fmnist_model.pipelines says what each step runs).
+# The optimisation ladder of each family (fmnist_model.ladder says what each step runs).
 PIPELINES = FAMILY_LADDERS
 # The steps that compile with torch.compile: left out unless asked for (--pipelines all, or by
 # name). A cold compile is the larger part of their case: on the H100 host's 16-core CPU the

@@ -42,7 +42,7 @@ LIMITS = ("operation", "operation_graph", "matmul", "device_copy")
 
 # The optimisation ladders' order and the step each one builds on: the report lists steps in that
 # order and gives each step's speedup over the step it builds on, which is what its one change buys.
-# fmnist_model/pipelines.py builds each step from these (what it changes of the step it builds on).
+# fmnist_model/ladder.py builds each step from these (what it changes of the step it builds on).
 TRAIN_LADDER = (
     "seed",
     "loader",

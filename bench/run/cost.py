@@ -19,7 +19,7 @@ from bench.record.schema import run_errors
 from bench.record.store import NotARunFile, read_json
 from bench.record.words import format_seconds
 from bench.run.estimate import SPLIT_IMAGES, Profile, machine_of
-from fmnist_model.pipelines import loader_workers, train_config, unsupported_reason
+from fmnist_model.ladder import loader_workers, train_config, unsupported_reason
 
 __all__ = ["CaseCost", "PlanCost", "case_cost", "describe", "main", "plan_cost", "round_images"]
 

@@ -30,7 +30,7 @@ from bench.run.options import UNUSED_BENCHMARK_OPTIONS, given, settings
 from bench.run.progress import case_headline, progress_line
 from bench.run.state import RunState, drop_lineless_entries, install_stop_signals
 from bench.run.summary import end_summary
-from fmnist_model.pipelines import unsupported_reason
+from fmnist_model.ladder import unsupported_reason
 
 __all__ = ["Suite", "configure", "suite_of"]
 
