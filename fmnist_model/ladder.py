@@ -199,5 +199,3 @@ def inference_config(pipeline: str) -> InferenceConfig:
         base.update(autograd="enabled")  # the model called as a first attempt does: autograd records
     base.update(_changes("inference", pipeline))
     return InferenceConfig(**base)
-
-

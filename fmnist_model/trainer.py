@@ -259,5 +259,3 @@ class _GraphedTraining:
             with phase("graph", annotate):
                 self.graphs[len(idx)].replay()
         return EpochResult(self.total_loss.item(), int(self.total_correct.item()), len(order))
-
-
