@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from bench.record.devices import device_kind
 from bench.record.names import BUILDS_ON, INFERENCE_LADDER, TRAIN_LADDER
 
 __all__ = [
@@ -118,7 +119,7 @@ def train_config(pipeline: str, device: torch.device | str, cpus: int | None = N
     """The config of a training pipeline on `device`. Raises ValueError for an unknown pipeline."""
     if pipeline not in TRAIN_LADDER:
         raise ValueError(f"{pipeline!r} is not a training pipeline: expected one of {', '.join(TRAIN_LADDER)}")
-    accelerator = torch.device(device).type != "cpu"
+    accelerator = not device_kind(str(torch.device(device))).host
     base = dict(
         pipeline=pipeline,
         data="resident",
@@ -155,14 +156,14 @@ def _compiler_missing() -> str | None:
 
 
 def unsupported_reason(pipeline: str, device: torch.device | str) -> str | None:
-    """Why `pipeline` (of either family) cannot run on `device`, or None when it can."""
-    kind = torch.device(device).type
-    if pipeline in ("cuda_graph", "compile_cuda_graph") and kind != "cuda":
-        return f"a CUDA graph captures CUDA kernels: {kind} has none to capture (torch.cuda.graph)"
-    if pipeline == "compile" and kind == "cpu":
+    """Why `pipeline` (of either family) cannot run on `device`, or None when it can (bench/record/devices.py)."""
+    kind = device_kind(str(torch.device(device)))
+    if pipeline in ("cuda_graph", "compile_cuda_graph") and not kind.graphs:
+        return f"a CUDA graph captures CUDA kernels: {kind.name} has none to capture (torch.cuda.graph)"
+    if pipeline == "compile" and kind.compiles_cxx:
         return _compiler_missing()
-    if pipeline in ("bf16", "channels_last_bf16") and kind == "mps":
-        return "bf16 autocast on mps is not measured by this suite (Metal's bf16 support depends on the macOS version)"
+    if pipeline in ("bf16", "channels_last_bf16") and kind.no_bf16:
+        return kind.no_bf16
     return None
 
 

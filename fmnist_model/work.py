@@ -12,6 +12,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import Subset
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench.record.devices import device_kind
+
 from .ladder import InferenceConfig, TrainConfig
 from .model import Network
 from .predictor import Predictor
@@ -79,18 +81,17 @@ class Work:
         }
 
 
-def _counted(run, device: torch.device) -> tuple[float, int]:
-    """(FLOPs, operations) of one call of `run`, counted under torch's flop counter and a dispatch count."""
+def _counted(run) -> tuple[float, int]:
+    """(FLOPs, operations) of one call of `run`, counted under torch's flop counter and a dispatch count as the
+    operations are dispatched (nothing here waits for a device: the counts are complete when `run` returns)."""
     flops = FlopCounterMode(display=False)
     ops = _Operations()
     with flops, ops:
         run()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
     return flops.get_total_flops(), ops.ops
 
 
-def _from_epochs(prepare, epoch, device: torch.device) -> Work:
+def _from_epochs(prepare, epoch) -> Work:
     """Work from `epoch(batch_size, batches)`, which runs a whole epoch or pass of that many batches of that size
     once `prepare(batch_size, batches)` has set it up and run it once, uncounted (as a case's setup and warm-up
     are not timed): the first calls' one-off work (starting the DataLoader's workers, a kernel's choice, a lazy
@@ -99,7 +100,7 @@ def _from_epochs(prepare, epoch, device: torch.device) -> Work:
 
     def counted(batch_size: int, batches: int) -> tuple[float, int]:
         prepare(batch_size, batches)
-        return _counted(lambda: epoch(batch_size, batches), device)
+        return _counted(lambda: epoch(batch_size, batches))
 
     flops_3, ops_3 = counted(small, 3)
     flops_2, ops_2 = counted(small, 2)
@@ -149,7 +150,7 @@ def train_work(config: TrainConfig, device: str, split) -> Work:
         def epoch(batch_size: int, batches: int):
             return trainers.pop((batch_size, batches)).epoch()
 
-        work = _from_epochs(prepare, epoch, where)
+        work = _from_epochs(prepare, epoch)
         if config.compile_mode is not None:
             work = dataclasses.replace(work, ops_fixed=None, ops_per_image=None, ops_per_epoch=None)
         _CACHE[key] = work
@@ -179,7 +180,7 @@ def inference_work(config: InferenceConfig, device: str, mode: str, images: torc
         def run(batch_size: int, batches: int):
             return predictors[batch_size](placed[: batch_size * batches], device=end_to_end)
 
-        work = _from_epochs(prepare, run, where)
+        work = _from_epochs(prepare, run)
         if config.compile_mode is not None:
             work = dataclasses.replace(work, ops_fixed=None, ops_per_image=None, ops_per_epoch=None)
         _CACHE[key] = work
@@ -201,7 +202,7 @@ def train_copies(config: TrainConfig, device: str, images: int, batch_size: int)
     a DataLoader batch's images and labels each (pinned where the loader pins), and its two .item() every
     batch (the notes' loop) or at the end; the resident loop's shuffled order once, and its totals at the end.
     None on the CPU: a copy within the host is no copy between host and device."""
-    if torch.device(device).type == "cpu":
+    if device_kind(device).host:
         return []
     out = []
     if config.data == "dataloader":
@@ -219,7 +220,7 @@ def train_copies(config: TrainConfig, device: str, images: int, batch_size: int)
 def inference_copies(device: str, mode: str, images: int, batch_size: int) -> list[dict]:
     """The copies a pass makes (Predictor.__call__): end to end, each batch's images to the device, and the
     labels back once, concatenated on the device; compute mode none (the images are there, the labels stay)."""
-    if torch.device(device).type == "cpu" or mode != "end_to_end":
+    if device_kind(device).host or mode != "end_to_end":
         return []
     out = [_copy("h2d", "pageable", size * IMAGE_BYTES, count) for count, size in _batches(images, batch_size)]
     return [*out, _copy("d2h", "pageable", images * INDEX_BYTES, 1)]

@@ -3,6 +3,7 @@ crossover, and the report's section, on constructed timings with known answers (
 a CPU bound by arithmetic) and on the real counters."""
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from torch.utils.data import Subset
 from bench.measure import limits as measure
 from bench.measure.plan import Plan
 from bench.record import limits
+from bench.record.devices import KINDS
 from bench.record.format import FORMAT_VERSION
 from bench.record.limits import Board, CopyModel, DeviceLimits, fit_copies, hold, ladder_move, why_said
 from bench.record.schema import benchmark_errors
@@ -149,7 +151,8 @@ def test_the_matrix_side_is_the_last_before_the_rate_stops_growing(monkeypatch):
     assert done["search"]["stopped"] == "2,048 square was no more than 10% faster a FLOP"
     # Never past the device's largest side, however fast the products keep growing.
     _fake_products(monkeypatch, lambda n: 1e9 * n)
-    monkeypatch.setattr(measure, "MAX_N", {"cpu": 512})
+    small = dataclasses.replace(KINDS["cpu"], matmul_max_side=512)
+    monkeypatch.setattr(measure, "device_kind", lambda _device: small)
     assert measure.matmul_target("cpu", "bfloat16", clock=None)[1]["n"] == 512
 
 

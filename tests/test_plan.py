@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from bench.measure.devices import available_devices, unavailable_reason
 from bench.measure.parse import (
     parse_batch_sizes,
     parse_cpu_threads,
@@ -14,8 +15,6 @@ from bench.measure.parse import (
 from bench.measure.plan import (
     LIFTED_MAX_ROUNDS,
     Budget,
-    available_devices,
-    device_unavailable_reason,
     plan_from_options,
 )
 from bench.record.names import FAMILIES, FAMILY_AXES, case_id
@@ -70,20 +69,20 @@ def test_bad_batch_size_names_the_value(text, bad):
 
 def test_cpu_is_always_available():
     assert available_devices()[0] == "cpu"
-    assert device_unavailable_reason("cpu") is None
+    assert unavailable_reason("cpu") is None
 
 
 def test_missing_cuda_says_why(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert "CUDA is not available" in device_unavailable_reason("cuda:0")
+    assert "CUDA is not available" in unavailable_reason("cuda:0")
     assert "cuda:0" not in available_devices()
 
 
 def test_a_gpu_index_the_machine_lacks_says_how_many_it_has(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert device_unavailable_reason("cuda:0") is None
-    assert device_unavailable_reason("cuda:3") == "cuda:3: this machine has 1 CUDA device"
+    assert unavailable_reason("cuda:0") is None
+    assert unavailable_reason("cuda:3") == "cuda:3: this machine has 1 CUDA device"
     assert available_devices()[:2] == ("cpu", "cuda:0")
 
 
@@ -236,3 +235,25 @@ def test_the_ladder_runs_at_the_swept_size_nearest_1000_and_compiling_steps_only
         asked = make_plan(quick=quick, devices=("cpu", "cuda:0"), pipelines=parse_pipelines("all"))
         assert compiling <= {c["pipeline"] for c in asked.cases("train")}
     assert "compile" in {c["pipeline"] for c in make_plan(quick=True, pipelines=("compile",)).cases("train")}
+
+
+def test_every_stage_asks_one_table_of_device_kinds():
+    from bench.measure.plan import Plan
+    from bench.record.devices import KINDS, device_kind, is_accelerator
+    from fmnist_model.ladder import unsupported_reason
+
+    plan = Plan(devices=tuple(f"{k}:0" if KINDS[k].indexed else k for k in KINDS), dataset_name="synthetic",
+                default_threads=2)  # fmt: skip
+    routes = {(c["device"], c["direction"], c["memory"]) for c in plan.cases("transfer")}
+    for name, kind in KINDS.items():
+        device = f"{name}:0" if kind.indexed else name
+        assert {(d, m) for dev, d, m in routes if dev == device} == set(kind.routes)
+        limits = {c["limit"] for c in plan.cases("limits") if c["device"] == device}
+        assert ("operation_graph" in limits) == kind.graphs and ("device_copy" in limits) == kind.own_memory
+        assert (unsupported_reason("cuda_graph", device) is None) == kind.graphs
+        assert is_accelerator(device) == (not kind.host) and device_kind(device) is kind
+    assert parse_devices("cuda") == ("cuda:0",) and parse_devices("mps") == ("mps",)
+    with pytest.raises(ValueError, match="expected cpu, cuda, cuda:N, mps"):
+        parse_devices("tpu")
+    with pytest.raises(ValueError, match="is not a device this suite measures"):
+        device_kind("tpu:0")

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+from torch.profiler import profile
 
 from bench.measure.clock import timed_call
+from bench.measure.devices import profiler_activities
+from bench.record.devices import device_kind
 
 __all__ = ["PHASES", "device_work", "host_work", "profile_epoch"]
 
@@ -85,10 +87,9 @@ def profile_epoch(clock: Callable[[], float], device: torch.device | str, epoch:
     device_work (CUDA only): how many operations the GPU ran and how busy they kept it.
     host_work (CPU only): the CPU's costliest operations.
     """
-    kind = torch.device(device).type
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if kind == "cuda" else [])
+    kind = device_kind(str(torch.device(device)))
     start = clock()
-    with profile(activities=activities) as prof:
+    with profile(activities=profiler_activities(str(torch.device(device)))) as prof:
         seconds, result = timed_call(clock, epoch)
     host = dict.fromkeys(PHASES, 0.0)
     on_device = dict.fromkeys(PHASES, 0.0)
@@ -101,7 +102,7 @@ def profile_epoch(clock: Callable[[], float], device: torch.device | str, epoch:
         else:
             on_device[event.key] += event.device_time_total / 1e6
     used = [name for name in PHASES if host[name] > 0 or on_device[name] > 0]
-    work = device_work(prof.events(), seconds) if kind == "cuda" else None
+    work = device_work(prof.events(), seconds) if kind.device_events else None
     return {
         "source": "torch.profiler, one extra untimed epoch (or its first images) after the timed rounds",
         "epoch_s": seconds,
@@ -111,8 +112,8 @@ def profile_epoch(clock: Callable[[], float], device: torch.device | str, epoch:
         "wall_s": clock() - start,
         "loss": getattr(result, "mean_loss", None),
         "host_s": {name: host[name] for name in used},
-        "device_s": {name: on_device[name] for name in used} if kind == "cuda" else None,
+        "device_s": {name: on_device[name] for name in used} if kind.device_events else None,
         "other_s": max(seconds - sum(host.values()), 0.0),
         "device_work": work,
-        "host_work": host_work(averages, seconds) if kind == "cpu" else None,
+        "host_work": host_work(averages, seconds) if kind.host else None,
     }

@@ -10,23 +10,9 @@ from pathlib import Path
 
 import torch
 
+from bench.measure.devices import synchronizer
+
 __all__ = ["DeviceClock", "Stopwatch", "every", "process_age", "sample_calls", "synchronizer", "timed_call"]
-
-
-def synchronizer(device: torch.device | str) -> Callable[[], None]:
-    """A zero-argument call that returns only when `device` has finished all queued work.
-
-    CUDA and MPS run kernels asynchronously: without this, a timer would stop when the
-    host finished *launching* work, not when the device finished doing it.
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    if device.type == "mps":
-        return torch.mps.synchronize
-    if device.type == "cpu":
-        return lambda: None  # CPU ops are done when they return
-    raise ValueError(f"no synchronizer for device type {device.type!r}")
 
 
 class DeviceClock:

@@ -8,6 +8,8 @@ import traceback
 import pytest
 import torch
 
+from bench.measure.devices import release_memory
+
 __all__ = ["OUT_OF_MEMORY", "skip_on_out_of_memory"]
 
 # torch.OutOfMemoryError since 2.5; torch.cuda.OutOfMemoryError (the same class) before.
@@ -38,6 +40,5 @@ class skip_on_out_of_memory:  # noqa: N801 - used as a context manager, named li
         traceback.clear_frames(tb)  # drops the locals of every finished frame (the running test's stays)
         del exc, tb
         gc.collect()
-        if torch.device(self.device).type == "cuda":
-            torch.cuda.empty_cache()
+        release_memory(self.device)
         pytest.skip(reason)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 
 from bench.measure.clock import timed_call
+from bench.record.devices import device_kind
 
 __all__ = ["COPY_BYTES", "OPS_PER_ROUND", "OP_ELEMENTS", "copy_target", "matmul_target", "operations_target"]
 
@@ -29,9 +30,6 @@ PROBES = 3
 PLATEAU = 0.10
 MATMUL_MIN_S = 0.001
 MATMUL_MAX_S = 0.1
-# The largest side tried: three 16,384 squares of float32 are 3.2 GB (a GPU), three of 4,096 0.2 GB
-# (a CPU, where a product of 4,096 takes seconds on 2 cores).
-MAX_N = {"cuda": 16_384, "mps": 8_192, "cpu": 4_096}
 # A device copy of 1 GiB: far beyond any GPU's caches (an H100's L2 is 50 MB), so it times memory, and long
 # enough (about 0.5 ms at 2 TB/s) that the sync and the clock are a small part of a round.
 COPY_BYTES = 2**30
@@ -72,7 +70,7 @@ def _product(device: str, dtype: str, n: int) -> Callable[[], object]:
 def matmul_target(device: str, dtype: str, clock: Callable[[], float]) -> tuple[Callable[[], object], dict]:
     """(one round, its work): one square matrix product of the side the search chose (see PLATEAU above), with
     the search itself in the work: each side tried, its fastest product and why the search stopped."""
-    most = MAX_N.get(torch.device(device).type, MAX_N["cpu"])
+    most = device_kind(device).matmul_max_side  # the largest side tried (bench/record/devices.py says why)
     n, tried, chosen, stopped = MATMUL_START, [], None, None
     while chosen is None:
         product = _product(device, dtype, n)

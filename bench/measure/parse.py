@@ -7,6 +7,7 @@ import os
 import torch
 
 from bench.measure.plan import ALL_PIPELINES, LADDERS, MAX_BATCH_SIZE, MAX_CPU_THREADS
+from bench.record.devices import KINDS
 from bench.record.names import INFERENCE_LADDER, TRAIN_LADDER
 
 __all__ = [
@@ -21,28 +22,28 @@ __all__ = [
 ]
 
 
-_DEVICE_TYPES = ("cpu", "cuda", "mps")
-
-
 def parse_devices(text: str) -> tuple[str, ...]:
     """'cpu,cuda:0' -> ('cpu', 'cuda:0'). Raises ValueError naming a value that is not a device.
 
     Only well-formedness is checked here; whether this machine has the device is a skip later.
-    `cuda` means `cuda:0`, so the same device has one name in every saved run.
+    An indexed kind alone means its first (`cuda` is `cuda:0`), so the same device has one name in every
+    saved run; a kind there is one of has no index but 0 (bench/record/devices.py).
     """
     out: list[str] = []
+    kinds = ", ".join(f"{name}, {name}:N" if kind.indexed else name for name, kind in KINDS.items())
     for raw in text.split(","):
         value = raw.strip()
         if not value:
             raise ValueError(f"empty device in {text!r}")
-        expected = f"{value!r} is not a device: expected cpu, cuda, cuda:N or mps"
+        expected = f"{value!r} is not a device: expected {kinds}"
         try:
             device = torch.device(value)
         except (RuntimeError, ValueError):
             raise ValueError(expected) from None
-        if device.type not in _DEVICE_TYPES or (device.type != "cuda" and device.index not in (None, 0)):
+        kind = KINDS.get(device.type)
+        if kind is None or (not kind.indexed and device.index not in (None, 0)):
             raise ValueError(expected)
-        name = f"cuda:{device.index or 0}" if device.type == "cuda" else device.type
+        name = f"{kind.name}:{device.index or 0}" if kind.indexed else kind.name
         if name not in out:
             out.append(name)
     return tuple(out)

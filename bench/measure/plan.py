@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from bench.measure.devices import available_devices
+from bench.record.devices import device_kind
 from bench.record.names import FAMILIES, FAMILY_LADDERS, INFERENCE_LADDER, TRAIN_LADDER
 from fmnist_model import DEFAULT_ROOT
 
@@ -18,8 +20,6 @@ __all__ = [
     "Budget",
     "LatencySample",
     "Plan",
-    "available_devices",
-    "device_unavailable_reason",
     "plan_from_options",
 ]
 
@@ -216,14 +216,14 @@ class Plan:
         out = []
         for device in self.devices:
             # Only the CPU's own cases sweep its threads; a GPU case runs at torch's default.
-            for threads in self.threads_for(family) if device == "cpu" else (self.default_threads,):
+            for threads in self.threads_for(family) if device_kind(device).host else (self.default_threads,):
                 base = {"device": device, "cpu_threads": threads}
                 if family == "limits":
                     out += [{**base, "limit": limit, "dtype": dtype} for limit, dtype in _limit_cases(device)]
                 elif family == "transfer":
                     out += [
                         {**base, "direction": direction, "memory": memory, "size": size, "dtype": dtype}
-                        for direction, memory in _transfer_routes(device)
+                        for direction, memory in device_kind(device).routes
                         for size in self.transfer_sizes
                         for dtype in DTYPES
                     ]
@@ -261,48 +261,16 @@ def _plain(value):
 
 
 def _limit_cases(device: str) -> list[tuple[str, str]]:
-    """(limit, dtype) of every limits case on `device`: a graph needs CUDA, the CPU's bandwidth is the transfer family's."""
-    kind = torch.device(device).type
+    """(limit, dtype) of every limits case on `device`: a graph where CUDA graphs capture its kernels, a copy within
+    its memory where it has its own (the CPU's bandwidth is the transfer family's host-to-host copy)."""
+    kind = device_kind(device)
     out = [("operation", "float32")]
-    if kind == "cuda":
+    if kind.graphs:
         out.append(("operation_graph", "float32"))
     out += [("matmul", "float32"), ("matmul", "bfloat16")]
-    if kind != "cpu":
+    if kind.own_memory:
         out.append(("device_copy", "float32"))
     return out
-
-
-def _transfer_routes(device: str) -> list[tuple[str, str]]:
-    if device == "cpu":
-        return [("h2h", "pageable")]  # host-to-host: the memory-bandwidth reference
-    if device == "mps":
-        return [("h2d", "pageable"), ("d2h", "pageable")]  # unified memory: no pinned kind
-    return [(direction, memory) for direction in ("h2d", "d2h") for memory in ("pageable", "pinned")]
-
-
-def available_devices() -> tuple[str, ...]:
-    """Every device this machine can run on: the CPU, each CUDA GPU, and Apple's MPS."""
-    devices = ["cpu"]
-    if torch.cuda.is_available():
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if torch.backends.mps.is_available():
-        devices.append("mps")
-    return tuple(devices)
-
-
-def device_unavailable_reason(device: str) -> str | None:
-    """Why this machine cannot run on `device`, or None when it can."""
-    kind = torch.device(device)
-    if kind.type == "cuda":
-        if not torch.cuda.is_available():
-            built = torch.version.cuda or "no CUDA"
-            return f"{device}: CUDA is not available here (torch {torch.__version__}, built with {built})"
-        count = torch.cuda.device_count()
-        if kind.index >= count:
-            return f"{device}: this machine has {count} CUDA device{'s' if count != 1 else ''}"
-    if kind.type == "mps" and not torch.backends.mps.is_available():
-        return "mps: Apple's Metal backend is not available here"
-    return None
 
 
 def plan_from_options(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bench.measure.clock import Stopwatch, every
 from bench.measure.host import OUTSIDE_SHARE, Host, spread
+from bench.record.devices import device_kind
 
 __all__ = [
     "OUTSIDE_SHARE",
@@ -75,7 +76,7 @@ class _Gpu:
         self.energy0: int | None = None
         self.energy1: int | None = None
         self.counter_note: str | None = None
-        self.cuda = device.startswith("cuda")
+        self.cuda = device_kind(device).nvml
 
     def _call(self, name: str, fn: Callable[[], object]):
         """One NVML query; None and a note of the first failure when it raises (a GPU lost half-way keeps the case)."""
@@ -234,7 +235,7 @@ class Telemetry:
     def for_case(cls, device: str, gpus: list[dict], nvml: dict, *, enabled: bool = True) -> Telemetry:
         """The observer for a case on `device`, its NVML GPU found from the run's machine facts (by UUID)."""
         index, reason = None, None
-        if device.startswith("cuda"):
+        if device_kind(device).nvml:  # NVML reports it: find its GPU
             name = device if ":" in device else "cuda:0"
             match = [g for g in gpus if g.get("cuda_device") == name]
             if match:
@@ -250,7 +251,7 @@ class Telemetry:
             yield
             return
         host = Host(self._proc, self._powercap)
-        gpu = _Gpu(self.device, *self._nvml) if self.device.startswith("cuda") else None
+        gpu = _Gpu(self.device, *self._nvml) if device_kind(self.device).nvml else None
         self._parts = (host, gpu)
         watch = Stopwatch(self._clock) if self._clock is not None else Stopwatch()
         host.begin()

@@ -13,6 +13,7 @@ from bench.record.derive import (
     loglog_interp,
     seed_breakdown,
 )
+from bench.record.devices import is_accelerator
 from bench.record.intervals import Ratio, ratio_estimate, side
 from bench.record.names import BUILDS_ON, INFERENCE_LADDER, SPEEDUP_FAMILIES, TRAIN_LADDER
 
@@ -32,7 +33,8 @@ _SEED_TRANSFER = {"direction": "h2d", "memory": "pageable", "dtype": "float32"}
 
 
 def is_gpu(device: pd.Series) -> pd.Series:
-    return device.astype(str).str.startswith(("cuda", "mps"))
+    """Devices apart from the host (bench/record/devices.py): what a speedup over the CPU is of."""
+    return device.astype(str).map(is_accelerator).astype(bool)
 
 
 def at_default(rows: pd.DataFrame) -> pd.Series:

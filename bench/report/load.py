@@ -13,6 +13,7 @@ import pandas as pd
 
 from bench.record import format as fmt
 from bench.record.derive import mostly_busy, suspect_copies, threads_waited
+from bench.record.devices import KINDS, device_kind
 from bench.record.limits import FLOOR_SAID, FLOORS, LIMIT_COLUMNS, LIMIT_TEXT, binding_of, limit_name, row_fields
 from bench.record.names import AXES, FAMILIES, NOISY_IQR_SHARE, PHASES, variant
 from bench.record.schema import benchmark_errors
@@ -210,7 +211,7 @@ def _telemetry(device: str, telemetry: dict | None) -> dict:
         return {"telemetry": "not recorded", "energy_j": None, "mean_power_w": None, "energy_note": "", "throttled": False,
                 "busy": False, "page_faults": None}  # fmt: skip
     flags = telemetry.get("flags") or []
-    gpu = device.startswith("cuda")
+    gpu = device_kind(device).nvml if device.split(":", 1)[0] in KINDS else False  # its energy is NVML's
     part = telemetry.get("gpu") if gpu else fmt.field(telemetry, "host", "energy")
     part = part or {}
     energy = part.get("energy_per_round_j")

@@ -8,6 +8,7 @@ import re
 import pandas as pd
 
 from bench.record import format as fmt
+from bench.record.devices import KINDS
 from bench.record.store import REFERENCE
 
 __all__ = ["device_facts", "machine_labels", "machine_of", "short_cpu"]
@@ -85,8 +86,9 @@ def machine_labels(machines: pd.DataFrame) -> dict[str, str]:
 
 def device_facts(info: dict, device: str, cpu_name: str) -> tuple[str, float | None]:
     """(the device's model name, its PCIe link's theoretical GB/s per direction, when NVML gave it)."""
-    if not device.startswith("cuda"):
-        return (cpu_name if device == "cpu" else device), None
+    kind = KINDS.get(str(device).split(":", 1)[0])
+    if kind is None or not kind.nvml:  # the GPUs NVML reports have their names and links in the run
+        return (cpu_name if kind is not None and kind.host else device), None
     for gpu in info.get("gpus") or []:
         if isinstance(gpu, dict) and gpu.get("cuda_device") == device:
             return _text(gpu.get("name"), device), gpu.get("pcie_gbps_max")

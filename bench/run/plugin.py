@@ -15,9 +15,10 @@ import pytest
 
 from bench.measure.allocator import set_host_allocator
 from bench.measure.clock import DeviceClock, Stopwatch
+from bench.measure.devices import available_devices, unavailable_reason
 from bench.measure.load import MachineLoad, load_average
 from bench.measure.machine import cpu_model, machine_id, machine_key, nvml_info, torch_info
-from bench.measure.plan import Plan, available_devices, device_unavailable_reason
+from bench.measure.plan import Plan
 from bench.measure.telemetry import add_per_images
 from bench.record.journal import Journal
 from bench.record.limits import Board
@@ -212,7 +213,7 @@ class Suite:
 
     def _marks(self, device: str, family: str, pipeline: str | None = None) -> list:
         # A device the machine lacks, or a step of the ladder the device cannot run (a CUDA graph on the CPU).
-        reason = device_unavailable_reason(device) or (pipeline and unsupported_reason(pipeline, device))
+        reason = unavailable_reason(device) or (pipeline and unsupported_reason(pipeline, device))
         if reason is not None:
             return [pytest.mark.skip(reason=reason)]
         budget = self.plan.budgets[family]
