@@ -37,7 +37,7 @@ _LIBRARIES = ("pandas", "numpy", "pyarrow", "matplotlib", "seaborn", "jinja2", "
 
 class CacheWarning(UserWarning):
     """The cache could not be read or written: the report goes on, reading the run files themselves (not a
-    RunFileWarning: no run file is at fault, and a reference run's warning is an error)."""
+    RunFileWarning: no run file is at fault)."""
 
 
 @functools.cache
