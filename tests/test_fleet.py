@@ -192,9 +192,26 @@ def test_the_slurm_files_are_bash_and_submit_one_array_per_node_type(tmp_path):
     assert len(lines) == 2 and "--constraint=h100 --array=1-5%1" in lines[0] and "NODE_TYPE=cpu-large" in lines[1]
     assert f"FMNIST_BENCH_DIR={ROOT}," in lines[0] or f"FMNIST_BENCH_DIR={ROOT} " in lines[0]
     assert all(line.endswith("fleet.sbatch") for line in lines)
-    for bad_env, args in (({}, []), ({"RUNS": "five"}, ["h100"]), ({"RUNS": "0"}, ["h100"]), ({}, ["a b"])):
+    bad = [({}, []), ({"RUNS": "five"}, ["h100"]), ({"RUNS": "0"}, ["h100"]), ({}, ["a b"]), ({}, [""])]
+    for bad_env, args in [*bad, ({}, ["h100", ""])]:
         done = subprocess.run([submit, *args], env={**env, **bad_env}, capture_output=True, text=True)
-        assert done.returncode == 2 and done.stderr
+        assert done.returncode == 2 and done.stderr, args
+    assert len((tmp_path / "submitted").read_text().splitlines()) == 2  # (nothing more was submitted)
+
+
+def test_the_slurm_job_cuts_a_long_name_by_characters_in_a_posix_locale(tmp_path):
+    """LC_ALL=C makes bash's ${NAME:0:64} count bytes: a name of non-ASCII letters was cut mid-character."""
+    record = tmp_path / "argv"
+    python = tmp_path / "python"  # the job's interpreter: runs what the job asks of Python, records the run's line
+    python.write_text(f'#!/bin/sh\n[ "$1" = -c ] && exec {sys.executable} "$@"\nprintf "%s\\n" "$@" > {record}\n')
+    python.chmod(0o755)
+    node_type = "\u30e9" * 25  # 25 characters, 75 bytes in UTF-8
+    env = {"PATH": os.environ["PATH"], "LC_ALL": "C", "PYTHON": str(python), "FMNIST_BENCH_DIR": str(tmp_path)}
+    env["NODE_TYPE"] = node_type
+    subprocess.run(["bash", str(EXAMPLES / "slurm" / "fleet.sbatch")], env=env, check=True, capture_output=True)
+    argv = record.read_bytes().decode("utf-8").splitlines()  # (a cut character would not decode)
+    name = argv[argv.index("--machine-name") + 1]
+    assert name.startswith(node_type + "-") and len(name) <= 64
 
 
 def test_the_ci_matrix_runs_commands_the_project_accepts(tmp_path):
