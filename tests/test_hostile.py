@@ -182,6 +182,7 @@ def test_cost_refuses_what_is_not_a_run_before_any_work(tmp_path, capsys, make, 
     [
         (["--json", "/"], "--json /: cannot write it"),
         (["--json", "/no/such/dir/x.json"], "cannot write it"),
+        (["--json", "/proc/x.json"], "--json /proc/x.json: cannot write it"),  # (root may write in /proc: no file)
         (["--rounds", "100000000"], "--rounds 100,000,000: at most 1,000"),
         (["--run", str(ROOT / "pyproject.toml")], "--run"),
     ],
