@@ -7,8 +7,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import matplotlib.image
@@ -350,6 +352,53 @@ def test_a_damaged_cache_or_one_that_cannot_be_stamped_is_a_warning_and_the_repo
     assert err.count("a page could not be kept in the report's cache") == 1 and "drawn for this report alone" in err
     assert len(list((tmp_path / "out" / "machines").iterdir())) == 5
     assert all((m / "index.html").is_file() for m in (tmp_path / "out" / "machines").iterdir())
+
+
+def _children(pid: int) -> set[int]:
+    """The processes `pid` started (its drawing workers, the resource tracker)."""
+    try:
+        return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except OSError:
+        return set()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _await(condition, what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {seconds} s for {what}")
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(), reason="Linux's /proc")
+def test_a_killed_fleet_report_leaves_no_process_and_the_next_report_removes_its_temporaries(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    make_fleet(runs, machines=8)  # eight pages and the ranking pictures: drawn by workers
+    drawn = runs / ".report-cache" / "drawn"
+    for stop in (signal.SIGTERM, signal.SIGKILL):
+        command = [sys.executable, "-m", "bench", "report", str(runs), "--out", str(out)]
+        started = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        pid = started.pid
+        _await(lambda pid=pid: len(_children(pid)) >= 2 and any(drawn.glob("*/.drawing-*")), "the workers drawing")
+        its = _children(pid)
+        started.send_signal(stop)
+        _, err = started.communicate(timeout=120)
+        _await(lambda its=its: not any(_running(p) for p in its), "the report's workers and tracker to end")
+        if stop == signal.SIGTERM:  # stopped as Ctrl-C stops it: its own new folder removed
+            assert started.returncode == 128 + stop and "report: stopped by SIGTERM: nothing written" in err
+            assert not list(tmp_path.glob(".out-*"))
+    assert list(tmp_path.glob(".out-new-*")) and list(drawn.glob("*/.drawing-*"))  # what SIGKILL left
+    assert report([str(runs), "--out", str(out)]) == 0
+    assert not list(tmp_path.glob(".out-*")) and not list(drawn.glob("*/.drawing-*"))
+    assert len(list((out / "machines").iterdir())) == 8
 
 
 def test_a_file_given_twice_is_read_once(tmp_path):

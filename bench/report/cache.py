@@ -25,12 +25,14 @@ from pathlib import Path
 import pandas as pd
 
 from bench.record.store import REPORT_CACHE, RunFileWarning, is_reference
+from bench.report.leftovers import left_behind, remove, temporary_prefix
 
 __all__ = ["CACHE_FOLDER", "CacheWarning", "RowCache", "code_stamp"]
 
 # Where the cache lives by default: inside the (first) results folder the report reads (never read as runs).
 CACHE_FOLDER = REPORT_CACHE
 _ROWS = "rows.parquet"
+_TEMPORARY = ".rows"  # a new rows.parquet, until it is whole
 _META = b"fmnist_bench_cache"
 _FILE = "_file"  # the column naming the run file a cached row came from (its real path)
 # What a cache may be before it is read (_checked): a thousand machines' five runs make one of about 60 MB.
@@ -243,7 +245,8 @@ class RowCache:
                 "stamp": code_stamp(), "files": files, "counts": {f: counts.get(f, 0) for f in files},
                 "dtypes": frame.dtypes.astype(str).to_dict()}).encode()}  # fmt: skip
             self.folder.mkdir(parents=True, exist_ok=True)
-            handle, temp = tempfile.mkstemp(prefix=".rows-", suffix=".tmp", dir=self.folder)
+            remove(left_behind(self.folder, _TEMPORARY))  # a killed report's
+            handle, temp = tempfile.mkstemp(prefix=temporary_prefix(_TEMPORARY), suffix=".tmp", dir=self.folder)
             os.close(handle)
             try:
                 pq.write_table(table.replace_schema_metadata(meta), temp)

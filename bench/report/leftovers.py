@@ -43,7 +43,10 @@ def _alive(pid: int) -> bool:
         return True
     except (OverflowError, ValueError):  # an id no process can have
         return False
-    return True
+    try:  # Linux: a zombie has ended (its parent died before reaping it, and no init reaps it in a container)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def left_behind(folder: Path, head: str) -> Iterator[Path]:
