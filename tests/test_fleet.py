@@ -401,6 +401,21 @@ def test_a_killed_fleet_report_leaves_no_process_and_the_next_report_removes_its
     assert len(list((out / "machines").iterdir())) == 8
 
 
+def test_a_cache_folder_planted_as_a_link_is_never_written_through(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    runs, elsewhere = tmp_path / "runs", tmp_path / "elsewhere"
+    make_fleet(runs, machines=5)
+    elsewhere.mkdir()
+    (runs / ".report-cache").symlink_to(elsewhere)
+    assert report([str(runs), "--out", str(tmp_path / "out")]) == 0
+    assert "a link, not a folder of the results' own" in capsys.readouterr().err and not os.listdir(elsewhere)
+    (runs / ".report-cache").unlink()
+    (runs / ".report-cache").mkdir()
+    (runs / ".report-cache" / "drawn").symlink_to(elsewhere)
+    assert report([str(runs), "--out", str(tmp_path / "out")]) == 0
+    assert "a link, not a folder of the cache's own" in capsys.readouterr().err and not os.listdir(elsewhere)
+
+
 def test_a_file_given_twice_is_read_once(tmp_path):
     runs = tmp_path / "runs"
     first = make_fleet(runs, machines=2)[0]

@@ -27,7 +27,12 @@ def _cache(args) -> RowCache | None:
     if args.cache is not None:
         return RowCache(args.cache)
     first = args.paths[0]
-    return RowCache((first if first.is_dir() else first.parent) / CACHE_FOLDER)
+    folder = (first if first.is_dir() else first.parent) / CACHE_FOLDER
+    if folder.is_symlink():  # a results tree from elsewhere may point it anywhere: nothing is written through it
+        said = "a link, not a folder of the results' own: the report keeps nothing (--cache DIR keeps it elsewhere)"
+        print(f"warning: {folder}: {said}", file=sys.stderr)
+        return None
+    return RowCache(folder)
 
 
 class _Stopped(KeyboardInterrupt):

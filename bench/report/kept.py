@@ -256,6 +256,8 @@ class Kept:
         elif cache is not None:
             try:
                 (cache / "drawn").mkdir(parents=True, exist_ok=True)
+                if (cache / "drawn").is_symlink():  # (planted: nothing is written through it)
+                    raise NotADirectoryError(errno.ENOTDIR, "a link, not a folder of the cache's own")
                 root = cache / "drawn"
             except OSError as exc:
                 self._warn(
