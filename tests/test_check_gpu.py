@@ -1,6 +1,8 @@
 """bench.check.gpu: its variants' configs, its reading of a saved run, the energy check, and a run on the CPU."""
 
 import json
+import os
+import resource
 
 import pytest
 
@@ -308,3 +310,25 @@ def test_the_energy_check_says_whether_nvml_or_the_epochs_failed(monkeypatch):
     monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByUUID", lost)
     out = check_energy.energy_here(FakeTrainer(gpu), torch.device("cuda:0"), **args)
     assert out["reason"].startswith("NVML energy counter failed")
+
+
+def test_a_json_the_disk_cannot_take_is_said_never_a_traceback_or_a_file_cut_short(tmp_path, monkeypatch, capsys):
+    checked = check_gpu.checked_inputs
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    def then_the_disk_fills(*args, **kwargs):  # after the check up front, as a disk filling during a check does
+        run = checked(*args, **kwargs)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300, hard))  # (Python ignores SIGXFSZ: a write fails, EFBIG)
+        return run
+
+    monkeypatch.setattr(check_gpu, "checked_inputs", then_the_disk_fills)
+    out = tmp_path / "out.json"
+    args = ["--device", "cpu", "--images", "200", "--batch-size", "100", "--rounds", "1", "--json", str(out)]
+    try:
+        rc = check_gpu.main([*args, "--variants", "resident"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    captured = capsys.readouterr()
+    assert rc == 1 and os.listdir(tmp_path) == []  # no file cut short or left empty, no temporary
+    assert captured.err.count("could not be written (File too large)") == 1 and "Traceback" not in captured.err
+    assert f"--json {out} was not written (File too large)" in captured.err and "resident" in captured.out

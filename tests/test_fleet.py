@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import matplotlib.image
@@ -17,9 +20,11 @@ import yaml
 
 from bench.record.store import RunFileWarning
 from bench.report import cache as cache_module
+from bench.report import kept as kept_module
 from bench.report import pages
 from bench.report.cache import CacheWarning, RowCache
 from bench.report.cli import main as report
+from bench.report.kept import Kept
 from bench.report.load import load_frame
 from bench.report.page import OutputError, check_out
 from tests.fleet import make_fleet
@@ -104,6 +109,32 @@ def test_the_cache_folder_is_never_read_as_runs(tmp_path, capsys):
         assert report([str(runs), "--out", str(tmp_path / "out")]) == 0
     assert (runs / ".report-cache" / "rows.parquet").is_file()
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_crafted_cache_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """The issue's rows.parquet: a few kB of compressed zeros that decode to a list of millions (4x10^8 took a
+    report to 21 GB and 133 s). Refused from its footer alone; the files are read instead."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    runs = tmp_path / "runs"
+    make_fleet(runs, machines=1, runs=1)
+    files = load_frame([runs])
+    load_frame([runs], cache=RowCache(tmp_path / "cache"))
+    path = tmp_path / "cache" / "rows.parquet"
+    table = pq.read_table(path)
+    zeros = 10**6
+    bomb = pa.ListArray.from_arrays(pa.array([0] + [zeros] * table.num_rows, pa.int32()), pa.array(np.zeros(zeros)))
+    at = table.schema.get_field_index("round_times")
+    pq.write_table(table.set_column(at, table.schema.field(at), bomb), path, compression="zstd")
+    assert path.stat().st_size < 100_000  # (kept as it was written: its stamp and list of files are the report's)
+    monkeypatch.setattr(pq.ParquetFile, "read", lambda *a, **k: pytest.fail("the crafted cache was read"))
+    monkeypatch.setattr(pq, "read_table", lambda *a, **k: pytest.fail("the crafted cache was read"))
+    crafted = RowCache(tmp_path / "cache")
+    with pytest.warns(CacheWarning, match="1,0[0-9,]+ values, more than the run files it lists could give"):
+        _equal(files, load_frame([runs], cache=crafted))
+    assert crafted.read_files == 1 and crafted.kept_files == 0
 
 
 def _links(page: Path) -> list[str]:
@@ -193,9 +224,26 @@ def test_the_slurm_files_are_bash_and_submit_one_array_per_node_type(tmp_path):
     assert len(lines) == 2 and "--constraint=h100 --array=1-5%1" in lines[0] and "NODE_TYPE=cpu-large" in lines[1]
     assert f"FMNIST_BENCH_DIR={ROOT}," in lines[0] or f"FMNIST_BENCH_DIR={ROOT} " in lines[0]
     assert all(line.endswith("fleet.sbatch") for line in lines)
-    for bad_env, args in (({}, []), ({"RUNS": "five"}, ["h100"]), ({"RUNS": "0"}, ["h100"]), ({}, ["a b"])):
+    bad = [({}, []), ({"RUNS": "five"}, ["h100"]), ({"RUNS": "0"}, ["h100"]), ({}, ["a b"]), ({}, [""])]
+    for bad_env, args in [*bad, ({}, ["h100", ""])]:
         done = subprocess.run([submit, *args], env={**env, **bad_env}, capture_output=True, text=True)
-        assert done.returncode == 2 and done.stderr
+        assert done.returncode == 2 and done.stderr, args
+    assert len((tmp_path / "submitted").read_text().splitlines()) == 2  # (nothing more was submitted)
+
+
+def test_the_slurm_job_cuts_a_long_name_by_characters_in_a_posix_locale(tmp_path):
+    """LC_ALL=C makes bash's ${NAME:0:64} count bytes: a name of non-ASCII letters was cut mid-character."""
+    record = tmp_path / "argv"
+    python = tmp_path / "python"  # the job's interpreter: runs what the job asks of Python, records the run's line
+    python.write_text(f'#!/bin/sh\n[ "$1" = -c ] && exec {sys.executable} "$@"\nprintf "%s\\n" "$@" > {record}\n')
+    python.chmod(0o755)
+    node_type = "\u30e9" * 25  # 25 characters, 75 bytes in UTF-8
+    env = {"PATH": os.environ["PATH"], "LC_ALL": "C", "PYTHON": str(python), "FMNIST_BENCH_DIR": str(tmp_path)}
+    env["NODE_TYPE"] = node_type
+    subprocess.run(["bash", str(EXAMPLES / "slurm" / "fleet.sbatch")], env=env, check=True, capture_output=True)
+    argv = record.read_bytes().decode("utf-8").splitlines()  # (a cut character would not decode)
+    name = argv[argv.index("--machine-name") + 1]
+    assert name.startswith(node_type + "-") and len(name) <= 64
 
 
 def test_the_ci_matrix_runs_commands_the_project_accepts(tmp_path):
@@ -276,6 +324,99 @@ def test_a_cache_that_cannot_be_used_is_refused_or_passed_by(tmp_path, capsys):
     assert "the report's cache" in err and len(list((tmp_path / "out" / "machines").iterdir())) == 5
 
 
+def _read_only(*args, **kwargs):
+    raise PermissionError(13, "Read-only file system")
+
+
+def test_a_damaged_cache_or_one_that_cannot_be_stamped_is_a_warning_and_the_report_is_written(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    runs = tmp_path / "runs"
+    make_fleet(runs, machines=5)
+    assert report([str(runs), "--out", str(tmp_path / "out")]) == 0
+    drawn = runs / ".report-cache" / "drawn"
+    kept = {p: p.stat().st_ino for p in drawn.rglob(".done")}
+    # Marking a kept page used fails (a read-only tree, another user's cache): the page is used all the same.
+    monkeypatch.setattr(kept_module.os, "utime", _read_only)
+    assert report([str(runs), "--out", str(tmp_path / "out")]) == 0
+    assert {p: p.stat().st_ino for p in drawn.rglob(".done")} == kept  # nothing drawn again
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    # Every shard a file: no page can be kept, each is drawn for this report alone, said once.
+    for shard in list(drawn.iterdir()):
+        shutil.rmtree(shard)
+        shard.write_text("not a folder")
+    capsys.readouterr()
+    assert report([str(runs), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("a page could not be kept in the report's cache") == 1 and "drawn for this report alone" in err
+    assert len(list((tmp_path / "out" / "machines").iterdir())) == 5
+    assert all((m / "index.html").is_file() for m in (tmp_path / "out" / "machines").iterdir())
+
+
+def _children(pid: int) -> set[int]:
+    """The processes `pid` started (its drawing workers, the resource tracker)."""
+    try:
+        return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except OSError:
+        return set()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _await(condition, what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {seconds} s for {what}")
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(), reason="Linux's /proc")
+def test_a_killed_fleet_report_leaves_no_process_and_the_next_report_removes_its_temporaries(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    make_fleet(runs, machines=8)  # eight pages and the ranking pictures: drawn by workers
+    drawn = runs / ".report-cache" / "drawn"
+    for stop in (signal.SIGTERM, signal.SIGKILL):
+        command = [sys.executable, "-m", "bench", "report", str(runs), "--out", str(out)]
+        started = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        pid = started.pid
+        _await(lambda pid=pid: len(_children(pid)) >= 2 and any(drawn.glob("*/.drawing-*")), "the workers drawing")
+        its = _children(pid)
+        started.send_signal(stop)
+        _, err = started.communicate(timeout=120)
+        _await(lambda its=its: not any(_running(p) for p in its), "the report's workers and tracker to end")
+        if stop == signal.SIGTERM:  # stopped as Ctrl-C stops it: its own new folder removed
+            assert started.returncode == 128 + stop and "report: stopped by SIGTERM: nothing written" in err
+            assert not list(tmp_path.glob(".out-*"))
+    assert list(tmp_path.glob(".out-new-*")) and list(drawn.glob("*/.drawing-*"))  # what SIGKILL left
+    assert report([str(runs), "--out", str(out)]) == 0
+    assert not list(tmp_path.glob(".out-*")) and not list(drawn.glob("*/.drawing-*"))
+    assert len(list((out / "machines").iterdir())) == 8
+
+
+def test_a_cache_folder_planted_as_a_link_is_never_written_through(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    runs, elsewhere = tmp_path / "runs", tmp_path / "elsewhere"
+    make_fleet(runs, machines=5)
+    elsewhere.mkdir()
+    (runs / ".report-cache").symlink_to(elsewhere)
+    assert report([str(runs), "--out", str(tmp_path / "out")]) == 0
+    assert "a link, not a folder of the results' own" in capsys.readouterr().err and not os.listdir(elsewhere)
+    (runs / ".report-cache").unlink()
+    (runs / ".report-cache").mkdir()
+    (runs / ".report-cache" / "drawn").symlink_to(elsewhere)
+    assert report([str(runs), "--out", str(tmp_path / "out")]) == 0
+    assert "a link, not a folder of the cache's own" in capsys.readouterr().err and not os.listdir(elsewhere)
+
+
 def test_a_file_given_twice_is_read_once(tmp_path):
     runs = tmp_path / "runs"
     first = make_fleet(runs, machines=2)[0]
@@ -286,17 +427,83 @@ def test_a_file_given_twice_is_read_once(tmp_path):
         _equal(once, load_frame(paths, all_runs=True, cache=RowCache(tmp_path / "cache")))
 
 
-def test_what_another_report_drew_meanwhile_is_kept(tmp_path):
-    drawn = pages._Drawn(tmp_path / "cache")
+def _draw(folder: Path, text: str) -> None:
+    (folder / "index.html").write_text(text)
+    (folder / ".said.txt").write_text(json.dumps([text]))
 
-    def draw(folder, text):
-        (folder / "index.html").write_text(text)
 
-    pages._draw_one((drawn, "ab" * 32, draw, ("first",)))
-    pages._draw_one((drawn, "ab" * 32, draw, ("second",)))  # two reports drew one key at once: one is kept whole
-    assert (drawn.folder("ab" * 32) / "index.html").read_text() == "first"
-    assert drawn.missing(["ab" * 32, "cd" * 32]) == ["cd" * 32]
-    drawn.link("ab" * 32, tmp_path / "out")
-    assert (tmp_path / "out" / "index.html").read_text() == "first" and not (tmp_path / "out" / ".done").exists()
+def _kept_file(kept: Kept, key: str, name: str = "index.html") -> Path:
+    return kept.placed[key] / name
+
+
+def test_what_another_report_drew_meanwhile_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    first, second = Kept(tmp_path / "cache"), Kept(tmp_path / "cache")
+    first.draw([("ab" * 32, _draw, ("first",))])
+    second.place = kept_module._Place(second.place.root, second.place.scratch, second.place.key)
+    kept_module._draw_into(second.place, second.place.root, "ab" * 32, _draw, ("second",))  # one key, twice at once
+    assert _kept_file(first, "ab" * 32).read_text() == "first"  # the first whole one is kept
+    assert first.link("ab" * 32, tmp_path / "out") == {".said.txt": b'["first"]'}
+    assert (tmp_path / "out" / "index.html").read_text() == "first" and os.listdir(tmp_path / "out") == ["index.html"]
     # Read-only: a report's file changed in place (a link to the cache's) is refused, not passed on to later reports.
-    assert (drawn.folder("ab" * 32) / "index.html").stat().st_mode & 0o222 == 0
+    assert _kept_file(first, "ab" * 32).stat().st_mode & 0o222 == 0
+    for kept in (first, second):
+        kept.close()
+
+
+def test_a_kept_page_is_used_only_as_this_user_drew_it(tmp_path, monkeypatch):
+    """Edited, linked elsewhere, sealed by another user's key, or its manifest forged: never placed, drawn again."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    key = "cd" * 32
+    kept = Kept(tmp_path / "cache")
+    kept.draw([(key, _draw, ("clean",))])
+    folder = kept.placed[key]
+    kept.close()
+    page = folder / "index.html"
+    page.chmod(0o644)
+    page.write_text("<script>document.title='XSS'</script>")
+    (folder / "secret.html").symlink_to("/etc/passwd")
+    again = Kept(tmp_path / "cache")
+    again.draw([(key, _draw, ("clean",))])
+    with pytest.warns(CacheWarning, match="a kept page is not what the report drew"):
+        said = again.link(key, tmp_path / "out")
+    assert said == {".said.txt": b'["clean"]'} and os.listdir(tmp_path / "out") == ["index.html"]
+    assert (tmp_path / "out" / "index.html").read_text() == "clean" and page.read_text() == "clean"  # (redrawn)
+    again.close()
+    page.chmod(0o644)
+    page.write_text("<script>document.title='XSS'</script>")
+    # Its manifest forged to match the edit: the seal is this user's key's, which the forger does not have.
+    manifest = json.loads((folder / ".done").read_text())
+    manifest["files"]["index.html"] = hashlib.sha256(page.read_bytes()).hexdigest()
+    (folder / ".done").write_text(json.dumps(manifest))
+    forged = Kept(tmp_path / "cache")
+    forged.draw([(key, _draw, ("clean",))])
+    assert _kept_file(forged, key).read_text() == "clean"  # drawn again in its place
+    forged.close()
+    # The same cache read by another user (another key): none of it is used, and nothing is said.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "another-user"))
+    other = Kept(tmp_path / "cache")
+    other.draw([(key, _draw, ("clean",))])
+    assert other.placed[key].parent.parent == tmp_path / "cache" / "drawn" and other.placed[key] != folder
+    other.close()
+
+
+def test_a_copied_tree_with_tampered_pages_and_a_planted_link_gives_a_report_of_its_own(tmp_path, monkeypatch, capsys):
+    """The issue's probe: edited drawn pages, rows.parquet removed, a link to /etc/passwd in a drawn folder."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    runs = tmp_path / "runs"
+    make_fleet(runs, machines=5)
+    assert report([str(runs), "--out", str(tmp_path / "first")]) == 0
+    drawn = runs / ".report-cache" / "drawn"
+    for page in drawn.rglob("index.html"):
+        page.chmod(0o644)
+        page.write_text(page.read_text().replace("</body>", "<script>document.title='XSS'</script></body>"))
+    (runs / ".report-cache" / "rows.parquet").unlink()
+    (next(drawn.glob("*/*")) / "secret.html").symlink_to("/etc/passwd")
+    capsys.readouterr()
+    assert report([str(runs), "--out", str(tmp_path / "out")]) == 0
+    assert "a kept page is not what the report drew" in capsys.readouterr().err
+    written = list((tmp_path / "out").rglob("*"))
+    assert len(list((tmp_path / "out" / "machines").iterdir())) == 5
+    assert not any(p.is_symlink() for p in written) and not any(p.name == "secret.html" for p in written)
+    assert not any(b"<script>document.title" in p.read_bytes() for p in written if p.is_file())

@@ -76,7 +76,7 @@ def test_read_json_replaces_surrogates_in_keys_and_keeps_real_pairs(tmp_path):
 @pytest.mark.parametrize(
     "make, said",
     [
-        (lambda p: os.mkfifo(p), "not a regular file"),
+        (lambda p: os.mkfifo(p), "a FIFO, not a file"),
         (lambda p: p.write_text("1" * 5000), "not readable JSON"),
         (lambda p: p.write_text("[" * 100_000), "not readable JSON"),
         (lambda p: p.write_bytes(b'{"a": "\xff"}'), "not UTF-8"),
@@ -91,7 +91,7 @@ def test_files_that_cannot_be_runs_are_refused_without_hanging(tmp_path, make, s
 
 
 def test_a_device_file_and_an_oversized_file_are_refused_unread(tmp_path):
-    with pytest.raises(NotARunFile, match="not a regular file"):
+    with pytest.raises(NotARunFile, match="a device, not a file"):
         read_json("/dev/zero")
     big = tmp_path / "big.json"
     big.write_text("[" + "0," * 600 + "0]")
@@ -159,21 +159,22 @@ def _file(tmp_path: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize(
-    "make",
+    "make, said",
     [
-        _fifo,
-        lambda t: Path("/dev/zero"),
-        lambda t: _file(t, "[1, 2]"),
-        lambda t: _file(t, '{"machine_info": {}, "benchmarks": []}'),
+        (_fifo, "a FIFO, not a file"),
+        (lambda t: Path("/dev/zero"), "a device, not a file"),
+        (lambda t: t, "a folder, not a file"),
+        (lambda t: _file(t, "[1, 2]"), "not a"),
+        (lambda t: _file(t, '{"machine_info": {}, "benchmarks": []}'), "not a"),
     ],
-    ids=["fifo", "dev-zero", "a-list", "not-ours"],
+    ids=["fifo", "dev-zero", "folder", "a-list", "not-ours"],
 )
-def test_cost_refuses_what_is_not_a_run_before_any_work(tmp_path, capsys, make):
+def test_cost_refuses_what_is_not_a_run_before_any_work(tmp_path, capsys, make, said):
     from bench.run.cost import main as cost_main
 
     with pytest.raises(SystemExit) as stop:
         cost_main([str(make(tmp_path))])
-    assert stop.value.code == 2 and "not a" in capsys.readouterr().err
+    assert stop.value.code == 2 and said in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -181,6 +182,7 @@ def test_cost_refuses_what_is_not_a_run_before_any_work(tmp_path, capsys, make):
     [
         (["--json", "/"], "--json /: cannot write it"),
         (["--json", "/no/such/dir/x.json"], "cannot write it"),
+        (["--json", "/proc/x.json"], "--json /proc/x.json: cannot write it"),  # (root may write in /proc: no file)
         (["--rounds", "100000000"], "--rounds 100,000,000: at most 1,000"),
         (["--run", str(ROOT / "pyproject.toml")], "--run"),
     ],

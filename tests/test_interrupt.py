@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 # two: they count the same pipeline), 9 = case 2's warm-up, 10 = its round),
 # FMNIST_TEST_AFTER=N: once N cases have finished (between cases);
 # FMNIST_TEST_DO: the signal to send to itself (TERM, INT, KILL), or "raise" (the epoch crashes),
-# or "nan" (the epoch returns a non-finite loss: a failing check);
+# or "nan" (the epoch returns a non-finite loss: a failing check), or "fill" (no file in the run's folder may
+# grow any more: the disk is full; FMNIST_TEST_STORE names the folder);
 # FMNIST_TEST_DISK=full: every fsync fails as on a full disk (the journal does not fsync; a save does);
 # FMNIST_TEST_DURING_SAVE=TERM or INT: that signal arrives while the run is being saved.
 PLUGIN = textwrap.dedent(
@@ -37,6 +39,10 @@ PLUGIN = textwrap.dedent(
     calls = finished = seed_calls = 0
 
     def act():
+        if DO == "fill":  # the disk fills: no file may grow past the journal's size now (as `ulimit -f` does)
+            import glob, resource
+            (journal,) = glob.glob(os.path.join(os.environ["FMNIST_TEST_STORE"], "*", "journal_*.jsonl"))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(journal) + 100, resource.RLIM_INFINITY))
         if DO in ("TERM", "INT", "KILL"):
             os.kill(os.getpid(), getattr(signal, "SIG" + DO))
         if DO == "raise":
@@ -275,6 +281,31 @@ def test_a_save_that_fails_keeps_the_journal_leaves_no_truncated_file_and_fails_
     _path, run = the_run(tmp_path)
     assert len(run["benchmarks"]) == 2
     assert run["machine_info"]["fmnist_bench"]["run"]["planned_cases"] == 2  # from the journal, not the start
+
+
+def test_a_disk_that_fills_during_a_run_stops_it_cleanly_and_every_case_whose_line_printed_is_recovered(tmp_path):
+    """The issue's probe, `ulimit -f` partway through a run: it ended in 95 INTERNALERROR lines, and recovery
+    called it killed."""
+    store = tmp_path / "store"
+    result = run_suite(
+        tmp_path, env={"FMNIST_TEST_DO": "fill", "FMNIST_TEST_AFTER": "1", "FMNIST_TEST_STORE": str(store)}
+    )
+    said = result.stdout + result.stderr
+    assert result.returncode == pytest.ExitCode.INTERRUPTED and "INTERNALERROR" not in said, said[-3000:]
+    assert "was measured, but its journal line could not be written ([Errno 27] File too large" in result.stdout
+    assert "The run stopped: its journal could not be written" in result.stdout and "bench recover" in result.stdout
+    printed = [line for line in result.stdout.splitlines() if re.match(r"\[ *[0-9]+/2\]", line)]  # a case's line
+    assert len(printed) == 1 and not saved_runs(tmp_path)  # (the save could not grow a file either)
+    (journal,) = find_journals([store])
+    command = [sys.executable, "-m", "bench", "recover", str(store)]
+    recovered = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert recovered.returncode == 0 and "not complete JSON" not in recovered.stdout, recovered.stdout
+    _path, run = the_run(tmp_path)
+    assert len(run["benchmarks"]) == len(printed)
+    ended = run["machine_info"]["fmnist_bench"]["run"]["ended"]
+    assert ended.startswith("stopped: its journal could not be written (File too large); its save failed") and (
+        "killed" not in ended
+    )
 
 
 @pytest.mark.parametrize("sig", ["TERM", "INT"])

@@ -127,7 +127,7 @@ def test_recover_saves_a_dead_runs_cases_as_an_incomplete_run_and_removes_the_jo
         fh.write('{"case": {"name": "torn')  # the line it was writing when it died
     saved, said = recover(journal.path)
     assert saved.name == "0001_abc_20261127_120000_partial.json"
-    assert "1 finished case saved as" in said and "line 9 is not complete JSON" in said
+    assert "1 finished case saved as" in said and "line 10 is not complete JSON" in said  # (line 2: how it ended)
     run = json.loads(saved.read_text())
     assert [b["name"] for b in run["benchmarks"]] == ["a"]
     ours = run["machine_info"]["fmnist_bench"]["run"]
@@ -432,3 +432,44 @@ def test_crafted_fields_never_cost_the_other_cases_or_make_a_run_the_report_refu
     ours = run["machine_info"]["fmnist_bench"]["run"]
     assert ours["skipped"] == [] and ours["failed"] == [{"name": "f", "reason": "boom"}]
     assert store_module.load_run(saved) is not None  # commit_info and datetime made readable
+
+
+# ---------------------------------------------------------------- a disk that fills during a run (issue 32)
+
+
+def test_a_line_the_disk_cannot_take_is_cut_off_and_the_journal_says_how_the_run_ended(tmp_path):
+    import resource
+
+    journal = Journal(tmp_path)
+    journal.start(header())
+    journal.add(a_case("a"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # As `ulimit -f` or a full disk: the next line gets part of the way (Python ignores SIGXFSZ: EFBIG).
+    resource.setrlimit(resource.RLIMIT_FSIZE, (journal.path.stat().st_size + 100, hard))
+    try:
+        with pytest.raises(JournalError, match="File too large"):
+            journal.add(a_case("b"))
+        with pytest.raises(JournalError):  # nothing after a line that is missing
+            journal.note({"planned_cases": 3})
+        journal.ended("stopped: its journal could not be written (File too large)")  # in place: no room needed
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    journal.close(keep=True)
+    assert journal.path.read_bytes().endswith(b"}\n")  # no torn line for a later one to be glued onto
+    _head, cases, noted, problems = read_journal(journal.path)
+    assert [c["case"]["name"] for c in cases] == ["a"] and not problems and journal.cases == 1
+    saved, said = recover(journal.path)
+    ended = json.loads(saved.read_text())["machine_info"]["fmnist_bench"]["run"]["ended"]
+    assert ended == "stopped: its journal could not be written (File too large); recovered from its journal"
+
+
+def test_a_whole_record_glued_after_a_torn_one_is_kept(tmp_path):
+    path = _dead_journal(tmp_path, cases=("a",))
+    with path.open("a") as fh:  # a line torn by an older writer, the next one written straight after it
+        fh.write('{"case": {"name": "torn", "stats": {"median": 0.' + json.dumps({"case": a_case("b")}) + "\n")
+    saved, said = recover(path)
+    run = json.loads(saved.read_text())
+    assert [b["name"] for b in run["benchmarks"]] == ["a", "b"]
+    assert "begins with a torn record (skipped), then a whole one (read)" in said
+    # Nothing said how it ended: killed, as before.
+    assert run["machine_info"]["fmnist_bench"]["run"]["ended"].startswith("killed: the process ended without saving")

@@ -316,3 +316,36 @@ def test_a_real_run_on_a_busy_vm_flags_every_case_and_marks_the_scheduler_slices
     assert (suspect["median"].between(11.9e-3, 12.1e-3)).all()  # each one 12 ms scheduler slice
     said = " ".join(" ".join(end_summary(run)).split())
     assert "the machine was not the run's own: other work took 75.3% of the machine's CPU time" in said
+
+
+@pytest.mark.parametrize("make", ["fifo", "dev-zero", "folder", "large"])
+def test_the_machine_id_is_read_as_carefully_as_a_run_file(tmp_path, make):
+    folder = tmp_path / "fmnist-bench"
+    folder.mkdir()
+    path = folder / "machine-id"
+    if make == "fifo":
+        os.mkfifo(path)  # read naively, this waits for a writer forever
+    elif make == "dev-zero":
+        path.symlink_to("/dev/zero")  # read naively, this never ends
+    elif make == "folder":
+        path.mkdir()
+    else:
+        path.write_text("a" * 5000)
+    said = {"fifo": "a FIFO, not a file", "dev-zero": "a device, not a file", "folder": "a folder, not a file",
+            "large": "5,000 bytes, larger than any id"}[make]  # fmt: skip
+    with pytest.raises(OSError, match=f"machine-id: {said}.*remove it"):
+        machine_id({"XDG_CONFIG_HOME": str(tmp_path)})
+
+
+def test_an_upper_case_id_file_is_read_as_the_variable_is_and_a_bad_one_is_not_echoed(tmp_path):
+    path = tmp_path / "fmnist-bench" / "machine-id"
+    path.parent.mkdir()
+    path.write_text("ABCDEF0123456789\n")
+    assert machine_id({"XDG_CONFIG_HOME": str(tmp_path)}) == ("abcdef0123456789", str(path))
+    path.write_text("x" * 70 + "\n")
+    with pytest.raises(OSError) as bad:
+        machine_id({"XDG_CONFIG_HOME": str(tmp_path)})
+    assert "(70 characters)" in str(bad.value) and "x" * 20 not in str(bad.value)
+    with pytest.raises(ValueError) as bad:
+        machine_id({MACHINE_ID_ENV: "y" * 70})
+    assert "(70 characters)" in str(bad.value) and "y" * 20 not in str(bad.value)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -261,3 +262,38 @@ def test_addresses_in_run_files_are_not_links_in_report_md(tmp_path, capsys):
     rc, _err = _report(tmp_path, run, capsys)
     md = (tmp_path / "out" / "report.md").read_text()
     assert rc == 0 and "https://" not in md and "www.evil" not in md and "https\\://evil.example" in md
+
+
+@pytest.mark.parametrize("field", ["fmnist_bench.machine_name", "cpu.brand_raw"])
+def test_a_value_too_long_is_cut_in_its_reason_never_the_reason(tmp_path, field):
+    run = _run()
+    part, name = field.split(".")
+    run["machine_info"][part][name] = "A" * 600
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps(run))
+    with pytest.warns(RunFileWarning) as said:
+        assert load_frame([path]).empty
+    message = str(said[0].message)
+    assert f"machine_info.{field}: 'AAAA" in message and "(600 characters) is too long" in message
+    assert "A" * 100 not in message
+
+
+def test_an_unreadable_reference_run_is_named_and_passed_over(tmp_path, monkeypatch, capsys):
+    from bench.record import store
+    from bench.report import reference
+
+    shipped = store.reference_folder() / "vm_AMD-EPYC_no-gpu"
+    copied = tmp_path / "reference" / shipped.name
+    shutil.copytree(shipped, copied)
+    damaged = sorted(copied.rglob("*.json"))[0]
+    with damaged.open("r+b") as fh:
+        fh.truncate(1000)  # as `truncate -s 1000` leaves it
+    for module in (store, reference):
+        monkeypatch.setattr(module, "reference_folder", lambda: tmp_path / "reference")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "vm.json").write_text(VM_RUN.read_text())
+    assert main([str(runs), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {damaged}: not readable JSON" in err and "Traceback" not in err
+    assert (tmp_path / "out" / "index.html").is_file()

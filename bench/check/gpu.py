@@ -22,7 +22,6 @@ combination against that run's `seed` epoch at this batch size (the issue's goal
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -30,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.check.energy import energy_here
-from bench.check.harness import checked_inputs
+from bench.check.harness import checked_inputs, write_figures
 from bench.record import format as fmt
 
 __all__ = ["DEFAULT_VARIANTS", "VARIANTS", "main", "run_figures", "variant_config"]
@@ -257,9 +256,22 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
 
     summary: dict = {"device": device_name, "torch": torch.__version__, "dataset": split.name}
 
+    unsaved: list[str] = []  # why --json could not be written last time, if it could not
+
     def save() -> None:  # after each stage: a variant that fails later loses nothing measured before it
-        if args.json is not None:
-            args.json.write_text(json.dumps({"summary": summary, "variants": rows}, indent=1, default=str))
+        if args.json is None:
+            return
+        why = write_figures(args.json, {"summary": summary, "variants": rows})
+        if why is None:
+            unsaved.clear()
+        elif not unsaved:  # said once; tried again after each stage (a disk may have been freed meanwhile)
+            print(
+                f"bench.check.gpu: --json {args.json} could not be written ({why}): the figures are printed "
+                "here, and it is tried again after each stage",
+                file=sys.stderr,
+                flush=True,
+            )
+            unsaved.append(why)
 
     def failed(name: str, stage: str, exc: Exception) -> None:
         rows[name]["error"] = f"{stage}: {type(exc).__name__}: {exc}"
@@ -391,6 +403,13 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
                 f"a round at {run_case['mean_power_w']:.0f} W, epochs of {run_case['median_s'] * 1000:.0f} ms"
             )
     save()
+    if unsaved:
+        print(
+            f"bench.check.gpu: --json {args.json} was not written ({unsaved[0]}): the figures are the ones "
+            "printed above",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench.record.schema import run_errors
-from bench.record.store import NotARunFile, read_json
+from bench.record.store import NotARunFile, read_json, write_whole
 
 __all__ = [
     "alternated",
@@ -25,6 +25,7 @@ __all__ = [
     "print_table",
     "ratio_row",
     "run_variant",
+    "write_figures",
 ]
 
 
@@ -140,6 +141,20 @@ def print_table(rows: list[dict], columns: list[tuple[str, int, Callable[[dict],
         print(" ".join(f"{f(r):<{w}}" if i == 0 else f"{f(r):>{w}}" for i, (_, w, f) in enumerate(columns)))
 
 
+def write_figures(path: Path, figures, *, keep: bool = True) -> str | None:
+    """`figures` as JSON into `path`, whole (a temporary file, then a rename: never a file cut short or left
+    empty by a full disk); None, or why it could not be written, in words. `keep`: False to only prove that it
+    can be (the temporary removed)."""
+    data = json.dumps(figures, indent=1, default=str).encode()
+    try:
+        write_whole(path, data)
+        if not keep:
+            path.unlink()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def checked_inputs(parser, *, bounds: dict, json_path: Path | None, run_path: Path | None) -> dict | None:
     """Before any measuring, a usage error (exit 2) for a count past its bound ({flag: (value, most)}), a --json
     that cannot be written, or a --run that is not a saved run (a FIFO or a device refused unread); the run."""
@@ -150,6 +165,9 @@ def checked_inputs(parser, *, bounds: dict, json_path: Path | None, run_path: Pa
         parent = json_path.resolve().parent
         if json_path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
             parser.error(f"--json {json_path}: cannot write it ({parent} is not a writable folder, or it is one)")
+        why = write_figures(json_path.with_name(f".{json_path.name}.probe"), {}, keep=False)
+        if why is not None:  # (a folder that says it is writable and takes no file: /proc, a full disk)
+            parser.error(f"--json {json_path}: cannot write it ({why})")
     if run_path is None:
         return None
     try:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from bench.record.store import read_bounded
+
 __all__ = [
     "MACHINE_ID_ENV",
     "PCIE_LANE_GBPS",
@@ -27,6 +29,7 @@ __all__ = [
 # Set to pin the machine's id: a container started afresh each time, or one machine's runs from two accounts.
 MACHINE_ID_ENV = "FMNIST_BENCH_MACHINE_ID"
 _ID = re.compile(r"[0-9a-f]{8,64}")
+_MAX_ID_BYTES = 4096  # an id is 8 to 64 hex digits and a newline: anything longer is not one
 _NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}  # os.link refused by the filesystem
 
 # Usable GB/s per lane per direction after line encoding (PCI-SIG base specs):
@@ -206,7 +209,7 @@ def machine_id(environ=os.environ) -> tuple[str, str]:
     pinned = environ.get(MACHINE_ID_ENV)
     if pinned is not None:
         if not _ID.fullmatch(pinned.strip().lower()):
-            raise ValueError(f"${MACHINE_ID_ENV}={pinned[:70]!r} is not 8 to 64 hex digits")
+            raise ValueError(f"${MACHINE_ID_ENV}={_shown(pinned)} is not 8 to 64 hex digits")
         return pinned.strip().lower(), f"${MACHINE_ID_ENV}"
     pin = f"set ${MACHINE_ID_ENV} to 8 to 64 hex digits to name this machine instead"
     xdg = environ.get("XDG_CONFIG_HOME") or ""
@@ -217,14 +220,22 @@ def machine_id(environ=os.environ) -> tuple[str, str]:
     path = config / "fmnist-bench" / "machine-id"
     for _attempt in range(2):  # a second look: another run may have made it in between
         try:
-            text = path.read_text(encoding="ascii").strip()
+            os.lstat(path)
+            # As carefully as a run file: a FIFO would wait forever for a writer, /dev/zero never ends.
+            text = read_bounded(path, _MAX_ID_BYTES, _UnreadableId, what="id").decode("ascii").strip().lower()
         except FileNotFoundError:
             text = None
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             raise OSError(f"{path} cannot be read ({exc}): remove it to make a new id, or {pin}") from None
+        except _UnreadableId as exc:
+            if not os.path.exists(path):
+                break  # a link to nothing
+            raise OSError(f"{path}: {exc}: remove it to make a new id, or {pin}") from None
+        except UnicodeDecodeError:
+            raise OSError(f"{path} holds bytes that are not hex digits: remove it to make a new id, or {pin}") from None
         if text is not None:
             if not _ID.fullmatch(text):
-                raise OSError(f"{path} holds {text[:70]!r}, not an id: remove it to make a new one, or {pin}")
+                raise OSError(f"{path} holds {_shown(text)}, not an id: remove it to make a new one, or {pin}")
             return text, str(path)
         made = uuid.uuid4().hex
         tmp = path.with_name(f".machine-id-{made}")
@@ -242,6 +253,15 @@ def machine_id(environ=os.environ) -> tuple[str, str]:
             tmp.unlink(missing_ok=True)
         return made, f"{path} (made now)"
     raise OSError(f"{path} exists but cannot be read as a file (a broken link?): remove it, or {pin}")
+
+
+class _UnreadableId(ValueError):
+    """The id's file is not one to read (a FIFO, a device, a folder, too large)."""
+
+
+def _shown(text: str) -> str:
+    """A bad value in an error: its start, never 70 characters of whatever it was."""
+    return repr(text) if len(text) <= 20 else f"{text[:16]!r}... ({len(text):,} characters)"
 
 
 def machine_key(host: str, cpu: str, gpus: list[str], name: str | None = None, ident: str | None = None) -> str:

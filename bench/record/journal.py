@@ -10,6 +10,7 @@ process holds a lock on its journal, so recovery never takes a live run's.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import sys
@@ -71,30 +72,69 @@ class Journal:
             # Made, locked and given its first line under a name no recovery looks at, then renamed (the
             # lock goes with the file): a recovery never meets this journal unlocked, so never takes it.
             opening = self.folder / f".opening-{self.path.name}"
-            fd = os.open(opening, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+            fd = os.open(opening, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
             raise JournalError(f"cannot write to {self.folder}: {exc.strerror or exc}") from exc
-        self._file = os.fdopen(fd, "a", encoding="utf-8")
+        # Unbuffered, at offsets this object keeps: a write that fails leaves nothing in a buffer for a later
+        # write or the close to fail on again, and the part of a line that did reach the disk is cut off. (Not
+        # O_APPEND: with it Linux's pwrite appends wherever it is asked to write, and the line saying how the
+        # run ended could not be written over in place.)
+        self._fd, self._size, self._ended_at = fd, 0, None
+        self.failed: str | None = None  # why a write failed: the journal takes nothing more
         try:
             if fcntl is not None:
-                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             free = _free_bytes(self.folder)
             if free is not None and free < MIN_FREE_BYTES:
                 raise OSError(
                     28, f"only {free / 2**20:.1f} MiB free, a saved run needs up to {MIN_FREE_BYTES // 2**20}"
                 )
             # The first write proves the folder takes data (a full disk fails here, not after the run).
-            self._write({"journal": JOURNAL_FORMAT, "opened": _now(), "pid": os.getpid()})
+            self._append((dumps({"journal": JOURNAL_FORMAT, "opened": _now(), "pid": os.getpid()}) + "\n").encode())
+            # Room, taken now, to say later how the run ended, written over in place: on a full disk a new line
+            # could not be added, and recovery would call the run killed.
+            self._ended_at = self._size
+            self._append(_ended_line(None))
             _rename_new(opening, self.path)
         except OSError as exc:
-            self._file.close()
+            os.close(fd)
             opening.unlink(missing_ok=True)
             raise JournalError(f"cannot write to {self.folder}: {exc.strerror or exc}") from exc
         self.cases = 0
 
+    def _append(self, data: bytes) -> None:
+        """`data` after the journal's last whole line, or none of it: a write the disk cannot take (full, or past
+        `ulimit -f`) is cut off again, so no torn line is left for the next line to be glued onto."""
+        written = 0
+        try:
+            while written < len(data):
+                written += os.pwrite(self._fd, data[written:], self._size + written)
+        except OSError:
+            try:
+                os.ftruncate(self._fd, self._size)  # (shrinking takes no space)
+            except OSError:
+                pass
+            raise
+        self._size += written  # in the kernel's hands now: a SIGKILL of this process cannot lose it
+
     def _write(self, record: dict) -> None:
-        self._file.write(dumps(record, ensure_ascii=True) + "\n")
-        self._file.flush()  # in the kernel's hands now: a SIGKILL of this process cannot lose it
+        if self.failed is not None:  # one write failed: no later line may follow a missing one
+            raise JournalError(errno.EIO, self.failed, str(self.path))
+        try:
+            self._append((dumps(record, ensure_ascii=True) + "\n").encode())
+        except OSError as exc:
+            self.failed = exc.strerror or str(exc)
+            raise JournalError(exc.errno or errno.EIO, self.failed, str(self.path)) from exc
+
+    def ended(self, how: str) -> None:
+        """How the run ended, where recovery will read it (the journal is kept: its run was not saved). Written
+        over the room taken at the start, so a full disk cannot stop it; never raises."""
+        if self._ended_at is None or self._fd is None:
+            return
+        try:
+            os.pwrite(self._fd, _ended_line(how), self._ended_at)
+        except OSError:
+            pass
 
     def start(self, header: dict) -> None:
         """What a saved run needs besides its benchmarks: machine_info, commit_info, the save name."""
@@ -116,11 +156,24 @@ class Journal:
 
     def close(self, *, keep: bool) -> None:
         """Release the journal; remove it unless `keep` (its run was not saved)."""
-        if self._file.closed:
+        if self._fd is None:
             return
         if not keep:  # removed while still locked: no recovery ever meets it unlocked and takes it for dead
             self.path.unlink(missing_ok=True)
-        self._file.close()  # closing drops the lock
+        os.close(self._fd)  # closing drops the lock
+        self._fd = None
+
+
+_ENDED_ROOM = 300  # bytes: how a run ended, in words, cut to fit
+
+
+def _ended_line(how: str | None) -> bytes:
+    """The journal's line saying how its run ended (null: not said yet), padded to _ENDED_ROOM bytes."""
+    line = dumps({"ended": how}, ensure_ascii=True)
+    while len(line) > _ENDED_ROOM - 1:  # cut by characters; each escaped one may take several bytes
+        how = how[: max(len(how) - (len(line) - _ENDED_ROOM + 1) - 4, 0)] + "..."
+        line = dumps({"ended": how}, ensure_ascii=True)
+    return (line + " " * (_ENDED_ROOM - 1 - len(line)) + "\n").encode()
 
 
 def _rename_new(source: Path, target: Path) -> None:
@@ -241,13 +294,15 @@ def _recover_locked(fh, path: Path, machine_key: str | None) -> tuple[Path | Non
     if lost:  # the folder it was found in is the machine's (results/<machine key>/<interpreter>/)
         ours["machine_key"] = machine_key or folder.parent.name or folder.name
     # The header's run record is from the session's start: the journal's own records replace it.
+    # How it ended, where the run said so before it ended (a full disk, a save that failed); else it was killed.
+    how = noted.get("ended") or "killed: the process ended without saving"
     ours["run"] = run_record(
         complete=False,
         planned_cases=noted.get("planned_cases"),
         finished_cases=len(cases),
         skipped=noted["skipped"],
         failed=noted["failed"],
-        ended="killed: the process ended without saving; recovered from its journal"
+        ended=f"{how}; recovered from its journal"
         + ("; its header was lost: the machine's facts are unknown" if lost else ""),
         journal=path.name,
         recovered=_now(),

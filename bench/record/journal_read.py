@@ -37,6 +37,27 @@ def _check_noted(key: str, value) -> str | None:
         return None if ok else "is not a count of images per split"
     if key == "saved":
         return None if isinstance(value, str) and 0 < len(value) < 4096 else "is not a file name"
+    if key == "ended":
+        return None if value is None or (isinstance(value, str) and 0 < len(value) <= 300) else "is not words"
+    return None
+
+
+# How each record the journal writes begins: where a line is torn (its process died, or its disk filled, while
+# writing it) and a whole record follows on the same line, the record is read from there.
+_RECORD_STARTS = tuple(
+    f'{{"{key}": ' for key in ("case", "header", "skipped", "failed", "planned_cases", "data_used", "saved")
+)
+
+
+def _glued(line: str):
+    """The whole record glued after a torn one on `line`, or None."""
+    for start in _RECORD_STARTS:
+        at = line.find(start, 1)
+        while at > 0:
+            try:
+                return json.loads(line[at:])
+            except (ValueError, RecursionError):
+                at = line.find(start, at + 1)
     return None
 
 
@@ -65,8 +86,11 @@ def read_lines(fh, path: Path) -> tuple[dict | None, list[dict], dict, list[str]
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            problems.append(f"line {number} is not complete JSON (the process died while writing it): skipped")
-            continue
+            record = _glued(line)
+            if record is None:
+                problems.append(f"line {number} is not complete JSON (the process died while writing it): skipped")
+                continue
+            problems.append(f"line {number} begins with a torn record (skipped), then a whole one (read)")
         except (ValueError, RecursionError) as exc:  # a 5,000-digit number; brackets nested past the parser's depth
             problems.append(f"line {number} cannot be read ({str(exc)[:80] or type(exc).__name__}): skipped")
             continue
@@ -95,7 +119,7 @@ def read_lines(fh, path: Path) -> tuple[dict | None, list[dict], dict, list[str]
             kind = "skipped" if isinstance(record.get("skipped"), dict) else "failed"
             noted[kind].append(record[kind])
         else:
-            for key in ("pid", "planned_cases", "saved", "data_used"):
+            for key in ("pid", "planned_cases", "saved", "data_used", "ended"):
                 if key in record:
                     why = _check_noted(key, record[key])
                     if why:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import reprlib
 
 from jsonschema import Draft202012Validator, validators
 
@@ -364,12 +365,29 @@ def _field(path) -> str:
     return out or "(the whole file)"
 
 
+# How an offending value is shown in its message: its start, never its whole (a 600-character name would
+# push "is too long" out of any line cut to length).
+_SHOWN = reprlib.Repr()  # (its limits are attributes: Python 3.11's takes no arguments)
+_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong, _SHOWN.maxlist, _SHOWN.maxdict = 60, 60, 40, 4, 4
+
+
+def _message(error) -> str:
+    """jsonschema's message with the value it quotes cut (the value, not the reason); at most 300 characters."""
+    whole = repr(error.instance)
+    message = error.message
+    if len(whole) > 60 and whole in message:
+        cut = _SHOWN.repr(error.instance)
+        if isinstance(error.instance, str):
+            cut += f" ({len(error.instance):,} characters)"
+        message = message.replace(whole, cut)
+    return message if len(message) <= 300 else message[:300] + "..."
+
+
 def _say(errors, prefix: str = "") -> list[str]:
     said = []
     for error in sorted(errors, key=lambda e: list(map(str, e.absolute_path))):
         where = _field([*([prefix] if prefix else []), *error.absolute_path])
-        message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
-        said.append(f"{where}: {message}")
+        said.append(f"{where}: {_message(error)}")
     return said
 
 

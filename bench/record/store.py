@@ -33,6 +33,7 @@ __all__ = [
     "NotARunFile",
     "RunFileWarning",
     "dumps",
+    "read_bounded",
     "read_json",
     "find_run_files",
     "is_reference",
@@ -81,32 +82,58 @@ class NotARunFile(ValueError):
     """A file that is not read as a run: not a regular file, too large, not UTF-8 JSON."""
 
 
-def read_json(path: str | os.PathLike, limit: int = MAX_RUN_BYTES) -> tuple[object, int]:
-    """A JSON file's value with every lone surrogate replaced by U+FFFD, and how many strings held one.
+def _kind(mode: int) -> str:
+    """What a path that is not a regular file is, in words."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file"
 
-    What is not a regular file (a FIFO, a device, a socket) is refused without being opened, so
-    it cannot hang or flood the reader; so is a file larger than `limit`. NotARunFile says why.
-    """
+
+def read_bounded(
+    path: str | os.PathLike, limit: int, error: type[ValueError] = NotARunFile, what: str = "run"
+) -> bytes:
+    """A regular file's bytes, `limit` at most, read as carefully as a run file: what is not a regular file (a
+    folder, a FIFO, a device, a socket) is refused without being opened, so it cannot hang or flood the reader,
+    and so is a file larger than `limit` (larger than any `what`); `error` (a ValueError) says why."""
     path = Path(path)
     try:
         info = os.stat(path)
     except OSError as exc:
-        raise NotARunFile(f"cannot be read: {exc.strerror or exc}") from exc
+        raise error(f"cannot be read: {exc.strerror or exc}") from exc
     if not stat.S_ISREG(info.st_mode):
-        raise NotARunFile("not a regular file (a FIFO, a device or a socket is never read as a run)")
+        raise error(f"{_kind(info.st_mode)}, not a file: never read")
     if info.st_size > limit:
-        raise NotARunFile(f"{info.st_size / 2**20:,.0f} MiB, larger than any run ({limit // 2**20} MiB at most)")
+        raise error(f"{_size(info.st_size)}, larger than any {what} ({_size(limit)} at most)")
     try:
         # O_NONBLOCK: should the path become a FIFO after the check, opening it does not wait for a writer.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise NotARunFile("not a regular file (a FIFO, a device or a socket is never read as a run)")
+            mode = os.fstat(fh.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise error(f"{_kind(mode)}, not a file: never read")
             raw = fh.read(limit + 1)
     except OSError as exc:
-        raise NotARunFile(f"cannot be read: {exc.strerror or exc}") from exc
+        raise error(f"cannot be read: {exc.strerror or exc}") from exc
     if len(raw) > limit:
-        raise NotARunFile(f"larger than any run ({limit // 2**20} MiB at most)")
+        raise error(f"larger than any {what} ({_size(limit)} at most)")
+    return raw
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:,.0f} MiB" if count >= 2**20 else f"{count:,} bytes"
+
+
+def read_json(path: str | os.PathLike, limit: int = MAX_RUN_BYTES) -> tuple[object, int]:
+    """A JSON file's value with every lone surrogate replaced by U+FFFD, and how many strings held one.
+
+    Read by read_bounded: what is not a regular file, or is larger than `limit`, is refused unread.
+    NotARunFile says why.
+    """
+    raw = read_bounded(path, limit)
     try:
         value = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:

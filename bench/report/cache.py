@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -24,20 +25,25 @@ from pathlib import Path
 import pandas as pd
 
 from bench.record.store import REPORT_CACHE, RunFileWarning, is_reference
+from bench.report.leftovers import left_behind, remove, temporary_prefix
 
 __all__ = ["CACHE_FOLDER", "CacheWarning", "RowCache", "code_stamp"]
 
 # Where the cache lives by default: inside the (first) results folder the report reads (never read as runs).
 CACHE_FOLDER = REPORT_CACHE
 _ROWS = "rows.parquet"
+_TEMPORARY = ".rows"  # a new rows.parquet, until it is whole
 _META = b"fmnist_bench_cache"
 _FILE = "_file"  # the column naming the run file a cached row came from (its real path)
+# What a cache may be before it is read (_checked): a thousand machines' five runs make one of about 60 MB.
+_MAX_BYTES = 2**30
+_MAX_FOOTER = 64 * 2**20  # its list of run files: about 200 bytes each
 _LIBRARIES = ("pandas", "numpy", "pyarrow", "matplotlib", "seaborn", "jinja2", "jsonschema")
 
 
 class CacheWarning(UserWarning):
     """The cache could not be read or written: the report goes on, reading the run files themselves (not a
-    RunFileWarning: no run file is at fault, and a reference run's warning is an error)."""
+    RunFileWarning: no run file is at fault)."""
 
 
 @functools.cache
@@ -69,6 +75,57 @@ def _identity(path: Path) -> tuple[str, list] | None:
     return real, [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, is_reference(real)]
 
 
+def _checked(path: Path, info: os.stat_result):
+    """(its stamp's record, the Parquet file, its data unread) where `path` is this version's cache and holds no
+    more than the run files it lists could give; None where another version wrote it; ValueError saying why not.
+
+    A cache may come with a results tree from anyone: 1.7 MB of compressed zeros can decode to gigabytes. So
+    before any data is read, from the file's size and footer alone (pyarrow reads the footer, never the data):
+    its size, its footer's, its stamp, and its rows and values against the run files it lists that are still
+    as it saw them (a copy of a tree cannot keep their inodes and change times): at most one row per 64 bytes
+    of them, and one value per 2 bytes (a number in JSON takes two). What it can then cost is a few times what
+    reading those files costs."""
+    import pyarrow.parquet as pq
+
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("not a regular file")
+    if info.st_size > _MAX_BYTES:
+        raise ValueError(f"{info.st_size / 2**20:,.0f} MiB, larger than any the report writes")
+    with path.open("rb") as fh:
+        fh.seek(max(info.st_size - 8, 0))
+        tail = fh.read(8)
+    if len(tail) < 8 or tail[4:] != b"PAR1":
+        raise ValueError("not a Parquet file")
+    if int.from_bytes(tail[:4], "little") > min(_MAX_FOOTER, info.st_size):
+        raise ValueError("its footer is larger than any the report writes")
+    parquet = pq.ParquetFile(path)
+    metadata = parquet.metadata
+    meta = json.loads((metadata.metadata or {}).get(_META, b"{}"))
+    if not isinstance(meta, dict) or meta.get("stamp") != code_stamp():
+        return None
+    files = meta.get("files")
+    if not isinstance(files, dict):
+        raise ValueError("it lists no run files")
+    holds = 0  # the bytes of the run files it lists that are still as it saw them
+    for real, kept in files.items():
+        now = _identity(Path(real))
+        if now is not None and now == (real, kept):
+            holds += now[1][0]
+    if metadata.num_rows > holds // 64:
+        raise ValueError(f"{metadata.num_rows:,} rows, more than the run files it lists could give")
+    values = 0
+    for group in range(metadata.num_row_groups):
+        rows = metadata.row_group(group)
+        for column in range(rows.num_columns):
+            chunk = rows.column(column)
+            if "." not in chunk.path_in_schema and chunk.num_values > rows.num_rows:
+                raise ValueError(f"{chunk.path_in_schema}: more values than rows")
+            values += chunk.num_values
+    if values - metadata.num_rows * metadata.num_columns > holds // 2:
+        raise ValueError(f"{values:,} values, more than the run files it lists could give")
+    return meta, parquet
+
+
 class RowCache:
     """The rows of every run file read, under `folder` (created when first written)."""
 
@@ -84,17 +141,21 @@ class RowCache:
     def _load(self, columns: list[str]) -> tuple[dict[str, list], pd.DataFrame | None]:
         """(each kept file's identity, the kept rows): nothing where the cache is absent or of another version; a
         warning and nothing where it is broken or not what this version writes (`columns`: a file frame's)."""
-        if not self.path.is_file():
-            return {}, None
         try:
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(self.path)
-            meta = json.loads((table.schema.metadata or {}).get(_META, b"{}"))
-            if meta.get("stamp") != code_stamp():
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return {}, None
+        except OSError as exc:
+            info = exc
+        try:
+            if isinstance(info, OSError):
+                raise info
+            checked = _checked(self.path, info)
+            if checked is None:
                 return {}, None  # another version of the report wrote it: every file is read again
+            meta, parquet = checked
             files, counts, dtypes = meta["files"], meta["counts"], meta["dtypes"]
-            frame = table.to_pandas()
+            frame = parquet.read().to_pandas()
             if sorted(frame.columns) != sorted([*columns, _FILE]) or sorted(dtypes) != sorted(frame.columns):
                 raise ValueError("its columns are not the report's")
             if frame[_FILE].value_counts().to_dict() != {f: n for f, n in counts.items() if n} or set(counts) != set(
@@ -184,7 +245,8 @@ class RowCache:
                 "stamp": code_stamp(), "files": files, "counts": {f: counts.get(f, 0) for f in files},
                 "dtypes": frame.dtypes.astype(str).to_dict()}).encode()}  # fmt: skip
             self.folder.mkdir(parents=True, exist_ok=True)
-            handle, temp = tempfile.mkstemp(prefix=".rows-", suffix=".tmp", dir=self.folder)
+            remove(left_behind(self.folder, _TEMPORARY))  # a killed report's
+            handle, temp = tempfile.mkstemp(prefix=temporary_prefix(_TEMPORARY), suffix=".tmp", dir=self.folder)
             os.close(handle)
             try:
                 pq.write_table(table.replace_schema_metadata(meta), temp)

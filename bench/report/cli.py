@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -26,10 +27,48 @@ def _cache(args) -> RowCache | None:
     if args.cache is not None:
         return RowCache(args.cache)
     first = args.paths[0]
-    return RowCache((first if first.is_dir() else first.parent) / CACHE_FOLDER)
+    folder = (first if first.is_dir() else first.parent) / CACHE_FOLDER
+    if folder.is_symlink():  # a results tree from elsewhere may point it anywhere: nothing is written through it
+        said = "a link, not a folder of the results' own: the report keeps nothing (--cache DIR keeps it elsewhere)"
+        print(f"warning: {folder}: {said}", file=sys.stderr)
+        return None
+    return RowCache(folder)
+
+
+class _Stopped(KeyboardInterrupt):
+    """A stop signal made what Ctrl-C raises, so that every `finally` runs: the report's new folder is removed
+    and its drawing processes are ended with it (by default SIGTERM ends Python at once, and leaves both)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop(signum, _frame):
+    raise _Stopped(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command; a stop signal (Ctrl-C, SIGTERM, SIGHUP) ends it with nothing written, 128 + the signal."""
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[signum] = signal.signal(signum, _stop)
+        except ValueError:  # not the main thread (the report called from something else): signals left alone
+            break
+    try:
+        return _report(argv)
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
+        said = f"report: stopped by {signal.Signals(signum).name}: nothing written, an earlier report is as it was"
+        print(said, file=sys.stderr)
+        return 128 + signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _report(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench report",
         description="Saved runs to a report: summary.csv, report.md, PNG plots (each with its data) and index.html.",

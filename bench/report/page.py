@@ -19,6 +19,7 @@ from bench.report import facts, figures, pages, plots, tables
 from bench.report import limits as held_limits
 from bench.report.answers import answers as machine_answers
 from bench.report.cache import RowCache
+from bench.report.leftovers import left_behind, remove, temporary_prefix
 from bench.report.load import CSV_COLUMNS, select_newest
 from bench.report.reference import load_reference
 
@@ -362,9 +363,10 @@ def write_report(
     `cache` is where their drawn pages and pictures are kept.
     """
     out = Path(os.path.realpath(out))  # a link to the report folder: replace the folder, keep the link
+    _tidy(out)
     check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    new = Path(tempfile.mkdtemp(prefix=f".{out.name}-new-", dir=out.parent))
+    new = Path(tempfile.mkdtemp(prefix=temporary_prefix(f".{out.name}-new"), dir=out.parent))
     old = None  # where the previous report waits while the new one is moved in
     try:
         new.chmod(0o755)  # mkdtemp's folder is private; a report is for reading
@@ -375,7 +377,7 @@ def write_report(
         else:
             _fleet(newest, new, cross_machine, cache)
         if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
+            old = Path(tempfile.mkdtemp(prefix=temporary_prefix(f".{out.name}-old"), dir=out.parent))
             old.rmdir()
             out.rename(old)
         new.rename(out)
@@ -387,6 +389,20 @@ def write_report(
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return sorted(out.iterdir())
+
+
+def _tidy(out: Path) -> None:
+    """What a killed report left beside `out`: its new folder, half written, removed; the previous report it had
+    moved aside to swap the new one in, put back where `out` is missing (else removed: `out` is newer)."""
+    for moved in left_behind(out.parent, f".{out.name}-old"):
+        if not out.exists():
+            try:
+                moved.rename(out)
+                continue
+            except OSError:
+                pass
+        remove([moved])
+    remove(left_behind(out.parent, f".{out.name}-new"))
 
 
 def _fleet(frame: pd.DataFrame, out: Path, cross_machine: bool, cache: Path | None) -> None:

@@ -46,8 +46,8 @@ def _split(config: pytest.Config, train: bool):
     suite = suite_of(config)
     split = data.split(suite.plan, train)
     suite.data_used["train" if train else "test"] = len(split)
-    if suite.journal is not None:  # a recovered run must say what its cases had too
-        suite.journal.note({"data_used": dict(suite.data_used)})
+    used = dict(suite.data_used)
+    suite.to_journal(lambda journal: journal.note({"data_used": used}))  # a recovered run must say it too
     return split
 
 

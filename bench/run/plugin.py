@@ -20,7 +20,7 @@ from bench.measure.load import MachineLoad, load_average
 from bench.measure.machine import cpu_model, machine_id, machine_key, nvml_info, torch_info
 from bench.measure.plan import Plan
 from bench.measure.telemetry import add_per_images
-from bench.record.journal import Journal
+from bench.record.journal import Journal, JournalError
 from bench.record.limits import Board
 from bench.record.names import FAMILIES, FAMILY_AXES, case_id
 from bench.record.words import cases, format_seconds
@@ -127,6 +127,7 @@ class Suite:
         self.case_started: dict[str, Stopwatch] = {}
         self.lines: dict[str, str] = {}  # a case's progress line, printed once pytest has reported it
         self.saved, self.save_errors = False, []  # (save_errors: what kept the run from being saved)
+        self.save_failed: str | None = None  # why the save itself failed, in a few words (for the journal)
         self.hold_signals = lambda: None
         self.restore_signals = lambda: None
         self.notes: list[str] = []  # said before the first case: journals recovered at the start
@@ -139,6 +140,30 @@ class Suite:
         self.load_before = load_average()  # (1-minute load average, CPUs) before the first case
         self.load_started: dict[str, float] = {}  # a case's start on the load's clock
         self.board = Board()  # the limits measured so far in this run, that later cases are held against
+        self.session: pytest.Session | None = None
+        self.journal_failed: str | None = None  # why the journal could not be written: the run stopped there
+
+    # ---------------------------------------------------------------- the journal
+
+    def to_journal(self, write) -> bool:
+        """write(journal), where the run keeps one; False where the journal could not take it. A journal that
+        cannot be written (its disk filled, `ulimit -f`) stops the run there, cleanly: no later case is measured,
+        the finished ones are saved (or stay in the journal for `python -m bench recover`), and the journal says
+        how the run ended, so that recovery does not call it killed."""
+        if self.journal is None:
+            return True
+        try:
+            write(self.journal)
+        except JournalError as exc:
+            if self.journal_failed is None:
+                self.journal_failed = str(exc)
+                if self.run.ended is None:  # (short: the saved run's words, never a long path)
+                    self.run.ended = f"stopped: its journal could not be written ({exc.strerror})"
+                self.journal.ended(self.run.ended)
+                if self.session is not None:  # pytest stops after the case under way (or before collecting)
+                    self.session.shouldstop = f"fmnist-bench: the journal could not be written ({exc})"
+            return False
+        return True
 
     # ---------------------------------------------------------------- what is said
 
@@ -260,8 +285,7 @@ class Suite:
                 self.bench_ids.add(item.nodeid)
                 self.remaining.append((item.nodeid, family, dict(item.callspec.params)))
         self.run.planned = len(self.bench_ids)
-        if self.journal is not None:
-            self.journal.note({"planned_cases": self.run.planned})
+        self.to_journal(lambda journal: journal.note({"planned_cases": self.run.planned}))
         for note in self.notes:  # journals of killed runs, saved before this one starts
             self.write(note)
         if not session.config.option.collectonly and self.remaining:
@@ -297,8 +321,7 @@ class Suite:
                 "figure": "kept: measured before",
             }
             self.run.failed.append(record)
-            if self.journal is not None:
-                self.journal.note({"failed": record})
+            self.to_journal(lambda journal: journal.note({"failed": record}))
         elif report.failed:
             reason = _reason(report)
             self._lost(
@@ -314,8 +337,7 @@ class Suite:
     def _lost(self, item: pytest.Item, kind: str, record: dict, said: str) -> None:
         """A case that was skipped or failed: recorded in the run (and its journal), and said on its line."""
         getattr(self.run, kind).append(record)
-        if self.journal is not None:
-            self.journal.note({kind: record})
+        self.to_journal(lambda journal: journal.note({kind: record}))
         self._forget(item.nodeid)
         self.lines[item.nodeid] = self.line(_family(item) or "", item.callspec.id, said)
 
@@ -332,13 +354,18 @@ class Suite:
         self.run.cases_s += stats.extra_info["wall_s"] or 0.0
         self.run.finished.append(stats)
         record = pbench.as_record(stats)
-        if self.journal is not None:
-            self.journal.add(record)
+        kept = self.to_journal(lambda journal: journal.add(record))
         self._forget(item.nodeid)
         obs = observation(record, self.plan.default_threads)
         if obs is not None:
             self.profile.add(obs)  # what is left is predicted from the earlier run and every case so far
         links = {g.get("cuda_device"): g.get("pcie_gbps_max") for g in self.machine["gpus"] if g.get("cuda_device")}
+        if not kept:  # not a finished case's line: nothing but the run's save, which may fail too, holds it
+            self.lines[item.nodeid] = (
+                f"fmnist-bench: {_family(item)} {item.callspec.id} was measured, but its journal line could not be "
+                f"written ({self.journal_failed}): it is kept only if the run's save succeeds; the run stops here"
+            )
+            return
         self.lines[item.nodeid] = self.line(_family(item) or "", item.callspec.id, case_headline(record, links))
 
     @pytest.hookimpl(tryfirst=True)
@@ -360,6 +387,7 @@ class Suite:
     # ---------------------------------------------------------------- the end: save, answer
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
         saving.session_start(session, self)
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)

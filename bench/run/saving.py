@@ -103,9 +103,13 @@ def session_start(session: pytest.Session, suite) -> None:
                 path = save_whole(folder, save_name, output_json)
             except OSError as exc:
                 suite.save_errors.append(f"could not save the run in {folder}: {exc}")
+                suite.save_failed = exc.strerror or str(exc)
                 return
             suite.saved = True
-            suite.journal.saved_as(path)  # should the journal outlive this process, recovery knows
+            try:
+                suite.journal.saved_as(path)  # should the journal outlive this process, recovery knows
+            except JournalError:  # (a full disk) the run is saved; its journal goes next, and names it anyway
+                pass
             pbench.say_saved(config, f"Saved benchmark data in: {path}")
 
         pbench.save_through(config, save)
@@ -119,8 +123,8 @@ def session_start(session: pytest.Session, suite) -> None:
         pbench.say_saved(config, f"Wrote benchmark data in: {path}", purple=True)
 
     pbench.write_json_through(config, write_json)
-    if suite.journal is not None:
-        suite.journal.start(pbench.run_header(config))
+    # A journal that cannot take its header stops the run before it collects a case (Suite.to_journal).
+    suite.to_journal(lambda journal: journal.start(pbench.run_header(config)))
 
 
 def before_save(session: pytest.Session, suite, exitstatus) -> None:
@@ -140,8 +144,15 @@ def before_save(session: pytest.Session, suite, exitstatus) -> None:
 def after_save(session: pytest.Session, suite) -> None:
     """The journal goes once the run is saved; kept, and said, when it is not."""
     journal = suite.journal
+    if suite.journal_failed is not None:
+        saved = "the cases it finished are saved" if suite.saved else "the cases it finished are not saved"
+        stopped = f"The run stopped: its journal could not be written ({suite.journal_failed}); {saved}"
+        suite.save_errors.insert(0, stopped)
     if journal is not None:
         kept = journal.cases > 0 and not suite.saved
+        if kept:  # recovery reads how it ended, rather than calling it killed
+            how = suite.run.ended or "its cases finished"
+            journal.ended(f"{how}; its save failed ({suite.save_failed})" if suite.save_failed else how)
         journal.close(keep=kept)
         if kept:
             suite.save_errors.append(
@@ -150,7 +161,7 @@ def after_save(session: pytest.Session, suite) -> None:
             )
     if suite.save_errors:
         suite.write("fmnist-bench: " + ". ".join(suite.save_errors) + ".")
-        if session.exitstatus == pytest.ExitCode.OK:
+        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
 

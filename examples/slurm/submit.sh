@@ -11,8 +11,11 @@ RUNS="${RUNS:-5}"
 case "$RUNS" in ''|*[!0-9]*|0) echo "RUNS must be a whole number from 1, not '$RUNS'" >&2; exit 2 ;; esac
 here="$(cd "$(dirname "$0")" && pwd)"
 checkout="$(cd "$here/../.." && pwd)"  # the tasks run there, wherever this was submitted from
+# Every type checked before any is submitted; an empty one would submit --constraint= (any node).
 for type in "$@"; do
-    case "$type" in *[!A-Za-z0-9_.-]*) echo "a node type is letters, digits, _ . and -, not '$type'" >&2; exit 2 ;; esac
+    case "$type" in ''|*[!A-Za-z0-9_.-]*) echo "a node type is letters, digits, _ . and -, not '$type'" >&2; exit 2 ;; esac
+done
+for type in "$@"; do
     sbatch --constraint="$type" --array="1-${RUNS}%1" \
         --export="ALL,NODE_TYPE=${type},FMNIST_BENCH_DIR=${checkout}" "$here/fleet.sbatch"
 done
