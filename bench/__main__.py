@@ -11,28 +11,54 @@ __all__ = ["COMMANDS", "main", "run", "text_streams"]
 # commands never import torch, the measuring ones need it.
 COMMANDS = {
     "report": ("bench.report.cli", "every saved run under PATHS to tables, plots and one page"),
-    "compare": ("bench.report.compare", "two saved runs of one machine, case by case, with their noise"),
-    "recover": ("bench.record.journal", "the journals of killed runs to saved runs marked incomplete"),
-    "cost": ("bench.run.cost", "how long a run with these options will take here, before running it"),
-    "check-gpu": ("bench.check.gpu", "the training step as CUDA graphs and its variants, interleaved; energy"),
-    "check-warmup": ("bench.check.warmup", "does a short warm-up leave the timed rounds unchanged?"),
-    "check-telemetry": ("bench.check.telemetry", "does the telemetry sampler move the timings it observes?"),
+    "compare": (
+        "bench.report.compare",
+        "two saved runs of one machine, case by case, with their noise",
+    ),
+    "recover": (
+        "bench.record.journal",
+        "the journals of killed runs to saved runs marked incomplete",
+    ),
+    "cost": (
+        "bench.run.cost",
+        "how long a run with these options will take here, before running it",
+    ),
+    "check-gpu": (
+        "bench.check.gpu",
+        "the training step as CUDA graphs and its variants, interleaved; energy",
+    ),
+    "check-warmup": (
+        "bench.check.warmup",
+        "does a short warm-up leave the timed rounds unchanged?",
+    ),
+    "check-telemetry": (
+        "bench.check.telemetry",
+        "does the telemetry sampler move the timings it observes?",
+    ),
     "check-allocator": ("bench.check.allocator", "what does keeping freed blocks buy?"),
-    "check-limits": ("bench.check.limits", "how far do the limits move when other work holds the cores?"),
+    "check-limits": (
+        "bench.check.limits",
+        "how far do the limits move when other work holds the cores?",
+    ),
 }
 
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {said}" for name, (_module, said) in COMMANDS.items()]
-    return "usage: python -m bench <command> [ARGS]  (python -m bench <command> --help for its own)\n\ncommands:\n" + (
-        "\n".join(lines) + "\n\nThe suite itself: pytest bench --benchmark-autosave (pytest bench --help)."
+    return (
+        "usage: python -m bench <command> [ARGS]  (python -m bench <command> --help for its own)\n\ncommands:\n"
+        + (
+            "\n".join(lines)
+            + "\n\nThe suite itself: pytest bench --benchmark-autosave (pytest bench --help)."
+        )
     )
 
 
 def text_streams() -> None:
     """What a command prints is never its crash: a character the terminal's encoding lacks (a file name that
-    is not UTF-8 under PYTHONIOENCODING=utf-8, a name in a script an ASCII locale lacks) is written escaped."""
+    is not UTF-8 under PYTHONIOENCODING=utf-8, a name in a script an ASCII locale lacks) is written
+    escaped."""
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")

@@ -79,7 +79,11 @@ def test_inference(
                 return run(images[start : start + batch_size])
 
             times = sample_calls(
-                clock, one_batch, min_calls=sample.min_batches, max_calls=sample.max_batches, max_time=sample.max_time
+                clock,
+                one_batch,
+                min_calls=sample.min_batches,
+                max_calls=sample.max_batches,
+                max_time=sample.max_time,
             )
             latency = latency_summary(times, "sample")
             # Less the syncs between batches that a pass does not make: an upper bound.
@@ -96,10 +100,13 @@ def test_inference(
             calibrate=calibrate,
             warmup_record={"batches": warm_batches, "images": warm_images},
         )
-        # The work it did, counted on the pipeline's own short passes (after the rounds: never timed).
+        # The work it did, counted on the pipeline's own short passes (after the rounds: never
+        # timed).
         copies = inference_copies(device, mode, images_in_pass, batch_size)
         work = (
-            None if benchmark.disabled else inference_work(config, device, mode, host_images).record(batch_size, copies)
+            None
+            if benchmark.disabled
+            else inference_work(config, device, mode, host_images).record(batch_size, copies)
         )
     if latency is None and not benchmark.disabled:
         latency = latency_summary(pbench.round_times(benchmark), "rounds")  # one batch per round

@@ -12,11 +12,11 @@ FAMILY = "limits"
 def test_limits(benchmark, plan, clock, telemetry, device, cpu_threads, limit, dtype):
     """operation: a chain of small in-place multiplies, back to back, timed per operation: what Python, the
     dispatcher and a launch cost each operation a step runs (eager). operation_graph: the same chain
-    replayed from one CUDA graph (what a launch costs when the CPU is out of the way).
-    matmul: one square matrix product in `dtype`, large enough to reach the device's peak (FLOP/s).
-    device_copy: one copy of 1 GiB within the device's memory (bytes copied per second; the CPU's own
-    is the transfer family's host-to-host copy). bench/record/limits.py turns each into its figure and holds
-    every training and inference case of the run against them."""
+    replayed from one CUDA graph (what a launch costs when the CPU is out of the way). matmul: one
+    square matrix product in `dtype`, large enough to reach the device's peak (FLOP/s). device_copy:
+    one copy of 1 GiB within the device's memory (bytes copied per second; the CPU's own is the
+    transfer family's host-to-host copy). bench/record/limits.py turns each into its figure and
+    holds every training and inference case of the run against them."""
     benchmark.group = FAMILY
     with skip_on_out_of_memory(device, f"the {limit} case"):
         if limit in ("operation", "operation_graph"):
@@ -28,7 +28,8 @@ def test_limits(benchmark, plan, clock, telemetry, device, cpu_threads, limit, d
         else:
             raise ValueError(f"unknown limit {limit!r}")
         benchmark.extra_info["work"] = work
-        # Warm-up: one round (the first launches, the graph's first replay); its time estimates a round.
+        # Warm-up: one round (the first launches, the graph's first replay); its time estimates a
+        # round.
         run_rounds(
             benchmark,
             clock,

@@ -16,12 +16,14 @@ from fmnist_model.work import train_copies, train_work
 FAMILY = "train"
 
 
-def test_train_epoch(benchmark, plan, clock, telemetry, device, cpu_threads, batch_size, pipeline, train_split):
+def test_train_epoch(
+    benchmark, plan, clock, telemetry, device, cpu_threads, batch_size, pipeline, train_split
+):
     """One step of the ladder (fmnist_model.ladder.TRAIN_LADDER): seed is the notes' DataLoader +
     ToTensor + .to(device) loop as written; loader tunes its DataLoader; resident keeps the uint8
-    set on the device (copied once, untimed: the transfer family times that copy); each step
-    after it changes one thing of the step it builds on (BUILDS_ON). Every round is epoch 1 of the same model (same
-    weights, same image order), so each pipeline's loss is comparable with resident's.
+    set on the device (copied once, untimed: the transfer family times that copy); each step after
+    it changes one thing of the step it builds on (BUILDS_ON). Every round is epoch 1 of the same
+    model (same weights, same image order), so each pipeline's loss is comparable with resident's.
 
     compile and cuda_graph compile or capture every batch shape before the warm-up: that time
     is recorded on its own (extra_info.prepare), never inside an epoch."""
@@ -66,13 +68,22 @@ def test_train_epoch(benchmark, plan, clock, telemetry, device, cpu_threads, bat
         breakdown = None
         if plan.breakdown_for(batch_size) and not benchmark.disabled:
             trainer.reset()
-            most = plan.profile_loader_images if config.data == "dataloader" else plan.profile_images
+            most = (
+                plan.profile_loader_images if config.data == "dataloader" else plan.profile_images
+            )
             profiled = profile_size(images_in_epoch, batch_size, most)
             breakdown = profile_epoch(clock, device, lambda: trainer.epoch(profiled, annotate=True))
-            breakdown["images"] = profiled  # the first `profiled` images of an epoch: shares, not the epoch's sum
-        # The work it did, counted on the pipeline's own short epochs (after the rounds: never timed).
+            breakdown["images"] = (
+                profiled  # the first `profiled` images of an epoch: shares, not the epoch's sum
+            )
+        # The work it did, counted on the pipeline's own short epochs (after the rounds: never
+        # timed).
         copies = train_copies(config, device, images_in_epoch, batch_size)
-        work = None if benchmark.disabled else train_work(config, device, train_split).record(batch_size, copies)
+        work = (
+            None
+            if benchmark.disabled
+            else train_work(config, device, train_split).record(batch_size, copies)
+        )
 
     # The warm-up calls the epoch directly, so `epochs` holds the timed rounds only (with
     # --benchmark-disable, the one untimed epoch pytest-benchmark runs).
@@ -81,7 +92,8 @@ def test_train_epoch(benchmark, plan, clock, telemetry, device, cpu_threads, bat
             epochs=epochs,
             batches=batches,
             dataset=train_split.name,
-            # What this step ran, and how far its loss may be from resident's (same weights, same order).
+            # What this step ran, and how far its loss may be from resident's (same weights, same
+            # order).
             pipeline_config={**config.record(), "loss_tolerance": config.loss_tolerance},
         )
     )

@@ -15,24 +15,35 @@ DTYPES = {"float32": torch.float32, "uint8": torch.uint8}
 _HOST = torch.device("cpu")
 
 
-def _buffer(size: int, dtype: torch.dtype, where: torch.device, pinned: bool, fill: torch.Tensor) -> torch.Tensor:
+def _buffer(
+    size: int, dtype: torch.dtype, where: torch.device, pinned: bool, fill: torch.Tensor
+) -> torch.Tensor:
     # Written through, so a pageable buffer's pages are really mapped before any round.
     tensor = torch.empty(size, 1, 28, 28, dtype=dtype, device=where)
     tensor.copy_(fill.expand_as(tensor))
     return tensor.pin_memory() if pinned else tensor
 
 
-def test_transfer(benchmark, plan, clock, telemetry, device, cpu_threads, direction, memory, size, dtype):
+def test_transfer(
+    benchmark, plan, clock, telemetry, device, cpu_threads, direction, memory, size, dtype
+):
     benchmark.group = FAMILY
     target = torch.device(device)
-    source, destination = {"h2d": (_HOST, target), "d2h": (target, _HOST), "h2h": (_HOST, _HOST)}[direction]
+    source, destination = {"h2d": (_HOST, target), "d2h": (target, _HOST), "h2h": (_HOST, _HOST)}[
+        direction
+    ]
     pinned = memory == "pinned"
     with skip_on_out_of_memory(device, f"{size} images of {dtype}"):
-        # The source holds a pattern and the destination zeros, so the check below sees a copy that did not happen.
+        # The source holds a pattern and the destination zeros, so the check below sees a copy that
+        # did not happen.
         pattern = (torch.arange(28 * 28) % 251).reshape(1, 1, 28, 28)
         src = _buffer(size, DTYPES[dtype], source, pinned and source == _HOST, pattern)
-        dst = _buffer(size, DTYPES[dtype], destination, pinned and destination == _HOST, torch.zeros(1))
-        benchmark.extra_info.update(fmt.transfer_figures(images=size, nbytes=src.numel() * src.element_size()))
+        dst = _buffer(
+            size, DTYPES[dtype], destination, pinned and destination == _HOST, torch.zeros(1)
+        )
+        benchmark.extra_info.update(
+            fmt.transfer_figures(images=size, nbytes=src.numel() * src.element_size())
+        )
         # A copy into a buffer allocated once: the round times the link, not the allocator.
         # non_blocking only matters with pinned host memory; the device clock waits for the copy.
         copy = lambda: dst.copy_(src, non_blocking=pinned)  # noqa: E731
@@ -49,4 +60,6 @@ def test_transfer(benchmark, plan, clock, telemetry, device, cpu_threads, direct
             calibrate=lambda _first_s: timed_call(clock, copy)[0],
             warmup_record={"copies": 2},
         )
-    assert torch.equal(dst[[0, -1]].cpu(), src[[0, -1]].cpu()), f"{direction} copy of {size} images did not arrive"
+    assert torch.equal(dst[[0, -1]].cpu(), src[[0, -1]].cpu()), (
+        f"{direction} copy of {size} images did not arrive"
+    )

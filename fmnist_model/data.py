@@ -93,14 +93,22 @@ def _count(path: Path, magic: int, dims: int) -> int:
     header_size = 4 * (1 + dims)
     head, size = _read(path, header_size)
     if len(head) < header_size:
-        raise DataError(f"{path}: {size} bytes, shorter than its {header_size}-byte IDX header (truncated?)")
+        raise DataError(
+            f"{path}: {size} bytes, shorter than its {header_size}-byte IDX header (truncated?)"
+        )
     found, count, *shape = struct.unpack(f">{1 + dims}I", head)
     if found != magic:
         kind = "images" if magic == _IMAGES_MAGIC else "labels"
-        gzipped = " It looks gzip-compressed: unpack it with gunzip." if head[:2] == b"\x1f\x8b" else ""
-        raise DataError(f"{path}: magic number {found}, not {magic} (an IDX file of FashionMNIST {kind}).{gzipped}")
+        gzipped = (
+            " It looks gzip-compressed: unpack it with gunzip." if head[:2] == b"\x1f\x8b" else ""
+        )
+        raise DataError(
+            f"{path}: magic number {found}, not {magic} (an IDX file of FashionMNIST {kind}).{gzipped}"
+        )
     if shape and shape != [_SIDE, _SIDE]:
-        raise DataError(f"{path}: images of {'x'.join(map(str, shape))} pixels, not {_SIDE}x{_SIDE}")
+        raise DataError(
+            f"{path}: images of {'x'.join(map(str, shape))} pixels, not {_SIDE}x{_SIDE}"
+        )
     expected = header_size + count * (_SIDE * _SIDE if dims == 3 else 1)
     if size != expected:
         raise DataError(
@@ -126,14 +134,21 @@ def check_fashion_mnist(root: str | os.PathLike = DEFAULT_ROOT) -> dict[str, int
     folder = _raw_folder(root)
     counts = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        images_file, labels_file = folder / f"{prefix}-images-idx3-ubyte", folder / f"{prefix}-labels-idx1-ubyte"
+        images_file, labels_file = (
+            folder / f"{prefix}-images-idx3-ubyte",
+            folder / f"{prefix}-labels-idx1-ubyte",
+        )
         images = _count(images_file, _IMAGES_MAGIC, 3)
         labels = _count(labels_file, _LABELS_MAGIC, 1)
         if images != labels:
-            raise DataError(f"{images_file} holds {images:,} images but {labels_file} {labels:,} labels")
+            raise DataError(
+                f"{images_file} holds {images:,} images but {labels_file} {labels:,} labels"
+            )
         body, _size = _read(labels_file, 8 + labels)
         if body[8:] and max(body[8:]) >= _CLASSES:
-            raise DataError(f"{labels_file}: a label of {max(body[8:])}, past FashionMNIST's {_CLASSES} classes")
+            raise DataError(
+                f"{labels_file}: a label of {max(body[8:])}, past FashionMNIST's {_CLASSES} classes"
+            )
         counts[split] = images
     return counts
 
@@ -156,13 +171,21 @@ def download_fashion_mnist(
         f"downloading FashionMNIST into {_raw_folder(root)} from {', '.join(mirrors)} (waiting at most {timeout:g} s for each reply)"
     )
     previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)  # urllib, under torchvision, takes the default when given none
+    socket.setdefaulttimeout(
+        timeout
+    )  # urllib, under torchvision, takes the default when given none
     try:
         datasets.FashionMNIST(str(root), train=True, download=True)
     except (OSError, RuntimeError, URLError) as exc:
         # The first file still missing is the one it was fetching.
-        pending = next((name for name, _md5 in datasets.FashionMNIST.resources
-                        if not (_raw_folder(root) / os.path.splitext(name)[0]).is_file()), "")  # fmt: skip
+        pending = next(
+            (
+                name
+                for name, _md5 in datasets.FashionMNIST.resources
+                if not (_raw_folder(root) / os.path.splitext(name)[0]).is_file()
+            ),
+            "",
+        )
         where = " or ".join(f"{mirror}{pending}" for mirror in mirrors)
         stalled = isinstance(exc, TimeoutError) or "timed out" in str(exc)
         why = f"no reply within {timeout:g} s" if stalled else " ".join(str(exc).split())
@@ -171,7 +194,9 @@ def download_fashion_mnist(
         socket.setdefaulttimeout(previous)
 
 
-def resolve_source(source: str, root: str | os.PathLike = DEFAULT_ROOT, download: bool = False) -> str:
+def resolve_source(
+    source: str, root: str | os.PathLike = DEFAULT_ROOT, download: bool = False
+) -> str:
     """Turn a source name into the data that will really be used: "fashion-mnist" or "synthetic".
 
     Raises ValueError for a name that is not a source. "auto" never reaches the network:
@@ -183,7 +208,9 @@ def resolve_source(source: str, root: str | os.PathLike = DEFAULT_ROOT, download
         if download or fashion_mnist_present(root):
             return "fashion-mnist"
         odd = _what_is_wrong(root)
-        if len(odd) < len(_raw_files(root)):  # some of the set is there: not "absent", and not usable
+        if len(odd) < len(
+            _raw_files(root)
+        ):  # some of the set is there: not "absent", and not usable
             raise DataError(
                 f"{_raw_folder(root)} holds part of FashionMNIST: {'; '.join(odd)}. "
                 "Complete it (--download), or remove it to use the synthetic stand-in."
@@ -244,7 +271,9 @@ def _synthetic_tensors(n: int, seed: int, train: bool) -> tuple[torch.Tensor, to
     # the samples come from a second stream that differs between the splits.
     patterns_rng = torch.Generator().manual_seed(seed)
     coarse = torch.rand(len(SyntheticFashionMNIST.classes), 1, 7, 7, generator=patterns_rng)
-    patterns = torch.nn.functional.interpolate(coarse, size=(28, 28), mode="bilinear", align_corners=False)
+    patterns = torch.nn.functional.interpolate(
+        coarse, size=(28, 28), mode="bilinear", align_corners=False
+    )
 
     rng = torch.Generator().manual_seed(seed * 2 + (0 if train else 1) + 1)
     # Balanced classes in a shuffled order, as in the real splits (6,000 / 1,000 per class).

@@ -33,11 +33,12 @@ def capture(
     before: Callable[[int], object] = lambda _size: None,
 ) -> dict[int, tuple[torch.cuda.CUDAGraph, object]]:
     """Each shape's `step(size)` captured as one CUDA graph: {size: (graph, what the step returned while captured,
-    the static output its replays write)}. torch's documented whole-network capture (CUDA semantics notes, "CUDA
-    Graphs"): each shape's step runs GRAPH_WARMUP_STEPS times on a side stream first, so that lazy state
-    (Adam's, cuBLAS workspaces, cuDNN's choices) exists before capture; `before(size)` runs ahead of every
-    run and of the capture (a training step sets its grads to None, so that replays write them afresh).
-    The shapes share one memory pool: they never run at once."""
+    the static output its replays write)}. torch's documented whole-network capture (CUDA semantics
+    notes, "CUDA Graphs"): each shape's step runs GRAPH_WARMUP_STEPS times on a side stream first,
+    so that lazy state (Adam's, cuBLAS workspaces, cuDNN's choices) exists before capture;
+    `before(size)` runs ahead of every run and of the capture (a training step sets its grads to
+    None, so that replays write them afresh). The shapes share one memory pool: they never run at
+    once."""
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):

@@ -118,7 +118,9 @@ def _changes(family: str, pipeline: str) -> dict:
 def train_config(pipeline: str, device: torch.device | str, cpus: int | None = None) -> TrainConfig:
     """The config of a training pipeline on `device`. Raises ValueError for an unknown pipeline."""
     if pipeline not in TRAIN_LADDER:
-        raise ValueError(f"{pipeline!r} is not a training pipeline: expected one of {', '.join(TRAIN_LADDER)}")
+        raise ValueError(
+            f"{pipeline!r} is not a training pipeline: expected one of {', '.join(TRAIN_LADDER)}"
+        )
     accelerator = not device_kind(str(torch.device(device))).host
     base = dict(
         pipeline=pipeline,
@@ -186,7 +188,9 @@ class InferenceConfig:
 def inference_config(pipeline: str) -> InferenceConfig:
     """The config of an inference pipeline. Raises ValueError for an unknown one."""
     if pipeline not in INFERENCE_LADDER:
-        raise ValueError(f"{pipeline!r} is not an inference pipeline: expected one of {', '.join(INFERENCE_LADDER)}")
+        raise ValueError(
+            f"{pipeline!r} is not an inference pipeline: expected one of {', '.join(INFERENCE_LADDER)}"
+        )
     base = dict(
         pipeline=pipeline,
         autograd="inference_mode",
@@ -197,6 +201,8 @@ def inference_config(pipeline: str) -> InferenceConfig:
         ragged="eager",
     )
     if pipeline == "eager":
-        base.update(autograd="enabled")  # the model called as a first attempt does: autograd records
+        base.update(
+            autograd="enabled"
+        )  # the model called as a first attempt does: autograd records
     base.update(_changes("inference", pipeline))
     return InferenceConfig(**base)

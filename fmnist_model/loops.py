@@ -46,7 +46,9 @@ class EpochResult:
         return self.correct / self.images
 
 
-def make_optimizer(model: nn.Module, lr: float = LEARNING_RATE, *, capturable: bool = False) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module, lr: float = LEARNING_RATE, *, capturable: bool = False
+) -> torch.optim.Optimizer:
     """The notes' optimizer: Adam at lr 0.01 (`capturable`: its state on the device, for a CUDA graph)."""
     return torch.optim.Adam(model.parameters(), lr=lr, capturable=capturable)
 
@@ -63,9 +65,12 @@ def phase(name: str, annotate: bool):
     return torch.profiler.record_function(name) if annotate else contextlib.nullcontext()
 
 
-def _step(model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, annotate: bool, autocast=None):
+def _step(
+    model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, annotate: bool, autocast=None
+):
     """One training step, the same in every loop, its phases named for the profiler: forward and the loss
-    (under `autocast` where given), backward (zero_grad included), the optimizer. Returns (preds, loss)."""
+    (under `autocast` where given), backward (zero_grad included), the optimizer. Returns (preds,
+    loss)."""
     with phase("forward", annotate), autocast or contextlib.nullcontext():
         preds = model(x)
         loss = F.cross_entropy(preds, y)
@@ -77,7 +82,9 @@ def _step(model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, annotat
     return preds, loss
 
 
-def seed_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = True, generator=None) -> DataLoader:
+def seed_loader(
+    dataset: Dataset, batch_size: int, *, shuffle: bool = True, generator=None
+) -> DataLoader:
     """The notes' DataLoader, as written: default workers (none), no pinning."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
 
@@ -111,7 +118,10 @@ def train_epoch_seed(
             break
         images, labels = batch
         with phase("h2d", annotate):
-            images, labels = images.to(device, non_blocking=non_blocking), labels.to(device, non_blocking=non_blocking)
+            images, labels = (
+                images.to(device, non_blocking=non_blocking),
+                labels.to(device, non_blocking=non_blocking),
+            )
         preds, loss = _step(model, optimizer, images, labels, annotate)
         if sync_per_batch:
             total_loss += loss.item() * len(labels)
@@ -158,7 +168,9 @@ def train_epoch_resident(
     total_loss = torch.zeros((), device=device)
     total_correct = torch.zeros((), dtype=torch.int64, device=device)
     autocast = (
-        torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
+        torch.autocast(device.type, dtype=autocast_dtype)
+        if autocast_dtype is not None
+        else contextlib.nullcontext()
     )
     for start in range(0, n, batch_size):
         with phase("data", annotate):
@@ -175,7 +187,11 @@ def train_epoch_resident(
 
 @torch.inference_mode()
 def predict(
-    model: nn.Module, images: torch.Tensor, batch_size: int, *, device: torch.device | str | None = None
+    model: nn.Module,
+    images: torch.Tensor,
+    batch_size: int,
+    *,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Predicted labels for `images` (uint8 or float [N,1,28,28]), `batch_size` at a time.
 
@@ -203,10 +219,16 @@ def accuracy(preds: torch.Tensor, labels: torch.Tensor) -> float:
     return preds.eq(labels.to(preds.device)).float().mean().item() if len(labels) else float("nan")
 
 
-def confusion_matrix(preds: torch.Tensor, labels: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+def confusion_matrix(
+    preds: torch.Tensor, labels: torch.Tensor, num_classes: int = NUM_CLASSES
+) -> torch.Tensor:
     """[true, predicted] counts, built in one bincount: no per-sample Python loop."""
     if preds.shape != labels.shape:
-        raise ValueError(f"preds {tuple(preds.shape)} and labels {tuple(labels.shape)} differ in shape")
+        raise ValueError(
+            f"preds {tuple(preds.shape)} and labels {tuple(labels.shape)} differ in shape"
+        )
     labels = labels.to(preds.device)
     flat = labels.to(torch.int64) * num_classes + preds.to(torch.int64)
-    return torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return torch.bincount(flat, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )

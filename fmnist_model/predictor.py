@@ -21,7 +21,9 @@ class Predictor:
     `loops.predict` does. `prepare(images)` compiles or captures each batch shape of a pass.
     """
 
-    def __init__(self, config: InferenceConfig, model: nn.Module, batch_size: int, device: torch.device | str) -> None:
+    def __init__(
+        self, config: InferenceConfig, model: nn.Module, batch_size: int, device: torch.device | str
+    ) -> None:
         reason = unsupported_reason(config.pipeline, device)
         if reason is not None:
             raise RuntimeError(reason)
@@ -29,11 +31,15 @@ class Predictor:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.config, self.batch_size, self.device = config, batch_size, torch.device(device)
         self._memory_format = (
-            torch.channels_last if config.memory_format == "channels_last" else torch.contiguous_format
+            torch.channels_last
+            if config.memory_format == "channels_last"
+            else torch.contiguous_format
         )
         self.model = model.to(self.device, memory_format=self._memory_format).eval()
         self.forward: Callable = (
-            compiled(self.model, config.compile_mode) if config.compile_mode is not None else self.model
+            compiled(self.model, config.compile_mode)
+            if config.compile_mode is not None
+            else self.model
         )
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
 
@@ -59,14 +65,20 @@ class Predictor:
             inputs = {size: images[:size].to(self.device).clone() for size in shapes}
             with torch.inference_mode():
                 captured = capture(self.device, shapes, lambda size: self._labels(inputs[size]))
-            self._graphs = {size: (graph, inputs[size], out) for size, (graph, out) in captured.items()}
+            self._graphs = {
+                size: (graph, inputs[size], out) for size, (graph, out) in captured.items()
+            }
             done["captured_shapes"] = shapes
         return done
 
     def __call__(self, images: torch.Tensor, *, device: bool = False) -> torch.Tensor:
         """Labels for `images`; `device=True` moves each batch to the device and the labels back (end to end)."""
         target = self.device if device else images.device
-        grad = torch.inference_mode() if self.config.autograd == "inference_mode" else torch.enable_grad()
+        grad = (
+            torch.inference_mode()
+            if self.config.autograd == "inference_mode"
+            else torch.enable_grad()
+        )
         out = []
         with grad:
             for start in range(0, len(images), self.batch_size):

@@ -56,10 +56,17 @@ class Trainer:
         reason = unsupported_reason(config.pipeline, device)
         if reason is not None:
             raise RuntimeError(reason)
-        self.config, self.device, self.batch_size, self.seed = config, torch.device(device), batch_size, seed
+        self.config, self.device, self.batch_size, self.seed = (
+            config,
+            torch.device(device),
+            batch_size,
+            seed,
+        )
         self.n = len(labels)
         self._memory_format = (
-            torch.channels_last if config.memory_format == "channels_last" else torch.contiguous_format
+            torch.channels_last
+            if config.memory_format == "channels_last"
+            else torch.contiguous_format
         )
         self._autocast = torch.bfloat16 if config.precision == "bfloat16" else None
         torch.manual_seed(seed)
@@ -67,7 +74,11 @@ class Trainer:
         self._initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.optimizer = make_optimizer(self.model, capturable=config.cuda_graph)
         # dynamic=False: shapes are few and fixed (a batch, and the last one): static kernels.
-        self.forward = compiled(self.model, config.compile_mode) if config.compile_mode is not None else self.model
+        self.forward = (
+            compiled(self.model, config.compile_mode)
+            if config.compile_mode is not None
+            else self.model
+        )
         self.dataset = dataset
         if config.data == "resident":
             self.images, self.labels = images.to(self.device), labels.to(self.device)
@@ -98,7 +109,9 @@ class Trainer:
         """Compile (compile) or capture (cuda_graph) each batch shape, then reset. Returns what was done."""
         done = {}
         if self.config.compile_mode is not None:
-            for size in self.shapes:  # one training step per shape compiles its forward and backward
+            for (
+                size
+            ) in self.shapes:  # one training step per shape compiles its forward and backward
                 loops.train_epoch_resident(
                     self.forward,
                     self.optimizer,
@@ -201,11 +214,11 @@ class _GraphedTraining:
     """Each training step (gather a batch, forward, backward, Adam) as one CUDA graph per batch shape.
 
     torch's documented whole-network capture (graphs.capture): static inputs (here the batch's
-    indices into the resident set), Adam with capturable=True, grads set to None before capture
-    so that replays write them afresh. The running totals are accumulated inside the graph, so an epoch is
-    one small index copy and one replay per batch, and one sync at the end. `model` may be
-    a compiled forward (compiled before capture), and the step runs in the config's memory
-    format and autocast dtype, as the resident loop does.
+    indices into the resident set), Adam with capturable=True, grads set to None before capture so
+    that replays write them afresh. The running totals are accumulated inside the graph, so an epoch
+    is one small index copy and one replay per batch, and one sync at the end. `model` may be a
+    compiled forward (compiled before capture), and the step runs in the config's memory format and
+    autocast dtype, as the resident loop does.
     """
 
     def __init__(
@@ -229,7 +242,11 @@ class _GraphedTraining:
             if memory_format is not torch.contiguous_format:
                 x = x.contiguous(memory_format=memory_format)
             y = labels[idx]
-            with torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext():
+            with (
+                torch.autocast(device.type, dtype=autocast_dtype)
+                if autocast_dtype
+                else contextlib.nullcontext()
+            ):
                 preds = model(x)
                 loss = F.cross_entropy(preds, y)
             loss.backward()

@@ -1,5 +1,6 @@
 """The work a case does, counted as its pipeline runs it: FLOPs by torch's flop counter, operations by a dispatch
-count of the pipeline's own epoch or pass (its DataLoader, copies and .item() included), copies as the loops make them."""
+count of the pipeline's own epoch or pass (its DataLoader, copies and .item() included), copies as
+the loops make them."""
 
 from __future__ import annotations
 
@@ -21,19 +22,21 @@ from .trainer import Trainer
 
 __all__ = ["COUNTED_ON", "Work", "inference_copies", "inference_work", "train_copies", "train_work"]
 
-# The batch sizes the counts are taken at. An epoch of 3 batches less one of 2 is one step; one of 2 batches less
-# two steps is what an epoch runs once (its order, running totals and their .item()); the same at a second batch
-# size gives what a step adds per image of its batch: the DataLoader pipelines convert and collate each image with
-# operations of its own (ToTensor), so their steps grow with the batch (at batch 100 the notes' loop runs 435
-# operations a step, at 1,000 about 3,100), where a step on resident data runs the same operations at any size.
-# Every counted operation (convolution, matrix product) is linear in the batch, so FLOPs per image do not depend on
-# it either. Small batches keep counting cheap on any device.
+# The batch sizes the counts are taken at. An epoch of 3 batches less one of 2 is one step; one of 2
+# batches less two steps is what an epoch runs once (its order, running totals and their .item());
+# the same at a second batch size gives what a step adds per image of its batch: the DataLoader
+# pipelines convert and collate each image with operations of its own (ToTensor), so their steps
+# grow with the batch (at batch 100 the notes' loop runs 435 operations a step, at 1,000 about
+# 3,100), where a step on resident data runs the same operations at any size. Every counted
+# operation (convolution, matrix product) is linear in the batch, so FLOPs per image do not depend
+# on it either. Small batches keep counting cheap on any device.
 COUNTED_ON = (2, 4)
-# What counted: FlopCounterMode counts convolutions and matrix products (2 FLOPs a multiply-add), not element-wise
-# operations or Adam's update; the operations are ATen's, views left out.
+# What counted: FlopCounterMode counts convolutions and matrix products (2 FLOPs a multiply-add),
+# not element-wise operations or Adam's update; the operations are ATen's, views left out.
 COUNTER = "torch.utils.flop_counter (convolutions and matrix products, 2 FLOPs a multiply-add); ATen operations"
-# Bytes of what the loops copy between host and device: ToTensor's float32 images of 1x28x28, int64 labels and
-# shuffled indices, and the two running totals .item() reads back (a float32 loss, an int64 count).
+# Bytes of what the loops copy between host and device: ToTensor's float32 images of 1x28x28, int64
+# labels and shuffled indices, and the two running totals .item() reads back (a float32 loss, an
+# int64 count).
 IMAGE_BYTES = 28 * 28 * 4
 INDEX_BYTES = 8
 TOTALS_BYTES = (4, 8)
@@ -57,8 +60,12 @@ class Work:
     """What one step (a training step, an inference batch) and one epoch (or pass) run, counted."""
 
     flops_per_image: float
-    ops_fixed: int | None  # a step's operations at any batch size (None: not counted, as under torch.compile)
-    ops_per_image: int | None  # and these more for each image of its batch (the DataLoader's per-image work)
+    ops_fixed: (
+        int | None
+    )  # a step's operations at any batch size (None: not counted, as under torch.compile)
+    ops_per_image: (
+        int | None
+    )  # and these more for each image of its batch (the DataLoader's per-image work)
     ops_per_epoch: int | None  # once an epoch or pass, beside its steps
 
     def ops_at(self, batch_size: int) -> int | None:
@@ -83,7 +90,8 @@ class Work:
 
 def _counted(run) -> tuple[float, int]:
     """(FLOPs, operations) of one call of `run`, counted under torch's flop counter and a dispatch count as the
-    operations are dispatched (nothing here waits for a device: the counts are complete when `run` returns)."""
+    operations are dispatched (nothing here waits for a device: the counts are complete when `run`
+    returns)."""
     flops = FlopCounterMode(display=False)
     ops = _Operations()
     with flops, ops:
@@ -93,9 +101,9 @@ def _counted(run) -> tuple[float, int]:
 
 def _from_epochs(prepare, epoch) -> Work:
     """Work from `epoch(batch_size, batches)`, which runs a whole epoch or pass of that many batches of that size
-    once `prepare(batch_size, batches)` has set it up and run it once, uncounted (as a case's setup and warm-up
-    are not timed): the first calls' one-off work (starting the DataLoader's workers, a kernel's choice, a lazy
-    buffer) stays out of the counts."""
+    once `prepare(batch_size, batches)` has set it up and run it once, uncounted (as a case's setup
+    and warm-up are not timed): the first calls' one-off work (starting the DataLoader's workers, a
+    kernel's choice, a lazy buffer) stays out of the counts."""
     small, large = COUNTED_ON
 
     def counted(batch_size: int, batches: int) -> tuple[float, int]:
@@ -121,9 +129,10 @@ _CACHE: dict[tuple, Work] = {}
 
 def train_work(config: TrainConfig, device: str, split) -> Work:
     """A training pipeline's work on `device`, counted on its own epochs over the first images of `split` (a
-    fmnist_model Split): its DataLoader and copies, in its memory format and precision. Under torch.compile
-    its operations are left uncounted (the generated kernels fuse them; its FLOPs are the eager step's); a
-    CUDA graph replays the eager step's kernels, which are what is counted. Cached per config and device."""
+    fmnist_model Split): its DataLoader and copies, in its memory format and precision. Under
+    torch.compile its operations are left uncounted (the generated kernels fuse them; its FLOPs are
+    the eager step's); a CUDA graph replays the eager step's kernels, which are what is counted.
+    Cached per config and device."""
     key = ("train", config, device)
     if key not in _CACHE:
         eager = dataclasses.replace(config, compile_mode=None, cuda_graph=False, ragged="eager")
@@ -131,8 +140,9 @@ def train_work(config: TrainConfig, device: str, split) -> Work:
         trainers: dict[tuple[int, int], Trainer] = {}
 
         def prepare(batch_size: int, batches: int) -> None:
-            # A trainer whose epoch is exactly these batches (a persistent DataLoader runs whole epochs only), run
-            # once, then put back to its first weights, as a case's warm-up and setup do.
+            # A trainer whose epoch is exactly these batches (a persistent DataLoader runs whole
+            # epochs only), run once, then put back to its first weights, as a case's warm-up and
+            # setup do.
             n = batch_size * batches
             torch.manual_seed(0)
             trainer = Trainer(
@@ -159,9 +169,9 @@ def train_work(config: TrainConfig, device: str, split) -> Work:
 
 def inference_work(config: InferenceConfig, device: str, mode: str, images: torch.Tensor) -> Work:
     """An inference pipeline's work on `device` in `mode` (compute: the images already there; end_to_end: each
-    batch moved there and the labels brought back), counted on its own passes over the first of `images` (float,
-    on the host). Operations under torch.compile are left uncounted, as for training. Cached per config, device
-    and mode."""
+    batch moved there and the labels brought back), counted on its own passes over the first of
+    `images` (float, on the host). Operations under torch.compile are left uncounted, as for
+    training. Cached per config, device and mode."""
     key = ("inference", config, device, mode)
     if key not in _CACHE:
         eager = dataclasses.replace(config, compile_mode=None, cuda_graph=False, ragged="eager")
@@ -199,19 +209,25 @@ def _copy(direction: str, memory: str, nbytes: int, count: int) -> dict:
 
 def train_copies(config: TrainConfig, device: str, images: int, batch_size: int) -> list[dict]:
     """The copies between host and device an epoch of `config` makes, as fmnist_model/loops.py makes them:
-    a DataLoader batch's images and labels each (pinned where the loader pins), and its two .item() every
-    batch (the notes' loop) or at the end; the resident loop's shuffled order once, and its totals at the end.
-    None on the CPU: a copy within the host is no copy between host and device."""
+    a DataLoader batch's images and labels each (pinned where the loader pins), and its two .item()
+    every batch (the notes' loop) or at the end; the resident loop's shuffled order once, and its
+    totals at the end. None on the CPU: a copy within the host is no copy between host and device.
+    """
     if device_kind(device).host:
         return []
     out = []
     if config.data == "dataloader":
         memory = "pinned" if config.pin_memory else "pageable"
         for count, size in _batches(images, batch_size):
-            out += [_copy("h2d", memory, size * IMAGE_BYTES, count), _copy("h2d", memory, size * INDEX_BYTES, count)]
+            out += [
+                _copy("h2d", memory, size * IMAGE_BYTES, count),
+                _copy("h2d", memory, size * INDEX_BYTES, count),
+            ]
         reads = math.ceil(images / batch_size) if config.sync_per_batch else 1
     else:
-        out.append(_copy("h2d", "pageable", images * INDEX_BYTES, 1))  # the epoch's order, to the device
+        out.append(
+            _copy("h2d", "pageable", images * INDEX_BYTES, 1)
+        )  # the epoch's order, to the device
         reads = 1
     out += [_copy("d2h", "pageable", nbytes, reads) for nbytes in TOTALS_BYTES]
     return out
@@ -219,8 +235,12 @@ def train_copies(config: TrainConfig, device: str, images: int, batch_size: int)
 
 def inference_copies(device: str, mode: str, images: int, batch_size: int) -> list[dict]:
     """The copies a pass makes (Predictor.__call__): end to end, each batch's images to the device, and the
-    labels back once, concatenated on the device; compute mode none (the images are there, the labels stay)."""
+    labels back once, concatenated on the device; compute mode none (the images are there, the
+    labels stay)."""
     if device_kind(device).host or mode != "end_to_end":
         return []
-    out = [_copy("h2d", "pageable", size * IMAGE_BYTES, count) for count, size in _batches(images, batch_size)]
+    out = [
+        _copy("h2d", "pageable", size * IMAGE_BYTES, count)
+        for count, size in _batches(images, batch_size)
+    ]
     return [*out, _copy("d2h", "pageable", images * INDEX_BYTES, 1)]

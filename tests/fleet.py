@@ -25,7 +25,19 @@ from pathlib import Path
 import numpy as np
 
 SEED_RUN = Path(__file__).parent / "fixtures" / "constructed_gpu_run.json"
-_TIMES = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "ld15iqr", "hd15iqr", "total")
+_TIMES = (
+    "min",
+    "max",
+    "mean",
+    "stddev",
+    "median",
+    "iqr",
+    "q1",
+    "q3",
+    "ld15iqr",
+    "hd15iqr",
+    "total",
+)
 
 
 def factors(machines: int, seed: int = 0) -> list[tuple[float, float]]:
@@ -35,7 +47,9 @@ def factors(machines: int, seed: int = 0) -> list[tuple[float, float]]:
                                                    strict=True)]  # fmt: skip
 
 
-def machine_run(base: dict, index: int, run: int, cpu: float, gpu: float, rng: np.random.Generator) -> dict:
+def machine_run(
+    base: dict, index: int, run: int, cpu: float, gpu: float, rng: np.random.Generator
+) -> dict:
     out = copy.deepcopy(base)
     name = f"fleet-{index:04d}"
     info = out["machine_info"]
@@ -66,7 +80,11 @@ def make_fleet(folder: Path, machines: int, runs: int = 1, seed: int = 0) -> lis
     for index, (cpu, gpu) in enumerate(factors(machines, seed)):
         for run in range(runs):
             data = machine_run(base, index, run, cpu, gpu, rng)
-            path = folder / data["machine_info"]["fmnist_bench"]["machine_key"] / f"{run + 1:04d}_fleet.json"
+            path = (
+                folder
+                / data["machine_info"]["fmnist_bench"]["machine_key"]
+                / f"{run + 1:04d}_fleet.json"
+            )
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(data))
             written.append(path)
@@ -87,11 +105,17 @@ def _time_report(folder: Path, out: Path) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.fleet", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fleet", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("folder", type=Path)
     parser.add_argument("--machines", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--time", action="store_true", help="then time the report: first read, and with the cache warm")
+    parser.add_argument(
+        "--time",
+        action="store_true",
+        help="then time the report: first read, and with the cache warm",
+    )
     args = parser.parse_args(argv)
     if args.machines < 1 or args.runs < 1:
         parser.error("--machines and --runs must be at least 1")
@@ -104,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.time:
         out = args.folder.parent / f"{args.folder.name}-report"
         for when in ("first read", "cache warm", "one new run"):
-            if when == "one new run":  # a machine's next run: its page and the rankings it moves are drawn again
+            if (
+                when == "one new run"
+            ):  # a machine's next run: its page and the rankings it moves are drawn again
                 base = json.loads(SEED_RUN.read_text())
                 cpu, gpu = factors(args.machines)[0]
                 run = machine_run(base, 0, args.runs, cpu, gpu, np.random.default_rng(7))

@@ -30,7 +30,13 @@ print(record["mode"], faults())
 
 
 def faults_in_a_fresh_process(mode):
-    out = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", FAULTS, mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     recorded, faults = out.stdout.split()
     return recorded, int(faults)
 
@@ -49,9 +55,18 @@ def test_keeping_freed_blocks_stops_the_page_faults_of_reallocating_them():
 def test_the_record_says_what_the_run_was_held_to():
     # "default" changes nothing, so it can run in this process.
     assert set_host_allocator("default")["mode"] == "default"
-    code = "from bench.measure.allocator import set_host_allocator; print(set_host_allocator('keep'))"
+    code = (
+        "from bench.measure.allocator import set_host_allocator; print(set_host_allocator('keep'))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
+    )
     record = ast.literal_eval(out.stdout)
     assert record == {"mode": "keep", "library": f"glibc {platform.libc_ver()[1]}", "how": "mmap threshold",
                       "keep_bytes": KEEP_BYTES}  # fmt: skip
@@ -60,7 +75,11 @@ def test_the_record_says_what_the_run_was_held_to():
 def test_another_c_library_runs_with_its_own_policy_and_says_so(monkeypatch):
     monkeypatch.setattr(allocator, "_library", lambda: ("musl", "1.2"))
     record = set_host_allocator("keep")
-    assert record["mode"] == "default" and record["library"] == "musl 1.2" and "glibc" in record["reason"]
+    assert (
+        record["mode"] == "default"
+        and record["library"] == "musl 1.2"
+        and "glibc" in record["reason"]
+    )
 
 
 class FakeLibc:
@@ -86,13 +105,20 @@ def test_glibc_refusing_a_high_mmap_threshold_keeps_blocks_by_not_mapping_them(m
     libc = fake_glibc(monkeypatch, refuse={-3})  # M_MMAP_THRESHOLD refused above 32 MiB
     record = set_host_allocator("keep")
     assert record["mode"] == "keep" and record["how"] == "no mmap"
-    assert libc.calls == [(-1, KEEP_BYTES), (-3, KEEP_BYTES), (-4, 0)]  # trim, mmap threshold, then M_MMAP_MAX 0
+    assert libc.calls == [
+        (-1, KEEP_BYTES),
+        (-3, KEEP_BYTES),
+        (-4, 0),
+    ]  # trim, mmap threshold, then M_MMAP_MAX 0
 
 
 def test_glibc_refusing_everything_is_recorded_not_fatal(monkeypatch):
     fake_glibc(monkeypatch, refuse={-1, -3, -4})
     record = set_host_allocator("keep")
-    assert record["mode"] == "default" and record["reason"] == f"glibc refused mallopt(M_TRIM_THRESHOLD, {KEEP_BYTES})"
+    assert (
+        record["mode"] == "default"
+        and record["reason"] == f"glibc refused mallopt(M_TRIM_THRESHOLD, {KEEP_BYTES})"
+    )
 
 
 def test_a_preloaded_allocator_is_recorded(monkeypatch):
@@ -103,7 +129,9 @@ def test_a_preloaded_allocator_is_recorded(monkeypatch):
 
 
 def test_an_unknown_mode_is_refused_by_name():
-    with pytest.raises(ValueError, match="'fast' is not a host allocator mode: expected keep or default"):
+    with pytest.raises(
+        ValueError, match="'fast' is not a host allocator mode: expected keep or default"
+    ):
         set_host_allocator("fast")
 
 
@@ -112,7 +140,11 @@ def test_the_check_pairs_each_case_across_the_two_allocators_with_its_faults():
 
     def run(median, faults, name="test_train_epoch[cpu-2t-1000-resident]"):
         telemetry = {"host": {"minor_faults_per_round": faults}}
-        return {"benchmarks": [{"name": name, "stats": {"median": median}, "extra_info": {"telemetry": telemetry}}]}
+        return {
+            "benchmarks": [
+                {"name": name, "stats": {"median": median}, "extra_info": {"telemetry": telemetry}}
+            ]
+        }
 
     runs = {"default": [run(3.3, 1.45e6), run(3.0, 1.40e6)], "keep": [run(1.6, 0.0), run(1.5, 3.0)]}
     runs["keep"].append(run(1.0, 0, name="only-in-keep"))  # not in both: not compared
@@ -121,4 +153,6 @@ def test_the_check_pairs_each_case_across_the_two_allocators_with_its_faults():
     assert row["default"] == pytest.approx(3.15) and row["keep"] == pytest.approx(1.55)
     assert row["ratio"] == pytest.approx(3.15 / 1.55)
     assert row["trial_ratios"] == pytest.approx([3.3 / 1.6, 3.0 / 1.5])
-    assert row["default_faults"] == pytest.approx(1.425e6) and row["keep_faults"] == pytest.approx(1.5)
+    assert row["default_faults"] == pytest.approx(1.425e6) and row["keep_faults"] == pytest.approx(
+        1.5
+    )

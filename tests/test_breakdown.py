@@ -12,13 +12,17 @@ CPU, CUDA = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
 
 def event(name, device_type, start_us, end_us, annotation=False):
     span = SimpleNamespace(elapsed_us=lambda: end_us - start_us)
-    return SimpleNamespace(name=name, device_type=device_type, time_range=span, is_user_annotation=annotation)
+    return SimpleNamespace(
+        name=name, device_type=device_type, time_range=span, is_user_annotation=annotation
+    )
 
 
 def test_device_work_counts_the_gpus_operations_not_the_host_or_the_named_ranges():
     events = [
         event("aten::conv2d", CPU, 0, 900),  # the host's side: not the GPU's work
-        event("forward", CUDA, 0, 800),  # a phase's span on the GPU (older torch: no annotation flag)
+        event(
+            "forward", CUDA, 0, 800
+        ),  # a phase's span on the GPU (older torch: no annotation flag)
         event("Optimizer.step#Adam.step", CUDA, 800, 1000, annotation=True),
         event("void cudnn::conv_fwd_kernel", CUDA, 10, 110),
         event("Memcpy HtoD (Pageable -> Device)", CUDA, 200, 250),
@@ -36,10 +40,16 @@ def test_device_work_counts_the_gpus_operations_not_the_host_or_the_named_ranges
 
 
 def test_the_costliest_operations_are_summed_by_name_and_only_the_first_few_kept():
-    events = [event(f"kernel_{i % 10}", CUDA, 0, 1 + i % 10) for i in range(100)]  # kernel_9 costs most
+    events = [
+        event(f"kernel_{i % 10}", CUDA, 0, 1 + i % 10) for i in range(100)
+    ]  # kernel_9 costs most
     events.append(event("k" * 300, CUDA, 0, 1))
     top = device_work(events, epoch_s=1.0)["top"]
-    assert len(top) == 8 and top[0] == {"name": "kernel_9", "count": 10, "seconds": pytest.approx(100e-6)}
+    assert len(top) == 8 and top[0] == {
+        "name": "kernel_9",
+        "count": 10,
+        "seconds": pytest.approx(100e-6),
+    }
     assert all(len(t["name"]) <= 120 for t in top)
 
 
@@ -54,7 +64,11 @@ def test_device_work_of_an_epoch_with_no_gpu_operations():
 
 def average(name, self_us, count=1, device_type=CPU, annotation=False):
     return SimpleNamespace(
-        key=name, count=count, self_cpu_time_total=self_us, device_type=device_type, is_user_annotation=annotation
+        key=name,
+        count=count,
+        self_cpu_time_total=self_us,
+        device_type=device_type,
+        is_user_annotation=annotation,
     )
 
 
@@ -64,7 +78,9 @@ def test_host_work_ranks_the_cpus_operations_by_their_own_time_not_the_ranges():
         average("Optimizer.step#Adam.step", 50_000, annotation=True),  # the optimizer's range
         average("aten::convolution_backward", 300_000, count=40),
         average("aten::max_pool2d_with_indices", 250_000, count=40),
-        average("## Call CompiledFxGraph abc", 400_000, count=20),  # inductor's generated code: its own time counts
+        average(
+            "## Call CompiledFxGraph abc", 400_000, count=20
+        ),  # inductor's generated code: its own time counts
         average("void some_kernel", 999_000, device_type=CUDA),
         *(average(f"aten::op{i}", 10 - i) for i in range(10)),
     ]
@@ -75,7 +91,12 @@ def test_host_work_ranks_the_cpus_operations_by_their_own_time_not_the_ranges():
         "aten::convolution_backward",
         "aten::max_pool2d_with_indices",
     ]
-    assert top[1] == {"name": "aten::convolution_backward", "count": 40, "seconds": 0.3, "share": 0.15}
+    assert top[1] == {
+        "name": "aten::convolution_backward",
+        "count": 40,
+        "seconds": 0.3,
+        "share": 0.15,
+    }
     assert host_work([average("aten::add", 5)], epoch_s=0.0)["top"][0]["share"] is None
 
 
@@ -96,8 +117,12 @@ def test_a_cpu_profile_names_its_phases_and_no_device_work():
         with torch.profiler.record_function("forward"):
             torch.ones(64, 64) @ torch.ones(64, 64)
 
-    clock = iter([0.0, 0.1, 0.6, 2.0]).__next__  # before the profiler, the epoch's two ends, after its processing
+    clock = iter(
+        [0.0, 0.1, 0.6, 2.0]
+    ).__next__  # before the profiler, the epoch's two ends, after its processing
     out = profile_epoch(clock, "cpu", epoch)
-    assert out["epoch_s"] == 0.5 and out["wall_s"] == 2.0  # what the profile cost the run, not only the epoch
+    assert (
+        out["epoch_s"] == 0.5 and out["wall_s"] == 2.0
+    )  # what the profile cost the run, not only the epoch
     assert set(out["host_s"]) == {"forward"} and out["host_s"]["forward"] > 0
     assert out["device_s"] is None and out["device_work"] is None

@@ -16,18 +16,33 @@ def test_each_variant_is_the_cuda_graph_step_with_its_changes():
     assert check_gpu.variant_config("cuda_graph", "cuda:0") == train_config("cuda_graph", "cuda:0")
     both = check_gpu.variant_config("cuda_graph+channels_last+bf16+cudnn_benchmark", "cuda:0")
     assert both.cuda_graph and (both.memory_format, both.precision) == ("channels_last", "bfloat16")
-    assert not hasattr(both, "cudnn_benchmark")  # set for the whole process, not a field of the step
+    assert not hasattr(
+        both, "cudnn_benchmark"
+    )  # set for the whole process, not a field of the step
     assert check_gpu.variant_config("cuda_graph+compile", "cuda:0").compile_mode == "default"
-    fused = check_gpu.variant_config("cuda_graph+compile+fused_adam", "cuda:0")  # Adam is swapped in, not a field
+    fused = check_gpu.variant_config(
+        "cuda_graph+compile+fused_adam", "cuda:0"
+    )  # Adam is swapped in, not a field
     assert fused == check_gpu.variant_config("cuda_graph+compile", "cuda:0")
 
 
-def case(pipeline, device="cuda:0", batch_size=1000, median=0.05, joules=30.0, images=60000, group="train"):
+def case(
+    pipeline,
+    device="cuda:0",
+    batch_size=1000,
+    median=0.05,
+    joules=30.0,
+    images=60000,
+    group="train",
+):
     return {
         "group": group,
         "params": {"device": device, "batch_size": batch_size, "pipeline": pipeline},
         "stats": {"median": median},
-        "extra_info": {"images": images, "telemetry": {"gpu": {"energy_per_round_j": joules, "energy_reliable": True}}},
+        "extra_info": {
+            "images": images,
+            "telemetry": {"gpu": {"energy_per_round_j": joules, "energy_reliable": True}},
+        },
     }
 
 
@@ -72,7 +87,12 @@ def test_without_the_gpu_in_the_runs_machine_facts_there_is_no_comparison(monkey
     unmatched = ({"available": True}, [{"index": 0, "cuda_device": None, "uuid": "GPU-other"}])
     times = iter(range(1000))
     out = check_energy.energy_here(
-        FakeTrainer(gpu), torch.device("cuda:0"), epoch_s=0.5, clock=lambda: next(times), machine=unmatched, uuid="abc"
+        FakeTrainer(gpu),
+        torch.device("cuda:0"),
+        epoch_s=0.5,
+        clock=lambda: next(times),
+        machine=unmatched,
+        uuid="abc",
     )
     assert out["ratio"] is None and "no NVML GPU matched to cuda:0" in out["reason"]
 
@@ -100,7 +120,12 @@ def test_the_telemetry_and_a_direct_reading_bracket_the_same_epochs(monkeypatch)
     trainer = FakeTrainer(gpu)
     times = iter(range(1000))
     out = check_energy.energy_here(
-        trainer, torch.device("cuda:0"), epoch_s=0.5, clock=lambda: next(times), machine=MACHINE, uuid="abc"
+        trainer,
+        torch.device("cuda:0"),
+        epoch_s=0.5,
+        clock=lambda: next(times),
+        machine=MACHINE,
+        uuid="abc",
     )
     assert out["uuid"] == "GPU-abc"  # read through NVML's own lookup of torch's UUID
     assert out["epochs"] == trainer.epochs == 10  # at least 10, and at least 2 s of them
@@ -123,7 +148,12 @@ def test_the_check_fails_when_the_telemetry_counts_energy_outside_the_epochs(mon
         return float(len(calls))
 
     out = check_energy.energy_here(
-        FakeTrainer(gpu), torch.device("cuda:0"), epoch_s=0.5, clock=clock, machine=MACHINE, uuid="GPU-abc"
+        FakeTrainer(gpu),
+        torch.device("cuda:0"),
+        epoch_s=0.5,
+        clock=clock,
+        machine=MACHINE,
+        uuid="GPU-abc",
     )
     assert out["direct_j"] == pytest.approx(30.0) and out["telemetry_j"] == pytest.approx(40.0)
     assert out["within"] is False
@@ -133,19 +163,34 @@ def test_on_the_cpu_it_times_resident_and_says_why_no_graph_was_built(tmp_path, 
     run = tmp_path / "run.json"
     run.write_text(
         json.dumps(
-            {"machine_info": {}, "benchmarks": [case("seed", device="cpu", batch_size=100, median=9.0, images=300)]}
+            {
+                "machine_info": {},
+                "benchmarks": [case("seed", device="cpu", batch_size=100, median=9.0, images=300)],
+            }
         )
     )
     out = tmp_path / "out.json"
     args = ["--device", "cpu", "--images", "300", "--batch-size", "100", "--rounds", "2"]
-    assert check_gpu.main([*args, "--variants", "resident,cuda_graph", "--run", str(run), "--json", str(out)]) == 0
+    assert (
+        check_gpu.main(
+            [*args, "--variants", "resident,cuda_graph", "--run", str(run), "--json", str(out)]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
-    assert "cuda_graph: could not be built: RuntimeError: a CUDA graph captures CUDA kernels" in printed
-    assert printed.count("a CUDA graph captures CUDA kernels") == 1  # the table points back, not repeats
+    assert (
+        "cuda_graph: could not be built: RuntimeError: a CUDA graph captures CUDA kernels"
+        in printed
+    )
+    assert (
+        printed.count("a CUDA graph captures CUDA kernels") == 1
+    )  # the table points back, not repeats
     saved = json.loads(out.read_text())
     resident = saved["variants"]["resident"]
     assert len(resident["times"]) == 2 and resident["loss_ok"] is True
-    assert saved["summary"]["fastest"]["variant"] == "resident" and saved["summary"]["device"] == "CPU"
+    assert (
+        saved["summary"]["fastest"]["variant"] == "resident" and saved["summary"]["device"] == "CPU"
+    )
     assert saved["summary"]["fastest"]["vs_seed"] == pytest.approx(9.0 / resident["median_s"])
     assert "energy" not in saved["summary"]  # NVML's counter is a GPU's
 
@@ -153,19 +198,38 @@ def test_on_the_cpu_it_times_resident_and_says_why_no_graph_was_built(tmp_path, 
 @pytest.mark.parametrize(
     "cases, says",
     [
-        ([case("seed", device="cpu", batch_size=100, median=9.0, images=60000)], "its seed epoch was 60000 images"),
+        (
+            [case("seed", device="cpu", batch_size=100, median=9.0, images=60000)],
+            "its seed epoch was 60000 images",
+        ),
         (
             [case("seed", device="cpu", batch_size=1000, median=9.0, images=200)],
             "no seed epoch on cpu at batch size 100",
         ),
-        ([case("resident", device="cpu", batch_size=100, median=1.0, images=200)], "no seed epoch on cpu"),
+        (
+            [case("resident", device="cpu", batch_size=100, median=1.0, images=200)],
+            "no seed epoch on cpu",
+        ),
     ],
 )
-def test_a_run_without_a_usable_seed_epoch_is_no_baseline_and_says_why(tmp_path, capsys, cases, says):
+def test_a_run_without_a_usable_seed_epoch_is_no_baseline_and_says_why(
+    tmp_path, capsys, cases, says
+):
     run = tmp_path / "run.json"
     run.write_text(json.dumps({"machine_info": {}, "benchmarks": cases}))
     out = tmp_path / "out.json"
-    args = ["--device", "cpu", "--images", "200", "--batch-size", "100", "--rounds", "1", "--variants", "resident"]
+    args = [
+        "--device",
+        "cpu",
+        "--images",
+        "200",
+        "--batch-size",
+        "100",
+        "--rounds",
+        "1",
+        "--variants",
+        "resident",
+    ]
     assert check_gpu.main([*args, "--run", str(run), "--json", str(out)]) == 0
     summary = json.loads(out.read_text())["summary"]
     assert "vs_seed" not in summary["fastest"] and summary["seed_baseline"] is None
@@ -175,10 +239,16 @@ def test_a_run_without_a_usable_seed_epoch_is_no_baseline_and_says_why(tmp_path,
 
 
 def test_a_run_of_another_gpu_model_is_named():
-    run = {"machine_info": {"gpus": [{"name": "NVIDIA H100 80GB HBM3"}, {"name": "NVIDIA H100 80GB HBM3"}]}}
+    run = {
+        "machine_info": {
+            "gpus": [{"name": "NVIDIA H100 80GB HBM3"}, {"name": "NVIDIA H100 80GB HBM3"}]
+        }
+    }
     assert check_gpu._other_gpus(run, "NVIDIA H200") == "NVIDIA H100 80GB HBM3"
     assert check_gpu._other_gpus(run, "NVIDIA H100 80GB HBM3") is None
-    assert check_gpu._other_gpus({"machine_info": {"gpus": []}}, "NVIDIA H200") is None  # a CPU run: nothing to say
+    assert (
+        check_gpu._other_gpus({"machine_info": {"gpus": []}}, "NVIDIA H200") is None
+    )  # a CPU run: nothing to say
 
 
 @pytest.mark.parametrize(
@@ -213,27 +283,64 @@ def _break_epoch(monkeypatch, pipeline: str, message: str, on_call: int) -> None
     monkeypatch.setattr(Trainer, "epoch", epoch)
 
 
-def test_a_variant_that_fails_in_its_epochs_is_named_and_the_others_are_kept(tmp_path, monkeypatch, capsys):
+def test_a_variant_that_fails_in_its_epochs_is_named_and_the_others_are_kept(
+    tmp_path, monkeypatch, capsys
+):
 
     monkeypatch.setattr(check_gpu, "VARIANTS", {"resident": None, "channels_last": None})
     _break_epoch(monkeypatch, "channels_last", "an epoch that breaks", on_call=1)
     out = tmp_path / "out.json"
-    args = ["--device", "cpu", "--images", "200", "--batch-size", "100", "--rounds", "2", "--json", str(out)]
+    args = [
+        "--device",
+        "cpu",
+        "--images",
+        "200",
+        "--batch-size",
+        "100",
+        "--rounds",
+        "2",
+        "--json",
+        str(out),
+    ]
     assert check_gpu.main([*args, "--variants", "channels_last,resident"]) == 0
     saved = json.loads(out.read_text())
-    assert saved["summary"]["failed"] == {"channels_last": "epoch 0: RuntimeError: an epoch that breaks"}
-    assert len(saved["variants"]["resident"]["times"]) == 2 and saved["summary"]["fastest"]["variant"] == "resident"
+    assert saved["summary"]["failed"] == {
+        "channels_last": "epoch 0: RuntimeError: an epoch that breaks"
+    }
+    assert (
+        len(saved["variants"]["resident"]["times"]) == 2
+        and saved["summary"]["fastest"]["variant"] == "resident"
+    )
     assert "channels_last: failed in epoch 0" in capsys.readouterr().out
 
 
-def test_a_lost_cuda_context_stops_the_check_and_keeps_what_was_measured(tmp_path, monkeypatch, capsys):
+def test_a_lost_cuda_context_stops_the_check_and_keeps_what_was_measured(
+    tmp_path, monkeypatch, capsys
+):
 
-    monkeypatch.setattr(check_gpu, "VARIANTS", {"resident": None, "channels_last": None, "bf16": None})
-    monkeypatch.setattr(check_gpu, "_context_lost", lambda device: "RuntimeError: an illegal memory access")
+    monkeypatch.setattr(
+        check_gpu, "VARIANTS", {"resident": None, "channels_last": None, "bf16": None}
+    )
+    monkeypatch.setattr(
+        check_gpu, "_context_lost", lambda device: "RuntimeError: an illegal memory access"
+    )
     # Its third epoch is round 2's last, after the others' epochs of that round.
-    _break_epoch(monkeypatch, "channels_last", "an illegal memory access was encountered", on_call=3)
+    _break_epoch(
+        monkeypatch, "channels_last", "an illegal memory access was encountered", on_call=3
+    )
     out = tmp_path / "out.json"
-    args = ["--device", "cpu", "--images", "200", "--batch-size", "100", "--rounds", "3", "--json", str(out)]
+    args = [
+        "--device",
+        "cpu",
+        "--images",
+        "200",
+        "--batch-size",
+        "100",
+        "--rounds",
+        "3",
+        "--json",
+        str(out),
+    ]
     assert check_gpu.main([*args, "--variants", "resident,channels_last,bf16"]) == 0
     saved = json.loads(out.read_text())
     assert saved["summary"]["failed"] == {
@@ -242,7 +349,11 @@ def test_a_lost_cuda_context_stops_the_check_and_keeps_what_was_measured(tmp_pat
     assert saved["summary"]["context_lost"].startswith("after channels_last failed")
     for name in ("resident", "bf16"):  # their two timed rounds stand, unprofiled
         row = saved["variants"][name]
-        assert len(row["times"]) == 2 and row["median_s"] > 0 and row["stopped"].startswith("after 2 timed rounds")
+        assert (
+            len(row["times"]) == 2
+            and row["median_s"] > 0
+            and row["stopped"].startswith("after 2 timed rounds")
+        )
         assert "profile" not in row
     assert saved["summary"]["fastest"]["variant"] in ("resident", "bf16")
     printed = capsys.readouterr().out
@@ -258,13 +369,19 @@ def test_cudnn_benchmark_variants_run_only_in_a_call_of_their_own(capsys):
     assert "the cudnn_benchmark variants run only in a call of their own" in capsys.readouterr().err
 
 
-def test_a_cudnn_benchmark_call_holds_the_mode_for_its_whole_process_and_puts_it_back(tmp_path, monkeypatch):
+def test_a_cudnn_benchmark_call_holds_the_mode_for_its_whole_process_and_puts_it_back(
+    tmp_path, monkeypatch
+):
     import torch
 
     from fmnist_model.trainer import Trainer
 
-    monkeypatch.setattr(check_gpu, "VARIANTS", {**check_gpu.VARIANTS, "resident+bench": {"cudnn_benchmark": True}})
-    monkeypatch.setattr(check_gpu, "variant_config", lambda name, device: train_config("resident", device))
+    monkeypatch.setattr(
+        check_gpu, "VARIANTS", {**check_gpu.VARIANTS, "resident+bench": {"cudnn_benchmark": True}}
+    )
+    monkeypatch.setattr(
+        check_gpu, "variant_config", lambda name, device: train_config("resident", device)
+    )
     seen = []
     real = Trainer.epoch
 
@@ -283,7 +400,9 @@ def test_a_cudnn_benchmark_call_holds_the_mode_for_its_whole_process_and_puts_it
 def test_the_compiled_variants_compile_as_the_ladder_does():
     from fmnist_model.ladder import COMPILE_MODE
 
-    modes = {v.get("compile_mode") for v in check_gpu.VARIANTS.values() if v and "compile_mode" in v}
+    modes = {
+        v.get("compile_mode") for v in check_gpu.VARIANTS.values() if v and "compile_mode" in v
+    }
     assert modes == {COMPILE_MODE}
 
 
@@ -312,23 +431,46 @@ def test_the_energy_check_says_whether_nvml_or_the_epochs_failed(monkeypatch):
     assert out["reason"].startswith("NVML energy counter failed")
 
 
-def test_a_json_the_disk_cannot_take_is_said_never_a_traceback_or_a_file_cut_short(tmp_path, monkeypatch, capsys):
+def test_a_json_the_disk_cannot_take_is_said_never_a_traceback_or_a_file_cut_short(
+    tmp_path, monkeypatch, capsys
+):
     checked = check_gpu.checked_inputs
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
 
-    def then_the_disk_fills(*args, **kwargs):  # after the check up front, as a disk filling during a check does
+    def then_the_disk_fills(
+        *args, **kwargs
+    ):  # after the check up front, as a disk filling during a check does
         run = checked(*args, **kwargs)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (300, hard))  # (Python ignores SIGXFSZ: a write fails, EFBIG)
+        resource.setrlimit(
+            resource.RLIMIT_FSIZE, (300, hard)
+        )  # (Python ignores SIGXFSZ: a write fails, EFBIG)
         return run
 
     monkeypatch.setattr(check_gpu, "checked_inputs", then_the_disk_fills)
     out = tmp_path / "out.json"
-    args = ["--device", "cpu", "--images", "200", "--batch-size", "100", "--rounds", "1", "--json", str(out)]
+    args = [
+        "--device",
+        "cpu",
+        "--images",
+        "200",
+        "--batch-size",
+        "100",
+        "--rounds",
+        "1",
+        "--json",
+        str(out),
+    ]
     try:
         rc = check_gpu.main([*args, "--variants", "resident"])
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     captured = capsys.readouterr()
     assert rc == 1 and os.listdir(tmp_path) == []  # no file cut short or left empty, no temporary
-    assert captured.err.count("could not be written (File too large)") == 1 and "Traceback" not in captured.err
-    assert f"--json {out} was not written (File too large)" in captured.err and "resident" in captured.out
+    assert (
+        captured.err.count("could not be written (File too large)") == 1
+        and "Traceback" not in captured.err
+    )
+    assert (
+        f"--json {out} was not written (File too large)" in captured.err
+        and "resident" in captured.out
+    )

@@ -15,7 +15,9 @@ OLD_NAMES = {"bench.report": "report", "bench.compare": "compare", "bench.recove
 
 
 def _python(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

@@ -80,7 +80,9 @@ def test_a_clear_slowdown_is_flagged_and_fails_ci(tmp_path, capsys):
     )
     assert epoch["verdict"] == SLOWER and epoch["ratio"] == pytest.approx(1.5)
     assert epoch["why"] == "beyond 1.10x and its 95% interval" and epoch["ratio_low"] > 1
-    assert copy_["verdict"] == SLOWER and copy_["ratio_low"] > 1.1  # 100 rounds a side: a narrow interval
+    assert (
+        copy_["verdict"] == SLOWER and copy_["ratio_low"] > 1.1
+    )  # 100 rounds a side: a narrow interval
     assert infer["verdict"] == "faster" and infer["ratio"] == pytest.approx(0.5)
     # Everything else is the same run: same within noise, and the regressions come first.
     assert (table["verdict"] == SAME).sum() == len(table) - 3
@@ -100,7 +102,9 @@ def test_a_change_within_the_noise_is_not_flagged(tmp_path):
     old_run = read(FULL_V2)
     for run, rounds in ((old_run, [1.0, 1.5, 2.0, 2.5, 3.0]), (new, [1.1, 1.6, 2.4, 2.8, 3.2])):
         stats = bench(run, INFER)["stats"]
-        stats.update(data=rounds, rounds=5, median=rounds[2], min=rounds[0], max=rounds[-1], iqr=1.0)
+        stats.update(
+            data=rounds, rounds=5, median=rounds[2], min=rounds[0], max=rounds[-1], iqr=1.0
+        )
     old_path, new_path = save(tmp_path, "old.json", old_run), save(tmp_path, "new.json", new)
     table = compared(old_path, new_path)
     assert row(table, "train cpu-2t-100-seed")["verdict"] == SAME
@@ -110,12 +114,16 @@ def test_a_change_within_the_noise_is_not_flagged(tmp_path):
     assert epoch["verdict"] == SAME and epoch["why"] == "its 95% interval includes 1"
     infer = row(table, "inference cpu-2t-100-compute-inference_mode")
     # The ratio of the rounds' geometric means, the estimate its interval is of (the medians' ratio is 1.2).
-    assert infer["ratio"] == pytest.approx(ratio_estimate([1.1, 1.6, 2.4, 2.8, 3.2], [1.0, 1.5, 2.0, 2.5, 3.0]).value)
+    assert infer["ratio"] == pytest.approx(
+        ratio_estimate([1.1, 1.6, 2.4, 2.8, 3.2], [1.0, 1.5, 2.0, 2.5, 3.0]).value
+    )
     assert infer["verdict"] == SAME and infer["ratio_low"] < 1 < infer["ratio_high"]
     assert set(table["verdict"]) == {SAME}
     assert main([str(old_path), str(new_path), "--fail-on-regression"]) == 0
     # The factor is the user's: at 1.01 the 1.05x seed epoch, every round apart, is beyond the noise.
-    assert row(compared(old_path, new_path, factor=1.01), "train cpu-2t-100-seed")["verdict"] == SLOWER
+    assert (
+        row(compared(old_path, new_path, factor=1.01), "train cpu-2t-100-seed")["verdict"] == SLOWER
+    )
 
 
 def test_a_verdict_is_never_stronger_than_its_interval():
@@ -123,13 +131,24 @@ def test_a_verdict_is_never_stronger_than_its_interval():
     assert verdict(Ratio(0.39, 0.19, 1.17), 3, 3, 1.10) == (SAME, "its 95% interval includes 1")
     assert verdict(Ratio(0.39, 0.19, 0.8), 3, 3, 1.10)[0] == FASTER
     assert verdict(Ratio(1.5, 1.2, 1.9), 3, 3, 1.10)[0] == SLOWER
-    assert verdict(Ratio(1.05, 1.02, 1.08), 50, 50, 1.10) == (SAME, "under 1.10x")  # beyond 1, not beyond the factor
-    assert verdict(Ratio(2.0, float("nan"), float("nan")), 1, 3, 1.10)[0] == "can't tell (one round)"
+    assert verdict(Ratio(1.05, 1.02, 1.08), 50, 50, 1.10) == (
+        SAME,
+        "under 1.10x",
+    )  # beyond 1, not beyond the factor
+    assert (
+        verdict(Ratio(2.0, float("nan"), float("nan")), 1, 3, 1.10)[0] == "can't tell (one round)"
+    )
 
 
 @pytest.mark.parametrize(
     ("folder", "pair"),
-    [(VM, "0001-0002"), (VM, "0002-0003"), (VM, "0003-0004"), (VM, "0005-0006"), (VM2, "0001-0003")],
+    [
+        (VM, "0001-0002"),
+        (VM, "0002-0003"),
+        (VM, "0003-0004"),
+        (VM, "0005-0006"),
+        (VM2, "0001-0003"),
+    ],
 )
 def test_every_ratio_lies_in_its_interval_and_every_verdict_agrees_with_it(folder, pair):
     # The committed runs of the 2-core VMs, consecutive and not (issue 31: 19 of 354 rows broke the first, 17 the
@@ -138,7 +157,9 @@ def test_every_ratio_lies_in_its_interval_and_every_verdict_agrees_with_it(folde
     table = compared(old, new)
     paired = table[table["ratio_low"].notna()]
     assert len(paired) > 20
-    assert ((paired["ratio_low"] <= paired["ratio"]) & (paired["ratio"] <= paired["ratio_high"])).all()
+    assert (
+        (paired["ratio_low"] <= paired["ratio"]) & (paired["ratio"] <= paired["ratio_high"])
+    ).all()
     sides = paired.apply(lambda r: Ratio(r["ratio"], r["ratio_low"], r["ratio_high"]).side, axis=1)
     assert not ((paired["verdict"] == SLOWER) & (sides != 1)).any()
     assert not ((paired["verdict"] == FASTER) & (sides != -1)).any()
@@ -157,7 +178,9 @@ def test_one_round_figures_are_never_called_significant(tmp_path, capsys):
 
 
 def test_quick_against_full_is_refused(tmp_path, capsys):
-    full = tmp_path / FULL_V2.name  # a user's copy: one machine with the quick run (a reference run is not a user's)
+    full = (
+        tmp_path / FULL_V2.name
+    )  # a user's copy: one machine with the quick run (a reference run is not a user's)
     full.write_text(FULL_V2.read_text())
     with pytest.raises(SystemExit) as exit_:
         main([str(QUICK_V2), str(full)])
@@ -176,10 +199,16 @@ def test_runs_of_two_machines_are_refused_unless_forced(tmp_path, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     # (the VM run is a reference run: its key says so)
-    assert "'reference/vm_AMD-EPYC_no-gpu'" in err and "'vm_Intel-R-Xeon-R-Processor_NVIDIA-H100-80GB-HBM3~" in err
+    assert (
+        "'reference/vm_AMD-EPYC_no-gpu'" in err
+        and "'vm_Intel-R-Xeon-R-Processor_NVIDIA-H100-80GB-HBM3~" in err
+    )
     assert main([str(FULL_V1), str(H100_FULL), "--force"]) == 0
     # Nothing in common: a CPU run and a GPU-only run, every case unpaired.
-    assert "0 slower, 0 faster, 0 same within noise, 0 can't tell (one round), 78 unpaired" in capsys.readouterr().out
+    assert (
+        "0 slower, 0 faster, 0 same within noise, 0 can't tell (one round), 78 unpaired"
+        in capsys.readouterr().out
+    )
 
 
 @pytest.mark.parametrize(
@@ -188,7 +217,10 @@ def test_runs_of_two_machines_are_refused_unless_forced(tmp_path, capsys):
         (None, "no such file"),
         ("{not json", "not readable JSON"),
         ('{"benchmarks": []}', "'machine_info' is a required property"),
-        ('{"machine_info": {}, "benchmarks": [{"group": "other", "stats": {}}]}', "no fmnist-bench benchmarks"),
+        (
+            '{"machine_info": {}, "benchmarks": [{"group": "other", "stats": {}}]}',
+            "no fmnist-bench benchmarks",
+        ),
     ],
 )
 def test_bad_files_are_named_before_any_work(tmp_path, capsys, content, said):
@@ -206,11 +238,17 @@ def test_bad_files_are_named_before_any_work(tmp_path, capsys, content, said):
 def test_a_case_without_a_max_is_still_compared_and_one_the_format_refuses_is_named(tmp_path):
     new = scale(read(FULL_V2), COPY, 2.0)
     del bench(new, COPY)["stats"]["max"]  # optional: the round times stand in
-    del bench(new, EPOCH)["stats"]["rounds"]  # required by the saved-run format: that case is passed over, named
+    del bench(new, EPOCH)["stats"][
+        "rounds"
+    ]  # required by the saved-run format: that case is passed over, named
     old_path, new_path = pair(tmp_path, new)
-    with pytest.warns(RunFileWarning, match=r"new.json: benchmark .* passed over: .*stats: 'rounds' is a required"):
+    with pytest.warns(
+        RunFileWarning, match=r"new.json: benchmark .* passed over: .*stats: 'rounds' is a required"
+    ):
         table = compared(old_path, new_path)
-    assert row(table, "transfer cpu-1t-h2h-pageable-1000-uint8")["verdict"] == SLOWER  # 100 round times
+    assert (
+        row(table, "transfer cpu-1t-h2h-pageable-1000-uint8")["verdict"] == SLOWER
+    )  # 100 round times
     assert row(table, "train cpu-2t-100-resident")["verdict"] == "unpaired"
 
 
@@ -230,7 +268,10 @@ def test_usage_errors(tmp_path, capsys):
 def test_cases_are_paired_by_params_not_by_name(tmp_path):
     # Two cases' names swapped in NEW: paired by name, both would change 3x and more; by params, neither changes.
     new = read(FULL_V2)
-    a, b = bench(new, "test_train_epoch[cpu-2t-100-seed]"), bench(new, "test_train_epoch[cpu-2t-10000-seed]")
+    a, b = (
+        bench(new, "test_train_epoch[cpu-2t-100-seed]"),
+        bench(new, "test_train_epoch[cpu-2t-10000-seed]"),
+    )
     a["name"], b["name"] = b["name"], a["name"]
     old_path, new_path = pair(tmp_path, new)
     assert set(compared(old_path, new_path)["verdict"]) == {SAME}
@@ -253,7 +294,10 @@ def test_other_data_and_stopped_runs_are_listed_unpaired_with_why(tmp_path):
     epoch = table[table["case"] == "train cpu-2t-100-seed"]
     assert list(epoch["why"]) == ["dataset synthetic in OLD, fashion-mnist in NEW"] * 2
     stopped = compared(FULL_V2, FIXTURES / "cpu_partial_run_sigterm.json")
-    assert row(stopped, "train cpu-2t-10000-seed")["why"] == "only in OLD (NEW stopped early: stopped by SIGTERM)"
+    assert (
+        row(stopped, "train cpu-2t-10000-seed")["why"]
+        == "only in OLD (NEW stopped early: stopped by SIGTERM)"
+    )
 
 
 def test_what_changed_between_the_runs_is_printed_above_the_table(tmp_path, capsys):
@@ -266,7 +310,9 @@ def test_what_changed_between_the_runs_is_printed_above_the_table(tmp_path, caps
     changed = out[: out.index("| case")]
     assert "torch   2.14.1+cu130 -> 2.15.0+cu130" in changed
     assert "22c2ce6a55a2 -> 22c2ce6a55a2 (dirty)" in changed
-    assert "same in both:" in changed and "python 3.11.7" in changed and "dataset synthetic" in changed
+    assert (
+        "same in both:" in changed and "python 3.11.7" in changed and "dataset synthetic" in changed
+    )
 
 
 def test_a_folder_compares_its_newest_two_runs_of_a_kind(tmp_path, capsys):
@@ -299,7 +345,14 @@ def test_each_inference_step_has_its_own_row_named_by_its_pipeline(tmp_path):
     at_1000 = table[table["case"].str.startswith("inference cpu-2t-1000-compute")]
     assert set(at_1000["case"]) == {
         f"inference cpu-2t-1000-compute-{step}"
-        for step in ("eager", "inference_mode", "channels_last", "bf16", "channels_last_bf16", "compile")
+        for step in (
+            "eager",
+            "inference_mode",
+            "channels_last",
+            "bf16",
+            "channels_last_bf16",
+            "compile",
+        )
     }
     assert not table["case"].duplicated().any()
 
@@ -317,11 +370,19 @@ def test_a_folder_skips_a_run_of_some_steps_for_the_newest_that_shares_the_cases
     runs.mkdir()
     save(runs, "0001.json", _dated(FULL_V2, "2026-01-01T00:00:00+00:00"))
     # One case alone (a run of `-k ...`), then a whole run again: 0003 is compared with 0001, not with 0002.
-    save(runs, "0002.json", _dated(FULL_V2, "2026-01-02T00:00:00+00:00", lambda b: b["name"] == EPOCH))
+    save(
+        runs,
+        "0002.json",
+        _dated(FULL_V2, "2026-01-02T00:00:00+00:00", lambda b: b["name"] == EPOCH),
+    )
     save(runs, "0003.json", _dated(FULL_V2, "2026-01-03T00:00:00+00:00"))
     assert newest_two(runs) == (runs / "0001.json", runs / "0003.json")
     # A newest run of one case alone is too few to compare as a run: passed over, with a note, for 0003.
-    save(runs, "0004.json", _dated(FULL_V2, "2026-01-04T00:00:00+00:00", lambda b: b["name"] == EPOCH))
+    save(
+        runs,
+        "0004.json",
+        _dated(FULL_V2, "2026-01-04T00:00:00+00:00", lambda b: b["name"] == EPOCH),
+    )
     assert newest_two(runs) == (runs / "0001.json", runs / "0003.json")
     assert "0004.json has 1 case, too few to compare as a run" in capsys.readouterr().err
     # Paired by what they measure, not by name: format 1's runs (other test names) still share the cases.
@@ -334,14 +395,20 @@ def test_a_folder_skips_a_run_of_some_steps_for_the_newest_that_shares_the_cases
     alone = tmp_path / "alone"
     alone.mkdir()
     save(alone, "0001.json", _dated(FULL_V2, "2026-01-01T00:00:00+00:00"))
-    save(alone, "0002.json", _dated(FULL_V2, "2026-01-02T00:00:00+00:00", lambda b: b["name"] == EPOCH))
+    save(
+        alone,
+        "0002.json",
+        _dated(FULL_V2, "2026-01-02T00:00:00+00:00", lambda b: b["name"] == EPOCH),
+    )
     with pytest.raises(SystemExit) as exit_:
         main([str(alone)])
     assert exit_.value.code == 2
     assert "no run but the oldest has 3 cases or more" in capsys.readouterr().err
 
 
-def test_each_verdict_shows_how_busy_the_machine_was_and_a_change_of_load_is_listed(tmp_path, capsys):
+def test_each_verdict_shows_how_busy_the_machine_was_and_a_change_of_load_is_listed(
+    tmp_path, capsys
+):
     old, new = read(FULL_V2), read(FULL_V2)
     busy = bench(new, EPOCH)
     busy["extra_info"]["telemetry"] = {"state": "on", "flags": ["busy"]}

@@ -16,7 +16,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 H100_FULL = FIXTURES / "h100-host" / "h100-host_full_cuda0_bs100-10000.json"
 H100_QUICK = FIXTURES / "h100-host" / "h100-host_quick_cpu-cuda0.json"
 VM_RUNS = sorted(
-    Path(__file__).parent.parent.glob("results/reference/vm_AMD-EPYC_no-gpu/*/[0-9][0-9][0-9][0-9]_*.json")
+    Path(__file__).parent.parent.glob(
+        "results/reference/vm_AMD-EPYC_no-gpu/*/[0-9][0-9][0-9][0-9]_*.json"
+    )
 )
 VM_FULL_FORMAT1 = VM_RUNS[0]  # before budgets: fixed rounds, whole-epoch warm-up
 VM_FULL_FORMAT2 = VM_RUNS[1]  # the default run with budgets, which recorded its own wall time
@@ -32,8 +34,16 @@ BEFORE_LADDER = ("seed", "resident", "inference_mode")
 
 def as_before_budgets(plan, rounds):
     """The plan as the suite ran before budgets: fixed rounds, a whole epoch or pass of warm-up, full passes."""
-    budgets = {family: Budget(rounds.get(family, 1), 0.0, rounds.get(family, 1)) for family in FAMILIES}
-    return replace(plan, budgets=budgets, warmup_batches=None, pass_batches=10**9, cpu_threads=(plan.default_threads,))
+    budgets = {
+        family: Budget(rounds.get(family, 1), 0.0, rounds.get(family, 1)) for family in FAMILIES
+    }
+    return replace(
+        plan,
+        budgets=budgets,
+        warmup_batches=None,
+        pass_batches=10**9,
+        cpu_threads=(plan.default_threads,),
+    )
 
 
 def not_before_limits(unknown) -> bool:
@@ -49,13 +59,21 @@ def test_an_observation_from_a_format_2_record_knows_its_overhead():
         "extra_info": {"images": 60_000, "wall_s": 6.5, "warmup": {"seconds": 0.25}},
     }
     obs = observation(record)
-    assert (obs.threads, obs.variant, obs.size, obs.round_s, obs.images) == (4, ("seed",), 100, 2.0, 60_000)
+    assert (obs.threads, obs.variant, obs.size, obs.round_s, obs.images) == (
+        4,
+        ("seed",),
+        100,
+        2.0,
+        60_000,
+    )
     assert obs.overhead_s == pytest.approx(0.25)  # 6.5 - 0.25 warm-up - 6.0 of rounds
 
 
 def test_a_format_1_record_runs_at_torchs_default_threads_and_has_no_overhead():
     run = load(H100_QUICK)
-    record = next(b for b in run["benchmarks"] if b["params"]["device"] == "cpu" and b["group"] == "train")
+    record = next(
+        b for b in run["benchmarks"] if b["params"]["device"] == "cpu" and b["group"] == "train"
+    )
     obs = observation(record, default_threads=16)
     assert obs.threads == 16 and obs.overhead_s is None and obs.images == 2000
 
@@ -89,23 +107,37 @@ def test_an_unmeasured_thread_count_takes_the_nearest_measured_one():
         Observation("inference", "cpu", 16, ("compute", "inference_mode"), 1, 1.6, 1000),
     )
     params = {"device": "cpu", "batch_size": 1, "mode": "compute"}
-    assert profile.round_s("inference", {**params, "cpu_threads": 2}, 1000) == (pytest.approx(0.1), False)
-    assert profile.round_s("inference", {**params, "cpu_threads": 8}, 1000) == (pytest.approx(1.6), False)
+    assert profile.round_s("inference", {**params, "cpu_threads": 2}, 1000) == (
+        pytest.approx(0.1),
+        False,
+    )
+    assert profile.round_s("inference", {**params, "cpu_threads": 8}, 1000) == (
+        pytest.approx(1.6),
+        False,
+    )
 
 
 def test_a_case_costs_overhead_warmup_sample_and_its_budgeted_rounds():
     plan = make_plan(default_threads=2)
     profile = profile_of(
         Observation("train", "cpu", 2, ("seed",), 100, 3.0, 60_000, overhead_s=0.1),
-        Observation("inference", "cpu", 2, ("compute", "inference_mode"), 100, 0.2, 10_000, overhead_s=0.05),
+        Observation(
+            "inference", "cpu", 2, ("compute", "inference_mode"), 100, 0.2, 10_000, overhead_s=0.05
+        ),
     )
     train = case_cost(
-        plan, "train", {"device": "cpu", "cpu_threads": 2, "batch_size": 100, "pipeline": "seed"}, profile
+        plan,
+        "train",
+        {"device": "cpu", "cpu_threads": 2, "batch_size": 100, "pipeline": "seed"},
+        profile,
     )
     # 3 rounds (min) of 3 s, a warm-up of 2 of the epoch's 600 batches, 0.1 s overhead.
     assert train.rounds == 3 and train.seconds == pytest.approx(0.1 + 3.0 * 2 / 600 + 3 * 3.0)
     inference = case_cost(
-        plan, "inference", {"device": "cpu", "cpu_threads": 2, "batch_size": 100, "mode": "compute"}, profile
+        plan,
+        "inference",
+        {"device": "cpu", "cpu_threads": 2, "batch_size": 100, "mode": "compute"},
+        profile,
     )
     # A pass of 100 batches is 0.2 s: 3 rounds (0.5 s / 0.2 s); a 2-batch warm-up; a latency sample
     # of 2 ms batches until 0.25 s: 125 of them.
@@ -116,7 +148,9 @@ def test_a_case_costs_overhead_warmup_sample_and_its_budgeted_rounds():
 def test_overhead_and_time_outside_cases_are_assumed_only_where_not_measured():
     plan = make_plan(default_threads=2)
     cost = plan_cost(plan, Profile())
-    skips = [c for c in cost.cases if c.params.get("pipeline") == "cuda_graph"]  # on the CPU: skips, free
+    skips = [
+        c for c in cost.cases if c.params.get("pipeline") == "cuda_graph"
+    ]  # on the CPU: skips, free
     assert skips and all(c.seconds == 0 for c in skips)
     assert len(cost.unknown) == len(cost.cases) - len(skips) and not cost.outside_measured
     assert Profile().overhead_s("train") == (ASSUMED_OVERHEAD_S["train"], False)
@@ -135,14 +169,26 @@ def test_overhead_and_time_outside_cases_are_assumed_only_where_not_measured():
             79,
         ),
         # Project README at 5094e05: the default run on the 2-core VM, 4 min 17 s.
-        (VM_FULL_FORMAT1, dict(devices=("cpu",)), {"transfer": 30, "train": 3, "inference": 5}, 257),
+        (
+            VM_FULL_FORMAT1,
+            dict(devices=("cpu",)),
+            {"transfer": 30, "train": 3, "inference": 5},
+            257,
+        ),
     ],
     ids=["h100-host-gpu-full", "2-core-vm-full"],
 )
-def test_the_model_predicts_measured_runs_from_their_own_round_times(path, options, rounds, measured_s):
+def test_the_model_predicts_measured_runs_from_their_own_round_times(
+    path, options, rounds, measured_s
+):
     run = load(path)
     plan = as_before_budgets(
-        make_plan(default_threads=run["machine_info"]["torch"]["threads"], pipelines=BEFORE_LADDER, **options), rounds
+        make_plan(
+            default_threads=run["machine_info"]["torch"]["threads"],
+            pipelines=BEFORE_LADDER,
+            **options,
+        ),
+        rounds,
     )
     cost = plan_cost(plan, Profile.from_runs([(str(path), run)]))
     assert not_before_limits(cost.unknown)
@@ -155,14 +201,23 @@ def test_the_model_predicts_a_budgeted_run_from_its_own_round_times():
     run = load(VM_FULL_FORMAT2)
     ours = run["machine_info"]["fmnist_bench"]
     assert ours["run"]["complete"] and not ours["plan"]["quick"]
-    plan = make_plan(default_threads=run["machine_info"]["torch"]["threads"], pipelines=BEFORE_LADDER)
+    plan = make_plan(
+        default_threads=run["machine_info"]["torch"]["threads"], pipelines=BEFORE_LADDER
+    )
     cost = plan_cost(plan, Profile.from_runs([(str(VM_FULL_FORMAT2), run)]))
     cases = [c for c in cost.cases if c.family != "limits"]
     assert len(cases) == len(run["benchmarks"]) and not_before_limits(cost.unknown)
-    assert cost.outside_measured and all(v for f, v in cost.overhead_measured.items() if f != "limits")
+    assert cost.outside_measured and all(
+        v for f, v in cost.overhead_measured.items() if f != "limits"
+    )
     assert cost.total_s == pytest.approx(ours["run"]["wall_s"], rel=0.10)
-    walls = {(b["group"], tuple(b["params"].items())): b["extra_info"]["wall_s"] for b in run["benchmarks"]}
-    for family in FAMILIES[1:]:  # family by family, not only in total (the limits came with format 6)
+    walls = {
+        (b["group"], tuple(b["params"].items())): b["extra_info"]["wall_s"]
+        for b in run["benchmarks"]
+    }
+    for family in FAMILIES[
+        1:
+    ]:  # family by family, not only in total (the limits came with format 6)
         predicted = sum(c.seconds for c in cost.cases if c.family == family)
         measured = sum(w for (f, _), w in walls.items() if f == family)
         assert predicted == pytest.approx(measured, rel=0.15), family
@@ -207,7 +262,9 @@ def test_an_unmeasured_ladder_step_is_a_stated_multiple_of_a_measured_one_plus_i
     from bench.run.estimate import ASSUMED_PREPARE_S, ASSUMED_STEP
 
     plan = make_plan(devices=("cuda:0",), default_threads=16)
-    profile = profile_of(Observation("train", "cuda:0", 16, ("resident",), 1000, 0.151, 60_000, overhead_s=0.0))
+    profile = profile_of(
+        Observation("train", "cuda:0", 16, ("resident",), 1000, 0.151, 60_000, overhead_s=0.0)
+    )
     params = {"device": "cuda:0", "cpu_threads": 16, "batch_size": 1000}
     graph = case_cost(plan, "train", {**params, "pipeline": "cuda_graph"}, profile)
     base, ratio = ASSUMED_STEP["gpu"]["train"]["cuda_graph"]
@@ -226,7 +283,12 @@ def _profiled_seed(breakdown, wall_s=60.0):
         "group": "train",
         "params": {"device": "cuda:0", "cpu_threads": 16, "batch_size": 1000, "pipeline": "seed"},
         "stats": {"median": 5.6, "total": 16.8},
-        "extra_info": {"images": 60_000, "wall_s": wall_s, "warmup": {"seconds": 0.2}, "breakdown": breakdown},
+        "extra_info": {
+            "images": 60_000,
+            "wall_s": wall_s,
+            "warmup": {"seconds": 0.2},
+            "breakdown": breakdown,
+        },
     }
 
 
@@ -247,7 +309,12 @@ def test_a_profile_costs_what_it_took_with_the_profilers_processing_scaled_to_th
     assert make_plan(devices=("cuda:0",), batch_sizes=[10_000]).breakdown_for(10_000)
     asked = []
     profile.profile_s = lambda family, params, images: asked.append(images)
-    case_cost(make_plan(devices=("cuda:0",), batch_sizes=[10_000]), "train", {**params, "batch_size": 10_000}, profile)
+    case_cost(
+        make_plan(devices=("cuda:0",), batch_sizes=[10_000]),
+        "train",
+        {**params, "batch_size": 10_000},
+        profile,
+    )
     assert asked == [10_000]
 
 
@@ -256,4 +323,6 @@ def test_an_older_run_without_the_profiles_wall_time_gives_the_cases_rest_to_its
     obs = observation(_profiled_seed({"epoch_s": 1.7, "images": 10_000}))
     assert obs.profile_s == pytest.approx(60.0 - 0.2 - 16.8) and obs.overhead_s is None
     unprofiled = observation(_profiled_seed(None))
-    assert unprofiled.profile_s is None and unprofiled.overhead_s == pytest.approx(60.0 - 0.2 - 16.8)
+    assert unprofiled.profile_s is None and unprofiled.overhead_s == pytest.approx(
+        60.0 - 0.2 - 16.8
+    )

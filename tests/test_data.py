@@ -31,8 +31,12 @@ def write_idx(root, train, images, labels):
     raw.mkdir(parents=True, exist_ok=True)
     prefix = "train" if train else "t10k"
     n, rows, cols = images.shape
-    (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, rows, cols) + images.tobytes())
-    (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.tobytes())
+    (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
+        struct.pack(">IIII", 2051, n, rows, cols) + images.tobytes()
+    )
+    (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
+        struct.pack(">II", 2049, n) + labels.tobytes()
+    )
 
 
 @pytest.fixture
@@ -75,7 +79,9 @@ def test_auto_falls_back_to_synthetic_without_network(tmp_path, monkeypatch):
     # Any download attempt would fail the test.
     from torchvision.datasets import FashionMNIST
 
-    monkeypatch.setattr(FashionMNIST, "download", lambda self: pytest.fail("auto touched the network"))
+    monkeypatch.setattr(
+        FashionMNIST, "download", lambda self: pytest.fail("auto touched the network")
+    )
     assert resolve_source("auto", tmp_path) == "synthetic"
     split = load_split("auto", train=False, root=tmp_path, limit=50)
     assert split.name == "synthetic"
@@ -118,7 +124,9 @@ def test_synthetic_matches_fashion_mnist_shapes(synthetic_train):
     assert synthetic_train.name == test.name == "synthetic"
     assert synthetic_train.images.shape == (SPLIT_SIZES[True], 1, 28, 28) == (60_000, 1, 28, 28)
     assert test.images.shape == (10_000, 1, 28, 28)
-    assert synthetic_train.images.dtype == torch.uint8 and synthetic_train.labels.dtype == torch.int64
+    assert (
+        synthetic_train.images.dtype == torch.uint8 and synthetic_train.labels.dtype == torch.int64
+    )
     x, y = synthetic_train.dataset[0]
     assert x.shape == (1, 28, 28) and x.dtype == torch.float32 and 0.0 <= x.min() and x.max() <= 1.0
     assert isinstance(y, int) and 0 <= y < 10
@@ -126,7 +134,9 @@ def test_synthetic_matches_fashion_mnist_shapes(synthetic_train):
 
 def test_synthetic_classes_are_balanced(synthetic_train):
     assert synthetic_train.labels.bincount(minlength=10).tolist() == [6000] * 10
-    assert load_split("synthetic", train=False).labels.bincount(minlength=10).tolist() == [1000] * 10
+    assert (
+        load_split("synthetic", train=False).labels.bincount(minlength=10).tolist() == [1000] * 10
+    )
 
 
 def test_synthetic_is_deterministic_under_a_seed():
@@ -145,7 +155,9 @@ def test_synthetic_is_learnable(synthetic_train):
     torch.manual_seed(0)
     net = Network()
     n = 6000
-    train_epoch_resident(net, make_optimizer(net), synthetic_train.images[:n], synthetic_train.labels[:n], 100)
+    train_epoch_resident(
+        net, make_optimizer(net), synthetic_train.images[:n], synthetic_train.labels[:n], 100
+    )
     from fmnist_model import accuracy, predict
 
     test = load_split("synthetic", train=False, limit=2000)
@@ -164,10 +176,14 @@ def test_importing_the_workload_pulls_in_no_report_or_nvml_packages():
         "print(sorted({'pandas', 'matplotlib', 'pynvml'} & (set(sys.modules) - before)))\n"
         "print(sorted({'pandas', 'matplotlib'} & set(sys.modules)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.split() == ["[]", "[]"]
     # With pynvml unimportable (None in sys.modules makes `import pynvml` raise), the workload still loads.
-    blocked = "import sys; sys.modules['pynvml'] = None; import fmnist_model; fmnist_model.Network()"
+    blocked = (
+        "import sys; sys.modules['pynvml'] = None; import fmnist_model; fmnist_model.Network()"
+    )
     subprocess.run([sys.executable, "-c", blocked], check=True)
 
 
@@ -178,7 +194,10 @@ def good_files(root, train=30, test=12):
     rng = np.random.default_rng(2)
     for is_train, n in ((True, train), (False, test)):
         write_idx(
-            root, is_train, rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8), (np.arange(n) % 10).astype(np.uint8)
+            root,
+            is_train,
+            rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8),
+            (np.arange(n) % 10).astype(np.uint8),
         )
     return root / "FashionMNIST" / "raw"
 
@@ -228,7 +247,14 @@ def _other_size(path):
         (_empty, "t10k-images-idx3-ubyte", "0 bytes, shorter than its 16-byte IDX header"),
         (_other_size, "t10k-images-idx3-ubyte", "images of 32x32 pixels, not 28x28"),
     ],
-    ids=["truncated", "wrong-magic", "counts-disagree", "label-out-of-range", "empty", "other-image-size"],
+    ids=[
+        "truncated",
+        "wrong-magic",
+        "counts-disagree",
+        "label-out-of-range",
+        "empty",
+        "other-image-size",
+    ],
 )
 def test_damaged_files_are_named_with_what_is_wrong(tmp_path, damage, file, says):
     raw = good_files(tmp_path)
@@ -252,7 +278,8 @@ def test_auto_refuses_part_of_the_set_and_says_what_each_file_is(tmp_path):
     message = str(err.value)
     assert "holds part of FashionMNIST" in message
     assert (
-        "train-labels-idx1-ubyte missing (only train-labels-idx1-ubyte.gz is there: unpack it with gunzip)" in message
+        "train-labels-idx1-ubyte missing (only train-labels-idx1-ubyte.gz is there: unpack it with gunzip)"
+        in message
     )
     assert "t10k-labels-idx1-ubyte is a link to nothing" in message
     # None of the set there at all: the synthetic stand-in, as "auto" promises.
@@ -313,7 +340,9 @@ def silent_server():
     server.close()
 
 
-def test_a_stalled_download_ends_with_the_address_and_the_time_waited(tmp_path, monkeypatch, silent_server):
+def test_a_stalled_download_ends_with_the_address_and_the_time_waited(
+    tmp_path, monkeypatch, silent_server
+):
     from torchvision.datasets import FashionMNIST
 
     monkeypatch.setattr(FashionMNIST, "mirrors", [f"http://127.0.0.1:{silent_server.port}/"])
@@ -335,5 +364,7 @@ def test_a_refused_download_names_the_address(tmp_path, monkeypatch):
     port = closed.getsockname()[1]
     closed.close()  # nothing listens there now
     monkeypatch.setattr(FashionMNIST, "mirrors", [f"http://127.0.0.1:{port}/"])
-    with pytest.raises(DataError, match=f"downloading http://127.0.0.1:{port}/train-images-idx3-ubyte.gz failed"):
+    with pytest.raises(
+        DataError, match=f"downloading http://127.0.0.1:{port}/train-images-idx3-ubyte.gz failed"
+    ):
         download_fashion_mnist(tmp_path, timeout=5, say=lambda line: None)

@@ -32,7 +32,13 @@ _DEFAULT = re.compile(r"\(default: ([^()]*)\)")
 
 def _python(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -105,7 +111,11 @@ def broken_links(path: Path, root: Path = ROOT) -> list[str]:
                 problems.append(f"{where}: no such file")
             elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
                 problems.append(f"{where}: no heading '#{anchor}' in {dest.name}")
-            elif anchor and dest.suffix != ".md" and f'id="{anchor}"' not in dest.read_text(errors="replace"):
+            elif (
+                anchor
+                and dest.suffix != ".md"
+                and f'id="{anchor}"' not in dest.read_text(errors="replace")
+            ):
                 problems.append(f"{where}: no id '{anchor}' in {dest.name}")
     return problems
 
@@ -155,8 +165,14 @@ def option_problems(options: dict[str, str | None], documented: dict[str, str]) 
         if option not in documented:
             problems.append(f"{option}: not in docs/options.md")
         elif documented[option] != (default if default is not None else "off"):
-            problems.append(f"{option}: docs/options.md says {documented[option]!r}, --help says {default!r}")
-    problems += [f"{option}: in docs/options.md, not in --help" for option in documented if option not in options]
+            problems.append(
+                f"{option}: docs/options.md says {documented[option]!r}, --help says {default!r}"
+            )
+    problems += [
+        f"{option}: in docs/options.md, not in --help"
+        for option in documented
+        if option not in options
+    ]
     return problems
 
 
@@ -176,9 +192,18 @@ def shown_commands(paths: list[Path]) -> dict[str, list[str]]:
                     continue
                 if words[:3] == ["python", "-m", "bench"] and len(words) > 3:
                     key = f"bench {words[3]}"
-                elif words[:2] == ["python", "-m"] and len(words) > 2 and words[2].startswith("bench."):
+                elif (
+                    words[:2] == ["python", "-m"]
+                    and len(words) > 2
+                    and words[2].startswith("bench.")
+                ):
                     key = words[2]
-                elif words[:2] == ["pytest", "bench"] or words[:4] == ["python", "-m", "pytest", "bench"]:
+                elif words[:2] == ["pytest", "bench"] or words[:4] == [
+                    "python",
+                    "-m",
+                    "pytest",
+                    "bench",
+                ]:
                     key = "pytest bench"
                 else:
                     continue
@@ -226,7 +251,9 @@ def pytest_help() -> str:
 def test_options_page_lists_every_option_with_its_default(pytest_help):
     options = suite_options(pytest_help)
     assert "--devices" in options and "--quick" in options, "the fmnist-bench group was not parsed"
-    assert option_problems(options, documented_options(OPTIONS_MD.read_text(encoding="utf-8"))) == []
+    assert (
+        option_problems(options, documented_options(OPTIONS_MD.read_text(encoding="utf-8"))) == []
+    )
 
 
 def test_pytest_benchmark_options_named_in_the_docs_exist(pytest_help):
@@ -244,7 +271,12 @@ def test_option_check_finds_a_wrong_default_a_missing_option_and_a_stale_one():
         "| `--warmup-batches N\\|all` | 3 | x |\n\n## Other\n| `--telemetry` | on | x |\n"
     )
     documented = documented_options(page)
-    assert documented == {"--devices": "every device", "--quick": "off", "--gone": "1", "--warmup-batches": "3"}
+    assert documented == {
+        "--devices": "every device",
+        "--quick": "off",
+        "--gone": "1",
+        "--warmup-batches": "3",
+    }
     assert option_problems(options, documented) == [
         "--telemetry: not in docs/options.md",
         "--gone: in docs/options.md, not in --help",
@@ -259,7 +291,11 @@ def test_help_parser_reads_defaults_across_wrapped_lines():
         "  --quick               smoke run\n  --ladder=LADDER       default: a; full: b (default:\n"
         "                        default)\n\nnext:\n  --other (default: 1)\n"
     )
-    assert suite_options(text) == {"--devices": "every device", "--quick": None, "--ladder": "default"}
+    assert suite_options(text) == {
+        "--devices": "every device",
+        "--quick": None,
+        "--ladder": "default",
+    }
 
 
 # --- (b) every relative link and image resolves --------------------------------------------------
@@ -272,7 +308,9 @@ def test_links_resolve(path):
 
 def test_link_check_finds_broken_links_and_anchors(tmp_path):
     (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "a.md").write_text("# A page\n\n## The `--quick` run's time\n\n## Twice\n\n## Twice\n")
+    (tmp_path / "docs" / "a.md").write_text(
+        "# A page\n\n## The `--quick` run's time\n\n## Twice\n\n## Twice\n"
+    )
     (tmp_path / "pic.png").write_bytes(b"")
     doc = tmp_path / "README.md"
     doc.write_text(
@@ -300,7 +338,10 @@ def test_samples_name_committed_runs():
         samples = _SAMPLE.findall(doc.read_text(encoding="utf-8"))
         assert len(samples) == 1, doc
         # A committed run, named relative to the doc as its links are.
-        assert all((doc.parent / s).resolve().is_relative_to(ROOT / "results" / "reference") for s in samples), doc
+        assert all(
+            (doc.parent / s).resolve().is_relative_to(ROOT / "results" / "reference")
+            for s in samples
+        ), doc
 
 
 def sample_blocks(text: str) -> list[tuple[str, str]]:
@@ -313,13 +354,22 @@ def test_the_samples_are_what_the_end_of_run_answer_says_for_their_runs():
 
     from bench.run.summary import end_summary
 
-    blocks = [(doc.parent / p, b) for doc in SAMPLED for p, b in sample_blocks(doc.read_text(encoding="utf-8"))]
+    blocks = [
+        (doc.parent / p, b)
+        for doc in SAMPLED
+        for p, b in sample_blocks(doc.read_text(encoding="utf-8"))
+    ]
     assert len(blocks) == 2
     for path, block in blocks:
         run = json.loads(path.read_text(encoding="utf-8"))
-        assert block == "\n".join(end_summary(run)) + "\n", f"the docs' sample of {path} is not what the summary says"
+        assert block == "\n".join(end_summary(run)) + "\n", (
+            f"the docs' sample of {path} is not what the summary says"
+        )
     (_, cpu), (_, gpu) = blocks
-    assert "No GPU here. The reference GPUs the project ships" in cpu and "GPU speedup over the CPU" in gpu
+    assert (
+        "No GPU here. The reference GPUs the project ships" in cpu
+        and "GPU speedup over the CPU" in gpu
+    )
 
 
 # --- (c) every command shown runs ------------------------------------------------------------------
@@ -342,9 +392,13 @@ def test_command_collection_reads_blocks_only(tmp_path):
         "bench.cost": ["python -m bench.cost a.json"],
     }
     assert help_command("bench check-gpu") == (
-        ["-m", "bench", "check-gpu", "--help"] if ENTRY_POINT.exists() else ["-m", "bench.check_gpu", "--help"]
+        ["-m", "bench", "check-gpu", "--help"]
+        if ENTRY_POINT.exists()
+        else ["-m", "bench.check_gpu", "--help"]
     )
-    assert unknown_options(["x --rounds 3 --nope -- --devices cpu --also-nope"], "--rounds", "--devices") == [
+    assert unknown_options(
+        ["x --rounds 3 --nope -- --devices cpu --also-nope"], "--rounds", "--devices"
+    ) == [
         "x --rounds 3 --nope -- --devices cpu --also-nope: --nope",
         "x --rounds 3 --nope -- --devices cpu --also-nope: --also-nope",
     ]
@@ -356,7 +410,9 @@ def test_shown_command_runs_with_help(key, pytest_help):
         help_text = pytest_help
     else:
         done = _python(*help_command(key))
-        assert done.returncode == 0, f"python {' '.join(help_command(key))}:\n{done.stdout}{done.stderr}"
+        assert done.returncode == 0, (
+            f"python {' '.join(help_command(key))}:\n{done.stdout}{done.stderr}"
+        )
         help_text = done.stdout
     assert unknown_options(COMMANDS[key], help_text, pytest_help) == []
 
@@ -390,4 +446,6 @@ def test_the_format_history_in_the_docs_is_the_format_modules():
     docs = " ".join((ROOT / "docs" / "saved-runs.md").read_text(encoding="utf-8").split())
     assert sorted(HISTORY) == list(range(1, FORMAT_VERSION + 1))  # every version has its entry
     for version, text in HISTORY.items():
-        assert f"{version}. {' '.join(text.split())}" in docs, f"docs/saved-runs.md lacks format {version}'s history"
+        assert f"{version}. {' '.join(text.split())}" in docs, (
+            f"docs/saved-runs.md lacks format {version}'s history"
+        )

@@ -58,13 +58,18 @@ def test_a_changed_or_new_file_is_read_again_and_a_removed_one_dropped(tmp_path)
         bench["stats"]["median"] *= 2
         bench["stats"]["data"] = [x * 2 for x in bench["stats"].get("data") or []]
     first.write_text(json.dumps(changed))
-    os.utime(first, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns + 10**9))  # a clock's tick later
+    os.utime(
+        first, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns + 10**9)
+    )  # a clock's tick later
     third.unlink()
     new = make_fleet(tmp_path / "more", machines=4)[3]
     shutil.move(new.parent, runs / new.parent.name)
     again = RowCache(runs / ".report-cache")
     frame = load_frame([runs], cache=again)
-    assert (again.read_files, again.kept_files) == (2, 1)  # the changed and the new one; the unchanged one kept
+    assert (again.read_files, again.kept_files) == (
+        2,
+        1,
+    )  # the changed and the new one; the unchanged one kept
     _equal(frame, load_frame([runs]))
     assert frame["machine_name"].nunique() == 3 and "fleet-0002" not in set(frame["machine_name"])
     last = RowCache(runs / ".report-cache")
@@ -125,14 +130,22 @@ def test_a_crafted_cache_is_refused_before_it_is_read(tmp_path, monkeypatch):
     path = tmp_path / "cache" / "rows.parquet"
     table = pq.read_table(path)
     zeros = 10**6
-    bomb = pa.ListArray.from_arrays(pa.array([0] + [zeros] * table.num_rows, pa.int32()), pa.array(np.zeros(zeros)))
+    bomb = pa.ListArray.from_arrays(
+        pa.array([0] + [zeros] * table.num_rows, pa.int32()), pa.array(np.zeros(zeros))
+    )
     at = table.schema.get_field_index("round_times")
     pq.write_table(table.set_column(at, table.schema.field(at), bomb), path, compression="zstd")
-    assert path.stat().st_size < 100_000  # (kept as it was written: its stamp and list of files are the report's)
-    monkeypatch.setattr(pq.ParquetFile, "read", lambda *a, **k: pytest.fail("the crafted cache was read"))
+    assert (
+        path.stat().st_size < 100_000
+    )  # (kept as it was written: its stamp and list of files are the report's)
+    monkeypatch.setattr(
+        pq.ParquetFile, "read", lambda *a, **k: pytest.fail("the crafted cache was read")
+    )
     monkeypatch.setattr(pq, "read_table", lambda *a, **k: pytest.fail("the crafted cache was read"))
     crafted = RowCache(tmp_path / "cache")
-    with pytest.warns(CacheWarning, match="1,0[0-9,]+ values, more than the run files it lists could give"):
+    with pytest.warns(
+        CacheWarning, match="1,0[0-9,]+ values, more than the run files it lists could give"
+    ):
         _equal(files, load_frame([runs], cache=crafted))
     assert crafted.read_files == 1 and crafted.kept_files == 0
 
@@ -148,7 +161,9 @@ def _expected_speedups(runs: Path) -> dict[str, float]:
         run = json.loads(path.read_text())
         medians = {b["params"]["device"]: b["stats"]["median"] for b in run["benchmarks"]
                    if b["name"].endswith("-1000-seed]")}  # fmt: skip
-        out[run["machine_info"]["fmnist_bench"]["machine_name"]] = medians["cpu"] / medians["cuda:0"]
+        out[run["machine_info"]["fmnist_bench"]["machine_name"]] = (
+            medians["cpu"] / medians["cuda:0"]
+        )
     return out
 
 
@@ -217,30 +232,59 @@ def test_the_slurm_files_are_bash_and_submit_one_array_per_node_type(tmp_path):
     fake.mkdir()
     (fake / "sbatch").write_text('#!/bin/sh\necho "$@" >> "$SUBMITTED"\n')
     (fake / "sbatch").chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "SUBMITTED": str(tmp_path / "submitted")}
+    env = {
+        **os.environ,
+        "PATH": f"{fake}:{os.environ['PATH']}",
+        "SUBMITTED": str(tmp_path / "submitted"),
+    }
     submit = str(EXAMPLES / "slurm" / "submit.sh")
     subprocess.run([submit, "h100", "cpu-large"], check=True, env=env)
     lines = (tmp_path / "submitted").read_text().splitlines()
-    assert len(lines) == 2 and "--constraint=h100 --array=1-5%1" in lines[0] and "NODE_TYPE=cpu-large" in lines[1]
+    assert (
+        len(lines) == 2
+        and "--constraint=h100 --array=1-5%1" in lines[0]
+        and "NODE_TYPE=cpu-large" in lines[1]
+    )
     assert f"FMNIST_BENCH_DIR={ROOT}," in lines[0] or f"FMNIST_BENCH_DIR={ROOT} " in lines[0]
     assert all(line.endswith("fleet.sbatch") for line in lines)
-    bad = [({}, []), ({"RUNS": "five"}, ["h100"]), ({"RUNS": "0"}, ["h100"]), ({}, ["a b"]), ({}, [""])]
+    bad = [
+        ({}, []),
+        ({"RUNS": "five"}, ["h100"]),
+        ({"RUNS": "0"}, ["h100"]),
+        ({}, ["a b"]),
+        ({}, [""]),
+    ]
     for bad_env, args in [*bad, ({}, ["h100", ""])]:
-        done = subprocess.run([submit, *args], env={**env, **bad_env}, capture_output=True, text=True)
+        done = subprocess.run(
+            [submit, *args], env={**env, **bad_env}, capture_output=True, text=True
+        )
         assert done.returncode == 2 and done.stderr, args
-    assert len((tmp_path / "submitted").read_text().splitlines()) == 2  # (nothing more was submitted)
+    assert (
+        len((tmp_path / "submitted").read_text().splitlines()) == 2
+    )  # (nothing more was submitted)
 
 
 def test_the_slurm_job_cuts_a_long_name_by_characters_in_a_posix_locale(tmp_path):
     """LC_ALL=C makes bash's ${NAME:0:64} count bytes: a name of non-ASCII letters was cut mid-character."""
     record = tmp_path / "argv"
-    python = tmp_path / "python"  # the job's interpreter: runs what the job asks of Python, records the run's line
-    python.write_text(f'#!/bin/sh\n[ "$1" = -c ] && exec {sys.executable} "$@"\nprintf "%s\\n" "$@" > {record}\n')
+    python = (
+        tmp_path / "python"
+    )  # the job's interpreter: runs what the job asks of Python, records the run's line
+    python.write_text(
+        f'#!/bin/sh\n[ "$1" = -c ] && exec {sys.executable} "$@"\nprintf "%s\\n" "$@" > {record}\n'
+    )
     python.chmod(0o755)
     node_type = "\u30e9" * 25  # 25 characters, 75 bytes in UTF-8
-    env = {"PATH": os.environ["PATH"], "LC_ALL": "C", "PYTHON": str(python), "FMNIST_BENCH_DIR": str(tmp_path)}
+    env = {
+        "PATH": os.environ["PATH"],
+        "LC_ALL": "C",
+        "PYTHON": str(python),
+        "FMNIST_BENCH_DIR": str(tmp_path),
+    }
     env["NODE_TYPE"] = node_type
-    subprocess.run(["bash", str(EXAMPLES / "slurm" / "fleet.sbatch")], env=env, check=True, capture_output=True)
+    subprocess.run(
+        ["bash", str(EXAMPLES / "slurm" / "fleet.sbatch")], env=env, check=True, capture_output=True
+    )
     argv = record.read_bytes().decode("utf-8").splitlines()  # (a cut character would not decode)
     name = argv[argv.index("--machine-name") + 1]
     assert name.startswith(node_type + "-") and len(name) <= 64
@@ -252,7 +296,9 @@ def test_the_ci_matrix_runs_commands_the_project_accepts(tmp_path):
     assert "self-hosted" in bench["runs-on"] and len(bench["strategy"]["matrix"]["runner"]) >= 2
     assert final["needs"] == "bench"
     step = next(step for step in bench["steps"] if step.get("name") == "Benchmark")
-    assert "${{" not in step["run"]  # the runner's name comes through the environment, never into the script
+    assert (
+        "${{" not in step["run"]
+    )  # the runner's name comes through the environment, never into the script
     # The command as the runner's shell runs it, with a runner's name (bash expands ${MACHINE:0:64}).
     shown = subprocess.run(["bash", "-c", "printf '%s\\n' " + step["run"].split(" ", 1)[1]], capture_output=True,
                            text=True, env={**os.environ, "MACHINE": "gpu-h100-runner-7"}, check=True)  # fmt: skip
@@ -261,7 +307,9 @@ def test_the_ci_matrix_runs_commands_the_project_accepts(tmp_path):
     # Its options, as pytest bench takes them (collected only, nothing run or saved).
     options = command[4:]
     assert options == ["--machine-name", "gpu-h100-runner-7"]
-    checkout = _checkout(tmp_path)  # pytest-benchmark makes the machine's (empty) folder: not in this checkout's
+    checkout = _checkout(
+        tmp_path
+    )  # pytest-benchmark makes the machine's (empty) folder: not in this checkout's
     done = subprocess.run([sys.executable, "-m", "pytest", "bench", "--collect-only", "-q", "-p", "no:cacheprovider",
                            *options], cwd=checkout, capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -298,7 +346,10 @@ def test_n_machines_save_into_one_tree_at_once(tmp_path):
     runs = {f.name: sorted(f.rglob("*.json")) for f in folders}
     assert sorted(len(r) for r in runs.values()) == [1, 1, 2]
     twice = next(r for r in runs.values() if len(r) == 2)
-    assert [p.name[:4] for p in twice] == ["0001", "0002"]  # two saves at once into one folder: both numbered
+    assert [p.name[:4] for p in twice] == [
+        "0001",
+        "0002",
+    ]  # two saves at once into one folder: both numbered
     frame = load_frame([results], all_runs=True)
     assert frame["run_file"].nunique() == 4 and frame["machine_key"].nunique() == 3
     out = tmp_path / "report"
@@ -319,7 +370,12 @@ def test_a_cache_that_cannot_be_used_is_refused_or_passed_by(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     # A cache that cannot be written (under a file, so even root cannot): the report is written all the same.
     capsys.readouterr()
-    assert report([str(runs), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "file" / "cache")]) == 0
+    assert (
+        report(
+            [str(runs), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "file" / "cache")]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "the report's cache" in err and len(list((tmp_path / "out" / "machines").iterdir())) == 5
 
@@ -350,7 +406,10 @@ def test_a_damaged_cache_or_one_that_cannot_be_stamped_is_a_warning_and_the_repo
     capsys.readouterr()
     assert report([str(runs), "--out", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
-    assert err.count("a page could not be kept in the report's cache") == 1 and "drawn for this report alone" in err
+    assert (
+        err.count("a page could not be kept in the report's cache") == 1
+        and "drawn for this report alone" in err
+    )
     assert len(list((tmp_path / "out" / "machines").iterdir())) == 5
     assert all((m / "index.html").is_file() for m in (tmp_path / "out" / "machines").iterdir())
 
@@ -358,7 +417,9 @@ def test_a_damaged_cache_or_one_that_cannot_be_stamped_is_a_warning_and_the_repo
 def _children(pid: int) -> set[int]:
     """The processes `pid` started (its drawing workers, the resource tracker)."""
     try:
-        return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+        return {
+            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        }
     except OSError:
         return set()
 
@@ -378,25 +439,42 @@ def _await(condition, what: str, seconds: float = 120) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(), reason="Linux's /proc")
-def test_a_killed_fleet_report_leaves_no_process_and_the_next_report_removes_its_temporaries(tmp_path, monkeypatch):
+@pytest.mark.skipif(
+    not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(), reason="Linux's /proc"
+)
+def test_a_killed_fleet_report_leaves_no_process_and_the_next_report_removes_its_temporaries(
+    tmp_path, monkeypatch
+):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     runs, out = tmp_path / "runs", tmp_path / "out"
     make_fleet(runs, machines=8)  # eight pages and the ranking pictures: drawn by workers
     drawn = runs / ".report-cache" / "drawn"
     for stop in (signal.SIGTERM, signal.SIGKILL):
         command = [sys.executable, "-m", "bench", "report", str(runs), "--out", str(out)]
-        started = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        started = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         pid = started.pid
-        _await(lambda pid=pid: len(_children(pid)) >= 2 and any(drawn.glob("*/.drawing-*")), "the workers drawing")
+        _await(
+            lambda pid=pid: len(_children(pid)) >= 2 and any(drawn.glob("*/.drawing-*")),
+            "the workers drawing",
+        )
         its = _children(pid)
         started.send_signal(stop)
         _, err = started.communicate(timeout=120)
-        _await(lambda its=its: not any(_running(p) for p in its), "the report's workers and tracker to end")
+        _await(
+            lambda its=its: not any(_running(p) for p in its),
+            "the report's workers and tracker to end",
+        )
         if stop == signal.SIGTERM:  # stopped as Ctrl-C stops it: its own new folder removed
-            assert started.returncode == 128 + stop and "report: stopped by SIGTERM: nothing written" in err
+            assert (
+                started.returncode == 128 + stop
+                and "report: stopped by SIGTERM: nothing written" in err
+            )
             assert not list(tmp_path.glob(".out-*"))
-    assert list(tmp_path.glob(".out-new-*")) and list(drawn.glob("*/.drawing-*"))  # what SIGKILL left
+    assert list(tmp_path.glob(".out-new-*")) and list(
+        drawn.glob("*/.drawing-*")
+    )  # what SIGKILL left
     assert report([str(runs), "--out", str(out)]) == 0
     assert not list(tmp_path.glob(".out-*")) and not list(drawn.glob("*/.drawing-*"))
     assert len(list((out / "machines").iterdir())) == 8
@@ -409,12 +487,16 @@ def test_a_cache_folder_planted_as_a_link_is_never_written_through(tmp_path, mon
     elsewhere.mkdir()
     (runs / ".report-cache").symlink_to(elsewhere)
     assert report([str(runs), "--out", str(tmp_path / "out")]) == 0
-    assert "a link, not a folder of the results' own" in capsys.readouterr().err and not os.listdir(elsewhere)
+    assert "a link, not a folder of the results' own" in capsys.readouterr().err and not os.listdir(
+        elsewhere
+    )
     (runs / ".report-cache").unlink()
     (runs / ".report-cache").mkdir()
     (runs / ".report-cache" / "drawn").symlink_to(elsewhere)
     assert report([str(runs), "--out", str(tmp_path / "out")]) == 0
-    assert "a link, not a folder of the cache's own" in capsys.readouterr().err and not os.listdir(elsewhere)
+    assert "a link, not a folder of the cache's own" in capsys.readouterr().err and not os.listdir(
+        elsewhere
+    )
 
 
 def test_a_file_given_twice_is_read_once(tmp_path):
@@ -441,10 +523,14 @@ def test_what_another_report_drew_meanwhile_is_kept(tmp_path, monkeypatch):
     first, second = Kept(tmp_path / "cache"), Kept(tmp_path / "cache")
     first.draw([("ab" * 32, _draw, ("first",))])
     second.place = kept_module._Place(second.place.root, second.place.scratch, second.place.key)
-    kept_module._draw_into(second.place, second.place.root, "ab" * 32, _draw, ("second",))  # one key, twice at once
+    kept_module._draw_into(
+        second.place, second.place.root, "ab" * 32, _draw, ("second",)
+    )  # one key, twice at once
     assert _kept_file(first, "ab" * 32).read_text() == "first"  # the first whole one is kept
     assert first.link("ab" * 32, tmp_path / "out") == {".said.txt": b'["first"]'}
-    assert (tmp_path / "out" / "index.html").read_text() == "first" and os.listdir(tmp_path / "out") == ["index.html"]
+    assert (tmp_path / "out" / "index.html").read_text() == "first" and os.listdir(
+        tmp_path / "out"
+    ) == ["index.html"]
     # Read-only: a report's file changed in place (a link to the cache's) is refused, not passed on to later reports.
     assert _kept_file(first, "ab" * 32).stat().st_mode & 0o222 == 0
     for kept in (first, second):
@@ -468,7 +554,9 @@ def test_a_kept_page_is_used_only_as_this_user_drew_it(tmp_path, monkeypatch):
     with pytest.warns(CacheWarning, match="a kept page is not what the report drew"):
         said = again.link(key, tmp_path / "out")
     assert said == {".said.txt": b'["clean"]'} and os.listdir(tmp_path / "out") == ["index.html"]
-    assert (tmp_path / "out" / "index.html").read_text() == "clean" and page.read_text() == "clean"  # (redrawn)
+    assert (
+        tmp_path / "out" / "index.html"
+    ).read_text() == "clean" and page.read_text() == "clean"  # (redrawn)
     again.close()
     page.chmod(0o644)
     page.write_text("<script>document.title='XSS'</script>")
@@ -484,11 +572,16 @@ def test_a_kept_page_is_used_only_as_this_user_drew_it(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "another-user"))
     other = Kept(tmp_path / "cache")
     other.draw([(key, _draw, ("clean",))])
-    assert other.placed[key].parent.parent == tmp_path / "cache" / "drawn" and other.placed[key] != folder
+    assert (
+        other.placed[key].parent.parent == tmp_path / "cache" / "drawn"
+        and other.placed[key] != folder
+    )
     other.close()
 
 
-def test_a_copied_tree_with_tampered_pages_and_a_planted_link_gives_a_report_of_its_own(tmp_path, monkeypatch, capsys):
+def test_a_copied_tree_with_tampered_pages_and_a_planted_link_gives_a_report_of_its_own(
+    tmp_path, monkeypatch, capsys
+):
     """The issue's probe: edited drawn pages, rows.parquet removed, a link to /etc/passwd in a drawn folder."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     runs = tmp_path / "runs"
@@ -497,7 +590,9 @@ def test_a_copied_tree_with_tampered_pages_and_a_planted_link_gives_a_report_of_
     drawn = runs / ".report-cache" / "drawn"
     for page in drawn.rglob("index.html"):
         page.chmod(0o644)
-        page.write_text(page.read_text().replace("</body>", "<script>document.title='XSS'</script></body>"))
+        page.write_text(
+            page.read_text().replace("</body>", "<script>document.title='XSS'</script></body>")
+        )
     (runs / ".report-cache" / "rows.parquet").unlink()
     (next(drawn.glob("*/*")) / "secret.html").symlink_to("/etc/passwd")
     capsys.readouterr()
@@ -505,5 +600,7 @@ def test_a_copied_tree_with_tampered_pages_and_a_planted_link_gives_a_report_of_
     assert "a kept page is not what the report drew" in capsys.readouterr().err
     written = list((tmp_path / "out").rglob("*"))
     assert len(list((tmp_path / "out" / "machines").iterdir())) == 5
-    assert not any(p.is_symlink() for p in written) and not any(p.name == "secret.html" for p in written)
+    assert not any(p.is_symlink() for p in written) and not any(
+        p.name == "secret.html" for p in written
+    )
     assert not any(b"<script>document.title" in p.read_bytes() for p in written if p.is_file())

@@ -36,7 +36,9 @@ def test_memory_held_by_the_failing_frames_is_freed_before_the_cache_is_emptied(
         raise OUT_OF_MEMORY("CUDA out of memory")
 
     alive_at_empty_cache = []
-    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: alive_at_empty_cache.append(held[0]() is not None))
+    monkeypatch.setattr(
+        torch.cuda, "empty_cache", lambda: alive_at_empty_cache.append(held[0]() is not None)
+    )
     with pytest.raises(pytest.skip.Exception):
         with skip_on_out_of_memory("cuda:0", "batch size 10000"):
             forward()
@@ -44,7 +46,9 @@ def test_memory_held_by_the_failing_frames_is_freed_before_the_cache_is_emptied(
 
 
 def test_cpu_out_of_memory_does_not_touch_cuda(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: pytest.fail("CUDA touched for a CPU case"))
+    monkeypatch.setattr(
+        torch.cuda, "empty_cache", lambda: pytest.fail("CUDA touched for a CPU case")
+    )
     with pytest.raises(pytest.skip.Exception, match="cpu: out of memory"):
         with skip_on_out_of_memory("cpu", "60000 images"):
             raise OUT_OF_MEMORY("")

@@ -49,7 +49,9 @@ def test_a_lone_surrogate_in_every_string_is_replaced_visibly_and_the_file_named
     runs = tmp_path / "runs"
     runs.mkdir()
     run = _surrogates_in_text_fields(json.loads(GPU_RUN.read_text()))
-    (runs / "surrogates.json").write_text(json.dumps(run))  # json.dumps escapes them: "\ud800", valid JSON
+    (runs / "surrogates.json").write_text(
+        json.dumps(run)
+    )  # json.dumps escapes them: "\ud800", valid JSON
     (runs / "vm.json").write_text(VM_RUN.read_text())
     # And a file name that is not UTF-8: Python reads it as lone surrogates.
     odd = os.fsdecode(b"odd-\xff-name.json")
@@ -115,10 +117,14 @@ def test_names_that_differ_are_machines_that_differ_in_storage_report_and_compar
         result = _quick_run(tmp_path, name)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     folders = sorted(p.name for p in (tmp_path / "results").iterdir())
-    assert len(folders) == 3 and "lab-a_" in "".join(folders)  # the name that is a folder name stays readable
+    assert len(folders) == 3 and "lab-a_" in "".join(
+        folders
+    )  # the name that is a folder name stays readable
     recorded = set()
     for run_file in (tmp_path / "results").glob("*/*/*.json"):
-        recorded.add(json.loads(run_file.read_text())["machine_info"]["fmnist_bench"]["machine_name"])
+        recorded.add(
+            json.loads(run_file.read_text())["machine_info"]["fmnist_bench"]["machine_name"]
+        )
     assert recorded == set(names)  # as given
     assert report_main([str(tmp_path / "results"), "--out", str(tmp_path / "out")]) == 0
     import pandas as pd
@@ -182,7 +188,10 @@ def test_cost_refuses_what_is_not_a_run_before_any_work(tmp_path, capsys, make, 
     [
         (["--json", "/"], "--json /: cannot write it"),
         (["--json", "/no/such/dir/x.json"], "cannot write it"),
-        (["--json", "/proc/x.json"], "--json /proc/x.json: cannot write it"),  # (root may write in /proc: no file)
+        (
+            ["--json", "/proc/x.json"],
+            "--json /proc/x.json: cannot write it",
+        ),  # (root may write in /proc: no file)
         (["--rounds", "100000000"], "--rounds 100,000,000: at most 1,000"),
         (["--run", str(ROOT / "pyproject.toml")], "--run"),
     ],
@@ -190,7 +199,9 @@ def test_cost_refuses_what_is_not_a_run_before_any_work(tmp_path, capsys, make, 
 def test_check_gpu_refuses_bad_outputs_and_inputs_before_measuring(capsys, monkeypatch, args, said):
     from bench.check import gpu
 
-    monkeypatch.setattr(gpu, "_measure", lambda *a: pytest.fail("measured before the input was checked"))
+    monkeypatch.setattr(
+        gpu, "_measure", lambda *a: pytest.fail("measured before the input was checked")
+    )
     with pytest.raises(SystemExit) as stop:
         gpu.main(["--device", "cpu", *args])
     assert stop.value.code == 2 and said in capsys.readouterr().err
@@ -207,8 +218,13 @@ def test_commands_print_file_names_that_are_not_utf8_under_a_strict_encoding(tmp
         ["recover", str(runs)],
         ["report", str(runs), "--out", str(tmp_path / "o")],
     ):
-        result = subprocess.run([sys.executable, "-m", "bench", *command], cwd=ROOT, env=env, capture_output=True)
-        assert result.returncode == 0 and b"Traceback" not in result.stderr, (command, result.stderr[-2000:])
+        result = subprocess.run(
+            [sys.executable, "-m", "bench", *command], cwd=ROOT, env=env, capture_output=True
+        )
+        assert result.returncode == 0 and b"Traceback" not in result.stderr, (
+            command,
+            result.stderr[-2000:],
+        )
 
 
 @pytest.mark.parametrize("trials", ["0", "1000000"])

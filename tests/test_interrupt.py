@@ -139,20 +139,29 @@ def the_run(tmp_path):
 )
 def test_a_stopped_run_saves_every_finished_case_and_drops_the_one_cut_short(tmp_path, sig, moment):
     result = run_suite(tmp_path, env={"FMNIST_TEST_DO": sig, **moment})
-    assert result.returncode == pytest.ExitCode.INTERRUPTED, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == pytest.ExitCode.INTERRUPTED, (
+        result.stdout[-3000:] + result.stderr[-3000:]
+    )
     path, run = the_run(tmp_path)
     assert path.name.endswith("_partial.json")  # named as what it is
     # Case 1 finished; case 2 was cut short (or never started) and is not saved as if measured.
     assert [b["name"] for b in run["benchmarks"]] == [
         "test_train_epoch[cpu-2t-100-resident]".replace("2t", f"{_threads(run)}t")
     ]
-    assert run["benchmarks"][0]["stats"]["rounds"] == 1 and run["benchmarks"][0]["extra_info"]["loss"] > 0
+    assert (
+        run["benchmarks"][0]["stats"]["rounds"] == 1
+        and run["benchmarks"][0]["extra_info"]["loss"] > 0
+    )
     ours = run["machine_info"]["fmnist_bench"]["run"]
     assert ours["complete"] is False and ours["finished_cases"] == 1 and ours["planned_cases"] == 2
     assert ours["ended"].startswith(f"stopped by SIG{sig}")
     assert not find_journals([tmp_path / "store"])  # the run was saved: its journal is gone
-    assert "the run is incomplete" in " ".join(result.stdout.split())  # the end-of-run summary says so
-    assert "fixture was not used" not in result.stdout + result.stderr  # a cut-short case is dropped quietly
+    assert "the run is incomplete" in " ".join(
+        result.stdout.split()
+    )  # the end-of-run summary says so
+    assert (
+        "fixture was not used" not in result.stdout + result.stderr
+    )  # a cut-short case is dropped quietly
     frame = load_frame([path])  # the report reads it
     assert len(frame) == 1 and frame["family"].tolist() == ["train"]
 
@@ -166,7 +175,9 @@ def test_sigterm_from_outside_while_running_saves_what_finished(tmp_path):
     args = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--quick", "--devices", "cpu",
             "--data-root", str(tmp_path / "no-data"), "--benchmark-autosave",
             f"--benchmark-storage=file://{tmp_path / 'store'}"]  # fmt: skip
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     seen = []
     for line in proc.stdout:
         seen.append(line)
@@ -182,7 +193,9 @@ def test_sigterm_from_outside_while_running_saves_what_finished(tmp_path):
     assert all(b["stats"]["rounds"] >= 1 for b in run["benchmarks"])
 
 
-def test_sigterm_to_the_process_group_in_a_case_with_dataloader_workers_saves_what_finished(tmp_path):
+def test_sigterm_to_the_process_group_in_a_case_with_dataloader_workers_saves_what_finished(
+    tmp_path,
+):
     # `timeout` signals the run's whole process group: the tuned loader's workers die with it,
     # and torch's SIGCHLD handler raises for each dead worker. On the H100 host a run stopped
     # so during the loader case saved nothing; here the run must still save and exit 2.
@@ -198,17 +211,25 @@ def test_sigterm_to_the_process_group_in_a_case_with_dataloader_workers_saves_wh
     assert "is killed by signal" not in out, out[-3000:]
     _path, run = the_run(tmp_path)
     ours = run["machine_info"]["fmnist_bench"]["run"]
-    assert ours["ended"] == "stopped by SIGTERM" and ours["finished_cases"] == len(run["benchmarks"]) >= 1
+    assert (
+        ours["ended"] == "stopped by SIGTERM"
+        and ours["finished_cases"] == len(run["benchmarks"]) >= 1
+    )
     assert all(b["group"] == "transfer" for b in run["benchmarks"])
 
 
-def test_a_killed_run_leaves_a_journal_that_recover_and_the_next_run_turn_into_a_saved_run(tmp_path):
+def test_a_killed_run_leaves_a_journal_that_recover_and_the_next_run_turn_into_a_saved_run(
+    tmp_path,
+):
     result = run_suite(tmp_path, env={"FMNIST_TEST_DO": "KILL", "FMNIST_TEST_AFTER": "1"})
     assert result.returncode == -signal.SIGKILL
     assert not saved_runs(tmp_path)  # nothing was saved...
     (journal,) = find_journals([tmp_path / "store"])  # ...but the finished case is on disk
     recovered = subprocess.run(
-        [sys.executable, "-m", "bench.recover", str(tmp_path / "store")], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "bench.recover", str(tmp_path / "store")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert recovered.returncode == 0, recovered.stderr
     assert "1 finished case saved as" in recovered.stdout
@@ -227,7 +248,9 @@ def test_a_killed_run_leaves_a_journal_that_recover_and_the_next_run_turn_into_a
     run_suite(tmp_path, env={"FMNIST_TEST_DO": "KILL", "FMNIST_TEST_AFTER": "1"})
     again = run_suite(tmp_path)
     assert again.returncode == 0, again.stdout[-3000:]
-    assert "an earlier run was killed" in again.stdout and "1 finished case saved as" in again.stdout
+    assert (
+        "an earlier run was killed" in again.stdout and "1 finished case saved as" in again.stdout
+    )
     assert len(saved_runs(tmp_path)) == 2 and not find_journals([tmp_path / "store"])
 
 
@@ -268,44 +291,66 @@ def test_a_case_whose_check_fails_leaves_no_figure_behind(tmp_path):
 
 def test_a_save_that_fails_keeps_the_journal_leaves_no_truncated_file_and_fails_the_run(tmp_path):
     result = run_suite(tmp_path, env={"FMNIST_TEST_DISK": "full"})
-    assert result.returncode == pytest.ExitCode.INTERNAL_ERROR, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == pytest.ExitCode.INTERNAL_ERROR, (
+        result.stdout[-3000:] + result.stderr[-3000:]
+    )
     assert "could not save the run" in result.stdout and "No space left on device" in result.stdout
     assert "python -m bench recover" in result.stdout
     assert not saved_runs(tmp_path)
     assert not list((tmp_path / "store").glob("*/.*.tmp"))  # no half-written file either
     (journal,) = find_journals([tmp_path / "store"])
     recovered = subprocess.run(
-        [sys.executable, "-m", "bench.recover", str(journal)], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "bench.recover", str(journal)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert recovered.returncode == 0, recovered.stdout + recovered.stderr
     _path, run = the_run(tmp_path)
     assert len(run["benchmarks"]) == 2
-    assert run["machine_info"]["fmnist_bench"]["run"]["planned_cases"] == 2  # from the journal, not the start
+    assert (
+        run["machine_info"]["fmnist_bench"]["run"]["planned_cases"] == 2
+    )  # from the journal, not the start
 
 
-def test_a_disk_that_fills_during_a_run_stops_it_cleanly_and_every_case_whose_line_printed_is_recovered(tmp_path):
+def test_a_disk_that_fills_during_a_run_stops_it_cleanly_and_every_case_whose_line_printed_is_recovered(
+    tmp_path,
+):
     """The issue's probe, `ulimit -f` partway through a run: it ended in 95 INTERNALERROR lines, and recovery
     called it killed."""
     store = tmp_path / "store"
     result = run_suite(
-        tmp_path, env={"FMNIST_TEST_DO": "fill", "FMNIST_TEST_AFTER": "1", "FMNIST_TEST_STORE": str(store)}
+        tmp_path,
+        env={"FMNIST_TEST_DO": "fill", "FMNIST_TEST_AFTER": "1", "FMNIST_TEST_STORE": str(store)},
     )
     said = result.stdout + result.stderr
-    assert result.returncode == pytest.ExitCode.INTERRUPTED and "INTERNALERROR" not in said, said[-3000:]
-    assert "was measured, but its journal line could not be written ([Errno 27] File too large" in result.stdout
-    assert "The run stopped: its journal could not be written" in result.stdout and "bench recover" in result.stdout
-    printed = [line for line in result.stdout.splitlines() if re.match(r"\[ *[0-9]+/2\]", line)]  # a case's line
+    assert result.returncode == pytest.ExitCode.INTERRUPTED and "INTERNALERROR" not in said, said[
+        -3000:
+    ]
+    assert (
+        "was measured, but its journal line could not be written ([Errno 27] File too large"
+        in result.stdout
+    )
+    assert (
+        "The run stopped: its journal could not be written" in result.stdout
+        and "bench recover" in result.stdout
+    )
+    printed = [
+        line for line in result.stdout.splitlines() if re.match(r"\[ *[0-9]+/2\]", line)
+    ]  # a case's line
     assert len(printed) == 1 and not saved_runs(tmp_path)  # (the save could not grow a file either)
     (journal,) = find_journals([store])
     command = [sys.executable, "-m", "bench", "recover", str(store)]
     recovered = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    assert recovered.returncode == 0 and "not complete JSON" not in recovered.stdout, recovered.stdout
+    assert recovered.returncode == 0 and "not complete JSON" not in recovered.stdout, (
+        recovered.stdout
+    )
     _path, run = the_run(tmp_path)
     assert len(run["benchmarks"]) == len(printed)
     ended = run["machine_info"]["fmnist_bench"]["run"]["ended"]
-    assert ended.startswith("stopped: its journal could not be written (File too large); its save failed") and (
-        "killed" not in ended
-    )
+    assert ended.startswith(
+        "stopped: its journal could not be written (File too large); its save failed"
+    ) and ("killed" not in ended)
 
 
 @pytest.mark.parametrize("sig", ["TERM", "INT"])
@@ -313,7 +358,10 @@ def test_a_signal_during_the_save_neither_cuts_it_short_nor_saves_twice(tmp_path
     result = run_suite(tmp_path, env={"FMNIST_TEST_DURING_SAVE": sig})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     path, run = the_run(tmp_path)
-    assert run["machine_info"]["fmnist_bench"]["run"]["complete"] is True and len(run["benchmarks"]) == 2
+    assert (
+        run["machine_info"]["fmnist_bench"]["run"]["complete"] is True
+        and len(run["benchmarks"]) == 2
+    )
     assert not path.name.endswith("_partial.json")
     assert not find_journals([tmp_path / "store"])  # nothing left for a later run to save again
 
@@ -345,7 +393,9 @@ def test_an_interrupt_whose_traceback_has_an_entry_without_a_line_is_still_repor
         try:
             raise ValueError("the cause, also with a lineless entry")
         except ValueError as cause:
-            cause.__traceback__ = types.TracebackType(cause.__traceback__, sys._getframe(), 10**6, -1)
+            cause.__traceback__ = types.TracebackType(
+                cause.__traceback__, sys._getframe(), 10**6, -1
+            )
             raise_it()
     except Interrupted as exc:
         lineless = types.TracebackType(exc.__traceback__.tb_next, sys._getframe(), 10**6, -1)
@@ -382,15 +432,21 @@ def test_sigchld_is_put_back_after_a_whole_run_but_not_after_a_stopped_one(stopp
         signal.signal(signal.SIGCHLD, before)
 
 
-def test_a_journal_with_lines_beyond_reason_is_recovered_by_the_next_run_keeping_its_cases(tmp_path):
+def test_a_journal_with_lines_beyond_reason_is_recovered_by_the_next_run_keeping_its_cases(
+    tmp_path,
+):
     result = run_suite(tmp_path, env={"FMNIST_TEST_DO": "KILL", "FMNIST_TEST_AFTER": "1"})
     assert result.returncode == -signal.SIGKILL
     (journal,) = find_journals([tmp_path / "store"])
-    with journal.open("a") as fh:  # crafted: a 5,000-digit number, 100,000 nested brackets, an infinite count
+    with journal.open(
+        "a"
+    ) as fh:  # crafted: a 5,000-digit number, 100,000 nested brackets, an infinite count
         fh.write("1" * 5000 + "\n" + "[" * 100_000 + "\n" + '{"planned_cases": 1e999}\n')
     again = run_suite(tmp_path)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "1 finished case saved as" in again.stdout and "cannot be read" in again.stdout
     recovered = [p for p in saved_runs(tmp_path) if p.name.endswith("_partial.json")]
-    assert len(recovered) == 1 and len(load_frame(recovered)) == 1  # the case kept, a run the report takes
+    assert (
+        len(recovered) == 1 and len(load_frame(recovered)) == 1
+    )  # the case kept, a run the report takes
     assert not find_journals([tmp_path / "store"])

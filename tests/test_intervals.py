@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.record.intervals import NO_DIFFERENCE, interval_said, ratio_estimate, ratio_interval, side, t_quantile
+from bench.record.intervals import (
+    NO_DIFFERENCE,
+    interval_said,
+    ratio_estimate,
+    ratio_interval,
+    side,
+    t_quantile,
+)
 from bench.report.answers import answers
 from bench.report.figures import breakdown, crossovers, ladder, speedups
 from bench.report.load import load_frame
@@ -36,7 +43,9 @@ def test_the_t_quantile_is_exact_at_whole_and_fractional_degrees_of_freedom():
     # (mpmath's incomplete beta, at 40 digits, gives 1.9599639869123255 at 1e9 and 1.9599877075346 at 1e5).
     assert t_quantile(0.975, 1e9) == pytest.approx(1.9599639869123255, rel=1e-13)
     below, above = t_quantile(0.975, 99_999.0), t_quantile(0.975, 100_001.0)
-    assert below > above and below - above == pytest.approx(4.745e-10, rel=1e-3)  # no step where the method changes
+    assert below > above and below - above == pytest.approx(
+        4.745e-10, rel=1e-3
+    )  # no step where the method changes
     # Welch's degrees of freedom are seldom whole: the density integrated up to the quantile holds 47.5%.
     for df in (1.5, 2.7, 5.3, 31.4):
         assert _integrated(t_quantile(0.975, df), df) == pytest.approx(0.475, abs=1e-9)
@@ -51,7 +60,9 @@ def test_the_ratio_is_the_estimate_its_interval_is_of():
     slow, fast = [1.0, 2.0, 2.05], [1.0, 1.01, 1.02]
     found = ratio_estimate(slow, fast)
     assert found.low <= found.value <= found.high
-    assert found.value == pytest.approx(math.exp(sum(map(math.log, slow)) / 3 - sum(map(math.log, fast)) / 3))
+    assert found.value == pytest.approx(
+        math.exp(sum(map(math.log, slow)) / 3 - sum(map(math.log, fast)) / 3)
+    )
     # One round a side: that round's ratio, no interval; no rounds kept: the medians, no interval.
     assert ratio_estimate([2.0], [1.0, 1.0]).value == pytest.approx(2.0)
     lone = ratio_estimate(None, [], numerator_median=3.0, denominator_median=1.5)
@@ -71,7 +82,9 @@ def test_every_ratio_the_report_prints_lies_in_its_interval():
     checked = 0
     for table, value, low, high in pairs:
         known = table[table[low].notna()]
-        assert ((known[low] <= known[value] + 1e-12) & (known[value] <= known[high] + 1e-12)).all(), value
+        assert (
+            (known[low] <= known[value] + 1e-12) & (known[value] <= known[high] + 1e-12)
+        ).all(), value
         # And as printed, at two decimals: the shown ratio is never outside the shown bounds.
         for r in known.itertuples():
             shown = interval_said(getattr(r, value), getattr(r, low), getattr(r, high))
@@ -119,7 +132,10 @@ def _overlapping_run() -> dict:
         if b["group"] == "train" and p["device"] == "cuda:0" and p["batch_size"] == 1000:
             theirs = cpu[(1000, p["pipeline"])]
             # The CPU's rounds shifted by a hair each way: the same speed, told apart by nothing but noise.
-            b["stats"] = {**theirs, "data": [x * (1.01 if i % 2 else 0.99) for i, x in enumerate(theirs["data"])]}
+            b["stats"] = {
+                **theirs,
+                "data": [x * (1.01 if i % 2 else 0.99) for i, x in enumerate(theirs["data"])],
+            }
     return run
 
 

@@ -28,8 +28,17 @@ def a_case(name, median=1.0):
 
 
 def header(save_name="abc_20261127_120000"):
-    info = {"node": "box", "fmnist_bench": {"format": 2}, "dataset": {"name": "synthetic", "train_images": None}}
-    return {"machine_info": info, "commit_info": {"id": "abc"}, "save_name": save_name, "version": "5.3.1"}
+    info = {
+        "node": "box",
+        "fmnist_bench": {"format": 2},
+        "dataset": {"name": "synthetic", "train_images": None},
+    }
+    return {
+        "machine_info": info,
+        "commit_info": {"id": "abc"},
+        "save_name": save_name,
+        "version": "5.3.1",
+    }
 
 
 def test_a_journal_keeps_each_case_as_a_line_and_is_removed_when_the_run_is_saved(tmp_path):
@@ -40,9 +49,14 @@ def test_a_journal_keeps_each_case_as_a_line_and_is_removed_when_the_run_is_save
     journal.note({"planned_cases": 3})
     journal.note({"skipped": {"name": "c", "reason": "cuda:0: no GPU"}})
     head, cases, noted, problems = read_journal(journal.path)
-    assert head["save_name"] == "abc_20261127_120000" and [c["case"]["name"] for c in cases] == ["a", "b"]
+    assert head["save_name"] == "abc_20261127_120000" and [c["case"]["name"] for c in cases] == [
+        "a",
+        "b",
+    ]
     assert head["started"]  # stamped when the run started measuring
-    assert noted["planned_cases"] == 3 and noted["skipped"] == [{"name": "c", "reason": "cuda:0: no GPU"}]
+    assert noted["planned_cases"] == 3 and noted["skipped"] == [
+        {"name": "c", "reason": "cuda:0: no GPU"}
+    ]
     assert noted["pid"] == os.getpid() and not problems and journal.cases == 2
     journal.close(keep=False)
     assert not journal.path.exists()
@@ -69,8 +83,14 @@ def test_save_whole_numbers_runs_like_pytest_benchmark_and_never_reuses_a_number
     second = save_whole(tmp_path, "run", {"benchmarks": [1]})
     assert (first.name, second.name) == ("0008_run.json", "0009_run.json")
     assert json.loads(second.read_text()) == {"benchmarks": [1]}
-    assert (first.stat().st_mode & 0o777) == (0o666 & ~_umask())  # as readable as a plain open() makes it
-    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["0007_older.json", "0008_run.json", "0009_run.json"]
+    assert (first.stat().st_mode & 0o777) == (
+        0o666 & ~_umask()
+    )  # as readable as a plain open() makes it
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [
+        "0007_older.json",
+        "0008_run.json",
+        "0009_run.json",
+    ]
     assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -88,13 +108,18 @@ def test_concurrent_saves_all_survive_with_distinct_numbers(tmp_path):
     )
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", code, str(tmp_path), str(i)], cwd=REPO, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", code, str(tmp_path), str(i)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for i in range(12)
     ]
     names = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert sorted(int(name[:4]) for name in names) == list(range(1, 13))
-    assert sorted(json.loads((tmp_path / name).read_text())["i"] for name in names) == list(range(12))
+    assert sorted(json.loads((tmp_path / name).read_text())["i"] for name in names) == list(
+        range(12)
+    )
 
 
 def test_a_failed_write_leaves_neither_a_truncated_run_nor_a_temporary_file(tmp_path, monkeypatch):
@@ -118,16 +143,24 @@ def test_recover_saves_a_dead_runs_cases_as_an_incomplete_run_and_removes_the_jo
     journal.note({"data_used": {"train": 2000, "test": 1000}})
     journal.note({"failed": {"name": "b", "reason": "boom"}})
     journal.close(keep=True)  # as a killed process leaves it: closed, its lock gone
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    with journal.path.open("a") as fh:  # the process that wrote it has ended (this one, which made it, has not)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    with journal.path.open(
+        "a"
+    ) as fh:  # the process that wrote it has ended (this one, which made it, has not)
         fh.write(json.dumps({"pid": int(dead.stdout)}) + "\n")
-    leftover = tmp_path / f".saving-{int(dead.stdout)}-0123.tmp"  # a save it was making when it died
+    leftover = (
+        tmp_path / f".saving-{int(dead.stdout)}-0123.tmp"
+    )  # a save it was making when it died
     leftover.write_text("{half")
     with journal.path.open("a") as fh:
         fh.write('{"case": {"name": "torn')  # the line it was writing when it died
     saved, said = recover(journal.path)
     assert saved.name == "0001_abc_20261127_120000_partial.json"
-    assert "1 finished case saved as" in said and "line 10 is not complete JSON" in said  # (line 2: how it ended)
+    assert (
+        "1 finished case saved as" in said and "line 10 is not complete JSON" in said
+    )  # (line 2: how it ended)
     run = json.loads(saved.read_text())
     assert [b["name"] for b in run["benchmarks"]] == ["a"]
     ours = run["machine_info"]["fmnist_bench"]["run"]
@@ -135,7 +168,9 @@ def test_recover_saves_a_dead_runs_cases_as_an_incomplete_run_and_removes_the_jo
     assert ours["failed"] == [{"name": "b", "reason": "boom"}] and ours["skipped"] == []
     assert "wall_s" not in ours  # the header's record is from the run's start: not carried over
     dataset = run["machine_info"]["dataset"]
-    assert (dataset["train_images"], dataset["test_images"]) == (2000, 1000) and dataset["name"] == "synthetic"
+    assert (dataset["train_images"], dataset["test_images"]) == (2000, 1000) and dataset[
+        "name"
+    ] == "synthetic"
     assert not leftover.exists()
     assert run["machine_info"]["fmnist_bench"]["format"] == 2  # the rest of machine_info is kept
     assert run["commit_info"] == {"id": "abc"} and run["version"] == "5.3.1"
@@ -150,7 +185,10 @@ def test_recover_leaves_a_live_runs_journal_alone(tmp_path):
     assert saved is None and "still going" in said and journal.path.exists()
     # Another process sees the lock too.
     other = subprocess.run(
-        [sys.executable, "-m", "bench.recover", str(tmp_path)], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "bench.recover", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert "still going" in other.stdout and journal.path.exists()
     journal.close(keep=False)
@@ -181,7 +219,9 @@ def test_a_run_saved_before_its_journal_said_so_is_recognised_by_its_content(tmp
     journal.start(header())
     journal.add(a_case("a"))
     save_whole(tmp_path, "abc", _whole_run(journal, [a_case("a")]))
-    save_whole(tmp_path, "other", {**_whole_run(journal, []), "machine_info": header()["machine_info"]})
+    save_whole(
+        tmp_path, "other", {**_whole_run(journal, []), "machine_info": header()["machine_info"]}
+    )
     journal.close(keep=True)
     saved, said = recover(journal.path)
     assert saved is None and "0001_abc.json" in said and not journal.path.exists()
@@ -291,7 +331,10 @@ def test_a_torn_header_keeps_the_finished_cases_with_the_machine_unknown(tmp_pat
     run = json.loads(saved.read_text())
     ours = run["machine_info"]["fmnist_bench"]
     assert len(run["benchmarks"]) == 12 and ours["run"]["header_lost"] is True
-    assert ours["machine_key"] == "lab-a_AMD-EPYC_no-gpu_0123abcd" and saved.name == "0001_recovered_partial.json"
+    assert (
+        ours["machine_key"] == "lab-a_AMD-EPYC_no-gpu_0123abcd"
+        and saved.name == "0001_recovered_partial.json"
+    )
 
 
 def test_another_machines_journal_is_left_where_it_is_and_named(tmp_path):
@@ -306,7 +349,10 @@ def test_another_machines_journal_is_left_where_it_is_and_named(tmp_path):
     journal.start(theirs)
     journal.add(a_case("a"))
     journal.close(keep=True)
-    for said in (recover(journal.path, machine_key="mine")[1], recover(journal.path)[1]):  # a run; the command
+    for said in (
+        recover(journal.path, machine_key="mine")[1],
+        recover(journal.path)[1],
+    ):  # a run; the command
         assert "another machine (other-box)" in said and journal.path.exists(), said
     assert len(list(folder.glob("*.json"))) == 1
     # In its own machine's folder it is recovered.
@@ -332,7 +378,9 @@ def test_two_recoveries_at_once_save_one_run_every_time(tmp_path):
         folder = tmp_path / str(trial)
         path = _dead_journal(folder)
         barrier, results = context.Barrier(2), context.Queue()
-        workers = [context.Process(target=_recover_at, args=(barrier, path, results)) for _ in range(2)]
+        workers = [
+            context.Process(target=_recover_at, args=(barrier, path, results)) for _ in range(2)
+        ]
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -356,7 +404,9 @@ def test_a_recovery_racing_starting_runs_never_takes_a_live_journal(tmp_path):
     recoverer.start()
     try:
         for _ in range(3000):  # the race was found 346 times in 62,292 tries: 0.55%
-            journal = Journal(tmp_path)  # never a BlockingIOError: the journal is locked before it has its name
+            journal = Journal(
+                tmp_path
+            )  # never a BlockingIOError: the journal is locked before it has its name
             assert journal.path.exists()
             journal.close(keep=False)
     finally:
@@ -382,7 +432,9 @@ save_whole(journal.folder, "abc", {{"machine_info": info, "benchmarks": [a_case(
 os.kill(os.getpid(), signal.SIGKILL)  # before journal.saved_as(...)
 """
     for _trial in range(3):
-        result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True
+        )
         assert result.returncode == -9, result.stderr
     journals = find_journals([tmp_path])
     assert len(journals) == 3 and len(list(tmp_path.glob("*.json"))) == 3
@@ -405,7 +457,9 @@ def test_an_unreadable_journal_is_named_not_a_crash(tmp_path, monkeypatch, capsy
 
     monkeypatch.setattr(Path, "open", refuse)
     assert journal_module.journal_state(path) == "cannot be read: Permission denied"
-    (tmp_path / "runs" / "run.json").write_text((REPO / "tests/fixtures/cpu_quick_run.json").read_text())
+    (tmp_path / "runs" / "run.json").write_text(
+        (REPO / "tests/fixtures/cpu_quick_run.json").read_text()
+    )
     assert cli.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     assert "cannot be read: Permission denied: left alone" in capsys.readouterr().err
 
@@ -421,7 +475,9 @@ def test_crafted_fields_never_cost_the_other_cases_or_make_a_run_the_report_refu
     path = _dead_journal(tmp_path)
     _append(
         path,
-        json.dumps({"case": {**a_case("e"), "fullname": [1]}, "finished": 5}),  # unhashable name; a number as a date
+        json.dumps(
+            {"case": {**a_case("e"), "fullname": [1]}, "finished": 5}
+        ),  # unhashable name; a number as a date
         json.dumps({"skipped": 5, "failed": {"name": "f", "reason": "boom"}}),
         json.dumps({"header": {**header(), "commit_info": "x"}}),
     )
@@ -451,25 +507,40 @@ def test_a_line_the_disk_cannot_take_is_cut_off_and_the_journal_says_how_the_run
             journal.add(a_case("b"))
         with pytest.raises(JournalError):  # nothing after a line that is missing
             journal.note({"planned_cases": 3})
-        journal.ended("stopped: its journal could not be written (File too large)")  # in place: no room needed
+        journal.ended(
+            "stopped: its journal could not be written (File too large)"
+        )  # in place: no room needed
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     journal.close(keep=True)
-    assert journal.path.read_bytes().endswith(b"}\n")  # no torn line for a later one to be glued onto
+    assert journal.path.read_bytes().endswith(
+        b"}\n"
+    )  # no torn line for a later one to be glued onto
     _head, cases, noted, problems = read_journal(journal.path)
     assert [c["case"]["name"] for c in cases] == ["a"] and not problems and journal.cases == 1
     saved, said = recover(journal.path)
     ended = json.loads(saved.read_text())["machine_info"]["fmnist_bench"]["run"]["ended"]
-    assert ended == "stopped: its journal could not be written (File too large); recovered from its journal"
+    assert (
+        ended
+        == "stopped: its journal could not be written (File too large); recovered from its journal"
+    )
 
 
 def test_a_whole_record_glued_after_a_torn_one_is_kept(tmp_path):
     path = _dead_journal(tmp_path, cases=("a",))
-    with path.open("a") as fh:  # a line torn by an older writer, the next one written straight after it
-        fh.write('{"case": {"name": "torn", "stats": {"median": 0.' + json.dumps({"case": a_case("b")}) + "\n")
+    with path.open(
+        "a"
+    ) as fh:  # a line torn by an older writer, the next one written straight after it
+        fh.write(
+            '{"case": {"name": "torn", "stats": {"median": 0.'
+            + json.dumps({"case": a_case("b")})
+            + "\n"
+        )
     saved, said = recover(path)
     run = json.loads(saved.read_text())
     assert [b["name"] for b in run["benchmarks"]] == ["a", "b"]
     assert "begins with a torn record (skipped), then a whole one (read)" in said
     # Nothing said how it ended: killed, as before.
-    assert run["machine_info"]["fmnist_bench"]["run"]["ended"].startswith("killed: the process ended without saving")
+    assert run["machine_info"]["fmnist_bench"]["run"]["ended"].startswith(
+        "killed: the process ended without saving"
+    )

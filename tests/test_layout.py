@@ -19,7 +19,12 @@ ALLOWED = {
     "report": {"report", "record"},
     "check": {"check", "measure", "record", "fmnist_model"},
     "fmnist_model": {"fmnist_model", "record"},
-    "bench": {"run", "measure", "record", "fmnist_model"},  # conftest.py and the families, bench_*.py
+    "bench": {
+        "run",
+        "measure",
+        "record",
+        "fmnist_model",
+    },  # conftest.py and the families, bench_*.py
 }
 LAZY_EXCEPTIONS = {("run/summary.py", "report")}
 # Every top-level module of bench/ besides __init__: the families, conftest, the command entry, and the
@@ -44,8 +49,12 @@ def _project_imports(path: Path) -> list[tuple[str, bool]]:
     top = set(map(id, tree.body))
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level:  # the workload's own modules; bench/ names its stages
-            assert path.parent.name == "fmnist_model", f"{path}: a relative import; name the stage (bench....)"
+        if (
+            isinstance(node, ast.ImportFrom) and node.level
+        ):  # the workload's own modules; bench/ names its stages
+            assert path.parent.name == "fmnist_model", (
+                f"{path}: a relative import; name the stage (bench....)"
+            )
             continue
         names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
         if isinstance(node, ast.ImportFrom) and node.module:
@@ -66,7 +75,10 @@ def _modules():
 def test_no_stage_imports_a_later_one():
     wrong = []
     for path in _modules():
-        stage, rel = _stage(path), path.relative_to(BENCH).as_posix() if BENCH in path.parents else path.name
+        stage, rel = (
+            _stage(path),
+            path.relative_to(BENCH).as_posix() if BENCH in path.parents else path.name,
+        )
         if rel in SHIMS:
             continue
         for imported, at_top in _project_imports(path):
@@ -93,7 +105,9 @@ def test_bench_has_a_folder_per_stage_and_only_the_suite_at_its_top():
     assert {p.name for p in BENCH.iterdir() if p.is_dir() and not p.name.startswith("__")} == {
         "measure", "run", "record", "report", "check"}  # fmt: skip
     for shim in SHIMS:
-        assert len((BENCH / shim).read_text().splitlines()) <= 10, f"{shim} is a command name kept working, no more"
+        assert len((BENCH / shim).read_text().splitlines()) <= 10, (
+            f"{shim} is a command name kept working, no more"
+        )
 
 
 def test_conftest_is_wiring():
@@ -103,7 +117,9 @@ def test_conftest_is_wiring():
 
 def test_every_module_says_its_job_in_its_first_line():
     missing = [
-        p.relative_to(REPO).as_posix() for p in BENCH.rglob("*.py") if not ast.get_docstring(ast.parse(p.read_text()))
+        p.relative_to(REPO).as_posix()
+        for p in BENCH.rglob("*.py")
+        if not ast.get_docstring(ast.parse(p.read_text()))
     ]
     assert not missing, missing
 
@@ -130,5 +146,7 @@ def test_what_a_stage_imports_at_run_time(stage, forbidden):
         f"for m in {modules!r}: importlib.import_module(m)\n"
         f"print([m for m in {list(forbidden)!r} if m in sys.modules])\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
     assert done.stdout.strip() == "[]", f"bench.{stage} imported {done.stdout.strip()}"

@@ -66,7 +66,10 @@ def test_an_idle_machine_is_not_busy_and_an_unreadable_proc_says_why(tmp_path):
     gone = MachineLoad(tmp_path / "no-proc")
     gone.start()
     gone.stop()
-    assert gone.record() == {"available": False, "reason": gone.reason} and "could not be read" in gone.reason
+    assert (
+        gone.record() == {"available": False, "reason": gone.reason}
+        and "could not be read" in gone.reason
+    )
 
 
 def test_copies_whose_time_does_not_follow_their_bytes_are_found():
@@ -74,11 +77,18 @@ def test_copies_whose_time_does_not_follow_their_bytes_are_found():
     work = [n * 3136 for n in images]  # float32 images' bytes
     # Measured on the 2-core VM with every core busy: 2-thread copies that each took one 12 ms scheduler slice.
     found = suspect_copies(work, [1.0e-6, 12.0e-3, 36.7e-6, 12.0e-3, 24.0e-3], images)
-    assert set(found) == {1} and found[1] == "its 100 images took 12 ms, 327x the 36.7 µs of 1,000 images"
+    assert (
+        set(found) == {1}
+        and found[1] == "its 100 images took 12 ms, 327x the 36.7 µs of 1,000 images"
+    )
     uint8 = suspect_copies(images, [1.0e-6, 3.7e-6, 7.8e-6, 12.0e-3, 12.0e-3], images)
     assert set(uint8) == {3, 4} and "12 ms and 12 ms: 1x the time for 6x the bytes" in uint8[3]
     # Issue 21's: every 2-thread copy of 100 to 10,000 images took the same 7.96 ms.
-    assert set(suspect_copies(images, [1.8e-6, 7.96e-3, 7.96e-3, 7.96e-3, 40e-3], images)) == {1, 2, 3}
+    assert set(suspect_copies(images, [1.8e-6, 7.96e-3, 7.96e-3, 7.96e-3, 40e-3], images)) == {
+        1,
+        2,
+        3,
+    }
     # A GPU's small copies sit on its latency floor: flat, and not suspect. Real copies that grow: nothing.
     assert suspect_copies(images, [15e-6, 15e-6, 27e-6, 157e-6, 909e-6], images) == {}
     assert suspect_copies(work, [1.2e-6, 4e-6, 59e-6, 1314e-6, 11208e-6], images) == {}
@@ -91,27 +101,41 @@ def test_copies_whose_time_does_not_follow_their_bytes_are_found():
 
 
 def test_the_committed_runs_hold_no_suspect_copy_but_the_h100_hosts_16_thread_ones():
-    fixtures = [f for f in (REPO / "tests" / "fixtures").rglob("*.json") if f.name != "cpu_busy_transfer_run.json"]
-    frame = load_frame([reference_folder(), *fixtures], all_runs=True)  # (the busy run is its own test, below)
+    fixtures = [
+        f
+        for f in (REPO / "tests" / "fixtures").rglob("*.json")
+        if f.name != "cpu_busy_transfer_run.json"
+    ]
+    frame = load_frame(
+        [reference_folder(), *fixtures], all_runs=True
+    )  # (the busy run is its own test, below)
     suspect = frame[frame["suspect"]]
     assert set(suspect["name"]) == {
-        f"test_transfer[cpu-h2h-pageable-{n}]" for n in ("1000-float32", "1000-uint8", "60000-float32")
+        f"test_transfer[cpu-h2h-pageable-{n}]"
+        for n in ("1000-float32", "1000-uint8", "60000-float32")
     }
     assert set(suspect["cpu_threads"]) == {16}
 
 
 def test_a_suspect_copy_is_marked_in_the_summary_the_report_and_its_csv(tmp_path):
     run = json.loads(QUICK.read_text())
-    copies = [b for b in run["benchmarks"] if b["group"] == "transfer" and b["params"]["size"] >= 1000]
+    copies = [
+        b for b in run["benchmarks"] if b["group"] == "transfer" and b["params"]["size"] >= 1000
+    ]
     assert len({b["params"]["size"] for b in copies}) >= 2
     for bench in copies:  # a steady 7.96 ms whatever the size: what a scheduler slice looks like
         bench["stats"].update(median=7.96e-3, mean=7.96e-3, min=7.9e-3, data=[7.96e-3])
     frame = runs_to_frame([(tmp_path / "run.json", run)])
     marked = frame[frame["suspect"]]
     assert set(marked["name"]) == {b["name"] for b in copies}
-    assert "took 7.96 ms and 7.96 ms: 1x the time for 60x the bytes" in marked["suspect_reason"].iloc[0]
+    assert (
+        "took 7.96 ms and 7.96 ms: 1x the time for 60x the bytes"
+        in marked["suspect_reason"].iloc[0]
+    )
     health = end_summary(run, width=None)
-    assert any(f"{len(copies)} suspect, their time not following their bytes" in line for line in health)
+    assert any(
+        f"{len(copies)} suspect, their time not following their bytes" in line for line in health
+    )
 
     from bench.report.page import write_report
 
@@ -125,7 +149,9 @@ def test_a_suspect_copy_is_marked_in_the_summary_the_report_and_its_csv(tmp_path
 
 def test_a_cpu_only_default_run_ends_with_the_reference_gpus_answer_with_intervals():
     lines = end_summary(json.loads(VM_DEFAULT.read_text()), width=None)
-    assert lines[-1].startswith("On a machine with a GPU this measures its own: pytest bench --devices cpu,cuda:0")
+    assert lines[-1].startswith(
+        "On a machine with a GPU this measures its own: pytest bench --devices cpu,cuda:0"
+    )
     answer = [line for line in lines if line.startswith("  train batch 1,000:")]
     assert answer and "the notes' loop (seed)" in answer[0] and "resident" in answer[0]
     assert any("reference: " in line and "other machines'" in line for line in lines)
@@ -142,7 +168,10 @@ def test_the_machine_id_is_made_once_and_kept(tmp_path):
     env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
     first, made = machine_id(env)
     where = str(tmp_path / "config" / "fmnist-bench" / "machine-id")
-    assert made == f"{where} (made now)" and machine_id(env) == (first, where)  # read back, not made again
+    assert made == f"{where} (made now)" and machine_id(env) == (
+        first,
+        where,
+    )  # read back, not made again
     assert Path(where).read_text().strip() == first
     other, _ = machine_id({"XDG_CONFIG_HOME": str(tmp_path / "another-vm")})
     assert other != first
@@ -153,7 +182,9 @@ def test_the_machine_id_is_made_once_and_kept(tmp_path):
     with pytest.raises(OSError, match="holds 'not an id', not an id: remove it"):
         machine_id(env)
     # Two VMs called "vm" with one CPU model: two keys, so two folders.
-    assert machine_key("vm", "AMD EPYC", [], None, first) != machine_key("vm", "AMD EPYC", [], None, other)
+    assert machine_key("vm", "AMD EPYC", [], None, first) != machine_key(
+        "vm", "AMD EPYC", [], None, other
+    )
     assert machine_key("vm", "AMD EPYC", [], None, first).endswith("_" + first[:8])
 
 
@@ -165,7 +196,9 @@ def _header(env_home: Path, *args: str) -> str:
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return next(line for line in result.stdout.splitlines() if line.startswith("fmnist-bench: machine "))
+    return next(
+        line for line in result.stdout.splitlines() if line.startswith("fmnist-bench: machine ")
+    )
 
 
 def test_two_vms_of_one_host_name_and_cpu_save_apart_and_the_report_keeps_them_apart(tmp_path):
@@ -193,9 +226,15 @@ def test_two_vms_of_one_host_name_and_cpu_save_apart_and_the_report_keeps_them_a
 
 def test_what_is_a_reference_run_is_decided_on_the_resolved_path(tmp_path, monkeypatch):
     inside = reference_folder() / "vm_AMD-EPYC_no-gpu"
-    assert is_reference(inside / "Linux-CPython-3.11-64bit" / "0001_x.json") and is_reference(reference_folder())
-    assert not is_reference(REPO / "results" / "vm_AMD-EPYC_no-gpu_1234abcd" / "Linux" / "0001_x.json")
-    assert not is_reference(tmp_path / "reference" / "vm" / "Linux" / "0001_x.json")  # a folder of the user's own
+    assert is_reference(inside / "Linux-CPython-3.11-64bit" / "0001_x.json") and is_reference(
+        reference_folder()
+    )
+    assert not is_reference(
+        REPO / "results" / "vm_AMD-EPYC_no-gpu_1234abcd" / "Linux" / "0001_x.json"
+    )
+    assert not is_reference(
+        tmp_path / "reference" / "vm" / "Linux" / "0001_x.json"
+    )  # a folder of the user's own
     (tmp_path / "link").symlink_to(inside)
     assert is_reference(tmp_path / "link" / "Linux" / "0001_x.json")
     monkeypatch.chdir(inside)
@@ -204,7 +243,11 @@ def test_what_is_a_reference_run_is_decided_on_the_resolved_path(tmp_path, monke
 
 @pytest.mark.parametrize("where", ["machine", "root", "link"])
 def test_a_run_is_never_saved_among_the_reference_runs(tmp_path, where):
-    folder = {"machine": reference_folder() / "vm_AMD-EPYC_no-gpu", "root": reference_folder(), "link": tmp_path / "l"}
+    folder = {
+        "machine": reference_folder() / "vm_AMD-EPYC_no-gpu",
+        "root": reference_folder(),
+        "link": tmp_path / "l",
+    }
     if where == "link":
         folder["link"].symlink_to(reference_folder() / "vm_AMD-EPYC_no-gpu")
     result = subprocess.run(
@@ -215,7 +258,9 @@ def test_a_run_is_never_saved_among_the_reference_runs(tmp_path, where):
     assert result.returncode == 4 and "is a folder of the project's reference runs" in result.stderr
 
 
-def test_a_users_copy_of_a_reference_run_is_another_machine_in_the_report_and_compare(tmp_path, capsys):
+def test_a_users_copy_of_a_reference_run_is_another_machine_in_the_report_and_compare(
+    tmp_path, capsys
+):
     from bench.report.compare import main
 
     # An older run of a user's VM keyed as the reference VM is (format 4: no id), saved in the user's results.
@@ -232,7 +277,9 @@ def test_a_users_copy_of_a_reference_run_is_another_machine_in_the_report_and_co
     assert labels["reference/vm_AMD-EPYC_no-gpu"].startswith("reference: AMD EPYC · no GPU")
     with pytest.raises(SystemExit):
         main([str(VM_DEFAULT), str(mine)])
-    assert "'reference/vm_AMD-EPYC_no-gpu' and NEW of 'vm_AMD-EPYC_no-gpu'" in capsys.readouterr().err
+    assert (
+        "'reference/vm_AMD-EPYC_no-gpu' and NEW of 'vm_AMD-EPYC_no-gpu'" in capsys.readouterr().err
+    )
 
 
 def test_the_machine_id_says_what_to_do_where_it_cannot_be_kept(tmp_path):
@@ -277,7 +324,10 @@ def test_a_run_whose_thread_count_is_unknown_says_why_there_is_no_reference_answ
 
 def test_a_run_made_while_the_cores_are_busy_flags_itself(tmp_path):
     # Spinners on every core, twice over, for the whole run: the machine is not the run's own.
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * (os.cpu_count() or 1))]
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(2 * (os.cpu_count() or 1))
+    ]
     try:
         result = subprocess.run(
             [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--quick", "-k", "transfer",
@@ -305,7 +355,9 @@ def test_a_real_run_on_a_busy_vm_flags_every_case_and_marks_the_scheduler_slices
     run = json.loads(path.read_text())
     assert run["machine_info"]["fmnist_bench"]["load"]["outside_share"] > 0.5
     # Each case's own telemetry could not tell (a few ticks of /proc/stat); the run's load around it could.
-    assert all(not b["extra_info"]["telemetry"]["host"]["cpu"]["available"] for b in run["benchmarks"][:3])
+    assert all(
+        not b["extra_info"]["telemetry"]["host"]["cpu"]["available"] for b in run["benchmarks"][:3]
+    )
     frame = load_frame([path])
     assert frame["busy"].all()
     suspect = frame[frame["suspect"]]
@@ -315,7 +367,9 @@ def test_a_real_run_on_a_busy_vm_flags_every_case_and_marks_the_scheduler_slices
     }
     assert (suspect["median"].between(11.9e-3, 12.1e-3)).all()  # each one 12 ms scheduler slice
     said = " ".join(" ".join(end_summary(run)).split())
-    assert "the machine was not the run's own: other work took 75.3% of the machine's CPU time" in said
+    assert (
+        "the machine was not the run's own: other work took 75.3% of the machine's CPU time" in said
+    )
 
 
 @pytest.mark.parametrize("make", ["fifo", "dev-zero", "folder", "large"])

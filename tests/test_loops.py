@@ -30,14 +30,18 @@ def _two_epochs(run):
 
 
 def test_seed_pipeline_lowers_the_loss(small):
-    first, second = _two_epochs(lambda net, opt: train_epoch_seed(net, opt, seed_loader(small.dataset, 100), "cpu"))
+    first, second = _two_epochs(
+        lambda net, opt: train_epoch_seed(net, opt, seed_loader(small.dataset, 100), "cpu")
+    )
     assert first.images == second.images == 3000
     assert second.mean_loss < first.mean_loss
     assert 0 <= first.correct <= 3000
 
 
 def test_resident_pipeline_lowers_the_loss(small):
-    first, second = _two_epochs(lambda net, opt: train_epoch_resident(net, opt, small.images, small.labels, 100))
+    first, second = _two_epochs(
+        lambda net, opt: train_epoch_resident(net, opt, small.images, small.labels, 100)
+    )
     assert first.images == second.images == 3000
     assert second.mean_loss < first.mean_loss
     assert second.accuracy > first.accuracy
@@ -45,7 +49,9 @@ def test_resident_pipeline_lowers_the_loss(small):
 
 def test_resident_pipeline_covers_a_ragged_last_batch(small):
     net = Network()
-    result = train_epoch_resident(net, make_optimizer(net), small.images[:250], small.labels[:250], 100)
+    result = train_epoch_resident(
+        net, make_optimizer(net), small.images[:250], small.labels[:250], 100
+    )
     assert result.images == 250
 
 

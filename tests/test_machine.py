@@ -26,7 +26,10 @@ H100 = {
 def fake_nvml(monkeypatch):
     """The real pynvml binding with its C calls replaced: one H100 plus one GPU that supports little."""
     unsupported = pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-    gpus = [H100, {"name": b"Old GPU", "uuid": b"GPU-aaaa", "bus": b"0000:3b:00.0", "memory": 8 << 30}]
+    gpus = [
+        H100,
+        {"name": b"Old GPU", "uuid": b"GPU-aaaa", "bus": b"0000:3b:00.0", "memory": 8 << 30},
+    ]
     calls = []
 
     def field(key, index=None):
@@ -48,7 +51,9 @@ def fake_nvml(monkeypatch):
         "nvmlDeviceGetName": field("name"),
         "nvmlDeviceGetUUID": field("uuid"),
         "nvmlDeviceGetPciInfo": lambda h: SimpleNamespace(busId=gpus[h]["bus"]),
-        "nvmlDeviceGetMemoryInfo": lambda h: SimpleNamespace(total=gpus[h]["memory"], free=0, used=0),
+        "nvmlDeviceGetMemoryInfo": lambda h: SimpleNamespace(
+            total=gpus[h]["memory"], free=0, used=0
+        ),
         "nvmlDeviceGetMaxClockInfo": lambda h, kind: field("clocks")(h)[kind],
         "nvmlDeviceGetPowerManagementLimit": field("power_mw"),
         "nvmlDeviceGetMaxPcieLinkGeneration": field("gen", 0),
@@ -61,14 +66,21 @@ def fake_nvml(monkeypatch):
         monkeypatch.setattr(pynvml, name, fake)
     # torch sees one CUDA device, the H100, listed by UUID without NVML's "GPU-" prefix.
     monkeypatch.setattr(
-        machine, "cuda_devices", lambda: [{"device": "cuda:0", "uuid": "8f3c1b2a-0000-1111-2222-333344445555"}]
+        machine,
+        "cuda_devices",
+        lambda: [{"device": "cuda:0", "uuid": "8f3c1b2a-0000-1111-2222-333344445555"}],
     )
     return calls
 
 
 def test_nvml_present_gives_one_entry_per_gpu(fake_nvml):
     nvml, gpus = nvml_info()
-    assert nvml == {"available": True, "driver_version": "560.35.03", "cuda_driver_version": "12.6", "device_count": 2}
+    assert nvml == {
+        "available": True,
+        "driver_version": "560.35.03",
+        "cuda_driver_version": "12.6",
+        "device_count": 2,
+    }
     h100 = gpus[0]
     assert h100["name"] == "NVIDIA H100 80GB HBM3"
     assert h100["uuid"] == H100["uuid"] and h100["cuda_device"] == "cuda:0"
@@ -91,7 +103,13 @@ def test_unsupported_queries_are_none_not_a_crash(fake_nvml):
     assert old["name"] == "Old GPU" and old["uuid"] == "GPU-aaaa"  # bytes from old bindings decoded
     assert old["cuda_device"] is None  # not one torch sees
     assert old["memory_total"] == 8 << 30
-    for key in ("max_sm_clock_mhz", "power_limit_w", "pcie_generation_max", "pcie_gbps_max", "temperature_c"):
+    for key in (
+        "max_sm_clock_mhz",
+        "power_limit_w",
+        "pcie_generation_max",
+        "pcie_gbps_max",
+        "temperature_c",
+    ):
         assert old[key] is None, key
 
 

@@ -32,7 +32,12 @@ def test_warmup_is_a_few_batches_and_the_last_shape(images, batch_size, warmup_b
     "images, batch_size, most, expected",
     [
         (60_000, 1000, 10_000, 10_000),  # whole batches already
-        (60_000, 512, 10_000, 9_728),  # 19 batches of 512, not a last batch of 272 that no graph was captured for
+        (
+            60_000,
+            512,
+            10_000,
+            9_728,
+        ),  # 19 batches of 512, not a last batch of 272 that no graph was captured for
         (60_000, 20_000, 10_000, 20_000),  # at least one batch
         (2_000, 100, 10_000, 2_000),  # the whole (quick) epoch: every shape of it was prepared
         (250, 1000, 100, 250),  # one batch larger than the pass: the pass
@@ -66,7 +71,9 @@ def test_rounds_come_from_the_warmup_estimate_and_the_budget():
         warmup_record={"batches": 2},
     )  # fmt: skip
     assert result == "last"
-    assert bench.calls == [{"rounds": 10, "warmup_rounds": 0}]  # pytest-benchmark does no warm-up of its own
+    assert bench.calls == [
+        {"rounds": 10, "warmup_rounds": 0}
+    ]  # pytest-benchmark does no warm-up of its own
     assert bench.extra_info["warmup"] == {"batches": 2, "seconds": pytest.approx(0.02)}
     assert bench.extra_info["budget"]["estimated_round_s"] == pytest.approx(0.1)
     assert bench.extra_info["budget"]["rounds"] == 10
@@ -147,12 +154,21 @@ def test_sample_calls_takes_at_least_min_then_stops_at_the_time_budget_or_max():
         dev.launch(cost)
 
     # Slow calls: the minimum, though it overruns the budget.
-    assert sample_calls(clock, lambda i: call(i, 1.0), min_calls=3, max_calls=50, max_time=0.5) == [1.0] * 3
+    assert (
+        sample_calls(clock, lambda i: call(i, 1.0), min_calls=3, max_calls=50, max_time=0.5)
+        == [1.0] * 3
+    )
     assert seen == [0, 1, 2]  # each call gets its index, to pick its batch
     # Fast calls: until the budget is spent.
-    assert len(sample_calls(clock, lambda i: call(i, 0.1), min_calls=3, max_calls=50, max_time=1.0)) == 10
+    assert (
+        len(sample_calls(clock, lambda i: call(i, 0.1), min_calls=3, max_calls=50, max_time=1.0))
+        == 10
+    )
     # Very fast calls: the ceiling.
-    assert len(sample_calls(clock, lambda i: call(i, 1e-6), min_calls=3, max_calls=50, max_time=1.0)) == 50
+    assert (
+        len(sample_calls(clock, lambda i: call(i, 1e-6), min_calls=3, max_calls=50, max_time=1.0))
+        == 50
+    )
 
 
 def test_stopwatch_counts_from_when_it_was_made():
@@ -177,7 +193,11 @@ def test_check_warmup_compares_medians_and_the_first_round_per_case():
         "full": [_run("case", [1.0, 1.0, 1.0]), _run("case", [1.0, 1.0, 1.0])],
     }
     (row,) = compare(runs)
-    assert row["short"] == pytest.approx(1.05) and row["full"] == 1.0 and row["ratio"] == pytest.approx(1.05)
+    assert (
+        row["short"] == pytest.approx(1.05)
+        and row["full"] == 1.0
+        and row["ratio"] == pytest.approx(1.05)
+    )
     assert row["short_first"] == pytest.approx((2.0 / 1.0 + 2.0 / 1.1) / 2)
     assert row["full_first"] == 1.0
 
@@ -193,7 +213,14 @@ def test_the_checks_alternate_their_variants_and_swap_the_order_every_trial(monk
 
     monkeypatch.setattr(check_warmup, "run_variant", fake_run)
     runs = check_warmup.alternated({"a": ["--x=1"], "b": ["--x=2"]}, 3, ["-k", "resident"])
-    assert [c[1] for c in calls] == ["a-0.json", "b-0.json", "b-1.json", "a-1.json", "a-2.json", "b-2.json"]
+    assert [c[1] for c in calls] == [
+        "a-0.json",
+        "b-0.json",
+        "b-1.json",
+        "a-1.json",
+        "a-2.json",
+        "b-2.json",
+    ]
     assert all(c[2] == ["-k", "resident"] for c in calls)
     assert [r["options"] for r in runs["a"]] == [["--x=1"]] * 3 and len(runs["b"]) == 3
 
@@ -203,11 +230,19 @@ def test_check_telemetry_pairs_each_case_on_and_off():
 
     def run(median, iqr, samples=None, name="case"):
         extra = {"telemetry": {"samples": samples} if samples is not None else {"state": "off"}}
-        return {"benchmarks": [{"name": name, "stats": {"median": median, "iqr": iqr}, "extra_info": extra}]}
+        return {
+            "benchmarks": [
+                {"name": name, "stats": {"median": median, "iqr": iqr}, "extra_info": extra}
+            ]
+        }
 
     runs = {"on": [run(1.0, 0.02, 9), run(1.2, 0.06, 11)], "off": [run(1.0, 0.01), run(1.0, 0.01)]}
     runs["off"].append(run(5.0, 0.1, name="only-off"))  # ran in one variant only: not compared
     (row,) = compare(runs)
-    assert row["name"] == "case" and row["on"] == pytest.approx(1.1) and row["off"] == pytest.approx(1.0)
+    assert (
+        row["name"] == "case"
+        and row["on"] == pytest.approx(1.1)
+        and row["off"] == pytest.approx(1.0)
+    )
     assert row["trial_ratios"] == pytest.approx([1.0, 1.2]) and row["ratio"] == pytest.approx(1.1)
     assert row["iqr"] == pytest.approx(0.05) and row["samples"] == 10

@@ -52,7 +52,9 @@ def test_forward_matches_the_layers_and_takes_batches():
             net.fc2(
                 F.relu(
                     net.fc1(
-                        F.max_pool2d(F.relu(net.conv2(F.max_pool2d(F.relu(net.conv1(x)), 2, 2))), 2, 2).reshape(-1, 192)
+                        F.max_pool2d(
+                            F.relu(net.conv2(F.max_pool2d(F.relu(net.conv1(x)), 2, 2))), 2, 2
+                        ).reshape(-1, 192)
                     )
                 )
             )

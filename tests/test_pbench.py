@@ -40,8 +40,12 @@ def test_the_session_is_on_the_config_as_benchmarksession():
 
 def test_the_session_saves_through_storage_save_and_save_json():
     source = inspect.getsource(session.BenchmarkSession.handle_saving)
-    assert "self.storage.save(output_json, save)" in source, "FileStorage.save is no longer how a run is saved"
-    assert "self.save_json(output_json)" in source, "save_json is no longer how --benchmark-json is written"
+    assert "self.storage.save(output_json, save)" in source, (
+        "FileStorage.save is no longer how a run is saved"
+    )
+    assert "self.save_json(output_json)" in source, (
+        "save_json is no longer how --benchmark-json is written"
+    )
     assert _params(FileStorage.save) == ["self", "output_json", "save"]
     assert _params(session.BenchmarkSession.save_json) == ["self", "output_json"]
     assert hasattr(FileStorage, "get"), "the suite tells a file storage by its get()"
@@ -49,7 +53,14 @@ def test_the_session_saves_through_storage_save_and_save_json():
 
 def test_the_session_keeps_its_benchmarks_and_run_names_where_the_suite_reads_them():
     source = inspect.getsource(session.BenchmarkSession.__init__)
-    for attribute in ("self.benchmarks", "self.json", "self.save", "self.autosave", "self.logger", "self.storage"):
+    for attribute in (
+        "self.benchmarks",
+        "self.json",
+        "self.save",
+        "self.autosave",
+        "self.logger",
+        "self.storage",
+    ):
         assert attribute in source, f"BenchmarkSession no longer sets {attribute}"
     assert callable(session.BenchmarkSession.get_machine_info)
 
@@ -62,7 +73,9 @@ def test_a_fixture_can_be_marked_skipped_and_its_stats_read():
 
 def test_the_utilities_the_suite_uses_are_where_they_were():
     assert _params(utils.safe_dumps)[0] == "obj" and callable(utils.get_machine_id)
-    assert pbench.dumps({"x": float("inf"), "p": Path("a")}, ensure_ascii=True)  # what json alone cannot write
+    assert pbench.dumps(
+        {"x": float("inf"), "p": Path("a")}, ensure_ascii=True
+    )  # what json alone cannot write
     assert pbench.machine_folder(Path("/r")).parent == Path("/r")
 
 
@@ -75,7 +88,11 @@ def test_the_default_storage_is_pytest_benchmarks_own():
 
 @pytest.mark.parametrize(
     ("storage", "folder"),
-    [("file://./r", Path("r").resolve()), ("r2", Path("r2").resolve()), ("elasticsearch+http://h", None)],
+    [
+        ("file://./r", Path("r").resolve()),
+        ("r2", Path("r2").resolve()),
+        ("elasticsearch+http://h", None),
+    ],
 )
 def test_storage_folder(storage, folder):
     assert pbench.storage_folder(storage) == folder
@@ -97,4 +114,7 @@ def test_a_finished_case_is_read_through_its_metadata():
     source = inspect.getsource(stats.Metadata.__init__)
     assert "self.stats = Stats()" in source and "self.fullname = fixture.fullname" in source
     assert "self.data" in inspect.getsource(stats.Stats.__init__)
-    assert pbench.finished_stats(None) is None and pbench.finished_stats(type("F", (), {"stats": None})()) is None
+    assert (
+        pbench.finished_stats(None) is None
+        and pbench.finished_stats(type("F", (), {"stats": None})()) is None
+    )

@@ -19,7 +19,12 @@ from fmnist_model.ladder import (
 from fmnist_model.predictor import Predictor
 from fmnist_model.trainer import Trainer
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA here"))]
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA here")
+    ),
+]
 # 40 steps at batch 100: enough Adam steps for the pipelines' rounding differences to grow as
 # they do over an epoch, a fifteenth of an epoch's cost. 4,000 % 100 == 0, so the ragged case
 # is checked on its own below.
@@ -67,14 +72,18 @@ def test_every_pipeline_reaches_the_resident_loss_within_its_tolerance(split, de
         # A round is epoch 1 again: reset puts back the first weights and a fresh optimizer.
         t.reset()
         again = t.epoch()
-        assert abs(again.mean_loss - result.mean_loss) / result.mean_loss <= LOSS_TOLERANCE["float32"], pipeline
+        assert (
+            abs(again.mean_loss - result.mean_loss) / result.mean_loss <= LOSS_TOLERANCE["float32"]
+        ), pipeline
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA here")
 @pytest.mark.parametrize(
     "config",
     [
-        replace(train_config("cuda_graph", "cuda"), memory_format="channels_last", precision="bfloat16"),
+        replace(
+            train_config("cuda_graph", "cuda"), memory_format="channels_last", precision="bfloat16"
+        ),
         train_config("compile_cuda_graph", "cuda"),
     ],
     ids=["channels_last_bf16", "compile_cuda_graph"],
@@ -92,7 +101,9 @@ def test_a_cuda_graph_of_another_step_trains_as_that_step_does(split, config):
     )
     assert graph.prepare()["captured_shapes"] == [BATCH]
     graph.reset()
-    eager = trainer("channels_last_bf16" if config.precision == "bfloat16" else "compile", "cuda", split).epoch()
+    eager = trainer(
+        "channels_last_bf16" if config.precision == "bfloat16" else "compile", "cuda", split
+    ).epoch()
     result = graph.epoch()
     assert result.images == IMAGES
     assert abs(result.mean_loss - eager.mean_loss) / eager.mean_loss <= graph.config.loss_tolerance
@@ -102,7 +113,9 @@ def test_on_the_cpu_the_data_loader_pipelines_train_exactly_as_resident(split):
     # Same weights, same order, the same float32 kernels: the same losses, not merely close.
     resident = trainer("resident", "cpu", split).epoch()
     for pipeline in ("seed", "loader"):
-        assert trainer(pipeline, "cpu", split).epoch().mean_loss == pytest.approx(resident.mean_loss, rel=1e-5)
+        assert trainer(pipeline, "cpu", split).epoch().mean_loss == pytest.approx(
+            resident.mean_loss, rel=1e-5
+        )
 
 
 def test_the_tolerance_catches_an_epoch_that_learns_less(split):
@@ -112,7 +125,9 @@ def test_the_tolerance_catches_an_epoch_that_learns_less(split):
     assert (fewer.mean_loss - resident.mean_loss) / resident.mean_loss > LOSS_TOLERANCE["bfloat16"]
 
 
-@pytest.mark.parametrize("pipeline", ["resident", "channels_last", "bf16", "channels_last_bf16", "seed"])
+@pytest.mark.parametrize(
+    "pipeline", ["resident", "channels_last", "bf16", "channels_last_bf16", "seed"]
+)
 def test_a_ragged_last_batch_is_trained(split, pipeline):
     result = trainer(pipeline, "cpu", split, images=250).epoch()
     assert result.images == 250
@@ -126,15 +141,36 @@ def test_a_warmup_epoch_covers_its_images_and_the_loader_keeps_its_workers(split
 
 def test_configs_record_exactly_what_runs():
     seed = train_config("seed", "cpu")
-    assert (seed.data, seed.workers, seed.sync_per_batch, seed.pin_memory) == ("dataloader", 0, True, False)
-    on_cpu, on_gpu = train_config("loader", "cpu", cpus=2), train_config("loader", "cuda:0", cpus=16)
-    assert (on_cpu.workers, on_cpu.pin_memory, on_cpu.non_blocking) == (1, False, False)  # pinning needs an accelerator
-    assert (on_gpu.workers, on_gpu.pin_memory, on_gpu.non_blocking, on_gpu.persistent_workers) == (8, True, True, True)
+    assert (seed.data, seed.workers, seed.sync_per_batch, seed.pin_memory) == (
+        "dataloader",
+        0,
+        True,
+        False,
+    )
+    on_cpu, on_gpu = (
+        train_config("loader", "cpu", cpus=2),
+        train_config("loader", "cuda:0", cpus=16),
+    )
+    assert (on_cpu.workers, on_cpu.pin_memory, on_cpu.non_blocking) == (
+        1,
+        False,
+        False,
+    )  # pinning needs an accelerator
+    assert (on_gpu.workers, on_gpu.pin_memory, on_gpu.non_blocking, on_gpu.persistent_workers) == (
+        8,
+        True,
+        True,
+        True,
+    )
     assert train_config("channels_last", "cpu").memory_format == "channels_last"
     assert train_config("bf16", "cpu").loss_tolerance == LOSS_TOLERANCE["bfloat16"]
     assert train_config("bf16", "cpu").memory_format == "contiguous"
     both = train_config("channels_last_bf16", "cpu")  # bf16 on channels_last: both changes recorded
-    assert (both.memory_format, both.precision, both.loss_tolerance) == ("channels_last", "bfloat16", 0.10)
+    assert (both.memory_format, both.precision, both.loss_tolerance) == (
+        "channels_last",
+        "bfloat16",
+        0.10,
+    )
     cl_bf16 = inference_config("channels_last_bf16")
     assert (cl_bf16.memory_format, cl_bf16.precision, cl_bf16.autograd) == (
         "channels_last",
@@ -144,10 +180,18 @@ def test_configs_record_exactly_what_runs():
     compiled = train_config("compile", "cpu")
     assert compiled.compile_mode == "default" and compiled.ragged == "recompiled"
     graph = train_config("cuda_graph", "cuda:0")
-    assert graph.cuda_graph and graph.ragged == "second graph" and graph.loss_tolerance == LOSS_TOLERANCE["float32"]
+    assert (
+        graph.cuda_graph
+        and graph.ragged == "second graph"
+        and graph.loss_tolerance == LOSS_TOLERANCE["float32"]
+    )
     assert set(train_config("resident", "cpu").record()) == set(graph.record())
     both = train_config("compile_cuda_graph", "cuda:0")  # the graph of the compiled step
-    assert both.cuda_graph and both.compile_mode == "default" and both.ragged == "recompiled, second graph"
+    assert (
+        both.cuda_graph
+        and both.compile_mode == "default"
+        and both.ragged == "recompiled, second graph"
+    )
     assert (
         inference_config("eager").autograd == "enabled"
         and inference_config("inference_mode").autograd == "inference_mode"
@@ -269,8 +313,14 @@ def test_graphs_are_captured_after_warm_up_steps_on_a_side_stream_in_one_pool(mo
         before=lambda size: done.append(f"before {size}"),
     )  # fmt: skip
     warm = graphs.GRAPH_WARMUP_STEPS
-    assert done[: 1 + 4 * warm] == ["wait"] + ["before 100", "step 100"] * warm + ["before 40", "step 40"] * warm
+    assert (
+        done[: 1 + 4 * warm]
+        == ["wait"] + ["before 100", "step 100"] * warm + ["before 40", "step 40"] * warm
+    )
     assert done[1 + 4 * warm :] == ["wait", "before 100", "graph", "capturing", "step 100", "captured",
                                     "before 40", "graph", "capturing", "step 40", "captured"]  # fmt: skip
     assert {size: out for size, (_graph, out) in captured.items()} == {100: 200, 40: 80}
-    assert pools == [None, "pool of graph 0"]  # the second shape's graph shares the first's memory pool
+    assert pools == [
+        None,
+        "pool of graph 0",
+    ]  # the second shape's graph shares the first's memory pool

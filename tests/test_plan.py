@@ -50,7 +50,8 @@ def test_devices_parse(text, devices):
 
 
 @pytest.mark.parametrize(
-    "text, bad", [("tpu", "'tpu'"), ("cuda:x", "'cuda:x'"), ("cpu,,cuda", "empty"), ("meta", "'meta'")]
+    "text, bad",
+    [("tpu", "'tpu'"), ("cuda:x", "'cuda:x'"), ("cpu,,cuda", "empty"), ("meta", "'meta'")],
 )
 def test_bad_device_names_the_value(text, bad):
     with pytest.raises(ValueError, match=bad):
@@ -61,7 +62,9 @@ def test_batch_sizes_parse():
     assert parse_batch_sizes("100, 1000,100") == (100, 1000)
 
 
-@pytest.mark.parametrize("text, bad", [("0", "'0'"), ("-5", "'-5'"), ("10,abc", "'abc'"), ("1.5", "'1.5'"), ("", "''")])
+@pytest.mark.parametrize(
+    "text, bad", [("0", "'0'"), ("-5", "'-5'"), ("10,abc", "'abc'"), ("1.5", "'1.5'"), ("", "''")]
+)
 def test_bad_batch_size_names_the_value(text, bad):
     with pytest.raises(ValueError, match=f"{bad} is not a positive integer"):
         parse_batch_sizes(text)
@@ -122,7 +125,12 @@ def test_budget_is_pytest_benchmarks_rule_with_a_ceiling(round_s, rounds):
 def test_cpu_threads_default_to_one_and_torchs_for_copies_and_inference_torchs_for_training():
     plan = make_plan()
     # The limits at every count a case is held against.
-    assert plan.threads_for("limits") == plan.threads_for("transfer") == plan.threads_for("inference") == (1, 16)
+    assert (
+        plan.threads_for("limits")
+        == plan.threads_for("transfer")
+        == plan.threads_for("inference")
+        == (1, 16)
+    )
     assert plan.threads_for("train") == (16,)
     assert make_plan(default_threads=1).threads_for("inference") == (1,)  # no duplicate case
     chosen = make_plan(cpu_threads=(1, 4, 16))
@@ -147,7 +155,9 @@ def test_the_case_matrix_sweeps_threads_on_the_cpu_only_and_names_every_axis():
     train_steps = [p for p in TRAIN_LADDER if p not in ("compile", "compile_cuda_graph")]
     assert len(train) == 2 * (3 * 2 + len(train_steps) - 2)
     assert {c["cpu_threads"] for c in train if c["device"] == "cuda:0"} == {16}
-    assert [c["pipeline"] for c in train if c["device"] == "cpu" and c["batch_size"] == 1000] == train_steps
+    assert [
+        c["pipeline"] for c in train if c["device"] == "cpu" and c["batch_size"] == 1000
+    ] == train_steps
     inference = plan.cases("inference")
     # two thread counts x 5 batch sizes x 2 modes under inference_mode, and the other steps but
     # compile at batch 1,000, compute, torch's threads
@@ -155,16 +165,24 @@ def test_the_case_matrix_sweeps_threads_on_the_cpu_only_and_names_every_axis():
     assert len([c for c in inference if c["device"] == "cpu"]) == 2 * 5 * 2 + inference_steps - 1
     assert len([c for c in inference if c["device"] == "cuda:0"]) == 5 * 2 + inference_steps - 1
     ladder = [c for c in inference if c["pipeline"] != "inference_mode"]
-    assert {(c["batch_size"], c["mode"], c["cpu_threads"]) for c in ladder} == {(1000, "compute", 16)}
+    assert {(c["batch_size"], c["mode"], c["cpu_threads"]) for c in ladder} == {
+        (1000, "compute", 16)
+    }
     transfer = plan.cases("transfer")
-    assert {(c["direction"], c["memory"]) for c in transfer if c["device"] == "cpu"} == {("h2h", "pageable")}
+    assert {(c["direction"], c["memory"]) for c in transfer if c["device"] == "cpu"} == {
+        ("h2h", "pageable")
+    }
     assert len([c for c in transfer if c["device"] == "cuda:0"]) == 4 * 5 * 2
 
 
 def test_case_ids_show_threads_on_the_cpu_only():
-    assert case_id({"device": "cpu", "cpu_threads": 4, "batch_size": 100, "pipeline": "seed"}) == "cpu-4t-100-seed"
     assert (
-        case_id({"device": "cuda:0", "cpu_threads": 16, "batch_size": 100, "mode": "compute"}) == "cuda:0-100-compute"
+        case_id({"device": "cpu", "cpu_threads": 4, "batch_size": 100, "pipeline": "seed"})
+        == "cpu-4t-100-seed"
+    )
+    assert (
+        case_id({"device": "cuda:0", "cpu_threads": 16, "batch_size": 100, "mode": "compute"})
+        == "cuda:0-100-compute"
     )
 
 
@@ -202,7 +220,9 @@ def test_pytest_benchmark_round_options_replace_every_familys_budget():
 def test_pipelines_parse_names_of_either_ladder_and_refuse_others():
     assert parse_pipelines("seed, compile,seed") == ("seed", "compile")
     assert parse_pipelines("all") == tuple(dict.fromkeys(TRAIN_LADDER + INFERENCE_LADDER))
-    with pytest.raises(ValueError, match="'fast' is not a pipeline: expected all, or some of seed, loader"):
+    with pytest.raises(
+        ValueError, match="'fast' is not a pipeline: expected all, or some of seed, loader"
+    ):
         parse_pipelines("seed,fast")
     with pytest.raises(ValueError, match="'all' stands alone"):
         parse_pipelines("all,seed")
@@ -215,13 +235,17 @@ def test_the_full_ladder_is_the_cross_product_and_pipelines_filter_both_families
     full = make_plan(ladder="full", pipelines=parse_pipelines("all"))
     train = full.cases("train")
     assert len(train) == 3 * len(TRAIN_LADDER)
-    assert len(full.cases("inference")) == 2 * 5 * 2 * len(INFERENCE_LADDER)  # threads x sizes x modes x steps
+    assert len(full.cases("inference")) == 2 * 5 * 2 * len(
+        INFERENCE_LADDER
+    )  # threads x sizes x modes x steps
     only = make_plan(pipelines=("seed", "compile"))
     assert {(c["batch_size"], c["pipeline"]) for c in only.cases("train")} == {
         (100, "seed"), (1000, "seed"), (10_000, "seed"), (1000, "compile")
     }  # fmt: skip
     assert {c["pipeline"] for c in only.cases("inference")} == {"compile"}
-    assert make_plan(pipelines=("seed",)).cases("inference") == []  # no inference step named: none of it
+    assert (
+        make_plan(pipelines=("seed",)).cases("inference") == []
+    )  # no inference step named: none of it
 
 
 def test_the_ladder_runs_at_the_swept_size_nearest_1000_and_compiling_steps_only_when_asked():
@@ -231,10 +255,14 @@ def test_the_ladder_runs_at_the_swept_size_nearest_1000_and_compiling_steps_only
     compiling = {"compile", "compile_cuda_graph"}
     for quick in (False, True):
         default = make_plan(quick=quick, devices=("cpu", "cuda:0"))
-        assert not compiling & {c["pipeline"] for family in ("train", "inference") for c in default.cases(family)}
+        assert not compiling & {
+            c["pipeline"] for family in ("train", "inference") for c in default.cases(family)
+        }
         asked = make_plan(quick=quick, devices=("cpu", "cuda:0"), pipelines=parse_pipelines("all"))
         assert compiling <= {c["pipeline"] for c in asked.cases("train")}
-    assert "compile" in {c["pipeline"] for c in make_plan(quick=True, pipelines=("compile",)).cases("train")}
+    assert "compile" in {
+        c["pipeline"] for c in make_plan(quick=True, pipelines=("compile",)).cases("train")
+    }
 
 
 def test_every_stage_asks_one_table_of_device_kinds():
@@ -249,7 +277,9 @@ def test_every_stage_asks_one_table_of_device_kinds():
         device = f"{name}:0" if kind.indexed else name
         assert {(d, m) for dev, d, m in routes if dev == device} == set(kind.routes)
         limits = {c["limit"] for c in plan.cases("limits") if c["device"] == device}
-        assert ("operation_graph" in limits) == kind.graphs and ("device_copy" in limits) == kind.own_memory
+        assert ("operation_graph" in limits) == kind.graphs and (
+            "device_copy" in limits
+        ) == kind.own_memory
         assert (unsupported_reason("cuda_graph", device) is None) == kind.graphs
         assert is_accelerator(device) == (not kind.host) and device_kind(device) is kind
     assert parse_devices("cuda") == ("cuda:0",) and parse_devices("mps") == ("mps",)

@@ -60,21 +60,36 @@ def test_frame_values_from_the_constructed_run(frame):
     assert row["median"] == 1.0 and row["images_per_s"] == pytest.approx(60_000)
     assert row["loss"] == 0.5 and row["accuracy"] == 0.8 and row["dataset"] == "synthetic"
     assert row["device_name"] == "NVIDIA Constructed GPU"
-    assert row["label"] == "Constructed CPU 64-Core · NVIDIA Constructed GPU (constructed, not measured)"
+    assert (
+        row["label"]
+        == "Constructed CPU 64-Core · NVIDIA Constructed GPU (constructed, not measured)"
+    )
     assert row["host"] == "gpu-box"
     assert row["commit"] == "000000000000" and row["rounds"] == 3 and not row["noisy"]
 
-    copy = one(gpu, family="transfer", device="cuda:0", direction="h2d", memory="pinned", size=60_000, dtype="float32")
+    copy = one(
+        gpu,
+        family="transfer",
+        device="cuda:0",
+        direction="h2d",
+        memory="pinned",
+        size=60_000,
+        dtype="float32",
+    )
     nbytes = 60_000 * 784 * 4
     assert copy["bytes"] == nbytes
     assert copy["gbps"] == pytest.approx(nbytes / (10e-6 + nbytes / 50e9) / 1e9)
-    assert copy["link_gbps"] == 63.008 and copy["link_share"] == pytest.approx(copy["gbps"] / 63.008)
+    assert copy["link_gbps"] == 63.008 and copy["link_share"] == pytest.approx(
+        copy["gbps"] / 63.008
+    )
     host_copy = one(gpu, family="transfer", device="cpu", size=60_000, dtype="uint8")
     assert pd.isna(host_copy["link_gbps"]) and host_copy["direction"] == "h2h"
 
     noisy = one(gpu, family="inference", device="cuda:0", mode="compute", batch_size=1)
     assert noisy["noisy"] and noisy["iqr_share"] > 0.10
-    assert noisy["latency_ms"] == pytest.approx(2.0 / 10_000 * 1e3)  # 2 s over 10,000 batches of one
+    assert noisy["latency_ms"] == pytest.approx(
+        2.0 / 10_000 * 1e3
+    )  # 2 s over 10,000 batches of one
     # Rounds of [0.85, 1, 1.15] x 2 s: numpy's linear 90th percentile is 1 + 0.8 x 0.15 of the median.
     assert noisy["round_p90"] == pytest.approx(2.0 * 1.12)
 
@@ -91,9 +106,13 @@ def test_frame_values_from_a_real_cpu_run(frame):
 def test_speedup_is_cpu_over_gpu_on_the_same_machine(frame):
     speed = speedups(frame)
     assert set(speed["machine_key"]) == {GPU_KEY}  # the CPU-only machine has nothing to compare
-    resident = speed[(speed["family"] == "train") & (speed["variant"] == "resident")].sort_values("batch_size")
+    resident = speed[(speed["family"] == "train") & (speed["variant"] == "resident")].sort_values(
+        "batch_size"
+    )
     assert resident["speedup"].tolist() == pytest.approx([0.5, 2.0, 6.0])
-    compute = speed[(speed["family"] == "inference") & (speed["variant"] == "compute")].sort_values("batch_size")
+    compute = speed[(speed["family"] == "inference") & (speed["variant"] == "compute")].sort_values(
+        "batch_size"
+    )
     assert compute["speedup"].tolist() == pytest.approx([0.5, 0.2 / 0.3, 1.25, 3.0, 6.0])
     assert compute["noisy"].tolist() == [True, False, False, False, False]
 
@@ -117,7 +136,9 @@ def test_crossover_on_the_constructed_run(frame):
 )
 def test_crossover_batch_size(speedup, expected):
     assert crossover_batch_size([10, 100, 1000, 10_000], speedup) == expected
-    assert crossover_batch_size([10_000, 1000, 100, 10], speedup[::-1]) == expected  # order of input does not matter
+    assert (
+        crossover_batch_size([10_000, 1000, 100, 10], speedup[::-1]) == expected
+    )  # order of input does not matter
 
 
 def test_epoch_breakdown_on_the_constructed_run(frame):
@@ -159,7 +180,9 @@ def test_newest_run_of_each_machine_counts_unless_all_runs(tmp_path):
     (tmp_path / "0001_old.json").write_text(json.dumps(old))
     (tmp_path / "0002_new.json").write_text(json.dumps(new))
     newest = load_frame([tmp_path])
-    assert set(newest["run_file"]) == {"0002_new.json"}  # named under the folder given, not by a local path
+    assert set(newest["run_file"]) == {
+        "0002_new.json"
+    }  # named under the folder given, not by a local path
     assert len(load_frame([tmp_path], all_runs=True)) == 2 * len(newest)
 
 
@@ -167,7 +190,9 @@ def test_a_newer_partial_run_updates_only_what_it_measured(tmp_path):
     full = json.loads(GPU_RUN.read_text())
     gpu_only = json.loads(GPU_RUN.read_text())
     gpu_only["datetime"] = "2026-11-03T00:00:00+00:00"
-    gpu_only["benchmarks"] = [b for b in gpu_only["benchmarks"] if b["params"]["device"] == "cuda:0"]
+    gpu_only["benchmarks"] = [
+        b for b in gpu_only["benchmarks"] if b["params"]["device"] == "cuda:0"
+    ]
     for b in gpu_only["benchmarks"]:
         b["stats"]["median"] /= 2  # the GPU got twice as fast
         b["stats"]["data"] = [x / 2 for x in b["stats"]["data"]]
@@ -177,25 +202,38 @@ def test_a_newer_partial_run_updates_only_what_it_measured(tmp_path):
     assert len(frame) == len(full["benchmarks"])
     assert set(frame.loc[frame["device"] == "cpu", "run_file"]) == {"0001_full.json"}
     assert set(frame.loc[frame["device"] == "cuda:0", "run_file"]) == {"0002_gpu_only.json"}
-    resident = speedups(frame).query("family == 'train' and variant == 'resident'").sort_values("batch_size")
+    resident = (
+        speedups(frame)
+        .query("family == 'train' and variant == 'resident'")
+        .sort_values("batch_size")
+    )
     assert resident["speedup"].tolist() == pytest.approx([1.0, 4.0, 12.0])
 
 
 def test_all_runs_keeps_every_row_in_the_csv_but_pairs_speedups_once(tmp_path):
-    for name, when in (("0001_a.json", "2026-11-01T00:00:00+00:00"), ("0002_b.json", "2026-11-02T00:00:00+00:00")):
+    for name, when in (
+        ("0001_a.json", "2026-11-01T00:00:00+00:00"),
+        ("0002_b.json", "2026-11-02T00:00:00+00:00"),
+    ):
         run = json.loads(GPU_RUN.read_text())
         run["datetime"] = when
         (tmp_path / name).write_text(json.dumps(run))
     every = load_frame([tmp_path], all_runs=True)
     write_report(every, tmp_path / "out")
-    assert len(pd.read_csv(tmp_path / "out" / "summary.csv")) == len(every) == 2 * len(load_frame([GPU_RUN]))
+    assert (
+        len(pd.read_csv(tmp_path / "out" / "summary.csv"))
+        == len(every)
+        == 2 * len(load_frame([GPU_RUN]))
+    )
     assert len(speedups(select_newest(every))) == len(speedups(load_frame([GPU_RUN])))
 
 
 def test_odd_but_readable_runs_do_not_crash_the_report(tmp_path):
     run = json.loads(GPU_RUN.read_text())
     for b in run["benchmarks"]:
-        if b["group"] != "inference":  # a count inference needs for its time per batch: required there
+        if (
+            b["group"] != "inference"
+        ):  # a count inference needs for its time per batch: required there
             b["extra_info"].pop("batches", None)
     inference = next(b for b in run["benchmarks"] if b["group"] == "inference")
     inference["extra_info"].pop("batches")
@@ -206,16 +244,24 @@ def test_odd_but_readable_runs_do_not_crash_the_report(tmp_path):
         frame = load_frame([tmp_path])
     said = "\n".join(str(w.message) for w in caught)
     assert "passed over: benchmarks[0].stats.median" in said
-    assert f"benchmark {inference['name']!r} passed over: " in said and "'batches' is a required property" in said
+    assert (
+        f"benchmark {inference['name']!r} passed over: " in said
+        and "'batches' is a required property" in said
+    )
     assert "datetime None is not a date" in said
     assert len(frame) == len(run["benchmarks"]) - 2
-    assert {p.name for p in write_report(frame, tmp_path / "out")} >= {"index.html", "epoch_time.png"}
+    assert {p.name for p in write_report(frame, tmp_path / "out")} >= {
+        "index.html",
+        "epoch_time.png",
+    }
 
 
 def test_quick_and_full_figures_of_one_machine_are_kept_apart(tmp_path):
     full = json.loads(GPU_RUN.read_text())
     quick = json.loads(GPU_RUN.read_text())
-    quick["datetime"] = "2026-11-05T00:00:00+00:00"  # newer, but only a smoke run: it replaces nothing of the full run
+    quick["datetime"] = (
+        "2026-11-05T00:00:00+00:00"  # newer, but only a smoke run: it replaces nothing of the full run
+    )
     quick["machine_info"]["fmnist_bench"]["plan"]["quick"] = True
     (tmp_path / "0001_full.json").write_text(json.dumps(full))
     (tmp_path / "0002_quick.json").write_text(json.dumps(quick))
@@ -248,12 +294,18 @@ def test_every_output_file_is_written(tmp_path, frame):
     ratios = pd.read_csv(tmp_path / "speedup.csv")
     assert {"y_low", "y_high"} <= set(ratios.columns)
     sure = ratios.dropna(subset=["y_low", "y_high"])
-    assert len(sure) and ((sure["y_low"] <= sure["y"] * 1.5) & (sure["y"] <= sure["y_high"] * 1.5)).all()
+    assert (
+        len(sure)
+        and ((sure["y_low"] <= sure["y"] * 1.5) & (sure["y"] <= sure["y_high"] * 1.5)).all()
+    )
     page = (tmp_path / "index.html").read_text()
     for image in ("epoch_time.png", "speedup.png", "machines.png"):
         assert f'src="{image}"' in page
     markdown = (tmp_path / "report.md").read_text()
-    assert "| Machine" in markdown and "GPU faster from batch size 1,000 on (measured up to 10,000)" in markdown
+    assert (
+        "| Machine" in markdown
+        and "GPU faster from batch size 1,000 on (measured up to 10,000)" in markdown
+    )
 
 
 def test_cpu_only_runs_say_there_is_no_gpu(tmp_path):
@@ -279,12 +331,22 @@ def test_strings_from_saved_runs_are_escaped(tmp_path):
     run["machine_info"]["cpu"]["brand_raw"] = "<script>alert('cpu')</script>"
     run["machine_info"]["gpus"][0]["name"] = '<img src=x onerror="alert(1)">'
     run["machine_info"]["node"] = "<b>host</b>"
-    run["machine_info"]["fmnist_bench"]["run"] = {"complete": False, "ended": "<i>stopped</i> by <script>x()"}
+    run["machine_info"]["fmnist_bench"]["run"] = {
+        "complete": False,
+        "ended": "<i>stopped</i> by <script>x()",
+    }
     (tmp_path / "evil.json").write_text(json.dumps(run))
     write_report(load_frame([tmp_path / "evil.json"]), tmp_path / "out")
     page = (tmp_path / "out" / "index.html").read_text()
-    assert "<script>" not in page and "<img src=x" not in page and "<b>host" not in page and "<i>" not in page
-    assert "&lt;i&gt;stopped&lt;/i&gt; by &lt;script&gt;x()" in page  # how the run ended: in the table and the note
+    assert (
+        "<script>" not in page
+        and "<img src=x" not in page
+        and "<b>host" not in page
+        and "<i>" not in page
+    )
+    assert (
+        "&lt;i&gt;stopped&lt;/i&gt; by &lt;script&gt;x()" in page
+    )  # how the run ended: in the table and the note
     assert "&lt;script&gt;alert(&#x27;cpu&#x27;)&lt;/script&gt;" in page or "&lt;script&gt;" in page
 
 
@@ -310,13 +372,23 @@ def test_the_report_stage_does_not_import_torch(tmp_path):
         "assert rc == 0, rc\n"
         "print(sorted(m for m in ('torch', 'torchvision', 'pynvml', 'fmnist_model') if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip().splitlines()[-1] == "[]"
 
 
 def test_saved_json_still_works_with_pytest_benchmark_compare():
     result = subprocess.run(
-        [sys.executable, "-m", "pytest_benchmark", "compare", str(CPU_RUN), str(GPU_RUN), "--group-by=group"],
+        [
+            sys.executable,
+            "-m",
+            "pytest_benchmark",
+            "compare",
+            str(CPU_RUN),
+            str(GPU_RUN),
+            "--group-by=group",
+        ],
         capture_output=True,
         text=True,
     )
@@ -360,7 +432,9 @@ def _format2(run: dict) -> dict:
     return run
 
 
-def _also_at(run: dict, threads: int, family: str, variant: tuple[str, str], medians: dict[int, float]) -> dict:
+def _also_at(
+    run: dict, threads: int, family: str, variant: tuple[str, str], medians: dict[int, float]
+) -> dict:
     """`run` with its CPU cases of `family` and variant also measured at `threads` threads, with these medians."""
     axis, value = variant
     extra = []
@@ -411,7 +485,9 @@ def test_format2_rows_carry_cpu_threads_latency_and_how_the_run_ended():
             for q in ("p50", "p90", "p99"):
                 assert row[f"latency_{q}_ms"] == pytest.approx(latency[f"{q}_s"] * 1e3)
             assert row["latency_samples"] == latency["samples"]
-            assert row["latency_ms"] == pytest.approx(b["stats"]["median"] / b["extra_info"]["batches"] * 1e3)
+            assert row["latency_ms"] == pytest.approx(
+                b["stats"]["median"] / b["extra_info"]["batches"] * 1e3
+            )
         else:
             assert pd.isna(row["latency_p50_ms"]) and pd.isna(row["latency_samples"])
     assert with_latency == sum(b["group"] == "inference" for b in run["benchmarks"]) > 0
@@ -424,7 +500,11 @@ def test_format1_cases_ran_at_torchs_default_and_have_no_latency_sample(frame):
     for path in (GPU_RUN, CPU_RUN):
         threads = _json(path)["machine_info"]["torch"]["threads"]
         rows = frame[frame["run_file"] == path.name]
-        assert len(rows) and (rows["cpu_threads"] == threads).all() and (rows["default_threads"] == threads).all()
+        assert (
+            len(rows)
+            and (rows["cpu_threads"] == threads).all()
+            and (rows["default_threads"] == threads).all()
+        )
     assert frame[["latency_p50_ms", "latency_p90_ms", "latency_p99_ms"]].isna().all().all()
     assert frame["latency_samples"].isna().all() and frame["latency_ms"].notna().any()
     assert not frame["partial"].any() and frame["run_planned_cases"].isna().all()
@@ -441,7 +521,10 @@ def test_a_run_stopped_by_sigterm_is_partial():
 
 def test_a_format2_run_replaces_the_format1_figures_it_measured_again(tmp_path):
     old, new = _json(CPU_RUN), _json(QUICK_V2)
-    assert old["machine_info"]["fmnist_bench"]["machine_key"] == new["machine_info"]["fmnist_bench"]["machine_key"]
+    assert (
+        old["machine_info"]["fmnist_bench"]["machine_key"]
+        == new["machine_info"]["fmnist_bench"]["machine_key"]
+    )
     # Everything the format-1 run measured (at torch's 2 threads), the format-2 run measured again at 2 threads.
     frame = load_frame([CPU_RUN, QUICK_V2])
     assert set(frame["run_file"]) == {QUICK_V2.name} and len(frame) == len(new["benchmarks"])
@@ -464,7 +547,10 @@ def test_gpu_cases_are_the_same_case_whatever_torchs_thread_count(tmp_path):
     assert set(frame.loc[frame["device"] == "cuda:0", "run_file"]) == {"0002_new.json"}
     # The CPU at the old default count was not measured again: it stays, beside the new count.
     cpu_threads = set(frame.loc[frame["device"] == "cpu", "cpu_threads"])
-    assert cpu_threads == {old["machine_info"]["torch"]["threads"], new["machine_info"]["torch"]["threads"]}
+    assert cpu_threads == {
+        old["machine_info"]["torch"]["threads"],
+        new["machine_info"]["torch"]["threads"],
+    }
 
 
 def test_speedup_at_torchs_default_and_against_the_cpus_best_thread_count(tmp_path):
@@ -472,15 +558,24 @@ def test_speedup_at_torchs_default_and_against_the_cpus_best_thread_count(tmp_pa
     default = run["machine_info"]["torch"]["threads"]
     frame = load_frame([_write(tmp_path, "threads.json", run)])
     cpu = _medians(run, "inference", "cpu", "mode", "compute")
-    gpu = {size: median for (_t, size), median in _medians(run, "inference", "cuda:0", "mode", "compute").items()}
+    gpu = {
+        size: median
+        for (_t, size), median in _medians(run, "inference", "cuda:0", "mode", "compute").items()
+    }
     speed = speedups(frame)
-    compute = speed.query("family == 'inference' and variant == 'compute'").sort_values("batch_size")
+    compute = speed.query("family == 'inference' and variant == 'compute'").sort_values(
+        "batch_size"
+    )
     sizes = compute["batch_size"].tolist()
     assert sizes == sorted(gpu)
-    best = {s: min((cpu[(default, s)], default), (cpu[(1, s)], 1)) for s in sizes}  # (median, threads)
+    best = {
+        s: min((cpu[(default, s)], default), (cpu[(1, s)], 1)) for s in sizes
+    }  # (median, threads)
     assert {threads for _m, threads in best.values()} == {1, default}  # each count wins somewhere
     assert compute["speedup"].tolist() == pytest.approx([cpu[(default, s)] / gpu[s] for s in sizes])
-    assert compute["speedup_vs_best_cpu"].tolist() == pytest.approx([best[s][0] / gpu[s] for s in sizes])
+    assert compute["speedup_vs_best_cpu"].tolist() == pytest.approx(
+        [best[s][0] / gpu[s] for s in sizes]
+    )
     assert compute["best_cpu_threads"].tolist() == [best[s][1] for s in sizes]
     assert (compute["default_threads"] == default).all()
     # The crossover is against the CPU's best, and here that moves it.
@@ -520,8 +615,12 @@ def test_the_cpu_threads_section_names_the_best_count_and_its_gain(tmp_path):
     assert "| train" not in section  # training ran at one count: nothing to choose
     # The speedup table gives the best count's speedup in brackets where it is not the default.
     gpu = _medians(run, "inference", "cuda:0", "mode", "compute")
-    said = md_escape(f"[{cpu[(1, 1)] / gpu[(default, 1)]:.2f}x (")  # report.md escapes every cell's text
-    assert said in _section(markdown, "GPU speedup over the CPU") and md_escape(") vs 1t]") in markdown
+    said = md_escape(
+        f"[{cpu[(1, 1)] / gpu[(default, 1)]:.2f}x ("
+    )  # report.md escapes every cell's text
+    assert (
+        said in _section(markdown, "GPU speedup over the CPU") and md_escape(") vs 1t]") in markdown
+    )
     assert "Against the CPU at its best thread count" in _section(markdown, "Crossover batch size")
     # Runs with one CPU thread count have no such section.
     write_report(load_frame([GPU_RUN, CPU_RUN]), tmp_path / "one")
@@ -537,9 +636,14 @@ def test_the_epoch_breakdown_takes_the_cpu_at_torchs_default(tmp_path):
     cpu = parts[parts["device"] == "cpu"].set_index("batch_size")
     seed = _medians(run, "train", "cpu", "pipeline", "seed")
     resident = _medians(run, "train", "cpu", "pipeline", "resident")
-    assert (cpu["cpu_threads"] == default).all() and sorted(cpu.index) == sorted({s for _t, s in seed})
+    assert (cpu["cpu_threads"] == default).all() and sorted(cpu.index) == sorted(
+        {s for _t, s in seed}
+    )
     for size, r in cpu.iterrows():
-        assert r["seed_epoch_s"] == seed[(default, size)] and r["compute_s"] == resident[(default, size)]
+        assert (
+            r["seed_epoch_s"] == seed[(default, size)]
+            and r["compute_s"] == resident[(default, size)]
+        )
 
 
 def test_tables_show_each_cpu_thread_count_on_its_own_row(tmp_path):
@@ -549,10 +653,18 @@ def test_tables_show_each_cpu_thread_count_on_its_own_row(tmp_path):
     transfer = _section(markdown, "Transfer bandwidth")
     for b in run["benchmarks"]:
         p = b["params"]
-        if b["group"] == "transfer" and p["size"] == max(r["params"].get("size", 0) for r in run["benchmarks"]):
-            line = next(x for x in transfer.splitlines() if f"| cpu {p['cpu_threads']}t " in x and p["dtype"] in x)
+        if b["group"] == "transfer" and p["size"] == max(
+            r["params"].get("size", 0) for r in run["benchmarks"]
+        ):
+            line = next(
+                x
+                for x in transfer.splitlines()
+                if f"| cpu {p['cpu_threads']}t " in x and p["dtype"] in x
+            )
             assert f"{b['extra_info']['bytes'] / b['stats']['median'] / 1e9:.3g} GB/s" in line
-    counts = sorted({b["params"]["cpu_threads"] for b in run["benchmarks"] if b["group"] == "inference"})
+    counts = sorted(
+        {b["params"]["cpu_threads"] for b in run["benchmarks"] if b["group"] == "inference"}
+    )
     inference = _section(markdown, "Inference")
     assert all(f"| cpu {t}t " in inference for t in counts)
     assert "| cpu 2t " in _section(markdown, "Training epoch time")
@@ -574,7 +686,11 @@ def test_inference_shows_throughput_and_latency_percentiles_or_the_mean(tmp_path
     assert main([str(H100), str(QUICK_V2), str(PARTIAL_V2), "--out", str(tmp_path)]) == 0
     inference = _section((tmp_path / "report.md").read_text(), "Inference")
     # The VM's full run, although stopped, is newer and full: its cases are the VM's figures.
-    b = next(b for b in _json(PARTIAL_V2)["benchmarks"] if b["name"] == "test_inference[cpu-1t-1-compute]")
+    b = next(
+        b
+        for b in _json(PARTIAL_V2)["benchmarks"]
+        if b["name"] == "test_inference[cpu-1t-1-compute]"
+    )
     lat = b["extra_info"]["latency"]
     expected = (
         f"{b['extra_info']['images'] / b['stats']['median']:,.0f} img/s; "
@@ -582,8 +698,12 @@ def test_inference_shows_throughput_and_latency_percentiles_or_the_mean(tmp_path
     )
     assert expected in inference
     full = next(H100.glob("*full*.json"))
-    g = next(b for b in _json(full)["benchmarks"] if b["name"] == "test_inference[cuda:0-100-compute]")
-    assert f"{g['stats']['median'] / g['extra_info']['batches'] * 1e3:.3g} ms/batch mean" in inference
+    g = next(
+        b for b in _json(full)["benchmarks"] if b["name"] == "test_inference[cuda:0-100-compute]"
+    )
+    assert (
+        f"{g['stats']['median'] / g['extra_info']['batches'] * 1e3:.3g} ms/batch mean" in inference
+    )
 
 
 def test_the_report_marks_a_partial_run_and_says_which_figures_come_from_it(tmp_path):
@@ -591,7 +711,9 @@ def test_the_report_marks_a_partial_run_and_says_which_figures_come_from_it(tmp_
     state = run["machine_info"]["fmnist_bench"]["run"]
     write_report(load_frame([PARTIAL_V2, GPU_RUN]), tmp_path)
     markdown, page = (tmp_path / "report.md").read_text(), (tmp_path / "index.html").read_text()
-    label = f"partial: {state['finished_cases']} of {state['planned_cases']} cases, {state['ended']}"
+    label = (
+        f"partial: {state['finished_cases']} of {state['planned_cases']} cases, {state['ended']}"
+    )
     assert label in _section(markdown, "Machines and runs") and html.escape(label) in page
     note = partial_note(load_frame([PARTIAL_V2, GPU_RUN]))
     assert md_escape(note) in markdown and html.escape(note) in page
@@ -599,7 +721,9 @@ def test_the_report_marks_a_partial_run_and_says_which_figures_come_from_it(tmp_
     measured = {b["group"] for b in run["benchmarks"]}
     for family in ("transfer", "train", "inference"):
         assert (f"{family} on cpu" in note) == (family in measured)
-    assert "not recorded" in _section(markdown, "Machines and runs")  # the format-1 run does not say
+    assert "not recorded" in _section(
+        markdown, "Machines and runs"
+    )  # the format-1 run does not say
     write_report(load_frame([QUICK_V2]), tmp_path / "quick")
     quick = (tmp_path / "quick" / "report.md").read_text()
     assert "| complete" in quick and "Figures from partial runs" not in quick
@@ -609,11 +733,20 @@ def test_the_report_marks_a_partial_run_and_says_which_figures_come_from_it(tmp_
     "state, says",
     [
         (
-            {"complete": False, "ended": "killed: recovered from its journal", "finished_cases": 12},
+            {
+                "complete": False,
+                "ended": "killed: recovered from its journal",
+                "finished_cases": 12,
+            },
             "partial: 12 cases, killed: recovered from its journal",
         ),
         (
-            {"complete": False, "planned_cases": 46, "finished_cases": 44, "failed": [{"name": "a"}, {"name": "b"}]},
+            {
+                "complete": False,
+                "planned_cases": 46,
+                "finished_cases": 44,
+                "failed": [{"name": "a"}, {"name": "b"}],
+            },
             "partial: 44 of 46 cases, 2 cases failed",
         ),
     ],
@@ -632,11 +765,15 @@ def test_orphan_journals_are_named_with_the_command_that_recovers_them(tmp_path,
     assert main([str(tmp_path / "runs"), "--out", str(tmp_path / "clean")]) == 0
     assert "bench.recover" not in capsys.readouterr().err
     journal = folder / "journal_20261127T211400_4242.jsonl"
-    journal.write_text(json.dumps({"journal": 1, "opened": "2026-11-27T21:14:00+00:00", "pid": 4242}) + "\n")
+    journal.write_text(
+        json.dumps({"journal": 1, "opened": "2026-11-27T21:14:00+00:00", "pid": 4242}) + "\n"
+    )
     assert main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
     assert str(journal) in err and f"python -m bench recover {folder}" in err
-    assert journal.exists() and sorted(p.name for p in folder.glob("*.json")) == ["0001_quick.json"]  # not recovered
+    assert journal.exists() and sorted(p.name for p in folder.glob("*.json")) == [
+        "0001_quick.json"
+    ]  # not recovered
     assert "killed before it saved" in err
     # A journal whose run is still going (it holds the lock) is named as such, with no recovery advice.
     journal.unlink()
@@ -667,7 +804,9 @@ def test_a_malformed_benchmark_is_named_with_its_field_and_passed_over_alone(tmp
     ):
         index = run["benchmarks"].index(case)
         assert any(
-            m.startswith(f"{path}: benchmark {case['name']!r} passed over: benchmarks[{index}].{field}:")
+            m.startswith(
+                f"{path}: benchmark {case['name']!r} passed over: benchmarks[{index}].{field}:"
+            )
             for m in messages
         ), field
     assert len(frame) == len(run["benchmarks"]) - 3  # the others of the same file are kept
@@ -691,7 +830,8 @@ def test_a_malformed_run_is_named_with_its_field_and_passed_over(tmp_path, where
     node[where[-1]] = value
     path = _write(tmp_path, "bad.json", run)
     with pytest.warns(
-        RunFileWarning, match=re.escape(f"{path}: not a saved run the report can read, skipped: {field}:")
+        RunFileWarning,
+        match=re.escape(f"{path}: not a saved run the report can read, skipped: {field}:"),
     ):
         frame = load_frame([path, GPU_RUN])
     assert set(frame["run_file"]) == {GPU_RUN.name}
@@ -705,7 +845,9 @@ def test_runs_with_no_thread_count_or_run_record_still_report(tmp_path):
     frame = load_frame([path])
     assert frame["cpu_threads"].isna().all() and not frame["partial"].any()
     speed = speedups(frame)
-    assert speed["speedup"].tolist() == pytest.approx(speedups(load_frame([GPU_RUN]))["speedup"].tolist())
+    assert speed["speedup"].tolist() == pytest.approx(
+        speedups(load_frame([GPU_RUN]))["speedup"].tolist()
+    )
     write_report(frame, tmp_path / "out")
     assert "| cpu " in _section((tmp_path / "out" / "report.md").read_text(), "Training epoch time")
 
@@ -722,16 +864,22 @@ def test_cpu_choices_prefer_the_default_on_a_tie(tmp_path):
     run = _format2(_json(GPU_RUN))
     default = run["machine_info"]["torch"]["threads"]
     same = {s: m for (_t, s), m in _medians(run, "inference", "cpu", "mode", "compute").items()}
-    run = _also_at(run, 1, "inference", ("mode", "compute"), same)  # named cpu-1t-: listed before cpu-64t-
+    run = _also_at(
+        run, 1, "inference", ("mode", "compute"), same
+    )  # named cpu-1t-: listed before cpu-64t-
     choices = cpu_choices(load_frame([_write(tmp_path, "tie.json", run)]))
     compute = choices.query("family == 'inference' and variant == 'compute'")
     assert len(compute) == len(same) and (compute["best_cpu_threads"] == default).all()
     assert (compute["threads_measured"] == 2).all()
 
 
-LADDER_RUN = FIXTURES / "cpu_default_run_ladder.json"  # real: the 2-core VM's default run 0004, train at batch 1,000
+LADDER_RUN = (
+    FIXTURES / "cpu_default_run_ladder.json"
+)  # real: the 2-core VM's default run 0004, train at batch 1,000
 # real, committed: the 2-core VM's default run 0006, both ladders (compile steps only with --pipelines all)
-INFERENCE_RUN = next((FIXTURES.parent.parent / "results" / "reference" / "vm_AMD-EPYC_no-gpu").glob("*/0006_*.json"))
+INFERENCE_RUN = next(
+    (FIXTURES.parent.parent / "results" / "reference" / "vm_AMD-EPYC_no-gpu").glob("*/0006_*.json")
+)
 
 
 def _over(before, step) -> float:
@@ -744,13 +892,17 @@ def test_the_ladder_gives_each_steps_speedup_over_the_step_it_builds_on(tmp_path
     from bench.report.tables import ladder_table
 
     steps = ladder(load_frame([LADDER_RUN]), "train").set_index("pipeline")
-    assert list(steps.index) == [p for p in names.TRAIN_LADDER if "cuda_graph" not in p]  # none on the CPU
+    assert list(steps.index) == [
+        p for p in names.TRAIN_LADDER if "cuda_graph" not in p
+    ]  # none on the CPU
     for name, row in steps.iterrows():
         base = names.BUILDS_ON["train"].get(name)
         assert row["builds_on"] == base if base else pd.isna(row["builds_on"])
         # Each speedup is of the rounds' geometric means, the estimate its interval is of (bench/record/intervals.py).
         expected = _over(steps.loc[base], row) if base else None
-        assert pd.isna(row["vs_base"]) if base is None else row["vs_base"] == pytest.approx(expected), name
+        assert (
+            pd.isna(row["vs_base"]) if base is None else row["vs_base"] == pytest.approx(expected)
+        ), name
         assert row["vs_first"] == pytest.approx(_over(steps.loc["seed"], row))
         assert row["vs_first_low"] <= row["vs_first"] <= row["vs_first_high"]
     # bf16 on channels_last is measured against channels_last, not against its neighbour bf16.
@@ -764,7 +916,9 @@ def test_the_ladder_gives_each_steps_speedup_over_the_step_it_builds_on(tmp_path
     assert ") over channels_last]" in table.loc[0, "channels_last_bf16"]
     # Held to --host-allocator keep, no step faulted much, and none is said to have.
     assert load_frame([LADDER_RUN])["host_allocator"].eq("keep").all()
-    assert not table.apply(lambda column: column.astype(str).str.contains("page faults")).any().any()
+    assert (
+        not table.apply(lambda column: column.astype(str).str.contains("page faults")).any().any()
+    )
 
 
 def test_a_step_that_touched_fresh_memory_often_has_its_page_faults_named(tmp_path):
@@ -789,7 +943,9 @@ def test_a_ladder_without_some_steps_measures_each_against_the_nearest_step_that
     from bench.report.tables import ladder_table
 
     run = _json(LADDER_RUN)  # as --pipelines loader,resident,bf16,channels_last_bf16 would have it
-    run["benchmarks"] = [b for b in run["benchmarks"] if b["params"]["pipeline"] not in ("seed", "channels_last")]
+    run["benchmarks"] = [
+        b for b in run["benchmarks"] if b["params"]["pipeline"] not in ("seed", "channels_last")
+    ]
     steps = ladder(load_frame([_write(tmp_path, "some.json", run)]), "train").set_index("pipeline")
     both = steps.loc["channels_last_bf16"]
     assert both["builds_on"] == "resident"  # channels_last did not run: the step it builds on did
@@ -801,13 +957,17 @@ def test_a_ladder_without_some_steps_measures_each_against_the_nearest_step_that
     assert said and all("seed" not in line for line in said)
 
 
-def test_a_step_from_a_later_run_says_which_steps_it_is_compared_with_come_from_another_run(tmp_path):
+def test_a_step_from_a_later_run_says_which_steps_it_is_compared_with_come_from_another_run(
+    tmp_path,
+):
     from bench.report.answers import _fastest_said
     from bench.report.figures import fastest_steps, ladder
     from bench.report.tables import ladder_table
 
     old = _json(LADDER_RUN)
-    new = _json(LADDER_RUN)  # a later run of two steps only (-k "channels_last_bf16 or compile"), faster
+    new = _json(
+        LADDER_RUN
+    )  # a later run of two steps only (-k "channels_last_bf16 or compile"), faster
     new["datetime"] = "2026-11-29T00:00:00+00:00"
     new["benchmarks"] = [
         b for b in new["benchmarks"]
@@ -817,7 +977,9 @@ def test_a_step_from_a_later_run_says_which_steps_it_is_compared_with_come_from_
         for stat in ("min", "max", "mean", "median", "q1", "q3"):
             bench["stats"][stat] /= 3
     assert len(new["benchmarks"]) == 2
-    frame = load_frame([_write(tmp_path, "0001_old.json", old), _write(tmp_path, "0002_new.json", new)])
+    frame = load_frame(
+        [_write(tmp_path, "0001_old.json", old), _write(tmp_path, "0002_new.json", new)]
+    )
     steps = ladder(frame, "train").set_index("pipeline")
     assert steps.loc["channels_last_bf16", "run_file"] != steps.loc["seed", "run_file"]
     assert steps.loc["channels_last_bf16", "other_runs"] == "seed, channels_last"
@@ -826,16 +988,24 @@ def test_a_step_from_a_later_run_says_which_steps_it_is_compared_with_come_from_
     row = ladder_table(steps.reset_index(), "train").iloc[0]
     assert "; seed and channels_last from another run" in row["channels_last_bf16"]
     assert "; seed and resident from another run" in row["compile"]
-    assert not any("another run" in row[step] for step in ("seed", "loader", "resident", "channels_last", "bf16"))
+    assert not any(
+        "another run" in row[step]
+        for step in ("seed", "loader", "resident", "channels_last", "bf16")
+    )
     # The fastest step is the later run's, and its speedup over seed is said to be across runs.
     (said,) = _fastest_said(fastest_steps(steps.reset_index()))
     assert "channels_last_bf16" in said and "against the seed epoch of another run" in said
     # From one run alone, nothing is said to be from another.
     (alone,) = _fastest_said(fastest_steps(ladder(load_frame([LADDER_RUN]), "train")))
-    assert "the notes' loop (seed) on the same device, with a loss" in alone and "another run" not in alone
+    assert (
+        "the notes' loop (seed) on the same device, with a loss" in alone
+        and "another run" not in alone
+    )
 
 
-def test_a_step_of_another_run_is_named_where_a_base_is_missing_with_no_seed_and_in_inference(tmp_path):
+def test_a_step_of_another_run_is_named_where_a_base_is_missing_with_no_seed_and_in_inference(
+    tmp_path,
+):
     from bench.report.figures import ladder
     from bench.report.tables import ladder_table
 
@@ -856,7 +1026,10 @@ def test_a_step_of_another_run_is_named_where_a_base_is_missing_with_no_seed_and
     b = later("2026-11-28T03:00:00+00:00", lambda b: step(b, "train", ("resident",)))
     paths = [_write(tmp_path, f"{i}.json", run) for i, run in enumerate((old, a, b))]
     train = ladder(load_frame(paths), "train").set_index("pipeline")
-    assert train.loc["channels_last_bf16", ["other_runs", "other_run_count"]].tolist() == ["seed, channels_last", 1]
+    assert train.loc["channels_last_bf16", ["other_runs", "other_run_count"]].tolist() == [
+        "seed, channels_last",
+        1,
+    ]
     assert train.loc["compile", ["other_runs", "other_run_count"]].tolist() == ["resident", 1]
     assert train.loc["resident", ["other_runs", "other_run_count"]].tolist() == ["seed, loader", 1]
     cells = ladder_table(train.reset_index(), "train").iloc[0]
@@ -864,7 +1037,10 @@ def test_a_step_of_another_run_is_named_where_a_base_is_missing_with_no_seed_and
 
     # A base missing from the ladder: the nearest step it builds on is the one compared, and named.
     no_base = [b for b in old["benchmarks"] if not step(b, "train", ("channels_last",))]
-    paths = [_write(tmp_path, "nb.json", {**old, "benchmarks": no_base}), _write(tmp_path, "a.json", a)]
+    paths = [
+        _write(tmp_path, "nb.json", {**old, "benchmarks": no_base}),
+        _write(tmp_path, "a.json", a),
+    ]
     steps = ladder(load_frame(paths), "train").set_index("pipeline")
     assert steps.loc["channels_last_bf16", "builds_on"] == "resident"
     assert steps.loc["channels_last_bf16", "other_runs"] == "seed, resident"
@@ -876,18 +1052,30 @@ def test_a_step_of_another_run_is_named_where_a_base_is_missing_with_no_seed_and
     paths += [_write(tmp_path, "b.json", b), _write(tmp_path, "d.json", d)]
     steps = ladder(load_frame(paths), "train").set_index("pipeline")
     assert steps["vs_first"].isna().all() and steps.loc["compile", "other_runs"] == "resident"
-    assert steps.loc["loader", "other_runs"] == "" and steps.loc["resident", "other_runs"] == "loader"
+    assert (
+        steps.loc["loader", "other_runs"] == "" and steps.loc["resident", "other_runs"] == "loader"
+    )
 
     # Two compared steps, each from a different other run: "from other runs".
     e = later("2026-11-28T05:00:00+00:00", lambda b: step(b, "train", ("seed",)))
     f = later("2026-11-28T06:00:00+00:00", lambda b: step(b, "train", ("compile",)))
-    paths = [_write(tmp_path, n, r) for n, r in (("o.json", old), ("b2.json", b), ("e.json", e), ("f.json", f))]
+    paths = [
+        _write(tmp_path, n, r)
+        for n, r in (("o.json", old), ("b2.json", b), ("e.json", e), ("f.json", f))
+    ]
     steps = ladder(load_frame(paths), "train").set_index("pipeline")
     assert steps.loc["compile", ["other_runs", "other_run_count"]].tolist() == ["seed, resident", 2]
-    assert "; seed and resident from other runs" in ladder_table(steps.reset_index(), "train").iloc[0]["compile"]
+    assert (
+        "; seed and resident from other runs"
+        in ladder_table(steps.reset_index(), "train").iloc[0]["compile"]
+    )
 
     # The inference ladder (the VM's default run 0006), its channels_last_bf16 measured in a later run.
-    c = later("2026-11-28T13:00:00+00:00", lambda b: step(b, "inference", ("channels_last_bf16",)), INFERENCE_RUN)
+    c = later(
+        "2026-11-28T13:00:00+00:00",
+        lambda b: step(b, "inference", ("channels_last_bf16",)),
+        INFERENCE_RUN,
+    )
     assert c["benchmarks"]
     # (both outside results/reference/: a reference run and a user's are never one machine)
     paths = [_write(tmp_path, "base.json", _json(INFERENCE_RUN)), _write(tmp_path, "c.json", c)]
@@ -906,7 +1094,9 @@ def test_the_gpu_ladder_says_how_busy_the_gpu_was_and_how_many_operations_a_step
     steps = ladder(load_frame([gpu_run]), "train").set_index("pipeline")
     graph = steps.loc["cuda_graph"]
     assert graph["gpu_ops_per_step"] == pytest.approx(104.5) and graph["gpu_busy_share"] > 0.5
-    assert steps.loc["resident", "gpu_busy_share"] < 0.2  # eager on that GPU: bound by launching kernels
+    assert (
+        steps.loc["resident", "gpu_busy_share"] < 0.2
+    )  # eager on that GPU: bound by launching kernels
     table = ladder_table(steps.reset_index(), "train")
     assert "GPU busy 74%, 104 ops a step" in table.loc[0, "cuda_graph"]
     # A CPU's ladder says nothing of a GPU.
@@ -928,23 +1118,41 @@ def test_the_cpu_ladder_names_each_steps_costliest_operation(tmp_path):
 
     run = _json(LADDER_RUN)
     given = {
-        "channels_last_bf16": [{"name": "aten::max_pool2d_with_indices", "count": 20, "seconds": 0.11, "share": 0.27}],
+        "channels_last_bf16": [
+            {"name": "aten::max_pool2d_with_indices", "count": 20, "seconds": 0.11, "share": 0.27}
+        ],
         "compile": [  # its forward and backward graphs: one "generated code", summed
-            {"name": "## Call CompiledFxGraph fb5xowntx", "count": 10, "seconds": 0.19, "share": 0.41},
+            {
+                "name": "## Call CompiledFxGraph fb5xowntx",
+                "count": 10,
+                "seconds": 0.19,
+                "share": 0.41,
+            },
             {"name": "aten::convolution_backward", "count": 20, "seconds": 0.08, "share": 0.25},
-            {"name": "## Call CompiledFxGraph fwnffr36v", "count": 10, "seconds": 0.09, "share": 0.19},
+            {
+                "name": "## Call CompiledFxGraph fwnffr36v",
+                "count": 10,
+                "seconds": 0.09,
+                "share": 0.19,
+            },
         ],
         "resident": {"top": "not a list"},  # malformed: passed over, not shown
-        "seed": [{"name": "aten::copy_", "share": "most"}],  # a share that is not a number: not shown
+        "seed": [
+            {"name": "aten::copy_", "share": "most"}
+        ],  # a share that is not a number: not shown
     }
     injected = set()
     for bench in run["benchmarks"]:
         step = bench["params"].get("pipeline")
         if bench["group"] == "train" and step in given and bench["extra_info"].get("breakdown"):
             top = given[step]
-            bench["extra_info"]["breakdown"]["host_work"] = {"top": top} if isinstance(top, list) else top
+            bench["extra_info"]["breakdown"]["host_work"] = (
+                {"top": top} if isinstance(top, list) else top
+            )
             injected.add(step)
-    assert injected == set(given)  # the malformed ones too: their "not shown" is a finding, not a default
+    assert injected == set(
+        given
+    )  # the malformed ones too: their "not shown" is a finding, not a default
     table = ladder_table(ladder(load_frame([_write(tmp_path, "run.json", run)]), "train"), "train")
     row = table.iloc[0]
     assert row["channels_last_bf16"].count("; costliest op max_pool2d_with_indices (27%)") == 1

@@ -13,9 +13,20 @@ from bench.report.figures import breakdown, crossovers, speedups
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GPU_RUN = FIXTURES / "constructed_gpu_run.json"  # constructed, with known answers (see its builder)
-H100 = FIXTURES / "h100-host"  # real: a quick cpu + cuda:0 run and a full GPU-only run of one host called "vm"
-VM_RUN = FIXTURES / "cpu_quick_run_format2.json"  # real: the 2-core development VM, also called "vm"
-PLOTS = ("epoch_time", "inference_throughput", "transfer_bandwidth", "speedup", "epoch_breakdown", "machines")
+H100 = (
+    FIXTURES / "h100-host"
+)  # real: a quick cpu + cuda:0 run and a full GPU-only run of one host called "vm"
+VM_RUN = (
+    FIXTURES / "cpu_quick_run_format2.json"
+)  # real: the 2-core development VM, also called "vm"
+PLOTS = (
+    "epoch_time",
+    "inference_throughput",
+    "transfer_bandwidth",
+    "speedup",
+    "epoch_breakdown",
+    "machines",
+)
 
 
 def _run(**machine) -> dict:
@@ -59,11 +70,15 @@ def test_machines_that_share_a_host_name_get_labels_that_tell_them_apart(tmp_pat
     runs = tmp_path / "runs"
     _write(runs, "a.json", _run(node="vm", gpu="NVIDIA H100 80GB HBM3"))
     _write(runs, "b.json", _run(node="vm", gpu="NVIDIA L4"))  # the same host name, another GPU
-    _write(runs, "c.json", _run(node="vm", gpu="NVIDIA L4", cpu="Constructed CPU 64-Core", extra="x"))  # twin
+    _write(
+        runs, "c.json", _run(node="vm", gpu="NVIDIA L4", cpu="Constructed CPU 64-Core", extra="x")
+    )  # twin
     frame = load_frame([runs])
     labels = frame.drop_duplicates("machine_key").set_index("machine_key")["label"]
     assert labels.is_unique and len(labels) == 3
-    assert "Constructed CPU 64-Core · NVIDIA H100 80GB HBM3 (constructed, not measured)" in set(labels)
+    assert "Constructed CPU 64-Core · NVIDIA H100 80GB HBM3 (constructed, not measured)" in set(
+        labels
+    )
     # The twins read the same by CPU and GPU and by host: a short key sets them apart.
     twins = [label for key, label in labels.items() if "L4" in key]
     assert all(" (vm) #" in label for label in twins) and twins[0] != twins[1]
@@ -100,7 +115,9 @@ def test_no_two_machines_share_a_panel_a_series_or_a_title(tmp_path):
             mine = data[data["panel"] == label]
             assert sorted(mine["series"]) == sorted(alone["series"]), (plot, label)
             assert mine.duplicated(["series", "x"]).sum() == alone.duplicated(["series", "x"]).sum()
-    machines_and_runs = (tmp_path / "out" / "report.md").read_text().split("## Machines and runs")[1]
+    machines_and_runs = (
+        (tmp_path / "out" / "report.md").read_text().split("## Machines and runs")[1]
+    )
     assert all(label.split(" (")[0] in machines_and_runs for label in labels)
 
 
@@ -126,7 +143,11 @@ def test_the_two_vms_of_the_real_runs_are_two_machines(tmp_path):
 @pytest.mark.parametrize(
     "gpu_seed, says, sentence",
     [
-        ({100: 1.0, 1000: 1.0, 10_000: 1.0}, "GPU faster at every batch size measured (100 to 10,000)", "2.00x faster"),
+        (
+            {100: 1.0, 1000: 1.0, 10_000: 1.0},
+            "GPU faster at every batch size measured (100 to 10,000)",
+            "2.00x faster",
+        ),
         (
             {100: 4.0, 1000: 4.0, 10_000: 4.0},
             "GPU not faster at the largest batch size measured (10,000)",
@@ -157,12 +178,19 @@ def test_every_sentence_of_the_answer_is_true_of_its_figures(tmp_path, gpu_seed,
     assert f"Crossover against the CPU at its best thread count, cuda:0 train seed: {says}." in said
     # Each speedup with its 95% interval, from the rounds of both figures.
     assert f"Here the notes' loop (seed) is {sentence} (" in said
-    assert ") on the GPU (cuda:0) than on this machine's CPU (at torch's default thread count) at batch 1,000" in said
+    assert (
+        ") on the GPU (cuda:0) than on this machine's CPU (at torch's default thread count) at batch 1,000"
+        in said
+    )
     # The reasons it gives are the figures': data loading's share of the GPU's seed epoch, the resident speedup.
     at = parts[(parts["device"] == "cuda:0") & (parts["batch_size"] == 1000)].iloc[0]
     share = at["loading_s"] / at["seed_epoch_s"]
-    resident = speed.query("family == 'train' and variant == 'resident' and batch_size == 1000").iloc[0]["speedup"]
-    seed = speed.query("family == 'train' and variant == 'seed' and batch_size == 1000").iloc[0]["speedup"]
+    resident = speed.query(
+        "family == 'train' and variant == 'resident' and batch_size == 1000"
+    ).iloc[0]["speedup"]
+    seed = speed.query("family == 'train' and variant == 'seed' and batch_size == 1000").iloc[0][
+        "speedup"
+    ]
     # "because" only where loading is most of the epoch and the resident epoch gains more than seed: else "while".
     link = "because" if share >= 0.5 and resident > seed else "while"
     assert f", {link} data loading takes {share:.0%} of its epoch there" in said
@@ -174,13 +202,18 @@ def test_every_sentence_of_the_answer_is_true_of_its_figures(tmp_path, gpu_seed,
     assert says in page[first : page.index("<h2>Training epoch time")]
 
 
-def test_a_machine_whose_cpu_ran_only_a_quick_run_gets_quick_speedups_and_is_told_what_is_missing(tmp_path):
+def test_a_machine_whose_cpu_ran_only_a_quick_run_gets_quick_speedups_and_is_told_what_is_missing(
+    tmp_path,
+):
     frame = load_frame([H100])
     (answer,) = answers(frame, speedups(frame), crossovers(speedups(frame)), breakdown(frame))
     assert answer["speedups"]["quick"].all() and len(answer["speedups"]) > 0
     assert "(from a quick run: a subset of the data)" in answer["said"][0]
     assert any("measured only in a quick run" in m["text"] for m in answer["missing"])
-    assert all(m["command"] == "pytest bench --devices cpu,cuda:0 --benchmark-autosave" for m in answer["missing"])
+    assert all(
+        m["command"] == "pytest bench --devices cpu,cuda:0 --benchmark-autosave"
+        for m in answer["missing"]
+    )
     assert all("(quick" in line for line in answer["said"] if line.startswith("Crossover"))
     write_report(frame, tmp_path / "out")
     md = (tmp_path / "out" / "report.md").read_text()
@@ -195,17 +228,24 @@ def test_a_one_round_figure_is_marked_and_never_called_noisy(tmp_path):
     quick = frame[frame["quick"]]
     assert quick["one_round"].all() and not quick["noisy"].any()
     write_report(frame, tmp_path / "out")
-    inference = (tmp_path / "out" / "report.md").read_text().split("## Inference")[1].split("\n## ")[0]
+    inference = (
+        (tmp_path / "out" / "report.md").read_text().split("## Inference")[1].split("\n## ")[0]
+    )
     for line in inference.splitlines():
         if "| quick" in line:
             assert "(1 round)" in line and "\\~" not in line
 
 
-def test_a_machine_without_a_gpu_says_so_and_one_whose_cpu_is_missing_says_how_to_measure_it(tmp_path):
+def test_a_machine_without_a_gpu_says_so_and_one_whose_cpu_is_missing_says_how_to_measure_it(
+    tmp_path,
+):
     gpu_only = json.loads(GPU_RUN.read_text())
     gpu_only["benchmarks"] = [b for b in gpu_only["benchmarks"] if b["params"]["device"] != "cpu"]
     frame = load_frame([_write(tmp_path, "gpu_only.json", gpu_only), VM_RUN])
-    by_label = {a["label"]: a for a in answers(frame, speedups(frame), crossovers(speedups(frame)), breakdown(frame))}
+    by_label = {
+        a["label"]: a
+        for a in answers(frame, speedups(frame), crossovers(speedups(frame)), breakdown(frame))
+    }
     assert by_label["AMD EPYC · no GPU"]["said"] == [
         "No GPU was measured on this machine: its CPU figures are in the sections below."
     ]
@@ -215,9 +255,13 @@ def test_a_machine_without_a_gpu_says_so_and_one_whose_cpu_is_missing_says_how_t
     # With the reference runs the project ships, the machine without a GPU is held against their GPUs, said so.
     from bench.report.reference import MEASURE_OWN, load_reference
 
-    held = answers(frame, speedups(frame), crossovers(speedups(frame)), breakdown(frame), load_reference())
+    held = answers(
+        frame, speedups(frame), crossovers(speedups(frame)), breakdown(frame), load_reference()
+    )
     cpu = next(a for a in held if a["label"] == "AMD EPYC · no GPU")
-    assert cpu["said"][0].startswith("No GPU here. The reference GPUs the project ships, other machines'")
+    assert cpu["said"][0].startswith(
+        "No GPU here. The reference GPUs the project ships, other machines'"
+    )
     assert any(line.startswith("train batch 1,000: the notes' loop (seed)") for line in cpu["said"])
     assert cpu["missing"][-1]["command"] == MEASURE_OWN
 
@@ -231,8 +275,14 @@ def test_cross_machine_speedups_only_when_asked_and_only_like_with_like(tmp_path
     assert main([str(runs), "--out", str(tmp_path / "plain")]) == 0
     assert "GPUs against other machines" not in (tmp_path / "plain" / "report.md").read_text()
     assert main([str(runs), "--out", str(tmp_path / "cross"), "--cross-machine"]) == 0
-    section = (tmp_path / "cross" / "report.md").read_text().split("## GPUs against other machines' CPUs")[1]
-    rows = [line for line in section.split("\n## ")[0].splitlines() if line.startswith("| Constructed")]
+    section = (
+        (tmp_path / "cross" / "report.md")
+        .read_text()
+        .split("## GPUs against other machines' CPUs")[1]
+    )
+    rows = [
+        line for line in section.split("\n## ")[0].splitlines() if line.startswith("| Constructed")
+    ]
     assert len(rows) == 2 * 4  # each GPU over the other's CPU: 2 train and 2 inference variants
 
 
@@ -245,7 +295,10 @@ def _with_telemetry(run: dict) -> dict:
     for b in run["benchmarks"]:
         p = b["params"]
         on_gpu = p["device"].startswith("cuda")
-        energy = {"energy_per_round_j": 10.0 if on_gpu else 40.0, "mean_power_w": 100.0 if on_gpu else 50.0}
+        energy = {
+            "energy_per_round_j": 10.0 if on_gpu else 40.0,
+            "mean_power_w": 100.0 if on_gpu else 50.0,
+        }
         tele = {"state": "on", "flags": []}
         if on_gpu:
             tele["gpu"] = {"available": True, "energy_reliable": True, **energy}
@@ -262,7 +315,9 @@ def _with_telemetry(run: dict) -> dict:
 def test_energy_sits_beside_time_and_the_hardwares_flags_beside_the_figure(tmp_path):
     run = _with_telemetry(json.loads(GPU_RUN.read_text()))
     frame = load_frame([_write(tmp_path, "run.json", run)])
-    row = frame.query("family == 'inference' and device == 'cuda:0' and mode == 'compute' and batch_size == 100")
+    row = frame.query(
+        "family == 'inference' and device == 'cuda:0' and mode == 'compute' and batch_size == 100"
+    )
     assert row["images_per_j"].iloc[0] == pytest.approx(row["images"].iloc[0] / 10.0)
     write_report(frame, tmp_path / "out")
     md = (tmp_path / "out" / "report.md").read_text()
@@ -273,7 +328,9 @@ def test_energy_sits_beside_time_and_the_hardwares_flags_beside_the_figure(tmp_p
     ratio = md.split("## GPU energy against the CPU's\n")[1].split("\n## ")[0]
     assert "4.00x" in ratio and "0.25x" not in ratio
     train = md.split("## Training epoch time\n")[1].split("\n## ")[0]
-    resident = next(line for line in train.splitlines() if "| cuda:0 " in line and "resident" in line)
+    resident = next(
+        line for line in train.splitlines() if "| cuda:0 " in line and "resident" in line
+    )
     seed = next(line for line in train.splitlines() if "| cpu " in line and "| seed " in line)
     assert resident.count("(throttled)") == 1 and seed.count("(busy)") == 1
     assert "(throttled)" not in seed and "(busy)" not in resident
@@ -294,7 +351,9 @@ def test_machines_alike_in_every_name_are_told_apart_by_their_gpus_uuids(tmp_pat
     assert len(labels) == 2 and labels.is_unique
 
 
-def test_a_cpu_measured_only_quick_and_a_gpu_only_full_have_no_speedup_and_say_what_to_run(tmp_path):
+def test_a_cpu_measured_only_quick_and_a_gpu_only_full_have_no_speedup_and_say_what_to_run(
+    tmp_path,
+):
     cpu = json.loads(GPU_RUN.read_text())
     cpu["benchmarks"] = [b for b in cpu["benchmarks"] if b["params"]["device"] == "cpu"]
     cpu["machine_info"]["fmnist_bench"]["plan"]["quick"] = True

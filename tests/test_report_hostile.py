@@ -13,7 +13,9 @@ from bench.report import page as page_module
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GPU_RUN = FIXTURES / "constructed_gpu_run.json"
-VM_RUN = FIXTURES / "cpu_quick_run_format2.json"  # another machine, whose report must still be written
+VM_RUN = (
+    FIXTURES / "cpu_quick_run_format2.json"
+)  # another machine, whose report must still be written
 
 
 def _run() -> dict:
@@ -45,15 +47,39 @@ def _bench(change):
 @pytest.mark.parametrize(
     "build, field",
     [
-        (_bench(lambda b: b["params"].update(batch_size=10**30)), "params.batch_size: 1000000000000000000000000000000"),
-        (_bench(lambda b: b["params"].update(batch_size="100")), "params.batch_size: '100' is not of type 'integer'"),
+        (
+            _bench(lambda b: b["params"].update(batch_size=10**30)),
+            "params.batch_size: 1000000000000000000000000000000",
+        ),
+        (
+            _bench(lambda b: b["params"].update(batch_size="100")),
+            "params.batch_size: '100' is not of type 'integer'",
+        ),
         (_bench(lambda b: b["params"].pop("device")), "params: 'device' is a required property"),
-        (_bench(lambda b: b.update(extra_info=[1, 2])), "extra_info: [1, 2] is not of type 'object'"),
-        (_bench(lambda b: b["stats"].update(median=float("inf"))), "stats.median: inf is not of type 'number'"),
-        (_bench(lambda b: b["stats"].update(median=float("nan"))), "stats.median: nan is not of type 'number'"),
-        (_bench(lambda b: b["stats"].update(rounds=0)), "stats.rounds: 0 is less than the minimum of 1"),
-        (_bench(lambda b: b["extra_info"].update(images=0)), "extra_info.images: 0 is less than the minimum of 1"),
-        (_bench(lambda b: b["extra_info"].update(accuracy=3)), "extra_info.accuracy: 3 is greater than the maximum"),
+        (
+            _bench(lambda b: b.update(extra_info=[1, 2])),
+            "extra_info: [1, 2] is not of type 'object'",
+        ),
+        (
+            _bench(lambda b: b["stats"].update(median=float("inf"))),
+            "stats.median: inf is not of type 'number'",
+        ),
+        (
+            _bench(lambda b: b["stats"].update(median=float("nan"))),
+            "stats.median: nan is not of type 'number'",
+        ),
+        (
+            _bench(lambda b: b["stats"].update(rounds=0)),
+            "stats.rounds: 0 is less than the minimum of 1",
+        ),
+        (
+            _bench(lambda b: b["extra_info"].update(images=0)),
+            "extra_info.images: 0 is less than the minimum of 1",
+        ),
+        (
+            _bench(lambda b: b["extra_info"].update(accuracy=3)),
+            "extra_info.accuracy: 3 is greater than the maximum",
+        ),
     ],
     ids=[
         "batch-1e30",
@@ -73,9 +99,15 @@ def test_a_malformed_benchmark_is_named_and_passed_over_and_every_machine_still_
     run = build()
     rc, err = _report(tmp_path, run, capsys)
     assert rc == 0
-    assert "hostile.json: benchmark 'test_train_epoch[cpu-100-resident]' passed over: benchmarks[0]." + field in err
+    assert (
+        "hostile.json: benchmark 'test_train_epoch[cpu-100-resident]' passed over: benchmarks[0]."
+        + field
+        in err
+    )
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
-    assert len(summary) == len(run["benchmarks"]) - 1 + len(json.loads(VM_RUN.read_text())["benchmarks"])
+    assert len(summary) == len(run["benchmarks"]) - 1 + len(
+        json.loads(VM_RUN.read_text())["benchmarks"]
+    )
     assert {"AMD EPYC · no GPU"} < set(summary["label"])
 
 
@@ -83,13 +115,24 @@ def test_a_malformed_benchmark_is_named_and_passed_over_and_every_machine_still_
     "change, field",
     [
         (lambda info: info.update(gpus=3), "machine_info.gpus: 3 is not of type 'array', 'null'"),
-        (lambda info: info["gpus"][0].update(pcie_gbps_max=0), "machine_info.gpus[0].pcie_gbps_max: 0 is less than"),
-        (lambda info: info.update(node=["a"]), "machine_info.node: ['a'] is not of type 'string', 'null'"),
-        (lambda info: info["fmnist_bench"].update(plan="quick"), "machine_info.fmnist_bench.plan: 'quick' is not of"),
+        (
+            lambda info: info["gpus"][0].update(pcie_gbps_max=0),
+            "machine_info.gpus[0].pcie_gbps_max: 0 is less than",
+        ),
+        (
+            lambda info: info.update(node=["a"]),
+            "machine_info.node: ['a'] is not of type 'string', 'null'",
+        ),
+        (
+            lambda info: info["fmnist_bench"].update(plan="quick"),
+            "machine_info.fmnist_bench.plan: 'quick' is not of",
+        ),
     ],
     ids=["gpus-number", "link-0", "node-list", "plan-string"],
 )
-def test_a_malformed_run_is_named_with_its_field_and_the_other_machines_reported(tmp_path, capsys, change, field):
+def test_a_malformed_run_is_named_with_its_field_and_the_other_machines_reported(
+    tmp_path, capsys, change, field
+):
     run = _run()
     change(run["machine_info"])
     rc, err = _report(tmp_path, run, capsys)
@@ -97,7 +140,9 @@ def test_a_malformed_run_is_named_with_its_field_and_the_other_machines_reported
     assert set(pd.read_csv(tmp_path / "out" / "summary.csv")["label"]) == {"AMD EPYC · no GPU"}
 
 
-@pytest.mark.parametrize("text", ["", "{", "[]", '"a run"', "null", "[" * 100_000, "\udcff"], ids=repr)
+@pytest.mark.parametrize(
+    "text", ["", "{", "[]", '"a run"', "null", "[" * 100_000, "\udcff"], ids=repr
+)
 def test_files_that_are_not_runs_are_named_and_skipped(tmp_path, capsys, text):
     rc, err = _report(tmp_path, text.encode("utf-8", "surrogateescape").decode("latin-1"), capsys)
     assert rc == 0 and "hostile.json: not" in err
@@ -107,7 +152,9 @@ def test_hostile_strings_are_data_in_every_output(tmp_path, capsys):
     run = _run()
     info = run["machine_info"]
     # A plot title parsed as mathtext stops matplotlib (\frac wants two arguments); GitHub reads $...$ as math.
-    info["cpu"]["brand_raw"] = "$\\frac{a}$ CPU | with a pipe\nand a newline <script>alert(1)</script>"
+    info["cpu"]["brand_raw"] = (
+        "$\\frac{a}$ CPU | with a pipe\nand a newline <script>alert(1)</script>"
+    )
     info["gpus"][0]["name"] = '<img src=x onerror="alert(1)"> *bold* [link](javascript:alert(1))'
     info["fmnist_bench"]["run"] = {"complete": False, "ended": "`code` <b>stopped</b> \\| by _me_"}
     rc, err = _report(tmp_path, run, capsys)
@@ -117,7 +164,12 @@ def test_hostile_strings_are_data_in_every_output(tmp_path, capsys):
     page = (out / "index.html").read_text()
     for raw in ("<script>", "<img src=x", "<b>stopped"):
         assert raw not in md and raw not in page
-    for markup in ("[link](javascript:", "*bold*", "`code`", "_me_"):  # Markdown's own markup, inert in report.md
+    for markup in (
+        "[link](javascript:",
+        "*bold*",
+        "`code`",
+        "_me_",
+    ):  # Markdown's own markup, inert in report.md
         assert markup not in md
     # Every table line of report.md keeps its column count: no | or newline from a file breaks a row.
     for table in [t for t in md.split("\n\n") if t.startswith("| ")]:
@@ -141,9 +193,13 @@ def test_a_failure_while_writing_leaves_the_previous_report_whole(tmp_path, monk
 
     monkeypatch.setattr(plots, "plot_breakdown", broken)
     with pytest.raises(RuntimeError, match="a plot failed"):
-        write_report(load_frame([GPU_RUN, VM_RUN]), out)  # summary.csv was written before the plot failed
+        write_report(
+            load_frame([GPU_RUN, VM_RUN]), out
+        )  # summary.csv was written before the plot failed
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old report, not a mix
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no half-written folder left beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "report"
+    ]  # no half-written folder left beside it
 
 
 def test_a_bad_out_is_a_clear_error_before_any_work(tmp_path, capsys):
@@ -178,7 +234,9 @@ def test_run_folders_linked_in_are_followed_and_a_link_loop_ends(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     (results / "vm_box").symlink_to(elsewhere, target_is_directory=True)
-    (elsewhere / "loop").symlink_to(results, target_is_directory=True)  # results -> vm_box -> loop -> results
+    (elsewhere / "loop").symlink_to(
+        results, target_is_directory=True
+    )  # results -> vm_box -> loop -> results
     frame = load_frame([results])
     assert set(frame["run_file"]) == {"vm_box/0001.json"}
 
@@ -195,7 +253,10 @@ def test_a_report_of_clean_runs_warns_nothing(tmp_path):
 @pytest.mark.parametrize(
     "change, field",
     [
-        (lambda b: b["stats"].update(median=5e-324), "stats.median: 5e-324 is less than the minimum of 1e-09"),
+        (
+            lambda b: b["stats"].update(median=5e-324),
+            "stats.median: 5e-324 is less than the minimum of 1e-09",
+        ),
         (lambda b: b["params"].update(device="npu:0"), "params.device: 'npu:0' does not match"),
         (lambda b: b["params"].update(device=""), "params.device: '' does not match"),
     ],
@@ -211,12 +272,17 @@ def test_impossible_figures_and_foreign_devices_are_passed_over(tmp_path, capsys
 
 
 def test_an_undated_or_future_run_is_named_and_counts_as_the_oldest(tmp_path):
-    for when, says in (("yesterday-ish", "is not a date"), ("9999-01-01T00:00:00+00:00", "is in the future")):
+    for when, says in (
+        ("yesterday-ish", "is not a date"),
+        ("9999-01-01T00:00:00+00:00", "is in the future"),
+    ):
         run = _run()
         run["datetime"] = when
         path = tmp_path / f"{len(says)}.json"
         path.write_text(json.dumps(run))
-        with pytest.warns(RunFileWarning, match=f"datetime .* {says}: the run counts as the oldest"):
+        with pytest.warns(
+            RunFileWarning, match=f"datetime .* {says}: the run counts as the oldest"
+        ):
             frame = load_frame([path])
         assert frame["run_datetime"].isna().all()
 
@@ -261,7 +327,9 @@ def test_addresses_in_run_files_are_not_links_in_report_md(tmp_path, capsys):
     run["machine_info"]["cpu"]["brand_raw"] = "see https://evil.example/x and www.evil.example"
     rc, _err = _report(tmp_path, run, capsys)
     md = (tmp_path / "out" / "report.md").read_text()
-    assert rc == 0 and "https://" not in md and "www.evil" not in md and "https\\://evil.example" in md
+    assert (
+        rc == 0 and "https://" not in md and "www.evil" not in md and "https\\://evil.example" in md
+    )
 
 
 @pytest.mark.parametrize("field", ["fmnist_bench.machine_name", "cpu.brand_raw"])

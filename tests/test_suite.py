@@ -84,7 +84,11 @@ def quick_run(tmp_path_factory):
         f"--benchmark-json={tmp / 'run.json'}",
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return {"json": json.loads((tmp / "run.json").read_text()), "store": store, "output": result.stdout}
+    return {
+        "json": json.loads((tmp / "run.json").read_text()),
+        "store": store,
+        "output": result.stdout,
+    }
 
 
 def test_every_family_ran(quick_run):
@@ -109,17 +113,25 @@ def test_the_limits_come_first_and_every_case_is_held_against_them(quick_run):
             continue
         held = bench["extra_info"]["limits"]
         work = bench["extra_info"]["work"]
-        assert work["flops_per_image"] == (1_221_840 if bench["group"] == "train" else 464_880), bench["name"]
+        assert work["flops_per_image"] == (1_221_840 if bench["group"] == "train" else 464_880), (
+            bench["name"]
+        )
         assert held["flops"] == work["flops_per_image"] * bench["extra_info"]["images"]
         assert held["achieved_flops_s"] == pytest.approx(held["flops"] / bench["stats"]["median"])
         assert held["floors_s"]["copies"] == 0  # no copy between host and device on the CPU
         # The binding limit is the highest floor the run trusts (a limit measured while the machine was busy, or
         # one a case ran faster than, is not trusted: each said why); none where it trusts none.
-        trusted = {k: v for k, v in held["floors_s"].items() if k not in held["distrusted"] and v > 0}
-        assert all(why["limit"] and why["why"] for why in held["distrusted"].values()), bench["name"]
+        trusted = {
+            k: v for k, v in held["floors_s"].items() if k not in held["distrusted"] and v > 0
+        }
+        assert all(why["limit"] and why["why"] for why in held["distrusted"].values()), bench[
+            "name"
+        ]
         if trusted:
             assert held["binding"] == max(trusted, key=trusted.get), bench["name"]
-            assert held["multiple"] == pytest.approx(bench["stats"]["median"] / trusted[held["binding"]])
+            assert held["multiple"] == pytest.approx(
+                bench["stats"]["median"] / trusted[held["binding"]]
+            )
             assert held["multiple"] >= 1  # no case of the run is under a floor it trusts
         else:
             assert held["binding"] is None and held["multiple"] is None
@@ -151,21 +163,35 @@ def test_the_ladder_runs_on_the_cpu_and_every_step_trains_as_resident_does(quick
     train = [b for b in quick_run["json"]["benchmarks"] if b["group"] == "train"]
     at_1000 = {b["params"]["pipeline"]: b for b in train if b["params"]["batch_size"] == 1000}
     # --quick leaves compile out; a CUDA graph on the CPU is a skip that says why.
-    assert set(at_1000) == {"seed", "loader", "resident", "channels_last", "bf16", "channels_last_bf16"}
-    assert "train cpu-" in quick_run["output"] and "-1000-cuda_graph: skipped: a CUDA graph" in quick_run["output"]
+    assert set(at_1000) == {
+        "seed",
+        "loader",
+        "resident",
+        "channels_last",
+        "bf16",
+        "channels_last_bf16",
+    }
+    assert (
+        "train cpu-" in quick_run["output"]
+        and "-1000-cuda_graph: skipped: a CUDA graph" in quick_run["output"]
+    )
     resident = at_1000["resident"]["extra_info"]["loss"]
     for name, bench in at_1000.items():
         extra = bench["extra_info"]
         config = extra["pipeline_config"]
-        assert config["pipeline"] == name and config["pin_memory"] is False  # no pinning without an accelerator
+        assert (
+            config["pipeline"] == name and config["pin_memory"] is False
+        )  # no pinning without an accelerator
         assert (extra["loss"] - resident) / resident <= config["loss_tolerance"], name
         breakdown = extra["breakdown"]  # one profiled epoch at the ladder's batch size
-        assert {"forward", "backward", "optimizer", "data"} <= set(breakdown["host_s"]) and breakdown[
-            "device_s"
-        ] is None
+        assert {"forward", "backward", "optimizer", "data"} <= set(
+            breakdown["host_s"]
+        ) and breakdown["device_s"] is None
         assert 0 < sum(breakdown["host_s"].values()) <= breakdown["epoch_s"]
     assert at_1000["loader"]["extra_info"]["pipeline_config"]["workers"] >= 1
-    assert all("breakdown" not in b["extra_info"] for b in train if b["params"]["batch_size"] != 1000)
+    assert all(
+        "breakdown" not in b["extra_info"] for b in train if b["params"]["batch_size"] != 1000
+    )
     assert "The ladder (epoch time" in quick_run["output"] and "fastest" in quick_run["output"]
 
 
@@ -186,12 +212,23 @@ def test_inference_steps_record_their_agreement_with_the_cpus_float32_labels(qui
 def test_cpu_threads_are_an_axis_of_the_cpu_cases(quick_run):
     default = quick_run["json"]["machine_info"]["torch"]["threads"]
     counts = {
-        family: {b["params"]["cpu_threads"] for b in quick_run["json"]["benchmarks"] if b["group"] == family}
+        family: {
+            b["params"]["cpu_threads"]
+            for b in quick_run["json"]["benchmarks"]
+            if b["group"] == family
+        }
         for family in PARAMS
     }
     # The limits, copies and inference at 1 thread and at torch's own count; training at torch's.
-    assert counts == {"limits": {1, default}, "transfer": {1, default}, "inference": {1, default}, "train": {default}}
-    assert "test_inference[cpu-1t-1-compute-inference_mode]" in {b["name"] for b in quick_run["json"]["benchmarks"]}
+    assert counts == {
+        "limits": {1, default},
+        "transfer": {1, default},
+        "inference": {1, default},
+        "train": {default},
+    }
+    assert "test_inference[cpu-1t-1-compute-inference_mode]" in {
+        b["name"] for b in quick_run["json"]["benchmarks"]
+    }
 
 
 def test_inference_records_latency_percentiles_and_throughput_per_pass(quick_run):
@@ -207,7 +244,9 @@ def test_inference_records_latency_percentiles_and_throughput_per_pass(quick_run
 
 def test_the_terminal_shows_progress_and_the_answer(quick_run):
     out = quick_run["output"]
-    total = quick_run["json"]["machine_info"]["fmnist_bench"]["run"]["planned_cases"]  # the skips count too
+    total = quick_run["json"]["machine_info"]["fmnist_bench"]["run"][
+        "planned_cases"
+    ]  # the skips count too
     assert f"[ 1/{total}]" in out and f"[{total}/{total}]" in out
     assert "train cpu-" in out and "per epoch" in out and "images/s" in out and "GB/s" in out
     summary = out.index("fmnist-bench: is the GPU faster here?")
@@ -217,7 +256,9 @@ def test_the_terminal_shows_progress_and_the_answer(quick_run):
     assert "short test summary info" not in out[summary:]
     answer = out[summary:].splitlines()[1:-1]
     assert max(map(len, answer)) <= 100  # folded to fit a terminal
-    assert "rounds per case: limits at least 1, then until 0 s, at most 1; transfer at least 1" in out  # what runs
+    assert (
+        "rounds per case: limits at least 1, then until 0 s, at most 1; transfer at least 1" in out
+    )  # what runs
 
 
 def test_train_records_loss_and_accuracy_beside_the_time(quick_run):
@@ -248,18 +289,30 @@ def test_machine_info_carries_torch_nvml_gpus_and_dataset(quick_run):
     assert info["dataset"]["name"] == "synthetic" and info["dataset"]["requested"] == "auto"
     # The counts are those the run's cases really had (a quick run's subsets), not the plan's words.
     assert (info["dataset"]["train_images"], info["dataset"]["test_images"]) == (2000, 1000)
-    assert info["fmnist_bench"]["format"] == FORMAT_VERSION and info["fmnist_bench"]["plan"]["quick"] is True
+    assert (
+        info["fmnist_bench"]["format"] == FORMAT_VERSION
+        and info["fmnist_bench"]["plan"]["quick"] is True
+    )
     # The run says what its C library's allocator was held to (keep, where the library is glibc).
     expected = "keep" if platform.libc_ver()[0] == "glibc" else "default"
-    assert info["fmnist_bench"]["host_allocator"]["mode"] == expected, info["fmnist_bench"]["host_allocator"]
-    assert info["fmnist_bench"]["machine_key"] and info["fmnist_bench"]["machine_name"] is None  # not named
+    assert info["fmnist_bench"]["host_allocator"]["mode"] == expected, info["fmnist_bench"][
+        "host_allocator"
+    ]
+    assert (
+        info["fmnist_bench"]["machine_key"] and info["fmnist_bench"]["machine_name"] is None
+    )  # not named
     # The key names the CPU by the brand string pytest-benchmark records: one CPU-name reader.
-    assert re.sub(r"[^A-Za-z0-9.+-]+", "-", info["cpu"]["brand_raw"]).strip("-.") in info["fmnist_bench"]["machine_key"]
+    assert (
+        re.sub(r"[^A-Za-z0-9.+-]+", "-", info["cpu"]["brand_raw"]).strip("-.")
+        in info["fmnist_bench"]["machine_key"]
+    )
     run = info["fmnist_bench"]["run"]
     assert run["complete"] is True and run["finished_cases"] == len(quick_run["json"]["benchmarks"])
     # A CUDA graph on the CPU, in training and inference: planned, and skipped saying why.
     assert run["planned_cases"] == run["finished_cases"] + 2
-    assert [s["reason"].startswith("a CUDA graph captures CUDA kernels") for s in run["skipped"]] == [True, True]
+    assert [
+        s["reason"].startswith("a CUDA graph captures CUDA kernels") for s in run["skipped"]
+    ] == [True, True]
 
 
 def test_autosave_writes_pytest_benchmark_storage_and_compare_reads_it(quick_run):
@@ -321,19 +374,43 @@ def test_a_named_machine_saves_under_its_name_not_its_host_name():
         (["--cpu-threads", "0"], "--cpu-threads: '0' is not a positive integer or default"),
         (["--cpu-threads", "1,5000"], "--cpu-threads: '5000' is more than"),
         (["--warmup-batches", "some"], "--warmup-batches: 'some' is not a positive integer or all"),
-        (["--batch-sizes", "9223372036854775808"], "--batch-sizes: '9223372036854775808' is more than 2,147,483,647"),
-        (["--warmup-batches", "99999999999"], "--warmup-batches: '99999999999' is more than 2,147,483,647"),
+        (
+            ["--batch-sizes", "9223372036854775808"],
+            "--batch-sizes: '9223372036854775808' is more than 2,147,483,647",
+        ),
+        (
+            ["--warmup-batches", "99999999999"],
+            "--warmup-batches: '99999999999' is more than 2,147,483,647",
+        ),
         (["--download-timeout", "soon"], "--download-timeout: 'soon' is not a number of seconds"),
         (["--download-timeout", "0"], "--download-timeout: '0' is not a number of seconds above 0"),
-        (["--benchmark-min-rounds", "5000000"], "--benchmark-min-rounds: 5,000,000 is more than 1,000,000"),
-        (["--benchmark-max-time", "1e9"], "--benchmark-max-time: 1e+09 is not a number of seconds from 0 to 86,400"),
-        (["--benchmark-max-time", "nan"], "--benchmark-max-time: nan is not a number of seconds from 0 to 86,400"),
-        (["--benchmark-max-time", "-1"], "--benchmark-max-time: -1 is not a number of seconds from 0 to 86,400"),
+        (
+            ["--benchmark-min-rounds", "5000000"],
+            "--benchmark-min-rounds: 5,000,000 is more than 1,000,000",
+        ),
+        (
+            ["--benchmark-max-time", "1e9"],
+            "--benchmark-max-time: 1e+09 is not a number of seconds from 0 to 86,400",
+        ),
+        (
+            ["--benchmark-max-time", "nan"],
+            "--benchmark-max-time: nan is not a number of seconds from 0 to 86,400",
+        ),
+        (
+            ["--benchmark-max-time", "-1"],
+            "--benchmark-max-time: -1 is not a number of seconds from 0 to 86,400",
+        ),
         (["--dataset", "mnist"], "--dataset: invalid choice: 'mnist'"),
         (["--machine-name", " "], "--machine-name: ' ' is empty"),
-        (["--machine-name", "lab\tbox"], "--machine-name: 'lab\\tbox' holds characters that do not print"),
+        (
+            ["--machine-name", "lab\tbox"],
+            "--machine-name: 'lab\\tbox' holds characters that do not print",
+        ),
         (["--machine-name", "x" * 65], "is 65 characters, more than 64"),
-        (["--pipelines", "seed,turbo"], "--pipelines: 'turbo' is not a pipeline: expected all, or some of"),
+        (
+            ["--pipelines", "seed,turbo"],
+            "--pipelines: 'turbo' is not a pipeline: expected all, or some of",
+        ),
         (["--ladder", "all"], "--ladder: 'all' is not a ladder: expected default or full"),
     ],
 )
@@ -356,7 +433,9 @@ def test_a_device_the_machine_lacks_is_a_skip_with_the_reason():
     assert result.returncode == 0, result.stdout[-2000:]
     assert "2 passed, 2 skipped" in result.stdout
     assert "SKIPPED" in result.stdout and f"{missing}:" in result.stdout
-    assert f"train {missing}-100-seed: skipped: {missing}:" in result.stdout  # its progress line says why
+    assert (
+        f"train {missing}-100-seed: skipped: {missing}:" in result.stdout
+    )  # its progress line says why
 
 
 def test_pytest_benchmark_round_options_are_honoured_and_recorded(tmp_path):
@@ -390,7 +469,9 @@ def write_real_files(root, train, test):
 @pytest.mark.parametrize("dataset", ["auto", "fashion-mnist"])
 def test_real_files_smaller_than_the_plan_are_refused_not_substituted(tmp_path, dataset):
     write_real_files(tmp_path, train=100, test=100)
-    result = run_suite("--quick", "--devices", "cpu", "--dataset", dataset, "--data-root", str(tmp_path))
+    result = run_suite(
+        "--quick", "--devices", "cpu", "--dataset", dataset, "--data-root", str(tmp_path)
+    )
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
     assert "hold 100 images; this run's plan uses 2,000 (--quick)" in result.stderr
     assert "[1/" not in result.stdout
@@ -414,7 +495,10 @@ def test_a_corrupt_file_is_named_before_any_case(tmp_path):
     images.write_bytes(images.read_bytes()[:5000])
     result = run_suite("--quick", "--devices", "cpu", "--data-root", str(tmp_path))
     assert result.returncode == pytest.ExitCode.USAGE_ERROR
-    assert f"--data-root: {images}: 5,000 bytes where its header's 1,000 items make 784,016" in result.stderr
+    assert (
+        f"--data-root: {images}: 5,000 bytes where its header's 1,000 items make 784,016"
+        in result.stderr
+    )
     assert "[1/" not in result.stdout
 
 
@@ -428,7 +512,10 @@ def test_real_files_the_plan_fits_run_and_the_run_records_their_counts(tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     dataset = json.loads(out.read_text())["machine_info"]["dataset"]
     assert dataset["name"] == "fashion-mnist" and dataset["files"] == {"train": 2000, "test": 1500}
-    assert (dataset["train_images"], dataset["test_images"]) == (2000, 1000)  # what the quick cases used
+    assert (dataset["train_images"], dataset["test_images"]) == (
+        2000,
+        1000,
+    )  # what the quick cases used
 
 
 def test_a_stalled_download_ends_with_a_usage_error_naming_the_address(tmp_path):
@@ -445,7 +532,9 @@ def test_a_stalled_download_ends_with_a_usage_error_naming_the_address(tmp_path)
         )  # fmt: skip
     finally:
         server.close()
-    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, (
+        result.stdout[-2000:] + result.stderr[-2000:]
+    )
     assert "downloading FashionMNIST into" in result.stderr  # it said what it was doing
     assert "train-images-idx3-ubyte.gz failed: no reply within 1 s" in result.stderr
 
@@ -455,21 +544,34 @@ def test_every_case_carries_its_telemetry_and_why_a_part_is_missing(quick_run):
     assert info["telemetry"]["state"] == "on" and info["telemetry"]["period_s"] > 0
     for bench in quick_run["json"]["benchmarks"]:
         telemetry = bench["extra_info"]["telemetry"]
-        assert telemetry["state"] == "on" and telemetry["rounds"] == bench["stats"]["rounds"], bench["name"]
+        assert telemetry["state"] == "on" and telemetry["rounds"] == bench["stats"]["rounds"], (
+            bench["name"]
+        )
         assert telemetry["samples"] >= 2 and telemetry["span_s"] >= bench["stats"]["total"]
         energy = telemetry["host"]["energy"]
-        assert energy["available"] or energy["reason"], bench["name"]  # (this VM has no RAPL: the reason says so)
+        assert energy["available"] or energy["reason"], bench[
+            "name"
+        ]  # (this VM has no RAPL: the reason says so)
         assert telemetry["host"]["peak_rss_bytes"] > 0
         assert set(telemetry["flags"]) <= {"busy", "throttled"}
 
 
 def test_telemetry_off_is_recorded_and_a_bad_value_is_a_usage_error(tmp_path):
     result = run_suite(
-        "--quick", "--telemetry=off", "-k", "transfer and 1-uint8", f"--benchmark-json={tmp_path / 'r.json'}"
+        "--quick",
+        "--telemetry=off",
+        "-k",
+        "transfer and 1-uint8",
+        f"--benchmark-json={tmp_path / 'r.json'}",
     )
     assert result.returncode == 0, result.stdout[-3000:]
     run = json.loads((tmp_path / "r.json").read_text())
     assert run["machine_info"]["fmnist_bench"]["telemetry"] == {"state": "off"}
-    assert run["benchmarks"] and all(b["extra_info"]["telemetry"] == {"state": "off"} for b in run["benchmarks"])
+    assert run["benchmarks"] and all(
+        b["extra_info"]["telemetry"] == {"state": "off"} for b in run["benchmarks"]
+    )
     result = run_suite("--quick", "--telemetry=maybe")
-    assert result.returncode == pytest.ExitCode.USAGE_ERROR and "--telemetry: invalid choice: 'maybe'" in result.stderr
+    assert (
+        result.returncode == pytest.ExitCode.USAGE_ERROR
+        and "--telemetry: invalid choice: 'maybe'" in result.stderr
+    )

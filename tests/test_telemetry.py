@@ -10,7 +10,13 @@ from bench.measure import telemetry as tm
 from bench.measure.clock import every
 from bench.measure.plan import Budget
 from bench.measure.rounds import run_rounds
-from bench.measure.telemetry import THROTTLE_REASONS, THROTTLING, Telemetry, add_per_images, case_flags
+from bench.measure.telemetry import (
+    THROTTLE_REASONS,
+    THROTTLING,
+    Telemetry,
+    add_per_images,
+    case_flags,
+)
 from tests.test_measure import FakeBenchmark
 
 MAX_RANGE = 262_143_328_850  # a real Intel package's max_energy_range_uj
@@ -46,12 +52,16 @@ class FakeProc:
 
     def set(self, *, user, idle, own, rss_kb, steal=0, faults=0):
         cpu_lines = "".join(f"cpu{i} 0 0 0 0 0 0 0 0 0 0\n" for i in range(self.cpus))
-        (self.root / "stat").write_text(f"cpu  {user} 0 0 {idle} 0 0 0 {steal} 0 0\n{cpu_lines}intr 0\n")
+        (self.root / "stat").write_text(
+            f"cpu  {user} 0 0 {idle} 0 0 0 {steal} 0 0\n{cpu_lines}intr 0\n"
+        )
         # minflt is field 10, utime field 14: faults and own ticks
         fields = ["S"] + ["0"] * 6 + [str(faults)] + ["0"] * 3 + [str(own), "0"] + ["0"] * 30
         (self.root / "self" / "stat").write_text(f"4242 (python (x)) {' '.join(fields)}\n")
         (self.root / "self" / "statm").write_text(f"100000 {rss_kb // 4} 0 0 0 0 0\n")
-        (self.root / "self" / "status").write_text(f"Name:\tpython\nVmHWM:\t{rss_kb} kB\nVmRSS:\t{rss_kb} kB\n")
+        (self.root / "self" / "status").write_text(
+            f"Name:\tpython\nVmHWM:\t{rss_kb} kB\nVmRSS:\t{rss_kb} kB\n"
+        )
 
 
 @pytest.fixture
@@ -152,7 +162,9 @@ def test_a_quiet_machine_is_not_busy_and_steal_counts_as_outside(tmp_path, proc)
     t = quiet(proc, tmp_path)
     # The hypervisor gave our CPUs to another guest for 30 of 200 ticks.
     record = observed(t, lambda: proc.set(user=200, idle=170, own=195, rss_kb=1000, steal=30))
-    assert record["host"]["cpu"]["outside_share"] == pytest.approx(30 / 200) and record["flags"] == ["busy"]
+    assert record["host"]["cpu"]["outside_share"] == pytest.approx(30 / 200) and record[
+        "flags"
+    ] == ["busy"]
 
 
 def test_a_span_too_short_for_proc_stat_tells_no_share(tmp_path, proc):
@@ -227,8 +239,12 @@ class FakeGpu:
             "nvmlDeviceGetHandleByIndex": lambda i: i,
             "nvmlDeviceGetTotalEnergyConsumption": gate(energy),
             "nvmlDeviceGetPowerUsage": gate(power),
-            "nvmlDeviceGetClockInfo": gate(lambda h, kind: 1980 if kind == pynvml.NVML_CLOCK_SM else 2619),
-            "nvmlDeviceGetUtilizationRates": gate(lambda h: type("U", (), {"gpu": 40, "memory": 10})()),
+            "nvmlDeviceGetClockInfo": gate(
+                lambda h, kind: 1980 if kind == pynvml.NVML_CLOCK_SM else 2619
+            ),
+            "nvmlDeviceGetUtilizationRates": gate(
+                lambda h: type("U", (), {"gpu": 40, "memory": 10})()
+            ),
             "nvmlDeviceGetTemperature": gate(lambda h, sensor: 45),
             "nvmlDeviceGetCurrentClocksEventReasons": gate(lambda h: self.reasons),
         }
@@ -248,7 +264,13 @@ class FakeClock:
 def gpu_case(tmp_path, proc, **kwargs):
     clock = FakeClock()
     t = Telemetry(
-        "cuda:0", period_s=3600, nvml_index=0, proc=proc.root, powercap=tmp_path / "powercap", clock=clock, **kwargs
+        "cuda:0",
+        period_s=3600,
+        nvml_index=0,
+        proc=proc.root,
+        powercap=tmp_path / "powercap",
+        clock=clock,
+        **kwargs,
     )
     return t, clock
 
@@ -271,7 +293,9 @@ def test_gpu_energy_comes_from_the_counter_across_the_timed_rounds(tmp_path, pro
     assert g["energy_reliable"] is True  # 3 s span: the counter's 0.1 s steps are under 10%
     assert g["sm_clock_mhz"] == {"min": 1980, "mean": 1980, "max": 1980}
     assert g["gpu_util_pct"]["mean"] == 40 and g["temperature_c"]["max"] == 45
-    assert g["clocks_event_reasons"] == {"gpu_idle": 5} and g["throttled"] is False  # idle is not a throttle
+    assert (
+        g["clocks_event_reasons"] == {"gpu_idle": 5} and g["throttled"] is False
+    )  # idle is not a throttle
     assert record["samples"] == 2 and g["samples"] == 5  # the ends, and the three this test made
     assert gpu.calls == ["init", "shutdown"] and record["flags"] == []
 
@@ -304,7 +328,9 @@ def test_a_gpu_without_the_energy_counter_integrates_sampled_power(tmp_path, pro
         clock.now += 0.5
 
     g = observed(t, during)["gpu"]
-    assert g["energy_source"] == "sampled power" and "no total-energy counter" in g["energy_counter"]
+    assert (
+        g["energy_source"] == "sampled power" and "no total-energy counter" in g["energy_counter"]
+    )
     # 2 s at 150 W, then a 0.5 s step from 150 to 250 W (a trapezoid): 300 + 100 J.
     assert g["energy_j"] == pytest.approx(400.0) and g["peak_power_w"] == pytest.approx(250.0)
 
@@ -341,7 +367,9 @@ def test_a_wedged_nvml_call_does_not_hang_the_case(tmp_path, proc, monkeypatch):
         return 0
 
     monkeypatch.setattr(tm, "_JOIN_S", 0.05)
-    t = Telemetry("cuda:0", period_s=0.001, nvml_index=0, proc=proc.root, powercap=tmp_path / "powercap")
+    t = Telemetry(
+        "cuda:0", period_s=0.001, nvml_index=0, proc=proc.root, powercap=tmp_path / "powercap"
+    )
     try:
         with t.observe():
             monkeypatch.setattr(pynvml, "nvmlDeviceGetTemperature", lambda h, s: wedged(h))
@@ -358,7 +386,12 @@ def test_nvml_absent_is_a_reason(tmp_path, proc):
     assert t.record(1) == {"state": "not run", "reason": "no timed rounds were observed"}
     t._proc, t._powercap = proc.root, tmp_path / "powercap"
     g = observed(t, lambda: None)["gpu"]
-    assert g == {"device": "cuda:0", "nvml_index": None, "available": False, "reason": "no NVML library"}
+    assert g == {
+        "device": "cuda:0",
+        "nvml_index": None,
+        "available": False,
+        "reason": "no NVML library",
+    }
 
 
 def test_the_nvml_gpu_is_found_by_the_cuda_device_it_is():
@@ -409,7 +442,10 @@ def test_run_rounds_observes_only_the_timed_rounds(tmp_path, proc):
         warmup=lambda: order.append("warmup"), scale=1.0, warmup_record={}, telemetry=t,
     )  # fmt: skip
     assert order == ["warmup", "observe", "round"]
-    assert bench.extra_info["telemetry"]["state"] == "on" and bench.extra_info["telemetry"]["rounds"] == 1
+    assert (
+        bench.extra_info["telemetry"]["state"] == "on"
+        and bench.extra_info["telemetry"]["rounds"] == 1
+    )
 
 
 def test_off_says_off():
@@ -423,7 +459,10 @@ def test_off_says_off():
 def test_energy_per_1000_images_and_images_per_joule():
     extra = {
         "images": 2_000,
-        "telemetry": {"host": {"energy": {"energy_per_round_j": 4.0}}, "gpu": {"energy_per_round_j": None}},
+        "telemetry": {
+            "host": {"energy": {"energy_per_round_j": 4.0}},
+            "gpu": {"energy_per_round_j": None},
+        },
     }
     add_per_images(extra)
     assert extra["telemetry"]["host"]["energy"]["energy_per_1000_images_j"] == pytest.approx(2.0)
@@ -432,5 +471,8 @@ def test_energy_per_1000_images_and_images_per_joule():
 
 
 def test_flags_name_throttling_and_outside_load():
-    assert case_flags({"gpu": {"throttled": True}, "host": {"cpu": {"busy": True}}}) == ["throttled", "busy"]
+    assert case_flags({"gpu": {"throttled": True}, "host": {"cpu": {"busy": True}}}) == [
+        "throttled",
+        "busy",
+    ]
     assert case_flags({"host": {"cpu": {"available": False}}}) == []

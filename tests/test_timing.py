@@ -52,7 +52,10 @@ def test_work_queued_before_the_region_is_not_counted():
 
 def test_clock_names_its_device_for_the_saved_run():
     assert DeviceClock("cpu").__name__ == "DeviceClock(cpu)"
-    assert DeviceClock(torch.device("cuda", 1), synchronize=lambda: None).__name__ == "DeviceClock(cuda:1)"
+    assert (
+        DeviceClock(torch.device("cuda", 1), synchronize=lambda: None).__name__
+        == "DeviceClock(cuda:1)"
+    )
 
 
 def test_cpu_clock_reads_a_real_increasing_clock():

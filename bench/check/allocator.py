@@ -1,10 +1,10 @@
 """What does keeping freed blocks buy? python -m bench check-allocator [--trials N] [-- PYTEST ARGS].
 
-Runs the same cases in fresh processes, alternating --host-allocator default (glibc as it is)
-and keep (the suite's default: bench/measure/allocator.py), the order swapped every trial so that drift
-on a shared machine falls on both. Then per case the median of each variant's medians, their
-ratio (default/keep: how much faster keeping makes it), the trials' ratios, and each variant's
-minor page faults a round (from the cases' telemetry).
+Runs the same cases in fresh processes, alternating --host-allocator default (glibc as it is) and
+keep (the suite's default: bench/measure/allocator.py), the order swapped every trial so that drift
+on a shared machine falls on both. Then per case the median of each variant's medians, their ratio
+(default/keep: how much faster keeping makes it), the trials' ratios, and each variant's minor page
+faults a round (from the cases' telemetry).
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ __all__ = ["compare", "main"]
 VARIANTS = ("default", "keep")
 # The training ladder's CPU steps at batch 1,000, a process each: the seed loop, the resident
 # epoch and the two memory-format steps, whose buffers are the largest an epoch frees and takes.
-DEFAULT_ARGS = ["--devices", "cpu", "--batch-sizes", "1000", "-k", "train and (seed or resident or channels_last)"]
+DEFAULT_ARGS = [
+    "--devices",
+    "cpu",
+    "--batch-sizes",
+    "1000",
+    "-k",
+    "train and (seed or resident or channels_last)",
+]
 
 
 def _faults(bench: dict) -> float | None:
@@ -33,24 +40,37 @@ def compare(runs: dict[str, list[dict]]) -> list[dict]:
     for name, default, keep in paired(runs, "default", "keep"):
         cases = {"default": default, "keep": keep}
         faults = {v: [f for f in map(_faults, cases[v]) if f is not None] for v in VARIANTS}
-        rows.append({
-            **ratio_row(name, cases),
-            **{f"{v}_faults": statistics.median(faults[v]) if faults[v] else None for v in VARIANTS},
-        })  # fmt: skip
+        rows.append(
+            {
+                **ratio_row(name, cases),
+                **{
+                    f"{v}_faults": statistics.median(faults[v]) if faults[v] else None
+                    for v in VARIANTS
+                },
+            }
+        )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments("python -m bench check-allocator", __doc__, argv, DEFAULT_ARGS)
-    runs = alternated({v: [f"--host-allocator={v}"] for v in VARIANTS}, args.trials, args.pytest_args)
+    runs = alternated(
+        {v: [f"--host-allocator={v}"] for v in VARIANTS}, args.trials, args.pytest_args
+    )
     rows = compare(runs)
     count = lambda f: "-" if f is None else f"{f:,.0f}"  # noqa: E731
-    print_table(rows, [
-        ("case", 46, lambda r: r["name"]), ("default (s)", 11, lambda r: f"{r['default']:.4g}"),
-        ("keep (s)", 9, lambda r: f"{r['keep']:.4g}"), ("default/keep", 12, lambda r: f"{r['ratio']:.2f}"),
-        ("trials", 20, lambda r: " ".join(f"{x:.2f}" for x in r["trial_ratios"])),
-        ("faults a round: default", 24, lambda r: count(r["default_faults"])), ("keep", 8, lambda r: count(r["keep_faults"])),
-    ])  # fmt: skip
+    print_table(
+        rows,
+        [
+            ("case", 46, lambda r: r["name"]),
+            ("default (s)", 11, lambda r: f"{r['default']:.4g}"),
+            ("keep (s)", 9, lambda r: f"{r['keep']:.4g}"),
+            ("default/keep", 12, lambda r: f"{r['ratio']:.2f}"),
+            ("trials", 20, lambda r: " ".join(f"{x:.2f}" for x in r["trial_ratios"])),
+            ("faults a round: default", 24, lambda r: count(r["default_faults"])),
+            ("keep", 8, lambda r: count(r["keep_faults"])),
+        ],
+    )
     if rows:
         print(
             f"Medians of each variant's medians over {args.trials} alternated trial(s), each run a fresh process "

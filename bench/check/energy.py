@@ -46,7 +46,9 @@ def energy_here(trainer, device, epoch_s: float, *, clock=None, machine=None, uu
 
         uuid = str(getattr(torch.cuda.get_device_properties(device), "uuid", "") or "")
     if not uuid:
-        return {"reason": f"torch gives no UUID for {name}: the counter cannot be read independently"}
+        return {
+            "reason": f"torch gives no UUID for {name}: the counter cannot be read independently"
+        }
     uuid = uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
     try:
         pynvml.nvmlInit()

@@ -101,7 +101,11 @@ def run_figures(run: dict, device: str, batch_size: int) -> dict:
     for bench in run.get("benchmarks", []):
         params = bench.get("params") or {}
         median = fmt.field(bench, "stats", "median")
-        if bench.get("group") != "train" or params.get("device") != device or params.get("batch_size") != batch_size:
+        if (
+            bench.get("group") != "train"
+            or params.get("device") != device
+            or params.get("batch_size") != batch_size
+        ):
             continue
         if not isinstance(median, (int, float)):
             continue
@@ -155,18 +159,34 @@ def _quartiles(values: list[float]) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench check-gpu", description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda:0", help="cuda:N, or cpu to time resident alone (default: cuda:0)")
-    parser.add_argument("--batch-size", type=int, default=1000, help="training batch size (default: 1000)")
-    parser.add_argument("--rounds", type=int, default=7, help="timed epochs per variant, interleaved (default: 7)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench check-gpu", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--device", default="cuda:0", help="cuda:N, or cpu to time resident alone (default: cuda:0)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=1000, help="training batch size (default: 1000)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=7, help="timed epochs per variant, interleaved (default: 7)"
+    )
     parser.add_argument(
         "--variants",
         default=",".join(DEFAULT_VARIANTS),
-        help="comma-separated, of: " + ", ".join(VARIANTS) + " (default: all but the cudnn_benchmark ones, "
+        help="comma-separated, of: "
+        + ", ".join(VARIANTS)
+        + " (default: all but the cudnn_benchmark ones, "
         "which run only in a call of their own)",
     )
-    parser.add_argument("--images", type=int, help="train on the first N images (default: the whole split)")
-    parser.add_argument("--run", type=Path, help="a saved run of this machine: the seed baseline and the energy check")
+    parser.add_argument(
+        "--images", type=int, help="train on the first N images (default: the whole split)"
+    )
+    parser.add_argument(
+        "--run",
+        type=Path,
+        help="a saved run of this machine: the seed baseline and the energy check",
+    )
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
     names = [v for v in args.variants.split(",") if v]
@@ -219,7 +239,8 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
     from fmnist_model.trainer import Trainer
 
     clock = DeviceClock(device)
-    # Every variant is, or none (checked in main): cuDNN then times its algorithms from the first convolution.
+    # Every variant is, or none (checked in main): cuDNN then times its algorithms from the first
+    # convolution.
     if _benchmarked(names[0]):
         torch.backends.cudnn.benchmark = True
     split = load_split("auto", train=True, limit=args.images)
@@ -233,14 +254,23 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
         knobs = {k: v for k, v in (VARIANTS[name] or {}).items() if k in _KNOBS}
         try:
             trainer = Trainer(
-                config, device, args.batch_size, dataset=split.dataset, images=split.images, labels=split.labels
+                config,
+                device,
+                args.batch_size,
+                dataset=split.dataset,
+                images=split.images,
+                labels=split.labels,
             )
-            if knobs.get("fused_adam"):  # before prepare(): the graph captures this optimizer's step
+            if knobs.get(
+                "fused_adam"
+            ):  # before prepare(): the graph captures this optimizer's step
                 trainer.optimizer = torch.optim.Adam(
                     trainer.model.parameters(), lr=LEARNING_RATE, capturable=True, fused=True
                 )
             prepare_s, _ = timed_call(clock, trainer.prepare)
-        except Exception as exc:  # a variant that cannot be built is a finding, not the end of the check
+        except (
+            Exception
+        ) as exc:  # a variant that cannot be built is a finding, not the end of the check
             rows[name] = {"error": f"{type(exc).__name__}: {exc}"}
             print(f"  {name}: could not be built: {rows[name]['error']}", flush=True)
             continue
@@ -258,13 +288,17 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
 
     unsaved: list[str] = []  # why --json could not be written last time, if it could not
 
-    def save() -> None:  # after each stage: a variant that fails later loses nothing measured before it
+    def save() -> (
+        None
+    ):  # after each stage: a variant that fails later loses nothing measured before it
         if args.json is None:
             return
         why = write_figures(args.json, {"summary": summary, "variants": rows})
         if why is None:
             unsaved.clear()
-        elif not unsaved:  # said once; tried again after each stage (a disk may have been freed meanwhile)
+        elif (
+            not unsaved
+        ):  # said once; tried again after each stage (a disk may have been freed meanwhile)
             print(
                 f"bench.check.gpu: --json {args.json} could not be written ({why}): the figures are printed "
                 "here, and it is tried again after each stage",
@@ -278,16 +312,23 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
         print(f"  {name}: failed in {rows[name]['error']}", flush=True)
         del trainers[name]
         lost = _context_lost(device)
-        if lost:  # a sticky CUDA error: every later call fails too, and would be blamed on its variant
+        if (
+            lost
+        ):  # a sticky CUDA error: every later call fails too, and would be blamed on its variant
             summary["context_lost"] = f"after {name} failed: {lost}"
             for other in list(trainers):  # what each measured before stands; it runs no more
                 why = f"the CUDA context was lost {summary['context_lost']}"
                 if rows[other]["times"]:
-                    rows[other]["stopped"] = f"after {len(rows[other]['times'])} timed rounds: {why}"
+                    rows[other]["stopped"] = (
+                        f"after {len(rows[other]['times'])} timed rounds: {why}"
+                    )
                 else:
                     rows[other]["error"] = f"not run further: {why}"
                 del trainers[other]
-            print(f"  the CUDA context was lost {summary['context_lost']}: nothing more can run", flush=True)
+            print(
+                f"  the CUDA context was lost {summary['context_lost']}: nothing more can run",
+                flush=True,
+            )
         save()
 
     save()
@@ -318,21 +359,29 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
         row["iqr_share"] = (q3 - q1) / row["median_s"]
         row["loss"] = row["losses"][0]
         tolerance = LOSS_TOLERANCE[row["config"]["precision"]]
-        row["loss_ok"] = None if base_loss is None else (row["loss"] - base_loss) / base_loss <= tolerance
+        row["loss_ok"] = (
+            None if base_loss is None else (row["loss"] - base_loss) / base_loss <= tolerance
+        )
         trainer = trainers.get(name)
-        if trainer is None:  # stopped with the CUDA context: its rounds stand, it cannot be profiled
+        if (
+            trainer is None
+        ):  # stopped with the CUDA context: its rounds stand, it cannot be profiled
             row["ops_per_step"] = row["busy_share"] = None
             continue
         try:
             trainer.reset()
-            profiled = profile_epoch(clock, device, lambda trainer=trainer: trainer.epoch(annotate=True))
+            profiled = profile_epoch(
+                clock, device, lambda trainer=trainer: trainer.epoch(annotate=True)
+            )
         except Exception as exc:  # its timings stand; only the profile is missing
             row["profile_error"] = f"{type(exc).__name__}: {exc}"
             print(f"  {name}: its profiled epoch failed: {row['profile_error']}", flush=True)
             profiled = {"device_work": None}
         work = profiled["device_work"]
         row["profile"] = profiled
-        row["ops_per_step"] = work["ops"] / math.ceil(len(split) / args.batch_size) if work else None
+        row["ops_per_step"] = (
+            work["ops"] / math.ceil(len(split) / args.batch_size) if work else None
+        )
         row["busy_share"] = work.get("busy_share") if work else None
     save()
 
@@ -350,13 +399,23 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
         if other:
             print(f"--run {args.run}: its GPUs are {other}, not this {device_name}")
 
-    print(f"\nEpoch of {len(split):,} images at batch {args.batch_size}, median of {args.rounds} interleaved rounds:")
-    print(f"{'variant':46} {'epoch':>10} {'IQR':>5} {'vs resident':>11} {'vs seed':>8} {'loss':>7} ok  ops/step busy")
+    print(
+        f"\nEpoch of {len(split):,} images at batch {args.batch_size}, median of {args.rounds} interleaved rounds:"
+    )
+    print(
+        f"{'variant':46} {'epoch':>10} {'IQR':>5} {'vs resident':>11} {'vs seed':>8} {'loss':>7} ok  ops/step busy"
+    )
     resident_s = rows.get("resident", {}).get("median_s")
     for name in names:
         row = rows[name]
         if "error" in row:  # its error was printed when it happened
-            said = "not built" if "times" not in row else "not run" if row["error"].startswith("not run") else "failed"
+            said = (
+                "not built"
+                if "times" not in row
+                else "not run"
+                if row["error"].startswith("not run")
+                else "failed"
+            )
             print(f"{name:46} {said:>10}  (above)")
             continue
         vs_res = f"{resident_s / row['median_s']:.2f}x" if resident_s else "-"
@@ -366,7 +425,8 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
         print(
             f"{name:46} {row['median_s'] * 1000:8.2f}ms {row['iqr_share']:5.0%} {vs_res:>11} {vs_seed:>8} "
             f"{row['loss']:7.4f} {'yes' if row['loss_ok'] else 'NO ' if row['loss_ok'] is False else ' - '} "
-            f"{ops:>8} {busy:>4}" + (f"  ({len(row['times'])} rounds: stopped early)" if "stopped" in row else "")
+            f"{ops:>8} {busy:>4}"
+            + (f"  ({len(row['times'])} rounds: stopped early)" if "stopped" in row else "")
         )
     ran = {n: r for n, r in rows.items() if "median_s" in r and r.get("loss_ok") is not False}
     summary["failed"] = {n: r["error"] for n, r in rows.items() if "error" in r}
@@ -387,7 +447,9 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
     if "resident" in trainers and device.type == "cuda":
         energy = energy_here(trainers["resident"], device, rows["resident"]["median_s"])
         run_case = figures.get("resident") or {}
-        energy["run"] = {k: run_case.get(k) for k in ("energy_per_round_j", "mean_power_w", "median_s")}
+        energy["run"] = {
+            k: run_case.get(k) for k in ("energy_per_round_j", "mean_power_w", "median_s")
+        }
         summary["energy"] = energy
         if energy.get("ratio") is not None:
             print(

@@ -35,11 +35,23 @@ def run_variant(options: list[str], out: Path, pytest_args: list[str]) -> dict:
     Each check compares two variants of a run case by case. Exits naming the
     command and its output when the run fails.
     """
-    command = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-q", *options,
-               f"--benchmark-json={out}", *pytest_args]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "bench",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        *options,
+        f"--benchmark-json={out}",
+        *pytest_args,
+    ]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        raise SystemExit(
+            f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
     return json.loads(out.read_text())
 
 
@@ -70,7 +82,8 @@ def alternated(
 @contextlib.contextmanager
 def busy_loops(count: int) -> Iterator[list[subprocess.Popen]]:
     """`count` processes that spin on a core each while the block runs, ended with it: other work, as a shared
-    machine has it (each is a plain Python loop, no I/O; they are stopped, then killed, and reaped)."""
+    machine has it (each is a plain Python loop, no I/O; they are stopped, then killed, and reaped).
+    """
     loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
     try:
         yield loops
@@ -85,12 +98,24 @@ def busy_loops(count: int) -> Iterator[list[subprocess.Popen]]:
                 loop.wait()
 
 
-def paired(runs: dict[str, list[dict]], a: str, b: str) -> Iterator[tuple[str, list[dict], list[dict]]]:
+def paired(
+    runs: dict[str, list[dict]], a: str, b: str
+) -> Iterator[tuple[str, list[dict], list[dict]]]:
     """Per case that variants `a` and `b` both ran, as often in each: its name and each variant's
     benchmarks of it, trial by trial. The pairs check_telemetry and check_allocator compare."""
-    names = sorted({bench["name"] for variant in (a, b) for run in runs[variant] for bench in run["benchmarks"]})
+    names = sorted(
+        {
+            bench["name"]
+            for variant in (a, b)
+            for run in runs[variant]
+            for bench in run["benchmarks"]
+        }
+    )
     for name in names:
-        cases = [[bench for run in runs[v] for bench in run["benchmarks"] if bench["name"] == name] for v in (a, b)]
+        cases = [
+            [bench for run in runs[v] for bench in run["benchmarks"] if bench["name"] == name]
+            for v in (a, b)
+        ]
         if cases[0] and len(cases[0]) == len(cases[1]):
             yield name, cases[0], cases[1]
 
@@ -98,14 +123,22 @@ def paired(runs: dict[str, list[dict]], a: str, b: str) -> Iterator[tuple[str, l
 MAX_TRIALS = 100
 
 
-def arguments(prog: str, doc: str, argv: list[str] | None, default_args: list[str] | None = None, **more: dict):
+def arguments(
+    prog: str, doc: str, argv: list[str] | None, default_args: list[str] | None = None, **more: dict
+):
     """The checks' command line: --trials, the pytest arguments after them (default_args when none), and `more`
     options (name -> argparse keywords). --trials under 1 or over MAX_TRIALS is a usage error."""
     parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=3, help="runs of each variant, alternated (default: 3)")
+    parser.add_argument(
+        "--trials", type=int, default=3, help="runs of each variant, alternated (default: 3)"
+    )
     for name, keywords in more.items():
         parser.add_argument(name, **keywords)
-    said = f"(default: {' '.join(default_args)})" if default_args else "e.g. --devices cuda:0 -k 'resident'"
+    said = (
+        f"(default: {' '.join(default_args)})"
+        if default_args
+        else "e.g. --devices cuda:0 -k 'resident'"
+    )
     parser.add_argument("pytest_args", nargs="*", help=f"passed to pytest bench, {said}")
     args = parser.parse_args(argv)
     if not 1 <= args.trials <= MAX_TRIALS:  # each trial is two whole runs of the suite
@@ -138,13 +171,17 @@ def print_table(rows: list[dict], columns: list[tuple[str, int, Callable[[dict],
     but the first (the case)."""
     print(" ".join(f"{h:<{w}}" if i == 0 else f"{h:>{w}}" for i, (h, w, _) in enumerate(columns)))
     for r in rows:
-        print(" ".join(f"{f(r):<{w}}" if i == 0 else f"{f(r):>{w}}" for i, (_, w, f) in enumerate(columns)))
+        print(
+            " ".join(
+                f"{f(r):<{w}}" if i == 0 else f"{f(r):>{w}}" for i, (_, w, f) in enumerate(columns)
+            )
+        )
 
 
 def write_figures(path: Path, figures, *, keep: bool = True) -> str | None:
     """`figures` as JSON into `path`, whole (a temporary file, then a rename: never a file cut short or left
-    empty by a full disk); None, or why it could not be written, in words. `keep`: False to only prove that it
-    can be (the temporary removed)."""
+    empty by a full disk); None, or why it could not be written, in words. `keep`: False to only
+    prove that it can be (the temporary removed)."""
     data = json.dumps(figures, indent=1, default=str).encode()
     try:
         write_whole(path, data)
@@ -155,18 +192,25 @@ def write_figures(path: Path, figures, *, keep: bool = True) -> str | None:
     return None
 
 
-def checked_inputs(parser, *, bounds: dict, json_path: Path | None, run_path: Path | None) -> dict | None:
+def checked_inputs(
+    parser, *, bounds: dict, json_path: Path | None, run_path: Path | None
+) -> dict | None:
     """Before any measuring, a usage error (exit 2) for a count past its bound ({flag: (value, most)}), a --json
-    that cannot be written, or a --run that is not a saved run (a FIFO or a device refused unread); the run."""
+    that cannot be written, or a --run that is not a saved run (a FIFO or a device refused unread);
+    the run."""
     for flag, (value, most) in bounds.items():  # a typo is an error now, not hours of epochs
         if value is not None and value > most:
             parser.error(f"{flag} {value:,}: at most {most:,}")
     if json_path is not None:  # figures with nowhere to go are not measured
         parent = json_path.resolve().parent
         if json_path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
-            parser.error(f"--json {json_path}: cannot write it ({parent} is not a writable folder, or it is one)")
+            parser.error(
+                f"--json {json_path}: cannot write it ({parent} is not a writable folder, or it is one)"
+            )
         why = write_figures(json_path.with_name(f".{json_path.name}.probe"), {}, keep=False)
-        if why is not None:  # (a folder that says it is writable and takes no file: /proc, a full disk)
+        if (
+            why is not None
+        ):  # (a folder that says it is writable and takes no file: /proc, a full disk)
             parser.error(f"--json {json_path}: cannot write it ({why})")
     if run_path is None:
         return None

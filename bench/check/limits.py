@@ -52,7 +52,8 @@ def _figures(runs: list[dict]) -> dict[str, list[dict]]:
 
 def compare(runs: dict[str, list[dict]]) -> list[dict]:
     """Per limits case both variants ran: the median figure of each, how the busy one compares (under 1 worse),
-    the sides chosen, and how many busy figures held (within HOLDS of the quiet median, or marked by their run)."""
+    the sides chosen, and how many busy figures held (within HOLDS of the quiet median, or marked by
+    their run)."""
     quiet, busy = _figures(runs["quiet"]), _figures(runs["busy"])
     rows = []
     for name in sorted(set(quiet) & set(busy)):
@@ -71,11 +72,18 @@ def compare(runs: dict[str, list[dict]]) -> list[dict]:
                 "quiet": q,
                 "busy": b,
                 "ratio": against_quiet(b),
-                "sides": ([f["n"] for f in quiet[name] if f["n"]], [f["n"] for f in busy[name] if f["n"]]),
+                "sides": (
+                    [f["n"] for f in quiet[name] if f["n"]],
+                    [f["n"] for f in busy[name] if f["n"]],
+                ),
                 "marked": sum(f["marked"] for f in busy[name]),
-                "held": sum(f["marked"] or abs(against_quiet(f["figure"]) - 1) <= HOLDS for f in measured),
+                "held": sum(
+                    f["marked"] or abs(against_quiet(f["figure"]) - 1) <= HOLDS for f in measured
+                ),
                 "trials": len(busy[name]),
-                "share": statistics.median([f["share"] for f in busy[name] if f["share"] is not None] or [0.0]),
+                "share": statistics.median(
+                    [f["share"] for f in busy[name] if f["share"] is not None] or [0.0]
+                ),
             }
         )
     return rows
@@ -93,11 +101,16 @@ def main(argv: list[str] | None = None) -> int:
         "default": os.cpu_count() or 1,
         "help": "busy loops beside the busy variant (default: one a core)",
     }
-    args = arguments("python -m bench check-limits", __doc__, argv, DEFAULT_ARGS, **{"--loops": loops})
+    args = arguments(
+        "python -m bench check-limits", __doc__, argv, DEFAULT_ARGS, **{"--loops": loops}
+    )
     if not 1 <= args.loops <= 4 * (os.cpu_count() or 1):
         raise SystemExit(f"python -m bench check-limits: --loops {args.loops}: from 1 to 4 a core")
     runs = alternated(
-        {"quiet": [], "busy": []}, args.trials, args.pytest_args, around={"busy": lambda: busy_loops(args.loops)}
+        {"quiet": [], "busy": []},
+        args.trials,
+        args.pytest_args,
+        around={"busy": lambda: busy_loops(args.loops)},
     )
     rows = compare(runs)
     print_table(
@@ -107,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
             ("quiet", 12, lambda r: _said(r["quiet"], r["unit"])),
             ("busy", 12, lambda r: _said(r["busy"], r["unit"])),
             ("busy/quiet", 10, lambda r: f"{r['ratio']:.2f}"),
-            ("side q/b", 12, lambda r: "/".join(",".join(map(str, sorted(set(s)))) or "-" for s in r["sides"])),
+            (
+                "side q/b",
+                12,
+                lambda r: "/".join(",".join(map(str, sorted(set(s)))) or "-" for s in r["sides"]),
+            ),
             ("marked", 7, lambda r: f"{r['marked']}/{r['trials']}"),
             ("held", 5, lambda r: f"{r['held']}/{r['trials']}"),
         ],

@@ -10,7 +10,14 @@ from __future__ import annotations
 import statistics
 import sys
 
-from bench.check.harness import alternated, arguments, largest_change, paired, print_table, ratio_row
+from bench.check.harness import (
+    alternated,
+    arguments,
+    largest_change,
+    paired,
+    print_table,
+    ratio_row,
+)
 
 __all__ = ["compare", "main"]
 
@@ -24,11 +31,15 @@ def compare(runs: dict[str, list[dict]]) -> list[dict]:
     """Per case: each variant's median of medians, on/off, the trials' on/off ratios, the IQR share and the samples."""
     rows = []
     for name, on, off in paired(runs, "on", "off"):
-        rows.append({
-            **ratio_row(name, {"on": on, "off": off}),
-            "iqr": max(b["stats"]["iqr"] / b["stats"]["median"] for b in on + off),
-            "samples": statistics.median(b["extra_info"]["telemetry"].get("samples", 0) for b in on),
-        })  # fmt: skip
+        rows.append(
+            {
+                **ratio_row(name, {"on": on, "off": off}),
+                "iqr": max(b["stats"]["iqr"] / b["stats"]["median"] for b in on + off),
+                "samples": statistics.median(
+                    b["extra_info"]["telemetry"].get("samples", 0) for b in on
+                ),
+            }
+        )
     return rows
 
 
@@ -36,12 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     args = arguments("python -m bench check-telemetry", __doc__, argv, DEFAULT_ARGS)
     runs = alternated({v: [f"--telemetry={v}"] for v in VARIANTS}, args.trials, args.pytest_args)
     rows = compare(runs)
-    print_table(rows, [
-        ("case", 44, lambda r: r["name"]), ("on (s)", 9, lambda r: f"{r['on']:.4g}"),
-        ("off (s)", 9, lambda r: f"{r['off']:.4g}"), ("on/off", 7, lambda r: f"{r['ratio']:.3f}"),
-        ("trials on/off", 22, lambda r: " ".join(f"{x:.3f}" for x in r["trial_ratios"])),
-        ("IQR/med", 8, lambda r: f"{r['iqr']:.0%}"), ("samples", 8, lambda r: f"{r['samples']:.0f}"),
-    ])  # fmt: skip
+    print_table(
+        rows,
+        [
+            ("case", 44, lambda r: r["name"]),
+            ("on (s)", 9, lambda r: f"{r['on']:.4g}"),
+            ("off (s)", 9, lambda r: f"{r['off']:.4g}"),
+            ("on/off", 7, lambda r: f"{r['ratio']:.3f}"),
+            ("trials on/off", 22, lambda r: " ".join(f"{x:.3f}" for x in r["trial_ratios"])),
+            ("IQR/med", 8, lambda r: f"{r['iqr']:.0%}"),
+            ("samples", 8, lambda r: f"{r['samples']:.0f}"),
+        ],
+    )
     if rows:
         worst = largest_change(rows)
         print(

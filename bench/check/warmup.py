@@ -30,9 +30,13 @@ def compare(runs: dict[str, list[dict]]) -> list[dict]:
             if not cases:
                 continue
             row[variant] = statistics.median(b["stats"]["median"] for b in cases)
-            row[f"{variant}_iqr"] = statistics.median(b["stats"]["iqr"] / b["stats"]["median"] for b in cases)
+            row[f"{variant}_iqr"] = statistics.median(
+                b["stats"]["iqr"] / b["stats"]["median"] for b in cases
+            )
             firsts = [
-                b["stats"]["data"][0] / b["stats"]["median"] for b in cases if len(b["stats"].get("data") or []) > 1
+                b["stats"]["data"][0] / b["stats"]["median"]
+                for b in cases
+                if len(b["stats"].get("data") or []) > 1
             ]
             row[f"{variant}_first"] = statistics.median(firsts) if firsts else None
         if "short" in row and "full" in row:
@@ -44,7 +48,9 @@ def compare(runs: dict[str, list[dict]]) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     short = {"default": "2", "help": "the short warm-up's --warmup-batches (default: 2)"}
     args = arguments("python -m bench check-warmup", __doc__, argv, **{"--short": short})
-    options = {v: [f"--warmup-batches={args.short if w is None else w}"] for v, w in VARIANTS.items()}
+    options = {
+        v: [f"--warmup-batches={args.short if w is None else w}"] for v, w in VARIANTS.items()
+    }
     runs = alternated(options, args.trials, args.pytest_args)
     rows = compare(runs)
     first = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
@@ -65,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             "trial(s); IQR/median is the larger of the two; a first round well above 1.00 would be warm-up left in the rounds."
         )
         if args.trials < 3:
-            print("With fewer than 3 trials a difference says little on a noisy machine: run --trials 3 or more.")
+            print(
+                "With fewer than 3 trials a difference says little on a noisy machine: run --trials 3 or more."
+            )
     return 0
 
 

@@ -1,14 +1,14 @@
 """The C library's allocator, held in one condition for a whole run: --host-allocator keep (default) or default.
 
-glibc hands a freed block above its mmap threshold back to the kernel at once, and trims the
-heap's free top above its trim threshold, so a training step's next buffers of the same size are
-fresh pages, each a minor page fault on first touch. Both thresholds start at 128 KiB and glibc
-raises them as large blocks are freed (the mmap threshold up to 32 MiB), so how often a case
-faults depends on the cases that ran before it in the same process. On the 2-core VM, in one
-run: a resident epoch at batch 1,000 faulted 540,000 times a round after the seed and loader
-cases, and 1.45 million times in another process; channels_last 19 times after resident, 808,000
-times after seed. Measured by hand in one process each, with both thresholds at 1 GiB: no faults,
-and resident 3.3 -> 1.6 s, seed 4.6 -> 2.9 s, channels_last 2.5 -> 1.5 s, channels_last_bf16 1.9 -> 1.2 s.
+glibc hands a freed block above its mmap threshold back to the kernel at once, and trims the heap's
+free top above its trim threshold, so a training step's next buffers of the same size are fresh
+pages, each a minor page fault on first touch. Both thresholds start at 128 KiB and glibc raises
+them as large blocks are freed (the mmap threshold up to 32 MiB), so how often a case faults depends
+on the cases that ran before it in the same process. On the 2-core VM, in one run: a resident epoch
+at batch 1,000 faulted 540,000 times a round after the seed and loader cases, and 1.45 million times
+in another process; channels_last 19 times after resident, 808,000 times after seed. Measured by
+hand in one process each, with both thresholds at 1 GiB: no faults, and resident 3.3 -> 1.6 s, seed
+4.6 -> 2.9 s, channels_last 2.5 -> 1.5 s, channels_last_bf16 1.9 -> 1.2 s.
 
 So the suite sets both thresholds once, before the first case (`keep`): no case pays for the
 blocks the cases before it freed, and the figures measure the pipelines, not the allocator's
@@ -70,7 +70,8 @@ def set_host_allocator(mode: str) -> dict:
     name, version = _library()
     library = f"{name} {version}".strip() or "unknown"
     # An allocator preloaded in glibc's place (jemalloc, tcmalloc) takes the blocks: mallopt would
-    # reach glibc's, which then serves nothing. Recorded, so that a run says what it really ran with.
+    # reach glibc's, which then serves nothing. Recorded, so that a run says what it really ran
+    # with.
     preload = {"preload": os.environ["LD_PRELOAD"]} if os.environ.get("LD_PRELOAD") else {}
     if mode == "default":
         return {"mode": "default", "library": library, **preload}

@@ -17,7 +17,8 @@ __all__ = ["PHASES", "device_work", "host_work", "profile_epoch"]
 # gather of a resident one, its host-to-device copy, the forward pass and loss, the backward
 # pass (zero_grad included), Adam's step; a CUDA graph replays forward, backward and Adam as one.
 PHASES = ("data", "h2d", "forward", "backward", "optimizer", "graph")
-# How many of a profiled epoch's costliest operations (the GPU's on CUDA, the CPU's on the CPU) its record names.
+# How many of a profiled epoch's costliest operations (the GPU's on CUDA, the CPU's on the CPU) its
+# record names.
 TOP_OPS = 8
 
 
@@ -43,8 +44,12 @@ def device_work(events, epoch_s: float) -> dict:
         "ops": len(ops),
         "busy_s": busy,
         "busy_share": busy / epoch_s if epoch_s > 0 else None,
-        # The operations that took the GPU longest, by name (a kernel's name cut to its first 120 characters).
-        "top": [{"name": name[:120], "count": count, "seconds": seconds} for name, (count, seconds) in top],
+        # The operations that took the GPU longest, by name (a kernel's name cut to its first 120
+        # characters).
+        "top": [
+            {"name": name[:120], "count": count, "seconds": seconds}
+            for name, (count, seconds) in top
+        ],
     }
 
 
@@ -76,16 +81,18 @@ def host_work(averages, epoch_s: float) -> dict:
     }
 
 
-def profile_epoch(clock: Callable[[], float], device: torch.device | str, epoch: Callable[[], object]) -> dict:
+def profile_epoch(
+    clock: Callable[[], float], device: torch.device | str, epoch: Callable[[], object]
+) -> dict:
     """Run `epoch` (one annotated epoch) under torch.profiler; its phases' host time, and on CUDA their device time.
 
-    host_s: time inside each named range on the host (on a GPU, launching; the range ends
-    without waiting for its kernels). device_s (CUDA only): the span of each range's kernels on
-    the GPU, from the profiler's gpu_user_annotation events. epoch_s is the profiled epoch's
-    own time, profiler overhead included: it is not the case's figure, which is the median of
-    the timed rounds; wall_s what the whole profile cost, its event processing included. other_s: the epoch's time outside the named ranges (loop, syncs).
-    device_work (CUDA only): how many operations the GPU ran and how busy they kept it.
-    host_work (CPU only): the CPU's costliest operations.
+    host_s: time inside each named range on the host (on a GPU, launching; the range ends without
+    waiting for its kernels). device_s (CUDA only): the span of each range's kernels on the GPU,
+    from the profiler's gpu_user_annotation events. epoch_s is the profiled epoch's own time,
+    profiler overhead included: it is not the case's figure, which is the median of the timed
+    rounds; wall_s what the whole profile cost, its event processing included. other_s: the epoch's
+    time outside the named ranges (loop, syncs). device_work (CUDA only): how many operations the
+    GPU ran and how busy they kept it. host_work (CPU only): the CPU's costliest operations.
     """
     kind = device_kind(str(torch.device(device)))
     start = clock()
@@ -106,9 +113,9 @@ def profile_epoch(clock: Callable[[], float], device: torch.device | str, epoch:
     return {
         "source": "torch.profiler, one extra untimed epoch (or its first images) after the timed rounds",
         "epoch_s": seconds,
-        # What the profile cost the run: the epoch, and the profiler's processing of its events after
-        # it (for the seed pipeline's per-image ops far longer than the epoch: 35 s for 10,000 images
-        # on the H100 host, whose epoch_s was 1.7 s).
+        # What the profile cost the run: the epoch, and the profiler's processing of its events
+        # after it (for the seed pipeline's per-image ops far longer than the epoch: 35 s for 10,000
+        # images on the H100 host, whose epoch_s was 1.7 s).
         "wall_s": clock() - start,
         "loss": getattr(result, "mean_loss", None),
         "host_s": {name: host[name] for name in used},

@@ -12,7 +12,15 @@ import torch
 
 from bench.measure.devices import synchronizer
 
-__all__ = ["DeviceClock", "Stopwatch", "every", "process_age", "sample_calls", "synchronizer", "timed_call"]
+__all__ = [
+    "DeviceClock",
+    "Stopwatch",
+    "every",
+    "process_age",
+    "sample_calls",
+    "synchronizer",
+    "timed_call",
+]
 
 
 class DeviceClock:
@@ -77,7 +85,9 @@ def sample_calls(
 class Stopwatch:
     """Wall-clock seconds since it was made (plus `already` seconds): for progress and costs, not for results."""
 
-    def __init__(self, clock: Callable[[], float] = time.perf_counter, already: float = 0.0) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.perf_counter, already: float = 0.0
+    ) -> None:
         self._clock = clock
         self._start = clock() - already
 
@@ -86,7 +96,10 @@ class Stopwatch:
 
 
 def every(
-    period_s: float, stop: threading.Event, fn: Callable[[], None], clock: Callable[[], float] = time.perf_counter
+    period_s: float,
+    stop: threading.Event,
+    fn: Callable[[], None],
+    clock: Callable[[], float] = time.perf_counter,
 ) -> int:
     """Call `fn()` every `period_s` seconds, on a fixed schedule, until `stop` is set; returns the calls made.
 

@@ -9,10 +9,17 @@ import torch
 
 from bench.record.devices import KINDS, device_kind
 
-__all__ = ["available_devices", "profiler_activities", "release_memory", "synchronizer", "unavailable_reason"]
+__all__ = [
+    "available_devices",
+    "profiler_activities",
+    "release_memory",
+    "synchronizer",
+    "unavailable_reason",
+]
 
-# How to wait until each kind has finished its queued work (CUDA and MPS run kernels asynchronously: without it a
-# timer would stop when the host finished launching work, not when the device finished it).
+# How to wait until each kind has finished its queued work (CUDA and MPS run kernels asynchronously:
+# without it a timer would stop when the host finished launching work, not when the device finished
+# it).
 _SYNCHRONIZE: dict[str, Callable[[torch.device], Callable[[], None]]] = {
     "cpu": lambda _device: lambda: None,  # CPU ops are done when they return
     "cuda": lambda device: lambda: torch.cuda.synchronize(device),

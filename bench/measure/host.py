@@ -17,12 +17,15 @@ __all__ = ["MIN_TICKS", "OUTSIDE_SHARE", "Host", "own_ticks", "spread"]
 MIN_TICKS = 50
 
 
-_RAPL_PACKAGE = re.compile(r"intel-rapl:\d+")  # packages only: intel-rapl:N:M are parts of package N
+_RAPL_PACKAGE = re.compile(
+    r"intel-rapl:\d+"
+)  # packages only: intel-rapl:N:M are parts of package N
 
 
 def own_ticks(proc: Path) -> int:
     """This process's CPU ticks (utime, stime: every thread), its reaped children's (cutime, cstime) and its live
-    children's: the tuned loader's worker processes are the run's own work, not the machine's other work."""
+    children's: the tuned loader's worker processes are the run's own work, not the machine's other
+    work."""
     me = (proc / "self" / "stat").read_text().rsplit(")", 1)[1].split()
     own = sum(int(x) for x in me[11:15])  # fields 14-17
     try:
@@ -37,7 +40,9 @@ def own_ticks(proc: Path) -> int:
         for pid in children:
             try:
                 stat = (proc / pid / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # it ended between the two reads: its time is in cutime once it is reaped
+            except (
+                OSError
+            ):  # it ended between the two reads: its time is in cutime once it is reaped
                 continue
             own += int(stat[11]) + int(stat[12])
     return own
@@ -71,14 +76,20 @@ class _Rapl:
             return
         try:
             for folder in found:
-                name = (folder / "name").read_text().strip() if (folder / "name").exists() else folder.name
+                name = (
+                    (folder / "name").read_text().strip()
+                    if (folder / "name").exists()
+                    else folder.name
+                )
                 span = int((folder / "max_energy_range_uj").read_text())
                 self.domains.append((name, folder / "energy_uj", span))
             self.last = [int(path.read_text()) for _name, path, _span in self.domains]
         except PermissionError as exc:
             self.domains = []
             # Linux 5.10 made energy_uj readable by root only (CVE-2020-8694).
-            self.reason = f"RAPL is not readable by this user (root only since Linux 5.10): {exc.filename}"
+            self.reason = (
+                f"RAPL is not readable by this user (root only since Linux 5.10): {exc.filename}"
+            )
         except (OSError, ValueError) as exc:
             self.domains = []
             self.reason = f"RAPL could not be read: {exc}"
@@ -92,7 +103,8 @@ class _Rapl:
             self.error = f"RAPL read failed during the case: {exc}"
             return
         for (_name, _path, span), before, after in zip(self.domains, self.last, now, strict=True):
-            # The counter wraps to 0 after max_energy_range_uj; read often enough, it wraps at most once between reads.
+            # The counter wraps to 0 after max_energy_range_uj; read often enough, it wraps at most
+            # once between reads.
             self.total_uj += after - before if after >= before else after + span - before
         self.last = now
 
@@ -105,7 +117,9 @@ class _Rapl:
         return {
             "available": True,
             "source": "rapl",
-            "domains": [name for name, _path, _span in self.domains],  # packages: the whole socket, every process
+            "domains": [
+                name for name, _path, _span in self.domains
+            ],  # packages: the whole socket, every process
             "energy_j": energy,
             "energy_per_round_j": energy / rounds if rounds else None,
             "mean_power_w": energy / span_s if span_s > 0 else None,
@@ -133,9 +147,9 @@ class Host:
         return fields, sum(1 for line in lines if re.match(r"cpu\d+ ", line))
 
     def _own(self) -> tuple[int, int]:
-        # The CPU ticks of this process and its children (own_ticks), and its minor page faults (field 10):
-        # each a first touch of a page the process had not mapped, as when the C library hands back a large
-        # freed block and the next one of its size is fresh.
+        # The CPU ticks of this process and its children (own_ticks), and its minor page faults
+        # (field 10): each a first touch of a page the process had not mapped, as when the C library
+        # hands back a large freed block and the next one of its size is fresh.
         fields = (self.proc / "self" / "stat").read_text().rsplit(")", 1)[1].split()
         return own_ticks(self.proc), int(fields[7])
 
@@ -179,7 +193,12 @@ class Host:
         peak, method = self._peak_rss()
         out: dict = {"peak_rss_bytes": peak, "peak_rss_method": method}
         try:
-            if self.error is not None or self.stat0 is None or self.own0 is None or self.faults0 is None:
+            if (
+                self.error is not None
+                or self.stat0 is None
+                or self.own0 is None
+                or self.faults0 is None
+            ):
                 raise ValueError(self.error or "no reading at the start")
             stat1, _cpus = self._machine()
             own, faults = self._own()
@@ -190,7 +209,9 @@ class Host:
             out["minor_faults_per_round"] = (faults - self.faults0) / rounds if rounds else None
             delta = [b - a for a, b in zip(self.stat0, stat1, strict=True)]
             total = sum(delta)
-            busy = total - delta[3] - delta[4]  # less idle and iowait; steal counts: another guest had our CPU
+            busy = (
+                total - delta[3] - delta[4]
+            )  # less idle and iowait; steal counts: another guest had our CPU
             if total >= MIN_TICKS:
                 outside = max(busy - own, 0) / total
                 out["cpu"] = {

@@ -9,7 +9,14 @@ import torch
 from bench.measure.clock import timed_call
 from bench.record.devices import device_kind
 
-__all__ = ["COPY_BYTES", "OPS_PER_ROUND", "OP_ELEMENTS", "copy_target", "matmul_target", "operations_target"]
+__all__ = [
+    "COPY_BYTES",
+    "OPS_PER_ROUND",
+    "OP_ELEMENTS",
+    "copy_target",
+    "matmul_target",
+    "operations_target",
+]
 
 # A round of the operation cases: this many in-place multiplies of a small tensor, back to back, and
 # one sync at the end: enough that the sync and the clock are a small part of the round (about a
@@ -30,8 +37,8 @@ PROBES = 3
 PLATEAU = 0.10
 MATMUL_MIN_S = 0.001
 MATMUL_MAX_S = 0.1
-# A device copy of 1 GiB: far beyond any GPU's caches (an H100's L2 is 50 MB), so it times memory, and long
-# enough (about 0.5 ms at 2 TB/s) that the sync and the clock are a small part of a round.
+# A device copy of 1 GiB: far beyond any GPU's caches (an H100's L2 is 50 MB), so it times memory,
+# and long enough (about 0.5 ms at 2 TB/s) that the sync and the clock are a small part of a round.
 COPY_BYTES = 2**30
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -67,19 +74,34 @@ def _product(device: str, dtype: str, n: int) -> Callable[[], object]:
     return lambda: torch.mm(a, b, out=out)
 
 
-def matmul_target(device: str, dtype: str, clock: Callable[[], float]) -> tuple[Callable[[], object], dict]:
+def matmul_target(
+    device: str, dtype: str, clock: Callable[[], float]
+) -> tuple[Callable[[], object], dict]:
     """(one round, its work): one square matrix product of the side the search chose (see PLATEAU above), with
-    the search itself in the work: each side tried, its fastest product and why the search stopped."""
-    most = device_kind(device).matmul_max_side  # the largest side tried (bench/record/devices.py says why)
+    the search itself in the work: each side tried, its fastest product and why the search stopped.
+    """
+    most = device_kind(
+        device
+    ).matmul_max_side  # the largest side tried (bench/record/devices.py says why)
     n, tried, chosen, stopped = MATMUL_START, [], None, None
     while chosen is None:
         product = _product(device, dtype, n)
         product()  # the first call chooses its kernel (cuBLAS heuristics, oneDNN primitives)
         fastest = min(timed_call(clock, product)[0] for _ in range(PROBES))
-        tried.append({"n": n, "fastest_s": fastest, "flop_s": 2 * n**3 / fastest if fastest > 0 else None})
+        tried.append(
+            {"n": n, "fastest_s": fastest, "flop_s": 2 * n**3 / fastest if fastest > 0 else None}
+        )
         rate, before = tried[-1]["flop_s"], tried[-2] if len(tried) > 1 else None
-        if before and before["fastest_s"] >= MATMUL_MIN_S and rate and rate <= before["flop_s"] * (1 + PLATEAU):
-            chosen, stopped = before["n"], f"{n:,} square was no more than {PLATEAU:.0%} faster a FLOP"
+        if (
+            before
+            and before["fastest_s"] >= MATMUL_MIN_S
+            and rate
+            and rate <= before["flop_s"] * (1 + PLATEAU)
+        ):
+            chosen, stopped = (
+                before["n"],
+                f"{n:,} square was no more than {PLATEAU:.0%} faster a FLOP",
+            )
         elif fastest >= MATMUL_MAX_S:
             chosen, stopped = n, f"a product took {MATMUL_MAX_S:g} s or more"
         elif n * 2 > most:
@@ -91,7 +113,12 @@ def matmul_target(device: str, dtype: str, clock: Callable[[], float]) -> tuple[
     # float32 products on CUDA may run as TF32 when torch is told so: say which they were.
     precision = torch.get_float32_matmul_precision()
     search = {"tried": tried, "stopped": stopped, "probes": PROBES}
-    return product, {"n": chosen, "flops": 2 * chosen**3, "float32_matmul_precision": precision, "search": search}
+    return product, {
+        "n": chosen,
+        "flops": 2 * chosen**3,
+        "float32_matmul_precision": precision,
+        "search": search,
+    }
 
 
 def copy_target(device: str) -> tuple[Callable[[], object], dict]:

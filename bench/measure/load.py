@@ -1,8 +1,9 @@
 """How busy the whole machine was with other work across a run: /proc/stat sampled in a thread from start to end.
 
-A case's own telemetry (bench/measure/host.py) cannot tell for a short case: a 2 ms copy spans
-under one tick of /proc/stat. This sampler runs for the whole run, so every case is judged over
-at least MIN_TICKS of CPU time (and 10 a CPU) around it: its own span, widened back into the samples before it.
+A case's own telemetry (bench/measure/host.py) cannot tell for a short case: a 2 ms copy spans under
+one tick of /proc/stat. This sampler runs for the whole run, so every case is judged over at least
+MIN_TICKS of CPU time (and 10 a CPU) around it: its own span, widened back into the samples before
+it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class MachineLoad:
     """Samples of (time, all CPU ticks, busy ticks, this process's and its children's ticks), every PERIOD_S."""
 
     def __init__(self, proc: Path = Path("/proc"), period_s: float = PERIOD_S, clock=None) -> None:
-        # Seconds since the sampler was made, from the timing module's clock (the only module that reads one).
+        # Seconds since the sampler was made, from the timing module's clock (the only module that
+        # reads one).
         self.proc, self.period_s, self.clock = proc, period_s, clock or Stopwatch()
         self.samples: list[tuple[float, int, int, int]] = []
         self.cpus: int | None = None
@@ -47,7 +49,9 @@ class MachineLoad:
 
     def _read(self) -> tuple[int, int, int]:
         lines = (self.proc / "stat").read_text().splitlines()
-        fields = [int(x) for x in lines[0].split()[1:9]]  # user nice system idle iowait irq softirq steal
+        fields = [
+            int(x) for x in lines[0].split()[1:9]
+        ]  # user nice system idle iowait irq softirq steal
         self.cpus = sum(1 for line in lines if re.match(r"cpu\d+ ", line))
         total = sum(fields)
         return total, total - fields[3] - fields[4], own_ticks(self.proc)
@@ -68,13 +72,16 @@ class MachineLoad:
             return now
 
     def _needed(self) -> int:
-        # Each CPU's counter rounds to whole ticks: over 10 ticks a CPU, those roundings stay under a tenth.
+        # Each CPU's counter rounds to whole ticks: over 10 ticks a CPU, those roundings stay under
+        # a tenth.
         return max(MIN_TICKS, 10 * (self.cpus or 1))
 
     def start(self) -> None:
         self.mark()
         if self.reason is None:
-            self._thread = threading.Thread(target=self._loop, name="fmnist-bench-load", daemon=True)
+            self._thread = threading.Thread(
+                target=self._loop, name="fmnist-bench-load", daemon=True
+            )
             self._thread.start()
 
     def _loop(self) -> None:
@@ -109,12 +116,16 @@ class MachineLoad:
         with self._lock:
             last = len(self.samples) - 1
             first = max((i for i, s in enumerate(self.samples) if s[0] <= started), default=0)
-            while first > 0 and (first == last or self.samples[last][1] - self.samples[first][1] < needed):
+            while first > 0 and (
+                first == last or self.samples[last][1] - self.samples[first][1] < needed
+            ):
                 first -= 1
             ticks = self.samples[last][1] - self.samples[first][1]
         if ticks < needed:
-            return {"available": False, "reason": f"too short to tell: {ticks} ticks of /proc/stat since the run began, "
-                    f"under {needed}"}  # fmt: skip
+            return {
+                "available": False,
+                "reason": f"too short to tell: {ticks} ticks of /proc/stat since the run began, under {needed}",
+            }
         return self._share(first, last)
 
     def record(self) -> dict:
@@ -125,10 +136,14 @@ class MachineLoad:
             samples = list(self.samples)
         needed = self._needed()
         if samples[-1][1] - samples[0][1] < needed:
-            return {"available": False, "reason": f"too short to tell: {samples[-1][1] - samples[0][1]} ticks of "
-                    f"/proc/stat across the run, under {needed}"}  # fmt: skip
+            return {
+                "available": False,
+                "reason": f"too short to tell: {samples[-1][1] - samples[0][1]} ticks of "
+                f"/proc/stat across the run, under {needed}",
+            }
         whole = self._share(0, len(samples) - 1)
-        # The run cut into spans of at least MIN_TICKS each (a case's marks make some samples close together).
+        # The run cut into spans of at least MIN_TICKS each (a case's marks make some samples close
+        # together).
         steps, anchor = [], samples[0]
         for sample in samples[1:]:
             total = sample[1] - anchor[1]

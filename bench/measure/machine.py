@@ -26,11 +26,17 @@ __all__ = [
     "torch_info",
 ]
 
-# Set to pin the machine's id: a container started afresh each time, or one machine's runs from two accounts.
+# Set to pin the machine's id: a container started afresh each time, or one machine's runs from two
+# accounts.
 MACHINE_ID_ENV = "FMNIST_BENCH_MACHINE_ID"
 _ID = re.compile(r"[0-9a-f]{8,64}")
 _MAX_ID_BYTES = 4096  # an id is 8 to 64 hex digits and a newline: anything longer is not one
-_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}  # os.link refused by the filesystem
+_NO_LINKS = {
+    errno.EPERM,
+    errno.ENOTSUP,
+    errno.EOPNOTSUPP,
+    errno.EMLINK,
+}  # os.link refused by the filesystem
 
 # Usable GB/s per lane per direction after line encoding (PCI-SIG base specs):
 # Gen1 2.5 GT/s and Gen2 5 GT/s with 8b/10b; Gen3 8 GT/s, Gen4 16, Gen5 32 with 128b/130b;
@@ -105,7 +111,9 @@ def nvml_info() -> tuple[dict, list[dict]]:
         pynvml.nvmlInit()
     except pynvml.NVMLError as exc:
         reasons = {
-            getattr(pynvml, "NVML_ERROR_LIBRARY_NOT_FOUND", -1): "no NVML library (no NVIDIA driver installed)",
+            getattr(
+                pynvml, "NVML_ERROR_LIBRARY_NOT_FOUND", -1
+            ): "no NVML library (no NVIDIA driver installed)",
             getattr(pynvml, "NVML_ERROR_DRIVER_NOT_LOADED", -1): "the NVIDIA driver is not loaded",
             getattr(pynvml, "NVML_ERROR_NO_PERMISSION", -1): "no permission to use NVML",
         }
@@ -116,7 +124,9 @@ def nvml_info() -> tuple[dict, list[dict]]:
         nvml = {
             "available": count > 0,
             "driver_version": _safe(pynvml, lambda: _text(pynvml.nvmlSystemGetDriverVersion())),
-            "cuda_driver_version": _safe(pynvml, lambda: _cuda_version(pynvml.nvmlSystemGetCudaDriverVersion())),
+            "cuda_driver_version": _safe(
+                pynvml, lambda: _cuda_version(pynvml.nvmlSystemGetCudaDriverVersion())
+            ),
             "device_count": count,
         }
         if count == 0:
@@ -168,7 +178,9 @@ def _gpu(pynvml, index: int, nvml: dict, by_uuid: dict[str, str]) -> dict:
         "cuda_driver_version": nvml["cuda_driver_version"],
         "memory_total": memory.total if memory is not None else None,
         "max_sm_clock_mhz": q(lambda: pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_SM)),
-        "max_memory_clock_mhz": q(lambda: pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_MEM)),
+        "max_memory_clock_mhz": q(
+            lambda: pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_MEM)
+        ),
         "power_limit_w": power_mw / 1000 if power_mw is not None else None,
         "pcie_generation_max": gen_max,
         "pcie_width_max": width_max,
@@ -221,38 +233,58 @@ def machine_id(environ=os.environ) -> tuple[str, str]:
     for _attempt in range(2):  # a second look: another run may have made it in between
         try:
             os.lstat(path)
-            # As carefully as a run file: a FIFO would wait forever for a writer, /dev/zero never ends.
-            text = read_bounded(path, _MAX_ID_BYTES, _UnreadableId, what="id").decode("ascii").strip().lower()
+            # As carefully as a run file: a FIFO would wait forever for a writer, /dev/zero never
+            # ends.
+            text = (
+                read_bounded(path, _MAX_ID_BYTES, _UnreadableId, what="id")
+                .decode("ascii")
+                .strip()
+                .lower()
+            )
         except FileNotFoundError:
             text = None
         except OSError as exc:
-            raise OSError(f"{path} cannot be read ({exc}): remove it to make a new id, or {pin}") from None
+            raise OSError(
+                f"{path} cannot be read ({exc}): remove it to make a new id, or {pin}"
+            ) from None
         except _UnreadableId as exc:
             if not os.path.exists(path):
                 break  # a link to nothing
             raise OSError(f"{path}: {exc}: remove it to make a new id, or {pin}") from None
         except UnicodeDecodeError:
-            raise OSError(f"{path} holds bytes that are not hex digits: remove it to make a new id, or {pin}") from None
+            raise OSError(
+                f"{path} holds bytes that are not hex digits: remove it to make a new id, or {pin}"
+            ) from None
         if text is not None:
             if not _ID.fullmatch(text):
-                raise OSError(f"{path} holds {_shown(text)}, not an id: remove it to make a new one, or {pin}")
+                raise OSError(
+                    f"{path} holds {_shown(text)}, not an id: remove it to make a new one, or {pin}"
+                )
             return text, str(path)
         made = uuid.uuid4().hex
         tmp = path.with_name(f".machine-id-{made}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_text(made + "\n", encoding="ascii")
-            os.link(tmp, path)  # whole or not at all, and never over another's: two first runs keep one id
+            os.link(
+                tmp, path
+            )  # whole or not at all, and never over another's: two first runs keep one id
         except FileExistsError:
             continue
         except OSError as exc:
             if exc.errno not in _NO_LINKS or path.exists():
-                raise OSError(f"this machine's id cannot be kept in {path} ({exc.strerror or exc}): {pin}") from None
-            os.replace(tmp, path)  # a filesystem without hard links: whole still, though a race's last one wins
+                raise OSError(
+                    f"this machine's id cannot be kept in {path} ({exc.strerror or exc}): {pin}"
+                ) from None
+            os.replace(
+                tmp, path
+            )  # a filesystem without hard links: whole still, though a race's last one wins
         finally:
             tmp.unlink(missing_ok=True)
         return made, f"{path} (made now)"
-    raise OSError(f"{path} exists but cannot be read as a file (a broken link?): remove it, or {pin}")
+    raise OSError(
+        f"{path} exists but cannot be read as a file (a broken link?): remove it, or {pin}"
+    )
 
 
 class _UnreadableId(ValueError):
@@ -264,9 +296,12 @@ def _shown(text: str) -> str:
     return repr(text) if len(text) <= 20 else f"{text[:16]!r}... ({len(text):,} characters)"
 
 
-def machine_key(host: str, cpu: str, gpus: list[str], name: str | None = None, ident: str | None = None) -> str:
+def machine_key(
+    host: str, cpu: str, gpus: list[str], name: str | None = None, ident: str | None = None
+) -> str:
     """A folder-safe name for a machine, from what it is: its name (--machine-name) or host, CPU model, GPU
-    models, then the first 8 digits of its id (machine_id), which tells apart two machines that read the same.
+    models, then the first 8 digits of its id (machine_id), which tells apart two machines that read
+    the same.
 
     Runs are saved under results/<key>/, so folders from many machines merge by copying. Two
     cloud machines often share a host name ("vm"); a name given by the user takes its place.
@@ -274,13 +309,17 @@ def machine_key(host: str, cpu: str, gpus: list[str], name: str | None = None, i
     ("lab a", "lab_a", "ラボ", "..") a short hash of the name as given follows, so two names that
     differ are two folders, and a name with no character left still has one of its own.
     """
-    counts = {gpu: gpus.count(gpu) for gpu in gpus}  # eight H100s: "8x NVIDIA H100", not eight names
+    counts = {
+        gpu: gpus.count(gpu) for gpu in gpus
+    }  # eight H100s: "8x NVIDIA H100", not eight names
     gpu_part = "+".join(gpu if n == 1 else f"{n}x {gpu}" for gpu, n in counts.items()) or "no-gpu"
     who = name or host or "unknown-host"
     first = _folder_form(who)
     if first != who:
         first = f"{first}-{hashlib.sha256(who.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
-    rest = [_folder_form(p or fallback) for p, fallback in ((cpu, "unknown-cpu"), (gpu_part, "no-gpu"))]
+    rest = [
+        _folder_form(p or fallback) for p, fallback in ((cpu, "unknown-cpu"), (gpu_part, "no-gpu"))
+    ]
     return "_".join([first, *rest, *([ident[:8]] if ident else [])])
 
 

@@ -25,9 +25,9 @@ __all__ = [
 def parse_devices(text: str) -> tuple[str, ...]:
     """'cpu,cuda:0' -> ('cpu', 'cuda:0'). Raises ValueError naming a value that is not a device.
 
-    Only well-formedness is checked here; whether this machine has the device is a skip later.
-    An indexed kind alone means its first (`cuda` is `cuda:0`), so the same device has one name in every
-    saved run; a kind there is one of has no index but 0 (bench/record/devices.py).
+    Only well-formedness is checked here; whether this machine has the device is a skip later. An
+    indexed kind alone means its first (`cuda` is `cuda:0`), so the same device has one name in
+    every saved run; a kind there is one of has no index but 0 (bench/record/devices.py).
     """
     out: list[str] = []
     kinds = ", ".join(f"{name}, {name}:N" if kind.indexed else name for name, kind in KINDS.items())
@@ -49,7 +49,9 @@ def parse_devices(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _positive_ints(text: str, *, most: int | None = None, words: dict[str, int] | None = None) -> tuple[int, ...]:
+def _positive_ints(
+    text: str, *, most: int | None = None, words: dict[str, int] | None = None
+) -> tuple[int, ...]:
     out: list[int] = []
     for raw in text.split(","):
         value = raw.strip()
@@ -72,7 +74,8 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
     return _positive_ints(text, most=MAX_BATCH_SIZE)
 
 
-# A machine's name goes into folder names and report labels: long enough for "lab-h100-node-17", short enough to read.
+# A machine's name goes into folder names and report labels: long enough for "lab-h100-node-17",
+# short enough to read.
 MAX_MACHINE_NAME = 64
 
 
@@ -80,11 +83,17 @@ def parse_machine_name(text: str) -> str:
     """--machine-name: 1 to 64 printable characters, not only spaces. Raises ValueError naming the value."""
     name = text.strip()
     if not name:
-        raise ValueError(f"{text!r} is empty: give a name that tells this machine apart, such as lab-h100-1")
+        raise ValueError(
+            f"{text!r} is empty: give a name that tells this machine apart, such as lab-h100-1"
+        )
     if len(name) > MAX_MACHINE_NAME:
-        raise ValueError(f"{name[:20]!r}... is {len(name)} characters, more than {MAX_MACHINE_NAME}")
+        raise ValueError(
+            f"{name[:20]!r}... is {len(name)} characters, more than {MAX_MACHINE_NAME}"
+        )
     if not name.isprintable():
-        raise ValueError(f"{name!r} holds characters that do not print (a newline, a tab or a control code)")
+        raise ValueError(
+            f"{name!r} holds characters that do not print (a newline, a tab or a control code)"
+        )
     return name
 
 
@@ -103,7 +112,9 @@ def parse_pipelines(text: str) -> tuple[str, ...]:
         if value == "all":
             raise ValueError("'all' stands alone: give all, or names of steps, not both")
         if value not in known:
-            raise ValueError(f"{value!r} is not a pipeline: expected all, or some of {', '.join(known)}")
+            raise ValueError(
+                f"{value!r} is not a pipeline: expected all, or some of {', '.join(known)}"
+            )
         if value not in out:
             out.append(value)
     return tuple(out)

@@ -31,7 +31,9 @@ PIPELINES = FAMILY_LADDERS
 # than 1.39x (CPU inference) while with them the default run did not fit in 5 minutes.
 COMPILING = ("compile", "compile_cuda_graph")
 # What a run measures unless --pipelines says otherwise: every step of both ladders but those.
-DEFAULT_PIPELINES = tuple(p for p in dict.fromkeys(TRAIN_LADDER + INFERENCE_LADDER) if p not in COMPILING)
+DEFAULT_PIPELINES = tuple(
+    p for p in dict.fromkeys(TRAIN_LADDER + INFERENCE_LADDER) if p not in COMPILING
+)
 ALL_PIPELINES = tuple(dict.fromkeys(TRAIN_LADDER + INFERENCE_LADDER))
 # The cheap steps, run at every batch size and thread count by default: the notes' loop and the
 # resident epoch (train), inference under inference_mode (the suite's inference before the ladder).
@@ -87,10 +89,12 @@ class LatencySample:
     max_time: float = 0.25  # seconds; the min_batches still run when one batch is slower
 
 
-# Full runs: an epoch takes seconds, so a median of 3 and stop; a copy takes microseconds, so
-# many rounds within a tenth of a second. Measured costs behind these: docs/findings.md "How long it takes".
+# Full runs: an epoch takes seconds, so a median of 3 and stop; a copy takes microseconds, so many
+# rounds within a tenth of a second. Measured costs behind these: docs/findings.md "How long it
+# takes".
 FULL_BUDGETS = {
-    # A limit's round is a millisecond to tens of them: a fifth of a second each, a few seconds a device.
+    # A limit's round is a millisecond to tens of them: a fifth of a second each, a few seconds a
+    # device.
     "limits": Budget(min_rounds=5, max_time=0.2, max_rounds=50),
     "transfer": Budget(min_rounds=5, max_time=0.1, max_rounds=100),
     "inference": Budget(min_rounds=3, max_time=0.5, max_rounds=50),
@@ -138,7 +142,8 @@ class Plan:
     latency: LatencySample = LatencySample()
     # The pipelines run, of either family's ladder (--pipelines): every step but the compiling ones.
     pipelines: tuple[str, ...] = DEFAULT_PIPELINES
-    # "default": the whole ladder at one batch size, the cheap steps everywhere; "full": the cross product.
+    # "default": the whole ladder at one batch size, the cheap steps everywhere; "full": the cross
+    # product.
     ladder: str = "default"
     # One extra, untimed epoch under torch.profiler per training case at the ladder's batch size:
     # where its time goes, by phase (an epoch's cost: 8 s for the seed pipeline on the 2-core VM).
@@ -185,7 +190,9 @@ class Plan:
         # The size nearest 1,000 by ratio when 1,000 is not swept (--batch-sizes).
         return (min(sizes, key=lambda n: (abs(math.log(n / LADDER_BATCH_SIZE)), n)),)
 
-    def pipelines_for(self, family: str, batch_size: int, threads: int, mode: str | None = None) -> tuple[str, ...]:
+    def pipelines_for(
+        self, family: str, batch_size: int, threads: int, mode: str | None = None
+    ) -> tuple[str, ...]:
         """The pipelines a case of `family` runs at this batch size, CPU thread count and (inference) mode."""
         chosen = [p for p in PIPELINES[family] if p in self.pipelines]
         if self.ladder == "full":
@@ -216,13 +223,24 @@ class Plan:
         out = []
         for device in self.devices:
             # Only the CPU's own cases sweep its threads; a GPU case runs at torch's default.
-            for threads in self.threads_for(family) if device_kind(device).host else (self.default_threads,):
+            for threads in (
+                self.threads_for(family) if device_kind(device).host else (self.default_threads,)
+            ):
                 base = {"device": device, "cpu_threads": threads}
                 if family == "limits":
-                    out += [{**base, "limit": limit, "dtype": dtype} for limit, dtype in _limit_cases(device)]
+                    out += [
+                        {**base, "limit": limit, "dtype": dtype}
+                        for limit, dtype in _limit_cases(device)
+                    ]
                 elif family == "transfer":
                     out += [
-                        {**base, "direction": direction, "memory": memory, "size": size, "dtype": dtype}
+                        {
+                            **base,
+                            "direction": direction,
+                            "memory": memory,
+                            "size": size,
+                            "dtype": dtype,
+                        }
                         for direction, memory in device_kind(device).routes
                         for size in self.transfer_sizes
                         for dtype in DTYPES
@@ -262,7 +280,8 @@ def _plain(value):
 
 def _limit_cases(device: str) -> list[tuple[str, str]]:
     """(limit, dtype) of every limits case on `device`: a graph where CUDA graphs capture its kernels, a copy within
-    its memory where it has its own (the CPU's bandwidth is the transfer family's host-to-host copy)."""
+    its memory where it has its own (the CPU's bandwidth is the transfer family's host-to-host
+    copy)."""
     kind = device_kind(device)
     out = [("operation", "float32")]
     if kind.graphs:

@@ -68,7 +68,9 @@ def run_rounds(
     round_s = calibrate(warm_s) if calibrate is not None else warm_s * scale
     rounds = budget.rounds_for(round_s)
     benchmark.extra_info.update(
-        fmt.rounds_record(warmup=warmup_record, warm_s=warm_s, budget=budget, round_s=round_s, rounds=rounds)
+        fmt.rounds_record(
+            warmup=warmup_record, warm_s=warm_s, budget=budget, round_s=round_s, rounds=rounds
+        )
     )
     if telemetry is None:
         return benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=0)

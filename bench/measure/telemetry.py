@@ -32,7 +32,8 @@ PERIOD_S = 0.1
 # stale, so a span under 2 s can be off by more than 10% (2 x 0.1 s / 2 s).
 COUNTER_UPDATE_S = 0.1
 RELIABLE_SPAN_S = 2 * COUNTER_UPDATE_S / 0.10
-# How long the end of a case waits for the sampler to stop: a wedged NVML call must not hang the run.
+# How long the end of a case waits for the sampler to stop: a wedged NVML call must not hang the
+# run.
 _JOIN_S = 2.0
 
 # NVML's clocks-event (formerly throttle) reason bits, from nvml.h (nvmlClocksEventReason*).
@@ -52,7 +53,13 @@ THROTTLE_REASONS = {
 # between kernels), applications/display clock settings (what the administrator set, recorded
 # with the machine), sync_boost (clocks matched to other GPUs of a group, not this one's state).
 THROTTLING = frozenset(
-    {"sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown"}
+    {
+        "sw_power_cap",
+        "hw_slowdown",
+        "sw_thermal_slowdown",
+        "hw_thermal_slowdown",
+        "hw_power_brake_slowdown",
+    }
 )
 
 
@@ -67,10 +74,19 @@ class _Gpu:
         self.handle = None
         self.samples = 0
         self.series: dict[str, list[float]] = {
-            k: [] for k in ("power_w", "sm_clock_mhz", "memory_clock_mhz", "gpu_util_pct", "memory_util_pct")
+            k: []
+            for k in (
+                "power_w",
+                "sm_clock_mhz",
+                "memory_clock_mhz",
+                "gpu_util_pct",
+                "memory_util_pct",
+            )
         }
         self.series["temperature_c"] = []
-        self.power_at: list[tuple[float, float]] = []  # (seconds, watts) for integrating without the counter
+        self.power_at: list[
+            tuple[float, float]
+        ] = []  # (seconds, watts) for integrating without the counter
         self.reasons: dict[str, int] = {}
         self.errors: dict[str, dict] = {}
         self.energy0: int | None = None
@@ -82,10 +98,14 @@ class _Gpu:
         """One NVML query; None and a note of the first failure when it raises (a GPU lost half-way keeps the case)."""
         try:
             return fn()
-        except Exception as exc:  # NVMLError, or anything a broken driver raises: the case's timing stands
-            # first_sample: the reading that failed first (1 is the one just before the first round).
+        except (
+            Exception
+        ) as exc:  # NVMLError, or anything a broken driver raises: the case's timing stands
+            # first_sample: the reading that failed first (1 is the one just before the first
+            # round).
             slot = self.errors.setdefault(
-                name, {"error": str(exc) or type(exc).__name__, "count": 0, "first_sample": self.samples}
+                name,
+                {"error": str(exc) or type(exc).__name__, "count": 0, "first_sample": self.samples},
             )
             slot["count"] += 1
             return None
@@ -111,7 +131,9 @@ class _Gpu:
             return
         self.pynvml = pynvml
         try:
-            self.energy0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)  # mJ since the driver loaded
+            self.energy0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(
+                self.handle
+            )  # mJ since the driver loaded
         except Exception as exc:  # pre-Volta GPUs have no counter: integrate sampled power instead
             self.counter_note = f"no total-energy counter: {exc}"
         self.sample(at)
@@ -125,7 +147,10 @@ class _Gpu:
         if power is not None:
             self.series["power_w"].append(power / 1000)
             self.power_at.append((at, power / 1000))
-        for key, kind in (("sm_clock_mhz", nv.NVML_CLOCK_SM), ("memory_clock_mhz", nv.NVML_CLOCK_MEM)):
+        for key, kind in (
+            ("sm_clock_mhz", nv.NVML_CLOCK_SM),
+            ("memory_clock_mhz", nv.NVML_CLOCK_MEM),
+        ):
             value = self._call(key, lambda kind=kind: nv.nvmlDeviceGetClockInfo(h, kind))
             if value is not None:
                 self.series[key].append(value)
@@ -133,12 +158,15 @@ class _Gpu:
         if util is not None:
             self.series["gpu_util_pct"].append(util.gpu)
             self.series["memory_util_pct"].append(util.memory)
-        temp = self._call("temperature", lambda: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU))
+        temp = self._call(
+            "temperature", lambda: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)
+        )
         if temp is not None:
             self.series["temperature_c"].append(temp)
         # Renamed "clocks event reasons" in NVML 12.x; older bindings have only the throttle name.
         query = (
-            getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or nv.nvmlDeviceGetCurrentClocksThrottleReasons
+            getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
+            or nv.nvmlDeviceGetCurrentClocksThrottleReasons
         )
         mask = self._call("clocks_event_reasons", lambda: query(h))
         if mask is not None:
@@ -149,10 +177,14 @@ class _Gpu:
     def end(self, at: float, sampled: bool) -> None:
         if self.pynvml is None:
             return
-        if sampled:  # (not when the sampler is wedged in a call: this thread must not join it there)
+        if (
+            sampled
+        ):  # (not when the sampler is wedged in a call: this thread must not join it there)
             self.sample(at)
         if self.energy0 is not None:
-            self.energy1 = self._call("energy", lambda: self.pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle))
+            self.energy1 = self._call(
+                "energy", lambda: self.pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
+            )
         self._call("shutdown", self.pynvml.nvmlShutdown)
 
     def record(self, span_s: float, rounds: int) -> dict:
@@ -172,11 +204,18 @@ class _Gpu:
         elif len(self.power_at) >= 2:
             # Trapezoids between samples: a power swing shorter than the period is missed.
             energy = sum(
-                (t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(self.power_at, self.power_at[1:], strict=False)
+                (t1 - t0) * (p0 + p1) / 2
+                for (t0, p0), (t1, p1) in zip(self.power_at, self.power_at[1:], strict=False)
             )
-            source = "sampled power" + (" (the counter failed during the case)" if self.energy0 is not None else "")
+            source = "sampled power" + (
+                " (the counter failed during the case)" if self.energy0 is not None else ""
+            )
         power = self.series["power_w"]
-        reliable = span_s >= RELIABLE_SPAN_S if source == "total-energy counter" else len(self.power_at) >= 10
+        reliable = (
+            span_s >= RELIABLE_SPAN_S
+            if source == "total-energy counter"
+            else len(self.power_at) >= 10
+        )
         out.update(
             available=True,
             energy_j=energy,
@@ -232,7 +271,9 @@ class Telemetry:
         self._sampler_note: str | None = None
 
     @classmethod
-    def for_case(cls, device: str, gpus: list[dict], nvml: dict, *, enabled: bool = True) -> Telemetry:
+    def for_case(
+        cls, device: str, gpus: list[dict], nvml: dict, *, enabled: bool = True
+    ) -> Telemetry:
         """The observer for a case on `device`, its NVML GPU found from the run's machine facts (by UUID)."""
         index, reason = None, None
         if device_kind(device).nvml:  # NVML reports it: find its GPU
@@ -241,7 +282,11 @@ class Telemetry:
             if match:
                 index = match[0]["index"]
             else:
-                reason = nvml.get("reason") if not nvml.get("available") else f"no NVML GPU matched to {name} by UUID"
+                reason = (
+                    nvml.get("reason")
+                    if not nvml.get("available")
+                    else f"no NVML GPU matched to {name} by UUID"
+                )
         return cls(device, enabled=enabled, nvml_index=index, nvml_reason=reason)
 
     @contextmanager
@@ -266,7 +311,9 @@ class Telemetry:
                 gpu.sample(watch())
             counted[0] += 1
 
-        thread = threading.Thread(target=every, args=(self.period_s, stop, tick), name="fmnist-telemetry", daemon=True)
+        thread = threading.Thread(
+            target=every, args=(self.period_s, stop, tick), name="fmnist-telemetry", daemon=True
+        )
         thread.start()
         try:
             yield
@@ -276,7 +323,9 @@ class Telemetry:
             thread.join(_JOIN_S)
             stopped = not thread.is_alive()
             if not stopped:
-                self._sampler_note = f"the sampler was still in a call {_JOIN_S:g} s after the case: left behind"
+                self._sampler_note = (
+                    f"the sampler was still in a call {_JOIN_S:g} s after the case: left behind"
+                )
             host.sample()
             if gpu is not None:
                 gpu.end(self._span_s, sampled=stopped)

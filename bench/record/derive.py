@@ -22,10 +22,11 @@ __all__ = [
     "seed_breakdown",
 ]
 
-# A broken measurement can look steady (issue 21): under load, a copy with a second thread that waits for a core
-# takes a whole scheduler slice whatever its size. Measured on the 2-core VM with every core kept busy
-# (docs/findings.md): 2-thread copies of 100 float32 images, 10,000 and 60,000 uint8 all took 12.0 ms, IQR 0-9%,
-# where 1,000 float32 images took 36.7 us and the 1-thread copies 1.9 us to 6.7 ms. Three symptoms:
+# A broken measurement can look steady (issue 21): under load, a copy with a second thread that
+# waits for a core takes a whole scheduler slice whatever its size. Measured on the 2-core VM with
+# every core kept busy (docs/findings.md): 2-thread copies of 100 float32 images, 10,000 and 60,000
+# uint8 all took 12.0 ms, IQR 0-9%, where 1,000 float32 images took 36.7 us and the 1-thread copies
+# 1.9 us to 6.7 ms. Three symptoms:
 #
 # - slower than more: a copy that took over SLOWER_THAN_MORE times as long as a copy of more bytes in its series;
 # - flat: a copy of at least FLAT_WORK times the bytes of the next smaller one that took under (that ratio) **
@@ -80,11 +81,15 @@ def crossover_says(batch_sizes: Sequence[int], speedup: Sequence[float]) -> str:
     return f"GPU faster from batch size {found:,} on (measured up to {largest:,})"
 
 
-def suspect_copies(work: Sequence[float], times: Sequence[float], sizes: Sequence[int]) -> dict[int, str]:
+def suspect_copies(
+    work: Sequence[float], times: Sequence[float], sizes: Sequence[int]
+) -> dict[int, str]:
     """{index: why} for the copies of one series (one device, direction, memory, dtype and thread count; `work` its
-    bytes, `sizes` its images) whose time does not follow their work: slower than a copy of more bytes, or flat
-    over the sizes above the series' floor (the constants above say how far)."""
-    order = sorted((i for i in range(len(work)) if work[i] > 0 and times[i] > 0), key=lambda i: work[i])
+    bytes, `sizes` its images) whose time does not follow their work: slower than a copy of more
+    bytes, or flat over the sizes above the series' floor (the constants above say how far)."""
+    order = sorted(
+        (i for i in range(len(work)) if work[i] > 0 and times[i] > 0), key=lambda i: work[i]
+    )
     said: dict[int, str] = {}
     if len(order) < 2:
         return said
@@ -116,7 +121,8 @@ def suspect_copies(work: Sequence[float], times: Sequence[float], sizes: Sequenc
 
 def threads_waited(times: Sequence[float], threads: Sequence[int]) -> dict[int, str]:
     """{index: why} among copies of the same bytes at several thread counts: those with more threads than the
-    fewest that took over MORE_THREADS_SLOWER times the fewest threads' time (a thread waiting for a core)."""
+    fewest that took over MORE_THREADS_SLOWER times the fewest threads' time (a thread waiting for a
+    core)."""
     known = [i for i in range(len(times)) if times[i] > 0 and threads[i] is not None]
     if len(known) < 2:
         return {}
@@ -168,8 +174,8 @@ def seed_breakdown(seed_s: float, resident_s: float, transfer_s: float) -> dict[
     }
 
 
-# A run the load held: other work took over a tenth of the machine's CPU (bench/measure/load.py) in more than this
-# share of its spans, or more than this share of its CPU time across the whole run.
+# A run the load held: other work took over a tenth of the machine's CPU (bench/measure/load.py) in
+# more than this share of its spans, or more than this share of its CPU time across the whole run.
 MOSTLY = 0.5
 
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 __all__ = ["KINDS", "DeviceKind", "device_kind", "is_accelerator"]
 
-_BOTH_WAYS = tuple((direction, memory) for direction in ("h2d", "d2h") for memory in ("pageable", "pinned"))
+_BOTH_WAYS = tuple(
+    (direction, memory) for direction in ("h2d", "d2h") for memory in ("pageable", "pinned")
+)
 
 
 @dataclass(frozen=True)
@@ -19,21 +21,24 @@ class DeviceKind:
     """One kind of device, and what the suite does with it."""
 
     name: str
-    # The host itself: no copy between it and the host, nothing to wait for, its thread count an axis of its cases.
+    # The host itself: no copy between it and the host, nothing to wait for, its thread count an
+    # axis of its cases.
     host: bool
     # Several of it in one machine, named kind:N (cuda:0); else the kind's name alone.
     indexed: bool
-    # The transfer family's copies: (direction, memory). The CPU's own memory is copied host to host, the
-    # bandwidth reference; unified memory (mps) has no pinned kind.
+    # The transfer family's copies: (direction, memory). The CPU's own memory is copied host to
+    # host, the bandwidth reference; unified memory (mps) has no pinned kind.
     routes: tuple[tuple[str, str], ...]
     # CUDA graphs capture its kernels: the operation_graph limit and the cuda_graph steps.
     graphs: bool
-    # A memory of its own to copy within (the device_copy limit); the CPU's is the transfer family's h2h copy.
+    # A memory of its own to copy within (the device_copy limit); the CPU's is the transfer family's
+    # h2h copy.
     own_memory: bool
     # The largest side of the matrix-product limit: three squares of float32 must fit (three 16,384 squares are
     # 3.2 GB on a GPU; three of 4,096 0.2 GB on a CPU, where a product of 4,096 takes seconds on 2 cores).
     matmul_max_side: int
-    # torch.profiler activities that see its work, and whether its kernels come back as device events.
+    # torch.profiler activities that see its work, and whether its kernels come back as device
+    # events.
     profiler: tuple[str, ...]
     # NVML reports it: power, energy, clocks, throttling, the PCIe link.
     nvml: bool
@@ -90,7 +95,9 @@ def device_kind(device: str) -> DeviceKind:
     """The kind of a device as the suite names it ('cuda:0' -> cuda's). Raises ValueError for another kind."""
     name = str(device).split(":", 1)[0]
     if name not in KINDS:
-        raise ValueError(f"{device!r} is not a device this suite measures: expected {', '.join(KINDS)}")
+        raise ValueError(
+            f"{device!r} is not a device this suite measures: expected {', '.join(KINDS)}"
+        )
     return KINDS[name]
 
 

@@ -113,7 +113,8 @@ def run_record(
     }
     if wall_s is not None:
         out["wall_s"] = wall_s
-        # Imports, data, trained weights, machine facts, saving: what the cost model adds to the cases.
+        # Imports, data, trained weights, machine facts, saving: what the cost model adds to the
+        # cases.
         out["outside_cases_s"] = outside_cases_s
     for key, value in (("ended", ended), ("journal", journal), ("recovered", recovered)):
         if value:
@@ -171,8 +172,17 @@ def train_figures(*, epochs: list, batches: int, dataset: str, pipeline_config: 
     }
 
 
-def inference_figures(*, images: int, batches: int, dataset: str, accuracy: float, pipeline_config: dict,
-                      reference: str, agree: int, matrix: list) -> dict:  # fmt: skip
+def inference_figures(
+    *,
+    images: int,
+    batches: int,
+    dataset: str,
+    accuracy: float,
+    pipeline_config: dict,
+    reference: str,
+    agree: int,
+    matrix: list,
+) -> dict:
     """An inference case's extra_info: its units, accuracy, what its step ran, and how its labels agree with
     the reference's (`matrix`: the confusion matrix, rows the reference's label)."""
     return {
@@ -181,7 +191,12 @@ def inference_figures(*, images: int, batches: int, dataset: str, accuracy: floa
         "dataset": dataset,
         "accuracy": accuracy,
         "pipeline_config": pipeline_config,
-        "agreement": {"reference": reference, "share": agree / images, "differ": images - agree, "matrix": matrix},
+        "agreement": {
+            "reference": reference,
+            "share": agree / images,
+            "differ": images - agree,
+            "matrix": matrix,
+        },
     }
 
 
@@ -213,7 +228,8 @@ def _dict(value) -> dict:
 
 def field(record, *path: str, default=None):
     """The value at `path` in a saved run's nested records (`field(bench, "extra_info", "prepare", "seconds")`),
-    or `default` where any step is missing or not a record: a reader never digs into the JSON itself."""
+    or `default` where any step is missing or not a record: a reader never digs into the JSON
+    itself."""
     for key in path:
         if not isinstance(record, Mapping) or key not in record:
             return default
@@ -239,7 +255,9 @@ def format_of(run: Mapping) -> int | None:
 def default_threads(run: Mapping) -> int | None:
     """torch's own thread count on the machine: what every format-1 case ran at, and the CPU baseline."""
     info = _dict(run.get("machine_info"))
-    threads = _dict(info.get("torch")).get("threads") or _dict(fmnist_bench(run).get("plan")).get("default_threads")
+    threads = _dict(info.get("torch")).get("threads") or _dict(fmnist_bench(run).get("plan")).get(
+        "default_threads"
+    )
     return threads if isinstance(threads, int) and not isinstance(threads, bool) else None
 
 
@@ -268,8 +286,8 @@ def telemetry(bench: Mapping) -> dict:
 
 def case_marks(bench: Mapping) -> list[str]:
     """What the machine did while a case ran, as saved: "throttled" (its GPU's clocks held down by power or
-    heat), "busy" (other work took over a tenth of the CPU: by the case's telemetry, or from format 5 by the
-    run's machine load around it, which tells for a case too short for its own)."""
+    heat), "busy" (other work took over a tenth of the CPU: by the case's telemetry, or from format
+    5 by the run's machine load around it, which tells for a case too short for its own)."""
     flags = [f for f in telemetry(bench).get("flags") or [] if f in ("throttled", "busy")]
     if _dict(extra_info(bench).get("machine_load")).get("busy") is True and "busy" not in flags:
         flags.append("busy")

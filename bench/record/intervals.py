@@ -37,7 +37,8 @@ __all__ = [
 LEVEL = 0.95
 NO_DIFFERENCE = "no difference measured"
 NO_VERDICT = "one round: no verdict"
-# The mark of a ratio one of whose figures ran while other work took over a tenth of the machine's CPU.
+# The mark of a ratio one of whose figures ran while other work took over a tenth of the machine's
+# CPU.
 BUSY = "busy"
 
 
@@ -68,8 +69,9 @@ def _beta_fraction(x: float, a: float, b: float) -> float:
 
 def _log_beta_inverse(a: float, b: float) -> float:
     """log(1 / B(a, b)) = lgamma(a + b) - lgamma(a) - lgamma(b). For Student's t (b = 1/2) at many degrees of
-    freedom the two large lgammas cancel to a few units, losing their digits: there the difference is taken from
-    its asymptotic series, log(Gamma(a + 1/2) / Gamma(a)) = log(a) / 2 - 1 / (8a) + 1 / (192a^3) + O(a^-5)."""
+    freedom the two large lgammas cancel to a few units, losing their digits: there the difference
+    is taken from its asymptotic series, log(Gamma(a + 1/2) / Gamma(a)) = log(a) / 2 - 1 / (8a) + 1
+    / (192a^3) + O(a^-5)."""
     if b == 0.5 and a > 1e4:
         return 0.5 * math.log(a) - 1 / (8 * a) + 1 / (192 * a**3) - math.lgamma(0.5)
     return math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
@@ -101,9 +103,10 @@ def _density(t: float, df: float) -> float:
     return math.exp(log_scale - (df + 1) / 2 * math.log1p(t * t / df))
 
 
-# Past this many degrees of freedom the quantile is the normal's plus Cornish and Fisher's expansion in 1/df, whose
-# next term is below 1e-20 there; the incomplete beta's continued fraction would need tens of thousands of terms.
-# (Welch's degrees of freedom never come near: at most the two figures' rounds together, a few hundred.)
+# Past this many degrees of freedom the quantile is the normal's plus Cornish and Fisher's expansion
+# in 1/df, whose next term is below 1e-20 there; the incomplete beta's continued fraction would need
+# tens of thousands of terms. (Welch's degrees of freedom never come near: at most the two figures'
+# rounds together, a few hundred.)
 _EXPANDED_DF = 1e5
 
 
@@ -122,12 +125,12 @@ def _expanded(z: float, df: float) -> float:
 def t_quantile(p: float, df: float) -> float:
     """The p quantile (0.5 <= p < 1) of Student's t with `df` degrees of freedom, any df > 0, whole or not.
 
-    Exact to about 1e-11: Newton's method on the upper tail (an incomplete beta function), kept inside a
-    bracket that bisection falls back to; past _EXPANDED_DF, the normal's quantile and its expansion. Written
-    here, not taken from scipy, because it is the record stage's only use of it (tests/test_intervals.py holds
-    it against the closed forms at 1 and 2 degrees of freedom, the normal's limit and the density integrated
-    numerically). Welch's degrees of freedom are seldom whole: a table interpolated between whole ones was up
-    to 41% too wide near 1.5.
+    Exact to about 1e-11: Newton's method on the upper tail (an incomplete beta function), kept
+    inside a bracket that bisection falls back to; past _EXPANDED_DF, the normal's quantile and its
+    expansion. Written here, not taken from scipy, because it is the record stage's only use of it
+    (tests/test_intervals.py holds it against the closed forms at 1 and 2 degrees of freedom, the
+    normal's limit and the density integrated numerically). Welch's degrees of freedom are seldom
+    whole: a table interpolated between whole ones was up to 41% too wide near 1.5.
     """
     if not 0.5 <= p < 1:
         raise ValueError(f"p must be in [0.5, 1), got {p}")
@@ -139,7 +142,9 @@ def t_quantile(p: float, df: float) -> float:
         return _expanded(statistics.NormalDist().inv_cdf(p), df)
     target = 1 - p
     low, high = 0.0, 2.0
-    while _upper_tail(high, df) > target:  # the tail falls as t grows: widen until it is below the target
+    while (
+        _upper_tail(high, df) > target
+    ):  # the tail falls as t grows: widen until it is below the target
         low, high = high, high * 2
     t = (low + high) / 2
     for _ in range(200):
@@ -180,11 +185,18 @@ class Ratio:
 def _logs(values) -> list[float]:
     if values is None or isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         return []
-    return [math.log(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+    return [
+        math.log(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+    ]
 
 
 def _positive(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def ratio_estimate(
@@ -197,8 +209,9 @@ def ratio_estimate(
     """numerator / denominator from each figure's rounds: the ratio of their geometric means, with the 95%
     interval of that ratio (Welch's t on their logs) where each has two rounds or more.
 
-    With fewer rounds the ratio is still of the rounds there are (one round: that round), with no interval;
-    a figure that kept no round times (format 1) is taken at its median, given as `*_median`.
+    With fewer rounds the ratio is still of the rounds there are (one round: that round), with no
+    interval; a figure that kept no round times (format 1) is taken at its median, given as
+    `*_median`.
     """
     a, b = _logs(numerator), _logs(denominator)
     if not a and _positive(numerator_median):
@@ -216,12 +229,16 @@ def ratio_estimate(
     spread = var_a + var_b
     if spread == 0:
         return Ratio(value, value, value)
-    df = spread**2 / ((var_a**2 / (len(a) - 1) if var_a else 0) + (var_b**2 / (len(b) - 1) if var_b else 0))
+    df = spread**2 / (
+        (var_a**2 / (len(a) - 1) if var_a else 0) + (var_b**2 / (len(b) - 1) if var_b else 0)
+    )
     half = t_quantile(1 - (1 - LEVEL) / 2, df) * math.sqrt(spread)
     return Ratio(value, math.exp(mean_a - mean_b - half), math.exp(mean_a - mean_b + half))
 
 
-def ratio_interval(numerator: Sequence[float] | None, denominator: Sequence[float] | None) -> tuple[float, float]:
+def ratio_interval(
+    numerator: Sequence[float] | None, denominator: Sequence[float] | None
+) -> tuple[float, float]:
     """The 95% interval of ratio_estimate(numerator, denominator); (nan, nan) where either has fewer than two rounds."""
     found = ratio_estimate(numerator, denominator)
     return found.low, found.high
@@ -235,17 +252,22 @@ def side(low: float, high: float) -> int | None:
     return 1 if low > 1 else -1 if high < 1 else 0
 
 
-def interval_said(value: float, low: float, high: float, *, no_interval: str = " (1 round)", busy: bool = False) -> str:
+def interval_said(
+    value: float, low: float, high: float, *, no_interval: str = " (1 round)", busy: bool = False
+) -> str:
     """A ratio with its interval: '5.33x (4.90-5.80)', '1.02x (0.97-1.08, no difference measured)', or, with no
-    interval, the ratio and `no_interval` ('5.33x (1 round)'; a table that marks one-round figures itself gives '').
-    `busy`: one of its two figures ran while other work took a share of the machine, said on the ratio itself
-    ('10.51x (8.35-13.10, busy)'): the load, not the devices, may have made it what it is."""
+    interval, the ratio and `no_interval` ('5.33x (1 round)'; a table that marks one-round figures
+    itself gives ''). `busy`: one of its two figures ran while other work took a share of the
+    machine, said on the ratio itself ('10.51x (8.35-13.10, busy)'): the load, not the devices, may
+    have made it what it is."""
     if value is None or not math.isfinite(value):
         return "-"
     where = side(low, high)
     mark = f", {BUSY}" if busy else ""
     if where is None:
         if busy:  # in the same parentheses as what it says of its interval: "5.33x (1 round, busy)"
-            return f"{value:.2f}x" + (f"{no_interval[:-1]}, {BUSY})" if no_interval.endswith(")") else f" ({BUSY})")
+            return f"{value:.2f}x" + (
+                f"{no_interval[:-1]}, {BUSY})" if no_interval.endswith(")") else f" ({BUSY})"
+            )
         return f"{value:.2f}x{no_interval}"
     return f"{value:.2f}x ({low:.2f}-{high:.2f}{', ' + NO_DIFFERENCE if where == 0 else ''}{mark})"

@@ -23,7 +23,15 @@ from bench.record import format as fmt
 from bench.record.format import FORMAT_VERSION, run_record
 from bench.record.journal_read import read_journal, read_lines
 from bench.record.schema import run_errors
-from bench.record.store import RUN_GLOB, NotARunFile, dumps, machine_runs, read_json, save_whole, shown
+from bench.record.store import (
+    RUN_GLOB,
+    NotARunFile,
+    dumps,
+    machine_runs,
+    read_json,
+    save_whole,
+    shown,
+)
 
 try:  # the lock that tells a live run's journal from a dead one's; POSIX only
     import fcntl
@@ -42,12 +50,16 @@ __all__ = [
     "recover",
 ]
 
-JOURNAL_GLOB = "journal_*.jsonl"  # not *.json: pytest-benchmark and the report never take it for a run
+JOURNAL_GLOB = (
+    "journal_*.jsonl"  # not *.json: pytest-benchmark and the report never take it for a run
+)
 JOURNAL_FORMAT = 1
 # A folder with less free space than this is refused before the run, not found full at its save:
 # a default run's file is about 0.3 MB (2-core VM) to 1 MB (H100 host), journal included.
 MIN_FREE_BYTES = 16 * 2**20
-_SAVE_NAME = re.compile(r"[A-Za-z0-9._+-]{1,200}")  # the saved file's name after its number: never a path
+_SAVE_NAME = re.compile(
+    r"[A-Za-z0-9._+-]{1,200}"
+)  # the saved file's name after its number: never a path
 
 
 class JournalError(OSError):
@@ -66,19 +78,21 @@ class Journal:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-            # The time, the process and a random part: a name never used twice, so a dead journal's recovery,
-            # which removes its file by name, can never remove a newer journal that took the same name.
+            # The time, the process and a random part: a name never used twice, so a dead journal's
+            # recovery, which removes its file by name, can never remove a newer journal that took
+            # the same name.
             self.path = self.folder / f"journal_{stamp}_{os.getpid()}_{uuid.uuid4().hex[:8]}.jsonl"
-            # Made, locked and given its first line under a name no recovery looks at, then renamed (the
-            # lock goes with the file): a recovery never meets this journal unlocked, so never takes it.
+            # Made, locked and given its first line under a name no recovery looks at, then renamed
+            # (the lock goes with the file): a recovery never meets this journal unlocked, so never
+            # takes it.
             opening = self.folder / f".opening-{self.path.name}"
             fd = os.open(opening, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
             raise JournalError(f"cannot write to {self.folder}: {exc.strerror or exc}") from exc
-        # Unbuffered, at offsets this object keeps: a write that fails leaves nothing in a buffer for a later
-        # write or the close to fail on again, and the part of a line that did reach the disk is cut off. (Not
-        # O_APPEND: with it Linux's pwrite appends wherever it is asked to write, and the line saying how the
-        # run ended could not be written over in place.)
+        # Unbuffered, at offsets this object keeps: a write that fails leaves nothing in a buffer
+        # for a later write or the close to fail on again, and the part of a line that did reach the
+        # disk is cut off. (Not O_APPEND: with it Linux's pwrite appends wherever it is asked to
+        # write, and the line saying how the run ended could not be written over in place.)
         self._fd, self._size, self._ended_at = fd, 0, None
         self.failed: str | None = None  # why a write failed: the journal takes nothing more
         try:
@@ -87,12 +101,18 @@ class Journal:
             free = _free_bytes(self.folder)
             if free is not None and free < MIN_FREE_BYTES:
                 raise OSError(
-                    28, f"only {free / 2**20:.1f} MiB free, a saved run needs up to {MIN_FREE_BYTES // 2**20}"
+                    28,
+                    f"only {free / 2**20:.1f} MiB free, a saved run needs up to {MIN_FREE_BYTES // 2**20}",
                 )
-            # The first write proves the folder takes data (a full disk fails here, not after the run).
-            self._append((dumps({"journal": JOURNAL_FORMAT, "opened": _now(), "pid": os.getpid()}) + "\n").encode())
-            # Room, taken now, to say later how the run ended, written over in place: on a full disk a new line
-            # could not be added, and recovery would call the run killed.
+            # The first write proves the folder takes data (a full disk fails here, not after the
+            # run).
+            self._append(
+                (
+                    dumps({"journal": JOURNAL_FORMAT, "opened": _now(), "pid": os.getpid()}) + "\n"
+                ).encode()
+            )
+            # Room, taken now, to say later how the run ended, written over in place: on a full disk
+            # a new line could not be added, and recovery would call the run killed.
             self._ended_at = self._size
             self._append(_ended_line(None))
             _rename_new(opening, self.path)
@@ -104,7 +124,8 @@ class Journal:
 
     def _append(self, data: bytes) -> None:
         """`data` after the journal's last whole line, or none of it: a write the disk cannot take (full, or past
-        `ulimit -f`) is cut off again, so no torn line is left for the next line to be glued onto."""
+        `ulimit -f`) is cut off again, so no torn line is left for the next line to be glued onto.
+        """
         written = 0
         try:
             while written < len(data):
@@ -158,7 +179,9 @@ class Journal:
         """Release the journal; remove it unless `keep` (its run was not saved)."""
         if self._fd is None:
             return
-        if not keep:  # removed while still locked: no recovery ever meets it unlocked and takes it for dead
+        if (
+            not keep
+        ):  # removed while still locked: no recovery ever meets it unlocked and takes it for dead
             self.path.unlink(missing_ok=True)
         os.close(self._fd)  # closing drops the lock
         self._fd = None
@@ -182,7 +205,9 @@ def _rename_new(source: Path, target: Path) -> None:
         os.link(source, target)
     except FileExistsError:
         raise
-    except OSError:  # no hard links here (FAT, some network mounts): the name has a random part, never taken
+    except (
+        OSError
+    ):  # no hard links here (FAT, some network mounts): the name has a random part, never taken
         if target.exists():
             raise FileExistsError(17, f"{target.name} exists") from None
         os.rename(source, target)
@@ -240,14 +265,18 @@ def recover(path: Path, *, machine_key: str | None = None) -> tuple[Path | None,
     Exactly once: the journal's lock is taken before it is read and held until it is removed, so a
     second recovery (or a run starting meanwhile) leaves it alone; a run already saved from it (its
     record names this journal) is recognised, so it is never saved twice. `machine_key`: the machine
-    this folder is for (a run recovering its folder's journals); another machine's journal is left alone.
+    this folder is for (a run recovering its folder's journals); another machine's journal is left
+    alone.
     """
     if fcntl is None:  # pragma: no cover - Windows: no lock to ask, so never take a journal
         return None, f"{path}: no file locks here to tell a dead run from a live one: left alone"
     try:
         fh = path.open("rb")
     except FileNotFoundError:
-        return None, f"{path}: removed meanwhile (its run saved, or another recovery took it): nothing to do"
+        return (
+            None,
+            f"{path}: removed meanwhile (its run saved, or another recovery took it): nothing to do",
+        )
     with fh:  # closing drops the lock, after the journal is removed
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -271,30 +300,42 @@ def _recover_locked(fh, path: Path, machine_key: str | None) -> tuple[Path | Non
     theirs = fmt.field(header or {}, "machine_info", "fmnist_bench", "machine_key", default=None)
     foreign = _foreign(folder, theirs, machine_key)
     if foreign:
-        return None, f"{path}: the journal of another machine ({theirs}), not {foreign}'s: left where it is{note}"
+        return (
+            None,
+            f"{path}: the journal of another machine ({theirs}), not {foreign}'s: left where it is{note}",
+        )
     _remove_temporaries(folder, noted.get("pid"))
     already = _saved_copy(folder, path.name, noted.get("saved"))
     if already is not None:
         path.unlink(missing_ok=True)
-        return None, f"{path}: its run was saved as {already} before the process ended: removed{note}"
-    if noted.get("saved"):
-        note += (
-            f"; it says its run was saved as {noted['saved']}, and no such run of it is there: its cases are recovered"
+        return (
+            None,
+            f"{path}: its run was saved as {already} before the process ended: removed{note}",
         )
+    if noted.get("saved"):
+        note += f"; it says its run was saved as {noted['saved']}, and no such run of it is there: its cases are recovered"
     if not cases:
         path.unlink(missing_ok=True)
-        why = "no finished case" if header is not None else "the run ended before it started measuring"
+        why = (
+            "no finished case"
+            if header is not None
+            else "the run ended before it started measuring"
+        )
         return None, f"{path}: {why}, nothing to recover: removed{note}"
     lost = header is None
     if lost:  # torn or refused: the cases are kept, the machine's facts are not known
-        header = {"machine_info": {"fmnist_bench": {"format": FORMAT_VERSION}}, "save_name": "recovered"}
+        header = {
+            "machine_info": {"fmnist_bench": {"format": FORMAT_VERSION}},
+            "save_name": "recovered",
+        }
         note += "; its header was lost: the cases are saved with the machine's facts unknown"
     machine_info = dict(header.get("machine_info") or {})
     ours = dict(machine_info.get("fmnist_bench") or {})
     if lost:  # the folder it was found in is the machine's (results/<machine key>/<interpreter>/)
         ours["machine_key"] = machine_key or folder.parent.name or folder.name
-    # The header's run record is from the session's start: the journal's own records replace it.
-    # How it ended, where the run said so before it ended (a full disk, a save that failed); else it was killed.
+    # The header's run record is from the session's start: the journal's own records replace it. How
+    # it ended, where the run said so before it ended (a full disk, a save that failed); else it was
+    # killed.
     how = noted.get("ended") or "killed: the process ended without saving"
     ours["run"] = run_record(
         complete=False,
@@ -332,12 +373,20 @@ def _recover_locked(fh, path: Path, machine_key: str | None) -> tuple[Path | Non
         output["datetime"] = _now()
     errors = run_errors(output)
     if errors:  # never a run the report would refuse, with the journal gone
-        return None, f"{path}: its cases do not make a run the report reads ({errors[0]}): left where it is{note}"
+        return (
+            None,
+            f"{path}: its cases do not make a run the report reads ({errors[0]}): left where it is{note}",
+        )
     save_name = header.get("save_name")
-    save_name = save_name if isinstance(save_name, str) and _SAVE_NAME.fullmatch(save_name) else "recovered"
+    save_name = (
+        save_name if isinstance(save_name, str) and _SAVE_NAME.fullmatch(save_name) else "recovered"
+    )
     saved = save_whole(folder, f"{save_name}_partial", output)
     path.unlink()
-    return saved, f"{path}: {len(cases)} finished case{'s' if len(cases) != 1 else ''} saved as {saved}{note}"
+    return (
+        saved,
+        f"{path}: {len(cases)} finished case{'s' if len(cases) != 1 else ''} saved as {saved}{note}",
+    )
 
 
 def _foreign(folder: Path, theirs, machine_key: str | None) -> str | None:
@@ -348,9 +397,11 @@ def _foreign(folder: Path, theirs, machine_key: str | None) -> str | None:
         return machine_key if theirs != machine_key else None
     if folder.parent.name == theirs or folder.name == theirs:
         return None
-    # Saved elsewhere than results/<key>/ (--benchmark-storage): the folder's own runs say whose it is.
+    # Saved elsewhere than results/<key>/ (--benchmark-storage): the folder's own runs say whose it
+    # is.
     keys = {
-        fmt.field(run, "machine_info", "fmnist_bench", "machine_key", default=None) for _, run in machine_runs(folder)
+        fmt.field(run, "machine_info", "fmnist_bench", "machine_key", default=None)
+        for _, run in machine_runs(folder)
     }
     keys.discard(None)
     return None if not keys or theirs in keys else " or ".join(sorted(map(str, keys)))
@@ -359,7 +410,9 @@ def _foreign(folder: Path, theirs, machine_key: str | None) -> str | None:
 def _saved_copy(folder: Path, journal: str, said) -> Path | None:
     """A run in `folder` saved from this journal (its run record names it), the one a "saved" line names first."""
     named = folder / Path(said).name if isinstance(said, str) else None
-    candidates = sorted(folder.glob(RUN_GLOB), reverse=True)  # the newest first: a run is saved after its journal
+    candidates = sorted(
+        folder.glob(RUN_GLOB), reverse=True
+    )  # the newest first: a run is saved after its journal
     if named is not None and named in candidates:
         candidates.remove(named)
         candidates.insert(0, named)
@@ -369,8 +422,8 @@ def _saved_copy(folder: Path, journal: str, said) -> Path | None:
         except NotARunFile:
             continue
         named_by = fmt.field(run, "machine_info", "fmnist_bench", "run", "journal", default=None)
-        # Before whole runs named their journal too (format 5's first runs), the "saved" line is all there is:
-        # the run it names is trusted when it reads as a run and names no other journal.
+        # Before whole runs named their journal too (format 5's first runs), the "saved" line is all
+        # there is: the run it names is trusted when it reads as a run and names no other journal.
         readable = isinstance(run, dict) and isinstance(run.get("benchmarks"), list)
         if named_by == journal or (candidate == named and named_by is None and readable):
             return candidate
@@ -394,9 +447,13 @@ def _alive(pid: int) -> bool:
 
 def _remove_temporaries(folder: Path, pid) -> None:
     """A save cut short by SIGKILL leaves its temporary file: the dead process's ones go with its journal.
-    Never a live process's (the journal's pid taken again, or its run between saving and removing it)."""
+    Never a live process's (the journal's pid taken again, or its run between saving and removing
+    it)."""
     if isinstance(pid, int) and not _alive(pid):
-        for tmp in [*folder.glob(f".saving-{pid}-*.tmp"), *folder.glob(f".opening-journal_*_{pid}_*.jsonl")]:
+        for tmp in [
+            *folder.glob(f".saving-{pid}-*.tmp"),
+            *folder.glob(f".opening-journal_*_{pid}_*.jsonl"),
+        ]:
             tmp.unlink(missing_ok=True)
 
 
@@ -407,7 +464,11 @@ def main(argv: list[str] | None = None) -> int:
         "(a run stopped by Ctrl-C or SIGTERM saves itself; this is for SIGKILL and crashes).",
     )
     parser.add_argument(
-        "paths", nargs="*", type=Path, default=[Path("results")], help="folders or journal files (default: results)"
+        "paths",
+        nargs="*",
+        type=Path,
+        default=[Path("results")],
+        help="folders or journal files (default: results)",
     )
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.paths if not p.exists()]

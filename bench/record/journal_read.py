@@ -1,5 +1,6 @@
 """A journal's lines read back, each checked on its own: a line that is torn, garbage, out of range or refused
-by the format is that line's problem, never the journal's (bench/record/journal.py writes and recovers them)."""
+by the format is that line's problem, never the journal's (bench/record/journal.py writes and
+recovers them)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from bench.record.schema import benchmark_errors, run_errors
 
 __all__ = ["MAX_JOURNAL_BYTES", "read_journal", "read_lines"]
 
-# What a journal line may hold, line by line: a value out of these is that line's problem, never the run's.
+# What a journal line may hold, line by line: a value out of these is that line's problem, never the
+# run's.
 MAX_JOURNAL_BYTES = 256 * 2**20  # a default run's journal is under 1 MB
 _MAX_CASES = 1_000_000  # planned cases: a default run plans about 150
 _MAX_IMAGES = 10**9
@@ -31,21 +33,31 @@ def _check_noted(key: str, value) -> str | None:
     if key == "pid":
         return None if _count(value, 2**31) else "is not a process id"
     if key == "planned_cases":
-        return None if _count(value, _MAX_CASES) else f"is not a count of cases (0 to {_MAX_CASES:,})"
+        return (
+            None if _count(value, _MAX_CASES) else f"is not a count of cases (0 to {_MAX_CASES:,})"
+        )
     if key == "data_used":
-        ok = isinstance(value, dict) and all(v is None or _count(v, _MAX_IMAGES) for v in value.values())
+        ok = isinstance(value, dict) and all(
+            v is None or _count(v, _MAX_IMAGES) for v in value.values()
+        )
         return None if ok else "is not a count of images per split"
     if key == "saved":
         return None if isinstance(value, str) and 0 < len(value) < 4096 else "is not a file name"
     if key == "ended":
-        return None if value is None or (isinstance(value, str) and 0 < len(value) <= 300) else "is not words"
+        return (
+            None
+            if value is None or (isinstance(value, str) and 0 < len(value) <= 300)
+            else "is not words"
+        )
     return None
 
 
-# How each record the journal writes begins: where a line is torn (its process died, or its disk filled, while
-# writing it) and a whole record follows on the same line, the record is read from there.
+# How each record the journal writes begins: where a line is torn (its process died, or its disk
+# filled, while writing it) and a whole record follows on the same line, the record is read from
+# there.
 _RECORD_STARTS = tuple(
-    f'{{"{key}": ' for key in ("case", "header", "skipped", "failed", "planned_cases", "data_used", "saved")
+    f'{{"{key}": '
+    for key in ("case", "header", "skipped", "failed", "planned_cases", "data_used", "saved")
 )
 
 
@@ -88,28 +100,45 @@ def read_lines(fh, path: Path) -> tuple[dict | None, list[dict], dict, list[str]
         except json.JSONDecodeError:
             record = _glued(line)
             if record is None:
-                problems.append(f"line {number} is not complete JSON (the process died while writing it): skipped")
+                problems.append(
+                    f"line {number} is not complete JSON (the process died while writing it): skipped"
+                )
                 continue
-            problems.append(f"line {number} begins with a torn record (skipped), then a whole one (read)")
-        except (ValueError, RecursionError) as exc:  # a 5,000-digit number; brackets nested past the parser's depth
-            problems.append(f"line {number} cannot be read ({str(exc)[:80] or type(exc).__name__}): skipped")
+            problems.append(
+                f"line {number} begins with a torn record (skipped), then a whole one (read)"
+            )
+        except (
+            ValueError,
+            RecursionError,
+        ) as exc:  # a 5,000-digit number; brackets nested past the parser's depth
+            problems.append(
+                f"line {number} cannot be read ({str(exc)[:80] or type(exc).__name__}): skipped"
+            )
             continue
         if not isinstance(record, dict):
             problems.append(f"line {number} is not a record: skipped")
         elif "header" in record:
-            why = "is not a record" if not isinstance(record["header"], dict) else _check_header(record["header"])
+            why = (
+                "is not a record"
+                if not isinstance(record["header"], dict)
+                else _check_header(record["header"])
+            )
             if why:
                 problems.append(f"line {number} (the header) {why}: skipped")
             else:
                 header = record["header"]
         elif "case" in record:
             errors = (
-                benchmark_errors(record["case"], len(cases)) if isinstance(record["case"], dict) else ["not a record"]
+                benchmark_errors(record["case"], len(cases))
+                if isinstance(record["case"], dict)
+                else ["not a record"]
             )
             names = [] if errors else [record["case"].get("fullname"), record["case"].get("name")]
             name = next((n for n in names if isinstance(n, str) and n), None)
             if errors:
-                problems.append(f"line {number} (a case) is not one the format takes ({errors[0]}): skipped")
+                problems.append(
+                    f"line {number} (a case) is not one the format takes ({errors[0]}): skipped"
+                )
             elif name is not None and name in seen:
                 problems.append(f"line {number} holds case {name} a second time: skipped")
             else:

@@ -1,17 +1,20 @@
 """A device's own limits and every case held against them (plain Python): the limits' figures, the copy model fitted
-to the transfer family, each case's floors and binding limit, what a ladder step moves toward, and the predicted crossover.
+to the transfer family, each case's floors and binding limit, what a ladder step moves toward, and
+the predicted crossover.
 
-A floor is what one limit alone says a case must take at least: its counted FLOPs over the measured peak
-(arithmetic), its counted operations times the measured cost of one (per-operation cost), its copies by the fitted
-copy model (copies). The highest floor is the binding limit; the measured time as a multiple of it says how
-much of the case no measured limit explains. The run (bench/run/plugin.py) holds each case against the
-limits measured before it in the same run; the summary and the report word what it saved, through here.
+A floor is what one limit alone says a case must take at least: its counted FLOPs over the measured
+peak (arithmetic), its counted operations times the measured cost of one (per-operation cost), its
+copies by the fitted copy model (copies). The highest floor is the binding limit; the measured time
+as a multiple of it says how much of the case no measured limit explains. The run
+(bench/run/plugin.py) holds each case against the limits measured before it in the same run; the
+summary and the report word what it saved, through here.
 
-A floor is only as good as its limit, and a limit the run itself contradicts explains nothing. A limit is not
-built on (it is *distrusted*, with the reason) where its own case ran while other work took a share of the
-machine (bench/measure/load.py: busy), or where a case ran faster than a floor built on it: that case is the
-evidence that the limit was measured too low (or the work counted too high), so the limit is named, and no
-binding limit, multiple or "why" is built on it, for that case or any other of the run.
+A floor is only as good as its limit, and a limit the run itself contradicts explains nothing. A
+limit is not built on (it is *distrusted*, with the reason) where its own case ran while other work
+took a share of the machine (bench/measure/load.py: busy), or where a case ran faster than a floor
+built on it: that case is the evidence that the limit was measured too low (or the work counted too
+high), so the limit is named, and no binding limit, multiple or "why" is built on it, for that case
+or any other of the run.
 """
 
 from __future__ import annotations
@@ -45,27 +48,34 @@ __all__ = [
 ]
 
 FLOORS = ("arithmetic", "operations", "copies")
-FLOOR_SAID = {"arithmetic": "arithmetic", "operations": "per-operation cost", "copies": "host-device copies"}
-# What each limits case's figure is: seconds an operation, FLOP/s of a matrix product, bytes copied a second.
+FLOOR_SAID = {
+    "arithmetic": "arithmetic",
+    "operations": "per-operation cost",
+    "copies": "host-device copies",
+}
+# What each limits case's figure is: seconds an operation, FLOP/s of a matrix product, bytes copied
+# a second.
 LIMIT_UNITS = {"operation": "s", "operation_graph": "s", "matmul": "FLOP/s", "device_copy": "B/s"}
-# A limit is what a device can do at most, and noise on a shared machine only ever adds time: a limits case's
-# figure is taken from its fastest round, not its median (a busy 2-core VM's float32 peak read 147 GFLOP/s by
-# the median and 194 by the next run's, IQR 37% against 3%).
+# A limit is what a device can do at most, and noise on a shared machine only ever adds time: a
+# limits case's figure is taken from its fastest round, not its median (a busy 2-core VM's float32
+# peak read 147 GFLOP/s by the median and 194 by the next run's, IQR 37% against 3%).
 LIMIT_ROUND = "min"
-# A ladder step moves its case toward (or away from) a limit only where that floor's share of the time changed
-# by at least this much: a point of the time. Below it, one operation more or less (channels_last's two
-# layout copies in a 142-operation step) would read as a move.
+# A ladder step moves its case toward (or away from) a limit only where that floor's share of the
+# time changed by at least this much: a point of the time. Below it, one operation more or less
+# (channels_last's two layout copies in a 142-operation step) would read as a move.
 MOVE_POINT = 0.01
-# A case that took more than this many times its highest floor is said to be mostly beyond every measured
-# limit: the floors then explain under a quarter of its time.
+# A case that took more than this many times its highest floor is said to be mostly beyond every
+# measured limit: the floors then explain under a quarter of its time.
 FAR = 4.0
-# Bounds a saved figure must lie within to be worded: beyond them it is a broken file, not a machine (no device
-# reaches an exaFLOP/s; an operation is neither under a nanosecond nor over an hour).
+# Bounds a saved figure must lie within to be worded: beyond them it is a broken file, not a machine
+# (no device reaches an exaFLOP/s; an operation is neither under a nanosecond nor over an hour).
 MOST_FLOP_S = 1e18
 OPERATION_S = (1e-9, 3600.0)
-# Two saved figures that should agree (a floor and its parts, a multiple and its time) agree within this share.
+# Two saved figures that should agree (a floor and its parts, a multiple and its time) agree within
+# this share.
 AGREE = 1e-3
-# Format 7 counted each pipeline's own operations and copies; a reader of older runs is told what they lack.
+# Format 7 counted each pipeline's own operations and copies; a reader of older runs is told what
+# they lack.
 COUNTED_SINCE = 7
 
 
@@ -110,9 +120,10 @@ class CopyModel:
 
 def fit_copies(points: Sequence[tuple[float, float]]) -> CopyModel | None:
     """t = fixed + bytes / bandwidth, fitted to (bytes, seconds) points by least squares on the relative error
-    (weights 1/t^2: a 2 us copy's error counts as much as a 20 ms one's, so the fixed cost is fitted from the
-    small copies and the bandwidth from the large). A fixed cost that comes out negative is fitted as 0.
-    None with fewer than two sizes, or when the bytes do not make a copy take longer."""
+    (weights 1/t^2: a 2 us copy's error counts as much as a 20 ms one's, so the fixed cost is fitted
+    from the small copies and the bandwidth from the large). A fixed cost that comes out negative is
+    fitted as 0. None with fewer than two sizes, or when the bytes do not make a copy take longer.
+    """
     pts = [(float(x), float(t)) for x, t in points if _positive(x) and _positive(t)]
     if len({x for x, _ in pts}) < 2:
         return None
@@ -140,7 +151,9 @@ class DeviceLimits:
     operation_graph_s: float | None = None
     peak: dict[str, float] = field(default_factory=dict)  # dtype -> FLOP/s of a matrix product
     bandwidth: float | None = None  # bytes copied a second within the device's memory
-    copies: dict[tuple[str, str], CopyModel] = field(default_factory=dict)  # (direction, memory) -> model
+    copies: dict[tuple[str, str], CopyModel] = field(
+        default_factory=dict
+    )  # (direction, memory) -> model
     untrusted: dict[str, str] = field(default_factory=dict)
 
     def measured(self) -> bool:
@@ -152,7 +165,11 @@ def limit_name(limit: str, dtype: str | None = None) -> str:
     if limit == "matmul":
         return f"the {dtype or 'float32'} peak"
     if limit in ("operation", "operation_graph"):
-        return "an operation's cost (" + ("replayed from a CUDA graph" if limit == "operation_graph" else "eager") + ")"
+        return (
+            "an operation's cost ("
+            + ("replayed from a CUDA graph" if limit == "operation_graph" else "eager")
+            + ")"
+        )
     if limit == "device_copy":
         return "the device's memory bandwidth"
     return f"the {limit} copy model"  # a route: "h2d pinned"
@@ -161,7 +178,11 @@ def limit_name(limit: str, dtype: str | None = None) -> str:
 def _busy_share(extra: Mapping) -> float | None:
     """The share of the machine other work took around a case, where the run measured it and called it busy."""
     load = extra.get("machine_load") if isinstance(extra.get("machine_load"), Mapping) else {}
-    flags = (extra.get("telemetry") or {}).get("flags") if isinstance(extra.get("telemetry"), Mapping) else None
+    flags = (
+        (extra.get("telemetry") or {}).get("flags")
+        if isinstance(extra.get("telemetry"), Mapping)
+        else None
+    )
     if load.get("busy") is True:
         share = load.get("outside_share")
         return float(share) if _positive(share) else 0.0
@@ -180,27 +201,37 @@ def _disturbed(extra: Mapping) -> str | None:
 
 def _key(params: Mapping) -> tuple:
     # A GPU's cases all run at torch's default threads: its limits hold whatever the CPU's count.
-    return (params.get("device"), params.get("cpu_threads") if params.get("device") == "cpu" else None)
+    return (
+        params.get("device"),
+        params.get("cpu_threads") if params.get("device") == "cpu" else None,
+    )
 
 
 class Board:
     """The run's limits so far, by device and CPU thread count, filled as cases finish: the limits family's
-    figures, and the transfer family's copies (the copy model, the CPU's bandwidth). `add` holds a training or
-    inference case against them: it writes extra_info.limits (and returns it) where its device's were measured.
-    A limit measured while the machine was busy, or contradicted by a case faster than its floor, is kept with
-    the reason and never built on again in this run."""
+    figures, and the transfer family's copies (the copy model, the CPU's bandwidth). `add` holds a
+    training or inference case against them: it writes extra_info.limits (and returns it) where its
+    device's were measured. A limit measured while the machine was busy, or contradicted by a case
+    faster than its floor, is kept with the reason and never built on again in this run."""
 
     def __init__(self) -> None:
         self.limits: dict[tuple, DeviceLimits] = {}
         self._copies: dict[tuple, list[tuple[float, float]]] = {}
 
     def add(
-        self, family: str, params: Mapping, extra: dict, median_s: float | None, min_s: float | None = None
+        self,
+        family: str,
+        params: Mapping,
+        extra: dict,
+        median_s: float | None,
+        min_s: float | None = None,
     ) -> dict | None:
         """Take a finished case (`median_s`, and `min_s` its fastest round: a limit's figure, see LIMIT_ROUND)."""
         key = _key(params)
         if family == "limits":
-            figure = limit_figure(params.get("limit"), extra.get("work") or {}, min_s if min_s else median_s)
+            figure = limit_figure(
+                params.get("limit"), extra.get("work") or {}, min_s if min_s else median_s
+            )
             if figure is None:
                 return None
             lim = self.limits.setdefault(key, DeviceLimits())
@@ -220,16 +251,24 @@ class Board:
             return None
         if family in ("train", "inference"):
             lim = self.limits.get(key)
-            held = hold(family, params, extra, median_s, lim) if lim is not None and lim.measured() else None
+            held = (
+                hold(family, params, extra, median_s, lim)
+                if lim is not None and lim.measured()
+                else None
+            )
             if held is not None:
                 extra["limits"] = held
-                for why in held["distrusted"].values():  # a case under a floor: that limit is wrong from here on
+                for why in held[
+                    "distrusted"
+                ].values():  # a case under a floor: that limit is wrong from here on
                     if why.get("contradicted"):
                         lim.untrusted[why["limit"]] = why["why"]
             return held
         return None
 
-    def _add_copy(self, key: tuple, params: Mapping, extra: Mapping, median_s: float | None) -> None:
+    def _add_copy(
+        self, key: tuple, params: Mapping, extra: Mapping, median_s: float | None
+    ) -> None:
         nbytes = extra.get("bytes")
         if not (_positive(nbytes) and _positive(median_s)):
             return
@@ -258,8 +297,13 @@ def _batches(images: int, batch_size: int) -> list[tuple[int, int]]:
 
 def _ops(work: Mapping, images: int, batch_size, batches: int) -> float | None:
     """The operations a case's epoch or pass runs: each step's at its size (its fixed operations and those per
-    image), and the epoch's own once (format 7); before, the counted step's operations times its steps."""
-    fixed, per_image, per_epoch = work.get("ops_fixed"), work.get("ops_per_image"), work.get("ops_per_epoch")
+    image), and the epoch's own once (format 7); before, the counted step's operations times its
+    steps."""
+    fixed, per_image, per_epoch = (
+        work.get("ops_fixed"),
+        work.get("ops_per_image"),
+        work.get("ops_per_epoch"),
+    )
     if _count(fixed) and _count(per_image) and _count(per_epoch) and _positive(batch_size):
         steps = _batches(images, int(batch_size))
         return sum(n * (fixed + per_image * size) for n, size in steps) + per_epoch
@@ -267,10 +311,13 @@ def _ops(work: Mapping, images: int, batch_size, batches: int) -> float | None:
     return step * batches if _positive(step) else None
 
 
-def _copy_floor(copies: list | None, device: str, lim: DeviceLimits) -> tuple[float | None, list[str]]:
+def _copy_floor(
+    copies: list | None, device: str, lim: DeviceLimits
+) -> tuple[float | None, list[str]]:
     """(seconds, the routes it is built on) of a case's copies between host and device by the fitted copy
-    model: each copy the case makes (extra_info.work.copies, as the loops make them) at its route's fixed cost
-    plus its bytes over its bandwidth. 0 on the CPU; None where a route it uses was never measured."""
+    model: each copy the case makes (extra_info.work.copies, as the loops make them) at its route's
+    fixed cost plus its bytes over its bandwidth. 0 on the CPU; None where a route it uses was never
+    measured."""
     if device == "cpu":
         return 0.0, []
     if copies is None:  # a case that did not say which copies it makes (saved before format 7)
@@ -286,15 +333,21 @@ def _copy_floor(copies: list | None, device: str, lim: DeviceLimits) -> tuple[fl
     return total, list(dict.fromkeys(routes))
 
 
-def hold(family: str, params: Mapping, extra: Mapping, median_s: float | None, lim: DeviceLimits) -> dict | None:
+def hold(
+    family: str, params: Mapping, extra: Mapping, median_s: float | None, lim: DeviceLimits
+) -> dict | None:
     """A training or inference case against its device's limits: its counted FLOPs and operations, achieved
-    FLOP/s and share of the peak, its floors, which of them no limit of the run may be trusted for (and a floor
-    this case ran under is one), the binding limit among the rest and its time as a multiple of that floor."""
+    FLOP/s and share of the peak, its floors, which of them no limit of the run may be trusted for
+    (and a floor this case ran under is one), the binding limit among the rest and its time as a
+    multiple of that floor."""
     work = extra.get("work") or {}
     config = extra.get("pipeline_config") or {}
     images, batches = extra.get("images"), extra.get("batches")
     if not (
-        _positive(median_s) and _positive(images) and _positive(batches) and _positive(work.get("flops_per_image"))
+        _positive(median_s)
+        and _positive(images)
+        and _positive(batches)
+        and _positive(work.get("flops_per_image"))
     ):
         return None
     flops = work["flops_per_image"] * images
@@ -304,7 +357,9 @@ def hold(family: str, params: Mapping, extra: Mapping, median_s: float | None, l
     graph = bool(config.get("cuda_graph"))
     op_s = lim.operation_graph_s if graph else lim.operation_s
     copies = work.get("copies")
-    copy_s, routes = _copy_floor(copies if isinstance(copies, list) else None, params.get("device"), lim)
+    copy_s, routes = _copy_floor(
+        copies if isinstance(copies, list) else None, params.get("device"), lim
+    )
     floors = {
         "arithmetic": flops / peak if peak else None,
         "operations": ops * op_s if ops is not None and op_s is not None else None,
@@ -320,7 +375,11 @@ def hold(family: str, params: Mapping, extra: Mapping, median_s: float | None, l
     for kind in floors:
         named = [name for name in behind[kind] if name in lim.untrusted]
         if named:
-            distrusted[kind] = {"limit": named[0], "why": lim.untrusted[named[0]], "contradicted": False}
+            distrusted[kind] = {
+                "limit": named[0],
+                "why": lim.untrusted[named[0]],
+                "contradicted": False,
+            }
         elif floors[kind] > median_s and behind[kind]:
             # The case ran faster than this floor: the evidence is against the limit, not the case.
             distrusted[kind] = {
@@ -359,7 +418,8 @@ def binding_of(floors: Mapping, distrusted: Mapping, median_s) -> tuple[str | No
     return binding, median_s / trusted[binding]
 
 
-# The report's columns from a case's limits (row_fields), in order; numbers but the texts in LIMIT_TEXT.
+# The report's columns from a case's limits (row_fields), in order; numbers but the texts in
+# LIMIT_TEXT.
 LIMIT_TEXT = (
     "peak_dtype",
     "operation_kind",
@@ -388,26 +448,39 @@ LIMIT_COLUMNS = (
 
 def _older(format_version, extra: Mapping, params: Mapping) -> dict[str, str]:
     """What a case saved before format 7 lacks, by floor: its DataLoader's operations (format 6 counted the
-    resident step's for every pipeline) and its copies as they happen (one fixed cost a DataLoader batch for its
-    two copies, a copy back per inference batch where the labels come back once)."""
+    resident step's for every pipeline) and its copies as they happen (one fixed cost a DataLoader
+    batch for its two copies, a copy back per inference batch where the labels come back once)."""
     if not isinstance(format_version, int) or format_version >= COUNTED_SINCE:
         return {}
-    config = extra.get("pipeline_config") if isinstance(extra.get("pipeline_config"), Mapping) else {}
+    config = (
+        extra.get("pipeline_config") if isinstance(extra.get("pipeline_config"), Mapping) else {}
+    )
     said = {}
     if config.get("data") == "dataloader":
         said["operations"] = (
             f"format {format_version} counted the resident step's operations for this pipeline, not its own"
         )
-    if params.get("device") != "cpu" and (config.get("data") == "dataloader" or params.get("mode") == "end_to_end"):
-        said["copies"] = f"format {format_version} counted its copies one to a batch, not as they happen"
+    if params.get("device") != "cpu" and (
+        config.get("data") == "dataloader" or params.get("mode") == "end_to_end"
+    ):
+        said["copies"] = (
+            f"format {format_version} counted its copies one to a batch, not as they happen"
+        )
     return said
 
 
-def row_fields(extra: Mapping, limit: str | None, stats: Mapping, params: Mapping | None = None, format_version=None):
+def row_fields(
+    extra: Mapping,
+    limit: str | None,
+    stats: Mapping,
+    params: Mapping | None = None,
+    format_version=None,
+):
     """The flat columns a report row takes from a case's limits: a limits case's figure (from its fastest round,
-    LIMIT_ROUND) and why it is not to be built on (measured while the machine was busy), or what a training or
-    inference case was held against (None where the run had none), each floor's distrust (a reason, or ''), and
-    the binding limit among the floors trusted, judged again here (binding_of) with what older formats lack."""
+    LIMIT_ROUND) and why it is not to be built on (measured while the machine was busy), or what a
+    training or inference case was held against (None where the run had none), each floor's distrust
+    (a reason, or ''), and the binding limit among the floors trusted, judged again here
+    (binding_of) with what older formats lack."""
     params = params or {}
     held = extra.get("limits") if isinstance(extra.get("limits"), Mapping) else {}
     floors = held.get("floors_s") if isinstance(held.get("floors_s"), Mapping) else {}
@@ -417,7 +490,9 @@ def row_fields(extra: Mapping, limit: str | None, stats: Mapping, params: Mappin
     for kind, why in _older(format_version, extra, params).items():
         distrust[kind] = distrust[kind] or why
     floors = {k: v for k, v in floors.items() if k in FLOORS}
-    binding, multiple = binding_of(floors, {k: v for k, v in distrust.items() if v}, stats.get("median"))
+    binding, multiple = binding_of(
+        floors, {k: v for k, v in distrust.items() if v}, stats.get("median")
+    )
     return {
         "limit_value": limit_figure(limit, work, stats.get(LIMIT_ROUND)) if limit else None,
         "limit_size": work.get("n") if limit == "matmul" else None,
@@ -469,7 +544,12 @@ def _inconsistent(binding: str, row: Mapping) -> str | None:
             return f"its arithmetic floor ({fmt_time(floor)}) is not its FLOPs over the peak ({fmt_time(flops / peak)})"
     if binding == "operations":
         ops, op_s, steps = row.get("ops"), row.get("operation_s"), row.get("batches")
-        if not (_positive(ops) and _positive(steps) and _positive(op_s) and OPERATION_S[0] <= op_s <= OPERATION_S[1]):
+        if not (
+            _positive(ops)
+            and _positive(steps)
+            and _positive(op_s)
+            and OPERATION_S[0] <= op_s <= OPERATION_S[1]
+        ):
             return f"its operations ({ops!r}), steps ({steps!r}) or an operation's cost ({op_s!r}) is not a figure"
         if _disagree(ops * op_s, floor):
             return f"its per-operation floor ({fmt_time(floor)}) is not its operations times their cost"
@@ -478,9 +558,10 @@ def _inconsistent(binding: str, row: Mapping) -> str | None:
 
 def why_said(device: str, family: str, pipeline: str, batch_size: int, row: Mapping) -> str | None:
     """Why a case took what it took, from its row's held figures: 'at batch 100 cuda:0's resident epoch is
-    bound by per-operation cost: 600 steps x 78 operations x 9 us = 0.42 s of its 1.35 s'. Built only on limits
-    the run trusts and on figures that agree with each other: otherwise it says what it is not built on, or
-    that the figures were passed over and why; None where the case was never held against any limit."""
+    bound by per-operation cost: 600 steps x 78 operations x 9 us = 0.42 s of its 1.35 s'. Built
+    only on limits the run trusts and on figures that agree with each other: otherwise it says what
+    it is not built on, or that the figures were passed over and why; None where the case was never
+    held against any limit."""
     binding, median = row.get("binding"), row.get("median")
     what = "epoch" if family == "train" else "pass"
     case = f"at batch {int(batch_size):,} {device}'s {pipeline} {what}"
@@ -497,14 +578,21 @@ def why_said(device: str, family: str, pipeline: str, batch_size: int, row: Mapp
     floor = row[f"floor_{binding}_s"]
     if binding == "operations":
         steps, ops = row["batches"], row["ops"]
-        detail = f"{int(steps):,} steps x {ops / steps:,.0f} operations x {fmt_time(row['operation_s'])}"
+        detail = (
+            f"{int(steps):,} steps x {ops / steps:,.0f} operations x {fmt_time(row['operation_s'])}"
+        )
     elif binding == "arithmetic":
         detail = f"{row['flops'] / 1e9:.3g} GFLOP at a peak of {_rate(row['peak_flops_s'])}"
     else:
         detail = f"{int(row.get('batches') or 0):,} batches' copies by the fitted copy model"
     said = f"{case} is bound by {FLOOR_SAID[binding]}: {detail} = {fmt_time(floor)} of its {fmt_time(median)}"
     share = row.get("peak_share")
-    if not row.get("distrust_arithmetic") and _positive(share) and share <= 1 and _positive(row.get("peak_flops_s")):
+    if (
+        not row.get("distrust_arithmetic")
+        and _positive(share)
+        and share <= 1
+        and _positive(row.get("peak_flops_s"))
+    ):
         said += f"; its arithmetic ran at {_share(share)} of the measured peak"
     if row["floor_multiple"] > FAR:
         said += f"; {row['floor_multiple']:.1f}x that floor: most of its time is beyond every limit measured"
@@ -513,10 +601,11 @@ def why_said(device: str, family: str, pipeline: str, batch_size: int, row: Mapp
 
 def ladder_move(base: Mapping, step: Mapping, *, same_time: bool = False) -> str | None:
     """What a ladder step moves its case toward, from the two rows' floors as shares of their times: the floor
-    whose share changed the most, toward it where it grew ('toward arithmetic: its floor 12% -> 31% of the
-    time'), away from it where it fell (the step's time grew, or the step lowered that floor).
-    `same_time`: the two times' ratio has an interval that includes 1 (no difference measured), so only what
-    the step did to the floors moves it: both shares are taken of the base's time."""
+    whose share changed the most, toward it where it grew ('toward arithmetic: its floor 12% -> 31%
+    of the time'), away from it where it fell (the step's time grew, or the step lowered that
+    floor). `same_time`: the two times' ratio has an interval that includes 1 (no difference
+    measured), so only what the step did to the floors moves it: both shares are taken of the base's
+    time."""
     shares = {}
     step_time = base.get("median") if same_time else step.get("median")
     for kind in FLOORS:
@@ -545,7 +634,9 @@ def predicted_crossover(
 ) -> str | None:
     """The crossover the floors predict (each side's binding floor, the highest it trusts, as its time), worded as
     derive.crossover_says words the measured one; None where a batch size lacks either floor."""
-    if not batch_sizes or not all(_positive(c) and _positive(g) for c, g in zip(cpu_floor, gpu_floor, strict=True)):
+    if not batch_sizes or not all(
+        _positive(c) and _positive(g) for c, g in zip(cpu_floor, gpu_floor, strict=True)
+    ):
         return None
     return crossover_says(batch_sizes, [c / g for c, g in zip(cpu_floor, gpu_floor, strict=True)])
 
@@ -558,7 +649,12 @@ def _rate(flops_s) -> str:
 
 def _positive(value) -> bool:
     # numbers.Real: a report row's figures are numpy's (an int64 is not an int).
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def _count(value) -> bool:

@@ -21,10 +21,12 @@ __all__ = [
     "variant",
 ]
 
-# In the order a run takes them: the cheapest first, so an interrupted run has kept the most cases. The
-# limits come first for a second reason: every later case is held against them (bench/record/limits.py).
+# In the order a run takes them: the cheapest first, so an interrupted run has kept the most cases.
+# The limits come first for a second reason: every later case is held against them
+# (bench/record/limits.py).
 FAMILIES = ("limits", "transfer", "inference", "train")
-# The families a GPU's speedup over the CPU compares (a copy has no CPU counterpart to be faster than).
+# The families a GPU's speedup over the CPU compares (a copy has no CPU counterpart to be faster
+# than).
 SPEEDUP_FAMILIES = ("train", "inference")
 # Every case of a family names these params, in this order (its test id follows it).
 FAMILY_AXES = {
@@ -34,10 +36,22 @@ FAMILY_AXES = {
     "train": ("device", "cpu_threads", "batch_size", "pipeline"),
 }
 # Every axis a benchmark can name; a family leaves the ones it has no use for empty.
-AXES = ("device", "cpu_threads", "pipeline", "batch_size", "size", "direction", "memory", "dtype", "mode", "limit")
-# What the limits family measures of each device (bench/bench_limits.py): an operation's fixed cost, eager
-# and replayed from a CUDA graph, the arithmetic peak (a matrix product, per dtype) and the device's own
-# memory bandwidth (a copy within it; the CPU's is the transfer family's host-to-host copy).
+AXES = (
+    "device",
+    "cpu_threads",
+    "pipeline",
+    "batch_size",
+    "size",
+    "direction",
+    "memory",
+    "dtype",
+    "mode",
+    "limit",
+)
+# What the limits family measures of each device (bench/bench_limits.py): an operation's fixed cost,
+# eager and replayed from a CUDA graph, the arithmetic peak (a matrix product, per dtype) and the
+# device's own memory bandwidth (a copy within it; the CPU's is the transfer family's host-to-host
+# copy).
 LIMITS = ("operation", "operation_graph", "matmul", "device_copy")
 
 # The optimisation ladders' order and the step each one builds on: the report lists steps in that
@@ -54,7 +68,15 @@ TRAIN_LADDER = (
     "cuda_graph",
     "compile_cuda_graph",
 )
-INFERENCE_LADDER = ("eager", "inference_mode", "channels_last", "bf16", "channels_last_bf16", "compile", "cuda_graph")
+INFERENCE_LADDER = (
+    "eager",
+    "inference_mode",
+    "channels_last",
+    "bf16",
+    "channels_last_bf16",
+    "compile",
+    "cuda_graph",
+)
 FAMILY_LADDERS = {"train": TRAIN_LADDER, "inference": INFERENCE_LADDER}
 BUILDS_ON = {
     "train": {
@@ -71,13 +93,14 @@ BUILDS_ON = {
     },
 }
 
-# The phases a profiled epoch is summed by (torch.profiler record_function ranges in fmnist_model's loops).
+# The phases a profiled epoch is summed by (torch.profiler record_function ranges in fmnist_model's
+# loops).
 PHASES = ("data", "h2d", "forward", "backward", "optimizer", "graph")
 
 # docs/design.md (honest timing): a result whose IQR is over 10% of its median is flagged as noisy.
 NOISY_IQR_SHARE = 0.10
-# Work from outside the benchmark is flagged when it took more than a tenth of the machine's
-# CPU time over the case: the same 10% docs/design.md allows a case's spread before calling it noisy,
+# Work from outside the benchmark is flagged when it took more than a tenth of the machine's CPU
+# time over the case: the same 10% docs/design.md allows a case's spread before calling it noisy,
 # and a case that uses every core can lose about that much of its time to such work.
 OUTSIDE_SHARE = 0.10
 
@@ -104,8 +127,8 @@ def case_id(params: Mapping) -> str:
 
 def variant(family: str, params: Mapping) -> str | None:
     """What a speedup pairs and a table row names: a training pipeline, or an inference mode with its ladder
-    step where that is not the plain inference_mode pass (runs of format 2 ran inference_mode); None for copies.
-    A channels_last pass is never compared with an inference_mode one."""
+    step where that is not the plain inference_mode pass (runs of format 2 ran inference_mode); None
+    for copies. A channels_last pass is never compared with an inference_mode one."""
     if family == "train":
         return params.get("pipeline")
     if family != "inference":

@@ -22,14 +22,25 @@ _OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 500}
 # (a one-image copy, a 60,000-image epoch) takes less or more, and a figure beyond them
 # (5e-324, 1e308: what JSON can carry) is a broken file, not a fast or a slow machine.
 _SECONDS = {"type": "number", "minimum": 1e-9, "maximum": 7 * 86400}
-_BATCH = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}  # bench/measure/plan.py MAX_BATCH_SIZE
+_BATCH = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": 2**31 - 1,
+}  # bench/measure/plan.py MAX_BATCH_SIZE
 _COUNT = {"type": "integer", "minimum": 1, "maximum": 2**53}
 _OPTIONAL_COUNT = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**53}
-# Energy and power bounds: a node of eight 1 kW GPUs for a day is under 10^9 J; anything beyond is a broken
-# file. 0 is "no reading" (a counter that did not move); a microjoule is below any counter's resolution.
-_JOULES = {"anyOf": [{"const": 0}, {"type": "null"}, {"type": "number", "minimum": 1e-6, "maximum": 1e9}]}
+# Energy and power bounds: a node of eight 1 kW GPUs for a day is under 10^9 J; anything beyond is a
+# broken file. 0 is "no reading" (a counter that did not move); a microjoule is below any counter's
+# resolution.
+_JOULES = {
+    "anyOf": [{"const": 0}, {"type": "null"}, {"type": "number", "minimum": 1e-6, "maximum": 1e9}]
+}
 _WATTS = {"type": ["number", "null"], "minimum": 0, "maximum": 100_000}
-_PHASE = {"type": ["number", "null"], "minimum": 0, "maximum": 7 * 86400}  # seconds of a profiled epoch's phase
+_PHASE = {
+    "type": ["number", "null"],
+    "minimum": 0,
+    "maximum": 7 * 86400,
+}  # seconds of a profiled epoch's phase
 # How busy the machine was with other work (format 5: the whole run's, and each case's around it).
 _LOAD = {
     "type": "object",
@@ -55,7 +66,10 @@ _MACHINE_INFO = {
                 "threads": {**_OPTIONAL_COUNT, "minimum": 1},
                 "cuda_devices": {
                     "type": "array",
-                    "items": {"type": "object", "properties": {"device": _OPTIONAL_TEXT, "name": _OPTIONAL_TEXT}},
+                    "items": {
+                        "type": "object",
+                        "properties": {"device": _OPTIONAL_TEXT, "name": _OPTIONAL_TEXT},
+                    },
                 },
             },
         },
@@ -67,8 +81,13 @@ _MACHINE_INFO = {
                     "name": _OPTIONAL_TEXT,
                     "cuda_device": _OPTIONAL_TEXT,
                     "driver_version": _OPTIONAL_TEXT,
-                    # A link's theoretical GB/s: the share of it a copy reached is printed, so never 0.
-                    "pcie_gbps_max": {"type": ["number", "null"], "minimum": 0.1, "maximum": 10_000},
+                    # A link's theoretical GB/s: the share of it a copy reached is printed, so never
+                    # 0.
+                    "pcie_gbps_max": {
+                        "type": ["number", "null"],
+                        "minimum": 0.1,
+                        "maximum": 10_000,
+                    },
                 },
             },
         },
@@ -90,7 +109,10 @@ _MACHINE_INFO = {
                         "test_images": _OPTIONAL_COUNT,
                     },
                 },
-                "host_allocator": {"type": "object", "properties": {"mode": {"enum": ["keep", "default"]}}},
+                "host_allocator": {
+                    "type": "object",
+                    "properties": {"mode": {"enum": ["keep", "default"]}},
+                },
                 "run": {
                     "type": "object",
                     "properties": {
@@ -118,8 +140,9 @@ RUN_SCHEMA = {
 }
 
 _AXIS_TEXT = {"type": "string", "maxLength": 100}
-# Bounds of what a real machine's figures can be: a limits round's or an epoch's FLOPs and bytes (a zettaFLOP),
-# operations, FLOP/s (an exaFLOP/s is beyond any device), an operation's cost (a nanosecond to an hour).
+# Bounds of what a real machine's figures can be: a limits round's or an epoch's FLOPs and bytes (a
+# zettaFLOP), operations, FLOP/s (an exaFLOP/s is beyond any device), an operation's cost (a
+# nanosecond to an hour).
 
 
 def _up_to(most: float) -> dict:
@@ -155,12 +178,16 @@ BENCHMARK_SCHEMA = {
             "type": "object",
             "required": ["device"],
             "properties": {
-                # The devices the suite measures (bench/measure/plan.py parse_devices): anything else is not ours.
+                # The devices the suite measures (bench/measure/plan.py parse_devices): anything
+                # else is not ours.
                 "device": {"type": "string", "pattern": "^(cpu|cuda(:[0-9]{1,3})?|mps)$"},
                 "cpu_threads": {"type": ["integer", "null"], "minimum": 1, "maximum": 1024},
                 "batch_size": _BATCH,
                 "size": _BATCH,
-                **{axis: _AXIS_TEXT for axis in ("pipeline", "direction", "memory", "dtype", "mode")},
+                **{
+                    axis: _AXIS_TEXT
+                    for axis in ("pipeline", "direction", "memory", "dtype", "mode")
+                },
                 "limit": {"enum": list(LIMITS)},
             },
         },
@@ -170,9 +197,15 @@ BENCHMARK_SCHEMA = {
             "properties": {
                 "median": _SECONDS,
                 "rounds": _COUNT,
-                **{s: {"type": "number", "minimum": 0, "maximum": 7 * 86400} for s in ("min", "mean", "stddev", "iqr")},
+                **{
+                    s: {"type": "number", "minimum": 0, "maximum": 7 * 86400}
+                    for s in ("min", "mean", "stddev", "iqr")
+                },
                 **{s: {"type": "number", "minimum": 0, "maximum": 7 * 86400} for s in ("q1", "q3")},
-                "data": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 7 * 86400}},
+                "data": {
+                    "type": "array",
+                    "items": {"type": "number", "minimum": 0, "maximum": 7 * 86400},
+                },
             },
         },
         "extra_info": {
@@ -191,15 +224,20 @@ BENCHMARK_SCHEMA = {
                         "samples": _COUNT,
                     },
                 },
-                # The optimisation ladder (format 3): what the step ran, its compile or capture time, the
-                # profiled epoch's phases, and inference's agreement with the CPU's float32 labels.
+                # The optimisation ladder (format 3): what the step ran, its compile or capture
+                # time, the profiled epoch's phases, and inference's agreement with the CPU's
+                # float32 labels.
                 "pipeline_config": {
                     "type": "object",
-                    "properties": {"loss_tolerance": {"type": ["number", "null"], "minimum": 0, "maximum": 10}},
+                    "properties": {
+                        "loss_tolerance": {"type": ["number", "null"], "minimum": 0, "maximum": 10}
+                    },
                 },
                 "prepare": {
                     "type": "object",
-                    "properties": {"seconds": {"type": "number", "minimum": 0, "maximum": 7 * 86400}},
+                    "properties": {
+                        "seconds": {"type": "number", "minimum": 0, "maximum": 7 * 86400}
+                    },
                 },
                 "breakdown": {
                     "type": "object",
@@ -215,8 +253,9 @@ BENCHMARK_SCHEMA = {
                     "properties": {"share": {"type": "number", "minimum": 0, "maximum": 1}},
                 },
                 "machine_load": _LOAD,
-                # The work a round did (format 6): a limits case's ops, flops or bytes; a step's counted FLOPs and
-                # operations (format 7: a step's at any size, per image and per epoch, and its copies).
+                # The work a round did (format 6): a limits case's ops, flops or bytes; a step's
+                # counted FLOPs and operations (format 7: a step's at any size, per image and per
+                # epoch, and its copies).
                 "work": {
                     "type": "object",
                     "properties": {
@@ -239,22 +278,32 @@ BENCHMARK_SCHEMA = {
                         },
                     },
                 },
-                # What a case was held against (format 6, bench/record/limits.py); only what the report reads.
+                # What a case was held against (format 6, bench/record/limits.py); only what the
+                # report reads.
                 "limits": {
                     "type": "object",
                     "properties": {
                         **_HELD,
                         "floors_s": {
                             "type": "object",
-                            "additionalProperties": {"type": "number", "minimum": 0, "maximum": 7 * 86400},
+                            "additionalProperties": {
+                                "type": "number",
+                                "minimum": 0,
+                                "maximum": 7 * 86400,
+                            },
                         },
-                        # Format 7: per floor, the limit it is built on and why the run does not trust it.
+                        # Format 7: per floor, the limit it is built on and why the run does not
+                        # trust it.
                         "distrusted": {
                             "type": "object",
                             "propertyNames": {"enum": list(FLOORS)},
                             "additionalProperties": {
                                 "type": "object",
-                                "properties": {"limit": _TEXT, "why": _TEXT, "contradicted": {"type": "boolean"}},
+                                "properties": {
+                                    "limit": _TEXT,
+                                    "why": _TEXT,
+                                    "contradicted": {"type": "boolean"},
+                                },
                             },
                         },
                         "peak_dtype": _OPTIONAL_TEXT,
@@ -262,7 +311,8 @@ BENCHMARK_SCHEMA = {
                         "binding": {"enum": [*FLOORS, None]},
                     },
                 },
-                # What the hardware did while the case was timed (bench/measure/telemetry.py); only what the report reads.
+                # What the hardware did while the case was timed (bench/measure/telemetry.py); only
+                # what the report reads.
                 "telemetry": {
                     "type": "object",
                     "properties": {
@@ -280,7 +330,11 @@ BENCHMARK_SCHEMA = {
                                         "mean_power_w": _WATTS,
                                     },
                                 },
-                                "minor_faults_per_round": {"type": ["number", "null"], "minimum": 0, "maximum": 1e15},
+                                "minor_faults_per_round": {
+                                    "type": ["number", "null"],
+                                    "minimum": 0,
+                                    "maximum": 1e15,
+                                },
                             },
                         },
                         "gpu": {
@@ -315,14 +369,20 @@ BENCHMARK_SCHEMA = {
         {
             "if": {"properties": {"group": {"const": "limits"}}},
             "then": {
-                "properties": {"params": {"required": ["limit", "dtype"]}, "extra_info": {"required": ["work"]}},
+                "properties": {
+                    "params": {"required": ["limit", "dtype"]},
+                    "extra_info": {"required": ["work"]},
+                },
                 "required": ["extra_info"],
             },
         },
         {
             "if": {"properties": {"group": {"enum": ["train", "inference"]}}},
             "then": {
-                "properties": {"params": {"required": ["batch_size"]}, "extra_info": {"required": ["images"]}},
+                "properties": {
+                    "params": {"required": ["batch_size"]},
+                    "extra_info": {"required": ["images"]},
+                },
                 "required": ["extra_info"],
             },
         },
@@ -332,7 +392,12 @@ BENCHMARK_SCHEMA = {
         },
         {
             "if": {"properties": {"group": {"const": "inference"}}},
-            "then": {"properties": {"params": {"required": ["mode"]}, "extra_info": {"required": ["batches"]}}},
+            "then": {
+                "properties": {
+                    "params": {"required": ["mode"]},
+                    "extra_info": {"required": ["batches"]},
+                }
+            },
         },
     ],
 }
@@ -365,8 +430,8 @@ def _field(path) -> str:
     return out or "(the whole file)"
 
 
-# How an offending value is shown in its message: its start, never its whole (a 600-character name would
-# push "is too long" out of any line cut to length).
+# How an offending value is shown in its message: its start, never its whole (a 600-character name
+# would push "is too long" out of any line cut to length).
 _SHOWN = reprlib.Repr()  # (its limits are attributes: Python 3.11's takes no arguments)
 _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong, _SHOWN.maxlist, _SHOWN.maxdict = 60, 60, 40, 4, 4
 

@@ -51,10 +51,12 @@ _NUMBERED = re.compile(r"^(\d{4})_")
 _OURS = FAMILIES
 
 
-# The folder of the runs the project ships (results/reference/<machine>/<interpreter>/NNNN_*.json): measured on
-# the project's own machines, labelled reference wherever they are shown, never a user's machine.
+# The folder of the runs the project ships (results/reference/<machine>/<interpreter>/NNNN_*.json):
+# measured on the project's own machines, labelled reference wherever they are shown, never a user's
+# machine.
 REFERENCE = "reference"
-# The folder the report keeps what it read and drew in (bench/report/cache.py), inside a results folder.
+# The folder the report keeps what it read and drew in (bench/report/cache.py), inside a results
+# folder.
 REPORT_CACHE = ".report-cache"
 
 
@@ -68,11 +70,11 @@ def reference_folder() -> Path:
     return Path(__file__).resolve().parents[2] / "results" / REFERENCE
 
 
-# A default run's file is 0.3 MB (2-core VM) to 1 MB (H100 host); a hundred times that is not a run of this
-# suite, and reading it whole could take the machine's memory (/dev/zero never ends).
+# A default run's file is 0.3 MB (2-core VM) to 1 MB (H100 host); a hundred times that is not a run
+# of this suite, and reading it whole could take the machine's memory (/dev/zero never ends).
 MAX_RUN_BYTES = 128 * 2**20
-# A lone surrogate escape ("\\ud800") is valid JSON and not encodable text: pandas' CSV, the page and a
-# UTF-8 terminal would fail on it. A JSON text can only carry one through this escape.
+# A lone surrogate escape ("\\ud800") is valid JSON and not encodable text: pandas' CSV, the page
+# and a UTF-8 terminal would fail on it. A JSON text can only carry one through this escape.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 REPLACEMENT = "\ufffd"  # what a character that is not text becomes: visible, never a crash
@@ -97,8 +99,9 @@ def read_bounded(
     path: str | os.PathLike, limit: int, error: type[ValueError] = NotARunFile, what: str = "run"
 ) -> bytes:
     """A regular file's bytes, `limit` at most, read as carefully as a run file: what is not a regular file (a
-    folder, a FIFO, a device, a socket) is refused without being opened, so it cannot hang or flood the reader,
-    and so is a file larger than `limit` (larger than any `what`); `error` (a ValueError) says why."""
+    folder, a FIFO, a device, a socket) is refused without being opened, so it cannot hang or flood
+    the reader, and so is a file larger than `limit` (larger than any `what`); `error` (a
+    ValueError) says why."""
     path = Path(path)
     try:
         info = os.stat(path)
@@ -109,7 +112,8 @@ def read_bounded(
     if info.st_size > limit:
         raise error(f"{_size(info.st_size)}, larger than any {what} ({_size(limit)} at most)")
     try:
-        # O_NONBLOCK: should the path become a FIFO after the check, opening it does not wait for a writer.
+        # O_NONBLOCK: should the path become a FIFO after the check, opening it does not wait for a
+        # writer.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as fh:
             mode = os.fstat(fh.fileno()).st_mode
@@ -138,7 +142,10 @@ def read_json(path: str | os.PathLike, limit: int = MAX_RUN_BYTES) -> tuple[obje
         value = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise NotARunFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except (ValueError, RecursionError) as exc:  # a 5,000-digit number, 100,000 nested brackets: ValueError too
+    except (
+        ValueError,
+        RecursionError,
+    ) as exc:  # a 5,000-digit number, 100,000 nested brackets: ValueError too
         raise NotARunFile(f"not readable JSON ({str(exc)[:200] or type(exc).__name__})") from exc
     if not _SURROGATE_ESCAPE.search(raw):
         return value, 0
@@ -193,7 +200,9 @@ def find_run_files(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]
     is passed over.
     """
     found: dict[Path, Path] = {}
-    real_files: set[str] = set()  # a file under two names (a path given twice, a folder linked in twice) is read once
+    real_files: set[str] = (
+        set()
+    )  # a file under two names (a path given twice, a folder linked in twice) is read once
 
     def add(file: Path, root: Path) -> None:
         real = os.path.realpath(file)
@@ -211,7 +220,9 @@ def find_run_files(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]
                     dirs[:] = []
                     continue
                 seen.add(real)
-                dirs[:] = sorted(d for d in dirs if d != REPORT_CACHE)  # the report's own cache holds no runs
+                dirs[:] = sorted(
+                    d for d in dirs if d != REPORT_CACHE
+                )  # the report's own cache holds no runs
                 for name in files:
                     file = Path(folder) / name
                     if name.endswith(".json") and file.is_file():
@@ -289,7 +300,9 @@ def save_whole(folder: Path, save_name: str, output_json: dict) -> Path:
     a lock on the folder's `.save.lock`, so runs saving at the same moment never share one.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = _write_temporary(folder, ".saving-", dumps(output_json, ensure_ascii=True, indent=4).encode())
+    tmp = _write_temporary(
+        folder, ".saving-", dumps(output_json, ensure_ascii=True, indent=4).encode()
+    )
     try:
         with (folder / ".save.lock").open("a") as lock:
             if fcntl is not None:

@@ -14,15 +14,17 @@ from bench.report.reference import MEASURE_OWN, against_reference, reference_sai
 __all__ = ["answers"]
 
 
-# The batch size the answer's sentence is told at: the notes' loop used 1,000 (100 and 10,000 are the sweep's ends).
+# The batch size the answer's sentence is told at: the notes' loop used 1,000 (100 and 10,000 are
+# the sweep's ends).
 _ANSWER_BATCH = 1000
 
 
 def _times(x: float, low: float = math.nan, high: float = math.nan, busy: bool = False) -> str:
     """A speedup as words that stay true below 1x, decided on its 95% interval: "3.10x faster (2.9-3.3)",
-    "2.00x slower (speedup 0.50x, 0.49-0.51)", "no faster or slower (1.02x, 0.97-1.08: no difference measured)";
-    a figure of one round has no interval and says so: "3.10x faster (1 round)". `busy`: one of its figures ran
-    while other work held the machine for most of its run: the ratio, marked, and no verdict."""
+    "2.00x slower (speedup 0.50x, 0.49-0.51)", "no faster or slower (1.02x, 0.97-1.08: no difference
+    measured)"; a figure of one round has no interval and says so: "3.10x faster (1 round)". `busy`:
+    one of its figures ran while other work held the machine for most of its run: the ratio, marked,
+    and no verdict."""
     where = side(low, high)
     if busy:
         interval = f", {low:.2f}-{high:.2f}" if where is not None else ", 1 round"
@@ -45,32 +47,53 @@ def _speedup_of(row) -> tuple[float, float, float]:
 
 def _sentence(gpu: pd.DataFrame, parts: pd.DataFrame) -> str | None:
     """The notes' question answered for one machine's GPU from its train speedups over the CPU at torch's
-    default thread count (how the notes' loop runs), every figure from one kind of run (full, else quick)."""
+    default thread count (how the notes' loop runs), every figure from one kind of run (full, else
+    quick)."""
     seed = gpu[(gpu["family"] == "train") & (gpu["variant"] == "seed")]
     if seed.empty:
         return None
     seed = seed[seed["quick"] == seed["quick"].min()]  # full figures where there are any
     sizes = seed["batch_size"].astype(int)
-    size = _ANSWER_BATCH if (sizes == _ANSWER_BATCH).any() else int(sizes.iloc[(sizes - _ANSWER_BATCH).abs().argmin()])
+    size = (
+        _ANSWER_BATCH
+        if (sizes == _ANSWER_BATCH).any()
+        else int(sizes.iloc[(sizes - _ANSWER_BATCH).abs().argmin()])
+    )
     at = seed[seed["batch_size"] == size].iloc[0]
     device, quick = at["device"], bool(at["quick"])
     n, n_low, n_high = _speedup_of(at)
     held = bool(at["busy"]) and bool(at["run_busy"])  # a verdict the load could have made is none
-    baseline = "at torch's default thread count" if pd.notna(at["speedup"]) else "at its best thread count measured"
+    baseline = (
+        "at torch's default thread count"
+        if pd.notna(at["speedup"])
+        else "at its best thread count measured"
+    )
     text = (
         f"Here the notes' loop (seed) is {_times(n, n_low, n_high, held)} on the GPU ({device}) than on this machine's CPU "
         f"({baseline}) at batch {size:,}"
     )
     same_run = gpu["quick"] == quick
-    share = parts[(parts["device"] == device) & (parts["batch_size"] == size) & (parts["quick"] == quick)]
-    resident = gpu[same_run & (gpu["family"] == "train") & (gpu["variant"] == "resident") & (gpu["batch_size"] == size)]
+    share = parts[
+        (parts["device"] == device) & (parts["batch_size"] == size) & (parts["quick"] == quick)
+    ]
+    resident = gpu[
+        same_run
+        & (gpu["family"] == "train")
+        & (gpu["variant"] == "resident")
+        & (gpu["batch_size"] == size)
+    ]
     m, m_interval = None, (math.nan, math.nan)
     if not resident.empty:
         m, *m_interval = _speedup_of(resident.iloc[0])
     if not share.empty and share["seed_epoch_s"].iloc[0] > 0:
         p = share["loading_s"].iloc[0] / share["seed_epoch_s"].iloc[0]
-        # "because" only where the figures carry it: loading is most of the GPU's epoch, and removing it pays.
-        link = "because" if p >= 0.5 and m is not None and m > n and side(*m_interval) == 1 else "while"
+        # "because" only where the figures carry it: loading is most of the GPU's epoch, and
+        # removing it pays.
+        link = (
+            "because"
+            if p >= 0.5 and m is not None and m > n and side(*m_interval) == 1
+            else "while"
+        )
         text += f", {link} data loading takes {p:.0%} of its epoch there"
     if m is not None:
         text += f"; with the data resident on the GPU it is {_times(m, *m_interval)}"
@@ -88,8 +111,14 @@ def _fastest_said(best: pd.DataFrame) -> list[str]:
         if over and "seed" in r.other_runs.split(", "):
             over += "against the seed epoch of another run, "
         # Decided on intervals: a step no different from the fastest is named beside it.
-        tie = f" No difference was measured between it and {r.tied_with.replace(', ', ' or ')}." if r.tied_with else ""
-        tie += " Some steps ran one round: which is fastest has no verdict." if r.tie_unknown else ""
+        tie = (
+            f" No difference was measured between it and {r.tied_with.replace(', ', ' or ')}."
+            if r.tied_with
+            else ""
+        )
+        tie += (
+            " Some steps ran one round: which is fastest has no verdict." if r.tie_unknown else ""
+        )
         said.append(
             f"Fastest training pipeline on {r.device} at batch {r.batch_size:,}{quick}: {r.pipeline}, "
             f"{over}with a loss within its tolerance of the resident epoch's.{tie}"
@@ -105,9 +134,13 @@ def answers(
     reference: pd.DataFrame | None = None,
 ) -> list[dict]:
     """Per machine, the answer first: its label, sentences generated from its figures, and what is missing.
-    A machine without a GPU is answered against the reference GPUs (`reference`: the shipped runs' rows)."""
+    A machine without a GPU is answered against the reference GPUs (`reference`: the shipped runs'
+    rows)."""
     best = fastest_steps(ladder(frame, "train"))
-    whys, predicted = held_limits.why(frame), held_limits.predicted(frame, cross)  # why, against the limits
+    whys, predicted = (
+        held_limits.why(frame),
+        held_limits.predicted(frame, cross),
+    )  # why, against the limits
     out = []
     for key, rows in frame.groupby("machine_key", sort=False):
         label = rows["label"].iloc[0]
@@ -127,34 +160,49 @@ def answers(
         if not gpus:
             against = reference_said(against_reference(rows, reference), busy_run=busy_run)
             if not against:
-                said.append("No GPU was measured on this machine: its CPU figures are in the sections below.")
+                said.append(
+                    "No GPU was measured on this machine: its CPU figures are in the sections below."
+                )
             else:  # another machine's GPU, said so, with the command that measures this one's own
-                said += [line.strip() + ("" if line.endswith(":") else ".") for line in against[:-1]]
-                missing.append({"text": "These are other machines' GPUs. On a machine with a GPU, this measures "
-                                "its own:", "command": MEASURE_OWN})  # fmt: skip
+                said += [
+                    line.strip() + ("" if line.endswith(":") else ".") for line in against[:-1]
+                ]
+                missing.append(
+                    {
+                        "text": "These are other machines' GPUs. On a machine with a GPU, this measures its own:",
+                        "command": MEASURE_OWN,
+                    }
+                )
         cpu_runs = rows[rows["device"] == "cpu"]
         for device in gpus:
             gpu_runs, pairs = rows[rows["device"] == device], mine[mine["device"] == device]
             command = f"pytest bench --devices cpu,{device} --benchmark-autosave"
             if cpu_runs.empty:
                 missing.append(
-                    {"text": f"This machine's CPU is in none of its runs, so {device} has no speedup. Run this "
-                     "on it and copy the run in:", "command": command}
-                )  # fmt: skip
+                    {
+                        "text": f"This machine's CPU is in none of its runs, so {device} has no speedup. Run this "
+                        "on it and copy the run in:",
+                        "command": command,
+                    }
+                )
                 continue
             if pairs.empty:
                 missing.append(
-                    {"text": f"This machine's CPU and {device} were never measured in the same kind of run (quick "
-                     "or full) on the same cases, so there is no speedup. Run this on it and copy the run in:",
-                     "command": command}
-                )  # fmt: skip
+                    {
+                        "text": f"This machine's CPU and {device} were never measured in the same kind of run (quick "
+                        "or full) on the same cases, so there is no speedup. Run this on it and copy the run in:",
+                        "command": command,
+                    }
+                )
                 continue
             if pairs["quick"].all() and (~gpu_runs["quick"]).any():
                 missing.append(
-                    {"text": f"This machine's CPU was measured only in a quick run, so {device}'s speedups come "
-                     "from that run (a subset; marked quick). For full figures run this on it and copy the run in:",
-                     "command": command}
-                )  # fmt: skip
+                    {
+                        "text": f"This machine's CPU was measured only in a quick run, so {device}'s speedups come "
+                        "from that run (a subset; marked quick). For full figures run this on it and copy the run in:",
+                        "command": command,
+                    }
+                )
             sentence = _sentence(pairs, parts[parts["machine_key"] == key])
             if sentence:
                 said.append(sentence)
@@ -171,7 +219,11 @@ def answers(
         said += whys.get(key, [])
         for p in predicted[predicted["machine_key"] == key].itertuples():
             if p.predicted:
-                said.append(f"Predicted from the limits, {p.device} {p.family} {p.variant}: {p.predicted} "
-                            f"(measured: {p.measured or 'no crossover measured'}).")  # fmt: skip
-        out.append({"machine_key": key, "label": label, "said": said, "missing": missing, "speedups": mine})
+                said.append(
+                    f"Predicted from the limits, {p.device} {p.family} {p.variant}: {p.predicted} "
+                    f"(measured: {p.measured or 'no crossover measured'})."
+                )
+        out.append(
+            {"machine_key": key, "label": label, "said": said, "missing": missing, "speedups": mine}
+        )
     return out

@@ -1,11 +1,11 @@
 """The report's cache beside the results: each run file's rows, kept in Parquet, read again only when the file changes.
 
 A run file costs the report about 70 ms to read and build rows from; a fleet of 5,000 files, six
-minutes. What the report needs of a file (bench.report.load.file_frame: its rows, typed, with
-every figure that depends on that run alone) is kept in one Parquet file, keyed by the run file's
-real path, size, modification and change times, inode and whether it is a reference run. A changed or new file is
-read again, a removed one dropped; a file whose reading warned is never kept, so its warning is
-said on every report. The cache is stamped with the report's own code and libraries: a report of
+minutes. What the report needs of a file (bench.report.load.file_frame: its rows, typed, with every
+figure that depends on that run alone) is kept in one Parquet file, keyed by the run file's real
+path, size, modification and change times, inode and whether it is a reference run. A changed or new
+file is read again, a removed one dropped; a file whose reading warned is never kept, so its warning
+is said on every report. The cache is stamped with the report's own code and libraries: a report of
 another version reads every file again. See docs/design.md for why Parquet.
 """
 
@@ -29,13 +29,15 @@ from bench.report.leftovers import left_behind, remove, temporary_prefix
 
 __all__ = ["CACHE_FOLDER", "CacheWarning", "RowCache", "code_stamp"]
 
-# Where the cache lives by default: inside the (first) results folder the report reads (never read as runs).
+# Where the cache lives by default: inside the (first) results folder the report reads (never read
+# as runs).
 CACHE_FOLDER = REPORT_CACHE
 _ROWS = "rows.parquet"
 _TEMPORARY = ".rows"  # a new rows.parquet, until it is whole
 _META = b"fmnist_bench_cache"
 _FILE = "_file"  # the column naming the run file a cached row came from (its real path)
-# What a cache may be before it is read (_checked): a thousand machines' five runs make one of about 60 MB.
+# What a cache may be before it is read (_checked): a thousand machines' five runs make one of about
+# 60 MB.
 _MAX_BYTES = 2**30
 _MAX_FOOTER = 64 * 2**20  # its list of run files: about 200 bytes each
 _LIBRARIES = ("pandas", "numpy", "pyarrow", "matplotlib", "seaborn", "jinja2", "jsonschema")
@@ -49,7 +51,8 @@ class CacheWarning(UserWarning):
 @functools.cache
 def code_stamp() -> str:
     """What the cache's contents depend on: the source of the saved-run contract and of the report (its templates
-    too), and the versions of the libraries that build and store them. Any change reads every file again."""
+    too), and the versions of the libraries that build and store them. Any change reads every file
+    again."""
     digest = hashlib.sha256()
     here = Path(__file__).resolve().parent
     for folder in (here.parent / "record", here, here / "templates"):
@@ -65,10 +68,13 @@ def code_stamp() -> str:
 
 def _identity(path: Path) -> tuple[str, list] | None:
     """A run file's key (its real path) and what must not have changed: its size, modification and change times
-    in ns, inode (a file replaced by another of the same size and time is another file), reference or not."""
+    in ns, inode (a file replaced by another of the same size and time is another file), reference
+    or not."""
     try:
         real = os.path.realpath(path)
-        real.encode("utf-8")  # a name that is not text (bytes that are not UTF-8) cannot be a key: read every time
+        real.encode(
+            "utf-8"
+        )  # a name that is not text (bytes that are not UTF-8) cannot be a key: read every time
         st = os.stat(real)
     except (OSError, UnicodeError):
         return None
@@ -77,14 +83,15 @@ def _identity(path: Path) -> tuple[str, list] | None:
 
 def _checked(path: Path, info: os.stat_result):
     """(its stamp's record, the Parquet file, its data unread) where `path` is this version's cache and holds no
-    more than the run files it lists could give; None where another version wrote it; ValueError saying why not.
+    more than the run files it lists could give; None where another version wrote it; ValueError
+    saying why not.
 
-    A cache may come with a results tree from anyone: 1.7 MB of compressed zeros can decode to gigabytes. So
-    before any data is read, from the file's size and footer alone (pyarrow reads the footer, never the data):
-    its size, its footer's, its stamp, and its rows and values against the run files it lists that are still
-    as it saw them (a copy of a tree cannot keep their inodes and change times): at most one row per 64 bytes
-    of them, and one value per 2 bytes (a number in JSON takes two). What it can then cost is a few times what
-    reading those files costs."""
+    A cache may come with a results tree from anyone: 1.7 MB of compressed zeros can decode to
+    gigabytes. So before any data is read, from the file's size and footer alone (pyarrow reads the
+    footer, never the data): its size, its footer's, its stamp, and its rows and values against the
+    run files it lists that are still as it saw them (a copy of a tree cannot keep their inodes and
+    change times): at most one row per 64 bytes of them, and one value per 2 bytes (a number in JSON
+    takes two). What it can then cost is a few times what reading those files costs."""
     import pyarrow.parquet as pq
 
     if not stat.S_ISREG(info.st_mode):
@@ -131,7 +138,9 @@ class RowCache:
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
-        self.read_files = 0  # how many run files this report read itself (a miss), and how many it took from here
+        self.read_files = (
+            0  # how many run files this report read itself (a miss), and how many it took from here
+        )
         self.kept_files = 0
 
     @property
@@ -140,7 +149,8 @@ class RowCache:
 
     def _load(self, columns: list[str]) -> tuple[dict[str, list], pd.DataFrame | None]:
         """(each kept file's identity, the kept rows): nothing where the cache is absent or of another version; a
-        warning and nothing where it is broken or not what this version writes (`columns`: a file frame's)."""
+        warning and nothing where it is broken or not what this version writes (`columns`: a file
+        frame's)."""
         try:
             info = os.stat(self.path)
         except FileNotFoundError:
@@ -156,33 +166,51 @@ class RowCache:
             meta, parquet = checked
             files, counts, dtypes = meta["files"], meta["counts"], meta["dtypes"]
             frame = parquet.read().to_pandas()
-            if sorted(frame.columns) != sorted([*columns, _FILE]) or sorted(dtypes) != sorted(frame.columns):
-                raise ValueError("its columns are not the report's")
-            if frame[_FILE].value_counts().to_dict() != {f: n for f, n in counts.items() if n} or set(counts) != set(
-                files
+            if sorted(frame.columns) != sorted([*columns, _FILE]) or sorted(dtypes) != sorted(
+                frame.columns
             ):
+                raise ValueError("its columns are not the report's")
+            if frame[_FILE].value_counts().to_dict() != {
+                f: n for f, n in counts.items() if n
+            } or set(counts) != set(files):
                 raise ValueError("its rows are not the files it lists")
-            # Each column back as the report built it: Parquet gives lists as arrays, text as pandas' string type.
+            # Each column back as the report built it: Parquet gives lists as arrays, text as
+            # pandas' string type.
             for column, dtype in dtypes.items():
                 if str(frame[column].dtype) != dtype:
                     values = frame[column]
-                    frame[column] = values.astype(object).where(values.notna(), None) if dtype == "object" else (
-                        values.astype(dtype))  # fmt: skip
-            frame["round_times"] = [None if v is None else [float(x) for x in v] for v in frame["round_times"]]
+                    frame[column] = (
+                        values.astype(object).where(values.notna(), None)
+                        if dtype == "object"
+                        else (values.astype(dtype))
+                    )
+            frame["round_times"] = [
+                None if v is None else [float(x) for x in v] for v in frame["round_times"]
+            ]
         except Exception as exc:  # a broken cache is never worse than no cache
-            warnings.warn(f"{self.path}: the report's cache is unreadable ({exc}): every run file is read again",
-                          CacheWarning, stacklevel=3)  # fmt: skip
+            warnings.warn(
+                f"{self.path}: the report's cache is unreadable ({exc}): every run file is read again",
+                CacheWarning,
+                stacklevel=3,
+            )
             return {}, None
         return files, frame[[*columns, _FILE]]
 
-    def frames(self, found: list[tuple[Path, Path]], read: Callable[[Path, Path], pd.DataFrame | None],
-               shown: Callable[[Path, Path], str], columns: list[str]) -> list[pd.DataFrame]:  # fmt: skip
+    def frames(
+        self,
+        found: list[tuple[Path, Path]],
+        read: Callable[[Path, Path], pd.DataFrame | None],
+        shown: Callable[[Path, Path], str],
+        columns: list[str],
+    ) -> list[pd.DataFrame]:
         """The frames of every (file, root) in `found`: kept ones from the cache, the rest from `read`, whose
-        clean results are then kept. `shown` names a file as this report does (it may differ between reports);
-        `columns` are a file frame's."""
+        clean results are then kept. `shown` names a file as this report does (it may differ between
+        reports); `columns` are a file frame's."""
         files, kept = self._load(columns)
         wanted: dict[str, str] = {}  # real path -> the name this report gives it
-        order: dict[str, int] = {}  # real path -> its place among `found`: rows come out in the files' order
+        order: dict[
+            str, int
+        ] = {}  # real path -> its place among `found`: rows come out in the files' order
         out, new, new_files = [], [], {}
         for place, (path, root) in enumerate(found):
             identity = _identity(path)
@@ -195,13 +223,18 @@ class RowCache:
                 warnings.simplefilter("always")
                 frame = read(path, root)
             for warning in caught:  # said again, to whoever listens
-                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
             if frame is None:
                 continue
             self.read_files += 1
             out.append(frame.assign(_order=place))
-            # A file that warned (a field passed over, a date that is not one) is never kept: it warns every time.
-            if identity is not None and not any(issubclass(w.category, RunFileWarning) for w in caught):
+            # A file that warned (a field passed over, a date that is not one) is never kept: it
+            # warns every time.
+            if identity is not None and not any(
+                issubclass(w.category, RunFileWarning) for w in caught
+            ):
                 new.append(frame.assign(**{_FILE: identity[0]}))
                 new_files[identity[0]] = identity[1]
                 wanted[identity[0]] = shown(path, root)
@@ -209,7 +242,9 @@ class RowCache:
             mine = kept[kept[_FILE].isin(wanted.keys()) & ~kept[_FILE].isin(new_files.keys())]
             self.kept_files = mine[_FILE].nunique()
             out.append(
-                mine.assign(run_file=mine[_FILE].map(wanted), _order=mine[_FILE].map(order)).drop(columns=[_FILE])
+                mine.assign(run_file=mine[_FILE].map(wanted), _order=mine[_FILE].map(order)).drop(
+                    columns=[_FILE]
+                )
             )
         self._save(files, kept, new, new_files, set(wanted))
         out = [part for part in out if not part.empty]
@@ -218,8 +253,14 @@ class RowCache:
         both = pd.concat(out, ignore_index=True).sort_values("_order", kind="stable")
         return [both.drop(columns=["_order"]).reset_index(drop=True)]
 
-    def _save(self, files: dict, kept: pd.DataFrame | None, new: list[pd.DataFrame], new_files: dict,
-              seen: set[str]) -> None:  # fmt: skip
+    def _save(
+        self,
+        files: dict,
+        kept: pd.DataFrame | None,
+        new: list[pd.DataFrame],
+        new_files: dict,
+        seen: set[str],
+    ) -> None:
         """Write the cache again where it changed: new files added, and files gone or changed dropped (a kept file
         another report read, still as it was, stays)."""
         still = {}
@@ -241,20 +282,37 @@ class RowCache:
             table = pa.Table.from_pandas(frame, preserve_index=False)
             files = {**still, **new_files}
             counts = frame[_FILE].value_counts().to_dict()
-            meta = {**(table.schema.metadata or {}), _META: json.dumps({
-                "stamp": code_stamp(), "files": files, "counts": {f: counts.get(f, 0) for f in files},
-                "dtypes": frame.dtypes.astype(str).to_dict()}).encode()}  # fmt: skip
+            meta = {
+                **(table.schema.metadata or {}),
+                _META: json.dumps(
+                    {
+                        "stamp": code_stamp(),
+                        "files": files,
+                        "counts": {f: counts.get(f, 0) for f in files},
+                        "dtypes": frame.dtypes.astype(str).to_dict(),
+                    }
+                ).encode(),
+            }
             self.folder.mkdir(parents=True, exist_ok=True)
             remove(left_behind(self.folder, _TEMPORARY))  # a killed report's
-            handle, temp = tempfile.mkstemp(prefix=temporary_prefix(_TEMPORARY), suffix=".tmp", dir=self.folder)
+            handle, temp = tempfile.mkstemp(
+                prefix=temporary_prefix(_TEMPORARY), suffix=".tmp", dir=self.folder
+            )
             os.close(handle)
             try:
                 pq.write_table(table.replace_schema_metadata(meta), temp)
-                os.chmod(temp, 0o644)  # mkstemp's file is private; a shared results tree's reports share it
-                os.replace(temp, self.path)  # whole or not at all: a report reading it meanwhile sees the old one
+                os.chmod(
+                    temp, 0o644
+                )  # mkstemp's file is private; a shared results tree's reports share it
+                os.replace(
+                    temp, self.path
+                )  # whole or not at all: a report reading it meanwhile sees the old one
             finally:
                 if os.path.exists(temp):
                     os.unlink(temp)
         except Exception as exc:  # the report is written all the same, from the files
-            warnings.warn(f"{self.path}: the report's cache was not written ({exc}): the run files are read "
-                          "again next time", CacheWarning, stacklevel=3)  # fmt: skip
+            warnings.warn(
+                f"{self.path}: the report's cache was not written ({exc}): the run files are read again next time",
+                CacheWarning,
+                stacklevel=3,
+            )

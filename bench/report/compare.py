@@ -43,8 +43,8 @@ __all__ = [
 ]
 
 
-# The newest run of a folder is compared as a run only with at least this many cases: fewer is a run of some
-# steps alone (-k compile), whose comparison says nothing of the machine.
+# The newest run of a folder is compared as a run only with at least this many cases: fewer is a run
+# of some steps alone (-k compile), whose comparison says nothing of the machine.
 MIN_CASES = 3
 
 
@@ -59,14 +59,20 @@ def _load(path: Path, role: str) -> dict:
     """One saved run, or a CompareError naming the file and what is wrong with it."""
     if not path.is_file():
         raise CompareError(
-            f"{role} {path}: no such file" + (" (a folder: give a run's .json)" if path.is_dir() else "")
+            f"{role} {path}: no such file"
+            + (" (a folder: give a run's .json)" if path.is_dir() else "")
         )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RunFileWarning)
         run = load_run(path)
     if run is None:
-        # load_run says why in a warning written for a report, which passes the file over; here it is fatal.
-        reason = re.sub(r",? skipped\b", "", str(caught[-1].message)) if caught else f"{path}: not a saved run"
+        # load_run says why in a warning written for a report, which passes the file over; here it
+        # is fatal.
+        reason = (
+            re.sub(r",? skipped\b", "", str(caught[-1].message))
+            if caught
+            else f"{path}: not a saved run"
+        )
         raise CompareError(f"{role} {reason}")
     return run
 
@@ -74,7 +80,8 @@ def _load(path: Path, role: str) -> dict:
 def _key(run: dict, path: Path) -> str:
     """The machine's key, as the report computes it (a reference run's is never a user's: see load.py)."""
     with warnings.catch_warnings():
-        # A malformed field is warned about once, when the cases are read (compare_runs), not here too.
+        # A malformed field is warned about once, when the cases are read (compare_runs), not here
+        # too.
         warnings.simplefilter("ignore", RunFileWarning)
         frame = runs_to_frame([(path, run)], all_runs=True)
     return str(frame["machine_key"].iloc[0]) if len(frame) else ""
@@ -95,8 +102,8 @@ def newest_two(folder: Path) -> tuple[Path, Path]:
     """(OLD, NEW) in a machine's folder: its newest full run and the newest earlier full run that shares its cases
     (_sharing), or the same of its quick runs if it has no two full.
 
-    Quick runs measure other work (2,000-image epochs, one round), so they are compared only with each other;
-    as in the report, a full run is preferred over a quick one.
+    Quick runs measure other work (2,000-image epochs, one round), so they are compared only with
+    each other; as in the report, a full run is preferred over a quick one.
     """
     runs = []
     with warnings.catch_warnings(record=True) as caught:
@@ -131,8 +138,8 @@ def _measured(path: Path, run: dict) -> set[str]:
 
 def _sharing(folder: Path, kind: list[tuple[Path, dict]]) -> tuple[Path, Path]:
     """(OLD, NEW) of one kind of run: NEW the newest run of at least MIN_CASES cases (a newer run of some steps
-    alone, `-k compile`, is passed over with a note), OLD the newest earlier run that shares at least half of
-    NEW's cases, else the one that shares the most."""
+    alone, `-k compile`, is passed over with a note), OLD the newest earlier run that shares at
+    least half of NEW's cases, else the one that shares the most."""
     measured = [(path, run, _measured(path, run)) for path, run in kind]
     at = len(measured) - 1
     while at > 0 and len(measured[at][2]) < MIN_CASES:
@@ -174,15 +181,24 @@ def _case(row) -> str:
 def _cases(path: Path, run: dict) -> pd.DataFrame:
     """One run's cases: identity, label, stats and round times, indexed by identity."""
     frame = runs_to_frame([(path, run)], all_runs=True)
-    frame["data"] = frame["round_times"]  # every round's time, as the run kept them: the ratio's interval needs them
-    frame["rounds"] = frame["rounds"].astype(int)  # required by the saved-run format (bench/record/schema.py)
-    # A GPU case runs at torch's default thread count, whatever it was: not part of its identity (as select_newest).
+    frame["data"] = frame[
+        "round_times"
+    ]  # every round's time, as the run kept them: the ratio's interval needs them
+    frame["rounds"] = frame["rounds"].astype(
+        int
+    )  # required by the saved-run format (bench/record/schema.py)
+    # A GPU case runs at torch's default thread count, whatever it was: not part of its identity (as
+    # select_newest).
     identity = frame.assign(cpu_threads=frame["cpu_threads"].where(frame["device"] == "cpu"))
-    # A quick figure (2,000-image epoch, one round) is another measurement than a full one, on other data too.
+    # A quick figure (2,000-image epoch, one round) is another measurement than a full one, on other
+    # data too.
     columns = ["family", *AXES, "quick", "dataset"]
-    frame["identity"] = ["|".join(as_text(v) for v in values) for values in identity[columns].itertuples(index=False)]
+    frame["identity"] = [
+        "|".join(as_text(v) for v in values) for values in identity[columns].itertuples(index=False)
+    ]
     frame["same_work"] = [
-        "|".join(as_text(v) for v in values) for values in identity[["family", *AXES]].itertuples(index=False)
+        "|".join(as_text(v) for v in values)
+        for values in identity[["family", *AXES]].itertuples(index=False)
     ]
     frame["case"] = [_case(row) for _, row in frame.iterrows()]
     doubled = frame["identity"].duplicated(keep="last")
@@ -195,7 +211,9 @@ def _cases(path: Path, run: dict) -> pd.DataFrame:
     return frame[~doubled].set_index("identity")
 
 
-def _unpaired_why(row: pd.Series, other: pd.DataFrame, here: str, there: str, there_state: str) -> str:
+def _unpaired_why(
+    row: pd.Series, other: pd.DataFrame, here: str, there: str, there_state: str
+) -> str:
     match = other[other["same_work"] == row["same_work"]]
     if len(match):
         # Said OLD first, whichever side this row is from: a case's two rows then read the same.
@@ -207,7 +225,9 @@ def _unpaired_why(row: pd.Series, other: pd.DataFrame, here: str, there: str, th
     return f"only in {here}" + (f" ({there} {there_state})" if there_state else "")
 
 
-def compare_runs(old: tuple[Path, dict], new: tuple[Path, dict], *, factor: float = DEFAULT_FACTOR) -> pd.DataFrame:
+def compare_runs(
+    old: tuple[Path, dict], new: tuple[Path, dict], *, factor: float = DEFAULT_FACTOR
+) -> pd.DataFrame:
     """One row per case of either run: old and new median, IQR share and rounds, new/old ratio, verdict, why.
 
     Cases are paired by family, every axis in params, quick or full, and dataset, never by test name
@@ -219,7 +239,10 @@ def compare_runs(old: tuple[Path, dict], new: tuple[Path, dict], *, factor: floa
     for identity in [*a.index, *(i for i in b.index if i not in a.index)]:
         o = a.loc[identity] if identity in a.index else None
         n = b.loc[identity] if identity in b.index else None
-        row = {"case": (n if n is not None else o)["case"], "family": (n if n is not None else o)["family"]}
+        row = {
+            "case": (n if n is not None else o)["case"],
+            "family": (n if n is not None else o)["family"],
+        }
         for side, r in (("old", o), ("new", n)):
             row[f"{side}_median"] = r["median"] if r is not None else np.nan
             row[f"{side}_iqr_share"] = r["iqr"] / r["median"] if r is not None else np.nan
@@ -227,7 +250,9 @@ def compare_runs(old: tuple[Path, dict], new: tuple[Path, dict], *, factor: floa
             row[f"{side}_marks"] = marks_of(r) if r is not None else ""
         if o is None or n is None:
             here, there, other, state = (
-                ("OLD", "NEW", b, run_state(new[1])) if n is None else ("NEW", "OLD", a, run_state(old[1]))
+                ("OLD", "NEW", b, run_state(new[1]))
+                if n is None
+                else ("NEW", "OLD", a, run_state(old[1]))
             )
             row.update(
                 ratio=np.nan,
@@ -237,16 +262,22 @@ def compare_runs(old: tuple[Path, dict], new: tuple[Path, dict], *, factor: floa
                 why=_unpaired_why(o if n is None else n, other, here, there, state),
             )
         else:
-            # new/old with its 95% interval, one estimate from both runs' rounds (bench/record/intervals.py); the
-            # verdict is decided on that same interval.
-            ratio = ratio_estimate(n["data"], o["data"], numerator_median=n["median"], denominator_median=o["median"])
+            # new/old with its 95% interval, one estimate from both runs' rounds
+            # (bench/record/intervals.py); the verdict is decided on that same interval.
+            ratio = ratio_estimate(
+                n["data"], o["data"], numerator_median=n["median"], denominator_median=o["median"]
+            )
             said, why = verdict(ratio, int(o["rounds"]), int(n["rounds"]), factor)
-            row.update(ratio=ratio.value, ratio_low=ratio.low, ratio_high=ratio.high, verdict=said, why=why)
+            row.update(
+                ratio=ratio.value, ratio_low=ratio.low, ratio_high=ratio.high, verdict=said, why=why
+            )
         rows.append(row)
     table = pd.DataFrame(rows)
     table["_order"] = table["verdict"].map(VERDICTS.index)
     table["_size"] = -np.abs(np.log(table["ratio"].astype("float64"))).fillna(0)
-    table = table.sort_values(["_order", "_size", "case"], kind="stable").drop(columns=["_order", "_size"])
+    table = table.sort_values(["_order", "_size", "case"], kind="stable").drop(
+        columns=["_order", "_size"]
+    )
     table["old_rounds"] = table["old_rounds"].astype("Int64")
     table["new_rounds"] = table["new_rounds"].astype("Int64")
     return table.reset_index(drop=True)
@@ -258,13 +289,23 @@ def compare_runs(old: tuple[Path, dict], new: tuple[Path, dict], *, factor: floa
 # ---------------------------------------------------------------- rendering
 
 
-def render(old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataFrame, factor: float) -> str:
+def render(
+    old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataFrame, factor: float
+) -> str:
     """The environment lines, the table and the summary, as printed."""
     frame = runs_to_frame([(old_path, old)], all_runs=True)
-    lines = [f"machine: {frame['host'].iloc[0]} · {frame['what'].iloc[0]}" if len(frame) else "machine: unknown"]
+    lines = [
+        f"machine: {frame['host'].iloc[0]} · {frame['what'].iloc[0]}"
+        if len(frame)
+        else "machine: unknown"
+    ]
     for role, path, run in (("OLD", old_path, old), ("NEW", new_path, new)):
         when = _when(run)
-        date = "no date" if when == pd.Timestamp.min.tz_localize("UTC") else when.strftime("%Y-%m-%d %H:%M UTC")
+        date = (
+            "no date"
+            if when == pd.Timestamp.min.tz_localize("UTC")
+            else when.strftime("%Y-%m-%d %H:%M UTC")
+        )
         lines.append(f"{role}: {path} ({date}, {'quick' if _quick(run) else 'full'})")
     if _when(old) > _when(new):
         lines.append("note: OLD is the later run; ratios are still NEW/OLD as given")
@@ -272,7 +313,9 @@ def render(old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataF
     if changed:
         lines.append("changed between the runs:")
         width = max(len(fact) for fact, _, _ in changed)
-        lines += [f"  {fact:<{width}}  {shortened(x, 50)} -> {shortened(y, 50)}" for fact, x, y in changed]
+        lines += [
+            f"  {fact:<{width}}  {shortened(x, 50)} -> {shortened(y, 50)}" for fact, x, y in changed
+        ]
     else:
         lines.append("changed between the runs: nothing recorded")
     shown = [f"{fact} {value}" for fact, value in same if not fact.startswith("plan.")]
@@ -287,15 +330,23 @@ def render(old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataF
             "case": table["case"],
             "old": [
                 figure_said(*v)
-                for v in zip(table["old_median"], table["old_iqr_share"], table["old_rounds"], strict=True)
+                for v in zip(
+                    table["old_median"], table["old_iqr_share"], table["old_rounds"], strict=True
+                )
             ],
             "new": [
                 figure_said(*v)
-                for v in zip(table["new_median"], table["new_iqr_share"], table["new_rounds"], strict=True)
+                for v in zip(
+                    table["new_median"], table["new_iqr_share"], table["new_rounds"], strict=True
+                )
             ],
             "new/old": [
-                "-" if pd.isna(r) else interval_said(r, lo, hi, no_interval="").removesuffix("x").replace("x (", " (")
-                for r, lo, hi in zip(table["ratio"], table["ratio_low"], table["ratio_high"], strict=True)
+                "-"
+                if pd.isna(r)
+                else interval_said(r, lo, hi, no_interval="").removesuffix("x").replace("x (", " (")
+                for r, lo, hi in zip(
+                    table["ratio"], table["ratio_low"], table["ratio_high"], strict=True
+                )
             ],
             "verdict": table["verdict"],
             "why": table["why"],
@@ -313,9 +364,11 @@ def render(old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataF
         "geometric means with its 95% interval, over 1 is slower (throughput included: a time). Beyond the noise: "
         f"over {factor:.2f}x, and the interval wholly on that side of 1."
     )
-    lines.append("marks: busy, other work used over a tenth of the machine's CPU time during (or around) the case; "
-                 "throttled, the GPU held its clocks down (telemetry); suspect, a copy whose time did not follow "
-                 "its bytes in its run")  # fmt: skip
+    lines.append(
+        "marks: busy, other work used over a tenth of the machine's CPU time during (or around) the case; "
+        "throttled, the GPU held its clocks down (telemetry); suspect, a copy whose time did not follow "
+        "its bytes in its run"
+    )
     counts = table["verdict"].value_counts()
     lines.append(", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS))
     return "\n".join(lines)
@@ -348,7 +401,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="compare runs of two machines (each case's ratio is then machine against machine)",
     )
     parser.add_argument(
-        "--fail-on-regression", action="store_true", help="exit 1 when a case got slower beyond the noise (for CI)"
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 when a case got slower beyond the noise (for CI)",
     )
     args = parser.parse_args(argv)
     if not (math.isfinite(args.factor) and args.factor > 1):

@@ -37,13 +37,20 @@ def energy_table(frame: pd.DataFrame) -> pd.DataFrame:
             text = f"{per_1000:.3g} J/1,000 img, {r.images_per_j:,.0f} img/J{power}"
         return text + (" ≈" if r.energy_note else "") + marks(r)
 
-    return pivot(rows, {"device": "Device", "family": "Family", "variant": "Variant", "run": "Run"}, "batch_size",
-                  "Batch", cell)  # fmt: skip
+    return pivot(
+        rows,
+        {"device": "Device", "family": "Family", "variant": "Variant", "run": "Run"},
+        "batch_size",
+        "Batch",
+        cell,
+    )
 
 
 def energy_notes(frame: pd.DataFrame) -> list[str]:
     """Why energy is missing or approximate, once per machine, device and reason."""
-    said = frame[frame["energy_note"].astype(bool)].drop_duplicates(["label", "device", "energy_note"])
+    said = frame[frame["energy_note"].astype(bool)].drop_duplicates(
+        ["label", "device", "energy_note"]
+    )
     return [f"{r.label}, {r.device}: {r.energy_note}" for r in said.itertuples()]
 
 
@@ -57,11 +64,21 @@ def energy_ratio_table(frame: pd.DataFrame) -> pd.DataFrame:
     if both.empty:
         return pd.DataFrame()
     both["cell"] = [
-        f"{r.energy_j_cpu / r.energy_j:.2f}x" + (ONE_ROUND if r.one_round or r.one_round_cpu else "")
+        f"{r.energy_j_cpu / r.energy_j:.2f}x"
+        + (ONE_ROUND if r.one_round or r.one_round_cpu else "")
         for r in both.itertuples()
     ]
     both["run"] = both["quick"].map(RUN_KIND)
-    return spread(both, {"label": "Machine", "device": "GPU", "family": "Family", "variant": "Variant", "run": "Run"})
+    return spread(
+        both,
+        {
+            "label": "Machine",
+            "device": "GPU",
+            "family": "Family",
+            "variant": "Variant",
+            "run": "Run",
+        },
+    )
 
 
 def machines_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -74,7 +91,11 @@ def machines_table(frame: pd.DataFrame) -> pd.DataFrame:
     full = frame[~frame["quick"]]
     for (label, device), group in full.groupby(["label", "device"], sort=True):
         resident = group[(group["family"] == "train") & (group["pipeline"] == "resident")]
-        seed = group[(group["family"] == "train") & (group["pipeline"] == "seed") & (group["batch_size"] == 100)]
+        seed = group[
+            (group["family"] == "train")
+            & (group["pipeline"] == "seed")
+            & (group["batch_size"] == 100)
+        ]
         infer = group[(group["family"] == "inference") & (group["mode"] == "compute")]
         copies = group[group["family"] == "transfer"]
         h2h = copies[copies["direction"] == "h2h"]
@@ -88,12 +109,17 @@ def machines_table(frame: pd.DataFrame) -> pd.DataFrame:
                 "Seed epoch, batch 100": fmt_seconds(seed["median"].min()) + marks(seed.iloc[0])
                 if not seed.empty
                 else "",
-                "Fastest resident epoch": f"{fmt_seconds(best['median'])} (batch {best['batch_size']:,})" + marks(best)
+                "Fastest resident epoch": f"{fmt_seconds(best['median'])} (batch {best['batch_size']:,})"
+                + marks(best)
                 if best is not None
                 else "",
-                "Peak inference (img/s)": f"{infer['images_per_s'].max():,.0f}" if not infer.empty else "",
+                "Peak inference (img/s)": f"{infer['images_per_s'].max():,.0f}"
+                if not infer.empty
+                else "",
                 "Host memory copy, h2h (GB/s)": f"{h2h['gbps'].max():.3g}" if not h2h.empty else "",
-                "PCIe copy, h2d pinned (GB/s)": f"{pcie['gbps'].max():.3g}" if not pcie.empty else "",
+                "PCIe copy, h2d pinned (GB/s)": f"{pcie['gbps'].max():.3g}"
+                if not pcie.empty
+                else "",
             }
         )
     return pd.DataFrame(rows)
@@ -106,15 +132,23 @@ def cross_machine_table(pairs: pd.DataFrame) -> pd.DataFrame:
         # (one round is marked by marks(); a ratio of figures that kept no round times says so)
         cell=[
             interval_said(
-                r.speedup, r.speedup_low, r.speedup_high, no_interval="" if r.one_round else " (no round times)"
+                r.speedup,
+                r.speedup_low,
+                r.speedup_high,
+                no_interval="" if r.one_round else " (no round times)",
             )
             + marks(r)
             for r in pairs.itertuples()
         ],
         cpu=pairs["cpu_machine"] + " (" + pairs["cpu_threads"].astype("string") + "t)",
     )
-    index = {"gpu_machine": "GPU of", "device": "GPU", "cpu": "over the CPU of (best threads)", "family": "Family",
-             "variant": "Variant"}  # fmt: skip
+    index = {
+        "gpu_machine": "GPU of",
+        "device": "GPU",
+        "cpu": "over the CPU of (best threads)",
+        "family": "Family",
+        "variant": "Variant",
+    }
     return spread(cells, index)
 
 
@@ -133,12 +167,18 @@ def _run_says(r) -> str:
 
 def machine_facts(frame: pd.DataFrame) -> pd.DataFrame:
     """The machines in the report and the runs of each that count: what each is, and whether each run is whole."""
-    facts = frame.sort_values(["label", "run_datetime"]).groupby(["label", "run_file"], as_index=False, sort=False)
+    facts = frame.sort_values(["label", "run_datetime"]).groupby(
+        ["label", "run_file"], as_index=False, sort=False
+    )
     facts = facts.first()
     facts["state"] = [_run_says(r) for r in facts.itertuples()]
     facts["kind"] = facts["quick"].map(RUN_KIND)
-    datasets = frame.groupby(["label", "run_file"])["dataset"].agg(lambda d: ", ".join(sorted(set(d))))
-    facts["dataset"] = [datasets[(label, f)] for label, f in zip(facts["label"], facts["run_file"], strict=True)]
+    datasets = frame.groupby(["label", "run_file"])["dataset"].agg(
+        lambda d: ", ".join(sorted(set(d)))
+    )
+    facts["dataset"] = [
+        datasets[(label, f)] for label, f in zip(facts["label"], facts["run_file"], strict=True)
+    ]
     facts["default_threads"] = facts["default_threads"].astype("string").fillna("")
     facts["date"] = facts["run_datetime"].dt.strftime("%Y-%m-%d %H:%M UTC")
     # The whole run's other work (format 5): a run on a machine that was not its own says so.
@@ -148,9 +188,23 @@ def machine_facts(frame: pd.DataFrame) -> pd.DataFrame:
         else f"{x:.1%}" + (f" (busy: over {OUTSIDE_SHARE:.0%})" if x > OUTSIDE_SHARE else "")
         for x in facts["run_outside_share"]
     ]
-    cols = {"label": "Machine", "host": "Host", "cpu": "CPU", "gpus": "GPUs", "nvml_driver": "NVIDIA driver",
-            "torch": "torch", "default_threads": "CPU threads (torch default)", "host_allocator": "Host allocator",
-            "dataset": "Dataset", "kind": "Run", "state": "Ended", "load": "Other work on the machine", "date": "Date", "commit": "Commit", "run_file": "Run file (under the results folder)"}  # fmt: skip
+    cols = {
+        "label": "Machine",
+        "host": "Host",
+        "cpu": "CPU",
+        "gpus": "GPUs",
+        "nvml_driver": "NVIDIA driver",
+        "torch": "torch",
+        "default_threads": "CPU threads (torch default)",
+        "host_allocator": "Host allocator",
+        "dataset": "Dataset",
+        "kind": "Run",
+        "state": "Ended",
+        "load": "Other work on the machine",
+        "date": "Date",
+        "commit": "Commit",
+        "run_file": "Run file (under the results folder)",
+    }
     return facts[list(cols)].rename(columns=cols)
 
 

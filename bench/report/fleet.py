@@ -21,11 +21,25 @@ from bench.report.tables import device_label, fmt_seconds, marks
 
 __all__ = ["LADDER_BATCH", "Ranking", "rankings"]
 
-# The batch size a headline speedup and the energy of an epoch are taken at: the ladder's (and the notes' loop's).
+# The batch size a headline speedup and the energy of an epoch are taken at: the ladder's (and the
+# notes' loop's).
 LADDER_BATCH = 1000
-# What a headline speedup and crossover pair: the notes' loop for training, a plain compute pass for inference.
+# What a headline speedup and crossover pair: the notes' loop for training, a plain compute pass for
+# inference.
 _HEADLINE = {"train": "seed", "inference": "compute"}
-_COLUMNS = ["rank", "machine_key", "label", "device", "value", "cell", "low", "high", "detail", "than_next", "bar"]
+_COLUMNS = [
+    "rank",
+    "machine_key",
+    "label",
+    "device",
+    "value",
+    "cell",
+    "low",
+    "high",
+    "detail",
+    "than_next",
+    "bar",
+]
 
 
 @dataclass
@@ -45,11 +59,18 @@ def _finish(ranking: Ranking, rows: pd.DataFrame, times: bool) -> Ranking:
     rows = rows[np.isfinite(rows["value"].astype(float))]
     if rows.empty:
         return ranking
-    rows = rows.sort_values(["value", "label", "device"], ascending=[not ranking.higher_is_better, True, True],
-                            kind="stable").reset_index(drop=True)  # fmt: skip
+    rows = rows.sort_values(
+        ["value", "label", "device"],
+        ascending=[not ranking.higher_is_better, True, True],
+        kind="stable",
+    ).reset_index(drop=True)
     # Equal figures share a rank (1, 1, 3), listed by label.
-    rows["rank"] = rows["value"].rank(method="min", ascending=not ranking.higher_is_better).astype(int)
-    rows["than_next"] = [_than_next(rows, i, ranking.higher_is_better) if times else "" for i in range(len(rows))]
+    rows["rank"] = (
+        rows["value"].rank(method="min", ascending=not ranking.higher_is_better).astype(int)
+    )
+    rows["than_next"] = [
+        _than_next(rows, i, ranking.higher_is_better) if times else "" for i in range(len(rows))
+    ]
     values = rows["value"].astype(float)
     if ranking.log and (values > 0).all():
         low, high = np.log(values.min()), np.log(values.max())
@@ -70,13 +91,17 @@ def _than_next(rows: pd.DataFrame, i: int, higher: bool) -> str:
         return ""
     this, after = rows.iloc[i], rows.iloc[i + 1]
     ratio = this["value"] / after["value"] if higher else after["value"] / this["value"]
-    # Times: the next one's rounds over this one's, one estimate with its interval (bench/record/intervals.py).
+    # Times: the next one's rounds over this one's, one estimate with its interval
+    # (bench/record/intervals.py).
     times = ratio_estimate(after["round_times"], this["round_times"])
     if not math.isfinite(times.value):
         return interval_said(ratio, math.nan, math.nan, no_interval=" (no interval)")
-    # A rate's units cancel but for their counts: the figures' ratio over their medians' ratio (1 for a time).
+    # A rate's units cancel but for their counts: the figures' ratio over their medians' ratio (1
+    # for a time).
     units = ratio / (np.median(after["round_times"]) / np.median(this["round_times"]))
-    return interval_said(times.value * units, times.low * units, times.high * units, no_interval=" (no interval)")
+    return interval_said(
+        times.value * units, times.low * units, times.high * units, no_interval=" (no interval)"
+    )
 
 
 def _spread(value: float, q1: float, q3: float, rate: bool) -> str:
@@ -95,12 +120,19 @@ def _number(value: float) -> str:
 def _speedup_ranking(speed: pd.DataFrame, family: str) -> Ranking:
     variant = _HEADLINE[family]
     ranking = Ranking(
-        f"speedup_{family}", f"GPU speedup over its own CPU: {family} ({variant}, batch {LADDER_BATCH:,})",
+        f"speedup_{family}",
+        f"GPU speedup over its own CPU: {family} ({variant}, batch {LADDER_BATCH:,})",
         f"The machine's CPU median at torch's default thread count over its GPU's, {family} {variant} at batch "
         f"{LADDER_BATCH:,}, with the 95% interval from both figures' rounds: above 1x the GPU is faster; an interval "
-        "that includes 1 is no difference measured.", "GPU speedup over the CPU (x)", True,
-    )  # fmt: skip
-    rows = speed[(speed["family"] == family) & (speed["variant"] == variant) & (speed["batch_size"] == LADDER_BATCH)]
+        "that includes 1 is no difference measured.",
+        "GPU speedup over the CPU (x)",
+        True,
+    )
+    rows = speed[
+        (speed["family"] == family)
+        & (speed["variant"] == variant)
+        & (speed["batch_size"] == LADDER_BATCH)
+    ]
     rows = rows[~rows["quick"].astype(bool)]
     if rows.empty:
         return ranking
@@ -111,20 +143,27 @@ def _speedup_ranking(speed: pd.DataFrame, family: str) -> Ranking:
         high=rows["speedup_high"].where(default, rows["vs_best_high"]),
     )
     out["cell"] = [interval_said(r.value, r.low, r.high) + marks(r) for r in out.itertuples()]
-    out["detail"] = [f"{r.device_name}; CPU at {'its default' if d else 'its best'} thread count"
-                     for r, d in zip(out.itertuples(), default, strict=True)]  # fmt: skip
+    out["detail"] = [
+        f"{r.device_name}; CPU at {'its default' if d else 'its best'} thread count"
+        for r, d in zip(out.itertuples(), default, strict=True)
+    ]
     return _finish(ranking, out, times=False)
 
 
 def _crossover_ranking(cross: pd.DataFrame, family: str) -> Ranking:
     variant = _HEADLINE[family]
     ranking = Ranking(
-        f"crossover_{family}", f"Crossover batch size: {family} ({variant})",
+        f"crossover_{family}",
+        f"Crossover batch size: {family} ({variant})",
         f"The smallest batch size from which the GPU is faster than the same machine's CPU (at its best thread "
         f"count) at every larger size measured, {family} {variant}; smaller is better: the GPU pays off sooner. A GPU "
-        "never faster, or with no verdict (one round), is listed last.", "crossover batch size", False,
-    )  # fmt: skip
-    rows = cross[(cross["family"] == family) & (cross["variant"] == variant) & ~cross["quick"].astype(bool)]
+        "never faster, or with no verdict (one round), is listed last.",
+        "crossover batch size",
+        False,
+    )
+    rows = cross[
+        (cross["family"] == family) & (cross["variant"] == variant) & ~cross["quick"].astype(bool)
+    ]
     if rows.empty:
         return ranking
     out = rows.assign(value=rows["crossover_batch_size"].astype("float64"), low=np.nan, high=np.nan)
@@ -135,7 +174,9 @@ def _crossover_ranking(cross: pd.DataFrame, family: str) -> Ranking:
     if not never.empty:  # never faster, or no verdict: after every machine that has a crossover
         never["rank"] = len(ranked.rows) + 1  # all alike: after the last that has one
         ranked.rows = (
-            pd.concat([ranked.rows, never[_COLUMNS]], ignore_index=True) if len(ranked.rows) else never[_COLUMNS]
+            pd.concat([ranked.rows, never[_COLUMNS]], ignore_index=True)
+            if len(ranked.rows)
+            else never[_COLUMNS]
         )
     return ranked
 
@@ -151,42 +192,79 @@ def _figure_rankings(full: pd.DataFrame) -> list[Ranking]:
     train = full[full["family"] == "train"]
     compute = full[(full["family"] == "inference") & (full["variant"] == "compute")]
     out = []
-    fastest = Ranking("fastest_epoch", "Fastest training epoch",
-                      "Each machine and device's fastest epoch of the training set, whichever pipeline and batch size "
-                      "gave it (its median, with the IQR of its rounds).", "one epoch (s, median)", False)  # fmt: skip
+    fastest = Ranking(
+        "fastest_epoch",
+        "Fastest training epoch",
+        "Each machine and device's fastest epoch of the training set, whichever pipeline and batch size "
+        "gave it (its median, with the IQR of its rounds).",
+        "one epoch (s, median)",
+        False,
+    )
     rows = _per_device(train, train["median"], "min")
-    rows["cell"] = [fmt_seconds(r.median) + _spread(r.median, r.q1, r.q3, False) + marks(r) for r in rows.itertuples()]
+    rows["cell"] = [
+        fmt_seconds(r.median) + _spread(r.median, r.q1, r.q3, False) + marks(r)
+        for r in rows.itertuples()
+    ]
     rows["detail"] = [f"{r.pipeline}, batch {r.batch_size:,}" for r in rows.itertuples()]
     out.append(_finish(fastest, rows.assign(low=np.nan, high=np.nan), times=True))
-    for key, title, pick in (("inference_batch1", "Inference at batch 1", lambda r: r[r["batch_size"] == 1]),
-                             ("inference_largest", "Inference at the largest batch", _largest)):  # fmt: skip
-        ranking = Ranking(key, f"{title} (images/s)",
-                          f"{title}: images per second over a compute pass (the model and input already on the "
-                          "device), median with the IQR of its rounds.", "images/s (median)", True)  # fmt: skip
+    for key, title, pick in (
+        ("inference_batch1", "Inference at batch 1", lambda r: r[r["batch_size"] == 1]),
+        ("inference_largest", "Inference at the largest batch", _largest),
+    ):
+        ranking = Ranking(
+            key,
+            f"{title} (images/s)",
+            f"{title}: images per second over a compute pass (the model and input already on the "
+            "device), median with the IQR of its rounds.",
+            "images/s (median)",
+            True,
+        )
         rows = pick(compute)
         rows = _per_device(rows, rows["images_per_s"], "max")
-        rows["cell"] = [_number(r.value) + _spread(r.value, r.q1, r.q3, True) + marks(r) for r in rows.itertuples()]
+        rows["cell"] = [
+            _number(r.value) + _spread(r.value, r.q1, r.q3, True) + marks(r)
+            for r in rows.itertuples()
+        ]
         rows["detail"] = [f"batch {r.batch_size:,}" for r in rows.itertuples()]
         out.append(_finish(ranking, rows.assign(low=np.nan, high=np.nan), times=True))
-    pinned = full[(full["family"] == "transfer") & (full["direction"] == "h2d") & (full["memory"] == "pinned")]
-    ranking = Ranking("h2d_pinned", "Pinned host-to-device copy (GB/s)",
-                      "Each GPU's fastest copy from pinned host memory to the device, at whichever size gave it, and "
-                      "its share of the PCIe link's theoretical bandwidth where NVML gave the link.", "GB/s (median)",
-                      True)  # fmt: skip
+    pinned = full[
+        (full["family"] == "transfer") & (full["direction"] == "h2d") & (full["memory"] == "pinned")
+    ]
+    ranking = Ranking(
+        "h2d_pinned",
+        "Pinned host-to-device copy (GB/s)",
+        "Each GPU's fastest copy from pinned host memory to the device, at whichever size gave it, and "
+        "its share of the PCIe link's theoretical bandwidth where NVML gave the link.",
+        "GB/s (median)",
+        True,
+    )
     rows = _per_device(pinned, pinned["gbps"], "max")
-    rows["cell"] = [_number(r.value) + _spread(r.value, r.q1, r.q3, True) + marks(r) for r in rows.itertuples()]
-    rows["detail"] = [f"{r.size:,} images, {r.dtype}" + (f", {r.link_share:.0%} of the link" if pd.notna(r.link_share)
-                      else "") for r in rows.itertuples()]  # fmt: skip
+    rows["cell"] = [
+        _number(r.value) + _spread(r.value, r.q1, r.q3, True) + marks(r) for r in rows.itertuples()
+    ]
+    rows["detail"] = [
+        f"{r.size:,} images, {r.dtype}"
+        + (f", {r.link_share:.0%} of the link" if pd.notna(r.link_share) else "")
+        for r in rows.itertuples()
+    ]
     out.append(_finish(ranking, rows.assign(low=np.nan, high=np.nan), times=True))
     energy = train[(train["pipeline"] == "resident") & (train["batch_size"] == LADDER_BATCH)]
     energy = energy[energy["energy_j"] > 0]
-    ranking = Ranking("energy_epoch", f"Energy of a resident epoch at batch {LADDER_BATCH:,} (J)",
-                      "What one resident training epoch cost in energy on the device that ran it (a GPU's NVML "
-                      "counter, the CPU packages' RAPL counters), where measured; lower is better.", "J per epoch",
-                      False)  # fmt: skip
+    ranking = Ranking(
+        "energy_epoch",
+        f"Energy of a resident epoch at batch {LADDER_BATCH:,} (J)",
+        "What one resident training epoch cost in energy on the device that ran it (a GPU's NVML "
+        "counter, the CPU packages' RAPL counters), where measured; lower is better.",
+        "J per epoch",
+        False,
+    )
     rows = _per_device(energy, energy["energy_j"], "min")
-    rows["cell"] = [f"{r.value:.3g} J" + (" ≈" if r.energy_note else "") + marks(r) for r in rows.itertuples()]
-    rows["detail"] = [f"{r.mean_power_w:.0f} W" if pd.notna(r.mean_power_w) else "" for r in rows.itertuples()]
+    rows["cell"] = [
+        f"{r.value:.3g} J" + (" ≈" if r.energy_note else "") + marks(r) for r in rows.itertuples()
+    ]
+    rows["detail"] = [
+        f"{r.mean_power_w:.0f} W" if pd.notna(r.mean_power_w) else "" for r in rows.itertuples()
+    ]
     out.append(_finish(ranking, rows.assign(low=np.nan, high=np.nan), times=False))
     return out
 
@@ -203,7 +281,9 @@ def rankings(frame: pd.DataFrame) -> list[Ranking]:
     headline = full[full["variant"].isin(_HEADLINE.values()) | ~full["family"].isin(_HEADLINE)]
     speed = speedups(headline[headline["family"].isin(_HEADLINE)])
     cross = crossovers(speed)
-    out = [_speedup_ranking(speed, f) for f in _HEADLINE] + [_crossover_ranking(cross, f) for f in _HEADLINE]
+    out = [_speedup_ranking(speed, f) for f in _HEADLINE] + [
+        _crossover_ranking(cross, f) for f in _HEADLINE
+    ]
     out += _figure_rankings(full)
     gpu = is_gpu(full["device"]).any()
     return [r for r in out if gpu or not r.key.startswith(("speedup", "crossover", "h2d"))]

@@ -48,8 +48,12 @@ _KEEP_DAYS = 14  # a drawn page or picture no report used for this long leaves t
 _DRAWING = ".drawing"  # a drawing's temporary folder, in its shard until it is whole
 _SCRATCH = "fmnist-report"  # pages drawn for one report alone, in the system's temporary folder
 _MAX_MANIFEST = 2**20  # a manifest names a dozen files
-_MAX_FILE = 256 * 2**20  # a page's pictures are a few hundred kB: a larger file is not one the report drew
-_FILE_NAME = re.compile(r"\.?[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}")  # a name in one folder: never a path, . or ..
+_MAX_FILE = (
+    256 * 2**20
+)  # a page's pictures are a few hundred kB: a larger file is not one the report drew
+_FILE_NAME = re.compile(
+    r"\.?[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}"
+)  # a name in one folder: never a path, . or ..
 _KEY_FILE = "report-key"
 
 
@@ -71,12 +75,15 @@ def _read(path: Path, limit: int) -> tuple[bytes, os.stat_result]:
 
 def _config_folder() -> Path:
     xdg = os.environ.get("XDG_CONFIG_HOME") or ""
-    return Path(xdg) if os.path.isabs(xdg) else Path.home() / ".config"  # (a relative one is ignored: XDG)
+    return (
+        Path(xdg) if os.path.isabs(xdg) else Path.home() / ".config"
+    )  # (a relative one is ignored: XDG)
 
 
 def user_key() -> tuple[bytes | None, str]:
     """(this user's key for sealing kept pages, where it is kept), or (None, why there is none): made once, then
-    read back; a key another user owns or could read is not one (it could seal pages for this user)."""
+    read back; a key another user owns or could read is not one (it could seal pages for this user).
+    """
     try:
         path = _config_folder() / "fmnist-bench" / _KEY_FILE
     except RuntimeError as exc:  # no HOME and no passwd entry
@@ -141,7 +148,8 @@ class _Place:
 
 def _manifest(place: _Place, folder: Path) -> dict[str, str] | None:
     """The files a drawn folder holds, as its sealed manifest names them; None where it is not a folder this
-    user's report drew (no manifest, not sealed by this user's key, not the manifest of this folder)."""
+    user's report drew (no manifest, not sealed by this user's key, not the manifest of this
+    folder)."""
     try:
         if not stat.S_ISDIR(os.lstat(folder).st_mode):
             return None
@@ -152,16 +160,22 @@ def _manifest(place: _Place, folder: Path) -> dict[str, str] | None:
         return None
     if not isinstance(files, dict) or not isinstance(sealed, str):
         return None
-    if not all(isinstance(n, str) and _FILE_NAME.fullmatch(n) and isinstance(h, str) for n, h in files.items()):
+    if not all(
+        isinstance(n, str) and _FILE_NAME.fullmatch(n) and isinstance(h, str)
+        for n, h in files.items()
+    ):
         return None
     if not hmac.compare_digest(sealed, _seal(place.key, folder.name, files)):
         return None
     return files
 
 
-def _draw_into(place: _Place, root: Path, key: str, function: Callable, args: tuple, *, again: bool = False) -> Path:
+def _draw_into(
+    place: _Place, root: Path, key: str, function: Callable, args: tuple, *, again: bool = False
+) -> Path:
     """function(folder, *args) into a new folder, sealed and then moved into place whole; that place. `again`: the
-    folder there is sealed but not what was drawn (a file changed since), and is replaced whatever it is."""
+    folder there is sealed but not what was drawn (a file changed since), and is replaced whatever
+    it is."""
     final = place.folder(root, key)
     shard = final.parent
     shard.mkdir(parents=True, exist_ok=True)
@@ -175,14 +189,18 @@ def _draw_into(place: _Place, root: Path, key: str, function: Callable, args: tu
             if not _FILE_NAME.fullmatch(drawn.name) or drawn.is_symlink() or not drawn.is_file():
                 raise ValueError(f"a drawing wrote {drawn.name!r}, not a file the report keeps")
             files[drawn.name] = hashlib.sha256(drawn.read_bytes()).hexdigest()
-            drawn.chmod(0o444)  # a report's file changed in place (a hard link) must not change later reports'
+            drawn.chmod(
+                0o444
+            )  # a report's file changed in place (a hard link) must not change later reports'
         manifest = {"files": files, "seal": _seal(place.key, final.name, files)}
         (work / ".done").write_text(json.dumps(manifest), encoding="utf-8")
         work.chmod(0o755)  # mkdtemp's folder is private; a shared results tree's reports share it
         try:
             work.rename(final)
         except OSError:
-            if again or _manifest(place, final) is None:  # not a drawing of this user's as drawn: ours replaces it
+            if (
+                again or _manifest(place, final) is None
+            ):  # not a drawing of this user's as drawn: ours replaces it
                 aside = Path(tempfile.mkdtemp(prefix=temporary_prefix(_DRAWING), dir=shard))
                 final.replace(aside)  # (onto the empty folder just made: a name no one else takes)
                 work.rename(final)
@@ -208,8 +226,8 @@ def _draw_one(job) -> tuple[str, str, str | None]:
 
 def _worker_started(parent: int) -> None:
     """In each drawing process: Ctrl-C reaches the terminal's whole process group, and the report ends its
-    workers itself; and on Linux a worker is sent SIGTERM when the report's process ends, however it ends
-    (SIGKILL too), never left orphaned, holding its memory and the resource tracker."""
+    workers itself; and on Linux a worker is sent SIGTERM when the report's process ends, however it
+    ends (SIGKILL too), never left orphaned, holding its memory and the resource tracker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         import ctypes
@@ -227,13 +245,17 @@ def _in_workers(jobs: list, workers: int, each: Callable) -> None:
     before = set(multiprocessing.active_children())
     # spawn, not fork: the report may run in a process that has started threads (torch's, a test's).
     pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_started, initargs=(os.getpid(),)
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_started,
+        initargs=(os.getpid(),),
     )
     try:
         for result in pool.map(_draw_one, jobs, chunksize=4):
             each(result)
     except BaseException:
-        # Stopped (Ctrl-C, or SIGTERM made one by the command) or failed: the workers end now, with the report.
+        # Stopped (Ctrl-C, or SIGTERM made one by the command) or failed: the workers end now, with
+        # the report.
         for child in set(multiprocessing.active_children()) - before:
             child.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -257,7 +279,9 @@ class Kept:
             try:
                 (cache / "drawn").mkdir(parents=True, exist_ok=True)
                 if (cache / "drawn").is_symlink():  # (planted: nothing is written through it)
-                    raise NotADirectoryError(errno.ENOTDIR, "a link, not a folder of the cache's own")
+                    raise NotADirectoryError(
+                        errno.ENOTDIR, "a link, not a folder of the cache's own"
+                    )
                 root = cache / "drawn"
             except OSError as exc:
                 self._warn(
@@ -267,7 +291,9 @@ class Kept:
         remove(left_behind(system_temporary, _SCRATCH))  # a killed report's scratch folder
         scratch = Path(tempfile.mkdtemp(prefix=temporary_prefix(_SCRATCH), dir=system_temporary))
         self.place = _Place(root, scratch, key if key is not None else secrets.token_bytes(32))
-        self.placed: dict[str, Path] = {}  # key -> the folder it was drawn or kept in, for this report
+        self.placed: dict[
+            str, Path
+        ] = {}  # key -> the folder it was drawn or kept in, for this report
         self.jobs: dict[str, tuple[Callable, tuple]] = {}
         self.said: set[str] = set()
         if root is not None:
@@ -284,7 +310,8 @@ class Kept:
 
     def draw(self, jobs: list[tuple[str, Callable, tuple]]) -> None:
         """Run each (key, function, args) not kept yet: function(folder, *args), in parallel on this machine's
-        cores where there are many. Kept ones are marked used now, so that no report prunes them meanwhile."""
+        cores where there are many. Kept ones are marked used now, so that no report prunes them
+        meanwhile."""
         todo, now = [], time.time()
         for key, function, args in jobs:
             self.jobs[key] = (function, args)
@@ -325,8 +352,9 @@ class Kept:
 
     def link(self, key: str, into: Path) -> dict[str, bytes]:
         """The drawn folder's files into `into`, each held against its sealed manifest as it is placed (a hard
-        link where the file is this user's and the file system allows, else a copy of the bytes checked); the
-        hidden ones (.said.txt) returned, checked, instead. A folder that is not what was drawn is drawn again."""
+        link where the file is this user's and the file system allows, else a copy of the bytes
+        checked); the hidden ones (.said.txt) returned, checked, instead. A folder that is not what
+        was drawn is drawn again."""
         folder = self.placed[key]
         files = _manifest(self.place, folder)
         hidden = None if files is None else _place_files(folder, files, into)
@@ -403,7 +431,8 @@ def _place_files(folder: Path, files: dict[str, str], into: Path) -> dict[str, b
 
 def _put(source: Path, info: os.stat_result, data: bytes, target: Path) -> None:
     """`data` (read from `source`, whose stat is `info`) as `target`: a hard link to the very file read where it
-    is this user's (another user could change theirs later), else a new file of the bytes checked."""
+    is this user's (another user could change theirs later), else a new file of the bytes checked.
+    """
     if info.st_uid == os.geteuid():
         try:
             os.link(source, target, follow_symlinks=False)

@@ -21,8 +21,8 @@ __all__ = ["left_behind", "remove", "temporary_prefix"]
 
 # Which machine made a temporary: a process id means something only on the machine that gave it.
 _HOST = hashlib.sha256(platform.node().encode("utf-8", "surrogatepass")).hexdigest()[:8]
-# Another machine's temporary (a results tree on shared storage) cannot be asked about its process: a report
-# takes minutes at a thousand machines, so one a day old was killed.
+# Another machine's temporary (a results tree on shared storage) cannot be asked about its process:
+# a report takes minutes at a thousand machines, so one a day old was killed.
 _STALE_S = 86400
 
 

@@ -28,7 +28,15 @@ from bench.record.words import fmt_time
 from bench.report.figures import at_default, is_gpu
 from bench.report.tables import device_label, fmt_seconds, marks
 
-__all__ = ["device_limits", "held", "held_table", "limits_table", "predicted", "predicted_table", "why"]
+__all__ = [
+    "device_limits",
+    "held",
+    "held_table",
+    "limits_table",
+    "predicted",
+    "predicted_table",
+    "why",
+]
 
 _ROUTES = (("h2d", "pinned"), ("h2d", "pageable"), ("d2h", "pinned"), ("d2h", "pageable"))
 _KEYS = ["machine_key", "label", "quick", "device", "cpu_threads"]
@@ -42,14 +50,19 @@ def _threads_of(rows: pd.DataFrame) -> pd.Series:
 def device_limits(frame: pd.DataFrame) -> pd.DataFrame:
     """Per machine, run kind, device and (CPU) thread count: the limits its runs measured, and its copy models."""
     lim = frame[frame["family"] == "limits"].assign(cpu_threads=lambda f: _threads_of(f))
-    copies = frame[(frame["family"] == "transfer") & frame["bytes"].notna() & frame["median"].notna()]
+    copies = frame[
+        (frame["family"] == "transfer") & frame["bytes"].notna() & frame["median"].notna()
+    ]
     copies = copies.assign(cpu_threads=_threads_of(copies))
     out = []
     for key, group in lim.groupby(_KEYS, dropna=False, sort=True):
         figure = functools.partial(_figure, group)
         row = dict(zip(_KEYS, key, strict=True))
-        mine = copies[(copies["machine_key"] == row["machine_key"]) & (copies["quick"] == row["quick"])
-                      & (copies["device"] == row["device"])]  # fmt: skip
+        mine = copies[
+            (copies["machine_key"] == row["machine_key"])
+            & (copies["quick"] == row["quick"])
+            & (copies["device"] == row["device"])
+        ]
         if row["device"] == "cpu":
             mine = mine[mine["cpu_threads"] == row["cpu_threads"]]
         h2h = mine[(mine["direction"] == "h2h")]
@@ -60,40 +73,72 @@ def device_limits(frame: pd.DataFrame) -> pd.DataFrame:
         models = {}
         for direction, memory in _ROUTES:
             route = mine[(mine["direction"] == direction) & (mine["memory"] == memory)]
-            model = fit_copies(list(zip(route["bytes"].astype(float), route["median"].astype(float), strict=True)))
+            model = fit_copies(
+                list(zip(route["bytes"].astype(float), route["median"].astype(float), strict=True))
+            )
             if model is not None:
                 models[f"{direction} {memory}"] = model
-        out.append({
-            **row, "device_name": group["device_name"].iloc[0], "operation_s": figure("operation"),
-            "operation_graph_s": figure("operation_graph"), "peak_float32": figure("matmul", "float32"),
-            "peak_bfloat16": figure("matmul", "bfloat16"), "bandwidth_bytes_s": bandwidth, "copies": models,
-            "one_round": bool(group["one_round"].any()), "busy": bool(group["busy"].any()),
-            "untrusted": _untrusted(group, mine, held_rows(frame, row)),
-        })  # fmt: skip
-    columns = [*_KEYS, "device_name", "operation_s", "operation_graph_s", "peak_float32", "peak_bfloat16",
-               "bandwidth_bytes_s", "copies", "one_round", "busy", "untrusted"]  # fmt: skip
+        out.append(
+            {
+                **row,
+                "device_name": group["device_name"].iloc[0],
+                "operation_s": figure("operation"),
+                "operation_graph_s": figure("operation_graph"),
+                "peak_float32": figure("matmul", "float32"),
+                "peak_bfloat16": figure("matmul", "bfloat16"),
+                "bandwidth_bytes_s": bandwidth,
+                "copies": models,
+                "one_round": bool(group["one_round"].any()),
+                "busy": bool(group["busy"].any()),
+                "untrusted": _untrusted(group, mine, held_rows(frame, row)),
+            }
+        )
+    columns = [
+        *_KEYS,
+        "device_name",
+        "operation_s",
+        "operation_graph_s",
+        "peak_float32",
+        "peak_bfloat16",
+        "bandwidth_bytes_s",
+        "copies",
+        "one_round",
+        "busy",
+        "untrusted",
+    ]
     return pd.DataFrame(out, columns=columns)
 
 
 def held_rows(frame: pd.DataFrame, where: dict) -> pd.DataFrame:
     """The training and inference cases of one machine, run kind, device and (CPU) thread count."""
-    rows = frame[frame["family"].isin(["train", "inference"]) & (frame["machine_key"] == where["machine_key"])
-                 & (frame["quick"] == where["quick"]) & (frame["device"] == where["device"])]  # fmt: skip
+    rows = frame[
+        frame["family"].isin(["train", "inference"])
+        & (frame["machine_key"] == where["machine_key"])
+        & (frame["quick"] == where["quick"])
+        & (frame["device"] == where["device"])
+    ]
     return rows[rows["cpu_threads"] == where["cpu_threads"]] if where["device"] == "cpu" else rows
 
 
 def _untrusted(limits: pd.DataFrame, copies: pd.DataFrame, cases: pd.DataFrame) -> dict[str, str]:
     """The limits of one device that no floor was built on, and why: measured while other work took a share of the
-    machine (a limits case's, or a copy's behind the copy model), or contradicted by a case faster than its floor."""
+    machine (a limits case's, or a copy's behind the copy model), or contradicted by a case faster
+    than its floor."""
     said: dict[str, str] = {}
     for r in limits.itertuples():
         if r.limit_untrusted:
             said.setdefault(limit_name(r.limit, r.dtype), r.limit_untrusted)
     for r in copies[copies["busy"].astype(bool)].itertuples():
         if r.direction == "h2h":  # the CPU's bandwidth is its largest host copy's
-            said.setdefault(limit_name("device_copy"), "its copy ran while other work took over a tenth of the CPU")
+            said.setdefault(
+                limit_name("device_copy"),
+                "its copy ran while other work took over a tenth of the CPU",
+            )
         else:
-            said.setdefault(limit_name(f"{r.direction} {r.memory}"), "a copy it was fitted to ran while other work ran")
+            said.setdefault(
+                limit_name(f"{r.direction} {r.memory}"),
+                "a copy it was fitted to ran while other work ran",
+            )
     for kind in FLOORS:
         for text in cases[f"distrust_{kind}"].dropna():
             name, _, why_ = str(text).partition(": ")
@@ -133,18 +178,32 @@ def limits_table(frame: pd.DataFrame) -> pd.DataFrame:
             f"{route}: {fmt_time(m.fixed_s)} + bytes at {_rate(m.bytes_per_s, 'B/s')} (half that from "
             f"{_size(m.half_bandwidth_bytes)})"
             for route, m in models.items()
-        )  # fmt: skip
+        )
         for models in lim["copies"]
     ]
-    return _without_empty(pd.DataFrame({
-        "Machine": lim["label"], "Device": device_label(lim), "Run": lim["quick"].map({False: "full", True: "quick"}),
-        "An operation, eager": [fmt_seconds(v) + marks(r) for v, r in zip(lim["operation_s"], lim.itertuples(), strict=True)],
-        "Replayed (CUDA graph)": lim["operation_graph_s"].map(fmt_seconds),
-        "Peak float32": lim["peak_float32"].map(_rate), "Peak bfloat16": lim["peak_bfloat16"].map(_rate),
-        "Memory bandwidth": lim["bandwidth_bytes_s"].map(lambda v: _rate(v, "B/s")),
-        "Copies host-device (fitted)": copies,
-        "Not built on": ["; ".join(f"{name} ({why_})" for name, why_ in u.items()) for u in lim["untrusted"]],
-    }), ("Replayed (CUDA graph)", "Peak bfloat16", "Copies host-device (fitted)", "Not built on"))  # fmt: skip
+    return _without_empty(
+        pd.DataFrame(
+            {
+                "Machine": lim["label"],
+                "Device": device_label(lim),
+                "Run": lim["quick"].map({False: "full", True: "quick"}),
+                "An operation, eager": [
+                    fmt_seconds(v) + marks(r)
+                    for v, r in zip(lim["operation_s"], lim.itertuples(), strict=True)
+                ],
+                "Replayed (CUDA graph)": lim["operation_graph_s"].map(fmt_seconds),
+                "Peak float32": lim["peak_float32"].map(_rate),
+                "Peak bfloat16": lim["peak_bfloat16"].map(_rate),
+                "Memory bandwidth": lim["bandwidth_bytes_s"].map(lambda v: _rate(v, "B/s")),
+                "Copies host-device (fitted)": copies,
+                "Not built on": [
+                    "; ".join(f"{name} ({why_})" for name, why_ in u.items())
+                    for u in lim["untrusted"]
+                ],
+            }
+        ),
+        ("Replayed (CUDA graph)", "Peak bfloat16", "Copies host-device (fitted)", "Not built on"),
+    )
 
 
 def held(frame: pd.DataFrame) -> pd.DataFrame:
@@ -155,8 +214,11 @@ def held(frame: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return rows.assign(move="", moves="")
     keys = ["machine_key", "quick", "family", "device", "cpu_threads", "batch_size", "mode"]
-    # The same case but its step, as one text key (a missing mode or thread count is a value like any other).
-    same = pd.Series(["|".join(map(str, t)) for t in rows[keys].itertuples(index=False)], index=rows.index)
+    # The same case but its step, as one text key (a missing mode or thread count is a value like
+    # any other).
+    same = pd.Series(
+        ["|".join(map(str, t)) for t in rows[keys].itertuples(index=False)], index=rows.index
+    )
     moves, over = [], []
     for (_, r), key in zip(rows.iterrows(), same, strict=True):
         base = BUILDS_ON.get(r["family"], {}).get(r["pipeline"])
@@ -165,7 +227,8 @@ def held(frame: pd.DataFrame) -> pd.DataFrame:
             moves.append("")
             over.append("")
             continue
-        # A step whose time is no different from its base's (the ratio's interval includes 1) moves only its floors.
+        # A step whose time is no different from its base's (the ratio's interval includes 1) moves
+        # only its floors.
         tied = ratio_estimate(found.iloc[-1]["round_times"], r["round_times"]).side == 0
         move = ladder_move(found.iloc[-1], r, same_time=tied)
         moves.append(move or "")
@@ -178,28 +241,43 @@ def held_table(frame: pd.DataFrame) -> pd.DataFrame:
     rows = held(frame)
     if rows.empty:
         return pd.DataFrame()
-    rows = rows.sort_values(["label", "device", "cpu_threads", "family", "mode", "batch_size", "pipeline"],
-                            kind="stable", na_position="first")  # fmt: skip
-    return _without_empty(pd.DataFrame({
-        "Machine": rows["label"], "Device": device_label(rows),
-        "Case": [f"train {r.pipeline}" if r.family == "train" else f"inference {r.mode} {r.pipeline}"
-                 for r in rows.itertuples()],
-        "Batch": rows["batch_size"].map(lambda b: f"{int(b):,}"),
-        "Time": [fmt_seconds(r.median) + marks(r) for r in rows.itertuples()],
-        "Achieved": rows["achieved_flops_s"].map(_rate),
-        "Of peak": rows["peak_share"].map(lambda v: "" if pd.isna(v) else f"{v:.0%}"),
-        "Arithmetic floor": rows["floor_arithmetic_s"].map(fmt_seconds),
-        "Per-operation floor": rows["floor_operations_s"].map(fmt_seconds),
-        "Copies floor": rows["floor_copies_s"].map(fmt_seconds),
-        "Bound by": rows["binding"].map(lambda b: FLOOR_SAID.get(b, "")),
-        "Time / floor": rows["floor_multiple"].map(_multiple),
-        "Floors not trusted": [_distrusted(r) for r in rows.itertuples()],
-        "The step moves it": rows["moves"],
-    }).reset_index(drop=True), ("Per-operation floor", "Copies floor", "Floors not trusted", "The step moves it"),
-        nothing=("", "0 s"))  # fmt: skip
+    rows = rows.sort_values(
+        ["label", "device", "cpu_threads", "family", "mode", "batch_size", "pipeline"],
+        kind="stable",
+        na_position="first",
+    )
+    return _without_empty(
+        pd.DataFrame(
+            {
+                "Machine": rows["label"],
+                "Device": device_label(rows),
+                "Case": [
+                    f"train {r.pipeline}"
+                    if r.family == "train"
+                    else f"inference {r.mode} {r.pipeline}"
+                    for r in rows.itertuples()
+                ],
+                "Batch": rows["batch_size"].map(lambda b: f"{int(b):,}"),
+                "Time": [fmt_seconds(r.median) + marks(r) for r in rows.itertuples()],
+                "Achieved": rows["achieved_flops_s"].map(_rate),
+                "Of peak": rows["peak_share"].map(lambda v: "" if pd.isna(v) else f"{v:.0%}"),
+                "Arithmetic floor": rows["floor_arithmetic_s"].map(fmt_seconds),
+                "Per-operation floor": rows["floor_operations_s"].map(fmt_seconds),
+                "Copies floor": rows["floor_copies_s"].map(fmt_seconds),
+                "Bound by": rows["binding"].map(lambda b: FLOOR_SAID.get(b, "")),
+                "Time / floor": rows["floor_multiple"].map(_multiple),
+                "Floors not trusted": [_distrusted(r) for r in rows.itertuples()],
+                "The step moves it": rows["moves"],
+            }
+        ).reset_index(drop=True),
+        ("Per-operation floor", "Copies floor", "Floors not trusted", "The step moves it"),
+        nothing=("", "0 s"),
+    )
 
 
-def _without_empty(table: pd.DataFrame, columns: tuple[str, ...], nothing: tuple[str, ...] = ("",)) -> pd.DataFrame:
+def _without_empty(
+    table: pd.DataFrame, columns: tuple[str, ...], nothing: tuple[str, ...] = ("",)
+) -> pd.DataFrame:
     """`table` without those of `columns` that say nothing in any row (a CPU's graph or copies, none measured)."""
     return table.drop(columns=[c for c in columns if table[c].isin(nothing).all()])
 
@@ -220,8 +298,8 @@ def _distrusted(r) -> str:
 
 def why(frame: pd.DataFrame) -> dict[str, list[str]]:
     """Per machine, why its devices' epochs take what they take: the resident epoch (the seed's where no resident
-    ran) at its smallest batch size and at the ladder's, on every device (the CPU at torch's default threads),
-    from full runs where there are any."""
+    ran) at its smallest batch size and at the ladder's, on every device (the CPU at torch's default
+    threads), from full runs where there are any."""
     rows = _full_if_any(held(frame))
     rows = rows[(rows["family"] == "train") & ((rows["device"] != "cpu") | at_default(rows))]
     out: dict[str, list[str]] = {}
@@ -250,14 +328,23 @@ def _ladder_size(rows: pd.DataFrame) -> list[int]:
 
 def predicted(frame: pd.DataFrame, cross: pd.DataFrame) -> pd.DataFrame:
     """Per machine and GPU: the crossover its floors predict (each side's binding floor, the highest its run trusts,
-    as its time, the CPU at torch's default threads) beside the measured one, for training's resident epoch and
-    compute inference."""
+    as its time, the CPU at torch's default threads) beside the measured one, for training's
+    resident epoch and compute inference."""
     rows = _full_if_any(held(frame))
     rows = rows[(rows["device"] != "cpu") | at_default(rows)]
-    rows = rows[((rows["family"] == "train") & (rows["pipeline"] == "resident"))
-                | ((rows["family"] == "inference") & (rows["mode"] == "compute") & (rows["pipeline"] == "inference_mode"))]  # fmt: skip
-    # Each side's time by its floors: its binding floor, the highest its run trusts (none: no prediction).
-    binding = [r[f"floor_{r['binding']}_s"] if r["binding"] else float("nan") for _, r in rows.iterrows()]
+    rows = rows[
+        ((rows["family"] == "train") & (rows["pipeline"] == "resident"))
+        | (
+            (rows["family"] == "inference")
+            & (rows["mode"] == "compute")
+            & (rows["pipeline"] == "inference_mode")
+        )
+    ]
+    # Each side's time by its floors: its binding floor, the highest its run trusts (none: no
+    # prediction).
+    binding = [
+        r[f"floor_{r['binding']}_s"] if r["binding"] else float("nan") for _, r in rows.iterrows()
+    ]
     rows = rows.assign(floor=binding)
     out = []
     for (key, family), group in rows.groupby(["machine_key", "family"], sort=True):
@@ -267,18 +354,41 @@ def predicted(frame: pd.DataFrame, cross: pd.DataFrame) -> pd.DataFrame:
             sizes = sorted(set(cpu.index) & set(gpu.index))
             said = predicted_crossover(sizes, [cpu[s] for s in sizes], [gpu[s] for s in sizes])
             variant = "resident" if family == "train" else "compute"
-            measured = cross[(cross["machine_key"] == key) & (cross["device"] == device) & (cross["family"] == family)
-                             & (cross["variant"] == variant) & (cross["quick"] == group["quick"].iloc[0])]  # fmt: skip
-            out.append({"machine_key": key, "label": group["label"].iloc[0], "device": device, "family": family,
-                        "variant": variant, "predicted": said or "",
-                        "measured": measured["says"].iloc[0] if not measured.empty else ""})  # fmt: skip
-    return pd.DataFrame(out, columns=["machine_key", "label", "device", "family", "variant", "predicted", "measured"])
+            measured = cross[
+                (cross["machine_key"] == key)
+                & (cross["device"] == device)
+                & (cross["family"] == family)
+                & (cross["variant"] == variant)
+                & (cross["quick"] == group["quick"].iloc[0])
+            ]
+            out.append(
+                {
+                    "machine_key": key,
+                    "label": group["label"].iloc[0],
+                    "device": device,
+                    "family": family,
+                    "variant": variant,
+                    "predicted": said or "",
+                    "measured": measured["says"].iloc[0] if not measured.empty else "",
+                }
+            )
+    return pd.DataFrame(
+        out,
+        columns=["machine_key", "label", "device", "family", "variant", "predicted", "measured"],
+    )
 
 
 def predicted_table(frame: pd.DataFrame, cross: pd.DataFrame) -> pd.DataFrame:
     found = predicted(frame, cross)
     if found.empty:
         return pd.DataFrame()
-    return found.drop(columns="machine_key").rename(columns={
-        "label": "Machine", "device": "Device", "family": "Family", "variant": "Variant",
-        "predicted": "Predicted from the floors", "measured": "Measured"})  # fmt: skip
+    return found.drop(columns="machine_key").rename(
+        columns={
+            "label": "Machine",
+            "device": "Device",
+            "family": "Family",
+            "variant": "Variant",
+            "predicted": "Predicted from the floors",
+            "measured": "Measured",
+        }
+    )

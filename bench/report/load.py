@@ -14,7 +14,15 @@ import pandas as pd
 from bench.record import format as fmt
 from bench.record.derive import mostly_busy, suspect_copies, threads_waited
 from bench.record.devices import KINDS, device_kind
-from bench.record.limits import FLOOR_SAID, FLOORS, LIMIT_COLUMNS, LIMIT_TEXT, binding_of, limit_name, row_fields
+from bench.record.limits import (
+    FLOOR_SAID,
+    FLOORS,
+    LIMIT_COLUMNS,
+    LIMIT_TEXT,
+    binding_of,
+    limit_name,
+    row_fields,
+)
 from bench.record.names import AXES, FAMILIES, NOISY_IQR_SHARE, PHASES, variant
 from bench.record.schema import benchmark_errors
 from bench.record.store import RunFileWarning, find_run_files, is_reference, load_run, shown
@@ -88,7 +96,8 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
             f"read as format {fmt.FORMAT_VERSION}, whatever the newer format added is left out"
         )
     plan = ours.get("plan") or {}
-    # torch's own thread count on that machine: what every format-1 case ran at, and the CPU baseline.
+    # torch's own thread count on that machine: what every format-1 case ran at, and the CPU
+    # baseline.
     default_threads = torch_facts.get("threads") or plan.get("default_threads")
     base = {
         **machine,
@@ -100,11 +109,16 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
         "quick": bool(plan.get("quick", False)),
         **_run_state(ours),
         "default_threads": default_threads,
-        # The C library's allocator the run was held to (format 4): "keep" or "default"; before, glibc as it was.
+        # The C library's allocator the run was held to (format 4): "keep" or "default"; before,
+        # glibc as it was.
         "host_allocator": _text(fmt.field(ours, "host_allocator", "mode"), "default"),
-        # How busy the whole machine was with other work across the run (format 5; NaN before, or unknown).
-        "run_outside_share": fmt.run_load(run).get("outside_share") if fmt.run_load(run).get("available") else None,
-        # Other work held the machine for most of the run: its verdicts could be the load's (record/derive.py).
+        # How busy the whole machine was with other work across the run (format 5; NaN before, or
+        # unknown).
+        "run_outside_share": fmt.run_load(run).get("outside_share")
+        if fmt.run_load(run).get("available")
+        else None,
+        # Other work held the machine for most of the run: its verdicts could be the load's
+        # (record/derive.py).
         "run_busy": mostly_busy(fmt.run_load(run)),
     }
     rows = []
@@ -129,9 +143,12 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
                 "variant": variant(family, params),
                 **{axis: params.get(axis) for axis in AXES},
                 # Before the ladder (format 3) inference ran under inference_mode: the same step.
-                "pipeline": params.get("pipeline") or ("inference_mode" if family == "inference" else None),
+                "pipeline": params.get("pipeline")
+                or ("inference_mode" if family == "inference" else None),
                 # Format 1 has no cpu_threads: its cases ran at torch's default.
-                "cpu_threads": params["cpu_threads"] if "cpu_threads" in params else default_threads,
+                "cpu_threads": params["cpu_threads"]
+                if "cpu_threads" in params
+                else default_threads,
                 "device_name": device_name,
                 **{stat: stats.get(stat) for stat in _STATS},
                 "data": stats.get("data"),
@@ -141,13 +158,20 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
                 "dataset": _text(extra.get("dataset") or dataset.get("name"), "unknown"),
                 "loss": extra.get("loss"),
                 "accuracy": extra.get("accuracy"),
-                "link_gbps": link_gbps if family == "transfer" and params.get("direction") in ("h2d", "d2h") else None,
-                **{f"latency_{q}_ms": latency[f"{q}_s"] * 1e3 if f"{q}_s" in latency else np.nan for q in _LATENCY},
+                "link_gbps": link_gbps
+                if family == "transfer" and params.get("direction") in ("h2d", "d2h")
+                else None,
+                **{
+                    f"latency_{q}_ms": latency[f"{q}_s"] * 1e3 if f"{q}_s" in latency else np.nan
+                    for q in _LATENCY
+                },
                 "latency_samples": latency.get("samples"),
                 **_telemetry(device, extra.get("telemetry")),
-                "busy": "busy" in fmt.case_marks(bench),  # its telemetry's, or the run's load around it (format 5)
+                "busy": "busy"
+                in fmt.case_marks(bench),  # its telemetry's, or the run's load around it (format 5)
                 **_ladder(extra),
-                # Format 6 on: held against the limits (and judged again with what an older format lacks).
+                # Format 6 on: held against the limits (and judged again with what an older format
+                # lacks).
                 **row_fields(extra, params.get("limit"), stats, params, version),
             }
         )
@@ -168,11 +192,15 @@ def _ladder(extra: dict) -> dict:
         "agreement": fmt.field(extra, "agreement", "share"),
         "profiled_on": ("device" if profile.get("device_s") else "host") if phases else "",
         "profiled_epoch_s": profile.get("epoch_s"),
-        "profiled_images": profile.get("images"),  # format 3 profiles an epoch's first 10,000 images
-        # What the GPU ran in the profiled epoch (CUDA, bench/breakdown.device_work): operations, busy share.
+        "profiled_images": profile.get(
+            "images"
+        ),  # format 3 profiles an epoch's first 10,000 images
+        # What the GPU ran in the profiled epoch (CUDA, bench/breakdown.device_work): operations,
+        # busy share.
         "gpu_ops": work.get("ops"),
         "gpu_busy_share": work.get("busy_share"),
-        # The CPU's costliest operation in the profiled epoch by its own time (CPU, bench/breakdown.host_work).
+        # The CPU's costliest operation in the profiled epoch by its own time (CPU,
+        # bench/breakdown.host_work).
         "cpu_top_op": costliest[0],
         "cpu_top_op_share": costliest[1],
         **{f"profiled_{phase}_s": phases.get(phase) for phase in PHASES},
@@ -187,7 +215,12 @@ def _costliest(top) -> tuple[str, float | None]:
     for op in top if isinstance(top, list) else []:
         share = op.get("share") if isinstance(op, dict) else None
         name = _op_name(op.get("name")) if isinstance(op, dict) else ""
-        if name and isinstance(share, (int, float)) and not isinstance(share, bool) and math.isfinite(share):
+        if (
+            name
+            and isinstance(share, (int, float))
+            and not isinstance(share, bool)
+            and math.isfinite(share)
+        ):
             shares[name] = shares.get(name, 0.0) + share
     if not shares:
         return "", None
@@ -208,10 +241,19 @@ def _op_name(name) -> str:
 def _telemetry(device: str, telemetry: dict | None) -> dict:
     """A case's energy (its device's: the GPU's from NVML, the CPU packages' from RAPL) and its warning flags."""
     if telemetry is None:
-        return {"telemetry": "not recorded", "energy_j": None, "mean_power_w": None, "energy_note": "", "throttled": False,
-                "busy": False, "page_faults": None}  # fmt: skip
+        return {
+            "telemetry": "not recorded",
+            "energy_j": None,
+            "mean_power_w": None,
+            "energy_note": "",
+            "throttled": False,
+            "busy": False,
+            "page_faults": None,
+        }
     flags = telemetry.get("flags") or []
-    gpu = device_kind(device).nvml if device.split(":", 1)[0] in KINDS else False  # its energy is NVML's
+    gpu = (
+        device_kind(device).nvml if device.split(":", 1)[0] in KINDS else False
+    )  # its energy is NVML's
     part = telemetry.get("gpu") if gpu else fmt.field(telemetry, "host", "energy")
     part = part or {}
     energy = part.get("energy_per_round_j")
@@ -225,7 +267,8 @@ def _telemetry(device: str, telemetry: dict | None) -> dict:
         "energy_note": note,
         "throttled": "throttled" in flags,
         "busy": "busy" in flags,
-        # The process's minor page faults per round: fresh memory touched (bench/measure/allocator.py).
+        # The process's minor page faults per round: fresh memory touched
+        # (bench/measure/allocator.py).
         "page_faults": fmt.field(telemetry, "host", "minor_faults_per_round"),
     }
 
@@ -234,20 +277,27 @@ def _when(path: Path, text) -> pd.Timestamp:
     """A run's date; a missing, unreadable or future one is warned about and counts as the oldest run."""
     when = pd.to_datetime(text, utc=True, errors="coerce")
     if pd.isna(when):
-        _warn(f"{path}: datetime {text!r} is not a date: the run counts as the oldest of its machine")
+        _warn(
+            f"{path}: datetime {text!r} is not a date: the run counts as the oldest of its machine"
+        )
         return pd.NaT
     if when > pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1):
-        _warn(f"{path}: datetime {text!r} is in the future: the run counts as the oldest of its machine")
+        _warn(
+            f"{path}: datetime {text!r} is in the future: the run counts as the oldest of its machine"
+        )
         return pd.NaT
     return when
 
 
-def _round_p90(data) -> float:  # the 90th percentile of a benchmark's round times (kept by --benchmark-save-data)
+def _round_p90(
+    data,
+) -> float:  # the 90th percentile of a benchmark's round times (kept by --benchmark-save-data)
     return float(np.percentile(data, 90)) if isinstance(data, list) and data else np.nan
 
 
 def _numbers(column: pd.Series) -> pd.Series:
-    # Whole numbers as nullable integers (a batch size prints as 100, not 100.0); anything else as float.
+    # Whole numbers as nullable integers (a batch size prints as 100, not 100.0); anything else as
+    # float.
     values = pd.to_numeric(column, errors="coerce")
     whole = values.dropna()
     return values.astype("Int64") if (whole == whole.round()).all() else values.astype("float64")
@@ -255,51 +305,100 @@ def _numbers(column: pd.Series) -> pd.Series:
 
 def file_frame(path: str | os.PathLike, run: dict, shown_as: str | None = None) -> pd.DataFrame:
     """One run file's rows, typed, with every figure that depends on that run alone: all but the label. What the
-    report's cache keeps of a file (bench/report/cache.py), so a file read once is not built again."""
+    report's cache keeps of a file (bench/report/cache.py), so a file read once is not built again.
+    """
     path = Path(path)
-    frame = pd.DataFrame(_rows(path, run, shown(path.name) if shown_as is None else shown_as), columns=_COLUMNS_IN)
+    frame = pd.DataFrame(
+        _rows(path, run, shown(path.name) if shown_as is None else shown_as), columns=_COLUMNS_IN
+    )
     if frame.empty:
         return frame.rename(columns={"data": "round_times"})
-    # Within the run, before any run's figures replace another's: copies that do not follow their bytes, and the
-    # limits a case of the run contradicted (a case under a floor).
+    # Within the run, before any run's figures replace another's: copies that do not follow their
+    # bytes, and the limits a case of the run contradicted (a case under a floor).
     frame = _judge_limits(_mark_suspects(_typed(frame)))
     median = frame["median"]
     counted = frame["family"].isin(["train", "inference"])
     frame["images_per_s"] = np.where(counted, frame["images"].astype("float64") / median, np.nan)
-    frame["gbps"] = np.where(frame["family"] == "transfer", frame["bytes"].astype("float64") / median / 1e9, np.nan)
+    frame["gbps"] = np.where(
+        frame["family"] == "transfer", frame["bytes"].astype("float64") / median / 1e9, np.nan
+    )
     frame["link_share"] = frame["gbps"] / frame["link_gbps"]
     frame["iqr_share"] = frame["iqr"] / median
-    # A figure from one round has no spread to judge: never called noisy, never called steady either.
+    # A figure from one round has no spread to judge: never called noisy, never called steady
+    # either.
     frame["one_round"] = frame["rounds"] == 1
     frame["noisy"] = (frame["iqr_share"] > NOISY_IQR_SHARE) & ~frame["one_round"]
     batches = frame["batches"].astype("float64").where(lambda b: b > 0)
     # The mean time per batch of a pass (every format); format 2 adds percentiles of single batches.
     frame["latency_ms"] = np.where(frame["family"] == "inference", median / batches * 1e3, np.nan)
     frame["round_p90"] = [_round_p90(data) for data in frame["data"]]
-    energy = frame["energy_j"].where(frame["energy_j"] > 0)  # 0 J over a timed case: no reading, not infinite images
+    energy = frame["energy_j"].where(
+        frame["energy_j"] > 0
+    )  # 0 J over a timed case: no reading, not infinite images
     frame["images_per_j"] = np.where(counted, frame["images"].astype("float64") / energy, np.nan)
-    return frame.rename(columns={"data": "round_times"})  # what a ratio's interval resamples (intervals.py)
+    return frame.rename(
+        columns={"data": "round_times"}
+    )  # what a ratio's interval resamples (intervals.py)
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     """Each column as the report reads it; again over many files' rows, so a column's type is decided over all."""
     for col in ("batch_size", "size", "images", "batches", "bytes", "rounds", "profiled_images"):
         frame[col] = _numbers(frame[col])
-    for col in ("cpu_threads", "default_threads", "run_planned_cases", "run_finished_cases", "latency_samples"):
+    for col in (
+        "cpu_threads",
+        "default_threads",
+        "run_planned_cases",
+        "run_finished_cases",
+        "latency_samples",
+    ):
         frame[col] = pd.to_numeric(frame[col]).astype("Int64")
-    for flag in ("partial", "quick", "throttled", "busy", "run_busy", "constructed", "reference", "facts_lost"):
+    for flag in (
+        "partial",
+        "quick",
+        "throttled",
+        "busy",
+        "run_busy",
+        "constructed",
+        "reference",
+        "facts_lost",
+    ):
         frame[flag] = frame[flag].astype(bool)
     percentiles = [c for c in _LATENCY_COLUMNS if c.endswith("_ms")]
-    ladder = ("loss_tolerance", "prepare_s", "agreement", "profiled_epoch_s", "profiled_images", "gpu_ops",
-              "gpu_busy_share", "cpu_top_op_share", *(f"profiled_{p}_s" for p in PHASES),
-              *(c for c in LIMIT_COLUMNS if c not in LIMIT_TEXT))  # fmt: skip
-    for col in ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "loss", "accuracy", "link_gbps", *percentiles,
-                "run_outside_share",
-                "energy_j", "mean_power_w", "page_faults", *ladder):  # fmt: skip
+    ladder = (
+        "loss_tolerance",
+        "prepare_s",
+        "agreement",
+        "profiled_epoch_s",
+        "profiled_images",
+        "gpu_ops",
+        "gpu_busy_share",
+        "cpu_top_op_share",
+        *(f"profiled_{p}_s" for p in PHASES),
+        *(c for c in LIMIT_COLUMNS if c not in LIMIT_TEXT),
+    )
+    for col in (
+        "min",
+        "median",
+        "mean",
+        "stddev",
+        "iqr",
+        "q1",
+        "q3",
+        "loss",
+        "accuracy",
+        "link_gbps",
+        *percentiles,
+        "run_outside_share",
+        "energy_j",
+        "mean_power_w",
+        "page_faults",
+        *ladder,
+    ):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     frame["run_datetime"] = pd.to_datetime(frame["run_datetime"], utc=True)
-    # Text as objects, a missing one as None, whichever files the rows came from (pandas' string type and
-    # its NaN would otherwise depend on the mix of files read).
+    # Text as objects, a missing one as None, whichever files the rows came from (pandas' string
+    # type and its NaN would otherwise depend on the mix of files read).
     for col in frame.columns:
         if col != "data" and col != "round_times" and frame[col].dtype in (object, "str"):
             frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
@@ -316,28 +415,51 @@ def frame_of(files: Iterable[pd.DataFrame], *, all_runs: bool = False) -> pd.Dat
     frame["label"] = frame["machine_key"].map(machine_labels(frame))
     if not all_runs:
         frame = select_newest(frame)
-    return frame[COLUMNS].sort_values(["machine_key", "family", "device", "name"], kind="stable").reset_index(drop=True)
+    return (
+        frame[COLUMNS]
+        .sort_values(["machine_key", "family", "device", "name"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
-def runs_to_frame(runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict, str]], *, all_runs: bool = False):
+def runs_to_frame(
+    runs: Iterable[tuple[Path, dict]] | Iterable[tuple[Path, dict, str]], *, all_runs: bool = False
+):
     """Rows from (path, run[, shown_as]) tuples; by default only the newest figures of each machine (select_newest)."""
-    return frame_of((file_frame(item[0], item[1], item[2] if len(item) > 2 else None) for item in runs),
-                    all_runs=all_runs)  # fmt: skip
+    return frame_of(
+        (file_frame(item[0], item[1], item[2] if len(item) > 2 else None) for item in runs),
+        all_runs=all_runs,
+    )
 
 
-_SERIES = ["machine_key", "run_file", "run_datetime", "device", "direction", "memory", "dtype", "cpu_threads"]
+_SERIES = [
+    "machine_key",
+    "run_file",
+    "run_datetime",
+    "device",
+    "direction",
+    "memory",
+    "dtype",
+    "cpu_threads",
+]
 
 
 def _mark_suspects(frame: pd.DataFrame) -> pd.DataFrame:
     """suspect: a copy whose time does not follow its bytes within its run (derive.suspect_copies: slower than
-    a larger copy, or flat across sizes), or whose extra threads waited for a core (derive.threads_waited);
-    suspect_reason says how. A broken measurement can look steady: its spread says nothing of this."""
+    a larger copy, or flat across sizes), or whose extra threads waited for a core
+    (derive.threads_waited); suspect_reason says how. A broken measurement can look steady: its
+    spread says nothing of this."""
     frame["suspect"], frame["suspect_reason"] = False, ""
-    copies = frame[(frame["family"] == "transfer") & frame["bytes"].notna() & frame["median"].notna()]
+    copies = frame[
+        (frame["family"] == "transfer") & frame["bytes"].notna() & frame["median"].notna()
+    ]
     found: dict = {}
     for _key, series in copies.groupby(_SERIES, dropna=False, sort=False):
-        said = suspect_copies(series["bytes"].astype(float).tolist(), series["median"].astype(float).tolist(),
-                              series["size"].astype(int).tolist())  # fmt: skip
+        said = suspect_copies(
+            series["bytes"].astype(float).tolist(),
+            series["median"].astype(float).tolist(),
+            series["size"].astype(int).tolist(),
+        )
         for i, why in said.items():
             found.setdefault(series.index[i], why)
     same_bytes = [c for c in _SERIES if c != "cpu_threads"] + ["size"]
@@ -350,7 +472,8 @@ def _mark_suspects(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-# The limit each floor is built on, as a row names it (record/limits.limit_name), from the row's own columns.
+# The limit each floor is built on, as a row names it (record/limits.limit_name), from the row's own
+# columns.
 def _behind(kind: str, row) -> str:
     if kind == "arithmetic":
         return limit_name("matmul", row["peak_dtype"] or "float32")
@@ -361,10 +484,10 @@ def _behind(kind: str, row) -> str:
 
 def _judge_limits(frame: pd.DataFrame) -> pd.DataFrame:
     """The run's limits judged over all its cases (the run's board knew only of the cases before each one): a
-    limit whose own case ran while the machine was busy, and a limit a case of the run contradicted by running
-    faster than a floor built on it, are distrusted for every case of the run held against them, each with the
-    reason; each binding limit and multiple is then judged again among the floors still trusted
-    (record/limits.binding_of)."""
+    limit whose own case ran while the machine was busy, and a limit a case of the run contradicted
+    by running faster than a floor built on it, are distrusted for every case of the run held
+    against them, each with the reason; each binding limit and multiple is then judged again among
+    the floors still trusted (record/limits.binding_of)."""
     held = frame[frame["family"].isin(["train", "inference"]) & frame["median"].notna()]
     if held.empty:
         return frame
@@ -377,14 +500,21 @@ def _judge_limits(frame: pd.DataFrame) -> pd.DataFrame:
         if row["limit_untrusted"]:
             name = limit_name(row["limit"], row["dtype"])
             wrong.setdefault(where(row, name), f"{name}: {row['limit_untrusted']}")
-    for _index, row in frame[(frame["family"] == "transfer") & frame["busy"].astype(bool)].iterrows():
+    for _index, row in frame[
+        (frame["family"] == "transfer") & frame["busy"].astype(bool)
+    ].iterrows():
         if row["direction"] in ("h2d", "d2h"):
-            wrong.setdefault(where(row, _behind("copies", row)), "the copy model: a copy it was fitted to ran busy")
+            wrong.setdefault(
+                where(row, _behind("copies", row)),
+                "the copy model: a copy it was fitted to ran busy",
+            )
     for _index, row in held.iterrows():
         for kind in FLOORS:
             floor, limit = row[f"floor_{kind}_s"], _behind(kind, row)
             said = row[f"distrust_{kind}"]
-            if said and str(said).startswith(f"{limit}: "):  # the board's own word on the limit, for every case
+            if said and str(said).startswith(
+                f"{limit}: "
+            ):  # the board's own word on the limit, for every case
                 wrong.setdefault(where(row, limit), said)
             if said or pd.isna(floor) or where(row, limit) in wrong:
                 continue
@@ -405,8 +535,14 @@ def _judge_limits(frame: pd.DataFrame) -> pd.DataFrame:
                 changed = True
         if changed:
             judged = frame.loc[index]
-            floors = {kind: judged[f"floor_{kind}_s"] for kind in FLOORS if pd.notna(judged[f"floor_{kind}_s"])}
-            distrust = {kind: judged[f"distrust_{kind}"] for kind in FLOORS if judged[f"distrust_{kind}"]}
+            floors = {
+                kind: judged[f"floor_{kind}_s"]
+                for kind in FLOORS
+                if pd.notna(judged[f"floor_{kind}_s"])
+            }
+            distrust = {
+                kind: judged[f"distrust_{kind}"] for kind in FLOORS if judged[f"distrust_{kind}"]
+            }
             binding, multiple = binding_of(floors, distrust, float(judged["median"]))
             frame.at[index, "binding"] = binding or ""
             frame.at[index, "floor_multiple"] = np.nan if multiple is None else multiple
@@ -438,7 +574,8 @@ def load_frame(
     paths: Iterable[str | os.PathLike], *, all_runs: bool = False, cache: RowCache | None = None
 ) -> pd.DataFrame:
     """Every saved run under `paths` to one DataFrame (see runs_to_frame); unreadable files are warned about.
-    With a cache, a file read before and unchanged since is not read again (bench/report/cache.py)."""
+    With a cache, a file read before and unchanged since is not read again (bench/report/cache.py).
+    """
     found = find_run_files(paths)
     if cache is None:
         return frame_of((_read(path, root) for path, root in found), all_runs=all_runs)
@@ -446,25 +583,100 @@ def load_frame(
 
 
 _COLUMNS_IN = [
-    "machine_key", "machine_name", "host", "cpu", "gpus", "what", "constructed", "reference", "facts_lost", "run_file", "run_datetime", "commit",
-    "torch", "nvml_driver", "quick", "partial", "run_ended", "run_planned_cases", "run_finished_cases", "host_allocator",
-    "run_outside_share", "run_busy", "default_threads", "family", "name", "variant", *AXES, "device_name", *_STATS, "data", "images", "batches", "bytes",
-    "dataset", "loss", "accuracy", "link_gbps", *_LATENCY_COLUMNS, "telemetry", "energy_j", "mean_power_w",
-    "energy_note", "throttled", "busy", "page_faults", "loss_tolerance", "prepare_s", "agreement", "profiled_on", "profiled_epoch_s",
-    "profiled_images", "gpu_ops", "gpu_busy_share", "cpu_top_op", "cpu_top_op_share",
-    *(f"profiled_{phase}_s" for phase in PHASES), *LIMIT_COLUMNS,
-]  # fmt: skip
-# The tidy table's columns, in order: who (label: unique in this report), which run (and how it ended), what
-# was measured, how long, how fast, how sure. default_threads is torch's own CPU thread count in that run;
-# cpu_threads the count a case ran at; one_round marks a figure with no spread to judge.
-COLUMNS = ["label", "variant"] + [c for c in _COLUMNS_IN if c not in ("data", "variant", *_LATENCY_COLUMNS)] + [
-    "images_per_s", "gbps", "link_share", "iqr_share", "one_round", "noisy", "suspect", "suspect_reason",
-    "latency_ms", *_LATENCY_COLUMNS,
-    "round_p90", "images_per_j", "round_times",
-]  # fmt: skip
+    "machine_key",
+    "machine_name",
+    "host",
+    "cpu",
+    "gpus",
+    "what",
+    "constructed",
+    "reference",
+    "facts_lost",
+    "run_file",
+    "run_datetime",
+    "commit",
+    "torch",
+    "nvml_driver",
+    "quick",
+    "partial",
+    "run_ended",
+    "run_planned_cases",
+    "run_finished_cases",
+    "host_allocator",
+    "run_outside_share",
+    "run_busy",
+    "default_threads",
+    "family",
+    "name",
+    "variant",
+    *AXES,
+    "device_name",
+    *_STATS,
+    "data",
+    "images",
+    "batches",
+    "bytes",
+    "dataset",
+    "loss",
+    "accuracy",
+    "link_gbps",
+    *_LATENCY_COLUMNS,
+    "telemetry",
+    "energy_j",
+    "mean_power_w",
+    "energy_note",
+    "throttled",
+    "busy",
+    "page_faults",
+    "loss_tolerance",
+    "prepare_s",
+    "agreement",
+    "profiled_on",
+    "profiled_epoch_s",
+    "profiled_images",
+    "gpu_ops",
+    "gpu_busy_share",
+    "cpu_top_op",
+    "cpu_top_op_share",
+    *(f"profiled_{phase}_s" for phase in PHASES),
+    *LIMIT_COLUMNS,
+]
+# The tidy table's columns, in order: who (label: unique in this report), which run (and how it
+# ended), what was measured, how long, how fast, how sure. default_threads is torch's own CPU thread
+# count in that run; cpu_threads the count a case ran at; one_round marks a figure with no spread to
+# judge.
+COLUMNS = (
+    ["label", "variant"]
+    + [c for c in _COLUMNS_IN if c not in ("data", "variant", *_LATENCY_COLUMNS)]
+    + [
+        "images_per_s",
+        "gbps",
+        "link_share",
+        "iqr_share",
+        "one_round",
+        "noisy",
+        "suspect",
+        "suspect_reason",
+        "latency_ms",
+        *_LATENCY_COLUMNS,
+        "round_p90",
+        "images_per_j",
+        "round_times",
+    ]
+)
 # A file frame's columns (file_frame; what the cache keeps of a file): all but the label.
 FILE_COLUMNS = [("round_times" if c == "data" else c) for c in _COLUMNS_IN] + [
-    "suspect", "suspect_reason", "images_per_s", "gbps", "link_share", "iqr_share", "one_round", "noisy", "latency_ms", "round_p90", "images_per_j",
-]  # fmt: skip
+    "suspect",
+    "suspect_reason",
+    "images_per_s",
+    "gbps",
+    "link_share",
+    "iqr_share",
+    "one_round",
+    "noisy",
+    "latency_ms",
+    "round_p90",
+    "images_per_j",
+]
 # summary.csv: every column but each round's time (the run files keep those).
 CSV_COLUMNS = [c for c in COLUMNS if c != "round_times"]

@@ -28,9 +28,12 @@ def short_cpu(name: str) -> str:
 
 def machine_of(info: dict, *, reference: bool = False) -> dict:
     """Who ran it: a stable key, what it is (host, CPU model from py-cpuinfo's brand string, GPU models), its name,
-    and whether it is one of the project's reference machines (its runs under results/reference/)."""
+    and whether it is one of the project's reference machines (its runs under results/reference/).
+    """
     ours = fmt.field(info, "fmnist_bench", default={})
-    cpu_name = _text(fmt.field(info, "cpu", "brand_raw") or info.get("processor") or info.get("machine"))
+    cpu_name = _text(
+        fmt.field(info, "cpu", "brand_raw") or info.get("processor") or info.get("machine")
+    )
     cpu_name = cpu_name or "unknown CPU"
     gpus = [g for g in info.get("gpus") or [] if isinstance(g, dict)]
     gpu_names = [_text(g.get("name"), "GPU") for g in gpus] or [
@@ -38,15 +41,18 @@ def machine_of(info: dict, *, reference: bool = False) -> dict:
     ]
     host = _text(info.get("node")) or "unknown host"
     key = ours.get("machine_key") or "_".join([host, cpu_name, "+".join(gpu_names) or "no-gpu"])
-    # Two machines of one host name, CPU and GPU model share a key; their GPUs' UUIDs (NVML, recorded in
-    # every run whatever --devices said) still tell them apart. Runs without NVML keep the key alone.
+    # Two machines of one host name, CPU and GPU model share a key; their GPUs' UUIDs (NVML,
+    # recorded in every run whatever --devices said) still tell them apart. Runs without NVML keep
+    # the key alone.
     uuids = sorted(_text(g.get("uuid")) for g in gpus if g.get("uuid"))
     if uuids:
         key += "~" + hashlib.sha1("+".join(uuids).encode()).hexdigest()[:8]
     if reference:  # never the same machine as a user's, whatever the two keys read
         key = f"{REFERENCE}/{key}"
     counts = {name: gpu_names.count(name) for name in gpu_names}
-    gpu_short = ", ".join(name if n == 1 else f"{n}x {name}" for name, n in counts.items()) or "no GPU"
+    gpu_short = (
+        ", ".join(name if n == 1 else f"{n}x {name}" for name, n in counts.items()) or "no GPU"
+    )
     return {
         "machine_key": key,
         "machine_name": _text(ours.get("machine_name")),
@@ -66,20 +72,31 @@ def machine_labels(machines: pd.DataFrame) -> dict[str, str]:
     A name given with --machine-name comes first; else the CPU and GPU models. Where two
     machines still read the same, the host name is added, then a short hash of the key.
     """
-    # A run recovered from a journal whose header was lost knows its machine's key, not its facts: the label
-    # comes from a run that has them.
-    known = machines.sort_values("facts_lost", kind="stable") if "facts_lost" in machines else machines
+    # A run recovered from a journal whose header was lost knows its machine's key, not its facts:
+    # the label comes from a run that has them.
+    known = (
+        machines.sort_values("facts_lost", kind="stable") if "facts_lost" in machines else machines
+    )
     first = known.drop_duplicates("machine_key").set_index("machine_key")
     # The project's own runs say so wherever they are shown, and so never read as a user's machine.
-    labels = {k: ("reference: " if r.reference else "") + (r.machine_name or r.what) for k, r in first.iterrows()}
+    labels = {
+        k: ("reference: " if r.reference else "") + (r.machine_name or r.what)
+        for k, r in first.iterrows()
+    }
     for extra in ("host", "hash"):
         counts = pd.Series(labels).value_counts()
         for key, label in list(labels.items()):
             if counts[label] > 1:
-                add = first.loc[key, "host"] if extra == "host" else hashlib.sha1(key.encode()).hexdigest()[:6]
+                add = (
+                    first.loc[key, "host"]
+                    if extra == "host"
+                    else hashlib.sha1(key.encode()).hexdigest()[:6]
+                )
                 labels[key] = f"{label} ({add})" if extra == "host" else f"{label} #{add}"
     for key in labels:
-        if first.loc[key, "constructed"]:  # test fixtures with chosen numbers say so wherever they are shown
+        if first.loc[
+            key, "constructed"
+        ]:  # test fixtures with chosen numbers say so wherever they are shown
             labels[key] += " (constructed, not measured)"
     return labels
 

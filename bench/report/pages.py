@@ -26,8 +26,8 @@ from bench.report.plots import RANKING_PART, plot_ranking
 
 __all__ = ["ONE_PAGE_MACHINES", "machine_slug", "write_fleet"]
 
-# Up to this many machines the report is one page, as it always was (it reads well for two to four, and the
-# committed runs are three: the 2-core VM and two H100s); beyond, a page per machine.
+# Up to this many machines the report is one page, as it always was (it reads well for two to four,
+# and the committed runs are three: the 2-core VM and two H100s); beyond, a page per machine.
 ONE_PAGE_MACHINES = 4
 TOP = 10  # the machines a ranking shows on the index; its own page shows them all
 
@@ -52,26 +52,42 @@ def _hashes(frame: pd.DataFrame, by: str) -> dict[str, str]:
     return out
 
 
-def _machine_page(folder: Path, rows: pd.DataFrame, render: Callable, reference: pd.DataFrame) -> None:
+def _machine_page(
+    folder: Path, rows: pd.DataFrame, render: Callable, reference: pd.DataFrame
+) -> None:
     answers = render(rows, folder, reference=reference, home="../../index.html")
     rows.drop(columns=["round_times"]).to_csv(folder / "summary.csv", index=False)
     said = answers[0]["said"] if answers else []
-    (folder / ".said.txt").write_text(json.dumps(said[:1]), encoding="utf-8")  # not .json: never taken for a run
+    (folder / ".said.txt").write_text(
+        json.dumps(said[:1]), encoding="utf-8"
+    )  # not .json: never taken for a run
 
 
 def _ranking_part(folder: Path, ranking: Ranking, part: int, size: int) -> None:
     plot_ranking(ranking, folder, parts=[part], size=size)
 
 
-def write_fleet(frame: pd.DataFrame, out: Path, *, render: Callable, page: Callable, reference: pd.DataFrame,
-                cache: Path | None, extra: dict) -> dict:  # fmt: skip
+def write_fleet(
+    frame: pd.DataFrame,
+    out: Path,
+    *,
+    render: Callable,
+    page: Callable,
+    reference: pd.DataFrame,
+    cache: Path | None,
+    extra: dict,
+) -> dict:
     """The fleet's pages into `out` (a new folder): machines/, rankings/, and what the index shows (returned, for
-    `page` to lay out with `extra`). `render(rows, folder, reference=, home=)` writes one machine's report and
-    returns its answers; `page(template, folder, **values)` writes a page of the fleet."""
+    `page` to lay out with `extra`). `render(rows, folder, reference=, home=)` writes one machine's
+    report and returns its answers; `page(template, folder, **values)` writes a page of the fleet.
+    """
     drawn = Kept(cache)
     try:
         stamp = hashlib.sha256((code_stamp() + _reference_hash(reference)).encode()).hexdigest()
-        keys = {k: hashlib.sha256((stamp + h).encode()).hexdigest() for k, h in _hashes(frame, "machine_key").items()}
+        keys = {
+            k: hashlib.sha256((stamp + h).encode()).hexdigest()
+            for k, h in _hashes(frame, "machine_key").items()
+        }
         groups = frame.groupby("machine_key", sort=False)
         drawn.draw([(keys[k], _machine_page, (rows, render, reference)) for k, rows in groups])
         machines = []
@@ -80,9 +96,17 @@ def write_fleet(frame: pd.DataFrame, out: Path, *, render: Callable, page: Calla
             slug = machine_slug(first["label"], key)
             hidden = drawn.link(keys[key], out / "machines" / slug)
             said = json.loads(hidden.get(".said.txt", b"[]").decode("utf-8"))
-            machines.append({"label": first["label"], "what": first["what"], "href": f"machines/{slug}/index.html",
-                             "slug": slug, "runs": rows["run_file"].nunique(), "said": said[0] if said else "",
-                             "newest": rows["run_datetime"].max()})  # fmt: skip
+            machines.append(
+                {
+                    "label": first["label"],
+                    "what": first["what"],
+                    "href": f"machines/{slug}/index.html",
+                    "slug": slug,
+                    "runs": rows["run_file"].nunique(),
+                    "said": said[0] if said else "",
+                    "newest": rows["run_datetime"].max(),
+                }
+            )
         slugs = {m["label"]: m["slug"] for m in machines}
         ranked = rankings(frame)
         pictures = {}
@@ -92,26 +116,45 @@ def write_fleet(frame: pd.DataFrame, out: Path, *, render: Callable, page: Calla
             parts = range(1, -(-len(ranking.rows.dropna(subset=["value"])) // RANKING_PART) + 1)
             for part in parts:
                 shown = ranking.rows.iloc[(part - 1) * RANKING_PART : part * RANKING_PART]
-                # What the picture shows: its rows, its title and count, and the axis every part shares.
-                axis = pd.concat([ranking.rows[c] for c in ("value", "low", "high")]).agg(["min", "max"]).tolist()
+                # What the picture shows: its rows, its title and count, and the axis every part
+                # shares.
+                axis = (
+                    pd.concat([ranking.rows[c] for c in ("value", "low", "high")])
+                    .agg(["min", "max"])
+                    .tolist()
+                )
                 what = (
-                    shown.drop(columns=["slug", "machine_key"]).to_csv() + ranking.title + f"{len(ranking.rows)} {axis}"
+                    shown.drop(columns=["slug", "machine_key"]).to_csv()
+                    + ranking.title
+                    + f"{len(ranking.rows)} {axis}"
                 )
                 key = hashlib.sha256((stamp + what + str(part)).encode()).hexdigest()
                 jobs.append((key, _ranking_part, (ranking, part, RANKING_PART)))
-                pictures.setdefault(ranking.key, []).append((key, f"ranking_{ranking.key}_{part}.png"))
+                pictures.setdefault(ranking.key, []).append(
+                    (key, f"ranking_{ranking.key}_{part}.png")
+                )
         drawn.draw(jobs)
         shown = []
         for ranking in ranked:
             for key, _name in pictures.get(ranking.key, []):
                 drawn.link(key, out / "rankings")
-            said = {"key": ranking.key, "title": ranking.title, "said": ranking.said, "count": len(ranking.rows),
-                    "rows": ranking.rows.drop(columns=["machine_key"]).to_dict("records"),
-                    "pictures": [name for _, name in pictures.get(ranking.key, [])]}  # fmt: skip
+            said = {
+                "key": ranking.key,
+                "title": ranking.title,
+                "said": ranking.said,
+                "count": len(ranking.rows),
+                "rows": ranking.rows.drop(columns=["machine_key"]).to_dict("records"),
+                "pictures": [name for _, name in pictures.get(ranking.key, [])],
+            }
             page("ranking.html.j2", out / "rankings" / f"{ranking.key}.html", ranking=said, **extra)
             shown.append(said)
         drawn.prune()
-        return {"machines": sorted(machines, key=lambda m: m["label"]), "rankings": shown, "top": TOP, **extra}
+        return {
+            "machines": sorted(machines, key=lambda m: m["label"]),
+            "rankings": shown,
+            "top": TOP,
+            **extra,
+        }
     finally:
         drawn.close()
 
@@ -119,4 +162,6 @@ def write_fleet(frame: pd.DataFrame, out: Path, *, render: Callable, page: Calla
 def _reference_hash(reference: pd.DataFrame) -> str:
     if reference is None or reference.empty:
         return "none"
-    return hashlib.sha256("".join(sorted(_hashes(reference, "machine_key").values())).encode()).hexdigest()
+    return hashlib.sha256(
+        "".join(sorted(_hashes(reference, "machine_key").values())).encode()
+    ).hexdigest()

@@ -35,7 +35,9 @@ _RC = {"text.parse_math": False, "text.usetex": False}
 
 def _log_axes(ax) -> None:
     """Log axes labelled 1, 2, 5, 10, ... rather than powers of ten, with labels on a span under a decade too."""
-    plain = matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:,.0f}" if v >= 1000 else f"{v:.3g}")
+    plain = matplotlib.ticker.FuncFormatter(
+        lambda v, _pos: f"{v:,.0f}" if v >= 1000 else f"{v:.3g}"
+    )
     for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
         if axis.get_scale() != "log" or min(limits) <= 0:
             continue
@@ -55,13 +57,17 @@ def _panels(frame: pd.DataFrame) -> pd.DataFrame:
     """The facets: a panel per machine (its unique label), and a separate one for its quick-run figures if any."""
     quick = frame["quick"].astype(bool)
     return frame.assign(
-        machine=frame["label"], panel=frame["label"].where(~quick, frame["label"] + "\nquick run (a subset)")
+        machine=frame["label"],
+        panel=frame["label"].where(~quick, frame["label"] + "\nquick run (a subset)"),
     )
 
 
-def _write_data(data: pd.DataFrame, path: Path, x: str, y: str, series: list[str], interval=None) -> None:
+def _write_data(
+    data: pd.DataFrame, path: Path, x: str, y: str, series: list[str], interval=None
+) -> None:
     """The plotted points beside the plot (same name, .csv): panel, series, x, y, for readers and tests; a ratio
-    with its 95% interval (y_low, y_high: empty for a figure of one round) where `interval` names its columns."""
+    with its 95% interval (y_low, y_high: empty for a figure of one round) where `interval` names
+    its columns."""
     out = pd.DataFrame(
         {
             "panel": data["panel"].str.replace("\n", " | "),
@@ -81,12 +87,27 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _relplot(data: pd.DataFrame, x: str, y: str, hue: str, style: str, xlabel: str, ylabel: str, title: str):
+def _relplot(
+    data: pd.DataFrame, x: str, y: str, hue: str, style: str, xlabel: str, ylabel: str, title: str
+):
     panels = data["panel"].nunique()
     grid = sns.relplot(
-        data=data, x=x, y=y, hue=hue, style=style, col="panel", col_wrap=min(panels, 2), kind="line", markers=True,
-        dashes=True, height=3.6, aspect=1.25, facet_kws={"sharey": False, "sharex": False}, estimator=None, sort=True,
-    )  # fmt: skip
+        data=data,
+        x=x,
+        y=y,
+        hue=hue,
+        style=style,
+        col="panel",
+        col_wrap=min(panels, 2),
+        kind="line",
+        markers=True,
+        dashes=True,
+        height=3.6,
+        aspect=1.25,
+        facet_kws={"sharey": False, "sharex": False},
+        estimator=None,
+        sort=True,
+    )
     grid.set(xscale="log", yscale="log")
     grid.set_titles(col_template="{col_name}", size=9)
     grid.set_axis_labels(xlabel, ylabel)
@@ -102,11 +123,15 @@ def _each_panel(grid, data: pd.DataFrame):
         yield ax, data[data["panel"] == panel]
 
 
-def _sweep(frame: pd.DataFrame, family: str, y: str, variant: str, ylabel: str, title: str, path: Path) -> Path | None:
+def _sweep(
+    frame: pd.DataFrame, family: str, y: str, variant: str, ylabel: str, title: str, path: Path
+) -> Path | None:
     rows = frame[frame["family"] == family]
     if rows.empty:
         return None
-    data = _panels(rows.sort_values(["device", "cpu_threads"])).assign(device=lambda f: device_label(f))
+    data = _panels(rows.sort_values(["device", "cpu_threads"])).assign(
+        device=lambda f: device_label(f)
+    )
     data[variant] = data[variant].astype(str)
     with plt.rc_context(_RC):
         grid = _relplot(data, "batch_size", y, "device", variant, "batch size", ylabel, title)
@@ -115,11 +140,21 @@ def _sweep(frame: pd.DataFrame, family: str, y: str, variant: str, ylabel: str, 
 
 
 def plot_epoch_time(frame: pd.DataFrame, path: Path) -> Path | None:
-    return _sweep(frame, "train", "median", "pipeline", "one epoch (s, median)", "Training epoch time", path)
+    return _sweep(
+        frame, "train", "median", "pipeline", "one epoch (s, median)", "Training epoch time", path
+    )
 
 
 def plot_inference(frame: pd.DataFrame, path: Path) -> Path | None:
-    return _sweep(frame, "inference", "images_per_s", "variant", "images/s (median)", "Inference throughput", path)
+    return _sweep(
+        frame,
+        "inference",
+        "images_per_s",
+        "variant",
+        "images/s (median)",
+        "Inference throughput",
+        path,
+    )
 
 
 def plot_transfer(frame: pd.DataFrame, path: Path) -> Path | None:
@@ -127,16 +162,32 @@ def plot_transfer(frame: pd.DataFrame, path: Path) -> Path | None:
     rows = frame[frame["family"] == "transfer"]
     if rows.empty:
         return None
-    data = _panels(rows.sort_values(["device", "cpu_threads"])).assign(device=lambda f: device_label(f))
-    data["copy"] = data["device"] + " " + data["direction"].astype(str) + " " + data["memory"].astype(str)
+    data = _panels(rows.sort_values(["device", "cpu_threads"])).assign(
+        device=lambda f: device_label(f)
+    )
+    data["copy"] = (
+        data["device"] + " " + data["direction"].astype(str) + " " + data["memory"].astype(str)
+    )
     with plt.rc_context(_RC):
-        grid = _relplot(data, "size", "gbps", "copy", "dtype", "images moved (1x28x28 each)", "GB/s (median)",
-                        "Transfer bandwidth")  # fmt: skip
+        grid = _relplot(
+            data,
+            "size",
+            "gbps",
+            "copy",
+            "dtype",
+            "images moved (1x28x28 each)",
+            "GB/s (median)",
+            "Transfer bandwidth",
+        )
         for ax, mine in _each_panel(grid, data):
             for r in mine.dropna(subset=["link_gbps"]).drop_duplicates("device").itertuples():
                 ax.axhline(r.link_gbps, linestyle="--", color="grey", linewidth=1)
-                ax.annotate(f"{r.device} PCIe theoretical, {r.link_gbps:.3g} GB/s", (mine["size"].min(), r.link_gbps),
-                            fontsize=7, va="bottom")  # fmt: skip
+                ax.annotate(
+                    f"{r.device} PCIe theoretical, {r.link_gbps:.3g} GB/s",
+                    (mine["size"].min(), r.link_gbps),
+                    fontsize=7,
+                    va="bottom",
+                )
         _write_data(data, path, "size", "gbps", ["copy", "dtype"])
         return _save(grid.figure, path)
 
@@ -147,20 +198,45 @@ def plot_speedup(speed: pd.DataFrame, path: Path) -> Path | None:
         return None
     data = _panels(speed).assign(series=lambda f: f["device"] + " " + f["family"])
     with plt.rc_context(_RC):
-        grid = _relplot(data, "batch_size", "speedup_vs_best_cpu", "series", "variant", "batch size",
-                        "GPU speedup over the CPU's best (x)", "GPU speedup over the same machine's CPU")  # fmt: skip
+        grid = _relplot(
+            data,
+            "batch_size",
+            "speedup_vs_best_cpu",
+            "series",
+            "variant",
+            "batch size",
+            "GPU speedup over the CPU's best (x)",
+            "GPU speedup over the same machine's CPU",
+        )
         for ax, mine in _each_panel(grid, data):
             ax.axhline(1.0, color="black", linewidth=1)
             ax.annotate("1x: break-even", (mine["batch_size"].min(), 1.0), fontsize=8, va="bottom")
-            # Each point's 95% interval (none for a figure of one round): a bar that crosses 1x is no difference.
+            # Each point's 95% interval (none for a figure of one round): a bar that crosses 1x is
+            # no difference.
             sure = mine[mine["vs_best_low"].notna() & mine["vs_best_high"].notna()]
-            ax.vlines(sure["batch_size"], sure["vs_best_low"], sure["vs_best_high"], color="0.3", linewidth=1.5)
-        _write_data(data, path, "batch_size", "speedup_vs_best_cpu", ["series", "variant"],
-                    interval=("vs_best_low", "vs_best_high"))  # fmt: skip
+            ax.vlines(
+                sure["batch_size"],
+                sure["vs_best_low"],
+                sure["vs_best_high"],
+                color="0.3",
+                linewidth=1.5,
+            )
+        _write_data(
+            data,
+            path,
+            "batch_size",
+            "speedup_vs_best_cpu",
+            ["series", "variant"],
+            interval=("vs_best_low", "vs_best_high"),
+        )
         return _save(grid.figure, path)
 
 
-_PARTS = (("loading_s", "data loading"), ("transfer_s", "host-to-device copies"), ("compute_s", "compute"))
+_PARTS = (
+    ("loading_s", "data loading"),
+    ("transfer_s", "host-to-device copies"),
+    ("compute_s", "compute"),
+)
 
 
 def plot_breakdown(parts: pd.DataFrame, path: Path) -> Path | None:
@@ -171,7 +247,8 @@ def plot_breakdown(parts: pd.DataFrame, path: Path) -> Path | None:
     data["bar"] = data["device"] + "\nbatch " + data["batch_size"].map("{:,}".format)
     panels = list(dict.fromkeys(data["panel"]))
     with plt.rc_context(_RC):
-        # Two panels a row, as the other plots wrap: a row of every machine would not read on a phone.
+        # Two panels a row, as the other plots wrap: a row of every machine would not read on a
+        # phone.
         columns = min(len(panels), 2)
         rows = -(-len(panels) // columns)
         width = max(4.5, 0.9 * data.groupby("panel")["bar"].nunique().max())
@@ -191,16 +268,24 @@ def plot_breakdown(parts: pd.DataFrame, path: Path) -> Path | None:
             ax.tick_params(axis="x", labelsize=7)
         axes.flat[0].legend(fontsize=8)
         fig.suptitle("Where a seed-pipeline epoch's time goes")
-        long = data.melt(id_vars=["panel", "bar"], value_vars=[c for c, _ in _PARTS], var_name="part")
-        _write_data(long.assign(series=long["bar"].str.replace("\n", " ")), path, "part", "value", ["series"])
+        long = data.melt(
+            id_vars=["panel", "bar"], value_vars=[c for c, _ in _PARTS], var_name="part"
+        )
+        _write_data(
+            long.assign(series=long["bar"].str.replace("\n", " ")),
+            path,
+            "part",
+            "value",
+            ["series"],
+        )
         fig.tight_layout()
         return _save(fig, path)
 
 
 def plot_limits(held: pd.DataFrame, peaks: pd.DataFrame, path: Path) -> Path | None:
     """Achieved FLOP/s against the measured peaks: a panel per machine and device (the CPU per thread count), a
-    line per training step and compute inference step across batch sizes, each peak (float32, bfloat16) dashed.
-    `held`: bench/report/limits.held's rows; `peaks`: its device_limits."""
+    line per training step and compute inference step across batch sizes, each peak (float32,
+    bfloat16) dashed. `held`: bench/report/limits.held's rows; `peaks`: its device_limits."""
     rows = held[(held["family"] == "train") | (held["mode"] == "compute")]
     rows = rows[rows["achieved_flops_s"].notna()]
     if rows.empty:
@@ -212,20 +297,36 @@ def plot_limits(held: pd.DataFrame, peaks: pd.DataFrame, path: Path) -> Path | N
         step=[f"{f} {p}" for f, p in zip(data["family"], data["pipeline"], strict=True)],
     )
     with plt.rc_context(_RC):
-        grid = _relplot(data, "batch_size", "gflops", "step", "step", "batch size", "achieved GFLOP/s",
-                        "Achieved FLOP/s against the measured peak")  # fmt: skip
+        grid = _relplot(
+            data,
+            "batch_size",
+            "gflops",
+            "step",
+            "step",
+            "batch size",
+            "achieved GFLOP/s",
+            "Achieved FLOP/s against the measured peak",
+        )
         for ax, mine in _each_panel(grid, data):
             first = mine.iloc[0]
-            same = peaks[(peaks["machine_key"] == first["machine_key"]) & (peaks["quick"] == first["quick"])
-                         & (peaks["device"] == first["device"])]  # fmt: skip
+            same = peaks[
+                (peaks["machine_key"] == first["machine_key"])
+                & (peaks["quick"] == first["quick"])
+                & (peaks["device"] == first["device"])
+            ]
             if first["device"] == "cpu":
                 same = same[same["cpu_threads"] == first["cpu_threads"]]
             for column, style in (("peak_float32", "--"), ("peak_bfloat16", ":")):
                 value = same[column].dropna()
                 if not value.empty:
                     ax.axhline(value.iloc[0] / 1e9, color="0.3", linestyle=style, linewidth=1)
-                    ax.annotate(column.replace("peak_", "peak "), (0.01, value.iloc[0] / 1e9), fontsize=7,
-                                xycoords=("axes fraction", "data"), va="bottom")  # fmt: skip
+                    ax.annotate(
+                        column.replace("peak_", "peak "),
+                        (0.01, value.iloc[0] / 1e9),
+                        fontsize=7,
+                        xycoords=("axes fraction", "data"),
+                        va="bottom",
+                    )
             _log_axes(ax)
         _write_data(data, path, "batch_size", "gflops", ["step"])
         return _save(grid.figure, path)
@@ -244,14 +345,26 @@ def plot_machines(frame: pd.DataFrame, path: Path) -> Path | None:
     data = data.sort_values(["who", "batch_size"])
     with plt.rc_context(_RC):
         fig, ax = plt.subplots(figsize=(8, 4.5))
-        # dodge spreads the machines' dots apart; seaborn 0.13 divides by (levels - 1), so only with two or more.
+        # dodge spreads the machines' dots apart; seaborn 0.13 divides by (levels - 1), so only with
+        # two or more.
         dodge = 0.3 if data["who"].nunique() > 1 else False
-        sns.pointplot(data=data, x="batch_size", y="median", hue="who", linestyle="none", dodge=dodge, ax=ax,
-                      markers="o", errorbar=None)  # fmt: skip
+        sns.pointplot(
+            data=data,
+            x="batch_size",
+            y="median",
+            hue="who",
+            linestyle="none",
+            dodge=dodge,
+            ax=ax,
+            markers="o",
+            errorbar=None,
+        )
         ax.set_yscale("log")
         _log_axes(ax)
         ax.set(
-            xlabel="batch size", ylabel="resident epoch (s, median)", title="Machines side by side: one training epoch"
+            xlabel="batch size",
+            ylabel="resident epoch (s, median)",
+            title="Machines side by side: one training epoch",
         )
         ax.legend(fontsize=7, title="machine | device")
         _write_data(data, path, "batch_size", "median", ["who"])
@@ -259,20 +372,27 @@ def plot_machines(frame: pd.DataFrame, path: Path) -> Path | None:
         return _save(fig, path)
 
 
-# A ranking's picture holds at most this many machines (about 22 px each: under 3,500 px tall); a longer one is split.
+# A ranking's picture holds at most this many machines (about 22 px each: under 3,500 px tall); a
+# longer one is split.
 RANKING_PART = 150
 
 
-def plot_ranking(ranking, folder: Path, parts: list[int] | None = None, size: int | None = None) -> list[Path]:
+def plot_ranking(
+    ranking, folder: Path, parts: list[int] | None = None, size: int | None = None
+) -> list[Path]:
     """A ranking (bench.report.fleet.Ranking) as dots on one axis, best at the top, each labelled with its rank, machine
-    and device, its 95% interval where it has one; split into pictures of RANKING_PART machines, each with its data
-    (`parts`: only those, counted from 1; `size`: machines a picture, RANKING_PART unless given). Every part has
-    the whole ranking's axis, so that parts compare."""
+    and device, its 95% interval where it has one; split into pictures of RANKING_PART machines,
+    each with its data (`parts`: only those, counted from 1; `size`: machines a picture,
+    RANKING_PART unless given). Every part has the whole ranking's axis, so that parts compare."""
     size = size or RANKING_PART
     rows = ranking.rows.dropna(subset=["value"])
     values = pd.concat([rows["value"], rows["low"], rows["high"]]).dropna()
     log = ranking.log and (values > 0).all()
-    limits = (values.min() / 1.15, values.max() * 1.15) if log else (min(0, values.min()), values.max() * 1.05)
+    limits = (
+        (values.min() / 1.15, values.max() * 1.15)
+        if log
+        else (min(0, values.min()), values.max() * 1.05)
+    )
     written = []
     for part, start in enumerate(range(0, len(rows), size), start=1):
         if parts is not None and part not in parts:
@@ -283,9 +403,17 @@ def plot_ranking(ranking, folder: Path, parts: list[int] | None = None, size: in
             fig, ax = plt.subplots(figsize=(9, 1.3 + 0.22 * len(mine)))
             y = np.arange(len(mine))
             sure = mine["low"].notna() & mine["high"].notna()
-            ax.hlines(y[sure.to_numpy()], mine.loc[sure, "low"], mine.loc[sure, "high"], color="0.4", linewidth=1.5)
+            ax.hlines(
+                y[sure.to_numpy()],
+                mine.loc[sure, "low"],
+                mine.loc[sure, "high"],
+                color="0.4",
+                linewidth=1.5,
+            )
             ax.plot(mine["value"], y, "o", color="C0", markersize=4)
-            ax.set_yticks(y, [f"{r.rank}. {r.label} · {r.device}" for r in mine.itertuples()], fontsize=8)
+            ax.set_yticks(
+                y, [f"{r.rank}. {r.label} · {r.device}" for r in mine.itertuples()], fontsize=8
+            )
             ax.set_ylim(len(mine) - 0.5, -0.5)  # best at the top
             if log:
                 ax.set_xscale("log")
@@ -295,9 +423,20 @@ def plot_ranking(ranking, folder: Path, parts: list[int] | None = None, size: in
             ax.grid(True, axis="x", alpha=0.3)
             ax.tick_params(axis="x", top=True, labeltop=True)  # a tall picture's axis at both ends
             last = min(start + size, len(rows))
-            ax.set(xlabel=ranking.unit, title=f"{ranking.title}: {start + 1:,}-{last:,} of {len(rows):,}")
-            out = pd.DataFrame({"rank": mine["rank"], "machine": mine["label"], "device": mine["device"],
-                                "value": mine["value"], "low": mine["low"], "high": mine["high"]})  # fmt: skip
+            ax.set(
+                xlabel=ranking.unit,
+                title=f"{ranking.title}: {start + 1:,}-{last:,} of {len(rows):,}",
+            )
+            out = pd.DataFrame(
+                {
+                    "rank": mine["rank"],
+                    "machine": mine["label"],
+                    "device": mine["device"],
+                    "value": mine["value"],
+                    "low": mine["low"],
+                    "high": mine["high"],
+                }
+            )
             out.to_csv(path.with_suffix(".csv"), index=False)
             fig.tight_layout()
             written.append(_save(fig, path))

@@ -22,15 +22,32 @@ MEASURE_OWN = "pytest bench --devices cpu,cuda:0 --benchmark-autosave"
 # Like with like: the notes' loop and its data resident (train), each inference mode's plain pass.
 _LIKE_WITH_LIKE = ("seed", "resident", "compute", "end_to_end")
 
-_COLUMNS = ["reference", "run_files", "device_name", "dataset", "family", "variant", "batch_size", "cpu_pipeline",
-            "gpu_pipeline", "median_cpu", "median_gpu", "speedup", "low", "high", "no_interval",
-            "default_threads", "busy"]  # fmt: skip
+_COLUMNS = [
+    "reference",
+    "run_files",
+    "device_name",
+    "dataset",
+    "family",
+    "variant",
+    "batch_size",
+    "cpu_pipeline",
+    "gpu_pipeline",
+    "median_cpu",
+    "median_gpu",
+    "speedup",
+    "low",
+    "high",
+    "no_interval",
+    "default_threads",
+    "busy",
+]
 
 
 def load_reference(cache=None) -> pd.DataFrame:
     """The reference runs this checkout ships (an empty frame where it ships none); `cache`: a RowCache to keep
-    what was read of them in (bench/report/cache.py). A reference run that cannot be read (a checkout damaged,
-    a file cut short) is named in a RunFileWarning and passed over, as any run is: the report goes on."""
+    what was read of them in (bench/report/cache.py). A reference run that cannot be read (a
+    checkout damaged, a file cut short) is named in a RunFileWarning and passed over, as any run is:
+    the report goes on."""
     from bench.report.load import load_frame  # (load imports the figures this module imports)
 
     folder = reference_folder()
@@ -39,9 +56,15 @@ def load_reference(cache=None) -> pd.DataFrame:
     return load_frame([folder], cache=cache)
 
 
-def _pair(cpu_median: float, gpu_median: float, what: dict, cpu_data, gpu_data, threads, busy: bool) -> dict:
-    ratio = ratio_estimate(cpu_data, gpu_data, numerator_median=float(cpu_median), denominator_median=float(gpu_median))
-    rounds = min(len(cpu_data if cpu_data is not None else []), len(gpu_data if gpu_data is not None else []))
+def _pair(
+    cpu_median: float, gpu_median: float, what: dict, cpu_data, gpu_data, threads, busy: bool
+) -> dict:
+    ratio = ratio_estimate(
+        cpu_data, gpu_data, numerator_median=float(cpu_median), denominator_median=float(gpu_median)
+    )
+    rounds = min(
+        len(cpu_data if cpu_data is not None else []), len(gpu_data if gpu_data is not None else [])
+    )
     return {
         **what,
         "median_cpu": float(cpu_median),
@@ -57,23 +80,44 @@ def _pair(cpu_median: float, gpu_median: float, what: dict, cpu_data, gpu_data, 
 
 
 def _what(g, family: str, variant: str, cpu_pipeline: str) -> dict:
-    return {"reference": g.label, "run_files": g.run_file, "device_name": g.device_name, "dataset": g.dataset,
-            "family": family, "variant": variant, "batch_size": int(g.batch_size), "cpu_pipeline": cpu_pipeline,
-            "gpu_pipeline": g.pipeline}  # fmt: skip
+    return {
+        "reference": g.label,
+        "run_files": g.run_file,
+        "device_name": g.device_name,
+        "dataset": g.dataset,
+        "family": family,
+        "variant": variant,
+        "batch_size": int(g.batch_size),
+        "cpu_pipeline": cpu_pipeline,
+        "gpu_pipeline": g.pipeline,
+    }
 
 
 def _like_with_like(gpu: pd.DataFrame, mine: pd.DataFrame) -> list[dict]:
     rows = []
     for r in gpu[gpu["variant"].isin(_LIKE_WITH_LIKE)].itertuples():
         # This CPU's figure of the same work: the same family, variant, batch size and images.
-        same = mine[(mine["family"] == r.family) & (mine["variant"] == r.variant)
-                    & (mine["batch_size"] == r.batch_size) & (mine["images"] == r.images)]  # fmt: skip
+        same = mine[
+            (mine["family"] == r.family)
+            & (mine["variant"] == r.variant)
+            & (mine["batch_size"] == r.batch_size)
+            & (mine["images"] == r.images)
+        ]
         choice = cpu_choices(same)
         if choice.empty or pd.isna(choice["median_default"].iloc[0]):
             continue  # (torch's default thread count was not run, or is unknown)
         c = choice.iloc[0]
-        rows.append(_pair(c.median_default, r.median, _what(r, r.family, r.variant, r.pipeline), c.data_default,
-                          r.round_times, c.default_threads, c.busy))  # fmt: skip
+        rows.append(
+            _pair(
+                c.median_default,
+                r.median,
+                _what(r, r.family, r.variant, r.pipeline),
+                c.data_default,
+                r.round_times,
+                c.default_threads,
+                c.busy,
+            )
+        )
     return rows
 
 
@@ -93,8 +137,17 @@ def _fastest(gpu: pd.DataFrame, mine: pd.DataFrame, sizes) -> list[dict]:
         cpu_same = cpu[cpu["images"] == g.images]
         if c["images"] != g.images:
             c = cpu_same.loc[cpu_same["median"].idxmin()]
-        rows.append(_pair(c["median"], g.median, _what(g, "train", "fastest", c["pipeline"]), c["round_times"],
-                          g.round_times, c["default_threads"], c["busy"]))  # fmt: skip
+        rows.append(
+            _pair(
+                c["median"],
+                g.median,
+                _what(g, "train", "fastest", c["pipeline"]),
+                c["round_times"],
+                g.round_times,
+                c["default_threads"],
+                c["busy"],
+            )
+        )
     return rows
 
 
@@ -110,14 +163,20 @@ def against_reference(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
     if reference is None or reference.empty or frame.empty:
         return pd.DataFrame(columns=_COLUMNS)
     cpu = frame[frame["device"] == "cpu"]
-    quick = bool(cpu["quick"].all())  # full figures where there are any; a quick run against the quick ones
+    quick = bool(
+        cpu["quick"].all()
+    )  # full figures where there are any; a quick run against the quick ones
     mine = cpu[cpu["quick"] == quick]
-    gpus = reference[is_gpu(reference["device"]) & (reference["quick"] == quick) & reference["reference"]]
+    gpus = reference[
+        is_gpu(reference["device"]) & (reference["quick"] == quick) & reference["reference"]
+    ]
     out: list[dict] = []
     for family in ("train", "inference"):
         best, rank = [], (0, 0)
         # One GPU of one machine: a machine with several GPUs offers each on its own.
-        for _key, gpu in gpus[gpus["family"] == family].groupby(["machine_key", "device"], sort=False):
+        for _key, gpu in gpus[gpus["family"] == family].groupby(
+            ["machine_key", "device"], sort=False
+        ):
             rows = _like_with_like(gpu, mine)
             if family == "train":
                 rows += _fastest(gpu, mine, {r["batch_size"] for r in rows})
@@ -129,13 +188,18 @@ def against_reference(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
         return pd.DataFrame(columns=_COLUMNS)
     pairs = pd.DataFrame(out)
     rank = {"seed": 0, "resident": 1, "fastest": 9}
-    order = pairs.assign(_f=pairs["family"].map({"train": 0}).fillna(1), _v=pairs["variant"].map(rank).fillna(5))
-    return order.sort_values(["_f", "batch_size", "_v", "variant"], kind="stable")[_COLUMNS].reset_index(drop=True)
+    order = pairs.assign(
+        _f=pairs["family"].map({"train": 0}).fillna(1), _v=pairs["variant"].map(rank).fillna(5)
+    )
+    return order.sort_values(["_f", "batch_size", "_v", "variant"], kind="stable")[
+        _COLUMNS
+    ].reset_index(drop=True)
 
 
 def _cell(r, busy_run: bool) -> str:
     said = interval_said(r.speedup, r.low, r.high, no_interval=r.no_interval, busy=r.busy)
-    # Slower only where the whole interval is below 1: a one-round figure has no verdict, nor one the load held.
+    # Slower only where the whole interval is below 1: a one-round figure has no verdict, nor one
+    # the load held.
     if busy_run and r.busy:
         return said
     return said + (": slower than this CPU" if side(r.low, r.high) == -1 else "")
@@ -147,14 +211,17 @@ def _count(threads) -> str:
 
 def reference_said(pairs: pd.DataFrame, *, busy_run: bool = False) -> list[str]:
     """The comparison in words, one line per family and batch size, headed by whose GPU it is and from which runs.
-    `busy_run`: other work held this machine for most of its run, so no ratio of a busy figure gets a verdict."""
+    `busy_run`: other work held this machine for most of its run, so no ratio of a busy figure gets
+    a verdict."""
     if pairs.empty:
         return []
     whose = []
     for family, rows in pairs.groupby("family", sort=False):
         runs = sorted({str(f).rsplit("/", 1)[-1][:4] for f in rows["run_files"]})
-        whose.append(f"{family}: {rows['reference'].iloc[0]}, {rows['dataset'].iloc[0]} data, "
-                     f"run{'s' if len(runs) > 1 else ''} {', '.join(runs)}")  # fmt: skip
+        whose.append(
+            f"{family}: {rows['reference'].iloc[0]}, {rows['dataset'].iloc[0]} data, "
+            f"run{'s' if len(runs) > 1 else ''} {', '.join(runs)}"
+        )
     lines = [
         "No GPU here. The reference GPUs the project ships, other machines' (results/reference/; "
         f"{'; '.join(whose)}), against this CPU at torch's default{_count(pairs['default_threads'].iloc[0])} threads "
@@ -164,10 +231,16 @@ def reference_said(pairs: pd.DataFrame, *, busy_run: bool = False) -> list[str]:
         cells = []
         shown = set(rows.loc[rows["variant"] != "fastest", "variant"])
         for r in rows.itertuples():
-            if r.variant == "fastest" and r.gpu_pipeline == r.cpu_pipeline and r.gpu_pipeline in shown:
+            if (
+                r.variant == "fastest"
+                and r.gpu_pipeline == r.cpu_pipeline
+                and r.gpu_pipeline in shown
+            ):
                 continue  # each side's fastest is a step already compared like with like
             if r.variant == "fastest":
-                cells.append(f"fastest {r.gpu_pipeline} {_cell(r, busy_run)} over this CPU's fastest, {r.cpu_pipeline}")
+                cells.append(
+                    f"fastest {r.gpu_pipeline} {_cell(r, busy_run)} over this CPU's fastest, {r.cpu_pipeline}"
+                )
             elif r.variant == "seed":
                 cells.append(f"the notes' loop (seed) {_cell(r, busy_run)}")
             else:

@@ -23,7 +23,13 @@ __all__ = [
 ]
 
 # The marks a figure carries, explained once on the page (see page.py MARKS).
-NOISY, ONE_ROUND, PARTIAL, THROTTLED, BUSY = " ~", " (1 round)", " (partial)", " (throttled)", " (busy)"
+NOISY, ONE_ROUND, PARTIAL, THROTTLED, BUSY = (
+    " ~",
+    " (1 round)",
+    " (partial)",
+    " (throttled)",
+    " (busy)",
+)
 SUSPECT = " (suspect)"
 RUN_KIND = {False: "full", True: "quick"}
 
@@ -73,17 +79,26 @@ def _run(frame: pd.DataFrame) -> pd.Series:
     )
 
 
-def spread(cells: pd.DataFrame, index: dict[str, str], column: str = "batch_size", header: str = "Batch",
-            sort: bool = True) -> pd.DataFrame:  # fmt: skip
+def spread(
+    cells: pd.DataFrame,
+    index: dict[str, str],
+    column: str = "batch_size",
+    header: str = "Batch",
+    sort: bool = True,
+) -> pd.DataFrame:
     """cells' "cell" column spread to one column per value of `column` ("Batch 1,000"), in order of that value;
     one row per `index` (column -> header), in their order when `sort` is false."""
-    table = cells.pivot_table(index=list(index), columns=column, values="cell", aggfunc="first", sort=sort)
+    table = cells.pivot_table(
+        index=list(index), columns=column, values="cell", aggfunc="first", sort=sort
+    )
     table = table[sorted(table.columns)]
     table.columns = [f"{header} {c:,}" for c in table.columns]
     return table.reset_index().fillna("").rename(columns=index)
 
 
-def pivot(frame: pd.DataFrame, index: dict[str, str], column: str, header: str, cell) -> pd.DataFrame:
+def pivot(
+    frame: pd.DataFrame, index: dict[str, str], column: str, header: str, cell
+) -> pd.DataFrame:
     """One row per `index` (column -> header), one column per value of `column` ("Batch 100"), cells from `cell`."""
     if frame.empty:
         return pd.DataFrame()
@@ -104,7 +119,9 @@ def train_table(frame: pd.DataFrame) -> pd.DataFrame:
         {"device": "Device", "pipeline": "Pipeline", "run": "Run"},
         "batch_size",
         "Batch",
-        lambda r: fmt_seconds(r.median) + ("" if r.one_round else f", IQR {r.iqr_share:.0%}") + marks(r),
+        lambda r: (
+            fmt_seconds(r.median) + ("" if r.one_round else f", IQR {r.iqr_share:.0%}") + marks(r)
+        ),
     )
 
 
@@ -120,7 +137,13 @@ def inference_table(frame: pd.DataFrame) -> pd.DataFrame:
             latency = f"{r.latency_ms:.3g} ms/batch mean"
         return f"{r.images_per_s:,.0f} img/s; {latency}" + marks(r)
 
-    return pivot(rows, {"device": "Device", "variant": "Mode and step", "run": "Run"}, "batch_size", "Batch", cell)
+    return pivot(
+        rows,
+        {"device": "Device", "variant": "Mode and step", "run": "Run"},
+        "batch_size",
+        "Batch",
+        cell,
+    )
 
 
 def transfer_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -130,13 +153,24 @@ def transfer_table(frame: pd.DataFrame) -> pd.DataFrame:
         share = f" ({r.link_share:.0%} of link)" if pd.notna(r.link_share) else ""
         return f"{r.gbps:.3g} GB/s{share}" + marks(r)
 
-    index = {"device": "Device", "direction": "Direction", "memory": "Host memory", "dtype": "Data type", "run": "Run"}
+    index = {
+        "device": "Device",
+        "direction": "Direction",
+        "memory": "Host memory",
+        "dtype": "Data type",
+        "run": "Run",
+    }
     return pivot(rows, index, "size", "Images", cell)
 
 
 def _speed_cell(r) -> str:
-    # Each ratio with its 95% interval (bench/record/intervals.py); a one-round figure is marked below instead.
-    text = interval_said(r.speedup, r.speedup_low, r.speedup_high, no_interval="") if pd.notna(r.speedup) else "-"
+    # Each ratio with its 95% interval (bench/record/intervals.py); a one-round figure is marked
+    # below instead.
+    text = (
+        interval_said(r.speedup, r.speedup_low, r.speedup_high, no_interval="")
+        if pd.notna(r.speedup)
+        else "-"
+    )
     if pd.isna(r.speedup) or _differs(r.best_cpu_threads, r.default_threads):
         best = interval_said(r.speedup_vs_best_cpu, r.vs_best_low, r.vs_best_high, no_interval="")
         text += f" [{best} vs {_threads(r.best_cpu_threads)}]"
@@ -152,8 +186,14 @@ def speedup_table(speed: pd.DataFrame, *, with_machine: bool = True) -> pd.DataF
         cpu_default=speed["default_threads"].map(_threads),
         run=speed["quick"].map(RUN_KIND),
     )
-    index = {"label": "Machine", "device": "GPU", "cpu_default": "CPU threads (default)", "family": "Family",
-             "variant": "Variant", "run": "Run"}  # fmt: skip
+    index = {
+        "label": "Machine",
+        "device": "GPU",
+        "cpu_default": "CPU threads (default)",
+        "family": "Family",
+        "variant": "Variant",
+        "run": "Run",
+    }
     table = spread(cells, index, sort=False)
     return table if with_machine else table.drop(columns=["Machine"])
 
@@ -189,12 +229,18 @@ def ladder_table(steps: pd.DataFrame, family: str) -> pd.DataFrame:
         cell=lambda f: [cell(r) for r in f.itertuples()], run=lambda f: f["quick"].map(RUN_KIND)
     )
     table = cells.pivot_table(
-        index=["label", "device", "batch_size", "run"], columns="pipeline", values="cell", aggfunc="first", sort=False
+        index=["label", "device", "batch_size", "run"],
+        columns="pipeline",
+        values="cell",
+        aggfunc="first",
+        sort=False,
     )
     order = cells.drop_duplicates("pipeline").sort_values("step")["pipeline"]
     table = table[[p for p in order if p in table.columns]].reset_index().fillna("")
     table["batch_size"] = table["batch_size"].map("{:,}".format)
-    return table.rename(columns={"label": "Machine", "device": "Device", "batch_size": "Batch size", "run": "Run"})
+    return table.rename(
+        columns={"label": "Machine", "device": "Device", "batch_size": "Batch size", "run": "Run"}
+    )
 
 
 def profiled_table(frame: pd.DataFrame, parts: pd.DataFrame) -> pd.DataFrame:
@@ -202,20 +248,34 @@ def profiled_table(frame: pd.DataFrame, parts: pd.DataFrame) -> pd.DataFrame:
     rows = frame[(frame["family"] == "train") & frame["profiled_epoch_s"].notna()]
     if rows.empty:
         return pd.DataFrame()
-    phases = [c for c in ("data", "h2d", "forward", "backward", "optimizer", "graph")
-              if rows[f"profiled_{c}_s"].notna().any()]  # fmt: skip
+    phases = [
+        c
+        for c in ("data", "h2d", "forward", "backward", "optimizer", "graph")
+        if rows[f"profiled_{c}_s"].notna().any()
+    ]
     derived = parts.set_index(["machine_key", "quick", "device", "batch_size"])
     out = []
     for r in rows.sort_values(["label", "device", "batch_size"]).itertuples():
         row = {
-            "Machine": r.label, "Device": r.device, "Batch size": f"{r.batch_size:,}", "Pipeline": r.pipeline,
-            "Run": RUN_KIND[bool(r.quick)], "Timed epoch (median)": fmt_seconds(r.median),
-            "Images profiled": f"{r.profiled_images:,}" if pd.notna(r.profiled_images) else "the epoch",
-            "Profiled": fmt_seconds(r.profiled_epoch_s), "Measured on": r.profiled_on,
-        }  # fmt: skip
+            "Machine": r.label,
+            "Device": r.device,
+            "Batch size": f"{r.batch_size:,}",
+            "Pipeline": r.pipeline,
+            "Run": RUN_KIND[bool(r.quick)],
+            "Timed epoch (median)": fmt_seconds(r.median),
+            "Images profiled": f"{r.profiled_images:,}"
+            if pd.notna(r.profiled_images)
+            else "the epoch",
+            "Profiled": fmt_seconds(r.profiled_epoch_s),
+            "Measured on": r.profiled_on,
+        }
         for phase in phases:
             seconds = getattr(r, f"profiled_{phase}_s")
-            share = f" ({seconds / r.profiled_epoch_s:.0%})" if pd.notna(seconds) and r.profiled_epoch_s else ""
+            share = (
+                f" ({seconds / r.profiled_epoch_s:.0%})"
+                if pd.notna(seconds) and r.profiled_epoch_s
+                else ""
+            )
             row[phase] = fmt_seconds(seconds) + share
         key = (r.machine_key, bool(r.quick), r.device, r.batch_size)
         if r.pipeline == "seed" and key in derived.index:
@@ -229,7 +289,8 @@ def profiled_table(frame: pd.DataFrame, parts: pd.DataFrame) -> pd.DataFrame:
 
 def threads_table(frame: pd.DataFrame, choices: pd.DataFrame) -> pd.DataFrame:
     """Where a machine's CPU ran a family at several thread counts: the fastest count per variant and batch size."""
-    # A ladder step beyond the cheap ones runs at torch's default count alone, by design: not listed here.
+    # A ladder step beyond the cheap ones runs at torch's default count alone, by design: not listed
+    # here.
     cheap = {"seed", "resident"} | set(frame.loc[frame["family"] == "inference", "mode"].dropna())
     choices = choices[choices["variant"].isin(cheap)]
     cpu = frame[frame["device"] == "cpu"]
@@ -258,8 +319,13 @@ def threads_table(frame: pd.DataFrame, choices: pd.DataFrame) -> pd.DataFrame:
         Machine=swept["machine_key"].map(labels),
         run=swept["quick"].map(RUN_KIND),
     )
-    index = {"Machine": "Machine", "cpu_default": "CPU threads (default)", "family": "Family", "variant": "Variant",
-             "run": "Run"}  # fmt: skip
+    index = {
+        "Machine": "Machine",
+        "cpu_default": "CPU threads (default)",
+        "family": "Family",
+        "variant": "Variant",
+        "run": "Run",
+    }
     return spread(cells, index)
 
 
@@ -267,7 +333,10 @@ def crossover_table(cross: pd.DataFrame) -> pd.DataFrame:
     if cross.empty:
         return pd.DataFrame()
     out = cross.assign(
-        best=[f"{r.best_speedup:.2f}x" + (ONE_ROUND if r.one_round else "") for r in cross.itertuples()],
+        best=[
+            f"{r.best_speedup:.2f}x" + (ONE_ROUND if r.one_round else "")
+            for r in cross.itertuples()
+        ],
         run=cross["quick"].map(RUN_KIND),
     )
     out = out[["label", "device", "device_name", "family", "variant", "run", "says", "best"]]
@@ -281,7 +350,7 @@ def crossover_table(cross: pd.DataFrame) -> pd.DataFrame:
             "run": "Run",
             "says": "Crossover",
             "best": "Best speedup",
-        }  # fmt: skip
+        }
     )
 
 
@@ -289,11 +358,24 @@ def breakdown_table(parts: pd.DataFrame) -> pd.DataFrame:
     if parts.empty:
         return pd.DataFrame()
     out = parts.assign(
-        device=device_label(parts), run=parts["quick"].map(RUN_KIND), batch_size=parts["batch_size"].map("{:,}".format)
+        device=device_label(parts),
+        run=parts["quick"].map(RUN_KIND),
+        batch_size=parts["batch_size"].map("{:,}".format),
     )
     for col in ("seed_epoch_s", "loading_s", "transfer_s", "compute_s"):
         out[col] = out[col].map(fmt_seconds)
-    out = out[["label", "device", "run", "batch_size", "seed_epoch_s", "loading_s", "transfer_s", "compute_s"]]
+    out = out[
+        [
+            "label",
+            "device",
+            "run",
+            "batch_size",
+            "seed_epoch_s",
+            "loading_s",
+            "transfer_s",
+            "compute_s",
+        ]
+    ]
     return out.rename(
         columns={
             "label": "Machine",
@@ -304,5 +386,5 @@ def breakdown_table(parts: pd.DataFrame) -> pd.DataFrame:
             "loading_s": "Data loading",
             "transfer_s": "Host-to-device copies",
             "compute_s": "Compute (resident epoch)",
-        }  # fmt: skip
+        }
     )

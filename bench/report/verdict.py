@@ -31,8 +31,9 @@ __all__ = [
 ]
 
 
-# asv compare's default factor: a change under 10% is not reported, whatever the interval says. It is also
-# the noise line of docs/design.md (an IQR over 10% of the median is noisy), so a flagged change clears that too.
+# asv compare's default factor: a change under 10% is not reported, whatever the interval says. It
+# is also the noise line of docs/design.md (an IQR over 10% of the median is noisy), so a flagged
+# change clears that too.
 DEFAULT_FACTOR = 1.10
 
 
@@ -79,7 +80,8 @@ def _facts(run: dict) -> dict[str, str]:
     dataset = info.get("dataset") if isinstance(info.get("dataset"), dict) else {}
     gpus = [g for g in info.get("gpus") or [] if isinstance(g, dict)]
     facts = {
-        "commit": (as_text(commit.get("id"))[:12] or "unknown") + (" (dirty)" if commit.get("dirty") else ""),
+        "commit": (as_text(commit.get("id"))[:12] or "unknown")
+        + (" (dirty)" if commit.get("dirty") else ""),
         "torch": as_text(torch_.get("version")),
         "CUDA runtime": as_text(torch_.get("cuda_runtime")),
         "cuDNN": as_text(torch_.get("cudnn")),
@@ -89,14 +91,18 @@ def _facts(run: dict) -> dict[str, str]:
         "torch threads": as_text(torch_.get("threads")),
         "dataset": as_text(dataset.get("name")),
         "format": as_text(ours.get("format")),
-        # Before format 4 no run held the allocator: glibc as it was, what --host-allocator default records.
+        # Before format 4 no run held the allocator: glibc as it was, what --host-allocator default
+        # records.
         "host allocator": as_text(
-            (ours.get("host_allocator") or {}).get("mode") if isinstance(ours.get("host_allocator"), dict) else None
+            (ours.get("host_allocator") or {}).get("mode")
+            if isinstance(ours.get("host_allocator"), dict)
+            else None
         )
         or "default",
         "run": run_state(run) or "complete",
-        # How busy the machine was: across the whole run (format 5; whole percents, so that noise in the
-        # tenths is no change), and the cases that saw other work on the CPU, or a GPU throttled.
+        # How busy the machine was: across the whole run (format 5; whole percents, so that noise in
+        # the tenths is no change), and the cases that saw other work on the CPU, or a GPU
+        # throttled.
         "machine load": _load(run),
         "cases busy": _flagged(run, "busy"),
         "cases throttled": _flagged(run, "throttled"),
@@ -108,7 +114,9 @@ def _facts(run: dict) -> dict[str, str]:
     return facts
 
 
-def environment_changes(old: dict, new: dict) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+def environment_changes(
+    old: dict, new: dict
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
     """([(fact, old, new) that differ], [(fact, value) the same in both]), over versions, driver, commit, data, plan."""
     a, b = _facts(old), _facts(new)
     changed, same = [], []
@@ -147,7 +155,9 @@ def _suspect(run: dict) -> str:
     """How many of the run's copies are suspect (their time not growing with their bytes: load._mark_suspects)."""
     import warnings
 
-    from bench.report.load import runs_to_frame  # (load is the report's reader; verdict is read by compare only)
+    from bench.report.load import (
+        runs_to_frame,
+    )  # (load is the report's reader; verdict is read by compare only)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # compare has said what it passes over already
@@ -165,7 +175,8 @@ def run_state(run: dict) -> str:
 
 def marks_of(case) -> str:
     """What the run says of the machine while the case ran (busy with other work, a GPU throttled), and whether
-    its figure is suspect (a copy whose time did not follow its bytes in its run: bench/record/derive.py)."""
+    its figure is suspect (a copy whose time did not follow its bytes in its run:
+    bench/record/derive.py)."""
     return ", ".join(flag for flag in ("busy", "throttled", "suspect") if bool(case.get(flag)))
 
 

@@ -58,7 +58,8 @@ def case_cost(plan: Plan, family: str, params: dict, profile: Profile) -> CaseCo
     if family == "transfer":
         warm, sample = 2 * round_s, 0.0  # two copies, the second one the estimate
     elif family == "limits":
-        # One round of warm-up; a matrix product's side is doubled up to it first (1/8 of its time a step down).
+        # One round of warm-up; a matrix product's side is doubled up to it first (1/8 of its time a
+        # step down).
         warm, sample = round_s * (2.15 if params.get("limit") == "matmul" else 1.0), 0.0
     else:
         batches = math.ceil(images / params["batch_size"])
@@ -78,11 +79,15 @@ def case_cost(plan: Plan, family: str, params: dict, profile: Profile) -> CaseCo
     if family == "train" and plan.breakdown_for(params["batch_size"]):
         loader = train_config(pipeline, params["device"]).data == "dataloader"
         profiled = profile_size(
-            images, params["batch_size"], plan.profile_loader_images if loader else plan.profile_images
+            images,
+            params["batch_size"],
+            plan.profile_loader_images if loader else plan.profile_images,
         )
         measured = profile.profile_s(family, params, profiled)
         extras += measured if measured is not None else round_s  # unmeasured: about a round
-    return CaseCost(family, params, overhead + warm + sample + rounds * round_s + extras, rounds, exact)
+    return CaseCost(
+        family, params, overhead + warm + sample + rounds * round_s + extras, rounds, exact
+    )
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,11 @@ class PlanCost:
 
 def plan_cost(plan: Plan, profile: Profile) -> PlanCost:
     """Every case of `plan`, predicted from `profile`, plus the run's start (imports, data, weights)."""
-    cases = [case_cost(plan, family, params, profile) for family in FAMILIES for params in plan.cases(family)]
+    cases = [
+        case_cost(plan, family, params, profile)
+        for family in FAMILIES
+        for params in plan.cases(family)
+    ]
     measured = {family: profile.overhead_s(family)[1] for family in FAMILIES}
     return PlanCost(cases, *profile.outside(), measured)
 
@@ -147,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench cost",
         description="Predict how long a plan takes on a machine, from saved runs of that machine.",
     )
-    parser.add_argument("runs", nargs="+", type=Path, help="saved runs of the machine (pytest-benchmark JSON)")
+    parser.add_argument(
+        "runs", nargs="+", type=Path, help="saved runs of the machine (pytest-benchmark JSON)"
+    )
     parser.add_argument("--devices", help="as for pytest bench (default: the devices in the runs)")
     parser.add_argument("--batch-sizes", help="as for pytest bench")
     parser.add_argument("--cpu-threads", help="as for pytest bench")
@@ -160,17 +171,23 @@ def main(argv: list[str] | None = None) -> int:
         except NotARunFile as exc:
             parser.error(f"{path}: not a readable saved run: {exc}")
         errors = run_errors(run)
-        if errors or not any(isinstance(b, dict) and b.get("group") in FAMILIES for b in run["benchmarks"]):
+        if errors or not any(
+            isinstance(b, dict) and b.get("group") in FAMILIES for b in run["benchmarks"]
+        ):
             parser.error(
                 f"{path}: not a saved run of fmnist-bench: {'; '.join(errors[:2]) or 'no case of its families'}"
             )
         runs.append((str(path), run))
     machines = sorted({machine_of(run) for _, run in runs})
     if len(machines) > 1:
-        parser.error(f"these runs are from {len(machines)} machines ({', '.join(machines)}): give one machine's runs")
+        parser.error(
+            f"these runs are from {len(machines)} machines ({', '.join(machines)}): give one machine's runs"
+        )
     runs.sort(key=lambda item: str(item[1].get("datetime", "")))
     profile = Profile.from_runs(runs)
-    default_threads = next((t for _, run in reversed(runs) if (t := fmt.default_threads(run))), None)
+    default_threads = next(
+        (t for _, run in reversed(runs) if (t := fmt.default_threads(run))), None
+    )
     try:
         devices = (
             parse_devices(args.devices)

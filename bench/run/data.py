@@ -39,7 +39,9 @@ def data_for(opt, download_timeout: float) -> str:
     if name == "fashion-mnist" and opt.download:
         try:
             download_fashion_mnist(
-                opt.data_root, timeout=download_timeout, say=lambda line: print(line, file=sys.stderr)
+                opt.data_root,
+                timeout=download_timeout,
+                say=lambda line: print(line, file=sys.stderr),
             )
         except DataError as exc:
             raise pytest.UsageError(f"--download: {exc}") from None
@@ -78,7 +80,10 @@ def check_data(plan: Plan) -> dict | None:
 def split(plan: Plan, train: bool):
     """The training or test split as this run's plan has it (downloaded and checked before the run: no download here)."""
     return load_split(
-        plan.dataset_name, train=train, root=plan.data_root, limit=plan.train_images if train else plan.test_images
+        plan.dataset_name,
+        train=train,
+        root=plan.data_root,
+        limit=plan.train_images if train else plan.test_images,
     )
 
 
@@ -91,7 +96,9 @@ def trained_state(plan: Plan, train_split) -> dict:
         torch.manual_seed(0)
         model = Network()
         n = min(len(train_split), WEIGHTS_IMAGES)
-        train_epoch_resident(model, make_optimizer(model), train_split.images[:n], train_split.labels[:n], 100)
+        train_epoch_resident(
+            model, make_optimizer(model), train_split.images[:n], train_split.labels[:n], 100
+        )
     finally:
         torch.set_num_threads(before)
     return model.state_dict()

@@ -63,17 +63,46 @@ ASSUMED_OUTSIDE_S = 3.4
 # 1.76 M, cuda_graph 4.89 M). A CPU's inference steps are taken as inference_mode's.
 # (kind, family) -> (the step measured there, how it is measured, each step's figure).
 _MEASURED_STEPS = {
-    ("cpu", "train"): ("resident", "s", {"resident": 1.62, "channels_last": 1.50, "bf16": 2.01,
-                                         "channels_last_bf16": 1.21, "compile": 2.61}),
-    ("gpu", "train"): ("resident", "ms", {"resident": 174.2, "channels_last": 225.3, "bf16": 260.8,
-                                          "channels_last_bf16": 232.5, "compile": 240.8, "cuda_graph": 47.3,
-                                          "compile_cuda_graph": 39.5}),
-    ("gpu", "inference"): ("inference_mode", "images/s", {"inference_mode": 3.82, "eager": 2.33, "channels_last": 3.11,
-                                                          "bf16": 1.28, "channels_last_bf16": 1.30, "compile": 1.76,
-                                                          "cuda_graph": 4.89}),
-}  # fmt: skip
-# (kind -> family -> step -> (the step it is predicted from, its time as a multiple of that step's)).
-# A CPU's inference steps are taken as inference_mode's.
+    ("cpu", "train"): (
+        "resident",
+        "s",
+        {
+            "resident": 1.62,
+            "channels_last": 1.50,
+            "bf16": 2.01,
+            "channels_last_bf16": 1.21,
+            "compile": 2.61,
+        },
+    ),
+    ("gpu", "train"): (
+        "resident",
+        "ms",
+        {
+            "resident": 174.2,
+            "channels_last": 225.3,
+            "bf16": 260.8,
+            "channels_last_bf16": 232.5,
+            "compile": 240.8,
+            "cuda_graph": 47.3,
+            "compile_cuda_graph": 39.5,
+        },
+    ),
+    ("gpu", "inference"): (
+        "inference_mode",
+        "images/s",
+        {
+            "inference_mode": 3.82,
+            "eager": 2.33,
+            "channels_last": 3.11,
+            "bf16": 1.28,
+            "channels_last_bf16": 1.30,
+            "compile": 1.76,
+            "cuda_graph": 4.89,
+        },
+    ),
+}
+# (kind -> family -> step -> (the step it is predicted from, its time as a multiple of that
+# step's)). A CPU's inference steps are taken as inference_mode's.
 
 
 def _as_multiples(base: str, unit: str, figures: dict[str, float]) -> dict[str, tuple[str, float]]:
@@ -86,10 +115,14 @@ def _as_multiples(base: str, unit: str, figures: dict[str, float]) -> dict[str, 
 
 
 ASSUMED_STEP = {
-    "cpu": {"inference": {p: ("inference_mode", 1.0) for p in ("eager", "channels_last", "bf16", "channels_last_bf16",
-                                                               "compile")}},
+    "cpu": {
+        "inference": {
+            p: ("inference_mode", 1.0)
+            for p in ("eager", "channels_last", "bf16", "channels_last_bf16", "compile")
+        }
+    },
     "gpu": {},
-}  # fmt: skip
+}
 for (kind, family), measured in _MEASURED_STEPS.items():
     ASSUMED_STEP[kind][family] = _as_multiples(*measured)
 del kind, family, measured
@@ -117,7 +150,9 @@ class Observation:
     size: int
     round_s: float  # the median round
     images: int | None  # images per round (train, inference); None for copies
-    overhead_s: float | None = None  # what the case cost besides warm-up, sample, rounds, prepare, breakdown
+    overhead_s: float | None = (
+        None  # what the case cost besides warm-up, sample, rounds, prepare, breakdown
+    )
     prepare_s: float | None = None  # compiling or capturing its batch shapes (ladder steps that do)
     profile_s: float | None = None  # its profiled epoch (train, at the ladder's batch size)
     profile_images: int | None = None  # the images that profiled epoch ran over
@@ -139,7 +174,9 @@ def _telling(run: dict) -> tuple[int, str]:
 def machine_of(run: dict) -> str:
     """The machine a run was made on: fmnist-bench's key, else pytest-benchmark's node name."""
     info = run.get("machine_info") or {}
-    return str(fmt.field(info, "fmnist_bench", "machine_key") or info.get("node") or "unknown machine")
+    return str(
+        fmt.field(info, "fmnist_bench", "machine_key") or info.get("node") or "unknown machine"
+    )
 
 
 def _variant(family: str, params: dict) -> tuple:
@@ -154,9 +191,16 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
     extra = record.get("extra_info") if isinstance(record.get("extra_info"), dict) else {}
     median = stats.get("median")
     size = params.get(SIZE_AXIS.get(family, "")) if family != "limits" else 0
-    if family not in FAMILIES or not isinstance(median, (int, float)) or not median > 0 or not isinstance(size, int):
+    if (
+        family not in FAMILIES
+        or not isinstance(median, (int, float))
+        or not median > 0
+        or not isinstance(size, int)
+    ):
         return None
-    threads = params.get("cpu_threads", default_threads)  # format 1 ran every case at torch's default
+    threads = params.get(
+        "cpu_threads", default_threads
+    )  # format 1 ran every case at torch's default
     prepared = fmt.field(extra, "prepare", "seconds")
     images = extra.get("images") if family in ("train", "inference") else None
     breakdown = extra.get("breakdown") if isinstance(extra.get("breakdown"), dict) else {}
@@ -253,10 +297,18 @@ class Profile:
                     and obs.device == params.get("device")
                     and obs.variant == _variant(family, params)
                 )
-                if same and obs.size == params.get(SIZE_AXIS[family], 0) and obs.overhead_s is not None:
+                if (
+                    same
+                    and obs.size == params.get(SIZE_AXIS[family], 0)
+                    and obs.overhead_s is not None
+                ):
                     if threads is None or obs.threads == threads:
                         return obs.overhead_s, True
-        seen = [o.overhead_s for o in self.observations.values() if o.family == family and o.overhead_s is not None]
+        seen = [
+            o.overhead_s
+            for o in self.observations.values()
+            if o.family == family and o.overhead_s is not None
+        ]
         if seen:
             return statistics.median(seen), True
         return ASSUMED_OVERHEAD_S[family], False
@@ -306,7 +358,9 @@ class Profile:
                 return obs.prepare_s
         return ASSUMED_PREPARE_S[pipeline][family]
 
-    def _measured_round_s(self, family: str, params: dict, images: int | None) -> tuple[float | None, bool]:
+    def _measured_round_s(
+        self, family: str, params: dict, images: int | None
+    ) -> tuple[float | None, bool]:
         device = params["device"]
         same = [
             o
@@ -321,7 +375,10 @@ class Profile:
             counts = {o.threads for o in same if o.threads is not None}
             if wanted not in counts and counts:
                 # The nearest thread count measured, by ratio: 4 is nearer 2 than 16 is.
-                wanted = min(counts, key=lambda n: abs(math.log(n) - math.log(params.get("cpu_threads") or n)))
+                wanted = min(
+                    counts,
+                    key=lambda n: abs(math.log(n) - math.log(params.get("cpu_threads") or n)),
+                )
                 exact = False
             same = [o for o in same if o.threads == wanted] or same
         size = params[SIZE_AXIS[family]] if family != "limits" else 0
@@ -335,11 +392,21 @@ class Profile:
         if not per_image:
             return None, False
         match = [p for s, p in per_image if s == size]
-        value = match[0] if match else loglog_interp([s for s, _ in per_image], [p for _, p in per_image], size)
+        value = (
+            match[0]
+            if match
+            else loglog_interp([s for s, _ in per_image], [p for _, p in per_image], size)
+        )
         same_images = any(o.size == size and o.images == images for o in same)
         return value * images, exact and bool(match) and same_images
 
 
 def _key(family: str, params: dict) -> tuple:
     threads = params.get("cpu_threads")
-    return (family, params.get("device"), threads, _variant(family, params), params.get(SIZE_AXIS[family], 0))
+    return (
+        family,
+        params.get("device"),
+        threads,
+        _variant(family, params),
+        params.get(SIZE_AXIS[family], 0),
+    )

@@ -27,7 +27,9 @@ def clock(device: str) -> DeviceClock:
 def telemetry(pytestconfig: pytest.Config, device: str) -> Telemetry:
     """The case's observer of the hardware across its timed rounds (--telemetry off: it records only that)."""
     suite = suite_of(pytestconfig)
-    return Telemetry.for_case(device, suite.machine["gpus"], suite.machine["nvml"], enabled=suite.telemetry)
+    return Telemetry.for_case(
+        device, suite.machine["gpus"], suite.machine["nvml"], enabled=suite.telemetry
+    )
 
 
 @pytest.fixture
@@ -47,7 +49,9 @@ def _split(config: pytest.Config, train: bool):
     split = data.split(suite.plan, train)
     suite.data_used["train" if train else "test"] = len(split)
     used = dict(suite.data_used)
-    suite.to_journal(lambda journal: journal.note({"data_used": used}))  # a recovered run must say it too
+    suite.to_journal(
+        lambda journal: journal.note({"data_used": used})
+    )  # a recovered run must say it too
     return split
 
 

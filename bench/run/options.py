@@ -98,8 +98,12 @@ def add_options(parser: pytest.Parser) -> None:
         help="a name for this machine, recorded in the run and used for its results folder and its label in "
         "reports (default: its host name; name machines that share one, as cloud VMs often do)",
     )
-    group.addoption("--data-root", default=str(DEFAULT_ROOT), help="where FashionMNIST/raw/ is (default: data)")
-    group.addoption("--download", action="store_true", help="download FashionMNIST into --data-root if missing")
+    group.addoption(
+        "--data-root", default=str(DEFAULT_ROOT), help="where FashionMNIST/raw/ is (default: data)"
+    )
+    group.addoption(
+        "--download", action="store_true", help="download FashionMNIST into --data-root if missing"
+    )
     group.addoption(
         "--download-timeout",
         default=str(DEFAULT_DOWNLOAD_TIMEOUT),
@@ -134,7 +138,9 @@ class Settings:
 
     plan: Plan
     machine_name: str | None
-    budget_source: dict  # which of pytest-benchmark's round options were given (they replace every family's)
+    budget_source: (
+        dict  # which of pytest-benchmark's round options were given (they replace every family's)
+    )
     data_files: dict | None  # images in the real files, when they are used
     telemetry: bool
     host_allocator: str
@@ -167,7 +173,9 @@ def settings(config: pytest.Config) -> Settings:
     min_rounds = opt.benchmark_min_rounds if given(config, "--benchmark-min-rounds") else None
     max_time = float(opt.benchmark_max_time) if given(config, "--benchmark-max-time") else None
     if min_rounds is not None and min_rounds > MAX_MIN_ROUNDS:
-        raise pytest.UsageError(f"--benchmark-min-rounds: {min_rounds:,} is more than {MAX_MIN_ROUNDS:,}")
+        raise pytest.UsageError(
+            f"--benchmark-min-rounds: {min_rounds:,} is more than {MAX_MIN_ROUNDS:,}"
+        )
     if max_time is not None and not 0 <= max_time <= MAX_CASE_TIME:  # (nan fails this too)
         raise pytest.UsageError(
             f"--benchmark-max-time: {max_time:g} is not a number of seconds from 0 to {MAX_CASE_TIME:,}"
@@ -191,7 +199,10 @@ def settings(config: pytest.Config) -> Settings:
     return Settings(
         plan=plan,
         machine_name=parsed["--machine-name"],
-        budget_source={"--benchmark-min-rounds": min_rounds is not None, "--benchmark-max-time": max_time is not None},
+        budget_source={
+            "--benchmark-min-rounds": min_rounds is not None,
+            "--benchmark-max-time": max_time is not None,
+        },
         data_files=check_data(plan),
         telemetry=opt.telemetry == "on",
         host_allocator=opt.host_allocator,

@@ -44,14 +44,18 @@ def suite_of(config: pytest.Config) -> Suite:
 
 def configure(config: pytest.Config) -> None:
     """Check every option, hold the allocator, route the storage and open the journal: all before collection."""
-    if not hasattr(config.option, "devices"):  # our options are not registered: not a `pytest bench` session
+    if not hasattr(
+        config.option, "devices"
+    ):  # our options are not registered: not a `pytest bench` session
         return
     chosen = settings(config)
-    # The answer is the last thing on the screen: pytest's list of skipped cases (the project's -ra) would come
-    # after it, and each skip is said on its case's line and counted in the answer. Failures and errors are still
-    # listed, and a -r given on the command line is kept as given.
+    # The answer is the last thing on the screen: pytest's list of skipped cases (the project's -ra)
+    # would come after it, and each skip is said on its case's line and counted in the answer.
+    # Failures and errors are still listed, and a -r given on the command line is kept as given.
     if not _report_chars_given(config):
-        config.option.reportchars = config.option.reportchars.replace("a", "fExX").replace("s", "").replace("S", "")
+        config.option.reportchars = (
+            config.option.reportchars.replace("a", "fExX").replace("s", "").replace("S", "")
+        )
     # The machine as it is at the start of the run (an idle GPU's clocks, link and temperature).
     nvml, gpus = nvml_info()
     gpu_names = [d["name"] for d in torch_info()["cuda_devices"]]
@@ -60,9 +64,19 @@ def configure(config: pytest.Config) -> None:
     except (OSError, ValueError) as exc:
         raise pytest.UsageError(f"fmnist-bench: this machine's id: {exc}") from None
     key = machine_key(platform.node(), cpu_model(), gpu_names, chosen.machine_name, ident)
-    suite = Suite(config, chosen.plan, {"nvml": nvml, "gpus": gpus, "machine_key": key, "machine_id": ident,
-                                        "machine_id_from": ident_from, "machine_name": chosen.machine_name},
-                  chosen.budget_source)  # fmt: skip
+    suite = Suite(
+        config,
+        chosen.plan,
+        {
+            "nvml": nvml,
+            "gpus": gpus,
+            "machine_key": key,
+            "machine_id": ident,
+            "machine_id_from": ident_from,
+            "machine_name": chosen.machine_name,
+        },
+        chosen.budget_source,
+    )
     suite.data_files, suite.telemetry = chosen.data_files, chosen.telemetry
     # Before the first case, and for all of them: the figures must not depend on the cases before.
     suite.host_allocator = set_host_allocator(chosen.host_allocator)
@@ -70,7 +84,9 @@ def configure(config: pytest.Config) -> None:
     saving.route_storage(config, key)
     try:
         saving.open_outputs(config, suite)
-    except BaseException:  # (a usage error, Ctrl-C while an earlier journal is recovered): no journal left open
+    except (
+        BaseException
+    ):  # (a usage error, Ctrl-C while an earlier journal is recovered): no journal left open
         if suite.journal is not None:
             suite.journal.close(keep=False)
         raise
@@ -85,9 +101,13 @@ def configure(config: pytest.Config) -> None:
 def _report_chars_given(config: pytest.Config) -> bool:
     """Whether -r (alone, as -rs, in a cluster as -vrs, or as --report-chars) came from the command line or
     $PYTEST_ADDOPTS rather than the project's own addopts."""
-    args = [*map(str, config.invocation_params.args), *shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))]
+    args = [
+        *map(str, config.invocation_params.args),
+        *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),
+    ]
     return any(
-        a.startswith("--report-chars") or (a.startswith("-") and not a.startswith("--") and "r" in a[1:].split("=")[0])
+        a.startswith("--report-chars")
+        or (a.startswith("-") and not a.startswith("--") and "r" in a[1:].split("=")[0])
         for a in args
         if a[1:2].isalpha() or a.startswith("--")
     )
@@ -99,7 +119,9 @@ def _family(item: pytest.Item) -> str | None:
 
 def _no_case(item: pytest.Item) -> bool:
     params = getattr(getattr(item, "callspec", None), "params", {})
-    return _family(item) in FAMILY_AXES and any(not isinstance(v, (str, int, float)) for v in params.values())
+    return _family(item) in FAMILY_AXES and any(
+        not isinstance(v, (str, int, float)) for v in params.values()
+    )
 
 
 def _reason(report) -> str:
@@ -107,13 +129,21 @@ def _reason(report) -> str:
         return str(report.longrepr[2]).removeprefix("Skipped: ")
     text = getattr(report, "longreprtext", "") or str(report.longrepr)
     lines = [line for line in text.splitlines() if line.startswith("E ")]
-    return (lines[0][1:].strip() if lines else text.strip().splitlines()[-1] if text.strip() else "failed")[:500]
+    return (
+        lines[0][1:].strip()
+        if lines
+        else text.strip().splitlines()[-1]
+        if text.strip()
+        else "failed"
+    )[:500]
 
 
 class Suite:
     """Everything this plugin keeps for one session, and the hooks that use it."""
 
-    def __init__(self, config: pytest.Config, plan: Plan, machine: dict, budget_source: dict) -> None:
+    def __init__(
+        self, config: pytest.Config, plan: Plan, machine: dict, budget_source: dict
+    ) -> None:
         self.config = config
         self.plan = plan
         self.machine = machine
@@ -125,9 +155,16 @@ class Suite:
         self.bench_ids: set[str] = set()
         self.remaining: list[tuple[str, str, dict]] = []  # (nodeid, family, params) not yet run
         self.case_started: dict[str, Stopwatch] = {}
-        self.lines: dict[str, str] = {}  # a case's progress line, printed once pytest has reported it
-        self.saved, self.save_errors = False, []  # (save_errors: what kept the run from being saved)
-        self.save_failed: str | None = None  # why the save itself failed, in a few words (for the journal)
+        self.lines: dict[
+            str, str
+        ] = {}  # a case's progress line, printed once pytest has reported it
+        self.saved, self.save_errors = (
+            False,
+            [],
+        )  # (save_errors: what kept the run from being saved)
+        self.save_failed: str | None = (
+            None  # why the save itself failed, in a few words (for the journal)
+        )
         self.hold_signals = lambda: None
         self.restore_signals = lambda: None
         self.notes: list[str] = []  # said before the first case: journals recovered at the start
@@ -136,20 +173,27 @@ class Suite:
         self.current = None  # the benchmark fixture of the case running now
         self.telemetry = True  # --telemetry: observe each case's timed rounds
         self.host_allocator: dict = {}  # --host-allocator: what the run's C library allocator was held to
-        self.load = MachineLoad()  # how busy the whole machine is with other work, from start to end
+        self.load = (
+            MachineLoad()
+        )  # how busy the whole machine is with other work, from start to end
         self.load_before = load_average()  # (1-minute load average, CPUs) before the first case
         self.load_started: dict[str, float] = {}  # a case's start on the load's clock
-        self.board = Board()  # the limits measured so far in this run, that later cases are held against
+        self.board = (
+            Board()
+        )  # the limits measured so far in this run, that later cases are held against
         self.session: pytest.Session | None = None
-        self.journal_failed: str | None = None  # why the journal could not be written: the run stopped there
+        self.journal_failed: str | None = (
+            None  # why the journal could not be written: the run stopped there
+        )
 
     # ---------------------------------------------------------------- the journal
 
     def to_journal(self, write) -> bool:
         """write(journal), where the run keeps one; False where the journal could not take it. A journal that
-        cannot be written (its disk filled, `ulimit -f`) stops the run there, cleanly: no later case is measured,
-        the finished ones are saved (or stay in the journal for `python -m bench recover`), and the journal says
-        how the run ended, so that recovery does not call it killed."""
+        cannot be written (its disk filled, `ulimit -f`) stops the run there, cleanly: no later case
+        is measured, the finished ones are saved (or stay in the journal for `python -m bench
+        recover`), and the journal says how the run ended, so that recovery does not call it killed.
+        """
         if self.journal is None:
             return True
         try:
@@ -160,8 +204,12 @@ class Suite:
                 if self.run.ended is None:  # (short: the saved run's words, never a long path)
                     self.run.ended = f"stopped: its journal could not be written ({exc.strerror})"
                 self.journal.ended(self.run.ended)
-                if self.session is not None:  # pytest stops after the case under way (or before collecting)
-                    self.session.shouldstop = f"fmnist-bench: the journal could not be written ({exc})"
+                if (
+                    self.session is not None
+                ):  # pytest stops after the case under way (or before collecting)
+                    self.session.shouldstop = (
+                        f"fmnist-bench: the journal could not be written ({exc})"
+                    )
             return False
         return True
 
@@ -178,7 +226,10 @@ class Suite:
     def left(self) -> tuple[float | None, int]:
         """(predicted seconds of the cases not yet run, how many of them cannot be predicted yet);
         None when none can, from the earlier runs and every case finished so far."""
-        costs = [case_cost(self.plan, family, params, self.profile) for _id, family, params in self.remaining]
+        costs = [
+            case_cost(self.plan, family, params, self.profile)
+            for _id, family, params in self.remaining
+        ]
         unknown = sum(c.seconds is None for c in costs)
         if costs and unknown == len(costs):
             return None, unknown
@@ -188,7 +239,9 @@ class Suite:
         """The progress line of a case just done: counts, time, what is left, and its figure."""
         left_s, unknown = self.left()
         done = len(self.run.finished) + len(self.run.failed) + len(self.run.skipped)
-        return progress_line(done, self.run.planned, f"{family} {param}", text, self.run.stopwatch(), left_s, unknown)
+        return progress_line(
+            done, self.run.planned, f"{family} {param}", text, self.run.stopwatch(), left_s, unknown
+        )
 
     def estimate_line(self) -> str:
         left_s, unknown = self.left()
@@ -196,9 +249,7 @@ class Suite:
             return f"fmnist-bench: {cases(len(self.remaining))}; no estimate yet ({self.profile_note}): it comes as cases finish"
         more = f", +{cases(unknown)} not predictable" if unknown else ""
         total = self.profile.outside()[0] + left_s
-        return (
-            f"fmnist-bench: {cases(len(self.remaining))}; estimated {format_seconds(total)}{more} ({self.profile_note})"
-        )
+        return f"fmnist-bench: {cases(len(self.remaining))}; estimated {format_seconds(total)}{more} ({self.profile_note})"
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report) -> None:
@@ -214,8 +265,14 @@ class Suite:
             for family, b in plan.budgets.items()
         )
         chosen = [flag for flag, used in self.budget_source.items() if used]
-        warm = "a whole epoch or pass" if plan.warmup_batches is None else f"{plan.warmup_batches} batches"
-        threads = ", ".join(f"{family} {'/'.join(map(str, plan.threads_for(family)))}" for family in FAMILIES)
+        warm = (
+            "a whole epoch or pass"
+            if plan.warmup_batches is None
+            else f"{plan.warmup_batches} batches"
+        )
+        threads = ", ".join(
+            f"{family} {'/'.join(map(str, plan.threads_for(family)))}" for family in FAMILIES
+        )
         return [
             f"fmnist-bench: devices {', '.join(plan.devices)} (available here: {', '.join(available_devices())}); "
             f"dataset {plan.dataset_name}; {'quick' if plan.quick else 'full'} run",
@@ -237,7 +294,8 @@ class Suite:
     # ---------------------------------------------------------------- the case matrix
 
     def _marks(self, device: str, family: str, pipeline: str | None = None) -> list:
-        # A device the machine lacks, or a step of the ladder the device cannot run (a CUDA graph on the CPU).
+        # A device the machine lacks, or a step of the ladder the device cannot run (a CUDA graph on
+        # the CPU).
         reason = unavailable_reason(device) or (pipeline and unsupported_reason(pipeline, device))
         if reason is not None:
             return [pytest.mark.skip(reason=reason)]
@@ -249,7 +307,8 @@ class Suite:
                 timer=DeviceClock(device),
                 min_rounds=budget.min_rounds,
                 max_time=budget.max_time,
-                # Saved as options.warmup: the warm-up calls before the rounds (extra_info.warmup says what they were).
+                # Saved as options.warmup: the warm-up calls before the rounds (extra_info.warmup
+                # says what they were).
                 warmup=True,
                 warmup_iterations=2 if family == "transfer" else 1,
             )
@@ -261,20 +320,26 @@ class Suite:
             return
         cases_ = [
             pytest.param(
-                *case.values(), id=case_id(case), marks=self._marks(case["device"], family, case.get("pipeline"))
+                *case.values(),
+                id=case_id(case),
+                marks=self._marks(case["device"], family, case.get("pipeline")),
             )
             for case in self.plan.cases(family)
         ]
         metafunc.parametrize(list(FAMILY_AXES[family]), cases_, indirect=["cpu_threads"])
 
-    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
         # A family with no case in the plan (--pipelines naming only the other family's steps) is
-        # parametrized with nothing, and pytest makes one placeholder item of it: not a case, deselected.
+        # parametrized with nothing, and pytest makes one placeholder item of it: not a case,
+        # deselected.
         empty = [item for item in items if _no_case(item)]
         if empty:
             config.hook.pytest_deselected(items=empty)
             items[:] = [item for item in items if not _no_case(item)]
-        # Cheapest family first: an interrupted run has kept the most cases (stable: the matrix order stays).
+        # Cheapest family first: an interrupted run has kept the most cases (stable: the matrix
+        # order stays).
         order = {family: i for i, family in enumerate(FAMILIES)}
         items.sort(key=lambda item: order.get(_family(item), len(order)))
 
@@ -300,7 +365,9 @@ class Suite:
         if item.nodeid in self.bench_ids:
             self.case_started[item.nodeid] = Stopwatch()
             self.load_started[item.nodeid] = self.load.mark()
-            self.current = (item.funcargs or {}).get("benchmark")  # (pytest drops funcargs if the case is cut short)
+            self.current = (item.funcargs or {}).get(
+                "benchmark"
+            )  # (pytest drops funcargs if the case is cut short)
         yield
 
     @pytest.hookimpl(hookwrapper=True)
@@ -325,7 +392,10 @@ class Suite:
         elif report.failed:
             reason = _reason(report)
             self._lost(
-                item, "failed", {"name": item.name, "when": call.when, "reason": reason}, f"FAILED, not saved: {reason}"
+                item,
+                "failed",
+                {"name": item.name, "when": call.when, "reason": reason},
+                f"FAILED, not saved: {reason}",
             )
         elif call.when == "call" and report.passed:
             stats = pbench.finished_stats(getattr(item, "funcargs", {}).get("benchmark"))
@@ -347,10 +417,18 @@ class Suite:
     def _finished(self, item: pytest.Item, stats) -> None:
         started = self.case_started.pop(item.nodeid, None)
         stats.extra_info["wall_s"] = started() if started is not None else None
-        stats.extra_info["machine_load"] = self.load.case(self.load_started.pop(item.nodeid, self.load.clock()))
+        stats.extra_info["machine_load"] = self.load.case(
+            self.load_started.pop(item.nodeid, self.load.clock())
+        )
         add_per_images(stats.extra_info)
-        # Held against the limits measured before it in this run (extra_info.limits: floors, binding limit).
-        self.board.add(_family(item) or "", item.callspec.params, stats.extra_info, *pbench.median_and_min(stats))
+        # Held against the limits measured before it in this run (extra_info.limits: floors, binding
+        # limit).
+        self.board.add(
+            _family(item) or "",
+            item.callspec.params,
+            stats.extra_info,
+            *pbench.median_and_min(stats),
+        )
         self.run.cases_s += stats.extra_info["wall_s"] or 0.0
         self.run.finished.append(stats)
         record = pbench.as_record(stats)
@@ -358,19 +436,30 @@ class Suite:
         self._forget(item.nodeid)
         obs = observation(record, self.plan.default_threads)
         if obs is not None:
-            self.profile.add(obs)  # what is left is predicted from the earlier run and every case so far
-        links = {g.get("cuda_device"): g.get("pcie_gbps_max") for g in self.machine["gpus"] if g.get("cuda_device")}
-        if not kept:  # not a finished case's line: nothing but the run's save, which may fail too, holds it
+            self.profile.add(
+                obs
+            )  # what is left is predicted from the earlier run and every case so far
+        links = {
+            g.get("cuda_device"): g.get("pcie_gbps_max")
+            for g in self.machine["gpus"]
+            if g.get("cuda_device")
+        }
+        if (
+            not kept
+        ):  # not a finished case's line: nothing but the run's save, which may fail too, holds it
             self.lines[item.nodeid] = (
                 f"fmnist-bench: {_family(item)} {item.callspec.id} was measured, but its journal line could not be "
                 f"written ({self.journal_failed}): it is kept only if the run's save succeeds; the run stops here"
             )
             return
-        self.lines[item.nodeid] = self.line(_family(item) or "", item.callspec.id, case_headline(record, links))
+        self.lines[item.nodeid] = self.line(
+            _family(item) or "", item.callspec.id, case_headline(record, links)
+        )
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_report_teststatus(self, report, config: pytest.Config):
-        # A case's progress line stands for it: no dot or s beside it (verbose runs keep pytest's word).
+        # A case's progress line stands for it: no dot or s beside it (verbose runs keep pytest's
+        # word).
         if report.nodeid not in self.bench_ids or report.nodeid not in self.lines:
             return None
         if report.passed:
@@ -396,15 +485,20 @@ class Suite:
         yield
         saving.after_save(session, self)
 
-    def pytest_benchmark_update_machine_info(self, config: pytest.Config, machine_info: dict) -> None:
+    def pytest_benchmark_update_machine_info(
+        self, config: pytest.Config, machine_info: dict
+    ) -> None:
         saving.update_machine_info(self, machine_info)
 
-    @pytest.hookimpl(trylast=True)  # after pytest-benchmark's wide tables, before pytest's own short summary
+    @pytest.hookimpl(
+        trylast=True
+    )  # after pytest-benchmark's wide tables, before pytest's own short summary
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config: pytest.Config) -> None:
         if config.option.collectonly or not self.run.planned or not self.run.finished:
             return  # (nothing measured: --benchmark-disable, or stopped before the first case finished)
         bs = pbench.session_of(config)
-        # The run as it would be saved (pytest-benchmark's machine_info with ours): the report's rows, worded.
+        # The run as it would be saved (pytest-benchmark's machine_info with ours): the report's
+        # rows, worded.
         run = {
             "machine_info": bs.get_machine_info() if bs is not None else {},
             "benchmarks": [pbench.as_record(s) for s in self.run.finished],
@@ -413,9 +507,13 @@ class Suite:
         terminalreporter.section("fmnist-bench: is the GPU faster here?", sep="=", bold=True)
         try:
             lines = end_summary(run)
-        except Exception as exc:  # the run is saved: a fault in its wording must not turn it into an error
-            lines = [f"The answer could not be worded ({type(exc).__name__}: {exc}); the run is saved: "
-                     "python -m bench report gives its figures."]  # fmt: skip
+        except (
+            Exception
+        ) as exc:  # the run is saved: a fault in its wording must not turn it into an error
+            lines = [
+                f"The answer could not be worded ({type(exc).__name__}: {exc}); the run is saved: "
+                "python -m bench report gives its figures."
+            ]
         for line in lines:
             terminalreporter.write_line(line)
 

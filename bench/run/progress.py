@@ -20,25 +20,35 @@ def _iqr_share(record: dict) -> float | None:
 
 def case_headline(record: dict, link_gbps: dict[str, float] | None = None) -> str:
     """One finished case's figure, as a person reads it: GB/s, time per epoch with loss, images/s with latency."""
-    family, params, extra = record.get("group"), record.get("params") or {}, record.get("extra_info") or {}
+    family, params, extra = (
+        record.get("group"),
+        record.get("params") or {},
+        record.get("extra_info") or {},
+    )
     stats = _stats(record)
     median = stats.get("median")
     spread = _iqr_share(record)
     tail = f", IQR {spread:.0%}" if spread is not None and stats.get("rounds", 0) > 1 else ""
     tail += f", {stats.get('rounds')} round{'s' if stats.get('rounds') != 1 else ''}"
     if family == "limits":
-        figure = limit_figure(params.get("limit"), extra.get("work") or {}, stats.get(LIMIT_ROUND) or median)
+        figure = limit_figure(
+            params.get("limit"), extra.get("work") or {}, stats.get(LIMIT_ROUND) or median
+        )
         if figure is None:
             return f"{fmt_time(median)} a round{tail}"
         unit = LIMIT_UNITS[params["limit"]]
         said = fmt_time(figure) + " an operation" if unit == "s" else f"{figure / 1e9:.3g} G{unit}"
         size = f" at {extra['work']['n']:,} square" if params["limit"] == "matmul" else ""
         busy = (extra.get("machine_load") or {}).get("busy") is True
-        return f"{said}{size} (its fastest round){tail}" + ("; busy: no floor is built on it" if busy else "")
+        return f"{said}{size} (its fastest round){tail}" + (
+            "; busy: no floor is built on it" if busy else ""
+        )
     if family == "transfer":
         gbps = extra.get("bytes", 0) / median / 1e9 if median else float("nan")
         link = (link_gbps or {}).get(params.get("device"))
-        share = f" ({gbps / link:.0%} of the link)" if link and params.get("direction") != "h2h" else ""
+        share = (
+            f" ({gbps / link:.0%} of the link)" if link and params.get("direction") != "h2h" else ""
+        )
         return f"{gbps:.3g} GB/s{share} in {fmt_time(median)}{tail}"
     if family == "train":
         return f"{fmt_time(median)} per epoch{tail}{_held(extra)}; loss {extra.get('loss', float('nan')):.3f}, accuracy {extra.get('accuracy', float('nan')):.1%}"
@@ -56,10 +66,15 @@ def case_headline(record: dict, link_gbps: dict[str, float] | None = None) -> st
 
 def _held(extra: dict) -> str:
     """'; 2.1x its arithmetic floor': a case's binding limit, where the run measured its device's limits; a case
-    that ran under a floor says which limit that proves wrong, and one held against no trusted limit says so."""
+    that ran under a floor says which limit that proves wrong, and one held against no trusted limit
+    says so."""
     held = extra.get("limits") or {}
     distrusted = held.get("distrusted") or {}
-    wrong = [why["limit"] for why in distrusted.values() if isinstance(why, dict) and why.get("contradicted")]
+    wrong = [
+        why["limit"]
+        for why in distrusted.values()
+        if isinstance(why, dict) and why.get("contradicted")
+    ]
     said = f"; under a floor: {wrong[0]} was measured too low" if wrong else ""
     if held.get("binding") and held.get("multiple"):
         return f"; {held['multiple']:.2g}x its {FLOOR_SAID[held['binding']]} floor{said}"
@@ -69,11 +84,19 @@ def _held(extra: dict) -> str:
 
 
 def progress_line(
-    done: int, total: int, name: str, text: str, elapsed_s: float, left_s: float | None, unknown: int
+    done: int,
+    total: int,
+    name: str,
+    text: str,
+    elapsed_s: float,
+    left_s: float | None,
+    unknown: int,
 ) -> str:
     """`[12/82] 1m05s, about 2m10s left | train cuda:0-1000-resident: 151 ms per epoch, ...`."""
     if left_s is None or (unknown and left_s < 1):
-        left = "time left not yet known" + (f" ({cases(unknown)} not yet predictable)" if unknown else "")
+        left = "time left not yet known" + (
+            f" ({cases(unknown)} not yet predictable)" if unknown else ""
+        )
     else:
         left = f"about {format_seconds(left_s)}{'+' if unknown else ''} left"
         if unknown:

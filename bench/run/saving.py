@@ -38,7 +38,9 @@ def route_storage(config: pytest.Config, key: str) -> None:
     opt = config.option
     if opt.benchmark_storage == pbench.DEFAULT_STORAGE:
         opt.benchmark_storage = f"file://{config.rootpath / 'results' / key}"
-    opt.benchmark_save_data = True  # keep every round's time: the report computes percentiles from them
+    opt.benchmark_save_data = (
+        True  # keep every round's time: the report computes percentiles from them
+    )
 
 
 def open_outputs(config: pytest.Config, suite) -> None:
@@ -48,7 +50,9 @@ def open_outputs(config: pytest.Config, suite) -> None:
     if isinstance(json_path, (str, os.PathLike)):
         parent = Path(json_path).resolve().parent
         if not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise pytest.UsageError(f"--benchmark-json: cannot write {json_path}: {parent} is not a writable folder")
+            raise pytest.UsageError(
+                f"--benchmark-json: cannot write {json_path}: {parent} is not a writable folder"
+            )
     folder = pbench.storage_folder(opt.benchmark_storage)
     if folder is None:  # elasticsearch: pytest-benchmark's own save, without a journal
         return
@@ -65,8 +69,9 @@ def open_outputs(config: pytest.Config, suite) -> None:
         except JournalError as exc:
             raise pytest.UsageError(f"--benchmark-storage: {exc}") from None
         suite.run.journal = suite.journal.path.name
-        # A killed run of this machine left its journal: save what it finished before going on. Another
-        # machine's journal copied here stays where it is; one that cannot be read is named, never this run's end.
+        # A killed run of this machine left its journal: save what it finished before going on.
+        # Another machine's journal copied here stays where it is; one that cannot be read is named,
+        # never this run's end.
         for journal in find_journals([runs]):
             if journal != suite.journal.path:
                 try:
@@ -74,15 +79,20 @@ def open_outputs(config: pytest.Config, suite) -> None:
                 except Exception as exc:  # noqa: BLE001 - one journal's problem, named; the run goes on
                     said = f"{journal}: could not recover: {type(exc).__name__}: {exc}"
                 suite.notes.append(f"fmnist-bench: an earlier run was killed: {said}")
-    # Earlier runs of this machine tell how long this one will take (all of them; see Profile.from_runs).
-    # A folder given with --benchmark-storage may hold runs of other names: only this machine's teach it.
+    # Earlier runs of this machine tell how long this one will take (all of them; see
+    # Profile.from_runs). A folder given with --benchmark-storage may hold runs of other names: only
+    # this machine's teach it.
     key = suite.machine["machine_key"]
     earlier = [
-        (name, run) for name, run in machine_runs(runs) if fmt.fmnist_bench(run).get("machine_key") in (key, None)
+        (name, run)
+        for name, run in machine_runs(runs)
+        if fmt.fmnist_bench(run).get("machine_key") in (key, None)
     ]
     if earlier:
         suite.profile = Profile.from_runs(earlier)
-        suite.profile_note = f"from {len(earlier)} earlier run{'s' if len(earlier) != 1 else ''} of this machine"
+        suite.profile_note = (
+            f"from {len(earlier)} earlier run{'s' if len(earlier) != 1 else ''} of this machine"
+        )
 
 
 def session_start(session: pytest.Session, suite) -> None:
@@ -97,7 +107,9 @@ def session_start(session: pytest.Session, suite) -> None:
         folder = suite.journal.folder
 
         def save(output_json: dict, save_name: str) -> None:
-            if not suite.run.complete:  # named as a recovered run is, so `ls` tells it from a whole one
+            if (
+                not suite.run.complete
+            ):  # named as a recovered run is, so `ls` tells it from a whole one
                 save_name = f"{save_name}_partial"
             try:
                 path = save_whole(folder, save_name, output_json)
@@ -107,8 +119,12 @@ def session_start(session: pytest.Session, suite) -> None:
                 return
             suite.saved = True
             try:
-                suite.journal.saved_as(path)  # should the journal outlive this process, recovery knows
-            except JournalError:  # (a full disk) the run is saved; its journal goes next, and names it anyway
+                suite.journal.saved_as(
+                    path
+                )  # should the journal outlive this process, recovery knows
+            except (
+                JournalError
+            ):  # (a full disk) the run is saved; its journal goes next, and names it anyway
                 pass
             pbench.say_saved(config, f"Saved benchmark data in: {path}")
 
@@ -123,7 +139,8 @@ def session_start(session: pytest.Session, suite) -> None:
         pbench.say_saved(config, f"Wrote benchmark data in: {path}", purple=True)
 
     pbench.write_json_through(config, write_json)
-    # A journal that cannot take its header stops the run before it collects a case (Suite.to_journal).
+    # A journal that cannot take its header stops the run before it collects a case
+    # (Suite.to_journal).
     suite.to_journal(lambda journal: journal.start(pbench.run_header(config)))
 
 
@@ -136,7 +153,8 @@ def before_save(session: pytest.Session, suite, exitstatus) -> None:
         suite.run.ended = "interrupted"
     elif suite.run.ended is None and (session.shouldstop or session.shouldfail):
         suite.run.ended = f"stopped early: {session.shouldstop or session.shouldfail}"
-    # A case cut short (no rounds, or fewer than planned) or one that failed would be saved as if measured.
+    # A case cut short (no rounds, or fewer than planned) or one that failed would be saved as if
+    # measured.
     finished = {id(s) for s in suite.run.finished}
     pbench.keep_benchmarks(session.config, lambda b: id(b) in finished, suite.bench_ids)
 
@@ -145,14 +163,22 @@ def after_save(session: pytest.Session, suite) -> None:
     """The journal goes once the run is saved; kept, and said, when it is not."""
     journal = suite.journal
     if suite.journal_failed is not None:
-        saved = "the cases it finished are saved" if suite.saved else "the cases it finished are not saved"
-        stopped = f"The run stopped: its journal could not be written ({suite.journal_failed}); {saved}"
+        saved = (
+            "the cases it finished are saved"
+            if suite.saved
+            else "the cases it finished are not saved"
+        )
+        stopped = (
+            f"The run stopped: its journal could not be written ({suite.journal_failed}); {saved}"
+        )
         suite.save_errors.insert(0, stopped)
     if journal is not None:
         kept = journal.cases > 0 and not suite.saved
         if kept:  # recovery reads how it ended, rather than calling it killed
             how = suite.run.ended or "its cases finished"
-            journal.ended(f"{how}; its save failed ({suite.save_failed})" if suite.save_failed else how)
+            journal.ended(
+                f"{how}; its save failed ({suite.save_failed})" if suite.save_failed else how
+            )
         journal.close(keep=kept)
         if kept:
             suite.save_errors.append(
@@ -169,7 +195,9 @@ def update_machine_info(suite, machine_info: dict) -> None:
     """What fmnist-bench adds to pytest-benchmark's machine_info: torch, NVML's GPUs, the data, and its own record."""
     plan, machine = suite.plan, suite.machine
     machine_info["torch"] = torch_info()
-    machine_info["torch"]["threads"] = plan.default_threads  # torch's own choice, not the last case's
+    machine_info["torch"]["threads"] = (
+        plan.default_threads
+    )  # torch's own choice, not the last case's
     machine_info["nvml"] = machine["nvml"]
     machine_info["gpus"] = machine["gpus"]
     machine_info["dataset"] = {
@@ -200,8 +228,9 @@ def load_said(before: tuple[float, int] | None) -> str:
         return "fmnist-bench: machine load before the run: not readable here (no /proc/loadavg)"
     one, cpus = before
     words = f"fmnist-bench: machine load before the run: {one:.2f} on {cpus} CPU{'s' if cpus != 1 else ''} (1-minute average)"
-    # This process counts for at most one CPU of the average; the rest over half the CPUs is other work. The run
-    # goes on: it measures that work over the whole run and flags the cases it touches (bench/measure/load.py).
+    # This process counts for at most one CPU of the average; the rest over half the CPUs is other
+    # work. The run goes on: it measures that work over the whole run and flags the cases it touches
+    # (bench/measure/load.py).
     if one - 1 >= cpus / 2:
         words += "; other work is running: the run measures how much and flags the cases it touches"
     return words

@@ -9,11 +9,19 @@ from dataclasses import dataclass, field
 from bench.measure.clock import Stopwatch, process_age
 from bench.record.format import run_record
 
-__all__ = ["Interrupted", "RunState", "drop_lineless_entries", "install_stop_signals", "quiet_children"]
+__all__ = [
+    "Interrupted",
+    "RunState",
+    "drop_lineless_entries",
+    "install_stop_signals",
+    "quiet_children",
+]
 
 # What `timeout`, CI cancellation, `docker stop` and Slurm send (SIGTERM), and what a closed
 # terminal sends (SIGHUP). Ctrl-C (SIGINT) already raises KeyboardInterrupt.
-STOP_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
+STOP_SIGNALS = tuple(
+    s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None
+)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -28,13 +36,19 @@ class RunState:
     """What happened to the planned cases; recorded in the saved run's machine_info.fmnist_bench.run."""
 
     planned: int = 0
-    stopwatch: Stopwatch = field(default_factory=lambda: Stopwatch(already=process_age()))  # from the command's start
-    finished: list = field(default_factory=list)  # pytest-benchmark's stats of each case that passed
+    stopwatch: Stopwatch = field(
+        default_factory=lambda: Stopwatch(already=process_age())
+    )  # from the command's start
+    finished: list = field(
+        default_factory=list
+    )  # pytest-benchmark's stats of each case that passed
     failed: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     ended: str | None = None  # why the run stopped early, if it did
     cases_s: float = 0.0  # the finished cases' own time (their calls)
-    journal: str | None = None  # the journal's file name: recovery knows this run by it once it is saved
+    journal: str | None = (
+        None  # the journal's file name: recovery knows this run by it once it is saved
+    )
 
     @property
     def complete(self) -> bool:
@@ -106,7 +120,9 @@ def install_stop_signals(run: RunState) -> tuple[Callable[[], None], Callable[[]
     for signum in (signal.SIGINT, *STOP_SIGNALS):
         try:
             previous[signum] = signal.signal(signum, stop)
-        except ValueError:  # not the main thread (pytest embedded in something else): leave signals alone
+        except (
+            ValueError
+        ):  # not the main thread (pytest embedded in something else): leave signals alone
             break
 
     def hold() -> None:
@@ -120,8 +136,9 @@ def install_stop_signals(run: RunState) -> tuple[Callable[[], None], Callable[[]
         if children and run.ended is None:
             signal.signal(signal.SIGCHLD, children.pop())
         # A stopped run's process is ending, its dead workers maybe still registered with torch's
-        # DataLoader (the interrupt's traceback holds the loader): its SIGCHLD handler would raise for
-        # any later child's exit (inductor's compile workers at shutdown), so it is not put back.
+        # DataLoader (the interrupt's traceback holds the loader): its SIGCHLD handler would raise
+        # for any later child's exit (inductor's compile workers at shutdown), so it is not put
+        # back.
         children.clear()
 
     return hold, restore
@@ -152,7 +169,9 @@ def drop_lineless_entries(excinfo) -> None:
     """
     seen: set[int] = set()
     exc = excinfo.value
-    traceback_type = type(excinfo.traceback)  # pytest's Traceback: built from a traceback or a list of entries
+    traceback_type = type(
+        excinfo.traceback
+    )  # pytest's Traceback: built from a traceback or a list of entries
     chain = [exc]
     while chain:
         current = chain.pop()

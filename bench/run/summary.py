@@ -22,7 +22,8 @@ from bench.record.words import cases, faults_said, fmt_time
 
 __all__ = ["THREADS_MARGIN", "WIDTH", "end_summary"]
 
-# With one round a figure (no interval), a thread count is said to beat torch's default only by more than this.
+# With one round a figure (no interval), a thread count is said to beat torch's default only by more
+# than this.
 THREADS_MARGIN = 0.05
 
 
@@ -30,17 +31,25 @@ def _speed_cell(r) -> str:
     """'1,000: 5.33x (4.90-5.80)', with [the speedup against the CPU's best thread count] where another was best,
     each marked busy where one of its figures ran while other work took a share of the machine."""
     alone = " (1 round)" if r.one_round else " (no round times)"
-    said = interval_said(r.speedup, r.speedup_low, r.speedup_high, no_interval=alone, busy=bool(r.busy))
+    said = interval_said(
+        r.speedup, r.speedup_low, r.speedup_high, no_interval=alone, busy=bool(r.busy)
+    )
     text = f"{int(r.batch_size):,}: {said}"
     if _missing(r.speedup) or not _same(r.best_cpu_threads, r.default_threads):
-        best = interval_said(r.speedup_vs_best_cpu, r.vs_best_low, r.vs_best_high, no_interval="", busy=bool(r.busy))
+        best = interval_said(
+            r.speedup_vs_best_cpu, r.vs_best_low, r.vs_best_high, no_interval="", busy=bool(r.busy)
+        )
         text += f" [{best} at {r.best_cpu_threads} thread{'s' if r.best_cpu_threads != 1 else ''}]"
     return text
 
 
 def _missing(value) -> bool:
     # (pandas' NA by its type's name: this module imports pandas only inside end_summary)
-    return value is None or type(value).__name__ == "NAType" or (isinstance(value, float) and math.isnan(value))
+    return (
+        value is None
+        or type(value).__name__ == "NAType"
+        or (isinstance(value, float) and math.isnan(value))
+    )
 
 
 def _same(a, b) -> bool:
@@ -61,12 +70,15 @@ def _in_order(rows):
 def _speedup_section(speed, cross, default_threads, busy_run: bool = False) -> list[str]:
     lines = []
     speed, cross = _in_order(speed), _in_order(cross)
-    for (device, family, variant), cells in speed.groupby(["device", "family", "variant"], sort=False):
+    for (device, family, variant), cells in speed.groupby(
+        ["device", "family", "variant"], sort=False
+    ):
         text = "  ".join(_speed_cell(r) for r in cells.sort_values("batch_size").itertuples())
         lines.append(f"  {device:<7} {family:<9} {variant:<10} {text}")
     if not lines:
         return []
-    # On a run the load held, a crossover decided on busy figures is no verdict: the load may have made it.
+    # On a run the load held, a crossover decided on busy figures is no verdict: the load may have
+    # made it.
     crossings = [
         f"  {c.device} {c.family} {c.variant}: "
         + (BUSY_NO_VERDICT if busy_run and c.busy else c.says + (f" ({BUSY})" if c.busy else ""))
@@ -93,15 +105,23 @@ def _threads_section(frame, choices, default_threads) -> list[str]:
         # Only what ran at more than one count: a ladder step runs at torch's default alone.
         swept = mine.groupby("variant")["threads_measured"].max()
         said: dict[str, list[str]] = {}
-        for r in mine.assign(_v=mine["variant"].astype(str)).sort_values(["_v", "batch_size"]).itertuples():
+        for r in (
+            mine.assign(_v=mine["variant"].astype(str))
+            .sort_values(["_v", "batch_size"])
+            .itertuples()
+        ):
             if swept[r.variant] < 2:
                 continue
             said.setdefault(r.variant, [])
             if r.threads_measured < 2 or _same(r.best_cpu_threads, r.default_threads):
                 continue
-            # Decided on the interval of default / best: a count beats torch's only where it is above 1.
+            # Decided on the interval of default / best: a count beats torch's only where it is
+            # above 1.
             gain = ratio_estimate(
-                r.data_default, r.data_best, numerator_median=r.median_default, denominator_median=r.median_best
+                r.data_default,
+                r.data_best,
+                numerator_median=r.median_default,
+                denominator_median=r.median_best,
             )
             best = int(r.best_cpu_threads)
             if gain.side == 1 or (gain.side is None and gain.value > 1 + THREADS_MARGIN):
@@ -111,7 +131,10 @@ def _threads_section(frame, choices, default_threads) -> list[str]:
                     f"{default_threads}"
                 )
         for variant, better in said.items():
-            words = "; ".join(better) or f"no count measured faster than torch's default {default_threads}"
+            words = (
+                "; ".join(better)
+                or f"no count measured faster than torch's default {default_threads}"
+            )
             lines.append(f"  {family:<9} {variant:<10} {words}")
     if not lines:
         return []
@@ -124,7 +147,9 @@ def _threads_section(frame, choices, default_threads) -> list[str]:
 
 def _breakdown_section(parts, default_threads) -> list[str]:
     lines = []
-    order = parts.assign(_gpu=parts["device"] != "cpu").sort_values(["_gpu", "device", "batch_size"])
+    order = parts.assign(_gpu=parts["device"] != "cpu").sort_values(
+        ["_gpu", "device", "batch_size"]
+    )
     for r in order.itertuples():
         name, size, seed = _cpu_name(r.device, default_threads), int(r.batch_size), r.seed_epoch_s
         moving = r.transfer_s if math.isfinite(r.transfer_s) else 0.0
@@ -137,7 +162,11 @@ def _breakdown_section(parts, default_threads) -> list[str]:
             continue
         share = {
             key: f"{fmt_time(v)} ({v / seed:.0%})" if math.isfinite(v) else "not measured"
-            for key, v in (("loading", r.loading_s), ("transfer", r.transfer_s), ("compute", r.compute_s))
+            for key, v in (
+                ("loading", r.loading_s),
+                ("transfer", r.transfer_s),
+                ("compute", r.compute_s),
+            )
         }
         if r.device == "cpu":
             share["transfer"] = "none (no copy on the CPU)"
@@ -155,10 +184,12 @@ def _breakdown_section(parts, default_threads) -> list[str]:
 
 def _ladder_section(steps, best, default_threads, moves: dict | None = None) -> list[str]:
     """Per device and batch size with more than the cheap steps: each step's epoch, its speedup over
-    seed and over the step it builds on, a loss above resident's by more than its tolerance, and (from
-    `moves`, by device, batch size and step) which limit the step moves its epoch toward."""
+    seed and over the step it builds on, a loss above resident's by more than its tolerance, and
+    (from `moves`, by device, batch size and step) which limit the step moves its epoch toward."""
     lines = []
-    order = steps.assign(_gpu=steps["device"] != "cpu").sort_values(["_gpu", "device", "batch_size", "step"])
+    order = steps.assign(_gpu=steps["device"] != "cpu").sort_values(
+        ["_gpu", "device", "batch_size", "step"]
+    )
     for (device, size), group in order.groupby(["device", "batch_size"], sort=False):
         fastest = best[(best["device"] == device) & (best["batch_size"] == size)]
         if fastest.empty:
@@ -168,10 +199,18 @@ def _ladder_section(steps, best, default_threads, moves: dict | None = None) -> 
         for r in group.itertuples():
             cell = f"{r.pipeline} {fmt_time(r.median)}"
             if math.isfinite(r.vs_first) and r.pipeline != group["pipeline"].iloc[0]:
-                first = interval_said(r.vs_first, r.vs_first_low, r.vs_first_high, no_interval="", busy=r.vs_first_busy)
+                first = interval_said(
+                    r.vs_first,
+                    r.vs_first_low,
+                    r.vs_first_high,
+                    no_interval="",
+                    busy=r.vs_first_busy,
+                )
                 cell += f" {first}"
             if math.isfinite(r.vs_base):
-                base = interval_said(r.vs_base, r.vs_base_low, r.vs_base_high, no_interval="", busy=r.vs_base_busy)
+                base = interval_said(
+                    r.vs_base, r.vs_base_low, r.vs_base_high, no_interval="", busy=r.vs_base_busy
+                )
                 cell += f" [{base} over {r.builds_on}]"
             faults = faults_said(r.page_faults)
             move = (moves or {}).get((device, size, r.pipeline))
@@ -208,7 +247,9 @@ def _load_said(load: dict) -> str | None:
     if not load:
         return None
     if load.get("available") is not True:
-        return f"the machine's load across the run is unknown ({load.get('reason') or 'not measured'})"
+        return (
+            f"the machine's load across the run is unknown ({load.get('reason') or 'not measured'})"
+        )
     share = load.get("outside_share") or 0.0
     words = f"other work took {share:.1%} of the machine's CPU time across the run"
     spans, busy = load.get("intervals"), load.get("busy_intervals")
@@ -224,13 +265,17 @@ def _health(frame, measured: int, run: dict, passed_over: int = 0, load: dict | 
     said = _load_said(load or {})
     if said:
         health.append(said)
-    if passed_over:  # cases the format's schema refused: named in the warnings, left out of every figure here
+    if (
+        passed_over
+    ):  # cases the format's schema refused: named in the warnings, left out of every figure here
         health.append(f"{cases(passed_over)} passed over as unreadable (see the warnings)")
     noisy = int(frame["noisy"].sum())
     if noisy:
         health.append(f"{noisy} noisy (IQR over {NOISY_IQR_SHARE:.0%} of the median)")
     suspect = frame[frame["suspect"]]
-    if not suspect.empty:  # steady, maybe, but not a measurement of the work: the reason of the first
+    if (
+        not suspect.empty
+    ):  # steady, maybe, but not a measurement of the work: the reason of the first
         health.append(
             f"{len(suspect)} suspect, their time not following their bytes ({suspect['suspect_reason'].iloc[0]}): "
             f"{', '.join(suspect['name'].head(3))}{', ...' if len(suspect) > 3 else ''}"
@@ -242,14 +287,20 @@ def _health(frame, measured: int, run: dict, passed_over: int = 0, load: dict | 
     for flag, words in said.items():
         names = frame.loc[frame[flag], "name"].tolist()
         if names:
-            health.append(f"{len(names)} {words}: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}")
+            health.append(
+                f"{len(names)} {words}: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
+            )
     skipped = run.get("skipped") or []
     if skipped:  # (each said on its line as it happened; pytest's own list of them is left out of a bench session)
         first = skipped[0] if isinstance(skipped[0], dict) else {}
-        health.append(f"{len(skipped)} skipped (the first: {first.get('reason') or 'no reason given'})")
+        health.append(
+            f"{len(skipped)} skipped (the first: {first.get('reason') or 'no reason given'})"
+        )
     failed = run.get("failed") or []
     if failed:
-        health.append(f"{len(failed)} failed and not saved: {', '.join(str(f.get('name')) for f in failed[:3])}")
+        health.append(
+            f"{len(failed)} failed and not saved: {', '.join(str(f.get('name')) for f in failed[:3])}"
+        )
     if run.get("complete") is False:
         health.append(f"the run is incomplete: {run.get('ended') or 'not every planned case ran'}")
     return "; ".join(health) + "."
@@ -270,7 +321,11 @@ def _busy_opening(load: Mapping, choices, default_threads) -> list[str]:
     ]
     one = choices[(choices["best_cpu_threads"] == 1) & (choices["default_threads"] != 1)]
     gains = (one["median_default"] / one["median_best"]).dropna() if not one.empty else []
-    seen = f" (in this run 1 thread was up to {max(gains):.2f}x faster than {default_threads})" if len(gains) else ""
+    seen = (
+        f" (in this run 1 thread was up to {max(gains):.2f}x faster than {default_threads})"
+        if len(gains)
+        else ""
+    )
     lines.append(
         f"  What to do: rerun it on an idle machine, or with --cpu-threads 1: torch's default {default_threads} "
         f"threads wait for a core whenever other work holds one{seen}."
@@ -289,14 +344,17 @@ def _wrapped(lines: list[str], width: int | None) -> list[str]:
     out = []
     for line in lines:
         indent = " " * (len(line) - len(line.lstrip()) + 4)
-        out += textwrap.wrap(line, width=width, subsequent_indent=indent, break_on_hyphens=False) or [""]
+        out += textwrap.wrap(
+            line, width=width, subsequent_indent=indent, break_on_hyphens=False
+        ) or [""]
     return out
 
 
 def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     """The answer for the machine of one saved run (or of the run just made, before it is saved), on one screen:
-    speedups and crossovers, the CPU by thread count, where a seed epoch goes, the ladder, and the run's health.
-    Folded at `width` columns, as a terminal shows it (None: a line a statement, as tests read it)."""
+    speedups and crossovers, the CPU by thread count, where a seed epoch goes, the ladder, and the
+    run's health. Folded at `width` columns, as a terminal shows it (None: a line a statement, as
+    tests read it)."""
     from bench.report import figures
     from bench.report.load import runs_to_frame
 
@@ -311,9 +369,12 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     load = fmt.run_load(run)
     busy_run = mostly_busy(load)
     choices = figures.cpu_choices(frame)
-    # A run the load held opens with that fact and what to do: every verdict below it could be the load's.
+    # A run the load held opens with that fact and what to do: every verdict below it could be the
+    # load's.
     lines: list[str] = _busy_opening(load, choices, threads) if busy_run else []
-    last: list[str] = []  # on a machine without a GPU, the reference GPUs' answer: the last lines on the screen
+    last: list[
+        str
+    ] = []  # on a machine without a GPU, the reference GPUs' answer: the last lines on the screen
     if devices - {"cpu"} and "cpu" in devices:
         speed = figures.speedups(frame)
         cross = figures.crossovers(speed)
@@ -329,7 +390,9 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
             "this CPU at torch's default thread count): no speedup to show."
         ]
     else:
-        lines.append("No CPU cases in this run: no speedup to show (run with --devices cpu,cuda:0 to compare).")
+        lines.append(
+            "No CPU cases in this run: no speedup to show (run with --devices cpu,cuda:0 to compare)."
+        )
     lines += _threads_section(frame, choices, threads)
     lines += _breakdown_section(figures.breakdown(frame), threads)
     steps = figures.ladder(frame, "train")
@@ -345,7 +408,9 @@ def _moves(frame) -> dict:
     from bench.report import limits as held_limits
 
     rows = held_limits.held(frame)
-    rows = rows[(rows["family"] == "train") & ((rows["device"] != "cpu") | figures.at_default(rows))]
+    rows = rows[
+        (rows["family"] == "train") & ((rows["device"] != "cpu") | figures.at_default(rows))
+    ]
     return {(r.device, r.batch_size, r.pipeline): r.move for r in rows.itertuples() if r.move}
 
 
@@ -356,12 +421,19 @@ def _limits_section(frame, cross) -> list[str]:
     table = held_limits.limits_table(frame)
     if table.empty:
         return []
-    lines = ["Against this machine's own limits, measured in this run (every case against them: python -m bench "
-             "report, \"Each case against its limits\"):"]  # fmt: skip
+    lines = [
+        "Against this machine's own limits, measured in this run (every case against them: python -m bench "
+        'report, "Each case against its limits"):'
+    ]
     for r in table.to_dict("records"):  # (the table leaves out a column no device has a figure in)
-        said = {"An operation, eager": "an operation {} eager", "Replayed (CUDA graph)": "{} replayed from a CUDA graph",
-                "Peak float32": "peak float32 {}", "Peak bfloat16": "bfloat16 {}", "Memory bandwidth": "memory {}",
-                "Copies host-device (fitted)": "copies {}"}  # fmt: skip
+        said = {
+            "An operation, eager": "an operation {} eager",
+            "Replayed (CUDA graph)": "{} replayed from a CUDA graph",
+            "Peak float32": "peak float32 {}",
+            "Peak bfloat16": "bfloat16 {}",
+            "Memory bandwidth": "memory {}",
+            "Copies host-device (fitted)": "copies {}",
+        }
         parts = [words.format(r[column]) for column, words in said.items() if r.get(column)]
         lines.append(f"  {r['Device']}{' (quick)' * (r['Run'] == 'quick')}: " + "; ".join(parts))
         if r.get("Not built on"):  # no floor, binding limit or why is built on these
@@ -369,8 +441,10 @@ def _limits_section(frame, cross) -> list[str]:
     lines += [f"  {said}" for said_of in held_limits.why(frame).values() for said in said_of]
     for p in held_limits.predicted(frame, cross).itertuples():
         if p.predicted:
-            lines.append(f"  Predicted from the limits, {p.device} {p.family} {p.variant}: {p.predicted} (measured: "
-                         f"{p.measured or 'no crossover measured'})")  # fmt: skip
+            lines.append(
+                f"  Predicted from the limits, {p.device} {p.family} {p.variant}: {p.predicted} (measured: "
+                f"{p.measured or 'no crossover measured'})"
+            )
     return lines
 
 
