@@ -47,11 +47,10 @@ def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {said}" for name, (_module, said) in COMMANDS.items()]
     return (
-        "usage: python -m bench <command> [ARGS]  (python -m bench <command> --help for its own)\n\ncommands:\n"
-        + (
-            "\n".join(lines)
-            + "\n\nThe suite itself: pytest bench --benchmark-autosave (pytest bench --help)."
-        )
+        "usage: python -m bench <command> [ARGS], or fmnist-bench <command> [ARGS]\n"
+        "       (python -m bench <command> --help for its own)\n\ncommands:\n"
+        + "\n".join(lines)
+        + "\n\nThe suite itself: pytest bench --benchmark-autosave (pytest bench --help)."
     )
 
 

@@ -101,7 +101,7 @@ _ONE_CHANGE = {
     "cuda_graph": {"cuda_graph": True, "ragged": "second graph"},
     # The graph of the compiled step (compiled, then captured): the fastest pipeline on the H100
     # host, 37-42 ms an epoch at batch 1,000 against cuda_graph's 44-48 ms, interleaved in two
-    # runs of bench.check_gpu. Training only: inference's compiled step was the slower one there.
+    # runs of check-gpu. Training only: inference's compiled step was the slower one there.
     "compile_cuda_graph": {"compile_mode": COMPILE_MODE, "ragged": "recompiled, second graph"},
 }
 

@@ -1,7 +1,8 @@
-"""python -m bench <command>: one entry for every command besides `pytest bench`, and the old names still work."""
+"""python -m bench <command> (or fmnist-bench <command>): one entry for every command besides `pytest bench`."""
 
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,6 @@ import pytest
 from bench.__main__ import COMMANDS, main
 
 REPO = Path(__file__).resolve().parent.parent
-OLD_NAMES = {"bench.report": "report", "bench.compare": "compare", "bench.recover": "recover", "bench.cost": "cost",
-             "bench.check_gpu": "check-gpu", "bench.check_warmup": "check-warmup",
-             "bench.check_telemetry": "check-telemetry", "bench.check_allocator": "check-allocator"}  # fmt: skip
 
 
 def _python(*args: str) -> subprocess.CompletedProcess:
@@ -27,11 +25,17 @@ def test_every_command_has_its_help(command):
     assert f"python -m bench {command}" in done.stdout  # its usage names it as it is run
 
 
-@pytest.mark.parametrize("module", sorted(OLD_NAMES))
-def test_the_old_module_names_run_the_same_commands(module):
-    done = _python("-m", module, "--help")
-    assert done.returncode == 0, done.stderr
-    assert f"python -m bench {OLD_NAMES[module]}" in done.stdout
+def test_the_console_script_is_the_same_entry():
+    # pip install makes `fmnist-bench <command>` beside `python -m bench <command>`: one main for both.
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    assert scripts.get("fmnist-bench") == "bench.__main__:main"
+    script = Path(sys.executable).parent / "fmnist-bench"
+    if not script.exists():
+        pytest.skip(f"{script} is not installed here (pip install -e . makes it)")
+    done = subprocess.run(
+        [str(script), "compare", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and "python -m bench compare" in done.stdout, done.stderr
 
 
 def test_the_entry_lists_its_commands_and_refuses_an_unknown_one(capsys):

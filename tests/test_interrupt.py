@@ -226,7 +226,7 @@ def test_a_killed_run_leaves_a_journal_that_recover_and_the_next_run_turn_into_a
     assert not saved_runs(tmp_path)  # nothing was saved...
     (journal,) = find_journals([tmp_path / "store"])  # ...but the finished case is on disk
     recovered = subprocess.run(
-        [sys.executable, "-m", "bench.recover", str(tmp_path / "store")],
+        [sys.executable, "-m", "bench", "recover", str(tmp_path / "store")],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -300,7 +300,7 @@ def test_a_save_that_fails_keeps_the_journal_leaves_no_truncated_file_and_fails_
     assert not list((tmp_path / "store").glob("*/.*.tmp"))  # no half-written file either
     (journal,) = find_journals([tmp_path / "store"])
     recovered = subprocess.run(
-        [sys.executable, "-m", "bench.recover", str(journal)],
+        [sys.executable, "-m", "bench", "recover", str(journal)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -185,7 +185,7 @@ def test_recover_leaves_a_live_runs_journal_alone(tmp_path):
     assert saved is None and "still going" in said and journal.path.exists()
     # Another process sees the lock too.
     other = subprocess.run(
-        [sys.executable, "-m", "bench.recover", str(tmp_path)],
+        [sys.executable, "-m", "bench", "recover", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -27,13 +27,16 @@ ALLOWED = {
     },  # conftest.py and the families, bench_*.py
 }
 LAZY_EXCEPTIONS = {("run/summary.py", "report")}
-# Every top-level module of bench/ besides __init__: the families, conftest, the command entry, and the
-# old command names kept working for now (each a few lines that call bench/__main__.py).
-TOP_LEVEL = {"bench_inference.py", "bench_limits.py", "bench_train.py", "bench_transfer.py", "conftest.py", "__main__.py", "__init__.py",
-             "compare.py", "cost.py", "recover.py", "check_gpu.py", "check_warmup.py", "check_telemetry.py",
-             "check_allocator.py"}  # fmt: skip
-SHIMS = {"compare.py", "cost.py", "recover.py", "check_gpu.py", "check_warmup.py", "check_telemetry.py",
-         "check_allocator.py"}  # fmt: skip
+# Every top-level module of bench/ besides __init__: the families, conftest and the command entry.
+TOP_LEVEL = {
+    "bench_inference.py",
+    "bench_limits.py",
+    "bench_train.py",
+    "bench_transfer.py",
+    "conftest.py",
+    "__main__.py",
+    "__init__.py",
+}
 
 
 def _stage(path: Path) -> str:
@@ -79,8 +82,6 @@ def test_no_stage_imports_a_later_one():
             _stage(path),
             path.relative_to(BENCH).as_posix() if BENCH in path.parents else path.name,
         )
-        if rel in SHIMS:
-            continue
         for imported, at_top in _project_imports(path):
             if imported in ALLOWED[stage]:
                 continue
@@ -104,10 +105,6 @@ def test_bench_has_a_folder_per_stage_and_only_the_suite_at_its_top():
     )
     assert {p.name for p in BENCH.iterdir() if p.is_dir() and not p.name.startswith("__")} == {
         "measure", "run", "record", "report", "check"}  # fmt: skip
-    for shim in SHIMS:
-        assert len((BENCH / shim).read_text().splitlines()) <= 10, (
-            f"{shim} is a command name kept working, no more"
-        )
 
 
 def test_conftest_is_wiring():
