@@ -16,7 +16,7 @@ COMMANDS = {
         "two saved runs of one machine, case by case, with their noise",
     ),
     "recover": (
-        "bench.record.journal",
+        "bench.format.journal",
         "the journals of killed runs to saved runs marked incomplete",
     ),
     "cost": (

@@ -7,10 +7,10 @@ import statistics
 
 import torch
 
+from bench.format import records as fmt
 from bench.measure.clock import sample_calls, timed_call
 from bench.measure.guard import skip_on_out_of_memory
 from bench.measure.rounds import latency_summary, run_rounds, warmup_size
-from bench.record import format as fmt
 from bench.run import pbench
 from fmnist_model import Network, accuracy, confusion_matrix
 from fmnist_model.ladder import inference_config

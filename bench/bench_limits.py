@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.measure import limits
+from bench.measure import limit_work
 from bench.measure.guard import skip_on_out_of_memory
 from bench.measure.rounds import run_rounds
 
@@ -15,16 +15,16 @@ def test_limits(benchmark, plan, clock, telemetry, device, cpu_threads, limit, d
     replayed from one CUDA graph (what a launch costs when the CPU is out of the way). matmul: one
     square matrix product in `dtype`, large enough to reach the device's peak (FLOP/s). device_copy:
     one copy of 1 GiB within the device's memory (bytes copied per second; the CPU's own is the
-    transfer family's host-to-host copy). bench/record/limits.py turns each into its figure and
+    transfer family's host-to-host copy). bench/analysis/limits.py turns each into its figure and
     holds every training and inference case of the run against them."""
     benchmark.group = FAMILY
     with skip_on_out_of_memory(device, f"the {limit} case"):
         if limit in ("operation", "operation_graph"):
-            target, work = limits.operations_target(device, graph=limit == "operation_graph")
+            target, work = limit_work.operations_target(device, graph=limit == "operation_graph")
         elif limit == "matmul":
-            target, work = limits.matmul_target(device, dtype, clock)
+            target, work = limit_work.matmul_target(device, dtype, clock)
         elif limit == "device_copy":
-            target, work = limits.copy_target(device)
+            target, work = limit_work.copy_target(device)
         else:
             raise ValueError(f"unknown limit {limit!r}")
         benchmark.extra_info["work"] = work

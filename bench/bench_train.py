@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
+from bench.format import records as fmt
 from bench.measure.breakdown import profile_epoch
 from bench.measure.clock import timed_call
 from bench.measure.guard import skip_on_out_of_memory
 from bench.measure.rounds import profile_size, run_rounds, warmup_size
-from bench.record import format as fmt
 from fmnist_model.ladder import train_config
 from fmnist_model.trainer import Trainer
 from fmnist_model.work import train_copies, train_work
@@ -73,9 +73,8 @@ def test_train_epoch(
             )
             profiled = profile_size(images_in_epoch, batch_size, most)
             breakdown = profile_epoch(clock, device, lambda: trainer.epoch(profiled, annotate=True))
-            breakdown["images"] = (
-                profiled  # the first `profiled` images of an epoch: shares, not the epoch's sum
-            )
+            # the first `profiled` images of an epoch: shares, not the epoch's sum
+            breakdown["images"] = profiled
         # The work it did, counted on the pipeline's own short epochs (after the rounds: never
         # timed).
         copies = train_copies(config, device, images_in_epoch, batch_size)

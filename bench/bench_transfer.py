@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from bench.format import records as fmt
 from bench.measure.clock import timed_call
 from bench.measure.guard import skip_on_out_of_memory
 from bench.measure.rounds import run_rounds
-from bench.record import format as fmt
 
 FAMILY = "transfer"
 # uint8 is what the files hold and a quarter of float32's bytes: the cheapest form to move.

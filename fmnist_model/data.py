@@ -171,9 +171,8 @@ def download_fashion_mnist(
         f"downloading FashionMNIST into {_raw_folder(root)} from {', '.join(mirrors)} (waiting at most {timeout:g} s for each reply)"
     )
     previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(
-        timeout
-    )  # urllib, under torchvision, takes the default when given none
+    # urllib, under torchvision, takes the default when given none
+    socket.setdefaulttimeout(timeout)
     try:
         datasets.FashionMNIST(str(root), train=True, download=True)
     except (OSError, RuntimeError, URLError) as exc:
@@ -208,9 +207,8 @@ def resolve_source(
         if download or fashion_mnist_present(root):
             return "fashion-mnist"
         odd = _what_is_wrong(root)
-        if len(odd) < len(
-            _raw_files(root)
-        ):  # some of the set is there: not "absent", and not usable
+        # Some of the set is there: not "absent", and not usable.
+        if len(odd) < len(_raw_files(root)):
             raise DataError(
                 f"{_raw_folder(root)} holds part of FashionMNIST: {'; '.join(odd)}. "
                 "Complete it (--download), or remove it to use the synthetic stand-in."

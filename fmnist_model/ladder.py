@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from bench.record.devices import device_kind
-from bench.record.names import BUILDS_ON, INFERENCE_LADDER, TRAIN_LADDER
+from bench.format.devices import device_kind
+from bench.format.names import BUILDS_ON, INFERENCE_LADDER, TRAIN_LADDER
 
 __all__ = [
     "BUILDS_ON",
@@ -32,7 +32,7 @@ __all__ = [
 # is the data path, the steps after resident change one thing each, and channels_last_bf16 is bf16
 # on channels_last: on the 2-core VM bf16 paid only there (epochs at batch 1,000 in run 0004:
 # resident 1.62 s, bf16 2.01 s, channels_last 1.50 s, channels_last_bf16 1.21 s).
-# The names and the order are bench.record.names' (importable without torch, so the report reads
+# The names and the order are bench.format.names' (importable without torch, so the report reads
 # the same ones); this module builds each step from them.
 # Every pipeline starts from the same weights (torch.manual_seed before Network()) and sees the
 # images in the same order (epoch_order(n, DATA_SEED)), so their epoch-1 losses can be compared.
@@ -158,7 +158,7 @@ def _compiler_missing() -> str | None:
 
 
 def unsupported_reason(pipeline: str, device: torch.device | str) -> str | None:
-    """Why `pipeline` (of either family) cannot run on `device`, or None when it can (bench/record/devices.py)."""
+    """Why `pipeline` (of either family) cannot run on `device`, or None when it can (bench/format/devices.py)."""
     kind = device_kind(str(torch.device(device)))
     if pipeline in ("cuda_graph", "compile_cuda_graph") and not kind.graphs:
         return f"a CUDA graph captures CUDA kernels: {kind.name} has none to capture (torch.cuda.graph)"
@@ -201,8 +201,7 @@ def inference_config(pipeline: str) -> InferenceConfig:
         ragged="eager",
     )
     if pipeline == "eager":
-        base.update(
-            autograd="enabled"
-        )  # the model called as a first attempt does: autograd records
+        # the model called as a first attempt does: autograd records
+        base.update(autograd="enabled")
     base.update(_changes("inference", pipeline))
     return InferenceConfig(**base)

@@ -109,9 +109,8 @@ class Trainer:
         """Compile (compile) or capture (cuda_graph) each batch shape, then reset. Returns what was done."""
         done = {}
         if self.config.compile_mode is not None:
-            for (
-                size
-            ) in self.shapes:  # one training step per shape compiles its forward and backward
+            # One training step per shape compiles its forward and backward.
+            for size in self.shapes:
                 loops.train_epoch_resident(
                     self.forward,
                     self.optimizer,

@@ -13,7 +13,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import Subset
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.record.devices import device_kind
+from bench.format.devices import device_kind
 
 from .ladder import InferenceConfig, TrainConfig
 from .model import Network
@@ -60,12 +60,10 @@ class Work:
     """What one step (a training step, an inference batch) and one epoch (or pass) run, counted."""
 
     flops_per_image: float
-    ops_fixed: (
-        int | None
-    )  # a step's operations at any batch size (None: not counted, as under torch.compile)
-    ops_per_image: (
-        int | None
-    )  # and these more for each image of its batch (the DataLoader's per-image work)
+    # a step's operations at any batch size (None: not counted, as under torch.compile)
+    ops_fixed: int | None
+    # and these more for each image of its batch (the DataLoader's per-image work)
+    ops_per_image: int | None
     ops_per_epoch: int | None  # once an epoch or pass, beside its steps
 
     def ops_at(self, batch_size: int) -> int | None:
@@ -225,9 +223,8 @@ def train_copies(config: TrainConfig, device: str, images: int, batch_size: int)
             ]
         reads = math.ceil(images / batch_size) if config.sync_per_batch else 1
     else:
-        out.append(
-            _copy("h2d", "pageable", images * INDEX_BYTES, 1)
-        )  # the epoch's order, to the device
+        # the epoch's order, to the device
+        out.append(_copy("h2d", "pageable", images * INDEX_BYTES, 1))
         reads = 1
     out += [_copy("d2h", "pageable", nbytes, reads) for nbytes in TOTALS_BYTES]
     return out

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.record.intervals import Ratio, ratio_estimate
+from bench.analysis.intervals import Ratio, ratio_estimate
+from bench.analysis.rows import RunFileWarning
 from bench.report.compare import compare_runs, main, newest_two
-from bench.report.load import RunFileWarning
 from bench.report.verdict import FASTER, SAME, SLOWER, VERDICTS, verdict
 
 ROOT = Path(__file__).parent.parent

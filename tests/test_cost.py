@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.format.names import FAMILIES
 from bench.measure.plan import Budget
-from bench.record.names import FAMILIES
 from bench.run.cost import case_cost, main, plan_cost
 from bench.run.estimate import ASSUMED_OVERHEAD_S, Observation, Profile, observation
 from tests.test_plan import make_plan

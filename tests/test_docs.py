@@ -441,7 +441,7 @@ def test_readme_keeps_ci_test_command():
 
 
 def test_the_format_history_in_the_docs_is_the_format_modules():
-    from bench.record.format import FORMAT_VERSION, HISTORY
+    from bench.format.records import FORMAT_VERSION, HISTORY
 
     docs = " ".join((ROOT / "docs" / "saved-runs.md").read_text(encoding="utf-8").split())
     assert sorted(HISTORY) == list(range(1, FORMAT_VERSION + 1))  # every version has its entry

@@ -18,14 +18,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench.record.store import RunFileWarning
+from bench.analysis.rows import load_frame
+from bench.format.store import RunFileWarning
 from bench.report import cache as cache_module
 from bench.report import kept as kept_module
 from bench.report import pages
 from bench.report.cache import CacheWarning, RowCache
 from bench.report.cli import main as report
 from bench.report.kept import Kept
-from bench.report.load import load_frame
 from bench.report.page import OutputError, check_out
 from tests.fleet import make_fleet
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.record.store import REPLACEMENT, NotARunFile, read_json
-from bench.report import main as report_main
+from bench.format.store import REPLACEMENT, NotARunFile, read_json
+from bench.report.cli import main as report_main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GPU_RUN = FIXTURES / "constructed_gpu_run.json"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.record.journal import find_journals
-from bench.report.load import load_frame
+from bench.analysis.rows import load_frame
+from bench.format.journal import find_journals
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,7 +49,7 @@ PLUGIN = textwrap.dedent(
             raise RuntimeError("the epoch crashed on purpose")
 
     def pytest_sessionstart(session):
-        import bench.record.journal as journal
+        import bench.format.journal as journal
         import fmnist_model.loops as train
 
         if os.environ.get("FMNIST_TEST_DISK") == "full":

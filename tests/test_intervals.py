@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.record.intervals import (
+from bench.analysis.answers import answers
+from bench.analysis.figures import breakdown, crossovers, ladder, speedups
+from bench.analysis.intervals import (
     NO_DIFFERENCE,
     interval_said,
     ratio_estimate,
@@ -14,9 +16,7 @@ from bench.record.intervals import (
     side,
     t_quantile,
 )
-from bench.report.answers import answers
-from bench.report.figures import breakdown, crossovers, ladder, speedups
-from bench.report.load import load_frame
+from bench.analysis.rows import load_frame
 from bench.run.summary import end_summary
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.record import journal as journal_module
-from bench.record import store as store_module
-from bench.record.journal import Journal, JournalError, find_journals, main, read_journal, recover
-from bench.record.store import save_whole, write_whole
+from bench.format import journal as journal_module
+from bench.format import store as store_module
+from bench.format.journal import Journal, JournalError, find_journals, main, read_journal, recover
+from bench.format.store import save_whole, write_whole
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def a_case(name, median=1.0):
-    """A finished case as the format takes it (bench/record/schema.py): journal lines that are not one are refused."""
+    """A finished case as the format takes it (bench/format/schema.py): journal lines that are not one are refused."""
     return {
         "group": "train",
         "name": name,
@@ -103,7 +103,7 @@ def _umask():
 def test_concurrent_saves_all_survive_with_distinct_numbers(tmp_path):
     # Separate processes, each with its own run name (as two runs' timestamps differ).
     code = (
-        "import sys; from pathlib import Path; from bench.record.store import save_whole; "
+        "import sys; from pathlib import Path; from bench.format.store import save_whole; "
         "print(save_whole(Path(sys.argv[1]), 'run' + sys.argv[2], {'i': int(sys.argv[2])}).name)"
     )
     procs = [
@@ -420,8 +420,8 @@ def test_a_kill_between_the_link_and_the_saved_line_leaves_one_run(tmp_path):
 import os, signal, sys
 sys.path.insert(0, {str(REPO)!r})
 from pathlib import Path
-from bench.record.journal import Journal
-from bench.record.store import save_whole
+from bench.format.journal import Journal
+from bench.format.store import save_whole
 from tests.test_journal import a_case, header
 journal = Journal(Path({str(tmp_path)!r}))
 journal.start(header())

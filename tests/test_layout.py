@@ -10,23 +10,22 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 
-# What each stage may import of the project (its own modules always). The end-of-run summary reads
-# the run's rows through the report, after the last case: the one import of a later stage, and lazy.
+# What each stage may import of the project (its own modules always): the contract (format) is everyone's;
+# what the answer and the report derive (analysis) is the run's, the report's and the checks'; the report's
+# page and plots are the report's alone. The end-of-run summary imports the analysis modules that need pandas
+# inside its function, after the last case: the run stage's modules import none at their top.
 ALLOWED = {
-    "record": {"record"},
-    "measure": {"measure", "record", "fmnist_model"},
-    "run": {"run", "measure", "record", "fmnist_model"},
-    "report": {"report", "record"},
-    "check": {"check", "measure", "record", "fmnist_model"},
-    "fmnist_model": {"fmnist_model", "record"},
-    "bench": {
-        "run",
-        "measure",
-        "record",
-        "fmnist_model",
-    },  # conftest.py and the families, bench_*.py
+    "format": {"format"},
+    "analysis": {"analysis", "format"},
+    "measure": {"measure", "format", "fmnist_model"},
+    "run": {"run", "measure", "analysis", "format", "fmnist_model"},
+    "report": {"report", "analysis", "format"},
+    "check": {"check", "measure", "analysis", "format", "fmnist_model"},
+    "fmnist_model": {"fmnist_model", "format"},
+    # conftest.py and the families, bench_*.py; __main__.py imports each command's module when it runs.
+    "bench": {"run", "measure", "format", "fmnist_model"},
 }
-LAZY_EXCEPTIONS = {("run/summary.py", "report")}
+LAZY_EXCEPTIONS: set[tuple[str, str]] = set()
 # Every top-level module of bench/ besides __init__: the families, conftest and the command entry.
 TOP_LEVEL = {
     "bench_inference.py",
@@ -93,9 +92,9 @@ def test_no_stage_imports_a_later_one():
 
 def test_the_rules_catch_an_import_up_the_stages(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("from bench.report.figures import ladder\n")
+    bad.write_text("from bench.report.page import write_report\n")
     assert _project_imports(bad) == [("report", True), ("report", True)]
-    assert "report" not in ALLOWED["measure"]
+    assert "report" not in ALLOWED["measure"] and "analysis" not in ALLOWED["format"]
 
 
 def test_bench_has_a_folder_per_stage_and_only_the_suite_at_its_top():
@@ -103,8 +102,8 @@ def test_bench_has_a_folder_per_stage_and_only_the_suite_at_its_top():
     assert top == TOP_LEVEL, (
         f"unexpected at bench/'s top: {sorted(top - TOP_LEVEL)}; missing: {sorted(TOP_LEVEL - top)}"
     )
-    assert {p.name for p in BENCH.iterdir() if p.is_dir() and not p.name.startswith("__")} == {
-        "measure", "run", "record", "report", "check"}  # fmt: skip
+    stages = {p.name for p in BENCH.iterdir() if p.is_dir() and not p.name.startswith("__")}
+    assert stages == {"format", "analysis", "measure", "run", "report", "check"}
 
 
 def test_conftest_is_wiring():
@@ -124,11 +123,12 @@ def test_every_module_says_its_job_in_its_first_line():
 @pytest.mark.parametrize(
     ("stage", "forbidden"),
     [
-        ("record", ("torch", "pandas", "matplotlib")),
+        ("format", ("torch", "pandas", "matplotlib", "seaborn", "jinja2", "pyarrow")),
+        ("analysis", ("torch", "matplotlib", "seaborn", "jinja2")),
         ("report", ("torch",)),
         # The session never loads the report's libraries while it measures: the summary imports them lazily.
-        ("run", ("pandas", "matplotlib", "seaborn", "jinja2")),
-        ("measure", ("pandas", "matplotlib", "seaborn", "jinja2")),
+        ("run", ("pandas", "matplotlib", "seaborn", "jinja2", "pyarrow")),
+        ("measure", ("pandas", "matplotlib", "seaborn", "jinja2", "pyarrow")),
     ],
 )
 def test_what_a_stage_imports_at_run_time(stage, forbidden):
@@ -147,3 +147,83 @@ def test_what_a_stage_imports_at_run_time(stage, forbidden):
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
     )
     assert done.stdout.strip() == "[]", f"bench.{stage} imported {done.stdout.strip()}"
+
+
+def _module_of(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _imports_of(path: Path) -> set[str]:
+    """The project's modules `path` imports, anywhere in it (a function's import makes a circle too)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = _module_of(path).rsplit(".", 1)[0] if path.name != "__init__.py" else _module_of(path)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # the workload's relative imports
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + [base]
+                )
+            found |= {base} | {f"{base}.{a.name}" for a in node.names}
+    return {m.strip(".") for m in found if m.split(".")[0] in ("bench", "fmnist_model")}
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle of imports among the modules of `graph`, each once, as a path that comes back to its start."""
+    found, seen = [], set()
+
+    def walk(node: str, path: list[str]) -> None:
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == path[0]:
+                cycle = path + [nxt]
+                key = frozenset(cycle)
+                if key not in seen:
+                    seen.add(key)
+                    found.append(cycle)
+            elif nxt not in path and nxt > path[0]:
+                walk(nxt, path + [nxt])
+
+    for start in sorted(graph):
+        walk(start, [start])
+    return found
+
+
+def test_no_module_imports_itself_through_others():
+    paths = [*BENCH.rglob("*.py"), *(REPO / "fmnist_model").glob("*.py")]
+    modules = {_module_of(p): p for p in paths}
+    graph = {
+        name: {m for m in _imports_of(p) if m in modules and m != name}
+        for name, p in modules.items()
+    }
+    assert _circles(graph) == []
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_a_bench_session_loads_no_plotting_library(tmp_path):
+    # After a whole quick run and its end-of-run answer, in the same process: no matplotlib, no seaborn, no
+    # jinja2 (the report's), though the answer is worded from the analysis the report shares.
+    plugin = tmp_path / "loaded.py"
+    plugin.write_text(
+        "import sys\n"
+        "def pytest_unconfigure(config):\n"
+        f"    open({str(tmp_path / 'loaded.txt')!r}, 'w').write(' '.join(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-p", "loaded", "--quick",
+         "--devices", "cpu", "-k", "limits and operation", "--data-root", str(tmp_path / "no-data"),
+         f"--benchmark-json={tmp_path / 'run.json'}"],
+        cwd=REPO, env={**__import__("os").environ, "PYTHONPATH": f"{tmp_path}:{REPO}"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "is the GPU faster here?" in done.stdout  # the answer was worded
+    loaded = set((tmp_path / "loaded.txt").read_text().split())
+    assert not loaded & {"matplotlib", "seaborn", "jinja2"}, sorted(
+        loaded & {"matplotlib", "seaborn", "jinja2"}
+    )

@@ -11,12 +11,9 @@ import pandas as pd
 import pytest
 from torch.utils.data import Subset
 
-from bench.measure import limits as measure
-from bench.measure.plan import Plan
-from bench.record import limits
-from bench.record.devices import KINDS
-from bench.record.format import FORMAT_VERSION
-from bench.record.limits import (
+from bench.analysis import figures, limits
+from bench.analysis import held as report_limits
+from bench.analysis.limits import (
     Board,
     CopyModel,
     DeviceLimits,
@@ -25,10 +22,12 @@ from bench.record.limits import (
     ladder_move,
     why_said,
 )
-from bench.record.schema import benchmark_errors
-from bench.report import figures
-from bench.report import limits as report_limits
-from bench.report.load import CSV_COLUMNS, runs_to_frame
+from bench.analysis.rows import CSV_COLUMNS, runs_to_frame
+from bench.format.devices import KINDS
+from bench.format.records import FORMAT_VERSION
+from bench.format.schema import benchmark_errors
+from bench.measure import limit_work as measure
+from bench.measure.plan import Plan
 from bench.report.page import write_report
 from fmnist_model import load_split, work
 from fmnist_model.ladder import inference_config, train_config
@@ -816,8 +815,8 @@ def test_a_busy_runs_answer_opens_with_the_load_and_marks_every_ratio_it_touched
 
 
 def test_a_busy_runs_report_says_so_first():
-    from bench.report.answers import answers
-    from bench.report.reference import load_reference
+    from bench.analysis.answers import answers
+    from bench.analysis.reference import load_reference
 
     frame = runs_to_frame([(Path("0001_busy.json"), _busy(json.loads(VM2_RUN.read_text())))])
     speed = figures.speedups(frame)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.analysis.derive import suspect_copies, threads_waited
+from bench.analysis.rows import load_frame, runs_to_frame
+from bench.format.store import is_reference, reference_folder
 from bench.measure.load import MachineLoad
 from bench.measure.machine import MACHINE_ID_ENV, machine_id, machine_key
-from bench.record.derive import suspect_copies, threads_waited
-from bench.record.store import is_reference, reference_folder
-from bench.report.load import load_frame, runs_to_frame
 from bench.run.summary import end_summary
 
 REPO = Path(__file__).resolve().parent.parent

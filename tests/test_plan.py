@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from bench.format.names import FAMILIES, FAMILY_AXES, case_id
 from bench.measure.devices import available_devices, unavailable_reason
 from bench.measure.parse import (
     parse_batch_sizes,
@@ -17,7 +18,6 @@ from bench.measure.plan import (
     Budget,
     plan_from_options,
 )
-from bench.record.names import FAMILIES, FAMILY_AXES, case_id
 from fmnist_model.ladder import INFERENCE_LADDER, TRAIN_LADDER
 
 
@@ -266,8 +266,8 @@ def test_the_ladder_runs_at_the_swept_size_nearest_1000_and_compiling_steps_only
 
 
 def test_every_stage_asks_one_table_of_device_kinds():
+    from bench.format.devices import KINDS, device_kind, is_accelerator
     from bench.measure.plan import Plan
-    from bench.record.devices import KINDS, device_kind, is_accelerator
     from fmnist_model.ladder import unsupported_reason
 
     plan = Plan(devices=tuple(f"{k}:0" if KINDS[k].indexed else k for k in KINDS), dataset_name="synthetic",

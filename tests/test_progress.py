@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from bench.record.words import fmt_time
+from bench.analysis.words import fmt_time
 from bench.run.progress import case_headline, progress_line
 from bench.run.summary import end_summary as summary_of_run
 
@@ -24,7 +24,7 @@ def end_summary(records, *, default_threads, run):
 
 def said(k: float) -> str:
     """A ratio k of two of record()'s figures, with the interval their rounds (median x 0.99, 1, 1.01) give."""
-    from bench.record.intervals import interval_said, ratio_interval
+    from bench.analysis.intervals import interval_said, ratio_interval
 
     return interval_said(
         k, *ratio_interval([k * 0.99, k, k * 1.01], [0.99, 1.0, 1.01]), no_interval=""
@@ -101,7 +101,7 @@ def test_the_answer_on_a_gpu_host_gives_speedups_crossover_and_the_seed_epoch():
         and "cuda:0   batch  1,000:" in text
         and "transfer" in text
     )
-    # Its 16-thread CPU copy of 60,000 images took less time than of 1,000: marked suspect (bench/record/derive.py).
+    # Its 16-thread CPU copy of 60,000 images took less time than of 1,000: marked suspect (bench/analysis/derive.py).
     assert "50 of 50 cases measured; 3 suspect, their time not following their bytes" in text
 
 
@@ -260,7 +260,7 @@ def test_the_ladder_names_the_fastest_step_its_speedups_and_a_step_that_learns_l
 
 
 def test_page_faults_are_said_in_thousands_or_millions_from_ten_thousand():
-    from bench.record.words import faults_said
+    from bench.analysis.words import faults_said
 
     assert [faults_said(f) for f in (None, float("nan"), 9_999, 10_000, 540_091.3, 999_499, 999_600, 1.45e6)] == [
         "", "", "", "10k page faults a round", "540k page faults a round", "999k page faults a round",
@@ -298,10 +298,10 @@ VM_DEFAULT_PATH = next(
 
 
 def test_the_summary_and_the_report_give_one_runs_figures_from_the_same_functions(monkeypatch):
-    from bench.record.intervals import interval_said
-    from bench.record.words import fmt_time
-    from bench.report import figures
-    from bench.report.load import load_frame
+    from bench.analysis import figures
+    from bench.analysis.intervals import interval_said
+    from bench.analysis.rows import load_frame
+    from bench.analysis.words import fmt_time
 
     called = []
     for name in ("speedups", "crossovers", "cpu_choices", "breakdown", "ladder", "fastest_steps"):

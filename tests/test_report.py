@@ -13,16 +13,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.record import derive, names
-from bench.record.derive import crossover_batch_size
-from bench.record.format import FORMAT_VERSION
-from bench.record.intervals import ratio_estimate
-from bench.record.journal import Journal
-from bench.report import main, write_report
+from bench.analysis import derive
+from bench.analysis.derive import crossover_batch_size
+from bench.analysis.figures import breakdown, cpu_choices, crossovers, speedups
+from bench.analysis.intervals import ratio_estimate
+from bench.analysis.rows import COLUMNS, CSV_COLUMNS, RunFileWarning, load_frame, select_newest
+from bench.format import names
+from bench.format.journal import Journal
+from bench.format.records import FORMAT_VERSION
+from bench.report.cli import main
 from bench.report.facts import partial_note
-from bench.report.figures import breakdown, cpu_choices, crossovers, speedups
-from bench.report.load import COLUMNS, CSV_COLUMNS, RunFileWarning, load_frame, select_newest
-from bench.report.page import md_escape
+from bench.report.page import md_escape, write_report
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GPU_RUN = FIXTURES / "constructed_gpu_run.json"  # constructed, with known answers (see its builder)
@@ -367,7 +368,7 @@ def test_cli_writes_the_report_and_reports_bad_paths(tmp_path, capsys):
 def test_the_report_stage_does_not_import_torch(tmp_path):
     code = (
         "import sys\n"
-        "from bench.report import main\n"
+        "from bench.report.cli import main\n"
         f"rc = main([{str(GPU_RUN)!r}, {str(CPU_RUN)!r}, '--out', {str(tmp_path)!r}])\n"
         "assert rc == 0, rc\n"
         "print(sorted(m for m in ('torch', 'torchvision', 'pynvml', 'fmnist_model') if m in sys.modules))\n"
@@ -888,7 +889,7 @@ def _over(before, step) -> float:
 
 
 def test_the_ladder_gives_each_steps_speedup_over_the_step_it_builds_on(tmp_path):
-    from bench.report.figures import fastest_steps, ladder
+    from bench.analysis.figures import fastest_steps, ladder
     from bench.report.tables import ladder_table
 
     steps = ladder(load_frame([LADDER_RUN]), "train").set_index("pipeline")
@@ -898,7 +899,7 @@ def test_the_ladder_gives_each_steps_speedup_over_the_step_it_builds_on(tmp_path
     for name, row in steps.iterrows():
         base = names.BUILDS_ON["train"].get(name)
         assert row["builds_on"] == base if base else pd.isna(row["builds_on"])
-        # Each speedup is of the rounds' geometric means, the estimate its interval is of (bench/record/intervals.py).
+        # Each speedup is of the rounds' geometric means, the estimate its interval is of (bench/analysis/intervals.py).
         expected = _over(steps.loc[base], row) if base else None
         assert (
             pd.isna(row["vs_base"]) if base is None else row["vs_base"] == pytest.approx(expected)
@@ -922,7 +923,7 @@ def test_the_ladder_gives_each_steps_speedup_over_the_step_it_builds_on(tmp_path
 
 
 def test_a_step_that_touched_fresh_memory_often_has_its_page_faults_named(tmp_path):
-    from bench.report.figures import ladder
+    from bench.analysis.figures import ladder
     from bench.report.tables import ladder_table
 
     run = _json(LADDER_RUN)
@@ -938,8 +939,8 @@ def test_a_step_that_touched_fresh_memory_often_has_its_page_faults_named(tmp_pa
 
 
 def test_a_ladder_without_some_steps_measures_each_against_the_nearest_step_that_ran(tmp_path):
-    from bench.report.answers import _fastest_said
-    from bench.report.figures import fastest_steps, ladder
+    from bench.analysis.answers import _fastest_said
+    from bench.analysis.figures import fastest_steps, ladder
     from bench.report.tables import ladder_table
 
     run = _json(LADDER_RUN)  # as --pipelines loader,resident,bf16,channels_last_bf16 would have it
@@ -960,8 +961,8 @@ def test_a_ladder_without_some_steps_measures_each_against_the_nearest_step_that
 def test_a_step_from_a_later_run_says_which_steps_it_is_compared_with_come_from_another_run(
     tmp_path,
 ):
-    from bench.report.answers import _fastest_said
-    from bench.report.figures import fastest_steps, ladder
+    from bench.analysis.answers import _fastest_said
+    from bench.analysis.figures import fastest_steps, ladder
     from bench.report.tables import ladder_table
 
     old = _json(LADDER_RUN)
@@ -1006,7 +1007,7 @@ def test_a_step_from_a_later_run_says_which_steps_it_is_compared_with_come_from_
 def test_a_step_of_another_run_is_named_where_a_base_is_missing_with_no_seed_and_in_inference(
     tmp_path,
 ):
-    from bench.report.figures import ladder
+    from bench.analysis.figures import ladder
     from bench.report.tables import ladder_table
 
     def later(when: str, keep, source: Path = LADDER_RUN) -> dict:
@@ -1087,7 +1088,7 @@ def test_a_step_of_another_run_is_named_where_a_base_is_missing_with_no_seed_and
 
 
 def test_the_gpu_ladder_says_how_busy_the_gpu_was_and_how_many_operations_a_step_ran(tmp_path):
-    from bench.report.figures import ladder
+    from bench.analysis.figures import ladder
     from bench.report.tables import ladder_table
 
     gpu_run = FIXTURES / "h100-host-ladder"
@@ -1113,7 +1114,7 @@ def test_the_gpu_ladder_says_how_busy_the_gpu_was_and_how_many_operations_a_step
 
 
 def test_the_cpu_ladder_names_each_steps_costliest_operation(tmp_path):
-    from bench.report.figures import ladder
+    from bench.analysis.figures import ladder
     from bench.report.tables import ladder_table
 
     run = _json(LADDER_RUN)

@@ -7,9 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.report import load_frame, write_report
-from bench.report.answers import answers
-from bench.report.figures import breakdown, crossovers, speedups
+from bench.analysis.answers import answers
+from bench.analysis.figures import breakdown, crossovers, speedups
+from bench.analysis.rows import load_frame
+from bench.report.page import write_report
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GPU_RUN = FIXTURES / "constructed_gpu_run.json"  # constructed, with known answers (see its builder)
@@ -253,7 +254,7 @@ def test_a_machine_without_a_gpu_says_so_and_one_whose_cpu_is_missing_says_how_t
     assert gpu["said"] == [] and "CPU is in none of its runs" in gpu["missing"][0]["text"]
     assert gpu["missing"][0]["command"] == "pytest bench --devices cpu,cuda:0 --benchmark-autosave"
     # With the reference runs the project ships, the machine without a GPU is held against their GPUs, said so.
-    from bench.report.reference import MEASURE_OWN, load_reference
+    from bench.analysis.reference import MEASURE_OWN, load_reference
 
     held = answers(
         frame, speedups(frame), crossovers(speedups(frame)), breakdown(frame), load_reference()
@@ -267,7 +268,7 @@ def test_a_machine_without_a_gpu_says_so_and_one_whose_cpu_is_missing_says_how_t
 
 
 def test_cross_machine_speedups_only_when_asked_and_only_like_with_like(tmp_path):
-    from bench.report import main
+    from bench.report.cli import main
 
     runs = tmp_path / "runs"
     _write(runs, "gpu.json", _run(node="a", gpu="NVIDIA H100 80GB HBM3"))

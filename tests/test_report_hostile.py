@@ -8,8 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.report import RunFileWarning, load_frame, main, plots, write_report
+from bench.analysis.rows import RunFileWarning, load_frame
 from bench.report import page as page_module
+from bench.report import plots
+from bench.report.cli import main
+from bench.report.page import write_report
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GPU_RUN = FIXTURES / "constructed_gpu_run.json"
@@ -347,8 +350,8 @@ def test_a_value_too_long_is_cut_in_its_reason_never_the_reason(tmp_path, field)
 
 
 def test_an_unreadable_reference_run_is_named_and_passed_over(tmp_path, monkeypatch, capsys):
-    from bench.record import store
-    from bench.report import reference
+    from bench.analysis import reference
+    from bench.format import store
 
     shipped = store.reference_folder() / "vm_AMD-EPYC_no-gpu"
     copied = tmp_path / "reference" / shipped.name

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.record.format import FORMAT_VERSION
+from bench.format.records import FORMAT_VERSION
 
 REPO = Path(__file__).resolve().parent.parent
 

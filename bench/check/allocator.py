@@ -13,7 +13,7 @@ import statistics
 import sys
 
 from bench.check.harness import alternated, arguments, paired, print_table, ratio_row
-from bench.record import format as fmt
+from bench.format import records as fmt
 
 __all__ = ["compare", "main"]
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bench.check.energy import energy_here
 from bench.check.harness import checked_inputs, write_figures
-from bench.record import format as fmt
+from bench.format import records as fmt
 
 __all__ = ["DEFAULT_VARIANTS", "VARIANTS", "main", "run_figures", "variant_config"]
 
@@ -261,16 +261,14 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
                 images=split.images,
                 labels=split.labels,
             )
-            if knobs.get(
-                "fused_adam"
-            ):  # before prepare(): the graph captures this optimizer's step
+            # Before prepare(): the graph captures this optimizer's step.
+            if knobs.get("fused_adam"):
                 trainer.optimizer = torch.optim.Adam(
                     trainer.model.parameters(), lr=LEARNING_RATE, capturable=True, fused=True
                 )
             prepare_s, _ = timed_call(clock, trainer.prepare)
-        except (
-            Exception
-        ) as exc:  # a variant that cannot be built is a finding, not the end of the check
+        # a variant that cannot be built is a finding, not the end of the check
+        except Exception as exc:
             rows[name] = {"error": f"{type(exc).__name__}: {exc}"}
             print(f"  {name}: could not be built: {rows[name]['error']}", flush=True)
             continue
@@ -288,17 +286,15 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
 
     unsaved: list[str] = []  # why --json could not be written last time, if it could not
 
-    def save() -> (
-        None
-    ):  # after each stage: a variant that fails later loses nothing measured before it
+    # After each stage: a variant that fails later loses nothing measured before it.
+    def save() -> None:
         if args.json is None:
             return
         why = write_figures(args.json, {"summary": summary, "variants": rows})
         if why is None:
             unsaved.clear()
-        elif (
-            not unsaved
-        ):  # said once; tried again after each stage (a disk may have been freed meanwhile)
+        # said once; tried again after each stage (a disk may have been freed meanwhile)
+        elif not unsaved:
             print(
                 f"bench.check.gpu: --json {args.json} could not be written ({why}): the figures are printed "
                 "here, and it is tried again after each stage",
@@ -312,9 +308,8 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
         print(f"  {name}: failed in {rows[name]['error']}", flush=True)
         del trainers[name]
         lost = _context_lost(device)
-        if (
-            lost
-        ):  # a sticky CUDA error: every later call fails too, and would be blamed on its variant
+        # a sticky CUDA error: every later call fails too, and would be blamed on its variant
+        if lost:
             summary["context_lost"] = f"after {name} failed: {lost}"
             for other in list(trainers):  # what each measured before stands; it runs no more
                 why = f"the CUDA context was lost {summary['context_lost']}"
@@ -363,9 +358,8 @@ def _measure(args, names: list[str], run: dict | None, device) -> int:
             None if base_loss is None else (row["loss"] - base_loss) / base_loss <= tolerance
         )
         trainer = trainers.get(name)
-        if (
-            trainer is None
-        ):  # stopped with the CUDA context: its rounds stand, it cannot be profiled
+        # stopped with the CUDA context: its rounds stand, it cannot be profiled
+        if trainer is None:
             row["ops_per_step"] = row["busy_share"] = None
             continue
         try:

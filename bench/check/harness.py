@@ -13,8 +13,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bench.record.schema import run_errors
-from bench.record.store import NotARunFile, read_json, write_whole
+from bench.format.schema import run_errors
+from bench.format.store import NotARunFile, read_json, write_whole
 
 __all__ = [
     "alternated",
@@ -208,9 +208,8 @@ def checked_inputs(
                 f"--json {json_path}: cannot write it ({parent} is not a writable folder, or it is one)"
             )
         why = write_figures(json_path.with_name(f".{json_path.name}.probe"), {}, keep=False)
-        if (
-            why is not None
-        ):  # (a folder that says it is writable and takes no file: /proc, a full disk)
+        # (a folder that says it is writable and takes no file: /proc, a full disk)
+        if why is not None:
             parser.error(f"--json {json_path}: cannot write it ({why})")
     if run_path is None:
         return None

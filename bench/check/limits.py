@@ -17,8 +17,8 @@ import os
 import statistics
 import sys
 
+from bench.analysis.limits import LIMIT_ROUND, LIMIT_UNITS, limit_figure
 from bench.check.harness import alternated, arguments, busy_loops, print_table
-from bench.record.limits import LIMIT_ROUND, LIMIT_UNITS, limit_figure
 
 __all__ = ["HOLDS", "compare", "main"]
 

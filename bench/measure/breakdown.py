@@ -7,9 +7,9 @@ from collections.abc import Callable
 import torch
 from torch.profiler import profile
 
+from bench.format.devices import device_kind
 from bench.measure.clock import timed_call
 from bench.measure.devices import profiler_activities
-from bench.record.devices import device_kind
 
 __all__ = ["PHASES", "device_work", "host_work", "profile_epoch"]
 

@@ -1,4 +1,4 @@
-"""What the device table (bench/record/devices.py) needs torch for: waiting for a device, whether this machine has it,
+"""What the device table (bench/format/devices.py) needs torch for: waiting for a device, whether this machine has it,
 which profiler activities see it, and handing its cached memory back."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from bench.record.devices import KINDS, device_kind
+from bench.format.devices import KINDS, device_kind
 
 __all__ = [
     "available_devices",

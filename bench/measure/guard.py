@@ -37,9 +37,8 @@ class skip_on_out_of_memory:  # noqa: N801 - used as a context manager, named li
             return False  # success, or another error: not ours to handle
         detail = str(exc).splitlines()[0] if str(exc) else "no detail"
         reason = f"{self.device}: out of memory at {self.what}: {detail}"
-        traceback.clear_frames(
-            tb
-        )  # drops the locals of every finished frame (the running test's stays)
+        # drops the locals of every finished frame (the running test's stays)
+        traceback.clear_frames(tb)
         del exc, tb
         gc.collect()
         release_memory(self.device)

@@ -7,7 +7,7 @@ import re
 import statistics
 from pathlib import Path
 
-from bench.record.names import OUTSIDE_SHARE
+from bench.format.names import OUTSIDE_SHARE
 
 __all__ = ["MIN_TICKS", "OUTSIDE_SHARE", "Host", "own_ticks", "spread"]
 
@@ -17,9 +17,8 @@ __all__ = ["MIN_TICKS", "OUTSIDE_SHARE", "Host", "own_ticks", "spread"]
 MIN_TICKS = 50
 
 
-_RAPL_PACKAGE = re.compile(
-    r"intel-rapl:\d+"
-)  # packages only: intel-rapl:N:M are parts of package N
+# packages only: intel-rapl:N:M are parts of package N
+_RAPL_PACKAGE = re.compile("intel-rapl:\\d+")
 
 
 def own_ticks(proc: Path) -> int:
@@ -40,9 +39,8 @@ def own_ticks(proc: Path) -> int:
         for pid in children:
             try:
                 stat = (proc / pid / "stat").read_text().rsplit(")", 1)[1].split()
-            except (
-                OSError
-            ):  # it ended between the two reads: its time is in cutime once it is reaped
+            # it ended between the two reads: its time is in cutime once it is reaped
+            except OSError:
                 continue
             own += int(stat[11]) + int(stat[12])
     return own
@@ -117,9 +115,8 @@ class _Rapl:
         return {
             "available": True,
             "source": "rapl",
-            "domains": [
-                name for name, _path, _span in self.domains
-            ],  # packages: the whole socket, every process
+            # packages: the whole socket, every process
+            "domains": [name for name, _path, _span in self.domains],
             "energy_j": energy,
             "energy_per_round_j": energy / rounds if rounds else None,
             "mean_power_w": energy / span_s if span_s > 0 else None,
@@ -209,9 +206,8 @@ class Host:
             out["minor_faults_per_round"] = (faults - self.faults0) / rounds if rounds else None
             delta = [b - a for a, b in zip(self.stat0, stat1, strict=True)]
             total = sum(delta)
-            busy = (
-                total - delta[3] - delta[4]
-            )  # less idle and iowait; steal counts: another guest had our CPU
+            # less idle and iowait; steal counts: another guest had our CPU
+            busy = total - delta[3] - delta[4]
             if total >= MIN_TICKS:
                 outside = max(busy - own, 0) / total
                 out["cpu"] = {

@@ -49,9 +49,8 @@ class MachineLoad:
 
     def _read(self) -> tuple[int, int, int]:
         lines = (self.proc / "stat").read_text().splitlines()
-        fields = [
-            int(x) for x in lines[0].split()[1:9]
-        ]  # user nice system idle iowait irq softirq steal
+        # user nice system idle iowait irq softirq steal
+        fields = [int(x) for x in lines[0].split()[1:9]]
         self.cpus = sum(1 for line in lines if re.match(r"cpu\d+ ", line))
         total = sum(fields)
         return total, total - fields[3] - fields[4], own_ticks(self.proc)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench.record.store import read_bounded
+from bench.format.store import read_bounded
 
 __all__ = [
     "MACHINE_ID_ENV",
@@ -31,12 +31,8 @@ __all__ = [
 MACHINE_ID_ENV = "FMNIST_BENCH_MACHINE_ID"
 _ID = re.compile(r"[0-9a-f]{8,64}")
 _MAX_ID_BYTES = 4096  # an id is 8 to 64 hex digits and a newline: anything longer is not one
-_NO_LINKS = {
-    errno.EPERM,
-    errno.ENOTSUP,
-    errno.EOPNOTSUPP,
-    errno.EMLINK,
-}  # os.link refused by the filesystem
+# os.link refused by the filesystem
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 
 # Usable GB/s per lane per direction after line encoding (PCI-SIG base specs):
 # Gen1 2.5 GT/s and Gen2 5 GT/s with 8b/10b; Gen3 8 GT/s, Gen4 16, Gen5 32 with 128b/130b;
@@ -266,9 +262,8 @@ def machine_id(environ=os.environ) -> tuple[str, str]:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_text(made + "\n", encoding="ascii")
-            os.link(
-                tmp, path
-            )  # whole or not at all, and never over another's: two first runs keep one id
+            # whole or not at all, and never over another's: two first runs keep one id
+            os.link(tmp, path)
         except FileExistsError:
             continue
         except OSError as exc:
@@ -276,9 +271,8 @@ def machine_id(environ=os.environ) -> tuple[str, str]:
                 raise OSError(
                     f"this machine's id cannot be kept in {path} ({exc.strerror or exc}): {pin}"
                 ) from None
-            os.replace(
-                tmp, path
-            )  # a filesystem without hard links: whole still, though a race's last one wins
+            # a filesystem without hard links: whole still, though a race's last one wins
+            os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
         return made, f"{path} (made now)"
@@ -309,9 +303,8 @@ def machine_key(
     ("lab a", "lab_a", "ラボ", "..") a short hash of the name as given follows, so two names that
     differ are two folders, and a name with no character left still has one of its own.
     """
-    counts = {
-        gpu: gpus.count(gpu) for gpu in gpus
-    }  # eight H100s: "8x NVIDIA H100", not eight names
+    # eight H100s: "8x NVIDIA H100", not eight names
+    counts = {gpu: gpus.count(gpu) for gpu in gpus}
     gpu_part = "+".join(gpu if n == 1 else f"{n}x {gpu}" for gpu, n in counts.items()) or "no-gpu"
     who = name or host or "unknown-host"
     first = _folder_form(who)

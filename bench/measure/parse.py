@@ -6,9 +6,9 @@ import os
 
 import torch
 
+from bench.format.devices import KINDS
+from bench.format.names import INFERENCE_LADDER, TRAIN_LADDER
 from bench.measure.plan import ALL_PIPELINES, LADDERS, MAX_BATCH_SIZE, MAX_CPU_THREADS
-from bench.record.devices import KINDS
-from bench.record.names import INFERENCE_LADDER, TRAIN_LADDER
 
 __all__ = [
     "parse_batch_sizes",
@@ -27,7 +27,7 @@ def parse_devices(text: str) -> tuple[str, ...]:
 
     Only well-formedness is checked here; whether this machine has the device is a skip later. An
     indexed kind alone means its first (`cuda` is `cuda:0`), so the same device has one name in
-    every saved run; a kind there is one of has no index but 0 (bench/record/devices.py).
+    every saved run; a kind there is one of has no index but 0 (bench/format/devices.py).
     """
     out: list[str] = []
     kinds = ", ".join(f"{name}, {name}:N" if kind.indexed else name for name, kind in KINDS.items())

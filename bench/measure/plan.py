@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from bench.format.devices import device_kind
+from bench.format.names import FAMILIES, FAMILY_LADDERS, INFERENCE_LADDER, TRAIN_LADDER
 from bench.measure.devices import available_devices
-from bench.record.devices import device_kind
-from bench.record.names import FAMILIES, FAMILY_LADDERS, INFERENCE_LADDER, TRAIN_LADDER
 from fmnist_model import DEFAULT_ROOT
 
 __all__ = [

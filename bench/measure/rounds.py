@@ -6,10 +6,10 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 
+from bench.format import records as fmt
 from bench.measure.clock import timed_call
 from bench.measure.plan import Budget
 from bench.measure.telemetry import Telemetry
-from bench.record import format as fmt
 
 __all__ = ["latency_summary", "profile_size", "run_rounds", "warmup_size"]
 

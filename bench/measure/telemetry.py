@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.format.devices import device_kind
 from bench.measure.clock import Stopwatch, every
 from bench.measure.host import OUTSIDE_SHARE, Host, spread
-from bench.record.devices import device_kind
 
 __all__ = [
     "OUTSIDE_SHARE",
@@ -84,9 +84,8 @@ class _Gpu:
             )
         }
         self.series["temperature_c"] = []
-        self.power_at: list[
-            tuple[float, float]
-        ] = []  # (seconds, watts) for integrating without the counter
+        # (seconds, watts) for integrating without the counter
+        self.power_at: list[tuple[float, float]] = []
         self.reasons: dict[str, int] = {}
         self.errors: dict[str, dict] = {}
         self.energy0: int | None = None
@@ -98,9 +97,8 @@ class _Gpu:
         """One NVML query; None and a note of the first failure when it raises (a GPU lost half-way keeps the case)."""
         try:
             return fn()
-        except (
-            Exception
-        ) as exc:  # NVMLError, or anything a broken driver raises: the case's timing stands
+        # NVMLError, or anything a broken driver raises: the case's timing stands
+        except Exception as exc:
             # first_sample: the reading that failed first (1 is the one just before the first
             # round).
             slot = self.errors.setdefault(
@@ -131,9 +129,8 @@ class _Gpu:
             return
         self.pynvml = pynvml
         try:
-            self.energy0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(
-                self.handle
-            )  # mJ since the driver loaded
+            # mJ since the driver loaded
+            self.energy0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
         except Exception as exc:  # pre-Volta GPUs have no counter: integrate sampled power instead
             self.counter_note = f"no total-energy counter: {exc}"
         self.sample(at)
@@ -177,9 +174,8 @@ class _Gpu:
     def end(self, at: float, sampled: bool) -> None:
         if self.pynvml is None:
             return
-        if (
-            sampled
-        ):  # (not when the sampler is wedged in a call: this thread must not join it there)
+        # (not when the sampler is wedged in a call: this thread must not join it there)
+        if sampled:
             self.sample(at)
         if self.energy0 is not None:
             self.energy1 = self._call(

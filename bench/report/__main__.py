@@ -4,7 +4,6 @@ import sys
 
 from bench.__main__ import run
 
-if (
-    __name__ == "__main__"
-):  # the report's drawing processes import this module again: they must not run it
+# the report's drawing processes import this module again: they must not run it
+if __name__ == "__main__":
     sys.exit(run("report"))

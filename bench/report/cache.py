@@ -1,7 +1,7 @@
 """The report's cache beside the results: each run file's rows, kept in Parquet, read again only when the file changes.
 
 A run file costs the report about 70 ms to read and build rows from; a fleet of 5,000 files, six
-minutes. What the report needs of a file (bench.report.load.file_frame: its rows, typed, with every
+minutes. What the report needs of a file (bench.analysis.rows.file_frame: its rows, typed, with every
 figure that depends on that run alone) is kept in one Parquet file, keyed by the run file's real
 path, size, modification and change times, inode and whether it is a reference run. A changed or new
 file is read again, a removed one dropped; a file whose reading warned is never kept, so its warning
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.record.store import REPORT_CACHE, RunFileWarning, is_reference
+from bench.format.store import REPORT_CACHE, RunFileWarning, is_reference
 from bench.report.leftovers import left_behind, remove, temporary_prefix
 
 __all__ = ["CACHE_FOLDER", "CacheWarning", "RowCache", "code_stamp"]
@@ -72,9 +72,8 @@ def _identity(path: Path) -> tuple[str, list] | None:
     or not."""
     try:
         real = os.path.realpath(path)
-        real.encode(
-            "utf-8"
-        )  # a name that is not text (bytes that are not UTF-8) cannot be a key: read every time
+        # a name that is not text (bytes that are not UTF-8) cannot be a key: read every time
+        real.encode("utf-8")
         st = os.stat(real)
     except (OSError, UnicodeError):
         return None
@@ -138,9 +137,8 @@ class RowCache:
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
-        self.read_files = (
-            0  # how many run files this report read itself (a miss), and how many it took from here
-        )
+        # how many run files this report read itself (a miss), and how many it took from here
+        self.read_files = 0
         self.kept_files = 0
 
     @property
@@ -208,9 +206,8 @@ class RowCache:
         reports); `columns` are a file frame's."""
         files, kept = self._load(columns)
         wanted: dict[str, str] = {}  # real path -> the name this report gives it
-        order: dict[
-            str, int
-        ] = {}  # real path -> its place among `found`: rows come out in the files' order
+        # real path -> its place among `found`: rows come out in the files' order
+        order: dict[str, int] = {}
         out, new, new_files = [], [], {}
         for place, (path, root) in enumerate(found):
             identity = _identity(path)
@@ -301,12 +298,10 @@ class RowCache:
             os.close(handle)
             try:
                 pq.write_table(table.replace_schema_metadata(meta), temp)
-                os.chmod(
-                    temp, 0o644
-                )  # mkstemp's file is private; a shared results tree's reports share it
-                os.replace(
-                    temp, self.path
-                )  # whole or not at all: a report reading it meanwhile sees the old one
+                # mkstemp's file is private; a shared results tree's reports share it
+                os.chmod(temp, 420)
+                # whole or not at all: a report reading it meanwhile sees the old one
+                os.replace(temp, self.path)
             finally:
                 if os.path.exists(temp):
                     os.unlink(temp)

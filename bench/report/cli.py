@@ -9,12 +9,9 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.record.journal import (
-    find_journals,
-    journal_state,
-)  # pure Python: the journal format, no torch
+from bench.analysis.rows import RunFileWarning, load_frame
+from bench.format.journal import find_journals, journal_state  # pure Python, no torch
 from bench.report.cache import CACHE_FOLDER, RowCache
-from bench.report.load import RunFileWarning, load_frame
 from bench.report.page import OutputError, check_out, write_report
 
 __all__ = ["main"]
@@ -31,9 +28,8 @@ def _cache(args) -> RowCache | None:
         return RowCache(args.cache)
     first = args.paths[0]
     folder = (first if first.is_dir() else first.parent) / CACHE_FOLDER
-    if (
-        folder.is_symlink()
-    ):  # a results tree from elsewhere may point it anywhere: nothing is written through it
+    # a results tree from elsewhere may point it anywhere: nothing is written through it
+    if folder.is_symlink():
         said = "a link, not a folder of the results' own: the report keeps nothing (--cache DIR keeps it elsewhere)"
         print(f"warning: {folder}: {said}", file=sys.stderr)
         return None
@@ -60,9 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         try:
             previous[signum] = signal.signal(signum, _stop)
-        except (
-            ValueError
-        ):  # not the main thread (the report called from something else): signals left alone
+        # not the main thread (the report called from something else): signals left alone
+        except ValueError:
             break
     try:
         return _report(argv)
@@ -155,9 +150,8 @@ def _report(argv: Sequence[str] | None) -> int:
         return 1
     try:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter(
-                "always", RunFileWarning
-            )  # the cache's, said as every warning here is
+            # the cache's, said as every warning here is
+            warnings.simplefilter("always", RunFileWarning)
             written = write_report(
                 frame,
                 args.out,

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.record import format as fmt
-from bench.record.intervals import interval_said, ratio_estimate
-from bench.record.names import AXES, FAMILY_AXES, case_id
-from bench.record.store import RunFileWarning, find_run_files, load_run
-from bench.report.load import runs_to_frame
+from bench.analysis.intervals import interval_said, ratio_estimate
+from bench.analysis.rows import runs_to_frame
+from bench.format import records as fmt
+from bench.format.names import AXES, FAMILY_AXES, case_id
+from bench.format.store import RunFileWarning, find_run_files, load_run
 from bench.report.verdict import (
     DEFAULT_FACTOR,
     SLOWER,
@@ -181,12 +181,10 @@ def _case(row) -> str:
 def _cases(path: Path, run: dict) -> pd.DataFrame:
     """One run's cases: identity, label, stats and round times, indexed by identity."""
     frame = runs_to_frame([(path, run)], all_runs=True)
-    frame["data"] = frame[
-        "round_times"
-    ]  # every round's time, as the run kept them: the ratio's interval needs them
-    frame["rounds"] = frame["rounds"].astype(
-        int
-    )  # required by the saved-run format (bench/record/schema.py)
+    # every round's time, as the run kept them: the ratio's interval needs them
+    frame["data"] = frame["round_times"]
+    # required by the saved-run format (bench/format/schema.py)
+    frame["rounds"] = frame["rounds"].astype(int)
     # A GPU case runs at torch's default thread count, whatever it was: not part of its identity (as
     # select_newest).
     identity = frame.assign(cpu_threads=frame["cpu_threads"].where(frame["device"] == "cpu"))
@@ -263,7 +261,7 @@ def compare_runs(
             )
         else:
             # new/old with its 95% interval, one estimate from both runs' rounds
-            # (bench/record/intervals.py); the verdict is decided on that same interval.
+            # (bench/analysis/intervals.py); the verdict is decided on that same interval.
             ratio = ratio_estimate(
                 n["data"], o["data"], numerator_median=n["median"], denominator_median=o["median"]
             )

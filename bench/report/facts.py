@@ -6,10 +6,11 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 
-from bench.record.intervals import interval_said
-from bench.record.names import OUTSIDE_SHARE
-from bench.report.figures import at_default, is_gpu
-from bench.report.tables import ONE_ROUND, RUN_KIND, device_label, fmt_seconds, marks, pivot, spread
+from bench.analysis.cells import ONE_ROUND, RUN_KIND, device_label, fmt_seconds, marks
+from bench.analysis.figures import at_default, is_gpu
+from bench.analysis.intervals import interval_said
+from bench.format.names import OUTSIDE_SHARE
+from bench.report.tables import pivot, spread
 
 __all__ = [
     "cross_machine_table",

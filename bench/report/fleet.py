@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench.record.intervals import interval_said, ratio_estimate
-from bench.report.figures import crossovers, is_gpu, speedups
-from bench.report.tables import device_label, fmt_seconds, marks
+from bench.analysis.cells import device_label, fmt_seconds, marks
+from bench.analysis.figures import crossovers, is_gpu, speedups
+from bench.analysis.intervals import interval_said, ratio_estimate
 
 __all__ = ["LADDER_BATCH", "Ranking", "rankings"]
 
@@ -92,7 +92,7 @@ def _than_next(rows: pd.DataFrame, i: int, higher: bool) -> str:
     this, after = rows.iloc[i], rows.iloc[i + 1]
     ratio = this["value"] / after["value"] if higher else after["value"] / this["value"]
     # Times: the next one's rounds over this one's, one estimate with its interval
-    # (bench/record/intervals.py).
+    # (bench/analysis/intervals.py).
     times = ratio_estimate(after["round_times"], this["round_times"])
     if not math.isfinite(times.value):
         return interval_said(ratio, math.nan, math.nan, no_interval=" (no interval)")

@@ -48,12 +48,10 @@ _KEEP_DAYS = 14  # a drawn page or picture no report used for this long leaves t
 _DRAWING = ".drawing"  # a drawing's temporary folder, in its shard until it is whole
 _SCRATCH = "fmnist-report"  # pages drawn for one report alone, in the system's temporary folder
 _MAX_MANIFEST = 2**20  # a manifest names a dozen files
-_MAX_FILE = (
-    256 * 2**20
-)  # a page's pictures are a few hundred kB: a larger file is not one the report drew
-_FILE_NAME = re.compile(
-    r"\.?[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}"
-)  # a name in one folder: never a path, . or ..
+# a page's pictures are a few hundred kB: a larger file is not one the report drew
+_MAX_FILE = 256 * 2**20
+# a name in one folder: never a path, . or ..
+_FILE_NAME = re.compile("\\.?[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}")
 _KEY_FILE = "report-key"
 
 
@@ -75,9 +73,8 @@ def _read(path: Path, limit: int) -> tuple[bytes, os.stat_result]:
 
 def _config_folder() -> Path:
     xdg = os.environ.get("XDG_CONFIG_HOME") or ""
-    return (
-        Path(xdg) if os.path.isabs(xdg) else Path.home() / ".config"
-    )  # (a relative one is ignored: XDG)
+    # (a relative one is ignored: XDG)
+    return Path(xdg) if os.path.isabs(xdg) else Path.home() / ".config"
 
 
 def user_key() -> tuple[bytes | None, str]:
@@ -189,18 +186,16 @@ def _draw_into(
             if not _FILE_NAME.fullmatch(drawn.name) or drawn.is_symlink() or not drawn.is_file():
                 raise ValueError(f"a drawing wrote {drawn.name!r}, not a file the report keeps")
             files[drawn.name] = hashlib.sha256(drawn.read_bytes()).hexdigest()
-            drawn.chmod(
-                0o444
-            )  # a report's file changed in place (a hard link) must not change later reports'
+            # a report's file changed in place (a hard link) must not change later reports'
+            drawn.chmod(292)
         manifest = {"files": files, "seal": _seal(place.key, final.name, files)}
         (work / ".done").write_text(json.dumps(manifest), encoding="utf-8")
         work.chmod(0o755)  # mkdtemp's folder is private; a shared results tree's reports share it
         try:
             work.rename(final)
         except OSError:
-            if (
-                again or _manifest(place, final) is None
-            ):  # not a drawing of this user's as drawn: ours replaces it
+            # not a drawing of this user's as drawn: ours replaces it
+            if again or _manifest(place, final) is None:
                 aside = Path(tempfile.mkdtemp(prefix=temporary_prefix(_DRAWING), dir=shard))
                 final.replace(aside)  # (onto the empty folder just made: a name no one else takes)
                 work.rename(final)
@@ -291,9 +286,8 @@ class Kept:
         remove(left_behind(system_temporary, _SCRATCH))  # a killed report's scratch folder
         scratch = Path(tempfile.mkdtemp(prefix=temporary_prefix(_SCRATCH), dir=system_temporary))
         self.place = _Place(root, scratch, key if key is not None else secrets.token_bytes(32))
-        self.placed: dict[
-            str, Path
-        ] = {}  # key -> the folder it was drawn or kept in, for this report
+        # key -> the folder it was drawn or kept in, for this report
+        self.placed: dict[str, Path] = {}
         self.jobs: dict[str, tuple[Callable, tuple]] = {}
         self.said: set[str] = set()
         if root is not None:

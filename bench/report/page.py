@@ -14,14 +14,15 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from bench.record.names import NOISY_IQR_SHARE
-from bench.report import facts, figures, pages, plots, tables
-from bench.report import limits as held_limits
-from bench.report.answers import answers as machine_answers
+from bench.analysis import figures
+from bench.analysis import held as held_limits
+from bench.analysis.answers import answers as machine_answers
+from bench.analysis.reference import load_reference
+from bench.analysis.rows import CSV_COLUMNS, select_newest
+from bench.format.names import NOISY_IQR_SHARE
+from bench.report import facts, pages, plots, tables
 from bench.report.cache import RowCache
 from bench.report.leftovers import left_behind, remove, temporary_prefix
-from bench.report.load import CSV_COLUMNS, select_newest
-from bench.report.reference import load_reference
 
 __all__ = ["OutputError", "check_out", "write_report"]
 
@@ -469,9 +470,8 @@ def write_report(
     machines the index ranks them and each machine has its page (bench/report/pages.py); `cache` is
     where their drawn pages and pictures are kept.
     """
-    out = Path(
-        os.path.realpath(out)
-    )  # a link to the report folder: replace the folder, keep the link
+    # a link to the report folder: replace the folder, keep the link
+    out = Path(os.path.realpath(out))
     _tidy(out)
     check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -494,9 +494,8 @@ def write_report(
         new.rename(out)
     except BaseException:
         if old is not None and old.exists() and not out.exists():
-            old.rename(
-                out
-            )  # the swap failed between its two renames: the previous report goes back
+            # the swap failed between its two renames: the previous report goes back
+            old.rename(out)
         shutil.rmtree(new, ignore_errors=True)
         raise
     if old is not None:

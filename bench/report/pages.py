@@ -58,9 +58,8 @@ def _machine_page(
     answers = render(rows, folder, reference=reference, home="../../index.html")
     rows.drop(columns=["round_times"]).to_csv(folder / "summary.csv", index=False)
     said = answers[0]["said"] if answers else []
-    (folder / ".said.txt").write_text(
-        json.dumps(said[:1]), encoding="utf-8"
-    )  # not .json: never taken for a run
+    # not .json: never taken for a run
+    (folder / ".said.txt").write_text(json.dumps(said[:1]), encoding="utf-8")
 
 
 def _ranking_part(folder: Path, ranking: Ranking, part: int, size: int) -> None:

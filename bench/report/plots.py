@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from bench.report.tables import device_label  # noqa: E402
+from bench.analysis.cells import device_label  # noqa: E402
 
 __all__ = [
     "RANKING_PART",

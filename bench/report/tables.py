@@ -4,39 +4,28 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.record.intervals import interval_said
-from bench.record.words import faults_said, fmt_time
+from bench.analysis.cells import (
+    ONE_ROUND,
+    PARTIAL,
+    RUN_KIND,
+    device_label,
+    fmt_seconds,
+    marks,
+)
+from bench.analysis.intervals import interval_said
+from bench.analysis.words import faults_said
 
 __all__ = [
     "breakdown_table",
     "crossover_table",
-    "fmt_seconds",
     "inference_table",
-    "marks",
     "pivot",
     "spread",
-    "device_label",
     "speedup_table",
     "threads_table",
     "train_table",
     "transfer_table",
 ]
-
-# The marks a figure carries, explained once on the page (see page.py MARKS).
-NOISY, ONE_ROUND, PARTIAL, THROTTLED, BUSY = (
-    " ~",
-    " (1 round)",
-    " (partial)",
-    " (throttled)",
-    " (busy)",
-)
-SUSPECT = " (suspect)"
-RUN_KIND = {False: "full", True: "quick"}
-
-
-def fmt_seconds(value: float) -> str:
-    """A time in a table cell: fmt_time's words, empty where there is none."""
-    return "" if pd.isna(value) else fmt_time(value)
 
 
 def _threads(count) -> str:
@@ -46,24 +35,6 @@ def _threads(count) -> str:
 def _differs(a, b) -> bool:
     """Two thread counts known to differ (an unknown count differs from nothing)."""
     return pd.notna(a) and pd.notna(b) and a != b
-
-
-def marks(r) -> str:
-    return (
-        (NOISY if getattr(r, "noisy", False) else "")
-        + (ONE_ROUND if getattr(r, "one_round", False) else "")
-        + (THROTTLED if getattr(r, "throttled", False) else "")
-        + (BUSY if getattr(r, "busy", False) else "")
-        + (SUSPECT if getattr(r, "suspect", False) else "")
-    )
-
-
-def device_label(frame: pd.DataFrame) -> pd.Series:
-    """How tables and plots name what ran: "cpu 2t" for the CPU at 2 threads (as in the case ids), else the device."""
-    device = frame["device"].astype(str)
-    threads = frame["cpu_threads"]
-    cpu = (device == "cpu") & threads.notna()
-    return device.where(~cpu, "cpu " + threads.astype("string").fillna("") + "t")
 
 
 def _run(frame: pd.DataFrame) -> pd.Series:
@@ -164,7 +135,7 @@ def transfer_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _speed_cell(r) -> str:
-    # Each ratio with its 95% interval (bench/record/intervals.py); a one-round figure is marked
+    # Each ratio with its 95% interval (bench/analysis/intervals.py); a one-round figure is marked
     # below instead.
     text = (
         interval_said(r.speedup, r.speedup_low, r.speedup_high, no_interval="")

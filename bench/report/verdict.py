@@ -8,10 +8,10 @@ import math
 
 import pandas as pd
 
-from bench.record import format as fmt
-from bench.record.intervals import Ratio
-from bench.record.names import FAMILIES
-from bench.record.words import fmt_time
+from bench.analysis.intervals import Ratio
+from bench.analysis.words import fmt_time
+from bench.format import records as fmt
+from bench.format.names import FAMILIES
 
 __all__ = [
     "DEFAULT_FACTOR",
@@ -155,9 +155,8 @@ def _suspect(run: dict) -> str:
     """How many of the run's copies are suspect (their time not growing with their bytes: load._mark_suspects)."""
     import warnings
 
-    from bench.report.load import (
-        runs_to_frame,
-    )  # (load is the report's reader; verdict is read by compare only)
+    # (load is the report's reader; verdict is read by compare only)
+    from bench.analysis.rows import runs_to_frame
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # compare has said what it passes over already
@@ -176,7 +175,7 @@ def run_state(run: dict) -> str:
 def marks_of(case) -> str:
     """What the run says of the machine while the case ran (busy with other work, a GPU throttled), and whether
     its figure is suspect (a copy whose time did not follow its bytes in its run:
-    bench/record/derive.py)."""
+    bench/analysis/derive.py)."""
     return ", ".join(flag for flag in ("busy", "throttled", "suspect") if bool(case.get(flag)))
 
 

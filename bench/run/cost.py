@@ -11,13 +11,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.analysis.words import format_seconds
+from bench.format import records as fmt
+from bench.format.schema import run_errors
+from bench.format.store import NotARunFile, read_json
 from bench.measure.parse import parse_batch_sizes, parse_cpu_threads, parse_devices
 from bench.measure.plan import FAMILIES, Plan, plan_from_options
 from bench.measure.rounds import profile_size
-from bench.record import format as fmt
-from bench.record.schema import run_errors
-from bench.record.store import NotARunFile, read_json
-from bench.record.words import format_seconds
 from bench.run.estimate import SPLIT_IMAGES, Profile, machine_of
 from fmnist_model.ladder import loader_workers, train_config, unsupported_reason
 

@@ -15,11 +15,11 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from bench.analysis.derive import loglog_interp
+from bench.format import records as fmt
 from bench.measure.plan import (
     FAMILIES,
 )
-from bench.record import format as fmt
-from bench.record.derive import loglog_interp
 
 __all__ = [
     "ASSUMED_OVERHEAD_S",
@@ -150,9 +150,8 @@ class Observation:
     size: int
     round_s: float  # the median round
     images: int | None  # images per round (train, inference); None for copies
-    overhead_s: float | None = (
-        None  # what the case cost besides warm-up, sample, rounds, prepare, breakdown
-    )
+    # what the case cost besides warm-up, sample, rounds, prepare, breakdown
+    overhead_s: float | None = None
     prepare_s: float | None = None  # compiling or capturing its batch shapes (ladder steps that do)
     profile_s: float | None = None  # its profiled epoch (train, at the ladder's batch size)
     profile_images: int | None = None  # the images that profiled epoch ran over
@@ -198,9 +197,8 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
         or not isinstance(size, int)
     ):
         return None
-    threads = params.get(
-        "cpu_threads", default_threads
-    )  # format 1 ran every case at torch's default
+    # format 1 ran every case at torch's default
+    threads = params.get("cpu_threads", default_threads)
     prepared = fmt.field(extra, "prepare", "seconds")
     images = extra.get("images") if family in ("train", "inference") else None
     breakdown = extra.get("breakdown") if isinstance(extra.get("breakdown"), dict) else {}

@@ -1,4 +1,5 @@
-"""The fixtures the suite's cases ask for (registered as a plugin by bench/run/plugin.py for a `pytest bench` session)."""
+"""The fixtures the suite's cases ask for (registered as a plugin by bench/run/plugin.py for a `pytest bench`
+session); they reach the session by its handle (bench/run/context.py), never by the plugin."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from bench.measure.clock import DeviceClock
 from bench.measure.plan import Plan
 from bench.measure.telemetry import Telemetry
 from bench.run import data
-from bench.run.plugin import suite_of
+from bench.run.context import session_of
 
 
 @pytest.fixture(scope="session")
 def plan(pytestconfig: pytest.Config) -> Plan:
-    return suite_of(pytestconfig).plan
+    return session_of(pytestconfig).context.plan
 
 
 @pytest.fixture
@@ -26,10 +27,9 @@ def clock(device: str) -> DeviceClock:
 @pytest.fixture
 def telemetry(pytestconfig: pytest.Config, device: str) -> Telemetry:
     """The case's observer of the hardware across its timed rounds (--telemetry off: it records only that)."""
-    suite = suite_of(pytestconfig)
-    return Telemetry.for_case(
-        device, suite.machine["gpus"], suite.machine["nvml"], enabled=suite.telemetry
-    )
+    context = session_of(pytestconfig).context
+    machine = context.machine
+    return Telemetry.for_case(device, machine.gpus, machine.nvml, enabled=context.telemetry)
 
 
 @pytest.fixture
@@ -45,13 +45,9 @@ def cpu_threads(request: pytest.FixtureRequest, device: str):
 
 
 def _split(config: pytest.Config, train: bool):
-    suite = suite_of(config)
-    split = data.split(suite.plan, train)
-    suite.data_used["train" if train else "test"] = len(split)
-    used = dict(suite.data_used)
-    suite.to_journal(
-        lambda journal: journal.note({"data_used": used})
-    )  # a recovered run must say it too
+    session = session_of(config)
+    split = data.split(session.context.plan, train)
+    session.data_used("train" if train else "test", len(split))
     return split
 
 

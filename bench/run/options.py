@@ -138,9 +138,8 @@ class Settings:
 
     plan: Plan
     machine_name: str | None
-    budget_source: (
-        dict  # which of pytest-benchmark's round options were given (they replace every family's)
-    )
+    # which of pytest-benchmark's round options were given (they replace every family's)
+    budget_source: dict
     data_files: dict | None  # images in the real files, when they are used
     telemetry: bool
     host_allocator: str

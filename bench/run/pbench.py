@@ -3,7 +3,7 @@
 The suite extends pytest-benchmark through its hooks and marks where it can. Where it cannot (saving
 a run whole, saving only the cases that finished, knowing which case was cut short), it reaches into
 the objects below. (The one other use of pytest-benchmark, its public utils.safe_dumps, is
-bench/record/store.py's: the record stage may not import this one.) Checked against pytest-benchmark
+bench/format/store.py's: the record stage may not import this one.) Checked against pytest-benchmark
 5.2.3 and 5.3.1; tests/test_pbench.py holds each touch to the installed version and fails, naming
 it, when an internal moves.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.record import store
+from bench.format import store
 
 __all__ = [
     "CHECKED_WITH",
@@ -64,7 +64,7 @@ def machine_folder(storage: Path) -> Path:
 
 
 def dumps(record: dict, **kw) -> str:
-    """JSON as pytest-benchmark writes it: bench/record/store.py's, the one use of pytest-benchmark's public
+    """JSON as pytest-benchmark writes it: bench/format/store.py's, the one use of pytest-benchmark's public
     utils.safe_dumps outside this module (the record stage may not import the run stage)."""
     return store.dumps(record, **kw)
 

@@ -9,10 +9,14 @@ import os
 import platform
 import shlex
 import sys
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pytest
 
+from bench.analysis.limits import Board
+from bench.analysis.words import cases, format_seconds
+from bench.format.names import FAMILIES, FAMILY_AXES, case_id
 from bench.measure.allocator import set_host_allocator
 from bench.measure.clock import DeviceClock, Stopwatch
 from bench.measure.devices import available_devices, unavailable_reason
@@ -20,11 +24,8 @@ from bench.measure.load import MachineLoad, load_average
 from bench.measure.machine import cpu_model, machine_id, machine_key, nvml_info, torch_info
 from bench.measure.plan import Plan
 from bench.measure.telemetry import add_per_images
-from bench.record.journal import Journal, JournalError
-from bench.record.limits import Board
-from bench.record.names import FAMILIES, FAMILY_AXES, case_id
-from bench.record.words import cases, format_seconds
-from bench.run import pbench, saving
+from bench.run import fixtures, pbench, saving
+from bench.run.context import SESSION, Machine, RunContext
 from bench.run.cost import case_cost
 from bench.run.estimate import Profile, observation
 from bench.run.options import UNUSED_BENCHMARK_OPTIONS, given, settings
@@ -33,29 +34,21 @@ from bench.run.state import RunState, drop_lineless_entries, install_stop_signal
 from bench.run.summary import end_summary
 from fmnist_model.ladder import unsupported_reason
 
-__all__ = ["Suite", "configure", "suite_of"]
-
-_STATE = pytest.StashKey["Suite"]()
-
-
-def suite_of(config: pytest.Config) -> Suite:
-    return config.stash[_STATE]
+__all__ = ["Suite", "configure"]
 
 
 def configure(config: pytest.Config) -> None:
     """Check every option, hold the allocator, route the storage and open the journal: all before collection."""
-    if not hasattr(
-        config.option, "devices"
-    ):  # our options are not registered: not a `pytest bench` session
+    # Our options are not registered: not a `pytest bench` session.
+    if not hasattr(config.option, "devices"):
         return
     chosen = settings(config)
     # The answer is the last thing on the screen: pytest's list of skipped cases (the project's -ra)
     # would come after it, and each skip is said on its case's line and counted in the answer.
     # Failures and errors are still listed, and a -r given on the command line is kept as given.
     if not _report_chars_given(config):
-        config.option.reportchars = (
-            config.option.reportchars.replace("a", "fExX").replace("s", "").replace("S", "")
-        )
+        chars = config.option.reportchars
+        config.option.reportchars = chars.replace("a", "fExX").replace("s", "").replace("S", "")
     # The machine as it is at the start of the run (an idle GPU's clocks, link and temperature).
     nvml, gpus = nvml_info()
     gpu_names = [d["name"] for d in torch_info()["cuda_devices"]]
@@ -64,35 +57,29 @@ def configure(config: pytest.Config) -> None:
     except (OSError, ValueError) as exc:
         raise pytest.UsageError(f"fmnist-bench: this machine's id: {exc}") from None
     key = machine_key(platform.node(), cpu_model(), gpu_names, chosen.machine_name, ident)
-    suite = Suite(
-        config,
-        chosen.plan,
-        {
-            "nvml": nvml,
-            "gpus": gpus,
-            "machine_key": key,
-            "machine_id": ident,
-            "machine_id_from": ident_from,
-            "machine_name": chosen.machine_name,
-        },
-        chosen.budget_source,
+    machine = Machine(key, chosen.machine_name, ident, ident_from, nvml, gpus)
+    context = RunContext(
+        plan=chosen.plan,
+        machine=machine,
+        budget_source=chosen.budget_source,
+        data_files=chosen.data_files,
+        telemetry=chosen.telemetry,
+        # Before the first case, and for all of them: the figures must not depend on the cases before.
+        host_allocator=set_host_allocator(chosen.host_allocator),
     )
-    suite.data_files, suite.telemetry = chosen.data_files, chosen.telemetry
-    # Before the first case, and for all of them: the figures must not depend on the cases before.
-    suite.host_allocator = set_host_allocator(chosen.host_allocator)
-    config.stash[_STATE] = suite
+    suite = Suite(config, context)
+    config.stash[SESSION] = suite
     saving.route_storage(config, key)
     try:
-        saving.open_outputs(config, suite)
+        opened = suite.outputs.open(config, key, suite.run)
     except (
         BaseException
-    ):  # (a usage error, Ctrl-C while an earlier journal is recovered): no journal left open
-        if suite.journal is not None:
-            suite.journal.close(keep=False)
+    ):  # (a usage error, Ctrl-C while an earlier journal is recovered): none left open
+        suite.outputs.close()
         raise
+    suite.progress.notes, suite.progress.profile = opened.notes, opened.profile
+    suite.progress.profile_note = opened.profile_note
     config.pluginmanager.register(suite, "fmnist-bench-suite")
-    from bench.run import fixtures  # (imports this module: registered once the suite exists)
-
     config.pluginmanager.register(fixtures, "fmnist-bench-fixtures")
     suite.hold_signals, suite.restore_signals = install_stop_signals(suite.run)
     suite.load.start()  # the whole run's machine load: stopped before the save
@@ -138,80 +125,67 @@ def _reason(report) -> str:
     )[:500]
 
 
-class Suite:
-    """Everything this plugin keeps for one session, and the hooks that use it."""
+@dataclass
+class Progress:
+    """What the session says as it goes: the cases left and their predicted cost, a line per finished case."""
 
-    def __init__(
-        self, config: pytest.Config, plan: Plan, machine: dict, budget_source: dict
-    ) -> None:
+    profile: Profile = field(default_factory=Profile)  # what the cases left are predicted from
+    profile_note: str = "no earlier run of this machine"
+    bench_ids: set[str] = field(default_factory=set)  # every case of the plan, by pytest node id
+    remaining: list[tuple[str, str, dict]] = field(
+        default_factory=list
+    )  # (nodeid, family, params) not yet run
+    case_started: dict[str, Stopwatch] = field(default_factory=dict)
+    load_started: dict[str, float] = field(
+        default_factory=dict
+    )  # a case's start on the load's clock
+    lines: dict[str, str] = field(
+        default_factory=dict
+    )  # a case's line, printed once pytest reported it
+    notes: list[str] = field(default_factory=list)  # said before the first case: journals recovered
+    current: object = None  # the benchmark fixture of the case running now
+
+    def forget(self, nodeid: str) -> None:
+        self.remaining = [r for r in self.remaining if r[0] != nodeid]
+
+
+class Suite:
+    """One `pytest bench` session: its context (fixed), the run's state, what it says as it goes, where it
+    saves, the limits measured so far and the machine's load; its methods are the hooks."""
+
+    def __init__(self, config: pytest.Config, context: RunContext) -> None:
         self.config = config
-        self.plan = plan
-        self.machine = machine
-        self.budget_source = budget_source
+        self.context = context
         self.run = RunState()
-        self.journal: Journal | None = None
-        self.profile = Profile()
-        self.profile_note = "no earlier run of this machine"
-        self.bench_ids: set[str] = set()
-        self.remaining: list[tuple[str, str, dict]] = []  # (nodeid, family, params) not yet run
-        self.case_started: dict[str, Stopwatch] = {}
-        self.lines: dict[
-            str, str
-        ] = {}  # a case's progress line, printed once pytest has reported it
-        self.saved, self.save_errors = (
-            False,
-            [],
-        )  # (save_errors: what kept the run from being saved)
-        self.save_failed: str | None = (
-            None  # why the save itself failed, in a few words (for the journal)
-        )
-        self.hold_signals = lambda: None
-        self.restore_signals = lambda: None
-        self.notes: list[str] = []  # said before the first case: journals recovered at the start
-        self.data_files: dict | None = None  # images in the real files, when they are used
-        self.data_used: dict[str, int] = {}  # images each split really held in this run
-        self.current = None  # the benchmark fixture of the case running now
-        self.telemetry = True  # --telemetry: observe each case's timed rounds
-        self.host_allocator: dict = {}  # --host-allocator: what the run's C library allocator was held to
+        self.progress = Progress()
+        self.outputs = saving.Outputs()
+        self.board = (
+            Board()
+        )  # the limits measured so far in this run, that later cases are held against
         self.load = (
             MachineLoad()
         )  # how busy the whole machine is with other work, from start to end
         self.load_before = load_average()  # (1-minute load average, CPUs) before the first case
-        self.load_started: dict[str, float] = {}  # a case's start on the load's clock
-        self.board = (
-            Board()
-        )  # the limits measured so far in this run, that later cases are held against
+        self.used: dict[str, int] = {}  # images each split really held in this run
         self.session: pytest.Session | None = None
-        self.journal_failed: str | None = (
-            None  # why the journal could not be written: the run stopped there
-        )
+        self.hold_signals = lambda: None
+        self.restore_signals = lambda: None
 
-    # ---------------------------------------------------------------- the journal
+    @property
+    def plan(self) -> Plan:
+        return self.context.plan
+
+    def data_used(self, split: str, images: int) -> None:
+        """A split's images as this run's cases have them (the fixtures say it): in the run, and its journal."""
+        self.used[split] = images
+        used = dict(self.used)
+        self.to_journal(
+            lambda journal: journal.note({"data_used": used})
+        )  # a recovered run says it too
 
     def to_journal(self, write) -> bool:
-        """write(journal), where the run keeps one; False where the journal could not take it. A journal that
-        cannot be written (its disk filled, `ulimit -f`) stops the run there, cleanly: no later case
-        is measured, the finished ones are saved (or stay in the journal for `python -m bench
-        recover`), and the journal says how the run ended, so that recovery does not call it killed.
-        """
-        if self.journal is None:
-            return True
-        try:
-            write(self.journal)
-        except JournalError as exc:
-            if self.journal_failed is None:
-                self.journal_failed = str(exc)
-                if self.run.ended is None:  # (short: the saved run's words, never a long path)
-                    self.run.ended = f"stopped: its journal could not be written ({exc.strerror})"
-                self.journal.ended(self.run.ended)
-                if (
-                    self.session is not None
-                ):  # pytest stops after the case under way (or before collecting)
-                    self.session.shouldstop = (
-                        f"fmnist-bench: the journal could not be written ({exc})"
-                    )
-            return False
-        return True
+        """write(journal), where the run keeps one; False (the run stopping) where it could not take it."""
+        return self.outputs.write(write, self.run, self.session)
 
     # ---------------------------------------------------------------- what is said
 
@@ -227,8 +201,8 @@ class Suite:
         """(predicted seconds of the cases not yet run, how many of them cannot be predicted yet);
         None when none can, from the earlier runs and every case finished so far."""
         costs = [
-            case_cost(self.plan, family, params, self.profile)
-            for _id, family, params in self.remaining
+            case_cost(self.plan, family, params, self.progress.profile)
+            for _id, family, params in self.progress.remaining
         ]
         unknown = sum(c.seconds is None for c in costs)
         if costs and unknown == len(costs):
@@ -246,25 +220,25 @@ class Suite:
     def estimate_line(self) -> str:
         left_s, unknown = self.left()
         if left_s is None:
-            return f"fmnist-bench: {cases(len(self.remaining))}; no estimate yet ({self.profile_note}): it comes as cases finish"
+            return f"fmnist-bench: {cases(len(self.progress.remaining))}; no estimate yet ({self.progress.profile_note}): it comes as cases finish"
         more = f", +{cases(unknown)} not predictable" if unknown else ""
-        total = self.profile.outside()[0] + left_s
-        return f"fmnist-bench: {cases(len(self.remaining))}; estimated {format_seconds(total)}{more} ({self.profile_note})"
+        total = self.progress.profile.outside()[0] + left_s
+        return f"fmnist-bench: {cases(len(self.progress.remaining))}; estimated {format_seconds(total)}{more} ({self.progress.profile_note})"
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report) -> None:
         # After pytest's own word for the case (in verbose runs), the case's line.
-        line = self.lines.pop(report.nodeid, None)
+        line = self.progress.lines.pop(report.nodeid, None)
         if line is not None:
             self.write(line)
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
-        plan, machine = self.plan, self.machine
+        plan, machine = self.plan, self.context.machine
         budgets = "; ".join(
             f"{family} at least {b.min_rounds}, then until {b.max_time:g} s, at most {b.max_rounds}"
             for family, b in plan.budgets.items()
         )
-        chosen = [flag for flag, used in self.budget_source.items() if used]
+        chosen = [flag for flag, used in self.context.budget_source.items() if used]
         warm = (
             "a whole epoch or pass"
             if plan.warmup_batches is None
@@ -276,13 +250,13 @@ class Suite:
         return [
             f"fmnist-bench: devices {', '.join(plan.devices)} (available here: {', '.join(available_devices())}); "
             f"dataset {plan.dataset_name}; {'quick' if plan.quick else 'full'} run",
-            f"fmnist-bench: machine {machine['machine_key']}; saves to {config.option.benchmark_storage} "
-            f"(its id from {machine['machine_id_from']})",
+            f"fmnist-bench: machine {machine.key}; saves to {config.option.benchmark_storage} "
+            f"(its id from {machine.id_from})",
             f"fmnist-bench: what runs (not pytest-benchmark's defaults above): each case's clock is "
             f"DeviceClock(device) (synchronize, then perf_counter); warm-up {warm}; rounds per case: {budgets}"
             + (f" (from {', '.join(chosen)})" if chosen else ""),
             f"fmnist-bench: CPU threads per family: {threads} (torch's default here: {plan.default_threads})",
-            f"fmnist-bench: host allocator {saving.allocator_said(self.host_allocator)}",
+            f"fmnist-bench: host allocator {saving.allocator_said(self.context.host_allocator)}",
             saving.load_said(self.load_before),
             *(
                 f"fmnist-bench: {flag} has no effect here: each case warms up and calibrates itself (--warmup-batches)"
@@ -347,13 +321,13 @@ class Suite:
         for item in session.items:
             family = _family(item)
             if family in FAMILY_AXES and hasattr(item, "callspec"):
-                self.bench_ids.add(item.nodeid)
-                self.remaining.append((item.nodeid, family, dict(item.callspec.params)))
-        self.run.planned = len(self.bench_ids)
+                self.progress.bench_ids.add(item.nodeid)
+                self.progress.remaining.append((item.nodeid, family, dict(item.callspec.params)))
+        self.run.planned = len(self.progress.bench_ids)
         self.to_journal(lambda journal: journal.note({"planned_cases": self.run.planned}))
-        for note in self.notes:  # journals of killed runs, saved before this one starts
+        for note in self.progress.notes:  # journals of killed runs, saved before this one starts
             self.write(note)
-        if not session.config.option.collectonly and self.remaining:
+        if not session.config.option.collectonly and self.progress.remaining:
             self.write(self.estimate_line())
 
     # ---------------------------------------------------------------- each case's outcome
@@ -362,18 +336,17 @@ class Suite:
     def pytest_runtest_call(self, item: pytest.Item):
         # A case's cost: its call, not its setup (the first case to need the data or the trained
         # weights builds them in its setup; that is the run's cost, counted outside the cases).
-        if item.nodeid in self.bench_ids:
-            self.case_started[item.nodeid] = Stopwatch()
-            self.load_started[item.nodeid] = self.load.mark()
-            self.current = (item.funcargs or {}).get(
-                "benchmark"
-            )  # (pytest drops funcargs if the case is cut short)
+        if item.nodeid in self.progress.bench_ids:
+            self.progress.case_started[item.nodeid] = Stopwatch()
+            self.progress.load_started[item.nodeid] = self.load.mark()
+            # (pytest drops funcargs if the case is cut short)
+            self.progress.current = (item.funcargs or {}).get("benchmark")
         yield
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
         outcome = yield
-        if item.nodeid not in self.bench_ids:
+        if item.nodeid not in self.progress.bench_ids:
             return
         report = outcome.get_result()
         if report.skipped and call.when in ("setup", "call"):
@@ -400,7 +373,7 @@ class Suite:
         elif call.when == "call" and report.passed:
             stats = pbench.finished_stats(getattr(item, "funcargs", {}).get("benchmark"))
             if not stats:  # --benchmark-disable, or a test that never timed anything
-                self._forget(item.nodeid)
+                self.progress.forget(item.nodeid)
                 return
             self._finished(item, stats)
 
@@ -408,17 +381,14 @@ class Suite:
         """A case that was skipped or failed: recorded in the run (and its journal), and said on its line."""
         getattr(self.run, kind).append(record)
         self.to_journal(lambda journal: journal.note({kind: record}))
-        self._forget(item.nodeid)
-        self.lines[item.nodeid] = self.line(_family(item) or "", item.callspec.id, said)
-
-    def _forget(self, nodeid: str) -> None:
-        self.remaining = [r for r in self.remaining if r[0] != nodeid]
+        self.progress.forget(item.nodeid)
+        self.progress.lines[item.nodeid] = self.line(_family(item) or "", item.callspec.id, said)
 
     def _finished(self, item: pytest.Item, stats) -> None:
-        started = self.case_started.pop(item.nodeid, None)
+        started = self.progress.case_started.pop(item.nodeid, None)
         stats.extra_info["wall_s"] = started() if started is not None else None
         stats.extra_info["machine_load"] = self.load.case(
-            self.load_started.pop(item.nodeid, self.load.clock())
+            self.progress.load_started.pop(item.nodeid, self.load.clock())
         )
         add_per_images(stats.extra_info)
         # Held against the limits measured before it in this run (extra_info.limits: floors, binding
@@ -433,26 +403,20 @@ class Suite:
         self.run.finished.append(stats)
         record = pbench.as_record(stats)
         kept = self.to_journal(lambda journal: journal.add(record))
-        self._forget(item.nodeid)
+        self.progress.forget(item.nodeid)
         obs = observation(record, self.plan.default_threads)
         if obs is not None:
-            self.profile.add(
-                obs
-            )  # what is left is predicted from the earlier run and every case so far
-        links = {
-            g.get("cuda_device"): g.get("pcie_gbps_max")
-            for g in self.machine["gpus"]
-            if g.get("cuda_device")
-        }
-        if (
-            not kept
-        ):  # not a finished case's line: nothing but the run's save, which may fail too, holds it
-            self.lines[item.nodeid] = (
+            # what is left is predicted from the earlier run and every case so far
+            self.progress.profile.add(obs)
+        links = self.context.machine.links
+        # not a finished case's line: nothing but the run's save, which may fail too, holds it
+        if not kept:
+            self.progress.lines[item.nodeid] = (
                 f"fmnist-bench: {_family(item)} {item.callspec.id} was measured, but its journal line could not be "
-                f"written ({self.journal_failed}): it is kept only if the run's save succeeds; the run stops here"
+                f"written ({self.outputs.journal_failed}): it is kept only if the run's save succeeds; the run stops here"
             )
             return
-        self.lines[item.nodeid] = self.line(
+        self.progress.lines[item.nodeid] = self.line(
             _family(item) or "", item.callspec.id, case_headline(record, links)
         )
 
@@ -460,7 +424,7 @@ class Suite:
     def pytest_report_teststatus(self, report, config: pytest.Config):
         # A case's progress line stands for it: no dot or s beside it (verbose runs keep pytest's
         # word).
-        if report.nodeid not in self.bench_ids or report.nodeid not in self.lines:
+        if report.nodeid not in self.progress.bench_ids or report.nodeid not in self.progress.lines:
             return None
         if report.passed:
             return "passed", "", "PASSED"
@@ -477,22 +441,26 @@ class Suite:
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
-        saving.session_start(session, self)
+        self.outputs.start(session, self.run)
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus):
-        saving.before_save(session, self, exitstatus)
+        self.hold_signals()  # from here a stop signal is ignored: the save is not cut short
+        self.load.stop()
+        pbench.drop_unstarted(self.progress.current)
+        saving.keep_finished(session, self.run, self.progress.bench_ids, exitstatus)
         yield
-        saving.after_save(session, self)
+        self.outputs.finish(session, self.run, self.write)
 
     def pytest_benchmark_update_machine_info(
         self, config: pytest.Config, machine_info: dict
     ) -> None:
-        saving.update_machine_info(self, machine_info)
+        saving.update_machine_info(
+            self.context, self.run, self.load.record(), self.used, machine_info
+        )
 
-    @pytest.hookimpl(
-        trylast=True
-    )  # after pytest-benchmark's wide tables, before pytest's own short summary
+    # after pytest-benchmark's wide tables, before pytest's own short summary
+    @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config: pytest.Config) -> None:
         if config.option.collectonly or not self.run.planned or not self.run.finished:
             return  # (nothing measured: --benchmark-disable, or stopped before the first case finished)
@@ -507,9 +475,8 @@ class Suite:
         terminalreporter.section("fmnist-bench: is the GPU faster here?", sep="=", bold=True)
         try:
             lines = end_summary(run)
-        except (
-            Exception
-        ) as exc:  # the run is saved: a fault in its wording must not turn it into an error
+        # the run is saved: a fault in its wording must not turn it into an error
+        except Exception as exc:
             lines = [
                 f"The answer could not be worded ({type(exc).__name__}: {exc}); the run is saved: "
                 "python -m bench report gives its figures."
@@ -519,8 +486,7 @@ class Suite:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.restore_signals()
-        if self.journal is not None:
-            self.journal.close(keep=self.journal.cases > 0 and not self.saved)
+        self.outputs.close()
         for name in ("fmnist-bench-fixtures", "fmnist-bench-suite"):
             plugin = config.pluginmanager.get_plugin(name)
             if plugin is not None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bench.record.limits import FLOOR_SAID, LIMIT_ROUND, LIMIT_UNITS, limit_figure
-from bench.record.words import cases, fmt_time, format_seconds
+from bench.analysis.limits import FLOOR_SAID, LIMIT_ROUND, LIMIT_UNITS, limit_figure
+from bench.analysis.words import cases, fmt_time, format_seconds
 
 __all__ = ["case_headline", "progress_line"]
 

@@ -1,30 +1,32 @@
 """Where a run is saved and what is saved with it: the machine's folder, the journal, a save written whole,
-and the machine_info fmnist-bench adds (through bench/record/format.py)."""
+and the machine_info fmnist-bench adds (through bench/format/records.py)."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from bench.format import records as fmt
+from bench.format.journal import Journal, JournalError, find_journals, recover
+from bench.format.records import fmnist_bench_info
+from bench.format.store import is_reference, machine_runs, save_whole, write_whole
 from bench.measure.machine import torch_info
 from bench.measure.telemetry import PERIOD_S
-from bench.record import format as fmt
-from bench.record.format import fmnist_bench_info
-from bench.record.journal import Journal, JournalError, find_journals, recover
-from bench.record.store import is_reference, machine_runs, save_whole, write_whole
 from bench.run import pbench
+from bench.run.context import RunContext
 from bench.run.estimate import Profile
+from bench.run.state import RunState
 
 __all__ = [
-    "after_save",
+    "Opened",
+    "Outputs",
     "allocator_said",
-    "before_save",
+    "keep_finished",
     "load_said",
-    "open_outputs",
     "route_storage",
-    "session_start",
     "update_machine_info",
 ]
 
@@ -38,187 +40,232 @@ def route_storage(config: pytest.Config, key: str) -> None:
     opt = config.option
     if opt.benchmark_storage == pbench.DEFAULT_STORAGE:
         opt.benchmark_storage = f"file://{config.rootpath / 'results' / key}"
-    opt.benchmark_save_data = (
-        True  # keep every round's time: the report computes percentiles from them
-    )
+    # keep every round's time: the report computes percentiles from them
+    opt.benchmark_save_data = True
 
 
-def open_outputs(config: pytest.Config, suite) -> None:
-    """Before any case: prove that where results go can be written, and start the journal there."""
-    opt = config.option
-    json_path = opt.benchmark_json
-    if isinstance(json_path, (str, os.PathLike)):
-        parent = Path(json_path).resolve().parent
-        if not parent.is_dir() or not os.access(parent, os.W_OK):
+@dataclass
+class Opened:
+    """What the saving side found before the first case: journals of killed runs it saved, and the earlier runs
+    of this machine the estimate learns from."""
+
+    notes: list[str] = field(default_factory=list)
+    profile: Profile = field(default_factory=Profile)
+    profile_note: str = "no earlier run of this machine"
+
+
+class Outputs:
+    """Where the run is saved, and what became of it: the journal of its finished cases, the save (whole, numbered
+    under a lock, named partial when incomplete), and what kept it from being saved. One per session."""
+
+    def __init__(self) -> None:
+        self.journal: Journal | None = None
+        self.saved = False
+        self.errors: list[str] = []  # what kept the run from being saved, said at its end
+        self.save_failed: str | None = (
+            None  # why the save itself failed, in a few words (for the journal)
+        )
+        self.journal_failed: str | None = (
+            None  # why the journal could not be written: the run stopped there
+        )
+
+    def open(self, config: pytest.Config, machine_key: str, run: RunState) -> Opened:
+        """Before any case: prove that where results go can be written, and start the journal there."""
+        opt = config.option
+        json_path = opt.benchmark_json
+        if isinstance(json_path, (str, os.PathLike)):
+            parent = Path(json_path).resolve().parent
+            if not parent.is_dir() or not os.access(parent, os.W_OK):
+                raise pytest.UsageError(
+                    f"--benchmark-json: cannot write {json_path}: {parent} is not a writable folder"
+                )
+        opened = Opened()
+        folder = pbench.storage_folder(opt.benchmark_storage)
+        if folder is None:  # elasticsearch: pytest-benchmark's own save, without a journal
+            return opened
+        runs = pbench.machine_folder(folder)
+        if is_reference(runs):
             raise pytest.UsageError(
-                f"--benchmark-json: cannot write {json_path}: {parent} is not a writable folder"
+                f"--benchmark-storage: {folder} is a folder of the project's reference runs: a run of "
+                "this machine is saved apart from them (the default, results/<machine>/, or a folder of "
+                "your own)"
             )
-    folder = pbench.storage_folder(opt.benchmark_storage)
-    if folder is None:  # elasticsearch: pytest-benchmark's own save, without a journal
-        return
-    runs = pbench.machine_folder(folder)
-    if is_reference(runs):
-        raise pytest.UsageError(
-            f"--benchmark-storage: {folder} is a folder of the project's reference runs: a run of this machine is "
-            "saved apart from them (the default, results/<machine>/, or a folder of your own)"
-        )
-    disabled = opt.benchmark_disable and not opt.benchmark_enable  # as pytest-benchmark decides
-    if (opt.benchmark_save or opt.benchmark_autosave) and not disabled and not opt.collectonly:
+        disabled = opt.benchmark_disable and not opt.benchmark_enable  # as pytest-benchmark decides
+        if (opt.benchmark_save or opt.benchmark_autosave) and not disabled and not opt.collectonly:
+            try:
+                self.journal = Journal(runs)
+            except JournalError as exc:
+                raise pytest.UsageError(f"--benchmark-storage: {exc}") from None
+            run.journal = self.journal.path.name
+            # A killed run of this machine left its journal: save what it finished before going on.
+            # Another machine's journal copied here stays where it is; one that cannot be read is
+            # named, never this run's end.
+            for journal in find_journals([runs]):
+                if journal != self.journal.path:
+                    try:
+                        said = recover(journal, machine_key=machine_key)[1]
+                    except Exception as exc:  # noqa: BLE001 - one journal's problem, named; the run goes on
+                        said = f"{journal}: could not recover: {type(exc).__name__}: {exc}"
+                    opened.notes.append(f"fmnist-bench: an earlier run was killed: {said}")
+        # Earlier runs of this machine tell how long this one will take (all of them; see
+        # Profile.from_runs). A folder given with --benchmark-storage may hold runs of other names:
+        # only this machine's teach it.
+        earlier = [
+            (name, run_)
+            for name, run_ in machine_runs(runs)
+            if fmt.fmnist_bench(run_).get("machine_key") in (machine_key, None)
+        ]
+        if earlier:
+            opened.profile = Profile.from_runs(earlier)
+            some = "s" if len(earlier) != 1 else ""
+            opened.profile_note = f"from {len(earlier)} earlier run{some} of this machine"
+        return opened
+
+    def write(self, journal_write, run: RunState, session: pytest.Session | None) -> bool:
+        """journal_write(journal), where the run keeps one; False where the journal could not take it. A
+        journal that cannot be written (its disk filled, `ulimit -f`) stops the run there, cleanly: no
+        later case is measured, the finished ones are saved (or stay in the journal for `python -m bench
+        recover`), and the journal says how the run ended, so that recovery does not call it killed."""
+        if self.journal is None:
+            return True
         try:
-            suite.journal = Journal(runs)
+            journal_write(self.journal)
         except JournalError as exc:
-            raise pytest.UsageError(f"--benchmark-storage: {exc}") from None
-        suite.run.journal = suite.journal.path.name
-        # A killed run of this machine left its journal: save what it finished before going on.
-        # Another machine's journal copied here stays where it is; one that cannot be read is named,
-        # never this run's end.
-        for journal in find_journals([runs]):
-            if journal != suite.journal.path:
-                try:
-                    said = recover(journal, machine_key=suite.machine["machine_key"])[1]
-                except Exception as exc:  # noqa: BLE001 - one journal's problem, named; the run goes on
-                    said = f"{journal}: could not recover: {type(exc).__name__}: {exc}"
-                suite.notes.append(f"fmnist-bench: an earlier run was killed: {said}")
-    # Earlier runs of this machine tell how long this one will take (all of them; see
-    # Profile.from_runs). A folder given with --benchmark-storage may hold runs of other names: only
-    # this machine's teach it.
-    key = suite.machine["machine_key"]
-    earlier = [
-        (name, run)
-        for name, run in machine_runs(runs)
-        if fmt.fmnist_bench(run).get("machine_key") in (key, None)
-    ]
-    if earlier:
-        suite.profile = Profile.from_runs(earlier)
-        suite.profile_note = (
-            f"from {len(earlier)} earlier run{'s' if len(earlier) != 1 else ''} of this machine"
-        )
+            if self.journal_failed is None:
+                self.journal_failed = str(exc)
+                if run.ended is None:  # (short: the saved run's words, never a long path)
+                    run.ended = f"stopped: its journal could not be written ({exc.strerror})"
+                self.journal.ended(run.ended)
+                # pytest stops after the case under way (or before collecting)
+                if session is not None:
+                    session.shouldstop = f"fmnist-bench: the journal could not be written ({exc})"
+            return False
+        return True
 
-
-def session_start(session: pytest.Session, suite) -> None:
-    """Save through the suite (whole, numbered under a lock, named partial when incomplete) and start the journal."""
-    config = session.config
-    if pbench.session_of(config) is None:
-        return
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and reporter.verbosity <= 0:
-        reporter.showfspath = False  # a line per case says more than a file name and its dots
-    if suite.journal is not None:
-        folder = suite.journal.folder
-
-        def save(output_json: dict, save_name: str) -> None:
-            if (
-                not suite.run.complete
-            ):  # named as a recovered run is, so `ls` tells it from a whole one
-                save_name = f"{save_name}_partial"
-            try:
-                path = save_whole(folder, save_name, output_json)
-            except OSError as exc:
-                suite.save_errors.append(f"could not save the run in {folder}: {exc}")
-                suite.save_failed = exc.strerror or str(exc)
-                return
-            suite.saved = True
-            try:
-                suite.journal.saved_as(
-                    path
-                )  # should the journal outlive this process, recovery knows
-            except (
-                JournalError
-            ):  # (a full disk) the run is saved; its journal goes next, and names it anyway
-                pass
-            pbench.say_saved(config, f"Saved benchmark data in: {path}")
-
-        pbench.save_through(config, save)
-
-    def write_json(path: Path, output_json: dict) -> None:
-        try:
-            write_whole(path, pbench.dumps(output_json, ensure_ascii=True, indent=4).encode())
-        except OSError as exc:
-            suite.save_errors.append(f"could not write {path}: {exc}")
+    def start(self, session: pytest.Session, run: RunState) -> None:
+        """Save through the suite (whole, numbered under a lock, named partial when incomplete), write
+        --benchmark-json whole, and start the journal."""
+        config = session.config
+        if pbench.session_of(config) is None:
             return
-        pbench.say_saved(config, f"Wrote benchmark data in: {path}", purple=True)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and reporter.verbosity <= 0:
+            reporter.showfspath = False  # a line per case says more than a file name and its dots
+        if self.journal is not None:
+            folder = self.journal.folder
 
-    pbench.write_json_through(config, write_json)
-    # A journal that cannot take its header stops the run before it collects a case
-    # (Suite.to_journal).
-    suite.to_journal(lambda journal: journal.start(pbench.run_header(config)))
+            def save(output_json: dict, save_name: str) -> None:
+                # Named as a recovered run is, so `ls` tells it from a whole one.
+                if not run.complete:
+                    save_name = f"{save_name}_partial"
+                try:
+                    path = save_whole(folder, save_name, output_json)
+                except OSError as exc:
+                    self.errors.append(f"could not save the run in {folder}: {exc}")
+                    self.save_failed = exc.strerror or str(exc)
+                    return
+                self.saved = True
+                try:
+                    self.journal.saved_as(
+                        path
+                    )  # should the journal outlive this process, recovery knows
+                except (
+                    JournalError
+                ):  # (a full disk) the run is saved; its journal goes next, and names it
+                    pass
+                pbench.say_saved(config, f"Saved benchmark data in: {path}")
+
+            pbench.save_through(config, save)
+
+        def write_json(path: Path, output_json: dict) -> None:
+            try:
+                write_whole(path, pbench.dumps(output_json, ensure_ascii=True, indent=4).encode())
+            except OSError as exc:
+                self.errors.append(f"could not write {path}: {exc}")
+                return
+            pbench.say_saved(config, f"Wrote benchmark data in: {path}", purple=True)
+
+        pbench.write_json_through(config, write_json)
+        # A journal that cannot take its header stops the run before it collects a case.
+        self.write(lambda journal: journal.start(pbench.run_header(config)), run, session)
+
+    def finish(self, session: pytest.Session, run: RunState, say) -> None:
+        """The journal goes once the run is saved; kept, and said with `say`, when it is not."""
+        journal = self.journal
+        if self.journal_failed is not None:
+            saved = "are saved" if self.saved else "are not saved"
+            self.errors.insert(
+                0,
+                f"The run stopped: its journal could not be written ({self.journal_failed}); the cases "
+                f"it finished {saved}",
+            )
+        if journal is not None:
+            kept = journal.cases > 0 and not self.saved
+            if kept:  # recovery reads how it ended, rather than calling it killed
+                how = run.ended or "its cases finished"
+                journal.ended(
+                    f"{how}; its save failed ({self.save_failed})" if self.save_failed else how
+                )
+            journal.close(keep=kept)
+            if kept:
+                self.errors.append(
+                    f"The {journal.cases} finished cases are kept in {journal.path}; once the folder can "
+                    f"take them, `python -m bench recover {journal.folder}` saves them as a run"
+                )
+        if self.errors:
+            say("fmnist-bench: " + ". ".join(self.errors) + ".")
+            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+    def close(self) -> None:
+        """At the session's very end: a journal still open goes, kept where it holds cases the run did not save."""
+        if self.journal is not None:
+            self.journal.close(keep=self.journal.cases > 0 and not self.saved)
 
 
-def before_save(session: pytest.Session, suite, exitstatus) -> None:
+def keep_finished(session: pytest.Session, run: RunState, bench_ids, exitstatus) -> None:
     """How the run ended, and only the cases that finished and passed their checks kept for the save."""
-    suite.hold_signals()  # from here a stop signal is ignored: the save is not cut short
-    suite.load.stop()
-    pbench.drop_unstarted(suite.current)
-    if suite.run.ended is None and exitstatus == pytest.ExitCode.INTERRUPTED:
-        suite.run.ended = "interrupted"
-    elif suite.run.ended is None and (session.shouldstop or session.shouldfail):
-        suite.run.ended = f"stopped early: {session.shouldstop or session.shouldfail}"
+    if run.ended is None and exitstatus == pytest.ExitCode.INTERRUPTED:
+        run.ended = "interrupted"
+    elif run.ended is None and (session.shouldstop or session.shouldfail):
+        run.ended = f"stopped early: {session.shouldstop or session.shouldfail}"
     # A case cut short (no rounds, or fewer than planned) or one that failed would be saved as if
     # measured.
-    finished = {id(s) for s in suite.run.finished}
-    pbench.keep_benchmarks(session.config, lambda b: id(b) in finished, suite.bench_ids)
+    finished = {id(s) for s in run.finished}
+    pbench.keep_benchmarks(session.config, lambda b: id(b) in finished, bench_ids)
 
 
-def after_save(session: pytest.Session, suite) -> None:
-    """The journal goes once the run is saved; kept, and said, when it is not."""
-    journal = suite.journal
-    if suite.journal_failed is not None:
-        saved = (
-            "the cases it finished are saved"
-            if suite.saved
-            else "the cases it finished are not saved"
-        )
-        stopped = (
-            f"The run stopped: its journal could not be written ({suite.journal_failed}); {saved}"
-        )
-        suite.save_errors.insert(0, stopped)
-    if journal is not None:
-        kept = journal.cases > 0 and not suite.saved
-        if kept:  # recovery reads how it ended, rather than calling it killed
-            how = suite.run.ended or "its cases finished"
-            journal.ended(
-                f"{how}; its save failed ({suite.save_failed})" if suite.save_failed else how
-            )
-        journal.close(keep=kept)
-        if kept:
-            suite.save_errors.append(
-                f"The {journal.cases} finished cases are kept in {journal.path}; once the folder can take them, "
-                f"`python -m bench recover {journal.folder}` saves them as a run"
-            )
-    if suite.save_errors:
-        suite.write("fmnist-bench: " + ". ".join(suite.save_errors) + ".")
-        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
-            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
-
-
-def update_machine_info(suite, machine_info: dict) -> None:
-    """What fmnist-bench adds to pytest-benchmark's machine_info: torch, NVML's GPUs, the data, and its own record."""
-    plan, machine = suite.plan, suite.machine
+def update_machine_info(
+    context: RunContext, run: RunState, load: dict, data_used: dict, machine_info: dict
+) -> None:
+    """What fmnist-bench adds to pytest-benchmark's machine_info: torch, NVML's GPUs, the data, and its own
+    record (`load`: how busy the machine was across the run)."""
+    plan, machine = context.plan, context.machine
     machine_info["torch"] = torch_info()
     machine_info["torch"]["threads"] = (
         plan.default_threads
     )  # torch's own choice, not the last case's
-    machine_info["nvml"] = machine["nvml"]
-    machine_info["gpus"] = machine["gpus"]
+    machine_info["nvml"] = machine.nvml
+    machine_info["gpus"] = machine.gpus
     machine_info["dataset"] = {
         "name": plan.dataset_name,
         "requested": plan.dataset,
         "root": plan.data_root,
         # The images each split really held in this run (null: no case of this run used it).
-        "train_images": suite.data_used.get("train"),
-        "test_images": suite.data_used.get("test"),
-        "files": suite.data_files,  # the real files' own counts, when the real set was used
+        "train_images": data_used.get("train"),
+        "test_images": data_used.get("test"),
+        "files": context.data_files,  # the real files' own counts, when the real set was used
     }
     machine_info["fmnist_bench"] = fmnist_bench_info(
-        machine_key=machine["machine_key"],
-        machine_name=machine["machine_name"],
+        machine_key=machine.key,
+        machine_name=machine.name,
         plan=plan.summary(),
-        budget_options=suite.budget_source,
-        telemetry_period_s=PERIOD_S if suite.telemetry else None,
-        host_allocator=suite.host_allocator,
-        run=suite.run.record(),
-        machine_id=machine["machine_id"],
-        load=suite.load.record(),
+        budget_options=context.budget_source,
+        telemetry_period_s=PERIOD_S if context.telemetry else None,
+        host_allocator=context.host_allocator,
+        run=run.record(),
+        machine_id=machine.id,
+        load=load,
     )
 
 

@@ -6,8 +6,8 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bench.format.records import run_record
 from bench.measure.clock import Stopwatch, process_age
-from bench.record.format import run_record
 
 __all__ = [
     "Interrupted",
@@ -36,19 +36,16 @@ class RunState:
     """What happened to the planned cases; recorded in the saved run's machine_info.fmnist_bench.run."""
 
     planned: int = 0
-    stopwatch: Stopwatch = field(
-        default_factory=lambda: Stopwatch(already=process_age())
-    )  # from the command's start
-    finished: list = field(
-        default_factory=list
-    )  # pytest-benchmark's stats of each case that passed
+    # from the command's start
+    stopwatch: Stopwatch = field(default_factory=lambda: Stopwatch(already=process_age()))
+    # pytest-benchmark's stats of each case that passed
+    finished: list = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     ended: str | None = None  # why the run stopped early, if it did
     cases_s: float = 0.0  # the finished cases' own time (their calls)
-    journal: str | None = (
-        None  # the journal's file name: recovery knows this run by it once it is saved
-    )
+    # the journal's file name: recovery knows this run by it once it is saved
+    journal: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -120,9 +117,8 @@ def install_stop_signals(run: RunState) -> tuple[Callable[[], None], Callable[[]
     for signum in (signal.SIGINT, *STOP_SIGNALS):
         try:
             previous[signum] = signal.signal(signum, stop)
-        except (
-            ValueError
-        ):  # not the main thread (pytest embedded in something else): leave signals alone
+        # not the main thread (pytest embedded in something else): leave signals alone
+        except ValueError:
             break
 
     def hold() -> None:
@@ -169,9 +165,8 @@ def drop_lineless_entries(excinfo) -> None:
     """
     seen: set[int] = set()
     exc = excinfo.value
-    traceback_type = type(
-        excinfo.traceback
-    )  # pytest's Traceback: built from a traceback or a list of entries
+    # pytest's Traceback: built from a traceback or a list of entries
+    traceback_type = type(excinfo.traceback)
     chain = [exc]
     while chain:
         current = chain.pop()

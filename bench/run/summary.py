@@ -1,7 +1,7 @@
 """The end-of-run answer on one screen, in words, from the report's own figures over the run's rows.
 
 The summary and the report are one implementation: this module reads the run into the report's
-tidy rows (bench/report/load.py) and words what bench/report/figures.py derives from them
+tidy rows (bench/analysis/rows.py) and words what bench/analysis/figures.py derives from them
 (speedups, crossovers, the CPU by thread count, the seed epoch's breakdown, the ladder). That
 imports pandas, once, after the last case: never while anything is timed (docs/design.md).
 """
@@ -13,12 +13,12 @@ import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
+from bench.analysis.derive import mostly_busy
+from bench.analysis.intervals import BUSY, interval_said, ratio_estimate
+from bench.analysis.words import cases, faults_said, fmt_time
+from bench.format import records as fmt
+from bench.format.names import FAMILIES, NOISY_IQR_SHARE, SPEEDUP_FAMILIES
 from bench.measure.telemetry import OUTSIDE_SHARE
-from bench.record import format as fmt
-from bench.record.derive import mostly_busy
-from bench.record.intervals import BUSY, interval_said, ratio_estimate
-from bench.record.names import FAMILIES, NOISY_IQR_SHARE, SPEEDUP_FAMILIES
-from bench.record.words import cases, faults_said, fmt_time
 
 __all__ = ["THREADS_MARGIN", "WIDTH", "end_summary"]
 
@@ -265,17 +265,15 @@ def _health(frame, measured: int, run: dict, passed_over: int = 0, load: dict | 
     said = _load_said(load or {})
     if said:
         health.append(said)
-    if (
-        passed_over
-    ):  # cases the format's schema refused: named in the warnings, left out of every figure here
+    # cases the format's schema refused: named in the warnings, left out of every figure here
+    if passed_over:
         health.append(f"{cases(passed_over)} passed over as unreadable (see the warnings)")
     noisy = int(frame["noisy"].sum())
     if noisy:
         health.append(f"{noisy} noisy (IQR over {NOISY_IQR_SHARE:.0%} of the median)")
     suspect = frame[frame["suspect"]]
-    if (
-        not suspect.empty
-    ):  # steady, maybe, but not a measurement of the work: the reason of the first
+    # steady, maybe, but not a measurement of the work: the reason of the first
+    if not suspect.empty:
         health.append(
             f"{len(suspect)} suspect, their time not following their bytes ({suspect['suspect_reason'].iloc[0]}): "
             f"{', '.join(suspect['name'].head(3))}{', ...' if len(suspect) > 3 else ''}"
@@ -355,8 +353,8 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     speedups and crossovers, the CPU by thread count, where a seed epoch goes, the ladder, and the
     run's health. Folded at `width` columns, as a terminal shows it (None: a line a statement, as
     tests read it)."""
-    from bench.report import figures
-    from bench.report.load import runs_to_frame
+    from bench.analysis import figures
+    from bench.analysis.rows import runs_to_frame
 
     ours = [b for b in fmt.benchmarks(run) if b.get("group") in FAMILIES]
     frame = runs_to_frame([(Path("this run"), {**run, "benchmarks": ours})])
@@ -372,15 +370,14 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     # A run the load held opens with that fact and what to do: every verdict below it could be the
     # load's.
     lines: list[str] = _busy_opening(load, choices, threads) if busy_run else []
-    last: list[
-        str
-    ] = []  # on a machine without a GPU, the reference GPUs' answer: the last lines on the screen
+    # on a machine without a GPU, the reference GPUs' answer: the last lines on the screen
+    last: list[str] = []
     if devices - {"cpu"} and "cpu" in devices:
         speed = figures.speedups(frame)
         cross = figures.crossovers(speed)
         lines += _speedup_section(speed, cross, threads, busy_run)
     elif devices == {"cpu"}:
-        from bench.report.reference import against_reference, load_reference, reference_said
+        from bench.analysis.reference import against_reference, load_reference, reference_said
 
         reference = load_reference()
         last = reference_said(against_reference(frame, reference), busy_run=busy_run) or [
@@ -404,8 +401,8 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
 
 def _moves(frame) -> dict:
     """(device, batch size, step) -> which limit the training step moves its epoch toward (the CPU at its default)."""
-    from bench.report import figures
-    from bench.report import limits as held_limits
+    from bench.analysis import figures
+    from bench.analysis import held as held_limits
 
     rows = held_limits.held(frame)
     rows = rows[
@@ -416,7 +413,7 @@ def _moves(frame) -> dict:
 
 def _limits_section(frame, cross) -> list[str]:
     """Each device's limits as measured, why its epochs take what they take, and the crossover the limits predict."""
-    from bench.report import limits as held_limits
+    from bench.analysis import held as held_limits
 
     table = held_limits.limits_table(frame)
     if table.empty:

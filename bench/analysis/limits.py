@@ -24,8 +24,9 @@ import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bench.record.derive import crossover_says
-from bench.record.words import fmt_time
+from bench.analysis.derive import crossover_says
+from bench.analysis.words import fmt_time
+from bench.format.names import FLOORS
 
 __all__ = [
     "FAR",
@@ -47,7 +48,6 @@ __all__ = [
     "why_said",
 ]
 
-FLOORS = ("arithmetic", "operations", "copies")
 FLOOR_SAID = {
     "arithmetic": "arithmetic",
     "operations": "per-operation cost",
@@ -151,9 +151,8 @@ class DeviceLimits:
     operation_graph_s: float | None = None
     peak: dict[str, float] = field(default_factory=dict)  # dtype -> FLOP/s of a matrix product
     bandwidth: float | None = None  # bytes copied a second within the device's memory
-    copies: dict[tuple[str, str], CopyModel] = field(
-        default_factory=dict
-    )  # (direction, memory) -> model
+    # (direction, memory) -> model
+    copies: dict[tuple[str, str], CopyModel] = field(default_factory=dict)
     untrusted: dict[str, str] = field(default_factory=dict)
 
     def measured(self) -> bool:
@@ -258,9 +257,8 @@ class Board:
             )
             if held is not None:
                 extra["limits"] = held
-                for why in held[
-                    "distrusted"
-                ].values():  # a case under a floor: that limit is wrong from here on
+                # a case under a floor: that limit is wrong from here on
+                for why in held["distrusted"].values():
                     if why.get("contradicted"):
                         lim.untrusted[why["limit"]] = why["why"]
             return held

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.record.intervals import interval_said, ratio_estimate, side
-from bench.record.store import reference_folder
-from bench.report.figures import at_default, cpu_choices, is_gpu
+from bench.analysis.figures import at_default, cpu_choices, is_gpu
+from bench.analysis.intervals import interval_said, ratio_estimate, side
+from bench.format.store import reference_folder
 
 __all__ = ["MEASURE_OWN", "against_reference", "load_reference", "reference_said"]
 
@@ -48,7 +48,7 @@ def load_reference(cache=None) -> pd.DataFrame:
     what was read of them in (bench/report/cache.py). A reference run that cannot be read (a
     checkout damaged, a file cut short) is named in a RunFileWarning and passed over, as any run is:
     the report goes on."""
-    from bench.report.load import load_frame  # (load imports the figures this module imports)
+    from bench.analysis.rows import load_frame  # (load imports the figures this module imports)
 
     folder = reference_folder()
     if not folder.is_dir():
@@ -163,9 +163,8 @@ def against_reference(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
     if reference is None or reference.empty or frame.empty:
         return pd.DataFrame(columns=_COLUMNS)
     cpu = frame[frame["device"] == "cpu"]
-    quick = bool(
-        cpu["quick"].all()
-    )  # full figures where there are any; a quick run against the quick ones
+    # full figures where there are any; a quick run against the quick ones
+    quick = bool(cpu["quick"].all())
     mine = cpu[cpu["quick"] == quick]
     gpus = reference[
         is_gpu(reference["device"]) & (reference["quick"] == quick) & reference["reference"]

@@ -7,8 +7,7 @@ import reprlib
 
 from jsonschema import Draft202012Validator, validators
 
-from bench.record.limits import FLOORS
-from bench.record.names import LIMITS
+from bench.format.names import FLOORS, LIMITS
 
 __all__ = ["benchmark_errors", "run_errors"]
 
@@ -22,11 +21,8 @@ _OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 500}
 # (a one-image copy, a 60,000-image epoch) takes less or more, and a figure beyond them
 # (5e-324, 1e308: what JSON can carry) is a broken file, not a fast or a slow machine.
 _SECONDS = {"type": "number", "minimum": 1e-9, "maximum": 7 * 86400}
-_BATCH = {
-    "type": "integer",
-    "minimum": 1,
-    "maximum": 2**31 - 1,
-}  # bench/measure/plan.py MAX_BATCH_SIZE
+# bench/measure/plan.py MAX_BATCH_SIZE
+_BATCH = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 _COUNT = {"type": "integer", "minimum": 1, "maximum": 2**53}
 _OPTIONAL_COUNT = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**53}
 # Energy and power bounds: a node of eight 1 kW GPUs for a day is under 10^9 J; anything beyond is a
@@ -36,11 +32,8 @@ _JOULES = {
     "anyOf": [{"const": 0}, {"type": "null"}, {"type": "number", "minimum": 1e-6, "maximum": 1e9}]
 }
 _WATTS = {"type": ["number", "null"], "minimum": 0, "maximum": 100_000}
-_PHASE = {
-    "type": ["number", "null"],
-    "minimum": 0,
-    "maximum": 7 * 86400,
-}  # seconds of a profiled epoch's phase
+# seconds of a profiled epoch's phase
+_PHASE = {"type": ["number", "null"], "minimum": 0, "maximum": 7 * 86400}
 # How busy the machine was with other work (format 5: the whole run's, and each case's around it).
 _LOAD = {
     "type": "object",
@@ -278,7 +271,7 @@ BENCHMARK_SCHEMA = {
                         },
                     },
                 },
-                # What a case was held against (format 6, bench/record/limits.py); only what the
+                # What a case was held against (format 6, bench/analysis/limits.py); only what the
                 # report reads.
                 "limits": {
                     "type": "object",

@@ -6,10 +6,10 @@ import math
 
 import pandas as pd
 
-from bench.record.intervals import BUSY, NO_DIFFERENCE, interval_said, side
-from bench.report import limits as held_limits
-from bench.report.figures import fastest_steps, is_gpu, ladder
-from bench.report.reference import MEASURE_OWN, against_reference, reference_said
+from bench.analysis import held as held_limits
+from bench.analysis.figures import fastest_steps, is_gpu, ladder
+from bench.analysis.intervals import BUSY, NO_DIFFERENCE, interval_said, side
+from bench.analysis.reference import MEASURE_OWN, against_reference, reference_said
 
 __all__ = ["answers"]
 
@@ -137,10 +137,8 @@ def answers(
     A machine without a GPU is answered against the reference GPUs (`reference`: the shipped runs'
     rows)."""
     best = fastest_steps(ladder(frame, "train"))
-    whys, predicted = (
-        held_limits.why(frame),
-        held_limits.predicted(frame, cross),
-    )  # why, against the limits
+    # why, against the limits
+    whys, predicted = (held_limits.why(frame), held_limits.predicted(frame, cross))
     out = []
     for key, rows in frame.groupby("machine_key", sort=False):
         label = rows["label"].iloc[0]

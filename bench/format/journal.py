@@ -19,11 +19,11 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.record import format as fmt
-from bench.record.format import FORMAT_VERSION, run_record
-from bench.record.journal_read import read_journal, read_lines
-from bench.record.schema import run_errors
-from bench.record.store import (
+from bench.format import records as fmt
+from bench.format.journal_read import read_journal, read_lines
+from bench.format.records import FORMAT_VERSION, run_record
+from bench.format.schema import run_errors
+from bench.format.store import (
     RUN_GLOB,
     NotARunFile,
     dumps,
@@ -50,16 +50,14 @@ __all__ = [
     "recover",
 ]
 
-JOURNAL_GLOB = (
-    "journal_*.jsonl"  # not *.json: pytest-benchmark and the report never take it for a run
-)
+# not *.json: pytest-benchmark and the report never take it for a run
+JOURNAL_GLOB = "journal_*.jsonl"
 JOURNAL_FORMAT = 1
 # A folder with less free space than this is refused before the run, not found full at its save:
 # a default run's file is about 0.3 MB (2-core VM) to 1 MB (H100 host), journal included.
 MIN_FREE_BYTES = 16 * 2**20
-_SAVE_NAME = re.compile(
-    r"[A-Za-z0-9._+-]{1,200}"
-)  # the saved file's name after its number: never a path
+# the saved file's name after its number: never a path
+_SAVE_NAME = re.compile("[A-Za-z0-9._+-]{1,200}")
 
 
 class JournalError(OSError):
@@ -179,9 +177,8 @@ class Journal:
         """Release the journal; remove it unless `keep` (its run was not saved)."""
         if self._fd is None:
             return
-        if (
-            not keep
-        ):  # removed while still locked: no recovery ever meets it unlocked and takes it for dead
+        # removed while still locked: no recovery ever meets it unlocked and takes it for dead
+        if not keep:
             self.path.unlink(missing_ok=True)
         os.close(self._fd)  # closing drops the lock
         self._fd = None
@@ -205,9 +202,8 @@ def _rename_new(source: Path, target: Path) -> None:
         os.link(source, target)
     except FileExistsError:
         raise
-    except (
-        OSError
-    ):  # no hard links here (FAT, some network mounts): the name has a random part, never taken
+    # no hard links here (FAT, some network mounts): the name has a random part, never taken
+    except OSError:
         if target.exists():
             raise FileExistsError(17, f"{target.name} exists") from None
         os.rename(source, target)
@@ -410,9 +406,8 @@ def _foreign(folder: Path, theirs, machine_key: str | None) -> str | None:
 def _saved_copy(folder: Path, journal: str, said) -> Path | None:
     """A run in `folder` saved from this journal (its run record names it), the one a "saved" line names first."""
     named = folder / Path(said).name if isinstance(said, str) else None
-    candidates = sorted(
-        folder.glob(RUN_GLOB), reverse=True
-    )  # the newest first: a run is saved after its journal
+    # the newest first: a run is saved after its journal
+    candidates = sorted(folder.glob(RUN_GLOB), reverse=True)
     if named is not None and named in candidates:
         candidates.remove(named)
         candidates.insert(0, named)

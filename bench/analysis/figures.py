@@ -7,15 +7,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from bench.record.derive import (
+from bench.analysis.derive import (
     crossover_batch_size,
     crossover_says,
     loglog_interp,
     seed_breakdown,
 )
-from bench.record.devices import is_accelerator
-from bench.record.intervals import Ratio, ratio_estimate, side
-from bench.record.names import BUILDS_ON, INFERENCE_LADDER, SPEEDUP_FAMILIES, TRAIN_LADDER
+from bench.analysis.intervals import Ratio, ratio_estimate, side
+from bench.format.devices import is_accelerator
+from bench.format.names import BUILDS_ON, INFERENCE_LADDER, SPEEDUP_FAMILIES, TRAIN_LADDER
 
 __all__ = [
     "fastest_steps",
@@ -33,7 +33,7 @@ _SEED_TRANSFER = {"direction": "h2d", "memory": "pageable", "dtype": "float32"}
 
 
 def is_gpu(device: pd.Series) -> pd.Series:
-    """Devices apart from the host (bench/record/devices.py): what a speedup over the CPU is of."""
+    """Devices apart from the host (bench/format/devices.py): what a speedup over the CPU is of."""
     return device.astype(str).map(is_accelerator).astype(bool)
 
 
@@ -96,9 +96,8 @@ def cpu_choices(frame: pd.DataFrame) -> pd.DataFrame:
     )
     groups = cpu.groupby(keys, sort=True)
     out = groups["cpu_threads"].nunique(dropna=False).rename("threads_measured").to_frame()
-    last = cpu.drop_duplicates(keys, keep="last").set_index(keys)[
-        "default_threads"
-    ]  # the group's last row's
+    # the group's last row's
+    last = cpu.drop_duplicates(keys, keep="last").set_index(keys)["default_threads"]
     out["last_default_threads"] = last.reindex(out.index)
     d = default.reindex(out.index)
     b = best.reindex(out.index)
@@ -455,7 +454,7 @@ def ladder(frame: pd.DataFrame, family: str) -> pd.DataFrame:
             while base is not None and base not in steps.index:
                 base = BUILDS_ON[family].get(base)
             # Each ratio with its 95% interval, one estimate from both steps' rounds
-            # (bench/record/intervals.py).
+            # (bench/analysis/intervals.py).
             over_first = _step_ratio(steps.loc[names[0]], r) if pd.notna(first) else _NO_RATIO
             over_base = _step_ratio(steps.loc[base], r) if base is not None else _NO_RATIO
             against = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from bench.record.words import fmt_time
+from bench.analysis.words import fmt_time
 
 __all__ = [
     "FLAT_ABOVE_FLOOR",

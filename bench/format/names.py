@@ -11,6 +11,7 @@ __all__ = [
     "FAMILY_AXES",
     "INFERENCE_LADDER",
     "FAMILY_LADDERS",
+    "FLOORS",
     "LIMITS",
     "NOISY_IQR_SHARE",
     "OUTSIDE_SHARE",
@@ -23,7 +24,7 @@ __all__ = [
 
 # In the order a run takes them: the cheapest first, so an interrupted run has kept the most cases.
 # The limits come first for a second reason: every later case is held against them
-# (bench/record/limits.py).
+# (bench/analysis/limits.py).
 FAMILIES = ("limits", "transfer", "inference", "train")
 # The families a GPU's speedup over the CPU compares (a copy has no CPU counterpart to be faster
 # than).
@@ -53,6 +54,9 @@ AXES = (
 # device's own memory bandwidth (a copy within it; the CPU's is the transfer family's host-to-host
 # copy).
 LIMITS = ("operation", "operation_graph", "matmul", "device_copy")
+# The floors a training or inference case is held against (bench/analysis/limits.py): what one limit alone
+# says it must take at least: its FLOPs over the peak, its operations times one's cost, its copies.
+FLOORS = ("arithmetic", "operations", "copies")
 
 # The optimisation ladders' order and the step each one builds on: the report lists steps in that
 # order and gives each step's speedup over the step it builds on, which is what its one change buys.

@@ -1,5 +1,5 @@
 """A journal's lines read back, each checked on its own: a line that is torn, garbage, out of range or refused
-by the format is that line's problem, never the journal's (bench/record/journal.py writes and
+by the format is that line's problem, never the journal's (bench/format/journal.py writes and
 recovers them)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.record.schema import benchmark_errors, run_errors
+from bench.format.schema import benchmark_errors, run_errors
 
 __all__ = ["MAX_JOURNAL_BYTES", "read_journal", "read_lines"]
 
@@ -107,10 +107,8 @@ def read_lines(fh, path: Path) -> tuple[dict | None, list[dict], dict, list[str]
             problems.append(
                 f"line {number} begins with a torn record (skipped), then a whole one (read)"
             )
-        except (
-            ValueError,
-            RecursionError,
-        ) as exc:  # a 5,000-digit number; brackets nested past the parser's depth
+        # a 5,000-digit number; brackets nested past the parser's depth
+        except (ValueError, RecursionError) as exc:
             problems.append(
                 f"line {number} cannot be read ({str(exc)[:80] or type(exc).__name__}): skipped"
             )

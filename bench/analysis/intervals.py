@@ -142,9 +142,8 @@ def t_quantile(p: float, df: float) -> float:
         return _expanded(statistics.NormalDist().inv_cdf(p), df)
     target = 1 - p
     low, high = 0.0, 2.0
-    while (
-        _upper_tail(high, df) > target
-    ):  # the tail falls as t grows: widen until it is below the target
+    # the tail falls as t grows: widen until it is below the target
+    while _upper_tail(high, df) > target:
         low, high = high, high * 2
     t = (low + high) / 2
     for _ in range(200):

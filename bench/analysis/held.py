@@ -1,6 +1,6 @@
 """Each device against its own limits: the limits measured, every case held against them, why, and the crossover they predict.
 
-The arithmetic is bench/record/limits.py's (the run saved each case's floors with it); this module
+The arithmetic is bench/analysis/limits.py's (the run saved each case's floors with it); this module
 gathers the rows: a device's limits (the copy model fitted here to the run's own transfer cases, by
 the same fit the run used), each case's floors and binding limit, what each ladder step moves its
 case toward, the sentences that say why, and the predicted crossover beside the measured one.
@@ -13,8 +13,10 @@ import math
 
 import pandas as pd
 
-from bench.record.intervals import ratio_estimate
-from bench.record.limits import (
+from bench.analysis.cells import device_label, fmt_seconds, marks
+from bench.analysis.figures import at_default, is_gpu
+from bench.analysis.intervals import ratio_estimate
+from bench.analysis.limits import (
     FLOOR_SAID,
     FLOORS,
     fit_copies,
@@ -23,10 +25,8 @@ from bench.record.limits import (
     predicted_crossover,
     why_said,
 )
-from bench.record.names import BUILDS_ON
-from bench.record.words import fmt_time
-from bench.report.figures import at_default, is_gpu
-from bench.report.tables import device_label, fmt_seconds, marks
+from bench.analysis.words import fmt_time
+from bench.format.names import BUILDS_ON
 
 __all__ = [
     "device_limits",

@@ -7,9 +7,9 @@ import re
 
 import pandas as pd
 
-from bench.record import format as fmt
-from bench.record.devices import KINDS
-from bench.record.store import REFERENCE
+from bench.format import records as fmt
+from bench.format.devices import KINDS
+from bench.format.store import REFERENCE
 
 __all__ = ["device_facts", "machine_labels", "machine_of", "short_cpu"]
 
@@ -94,9 +94,8 @@ def machine_labels(machines: pd.DataFrame) -> dict[str, str]:
                 )
                 labels[key] = f"{label} ({add})" if extra == "host" else f"{label} #{add}"
     for key in labels:
-        if first.loc[
-            key, "constructed"
-        ]:  # test fixtures with chosen numbers say so wherever they are shown
+        # test fixtures with chosen numbers say so wherever they are shown
+        if first.loc[key, "constructed"]:
             labels[key] += " (constructed, not measured)"
     return labels
 

@@ -4,7 +4,7 @@ A saved run is pytest-benchmark JSON, extended through its hooks, never forked. 
 is the one owner of what fmnist-bench adds: every writer (the running session, the journal's
 recovery) builds the run record and `machine_info.fmnist_bench` here, and every reader (the
 report, compare, the estimate, the summary, the checks) takes them apart here. The JSON Schema
-of what a reader may rely on is `bench/record/schema.py`; docs/saved-runs.md tells it to users.
+of what a reader may rely on is `bench/format/schema.py`; docs/saved-runs.md tells it to users.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ HISTORY = {
     "measured in the run; every train and inference case gains extra_info.work (its step's counted FLOPs per image "
     "and operations per step: fmnist_model/work.py) and, where the run measured its device's limits before it, "
     "extra_info.limits (achieved FLOP/s, its share of the peak, the floors, the binding limit and the time as a "
-    "multiple of it: bench/record/limits.py).",
+    "multiple of it: bench/analysis/limits.py).",
     7: "work is counted as each pipeline runs it (fmnist_model/work.py): extra_info.work gains ops_fixed, ops_per_image "
     "and ops_per_epoch (a step's operations at any batch size, those more per image of its batch, and an epoch's or "
     "pass's own, once; format 6 counted the resident step's operations for every pipeline, the epoch's own "

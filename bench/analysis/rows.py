@@ -11,10 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.record import format as fmt
-from bench.record.derive import mostly_busy, suspect_copies, threads_waited
-from bench.record.devices import KINDS, device_kind
-from bench.record.limits import (
+from bench.analysis.derive import mostly_busy, suspect_copies, threads_waited
+from bench.analysis.limits import (
     FLOOR_SAID,
     FLOORS,
     LIMIT_COLUMNS,
@@ -23,12 +21,13 @@ from bench.record.limits import (
     limit_name,
     row_fields,
 )
-from bench.record.names import AXES, FAMILIES, NOISY_IQR_SHARE, PHASES, variant
-from bench.record.schema import benchmark_errors
-from bench.record.store import RunFileWarning, find_run_files, is_reference, load_run, shown
-from bench.record.words import fmt_time
-from bench.report.cache import RowCache
-from bench.report.machines import device_facts, machine_labels, machine_of
+from bench.analysis.machines import device_facts, machine_labels, machine_of
+from bench.analysis.words import fmt_time
+from bench.format import records as fmt
+from bench.format.devices import KINDS, device_kind
+from bench.format.names import AXES, FAMILIES, NOISY_IQR_SHARE, PHASES, variant
+from bench.format.schema import benchmark_errors
+from bench.format.store import RunFileWarning, find_run_files, is_reference, load_run, shown
 
 __all__ = [
     "AXES",
@@ -192,9 +191,8 @@ def _ladder(extra: dict) -> dict:
         "agreement": fmt.field(extra, "agreement", "share"),
         "profiled_on": ("device" if profile.get("device_s") else "host") if phases else "",
         "profiled_epoch_s": profile.get("epoch_s"),
-        "profiled_images": profile.get(
-            "images"
-        ),  # format 3 profiles an epoch's first 10,000 images
+        # format 3 profiles an epoch's first 10,000 images
+        "profiled_images": profile.get("images"),
         # What the GPU ran in the profiled epoch (CUDA, bench/breakdown.device_work): operations,
         # busy share.
         "gpu_ops": work.get("ops"),
@@ -251,9 +249,8 @@ def _telemetry(device: str, telemetry: dict | None) -> dict:
             "page_faults": None,
         }
     flags = telemetry.get("flags") or []
-    gpu = (
-        device_kind(device).nvml if device.split(":", 1)[0] in KINDS else False
-    )  # its energy is NVML's
+    # its energy is NVML's
+    gpu = device_kind(device).nvml if device.split(":", 1)[0] in KINDS else False
     part = telemetry.get("gpu") if gpu else fmt.field(telemetry, "host", "energy")
     part = part or {}
     energy = part.get("energy_per_round_j")
@@ -289,9 +286,8 @@ def _when(path: Path, text) -> pd.Timestamp:
     return when
 
 
-def _round_p90(
-    data,
-) -> float:  # the 90th percentile of a benchmark's round times (kept by --benchmark-save-data)
+# the 90th percentile of a benchmark's round times (kept by --benchmark-save-data)
+def _round_p90(data) -> float:
     return float(np.percentile(data, 90)) if isinstance(data, list) and data else np.nan
 
 
@@ -332,13 +328,11 @@ def file_frame(path: str | os.PathLike, run: dict, shown_as: str | None = None) 
     # The mean time per batch of a pass (every format); format 2 adds percentiles of single batches.
     frame["latency_ms"] = np.where(frame["family"] == "inference", median / batches * 1e3, np.nan)
     frame["round_p90"] = [_round_p90(data) for data in frame["data"]]
-    energy = frame["energy_j"].where(
-        frame["energy_j"] > 0
-    )  # 0 J over a timed case: no reading, not infinite images
+    # 0 J over a timed case: no reading, not infinite images
+    energy = frame["energy_j"].where(frame["energy_j"] > 0)
     frame["images_per_j"] = np.where(counted, frame["images"].astype("float64") / energy, np.nan)
-    return frame.rename(
-        columns={"data": "round_times"}
-    )  # what a ratio's interval resamples (intervals.py)
+    # what a ratio's interval resamples (intervals.py)
+    return frame.rename(columns={"data": "round_times"})
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -512,9 +506,8 @@ def _judge_limits(frame: pd.DataFrame) -> pd.DataFrame:
         for kind in FLOORS:
             floor, limit = row[f"floor_{kind}_s"], _behind(kind, row)
             said = row[f"distrust_{kind}"]
-            if said and str(said).startswith(
-                f"{limit}: "
-            ):  # the board's own word on the limit, for every case
+            # the board's own word on the limit, for every case
+            if said and str(said).startswith(f"{limit}: "):
                 wrong.setdefault(where(row, limit), said)
             if said or pd.isna(floor) or where(row, limit) in wrong:
                 continue
@@ -571,10 +564,11 @@ def _read(path: Path, root: Path) -> pd.DataFrame | None:
 
 
 def load_frame(
-    paths: Iterable[str | os.PathLike], *, all_runs: bool = False, cache: RowCache | None = None
+    paths: Iterable[str | os.PathLike], *, all_runs: bool = False, cache=None
 ) -> pd.DataFrame:
     """Every saved run under `paths` to one DataFrame (see runs_to_frame); unreadable files are warned about.
-    With a cache, a file read before and unchanged since is not read again (bench/report/cache.py).
+    With a cache (the report's RowCache, bench/report/cache.py: its `frames` reads what changed and keeps
+    what did not), a file read before and unchanged since is not read again.
     """
     found = find_run_files(paths)
     if cache is None:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from pytest_benchmark.utils import safe_dumps
 
-from bench.record.names import FAMILIES
-from bench.record.schema import run_errors
+from bench.format.names import FAMILIES
+from bench.format.schema import run_errors
 
 try:  # the lock under which a run's number is taken; POSIX only
     import fcntl
@@ -142,10 +142,8 @@ def read_json(path: str | os.PathLike, limit: int = MAX_RUN_BYTES) -> tuple[obje
         value = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise NotARunFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except (
-        ValueError,
-        RecursionError,
-    ) as exc:  # a 5,000-digit number, 100,000 nested brackets: ValueError too
+    # a 5,000-digit number, 100,000 nested brackets: ValueError too
+    except (ValueError, RecursionError) as exc:
         raise NotARunFile(f"not readable JSON ({str(exc)[:200] or type(exc).__name__})") from exc
     if not _SURROGATE_ESCAPE.search(raw):
         return value, 0
@@ -200,9 +198,8 @@ def find_run_files(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]
     is passed over.
     """
     found: dict[Path, Path] = {}
-    real_files: set[str] = (
-        set()
-    )  # a file under two names (a path given twice, a folder linked in twice) is read once
+    # a file under two names (a path given twice, a folder linked in twice) is read once
+    real_files: set[str] = set()
 
     def add(file: Path, root: Path) -> None:
         real = os.path.realpath(file)
@@ -220,9 +217,8 @@ def find_run_files(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]
                     dirs[:] = []
                     continue
                 seen.add(real)
-                dirs[:] = sorted(
-                    d for d in dirs if d != REPORT_CACHE
-                )  # the report's own cache holds no runs
+                # the report's own cache holds no runs
+                dirs[:] = sorted(d for d in dirs if d != REPORT_CACHE)
                 for name in files:
                     file = Path(folder) / name
                     if name.endswith(".json") and file.is_file():

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import torch
 
+from bench.format.devices import device_kind
 from bench.measure.clock import timed_call
-from bench.record.devices import device_kind
 
 __all__ = [
     "COPY_BYTES",
@@ -80,9 +80,8 @@ def matmul_target(
     """(one round, its work): one square matrix product of the side the search chose (see PLATEAU above), with
     the search itself in the work: each side tried, its fastest product and why the search stopped.
     """
-    most = device_kind(
-        device
-    ).matmul_max_side  # the largest side tried (bench/record/devices.py says why)
+    # the largest side tried (bench/format/devices.py says why)
+    most = device_kind(device).matmul_max_side
     n, tried, chosen, stopped = MATMUL_START, [], None, None
     while chosen is None:
         product = _product(device, dtype, n)

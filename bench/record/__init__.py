@@ -1,4 +1,0 @@
-"""The saved-run contract: shared names, the format and its history, the schema, run files and the journal.
-
-Every stage imports it; it imports neither torch nor pandas (docs/design.md).
-"""
