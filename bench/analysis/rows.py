@@ -26,7 +26,7 @@ from bench.analysis.words import fmt_time
 from bench.format import records as fmt
 from bench.format.devices import KINDS, device_kind
 from bench.format.names import AXES, FAMILIES, NOISY_IQR_SHARE, PHASES, variant
-from bench.format.schema import benchmark_errors
+from bench.format.schema import readable_benchmark
 from bench.format.store import RunFileWarning, find_run_files, is_reference, load_run, shown
 
 __all__ = [
@@ -124,11 +124,15 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
     for index, bench in enumerate(run["benchmarks"]):
         if not isinstance(bench, dict) or bench.get("group") not in FAMILIES:
             continue  # another suite's benchmark in the same run: not ours to read
-        errors = benchmark_errors(bench, index)
+        bench, errors, left_out = readable_benchmark(bench, index)
+        name = _text(bench.get("name"), "?")[:80]
         if errors:
-            name = _text(bench.get("name"), "?")[:80]
             _warn(f"{path}: benchmark {name!r} passed over: {'; '.join(errors[:3])}")
             continue
+        if left_out:
+            _warn(
+                f"{path}: benchmark {name!r} read without what explains it: {'; '.join(left_out[:3])}"
+            )
         params, extra, stats = bench["params"], bench.get("extra_info") or {}, bench["stats"]
         device = params["device"]
         device_name, link_gbps = device_facts(info, device, machine["cpu"])

@@ -54,6 +54,9 @@ class Spec:
     null: bool = True  # JSON null is a value it may hold
     required: bool = False  # a record without it is not one
     always: bool = False  # written even where None or empty (the format says "unknown" so)
+    # An explanation beside the measurement (a profile of it): malformed, a reader leaves it out
+    # and says so, and keeps the measurement.
+    explains: bool = False
     name: str | None = None  # its key in the JSON, where that is no Python name ("from")
     doc: str = ""  # what it is, for the format's reference
 

@@ -479,7 +479,7 @@ class TrainExtra(StepExtra):
     loss: float | None = number(0, 1e6, doc="the last round's mean loss")
     losses: list | None = items(number(0, 1e6, null=False), doc="each round's")
     accuracies: list | None = items(number(0, 1, null=False))
-    breakdown: Breakdown | None = nested(Breakdown)
+    breakdown: Breakdown | None = nested(Breakdown, explains=True)
 
 
 @dataclass(frozen=True)

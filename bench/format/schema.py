@@ -10,7 +10,13 @@ from jsonschema import Draft202012Validator, validators
 
 from bench.format.records import EXTRA, REQUIRED_AXES, Benchmark, Run
 
-__all__ = ["BENCHMARK_SCHEMA", "RUN_SCHEMA", "benchmark_errors", "run_errors"]
+__all__ = [
+    "BENCHMARK_SCHEMA",
+    "RUN_SCHEMA",
+    "benchmark_errors",
+    "readable_benchmark",
+    "run_errors",
+]
 
 # Checked with jsonschema (a well-kept validator with field paths in its errors) rather than by hand: the report
 # must survive any file. The schema is made from the same declarations the readers read through, so what it
@@ -101,3 +107,38 @@ def run_errors(run) -> list[str]:
 def benchmark_errors(bench, index: int) -> list[str]:
     """What is wrong with benchmarks[index], one line per field; [] for a benchmark the report can read."""
     return _say(_BENCHMARK.iter_errors(bench), f"benchmarks[{index}]")
+
+
+def _explanations(family) -> set[str]:
+    """The extra_info fields of a family that explain a measurement rather than hold it."""
+    record = EXTRA.get(family) if isinstance(family, str) else None
+    if record is None:
+        return set()
+    return {spec.name or name for name, spec in record.specs().items() if spec.explains}
+
+
+def readable_benchmark(bench, index: int) -> tuple[dict, list[str], list[str]]:
+    """benchmarks[index] as a reader can take it: (the benchmark, what is wrong, what was left out).
+
+    A malformed explanation (a profile beside the time) is left out of a copy, with the fields that
+    were wrong with it: the measurement stays. Anything else wrong is an error, and the benchmark is
+    not one a reader can take.
+    """
+    explanations = _explanations(bench.get("group") if isinstance(bench, dict) else None)
+    left = {
+        error.absolute_path[1]
+        for error in _BENCHMARK.iter_errors(bench)
+        if len(error.absolute_path) >= 2
+        and error.absolute_path[0] == "extra_info"
+        and error.absolute_path[1] in explanations
+    }
+    if not left:
+        return bench, benchmark_errors(bench, index), []
+    said = [
+        line
+        for line in benchmark_errors(bench, index)
+        if any(line.startswith(f"benchmarks[{index}].extra_info.{key}") for key in left)
+    ]
+    extra = {key: value for key, value in bench["extra_info"].items() if key not in left}
+    kept = {**bench, "extra_info": extra}
+    return kept, benchmark_errors(kept, index), said
