@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from bench.analysis.words import fmt_time
+from bench.format.records import Load
 
 __all__ = [
     "FLAT_ABOVE_FLOOR",
@@ -179,9 +180,10 @@ def seed_breakdown(seed_s: float, resident_s: float, transfer_s: float) -> dict[
 MOSTLY = 0.5
 
 
-def mostly_busy(load) -> bool:
-    """Whether other work held the machine for most of a run, from its saved load (format 5 on; {} before)."""
-    if not load or load.get("available") is not True:
+def mostly_busy(load: Load | Mapping | None) -> bool:
+    """Whether other work held the machine for most of a run, from its saved load (format 5 on; none before)."""
+    load = load if isinstance(load, Load) else Load.read(load)
+    if load.available is not True:
         return False
-    spans, busy = load.get("intervals") or 0, load.get("busy_intervals") or 0
-    return (spans > 0 and busy / spans > MOSTLY) or (load.get("outside_share") or 0.0) > MOSTLY
+    spans, busy = load.intervals or 0, load.busy_intervals or 0
+    return (spans > 0 and busy / spans > MOSTLY) or (load.outside_share or 0.0) > MOSTLY

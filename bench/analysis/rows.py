@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Iterable
@@ -11,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.analysis.columns import COLUMNS, CSV, FILE, IN, typed
 from bench.analysis.derive import mostly_busy, suspect_copies, threads_waited
 from bench.analysis.limits import (
     FLOOR_SAID,
     FLOORS,
-    LIMIT_COLUMNS,
-    LIMIT_TEXT,
     binding_of,
     limit_name,
     row_fields,
@@ -44,8 +42,6 @@ __all__ = [
     "select_newest",
 ]
 
-_LATENCY = ("p50", "p90", "p99")
-_LATENCY_COLUMNS = (*(f"latency_{q}_ms" for q in _LATENCY), "latency_samples")
 _STATS = ("min", "median", "mean", "stddev", "iqr", "q1", "q3", "rounds")
 
 
@@ -57,19 +53,18 @@ def _text(value, default: str = "") -> str:
     return default if value is None else str(value)
 
 
-def _run_state(ours: dict) -> dict:
+def _run_state(state: fmt.RunState | None) -> dict:
     """How the run ended, from machine_info.fmnist_bench.run (format 2); a run without one counts as whole."""
-    run = ours.get("run") or {}
-    partial = bool(run) and run.get("complete") is False
-    ended = run.get("ended") or ""
-    failed = run.get("failed") or []
+    partial = state is not None and state.complete is False
+    ended = (state.ended if state else None) or ""
+    failed = (state.failed if state else None) or []
     if partial and not ended and failed:
         ended = f"{len(failed)} case{'s' if len(failed) != 1 else ''} failed"
     return {
         "partial": partial,
         "run_ended": ended if partial else "",
-        "run_planned_cases": run.get("planned_cases"),
-        "run_finished_cases": run.get("finished_cases"),
+        "run_planned_cases": state.planned_cases if state else None,
+        "run_finished_cases": state.finished_cases if state else None,
     }
 
 
@@ -83,42 +78,40 @@ def _shown_as(path: Path, root: Path) -> str:
 
 def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
     info = run["machine_info"]
+    saved = fmt.read_run(run)
+    ours = saved.ours
     machine = machine_of(info, reference=is_reference(path))
-    dataset = info.get("dataset") or {}
-    commit = run.get("commit_info") or {}
-    torch_facts = info.get("torch") or {}
-    ours = fmt.field(info, "fmnist_bench", default={})
-    version = ours.get("format")
-    if isinstance(version, int) and version > fmt.FORMAT_VERSION:
+    version = ours.format
+    if version is not None and version > fmt.FORMAT_VERSION:
         _warn(
             f"{path}: saved-run format {version} is newer than this report knows: "
             f"read as format {fmt.FORMAT_VERSION}, whatever the newer format added is left out"
         )
-    plan = ours.get("plan") or {}
+    facts = saved.machine_info
+    torch_facts = facts.torch or fmt.TorchFacts()
     # torch's own thread count on that machine: what every format-1 case ran at, and the CPU
     # baseline.
-    default_threads = torch_facts.get("threads") or plan.get("default_threads")
+    default_threads = torch_facts.threads or (ours.plan.default_threads if ours.plan else None)
+    load = ours.load or fmt.Load()
     base = {
         **machine,
         "run_file": shown_as,
         "run_datetime": _when(path, run.get("datetime")),
-        "commit": _text(commit.get("id"))[:12],
-        "torch": _text(torch_facts.get("version")),
-        "nvml_driver": _text(next((g.get("driver_version") for g in info.get("gpus") or []), None)),
-        "quick": bool(plan.get("quick", False)),
-        **_run_state(ours),
+        "commit": _text(saved.commit_info.id if saved.commit_info else None)[:12],
+        "torch": _text(torch_facts.version),
+        "nvml_driver": _text(next((g.driver_version for g in facts.gpus or []), None)),
+        "quick": bool(ours.plan and ours.plan.quick),
+        **_run_state(ours.run),
         "default_threads": default_threads,
         # The C library's allocator the run was held to (format 4): "keep" or "default"; before,
         # glibc as it was.
-        "host_allocator": _text(fmt.field(ours, "host_allocator", "mode"), "default"),
+        "host_allocator": _text(ours.host_allocator and ours.host_allocator.mode, "default"),
         # How busy the whole machine was with other work across the run (format 5; NaN before, or
         # unknown).
-        "run_outside_share": fmt.run_load(run).get("outside_share")
-        if fmt.run_load(run).get("available")
-        else None,
+        "run_outside_share": load.outside_share if load.available else None,
         # Other work held the machine for most of the run: its verdicts could be the load's
-        # (record/derive.py).
-        "run_busy": mostly_busy(fmt.run_load(run)),
+        # (analysis/derive.py).
+        "run_busy": mostly_busy(load),
     }
     rows = []
     for index, bench in enumerate(run["benchmarks"]):
@@ -133,74 +126,78 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
             _warn(
                 f"{path}: benchmark {name!r} read without what explains it: {'; '.join(left_out[:3])}"
             )
-        params, extra, stats = bench["params"], bench.get("extra_info") or {}, bench["stats"]
-        device = params["device"]
-        device_name, link_gbps = device_facts(info, device, machine["cpu"])
-        family = bench["group"]
-        latency = extra.get("latency") or {}
-        rows.append(
-            {
-                **base,
-                "family": family,
-                "name": bench["name"],
-                "variant": variant(family, params),
-                **{axis: params.get(axis) for axis in AXES},
-                # Before the ladder (format 3) inference ran under inference_mode: the same step.
-                "pipeline": params.get("pipeline")
-                or ("inference_mode" if family == "inference" else None),
-                # Format 1 has no cpu_threads: its cases ran at torch's default.
-                "cpu_threads": params["cpu_threads"]
-                if "cpu_threads" in params
-                else default_threads,
-                "device_name": device_name,
-                **{stat: stats.get(stat) for stat in _STATS},
-                "data": stats.get("data"),
-                "images": extra.get("images"),
-                "batches": extra.get("batches"),
-                "bytes": extra.get("bytes"),
-                "dataset": _text(extra.get("dataset") or dataset.get("name"), "unknown"),
-                "loss": extra.get("loss"),
-                "accuracy": extra.get("accuracy"),
-                "link_gbps": link_gbps
-                if family == "transfer" and params.get("direction") in ("h2d", "d2h")
-                else None,
-                **{
-                    f"latency_{q}_ms": latency[f"{q}_s"] * 1e3 if f"{q}_s" in latency else np.nan
-                    for q in _LATENCY
-                },
-                "latency_samples": latency.get("samples"),
-                **_telemetry(device, extra.get("telemetry")),
-                "busy": "busy"
-                in fmt.case_marks(bench),  # its telemetry's, or the run's load around it (format 5)
-                **_ladder(extra),
-                # Format 6 on: held against the limits (and judged again with what an older format
-                # lacks).
-                **row_fields(extra, params.get("limit"), stats, params, version),
-            }
-        )
+        rows.append(_case_row(bench, base, info, saved, machine["cpu"], version, default_threads))
     return rows
 
 
-def _ladder(extra: dict) -> dict:
-    """A ladder step's loss tolerance, compile or capture time, agreement and its profiled epoch's phases."""
-    profile = extra.get("breakdown") or {}
-    # The device's own spans where the profiler had them (CUDA), else the host's.
-    phases = profile.get("device_s") or profile.get("host_s") or {}
-    work = profile.get("device_work") if isinstance(profile.get("device_work"), dict) else {}
-    host = profile.get("host_work") if isinstance(profile.get("host_work"), dict) else {}
-    costliest = _costliest(host.get("top"))
+def _case_row(bench: dict, base: dict, info: dict, saved, cpu: str, version, threads) -> dict:
+    """One benchmark's row: the run's columns, then the case's (bench/analysis/columns.py)."""
+    case = fmt.Benchmark.read(bench)
+    params, stats, extra = case.params, case.stats, case.extra
+    family = case.group
+    device_name, link_gbps = device_facts(info, params.device, cpu)
+    latency = getattr(extra, "latency", None) or fmt.Latency()
+    dataset = saved.machine_info.dataset
     return {
-        "loss_tolerance": fmt.field(extra, "pipeline_config", "loss_tolerance"),
-        "prepare_s": fmt.field(extra, "prepare", "seconds"),
-        "agreement": fmt.field(extra, "agreement", "share"),
-        "profiled_on": ("device" if profile.get("device_s") else "host") if phases else "",
-        "profiled_epoch_s": profile.get("epoch_s"),
+        **base,
+        "family": family,
+        "name": case.name,
+        "variant": variant(family, bench["params"]),
+        **{axis: getattr(params, axis) for axis in AXES},
+        # Before the ladder (format 3) inference ran under inference_mode: the same step.
+        "pipeline": params.pipeline or ("inference_mode" if family == "inference" else None),
+        # Format 1 has no cpu_threads: its cases ran at torch's default.
+        "cpu_threads": threads if params.cpu_threads is None else params.cpu_threads,
+        "device_name": device_name,
+        **{stat: getattr(stats, stat) for stat in _STATS},
+        "round_times": stats.data,
+        "images": getattr(extra, "images", None),
+        "batches": getattr(extra, "batches", None),
+        "bytes": getattr(extra, "bytes", None),
+        "dataset": _text(getattr(extra, "dataset", None) or (dataset and dataset.name), "unknown"),
+        "loss": getattr(extra, "loss", None),
+        "accuracy": getattr(extra, "accuracy", None),
+        "link_gbps": link_gbps
+        if family == "transfer" and params.direction in ("h2d", "d2h")
+        else None,
+        **{
+            f"latency_{q}_ms": np.nan if value is None else value * 1e3
+            for q, value in (("p50", latency.p50_s), ("p90", latency.p90_s), ("p99", latency.p99_s))
+        },
+        "latency_samples": latency.samples,
+        **_telemetry(params.device, extra.telemetry),
+        # its telemetry's, or the run's load around it (format 5)
+        "busy": "busy" in extra.marks(),
+        **_ladder(extra),
+        # Format 6 on: held against the limits (and judged again with what an older format lacks).
+        **row_fields(
+            bench.get("extra_info") or {}, params.limit, bench["stats"], bench["params"], version
+        ),
+    }
+
+
+def _ladder(extra: fmt.CaseExtra) -> dict:
+    """A ladder step's loss tolerance, compile or capture time, agreement and its profiled epoch's phases."""
+    profile = getattr(extra, "breakdown", None) or fmt.Breakdown()
+    # The device's own spans where the profiler had them (CUDA), else the host's.
+    phases = profile.device_s or profile.host_s or {}
+    work = profile.device_work or fmt.DeviceWork()
+    costliest = _costliest((profile.host_work and profile.host_work.top) or [])
+    prepare = getattr(extra, "prepare", None)
+    agreement = getattr(extra, "agreement", None)
+    config = getattr(extra, "pipeline_config", None)
+    return {
+        "loss_tolerance": config.loss_tolerance if config else None,
+        "prepare_s": prepare.seconds if prepare else None,
+        "agreement": agreement.share if agreement else None,
+        "profiled_on": ("device" if profile.device_s else "host") if phases else "",
+        "profiled_epoch_s": profile.epoch_s,
         # format 3 profiles an epoch's first 10,000 images
-        "profiled_images": profile.get("images"),
+        "profiled_images": profile.images,
         # What the GPU ran in the profiled epoch (CUDA, bench/breakdown.device_work): operations,
         # busy share.
-        "gpu_ops": work.get("ops"),
-        "gpu_busy_share": work.get("busy_share"),
+        "gpu_ops": work.ops,
+        "gpu_busy_share": work.busy_share,
         # The CPU's costliest operation in the profiled epoch by its own time (CPU,
         # bench/breakdown.host_work).
         "cpu_top_op": costliest[0],
@@ -209,21 +206,15 @@ def _ladder(extra: dict) -> dict:
     }
 
 
-def _costliest(top) -> tuple[str, float | None]:
+def _costliest(top: list[fmt.Op]) -> tuple[str, float | None]:
     """The costliest of a profiled epoch's operations (bench/breakdown.host_work's `top`) and its share
     of the epoch, each summed under the name a reader knows it by: torch.compile's forward and
     backward graphs are one "generated code". ("", None) when there is none, or none that reads."""
     shares: dict[str, float] = {}
-    for op in top if isinstance(top, list) else []:
-        share = op.get("share") if isinstance(op, dict) else None
-        name = _op_name(op.get("name")) if isinstance(op, dict) else ""
-        if (
-            name
-            and isinstance(share, (int, float))
-            and not isinstance(share, bool)
-            and math.isfinite(share)
-        ):
-            shares[name] = shares.get(name, 0.0) + share
+    for op in top:
+        name = _op_name(op.name)
+        if name and op.share is not None:
+            shares[name] = shares.get(name, 0.0) + op.share
     if not shares:
         return "", None
     name = max(shares, key=shares.get)
@@ -240,7 +231,7 @@ def _op_name(name) -> str:
     return name.removeprefix("aten::")
 
 
-def _telemetry(device: str, telemetry: dict | None) -> dict:
+def _telemetry(device: str, telemetry: fmt.Telemetry | None) -> dict:
     """A case's energy (its device's: the GPU's from NVML, the CPU packages' from RAPL) and its warning flags."""
     if telemetry is None:
         return {
@@ -252,25 +243,25 @@ def _telemetry(device: str, telemetry: dict | None) -> dict:
             "busy": False,
             "page_faults": None,
         }
-    flags = telemetry.get("flags") or []
+    flags = telemetry.flags or []
     # its energy is NVML's
     gpu = device_kind(device).nvml if device.split(":", 1)[0] in KINDS else False
-    part = telemetry.get("gpu") if gpu else fmt.field(telemetry, "host", "energy")
-    part = part or {}
-    energy = part.get("energy_per_round_j")
-    note = part.get("reason") or ""
-    if gpu and energy is not None and part.get("energy_reliable") is False:
+    host = telemetry.host or fmt.HostTelemetry()
+    part = (telemetry.gpu if gpu else host.energy) or fmt.Energy()
+    energy = part.energy_per_round_j
+    note = part.reason or ""
+    if gpu and energy is not None and part.energy_reliable is False:
         note = "under 2 s of timed rounds: the counter's updates make it approximate"
     return {
-        "telemetry": _text(telemetry.get("state"), "on"),
+        "telemetry": _text(telemetry.state, "on"),
         "energy_j": energy,
-        "mean_power_w": part.get("mean_power_w"),
+        "mean_power_w": part.mean_power_w,
         "energy_note": note,
         "throttled": "throttled" in flags,
         "busy": "busy" in flags,
         # The process's minor page faults per round: fresh memory touched
         # (bench/measure/allocator.py).
-        "page_faults": fmt.field(telemetry, "host", "minor_faults_per_round"),
+        "page_faults": host.minor_faults_per_round,
     }
 
 
@@ -295,27 +286,19 @@ def _round_p90(data) -> float:
     return float(np.percentile(data, 90)) if isinstance(data, list) and data else np.nan
 
 
-def _numbers(column: pd.Series) -> pd.Series:
-    # Whole numbers as nullable integers (a batch size prints as 100, not 100.0); anything else as
-    # float.
-    values = pd.to_numeric(column, errors="coerce")
-    whole = values.dropna()
-    return values.astype("Int64") if (whole == whole.round()).all() else values.astype("float64")
-
-
 def file_frame(path: str | os.PathLike, run: dict, shown_as: str | None = None) -> pd.DataFrame:
     """One run file's rows, typed, with every figure that depends on that run alone: all but the label. What the
     report's cache keeps of a file (bench/report/cache.py), so a file read once is not built again.
     """
     path = Path(path)
     frame = pd.DataFrame(
-        _rows(path, run, shown(path.name) if shown_as is None else shown_as), columns=_COLUMNS_IN
+        _rows(path, run, shown(path.name) if shown_as is None else shown_as), columns=IN
     )
     if frame.empty:
-        return frame.rename(columns={"data": "round_times"})
+        return frame
     # Within the run, before any run's figures replace another's: copies that do not follow their
     # bytes, and the limits a case of the run contradicted (a case under a floor).
-    frame = _judge_limits(_mark_suspects(_typed(frame)))
+    frame = _judge_limits(_mark_suspects(typed(frame)))
     median = frame["median"]
     counted = frame["family"].isin(["train", "inference"])
     frame["images_per_s"] = np.where(counted, frame["images"].astype("float64") / median, np.nan)
@@ -331,75 +314,11 @@ def file_frame(path: str | os.PathLike, run: dict, shown_as: str | None = None) 
     batches = frame["batches"].astype("float64").where(lambda b: b > 0)
     # The mean time per batch of a pass (every format); format 2 adds percentiles of single batches.
     frame["latency_ms"] = np.where(frame["family"] == "inference", median / batches * 1e3, np.nan)
-    frame["round_p90"] = [_round_p90(data) for data in frame["data"]]
+    frame["round_p90"] = [_round_p90(times) for times in frame["round_times"]]
     # 0 J over a timed case: no reading, not infinite images
     energy = frame["energy_j"].where(frame["energy_j"] > 0)
     frame["images_per_j"] = np.where(counted, frame["images"].astype("float64") / energy, np.nan)
     # what a ratio's interval resamples (intervals.py)
-    return frame.rename(columns={"data": "round_times"})
-
-
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each column as the report reads it; again over many files' rows, so a column's type is decided over all."""
-    for col in ("batch_size", "size", "images", "batches", "bytes", "rounds", "profiled_images"):
-        frame[col] = _numbers(frame[col])
-    for col in (
-        "cpu_threads",
-        "default_threads",
-        "run_planned_cases",
-        "run_finished_cases",
-        "latency_samples",
-    ):
-        frame[col] = pd.to_numeric(frame[col]).astype("Int64")
-    for flag in (
-        "partial",
-        "quick",
-        "throttled",
-        "busy",
-        "run_busy",
-        "constructed",
-        "reference",
-        "facts_lost",
-    ):
-        frame[flag] = frame[flag].astype(bool)
-    percentiles = [c for c in _LATENCY_COLUMNS if c.endswith("_ms")]
-    ladder = (
-        "loss_tolerance",
-        "prepare_s",
-        "agreement",
-        "profiled_epoch_s",
-        "profiled_images",
-        "gpu_ops",
-        "gpu_busy_share",
-        "cpu_top_op_share",
-        *(f"profiled_{p}_s" for p in PHASES),
-        *(c for c in LIMIT_COLUMNS if c not in LIMIT_TEXT),
-    )
-    for col in (
-        "min",
-        "median",
-        "mean",
-        "stddev",
-        "iqr",
-        "q1",
-        "q3",
-        "loss",
-        "accuracy",
-        "link_gbps",
-        *percentiles,
-        "run_outside_share",
-        "energy_j",
-        "mean_power_w",
-        "page_faults",
-        *ladder,
-    ):
-        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
-    frame["run_datetime"] = pd.to_datetime(frame["run_datetime"], utc=True)
-    # Text as objects, a missing one as None, whichever files the rows came from (pandas' string
-    # type and its NaN would otherwise depend on the mix of files read).
-    for col in frame.columns:
-        if col != "data" and col != "round_times" and frame[col].dtype in (object, "str"):
-            frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
     return frame
 
 
@@ -409,7 +328,7 @@ def frame_of(files: Iterable[pd.DataFrame], *, all_runs: bool = False) -> pd.Dat
     parts = [part for part in files if part is not None and not part.empty]
     if not parts:
         return pd.DataFrame(columns=COLUMNS)
-    frame = _typed(pd.concat(parts, ignore_index=True))
+    frame = typed(pd.concat(parts, ignore_index=True))
     frame["label"] = frame["machine_key"].map(machine_labels(frame))
     if not all_runs:
         frame = select_newest(frame)
@@ -577,104 +496,8 @@ def load_frame(
     found = find_run_files(paths)
     if cache is None:
         return frame_of((_read(path, root) for path, root in found), all_runs=all_runs)
-    return frame_of(cache.frames(found, _read, _shown_as, FILE_COLUMNS), all_runs=all_runs)
+    return frame_of(cache.frames(found, _read, _shown_as, FILE), all_runs=all_runs)
 
 
-_COLUMNS_IN = [
-    "machine_key",
-    "machine_name",
-    "host",
-    "cpu",
-    "gpus",
-    "what",
-    "constructed",
-    "reference",
-    "facts_lost",
-    "run_file",
-    "run_datetime",
-    "commit",
-    "torch",
-    "nvml_driver",
-    "quick",
-    "partial",
-    "run_ended",
-    "run_planned_cases",
-    "run_finished_cases",
-    "host_allocator",
-    "run_outside_share",
-    "run_busy",
-    "default_threads",
-    "family",
-    "name",
-    "variant",
-    *AXES,
-    "device_name",
-    *_STATS,
-    "data",
-    "images",
-    "batches",
-    "bytes",
-    "dataset",
-    "loss",
-    "accuracy",
-    "link_gbps",
-    *_LATENCY_COLUMNS,
-    "telemetry",
-    "energy_j",
-    "mean_power_w",
-    "energy_note",
-    "throttled",
-    "busy",
-    "page_faults",
-    "loss_tolerance",
-    "prepare_s",
-    "agreement",
-    "profiled_on",
-    "profiled_epoch_s",
-    "profiled_images",
-    "gpu_ops",
-    "gpu_busy_share",
-    "cpu_top_op",
-    "cpu_top_op_share",
-    *(f"profiled_{phase}_s" for phase in PHASES),
-    *LIMIT_COLUMNS,
-]
-# The tidy table's columns, in order: who (label: unique in this report), which run (and how it
-# ended), what was measured, how long, how fast, how sure. default_threads is torch's own CPU thread
-# count in that run; cpu_threads the count a case ran at; one_round marks a figure with no spread to
-# judge.
-COLUMNS = (
-    ["label", "variant"]
-    + [c for c in _COLUMNS_IN if c not in ("data", "variant", *_LATENCY_COLUMNS)]
-    + [
-        "images_per_s",
-        "gbps",
-        "link_share",
-        "iqr_share",
-        "one_round",
-        "noisy",
-        "suspect",
-        "suspect_reason",
-        "latency_ms",
-        *_LATENCY_COLUMNS,
-        "round_p90",
-        "images_per_j",
-        "round_times",
-    ]
-)
-# A file frame's columns (file_frame; what the cache keeps of a file): all but the label.
-FILE_COLUMNS = [("round_times" if c == "data" else c) for c in _COLUMNS_IN] + [
-    "suspect",
-    "suspect_reason",
-    "images_per_s",
-    "gbps",
-    "link_share",
-    "iqr_share",
-    "one_round",
-    "noisy",
-    "latency_ms",
-    "round_p90",
-    "images_per_j",
-]
-# summary.csv: every column but each round's time (the run files keep those).
-CSV_COLUMNS = [c for c in COLUMNS if c != "round_times"]
+# The report's columns (declared in bench/analysis/columns.py), as the report and summary.csv use them.
+CSV_COLUMNS = CSV
