@@ -27,12 +27,26 @@ from dataclasses import dataclass, field
 from bench.analysis.derive import crossover_says
 from bench.analysis.words import fmt_time
 from bench.format.names import FLOORS
+from bench.format.records import (
+    EXTRA,
+    CaseExtra,
+    Copy,
+    Distrust,
+    Held,
+    LimitsExtra,
+    LimitWork,
+    Params,
+    PipelineConfig,
+    Stats,
+    StepExtra,
+    TransferExtra,
+    Work,
+)
 
 __all__ = [
     "FAR",
     "FLOORS",
     "FLOOR_SAID",
-    "LIMIT_COLUMNS",
     "LIMIT_ROUND",
     "LIMIT_UNITS",
     "Board",
@@ -40,10 +54,12 @@ __all__ = [
     "DeviceLimits",
     "binding_of",
     "fit_copies",
+    "held_against",
     "hold",
     "ladder_move",
     "limit_figure",
     "predicted_crossover",
+    "row_columns",
     "row_fields",
     "why_said",
 ]
@@ -79,17 +95,20 @@ AGREE = 1e-3
 COUNTED_SINCE = 7
 
 
-def limit_figure(limit: str, work: Mapping, median_s: float | None) -> float | None:
-    """The figure of one limits case from its work per round and its median round: seconds an operation
-    (operation, operation_graph), FLOP/s (matmul), bytes copied a second (device_copy)."""
+def limit_figure(
+    limit: str, work: LimitWork | Mapping | None, median_s: float | None
+) -> float | None:
+    """The figure of one limits case from its work per round (extra_info.work) and its median round: seconds an
+    operation (operation, operation_graph), FLOP/s (matmul), bytes copied a second (device_copy)."""
+    work = work if isinstance(work, LimitWork) else LimitWork.read(work)
     if not _positive(median_s):
         return None
-    if limit in ("operation", "operation_graph") and _positive(work.get("ops")):
-        return median_s / work["ops"]
-    if limit == "matmul" and _positive(work.get("flops")):
-        return work["flops"] / median_s
-    if limit == "device_copy" and _positive(work.get("bytes")):
-        return work["bytes"] / median_s
+    if limit in ("operation", "operation_graph") and _positive(work.ops):
+        return median_s / work.ops
+    if limit == "matmul" and _positive(work.flops):
+        return work.flops / median_s
+    if limit == "device_copy" and _positive(work.bytes):
+        return work.bytes / median_s
     return None
 
 
@@ -174,23 +193,18 @@ def limit_name(limit: str, dtype: str | None = None) -> str:
     return f"the {limit} copy model"  # a route: "h2d pinned"
 
 
-def _busy_share(extra: Mapping) -> float | None:
+def _busy_share(extra: CaseExtra) -> float | None:
     """The share of the machine other work took around a case, where the run measured it and called it busy."""
-    load = extra.get("machine_load") if isinstance(extra.get("machine_load"), Mapping) else {}
-    flags = (
-        (extra.get("telemetry") or {}).get("flags")
-        if isinstance(extra.get("telemetry"), Mapping)
-        else None
-    )
-    if load.get("busy") is True:
-        share = load.get("outside_share")
+    load = extra.machine_load
+    if load is not None and load.busy is True:
+        share = load.outside_share
         return float(share) if _positive(share) else 0.0
-    if isinstance(flags, list) and "busy" in flags:
+    if "busy" in ((extra.telemetry and extra.telemetry.flags) or []):
         return 0.0
     return None
 
 
-def _disturbed(extra: Mapping) -> str | None:
+def _disturbed(extra: CaseExtra) -> str | None:
     share = _busy_share(extra)
     if share is None:
         return None
@@ -198,12 +212,9 @@ def _disturbed(extra: Mapping) -> str | None:
     return f"measured while other work took {took}"
 
 
-def _key(params: Mapping) -> tuple:
+def _key(params: Params) -> tuple:
     # A GPU's cases all run at torch's default threads: its limits hold whatever the CPU's count.
-    return (
-        params.get("device"),
-        params.get("cpu_threads") if params.get("device") == "cpu" else None,
-    )
+    return params.device, params.cpu_threads if params.device == "cpu" else None
 
 
 class Board:
@@ -225,52 +236,54 @@ class Board:
         median_s: float | None,
         min_s: float | None = None,
     ) -> dict | None:
-        """Take a finished case (`median_s`, and `min_s` its fastest round: a limit's figure, see LIMIT_ROUND)."""
+        """Take a finished case (its params and extra_info as saved; `median_s`, and `min_s` its fastest round: a
+        limit's figure, see LIMIT_ROUND)."""
+        params = Params.read(params)
+        case = EXTRA.get(family, CaseExtra).read(extra)
         key = _key(params)
         if family == "limits":
-            figure = limit_figure(
-                params.get("limit"), extra.get("work") or {}, min_s if min_s else median_s
-            )
+            figure = limit_figure(params.limit, case.work, min_s if min_s else median_s)
             if figure is None:
                 return None
             lim = self.limits.setdefault(key, DeviceLimits())
-            limit, dtype = params["limit"], params.get("dtype")
+            limit, dtype = params.limit, params.dtype
             if limit == "matmul":
                 lim.peak[dtype] = max(figure, lim.peak.get(dtype, 0.0))
             elif limit == "device_copy":
                 lim.bandwidth = figure
             else:
                 setattr(lim, f"{limit}_s", figure)
-            disturbed = _disturbed(extra)
+            disturbed = _disturbed(case)
             if disturbed:
                 lim.untrusted[limit_name(limit, dtype)] = disturbed
             return None
         if family == "transfer":
-            self._add_copy(key, params, extra, median_s)
+            self._add_copy(key, params, case, median_s)
             return None
         if family in ("train", "inference"):
             lim = self.limits.get(key)
             held = (
-                hold(family, params, extra, median_s, lim)
+                held_against(params, case, median_s, lim)
                 if lim is not None and lim.measured()
                 else None
             )
-            if held is not None:
-                extra["limits"] = held
-                # a case under a floor: that limit is wrong from here on
-                for why in held["distrusted"].values():
-                    if why.get("contradicted"):
-                        lim.untrusted[why["limit"]] = why["why"]
-            return held
+            if held is None:
+                return None
+            # a case under a floor: that limit is wrong from here on
+            for why in (held.distrusted or {}).values():
+                if why.contradicted:
+                    lim.untrusted[why.limit] = why.why
+            extra["limits"] = held.write()
+            return extra["limits"]
         return None
 
     def _add_copy(
-        self, key: tuple, params: Mapping, extra: Mapping, median_s: float | None
+        self, key: tuple, params: Params, extra: TransferExtra, median_s: float | None
     ) -> None:
-        nbytes = extra.get("bytes")
+        nbytes = extra.bytes
         if not (_positive(nbytes) and _positive(median_s)):
             return
-        route = (params.get("direction"), params.get("memory"))
+        route = (params.direction, params.memory)
         lim = self.limits.setdefault(key, DeviceLimits())
         points = self._copies.setdefault((*key, *route), [])
         points.append((nbytes, median_s))
@@ -293,24 +306,20 @@ def _batches(images: int, batch_size: int) -> list[tuple[int, int]]:
     return [(n, size) for n, size in ((full, batch_size), (1 if rest else 0, rest)) if n]
 
 
-def _ops(work: Mapping, images: int, batch_size, batches: int) -> float | None:
+def _ops(work: Work, images: int, batch_size, batches: int) -> float | None:
     """The operations a case's epoch or pass runs: each step's at its size (its fixed operations and those per
     image), and the epoch's own once (format 7); before, the counted step's operations times its
     steps."""
-    fixed, per_image, per_epoch = (
-        work.get("ops_fixed"),
-        work.get("ops_per_image"),
-        work.get("ops_per_epoch"),
-    )
+    fixed, per_image, per_epoch = work.ops_fixed, work.ops_per_image, work.ops_per_epoch
     if _count(fixed) and _count(per_image) and _count(per_epoch) and _positive(batch_size):
         steps = _batches(images, int(batch_size))
         return sum(n * (fixed + per_image * size) for n, size in steps) + per_epoch
-    step = work.get("ops_per_step")
+    step = work.ops_per_step
     return step * batches if _positive(step) else None
 
 
 def _copy_floor(
-    copies: list | None, device: str, lim: DeviceLimits
+    copies: list[Copy] | None, device: str, lim: DeviceLimits
 ) -> tuple[float | None, list[str]]:
     """(seconds, the routes it is built on) of a case's copies between host and device by the fitted copy
     model: each copy the case makes (extra_info.work.copies, as the loops make them) at its route's
@@ -322,11 +331,11 @@ def _copy_floor(
         return None, []
     total, routes = 0.0, []
     for copy in copies:
-        route = (copy.get("direction"), copy.get("memory"))
+        route = (copy.direction, copy.memory)
         model = lim.copies.get(route)
-        if model is None or not (_count(copy.get("count")) and _count(copy.get("bytes"))):
+        if model is None or not (_count(copy.count) and _count(copy.bytes)):
             return None, []
-        total += copy["count"] * model.seconds(copy["bytes"])
+        total += copy.count * model.seconds(copy.bytes)
         routes.append(" ".join(route))
     return total, list(dict.fromkeys(routes))
 
@@ -334,30 +343,35 @@ def _copy_floor(
 def hold(
     family: str, params: Mapping, extra: Mapping, median_s: float | None, lim: DeviceLimits
 ) -> dict | None:
+    """held_against, for a case as saved (its family, params and extra_info): the extra_info.limits it saves."""
+    held = held_against(Params.read(params), EXTRA[family].read(extra), median_s, lim)
+    return None if held is None else held.write()
+
+
+def held_against(
+    params: Params, extra: StepExtra, median_s: float | None, lim: DeviceLimits
+) -> Held | None:
     """A training or inference case against its device's limits: its counted FLOPs and operations, achieved
     FLOP/s and share of the peak, its floors, which of them no limit of the run may be trusted for
     (and a floor this case ran under is one), the binding limit among the rest and its time as a
     multiple of that floor."""
-    work = extra.get("work") or {}
-    config = extra.get("pipeline_config") or {}
-    images, batches = extra.get("images"), extra.get("batches")
+    work = extra.work or Work()
+    config = extra.config
+    images, batches = extra.images, extra.batches
     if not (
         _positive(median_s)
         and _positive(images)
         and _positive(batches)
-        and _positive(work.get("flops_per_image"))
+        and _positive(work.flops_per_image)
     ):
         return None
-    flops = work["flops_per_image"] * images
-    ops = _ops(work, images, params.get("batch_size"), batches)
-    dtype = config.get("precision") or "float32"
+    flops = work.flops_per_image * images
+    ops = _ops(work, images, params.batch_size, batches)
+    dtype = config.precision or "float32"
     peak = lim.peak.get(dtype)
-    graph = bool(config.get("cuda_graph"))
+    graph = bool(config.cuda_graph)
     op_s = lim.operation_graph_s if graph else lim.operation_s
-    copies = work.get("copies")
-    copy_s, routes = _copy_floor(
-        copies if isinstance(copies, list) else None, params.get("device"), lim
-    )
+    copy_s, routes = _copy_floor(work.copies, params.device, lim)
     floors = {
         "arithmetic": flops / peak if peak else None,
         "operations": ops * op_s if ops is not None and op_s is not None else None,
@@ -373,38 +387,36 @@ def hold(
     for kind in floors:
         named = [name for name in behind[kind] if name in lim.untrusted]
         if named:
-            distrusted[kind] = {
-                "limit": named[0],
-                "why": lim.untrusted[named[0]],
-                "contradicted": False,
-            }
+            distrusted[kind] = Distrust(
+                limit=named[0], why=lim.untrusted[named[0]], contradicted=False
+            )
         elif floors[kind] > median_s and behind[kind]:
             # The case ran faster than this floor: the evidence is against the limit, not the case.
-            distrusted[kind] = {
-                "limit": behind[kind][0],
-                "why": f"a case ran in {fmt_time(median_s)}, under the {fmt_time(floors[kind])} {FLOOR_SAID[kind]} "
+            distrusted[kind] = Distrust(
+                limit=behind[kind][0],
+                why=f"a case ran in {fmt_time(median_s)}, under the {fmt_time(floors[kind])} {FLOOR_SAID[kind]} "
                 f"floor it gives: measured too low, or the work counted too high",
-                "contradicted": True,
-            }
+                contradicted=True,
+            )
     binding, multiple = binding_of(floors, distrusted, median_s)
     achieved = flops / median_s
-    return {
-        "flops": flops,
-        "ops": ops,
-        "ops_per_step": work.get("ops_per_step"),
-        "steps": batches,
-        "achieved_flops_s": achieved,
-        "peak_dtype": dtype,
-        "peak_flops_s": peak,
-        "peak_share": achieved / peak if peak else None,
-        "operation_s": op_s,
-        "operation_kind": "graph" if graph else "eager",
-        "floors_s": floors,
-        "distrusted": distrusted,
-        "binding": binding,
-        "multiple": multiple,
-        "from": "this run's limits cases",
-    }
+    return Held(
+        flops=flops,
+        ops=ops,
+        ops_per_step=work.ops_per_step,
+        steps=batches,
+        achieved_flops_s=achieved,
+        peak_dtype=dtype,
+        peak_flops_s=peak,
+        peak_share=achieved / peak if peak else None,
+        operation_s=op_s,
+        operation_kind="graph" if graph else "eager",
+        floors_s=floors,
+        distrusted=distrusted,
+        binding=binding,
+        multiple=multiple,
+        source="this run's limits cases",
+    )
 
 
 def binding_of(floors: Mapping, distrusted: Mapping, median_s) -> tuple[str | None, float | None]:
@@ -416,51 +428,19 @@ def binding_of(floors: Mapping, distrusted: Mapping, median_s) -> tuple[str | No
     return binding, median_s / trusted[binding]
 
 
-# The report's columns from a case's limits (row_fields), in order; numbers but the texts in
-# LIMIT_TEXT.
-LIMIT_TEXT = (
-    "peak_dtype",
-    "operation_kind",
-    "binding",
-    "limit_untrusted",
-    *(f"distrust_{kind}" for kind in FLOORS),
-)
-LIMIT_COLUMNS = (
-    "limit_value",
-    "limit_size",
-    "limit_untrusted",
-    "flops",
-    "ops",
-    "achieved_flops_s",
-    "peak_dtype",
-    "peak_flops_s",
-    "peak_share",
-    "operation_kind",
-    "operation_s",
-    *(f"floor_{kind}_s" for kind in FLOORS),
-    *(f"distrust_{kind}" for kind in FLOORS),
-    "binding",
-    "floor_multiple",
-)
-
-
-def _older(format_version, extra: Mapping, params: Mapping) -> dict[str, str]:
+def _older(format_version, extra: CaseExtra, params: Params) -> dict[str, str]:
     """What a case saved before format 7 lacks, by floor: its DataLoader's operations (format 6 counted the
     resident step's for every pipeline) and its copies as they happen (one fixed cost a DataLoader
     batch for its two copies, a copy back per inference batch where the labels come back once)."""
     if not isinstance(format_version, int) or format_version >= COUNTED_SINCE:
         return {}
-    config = (
-        extra.get("pipeline_config") if isinstance(extra.get("pipeline_config"), Mapping) else {}
-    )
+    data = (getattr(extra, "pipeline_config", None) or PipelineConfig()).data
     said = {}
-    if config.get("data") == "dataloader":
+    if data == "dataloader":
         said["operations"] = (
             f"format {format_version} counted the resident step's operations for this pipeline, not its own"
         )
-    if params.get("device") != "cpu" and (
-        config.get("data") == "dataloader" or params.get("mode") == "end_to_end"
-    ):
+    if params.device != "cpu" and (data == "dataloader" or params.mode == "end_to_end"):
         said["copies"] = (
             f"format {format_version} counted its copies one to a batch, not as they happen"
         )
@@ -473,36 +453,40 @@ def row_fields(
     stats: Mapping,
     params: Mapping | None = None,
     format_version=None,
-):
-    """The flat columns a report row takes from a case's limits: a limits case's figure (from its fastest round,
-    LIMIT_ROUND) and why it is not to be built on (measured while the machine was busy), or what a
-    training or inference case was held against (None where the run had none), each floor's distrust
-    (a reason, or ''), and the binding limit among the floors trusted, judged again here
-    (binding_of) with what older formats lack."""
-    params = params or {}
-    held = extra.get("limits") if isinstance(extra.get("limits"), Mapping) else {}
-    floors = held.get("floors_s") if isinstance(held.get("floors_s"), Mapping) else {}
-    work = extra.get("work") if isinstance(extra.get("work"), Mapping) else {}
-    saved = held.get("distrusted") if isinstance(held.get("distrusted"), Mapping) else {}
+) -> dict:
+    """row_columns, for a case as saved (its extra_info, limit, stats and params)."""
+    params = Params.read({**(params or {}), "limit": limit})
+    extra = EXTRA.get("limits" if limit else "train").read(extra)
+    return row_columns(extra, params, Stats.read(stats), format_version)
+
+
+def row_columns(extra: CaseExtra, params: Params, stats: Stats, format_version=None) -> dict:
+    """The flat columns a report row takes from a case's limits (bench/analysis/columns.py): a limits case's
+    figure (from its fastest round, LIMIT_ROUND) and why it is not to be built on (measured while the
+    machine was busy), or what a training or inference case was held against (None where the run had
+    none), each floor's distrust (a reason, or ''), and the binding limit among the floors trusted,
+    judged again here (binding_of) with what older formats lack."""
+    limit = params.limit
+    held = getattr(extra, "limits", None) or Held()
+    floors = {k: v for k, v in (held.floors_s or {}).items() if k in FLOORS}
+    saved = held.distrusted or {}
     distrust = {kind: _why(saved.get(kind)) for kind in FLOORS}
     for kind, why in _older(format_version, extra, params).items():
         distrust[kind] = distrust[kind] or why
-    floors = {k: v for k, v in floors.items() if k in FLOORS}
-    binding, multiple = binding_of(
-        floors, {k: v for k, v in distrust.items() if v}, stats.get("median")
-    )
+    binding, multiple = binding_of(floors, {k: v for k, v in distrust.items() if v}, stats.median)
+    work = extra.work if isinstance(extra, LimitsExtra) else None
     return {
-        "limit_value": limit_figure(limit, work, stats.get(LIMIT_ROUND)) if limit else None,
-        "limit_size": work.get("n") if limit == "matmul" else None,
+        "limit_value": limit_figure(limit, work, getattr(stats, LIMIT_ROUND)) if limit else None,
+        "limit_size": work.n if work is not None and limit == "matmul" else None,
         "limit_untrusted": (_disturbed(extra) or "") if limit else "",
-        "flops": held.get("flops"),
-        "ops": held.get("ops"),
-        "achieved_flops_s": held.get("achieved_flops_s"),
-        "peak_dtype": _text(held.get("peak_dtype")),
-        "peak_flops_s": held.get("peak_flops_s"),
-        "peak_share": held.get("peak_share"),
-        "operation_kind": _text(held.get("operation_kind")),
-        "operation_s": held.get("operation_s"),
+        "flops": held.flops,
+        "ops": held.ops,
+        "achieved_flops_s": held.achieved_flops_s,
+        "peak_dtype": _text(held.peak_dtype),
+        "peak_flops_s": held.peak_flops_s,
+        "peak_share": held.peak_share,
+        "operation_kind": _text(held.operation_kind),
+        "operation_s": held.operation_s,
         **{f"floor_{kind}_s": floors.get(kind) for kind in FLOORS},
         **{f"distrust_{kind}": distrust[kind] for kind in FLOORS},
         "binding": binding or "",
@@ -510,11 +494,11 @@ def row_fields(
     }
 
 
-def _why(said) -> str:
+def _why(said: Distrust | None) -> str:
     """A saved distrust's reason, naming its limit: 'the float32 peak: measured while other work took 73% ...'."""
-    if not isinstance(said, Mapping):
+    if said is None:
         return ""
-    limit, why = _text(said.get("limit")), _text(said.get("why"))
+    limit, why = _text(said.limit), _text(said.why)
     return f"{limit}: {why}" if limit and why else why or limit
 
 

@@ -17,7 +17,7 @@ from bench.analysis.limits import (
     FLOORS,
     binding_of,
     limit_name,
-    row_fields,
+    row_columns,
 )
 from bench.analysis.machines import device_facts, machine_labels, machine_of
 from bench.analysis.words import fmt_time
@@ -170,9 +170,7 @@ def _case_row(bench: dict, base: dict, info: dict, saved, cpu: str, version, thr
         "busy": "busy" in extra.marks(),
         **_ladder(extra),
         # Format 6 on: held against the limits (and judged again with what an older format lacks).
-        **row_fields(
-            bench.get("extra_info") or {}, params.limit, bench["stats"], bench["params"], version
-        ),
+        **row_columns(extra, params, stats, version),
     }
 
 

@@ -384,14 +384,14 @@ class Held(Record):
     """extra_info.limits: a training or inference case held against its device's limits (format 6)."""
 
     flops: float | None = number(0, FLOPS)
-    ops: float | None = number(0, OPS)
-    ops_per_step: int | None = integer(0, 1e12)
+    ops: float | None = number(0, OPS, always=True)
+    ops_per_step: int | None = integer(0, 1e12, always=True)
     steps: int | None = integer(0, COUNT)
     achieved_flops_s: float | None = number(0, FLOP_S)
     peak_dtype: str | None = text()
-    peak_flops_s: float | None = number(0, FLOP_S)
-    peak_share: float | None = number(0, 1e6)
-    operation_s: float | None = number(0, 3600)
+    peak_flops_s: float | None = number(0, FLOP_S, always=True)
+    peak_share: float | None = number(0, 1e6, always=True)
+    operation_s: float | None = number(0, 3600, always=True)
     operation_kind: str | None = text(choices=("eager", "graph"))
     floors_s: dict | None = mapping(
         number(*SPAN, null=False), doc="what each limit alone says it must take"
