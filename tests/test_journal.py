@@ -49,15 +49,15 @@ def test_a_journal_keeps_each_case_as_a_line_and_is_removed_when_the_run_is_save
     journal.note({"planned_cases": 3})
     journal.note({"skipped": {"name": "c", "reason": "cuda:0: no GPU"}})
     head, cases, noted, problems = read_journal(journal.path)
-    assert head["save_name"] == "abc_20261127_120000" and [c["case"]["name"] for c in cases] == [
+    assert head.save_name == "abc_20261127_120000" and [c["case"]["name"] for c in cases] == [
         "a",
         "b",
     ]
-    assert head["started"]  # stamped when the run started measuring
-    assert noted["planned_cases"] == 3 and noted["skipped"] == [
+    assert head.started  # stamped when the run started measuring
+    assert noted.planned_cases == 3 and noted.skipped == [
         {"name": "c", "reason": "cuda:0: no GPU"}
     ]
-    assert noted["pid"] == os.getpid() and not problems and journal.cases == 2
+    assert noted.pid == os.getpid() and not problems and journal.cases == 2
     journal.close(keep=False)
     assert not journal.path.exists()
 

@@ -293,23 +293,27 @@ def _recover_locked(fh, path: Path, machine_key: str | None) -> tuple[Path | Non
     header, cases, noted, problems = read_lines(fh, path)
     note = "".join(f"; {p}" for p in problems)
     folder = path.parent
-    theirs = fmt.field(header or {}, "machine_info", "fmnist_bench", "machine_key", default=None)
+    theirs = (
+        (fmt.MachineInfo.read(header.machine_info).fmnist_bench or fmt.FmnistBench()).machine_key
+        if header
+        else None
+    )
     foreign = _foreign(folder, theirs, machine_key)
     if foreign:
         return (
             None,
             f"{path}: the journal of another machine ({theirs}), not {foreign}'s: left where it is{note}",
         )
-    _remove_temporaries(folder, noted.get("pid"))
-    already = _saved_copy(folder, path.name, noted.get("saved"))
+    _remove_temporaries(folder, noted.pid)
+    already = _saved_copy(folder, path.name, noted.saved)
     if already is not None:
         path.unlink(missing_ok=True)
         return (
             None,
             f"{path}: its run was saved as {already} before the process ended: removed{note}",
         )
-    if noted.get("saved"):
-        note += f"; it says its run was saved as {noted['saved']}, and no such run of it is there: its cases are recovered"
+    if noted.saved:
+        note += f"; it says its run was saved as {noted.saved}, and no such run of it is there: its cases are recovered"
     if not cases:
         path.unlink(missing_ok=True)
         why = (
@@ -320,25 +324,24 @@ def _recover_locked(fh, path: Path, machine_key: str | None) -> tuple[Path | Non
         return None, f"{path}: {why}, nothing to recover: removed{note}"
     lost = header is None
     if lost:  # torn or refused: the cases are kept, the machine's facts are not known
-        header = {
-            "machine_info": {"fmnist_bench": {"format": FORMAT_VERSION}},
-            "save_name": "recovered",
-        }
+        header = fmt.JournalHeader(
+            machine_info={"fmnist_bench": {"format": FORMAT_VERSION}}, save_name="recovered"
+        )
         note += "; its header was lost: the cases are saved with the machine's facts unknown"
-    machine_info = dict(header.get("machine_info") or {})
+    machine_info = dict(header.machine_info or {})
     ours = dict(machine_info.get("fmnist_bench") or {})
     if lost:  # the folder it was found in is the machine's (results/<machine key>/<interpreter>/)
         ours["machine_key"] = machine_key or folder.parent.name or folder.name
     # The header's run record is from the session's start: the journal's own records replace it. How
     # it ended, where the run said so before it ended (a full disk, a save that failed); else it was
     # killed.
-    how = noted.get("ended") or "killed: the process ended without saving"
+    how = noted.ended or "killed: the process ended without saving"
     ours["run"] = run_record(
         complete=False,
-        planned_cases=noted.get("planned_cases"),
+        planned_cases=noted.planned_cases,
         finished_cases=len(cases),
-        skipped=noted["skipped"],
-        failed=noted["failed"],
+        skipped=noted.skipped or [],
+        failed=noted.failed or [],
         ended=f"{how}; recovered from its journal"
         + ("; its header was lost: the machine's facts are unknown" if lost else ""),
         journal=path.name,
@@ -347,21 +350,20 @@ def _recover_locked(fh, path: Path, machine_key: str | None) -> tuple[Path | Non
     if lost:
         ours["run"]["header_lost"] = True
     machine_info["fmnist_bench"] = ours
-    if isinstance(noted.get("data_used"), dict) and isinstance(machine_info.get("dataset"), dict):
+    if noted.data_used is not None and isinstance(machine_info.get("dataset"), dict):
         # The header is from before the data was loaded: the journal says what the cases had.
-        used = noted["data_used"]
         machine_info["dataset"] = {
             **machine_info["dataset"],
-            "train_images": used.get("train"),
-            "test_images": used.get("test"),
+            "train_images": noted.data_used.train,
+            "test_images": noted.data_used.test,
         }
     output = {
         "machine_info": machine_info,
-        "commit_info": header.get("commit_info") or {},
+        "commit_info": header.commit_info or {},
         "benchmarks": [record["case"] for record in cases],
         # pytest-benchmark dates a run when it is saved: here, when its last case finished.
-        "datetime": cases[-1].get("finished") or header.get("started") or _now(),
-        "version": header.get("version"),
+        "datetime": cases[-1].get("finished") or header.started or _now(),
+        "version": header.version,
     }
     if not isinstance(output["commit_info"], dict):
         output["commit_info"] = {}
@@ -373,7 +375,7 @@ def _recover_locked(fh, path: Path, machine_key: str | None) -> tuple[Path | Non
             None,
             f"{path}: its cases do not make a run the report reads ({errors[0]}): left where it is{note}",
         )
-    save_name = header.get("save_name")
+    save_name = header.save_name
     save_name = (
         save_name if isinstance(save_name, str) and _SAVE_NAME.fullmatch(save_name) else "recovered"
     )

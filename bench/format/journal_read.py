@@ -7,49 +7,38 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.format.schema import benchmark_errors, run_errors
+from bench.format.records import JournalHeader, JournalNotes
+from bench.format.schema import benchmark_errors, record_errors, run_errors
 
 __all__ = ["MAX_JOURNAL_BYTES", "read_journal", "read_lines"]
 
-# What a journal line may hold, line by line: a value out of these is that line's problem, never the
-# run's.
+# What a journal line may hold is declared by its record (bench/format/records.py: JournalHeader,
+# JournalNotes): a value out of it is that line's problem, never the run's.
 MAX_JOURNAL_BYTES = 256 * 2**20  # a default run's journal is under 1 MB
-_MAX_CASES = 1_000_000  # planned cases: a default run plans about 150
-_MAX_IMAGES = 10**9
-
-
-def _count(value, most: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= most
+# What a noted value that the record refuses is said to be not.
+_NOT = {
+    "pid": "is not a process id",
+    "planned_cases": "is not a count of cases (0 to {most:,})",
+    "data_used": "is not a count of images per split",
+    "saved": "is not a file name",
+    "ended": "is not words",
+}
+_NOTED = tuple(_NOT)
 
 
 def _check_header(header) -> str | None:
     if not isinstance(header.get("machine_info"), dict):
         return "has no machine_info"
-    errors = run_errors({"machine_info": header["machine_info"], "benchmarks": []})
+    errors = record_errors(JournalHeader, header) or run_errors(
+        {"machine_info": header["machine_info"], "benchmarks": []}
+    )
     return "; ".join(errors[:2]) if errors else None
 
 
 def _check_noted(key: str, value) -> str | None:
-    if key == "pid":
-        return None if _count(value, 2**31) else "is not a process id"
-    if key == "planned_cases":
-        return (
-            None if _count(value, _MAX_CASES) else f"is not a count of cases (0 to {_MAX_CASES:,})"
-        )
-    if key == "data_used":
-        ok = isinstance(value, dict) and all(
-            v is None or _count(v, _MAX_IMAGES) for v in value.values()
-        )
-        return None if ok else "is not a count of images per split"
-    if key == "saved":
-        return None if isinstance(value, str) and 0 < len(value) < 4096 else "is not a file name"
-    if key == "ended":
-        return (
-            None
-            if value is None or (isinstance(value, str) and 0 < len(value) <= 300)
-            else "is not words"
-        )
-    return None
+    if not record_errors(JournalNotes, {key: value}):
+        return None
+    return _NOT[key].format(most=JournalNotes.specs()[key].high)
 
 
 # How each record the journal writes begins: where a line is torn (its process died, or its disk
@@ -73,7 +62,7 @@ def _glued(line: str):
     return None
 
 
-def read_journal(path: Path) -> tuple[dict | None, list[dict], dict, list[str]]:
+def read_journal(path: Path) -> tuple[JournalHeader | None, list[dict], JournalNotes, list[str]]:
     """(header, finished cases with their finish times, the rest it noted, problems).
 
     The rest: the process id, the cases planned, skipped and failed, and where the run was saved if
@@ -84,7 +73,7 @@ def read_journal(path: Path) -> tuple[dict | None, list[dict], dict, list[str]]:
         return read_lines(fh, path)
 
 
-def read_lines(fh, path: Path) -> tuple[dict | None, list[dict], dict, list[str]]:
+def read_lines(fh, path: Path) -> tuple[JournalHeader | None, list[dict], JournalNotes, list[str]]:
     header, cases, problems = None, [], []
     noted: dict = {"skipped": [], "failed": []}
     seen: set[str] = set()
@@ -124,7 +113,7 @@ def read_lines(fh, path: Path) -> tuple[dict | None, list[dict], dict, list[str]
             if why:
                 problems.append(f"line {number} (the header) {why}: skipped")
             else:
-                header = record["header"]
+                header = JournalHeader.read(record["header"])
         elif "case" in record:
             errors = (
                 benchmark_errors(record["case"], len(cases))
@@ -146,11 +135,11 @@ def read_lines(fh, path: Path) -> tuple[dict | None, list[dict], dict, list[str]
             kind = "skipped" if isinstance(record.get("skipped"), dict) else "failed"
             noted[kind].append(record[kind])
         else:
-            for key in ("pid", "planned_cases", "saved", "data_used", "ended"):
+            for key in _NOTED:
                 if key in record:
                     why = _check_noted(key, record[key])
                     if why:
                         problems.append(f"line {number}: {key} {why}: skipped")
                     else:
                         noted[key] = record[key]
-    return header, cases, noted, problems
+    return header, cases, JournalNotes.read(noted), problems

@@ -31,6 +31,9 @@ from bench.format.names import FAMILIES, FLOORS, LIMITS
 
 __all__ = [
     "EXTRA",
+    "DataUsed",
+    "JournalHeader",
+    "JournalNotes",
     "FORMAT_VERSION",
     "HISTORY",
     "Benchmark",
@@ -690,6 +693,42 @@ class Run(Record):
 
 
 # ---------------------------------------------------------------- writing: each part built through its type
+
+
+# ---------------------------------------------------------------- the journal's lines (bench/format/journal.py)
+
+
+@dataclass(frozen=True)
+class JournalHeader(Record):
+    """A journal's first line, {"header": ...}: what a saved run needs besides its benchmarks."""
+
+    machine_info: dict | None = raw("object", null=False, required=True, doc="as in a saved run")
+    commit_info: dict | None = raw("object")
+    save_name: str | None = text(None, doc="the saved file's name after its number")
+    version: str | None = text(None, doc="pytest-benchmark's version")
+    started: str | None = text(None, doc="when the run started (UTC, ISO 8601)")
+
+
+@dataclass(frozen=True)
+class DataUsed(Record):
+    """{"data_used": ...}: the images each split had, once the data was loaded."""
+
+    train: int | None = integer(0, 10**9)
+    test: int | None = integer(0, 10**9)
+
+
+@dataclass(frozen=True)
+class JournalNotes(Record):
+    """What a journal's other lines said, gathered: each line {"<field>": value}, the last one of a field kept
+    (skipped and failed: each line one more)."""
+
+    pid: int | None = integer(0, 2**31, null=False, doc="the running process")
+    planned_cases: int | None = integer(0, 1_000_000, null=False, doc="the cases it planned")
+    saved: str | None = text(4095, pattern=r"[\s\S]", null=False, doc="where its run was saved")
+    ended: str | None = text(300, pattern=r"[\s\S]", doc="how the run ended, where it said so")
+    data_used: DataUsed | None = nested(DataUsed, null=False)
+    skipped: list | None = items(raw("object"), doc="each skipped case's name and reason")
+    failed: list | None = items(raw("object"), doc="each failed case's name, when and reason")
 
 
 def run_record(

@@ -15,6 +15,7 @@ __all__ = [
     "RUN_SCHEMA",
     "benchmark_errors",
     "readable_benchmark",
+    "record_errors",
     "run_errors",
 ]
 
@@ -142,3 +143,8 @@ def readable_benchmark(bench, index: int) -> tuple[dict, list[str], list[str]]:
     extra = {key: value for key, value in bench["extra_info"].items() if key not in left}
     kept = {**bench, "extra_info": extra}
     return kept, benchmark_errors(kept, index), said
+
+
+def record_errors(record: type, value) -> list[str]:
+    """What is wrong with `value` as `record` (a bench/format/records.py type) says it must be, one line per field."""
+    return _say(_Validator(record.schema()).iter_errors(value))
