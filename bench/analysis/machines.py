@@ -30,21 +30,20 @@ def machine_of(info: dict, *, reference: bool = False) -> dict:
     """Who ran it: a stable key, what it is (host, CPU model from py-cpuinfo's brand string, GPU models), its name,
     and whether it is one of the project's reference machines (its runs under results/reference/).
     """
-    ours = fmt.field(info, "fmnist_bench", default={})
-    cpu_name = _text(
-        fmt.field(info, "cpu", "brand_raw") or info.get("processor") or info.get("machine")
-    )
+    facts = fmt.MachineInfo.read(info)
+    ours = facts.fmnist_bench or fmt.FmnistBench()
+    cpu_name = (facts.cpu and facts.cpu.brand_raw) or facts.processor or facts.machine
     cpu_name = cpu_name or "unknown CPU"
-    gpus = [g for g in info.get("gpus") or [] if isinstance(g, dict)]
-    gpu_names = [_text(g.get("name"), "GPU") for g in gpus] or [
-        _text(d.get("name"), "GPU") for d in fmt.field(info, "torch", "cuda_devices", default=[])
+    gpus = facts.gpus or []
+    gpu_names = [g.name or "GPU" for g in gpus] or [
+        d.name or "GPU" for d in (facts.torch and facts.torch.cuda_devices) or []
     ]
-    host = _text(info.get("node")) or "unknown host"
-    key = ours.get("machine_key") or "_".join([host, cpu_name, "+".join(gpu_names) or "no-gpu"])
+    host = facts.node or "unknown host"
+    key = ours.machine_key or "_".join([host, cpu_name, "+".join(gpu_names) or "no-gpu"])
     # Two machines of one host name, CPU and GPU model share a key; their GPUs' UUIDs (NVML,
     # recorded in every run whatever --devices said) still tell them apart. Runs without NVML keep
     # the key alone.
-    uuids = sorted(_text(g.get("uuid")) for g in gpus if g.get("uuid"))
+    uuids = sorted(g.uuid for g in gpus if g.uuid)
     if uuids:
         key += "~" + hashlib.sha1("+".join(uuids).encode()).hexdigest()[:8]
     if reference:  # never the same machine as a user's, whatever the two keys read
@@ -55,14 +54,14 @@ def machine_of(info: dict, *, reference: bool = False) -> dict:
     )
     return {
         "machine_key": key,
-        "machine_name": _text(ours.get("machine_name")),
+        "machine_name": _text(ours.machine_name),
         "host": host,
         "cpu": cpu_name,
         "gpus": ", ".join(gpu_names),
         "what": f"{short_cpu(cpu_name)} · {gpu_short}",
-        "constructed": bool(info.get("constructed")),
+        "constructed": bool(facts.constructed),
         "reference": reference,
-        "facts_lost": bool(fmt.field(ours, "run", "header_lost", default=False)),
+        "facts_lost": bool(ours.run and ours.run.header_lost),
     }
 
 
@@ -100,15 +99,18 @@ def machine_labels(machines: pd.DataFrame) -> dict[str, str]:
     return labels
 
 
-def device_facts(info: dict, device: str, cpu_name: str) -> tuple[str, float | None]:
+def device_facts(
+    info: fmt.MachineInfo | dict, device: str, cpu_name: str
+) -> tuple[str, float | None]:
     """(the device's model name, its PCIe link's theoretical GB/s per direction, when NVML gave it)."""
     kind = KINDS.get(str(device).split(":", 1)[0])
     if kind is None or not kind.nvml:  # the GPUs NVML reports have their names and links in the run
         return (cpu_name if kind is not None and kind.host else device), None
-    for gpu in info.get("gpus") or []:
-        if isinstance(gpu, dict) and gpu.get("cuda_device") == device:
-            return _text(gpu.get("name"), device), gpu.get("pcie_gbps_max")
-    for dev in fmt.field(info, "torch", "cuda_devices", default=[]):
-        if isinstance(dev, dict) and dev.get("device") == device:
-            return _text(dev.get("name"), device), None
+    facts = info if isinstance(info, fmt.MachineInfo) else fmt.MachineInfo.read(info)
+    for gpu in facts.gpus or []:
+        if gpu.cuda_device == device:
+            return gpu.name or device, gpu.pcie_gbps_max
+    for dev in (facts.torch and facts.torch.cuda_devices) or []:
+        if dev.device == device:
+            return dev.name or device, None
     return device, None

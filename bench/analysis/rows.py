@@ -126,16 +126,16 @@ def _rows(path: Path, run: dict, shown_as: str) -> list[dict]:
             _warn(
                 f"{path}: benchmark {name!r} read without what explains it: {'; '.join(left_out[:3])}"
             )
-        rows.append(_case_row(bench, base, info, saved, machine["cpu"], version, default_threads))
+        rows.append(_case_row(bench, base, saved, machine["cpu"], version, default_threads))
     return rows
 
 
-def _case_row(bench: dict, base: dict, info: dict, saved, cpu: str, version, threads) -> dict:
+def _case_row(bench: dict, base: dict, saved: fmt.Run, cpu: str, version, threads) -> dict:
     """One benchmark's row: the run's columns, then the case's (bench/analysis/columns.py)."""
     case = fmt.Benchmark.read(bench)
     params, stats, extra = case.params, case.stats, case.extra
     family = case.group
-    device_name, link_gbps = device_facts(info, params.device, cpu)
+    device_name, link_gbps = device_facts(saved.machine_info, params.device, cpu)
     latency = getattr(extra, "latency", None) or fmt.Latency()
     dataset = saved.machine_info.dataset
     return {

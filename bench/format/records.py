@@ -622,6 +622,7 @@ class Gpu(Record):
     cuda_device: str | None = text(doc="its torch name, matched by UUID")
     driver_version: str | None = text()
     pcie_gbps_max: float | None = number(0.1, 10_000, doc="its link's theoretical GB/s a direction")
+    uuid: str | None = text(doc="NVML's: tells two machines of one name and models apart")
 
 
 @dataclass(frozen=True)
@@ -692,9 +693,6 @@ class Run(Record):
         return info.fmnist_bench or FmnistBench()
 
 
-# ---------------------------------------------------------------- writing: each part built through its type
-
-
 # ---------------------------------------------------------------- the journal's lines (bench/format/journal.py)
 
 
@@ -729,6 +727,9 @@ class JournalNotes(Record):
     data_used: DataUsed | None = nested(DataUsed, null=False)
     skipped: list | None = items(raw("object"), doc="each skipped case's name and reason")
     failed: list | None = items(raw("object"), doc="each failed case's name, when and reason")
+
+
+# ---------------------------------------------------------------- writing: each part built through its type
 
 
 def run_record(

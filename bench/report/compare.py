@@ -88,8 +88,8 @@ def _key(run: dict, path: Path) -> str:
 
 
 def _quick(run: dict) -> bool:
-    plan = fmt.field(run, "machine_info", "fmnist_bench", "plan", default={})
-    return bool(plan.get("quick", False)) if isinstance(plan, dict) else False
+    plan = fmt.read_run(run).ours.plan
+    return bool(plan and plan.quick)
 
 
 def _when(run: dict) -> pd.Timestamp:

@@ -11,7 +11,6 @@ import pandas as pd
 from bench.analysis.intervals import Ratio
 from bench.analysis.words import fmt_time
 from bench.format import records as fmt
-from bench.format.names import FAMILIES
 
 __all__ = [
     "DEFAULT_FACTOR",
@@ -73,43 +72,35 @@ def verdict(ratio: Ratio, old_rounds: int, new_rounds: int, factor: float) -> tu
 
 def _facts(run: dict) -> dict[str, str]:
     """What a run ran on and with, as text: what the environment lines compare."""
-    info = run["machine_info"]
-    torch_ = info.get("torch") if isinstance(info.get("torch"), dict) else {}
-    ours = fmt.fmnist_bench(run)
-    commit = run.get("commit_info") if isinstance(run.get("commit_info"), dict) else {}
-    dataset = info.get("dataset") if isinstance(info.get("dataset"), dict) else {}
-    gpus = [g for g in info.get("gpus") or [] if isinstance(g, dict)]
+    saved = fmt.read_run(run)
+    info = saved.machine_info or fmt.MachineInfo()
+    torch_ = info.torch or fmt.TorchFacts()
+    ours = saved.ours
+    commit = saved.commit_info or fmt.CommitInfo()
     facts = {
-        "commit": (as_text(commit.get("id"))[:12] or "unknown")
-        + (" (dirty)" if commit.get("dirty") else ""),
-        "torch": as_text(torch_.get("version")),
-        "CUDA runtime": as_text(torch_.get("cuda_runtime")),
-        "cuDNN": as_text(torch_.get("cudnn")),
-        "GPU driver": ", ".join(sorted({as_text(g.get("driver_version")) for g in gpus})),
-        "python": as_text(info.get("python_version")),
-        "CPU capability": as_text(torch_.get("cpu_capability")),
-        "torch threads": as_text(torch_.get("threads")),
-        "dataset": as_text(dataset.get("name")),
-        "format": as_text(ours.get("format")),
+        "commit": (as_text(commit.id)[:12] or "unknown") + (" (dirty)" if commit.dirty else ""),
+        "torch": as_text(torch_.version),
+        "CUDA runtime": as_text(torch_.cuda_runtime),
+        "cuDNN": as_text(torch_.cudnn),
+        "GPU driver": ", ".join(sorted({as_text(g.driver_version) for g in info.gpus or []})),
+        "python": as_text(info.python_version),
+        "CPU capability": as_text(torch_.cpu_capability),
+        "torch threads": as_text(torch_.threads),
+        "dataset": as_text(info.dataset and info.dataset.name),
+        "format": as_text(ours.format),
         # Before format 4 no run held the allocator: glibc as it was, what --host-allocator default
         # records.
-        "host allocator": as_text(
-            (ours.get("host_allocator") or {}).get("mode")
-            if isinstance(ours.get("host_allocator"), dict)
-            else None
-        )
-        or "default",
+        "host allocator": as_text(ours.host_allocator and ours.host_allocator.mode) or "default",
         "run": run_state(run) or "complete",
         # How busy the machine was: across the whole run (format 5; whole percents, so that noise in
         # the tenths is no change), and the cases that saw other work on the CPU, or a GPU
         # throttled.
-        "machine load": _load(run),
-        "cases busy": _flagged(run, "busy"),
-        "cases throttled": _flagged(run, "throttled"),
+        "machine load": _load(ours.load),
+        "cases busy": _flagged(saved, "busy"),
+        "cases throttled": _flagged(saved, "throttled"),
         "cases suspect": _suspect(run),
     }
-    plan = ours.get("plan") if isinstance(ours.get("plan"), dict) else {}
-    for key, value in plan.items():
+    for key, value in (ours.plan.write() if ours.plan else {}).items():
         facts[f"plan.{key}"] = json.dumps(value, separators=(",", ":"), sort_keys=True)
     return facts
 
@@ -138,17 +129,16 @@ def as_text(value) -> str:
     return str(value)
 
 
-def _flagged(run: dict, flag: str) -> str:
-    ours = [b for b in fmt.benchmarks(run) if b.get("group") in FAMILIES]
-    return f"{sum(flag in fmt.case_marks(b) for b in ours)} of {len(ours)}"
+def _flagged(run: fmt.Run, flag: str) -> str:
+    cases = run.cases()
+    return f"{sum(flag in case.extra.marks() for case in cases)} of {len(cases)}"
 
 
-def _load(run: dict) -> str:
-    load = fmt.run_load(run)
-    if load.get("available") is not True:
+def _load(load: fmt.Load | None) -> str:
+    if load is None or load.available is not True:
         return "not measured"
-    share = load.get("outside_share") or 0.0
-    return f"other work {share:.0%}" + (" (busy)" if load.get("busy") else "")
+    share = load.outside_share or 0.0
+    return f"other work {share:.0%}" + (" (busy)" if load.busy else "")
 
 
 def _suspect(run: dict) -> str:
@@ -166,9 +156,9 @@ def _suspect(run: dict) -> str:
 
 def run_state(run: dict) -> str:
     """'' for a whole run, else how a partial run ended (what says why a case is missing from it)."""
-    state = fmt.run_state(run)
-    if isinstance(state, dict) and state.get("complete") is False:
-        return f"stopped early: {state.get('ended') or 'incomplete'}"
+    state = fmt.read_run(run).ours.run
+    if state is not None and state.complete is False:
+        return f"stopped early: {state.ended or 'incomplete'}"
     return ""
 
 
