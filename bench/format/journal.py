@@ -397,10 +397,7 @@ def _foreign(folder: Path, theirs, machine_key: str | None) -> str | None:
         return None
     # Saved elsewhere than results/<key>/ (--benchmark-storage): the folder's own runs say whose it
     # is.
-    keys = {
-        fmt.field(run, "machine_info", "fmnist_bench", "machine_key", default=None)
-        for _, run in machine_runs(folder)
-    }
+    keys = {fmt.read_run(run).ours.machine_key for _, run in machine_runs(folder)}
     keys.discard(None)
     return None if not keys or theirs in keys else " or ".join(sorted(map(str, keys)))
 
@@ -418,7 +415,8 @@ def _saved_copy(folder: Path, journal: str, said) -> Path | None:
             run, _ = read_json(candidate)  # a FIFO or a device named like a run is refused unread
         except NotARunFile:
             continue
-        named_by = fmt.field(run, "machine_info", "fmnist_bench", "run", "journal", default=None)
+        state = fmt.read_run(run).ours.run if isinstance(run, dict) else None
+        named_by = state.journal if state else None
         # Before whole runs named their journal too (format 5's first runs), the "saved" line is all
         # there is: the run it names is trusted when it reads as a run and names no other journal.
         readable = isinstance(run, dict) and isinstance(run.get("benchmarks"), list)
