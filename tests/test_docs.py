@@ -449,3 +449,23 @@ def test_the_format_history_in_the_docs_is_the_format_modules():
         assert f"{version}. {' '.join(text.split())}" in docs, (
             f"docs/saved-runs.md lacks format {version}'s history"
         )
+
+
+def test_the_field_reference_in_the_docs_is_written_from_the_records():
+    from bench.format.reference import markdown
+
+    text = (ROOT / "docs" / "saved-runs.md").read_text(encoding="utf-8")
+    assert markdown() in text, (
+        "docs/saved-runs.md's field reference is not the records': run python -m bench.format.reference"
+    )
+
+
+def test_the_field_reference_names_every_field_of_every_record():
+    from bench.format.reference import _records, markdown
+
+    written = markdown()
+    for _path, record in _records():
+        assert f"#### {record.__name__}\n" in written
+        for name, spec in record.specs().items():
+            if spec.kind != "rest":
+                assert f"| `{spec.name or name}` |" in written, (record.__name__, name)

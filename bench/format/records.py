@@ -449,11 +449,15 @@ class CaseExtra(Record):
 
 @dataclass(frozen=True)
 class LimitsExtra(CaseExtra):
+    """A limits case's extra_info: what one round did."""
+
     work: LimitWork | None = nested(LimitWork, null=False, required=True)
 
 
 @dataclass(frozen=True)
 class TransferExtra(CaseExtra):
+    """A transfer case's extra_info: what one copy moves."""
+
     images: int | None = integer(1, COUNT, null=False, doc="images a copy moves")
     bytes: int | None = integer(1, COUNT, null=False, required=True, doc="bytes a copy moves")
 
@@ -479,6 +483,8 @@ class StepExtra(CaseExtra):
 
 @dataclass(frozen=True)
 class TrainExtra(StepExtra):
+    """A training case's extra_info: its epochs' loss and accuracy, and one profiled epoch."""
+
     loss: float | None = number(0, 1e6, doc="the last round's mean loss")
     losses: list | None = items(number(0, 1e6, null=False), doc="each round's")
     accuracies: list | None = items(number(0, 1, null=False))
@@ -487,6 +493,8 @@ class TrainExtra(StepExtra):
 
 @dataclass(frozen=True)
 class InferenceExtra(StepExtra):
+    """An inference case's extra_info: its batches, labels against the CPU's, single-batch latency."""
+
     batches: int | None = integer(1, COUNT, null=False, required=True, doc="batches a round")
     agreement: Agreement | None = nested(Agreement)
     latency: Latency | None = nested(Latency)
