@@ -217,7 +217,7 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
     step = extra if isinstance(extra, fmt.StepExtra) else None
     prepared = step.prepare.seconds if step is not None and step.prepare is not None else None
     images = step.images if step is not None else None
-    breakdown = getattr(extra, "breakdown", None) or fmt.Breakdown()
+    breakdown = (extra.breakdown if isinstance(extra, fmt.TrainExtra) else None) or fmt.Breakdown()
     profile_images = breakdown.images
     if not (profile_images is not None and profile_images > 0):
         profile_images = None
@@ -227,7 +227,7 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
     wall = extra.wall_s
     if wall is not None:
         warm = extra.warmup.seconds if extra.warmup and extra.warmup.seconds is not None else 0.0
-        latency = getattr(extra, "latency", None)
+        latency = extra.latency if isinstance(extra, fmt.InferenceExtra) else None
         sample = (
             sum(latency.batch_times_s or [])
             if latency is not None and latency.source == "sample"
@@ -236,7 +236,8 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
         # The ladder's compile or capture, and its profile, are predicted on their own.
         prepare = prepared if prepared is not None else 0.0
         # untyped: Stats declares no `total` (pytest-benchmark's sum of the rounds)
-        total = (record.get("stats") or {}).get("total")
+        raw_stats = record.get("stats")
+        total = raw_stats.get("total") if isinstance(raw_stats, dict) else None
         rest = max(wall - warm - sample - prepare - (total or 0.0), 0.0)
         if profile_s is not None:
             overhead = max(rest - profile_s, 0.0)
