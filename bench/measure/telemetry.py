@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.format import records as fmt
 from bench.format.devices import device_kind
 from bench.measure.clock import Stopwatch, every
 from bench.measure.host import OUTSIDE_SHARE, Host, spread
@@ -274,14 +275,13 @@ class Telemetry:
         index, reason = None, None
         if device_kind(device).nvml:  # NVML reports it: find its GPU
             name = device if ":" in device else "cuda:0"
-            match = [g for g in gpus if g.get("cuda_device") == name]
+            match = [g for g in gpus if fmt.Gpu.read(g).cuda_device == name]
             if match:
-                index = match[0]["index"]
+                index = match[0]["index"]  # untyped: records.Gpu declares no index (NVML's own)
             else:
+                said = fmt.Nvml.read(nvml)
                 reason = (
-                    nvml.get("reason")
-                    if not nvml.get("available")
-                    else f"no NVML GPU matched to {name} by UUID"
+                    said.reason if not said.available else f"no NVML GPU matched to {name} by UUID"
                 )
         return cls(device, enabled=enabled, nvml_index=index, nvml_reason=reason)
 
@@ -353,15 +353,19 @@ class Telemetry:
 def case_flags(telemetry: dict) -> list[str]:
     """The warnings a case's telemetry carries: "throttled" (GPU clocks held down), "busy" (other work on the CPU)."""
     flags = []
+    # untyped: records.GpuTelemetry declares no throttled (whether NVML saw its clocks held down)
     if (telemetry.get("gpu") or {}).get("throttled"):
         flags.append("throttled")
-    if ((telemetry.get("host") or {}).get("cpu") or {}).get("busy"):
+    host = fmt.Telemetry.read(telemetry).host
+    if host is not None and host.cpu is not None and host.cpu.busy:
         flags.append("busy")
     return flags
 
 
 def add_per_images(extra_info: dict) -> None:
     """Energy per 1,000 images beside energy per round, once the case has said how many images a round is."""
+    # untyped: records.Energy and GpuTelemetry declare no energy_per_1000_images_j or images_per_j, and the
+    # case's family (whose record declares images) is not known here: the parts are added where they lie
     telemetry, images = extra_info.get("telemetry"), extra_info.get("images")
     if not isinstance(telemetry, dict) or not images:
         return

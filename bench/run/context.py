@@ -8,6 +8,7 @@ from typing import Protocol
 
 import pytest
 
+from bench.format.records import Gpu
 from bench.measure.plan import Plan
 
 __all__ = ["SESSION", "Machine", "RunContext", "Session", "session_of"]
@@ -27,7 +28,8 @@ class Machine:
     @property
     def links(self) -> dict[str, float]:
         """Each CUDA device's PCIe link, its theoretical GB/s a direction, where NVML gave it."""
-        return {g["cuda_device"]: g.get("pcie_gbps_max") for g in self.gpus if g.get("cuda_device")}
+        found = (Gpu.read(g) for g in self.gpus)
+        return {g.cuda_device: g.pcie_gbps_max for g in found if g.cuda_device}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from bench.format.store import NotARunFile, read_json
 from bench.measure.parse import parse_batch_sizes, parse_cpu_threads, parse_devices
 from bench.measure.plan import FAMILIES, Plan, plan_from_options
 from bench.measure.rounds import profile_size
-from bench.run.estimate import SPLIT_IMAGES, Profile, machine_of
+from bench.run.estimate import SPLIT_IMAGES, Profile, default_threads_of, machine_of
 from fmnist_model.ladder import loader_workers, train_config, unsupported_reason
 
 __all__ = ["CaseCost", "PlanCost", "case_cost", "describe", "main", "plan_cost", "round_images"]
@@ -171,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         except NotARunFile as exc:
             parser.error(f"{path}: not a readable saved run: {exc}")
         errors = run_errors(run)
-        if errors or not any(
-            isinstance(b, dict) and b.get("group") in FAMILIES for b in run["benchmarks"]
-        ):
+        if errors or not fmt.read_run(run).cases():
             parser.error(
                 f"{path}: not a saved run of fmnist-bench: {'; '.join(errors[:2]) or 'no case of its families'}"
             )
@@ -183,10 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"these runs are from {len(machines)} machines ({', '.join(machines)}): give one machine's runs"
         )
-    runs.sort(key=lambda item: str(item[1].get("datetime", "")))
+    runs.sort(key=lambda item: str(fmt.read_run(item[1]).datetime or ""))
     profile = Profile.from_runs(runs)
     default_threads = next(
-        (t for _, run in reversed(runs) if (t := fmt.default_threads(run))), None
+        (t for _, run in reversed(runs) if (t := default_threads_of(fmt.read_run(run)))), None
     )
     try:
         devices = (

@@ -26,6 +26,8 @@ __all__ = [
     "ASSUMED_OUTSIDE_S",
     "Observation",
     "Profile",
+    "default_threads_of",
+    "machine_of",
     "observation",
 ]
 
@@ -161,67 +163,85 @@ class Observation:
         return (self.family, self.device, self.threads, self.variant, self.size)
 
 
-def _telling(run: dict) -> tuple[int, str]:
+def _telling(run: fmt.Run) -> tuple[int, str]:
     """How much a run tells of a full run's costs (0 quick, 1 stopped, 2 complete), then its date."""
-    if fmt.field(run, "machine_info", "fmnist_bench", "plan", "quick"):
+    ours = run.ours
+    if ours.plan is not None and ours.plan.quick:
         rank = 0
     else:
-        rank = 1 if fmt.run_state(run).get("complete") is False else 2
-    return rank, str(run.get("datetime", ""))
+        rank = 1 if ours.run is not None and ours.run.complete is False else 2
+    return rank, str(run.datetime or "")
 
 
 def machine_of(run: dict) -> str:
     """The machine a run was made on: fmnist-bench's key, else pytest-benchmark's node name."""
-    info = run.get("machine_info") or {}
-    return str(
-        fmt.field(info, "fmnist_bench", "machine_key") or info.get("node") or "unknown machine"
+    read = fmt.read_run(run)
+    info = read.machine_info or fmt.MachineInfo()
+    return str(read.ours.machine_key or info.node or "unknown machine")
+
+
+def default_threads_of(run: fmt.Run) -> int | None:
+    """torch's own thread count on the machine of a run: what every format-1 case ran at, and the CPU baseline
+    (from its plan where machine_info.torch does not say)."""
+    torch = run.machine_info.torch if run.machine_info is not None else None
+    plan = run.ours.plan
+    return (torch.threads if torch is not None else None) or (
+        plan.default_threads if plan is not None else None
     )
 
 
 def _variant(family: str, params: dict) -> tuple:
+    """A planned case's variant: its params as the plan names them."""
     return tuple(params.get(axis, _DEFAULT_AXIS.get(axis)) for axis in VARIANT_AXES[family])
+
+
+def _saved_variant(family: str, params: fmt.Params) -> tuple:
+    """A saved case's variant, as _variant names a planned one's."""
+    axes = ((axis, getattr(params, axis)) for axis in VARIANT_AXES[family])
+    return tuple(_DEFAULT_AXIS.get(axis) if value is None else value for axis, value in axes)
 
 
 def observation(record: dict, default_threads: int | None = None) -> Observation | None:
     """An Observation from one benchmark of a saved run (pytest-benchmark's JSON), or None if it has no time."""
-    family = record.get("group")
-    params = record.get("params") if isinstance(record.get("params"), dict) else {}
-    stats = record.get("stats") if isinstance(record.get("stats"), dict) else {}
-    extra = record.get("extra_info") if isinstance(record.get("extra_info"), dict) else {}
-    median = stats.get("median")
-    size = params.get(SIZE_AXIS.get(family, "")) if family != "limits" else 0
-    if (
-        family not in FAMILIES
-        or not isinstance(median, (int, float))
-        or not median > 0
-        or not isinstance(size, int)
-    ):
+    case = fmt.Benchmark.read(record)
+    family = case.group
+    params = case.params or fmt.Params()
+    stats = case.stats or fmt.Stats()
+    median = stats.median
+    size = getattr(params, SIZE_AXIS[family]) if family in FAMILIES and family != "limits" else 0
+    if family not in FAMILIES or median is None or not median > 0 or size is None:
         return None
+    extra = case.extra
     # format 1 ran every case at torch's default
-    threads = params.get("cpu_threads", default_threads)
-    prepared = fmt.field(extra, "prepare", "seconds")
-    images = extra.get("images") if family in ("train", "inference") else None
-    breakdown = extra.get("breakdown") if isinstance(extra.get("breakdown"), dict) else {}
-    profile_images = breakdown.get("images")
-    if not (isinstance(profile_images, int) and profile_images > 0):
+    threads = params.cpu_threads if params.cpu_threads is not None else default_threads
+    step = extra if isinstance(extra, fmt.StepExtra) else None
+    prepared = step.prepare.seconds if step is not None and step.prepare is not None else None
+    images = step.images if step is not None else None
+    breakdown = (extra.breakdown if isinstance(extra, fmt.TrainExtra) else None) or fmt.Breakdown()
+    profile_images = breakdown.images
+    if not (profile_images is not None and profile_images > 0):
         profile_images = None
-    profile_s = breakdown.get("wall_s") if profile_images else None  # what the whole profile cost
-    profile_s = float(profile_s) if isinstance(profile_s, (int, float)) and profile_s >= 0 else None
+    profile_s = breakdown.wall_s if profile_images else None  # what the whole profile cost
+    profile_s = float(profile_s) if profile_s is not None and profile_s >= 0 else None
     overhead = None
-    wall = extra.get("wall_s")
-    if isinstance(wall, (int, float)):
-        warm = fmt.field(extra, "warmup", "seconds", default=0.0)
+    wall = extra.wall_s
+    if wall is not None:
+        warm = extra.warmup.seconds if extra.warmup and extra.warmup.seconds is not None else 0.0
+        latency = extra.latency if isinstance(extra, fmt.InferenceExtra) else None
         sample = (
-            sum(fmt.field(extra, "latency", "batch_times_s", default=[]))
-            if fmt.field(extra, "latency", "source") == "sample"
+            sum(latency.batch_times_s or [])
+            if latency is not None and latency.source == "sample"
             else 0.0
         )
         # The ladder's compile or capture, and its profile, are predicted on their own.
-        prepare = prepared if isinstance(prepared, (int, float)) else 0.0
-        rest = max(wall - warm - sample - prepare - (stats.get("total") or 0.0), 0.0)
+        prepare = prepared if prepared is not None else 0.0
+        # untyped: Stats declares no `total` (pytest-benchmark's sum of the rounds)
+        raw_stats = record.get("stats")
+        total = raw_stats.get("total") if isinstance(raw_stats, dict) else None
+        rest = max(wall - warm - sample - prepare - (total or 0.0), 0.0)
         if profile_s is not None:
             overhead = max(rest - profile_s, 0.0)
-        elif profile_images and isinstance(breakdown.get("epoch_s"), (int, float)):
+        elif profile_images and breakdown.epoch_s is not None:
             # A run from before the profile's own wall time was saved: the profiler's processing
             # of its events is in the case's rest, far larger than its epoch_s (the H100 host's
             # GPU seed case: 1.7 s of epoch, 37 s of rest). The rest is taken as the profile's,
@@ -231,14 +251,14 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
             overhead = rest
     return Observation(
         family=family,
-        device=str(params.get("device", "cpu")),
+        device=str(params.device or "cpu"),
         threads=threads if isinstance(threads, int) else None,
-        variant=_variant(family, params),
+        variant=_saved_variant(family, params),
         size=size,
         round_s=float(median),
-        images=images if isinstance(images, int) and images > 0 else None,
+        images=images if images is not None and images > 0 else None,
         overhead_s=overhead,
-        prepare_s=float(prepared) if isinstance(prepared, (int, float)) else None,
+        prepare_s=float(prepared) if prepared is not None else None,
         profile_s=profile_s,
         profile_images=profile_images if profile_s is not None else None,
     )
@@ -262,15 +282,15 @@ class Profile:
         runs only: a stopped run counts the case it cut short there.
         """
         profile = cls()
-        for name, run in sorted(runs, key=lambda item: _telling(item[1])):
-            info = run.get("machine_info") if isinstance(run.get("machine_info"), dict) else {}
-            threads = fmt.field(info, "torch", "threads")
-            for record in run.get("benchmarks") or []:
+        read = [(name, fmt.read_run(run)) for name, run in runs]
+        for name, typed in sorted(read, key=lambda item: _telling(item[1])):
+            info = typed.machine_info or fmt.MachineInfo()
+            threads = info.torch.threads if info.torch is not None else None
+            for record in typed.benchmarks if isinstance(typed.benchmarks, list) else []:
                 if isinstance(record, dict) and (obs := observation(record, threads)) is not None:
                     profile.add(obs)
-            ours = fmt.field(info, "fmnist_bench", default={})
-            outside = fmt.field(ours, "run", "outside_cases_s")
-            if isinstance(outside, (int, float)) and _telling(run)[0] == 2:
+            outside = typed.ours.run.outside_cases_s if typed.ours.run is not None else None
+            if outside is not None and _telling(typed)[0] == 2:
                 profile.outside_s = float(outside)
             profile.sources.append(name)
         return profile

@@ -17,6 +17,7 @@ import pytest
 from bench.analysis.limits import Board
 from bench.analysis.words import cases, format_seconds
 from bench.format.names import FAMILIES, FAMILY_AXES, case_id
+from bench.format.records import TorchFacts
 from bench.measure.allocator import set_host_allocator
 from bench.measure.clock import DeviceClock, Stopwatch
 from bench.measure.devices import available_devices, unavailable_reason
@@ -51,7 +52,7 @@ def configure(config: pytest.Config) -> None:
         config.option.reportchars = chars.replace("a", "fExX").replace("s", "").replace("S", "")
     # The machine as it is at the start of the run (an idle GPU's clocks, link and temperature).
     nvml, gpus = nvml_info()
-    gpu_names = [d["name"] for d in torch_info()["cuda_devices"]]
+    gpu_names = [d.name for d in TorchFacts.read(torch_info()).cuda_devices or []]
     try:
         ident, ident_from = machine_id()
     except (OSError, ValueError) as exc:
@@ -386,7 +387,8 @@ class Suite:
 
     def _finished(self, item: pytest.Item, stats) -> None:
         started = self.progress.case_started.pop(item.nodeid, None)
-        stats.extra_info["wall_s"] = started() if started is not None else None
+        wall_s = started() if started is not None else None
+        stats.extra_info["wall_s"] = wall_s
         stats.extra_info["machine_load"] = self.load.case(
             self.progress.load_started.pop(item.nodeid, self.load.clock())
         )
@@ -399,7 +401,7 @@ class Suite:
             stats.extra_info,
             *pbench.median_and_min(stats),
         )
-        self.run.cases_s += stats.extra_info["wall_s"] or 0.0
+        self.run.cases_s += wall_s or 0.0
         self.run.finished.append(stats)
         record = pbench.as_record(stats)
         kept = self.to_journal(lambda journal: journal.add(record))

@@ -113,7 +113,7 @@ class Outputs:
         earlier = [
             (name, run_)
             for name, run_ in machine_runs(runs)
-            if fmt.fmnist_bench(run_).get("machine_key") in (machine_key, None)
+            if fmt.read_run(run_).ours.machine_key in (machine_key, None)
         ]
         if earlier:
             opened.profile = Profile.from_runs(earlier)
@@ -247,6 +247,8 @@ def update_machine_info(
     )  # torch's own choice, not the last case's
     machine_info["nvml"] = machine.nvml
     machine_info["gpus"] = machine.gpus
+    # untyped: records.Dataset declares train_images and test_images without `always`, so a Dataset made here
+    # would leave out the nulls the format writes for a split no case used
     machine_info["dataset"] = {
         "name": plan.dataset_name,
         "requested": plan.dataset,
@@ -284,16 +286,17 @@ def load_said(before: tuple[float, int] | None) -> str:
 
 
 def allocator_said(record: dict) -> str:
-    """The header's words for the C library allocator the run is held to."""
-    preload = f"; LD_PRELOAD={record['preload']}" if record.get("preload") else ""
-    if record.get("mode") == "keep":
-        how = "" if record.get("how") == "mmap threshold" else f" ({record.get('how')})"
+    """The header's words for the C library allocator the run is held to (machine_info.fmnist_bench.host_allocator)."""
+    held = fmt.HostAllocator.read(record)
+    preload = f"; LD_PRELOAD={held.preload}" if held.preload else ""
+    if held.mode == "keep":
+        how = "" if held.how == "mmap threshold" else f" ({held.how})"
         return (
-            f"{record['library']}, keeping freed blocks up to {record['keep_bytes'] >> 20:,} MiB for reuse{how} "
+            f"{held.library}, keeping freed blocks up to {held.keep_bytes >> 20:,} MiB for reuse{how} "
             f"(--host-allocator keep){preload}"
         )
-    why = f": {record['reason']}" if record.get("reason") else " (--host-allocator default)"
+    why = f": {held.reason}" if held.reason else " (--host-allocator default)"
     return (
-        f"{record.get('library', 'unknown')} as it is{why}; CPU cases' page faults depend on the cases before them"
+        f"{held.library or 'unknown'} as it is{why}; CPU cases' page faults depend on the cases before them"
         + preload
     )

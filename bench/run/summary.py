@@ -19,6 +19,7 @@ from bench.analysis.words import cases, faults_said, fmt_time
 from bench.format import records as fmt
 from bench.format.names import FAMILIES, NOISY_IQR_SHARE, SPEEDUP_FAMILIES
 from bench.measure.telemetry import OUTSIDE_SHARE
+from bench.run.estimate import default_threads_of
 
 __all__ = ["THREADS_MARGIN", "WIDTH", "end_summary"]
 
@@ -242,27 +243,27 @@ def _ladder_section(steps, best, default_threads, moves: dict | None = None) -> 
     ]
 
 
-def _load_said(load: dict) -> str | None:
-    """The whole run's machine load (format 5), in words; None for a run that has none."""
-    if not load:
+def _load_said(load: fmt.Load | None) -> str | None:
+    """The whole run's machine load (format 5), in words; None for a run that has none (or an empty one)."""
+    if load is None or not load.write():
         return None
-    if load.get("available") is not True:
-        return (
-            f"the machine's load across the run is unknown ({load.get('reason') or 'not measured'})"
-        )
-    share = load.get("outside_share") or 0.0
+    if load.available is not True:
+        return f"the machine's load across the run is unknown ({load.reason or 'not measured'})"
+    share = load.outside_share or 0.0
     words = f"other work took {share:.1%} of the machine's CPU time across the run"
-    spans, busy = load.get("intervals"), load.get("busy_intervals")
-    if load.get("busy"):
+    spans, busy = load.intervals, load.busy_intervals
+    if load.busy:
         words = f"the machine was not the run's own: {words} (over {OUTSIDE_SHARE:.0%})"
     if spans and busy:
         words += f", over {OUTSIDE_SHARE:.0%} in {busy} of {spans} spans of it"
     return words
 
 
-def _health(frame, measured: int, run: dict, passed_over: int = 0, load: dict | None = None) -> str:
-    health = [f"{measured} of {cases(run.get('planned_cases') or measured + passed_over)} measured"]
-    said = _load_said(load or {})
+def _health(
+    frame, measured: int, run: fmt.RunState, passed_over: int = 0, load: fmt.Load | None = None
+) -> str:
+    health = [f"{measured} of {cases(run.planned_cases or measured + passed_over)} measured"]
+    said = _load_said(load)
     if said:
         health.append(said)
     # cases the format's schema refused: named in the warnings, left out of every figure here
@@ -288,29 +289,30 @@ def _health(frame, measured: int, run: dict, passed_over: int = 0, load: dict | 
             health.append(
                 f"{len(names)} {words}: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
             )
-    skipped = run.get("skipped") or []
+    # untyped: RunState keeps skipped and failed as raw lists (records.py has no type for their entries)
+    skipped = run.skipped or []
     if skipped:  # (each said on its line as it happened; pytest's own list of them is left out of a bench session)
         first = skipped[0] if isinstance(skipped[0], dict) else {}
         health.append(
             f"{len(skipped)} skipped (the first: {first.get('reason') or 'no reason given'})"
         )
-    failed = run.get("failed") or []
+    failed = run.failed or []
     if failed:
         health.append(
             f"{len(failed)} failed and not saved: {', '.join(str(f.get('name')) for f in failed[:3])}"
         )
-    if run.get("complete") is False:
-        health.append(f"the run is incomplete: {run.get('ended') or 'not every planned case ran'}")
+    if run.complete is False:
+        health.append(f"the run is incomplete: {run.ended or 'not every planned case ran'}")
     return "; ".join(health) + "."
 
 
 BUSY_NO_VERDICT = f"no verdict: decided on figures measured while the machine was busy ({BUSY})"
 
 
-def _busy_opening(load: Mapping, choices, default_threads) -> list[str]:
+def _busy_opening(load: fmt.Load, choices, default_threads) -> list[str]:
     """The answer's first lines on a run the load held: how much, what it does to the figures, what to do."""
-    share = load.get("outside_share") or 0.0
-    spans, busy = load.get("intervals"), load.get("busy_intervals")
+    share = load.outside_share or 0.0
+    spans, busy = load.intervals, load.busy_intervals
     where = f", over {OUTSIDE_SHARE:.0%} in {busy} of {spans} spans of the run" if spans else ""
     lines = [
         f"The machine was busy while this ran: other work took {share:.0%} of its CPU time{where}. Every figure "
@@ -356,16 +358,18 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     from bench.analysis import figures
     from bench.analysis.rows import runs_to_frame
 
-    ours = [b for b in fmt.benchmarks(run) if b.get("group") in FAMILIES]
+    typed = fmt.read_run(run)
+    found = typed.benchmarks if isinstance(typed.benchmarks, list) else []
+    ours = [b for b in found if isinstance(b, dict) and fmt.Benchmark.read(b).group in FAMILIES]
     frame = runs_to_frame([(Path("this run"), {**run, "benchmarks": ours})])
-    state = fmt.run_state(run)
-    threads = fmt.default_threads(run)
+    state = typed.ours.run or fmt.RunState()
+    threads = default_threads_of(typed)
     if frame.empty:
         return [_health_empty(len(ours), state)]
     devices = set(frame["device"].astype(str))
     cross = figures.crossovers(figures.speedups(frame.iloc[:0]))
-    load = fmt.run_load(run)
-    busy_run = mostly_busy(load)
+    load = typed.ours.load
+    busy_run = mostly_busy(load.write() if load is not None else {})
     choices = figures.cpu_choices(frame)
     # A run the load held opens with that fact and what to do: every verdict below it could be the
     # load's.
@@ -445,5 +449,5 @@ def _limits_section(frame, cross) -> list[str]:
     return lines
 
 
-def _health_empty(measured: int, run: dict) -> str:
-    return f"{measured} of {cases(run.get('planned_cases') or measured)} measured; none of them could be read."
+def _health_empty(measured: int, run: fmt.RunState) -> str:
+    return f"{measured} of {cases(run.planned_cases or measured)} measured; none of them could be read."
