@@ -150,6 +150,7 @@ class Stats(Record):
     data: list | None = items(
         number(0, SECONDS[1], null=False), doc="every round's time (--benchmark-save-data)"
     )
+    total: float | None = number(0, 1e12, doc="the rounds' sum")
 
 
 # ---------------------------------------------------------------- the parts of a case's extra_info
@@ -205,6 +206,8 @@ class Energy(Record):
     reason: str | None = text()
     energy_per_round_j: float | None = number(*JOULES, zero=True)
     mean_power_w: float | None = number(*WATTS)
+    energy_per_1000_images_j: float | None = number(0, 1e15)
+    images_per_j: float | None = number(0, 1e15)
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,9 @@ class GpuTelemetry(Record):
     reason: str | None = text()
     energy_per_round_j: float | None = number(*JOULES, zero=True)
     energy_reliable: bool | None = flag(null=False, doc="false: under 2 s of rounds, approximate")
+    throttled: bool | None = flag(doc="NVML saw its clocks held down by power or heat")
+    energy_per_1000_images_j: float | None = number(0, 1e15)
+    images_per_j: float | None = number(0, 1e15)
     energy_source: str | None = text()
     mean_power_w: float | None = number(*WATTS)
     peak_power_w: float | None = number(*WATTS)
@@ -535,14 +541,24 @@ class Benchmark(Record):
 
 
 @dataclass(frozen=True)
+class Lost(Record):
+    """A case a run planned and did not measure: skipped, or failed."""
+
+    name: str | None = text(doc="its pytest name")
+    reason: str | None = text(doc="why")
+    when: str | None = text(doc="the phase that failed: setup, call or teardown")
+    figure: str | None = text(doc="what became of a figure measured before it failed")
+
+
+@dataclass(frozen=True)
 class RunState(Record):
     """machine_info.fmnist_bench.run: what happened to the planned cases and how the run ended (format 2 on)."""
 
     complete: bool | None = flag(null=False, always=True)
     planned_cases: int | None = integer(0, COUNT, always=True)
     finished_cases: int | None = integer(0, COUNT, always=True)
-    skipped: list = raw("array", always=True, doc="each skipped case's name and reason")
-    failed: list = raw("array", always=True, doc="each failed case's name, when and reason")
+    skipped: list = items(Lost, always=True, doc="each skipped case")
+    failed: list = items(Lost, always=True, doc="each failed case")
     wall_s: float | None = number(*SPAN, doc="the whole run's time")
     outside_cases_s: float | None = number(*SPAN, doc="imports, data, weights and saving")
     ended: str | None = text(doc="why it stopped early")
@@ -631,6 +647,7 @@ class Gpu(Record):
     driver_version: str | None = text()
     pcie_gbps_max: float | None = number(0.1, 10_000, doc="its link's theoretical GB/s a direction")
     uuid: str | None = text(doc="NVML's: tells two machines of one name and models apart")
+    index: int | None = integer(0, 1024, doc="NVML's own index of it")
 
 
 @dataclass(frozen=True)
@@ -692,8 +709,19 @@ class Run(Record):
 
     def cases(self) -> list[Benchmark]:
         """The run's benchmarks of fmnist-bench's families (another suite's are passed over)."""
-        found = [Benchmark.read(b) for b in self.benchmarks if isinstance(b, Mapping)]
+        benchmarks = self.benchmarks if isinstance(self.benchmarks, list) else []
+        found = [Benchmark.read(b) for b in benchmarks if isinstance(b, Mapping)]
         return [b for b in found if b.group in FAMILIES]
+
+    @property
+    def default_threads(self) -> int | None:
+        """torch's own thread count on the machine of the run: what every format-1 case ran at, and the CPU
+        baseline (from its plan where machine_info.torch does not say)."""
+        torch = self.machine_info.torch if self.machine_info is not None else None
+        plan = self.ours.plan
+        return (torch.threads if torch is not None else None) or (
+            plan.default_threads if plan is not None else None
+        )
 
     @property
     def ours(self) -> FmnistBench:
@@ -733,8 +761,8 @@ class JournalNotes(Record):
     saved: str | None = text(4095, pattern=r"[\s\S]", null=False, doc="where its run was saved")
     ended: str | None = text(300, pattern=r"[\s\S]", doc="how the run ended, where it said so")
     data_used: DataUsed | None = nested(DataUsed, null=False)
-    skipped: list | None = items(raw("object"), doc="each skipped case's name and reason")
-    failed: list | None = items(raw("object"), doc="each failed case's name, when and reason")
+    skipped: list | None = items(Lost, doc="each skipped case")
+    failed: list | None = items(Lost, doc="each failed case")
 
 
 # ---------------------------------------------------------------- writing: each part built through its type

@@ -275,9 +275,9 @@ class Telemetry:
         index, reason = None, None
         if device_kind(device).nvml:  # NVML reports it: find its GPU
             name = device if ":" in device else "cuda:0"
-            match = [g for g in gpus if fmt.Gpu.read(g).cuda_device == name]
+            match = [g for g in map(fmt.Gpu.read, gpus) if g.cuda_device == name]
             if match:
-                index = match[0]["index"]  # untyped: records.Gpu declares no index (NVML's own)
+                index = match[0].index
             else:
                 said = fmt.Nvml.read(nvml)
                 reason = (
@@ -353,10 +353,10 @@ class Telemetry:
 def case_flags(telemetry: dict) -> list[str]:
     """The warnings a case's telemetry carries: "throttled" (GPU clocks held down), "busy" (other work on the CPU)."""
     flags = []
-    # untyped: records.GpuTelemetry declares no throttled (whether NVML saw its clocks held down)
-    if (telemetry.get("gpu") or {}).get("throttled"):
+    said = fmt.Telemetry.read(telemetry)
+    if said.gpu is not None and said.gpu.throttled:
         flags.append("throttled")
-    host = fmt.Telemetry.read(telemetry).host
+    host = said.host
     if host is not None and host.cpu is not None and host.cpu.busy:
         flags.append("busy")
     return flags
@@ -364,8 +364,7 @@ def case_flags(telemetry: dict) -> list[str]:
 
 def add_per_images(extra_info: dict) -> None:
     """Energy per 1,000 images beside energy per round, once the case has said how many images a round is."""
-    # untyped: records.Energy and GpuTelemetry declare no energy_per_1000_images_j or images_per_j, and the
-    # case's family (whose record declares images) is not known here: the parts are added where they lie
+    # (a writer: the figures are added to the parts where they lie, as Energy and GpuTelemetry declare them)
     telemetry, images = extra_info.get("telemetry"), extra_info.get("images")
     if not isinstance(telemetry, dict) or not images:
         return

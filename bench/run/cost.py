@@ -18,7 +18,7 @@ from bench.format.store import NotARunFile, read_json
 from bench.measure.parse import parse_batch_sizes, parse_cpu_threads, parse_devices
 from bench.measure.plan import FAMILIES, Plan, plan_from_options
 from bench.measure.rounds import profile_size
-from bench.run.estimate import SPLIT_IMAGES, Profile, default_threads_of, machine_of
+from bench.run.estimate import SPLIT_IMAGES, Profile, machine_of
 from fmnist_model.ladder import loader_workers, train_config, unsupported_reason
 
 __all__ = ["CaseCost", "PlanCost", "case_cost", "describe", "main", "plan_cost", "round_images"]
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     runs.sort(key=lambda item: str(fmt.read_run(item[1]).datetime or ""))
     profile = Profile.from_runs(runs)
     default_threads = next(
-        (t for _, run in reversed(runs) if (t := default_threads_of(fmt.read_run(run)))), None
+        (t for _, run in reversed(runs) if (t := fmt.read_run(run).default_threads)), None
     )
     try:
         devices = (

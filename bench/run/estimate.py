@@ -26,7 +26,6 @@ __all__ = [
     "ASSUMED_OUTSIDE_S",
     "Observation",
     "Profile",
-    "default_threads_of",
     "machine_of",
     "observation",
 ]
@@ -180,16 +179,6 @@ def machine_of(run: dict) -> str:
     return str(read.ours.machine_key or info.node or "unknown machine")
 
 
-def default_threads_of(run: fmt.Run) -> int | None:
-    """torch's own thread count on the machine of a run: what every format-1 case ran at, and the CPU baseline
-    (from its plan where machine_info.torch does not say)."""
-    torch = run.machine_info.torch if run.machine_info is not None else None
-    plan = run.ours.plan
-    return (torch.threads if torch is not None else None) or (
-        plan.default_threads if plan is not None else None
-    )
-
-
 def _variant(family: str, params: dict) -> tuple:
     """A planned case's variant: its params as the plan names them."""
     return tuple(params.get(axis, _DEFAULT_AXIS.get(axis)) for axis in VARIANT_AXES[family])
@@ -235,10 +224,7 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
         )
         # The ladder's compile or capture, and its profile, are predicted on their own.
         prepare = prepared if prepared is not None else 0.0
-        # untyped: Stats declares no `total` (pytest-benchmark's sum of the rounds)
-        raw_stats = record.get("stats")
-        total = raw_stats.get("total") if isinstance(raw_stats, dict) else None
-        rest = max(wall - warm - sample - prepare - (total or 0.0), 0.0)
+        rest = max(wall - warm - sample - prepare - (stats.total or 0.0), 0.0)
         if profile_s is not None:
             overhead = max(rest - profile_s, 0.0)
         elif profile_images and breakdown.epoch_s is not None:

@@ -19,7 +19,6 @@ from bench.analysis.words import cases, faults_said, fmt_time
 from bench.format import records as fmt
 from bench.format.names import FAMILIES, NOISY_IQR_SHARE, SPEEDUP_FAMILIES
 from bench.measure.telemetry import OUTSIDE_SHARE
-from bench.run.estimate import default_threads_of
 
 __all__ = ["THREADS_MARGIN", "WIDTH", "end_summary"]
 
@@ -289,17 +288,15 @@ def _health(
             health.append(
                 f"{len(names)} {words}: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
             )
-    # untyped: RunState keeps skipped and failed as raw lists (records.py has no type for their entries)
     skipped = run.skipped or []
     if skipped:  # (each said on its line as it happened; pytest's own list of them is left out of a bench session)
-        first = skipped[0] if isinstance(skipped[0], dict) else {}
         health.append(
-            f"{len(skipped)} skipped (the first: {first.get('reason') or 'no reason given'})"
+            f"{len(skipped)} skipped (the first: {skipped[0].reason or 'no reason given'})"
         )
     failed = run.failed or []
     if failed:
         health.append(
-            f"{len(failed)} failed and not saved: {', '.join(str(f.get('name')) for f in failed[:3])}"
+            f"{len(failed)} failed and not saved: {', '.join(str(f.name) for f in failed[:3])}"
         )
     if run.complete is False:
         health.append(f"the run is incomplete: {run.ended or 'not every planned case ran'}")
@@ -363,7 +360,7 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     ours = [b for b in found if isinstance(b, dict) and fmt.Benchmark.read(b).group in FAMILIES]
     frame = runs_to_frame([(Path("this run"), {**run, "benchmarks": ours})])
     state = typed.ours.run or fmt.RunState()
-    threads = default_threads_of(typed)
+    threads = typed.default_threads
     if frame.empty:
         return [_health_empty(len(ours), state)]
     devices = set(frame["device"].astype(str))
