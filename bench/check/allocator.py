@@ -31,7 +31,8 @@ DEFAULT_ARGS = [
 
 
 def _faults(bench: dict) -> float | None:
-    return fmt.host_telemetry(bench).get("minor_faults_per_round")
+    telemetry = fmt.Benchmark.read(bench).extra.telemetry or fmt.Telemetry()
+    return (telemetry.host or fmt.HostTelemetry()).minor_faults_per_round
 
 
 def compare(runs: dict[str, list[dict]]) -> list[dict]:

@@ -98,24 +98,21 @@ def run_figures(run: dict, device: str, batch_size: int) -> dict:
     """From a saved run: the train cases' median epoch and GPU energy per round on `device` at `batch_size`, by pipeline."""
     device = f"{device}:0" if device in ("cuda", "mps") else device  # as a run names it
     out = {}
-    for bench in run.get("benchmarks", []):
-        params = bench.get("params") or {}
-        median = fmt.field(bench, "stats", "median")
-        if (
-            bench.get("group") != "train"
-            or params.get("device") != device
-            or params.get("batch_size") != batch_size
-        ):
+    for case in fmt.read_run(run).cases():
+        params, median = case.params or fmt.Params(), (case.stats or fmt.Stats()).median
+        if case.group != "train" or params.device != device or params.batch_size != batch_size:
             continue
-        if not isinstance(median, (int, float)):
+        if median is None:
             continue
-        gpu = fmt.field(bench, "extra_info", "telemetry", "gpu", default={})
-        out[params.get("pipeline")] = {
+        extra = case.extra
+        telemetry = extra.telemetry or fmt.Telemetry()
+        gpu = telemetry.gpu or fmt.GpuTelemetry()
+        out[params.pipeline] = {
             "median_s": median,
-            "images": fmt.field(bench, "extra_info", "images"),
-            "energy_per_round_j": gpu.get("energy_per_round_j"),
-            "energy_reliable": gpu.get("energy_reliable"),
-            "mean_power_w": gpu.get("mean_power_w"),
+            "images": extra.images,
+            "energy_per_round_j": gpu.energy_per_round_j,
+            "energy_reliable": gpu.energy_reliable,
+            "mean_power_w": gpu.mean_power_w,
         }
     return out
 
@@ -146,8 +143,8 @@ def _no_baseline(seed_case: dict, device: str, batch_size: int, images: int) -> 
 
 def _other_gpus(run: dict, device_name: str) -> str | None:
     """The saved run's GPU models when none of them is this one (the run is of another machine), else None."""
-    gpus = fmt.field(run, "machine_info", "gpus", default=[])
-    names = sorted({str(g.get("name")) for g in gpus if isinstance(g, dict) and g.get("name")})
+    info = fmt.read_run(run).machine_info or fmt.MachineInfo()
+    names = sorted({g.name for g in info.gpus or [] if g.name})
     return ", ".join(names) if names and device_name not in names else None
 
 
