@@ -142,7 +142,12 @@ def test_the_check_pairs_each_case_across_the_two_allocators_with_its_faults():
         telemetry = {"host": {"minor_faults_per_round": faults}}
         return {
             "benchmarks": [
-                {"name": name, "stats": {"median": median}, "extra_info": {"telemetry": telemetry}}
+                {
+                    "group": "train",
+                    "name": name,
+                    "stats": {"median": median},
+                    "extra_info": {"telemetry": telemetry},
+                }
             ]
         }
 

@@ -181,7 +181,8 @@ def test_stopwatch_counts_from_when_it_was_made():
 def _run(name, rounds):
     data = sorted(rounds)
     median = data[len(data) // 2]
-    return {"benchmarks": [{"name": name, "stats": {"median": median, "iqr": 0.0, "data": rounds}}]}
+    stats = {"median": median, "iqr": 0.0, "data": rounds}
+    return {"benchmarks": [{"group": "train", "name": name, "stats": stats}]}
 
 
 def test_check_warmup_compares_medians_and_the_first_round_per_case():
@@ -232,7 +233,12 @@ def test_check_telemetry_pairs_each_case_on_and_off():
         extra = {"telemetry": {"samples": samples} if samples is not None else {"state": "off"}}
         return {
             "benchmarks": [
-                {"name": name, "stats": {"median": median, "iqr": iqr}, "extra_info": extra}
+                {
+                    "group": "train",
+                    "name": name,
+                    "stats": {"median": median, "iqr": iqr},
+                    "extra_info": extra,
+                }
             ]
         }
 

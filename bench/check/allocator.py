@@ -30,8 +30,8 @@ DEFAULT_ARGS = [
 ]
 
 
-def _faults(bench: dict) -> float | None:
-    telemetry = fmt.Benchmark.read(bench).extra.telemetry or fmt.Telemetry()
+def _faults(bench: fmt.Benchmark) -> float | None:
+    telemetry = bench.extra.telemetry or fmt.Telemetry()
     return (telemetry.host or fmt.HostTelemetry()).minor_faults_per_round
 
 

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from bench.format import records as fmt
 from bench.format.schema import run_errors
 from bench.format.store import NotARunFile, read_json, write_whole
 
@@ -20,6 +21,7 @@ __all__ = [
     "alternated",
     "arguments",
     "busy_loops",
+    "cases_of",
     "largest_change",
     "paired",
     "print_table",
@@ -98,26 +100,22 @@ def busy_loops(count: int) -> Iterator[list[subprocess.Popen]]:
                 loop.wait()
 
 
+def cases_of(run: dict) -> list[fmt.Benchmark]:
+    """A run's cases as records: what a check reads of the runs it made."""
+    return fmt.read_run(run).cases()
+
+
 def paired(
     runs: dict[str, list[dict]], a: str, b: str
-) -> Iterator[tuple[str, list[dict], list[dict]]]:
+) -> Iterator[tuple[str, list[fmt.Benchmark], list[fmt.Benchmark]]]:
     """Per case that variants `a` and `b` both ran, as often in each: its name and each variant's
     benchmarks of it, trial by trial. The pairs check_telemetry and check_allocator compare."""
-    names = sorted(
-        {
-            bench["name"]
-            for variant in (a, b)
-            for run in runs[variant]
-            for bench in run["benchmarks"]
-        }
-    )
+    read = {v: [cases_of(run) for run in runs[v]] for v in (a, b)}
+    names = sorted({case.name for v in (a, b) for cases in read[v] for case in cases})
     for name in names:
-        cases = [
-            [bench for run in runs[v] for bench in run["benchmarks"] if bench["name"] == name]
-            for v in (a, b)
-        ]
-        if cases[0] and len(cases[0]) == len(cases[1]):
-            yield name, cases[0], cases[1]
+        found = [[case for cases in read[v] for case in cases if case.name == name] for v in (a, b)]
+        if found[0] and len(found[0]) == len(found[1]):
+            yield name, found[0], found[1]
 
 
 MAX_TRIALS = 100
@@ -147,11 +145,11 @@ def arguments(
     return args
 
 
-def ratio_row(name: str, cases: dict[str, list[dict]]) -> dict:
+def ratio_row(name: str, cases: dict[str, list[fmt.Benchmark]]) -> dict:
     """One case of two variants (their name -> its benchmarks, trial by trial): each variant's median of medians,
     the first over the second, and each trial's ratio."""
     (a, first), (b, second) = cases.items()
-    medians = {a: [x["stats"]["median"] for x in first], b: [x["stats"]["median"] for x in second]}
+    medians = {a: [x.stats.median for x in first], b: [x.stats.median for x in second]}
     return {
         "name": name,
         a: statistics.median(medians[a]),

@@ -19,6 +19,7 @@ import sys
 
 from bench.analysis.limits import LIMIT_ROUND, LIMIT_UNITS, limit_figure
 from bench.check.harness import alternated, arguments, busy_loops, print_table
+from bench.format import records as fmt
 
 __all__ = ["HOLDS", "compare", "main"]
 
@@ -32,19 +33,21 @@ def _figures(runs: list[dict]) -> dict[str, list[dict]]:
     """Per limits case, each run's figure, its matrix side and whether the run marked it busy."""
     out: dict[str, list[dict]] = {}
     for run in runs:
-        for bench in run["benchmarks"]:
-            if bench.get("group") != "limits":
+        for case in fmt.read_run(run).cases():
+            if case.group != "limits" or case.stats is None:
                 continue
-            extra, limit = bench["extra_info"], bench["params"]["limit"]
-            figure = limit_figure(limit, extra.get("work") or {}, bench["stats"].get(LIMIT_ROUND))
-            load = extra.get("machine_load") or {}
-            out.setdefault(bench["name"], []).append(
+            if case.params is None or case.params.limit not in LIMIT_UNITS:
+                continue
+            extra, limit = case.extra, case.params.limit
+            work = extra.work or fmt.LimitWork()
+            load = extra.machine_load or fmt.Load()
+            out.setdefault(case.name, []).append(
                 {
-                    "figure": figure,
+                    "figure": limit_figure(limit, work, getattr(case.stats, LIMIT_ROUND)),
                     "unit": LIMIT_UNITS[limit],
-                    "n": (extra.get("work") or {}).get("n"),
-                    "marked": load.get("busy") is True,
-                    "share": load.get("outside_share"),
+                    "n": work.n,
+                    "marked": load.busy is True,
+                    "share": load.outside_share,
                 }
             )
     return out

@@ -18,6 +18,7 @@ from bench.check.harness import (
     print_table,
     ratio_row,
 )
+from bench.format import records as fmt
 
 __all__ = ["compare", "main"]
 
@@ -27,6 +28,12 @@ VARIANTS = ("on", "off")
 DEFAULT_ARGS = ["--devices", "cpu", "--batch-sizes", "1000", "-k", "train and resident"]
 
 
+def _samples(bench: fmt.Benchmark) -> int:
+    """How many times the sampler woke during the case's rounds (0 where it did not run)."""
+    telemetry = bench.extra.telemetry or fmt.Telemetry()
+    return telemetry.samples or 0
+
+
 def compare(runs: dict[str, list[dict]]) -> list[dict]:
     """Per case: each variant's median of medians, on/off, the trials' on/off ratios, the IQR share and the samples."""
     rows = []
@@ -34,10 +41,8 @@ def compare(runs: dict[str, list[dict]]) -> list[dict]:
         rows.append(
             {
                 **ratio_row(name, {"on": on, "off": off}),
-                "iqr": max(b["stats"]["iqr"] / b["stats"]["median"] for b in on + off),
-                "samples": statistics.median(
-                    b["extra_info"]["telemetry"].get("samples", 0) for b in on
-                ),
+                "iqr": max(b.stats.iqr / b.stats.median for b in on + off),
+                "samples": statistics.median(_samples(b) for b in on),
             }
         )
     return rows

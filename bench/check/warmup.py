@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 import sys
 
-from bench.check.harness import alternated, arguments, largest_change
+from bench.check.harness import alternated, arguments, cases_of, largest_change
 
 __all__ = ["compare", "main"]
 
@@ -21,23 +21,18 @@ VARIANTS = {"short": None, "full": "all"}  # None: the suite's default warm-up
 
 def compare(runs: dict[str, list[dict]]) -> list[dict]:
     """Per case: each variant's median of medians, short/full, and the first round against the median."""
-    names = sorted({b["name"] for run in runs["short"] for b in run["benchmarks"]})
+    read = {variant: [c for run in found for c in cases_of(run)] for variant, found in runs.items()}
+    names = sorted({c.name for c in read["short"]})
     rows = []
     for name in names:
         row: dict = {"name": name}
-        for variant, variant_runs in runs.items():
-            cases = [b for run in variant_runs for b in run["benchmarks"] if b["name"] == name]
-            if not cases:
+        for variant, found in read.items():
+            stats = [c.stats for c in found if c.name == name and c.stats is not None]
+            if not stats:
                 continue
-            row[variant] = statistics.median(b["stats"]["median"] for b in cases)
-            row[f"{variant}_iqr"] = statistics.median(
-                b["stats"]["iqr"] / b["stats"]["median"] for b in cases
-            )
-            firsts = [
-                b["stats"]["data"][0] / b["stats"]["median"]
-                for b in cases
-                if len(b["stats"].get("data") or []) > 1
-            ]
+            row[variant] = statistics.median(s.median for s in stats)
+            row[f"{variant}_iqr"] = statistics.median(s.iqr / s.median for s in stats)
+            firsts = [s.data[0] / s.median for s in stats if len(s.data or []) > 1]
             row[f"{variant}_first"] = statistics.median(firsts) if firsts else None
         if "short" in row and "full" in row:
             row["ratio"] = row["short"] / row["full"]
