@@ -29,6 +29,7 @@ from bench.format.store import (
     dumps,
     machine_runs,
     read_json,
+    rename_new,
     save_whole,
     shown,
 )
@@ -113,7 +114,7 @@ class Journal:
             # a new line could not be added, and recovery would call the run killed.
             self._ended_at = self._size
             self._append(_ended_line(None))
-            _rename_new(opening, self.path)
+            rename_new(opening, self.path)
         except OSError as exc:
             os.close(fd)
             opening.unlink(missing_ok=True)
@@ -194,21 +195,6 @@ def _ended_line(how: str | None) -> bytes:
         how = how[: max(len(how) - (len(line) - _ENDED_ROOM + 1) - 4, 0)] + "..."
         line = dumps({"ended": how}, ensure_ascii=True)
     return (line + " " * (_ENDED_ROOM - 1 - len(line)) + "\n").encode()
-
-
-def _rename_new(source: Path, target: Path) -> None:
-    """Give `source` the name `target`, which must not exist (FileExistsError: never replaced)."""
-    try:
-        os.link(source, target)
-    except FileExistsError:
-        raise
-    # no hard links here (FAT, some network mounts): the name has a random part, never taken
-    except OSError:
-        if target.exists():
-            raise FileExistsError(17, f"{target.name} exists") from None
-        os.rename(source, target)
-        return
-    source.unlink()
 
 
 def _free_bytes(folder: Path) -> int | None:

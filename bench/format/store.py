@@ -40,6 +40,7 @@ __all__ = [
     "load_run",
     "machine_runs",
     "reference_folder",
+    "rename_new",
     "shown",
     "save_whole",
     "write_whole",
@@ -306,7 +307,7 @@ def save_whole(folder: Path, save_name: str, output_json: dict) -> Path:
             for _attempt in range(1000):
                 target = folder / f"{_next_number(folder):04d}_{save_name}.json"
                 try:
-                    _take(tmp, target)
+                    rename_new(tmp, target)
                     return target
                 except FileExistsError:
                     continue
@@ -315,17 +316,21 @@ def save_whole(folder: Path, save_name: str, output_json: dict) -> Path:
         tmp.unlink(missing_ok=True)
 
 
-def _take(tmp: Path, target: Path) -> None:
-    """Give `tmp` the name `target`, failing with FileExistsError, never overwriting, if it is taken."""
+def rename_new(source: Path, target: Path) -> None:
+    """Give `source` the name `target`, failing with FileExistsError, never overwriting, if it is taken.
+
+    The file keeps its inode (a lock held on it goes with it)."""
     try:
-        os.link(tmp, target)
+        os.link(source, target)
     except FileExistsError:
         raise
     except OSError:
         # A filesystem without hard links (FAT, some network mounts): claim the name, then move
-        # the whole file onto it. Under the folder's lock no other save can claim it meanwhile.
+        # the whole file onto it. A name claimed this way is never taken by another claim meanwhile.
         os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        os.replace(tmp, target)
+        os.replace(source, target)
+        return
+    source.unlink()
 
 
 def machine_runs(folder: Path) -> list[tuple[str, dict]]:
