@@ -26,6 +26,7 @@ from bench.format.schema import run_errors
 from bench.format.store import (
     RUN_GLOB,
     NotARunFile,
+    alive,
     dumps,
     machine_runs,
     read_json,
@@ -411,26 +412,11 @@ def _saved_copy(folder: Path, journal: str, said) -> Path | None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    """Whether a process of this id runs here (signal 0 asks without sending anything)."""
-    if pid <= 0:  # 0 and below name process groups, not a process
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    except (OverflowError, ValueError):  # an id no process can have
-        return False
-    return True
-
-
 def _remove_temporaries(folder: Path, pid) -> None:
     """A save cut short by SIGKILL leaves its temporary file: the dead process's ones go with its journal.
     Never a live process's (the journal's pid taken again, or its run between saving and removing
     it)."""
-    if isinstance(pid, int) and not _alive(pid):
+    if isinstance(pid, int) and not alive(pid):
         for tmp in [
             *folder.glob(f".saving-{pid}-*.tmp"),
             *folder.glob(f".opening-journal_*_{pid}_*.jsonl"),

@@ -32,6 +32,7 @@ __all__ = [
     "MAX_RUN_BYTES",
     "NotARunFile",
     "RunFileWarning",
+    "alive",
     "dumps",
     "read_bounded",
     "read_json",
@@ -314,6 +315,22 @@ def save_whole(folder: Path, save_name: str, output_json: dict) -> Path:
             raise OSError(f"no free run number in {folder}")
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def alive(pid: int) -> bool:
+    """Whether a process of this id runs here (signal 0 asks without sending anything): a temporary named
+    by its process's id (a save's, a journal's, a report's) is left behind once that process is gone."""
+    if pid <= 0:  # 0 and below name process groups, not a process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except (OverflowError, ValueError):  # an id no process can have
+        return False
+    return True
 
 
 def rename_new(source: Path, target: Path) -> None:

@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.format.store import alive
+
 __all__ = ["left_behind", "remove", "temporary_prefix"]
 
 # Which machine made a temporary: a process id means something only on the machine that gave it.
@@ -32,16 +34,8 @@ def temporary_prefix(head: str) -> str:
 
 
 def _alive(pid: int) -> bool:
-    """Whether a process of this id runs here (signal 0 asks without sending anything)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    except (OverflowError, ValueError):  # an id no process can have
+    """Whether a process of this id runs here, a zombie counted as ended."""
+    if not alive(pid):
         return False
     try:  # Linux: a zombie has ended (its parent died before reaping it, and no init reaps it in a container)
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
