@@ -35,6 +35,7 @@ __all__ = [
     "limits_table",
     "predicted",
     "predicted_table",
+    "same_setting",
     "why",
 ]
 
@@ -58,13 +59,7 @@ def device_limits(frame: pd.DataFrame) -> pd.DataFrame:
     for key, group in lim.groupby(_KEYS, dropna=False, sort=True):
         figure = functools.partial(_figure, group)
         row = dict(zip(_KEYS, key, strict=True))
-        mine = copies[
-            (copies["machine_key"] == row["machine_key"])
-            & (copies["quick"] == row["quick"])
-            & (copies["device"] == row["device"])
-        ]
-        if row["device"] == "cpu":
-            mine = mine[mine["cpu_threads"] == row["cpu_threads"]]
+        mine = same_setting(copies, row)
         h2h = mine[(mine["direction"] == "h2h")]
         bandwidth = figure("device_copy")
         if math.isnan(bandwidth) and not h2h.empty:
@@ -109,15 +104,20 @@ def device_limits(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=columns)
 
 
-def held_rows(frame: pd.DataFrame, where: dict) -> pd.DataFrame:
-    """The training and inference cases of one machine, run kind, device and (CPU) thread count."""
+def same_setting(frame: pd.DataFrame, where) -> pd.DataFrame:
+    """The rows of `frame` of `where`'s machine, run kind, device and (CPU) thread count: what a device's limits
+    are keyed by (`where`: a row of device_limits, or anything with those keys)."""
     rows = frame[
-        frame["family"].isin(["train", "inference"])
-        & (frame["machine_key"] == where["machine_key"])
+        (frame["machine_key"] == where["machine_key"])
         & (frame["quick"] == where["quick"])
         & (frame["device"] == where["device"])
     ]
     return rows[rows["cpu_threads"] == where["cpu_threads"]] if where["device"] == "cpu" else rows
+
+
+def held_rows(frame: pd.DataFrame, where: dict) -> pd.DataFrame:
+    """The training and inference cases of one machine, run kind, device and (CPU) thread count."""
+    return same_setting(frame[frame["family"].isin(["train", "inference"])], where)
 
 
 def _untrusted(limits: pd.DataFrame, copies: pd.DataFrame, cases: pd.DataFrame) -> dict[str, str]:

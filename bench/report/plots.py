@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from bench.analysis.cells import device_label  # noqa: E402
+from bench.analysis.held import same_setting  # noqa: E402
 
 __all__ = [
     "RANKING_PART",
@@ -309,13 +310,7 @@ def plot_limits(held: pd.DataFrame, peaks: pd.DataFrame, path: Path) -> Path | N
         )
         for ax, mine in _each_panel(grid, data):
             first = mine.iloc[0]
-            same = peaks[
-                (peaks["machine_key"] == first["machine_key"])
-                & (peaks["quick"] == first["quick"])
-                & (peaks["device"] == first["device"])
-            ]
-            if first["device"] == "cpu":
-                same = same[same["cpu_threads"] == first["cpu_threads"]]
+            same = same_setting(peaks, first)
             for column, style in (("peak_float32", "--"), ("peak_bfloat16", ":")):
                 value = same[column].dropna()
                 if not value.empty:
