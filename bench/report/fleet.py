@@ -188,10 +188,24 @@ def _per_device(rows: pd.DataFrame, value: pd.Series, best: str) -> pd.DataFrame
     return rows.assign(device=device_label(rows)).drop_duplicates(["machine_key", "device"])
 
 
+def _best_per_device(
+    ranking: Ranking, rows: pd.DataFrame, value: pd.Series, cell, detail, times: bool = True
+) -> Ranking:
+    """`ranking` of each machine and device's best row by `value` (as the ranking reads best), each row's cell
+    and detail in words from `cell` and `detail`; no interval of its own."""
+    rows = _per_device(rows, value, "max" if ranking.higher_is_better else "min")
+    rows["cell"] = [cell(r) for r in rows.itertuples()]
+    rows["detail"] = [detail(r) for r in rows.itertuples()]
+    return _finish(ranking, rows.assign(low=np.nan, high=np.nan), times=times)
+
+
+def _rate_cell(r) -> str:
+    return _number(r.value) + _spread(r.value, r.q1, r.q3, True) + marks(r)
+
+
 def _figure_rankings(full: pd.DataFrame) -> list[Ranking]:
     train = full[full["family"] == "train"]
     compute = full[(full["family"] == "inference") & (full["variant"] == "compute")]
-    out = []
     fastest = Ranking(
         "fastest_epoch",
         "Fastest training epoch",
@@ -200,13 +214,15 @@ def _figure_rankings(full: pd.DataFrame) -> list[Ranking]:
         "one epoch (s, median)",
         False,
     )
-    rows = _per_device(train, train["median"], "min")
-    rows["cell"] = [
-        fmt_seconds(r.median) + _spread(r.median, r.q1, r.q3, False) + marks(r)
-        for r in rows.itertuples()
+    out = [
+        _best_per_device(
+            fastest,
+            train,
+            train["median"],
+            lambda r: fmt_seconds(r.median) + _spread(r.median, r.q1, r.q3, False) + marks(r),
+            lambda r: f"{r.pipeline}, batch {r.batch_size:,}",
+        )
     ]
-    rows["detail"] = [f"{r.pipeline}, batch {r.batch_size:,}" for r in rows.itertuples()]
-    out.append(_finish(fastest, rows.assign(low=np.nan, high=np.nan), times=True))
     for key, title, pick in (
         ("inference_batch1", "Inference at batch 1", lambda r: r[r["batch_size"] == 1]),
         ("inference_largest", "Inference at the largest batch", _largest),
@@ -220,13 +236,15 @@ def _figure_rankings(full: pd.DataFrame) -> list[Ranking]:
             True,
         )
         rows = pick(compute)
-        rows = _per_device(rows, rows["images_per_s"], "max")
-        rows["cell"] = [
-            _number(r.value) + _spread(r.value, r.q1, r.q3, True) + marks(r)
-            for r in rows.itertuples()
-        ]
-        rows["detail"] = [f"batch {r.batch_size:,}" for r in rows.itertuples()]
-        out.append(_finish(ranking, rows.assign(low=np.nan, high=np.nan), times=True))
+        out.append(
+            _best_per_device(
+                ranking,
+                rows,
+                rows["images_per_s"],
+                _rate_cell,
+                lambda r: f"batch {r.batch_size:,}",
+            )
+        )
     pinned = full[
         (full["family"] == "transfer") & (full["direction"] == "h2d") & (full["memory"] == "pinned")
     ]
@@ -238,16 +256,18 @@ def _figure_rankings(full: pd.DataFrame) -> list[Ranking]:
         "GB/s (median)",
         True,
     )
-    rows = _per_device(pinned, pinned["gbps"], "max")
-    rows["cell"] = [
-        _number(r.value) + _spread(r.value, r.q1, r.q3, True) + marks(r) for r in rows.itertuples()
-    ]
-    rows["detail"] = [
-        f"{r.size:,} images, {r.dtype}"
-        + (f", {r.link_share:.0%} of the link" if pd.notna(r.link_share) else "")
-        for r in rows.itertuples()
-    ]
-    out.append(_finish(ranking, rows.assign(low=np.nan, high=np.nan), times=True))
+    out.append(
+        _best_per_device(
+            ranking,
+            pinned,
+            pinned["gbps"],
+            _rate_cell,
+            lambda r: (
+                f"{r.size:,} images, {r.dtype}"
+                + (f", {r.link_share:.0%} of the link" if pd.notna(r.link_share) else "")
+            ),
+        )
+    )
     energy = train[(train["pipeline"] == "resident") & (train["batch_size"] == LADDER_BATCH)]
     energy = energy[energy["energy_j"] > 0]
     ranking = Ranking(
@@ -258,14 +278,16 @@ def _figure_rankings(full: pd.DataFrame) -> list[Ranking]:
         "J per epoch",
         False,
     )
-    rows = _per_device(energy, energy["energy_j"], "min")
-    rows["cell"] = [
-        f"{r.value:.3g} J" + (" ≈" if r.energy_note else "") + marks(r) for r in rows.itertuples()
-    ]
-    rows["detail"] = [
-        f"{r.mean_power_w:.0f} W" if pd.notna(r.mean_power_w) else "" for r in rows.itertuples()
-    ]
-    out.append(_finish(ranking, rows.assign(low=np.nan, high=np.nan), times=False))
+    out.append(
+        _best_per_device(
+            ranking,
+            energy,
+            energy["energy_j"],
+            lambda r: f"{r.value:.3g} J" + (" ≈" if r.energy_note else "") + marks(r),
+            lambda r: f"{r.mean_power_w:.0f} W" if pd.notna(r.mean_power_w) else "",
+            times=False,
+        )
+    )
     return out
 
 
