@@ -148,24 +148,30 @@ def _speed_cell(r) -> str:
     return text + marks(r) + (PARTIAL if r.partial else "")
 
 
+# The columns of a case held against the CPU at torch's default thread count, after the machine's.
+_AGAINST_THE_CPU = {
+    "cpu_default": "CPU threads (default)",
+    "family": "Family",
+    "variant": "Variant",
+    "run": "Run",
+}
+
+
+def _against_the_cpu(rows: pd.DataFrame, cell) -> pd.DataFrame:
+    """`rows` with their cell (`cell` of each), the CPU's default thread count and the run's kind."""
+    return rows.assign(
+        cell=[cell(r) for r in rows.itertuples()],
+        cpu_default=rows["default_threads"].map(_threads),
+        run=rows["quick"].map(RUN_KIND),
+    )
+
+
 def speedup_table(speed: pd.DataFrame, *, with_machine: bool = True) -> pd.DataFrame:
     """GPU over the same machine's CPU, per device, family and variant; one column per batch size."""
     if speed.empty:
         return pd.DataFrame()
-    cells = speed.assign(
-        cell=[_speed_cell(r) for r in speed.itertuples()],
-        cpu_default=speed["default_threads"].map(_threads),
-        run=speed["quick"].map(RUN_KIND),
-    )
-    index = {
-        "label": "Machine",
-        "device": "GPU",
-        "cpu_default": "CPU threads (default)",
-        "family": "Family",
-        "variant": "Variant",
-        "run": "Run",
-    }
-    table = spread(cells, index, sort=False)
+    cells = _against_the_cpu(speed, _speed_cell)
+    table = spread(cells, {"label": "Machine", "device": "GPU", **_AGAINST_THE_CPU}, sort=False)
     return table if with_machine else table.drop(columns=["Machine"])
 
 
@@ -284,20 +290,8 @@ def threads_table(frame: pd.DataFrame, choices: pd.DataFrame) -> pd.DataFrame:
         return text + marks(r)
 
     labels = frame.drop_duplicates("machine_key").set_index("machine_key")["label"]
-    cells = swept.assign(
-        cell=[cell(r) for r in swept.itertuples()],
-        cpu_default=swept["default_threads"].map(_threads),
-        Machine=swept["machine_key"].map(labels),
-        run=swept["quick"].map(RUN_KIND),
-    )
-    index = {
-        "Machine": "Machine",
-        "cpu_default": "CPU threads (default)",
-        "family": "Family",
-        "variant": "Variant",
-        "run": "Run",
-    }
-    return spread(cells, index)
+    cells = _against_the_cpu(swept, cell).assign(Machine=swept["machine_key"].map(labels))
+    return spread(cells, {"Machine": "Machine", **_AGAINST_THE_CPU})
 
 
 def crossover_table(cross: pd.DataFrame) -> pd.DataFrame:
