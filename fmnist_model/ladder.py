@@ -106,6 +106,17 @@ _ONE_CHANGE = {
 }
 
 
+# The fields the changes above set, as the base step of either family has them: eager, float32,
+# contiguous, no graph.
+_UNCHANGED = dict(
+    memory_format="contiguous",
+    precision="float32",
+    compile_mode=None,
+    cuda_graph=False,
+    ragged="eager",
+)
+
+
 def _changes(family: str, pipeline: str) -> dict:
     """Every change from the family's base step to `pipeline`: its own, and those of the steps it builds on."""
     chain = []
@@ -115,12 +126,17 @@ def _changes(family: str, pipeline: str) -> dict:
     return {k: v for change in reversed(chain) for k, v in change.items()}
 
 
+def _checked(pipeline: str, ladder: tuple[str, ...], what: str) -> None:
+    """Raises ValueError for a pipeline that is not a step of `ladder`."""
+    if pipeline not in ladder:
+        raise ValueError(
+            f"{pipeline!r} is not {what} pipeline: expected one of {', '.join(ladder)}"
+        )
+
+
 def train_config(pipeline: str, device: torch.device | str, cpus: int | None = None) -> TrainConfig:
     """The config of a training pipeline on `device`. Raises ValueError for an unknown pipeline."""
-    if pipeline not in TRAIN_LADDER:
-        raise ValueError(
-            f"{pipeline!r} is not a training pipeline: expected one of {', '.join(TRAIN_LADDER)}"
-        )
+    _checked(pipeline, TRAIN_LADDER, "a training")
     accelerator = not device_kind(str(torch.device(device))).host
     base = dict(
         pipeline=pipeline,
@@ -130,11 +146,7 @@ def train_config(pipeline: str, device: torch.device | str, cpus: int | None = N
         non_blocking=False,
         persistent_workers=False,
         sync_per_batch=False,
-        memory_format="contiguous",
-        precision="float32",
-        compile_mode=None,
-        cuda_graph=False,
-        ragged="eager",
+        **_UNCHANGED,
     )
     if pipeline == "seed":
         base.update(data="dataloader", workers=0, sync_per_batch=True)
@@ -187,19 +199,8 @@ class InferenceConfig:
 
 def inference_config(pipeline: str) -> InferenceConfig:
     """The config of an inference pipeline. Raises ValueError for an unknown one."""
-    if pipeline not in INFERENCE_LADDER:
-        raise ValueError(
-            f"{pipeline!r} is not an inference pipeline: expected one of {', '.join(INFERENCE_LADDER)}"
-        )
-    base = dict(
-        pipeline=pipeline,
-        autograd="inference_mode",
-        memory_format="contiguous",
-        precision="float32",
-        compile_mode=None,
-        cuda_graph=False,
-        ragged="eager",
-    )
+    _checked(pipeline, INFERENCE_LADDER, "an inference")
+    base = dict(pipeline=pipeline, autograd="inference_mode", **_UNCHANGED)
     if pipeline == "eager":
         # the model called as a first attempt does: autograd records
         base.update(autograd="enabled")
