@@ -159,6 +159,21 @@ def test_the_check_fails_when_the_telemetry_counts_energy_outside_the_epochs(mon
     assert out["within"] is False
 
 
+def _on_the_cpu(*more: str, images: int = 200, rounds: int = 1) -> list[str]:
+    """A check's arguments on the CPU: epochs of `images` images in batches of 100, `rounds` timed rounds."""
+    return [
+        "--device",
+        "cpu",
+        "--images",
+        str(images),
+        "--batch-size",
+        "100",
+        "--rounds",
+        str(rounds),
+        *more,
+    ]
+
+
 def test_on_the_cpu_it_times_resident_and_says_why_no_graph_was_built(tmp_path, capsys):
     run = tmp_path / "run.json"
     run.write_text(
@@ -170,7 +185,7 @@ def test_on_the_cpu_it_times_resident_and_says_why_no_graph_was_built(tmp_path, 
         )
     )
     out = tmp_path / "out.json"
-    args = ["--device", "cpu", "--images", "300", "--batch-size", "100", "--rounds", "2"]
+    args = _on_the_cpu(images=300, rounds=2)
     assert (
         check_gpu.main(
             [*args, "--variants", "resident,cuda_graph", "--run", str(run), "--json", str(out)]
@@ -218,18 +233,7 @@ def test_a_run_without_a_usable_seed_epoch_is_no_baseline_and_says_why(
     run = tmp_path / "run.json"
     run.write_text(json.dumps({"machine_info": {}, "benchmarks": cases}))
     out = tmp_path / "out.json"
-    args = [
-        "--device",
-        "cpu",
-        "--images",
-        "200",
-        "--batch-size",
-        "100",
-        "--rounds",
-        "1",
-        "--variants",
-        "resident",
-    ]
+    args = _on_the_cpu("--variants", "resident")
     assert check_gpu.main([*args, "--run", str(run), "--json", str(out)]) == 0
     summary = json.loads(out.read_text())["summary"]
     assert "vs_seed" not in summary["fastest"] and summary["seed_baseline"] is None
@@ -290,18 +294,7 @@ def test_a_variant_that_fails_in_its_epochs_is_named_and_the_others_are_kept(
     monkeypatch.setattr(check_gpu, "VARIANTS", {"resident": None, "channels_last": None})
     _break_epoch(monkeypatch, "channels_last", "an epoch that breaks", on_call=1)
     out = tmp_path / "out.json"
-    args = [
-        "--device",
-        "cpu",
-        "--images",
-        "200",
-        "--batch-size",
-        "100",
-        "--rounds",
-        "2",
-        "--json",
-        str(out),
-    ]
+    args = _on_the_cpu("--json", str(out), rounds=2)
     assert check_gpu.main([*args, "--variants", "channels_last,resident"]) == 0
     saved = json.loads(out.read_text())
     assert saved["summary"]["failed"] == {
@@ -329,18 +322,7 @@ def test_a_lost_cuda_context_stops_the_check_and_keeps_what_was_measured(
         monkeypatch, "channels_last", "an illegal memory access was encountered", on_call=3
     )
     out = tmp_path / "out.json"
-    args = [
-        "--device",
-        "cpu",
-        "--images",
-        "200",
-        "--batch-size",
-        "100",
-        "--rounds",
-        "3",
-        "--json",
-        str(out),
-    ]
+    args = _on_the_cpu("--json", str(out), rounds=3)
     assert check_gpu.main([*args, "--variants", "resident,channels_last,bf16"]) == 0
     saved = json.loads(out.read_text())
     assert saved["summary"]["failed"] == {
@@ -391,8 +373,7 @@ def test_a_cudnn_benchmark_call_holds_the_mode_for_its_whole_process_and_puts_it
 
     monkeypatch.setattr(Trainer, "epoch", epoch)
     before = torch.backends.cudnn.benchmark
-    args = ["--device", "cpu", "--images", "200", "--batch-size", "100", "--rounds", "1"]
-    assert check_gpu.main([*args, "--variants", "resident+bench"]) == 0
+    assert check_gpu.main(_on_the_cpu("--variants", "resident+bench")) == 0
     assert seen and all(seen)  # on from the first epoch to the last
     assert torch.backends.cudnn.benchmark == before
 
@@ -448,18 +429,7 @@ def test_a_json_the_disk_cannot_take_is_said_never_a_traceback_or_a_file_cut_sho
 
     monkeypatch.setattr(check_gpu, "checked_inputs", then_the_disk_fills)
     out = tmp_path / "out.json"
-    args = [
-        "--device",
-        "cpu",
-        "--images",
-        "200",
-        "--batch-size",
-        "100",
-        "--rounds",
-        "1",
-        "--json",
-        str(out),
-    ]
+    args = _on_the_cpu("--json", str(out))
     try:
         rc = check_gpu.main([*args, "--variants", "resident"])
     finally:
