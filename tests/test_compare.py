@@ -8,6 +8,7 @@ import pytest
 
 from bench.analysis.intervals import Ratio, ratio_estimate
 from bench.analysis.rows import RunFileWarning
+from bench.format.names import INFERENCE_LADDER
 from bench.report.compare import compare_runs, main, newest_two
 from bench.report.verdict import FASTER, SAME, SLOWER, VERDICTS, verdict
 
@@ -343,16 +344,9 @@ def test_each_inference_step_has_its_own_row_named_by_its_pipeline(tmp_path):
     run = read(next(VM.glob("0004_*.json")))
     table = compared(save(tmp_path, "a.json", run), save(tmp_path, "b.json", copy.deepcopy(run)))
     at_1000 = table[table["case"].str.startswith("inference cpu-2t-1000-compute")]
+    # Every step of the ladder the VM can run: a CUDA graph needs CUDA.
     assert set(at_1000["case"]) == {
-        f"inference cpu-2t-1000-compute-{step}"
-        for step in (
-            "eager",
-            "inference_mode",
-            "channels_last",
-            "bf16",
-            "channels_last_bf16",
-            "compile",
-        )
+        f"inference cpu-2t-1000-compute-{step}" for step in INFERENCE_LADDER if step != "cuda_graph"
     }
     assert not table["case"].duplicated().any()
 
@@ -365,24 +359,21 @@ def _dated(source, when: str, keep=None) -> dict:
     return run
 
 
+def _one_case(when: str) -> dict:
+    """A run of the case EPOCH alone (a run of `-k ...`), dated `when`."""
+    return _dated(FULL_V2, when, lambda b: b["name"] == EPOCH)
+
+
 def test_a_folder_skips_a_run_of_some_steps_for_the_newest_that_shares_the_cases(tmp_path, capsys):
     runs = tmp_path / "vm"
     runs.mkdir()
     save(runs, "0001.json", _dated(FULL_V2, "2026-01-01T00:00:00+00:00"))
     # One case alone (a run of `-k ...`), then a whole run again: 0003 is compared with 0001, not with 0002.
-    save(
-        runs,
-        "0002.json",
-        _dated(FULL_V2, "2026-01-02T00:00:00+00:00", lambda b: b["name"] == EPOCH),
-    )
+    save(runs, "0002.json", _one_case("2026-01-02T00:00:00+00:00"))
     save(runs, "0003.json", _dated(FULL_V2, "2026-01-03T00:00:00+00:00"))
     assert newest_two(runs) == (runs / "0001.json", runs / "0003.json")
     # A newest run of one case alone is too few to compare as a run: passed over, with a note, for 0003.
-    save(
-        runs,
-        "0004.json",
-        _dated(FULL_V2, "2026-01-04T00:00:00+00:00", lambda b: b["name"] == EPOCH),
-    )
+    save(runs, "0004.json", _one_case("2026-01-04T00:00:00+00:00"))
     assert newest_two(runs) == (runs / "0001.json", runs / "0003.json")
     assert "0004.json has 1 case, too few to compare as a run" in capsys.readouterr().err
     # Paired by what they measure, not by name: format 1's runs (other test names) still share the cases.
@@ -395,11 +386,7 @@ def test_a_folder_skips_a_run_of_some_steps_for_the_newest_that_shares_the_cases
     alone = tmp_path / "alone"
     alone.mkdir()
     save(alone, "0001.json", _dated(FULL_V2, "2026-01-01T00:00:00+00:00"))
-    save(
-        alone,
-        "0002.json",
-        _dated(FULL_V2, "2026-01-02T00:00:00+00:00", lambda b: b["name"] == EPOCH),
-    )
+    save(alone, "0002.json", _one_case("2026-01-02T00:00:00+00:00"))
     with pytest.raises(SystemExit) as exit_:
         main([str(alone)])
     assert exit_.value.code == 2
