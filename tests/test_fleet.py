@@ -384,14 +384,20 @@ def _read_only(*args, **kwargs):
     raise PermissionError(13, "Read-only file system")
 
 
-def test_a_damaged_cache_or_one_that_cannot_be_stamped_is_a_warning_and_the_report_is_written(
-    tmp_path, monkeypatch, capsys
-):
+def _reported_fleet(tmp_path: Path, monkeypatch, out: str) -> tuple[Path, Path]:
+    """Five machines' runs reported once into `out` (this user's cache key under tmp_path): the runs, and the
+    folder of the pages the report drew."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     runs = tmp_path / "runs"
     make_fleet(runs, machines=5)
-    assert report([str(runs), "--out", str(tmp_path / "out")]) == 0
-    drawn = runs / ".report-cache" / "drawn"
+    assert report([str(runs), "--out", str(tmp_path / out)]) == 0
+    return runs, runs / ".report-cache" / "drawn"
+
+
+def test_a_damaged_cache_or_one_that_cannot_be_stamped_is_a_warning_and_the_report_is_written(
+    tmp_path, monkeypatch, capsys
+):
+    runs, drawn = _reported_fleet(tmp_path, monkeypatch, "out")
     kept = {p: p.stat().st_ino for p in drawn.rglob(".done")}
     # Marking a kept page used fails (a read-only tree, another user's cache): the page is used all the same.
     monkeypatch.setattr(kept_module.os, "utime", _read_only)
@@ -583,11 +589,7 @@ def test_a_copied_tree_with_tampered_pages_and_a_planted_link_gives_a_report_of_
     tmp_path, monkeypatch, capsys
 ):
     """The issue's probe: edited drawn pages, rows.parquet removed, a link to /etc/passwd in a drawn folder."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    runs = tmp_path / "runs"
-    make_fleet(runs, machines=5)
-    assert report([str(runs), "--out", str(tmp_path / "first")]) == 0
-    drawn = runs / ".report-cache" / "drawn"
+    runs, drawn = _reported_fleet(tmp_path, monkeypatch, "first")
     for page in drawn.rglob("index.html"):
         page.chmod(0o644)
         page.write_text(
