@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from bench.format.names import TRAIN_LADDER
 from bench.format.records import FORMAT_VERSION
+from bench.measure.plan import COMPILING
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -163,14 +165,7 @@ def test_the_ladder_runs_on_the_cpu_and_every_step_trains_as_resident_does(quick
     train = [b for b in quick_run["json"]["benchmarks"] if b["group"] == "train"]
     at_1000 = {b["params"]["pipeline"]: b for b in train if b["params"]["batch_size"] == 1000}
     # --quick leaves compile out; a CUDA graph on the CPU is a skip that says why.
-    assert set(at_1000) == {
-        "seed",
-        "loader",
-        "resident",
-        "channels_last",
-        "bf16",
-        "channels_last_bf16",
-    }
+    assert set(at_1000) == set(TRAIN_LADDER) - set(COMPILING) - {"cuda_graph"}
     assert (
         "train cpu-" in quick_run["output"]
         and "-1000-cuda_graph: skipped: a CUDA graph" in quick_run["output"]
