@@ -174,6 +174,16 @@ def _on_the_cpu(*more: str, images: int = 200, rounds: int = 1) -> list[str]:
     ]
 
 
+def _saved_check(tmp_path, variants: str, *more: str, images: int = 200, rounds: int = 1) -> dict:
+    """What a check of `variants` on the CPU that ends well (exit status 0) saves with --json."""
+    out = tmp_path / "out.json"
+    args = _on_the_cpu(
+        "--variants", variants, "--json", str(out), *more, images=images, rounds=rounds
+    )
+    assert check_gpu.main(args) == 0
+    return json.loads(out.read_text())
+
+
 def test_on_the_cpu_it_times_resident_and_says_why_no_graph_was_built(tmp_path, capsys):
     run = tmp_path / "run.json"
     run.write_text(
@@ -184,14 +194,7 @@ def test_on_the_cpu_it_times_resident_and_says_why_no_graph_was_built(tmp_path, 
             }
         )
     )
-    out = tmp_path / "out.json"
-    args = _on_the_cpu(images=300, rounds=2)
-    assert (
-        check_gpu.main(
-            [*args, "--variants", "resident,cuda_graph", "--run", str(run), "--json", str(out)]
-        )
-        == 0
-    )
+    saved = _saved_check(tmp_path, "resident,cuda_graph", "--run", str(run), images=300, rounds=2)
     printed = capsys.readouterr().out
     assert (
         "cuda_graph: could not be built: RuntimeError: a CUDA graph captures CUDA kernels"
@@ -200,7 +203,6 @@ def test_on_the_cpu_it_times_resident_and_says_why_no_graph_was_built(tmp_path, 
     assert (
         printed.count("a CUDA graph captures CUDA kernels") == 1
     )  # the table points back, not repeats
-    saved = json.loads(out.read_text())
     resident = saved["variants"]["resident"]
     assert len(resident["times"]) == 2 and resident["loss_ok"] is True
     assert (
@@ -232,10 +234,7 @@ def test_a_run_without_a_usable_seed_epoch_is_no_baseline_and_says_why(
 ):
     run = tmp_path / "run.json"
     run.write_text(json.dumps({"machine_info": {}, "benchmarks": cases}))
-    out = tmp_path / "out.json"
-    args = _on_the_cpu("--variants", "resident")
-    assert check_gpu.main([*args, "--run", str(run), "--json", str(out)]) == 0
-    summary = json.loads(out.read_text())["summary"]
+    summary = _saved_check(tmp_path, "resident", "--run", str(run))["summary"]
     assert "vs_seed" not in summary["fastest"] and summary["seed_baseline"] is None
     assert says in summary["seed_baseline_missing"]
     printed = capsys.readouterr().out
@@ -293,10 +292,7 @@ def test_a_variant_that_fails_in_its_epochs_is_named_and_the_others_are_kept(
 
     monkeypatch.setattr(check_gpu, "VARIANTS", {"resident": None, "channels_last": None})
     _break_epoch(monkeypatch, "channels_last", "an epoch that breaks", on_call=1)
-    out = tmp_path / "out.json"
-    args = _on_the_cpu("--json", str(out), rounds=2)
-    assert check_gpu.main([*args, "--variants", "channels_last,resident"]) == 0
-    saved = json.loads(out.read_text())
+    saved = _saved_check(tmp_path, "channels_last,resident", rounds=2)
     assert saved["summary"]["failed"] == {
         "channels_last": "epoch 0: RuntimeError: an epoch that breaks"
     }
@@ -321,10 +317,7 @@ def test_a_lost_cuda_context_stops_the_check_and_keeps_what_was_measured(
     _break_epoch(
         monkeypatch, "channels_last", "an illegal memory access was encountered", on_call=3
     )
-    out = tmp_path / "out.json"
-    args = _on_the_cpu("--json", str(out), rounds=3)
-    assert check_gpu.main([*args, "--variants", "resident,channels_last,bf16"]) == 0
-    saved = json.loads(out.read_text())
+    saved = _saved_check(tmp_path, "resident,channels_last,bf16", rounds=3)
     assert saved["summary"]["failed"] == {
         "channels_last": "epoch 2: RuntimeError: an illegal memory access was encountered"
     }
