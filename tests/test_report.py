@@ -1,7 +1,9 @@
 """Reports from saved runs: the tidy table, speedup and crossover on a constructed run, bad files, the page."""
 
 import copy
+import dataclasses
 import html
+import itertools
 import json
 import re
 import shutil
@@ -315,6 +317,39 @@ def test_cpu_only_runs_say_there_is_no_gpu(tmp_path):
     page = (tmp_path / "index.html").read_text()
     assert "There is no GPU in these runs" in page
     assert "There is one machine in these runs" in page
+
+
+def test_every_section_has_its_words_and_every_words_block_a_section():
+    # The sections are data (bench/report/sections.py), their words a macro each in templates/sections.j2: a key
+    # without words, or words no section uses, would fail only when a report reached that section.
+    from bench.report.sections import SECTIONS, _words
+
+    keys = [spec.key for spec in SECTIONS]
+    macros = {name for name in vars(_words()) if not name.startswith("_")}
+    assert len(keys) == len(set(keys)) and set(keys) == macros - {"marks", "no_gpu"}
+    assert len({spec.title for spec in SECTIONS}) == len(SECTIONS)
+
+
+def test_a_sections_words_are_one_line_of_prose_whatever_the_facts(tmp_path):
+    # Every section's words, under each condition that changes them, read as prose: no template left in them, no
+    # line break, no doubled or dangling space, and a sentence's end.
+    from bench.report.sections import SECTIONS, Facts, _said, _words
+
+    words = _words()
+    facts = Facts.of(load_frame([CPU_RUN]), tmp_path, cross_machine=False, in_fleet=False)
+    for flags in itertools.product([False, True], repeat=4):
+        known = dataclasses.replace(
+            facts,
+            has_gpu=flags[0],
+            has_energy=flags[1],
+            several=flags[2],
+            in_fleet=flags[3],
+            energy_notes="no RAPL counter" if flags[1] else "",
+        )
+        for spec in SECTIONS:
+            said = _said(getattr(words, spec.key), known)
+            assert said and "{" not in said and "  " not in said and said == said.strip(), said
+            assert said.endswith((".", ")")), (spec.key, said)
 
 
 def test_missing_families_still_make_a_report(tmp_path):

@@ -20,7 +20,7 @@ __all__ = [
     "marks",
 ]
 
-# The marks a figure carries, explained once on the page (see page.py MARKS).
+# The marks a figure carries, explained once on the page (see the marks in bench/report/templates/sections.j2).
 NOISY, ONE_ROUND, PARTIAL, THROTTLED, BUSY = (
     " ~",
     " (1 round)",

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -15,41 +14,21 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from bench.analysis import figures
-from bench.analysis import held as held_limits
-from bench.analysis.answers import answers as machine_answers
 from bench.analysis.reference import load_reference
 from bench.analysis.rows import CSV_COLUMNS, select_newest
-from bench.format.names import NOISY_IQR_SHARE
-from bench.report import facts, pages, plots, tables
+from bench.report import facts, pages
 from bench.report.cache import RowCache
 from bench.report.leftovers import left_behind, remove, temporary_prefix
+from bench.report.sections import marks, sections
 
 __all__ = ["OutputError", "check_out", "write_report"]
 
-MARKS = (
-    f"Marks: ~ a noisy figure (its IQR is over {NOISY_IQR_SHARE:.0%} of its median); (1 round) a figure from one "
-    "timed round, whose noise is unknown; (partial) from a run stopped before it finished; quick: from a quick run "
-    "(a subset of the data, short sweeps), never mixed with full figures; (throttled) the GPU held its clocks down "
-    "by power or heat during the case; (busy) other work used over a tenth of the machine's CPU time during it "
-    "or, for a short case, around it; (suspect) a copy whose time did not follow its bytes in its run (slower than a "
-    "larger copy, flat across sizes, or slowed by its extra threads; summary.csv's suspect_reason says how): a "
-    "broken figure, however steady. "
-    "A CPU row names its thread count: cpu 2t ran at 2 threads."
-)
 # What the report writes, and so all a report folder may hold before it is replaced.
 _OUTPUT = re.compile(r"(summary\.csv|report\.md|index\.html|[a-z_]+\.(png|csv))")
 
 
 class OutputError(Exception):
     """The output folder cannot be written, or holds files the report did not write."""
-
-
-@dataclass
-class _Section:
-    title: str
-    table: pd.DataFrame | None  # None: the sentence says why there is none
-    sentence: str
-    plot: str | None = None
 
 
 # Markdown's markup characters, and $ (GitHub renders $...$ as math): each is backslash-escaped.
@@ -143,252 +122,6 @@ def check_out(out: Path) -> None:
         raise OutputError(f"--out {out}: cannot write in {parent}")
 
 
-def _sections(
-    frame: pd.DataFrame,
-    out: Path,
-    cross_machine: bool,
-    reference: pd.DataFrame | None = None,
-    in_fleet: bool = False,
-) -> tuple[list[dict], list[_Section]]:
-    choices = figures.cpu_choices(frame)
-    speed = figures.speedups(frame)
-    cross = figures.crossovers(speed)
-    parts = figures.breakdown(frame)
-    threads = tables.threads_table(frame, choices)
-    has_gpu = bool(figures.is_gpu(frame["device"]).any())
-    several = frame["machine_key"].nunique() > 1
-    no_gpu = "There is no GPU in these runs: only CPU figures are shown."
-    has_energy = bool(frame["energy_j"].notna().any())
-    energy_notes = "; ".join(facts.energy_notes(frame))
-    # The reference GPUs a machine without one is held against: the shipped runs, read here if not
-    # among the input.
-    given = frame[frame["reference"]]
-    if figures.is_gpu(given["device"]).any():
-        reference = given
-    elif reference is None:
-        reference = load_reference()
-    answers = machine_answers(frame, speed, cross, parts, reference)
-    held, peaks = held_limits.held(frame), held_limits.device_limits(frame)
-    for machine in answers:
-        speed_here = machine["speedups"]
-        machine["table"] = (
-            None if speed_here.empty else tables.speedup_table(speed_here, with_machine=False)
-        )
-    sections = [
-        _Section(
-            "Training epoch time",
-            tables.train_table(frame),
-            "Median time of one epoch over the training set, per device, pipeline and batch size; lower is "
-            "better. seed is the notes' DataLoader + ToTensor + .to(device) loop; resident keeps the uint8 set "
-            "on the device. A quick run's epoch is a subset (its images are named) and has its own rows and panels.",
-            plots.plot_epoch_time(frame, out / "epoch_time.png"),
-        ),
-        _Section(
-            "Inference",
-            tables.inference_table(frame),
-            "Throughput: images per second over a pass (the test split; at the smallest batch sizes, its first "
-            "batches). Latency: where measured, the p50 and p99 of single batches timed one at a time (n of "
-            "them); else the mean time per batch of a pass. compute has the input on the device already, "
-            "end_to_end moves each batch from the host and the labels back.",
-            plots.plot_inference(frame, out / "inference_throughput.png"),
-        ),
-        _Section(
-            "The optimisation ladder: training",
-            tables.ladder_table(figures.ladder(frame, "train"), "train"),
-            "Where more than the cheap steps ran (by default at batch size 1,000): each step's epoch, its "
-            "speedup over seed on the same device and (in parentheses) over the step it builds on, which is "
-            "what its one change buys. loader tunes seed's DataLoader; resident keeps the data on the "
-            "device; each step after it is resident plus one change, except channels_last_bf16 (bf16 on "
-            "channels_last) and compile_cuda_graph (the CUDA graph of the compiled step). On a GPU each step "
-            "says how busy its profiled epoch kept the GPU and how many operations a step ran: a small share "
-            "is an epoch bound by launching kernels, a large one by the kernels themselves. On a CPU it "
-            "names the operation that took the profiled epoch longest by its own time, and its share: "
-            "torch.compile's generated code is counted as one. Runs since "
-            "format 4 hold the C library's "
-            "allocator in one condition (--host-allocator keep: freed blocks kept for reuse), so no case "
-            "pays for the page faults the cases before it left; in older runs, or with --host-allocator "
-            "default, a step whose process touched fresh memory often has its page faults a round given: "
-            "that cost carries from case to case, so it can differ between steps. A step whose loss is "
-            "above resident's by more than its tolerance is marked (learns less): a fast epoch that learns "
-            "less is not a result. compile and cuda_graph were prepared (compiled or captured) before their "
-            "epochs; that time is given on its own. Each step is the machine's newest figure of it: where a "
-            'later run measured some steps only, a step compared with one from another run says so ("seed and '
-            'resident from another run"), a ratio across runs, weaker on a noisy machine than one within a run.',
-        ),
-        _Section(
-            "The optimisation ladder: inference",
-            tables.ladder_table(figures.ladder(frame, "inference"), "inference"),
-            "compute mode, where more than inference_mode ran: throughput, its speedup over the first step "
-            "and over the step it builds on, and the share of predicted labels that agree with the CPU's float32 "
-            "labels from the same weights. A step compared with one from another run says so, as above.",
-        ),
-        _Section(
-            "Transfer bandwidth",
-            tables.transfer_table(frame),
-            "GB/s of one copy by size: h2d host to device, d2h back, h2h a host memory copy (the CPU's "
-            "memory-bandwidth reference, not a PCIe copy). Where NVML reported the PCIe link, the share of its "
-            "theoretical bandwidth is given and drawn as a dashed line.",
-            plots.plot_transfer(frame, out / "transfer_bandwidth.png"),
-        ),
-        _Section(
-            "GPU speedup over the CPU",
-            tables.speedup_table(speed) if has_gpu else None,
-            "The same machine's CPU median at torch's default thread count divided by the GPU's, with its 95% "
-            "interval from both figures' rounds: above 1x the GPU is faster, and an interval that includes 1 is no "
-            "difference measured. Where another CPU thread count was faster, [in brackets] the speedup against that best "
-            "count; the plot is against the best. Quick figures are paired only with quick ones of the same run."
-            if has_gpu
-            else no_gpu,
-            plots.plot_speedup(speed, out / "speedup.png"),
-        ),
-        _Section(
-            "Crossover batch size",
-            tables.crossover_table(cross) if has_gpu else None,
-            "Against the CPU at its best thread count measured: the smallest batch size from which the GPU is "
-            "faster at every larger size measured, in words that hold for every size; best speedup is against "
-            "that CPU too."
-            if has_gpu
-            else no_gpu,
-        ),
-        _Section(
-            "Where an epoch's time goes",
-            tables.breakdown_table(parts),
-            "The seed epoch split three ways: compute is the resident epoch (same training, data already on the "
-            "device); host-to-device copies is the number of batches times the measured time to copy one "
-            "float32 batch from pageable memory (interpolated between the transfer sizes; none on the CPU); "
-            "data loading is the rest (DataLoader, PIL + ToTensor, collation, per-batch syncs). Derived, not "
-            "measured directly.",
-            plots.plot_breakdown(parts, out / "epoch_breakdown.png"),
-        ),
-        _Section(
-            "The machine's limits",
-            held_limits.limits_table(frame) if not peaks.empty else None,
-            "What each device can do at most, measured in the run by the limits family (from format 6): the "
-            "fixed cost of one operation (a chain of small in-place multiplies run back to back: Python, the "
-            "dispatcher and a launch; on CUDA also replayed from a CUDA graph), the arithmetic peak (a square "
-            "matrix product, per dtype, of the side where its rate stops growing), the memory bandwidth (bytes copied a second: "
-            "a 1 GiB copy within a GPU's memory, the largest host-to-host copy on the CPU) and the host-device "
-            "copies as a fixed cost plus bytes over bandwidth, fitted to the transfer family's sizes, with the "
-            "size from which a copy reaches half that bandwidth. A limit measured while other work took a "
-            "share of the machine, or one a case of its run ran faster than, is named as not built on."
-            if not peaks.empty
-            else "No run here measured its limits (the limits family came with format 6).",
-            plots.plot_limits(held, peaks, out / "limits.png"),
-        ),
-        _Section(
-            "Each case against its limits",
-            held_limits.held_table(frame) if not held.empty else None,
-            "Every training and inference case held against the limits its run measured before it: its FLOPs "
-            "counted by torch's flop counter (forward and backward), achieved FLOP/s and its share of the peak "
-            "of its precision, and three floors, each what one limit alone says the case must take at least: "
-            "arithmetic (FLOPs over the peak), per-operation (the operations a step runs, counted, times the "
-            "measured cost of one; a CUDA graph's replayed cost for cuda_graph; not counted under torch.compile, "
-            "which fuses them) and copies (each copy between host and device the case makes, by the fitted copy "
-            "model). A floor built on a limit its run does not trust is named (floors not trusted); the highest "
-            "of the others is the binding limit; time / floor is how far the case is from it. The last column says "
-            "which limit the step moves its case toward over the step it builds on; a column no case fills is left out."
-            if not held.empty
-            else "No case here was held against its limits (from format 6, where the run "
-            "measured its device's limits before the case).",
-        ),
-        _Section(
-            "Crossover predicted from the limits",
-            held_limits.predicted_table(frame, cross) if has_gpu and not held.empty else None,
-            "Each side's binding floor (the highest its run trusts) taken as its time: the batch size from which the limits alone say the "
-            "GPU wins, beside the crossover measured (against the CPU at its best thread count). A prediction, "
-            "not a measurement: where the two differ, the time beyond the floors decides."
-            if has_gpu and not held.empty
-            else no_gpu
-            if not has_gpu
-            else "No case here was held against its limits.",
-        ),
-        _Section(
-            "Energy",
-            facts.energy_table(frame) if has_energy else None,
-            "What a case's timed rounds cost in energy, from the device that ran them: a GPU's total-energy "
-            "counter (NVML), the CPU packages' RAPL counters (the whole socket, other work included). "
-            "Train: joules per epoch and mean power; inference: joules per 1,000 images and images per joule. "
-            "≈ marks a figure from under 2 s of timed rounds, which the counter's updates make approximate."
-            + (f" Where energy is missing: {energy_notes}." if energy_notes else "")
-            if has_energy
-            else "No energy was measured in these runs"
-            + (f": {energy_notes}." if energy_notes else "."),
-        ),
-        _Section(
-            "Where an epoch's time goes, measured",
-            tables.profiled_table(frame, parts),
-            "One extra, untimed epoch of each step at the ladder's batch size under torch.profiler, summed by "
-            "phase: data (a DataLoader batch or a resident gather), h2d copies, forward, backward, optimizer "
-            "(graph: a CUDA graph's replay of all three). On a GPU the device's own spans, else the host's. "
-            "It covers an epoch's first images (Images profiled: 10,000, and 3,000 for the DataLoader steps "
-            "since the seed's per-image events made its profile slow; a whole epoch's profile of the seed "
-            "pipeline held 8 GB), and includes the profiler's overhead: its phases' shares are the measure, "
-            "not its sum. On a GPU the backward and optimizer phases' device spans read near 0 (their kernels "
-            "are launched outside the range's GPU annotation): the ladder's busy share counts them. For seed "
-            "the derived split of the section above is given beside it.",
-        ),
-        _Section(
-            "Machines side by side",
-            facts.machines_table(frame),
-            "The headline figure of each family per machine and device, from full runs; like with like: a host "
-            "memory copy and a PCIe copy have their own columns."
-            + (
-                ""
-                if several
-                else " There is one machine in these runs; copy other machines' results folders in to compare."
-                if not in_fleet
-                else " The fleet's index ranks this machine among the others."
-            ),
-            plots.plot_machines(frame, out / "machines.png"),
-        ),
-    ]
-    if not threads.empty:
-        sections.insert(
-            4,
-            _Section(
-                "CPU threads",
-                threads,
-                "Where a CPU ran a family at several thread counts: per variant and batch size, the fastest count "
-                "measured and its speedup over torch's default count (median at the default / at the best).",
-            ),
-        )
-    ratio = facts.energy_ratio_table(frame)
-    if not ratio.empty:
-        at = next(i for i, x in enumerate(sections) if x.title == "Energy") + 1
-        sections.insert(
-            at,
-            _Section(
-                "GPU energy against the CPU's",
-                ratio,
-                "The same machine's CPU (at torch's default thread count) energy over its GPU's for the same work: "
-                "above 1x the GPU spends less energy.",
-            ),
-        )
-    if cross_machine:
-        sections.append(
-            _Section(
-                "GPUs against other machines' CPUs",
-                facts.cross_machine_table(figures.cross_machine_speedups(frame)),
-                "Asked for with --cross-machine: each GPU's full-run median against every other machine's CPU at "
-                "that CPU's fastest thread count, for the same family, variant, batch size and images.",
-            )
-        )
-    sections.append(
-        _Section(
-            "Machines and runs",
-            facts.machine_facts(frame),
-            "Every machine in the report under its label (unique here: a name given with --machine-name, else "
-            "its CPU and GPU models, with the host or a short key added where two would read the same), and "
-            "the runs whose figures are shown. Host allocator: keep where the run held glibc to keeping "
-            "freed blocks (--host-allocator keep, from format 4), default where the C library ran as it is.",
-        )
-    )
-    for section in sections:
-        if section.plot is not None:
-            section.plot = Path(section.plot).name
-    return answers, sections
-
-
 def _env(autoescape: bool = True) -> Environment:
     return Environment(
         loader=PackageLoader("bench.report", "templates"),
@@ -408,15 +141,15 @@ def _render(
 ) -> list[dict]:
     """One page of the machines in `frame` into `out`: index.html, report.md and the plots; its answers.
     `home`: a link back to the fleet's index, on a machine's own page."""
-    answers, sections = _sections(frame, out, cross_machine, reference, in_fleet=home is not None)
+    answers, shown = sections(frame, out, cross_machine, reference, in_fleet=home is not None)
     env = _env()
     # HTML: Jinja escapes every value (autoescape); tables come escaped from pandas.
     page = env.get_template("index.html.j2").render(
         home=home,
-        marks=MARKS,
+        marks=marks(),
         partial=facts.partial_note(frame),
         answers=[{**a, "table_html": _html_table(a["table"])} for a in answers],
-        sections=[{**vars(s), "table_html": _html_table(s.table)} for s in sections],
+        sections=[{**vars(s), "table_html": _html_table(s.table)} for s in shown],
     )
     (out / "index.html").write_text(page, encoding="utf-8")
     # Markdown: every string escaped here, in one place; the template only lays them out.
@@ -424,7 +157,7 @@ def _render(
         loader=env.loader, autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True
     )
     text = md_env.get_template("report.md.j2").render(
-        marks=md_escape(MARKS),
+        marks=md_escape(marks()),
         partial=md_escape(facts.partial_note(frame)),
         answers=[
             {
@@ -444,7 +177,7 @@ def _render(
                 "plot": s.plot,
                 "table_md": _md_table(s.table),
             }
-            for s in sections
+            for s in shown
         ],
     )
     (out / "report.md").write_text(re.sub(r"\n{3,}", "\n\n", text), encoding="utf-8")
@@ -532,7 +265,7 @@ def _fleet(frame: pd.DataFrame, out: Path, cross_machine: bool, cache: Path | No
         reference=reference,
         cache=cache,
         extra={
-            "marks": MARKS,
+            "marks": marks(),
             "partial": facts.partial_note(frame),
             "cross": cross,
             "runs": frame["run_file"].nunique(),

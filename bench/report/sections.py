@@ -1,0 +1,257 @@
+"""The report's sections declared as data: each one's title, table, plot and when it is shown; their words are in templates/sections.j2."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from bench.analysis import figures
+from bench.analysis import held as held_limits
+from bench.analysis.answers import answers as machine_answers
+from bench.analysis.reference import load_reference
+from bench.format.names import NOISY_IQR_SHARE
+from bench.report import facts, plots, tables
+
+__all__ = ["SECTIONS", "Facts", "Section", "SectionSpec", "marks", "sections"]
+
+
+@dataclass
+class Section:
+    """One section as the page shows it."""
+
+    title: str
+    table: pd.DataFrame | None  # None: the sentence says why there is none
+    sentence: str
+    plot: str | None = None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the sections' tables, plots and words are made from: the figures, computed once for all of them."""
+
+    frame: pd.DataFrame
+    out: Path
+    speed: pd.DataFrame
+    cross: pd.DataFrame
+    parts: pd.DataFrame
+    threads: pd.DataFrame
+    held: pd.DataFrame
+    peaks: pd.DataFrame
+    energy_ratio: pd.DataFrame
+    has_gpu: bool
+    has_energy: bool
+    energy_notes: str
+    several: bool
+    in_fleet: bool
+    cross_machine: bool
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, out: Path, cross_machine: bool, in_fleet: bool) -> Facts:
+        choices = figures.cpu_choices(frame)
+        speed = figures.speedups(frame)
+        return cls(
+            frame=frame,
+            out=out,
+            speed=speed,
+            cross=figures.crossovers(speed),
+            parts=figures.breakdown(frame),
+            threads=tables.threads_table(frame, choices),
+            held=held_limits.held(frame),
+            peaks=held_limits.device_limits(frame),
+            energy_ratio=facts.energy_ratio_table(frame),
+            has_gpu=bool(figures.is_gpu(frame["device"]).any()),
+            has_energy=bool(frame["energy_j"].notna().any()),
+            energy_notes="; ".join(facts.energy_notes(frame)),
+            several=frame["machine_key"].nunique() > 1,
+            in_fleet=in_fleet,
+            cross_machine=cross_machine,
+        )
+
+    @property
+    def has_held(self) -> bool:
+        return not self.held.empty
+
+    @property
+    def has_limits(self) -> bool:
+        return not self.peaks.empty
+
+
+def _always(_: Facts) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    """A section of the report: `key` names its words' macro in templates/sections.j2; `table` and `plot` make its
+    parts from the Facts (a table of None: the words say why there is none); `shown` says whether it is on the page
+    at all."""
+
+    key: str
+    title: str
+    table: Callable[[Facts], pd.DataFrame | None]
+    plot: Callable[[Facts], Path | None] | None = None
+    shown: Callable[[Facts], bool] = _always
+
+
+def _picture(
+    draw: Callable[[Facts, Path], Path | None], name: str
+) -> Callable[[Facts], Path | None]:
+    """A section's plot, drawn into the report folder under `name`."""
+    return lambda f: draw(f, f.out / name)
+
+
+# In the order the page shows them.
+SECTIONS = (
+    SectionSpec(
+        "train",
+        "Training epoch time",
+        lambda f: tables.train_table(f.frame),
+        _picture(lambda f, path: plots.plot_epoch_time(f.frame, path), "epoch_time.png"),
+    ),
+    SectionSpec(
+        "inference",
+        "Inference",
+        lambda f: tables.inference_table(f.frame),
+        _picture(lambda f, path: plots.plot_inference(f.frame, path), "inference_throughput.png"),
+    ),
+    SectionSpec(
+        "ladder_train",
+        "The optimisation ladder: training",
+        lambda f: tables.ladder_table(figures.ladder(f.frame, "train"), "train"),
+    ),
+    SectionSpec(
+        "ladder_inference",
+        "The optimisation ladder: inference",
+        lambda f: tables.ladder_table(figures.ladder(f.frame, "inference"), "inference"),
+    ),
+    SectionSpec("threads", "CPU threads", lambda f: f.threads, shown=lambda f: not f.threads.empty),
+    SectionSpec(
+        "transfer",
+        "Transfer bandwidth",
+        lambda f: tables.transfer_table(f.frame),
+        _picture(lambda f, path: plots.plot_transfer(f.frame, path), "transfer_bandwidth.png"),
+    ),
+    SectionSpec(
+        "speedup",
+        "GPU speedup over the CPU",
+        lambda f: tables.speedup_table(f.speed) if f.has_gpu else None,
+        _picture(lambda f, path: plots.plot_speedup(f.speed, path), "speedup.png"),
+    ),
+    SectionSpec(
+        "crossover",
+        "Crossover batch size",
+        lambda f: tables.crossover_table(f.cross) if f.has_gpu else None,
+    ),
+    SectionSpec(
+        "breakdown",
+        "Where an epoch's time goes",
+        lambda f: tables.breakdown_table(f.parts),
+        _picture(lambda f, path: plots.plot_breakdown(f.parts, path), "epoch_breakdown.png"),
+    ),
+    SectionSpec(
+        "limits",
+        "The machine's limits",
+        lambda f: held_limits.limits_table(f.frame) if f.has_limits else None,
+        _picture(lambda f, path: plots.plot_limits(f.held, f.peaks, path), "limits.png"),
+    ),
+    SectionSpec(
+        "held",
+        "Each case against its limits",
+        lambda f: held_limits.held_table(f.frame) if f.has_held else None,
+    ),
+    SectionSpec(
+        "predicted",
+        "Crossover predicted from the limits",
+        lambda f: (
+            held_limits.predicted_table(f.frame, f.cross) if f.has_gpu and f.has_held else None
+        ),
+    ),
+    SectionSpec(
+        "energy", "Energy", lambda f: facts.energy_table(f.frame) if f.has_energy else None
+    ),
+    SectionSpec(
+        "energy_ratio",
+        "GPU energy against the CPU's",
+        lambda f: f.energy_ratio,
+        shown=lambda f: not f.energy_ratio.empty,
+    ),
+    SectionSpec(
+        "profiled",
+        "Where an epoch's time goes, measured",
+        lambda f: tables.profiled_table(f.frame, f.parts),
+    ),
+    SectionSpec(
+        "machines",
+        "Machines side by side",
+        lambda f: facts.machines_table(f.frame),
+        _picture(lambda f, path: plots.plot_machines(f.frame, path), "machines.png"),
+    ),
+    SectionSpec(
+        "cross_machine",
+        "GPUs against other machines' CPUs",
+        lambda f: facts.cross_machine_table(figures.cross_machine_speedups(f.frame)),
+        shown=lambda f: f.cross_machine,
+    ),
+    SectionSpec("runs", "Machines and runs", lambda f: facts.machine_facts(f.frame)),
+)
+
+
+def _words():
+    """templates/sections.j2 as a module: a macro a section, and the marks."""
+    env = Environment(
+        loader=PackageLoader("bench.report", "templates"),
+        autoescape=False,  # plain text: the page and report.md each escape it as they need
+        undefined=StrictUndefined,
+    )
+    return env.get_template("sections.j2").module
+
+
+def _said(macro, *args) -> str:
+    """A macro's words as one line: the template's line breaks and indents are only its layout."""
+    return " ".join(str(macro(*args)).split())
+
+
+def marks() -> str:
+    """The marks a figure may carry, explained once at the top of the page."""
+    return _said(_words().marks, NOISY_IQR_SHARE)
+
+
+def sections(
+    frame: pd.DataFrame,
+    out: Path,
+    cross_machine: bool,
+    reference: pd.DataFrame | None = None,
+    in_fleet: bool = False,
+) -> tuple[list[dict], list[Section]]:
+    """The page's answers per machine, then its sections, each with its table, words and plot (drawn into
+    `out`)."""
+    known = Facts.of(frame, out, cross_machine, in_fleet)
+    # The reference GPUs a machine without one is held against: the shipped runs, read here if not
+    # among the input.
+    given = frame[frame["reference"]]
+    if figures.is_gpu(given["device"]).any():
+        reference = given
+    elif reference is None:
+        reference = load_reference()
+    answers = machine_answers(frame, known.speed, known.cross, known.parts, reference)
+    for machine in answers:
+        speed_here = machine["speedups"]
+        machine["table"] = (
+            None if speed_here.empty else tables.speedup_table(speed_here, with_machine=False)
+        )
+    words = _words()
+    shown = []
+    for spec in SECTIONS:
+        if not spec.shown(known):
+            continue
+        table = spec.table(known)
+        plot = spec.plot(known) if spec.plot is not None else None
+        sentence = _said(getattr(words, spec.key), known)
+        shown.append(
+            Section(spec.title, table, sentence, None if plot is None else Path(plot).name)
+        )
+    return answers, shown
