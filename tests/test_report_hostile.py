@@ -368,3 +368,34 @@ def test_an_unreadable_reference_run_is_named_and_passed_over(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert f"warning: {damaged}: not readable JSON" in err and "Traceback" not in err
     assert (tmp_path / "out" / "index.html").is_file()
+    # Each report names it, not only a process's first: a damaged reference run is never kept read.
+    assert main([str(runs), "--out", str(tmp_path / "out")]) == 0
+    assert f"warning: {damaged}: not readable JSON" in capsys.readouterr().err
+
+
+def test_the_reference_runs_are_read_once_a_process_while_their_files_stay_as_they_are(
+    tmp_path, monkeypatch
+):
+    from bench.analysis import reference
+    from bench.analysis.rows import load_frame
+    from bench.format import store
+
+    shipped = store.reference_folder() / "vm_AMD-EPYC_no-gpu"
+    copied = tmp_path / "reference" / shipped.name
+    shutil.copytree(shipped, copied)
+    monkeypatch.setattr(reference, "reference_folder", lambda: tmp_path / "reference")
+    reads = []
+    monkeypatch.setattr(
+        "bench.analysis.rows.load_frame", lambda paths: reads.append(paths) or load_frame(paths)
+    )
+    first = reference.load_reference()
+    first.loc[:, "median"] = 0.0  # a caller's change to its copy is its own
+    second = reference.load_reference()
+    assert len(reads) == 1 and not second["median"].eq(0.0).any()
+    assert second.equals(load_frame([tmp_path / "reference"]))
+    # A file changed, added or removed: read again, as it now is.
+    newest = sorted(copied.rglob("*.json"))[-1]
+    newest.unlink()
+    third = reference.load_reference()
+    assert len(reads) == 2 and newest.name not in " ".join(third["run_file"].astype(str))
+    assert newest.name in " ".join(second["run_file"].astype(str))

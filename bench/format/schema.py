@@ -125,19 +125,24 @@ def readable_benchmark(bench, index: int) -> tuple[dict, list[str], list[str]]:
     were wrong with it: the measurement stays. Anything else wrong is an error, and the benchmark is
     not one a reader can take.
     """
+    errors = list(
+        _BENCHMARK.iter_errors(bench)
+    )  # (one pass: a valid benchmark, the common case, costs one)
+    if not errors:
+        return bench, [], []
     explanations = _explanations(bench.get("group") if isinstance(bench, dict) else None)
     left = {
         error.absolute_path[1]
-        for error in _BENCHMARK.iter_errors(bench)
+        for error in errors
         if len(error.absolute_path) >= 2
         and error.absolute_path[0] == "extra_info"
         and error.absolute_path[1] in explanations
     }
     if not left:
-        return bench, benchmark_errors(bench, index), []
+        return bench, _say(errors, f"benchmarks[{index}]"), []
     said = [
         line
-        for line in benchmark_errors(bench, index)
+        for line in _say(errors, f"benchmarks[{index}]")
         if any(line.startswith(f"benchmarks[{index}].extra_info.{key}") for key in left)
     ]
     extra = {key: value for key, value in bench["extra_info"].items() if key not in left}
