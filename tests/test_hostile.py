@@ -11,6 +11,7 @@ import pytest
 
 from bench.format.store import REPLACEMENT, NotARunFile, read_json
 from bench.report.cli import main as report_main
+from tests import harness
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GPU_RUN = FIXTURES / "constructed_gpu_run.json"
@@ -103,7 +104,7 @@ def test_a_device_file_and_an_oversized_file_are_refused_unread(tmp_path):
 
 def _quick_run(root: Path, name: str) -> subprocess.CompletedProcess:
     """A quick run of the transfer family saved under root/results/<machine>/ (the default storage, in root)."""
-    return subprocess.run(
+    return harness.run(
         [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--quick", "--devices", "cpu",
          "-k", "transfer", "--rootdir", str(root), "--data-root", str(root / "no-data"),
          "--benchmark-autosave", "--machine-name", name],

@@ -14,6 +14,7 @@ import pytest
 
 from bench.analysis.rows import load_frame
 from bench.format.journal import find_journals
+from tests import harness
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -113,7 +114,7 @@ PLUGIN = textwrap.dedent(
 def run_suite(tmp_path, *args, env=None, preexec_fn=None):
     (tmp_path / "sigplugin.py").write_text(PLUGIN)
     environment = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}", **(env or {})}
-    return subprocess.run(
+    return harness.run(
         [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-p", "sigplugin", "--quick",
          "--devices", "cpu", "-k", "train and resident", "--data-root", str(tmp_path / "no-data"),
          "--benchmark-autosave", f"--benchmark-storage=file://{tmp_path / 'store'}", *args],
@@ -175,7 +176,7 @@ def test_sigterm_from_outside_while_running_saves_what_finished(tmp_path):
     args = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--quick", "--devices", "cpu",
             "--data-root", str(tmp_path / "no-data"), "--benchmark-autosave",
             f"--benchmark-storage=file://{tmp_path / 'store'}"]  # fmt: skip
-    proc = subprocess.Popen(
+    proc = harness.popen(
         args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     seen = []
@@ -371,7 +372,7 @@ def test_a_storage_folder_that_cannot_be_written_is_a_usage_error_before_any_cas
     blocker = tmp_path / "store"
     blocker.write_text("a file where the runs should go")
     storage = blocker if make == "file" else blocker / "deeper"
-    result = subprocess.run(
+    result = harness.run(
         [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--quick", "--devices", "cpu",
          "--benchmark-autosave", f"--benchmark-storage=file://{storage}"],
         cwd=REPO, capture_output=True, text=True, timeout=300,

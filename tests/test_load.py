@@ -19,6 +19,7 @@ from bench.format.store import is_reference, reference_folder
 from bench.measure.load import MachineLoad
 from bench.measure.machine import MACHINE_ID_ENV, machine_id, machine_key
 from bench.run.summary import end_summary
+from tests import harness
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK = REPO / "tests" / "fixtures" / "cpu_quick_run.json"
@@ -191,7 +192,7 @@ def test_the_machine_id_is_made_once_and_kept(tmp_path):
 def _header(env_home: Path, *args: str) -> str:
     env = {**os.environ, "XDG_CONFIG_HOME": str(env_home)}
     env.pop(MACHINE_ID_ENV, None)
-    result = subprocess.run(
+    result = harness.run(
         [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--quick", "--collect-only", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -250,7 +251,7 @@ def test_a_run_is_never_saved_among_the_reference_runs(tmp_path, where):
     }
     if where == "link":
         folder["link"].symlink_to(reference_folder() / "vm_AMD-EPYC_no-gpu")
-    result = subprocess.run(
+    result = harness.run(
         [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--quick", "-k", "transfer and cpu-1t-h2h",
          "--benchmark-autosave", f"--benchmark-storage=file://{folder[where]}"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
@@ -329,7 +330,7 @@ def test_a_run_made_while_the_cores_are_busy_flags_itself(tmp_path):
         for _ in range(2 * (os.cpu_count() or 1))
     ]
     try:
-        result = subprocess.run(
+        result = harness.run(
             [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--quick", "-k", "transfer",
              "--devices", "cpu", "--benchmark-autosave", f"--benchmark-storage=file://{tmp_path / 'store'}"],
             cwd=REPO, capture_output=True, text=True, timeout=600,

@@ -16,6 +16,7 @@ import torch
 from bench.format.names import TRAIN_LADDER
 from bench.format.records import FORMAT_VERSION
 from bench.measure.plan import COMPILING
+from tests import harness
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -63,7 +64,7 @@ EXTRA = {
 
 
 def run_suite(*args, cwd=REPO):
-    return subprocess.run(
+    return harness.run(
         [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", *args],
         cwd=cwd,
         capture_output=True,
@@ -520,7 +521,7 @@ def test_a_stalled_download_ends_with_a_usage_error_naming_the_address(tmp_path)
     try:
         # A proxy that accepts the connection and never answers: urllib, under torchvision, uses it.
         env = {**os.environ, "http_proxy": f"http://127.0.0.1:{server.port}", "no_proxy": ""}
-        result = subprocess.run(
+        result = harness.run(
             [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--quick", "--devices", "cpu",
              "--dataset", "fashion-mnist", "--download", "--download-timeout", "1", "--data-root", str(tmp_path)],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=120,

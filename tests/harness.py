@@ -1,0 +1,280 @@
+"""The tests' one way to run `pytest bench` in a process of its own: forked from a process that has imported the suite.
+
+A `pytest bench` session in a fresh interpreter spends about 3.4 s of the 2-core VM importing torch,
+torchvision, pytest and the suite before its first case, and the tests run some seventy of them. Here
+a zygote process imports them once; each session is a fork of it that then runs as `python -m
+pytest` would (its own process and process group, its arguments, working folder, environment and
+standard streams, its exit status or signal). What a fork could not reproduce goes to a real
+subprocess: an interpreter setting in the environment (PYTHON*, a locale), a preexec_fn, another
+checkout's working folder, or a command that is not `python -m pytest bench`.
+
+`run` and `popen` take subprocess.run's and Popen's arguments, so a test says what it runs the same way
+either way.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+from pathlib import Path
+
+__all__ = ["popen", "run"]
+
+REPO = Path(__file__).resolve().parent.parent
+# What the interpreter reads as it starts: a session whose environment changes any of these is not a fork.
+_AT_START = ("PYTHON", "LC_", "LANG")
+# What a session imports before its first case (bench/conftest.py's closure), imported once in the zygote.
+_PRELOAD = ("torch", "torchvision", "pytest", "pytest_benchmark.plugin", "bench.run.plugin")
+
+_ZYGOTE = textwrap.dedent(
+    """
+    import importlib, json, os, select, signal, socket, sys
+
+    for name in sys.argv[2].split(","):
+        importlib.import_module(name)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(sys.argv[1])
+    listener.listen(64)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    base_path = list(sys.path)
+    sessions = {}  # pid -> the connection its status goes back on
+    print("ready", flush=True)
+
+    def session(conn):
+        message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+        request = json.loads(message)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            for fd in fds:
+                os.close(fd)
+            sessions[pid] = conn
+            conn.sendall(json.dumps({"pid": pid}).encode() + b"\\n")
+            return
+        # The session: as `python -m pytest ARGS` started in its folder with its environment would be.
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        listener.close()
+        conn.close()
+        os.setpgid(0, 0)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        extra = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
+        sys.path[:] = [base_path[0], *extra, *base_path[1:]]
+        importlib.invalidate_caches()  # files written since the zygote started (a test's plugin)
+        sys.argv = ["pytest", *request["args"]]  # (run_module puts the module's file first, as -m does)
+        import runpy
+
+        runpy.run_module("pytest", run_name="__main__", alter_sys=True)
+        sys.exit(0)
+
+    with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as parent:
+        while True:
+            try:
+                ready, _, _ = select.select([listener, parent, wake_read], [], [])
+            except InterruptedError:
+                continue
+            if parent in ready and not parent.read(1):  # the tests' process has ended
+                os._exit(0)
+            if wake_read in ready:
+                os.read(wake_read, 4096)
+            while sessions:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                conn = sessions.pop(pid, None)
+                if conn is not None:
+                    code = os.waitstatus_to_exitcode(status)
+                    try:
+                        conn.sendall(json.dumps({"returncode": code}).encode() + b"\\n")
+                    except OSError:
+                        pass
+                    conn.close()
+            if listener in ready:
+                conn, _ = listener.accept()
+                session(conn)
+    """
+)
+
+
+class _Zygote:
+    """The process sessions are forked from: started on first use, ended with the tests' process."""
+
+    def __init__(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="fmnist-zygote-")
+        self.address = os.path.join(self.folder, "socket")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _ZYGOTE, self.address, ",".join(_PRELOAD)],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if self.process.stdout.readline().strip() != "ready":
+            raise RuntimeError("the test harness's zygote did not start")
+        self.environment = dict(os.environ)
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        try:
+            os.unlink(self.address)
+            os.rmdir(self.folder)
+        except OSError:
+            pass
+
+
+_zygote: _Zygote | None = None
+_lock = threading.Lock()
+
+
+def _the_zygote() -> _Zygote:
+    global _zygote
+    with _lock:
+        if _zygote is None or _zygote.process.poll() is not None:
+            _zygote = _Zygote()
+        return _zygote
+
+
+class Session:
+    """A forked `pytest bench` session, read and waited for as a Popen is."""
+
+    def __init__(self, args: list[str], cwd, env: dict, fds: tuple[int, int, int]) -> None:
+        self.args = args
+        self.returncode: int | None = None
+        self.stdout = self.stderr = None
+        self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._conn.connect(_the_zygote().address)
+        request = {"args": args[3:], "cwd": str(cwd), "env": env}  # (after python -m pytest)
+        socket.send_fds(self._conn, [json.dumps(request).encode()], list(fds))
+        self._reply = self._conn.makefile("r")
+        self.pid = json.loads(self._reply.readline())["pid"]
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            ready, _, _ = select.select([self._conn], [], [], 0)
+            if ready:
+                self._finish()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            ready, _, _ = select.select([self._conn], [], [], timeout)
+            if not ready:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            self._finish()
+        return self.returncode
+
+    def _finish(self) -> None:
+        line = self._reply.readline()
+        self.returncode = json.loads(line)["returncode"] if line else -signal.SIGKILL
+        self._reply.close()
+        self._conn.close()
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def _forkable(cmd, kwargs: dict) -> bool:
+    """Whether this command can be a fork of the zygote and run as it would in a subprocess of its own."""
+    if list(cmd[:4]) != [sys.executable, "-m", "pytest", "bench"]:
+        return False
+    given = {key for key, value in kwargs.items() if value is not None}
+    if given - {"cwd", "env", "stdout", "stderr", "capture_output", "text", "timeout"}:
+        return False  # (a preexec_fn, a start_new_session: what the fork does not do)
+    if kwargs.get("stdout") not in (None, subprocess.PIPE) or kwargs.get("stderr") not in (
+        None,
+        subprocess.PIPE,
+        subprocess.STDOUT,
+    ):
+        return False
+    if Path(kwargs.get("cwd") or os.getcwd()).resolve() != REPO:
+        return False  # another checkout: its own modules, not the zygote's
+    env = kwargs.get("env") or os.environ
+    base = _the_zygote().environment
+    return all(
+        env.get(key) == base.get(key)
+        for key in set(env) | set(base)
+        if key.startswith(_AT_START) and key != "PYTHONPATH"
+    )
+
+
+def popen(cmd, **kwargs):
+    """subprocess.Popen(cmd, **kwargs), as a fork of the zygote where it can be one (stdout and stderr: PIPE,
+    STDOUT or None; stdin is /dev/null)."""
+    if not _forkable(cmd, kwargs) or kwargs.get("stderr") == subprocess.PIPE:
+        return subprocess.Popen(cmd, **kwargs)
+    env = dict(kwargs.get("env") or os.environ)
+    read_end, write_end = os.pipe()
+    streams = {subprocess.PIPE: write_end, None: 1}
+    out = streams[kwargs.get("stdout")]
+    err = out if kwargs.get("stderr") == subprocess.STDOUT else streams[kwargs.get("stderr")]
+    with open(os.devnull, "rb") as null:
+        session = Session(
+            list(cmd), kwargs.get("cwd") or os.getcwd(), env, (null.fileno(), out, err)
+        )
+    os.close(write_end)
+    if kwargs.get("stdout") == subprocess.PIPE:
+        session.stdout = open(read_end, "r" if kwargs.get("text") else "rb")  # noqa: SIM115
+    else:
+        os.close(read_end)
+    return session
+
+
+def run(cmd, **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run(cmd, **kwargs) for the arguments the tests use (capture_output, text, timeout, cwd, env)."""
+    if not _forkable(cmd, kwargs):
+        return subprocess.run(cmd, **kwargs)
+    timeout = kwargs.get("timeout")
+    env = dict(kwargs.get("env") or os.environ)
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        open(os.devnull, "rb") as null,
+    ):
+        capture = kwargs.get("capture_output")
+        fds = (null.fileno(), out.fileno() if capture else 1, err.fileno() if capture else 2)
+        session = Session(list(cmd), kwargs.get("cwd") or os.getcwd(), env, fds)
+        try:
+            session.wait(timeout)
+        except subprocess.TimeoutExpired:
+            session.kill()
+            session.wait()
+            raise subprocess.TimeoutExpired(cmd, timeout) from None
+        said = []
+        for stream in (out, err):
+            stream.seek(0)
+            data = stream.read()
+            said.append(data.decode() if kwargs.get("text") else data)
+    return subprocess.CompletedProcess(
+        cmd, session.returncode, *(said if capture else (None, None))
+    )
