@@ -358,9 +358,10 @@ def test_n_machines_save_into_one_tree_at_once(tmp_path):
     assert all(f"<h3>type-{t}-" in page for t in "abc")  # three machines: one page, an answer each
 
 
-def test_a_cache_that_cannot_be_used_is_refused_or_passed_by(tmp_path, capsys):
+def test_a_cache_that_cannot_be_used_is_refused_or_passed_by(tmp_path, monkeypatch, capsys):
+    _small_fleets(monkeypatch)
     runs = tmp_path / "runs"
-    make_fleet(runs, machines=5)
+    make_fleet(runs, machines=SMALL_FLEET)
     (tmp_path / "file").write_text("")
     for bad in (["--cache", str(tmp_path / "file")], ["--cache", str(tmp_path / "out" / "c")],
                 ["--cache", str(tmp_path / "c"), "--no-cache"]):  # fmt: skip
@@ -377,7 +378,17 @@ def test_a_cache_that_cannot_be_used_is_refused_or_passed_by(tmp_path, capsys):
         == 0
     )
     err = capsys.readouterr().err
-    assert "the report's cache" in err and len(list((tmp_path / "out" / "machines").iterdir())) == 5
+    machines = list((tmp_path / "out" / "machines").iterdir())
+    assert "the report's cache" in err and len(machines) == SMALL_FLEET
+
+
+# What the cache's and the kept pages' tests need is a fleet's pages, not many of them: two machines over a
+# threshold of one make the same folders, rankings and kept pages as five over four, in half the time.
+SMALL_FLEET = 2
+
+
+def _small_fleets(monkeypatch) -> None:
+    monkeypatch.setattr(pages, "ONE_PAGE_MACHINES", SMALL_FLEET - 1)
 
 
 def _read_only(*args, **kwargs):
@@ -385,11 +396,12 @@ def _read_only(*args, **kwargs):
 
 
 def _reported_fleet(tmp_path: Path, monkeypatch, out: str) -> tuple[Path, Path]:
-    """Five machines' runs reported once into `out` (this user's cache key under tmp_path): the runs, and the
+    """A small fleet's runs reported once into `out` (this user's cache key under tmp_path): the runs, and the
     folder of the pages the report drew."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    _small_fleets(monkeypatch)
     runs = tmp_path / "runs"
-    make_fleet(runs, machines=5)
+    make_fleet(runs, machines=SMALL_FLEET)
     assert report([str(runs), "--out", str(tmp_path / out)]) == 0
     return runs, runs / ".report-cache" / "drawn"
 
@@ -405,6 +417,7 @@ def test_a_damaged_cache_or_one_that_cannot_be_stamped_is_a_warning_and_the_repo
     assert {p: p.stat().st_ino for p in drawn.rglob(".done")} == kept  # nothing drawn again
     monkeypatch.undo()
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    _small_fleets(monkeypatch)
     # Every shard a file: no page can be kept, each is drawn for this report alone, said once.
     for shard in list(drawn.iterdir()):
         shutil.rmtree(shard)
@@ -416,7 +429,7 @@ def test_a_damaged_cache_or_one_that_cannot_be_stamped_is_a_warning_and_the_repo
         err.count("a page could not be kept in the report's cache") == 1
         and "drawn for this report alone" in err
     )
-    assert len(list((tmp_path / "out" / "machines").iterdir())) == 5
+    assert len(list((tmp_path / "out" / "machines").iterdir())) == SMALL_FLEET
     assert all((m / "index.html").is_file() for m in (tmp_path / "out" / "machines").iterdir())
 
 
@@ -488,8 +501,9 @@ def test_a_killed_fleet_report_leaves_no_process_and_the_next_report_removes_its
 
 def test_a_cache_folder_planted_as_a_link_is_never_written_through(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    _small_fleets(monkeypatch)
     runs, elsewhere = tmp_path / "runs", tmp_path / "elsewhere"
-    make_fleet(runs, machines=5)
+    make_fleet(runs, machines=SMALL_FLEET)
     elsewhere.mkdir()
     (runs / ".report-cache").symlink_to(elsewhere)
     assert report([str(runs), "--out", str(tmp_path / "out")]) == 0
@@ -601,7 +615,7 @@ def test_a_copied_tree_with_tampered_pages_and_a_planted_link_gives_a_report_of_
     assert report([str(runs), "--out", str(tmp_path / "out")]) == 0
     assert "a kept page is not what the report drew" in capsys.readouterr().err
     written = list((tmp_path / "out").rglob("*"))
-    assert len(list((tmp_path / "out" / "machines").iterdir())) == 5
+    assert len(list((tmp_path / "out" / "machines").iterdir())) == SMALL_FLEET
     assert not any(p.is_symlink() for p in written) and not any(
         p.name == "secret.html" for p in written
     )
