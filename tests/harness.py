@@ -2,9 +2,11 @@
 
 A `pytest bench` session in a fresh interpreter spends about 3.4 s of the 2-core VM importing torch,
 torchvision, pytest and the suite before its first case, and the tests run some seventy of them. Here
-a zygote process imports them once; each session is a fork of it that then runs as `python -m
-pytest` would (its own process and process group, its arguments, working folder, environment and
-standard streams, its exit status or signal). What a fork could not reproduce goes to a real
+a zygote process imports them once, and reads the reference runs every session's answer reads; each
+session is a fork of it that then runs as `python -m pytest` would (its own process and process
+group, its arguments, working folder, environment and standard streams, its exit status or signal),
+and ends as the interpreter does (threads joined, atexit handlers run, streams flushed) without the
+second Python spends tearing torch's modules down. What a fork could not reproduce goes to a real
 subprocess: an interpreter setting in the environment (PYTHON*, a locale), a preexec_fn, another
 checkout's working folder, or a command that is not `python -m pytest bench`.
 
@@ -32,7 +34,8 @@ __all__ = ["popen", "run"]
 REPO = Path(__file__).resolve().parent.parent
 # What the interpreter reads as it starts: a session whose environment changes any of these is not a fork.
 _AT_START = ("PYTHON", "LC_", "LANG")
-# What a session imports before its first case (bench/conftest.py's closure), imported once in the zygote.
+# What a session imports before its first case (bench/conftest.py's closure), imported once in the zygote;
+# the reference runs its answer reads at the end are read there once too.
 _PRELOAD = ("torch", "torchvision", "pytest", "pytest_benchmark.plugin", "bench.run.plugin")
 
 _ZYGOTE = textwrap.dedent(
@@ -41,6 +44,8 @@ _ZYGOTE = textwrap.dedent(
 
     for name in sys.argv[2].split(","):
         importlib.import_module(name)
+    # What every session's end-of-run answer reads (kept while the files stay as they are).
+    importlib.import_module("bench.analysis.reference").load_reference()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(sys.argv[1])
     listener.listen(64)
@@ -82,8 +87,22 @@ _ZYGOTE = textwrap.dedent(
         sys.argv = ["pytest", *request["args"]]  # (run_module puts the module's file first, as -m does)
         import runpy
 
-        runpy.run_module("pytest", run_name="__main__", alter_sys=True)
-        sys.exit(0)
+        try:
+            runpy.run_module("pytest", run_name="__main__", alter_sys=True)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if not isinstance(exc.code, (int, type(None))):
+                print(exc.code, file=sys.stderr)
+        # The interpreter's exit, less the second it spends tearing down torch's modules: threads joined, atexit
+        # handlers run, the streams flushed, the status as sys.exit gives it.
+        import atexit, threading
+
+        threading._shutdown()
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
     with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as parent:
         while True:
