@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +37,19 @@ def _report(tmp_path: Path, run: dict | str, capsys) -> tuple[int, str]:
     (runs / "vm.json").write_text(VM_RUN.read_text())
     rc = main([str(runs), "--out", str(tmp_path / "out")])
     return rc, capsys.readouterr().err
+
+
+def _read(tmp_path: Path, run: dict | str) -> tuple[pd.DataFrame, str]:
+    """The reading the report starts with, in-process: the frame of hostile.json beside the VM's run, and what it
+    warned. What the report is then written from; the tests below write one report each to show it is."""
+    runs = tmp_path / "runs"
+    runs.mkdir(exist_ok=True)
+    (runs / "hostile.json").write_text(run if isinstance(run, str) else json.dumps(run))
+    (runs / "vm.json").write_text(VM_RUN.read_text())
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        frame = load_frame([runs])
+    return frame, "\n".join(str(w.message) for w in said if issubclass(w.category, RunFileWarning))
 
 
 def _bench(change):
@@ -96,22 +110,36 @@ def _bench(change):
         "accuracy-3",
     ],  # fmt: skip
 )
-def test_a_malformed_benchmark_is_named_and_passed_over_and_every_machine_still_reported(
-    tmp_path, capsys, build, field
+def test_a_malformed_benchmark_is_named_and_passed_over_and_every_machine_still_read(
+    tmp_path, build, field
 ):
     run = build()
-    rc, err = _report(tmp_path, run, capsys)
-    assert rc == 0
+    frame, said = _read(tmp_path, run)
     assert (
         "hostile.json: benchmark 'test_train_epoch[cpu-100-resident]' passed over: benchmarks[0]."
         + field
-        in err
+        in said
     )
+    assert len(frame) == len(run["benchmarks"]) - 1 + len(
+        json.loads(VM_RUN.read_text())["benchmarks"]
+    )
+    assert {"AMD EPYC · no GPU"} < set(frame["label"])
+
+
+def test_a_report_with_a_malformed_benchmark_is_written_with_every_other_figure(tmp_path, capsys):
+    run = _run()
+    _first(run, "train")["params"]["batch_size"] = 1e30
+    rc, err = _report(tmp_path, run, capsys)
+    assert rc == 0
+    assert "hostile.json: benchmark 'test_train_epoch[cpu-100-resident]' passed over" in err
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert len(summary) == len(run["benchmarks"]) - 1 + len(
         json.loads(VM_RUN.read_text())["benchmarks"]
     )
     assert {"AMD EPYC · no GPU"} < set(summary["label"])
+    assert (tmp_path / "out" / "index.html").is_file() and (
+        tmp_path / "out" / "report.md"
+    ).is_file()
 
 
 @pytest.mark.parametrize(
@@ -133,22 +161,28 @@ def test_a_malformed_benchmark_is_named_and_passed_over_and_every_machine_still_
     ],
     ids=["gpus-number", "link-0", "node-list", "plan-string"],
 )
-def test_a_malformed_run_is_named_with_its_field_and_the_other_machines_reported(
-    tmp_path, capsys, change, field
+def test_a_malformed_run_is_named_with_its_field_and_the_other_machines_read(
+    tmp_path, change, field
 ):
     run = _run()
     change(run["machine_info"])
-    rc, err = _report(tmp_path, run, capsys)
-    assert rc == 0 and f"hostile.json: not a saved run the report can read, skipped: {field}" in err
-    assert set(pd.read_csv(tmp_path / "out" / "summary.csv")["label"]) == {"AMD EPYC · no GPU"}
+    frame, said = _read(tmp_path, run)
+    assert f"hostile.json: not a saved run the report can read, skipped: {field}" in said
+    assert set(frame["label"]) == {"AMD EPYC · no GPU"}
 
 
 @pytest.mark.parametrize(
     "text", ["", "{", "[]", '"a run"', "null", "[" * 100_000, "\udcff"], ids=repr
 )
-def test_files_that_are_not_runs_are_named_and_skipped(tmp_path, capsys, text):
-    rc, err = _report(tmp_path, text.encode("utf-8", "surrogateescape").decode("latin-1"), capsys)
+def test_files_that_are_not_runs_are_named_and_skipped(tmp_path, text):
+    frame, said = _read(tmp_path, text.encode("utf-8", "surrogateescape").decode("latin-1"))
+    assert "hostile.json: not" in said and set(frame["label"]) == {"AMD EPYC · no GPU"}
+
+
+def test_a_report_beside_a_file_that_is_not_a_run_is_written(tmp_path, capsys):
+    rc, err = _report(tmp_path, "{", capsys)
     assert rc == 0 and "hostile.json: not" in err
+    assert set(pd.read_csv(tmp_path / "out" / "summary.csv")["label"]) == {"AMD EPYC · no GPU"}
 
 
 def test_hostile_strings_are_data_in_every_output(tmp_path, capsys):
@@ -265,13 +299,12 @@ def test_a_report_of_clean_runs_warns_nothing(tmp_path):
     ],
     ids=["tiny-median", "foreign-device", "empty-device"],
 )
-def test_impossible_figures_and_foreign_devices_are_passed_over(tmp_path, capsys, change, field):
+def test_impossible_figures_and_foreign_devices_are_passed_over(tmp_path, change, field):
     run = _run()
     change(_first(run, "train"))
-    rc, err = _report(tmp_path, run, capsys)
-    assert rc == 0 and f"passed over: benchmarks[0].{field}" in err
-    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
-    assert (summary["images_per_s"].dropna() < 1e12).all()  # no inf img/s anywhere
+    frame, said = _read(tmp_path, run)
+    assert f"passed over: benchmarks[0].{field}" in said
+    assert (frame["images_per_s"].dropna() < 1e12).all()  # no inf img/s anywhere
 
 
 def test_an_undated_or_future_run_is_named_and_counts_as_the_oldest(tmp_path):
