@@ -419,7 +419,8 @@ def test_the_reference_runs_are_read_once_a_process_while_their_files_stay_as_th
     monkeypatch.setattr(reference, "reference_folder", lambda: tmp_path / "reference")
     reads = []
     monkeypatch.setattr(
-        "bench.analysis.rows.load_frame", lambda paths: reads.append(paths) or load_frame(paths)
+        "bench.analysis.rows.load_frame",
+        lambda paths, **kw: reads.append(paths) or load_frame(paths, **kw),
     )
     first = reference.load_reference()
     first.loc[:, "median"] = 0.0  # a caller's change to its copy is its own

@@ -8,7 +8,6 @@ measures this machine's own GPU. One implementation: the end-of-run answer and t
 
 from __future__ import annotations
 
-import functools
 import warnings
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pandas as pd
 
 from bench.analysis.figures import at_default, cpu_choices, is_gpu
 from bench.analysis.intervals import interval_said, ratio_estimate, side
-from bench.format.store import find_run_files, reference_folder
+from bench.format.store import RunFileWarning, find_run_files, reference_folder
 
 __all__ = ["MEASURE_OWN", "against_reference", "load_reference", "reference_said"]
 
@@ -51,16 +50,29 @@ def load_reference(cache=None) -> pd.DataFrame:
     """The reference runs this checkout ships (an empty frame where it ships none); `cache`: a RowCache to keep
     what was read of them in (bench/report/cache.py). A reference run that cannot be read (a
     checkout damaged, a file cut short) is named in a RunFileWarning and passed over, as any run is:
-    the report goes on. Without a cache, a process reads them once while their files stay as they are."""
+    the report goes on. A process reads them once while their files stay as they are (a damaged one
+    is read, and named, every time)."""
     from bench.analysis.rows import load_frame  # (load imports the figures this module imports)
 
     folder = reference_folder()
     if not folder.is_dir():
         return pd.DataFrame()
-    if cache is not None:
-        return load_frame([folder], cache=cache)
-    frame = _read_once(str(folder), _signature(folder))
-    return load_frame([folder]) if frame is None else frame.copy()
+    key = (str(folder), _signature(folder))
+    if key in _READ:
+        return _READ[key].copy()
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        frame = load_frame([folder], cache=cache)
+    for warned in said:  # (said as they would have been: the caller's filters decide)
+        warnings.warn_explicit(warned.message, warned.category, warned.filename, warned.lineno)
+    if None not in key[1] and not any(issubclass(w.category, RunFileWarning) for w in said):
+        _READ.clear()
+        _READ[key] = frame
+    return frame.copy()
+
+
+# The reference runs' frame as this process last read them, under the folder and files it was read from.
+_READ: dict[tuple, pd.DataFrame] = {}
 
 
 def _signature(folder: Path) -> tuple:
@@ -73,20 +85,6 @@ def _signature(folder: Path) -> tuple:
             return (None,)  # (not one to keep: load_frame names what is wrong with it)
         signature.append((str(path), stat.st_size, stat.st_mtime_ns))
     return tuple(signature)
-
-
-@functools.lru_cache(maxsize=4)
-def _read_once(folder: str, signature: tuple) -> pd.DataFrame | None:
-    """The reference runs read, kept while `signature` holds; None where reading them warned (a damaged file is
-    read again, so that every report names it) or a file could not be looked at."""
-    from bench.analysis.rows import load_frame
-
-    if None in signature:
-        return None
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        frame = load_frame([folder])
-    return None if said else frame
 
 
 def _pair(
