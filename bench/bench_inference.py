@@ -130,9 +130,6 @@ def test_inference(
             matrix=versus.tolist(),
         )
     )
-    if prepared:
-        benchmark.extra_info["prepare"] = fmt.prepare_record(prepare_s, prepared)
-    if latency is not None:
-        benchmark.extra_info["latency"] = latency
-    if work is not None:
-        benchmark.extra_info["work"] = work
+    benchmark.extra_info.update(
+        fmt.step_parts(prepare_s=prepare_s, prepared=prepared, work=work, latency=latency)
+    )

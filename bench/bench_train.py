@@ -96,11 +96,8 @@ def test_train_epoch(
             pipeline_config={**config.record(), "loss_tolerance": config.loss_tolerance},
         )
     )
-    if prepared:
-        benchmark.extra_info["prepare"] = fmt.prepare_record(prepare_s, prepared)
-    if breakdown is not None:
-        benchmark.extra_info["breakdown"] = breakdown
-    if work is not None:
-        benchmark.extra_info["work"] = work
+    benchmark.extra_info.update(
+        fmt.step_parts(prepare_s=prepare_s, prepared=prepared, work=work, breakdown=breakdown)
+    )
     # A fast epoch that broke training is not a result.
     assert all(math.isfinite(e.mean_loss) for e in epochs), f"non-finite loss on {device}: {epochs}"

@@ -881,6 +881,19 @@ def prepare_record(seconds: float, prepared: dict) -> dict:
     return Prepare.read({**prepared, "seconds": seconds}).write()
 
 
+def step_parts(
+    *, prepare_s: float, prepared: dict | None, work: dict | None, **explaining: dict | None
+) -> dict:
+    """What a training or inference case adds to its figures where it measured them, in the order saved: the
+    time to compile or capture its shapes (prepare), what explains its time (a profiled epoch's breakdown, a
+    latency sample), and the work it counted. A part not measured is left out, not written null."""
+    parts = {"prepare": prepare_record(prepare_s, prepared)} if prepared else {}
+    parts.update({name: part for name, part in explaining.items() if part is not None})
+    if work is not None:
+        parts["work"] = work
+    return parts
+
+
 def rounds_record(*, warmup: dict, warm_s: float, budget, round_s: float, rounds: int) -> dict:
     """extra_info.warmup and .budget: what the case warmed up with and how its rounds were chosen (format 2 on)."""
     chosen = Budget(budget.min_rounds, budget.max_time, budget.max_rounds, round_s, rounds)
