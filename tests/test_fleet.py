@@ -107,6 +107,28 @@ def test_a_broken_cache_or_one_of_another_version_reads_the_files(tmp_path, monk
     assert other.read_files == 2
 
 
+def test_the_cache_is_stamped_with_every_module_its_rows_and_pages_come_from(tmp_path, monkeypatch):
+    # A change to the analysis alone (a column, an answer's words) must read every file again: the stamp once
+    # hashed a folder that no longer existed, and the analysis not at all.
+    code = tmp_path / "bench"
+    for part in ("format", "analysis", "report", "report/templates"):
+        (code / part).mkdir(parents=True)
+        (code / part / "a.py").write_text("x = 1\n")
+    folders = (code / "format", code / "analysis", code / "report", code / "report" / "templates")
+    real = [folder.relative_to(ROOT / "bench") for folder in cache_module._STAMPED]
+    monkeypatch.setattr(cache_module, "_STAMPED", folders)
+    stamps = []
+    for changed in (None, *folders):
+        if changed is not None:
+            (changed / "a.py").write_text("x = 2\n")
+        cache_module.code_stamp.cache_clear()
+        stamps.append(cache_module.code_stamp())
+    cache_module.code_stamp.cache_clear()
+    assert len(set(stamps)) == len(stamps)
+    assert [str(f) for f in real] == ["format", "analysis", "report", "report/templates"]
+    assert all((ROOT / "bench" / f).is_dir() for f in real)
+
+
 def test_the_cache_folder_is_never_read_as_runs(tmp_path, capsys):
     runs = tmp_path / "runs"
     make_fleet(runs, machines=3)

@@ -48,16 +48,21 @@ class CacheWarning(UserWarning):
     RunFileWarning: no run file is at fault)."""
 
 
+# The code a cached row or kept page is made by: every module the rows and pages come from.
+_HERE = Path(__file__).resolve().parent
+_STAMPED = (_HERE.parent / "format", _HERE.parent / "analysis", _HERE, _HERE / "templates")
+
+
 @functools.cache
 def code_stamp() -> str:
-    """What the cache's contents depend on: the source of the saved-run contract and of the report (its templates
-    too), and the versions of the libraries that build and store them. Any change reads every file
-    again."""
+    """What the cache's contents depend on: the source of the saved-run contract (bench/format), of the analysis
+    that builds a run file's rows and a page's figures (bench/analysis) and of the report (its templates too),
+    and the versions of the libraries that build and store them. Any change reads every file again."""
     digest = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    for folder in (here.parent / "record", here, here / "templates"):
+    for folder in _STAMPED:
         for source in sorted(folder.glob("*.py")) + sorted(folder.glob("*.j2")):
-            digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+            digest.update(f"{folder.name}/{source.name}".encode() + b"\0")
+            digest.update(source.read_bytes() + b"\0")
     for library in _LIBRARIES:
         try:
             digest.update(f"{library}={metadata.version(library)}\0".encode())
