@@ -3,12 +3,15 @@
 A `pytest bench` session in a fresh interpreter spends about 3.4 s of the 2-core VM importing torch,
 torchvision, pytest and the suite before its first case, and the tests run some seventy of them. Here
 a zygote process imports them once, and reads the reference runs every session's answer reads; each
-session is a fork of it that then runs as `python -m pytest` would (its own process and process
-group, its arguments, working folder, environment and standard streams, its exit status or signal),
+session is a fork of it that then runs as `python -m pytest` would (its own process, in the tests'
+process group as a subprocess is; its arguments, working folder, environment and standard streams;
+its exit status or signal),
 and ends as the interpreter does (threads joined, atexit handlers run, streams flushed) without the
 second Python spends tearing torch's modules down. What a fork could not reproduce goes to a real
-subprocess: an interpreter setting in the environment (PYTHON*, a locale), a preexec_fn, another
-checkout's working folder, or a command that is not `python -m pytest bench`.
+subprocess: a setting read as the interpreter and torch's libraries start (PYTHON*, a locale, the
+loader's, the C library's, the thread pools', TMPDIR), a preexec_fn, streams other than
+capture_output's, another checkout's working folder, a command that is not `python -m pytest bench`,
+or a machine where no zygote could start.
 
 `run` and `popen` take subprocess.run's and Popen's arguments, so a test says what it runs the same way
 either way.
@@ -20,8 +23,10 @@ import atexit
 import json
 import os
 import select
+import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -33,14 +38,26 @@ __all__ = ["popen", "run"]
 
 REPO = Path(__file__).resolve().parent.parent
 # What the interpreter reads as it starts: a session whose environment changes any of these is not a fork.
-_AT_START = ("PYTHON", "LC_", "LANG")
+# (the dynamic loader's, the C library's and the thread pools' that torch's libraries read as they load, too)
+_AT_START = (
+    "PYTHON",
+    "LC_",
+    "LANG",
+    "LD_",
+    "MALLOC_",
+    "GLIBC_TUNABLES",
+    "OMP_",
+    "MKL_",
+    "KMP_",
+    "TMPDIR",
+)
 # What a session imports before its first case (bench/conftest.py's closure), imported once in the zygote;
 # the reference runs its answer reads at the end are read there once too.
 _PRELOAD = ("torch", "torchvision", "pytest", "pytest_benchmark.plugin", "bench.run.plugin")
 
 _ZYGOTE = textwrap.dedent(
     """
-    import importlib, json, os, select, signal, socket, sys
+    import importlib, json, os, select, signal, socket, struct, sys, traceback
 
     for name in sys.argv[2].split(","):
         importlib.import_module(name)
@@ -53,28 +70,27 @@ _ZYGOTE = textwrap.dedent(
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # (Ctrl-C ends the tests' process; its end ends this one)
     base_path = list(sys.path)
     sessions = {}  # pid -> the connection its status goes back on
     print("ready", flush=True)
 
-    def session(conn):
-        message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
-        request = json.loads(message)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid:
-            for fd in fds:
-                os.close(fd)
-            sessions[pid] = conn
-            conn.sendall(json.dumps({"pid": pid}).encode() + b"\\n")
-            return
+    def receive(conn):
+        head, fds, _, _ = socket.recv_fds(conn, 4, 3)
+        (size,) = struct.unpack("!I", head)
+        data = b""
+        while len(data) < size:
+            part = conn.recv(size - len(data))
+            if not part:
+                raise EOFError("the request was cut short")
+            data += part
+        return json.loads(data), fds
+
+    def run(request, fds):
         # The session: as `python -m pytest ARGS` started in its folder with its environment would be.
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        listener.close()
-        conn.close()
-        os.setpgid(0, 0)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -102,7 +118,38 @@ _ZYGOTE = textwrap.dedent(
         atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(code)
+        return code
+
+    def session(conn):
+        try:
+            request, fds = receive(conn)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+        except Exception as exc:
+            try:
+                conn.sendall(json.dumps({"error": repr(exc)}).encode() + b"\\n")
+            except OSError:
+                pass
+            conn.close()
+            return
+        if pid == 0:  # never back into this loop: the session ends the process, however it ends
+            code = 70
+            try:
+                listener.close()
+                conn.close()
+                code = run(request, fds)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        sessions[pid] = conn
+        try:
+            conn.sendall(json.dumps({"pid": pid}).encode() + b"\\n")
+        except OSError:
+            pass
 
     with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as parent:
         while True:
@@ -110,7 +157,12 @@ _ZYGOTE = textwrap.dedent(
                 ready, _, _ = select.select([listener, parent, wake_read], [], [])
             except InterruptedError:
                 continue
-            if parent in ready and not parent.read(1):  # the tests' process has ended
+            if parent in ready and not parent.read(1):  # the tests' process has ended: so do its sessions
+                for pid in sessions:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
                 os._exit(0)
             if wake_read in ready:
                 os.read(wake_read, 4096)
@@ -139,14 +191,20 @@ class _Zygote:
     def __init__(self) -> None:
         self.folder = tempfile.mkdtemp(prefix="fmnist-zygote-")
         self.address = os.path.join(self.folder, "socket")
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _ZYGOTE, self.address, ",".join(_PRELOAD)],
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        if self.process.stdout.readline().strip() != "ready":
+        with open(
+            os.path.join(self.folder, "zygote.log"), "w"
+        ) as log:  # its own errors, kept apart
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _ZYGOTE, self.address, ",".join(_PRELOAD)],
+                cwd=REPO,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+        ready, _, _ = select.select([self.process.stdout], [], [], 300)
+        if not ready or self.process.stdout.readline().strip() != "ready":
+            self.process.kill()
             raise RuntimeError("the test harness's zygote did not start")
         self.environment = dict(os.environ)
         atexit.register(self.close)
@@ -158,22 +216,25 @@ class _Zygote:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        try:
-            os.unlink(self.address)
-            os.rmdir(self.folder)
-        except OSError:
-            pass
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 _zygote: _Zygote | None = None
+_failed = False  # a zygote could not start here: every session is a real subprocess
 _lock = threading.Lock()
 
 
-def _the_zygote() -> _Zygote:
-    global _zygote
+def _the_zygote() -> _Zygote | None:
+    global _zygote, _failed
     with _lock:
+        if _failed or not (hasattr(os, "fork") and hasattr(socket, "send_fds")):
+            return None
         if _zygote is None or _zygote.process.poll() is not None:
-            _zygote = _Zygote()
+            try:
+                _zygote = _Zygote()
+            except (OSError, RuntimeError):
+                _failed = True
+                return None
         return _zygote
 
 
@@ -186,10 +247,18 @@ class Session:
         self.stdout = self.stderr = None
         self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._conn.connect(_the_zygote().address)
-        request = {"args": args[3:], "cwd": str(cwd), "env": env}  # (after python -m pytest)
-        socket.send_fds(self._conn, [json.dumps(request).encode()], list(fds))
+        request = json.dumps(
+            {"args": args[3:], "cwd": str(cwd), "env": env}
+        ).encode()  # (after -m pytest)
+        socket.send_fds(self._conn, [struct.pack("!I", len(request))], list(fds))
+        self._conn.sendall(request)
         self._reply = self._conn.makefile("r")
-        self.pid = json.loads(self._reply.readline())["pid"]
+        ready, _, _ = select.select([self._conn], [], [], 60)
+        said = json.loads(self._reply.readline() or "{}") if ready else {}
+        if "pid" not in said:
+            self._conn.close()
+            raise RuntimeError(f"the test harness's zygote did not start the session: {said}")
+        self.pid = said["pid"]
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -213,8 +282,13 @@ class Session:
         self._conn.close()
 
     def send_signal(self, sig: int) -> None:
-        if self.returncode is None:
-            os.kill(self.pid, sig)
+        if (
+            self.poll() is None
+        ):  # (the zygote reaps it: once it has ended, its pid may be another's)
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
@@ -238,8 +312,11 @@ def _forkable(cmd, kwargs: dict) -> bool:
         return False
     if Path(kwargs.get("cwd") or os.getcwd()).resolve() != REPO:
         return False  # another checkout: its own modules, not the zygote's
+    zygote = _the_zygote()
+    if zygote is None:
+        return False
     env = kwargs.get("env") or os.environ
-    base = _the_zygote().environment
+    base = zygote.environment
     return all(
         env.get(key) == base.get(key)
         for key in set(env) | set(base)
@@ -254,9 +331,8 @@ def popen(cmd, **kwargs):
         return subprocess.Popen(cmd, **kwargs)
     env = dict(kwargs.get("env") or os.environ)
     read_end, write_end = os.pipe()
-    streams = {subprocess.PIPE: write_end, None: 1}
-    out = streams[kwargs.get("stdout")]
-    err = out if kwargs.get("stderr") == subprocess.STDOUT else streams[kwargs.get("stderr")]
+    out = write_end if kwargs.get("stdout") == subprocess.PIPE else 1
+    err = out if kwargs.get("stderr") == subprocess.STDOUT else 2
     with open(os.devnull, "rb") as null:
         session = Session(
             list(cmd), kwargs.get("cwd") or os.getcwd(), env, (null.fileno(), out, err)
@@ -271,8 +347,10 @@ def popen(cmd, **kwargs):
 
 def run(cmd, **kwargs) -> subprocess.CompletedProcess:
     """subprocess.run(cmd, **kwargs) for the arguments the tests use (capture_output, text, timeout, cwd, env)."""
-    if not _forkable(cmd, kwargs):
-        return subprocess.run(cmd, **kwargs)
+    if not _forkable(cmd, kwargs) or kwargs.get("stdout") or kwargs.get("stderr"):
+        return subprocess.run(
+            cmd, **kwargs
+        )  # (streams other than capture_output's: as subprocess has them)
     timeout = kwargs.get("timeout")
     env = dict(kwargs.get("env") or os.environ)
     with (

@@ -59,20 +59,22 @@ def load_reference(cache=None) -> pd.DataFrame:
         return pd.DataFrame()
     key = (str(folder), _signature(folder))
     if key in _READ:
-        return _READ[key].copy()
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        frame = load_frame([folder], cache=cache)
-    for warned in said:  # (said as they would have been: the caller's filters decide)
+        frame, said = _READ[key]
+    else:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            frame = load_frame([folder], cache=cache)
+        if None not in key[1] and not any(issubclass(w.category, RunFileWarning) for w in said):
+            _READ.clear()
+            _READ[key] = (frame, said)
+    for warned in said:  # (said each time, as a read would say them: the caller's filters decide)
         warnings.warn_explicit(warned.message, warned.category, warned.filename, warned.lineno)
-    if None not in key[1] and not any(issubclass(w.category, RunFileWarning) for w in said):
-        _READ.clear()
-        _READ[key] = frame
     return frame.copy()
 
 
-# The reference runs' frame as this process last read them, under the folder and files it was read from.
-_READ: dict[tuple, pd.DataFrame] = {}
+# The reference runs as this process last read them (their frame, and what reading them warned, none of it
+# about a run file), under the folder and files they were read from.
+_READ: dict[tuple, tuple[pd.DataFrame, list]] = {}
 
 
 def _signature(folder: Path) -> tuple:
