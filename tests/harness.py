@@ -5,9 +5,8 @@ torchvision, pytest and the suite before its first case, and the tests run some 
 a zygote process imports them once, and reads the reference runs every session's answer reads; each
 session is a fork of it that then runs as `python -m pytest` would (its own process, in the tests'
 process group as a subprocess is; its arguments, working folder, environment and standard streams;
-its exit status or signal),
-and ends as the interpreter does (threads joined, atexit handlers run, streams flushed) without the
-second Python spends tearing torch's modules down. What a fork could not reproduce goes to a real
+its exit status or signal), and ends as the interpreter does (threads joined, atexit handlers run,
+streams flushed) without the second Python spends tearing torch's modules down. What a fork could not reproduce goes to a real
 subprocess: a setting read as the interpreter and torch's libraries start (PYTHON*, a locale, the
 loader's, the C library's, the thread pools', TMPDIR), a preexec_fn, streams other than
 capture_output's, another checkout's working folder, a command that is not `python -m pytest bench`,
@@ -191,9 +190,8 @@ class _Zygote:
     def __init__(self) -> None:
         self.folder = tempfile.mkdtemp(prefix="fmnist-zygote-")
         self.address = os.path.join(self.folder, "socket")
-        with open(
-            os.path.join(self.folder, "zygote.log"), "w"
-        ) as log:  # its own errors, kept apart
+        # Its own errors go to a log of its own, not into whichever test first started it.
+        with open(os.path.join(self.folder, "zygote.log"), "w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _ZYGOTE, self.address, ",".join(_PRELOAD)],
                 cwd=REPO,
@@ -247,9 +245,8 @@ class Session:
         self.stdout = self.stderr = None
         self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._conn.connect(_the_zygote().address)
-        request = json.dumps(
-            {"args": args[3:], "cwd": str(cwd), "env": env}
-        ).encode()  # (after -m pytest)
+        # Its arguments after `python -m pytest`, its folder and environment; its streams as descriptors.
+        request = json.dumps({"args": args[3:], "cwd": str(cwd), "env": env}).encode()
         socket.send_fds(self._conn, [struct.pack("!I", len(request))], list(fds))
         self._conn.sendall(request)
         self._reply = self._conn.makefile("r")
