@@ -63,9 +63,13 @@ EXTRA = {
 }
 
 
+# A `pytest bench` session as these tests start it.
+BENCH = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider"]
+
+
 def run_suite(*args, cwd=REPO):
     return harness.run(
-        [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", *args],
+        [*BENCH, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -77,19 +81,9 @@ def test_the_harness_runs_a_session_as_a_subprocess_of_its_own_would():
     # tests/harness.py forks sessions from a process that imported the suite: what they collect, print and
     # exit with is what a real `python -m pytest bench` gives.
     # (A collection that selects with -k and -m-like words: an argument the fork mangled would change it.)
-    args = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "bench",
-        "-p",
-        "no:cacheprovider",
-        "--quick",
-        "-k",
-        "train",
-    ]
-    forked = harness.run([*args, "--collect-only", "-q"], cwd=REPO, capture_output=True, text=True)
-    real = subprocess.run([*args, "--collect-only", "-q"], cwd=REPO, capture_output=True, text=True)
+    args = [*BENCH, "--quick", "-k", "train", "--collect-only", "-q"]
+    forked = harness.run(args, cwd=REPO, capture_output=True, text=True)
+    real = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
     assert forked.returncode == real.returncode == 0, forked.stderr[-2000:]
     ids = [[line for line in r.stdout.splitlines() if "::" in line] for r in (forked, real)]
     assert ids[0] and ids[0] == ids[1] and forked.stderr == real.stderr
