@@ -15,13 +15,18 @@ sys.path.insert(0, str(ROOT))
 from bench.run.summary import end_summary  # noqa: E402
 
 SAMPLED = (ROOT / "README.md", ROOT / "docs" / "report.md")
-_BLOCK = re.compile(r"(<!--\s*sample:\s*(\S+)\s*-->\n```\n)(.*?)(```)", re.S)
+_BLOCK = re.compile(
+    r"(<!--\s*sample:\s*(\S+?)(?:,\s*first\s+(\d+)\s+lines)?\s*-->\n```\n)(.*?)(```)", re.S
+)
 
 
 def refreshed(doc: Path) -> str:
     def block(match: re.Match) -> str:
         run = json.loads((doc.parent / match.group(2)).read_text(encoding="utf-8"))
-        return match.group(1) + "\n".join(end_summary(run)) + "\n" + match.group(4)
+        lines = end_summary(run)
+        if match.group(3):
+            lines = [*lines[: int(match.group(3))], "..."]
+        return match.group(1) + "\n".join(lines) + "\n" + match.group(5)
 
     return _BLOCK.sub(block, doc.read_text(encoding="utf-8"))
 

@@ -24,7 +24,7 @@ ENV = {**os.environ, "COLUMNS": "1000"}
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1")
 _LINK = re.compile(r"!?\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
-_SAMPLE = re.compile(r"<!--\s*sample:\s*(\S+)\s*-->")
+_SAMPLE = re.compile(r"<!--\s*sample:\s*(\S+?)(?:,\s*first\s+\d+\s+lines)?\s*-->")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _LONG_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 _DEFAULT = re.compile(r"\(default: ([^()]*)\)")
@@ -329,14 +329,15 @@ def test_link_check_finds_broken_links_and_anchors(tmp_path):
     ]
 
 
-# The end-of-run answer as the docs show it: a machine without a GPU in the README, one with a GPU in the report's doc.
+# The end-of-run answer as the docs show it: a machine without a GPU in the README (its verdict) and in the report's doc
+# (whole), one with a GPU in the report's doc.
 SAMPLED = (README, ROOT / "docs" / "report.md")
 
 
 def test_samples_name_committed_runs():
     for doc in SAMPLED:
         samples = _SAMPLE.findall(doc.read_text(encoding="utf-8"))
-        assert len(samples) == 1, doc
+        assert samples, doc
         # A committed run, named relative to the doc as its links are.
         assert all(
             (doc.parent / s).resolve().is_relative_to(ROOT / "results" / "reference")
@@ -344,32 +345,44 @@ def test_samples_name_committed_runs():
         ), doc
 
 
-def sample_blocks(text: str) -> list[tuple[str, str]]:
-    """(run file, the code block after it) for each sample comment."""
-    return re.findall(r"<!--\s*sample:\s*(\S+)\s*-->\n```\n(.*?)```", text, re.S)
+def sample_blocks(text: str) -> list[tuple[str, str, str]]:
+    """(run file, its first lines shown or "", the code block after it) for each sample comment: a sample of
+    the first N lines says so (`<!-- sample: RUN, first N lines -->`) and ends in "..."."""
+    return re.findall(
+        r"<!--\s*sample:\s*(\S+?)(?:,\s*first\s+(\d+)\s+lines)?\s*-->\n```\n(.*?)```", text, re.S
+    )
+
+
+def sample_of(run: dict, first: str) -> str:
+    """What a sample block holds for `run`: the whole end-of-run answer, or its first lines then "..."."""
+    from bench.run.summary import end_summary
+
+    lines = end_summary(run)
+    if first:
+        lines = [*lines[: int(first)], "..."]
+    return "\n".join(lines) + "\n"
 
 
 def test_the_samples_are_what_the_end_of_run_answer_says_for_their_runs():
     import json
 
-    from bench.run.summary import end_summary
-
     blocks = [
-        (doc.parent / p, b)
+        (doc.parent / p, first, b)
         for doc in SAMPLED
-        for p, b in sample_blocks(doc.read_text(encoding="utf-8"))
+        for p, first, b in sample_blocks(doc.read_text(encoding="utf-8"))
     ]
-    assert len(blocks) == 2
-    for path, block in blocks:
+    assert len(blocks) >= 2
+    for path, first, block in blocks:
         run = json.loads(path.read_text(encoding="utf-8"))
-        assert block == "\n".join(end_summary(run)) + "\n", (
+        assert block == sample_of(run, first), (
             f"the docs' sample of {path} is not what the summary says"
         )
-    (_, cpu), (_, gpu) = blocks
-    assert (
-        "No GPU here. The reference GPUs the project ships" in cpu
-        and "GPU speedup over the CPU" in gpu
-    )
+    cpu = [b for _, _, b in blocks if b.startswith("No GPU here. Reference: another machine's")]
+    gpu = [b for _, _, b in blocks if "GPU speedup over the CPU" in b]
+    assert cpu and gpu
+    # the README's first sample: the verdict, a ratio with its interval, in its first lines
+    readme = sample_blocks((ROOT / "README.md").read_text(encoding="utf-8"))[0][2]
+    assert re.search(r"\d\.\d\dx (faster|slower) \(.*\d-\d", "\n".join(readme.splitlines()[:6]))
 
 
 # --- (c) every command shown runs ------------------------------------------------------------------

@@ -792,11 +792,14 @@ def test_a_busy_runs_answer_opens_with_the_load_and_marks_every_ratio_it_touched
     assert not any("busy while this ran" in line for line in quiet)
     lines = end_summary(_busy(json.loads(VM2_RUN.read_text())), width=None)
     # Issue 31: the load was said in a paragraph of its own while "10.51x (8.35-13.10)" stood unmarked. Now the
-    # answer opens with it and what to do, and every ratio the load touched carries it on its own line.
-    assert lines[0].startswith(
-        "The machine was busy while this ran: other work took 73% of its CPU time, over 10%"
-    )
-    assert "--cpu-threads 1" in lines[1] and "torch's default 2 threads" in lines[1]
+    # verdict (issue 34: first, five lines) marks every ratio the load touched and decides nothing on them, and
+    # its last line says the load and what to do; the detail opens with what to do at more length.
+    verdict = lines[: lines.index("")]
+    assert len(verdict) == 5 and "another machine's NVIDIA H100" in verdict[0]
+    assert all("(busy" in line and "no verdict" in line for line in verdict[1:4])
+    assert verdict[4].startswith("The machine was busy: other work took 73% of its CPU time")
+    assert "--cpu-threads 1" in verdict[4]
+    assert "--cpu-threads 1" in lines[7] and "torch's default 2 threads" in lines[7]
     reference = [
         line
         for line in lines

@@ -8,34 +8,12 @@ import pandas as pd
 
 from bench.analysis import held as held_limits
 from bench.analysis.figures import fastest_steps, is_gpu, ladder
-from bench.analysis.intervals import BUSY, NO_DIFFERENCE, interval_said, side
+from bench.analysis.headline import ANSWER_BATCH, headline
+from bench.analysis.headline import times_said as _times
+from bench.analysis.intervals import BUSY, interval_said, side
 from bench.analysis.reference import MEASURE_OWN, against_reference, reference_said
 
 __all__ = ["answers"]
-
-
-# The batch size the answer's sentence is told at: the notes' loop used 1,000 (100 and 10,000 are
-# the sweep's ends).
-_ANSWER_BATCH = 1000
-
-
-def _times(x: float, low: float = math.nan, high: float = math.nan, busy: bool = False) -> str:
-    """A speedup as words that stay true below 1x, decided on its 95% interval: "3.10x faster (2.9-3.3)",
-    "2.00x slower (speedup 0.50x, 0.49-0.51)", "no faster or slower (1.02x, 0.97-1.08: no difference
-    measured)"; a figure of one round has no interval and says so: "3.10x faster (1 round)". `busy`:
-    one of its figures ran while other work held the machine for most of its run: the ratio, marked,
-    and no verdict."""
-    where = side(low, high)
-    if busy:
-        interval = f", {low:.2f}-{high:.2f}" if where is not None else ", 1 round"
-        return f"at a speedup of {x:.2f}x ({BUSY}{interval}: no verdict, the load may have made it)"
-    if where is None:
-        return (f"{x:.2f}x faster" if x >= 1 else f"{1 / x:.2f}x slower") + " (1 round)"
-    if where == 0:
-        return f"no faster or slower ({x:.2f}x, {low:.2f}-{high:.2f}: {NO_DIFFERENCE})"
-    if where > 0:
-        return f"{x:.2f}x faster ({low:.2f}-{high:.2f})"
-    return f"{1 / x:.2f}x slower (speedup {x:.2f}x, {low:.2f}-{high:.2f})"
 
 
 def _speedup_of(row) -> tuple[float, float, float]:
@@ -55,9 +33,9 @@ def _sentence(gpu: pd.DataFrame, parts: pd.DataFrame) -> str | None:
     seed = seed[seed["quick"] == seed["quick"].min()]  # full figures where there are any
     sizes = seed["batch_size"].astype(int)
     size = (
-        _ANSWER_BATCH
-        if (sizes == _ANSWER_BATCH).any()
-        else int(sizes.iloc[(sizes - _ANSWER_BATCH).abs().argmin()])
+        ANSWER_BATCH
+        if (sizes == ANSWER_BATCH).any()
+        else int(sizes.iloc[(sizes - ANSWER_BATCH).abs().argmin()])
     )
     at = seed[seed["batch_size"] == size].iloc[0]
     device, quick = at["device"], bool(at["quick"])
@@ -222,6 +200,14 @@ def answers(
                     f"(measured: {p.measured or 'no crossover measured'})."
                 )
         out.append(
-            {"machine_key": key, "label": label, "said": said, "missing": missing, "speedups": mine}
+            {
+                "machine_key": key,
+                "label": label,
+                # the verdict, before everything said: at most five lines (bench/analysis/headline.py)
+                "headline": headline(rows, reference),
+                "said": said,
+                "missing": missing,
+                "speedups": mine,
+            }
         )
     return out

@@ -43,6 +43,8 @@ _COLUMNS = [
     "no_interval",
     "default_threads",
     "busy",
+    "when",
+    "torch",
 ]
 
 
@@ -123,6 +125,8 @@ def _what(g, family: str, variant: str, cpu_pipeline: str) -> dict:
         "batch_size": int(g.batch_size),
         "cpu_pipeline": cpu_pipeline,
         "gpu_pipeline": g.pipeline,
+        "when": g.run_datetime,  # the reference run's date and torch: said beside its figures
+        "torch": g.torch,
     }
 
 

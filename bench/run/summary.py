@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bench.analysis.derive import mostly_busy
+from bench.analysis.headline import GLOSSARY, headline
 from bench.analysis.intervals import BUSY, interval_said, ratio_estimate
 from bench.analysis.words import cases, faults_said, fmt_time
 from bench.format import records as fmt
@@ -368,19 +369,27 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     load = typed.ours.load
     busy_run = mostly_busy(load.write() if load is not None else {})
     choices = figures.cpu_choices(frame)
-    # A run the load held opens with that fact and what to do: every verdict below it could be the
-    # load's.
-    lines: list[str] = _busy_opening(load, choices, threads) if busy_run else []
-    # on a machine without a GPU, the reference GPUs' answer: the last lines on the screen
+    reference = None
+    if devices == {"cpu"}:
+        from bench.analysis.reference import load_reference
+
+        reference = load_reference()
+    # The verdict first, in at most five lines; the detail after it.
+    lines: list[str] = headline(frame, reference)
+    if lines:
+        lines += ["", f"In detail (the terms: {GLOSSARY}):"]
+    # A run the load held says so before its figures: every verdict below it could be the load's.
+    # (the verdict said the load already: its detail keeps what to do about it)
+    lines += (_busy_opening(load, choices, threads)[1 if lines else 0 :]) if busy_run else []
+    # on a machine without a GPU, the reference GPUs' figures: the last lines on the screen
     last: list[str] = []
     if devices - {"cpu"} and "cpu" in devices:
         speed = figures.speedups(frame)
         cross = figures.crossovers(speed)
         lines += _speedup_section(speed, cross, threads, busy_run)
     elif devices == {"cpu"}:
-        from bench.analysis.reference import against_reference, load_reference, reference_said
+        from bench.analysis.reference import against_reference, reference_said
 
-        reference = load_reference()
         last = reference_said(against_reference(frame, reference), busy_run=busy_run) or [
             "No GPU in this run, and no reference runs in this checkout (results/reference/): no speedup to show."
             if reference.empty
