@@ -1,0 +1,88 @@
+"""The verdict that opens every answer (bench/analysis/headline.py): at most five lines, its figures the run's own."""
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from bench.analysis import figures
+from bench.analysis.headline import headline
+from bench.analysis.reference import load_reference
+from bench.analysis.rows import runs_to_frame
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GPU_RUN = FIXTURES / "constructed_gpu_run.json"
+CPU_RUN = FIXTURES / "cpu_default_run_ladder.json"
+CPU_QUICK = FIXTURES / "cpu_quick_run.json"
+# "2.40x faster (2.31-2.50)", "1.88x slower (speedup 0.53x, 0.44-0.64)": a ratio with its interval
+RATIO_WITH_INTERVAL = re.compile(
+    r"\d+\.\d\dx (faster|slower) \((speedup \d+\.\d\dx, )?[\d.]+-[\d.]+\)"
+)
+
+
+def _frame(*paths: Path) -> pd.DataFrame:
+    return runs_to_frame([(p, json.loads(p.read_text(encoding="utf-8"))) for p in paths])
+
+
+def test_a_gpu_machines_verdict_is_its_own_speedup_and_crossover():
+    frame = _frame(GPU_RUN)
+    lines = headline(frame)
+    assert 3 <= len(lines) <= 5
+    assert lines[0].startswith("The GPU here, NVIDIA Constructed GPU (cuda:0)")
+    # the figures the report derives, worded: the seed speedup at batch 1,000 and the crossover
+    speed = figures.speedups(frame)
+    seed = speed[(speed["family"] == "train") & (speed["variant"] == "seed")]
+    at = seed[seed["batch_size"] == 1000].iloc[0]
+    said = f"{at['speedup']:.2f}x faster ({at['speedup_low']:.2f}-{at['speedup_high']:.2f})"
+    assert lines[1] == f"  the notes' loop (seed), batch 1,000, on the GPU: {said}"
+    cross = figures.crossovers(speed)
+    crossing = cross[(cross["family"] == "train") & (cross["variant"] == "seed")]
+    assert f"seed from {int(crossing['crossover_batch_size'].iloc[0]):,} on" in lines[2]
+    assert lines[-1].startswith("The machine's load across the run was not measured")
+
+
+def test_a_cpu_only_machine_is_held_against_a_named_reference_gpu_with_its_date_and_torch():
+    reference = load_reference()
+    lines = headline(_frame(CPU_RUN), reference)
+    assert len(lines) <= 5
+    gpu = reference[reference["device"] != "cpu"]
+    names = set(gpu["device_name"].dropna())
+    head = re.match(
+        r"No GPU here\. Reference: another machine's (.+) \((\S+), torch (\S+)\)$", lines[0]
+    )
+    assert head and head.group(1) in names
+    assert head.group(3) in set(gpu["torch"].dropna())
+    assert head.group(2) in {str(d)[:10] for d in gpu["run_datetime"].dropna()}
+    assert RATIO_WITH_INTERVAL.search(lines[1]) and "the notes' loop (seed)" in lines[1]
+    assert "at their fastest" in lines[2] and RATIO_WITH_INTERVAL.search(lines[2])
+
+
+def test_a_quick_run_gives_no_verdict_and_says_it_is_quick():
+    lines = headline(_frame(CPU_QUICK), load_reference())
+    assert lines and not any(RATIO_WITH_INTERVAL.search(line) for line in lines)
+    assert all("no verdict" in line for line in lines[1:4])
+    assert lines[-1].startswith("A quick run: a subset of the data, one round.")
+
+
+def test_a_quick_runs_figures_never_sit_in_a_full_runs_verdict():
+    both = _frame(CPU_RUN, CPU_QUICK)
+    both["machine_key"] = "one machine"  # the quick run and the full run of one machine
+    lines = headline(both, load_reference())
+    assert lines == headline(_frame(CPU_RUN), load_reference())
+    assert not any("quick" in line or "1 round" in line for line in lines)
+
+
+def test_nothing_to_hold_it_against_is_no_verdict_not_a_made_up_one():
+    assert headline(_frame(CPU_RUN), pd.DataFrame()) == []
+    assert headline(_frame(CPU_RUN).iloc[:0]) == []
+
+
+def test_the_end_of_a_cpu_only_run_gives_its_verdict_in_its_first_lines_within_100_columns():
+    from bench.run.summary import WIDTH, end_summary
+
+    lines = end_summary(json.loads(CPU_RUN.read_text(encoding="utf-8")))
+    assert all(len(line) <= WIDTH for line in lines)
+    first = "\n".join(lines[:6])
+    assert "another machine's NVIDIA" in first and RATIO_WITH_INTERVAL.search(first)
+    assert "In detail (the terms: docs/glossary.md):" in lines
