@@ -86,3 +86,37 @@ def test_the_end_of_a_cpu_only_run_gives_its_verdict_in_its_first_lines_within_1
     first = "\n".join(lines[:6])
     assert "another machine's NVIDIA" in first and RATIO_WITH_INTERVAL.search(first)
     assert "In detail (the terms: docs/glossary.md):" in lines
+
+
+def _quick_copy(run: dict, sizes: set[int]) -> dict:
+    """`run` as a quick run of the same machine, of its cases at `sizes` only: another kind of figure."""
+    quick = json.loads(json.dumps(run))
+    ours = quick["machine_info"].setdefault("fmnist_bench", {})
+    ours.setdefault("plan", {})["quick"] = True
+    quick["benchmarks"] = [
+        b for b in quick["benchmarks"] if b.get("params", {}).get("batch_size") in sizes
+    ]
+    quick["datetime"] = "2020-01-01T00:00:00+00:00"
+    return quick
+
+
+def test_a_machines_answer_on_the_page_opens_with_the_verdict_and_keeps_quick_figures_out():
+    from bench.analysis.answers import answers
+
+    run = json.loads(GPU_RUN.read_text(encoding="utf-8"))
+    sizes = {b["params"].get("batch_size") for b in run["benchmarks"]} - {None}
+    full = runs_to_frame([(GPU_RUN, run)])
+    # a quick run of one more batch size than the full run measured: figures of its own, quick
+    quick = _quick_copy(run, {max(sizes)})
+    for b in quick["benchmarks"]:
+        b["params"]["batch_size"] = 20_000
+    both = runs_to_frame([(GPU_RUN, run), (Path("0002_quick.json"), quick)])
+    assert set(both["quick"]) == {True, False}
+    speed = figures.speedups(both)
+    assert speed["quick"].any()  # the quick run's own speedups, at a size the full run lacks
+    (answer,) = answers(
+        both, speed, figures.crossovers(speed), figures.breakdown(both), load_reference()
+    )
+    assert answer["headline"] == headline(full)
+    assert not any("quick" in said for said in answer["said"]), answer["said"]
+    assert not answer["speedups"]["quick"].any()
