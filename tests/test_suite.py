@@ -438,16 +438,20 @@ def test_missing_real_files_are_a_usage_error_naming_the_path(tmp_path):
     assert str(tmp_path) in result.stderr and "--download" in result.stderr
 
 
-def test_a_device_the_machine_lacks_is_a_skip_with_the_reason():
-    # Well formed, and one past the GPUs this machine has (cuda:0 where it has none).
-    missing = f"cuda:{torch.cuda.device_count() if torch.cuda.is_available() else 0}"
-    result = run_suite("--quick", "--devices", f"cpu,{missing}", "-k", "train and 100-", "-rs")
-    assert result.returncode == 0, result.stdout[-2000:]
-    assert "2 passed, 2 skipped" in result.stdout
-    assert "SKIPPED" in result.stdout and f"{missing}:" in result.stdout
-    assert (
-        f"train {missing}-100-seed: skipped: {missing}:" in result.stdout
-    )  # its progress line says why
+@pytest.mark.parametrize("kind", ["cuda", "cuda:N", "mps"])
+def test_a_device_the_machine_lacks_is_a_usage_error_naming_the_ones_it_has(kind):
+    # Well formed, and absent here: one past the GPUs this machine has (cuda:0 where it has none), and
+    # Metal where it is not. Refused before any case, rather than a run of skips that saves nothing.
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if kind == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has Metal")
+    missing = {"cuda": "cuda" if count == 0 else f"cuda:{count}", "cuda:N": f"cuda:{count + 1}"}
+    device = missing.get(kind, kind)
+    result = run_suite("--quick", "--devices", f"cpu,{device}")
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout[-2000:]
+    said = result.stderr
+    assert "--devices:" in said and "this machine has cpu" in said, said
+    assert "[ 1/" not in result.stdout  # no case ran
 
 
 def test_pytest_benchmark_round_options_are_honoured_and_recorded(tmp_path):

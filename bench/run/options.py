@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bench.measure.allocator import MODES
+from bench.measure.devices import available_devices, unavailable_reason
 from bench.measure.parse import (
     parse_batch_sizes,
     parse_cpu_threads,
@@ -145,6 +146,16 @@ class Settings:
     host_allocator: str
 
 
+def _check_present(devices: tuple[str, ...] | None) -> None:
+    """A device named that this machine lacks is a usage error before any work, naming the ones it has: run,
+    it would be a run of skips and nothing saved."""
+    missing = [reason for reason in map(unavailable_reason, devices or ()) if reason is not None]
+    if missing:
+        raise pytest.UsageError(
+            f"--devices: {'; '.join(missing)}; this machine has {', '.join(available_devices())}"
+        )
+
+
 def settings(config: pytest.Config) -> Settings:
     """Every option checked, before collection: a bad value is a usage error naming the option and the value."""
     opt = config.option
@@ -163,6 +174,7 @@ def settings(config: pytest.Config) -> Settings:
             parsed[name] = parse(value) if value is not None else None
         except ValueError as exc:
             raise pytest.UsageError(f"{name}: {exc}") from None
+    _check_present(parsed["--devices"])
     try:
         download_timeout = parse_seconds(opt.download_timeout, most=MAX_DOWNLOAD_TIMEOUT)
     except ValueError as exc:

@@ -269,8 +269,8 @@ class Suite:
     # ---------------------------------------------------------------- the case matrix
 
     def _marks(self, device: str, family: str, pipeline: str | None = None) -> list:
-        # A device the machine lacks, or a step of the ladder the device cannot run (a CUDA graph on
-        # the CPU).
+        # A step of the ladder the device cannot run (a CUDA graph on the CPU); a device the machine
+        # lacks was refused with the options, and is a skip here only if it went between the two.
         reason = unavailable_reason(device) or (pipeline and unsupported_reason(pipeline, device))
         if reason is not None:
             return [pytest.mark.skip(reason=reason)]
