@@ -124,6 +124,12 @@ def add_options(parser: pytest.Parser) -> None:
         help="keep: glibc keeps freed blocks for reuse, so no case pays for the page faults the cases "
         "before it left (bench/measure/allocator.py); default: glibc as it is (default: keep)",
     )
+    group.addoption(
+        "--benchmark-tables",
+        action="store_true",
+        help="print pytest-benchmark's tables of every case's round statistics at the end, some 240 "
+        "columns wide; the saved run holds them all either way (default: off)",
+    )
 
 
 def given(config: pytest.Config, flag: str) -> bool:

@@ -173,7 +173,7 @@ class Outputs:
                     JournalError
                 ):  # (a full disk) the run is saved; its journal goes next, and names it
                     pass
-                pbench.say_saved(config, f"Saved benchmark data in: {path}")
+                pbench.say_saved(config, _said_in("Saved benchmark data in:", path))
 
             pbench.save_through(config, save)
 
@@ -183,7 +183,7 @@ class Outputs:
             except OSError as exc:
                 self.errors.append(f"could not write {path}: {exc}")
                 return
-            pbench.say_saved(config, f"Wrote benchmark data in: {path}", purple=True)
+            pbench.say_saved(config, _said_in("Wrote benchmark data in:", path), purple=True)
 
         pbench.write_json_through(config, write_json)
         # A journal that cannot take its header stops the run before it collects a case.
@@ -269,6 +269,13 @@ def update_machine_info(
         machine_id=machine.id,
         load=load,
     )
+
+
+def _said_in(what: str, path: Path) -> str:
+    """pytest-benchmark's line for a file written, its folder and its name on two lines where one would pass
+    100 columns (a run's name alone, commit and date in it, is some 90)."""
+    line = f"{what} {path}"
+    return line if len(line) <= 100 else f"{what} {path.parent}{os.sep}\n    {path.name}"
 
 
 def load_said(before: tuple[float, int] | None) -> str:
