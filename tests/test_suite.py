@@ -384,6 +384,40 @@ def test_a_named_machine_saves_under_its_name_not_its_host_name():
     assert f"saves to file://{REPO / 'results'}/lab-h100-1-{digest}_" in result.stdout
 
 
+def test_a_renamed_machine_keeps_its_earlier_runs_by_its_id(tmp_path):
+    # --machine-name names the folder, not the machine: the estimate finds the runs this machine
+    # saved under its old name beside the new folder, by its id; another machine's run whose id
+    # shares the folder's 8 digits is not this one's.
+    from pytest_benchmark.utils import get_machine_id
+
+    from bench.measure.machine import MACHINE_ID_ENV
+
+    ident = "0123456789abcdef"
+    results = tmp_path / "results"
+    for folder, its_id in (("old-name", ident), ("stranger", ident[:8] + "ffffffff")):
+        run = json.loads((REPO / "tests" / "fixtures" / "cpu_quick_run_format2.json").read_text())
+        run["machine_info"]["fmnist_bench"]["machine_id"] = its_id
+        saved = results / f"{folder}_cpu_no-gpu_{ident[:8]}" / get_machine_id()
+        saved.mkdir(parents=True)
+        (saved / "0001_earlier.json").write_text(json.dumps(run))
+    env = {**os.environ, MACHINE_ID_ENV: ident}
+    args = ["--quick", "--machine-name", "new-name", "-k", "limits and operation"]
+    result = harness.run(
+        [*BENCH, *args, f"--benchmark-storage=file://{results / 'new-name'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    said = " ".join(result.stdout.split())  # (the estimate's line may be folded)
+    assert (
+        "from 1 earlier run of this machine, 1 of them saved under another name "
+        f"(old-name_cpu_no-gpu_{ident[:8]})" in said
+    ), said
+
+
 @pytest.mark.parametrize(
     "option, message",
     [

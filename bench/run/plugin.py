@@ -72,7 +72,7 @@ def configure(config: pytest.Config) -> None:
     config.stash[SESSION] = suite
     saving.route_storage(config, key)
     try:
-        opened = suite.outputs.open(config, key, suite.run)
+        opened = suite.outputs.open(config, key, suite.run, ident)
     except (
         BaseException
     ):  # (a usage error, Ctrl-C while an earlier journal is recovered): none left open
