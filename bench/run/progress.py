@@ -112,11 +112,25 @@ def progress_line(
 
 
 def fold(line: str, width: int = WIDTH) -> list[str]:
-    """A line as lines of at most `width` columns: broken after a '; ' where it can be, else between words,
-    each continuation indented under its text. A word wider than `width` (a long path) overruns it."""
+    """A line as lines of at most `width` columns: broken after a '; ' where that fills its lines, else
+    between words, each continuation indented under its text. A word wider than `width` (a long path) overruns it."""
     if len(line) <= width:
         return [line]
-    width -= 1  # room for the ';' that ends a line broken after a clause
+    indent = " " * (len(line) - len(line.lstrip()) + 4)
+    wrapped = textwrap.wrap(
+        line,
+        width=width,
+        subsequent_indent=indent,
+        break_on_hyphens=False,
+        break_long_words=False,  # a path is never cut: it stands whole on a line of its own
+    )
+    by_clause = _by_clause(line, width - 1)  # (room for the ';' that ends a line broken after one)
+    # After a clause where that leaves no line but the last under half full; else between words.
+    return by_clause if all(len(part) >= width // 2 for part in by_clause[:-1]) else wrapped
+
+
+def _by_clause(line: str, width: int) -> list[str]:
+    """The line broken after each '; ' that would pass `width`, a clause too long alone between its words."""
     indent = " " * (len(line) - len(line.lstrip()) + 4)
     out: list[str] = []
     for clause in line.split("; "):
