@@ -1,8 +1,8 @@
 """Every touch of pytest-benchmark's internals, in one place: where the suite reaches past its public API, and why.
 
 The suite extends pytest-benchmark through its hooks and marks where it can. Where it cannot (saving
-a run whole, saving only the cases that finished, knowing which case was cut short), it reaches into
-the objects below. (The one other use of pytest-benchmark, its public utils.safe_dumps, is
+a run whole, saving only the cases that finished, knowing which case was cut short, leaving its wide
+tables out and rewording its header line), it reaches into the objects below. (The one other use of pytest-benchmark, its public utils.safe_dumps, is
 bench/format/store.py's: the record stage may not import this one.) Checked against pytest-benchmark
 5.2.3 and 5.3.1; tests/test_pbench.py holds each touch to the installed version and fails, naming
 it, when an internal moves.
