@@ -441,8 +441,9 @@ def render(
     if one_round.any() and not (table["verdict"].isin((SLOWER, FASTER, SAME))).any():
         # Nothing measured twice: said first, with what would give a verdict, not rows of "can't tell".
         lines += _folded(
-            f"No verdict: the {int(one_round.sum())} cases both runs measured have one round each "
-            "(--quick): no spread to weigh a change against; a verdict needs two default runs "
+            f"No verdict: the {int(one_round.sum())} cases both runs measured have one round"
+            + (" each (--quick)" if _quick(old) and _quick(new) else " in one run or both")
+            + ": no spread to weigh a change against; a verdict needs two default runs "
             "(`pytest bench --benchmark-autosave`, twice)."
         )
     lines += _header(old_path, old, new_path, new)
