@@ -92,7 +92,11 @@ def test_a_clear_slowdown_is_flagged_and_fails_ci(tmp_path, capsys):
     assert main([str(old_path), str(new_path), "--fail-on-regression"]) == 1
     out = capsys.readouterr().out
     assert "2 slower, 1 faster, 43 same within noise, 0 can't tell (one round), 0 unpaired" in out
-    assert "| train cpu-2t-100-resident" in out
+    # The regressions first, a line a verdict and why, the cases under their family.
+    slower = out[out.index("slower (2): beyond 1.10x and its 95% interval") :]
+    assert slower.index("\n  train\n    cpu-2t-100-resident ") < slower.index("faster (1)")
+    # It fits a terminal: 100 columns.
+    assert max(map(len, out.splitlines())) <= 100, max(out.splitlines(), key=len)
 
 
 def test_a_change_within_the_noise_is_not_flagged(tmp_path):
@@ -174,8 +178,24 @@ def test_one_round_figures_are_never_called_significant(tmp_path, capsys):
     assert row(table, "train cpu-2t-100-resident")["ratio"] == pytest.approx(3.0)
     assert main([str(old_path), str(new_path), "--fail-on-regression"]) == 0
     out = capsys.readouterr().out
-    line = next(line for line in out.splitlines() if line.startswith("| train cpu-2t-100-resident"))
-    assert "±" not in line and line.count("(1)") == 2  # a median with no spread, and its one round
+    # Said first, in a line or two, with what gives a verdict; no row of "can't tell" after it.
+    lines = out.splitlines()
+    assert lines[0].startswith(
+        f"No verdict: the {len(table)} cases both runs measured have one round"
+    )
+    assert "(`pytest bench --benchmark-autosave`, twice)." in " ".join(lines[:2]).replace(
+        "     ", " "
+    )
+    assert lines[2].startswith("machine: ")  # (in two lines)
+    assert "cpu-2t-100-resident" not in out and "can't tell (one round) (" not in out
+    assert f"(the {len(table)} that can't be told are not listed: --all lists them)" in out
+    assert max(map(len, lines)) <= 100
+    # --all lists them: a median with no spread, and its one round.
+    assert main([str(old_path), str(new_path), "--all"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("    cpu-2t-100-resident "))
+    assert "±" not in line and line.count("(1)") == 2 and "3.00" in line
+    assert max(map(len, out.splitlines())) <= 100
 
 
 def test_quick_against_full_is_refused(tmp_path, capsys):
@@ -308,7 +328,7 @@ def test_what_changed_between_the_runs_is_printed_above_the_table(tmp_path, caps
     old_path, new_path = pair(tmp_path, new)
     assert main([str(old_path), str(new_path)]) == 0
     out = capsys.readouterr().out
-    changed = out[: out.index("| case")]
+    changed = out[: out.index("    case ")]
     assert "torch   2.14.1+cu130 -> 2.15.0+cu130" in changed
     assert "22c2ce6a55a2 -> 22c2ce6a55a2 (dirty)" in changed
     assert (
@@ -401,8 +421,10 @@ def test_each_verdict_shows_how_busy_the_machine_was_and_a_change_of_load_is_lis
     busy["extra_info"]["telemetry"] = {"state": "on", "flags": ["busy"]}
     main([str(save(tmp_path, "old.json", old)), str(save(tmp_path, "new.json", new))])
     out = capsys.readouterr().out
-    line = next(line for line in out.splitlines() if "train cpu-2t-100-resident" in line)
-    assert line.rstrip(" |").endswith("new busy")
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("    cpu-2t-100-resident "))
+    # beside its figures, or under them where the line has no room left
+    assert lines[at].endswith("  new busy") or lines[at + 1] == "      new busy"
     changed = out.split("same in both:")[0]
     total = sum(b["group"] in ("transfer", "train", "inference") for b in new["benchmarks"])
     assert f"cases busy  0 of {total} -> 1 of {total}" in changed  # beside the commit change

@@ -118,3 +118,27 @@ def test_a_finished_case_is_read_through_its_metadata():
         pbench.finished_stats(None) is None
         and pbench.finished_stats(type("F", (), {"stats": None})()) is None
     )
+
+
+def test_its_tables_follow_the_sessions_quiet_and_its_header_is_recognised():
+    # BenchmarkSession.display draws the tables only where self.quiet is false (hide_tables sets it).
+    source = inspect.getsource(session.BenchmarkSession.display)
+    assert "if not self.quiet:" in source and "results_table.display" in source
+    assert "self.quiet" in inspect.getsource(session.BenchmarkSession.__init__)
+    # pytest_report_header returns the one line the suite rewords.
+    fake = type("Config", (), {})()
+    fake._benchmarksession = type("Session", (), {})()
+    fake._benchmarksession.options = {
+        "disable_gc": False,
+        "min_rounds": 5,
+        "min_time": 5e-06,
+        "max_time": 1.0,
+        "calibration_precision": 10,
+        "warmup": False,
+        "warmup_iterations": 100000,
+        "timer": "perf_counter",
+    }
+    line = pytest_benchmark.plugin.pytest_report_header(fake)
+    assert pbench.is_its_header(line) and not pbench.is_its_header([line])
+    assert pbench.header_said().startswith(f"benchmark: {pytest_benchmark.__version__} (")
+    assert len(pbench.header_said()) <= 100

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from bench.analysis.words import fmt_time
-from bench.run.progress import case_headline, progress_line
+from bench.run.progress import case_headline, fold, progress_line
 from bench.run.summary import end_summary as summary_of_run
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -59,16 +59,33 @@ def test_headlines_give_each_familys_figure():
 
 def test_progress_line_counts_time_and_what_is_left():
     line = progress_line(12, 82, "train cuda:0-1000-resident", "151 ms per epoch", 65.0, 130.0, 0)
-    assert line == "[12/82] 1m05s, about 2m10s left | train cuda:0-1000-resident: 151 ms per epoch"
-    assert "about 2m10s+ left (3 cases not yet predictable)" in progress_line(
-        1, 9, "x", "y", 1, 130.0, 3
+    assert line == "[12/82] 1m05s, ~2m10s left | train cuda:0-1000-resident: 151 ms per epoch"
+    # a + where some cases left cannot be predicted yet; ? where none can
+    assert "~2m10s+ left |" in progress_line(1, 9, "x", "y", 1, 130.0, 3)
+    assert "? left |" in progress_line(1, 9, "x", "y", 1, 0.0, 3)
+    assert "? left |" in progress_line(1, 9, "x", "y", 1, None, 0)
+
+
+def test_a_progress_line_too_wide_for_a_terminal_folds_after_a_clause():
+    # A long case's figure: its clauses go under the line's start, none past 100 columns, no word lost.
+    name = "inference cuda:0-10000-end_to_end-channels_last_bf16"
+    text = "1,234,567 images/s, IQR 12%, 250 rounds; a batch p50 8.10 ms, p99 12.3 ms; 2.1x its arithmetic floor"
+    lines = progress_line(123, 456, name, text, 3900.0, 7800.0, 2).splitlines()
+    assert len(lines) > 1 and max(map(len, lines)) <= 100
+    assert lines[0].startswith("[123/456] 1h05m, ~2h10m+ left | " + name)
+    assert all(line.startswith("    ") and not line.startswith("     ") for line in lines[1:])
+    # Where the first clause fits, the line breaks after it, not inside the next one.
+    train = "231 ms per epoch, IQR 3%, 10 rounds; 5.9x its per-op floor; loss 2.090, accuracy 25.1%"
+    folded = progress_line(36, 44, "train cpu-2t-10000-channels_last", train, 21.0, 3.0, 0)
+    assert folded.splitlines()[0].endswith("10 rounds;")
+    assert folded.splitlines()[1] == "    5.9x its per-op floor; loss 2.090, accuracy 25.1%"
+    assert " ".join(line.strip() for line in lines).split() == (
+        progress_line(123, 456, name, text, 3900.0, 7800.0, 2).split()
     )
-    assert "time left not yet known (3 cases not yet predictable)" in progress_line(
-        1, 9, "x", "y", 1, 0.0, 3
-    )
-    assert "time left not yet known (1 case not yet predictable)" in progress_line(
-        1, 9, "x", "y", 1, 0.0, 1
-    )
+    # One word wider than a line (a long path) stands whole on its own line: never cut.
+    word = "/x" * 60
+    assert word in fold(f"saved in {word}")[1]
+    assert fold("short") == ["short"]
 
 
 def test_the_answer_on_a_gpu_host_gives_speedups_crossover_and_the_seed_epoch():

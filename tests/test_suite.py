@@ -107,6 +107,7 @@ def quick_run(tmp_path_factory):
         "json": json.loads((tmp / "run.json").read_text()),
         "store": store,
         "output": result.stdout,
+        "errors": result.stderr,
     }
 
 
@@ -262,14 +263,21 @@ def test_the_terminal_shows_progress_and_the_answer(quick_run):
     assert f"[ 1/{total}]" in out and f"[{total}/{total}]" in out
     assert "train cpu-" in out and "per epoch" in out and "images/s" in out and "GB/s" in out
     summary = out.index("fmnist-bench: is the GPU faster here?")
-    assert summary > out.index("benchmark 'inference'")  # after pytest-benchmark's wide tables
+    # pytest-benchmark's tables (some 240 columns) only with --benchmark-tables; its header line
+    # does not list defaults the cases do not run with.
+    assert "benchmark 'inference'" not in out and "Legend:" not in out
+    assert "(defaults:" not in out and "min_rounds=5" not in out
     assert "Where a seed epoch goes" in out[summary:]
     # The answer is the last thing on the screen: pytest's own list of skips (-ra) is left out after it.
     assert "short test summary info" not in out[summary:]
-    answer = out[summary:].splitlines()[1:-1]
-    assert max(map(len, answer)) <= 100  # folded to fit a terminal
+    # Everything the session says fits a terminal 100 columns wide: the header, each case's line,
+    # pytest-benchmark's save lines (on stderr) and the answer.
+    said = quick_run["errors"]
+    assert "Saved benchmark data in:" in said and "Wrote benchmark data in:" in said
+    widest = max([*out.splitlines(), *quick_run["errors"].splitlines()], key=len)
+    assert len(widest) <= 100, widest
     assert (
-        "rounds per case: limits at least 1, then until 0 s, at most 1; transfer at least 1" in out
+        "rounds per case:\n    limits at least 1, then until 0 s, at most 1\n" in out
     )  # what runs
 
 
@@ -376,6 +384,40 @@ def test_a_named_machine_saves_under_its_name_not_its_host_name():
     assert f"saves to file://{REPO / 'results'}/lab-h100-1-{digest}_" in result.stdout
 
 
+def test_a_renamed_machine_keeps_its_earlier_runs_by_its_id(tmp_path):
+    # --machine-name names the folder, not the machine: the estimate finds the runs this machine
+    # saved under its old name beside the new folder, by its id; another machine's run whose id
+    # shares the folder's 8 digits is not this one's.
+    from pytest_benchmark.utils import get_machine_id
+
+    from bench.measure.machine import MACHINE_ID_ENV
+
+    ident = "0123456789abcdef"
+    results = tmp_path / "results"
+    for folder, its_id in (("old-name", ident), ("stranger", ident[:8] + "ffffffff")):
+        run = json.loads((REPO / "tests" / "fixtures" / "cpu_quick_run_format2.json").read_text())
+        run["machine_info"]["fmnist_bench"]["machine_id"] = its_id
+        saved = results / f"{folder}_cpu_no-gpu_{ident[:8]}" / get_machine_id()
+        saved.mkdir(parents=True)
+        (saved / "0001_earlier.json").write_text(json.dumps(run))
+    env = {**os.environ, MACHINE_ID_ENV: ident}
+    args = ["--quick", "--machine-name", "new-name", "-k", "limits and operation"]
+    result = harness.run(
+        [*BENCH, *args, f"--benchmark-storage=file://{results / 'new-name'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    said = " ".join(result.stdout.split())  # (the estimate's line may be folded)
+    assert (
+        "from 1 earlier run of this machine, 1 of them saved under another name "
+        f"(old-name_cpu_no-gpu_{ident[:8]})" in said
+    ), said
+
+
 @pytest.mark.parametrize(
     "option, message",
     [
@@ -438,16 +480,20 @@ def test_missing_real_files_are_a_usage_error_naming_the_path(tmp_path):
     assert str(tmp_path) in result.stderr and "--download" in result.stderr
 
 
-def test_a_device_the_machine_lacks_is_a_skip_with_the_reason():
-    # Well formed, and one past the GPUs this machine has (cuda:0 where it has none).
-    missing = f"cuda:{torch.cuda.device_count() if torch.cuda.is_available() else 0}"
-    result = run_suite("--quick", "--devices", f"cpu,{missing}", "-k", "train and 100-", "-rs")
-    assert result.returncode == 0, result.stdout[-2000:]
-    assert "2 passed, 2 skipped" in result.stdout
-    assert "SKIPPED" in result.stdout and f"{missing}:" in result.stdout
-    assert (
-        f"train {missing}-100-seed: skipped: {missing}:" in result.stdout
-    )  # its progress line says why
+@pytest.mark.parametrize("kind", ["cuda", "cuda:N", "mps"])
+def test_a_device_the_machine_lacks_is_a_usage_error_naming_the_ones_it_has(kind):
+    # Well formed, and absent here: one past the GPUs this machine has (cuda:0 where it has none), and
+    # Metal where it is not. Refused before any case, rather than a run of skips that saves nothing.
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if kind == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has Metal")
+    missing = {"cuda": "cuda" if count == 0 else f"cuda:{count}", "cuda:N": f"cuda:{count + 1}"}
+    device = missing.get(kind, kind)
+    result = run_suite("--quick", "--devices", f"cpu,{device}")
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout[-2000:]
+    said = result.stderr
+    assert "--devices:" in said and "this machine has cpu" in said, said
+    assert "[ 1/" not in result.stdout  # no case ran
 
 
 def test_pytest_benchmark_round_options_are_honoured_and_recorded(tmp_path):

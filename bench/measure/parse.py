@@ -25,9 +25,10 @@ __all__ = [
 def parse_devices(text: str) -> tuple[str, ...]:
     """'cpu,cuda:0' -> ('cpu', 'cuda:0'). Raises ValueError naming a value that is not a device.
 
-    Only well-formedness is checked here; whether this machine has the device is a skip later. An
-    indexed kind alone means its first (`cuda` is `cuda:0`), so the same device has one name in
-    every saved run; a kind there is one of has no index but 0 (bench/format/devices.py).
+    Only well-formedness is checked here; whether this machine has the device is checked with the
+    other options (bench/run/options.py). An indexed kind alone means its first (`cuda` is
+    `cuda:0`), so the same device has one name in every saved run; a kind there is one of has no
+    index but 0 (bench/format/devices.py).
     """
     out: list[str] = []
     kinds = ", ".join(f"{name}, {name}:N" if kind.indexed else name for name, kind in KINDS.items())

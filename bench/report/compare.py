@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
+import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,13 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis.intervals import interval_said, ratio_estimate
+from bench.analysis.intervals import ratio_estimate
 from bench.analysis.rows import runs_to_frame
 from bench.format import records as fmt
 from bench.format.names import AXES, FAMILY_AXES, case_id
 from bench.format.store import RunFileWarning, find_run_files, load_run
 from bench.report.verdict import (
     DEFAULT_FACTOR,
+    FASTER,
+    ONE_ROUND,
+    SAME,
     SLOWER,
     UNPAIRED,
     VERDICTS,
@@ -287,10 +292,26 @@ def compare_runs(
 # ---------------------------------------------------------------- rendering
 
 
-def render(
-    old_path: Path, old: dict, new_path: Path, new: dict, table: pd.DataFrame, factor: float
-) -> str:
-    """The environment lines, the table and the summary, as printed."""
+# The terminal's width, as the run's own answer has it (bench/run/summary.py): no line is wider.
+WIDTH = 100
+# Each side of a changed fact is cut to this, so that the fact and both sides fit WIDTH.
+_FACT_SIDE = 38
+
+
+def _folded(text: str, indent: str = "    ") -> list[str]:
+    """One statement folded at WIDTH, its continuation indented; a word wider than a line (a path) is kept
+    whole."""
+    return textwrap.wrap(
+        text,
+        width=WIDTH,
+        subsequent_indent=indent,
+        break_on_hyphens=False,
+        break_long_words=False,
+    ) or [""]
+
+
+def _header(old_path: Path, old: dict, new_path: Path, new: dict) -> list[str]:
+    """The machine, the two runs and what changed between them."""
     frame = runs_to_frame([(old_path, old)], all_runs=True)
     lines = [
         f"machine: {frame['host'].iloc[0]} · {frame['what'].iloc[0]}"
@@ -304,7 +325,16 @@ def render(
             if when == pd.Timestamp.min.tz_localize("UTC")
             else when.strftime("%Y-%m-%d %H:%M UTC")
         )
-        lines.append(f"{role}: {path} ({date}, {'quick' if _quick(run) else 'full'})")
+        said = f"{role}: {path} ({date}, {'quick' if _quick(run) else 'full'})"
+        # (a saved run's name alone is some 90 columns: its folder on one line, its name under it)
+        lines += (
+            [said]
+            if len(said) <= WIDTH
+            else [
+                f"{role}: {date}, {'quick' if _quick(run) else 'full'}, {path.parent}{os.sep}",
+                f"    {path.name}",
+            ]
+        )
     if _when(old) > _when(new):
         lines.append("note: OLD is the later run; ratios are still NEW/OLD as given")
     changed, same = environment_changes(old, new)
@@ -312,63 +342,131 @@ def render(
         lines.append("changed between the runs:")
         width = max(len(fact) for fact, _, _ in changed)
         lines += [
-            f"  {fact:<{width}}  {shortened(x, 50)} -> {shortened(y, 50)}" for fact, x, y in changed
+            f"  {fact:<{width}}  {shortened(x, _FACT_SIDE)} -> {shortened(y, _FACT_SIDE)}"
+            for fact, x, y in changed
         ]
     else:
         lines.append("changed between the runs: nothing recorded")
     shown = [f"{fact} {value}" for fact, value in same if not fact.startswith("plan.")]
-    lines.append(
+    lines += _folded(
         "same in both: "
         + ", ".join(shown)
         + ("; the rest of the plan" if any(f.startswith("plan.") for f, _ in same) else "")
     )
+    return lines
+
+
+def _rows(table: pd.DataFrame) -> list[list[str]]:
+    """Each case as the table prints it: its id (its family heads its rows), old, new, new/old, and the
+    machine's state (marks)."""
+    rows = []
+    for _, r in table.iterrows():
+        # (the verdict says whether the interval includes 1: not said again beside it)
+        ratio = (
+            "-"
+            if pd.isna(r["ratio"])
+            else f"{r['ratio']:.2f}"
+            if pd.isna(r["ratio_low"]) or pd.isna(r["ratio_high"])
+            else f"{r['ratio']:.2f} ({r['ratio_low']:.2f}-{r['ratio_high']:.2f})"
+        )
+        # The machine's state while each run measured the case: a verdict on a busy run is weak.
+        if r["old_marks"] and r["old_marks"] == r["new_marks"]:
+            marks = f"both {r['old_marks']}"
+        else:
+            marks = "; ".join(
+                f"{side} {m}" for side, m in (("old", r["old_marks"]), ("new", r["new_marks"])) if m
+            )
+        rows.append(
+            [
+                str(r["case"]).removeprefix(f"{r['family']} "),
+                figure_said(r["old_median"], r["old_iqr_share"], r["old_rounds"]),
+                figure_said(r["new_median"], r["new_iqr_share"], r["new_rounds"]),
+                ratio,
+                marks,
+            ]
+        )
+    return rows
+
+
+def _table(table: pd.DataFrame) -> list[str]:
+    """The cases by verdict, regressions first, and by why within it: a line a verdict and why with its count,
+    then its cases by family, in columns. A case whose id is too long for its column has its figures
+    on the line under it; marks too wide to follow the figures go under them."""
+    rows = _rows(table)
+    head = ["case", "old", "new", "new/old", ""]
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(4)]
+    # The figures' columns as wide as they need; the case's what is left of WIDTH.
+    widths[0] = min(widths[0], WIDTH - 4 - sum(w + 2 for w in widths[1:4]))
+
+    def line(cells: list[str]) -> list[str]:
+        figures = "  ".join(c.ljust(w) for c, w in zip(cells[1:4], widths[1:], strict=True))
+        if len(cells[0]) <= widths[0]:
+            said = [f"    {cells[0].ljust(widths[0])}  {figures}"]
+        else:
+            said = [f"    {cells[0]}", f"    {' ' * widths[0]}  {figures}"]
+        if cells[4] and len(f"{said[-1]}  {cells[4]}") <= WIDTH:
+            said[-1] += f"  {cells[4]}"
+        elif cells[4]:
+            said += _folded(" " * 6 + cells[4], " " * 6)
+        return [s.rstrip() for s in said]
+
+    lines = line(head)
+    families, whys = table["family"].tolist(), table["why"].tolist()
+    for name in VERDICTS:
+        at = [i for i, v in enumerate(table["verdict"]) if v == name]
+        # A verdict's cases a line a reason ("under 1.10x", "its 95% interval includes 1")
+        for why in dict.fromkeys(whys[i] for i in at):
+            group = [i for i in at if whys[i] == why]
+            lines += _folded(f"{name} ({len(group)}): {why}")
+            for family in dict.fromkeys(families[i] for i in group):
+                lines.append(f"  {family}")
+                lines += [part for i in group if families[i] == family for part in line(rows[i])]
+    return lines
+
+
+def render(
+    old_path: Path,
+    old: dict,
+    new_path: Path,
+    new: dict,
+    table: pd.DataFrame,
+    factor: float,
+    every: bool = False,
+) -> str:
+    """The environment lines, the table and the summary, as printed, no line over WIDTH columns. A case that
+    can't be told (one round) is counted, not listed, unless `every`: a quick run has nothing else."""
+    one_round = table["verdict"] == ONE_ROUND
+    told = table[~one_round] if not every else table
+    lines = []
+    if one_round.any() and not (table["verdict"].isin((SLOWER, FASTER, SAME))).any():
+        # Nothing measured twice: said first, with what would give a verdict, not rows of "can't tell".
+        lines += _folded(
+            f"No verdict: the {int(one_round.sum())} cases both runs measured have one round"
+            + (" each (--quick)" if _quick(old) and _quick(new) else " in one run or both")
+            + ": no spread to weigh a change against; a verdict needs two default runs "
+            "(`pytest bench --benchmark-autosave`, twice)."
+        )
+    lines += _header(old_path, old, new_path, new)
     lines.append("")
-    shown_table = pd.DataFrame(
-        {
-            "case": table["case"],
-            "old": [
-                figure_said(*v)
-                for v in zip(
-                    table["old_median"], table["old_iqr_share"], table["old_rounds"], strict=True
-                )
-            ],
-            "new": [
-                figure_said(*v)
-                for v in zip(
-                    table["new_median"], table["new_iqr_share"], table["new_rounds"], strict=True
-                )
-            ],
-            "new/old": [
-                "-"
-                if pd.isna(r)
-                else interval_said(r, lo, hi, no_interval="").removesuffix("x").replace("x (", " (")
-                for r, lo, hi in zip(
-                    table["ratio"], table["ratio_low"], table["ratio_high"], strict=True
-                )
-            ],
-            "verdict": table["verdict"],
-            "why": table["why"],
-            # The machine's state while each run measured the case: a verdict on a busy run is weak.
-            "marks": [
-                "; ".join(f"{side} {m}" for side, m in (("old", o), ("new", n)) if m)
-                for o, n in zip(table["old_marks"], table["new_marks"], strict=True)
-            ],
-        }
-    )
-    lines.append(shown_table.to_markdown(index=False, disable_numparse=True))
-    lines.append("")
-    lines.append(
-        "old, new: median time per round ±IQR as a share of it (rounds); new/old: the ratio of the rounds' "
-        "geometric means with its 95% interval, over 1 is slower (throughput included: a time). Beyond the noise: "
-        f"over {factor:.2f}x, and the interval wholly on that side of 1."
-    )
-    lines.append(
-        "marks: busy, other work used over a tenth of the machine's CPU time during (or around) the case; "
-        "throttled, the GPU held its clocks down (telemetry); suspect, a copy whose time did not follow "
-        "its bytes in its run"
-    )
+    if len(told):
+        lines += _table(told)
+        lines.append("")
+        lines += _folded(
+            "old, new: median time per round, ±IQR as a share of it where over 10%, (rounds); new/old: the ratio of the "
+            "rounds' geometric means with its 95% interval, over 1 is slower (throughput included: a "
+            f"time). Beyond the noise: over {factor:.2f}x, and the interval wholly on that side of 1."
+        )
+        lines += _folded(
+            "marks: busy, other work used over a tenth of the machine's CPU time during (or around) the "
+            "case; throttled, the GPU held its clocks down (telemetry); suspect, a copy whose time did "
+            "not follow its bytes in its run"
+        )
     counts = table["verdict"].value_counts()
-    lines.append(", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS))
+    lines += _folded(", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS))
+    if one_round.any() and not every:
+        lines.append(
+            f"(the {int(one_round.sum())} that can't be told are not listed: --all lists them)"
+        )
     return "\n".join(lines)
 
 
@@ -397,6 +495,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--force",
         action="store_true",
         help="compare runs of two machines (each case's ratio is then machine against machine)",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="list every case, those that can't be told (one round) too; by default they are counted",
     )
     parser.add_argument(
         "--fail-on-regression",
@@ -435,7 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = compare_runs((args.old, old), (args.new, new), factor=args.factor)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    print(render(args.old, old, args.new, new, table, args.factor))
+    print(render(args.old, old, args.new, new, table, args.factor, every=args.all))
     return 1 if args.fail_on_regression and (table["verdict"] == SLOWER).any() else 0
 
 

@@ -169,12 +169,19 @@ def marks_of(case) -> str:
     return ", ".join(flag for flag in ("busy", "throttled", "suspect") if bool(case.get(flag)))
 
 
+# An IQR over this share of the median is noisy (docs/design.md): a figure shows its spread only then, so
+# that compare's table fits a terminal (the ratio's interval carries the rest of the noise).
+NOISY_IQR = 0.10
+
+
 def figure_said(median: float, iqr_share: float, rounds) -> str:
+    """'151 ms (3)': a case's median and its rounds, '8.93 ms ±12% (100)' where its IQR is wide."""
     if pd.isna(median):
         return "-"
     if pd.isna(rounds) or rounds < 2:
         return f"{fmt_time(median)} (1)"
-    return f"{fmt_time(median)} ±{iqr_share:.0%} ({rounds})"
+    noisy = not pd.isna(iqr_share) and iqr_share > NOISY_IQR
+    return f"{fmt_time(median)}{f' ±{iqr_share:.0%}' if noisy else ''} ({rounds})"
 
 
 def shortened(text: str, width: int = 70) -> str:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bench.measure.allocator import MODES
+from bench.measure.devices import available_devices, unavailable_reason
 from bench.measure.parse import (
     parse_batch_sizes,
     parse_cpu_threads,
@@ -123,6 +124,12 @@ def add_options(parser: pytest.Parser) -> None:
         help="keep: glibc keeps freed blocks for reuse, so no case pays for the page faults the cases "
         "before it left (bench/measure/allocator.py); default: glibc as it is (default: keep)",
     )
+    group.addoption(
+        "--benchmark-tables",
+        action="store_true",
+        help="print pytest-benchmark's tables of every case's round statistics at the end, some 240 "
+        "columns wide; the saved run holds them all either way (default: off)",
+    )
 
 
 def given(config: pytest.Config, flag: str) -> bool:
@@ -145,6 +152,16 @@ class Settings:
     host_allocator: str
 
 
+def _check_present(devices: tuple[str, ...] | None) -> None:
+    """A device named that this machine lacks is a usage error before any work, naming the ones it has: run,
+    it would be a run of skips and nothing saved."""
+    missing = [reason for reason in map(unavailable_reason, devices or ()) if reason is not None]
+    if missing:
+        raise pytest.UsageError(
+            f"--devices: {'; '.join(missing)}; this machine has {', '.join(available_devices())}"
+        )
+
+
 def settings(config: pytest.Config) -> Settings:
     """Every option checked, before collection: a bad value is a usage error naming the option and the value."""
     opt = config.option
@@ -163,6 +180,7 @@ def settings(config: pytest.Config) -> Settings:
             parsed[name] = parse(value) if value is not None else None
         except ValueError as exc:
             raise pytest.UsageError(f"{name}: {exc}") from None
+    _check_present(parsed["--devices"])
     try:
         download_timeout = parse_seconds(opt.download_timeout, most=MAX_DOWNLOAD_TIMEOUT)
     except ValueError as exc:

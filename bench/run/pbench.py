@@ -1,8 +1,8 @@
 """Every touch of pytest-benchmark's internals, in one place: where the suite reaches past its public API, and why.
 
 The suite extends pytest-benchmark through its hooks and marks where it can. Where it cannot (saving
-a run whole, saving only the cases that finished, knowing which case was cut short), it reaches into
-the objects below. (The one other use of pytest-benchmark, its public utils.safe_dumps, is
+a run whole, saving only the cases that finished, knowing which case was cut short, leaving its wide
+tables out and rewording its header line), it reaches into the objects below. (The one other use of pytest-benchmark, its public utils.safe_dumps, is
 bench/format/store.py's: the record stage may not import this one.) Checked against pytest-benchmark
 5.2.3 and 5.3.1; tests/test_pbench.py holds each touch to the installed version and fails, naming
 it, when an internal moves.
@@ -25,6 +25,9 @@ __all__ = [
     "drop_unstarted",
     "dumps",
     "finished_stats",
+    "header_said",
+    "hide_tables",
+    "is_its_header",
     "keep_benchmarks",
     "machine_folder",
     "median_and_min",
@@ -97,6 +100,30 @@ def say_saved(config: pytest.Config, text: str, **style) -> None:
     bs = session_of(config)
     if bs is not None:
         bs.logger.info(text, **style)
+
+
+def is_its_header(lines) -> bool:
+    """Whether a pytest_report_header result is pytest-benchmark's: 'benchmark: <version> (defaults: ...)'."""
+    from pytest_benchmark import __version__
+
+    return isinstance(lines, str) and lines.startswith(f"benchmark: {__version__} (defaults:")
+
+
+def header_said() -> str:
+    """pytest-benchmark's header line, reworded: its defaults (min_rounds=5, warmup=False...) are not what the
+    suite's cases run with, and listing them read as if they were."""
+    from pytest_benchmark import __version__
+
+    return f"benchmark: {__version__} (pytest-benchmark times, saves and compares; each case's settings below)"
+
+
+def hide_tables(config: pytest.Config) -> None:
+    """Leave out pytest-benchmark's tables at the end of the session (BenchmarkSession.quiet, which its display
+    reads; its logger keeps its level, so the save's line is still said). The saved run keeps every
+    figure; --benchmark-tables brings them back."""
+    bs = session_of(config)
+    if bs is not None:
+        bs.quiet = True
 
 
 def run_header(config: pytest.Config) -> dict:

@@ -30,7 +30,7 @@ from bench.run.context import SESSION, Machine, RunContext
 from bench.run.cost import case_cost
 from bench.run.estimate import Profile, observation
 from bench.run.options import UNUSED_BENCHMARK_OPTIONS, given, settings
-from bench.run.progress import case_headline, progress_line
+from bench.run.progress import case_headline, fold, progress_line
 from bench.run.state import RunState, drop_lineless_entries, install_stop_signals
 from bench.run.summary import end_summary
 from fmnist_model.ladder import unsupported_reason
@@ -72,7 +72,7 @@ def configure(config: pytest.Config) -> None:
     config.stash[SESSION] = suite
     saving.route_storage(config, key)
     try:
-        opened = suite.outputs.open(config, key, suite.run)
+        opened = suite.outputs.open(config, key, suite.run, ident)
     except (
         BaseException
     ):  # (a usage error, Ctrl-C while an earlier journal is recovered): none left open
@@ -190,13 +190,16 @@ class Suite:
 
     # ---------------------------------------------------------------- what is said
 
-    def write(self, line: str) -> None:
+    def write(self, text: str) -> None:
+        """Say `text` on the terminal, each of its lines folded to fit WIDTH columns."""
+        lines = [part for line in text.splitlines() for part in fold(line)]
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None:
-            print(line, file=sys.stderr)
+            print("\n".join(lines), file=sys.stderr)
             return
         reporter.ensure_newline()
-        reporter.write_line(line)
+        for line in lines:
+            reporter.write_line(line)
 
     def left(self) -> tuple[float | None, int]:
         """(predicted seconds of the cases not yet run, how many of them cannot be predicted yet);
@@ -233,12 +236,22 @@ class Suite:
         if line is not None:
             self.write(line)
 
-    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_report_header(self, config: pytest.Config):
+        # pytest-benchmark's line lists its defaults, which no case here runs with: it is reworded, and
+        # what runs follows it.
+        outcome = yield
+        found = outcome.get_result()
+        at = next((i for i, lines in enumerate(found) if pbench.is_its_header(lines)), len(found))
+        if at < len(found):
+            found[at] = pbench.header_said()
+        # (pytest prints the hooks' lines last first: before it in the list is after it on the screen)
+        found.insert(at, [part for line in self._header(config) for part in fold(line)])
+        outcome.force_result(found)
+
+    def _header(self, config: pytest.Config) -> list[str]:
+        """What this run is, a line a subject: devices and data, the machine, where it saves, what runs."""
         plan, machine = self.plan, self.context.machine
-        budgets = "; ".join(
-            f"{family} at least {b.min_rounds}, then until {b.max_time:g} s, at most {b.max_rounds}"
-            for family, b in plan.budgets.items()
-        )
         chosen = [flag for flag, used in self.context.budget_source.items() if used]
         warm = (
             "a whole epoch or pass"
@@ -249,18 +262,25 @@ class Suite:
             f"{family} {'/'.join(map(str, plan.threads_for(family)))}" for family in FAMILIES
         )
         return [
-            f"fmnist-bench: devices {', '.join(plan.devices)} (available here: {', '.join(available_devices())}); "
-            f"dataset {plan.dataset_name}; {'quick' if plan.quick else 'full'} run",
-            f"fmnist-bench: machine {machine.key}; saves to {config.option.benchmark_storage} "
-            f"(its id from {machine.id_from})",
-            f"fmnist-bench: what runs (not pytest-benchmark's defaults above): each case's clock is "
-            f"DeviceClock(device) (synchronize, then perf_counter); warm-up {warm}; rounds per case: {budgets}"
-            + (f" (from {', '.join(chosen)})" if chosen else ""),
+            f"fmnist-bench: devices {', '.join(plan.devices)} (this machine has "
+            f"{', '.join(available_devices())}); dataset {plan.dataset_name}; "
+            f"{'quick' if plan.quick else 'full'} run",
+            f"fmnist-bench: machine {machine.key} (its id from {machine.id_from})",
+            f"fmnist-bench: saves to {config.option.benchmark_storage}",
+            "fmnist-bench: what runs: each case's clock is DeviceClock(device) (synchronize, then "
+            f"perf_counter); warm-up {warm}; rounds per case"
+            + (f" (from {', '.join(chosen)})" if chosen else "")
+            + ":",
+            *(
+                f"    {family} at least {b.min_rounds}, then until {b.max_time:g} s, at most {b.max_rounds}"
+                for family, b in plan.budgets.items()
+            ),
             f"fmnist-bench: CPU threads per family: {threads} (torch's default here: {plan.default_threads})",
             f"fmnist-bench: host allocator {saving.allocator_said(self.context.host_allocator)}",
             saving.load_said(self.load_before),
             *(
-                f"fmnist-bench: {flag} has no effect here: each case warms up and calibrates itself (--warmup-batches)"
+                f"fmnist-bench: {flag} has no effect here: each case warms up and calibrates itself "
+                "(--warmup-batches)"
                 for flag in UNUSED_BENCHMARK_OPTIONS
                 if given(config, flag)
             ),
@@ -269,8 +289,8 @@ class Suite:
     # ---------------------------------------------------------------- the case matrix
 
     def _marks(self, device: str, family: str, pipeline: str | None = None) -> list:
-        # A device the machine lacks, or a step of the ladder the device cannot run (a CUDA graph on
-        # the CPU).
+        # A step of the ladder the device cannot run (a CUDA graph on the CPU); a device the machine
+        # lacks was refused with the options, and is a skip here only if it went between the two.
         reason = unavailable_reason(device) or (pipeline and unsupported_reason(pipeline, device))
         if reason is not None:
             return [pytest.mark.skip(reason=reason)]
@@ -443,6 +463,10 @@ class Suite:
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
+        # pytest-benchmark's four tables run to some 240 columns and 80 lines before the answer; the
+        # saved run keeps every figure they show.
+        if not session.config.option.benchmark_tables:
+            pbench.hide_tables(session.config)
         self.outputs.start(session, self.run)
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -461,7 +485,7 @@ class Suite:
             self.context, self.run, self.load.record(), self.used, machine_info
         )
 
-    # after pytest-benchmark's wide tables, before pytest's own short summary
+    # after pytest-benchmark's tables (--benchmark-tables), before pytest's own short summary
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config: pytest.Config) -> None:
         if config.option.collectonly or not self.run.planned or not self.run.finished:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from bench.analysis.limits import FLOOR_SAID, LIMIT_ROUND, LIMIT_UNITS, limit_figure
-from bench.analysis.words import cases, fmt_time, format_seconds
+import textwrap
+
+from bench.analysis.limits import LIMIT_ROUND, LIMIT_UNITS, limit_figure
+from bench.analysis.words import fmt_time, format_seconds
 from bench.format.records import (
     Benchmark,
     Held,
@@ -14,7 +16,13 @@ from bench.format.records import (
     StepExtra,
 )
 
-__all__ = ["case_headline", "progress_line"]
+__all__ = ["WIDTH", "case_headline", "fold", "progress_line"]
+
+# Everything a session prints fits a terminal this wide, as the end-of-run answer does (summary.py).
+WIDTH = 100
+# A binding limit's floor as the progress line names it: short, so that a case's line fits WIDTH
+# (the report and the answer say them in full).
+_FLOOR = {"arithmetic": "arithmetic", "operations": "per-op", "copies": "copy"}
 
 
 def _iqr_share(stats: Stats) -> float | None:
@@ -40,9 +48,9 @@ def case_headline(record: dict, link_gbps: dict[str, float] | None = None) -> st
         said = fmt_time(figure) + " an operation" if unit == "s" else f"{figure / 1e9:.3g} G{unit}"
         size = f" at {work.n:,} square" if params.limit == "matmul" else ""
         busy = extra.machine_load is not None and extra.machine_load.busy is True
-        return f"{said}{size} (its fastest round){tail}" + (
-            "; busy: no floor is built on it" if busy else ""
-        )
+        # (--quick's one round: its only round; more: the fastest, which a limit is read from)
+        fastest = "" if stats.rounds == 1 else " (fastest round)"
+        return f"{said}{size}{fastest}{tail}" + ("; busy: not taken as a floor" if busy else "")
     if family == "transfer":
         gbps = (extra.bytes or 0) / median / 1e9 if median else float("nan")
         link = (link_gbps or {}).get(params.device)
@@ -55,12 +63,13 @@ def case_headline(record: dict, link_gbps: dict[str, float] | None = None) -> st
     if family == "inference":
         rate = (extra.images or 0) / median if median else float("nan")
         latency = extra.latency or Latency()
+        # (a batch's percentiles where more than one batch was timed: of one, both are its time)
         lat = (
-            f"; a batch p50 {fmt_time(latency.p50_s)}, p99 {fmt_time(latency.p99_s)} ({latency.samples} timed)"
-            if latency.p50_s is not None
+            f"; a batch p50 {fmt_time(latency.p50_s)}, p99 {fmt_time(latency.p99_s)}"
+            if latency.p50_s is not None and (latency.samples or 0) > 1
             else ""
         )
-        return f"{rate:,.0f} images/s{lat}{tail}{_held(extra)}"
+        return f"{rate:,.0f} images/s{tail}{lat}{_held(extra)}"
     return fmt_time(median)
 
 
@@ -73,9 +82,11 @@ def _held(extra: StepExtra) -> str:
     wrong = [why.limit for why in distrusted.values() if why.contradicted]
     said = f"; under a floor: {wrong[0]} was measured too low" if wrong else ""
     if held.binding and held.multiple:
-        return f"; {held.multiple:.2g}x its {FLOOR_SAID[held.binding]} floor{said}"
+        floor = _FLOOR.get(held.binding, held.binding)
+        times = f"{held.multiple:.2g}" if held.multiple < 100 else f"{held.multiple:,.0f}"
+        return f"; {times}x its {floor} floor{said}"
     if distrusted:
-        return said or "; no trusted limit to hold it against"
+        return said or "; no trusted floor"
     return said
 
 
@@ -88,14 +99,53 @@ def progress_line(
     left_s: float | None,
     unknown: int,
 ) -> str:
-    """`[12/82] 1m05s, about 2m10s left | train cuda:0-1000-resident: 151 ms per epoch, ...`."""
+    """`[12/82] 1m05s, ~2m10s left | train cuda:0-1000-resident: 151 ms per epoch, ...`: one line where it
+    fits WIDTH, its later clauses folded under it where it does not. ? left: no case left can be
+    predicted yet; a + after the time left: some cannot (the estimate before the first case counts them)."""
     if left_s is None or (unknown and left_s < 1):
-        left = "time left not yet known" + (
-            f" ({cases(unknown)} not yet predictable)" if unknown else ""
-        )
+        left = "? left"
     else:
-        left = f"about {format_seconds(left_s)}{'+' if unknown else ''} left"
-        if unknown:
-            left += f" ({unknown} case{'s' if unknown != 1 else ''} not yet predictable)"
+        left = f"~{format_seconds(left_s)}{'+' if unknown else ''} left"
     width = len(str(total))
-    return f"[{done:>{width}}/{total}] {format_seconds(elapsed_s)}, {left} | {name}: {text}"
+    line = f"[{done:>{width}}/{total}] {format_seconds(elapsed_s)}, {left} | {name}: {text}"
+    return "\n".join(fold(line))
+
+
+def fold(line: str, width: int = WIDTH) -> list[str]:
+    """A line as lines of at most `width` columns: broken after a '; ' where that fills its lines, else
+    between words, each continuation indented under its text. A word wider than `width` (a long path) overruns it."""
+    if len(line) <= width:
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip()) + 4)
+    wrapped = textwrap.wrap(
+        line,
+        width=width,
+        subsequent_indent=indent,
+        break_on_hyphens=False,
+        break_long_words=False,  # a path is never cut: it stands whole on a line of its own
+    )
+    by_clause = _by_clause(line, width - 1)  # (room for the ';' that ends a line broken after one)
+    # After a clause where that leaves no line but the last under half full; else between words.
+    return by_clause if all(len(part) >= width // 2 for part in by_clause[:-1]) else wrapped
+
+
+def _by_clause(line: str, width: int) -> list[str]:
+    """The line broken after each '; ' that would pass `width`, a clause too long alone between its words."""
+    indent = " " * (len(line) - len(line.lstrip()) + 4)
+    out: list[str] = []
+    for clause in line.split("; "):
+        joined = f"{out[-1]}; {clause}" if out else clause
+        if out and len(joined) <= width:
+            out[-1] = joined
+            continue
+        if out:
+            out[-1] += ";"
+        first = not out
+        out += textwrap.wrap(
+            clause if first else indent + clause,
+            width=width,
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+            break_long_words=False,  # a path is never cut: it stands whole on a line of its own
+        ) or [""]
+    return out

@@ -69,7 +69,9 @@ class Outputs:
             None  # why the journal could not be written: the run stopped there
         )
 
-    def open(self, config: pytest.Config, machine_key: str, run: RunState) -> Opened:
+    def open(
+        self, config: pytest.Config, machine_key: str, run: RunState, machine_id: str | None = None
+    ) -> Opened:
         """Before any case: prove that where results go can be written, and start the journal there."""
         opt = config.option
         json_path = opt.benchmark_json
@@ -109,16 +111,25 @@ class Outputs:
                     opened.notes.append(f"fmnist-bench: an earlier run was killed: {said}")
         # Earlier runs of this machine tell how long this one will take (all of them; see
         # Profile.from_runs). A folder given with --benchmark-storage may hold runs of other names:
-        # only this machine's teach it.
+        # only this machine's teach it. A machine renamed (--machine-name) is the same machine: its
+        # runs under its other names, in the folders beside this one, teach it too.
         earlier = [
             (name, run_)
             for name, run_ in machine_runs(runs)
             if fmt.read_run(run_).ours.machine_key in (machine_key, None)
         ]
-        if earlier:
-            opened.profile = Profile.from_runs(earlier)
-            some = "s" if len(earlier) != 1 else ""
-            opened.profile_note = f"from {len(earlier)} earlier run{some} of this machine"
+        elsewhere = _runs_renamed(folder, runs.name, machine_id)
+        if earlier or elsewhere:
+            opened.profile = Profile.from_runs(earlier + elsewhere)
+            count = len(earlier) + len(elsewhere)
+            opened.profile_note = (
+                f"from {count} earlier run{'s' if count != 1 else ''} of this machine"
+            )
+            if elsewhere:
+                folders = sorted({name.split("/")[0] for name, _ in elsewhere})
+                opened.profile_note += (
+                    f", {len(elsewhere)} of them saved under another name ({', '.join(folders)})"
+                )
         return opened
 
     def write(self, journal_write, run: RunState, session: pytest.Session | None) -> bool:
@@ -173,7 +184,7 @@ class Outputs:
                     JournalError
                 ):  # (a full disk) the run is saved; its journal goes next, and names it
                     pass
-                pbench.say_saved(config, f"Saved benchmark data in: {path}")
+                pbench.say_saved(config, _said_in("Saved benchmark data in:", path))
 
             pbench.save_through(config, save)
 
@@ -183,7 +194,7 @@ class Outputs:
             except OSError as exc:
                 self.errors.append(f"could not write {path}: {exc}")
                 return
-            pbench.say_saved(config, f"Wrote benchmark data in: {path}", purple=True)
+            pbench.say_saved(config, _said_in("Wrote benchmark data in:", path), purple=True)
 
         pbench.write_json_through(config, write_json)
         # A journal that cannot take its header stops the run before it collects a case.
@@ -269,6 +280,33 @@ def update_machine_info(
         machine_id=machine.id,
         load=load,
     )
+
+
+def _runs_renamed(folder: Path, interpreter: str, machine_id: str | None) -> list[tuple[str, dict]]:
+    """('<folder>/<file>', run) of this machine's runs saved beside `folder` under another of its names: the
+    folders whose key ends with the first 8 digits of its id (machine_key), each run's full id
+    matching. The folder name is a label (--machine-name changes it); the id is the machine."""
+    if not machine_id or not folder.parent.is_dir():
+        return []
+    try:
+        beside = sorted(folder.parent.iterdir())
+    except OSError:  # a folder that cannot be listed holds nothing this run can learn from
+        return []
+    found = []
+    for other in beside:
+        if other == folder or not other.name.endswith(f"_{machine_id[:8]}") or is_reference(other):
+            continue
+        for name, run_ in machine_runs(other / interpreter):
+            if fmt.read_run(run_).ours.machine_id == machine_id:
+                found.append((f"{other.name}/{name}", run_))
+    return found
+
+
+def _said_in(what: str, path: Path) -> str:
+    """pytest-benchmark's line for a file written, its folder and its name on two lines where one would pass
+    100 columns (a run's name alone, commit and date in it, is some 90)."""
+    line = f"{what} {path}"
+    return line if len(line) <= 100 else f"{what} {path.parent}{os.sep}\n    {path.name}"
 
 
 def load_said(before: tuple[float, int] | None) -> str:
