@@ -67,10 +67,11 @@ EXTRA = {
 BENCH = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider"]
 
 
-def run_suite(*args, cwd=REPO):
+def run_suite(*args, cwd=REPO, env=None):
     return harness.run(
         [*BENCH, *args],
         cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=600,
@@ -93,7 +94,8 @@ def test_the_harness_runs_a_session_as_a_subprocess_of_its_own_would():
 def quick_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("quick")
     store = tmp / "store"
-    # An empty data root: "auto" must fall back to the synthetic set without the network.
+    # An empty data root: "auto" must fall back to the synthetic set without the network. A terminal
+    # wider than the session may use: pytest's rules and padding are drawn to 100 columns all the same.
     result = run_suite(
         "--quick",
         "--data-root",
@@ -101,6 +103,7 @@ def quick_run(tmp_path_factory):
         "--benchmark-autosave",
         f"--benchmark-storage=file://{store}",
         f"--benchmark-json={tmp / 'run.json'}",
+        env={**os.environ, "COLUMNS": "180"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return {

@@ -30,7 +30,7 @@ from bench.run.context import SESSION, Machine, RunContext
 from bench.run.cost import case_cost
 from bench.run.estimate import Profile, observation
 from bench.run.options import UNUSED_BENCHMARK_OPTIONS, given, settings
-from bench.run.progress import case_headline, fold, progress_line
+from bench.run.progress import WIDTH, case_headline, fold, progress_line
 from bench.run.state import RunState, drop_lineless_entries, install_stop_signals
 from bench.run.summary import end_summary
 from fmnist_model.ladder import unsupported_reason
@@ -461,8 +461,13 @@ class Suite:
 
     # ---------------------------------------------------------------- the end: save, answer
 
+    @pytest.hookimpl(tryfirst=True)  # (before the terminal draws its first rule)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
+        # pytest draws its rules and pads its progress to the terminal's width: in a bench session no
+        # line is wider than the answer's (a terminal of 180 columns drew 180-column rules).
+        writer = session.config.get_terminal_writer()
+        writer.fullwidth = min(writer.fullwidth, WIDTH)
         # pytest-benchmark's four tables run to some 240 columns and 80 lines before the answer; the
         # saved run keeps every figure they show.
         if not session.config.option.benchmark_tables:
