@@ -135,6 +135,8 @@ def write_fleet(
         drawn.draw(jobs)
         shown = []
         for ranking in ranked:
+            if ranking.rows.empty:
+                continue  # a figure no machine measured: left out, never a heading over nothing
             for key, _name in pictures.get(ranking.key, []):
                 drawn.link(key, out / "rankings")
             said = {
@@ -148,7 +150,10 @@ def write_fleet(
             page("ranking.html.j2", out / "rankings" / f"{ranking.key}.html", ranking=said, **extra)
             shown.append(said)
         drawn.prune()
+        # The index opens with the machine that ran last: most often the one the reader just measured.
+        dated = [m for m in machines if pd.notna(m["newest"])]
         return {
+            "latest": max(dated, key=lambda m: m["newest"]) if dated else None,
             "machines": sorted(machines, key=lambda m: m["label"]),
             "rankings": shown,
             "top": TOP,
