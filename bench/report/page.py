@@ -141,6 +141,9 @@ def _render(
 ) -> list[dict]:
     """One page of the machines in `frame` into `out`: index.html, report.md and the plots; its answers.
     `home`: a link back to the fleet's index, on a machine's own page."""
+    # One block per dtype: rows built a column at a time are a block per column, and every filter and
+    # sort of the page's hundreds would take each block apart (a third of a page's drawing).
+    frame = frame.copy()
     answers, quick, shown = sections(
         frame, out, cross_machine, reference, in_fleet=home is not None
     )

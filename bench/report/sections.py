@@ -247,12 +247,15 @@ def _headline(said: list[str]) -> list[str]:
     return first
 
 
-def _answers(frame: pd.DataFrame, reference: pd.DataFrame, quick: bool) -> list[dict]:
-    """Each machine's answer from `frame` alone (its speedups, crossovers and epoch splits computed from it), with
-    its speedup table; `quick`: these are the quick-run answers of machines that have full runs."""
+def _answers(
+    frame: pd.DataFrame, reference: pd.DataFrame, quick: bool, speed: pd.DataFrame | None = None
+) -> list[dict]:
+    """Each machine's answer from `frame` alone (its speedups, crossovers and epoch splits computed from it, unless
+    `speed` gives its speedups), with its speedup table; `quick`: these are the quick-run answers of
+    machines that have full runs."""
     if frame.empty:
         return []
-    speed = figures.speedups(frame)
+    speed = figures.speedups(frame) if speed is None else speed
     found = machine_answers(
         frame, speed, figures.crossovers(speed), figures.breakdown(frame), reference
     )
@@ -266,14 +269,20 @@ def _answers(frame: pd.DataFrame, reference: pd.DataFrame, quick: bool) -> list[
     return found
 
 
-def answers_of(frame: pd.DataFrame, reference: pd.DataFrame) -> tuple[list[dict], list[dict]]:
+def answers_of(
+    frame: pd.DataFrame, reference: pd.DataFrame, speed: pd.DataFrame | None = None
+) -> tuple[list[dict], list[dict]]:
     """The answers per machine, the newest run's machine first (the machine that just ran); and apart, the quick-run
     answers of machines that also have full runs, whose answer uses their full figures only (a quick
     epoch is a subset: another quantity)."""
     quick = frame["quick"].astype(bool)
     has_full = frame["machine_key"].isin(frame.loc[~quick, "machine_key"])
-    main = _answers(frame[~(quick & has_full)], reference, quick=False)
-    apart = _answers(frame[quick & has_full], reference, quick=True)
+    set_apart = quick & has_full
+    # (the speedups of the whole frame, where no machine's quick figures are set apart)
+    main = _answers(
+        frame[~set_apart], reference, quick=False, speed=None if set_apart.any() else speed
+    )
+    apart = _answers(frame[set_apart], reference, quick=True)
     # A machine whose CPU ran only in its quick run: its full answer says where that speedup is.
     quick_cpu = set(frame.loc[quick & has_full & (frame["device"] == "cpu"), "machine_key"])
     full_cpu = set(frame.loc[~quick & (frame["device"] == "cpu"), "machine_key"])
@@ -312,7 +321,7 @@ def sections(
         reference = given
     elif reference is None or not figures.is_gpu(reference["device"]).any():
         reference = load_reference()
-    answers, quick = answers_of(frame, reference)
+    answers, quick = answers_of(frame, reference, known.speed)
     words = _words()
     shown = []
     for spec in SECTIONS:
