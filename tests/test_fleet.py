@@ -255,6 +255,20 @@ def test_the_reference_runs_never_make_a_fleet_and_the_newest_run_answers_first(
     assert not summary["reference"].any() and summary["machine_key"].nunique() == 2
 
 
+def test_a_figure_no_machine_of_the_fleet_measured_has_no_ranking(tmp_path):
+    # Five machines without a GPU: no speedup and no crossover to rank, so none is on the index, never a
+    # heading over "No machine measured this".
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    for path in make_fleet(runs, machines=pages.ONE_PAGE_MACHINES + 1):
+        run = json.loads(path.read_text())
+        run["benchmarks"] = [b for b in run["benchmarks"] if b["params"]["device"] == "cpu"]
+        path.write_text(json.dumps(run))
+    assert report([str(runs), "--out", str(out)]) == 0
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert "No machine measured this" not in index and "GPU speedup" not in index
+    assert "Fastest training epoch" in index and not list((out / "rankings").glob("speedup_*"))
+
+
 def test_a_fleet_report_folder_holds_only_what_the_report_writes(tmp_path):
     out = tmp_path / "out"
     (out / "machines" / "fleet-0001-abcd1234").mkdir(parents=True)
