@@ -232,7 +232,41 @@ def test_up_to_four_machines_the_report_stays_one_page(tmp_path):
     make_fleet(runs, machines=pages.ONE_PAGE_MACHINES)
     assert report([str(runs), "--out", str(out)]) == 0
     assert not (out / "machines").exists()
-    assert "The answer, per machine" in (out / "index.html").read_text(encoding="utf-8")
+    assert '<section class="answer"' in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_the_reference_runs_never_make_a_fleet_and_the_newest_run_answers_first(tmp_path):
+    # The default results/ holds the shipped reference runs beside the user's: with them, one machine of
+    # the user's own made five, a fleet ranking the user last. They are what a CPU-only machine is held
+    # against, never machines of the user's.
+    runs, out = tmp_path / "results", tmp_path / "out"
+    make_fleet(runs / "mine", machines=2)  # fleet-0001's run is a minute newer
+    (runs / "reference").symlink_to(ROOT / "results" / "reference")
+    assert report([str(runs), "--out", str(out)]) == 0
+    assert not (out / "machines").exists() and not (out / "rankings").exists()
+    page = (out / "index.html").read_text(encoding="utf-8")
+    answers = re.findall(r'<section class="answer"[^>]*>\s*<h2>([^<]*)</h2>', page)
+    assert len(answers) == 2 and answers[0].startswith("fleet-0001"), answers
+    assert (
+        "reference:" not in page.split("Every figure")[1]
+    )  # no reference machine among the figures
+    assert "are not among the machines here" in page
+    summary = pd.read_csv(out / "summary.csv")
+    assert not summary["reference"].any() and summary["machine_key"].nunique() == 2
+
+
+def test_a_figure_no_machine_of_the_fleet_measured_has_no_ranking(tmp_path):
+    # Five machines without a GPU: no speedup and no crossover to rank, so none is on the index, never a
+    # heading over "No machine measured this".
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    for path in make_fleet(runs, machines=pages.ONE_PAGE_MACHINES + 1):
+        run = json.loads(path.read_text())
+        run["benchmarks"] = [b for b in run["benchmarks"] if b["params"]["device"] == "cpu"]
+        path.write_text(json.dumps(run))
+    assert report([str(runs), "--out", str(out)]) == 0
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert "No machine measured this" not in index and "GPU speedup" not in index
+    assert "Fastest training epoch" in index and not list((out / "rankings").glob("speedup_*"))
 
 
 def test_a_fleet_report_folder_holds_only_what_the_report_writes(tmp_path):
@@ -377,7 +411,7 @@ def test_n_machines_save_into_one_tree_at_once(tmp_path):
     out = tmp_path / "report"
     assert report([str(results), "--out", str(out)]) == 0
     page = (out / "index.html").read_text(encoding="utf-8")
-    assert all(f"<h3>type-{t}-" in page for t in "abc")  # three machines: one page, an answer each
+    assert all(f"<h2>type-{t}-" in page for t in "abc")  # three machines: one page, an answer each
 
 
 def test_a_cache_that_cannot_be_used_is_refused_or_passed_by(tmp_path, monkeypatch, capsys):

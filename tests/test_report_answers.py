@@ -198,9 +198,9 @@ def test_every_sentence_of_the_answer_is_true_of_its_figures(tmp_path, gpu_seed,
     assert f"with the data resident on the GPU it is {resident:.2f}x faster (" in said
     write_report(frame, tmp_path / "out")
     page = (tmp_path / "out" / "index.html").read_text()
-    first = page.index("The answer, per machine")
-    assert first < page.index("<h2>Training epoch time")  # the answer comes first
-    assert says in page[first : page.index("<h2>Training epoch time")]
+    first = page.index('<section class="answer"')
+    assert first < page.index("<summary>Training epoch time")  # the answer comes first
+    assert says in page[first : page.index('id="figures"')]
 
 
 def test_a_machine_whose_cpu_ran_only_a_quick_run_gets_quick_speedups_and_is_told_what_is_missing(
@@ -218,8 +218,11 @@ def test_a_machine_whose_cpu_ran_only_a_quick_run_gets_quick_speedups_and_is_tol
     assert all("(quick" in line for line in answer["said"] if line.startswith("Crossover"))
     write_report(frame, tmp_path / "out")
     md = (tmp_path / "out" / "report.md").read_text()
-    opening = md.split("## The answer, per machine")[1].split("\n## ")[0]
-    assert "| quick |" in opening and "(1 round)" in opening
+    # A machine with full runs: its answer holds full figures only, its quick run's answer is apart, labelled.
+    full, quick = md.split("\n## ")[1], md.split("\n## ")[2]
+    assert "x (1 round)" not in full and "| quick |" not in full and "its quick run" in full
+    assert quick.startswith(f"{answer['label']}: its quick run, apart")
+    assert "| quick |" in quick and "(1 round)" in quick and "5.33x" in quick
     train = md.split("## Training epoch time")[1].split("\n## ")[0]
     assert "quick (2,000 images)" in train and "| full " in train
 
@@ -337,10 +340,11 @@ def test_energy_sits_beside_time_and_the_hardwares_flags_beside_the_figure(tmp_p
     assert "(throttled)" not in seed and "(busy)" not in resident
 
 
-def test_a_run_without_telemetry_says_no_energy_was_measured(tmp_path):
+def test_a_run_without_telemetry_has_no_energy_section(tmp_path):
+    # A section with nothing to show is left out, never a heading over "nothing measured".
     write_report(load_frame([GPU_RUN]), tmp_path / "out")
     md = (tmp_path / "out" / "report.md").read_text()
-    assert "No energy was measured in these runs." in md and "## GPU energy against" not in md
+    assert "## Energy" not in md and "## GPU energy against" not in md
 
 
 def test_machines_alike_in_every_name_are_told_apart_by_their_gpus_uuids(tmp_path):

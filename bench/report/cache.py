@@ -40,7 +40,7 @@ _FILE = "_file"  # the column naming the run file a cached row came from (its re
 # 60 MB.
 _MAX_BYTES = 2**30
 _MAX_FOOTER = 64 * 2**20  # its list of run files: about 200 bytes each
-_LIBRARIES = ("pandas", "numpy", "pyarrow", "matplotlib", "seaborn", "jinja2", "jsonschema")
+_LIBRARIES = ("pandas", "numpy", "pyarrow", "matplotlib", "jinja2", "jsonschema")
 
 
 class CacheWarning(UserWarning):

@@ -19,7 +19,7 @@ from bench.analysis.rows import CSV_COLUMNS, select_newest
 from bench.report import facts, pages
 from bench.report.cache import RowCache
 from bench.report.leftovers import left_behind, remove, temporary_prefix
-from bench.report.sections import marks, sections
+from bench.report.sections import marks, reference_note, sections
 
 __all__ = ["OutputError", "check_out", "write_report"]
 
@@ -141,14 +141,22 @@ def _render(
 ) -> list[dict]:
     """One page of the machines in `frame` into `out`: index.html, report.md and the plots; its answers.
     `home`: a link back to the fleet's index, on a machine's own page."""
-    answers, shown = sections(frame, out, cross_machine, reference, in_fleet=home is not None)
+    # One block per dtype: rows built a column at a time are a block per column, and every filter and
+    # sort of the page's hundreds would take each block apart (a third of a page's drawing).
+    frame = frame.copy()
+    answers, quick, shown = sections(
+        frame, out, cross_machine, reference, in_fleet=home is not None
+    )
+    note = "" if home is not None else reference_note(frame, reference)
     env = _env()
     # HTML: Jinja escapes every value (autoescape); tables come escaped from pandas.
     page = env.get_template("index.html.j2").render(
         home=home,
         marks=marks(),
+        note=note,
         partial=facts.partial_note(frame),
         answers=[{**a, "table_html": _html_table(a["table"])} for a in answers],
+        quick=[{**a, "table_html": _html_table(a["table"])} for a in quick],
         sections=[{**vars(s), "table_html": _html_table(s.table)} for s in shown],
     )
     (out / "index.html").write_text(page, encoding="utf-8")
@@ -158,18 +166,10 @@ def _render(
     )
     text = md_env.get_template("report.md.j2").render(
         marks=md_escape(marks()),
+        note=md_escape(note),
         partial=md_escape(facts.partial_note(frame)),
-        answers=[
-            {
-                "label": md_escape(a["label"]),
-                "said": [md_escape(s) for s in a["said"]],
-                "missing": [
-                    {"text": md_escape(m["text"]), "command": m["command"]} for m in a["missing"]
-                ],
-                "table_md": _md_table(a["table"]),
-            }
-            for a in answers
-        ],
+        answers=[_md_answer(a) for a in answers],
+        quick=[_md_answer(a) for a in quick],
         sections=[
             {
                 "title": md_escape(s.title),
@@ -182,6 +182,19 @@ def _render(
     )
     (out / "report.md").write_text(re.sub(r"\n{3,}", "\n\n", text), encoding="utf-8")
     return answers
+
+
+def _md_answer(answer: dict) -> dict:
+    """An answer's words for report.md, every string from a run escaped."""
+    return {
+        "label": md_escape(answer["label"]),
+        "headline": [md_escape(s) for s in answer["headline"]],
+        "said": [md_escape(s) for s in answer["said"] if s not in answer["headline"]],
+        "missing": [
+            {"text": md_escape(m["text"]), "command": m["command"]} for m in answer["missing"]
+        ],
+        "table_md": _md_table(answer["table"]),
+    }
 
 
 def _page(template: str, path: Path, **values) -> None:
@@ -212,12 +225,13 @@ def write_report(
     old = None  # where the previous report waits while the new one is moved in
     try:
         new.chmod(0o755)  # mkdtemp's folder is private; a report is for reading
-        frame[CSV_COLUMNS].to_csv(new / "summary.csv", index=False)
-        newest = select_newest(frame)
+        shown, reference = own_or_reference(frame)
+        shown[CSV_COLUMNS].to_csv(new / "summary.csv", index=False)
+        newest = select_newest(shown)
         if newest["machine_key"].nunique() <= pages.ONE_PAGE_MACHINES:
-            _render(newest, new, cross_machine)
+            _render(newest, new, cross_machine, reference=reference)
         else:
-            _fleet(newest, new, cross_machine, cache)
+            _fleet(newest, new, cross_machine, cache, reference)
         if out.exists():
             old = Path(
                 tempfile.mkdtemp(prefix=temporary_prefix(f".{out.name}-old"), dir=out.parent)
@@ -236,6 +250,21 @@ def write_report(
     return sorted(out.iterdir())
 
 
+def own_or_reference(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The machines the report shows, and the reference runs a machine without a GPU is held against.
+
+    The project's reference runs (results/reference/, read with the default `results/`) are what a
+    CPU-only machine is compared with, never machines of the user's fleet: where any run of the
+    user's own is given, the report shows those machines alone. Given only reference runs (a fresh
+    checkout, or `results/reference` itself, as docs/report/ is built), it shows them, labelled so.
+    """
+    mine = frame["reference"].eq(False).to_numpy()
+    if not mine.any():
+        return frame, None
+    given = select_newest(frame[~mine])
+    return frame[mine], given if not given.empty else None
+
+
 def _tidy(out: Path) -> None:
     """What a killed report left beside `out`: its new folder, half written, removed; the previous report it had
     moved aside to swap the new one in, put back where `out` is missing (else removed: `out` is
@@ -251,9 +280,16 @@ def _tidy(out: Path) -> None:
     remove(left_behind(out.parent, f".{out.name}-new"))
 
 
-def _fleet(frame: pd.DataFrame, out: Path, cross_machine: bool, cache: Path | None) -> None:
+def _fleet(
+    frame: pd.DataFrame,
+    out: Path,
+    cross_machine: bool,
+    cache: Path | None,
+    reference: pd.DataFrame | None = None,
+) -> None:
     """The fleet's index and report.md over its machines' and rankings' pages."""
-    reference = load_reference(None if cache is None else RowCache(cache / "reference"))
+    if reference is None or not figures.is_gpu(reference["device"]).any():
+        reference = load_reference(None if cache is None else RowCache(cache / "reference"))
     cross = None
     if cross_machine:
         cross = _html_table(facts.cross_machine_table(figures.cross_machine_speedups(frame)))

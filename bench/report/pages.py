@@ -57,9 +57,10 @@ def _machine_page(
 ) -> None:
     answers = render(rows, folder, reference=reference, home="../../index.html")
     rows.drop(columns=["round_times"]).to_csv(folder / "summary.csv", index=False)
-    said = answers[0]["said"] if answers else []
+    # its verdict, where the index shows it: the answer's headline (bench/report/sections.py)
+    said = [" ".join(answers[0]["headline"])] if answers and answers[0]["headline"] else []
     # not .json: never taken for a run
-    (folder / ".said.txt").write_text(json.dumps(said[:1]), encoding="utf-8")
+    (folder / ".said.txt").write_text(json.dumps(said), encoding="utf-8")
 
 
 def _ranking_part(folder: Path, ranking: Ranking, part: int, size: int) -> None:
@@ -135,6 +136,8 @@ def write_fleet(
         drawn.draw(jobs)
         shown = []
         for ranking in ranked:
+            if ranking.rows.empty:
+                continue  # a figure no machine measured: left out, never a heading over nothing
             for key, _name in pictures.get(ranking.key, []):
                 drawn.link(key, out / "rankings")
             said = {
@@ -148,7 +151,10 @@ def write_fleet(
             page("ranking.html.j2", out / "rankings" / f"{ranking.key}.html", ranking=said, **extra)
             shown.append(said)
         drawn.prune()
+        # The index opens with the machine that ran last: most often the one the reader just measured.
+        dated = [m for m in machines if pd.notna(m["newest"])]
         return {
+            "latest": max(dated, key=lambda m: m["newest"]) if dated else None,
             "machines": sorted(machines, key=lambda m: m["label"]),
             "rankings": shown,
             "top": TOP,

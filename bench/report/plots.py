@@ -1,7 +1,15 @@
-"""The report's plots: one panel per machine (seaborn facets), so no two machines share a series, and the data beside each."""
+"""The report's plots: one panel per machine, stacked, so no two machines share a series, and the data beside each.
+
+Plain matplotlib on a fixed layout: every picture is WIDTH_IN wide at DPI (560 px), so a phone's
+390 px screen shows it at over 60% of its pixels and its 10 pt text at about 9 px; its height
+grows with its panels and legends. Measured on the 2-core VM: seaborn's relplot and
+bbox_inches="tight" were most of a machine's page (docs/report.md, "Drawing a page").
+"""
 
 from __future__ import annotations
 
+import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -12,13 +20,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 
 from bench.analysis.cells import device_label  # noqa: E402
 from bench.analysis.held import same_setting  # noqa: E402
 
 __all__ = [
+    "DPI",
     "RANKING_PART",
+    "WIDTH_IN",
     "plot_breakdown",
     "plot_epoch_time",
     "plot_inference",
@@ -29,9 +38,29 @@ __all__ = [
     "plot_transfer",
 ]
 
+# 560 px: the page's column at 390 px is about 365 px, 65% of it (a picture shown under 60% of its pixels
+# reads as a blur of 3 px text).
+WIDTH_IN, DPI = 5.6, 100
+FONT = 10  # points: 13.9 px drawn, about 9 px on a phone
+# The fixed layout, in inches: the y axis's labels at the left, a panel's title above it, its x
+# axis's ticks and label below, a legend row.
+_LEFT, _RIGHT, _TITLE, _BELOW, _LEGEND_ROW, _SUPTITLE = 0.85, 0.35, 0.3, 0.6, 0.245, 0.4
+_PANEL = 2.7  # one panel's axes
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+_DASHES = ("-", "--", ":", "-.")
+
 # Strings from run files are data: "$x$" in a host name must print as typed, not as mathtext
 # (an unbalanced "$" would stop the report). Every plot is drawn under these settings.
-_RC = {"text.parse_math": False, "text.usetex": False}
+_RC = {
+    "text.parse_math": False,
+    "text.usetex": False,
+    "font.size": FONT,
+    "axes.titlesize": FONT,
+    "axes.labelsize": FONT,
+    "xtick.labelsize": FONT,
+    "ytick.labelsize": FONT,
+    "legend.fontsize": FONT,
+}
 
 
 def _log_axes(ax) -> None:
@@ -50,7 +79,8 @@ def _log_axes(ax) -> None:
         if decades < 1:  # under a decade, 1-2-5 may leave one tick: label the minor ones as well
             axis.set_minor_formatter(plain)
         else:
-            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            # no minor ticks: each is three artists to draw, and the 1-2-5 grid already reads
+            axis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.grid(True, which="major", alpha=0.3)
 
 
@@ -83,44 +113,118 @@ def _write_data(
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    # The layout is fixed (_stack): no bbox_inches="tight", which draws the figure twice to measure it.
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 
 
-def _relplot(
+def _title_lines(title: str) -> int:
+    return title.count("\n") + 1
+
+
+def _stack(panels: list[tuple[str, int]], title: str, height: float = _PANEL):
+    """A figure WIDTH_IN wide of panels stacked one above the other, each with its title and a legend of `rows`
+    rows beneath it: [(panel title, legend rows)] -> (figure, [axes], [each legend's top, as a fraction of the
+    figure's height]). Laid out by hand, in inches."""
+    # A title wider than the picture is wrapped (about 62 characters of 10 pt in 5.6 in).
+    panels = [("\n".join(textwrap.fill(line, 62) for line in n.split("\n")), r) for n, r in panels]
+    blocks = [
+        _TITLE * _title_lines(name) + height + _BELOW + _LEGEND_ROW * rows + 0.1
+        for name, rows in panels
+    ]
+    total = _SUPTITLE + sum(blocks)
+    fig = plt.figure(figsize=(WIDTH_IN, total), dpi=DPI)
+    fig.suptitle(title, y=1 - 0.12 / total, va="top", fontsize=FONT + 1)
+    axes, tops, top = [], [], _SUPTITLE
+    width = WIDTH_IN - _LEFT - _RIGHT
+    for (name, _rows), block in zip(panels, blocks, strict=True):
+        axes_top = top + _TITLE * _title_lines(name)
+        ax = fig.add_axes(
+            (_LEFT / WIDTH_IN, 1 - (axes_top + height) / total, width / WIDTH_IN, height / total)
+        )
+        ax.set_title(name, fontsize=FONT)
+        tops.append(1 - (axes_top + height + _BELOW) / total)
+        axes.append(ax)
+        top += block
+    return fig, axes, tops
+
+
+def _legend(fig, top: float, handles, labels, columns: int = 2) -> None:
+    """The panel's legend beneath its axes, left-aligned with them, in `columns` columns."""
+    if not handles:
+        return
+    fig.legend(
+        handles,
+        labels,
+        loc="upper left",
+        bbox_to_anchor=(_LEFT / WIDTH_IN - 0.02, top),
+        ncol=columns,
+        frameon=False,
+        handlelength=2.2,
+        columnspacing=1.0,
+        borderaxespad=0,
+    )
+
+
+def _legend_rows(count: int, columns: int = 2) -> int:
+    return math.ceil(count / columns)
+
+
+def _columns(labels) -> int:
+    """Two legend columns where the labels fit half the width (about 28 characters at 10 pt), else one."""
+    return 2 if max((len(str(label)) for label in labels), default=0) <= 26 else 1
+
+
+def _lines(
     data: pd.DataFrame, x: str, y: str, hue: str, style: str, xlabel: str, ylabel: str, title: str
 ):
-    panels = data["panel"].nunique()
-    grid = sns.relplot(
-        data=data,
-        x=x,
-        y=y,
-        hue=hue,
-        style=style,
-        col="panel",
-        col_wrap=min(panels, 2),
-        kind="line",
-        markers=True,
-        dashes=True,
-        height=3.6,
-        aspect=1.25,
-        facet_kws={"sharey": False, "sharex": False},
-        estimator=None,
-        sort=True,
+    """A line per (hue, style) in each panel: colour by `hue`, marker and dash by `style`, log-log; (figure,
+    {panel: axes}). What seaborn's relplot drew, without its cost."""
+    hues = list(dict.fromkeys(data[hue].astype(str)))
+    styles = list(dict.fromkeys(data[style].astype(str)))
+    names = list(dict.fromkeys(data["panel"]))
+    series = {}
+    for name in names:
+        mine = data[data["panel"] == name]
+        keys = list(dict.fromkeys(zip(mine[hue].astype(str), mine[style].astype(str), strict=True)))
+        labels = [h if h == s else f"{h} {s}" for h, s in keys]
+        series[name] = (mine, keys, labels, _columns(labels))
+    fig, axes, tops = _stack(
+        [(n, _legend_rows(len(series[n][1]), series[n][3])) for n in names], title
     )
-    grid.set(xscale="log", yscale="log")
-    grid.set_titles(col_template="{col_name}", size=9)
-    grid.set_axis_labels(xlabel, ylabel)
-    for ax in grid.axes.flat:
+    out = {}
+    for name, ax, top in zip(names, axes, tops, strict=True):
+        mine, keys, labels, columns = series[name]
+        handles = []
+        for h, s in keys:
+            line = mine[(mine[hue].astype(str) == h) & (mine[style].astype(str) == s)].sort_values(
+                x
+            )
+            i, j = hues.index(h), styles.index(s)
+            (drawn,) = ax.plot(
+                line[x],
+                line[y],
+                color=f"C{i % 10}",
+                marker=_MARKERS[j % len(_MARKERS)],
+                linestyle=_DASHES[j % len(_DASHES)],
+                markersize=5,
+                linewidth=1.5,
+            )
+            handles.append(drawn)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         _log_axes(ax)
-    grid.figure.suptitle(title, y=1.02)
-    return grid
+        _legend(fig, top, handles, labels, columns)
+        out[name] = ax
+    return fig, out
 
 
-def _each_panel(grid, data: pd.DataFrame):
-    """(axes, the rows drawn in it) for every panel of a relplot faceted by panel."""
-    for panel, ax in grid.axes_dict.items():
+def _each_panel(axes: dict, data: pd.DataFrame):
+    """(axes, the rows drawn in it) for every panel."""
+    for panel, ax in axes.items():
         yield ax, data[data["panel"] == panel]
 
 
@@ -135,9 +239,9 @@ def _sweep(
     )
     data[variant] = data[variant].astype(str)
     with plt.rc_context(_RC):
-        grid = _relplot(data, "batch_size", y, "device", variant, "batch size", ylabel, title)
+        fig, _axes = _lines(data, "batch_size", y, "device", variant, "batch size", ylabel, title)
         _write_data(data, path, "batch_size", y, ["device", variant])
-        return _save(grid.figure, path)
+        return _save(fig, path)
 
 
 def plot_epoch_time(frame: pd.DataFrame, path: Path) -> Path | None:
@@ -170,7 +274,7 @@ def plot_transfer(frame: pd.DataFrame, path: Path) -> Path | None:
         data["device"] + " " + data["direction"].astype(str) + " " + data["memory"].astype(str)
     )
     with plt.rc_context(_RC):
-        grid = _relplot(
+        fig, axes = _lines(
             data,
             "size",
             "gbps",
@@ -180,17 +284,17 @@ def plot_transfer(frame: pd.DataFrame, path: Path) -> Path | None:
             "GB/s (median)",
             "Transfer bandwidth",
         )
-        for ax, mine in _each_panel(grid, data):
+        for ax, mine in _each_panel(axes, data):
             for r in mine.dropna(subset=["link_gbps"]).drop_duplicates("device").itertuples():
                 ax.axhline(r.link_gbps, linestyle="--", color="grey", linewidth=1)
                 ax.annotate(
                     f"{r.device} PCIe theoretical, {r.link_gbps:.3g} GB/s",
                     (mine["size"].min(), r.link_gbps),
-                    fontsize=7,
+                    fontsize=FONT - 1,
                     va="bottom",
                 )
         _write_data(data, path, "size", "gbps", ["copy", "dtype"])
-        return _save(grid.figure, path)
+        return _save(fig, path)
 
 
 def plot_speedup(speed: pd.DataFrame, path: Path) -> Path | None:
@@ -199,19 +303,21 @@ def plot_speedup(speed: pd.DataFrame, path: Path) -> Path | None:
         return None
     data = _panels(speed).assign(series=lambda f: f["device"] + " " + f["family"])
     with plt.rc_context(_RC):
-        grid = _relplot(
+        fig, axes = _lines(
             data,
             "batch_size",
             "speedup_vs_best_cpu",
             "series",
             "variant",
             "batch size",
-            "GPU speedup over the CPU's best (x)",
+            "GPU over the CPU's best (x)",
             "GPU speedup over the same machine's CPU",
         )
-        for ax, mine in _each_panel(grid, data):
+        for ax, mine in _each_panel(axes, data):
             ax.axhline(1.0, color="black", linewidth=1)
-            ax.annotate("1x: break-even", (mine["batch_size"].min(), 1.0), fontsize=8, va="bottom")
+            ax.annotate(
+                "1x: break-even", (mine["batch_size"].min(), 1.0), fontsize=FONT - 1, va="bottom"
+            )
             # Each point's 95% interval (none for a figure of one round): a bar that crosses 1x is
             # no difference.
             sure = mine[mine["vs_best_low"].notna() & mine["vs_best_high"].notna()]
@@ -230,7 +336,7 @@ def plot_speedup(speed: pd.DataFrame, path: Path) -> Path | None:
             ["series", "variant"],
             interval=("vs_best_low", "vs_best_high"),
         )
-        return _save(grid.figure, path)
+        return _save(fig, path)
 
 
 _PARTS = (
@@ -248,27 +354,22 @@ def plot_breakdown(parts: pd.DataFrame, path: Path) -> Path | None:
     data["bar"] = data["device"] + "\nbatch " + data["batch_size"].map("{:,}".format)
     panels = list(dict.fromkeys(data["panel"]))
     with plt.rc_context(_RC):
-        # Two panels a row, as the other plots wrap: a row of every machine would not read on a
-        # phone.
-        columns = min(len(panels), 2)
-        rows = -(-len(panels) // columns)
-        width = max(4.5, 0.9 * data.groupby("panel")["bar"].nunique().max())
-        fig, axes = plt.subplots(rows, columns, figsize=(width * columns, 4 * rows), squeeze=False)
-        for ax in axes.flat[len(panels) :]:
-            ax.set_visible(False)
-        colors = sns.color_palette(n_colors=len(_PARTS))
-        for ax, panel in zip(axes.flat, panels, strict=False):
+        # One panel a row, as every plot: a row of machines would not read on a phone. Room below
+        # for the bars' two-line names.
+        fig, axes, tops = _stack(
+            [(p, 1) for p in panels], "Where a seed-pipeline epoch's time goes"
+        )
+        for ax, top, panel in zip(axes, tops, panels, strict=True):
             mine = data[data["panel"] == panel]
             bottom = np.zeros(len(mine))
-            for (col, name), color in zip(_PARTS, colors, strict=True):
+            handles = []
+            for i, (col, _name) in enumerate(_PARTS):
                 values = mine[col].fillna(0).to_numpy(dtype=float)
-                ax.bar(mine["bar"], values, bottom=bottom, label=name, color=color)
+                handles.append(ax.bar(mine["bar"], values, bottom=bottom, color=f"C{i}", width=0.6))
                 bottom += values
-            ax.set_title(panel, fontsize=9)
-            ax.set_ylabel("seconds per seed epoch")
-            ax.tick_params(axis="x", labelsize=7)
-        axes.flat[0].legend(fontsize=8)
-        fig.suptitle("Where a seed-pipeline epoch's time goes")
+            ax.set_ylabel("s per seed epoch")
+            ax.tick_params(axis="x", labelsize=FONT - 1 if len(mine) > 4 else FONT)
+            _legend(fig, top, handles, [name for _, name in _PARTS], columns=3)
         long = data.melt(
             id_vars=["panel", "bar"], value_vars=[c for c, _ in _PARTS], var_name="part"
         )
@@ -279,7 +380,6 @@ def plot_breakdown(parts: pd.DataFrame, path: Path) -> Path | None:
             "value",
             ["series"],
         )
-        fig.tight_layout()
         return _save(fig, path)
 
 
@@ -298,7 +398,7 @@ def plot_limits(held: pd.DataFrame, peaks: pd.DataFrame, path: Path) -> Path | N
         step=[f"{f} {p}" for f, p in zip(data["family"], data["pipeline"], strict=True)],
     )
     with plt.rc_context(_RC):
-        grid = _relplot(
+        fig, axes = _lines(
             data,
             "batch_size",
             "gflops",
@@ -308,7 +408,7 @@ def plot_limits(held: pd.DataFrame, peaks: pd.DataFrame, path: Path) -> Path | N
             "achieved GFLOP/s",
             "Achieved FLOP/s against the measured peak",
         )
-        for ax, mine in _each_panel(grid, data):
+        for ax, mine in _each_panel(axes, data):
             first = mine.iloc[0]
             same = same_setting(peaks, first)
             for column, style in (("peak_float32", "--"), ("peak_bfloat16", ":")):
@@ -318,13 +418,13 @@ def plot_limits(held: pd.DataFrame, peaks: pd.DataFrame, path: Path) -> Path | N
                     ax.annotate(
                         column.replace("peak_", "peak "),
                         (0.01, value.iloc[0] / 1e9),
-                        fontsize=7,
+                        fontsize=FONT - 1,
                         xycoords=("axes fraction", "data"),
                         va="bottom",
                     )
             _log_axes(ax)
         _write_data(data, path, "batch_size", "gflops", ["step"])
-        return _save(grid.figure, path)
+        return _save(fig, path)
 
 
 def plot_machines(frame: pd.DataFrame, path: Path) -> Path | None:
@@ -338,38 +438,42 @@ def plot_machines(frame: pd.DataFrame, path: Path) -> Path | None:
         return None
     data = rows.assign(who=rows["label"] + " | " + device_label(rows), panel="all machines")
     data = data.sort_values(["who", "batch_size"])
+    whos = list(dict.fromkeys(data["who"]))
+    sizes = sorted(data["batch_size"].unique())
     with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        # dodge spreads the machines' dots apart; seaborn 0.13 divides by (levels - 1), so only with
-        # two or more.
-        dodge = 0.3 if data["who"].nunique() > 1 else False
-        sns.pointplot(
-            data=data,
-            x="batch_size",
-            y="median",
-            hue="who",
-            linestyle="none",
-            dodge=dodge,
-            ax=ax,
-            markers="o",
-            errorbar=None,
+        # A machine's name and device on two lines where one would not fit the picture.
+        names = [w.replace(" | ", "\n") if len(w) > 50 else w for w in whos]
+        fig, (ax,), (top,) = _stack(
+            [("one training epoch, data resident", sum(n.count("\n") + 1 for n in names))],
+            "Machines side by side",
         )
+        # Each machine's dots a little apart at each batch size, so that none hides another.
+        spread = 0.6 / max(len(whos), 1)
+        handles = []
+        for i, who in enumerate(whos):
+            mine = data[data["who"] == who]
+            x = [sizes.index(s) - 0.3 + spread * (i + 0.5) for s in mine["batch_size"]]
+            (drawn,) = ax.plot(
+                x, mine["median"], marker=_MARKERS[i % len(_MARKERS)], linestyle="none",
+                color=f"C{i % 10}", markersize=6,
+            )  # fmt: skip
+            handles.append(drawn)
+        ax.set_xticks(range(len(sizes)), [f"{s:,}" for s in sizes])
+        ax.set_xlim(-0.5, len(sizes) - 0.5)
         ax.set_yscale("log")
         _log_axes(ax)
-        ax.set(
-            xlabel="batch size",
-            ylabel="resident epoch (s, median)",
-            title="Machines side by side: one training epoch",
-        )
-        ax.legend(fontsize=7, title="machine | device")
+        ax.set(xlabel="batch size", ylabel="resident epoch (s, median)")
+        _legend(fig, top, handles, names, columns=1)
         _write_data(data, path, "batch_size", "median", ["who"])
-        fig.tight_layout()
         return _save(fig, path)
 
 
 # A ranking's picture holds at most this many machines (about 22 px each: under 3,500 px tall); a
 # longer one is split.
 RANKING_PART = 150
+_RANK_LABEL = (
+    44  # characters of a machine's name on a ranking's axis: its table beside says it whole
+)
 
 
 def plot_ranking(
@@ -394,8 +498,15 @@ def plot_ranking(
             continue
         mine = rows.iloc[start : start + size]
         path = folder / f"ranking_{ranking.key}_{part}.png"
-        with plt.rc_context(_RC):
-            fig, ax = plt.subplots(figsize=(9, 1.3 + 0.22 * len(mine)))
+        names = []
+        for r in mine.itertuples():
+            name = f"{r.rank}. {r.label} · {r.device}"
+            names.append(name if len(name) <= _RANK_LABEL else name[: _RANK_LABEL - 1] + "…")
+        with plt.rc_context({**_RC, "font.size": FONT - 1}):
+            # Fixed layout: the names take the left 55%, the axis the rest; 0.22 in a machine.
+            height = 1.3 + 0.22 * len(mine)
+            fig = plt.figure(figsize=(WIDTH_IN, height), dpi=DPI)
+            ax = fig.add_axes((0.55, 0.55 / height, 0.42, 1 - 1.15 / height))
             y = np.arange(len(mine))
             sure = mine["low"].notna() & mine["high"].notna()
             ax.hlines(
@@ -406,9 +517,7 @@ def plot_ranking(
                 linewidth=1.5,
             )
             ax.plot(mine["value"], y, "o", color="C0", markersize=4)
-            ax.set_yticks(
-                y, [f"{r.rank}. {r.label} · {r.device}" for r in mine.itertuples()], fontsize=8
-            )
+            ax.set_yticks(y, names, fontsize=FONT - 1)
             ax.set_ylim(len(mine) - 0.5, -0.5)  # best at the top
             if log:
                 ax.set_xscale("log")
@@ -418,9 +527,12 @@ def plot_ranking(
             ax.grid(True, axis="x", alpha=0.3)
             ax.tick_params(axis="x", top=True, labeltop=True)  # a tall picture's axis at both ends
             last = min(start + size, len(rows))
-            ax.set(
-                xlabel=ranking.unit,
-                title=f"{ranking.title}: {start + 1:,}-{last:,} of {len(rows):,}",
+            ax.set_xlabel(ranking.unit)
+            fig.suptitle(
+                f"{ranking.title}: {start + 1:,}-{last:,} of {len(rows):,}",
+                y=1 - 0.08 / height,
+                va="top",
+                fontsize=FONT,
             )
             out = pd.DataFrame(
                 {
@@ -433,6 +545,5 @@ def plot_ranking(
                 }
             )
             out.to_csv(path.with_suffix(".csv"), index=False)
-            fig.tight_layout()
             written.append(_save(fig, path))
     return written

@@ -16,7 +16,16 @@ from bench.analysis.reference import load_reference
 from bench.format.names import NOISY_IQR_SHARE
 from bench.report import facts, plots, tables
 
-__all__ = ["SECTIONS", "Facts", "Section", "SectionSpec", "marks", "sections"]
+__all__ = [
+    "SECTIONS",
+    "Facts",
+    "Section",
+    "SectionSpec",
+    "answers_of",
+    "marks",
+    "reference_note",
+    "sections",
+]
 
 
 @dataclass
@@ -220,29 +229,99 @@ def marks() -> str:
     return _said(_words().marks, NOISY_IQR_SHARE)
 
 
+def reference_note(frame: pd.DataFrame, reference: pd.DataFrame | None) -> str:
+    """What the page says of the reference runs: that it shows only them, or that they are not its machines."""
+    if frame["reference"].all():
+        return _said(_words().reference_only)
+    if reference is not None and not reference.empty:
+        return _said(_words().reference_apart, reference["machine_key"].nunique())
+    return ""
+
+
+def _headline(said: list[str]) -> list[str]:
+    """Where the short verdict goes, shown first: bench/analysis/headline.py's, once an answer carries one (its
+    `headline`); till then the answer's first sentence, with the line of figures it introduces."""
+    first = said[:1]
+    if first and first[0].endswith(":"):
+        return said[:2]
+    return first
+
+
+def _answers(
+    frame: pd.DataFrame, reference: pd.DataFrame, quick: bool, speed: pd.DataFrame | None = None
+) -> list[dict]:
+    """Each machine's answer from `frame` alone (its speedups, crossovers and epoch splits computed from it, unless
+    `speed` gives its speedups), with its speedup table; `quick`: these are the quick-run answers of
+    machines that have full runs."""
+    if frame.empty:
+        return []
+    speed = figures.speedups(frame) if speed is None else speed
+    found = machine_answers(
+        frame, speed, figures.crossovers(speed), figures.breakdown(frame), reference
+    )
+    for machine in found:
+        speed_here = machine["speedups"]
+        machine["table"] = (
+            None if speed_here.empty else tables.speedup_table(speed_here, with_machine=False)
+        )
+        machine["quick"] = quick
+        machine.setdefault("headline", _headline(machine["said"]))
+    return found
+
+
+def answers_of(
+    frame: pd.DataFrame, reference: pd.DataFrame, speed: pd.DataFrame | None = None
+) -> tuple[list[dict], list[dict]]:
+    """The answers per machine, the newest run's machine first (the machine that just ran); and apart, the quick-run
+    answers of machines that also have full runs, whose answer uses their full figures only (a quick
+    epoch is a subset: another quantity)."""
+    quick = frame["quick"].astype(bool)
+    has_full = frame["machine_key"].isin(frame.loc[~quick, "machine_key"])
+    set_apart = quick & has_full
+    # (the speedups of the whole frame, where no machine's quick figures are set apart)
+    main = _answers(
+        frame[~set_apart], reference, quick=False, speed=None if set_apart.any() else speed
+    )
+    apart = _answers(frame[set_apart], reference, quick=True)
+    # A machine whose CPU ran only in its quick run: its full answer says where that speedup is.
+    quick_cpu = set(frame.loc[quick & has_full & (frame["device"] == "cpu"), "machine_key"])
+    full_cpu = set(frame.loc[~quick & (frame["device"] == "cpu"), "machine_key"])
+    words = _words()
+    for machine in main:
+        if machine["machine_key"] in quick_cpu - full_cpu:
+            for line in machine["missing"]:
+                if line["command"].startswith("pytest bench --devices cpu,"):
+                    line["text"] = _said(words.cpu_only_quick)
+    newest = frame.groupby("machine_key")["run_datetime"].max()
+    mine = frame.groupby("machine_key")["reference"].all().eq(False)
+
+    def order(machine: dict) -> tuple:
+        when = newest.get(machine["machine_key"])
+        stamp = when.timestamp() if isinstance(when, pd.Timestamp) and pd.notna(when) else 0.0
+        return (not mine.get(machine["machine_key"], False), -stamp)
+
+    return sorted(main, key=order), sorted(apart, key=order)
+
+
 def sections(
     frame: pd.DataFrame,
     out: Path,
     cross_machine: bool,
     reference: pd.DataFrame | None = None,
     in_fleet: bool = False,
-) -> tuple[list[dict], list[Section]]:
-    """The page's answers per machine, then its sections, each with its table, words and plot (drawn into
-    `out`)."""
+) -> tuple[list[dict], list[dict], list[Section]]:
+    """The page's answers per machine (and, apart, the quick-run answers of machines with full runs), then its
+    sections, each with its table, words and plot (drawn into `out`). A section with nothing to show
+    (no table, or an empty one, and no plot) is left out."""
     known = Facts.of(frame, out, cross_machine, in_fleet)
     # The reference GPUs a machine without one is held against: the shipped runs, read here if not
     # among the input.
     given = frame[frame["reference"]]
     if figures.is_gpu(given["device"]).any():
         reference = given
-    elif reference is None:
+    elif reference is None or not figures.is_gpu(reference["device"]).any():
         reference = load_reference()
-    answers = machine_answers(frame, known.speed, known.cross, known.parts, reference)
-    for machine in answers:
-        speed_here = machine["speedups"]
-        machine["table"] = (
-            None if speed_here.empty else tables.speedup_table(speed_here, with_machine=False)
-        )
+    answers, quick = answers_of(frame, reference, known.speed)
     words = _words()
     shown = []
     for spec in SECTIONS:
@@ -250,8 +329,10 @@ def sections(
             continue
         table = spec.table(known)
         plot = spec.plot(known) if spec.plot is not None else None
+        if plot is None and (table is None or table.empty):
+            continue
         sentence = _said(getattr(words, spec.key), known)
         shown.append(
             Section(spec.title, table, sentence, None if plot is None else Path(plot).name)
         )
-    return answers, shown
+    return answers, quick, shown
