@@ -58,7 +58,11 @@ def _machine_page(
     answers = render(rows, folder, reference=reference, home="../../index.html")
     rows.drop(columns=["round_times"]).to_csv(folder / "summary.csv", index=False)
     # its verdict, where the index shows it: the answer's headline (bench/report/sections.py)
-    said = [" ".join(answers[0]["headline"])] if answers and answers[0]["headline"] else []
+    said = (
+        [" ".join(line.strip() for line in answers[0]["headline"])]
+        if answers and answers[0]["headline"]
+        else []
+    )
     # not .json: never taken for a run
     (folder / ".said.txt").write_text(json.dumps(said), encoding="utf-8")
 
