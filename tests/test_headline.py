@@ -120,3 +120,21 @@ def test_a_machines_answer_on_the_page_opens_with_the_verdict_and_keeps_quick_fi
     assert answer["headline"] == headline(full)
     assert not any("quick" in said for said in answer["said"]), answer["said"]
     assert not answer["speedups"]["quick"].any()
+
+
+def test_a_cpu_that_never_ran_at_torchs_default_threads_is_held_at_its_best_count_and_said_so():
+    run = json.loads(GPU_RUN.read_text(encoding="utf-8"))
+    run["machine_info"]["torch"]["threads"] = 128  # the CPU cases ran at 64: not torch's default
+    for b in run["benchmarks"]:
+        if b["params"].get("device") == "cpu":
+            b["params"]["cpu_threads"] = 64
+    frame = runs_to_frame([(GPU_RUN, run)])
+    lines = headline(frame)
+    assert lines[0].endswith("against this machine's CPU at its best thread count measured:")
+    speed = figures.speedups(frame)
+    at = speed[
+        (speed["family"] == "train") & (speed["variant"] == "seed") & (speed["batch_size"] == 1000)
+    ].iloc[0]
+    assert pd.isna(at["speedup"])
+    assert f"{at['speedup_vs_best_cpu']:.2f}x faster ({at['vs_best_low']:.2f}-" in lines[1]
+    assert "nan" not in " ".join(lines)

@@ -133,10 +133,19 @@ def _own_gpu(rows: pd.DataFrame, device: str, quick: bool) -> list[str]:
     at = seed[seed["batch_size"] == size].iloc[0]
     run_busy = bool(rows["run_busy"].any())
     name = at["device_name"] if isinstance(at["device_name"], str) and at["device_name"] else device
+    # Against the CPU as the notes' loop runs it, at torch's default thread count; where that count was not
+    # run (--cpu-threads 1), against the fastest count measured, said so.
+    if pd.notna(at["speedup"]):
+        against, ratio = "torch's default threads", ("speedup", "speedup_low", "speedup_high")
+    else:
+        against, ratio = (
+            "its best thread count measured",
+            ("speedup_vs_best_cpu", "vs_best_low", "vs_best_high"),
+        )
     lines = [
-        f"The GPU here, {name} ({device}), against this machine's CPU at torch's default threads:",
+        f"The GPU here, {name} ({device}), against this machine's CPU at {against}:",
         f"  {NOTES_LOOP}, batch {size:,}, on the GPU: "
-        + _short(at["speedup"], at["speedup_low"], at["speedup_high"], run_busy and at["busy"]),
+        + _short(*(at[column] for column in ratio), run_busy and at["busy"]),
     ]
     fastest = _fastest_pair(rows, device, quick, size)
     if fastest:
