@@ -138,3 +138,54 @@ def test_a_cpu_that_never_ran_at_torchs_default_threads_is_held_at_its_best_coun
     assert pd.isna(at["speedup"])
     assert f"{at['speedup_vs_best_cpu']:.2f}x faster ({at['vs_best_low']:.2f}-" in lines[1]
     assert "nan" not in " ".join(lines)
+
+
+def _with_a_faster_thread_count(run: dict, share: float) -> dict:
+    """`run` with each CPU case also measured at 1 thread, taking `share` of its time: the best count is not
+    torch's default."""
+    import copy
+
+    default = run["machine_info"]["torch"]["threads"]
+    extra = []
+    for b in run["benchmarks"]:
+        if b["params"].get("device") != "cpu":
+            continue
+        b["params"]["cpu_threads"] = default
+        one = copy.deepcopy(b)
+        one["params"]["cpu_threads"] = 1
+        one["name"] = one["name"].replace("cpu", "cpu-1t")
+        one["fullname"] += "-1t"
+        stats = one["stats"]
+        for key in ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3", "total"):
+            if isinstance(stats.get(key), (int, float)):
+                stats[key] *= share
+        if "data" in stats:
+            stats["data"] = [x * share for x in stats["data"]]
+        extra.append(one)
+    run["benchmarks"] += extra
+    return run
+
+
+def test_every_line_of_the_verdict_holds_the_gpu_against_the_one_cpu_baseline_its_first_names():
+    # The review's case: 1 thread 2.5x faster than torch's default. The seed line (at the default) said the GPU
+    # was faster at 1,000, and the line under it (against the best count) that it was faster at no size.
+    run = _with_a_faster_thread_count(json.loads(GPU_RUN.read_text(encoding="utf-8")), 0.4)
+    frame = runs_to_frame([(GPU_RUN, run)])
+    assert frame.loc[frame["device"] == "cpu", "cpu_threads"].nunique() == 2
+    lines = headline(frame)
+    assert "at torch's default threads" in lines[0]
+    speed = figures.speedups(frame)
+    seed = speed[(speed["family"] == "train") & (speed["variant"] == "seed")]
+    sides = {int(r.batch_size): (r.speedup_low > 1, r.speedup_high < 1) for r in seed.itertuples()}
+    assert sides[1000][0] and "1.33x faster" in lines[1]  # at the default, faster at 1,000
+    by_batch = next(line for line in lines if "by batch size" in line)
+    assert "seed from 1,000 on" in by_batch
+
+
+def test_a_machine_with_a_gpu_measured_without_it_is_not_said_to_have_none():
+    run = json.loads(CPU_RUN.read_text(encoding="utf-8"))
+    frame = runs_to_frame([(CPU_RUN, run)]).assign(gpus="NVIDIA RTX 4090")
+    lines = headline(frame, load_reference())
+    assert lines[0].startswith(
+        "No GPU measured in this run (this machine has NVIDIA RTX 4090). Reference: another machine's"
+    )

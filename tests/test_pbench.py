@@ -142,3 +142,24 @@ def test_its_tables_follow_the_sessions_quiet_and_its_header_is_recognised():
     assert pbench.is_its_header(line) and not pbench.is_its_header([line])
     assert pbench.header_said().startswith(f"benchmark: {pytest_benchmark.__version__} (")
     assert len(pbench.header_said()) <= 100
+
+
+@pytest.mark.parametrize(
+    "asked, hidden",
+    [
+        ({}, True),
+        ({"benchmark_histogram": "/tmp/h"}, False),
+        ({"benchmark_compare": "0001"}, False),
+        ({"benchmark_cprofile": "tottime"}, False),
+    ],
+)
+def test_the_tables_are_hidden_unless_what_they_draw_was_asked_for(asked, hidden):
+    # pytest-benchmark draws a histogram's files, a comparison's columns and cProfile's lists in its tables'
+    # display: hiding the tables would leave them out with no word.
+    from types import SimpleNamespace
+
+    none = {"benchmark_histogram": None, "benchmark_compare": None, "benchmark_cprofile": None}
+    option = SimpleNamespace(**{**none, **asked})
+    config = SimpleNamespace(option=option, _benchmarksession=SimpleNamespace(quiet=False))
+    pbench.hide_tables(config)
+    assert config._benchmarksession.quiet is hidden

@@ -393,14 +393,24 @@ def test_a_renamed_machine_keeps_its_earlier_runs_by_its_id(tmp_path):
     # shares the folder's 8 digits is not this one's.
     from pytest_benchmark.utils import get_machine_id
 
-    from bench.measure.machine import MACHINE_ID_ENV
+    from bench.format.records import TorchFacts
+    from bench.measure.machine import MACHINE_ID_ENV, cpu_model, machine_key, torch_info
 
     ident = "0123456789abcdef"
     results = tmp_path / "results"
-    for folder, its_id in (("old-name", ident), ("stranger", ident[:8] + "ffffffff")):
+    what = machine_key("any", cpu_model(), [], None, ident).split("_", 1)[
+        1
+    ]  # (this machine, less its name)
+    # (the stranger's id shares 8 digits; the other one's id is the same, as machines sharing a home folder's
+    # is, but its CPU is not)
+    for folder, its_id, its_what in (
+        ("old-name", ident, what),
+        ("stranger", ident[:8] + "ffffffff", what),
+        ("shared-home", ident, f"Other-CPU_no-gpu_{ident[:8]}"),
+    ):
         run = json.loads((REPO / "tests" / "fixtures" / "cpu_quick_run_format2.json").read_text())
         run["machine_info"]["fmnist_bench"]["machine_id"] = its_id
-        saved = results / f"{folder}_cpu_no-gpu_{ident[:8]}" / get_machine_id()
+        saved = results / f"{folder}_{its_what}" / get_machine_id()
         saved.mkdir(parents=True)
         (saved / "0001_earlier.json").write_text(json.dumps(run))
     env = {**os.environ, MACHINE_ID_ENV: ident}
@@ -417,7 +427,7 @@ def test_a_renamed_machine_keeps_its_earlier_runs_by_its_id(tmp_path):
     said = " ".join(result.stdout.split())  # (the estimate's line may be folded)
     assert (
         "from 1 earlier run of this machine, 1 of them saved under another name "
-        f"(old-name_cpu_no-gpu_{ident[:8]})" in said
+        f"(old-name_{what})" in said
     ), said
 
 

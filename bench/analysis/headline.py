@@ -78,16 +78,16 @@ def _from_batch(sizes: list[int], sides: list[int | None]) -> str:
         return "no verdict (one round)"
     found = crossover_batch_size([b for b, _ in pairs], [2.0 if s == 1 else 0.5 for _, s in pairs])
     if found is None:
-        return "at none"
+        return "at no size"
     if found == pairs[0][0]:
-        return "at every one"
+        return "at every size"
     return f"from {found:,} on"
 
 
 def _by_batch(
     variants: dict[str, pd.DataFrame], low: str, high: str, whose: str, run_busy: bool
 ) -> str | None:
-    """'  by batch size (100-10,000 measured), the GPU is faster: seed at none; resident at every one'; on a run
+    """'  by batch size (100-10,000 measured), the GPU is faster: seed at no size; resident at every size'; on a run
     the load held, no verdict for a variant any of whose figures ran busy."""
     said, sizes = [], set()
     for variant, mine in variants.items():
@@ -113,8 +113,7 @@ def _load_said(rows: pd.DataFrame) -> str:
     if bool(rows["run_busy"].any()):
         took = f"{share.max():.0%} of its CPU time" if len(share) else "most of its CPU time"
         return (
-            f"The machine was busy: other work took {took}, so a ratio marked {BUSY} decides nothing "
-            "(rerun it idle, or with --cpu-threads 1)."
+            f"The machine was busy: other work took {took}; a ratio marked {BUSY} decides nothing."
         )
     if len(share):
         return f"The machine was its run's own: other work took {share.max():.0%} of its CPU time."
@@ -150,10 +149,12 @@ def _own_gpu(rows: pd.DataFrame, device: str, quick: bool) -> list[str]:
     fastest = _fastest_pair(rows, device, quick, size)
     if fastest:
         lines.append(fastest)
+    # (each line against the one baseline the first names: a crossover against another thread count
+    # would contradict the seed line above it)
     by_batch = _by_batch(
         {v: full[full["variant"] == v] for v in ("seed", "resident")},
-        "vs_best_low",
-        "vs_best_high",
+        ratio[1],
+        ratio[2],
         "the GPU",
         run_busy,
     )
@@ -193,10 +194,18 @@ def _against_reference(rows: pd.DataFrame, reference: pd.DataFrame | None) -> li
     size = _nearest(seed["batch_size"])
     at = seed[seed["batch_size"] == size].iloc[0]
     run_busy = bool(rows["run_busy"].any())
-    when = pd.Timestamp(at["when"]).strftime("%Y-%m-%d") if pd.notna(at["when"]) else "undated"
+    # The reference runs these figures come from: their dates and torch builds (one, or a span).
+    dates = sorted({pd.Timestamp(w).strftime("%Y-%m-%d") for w in train["when"] if pd.notna(w)})
+    when = " to ".join(dict.fromkeys([dates[0], dates[-1]])) if dates else "undated"
+    builds = sorted({str(t) for t in train["torch"] if pd.notna(t) and str(t)}) or ["?"]
+    # A machine that has GPUs but ran without them (--devices cpu) is not a machine without one.
+    has = sorted({g for g in rows["gpus"].dropna().astype(str) if g}) if "gpus" in rows else []
+    here = (
+        f"No GPU measured in this run (this machine has {', '.join(has)})" if has else "No GPU here"
+    )
     lines = [
-        f"No GPU here. Reference: another machine's {at['device_name']} "
-        f"({when}, torch {at['torch'] or '?'})",
+        f"{here}. Reference: another machine's {at['device_name']} "
+        f"({when}, torch {', '.join(builds)})",
         f"  {NOTES_LOOP}, batch {size:,}, on that GPU: "
         + _short(at["speedup"], at["low"], at["high"], run_busy and at["busy"]),
     ]
@@ -232,7 +241,7 @@ def headline(rows: pd.DataFrame, reference: pd.DataFrame | None = None) -> list[
     for quick in kinds:
         lines = _verdict(rows[rows["quick"] == quick], reference, quick)
         if lines:
-            load = _load_said(rows)
+            load = _load_said(rows[rows["quick"] == quick])
             if quick:
                 load = f"A quick run: a subset of the data, one round. {load}"
             return [*lines[:4], load]

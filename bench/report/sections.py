@@ -239,8 +239,8 @@ def reference_note(frame: pd.DataFrame, reference: pd.DataFrame | None) -> str:
 
 
 def _headline(said: list[str]) -> list[str]:
-    """Where the short verdict goes, shown first: bench/analysis/headline.py's, once an answer carries one (its
-    `headline`); till then the answer's first sentence, with the line of figures it introduces."""
+    """What is shown first where an answer has no verdict (bench/analysis/headline.py found nothing to hold a
+    GPU against): the answer's first sentence, with the line of figures it introduces."""
     first = said[:1]
     if first and first[0].endswith(":"):
         return said[:2]
@@ -265,7 +265,8 @@ def _answers(
             None if speed_here.empty else tables.speedup_table(speed_here, with_machine=False)
         )
         machine["quick"] = quick
-        machine.setdefault("headline", _headline(machine["said"]))
+        if not machine.get("headline"):
+            machine["headline"] = _headline(machine["said"])
     return found
 
 

@@ -120,10 +120,19 @@ def header_said() -> str:
 def hide_tables(config: pytest.Config) -> None:
     """Leave out pytest-benchmark's tables at the end of the session (BenchmarkSession.quiet, which its display
     reads; its logger keeps its level, so the save's line is still said). The saved run keeps every
-    figure; --benchmark-tables brings them back."""
+    figure; --benchmark-tables brings them back. Kept where pytest-benchmark was asked for what its tables
+    draw (--benchmark-histogram's files, --benchmark-compare's columns, --benchmark-cprofile's
+    lists): hidden, they would be left out with no word."""
+    option = config.option
+    if any(getattr(option, name, None) for name in _DRAWN_BY_ITS_TABLES):
+        return
     bs = session_of(config)
     if bs is not None:
         bs.quiet = True
+
+
+# pytest-benchmark's options whose output its tables' display makes (BenchmarkSession.display).
+_DRAWN_BY_ITS_TABLES = ("benchmark_histogram", "benchmark_compare", "benchmark_cprofile")
 
 
 def run_header(config: pytest.Config) -> dict:

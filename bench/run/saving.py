@@ -118,7 +118,7 @@ class Outputs:
             for name, run_ in machine_runs(runs)
             if fmt.read_run(run_).ours.machine_key in (machine_key, None)
         ]
-        elsewhere = _runs_renamed(folder, runs.name, machine_id)
+        elsewhere = _runs_renamed(folder, runs.name, machine_key, machine_id)
         if earlier or elsewhere:
             opened.profile = Profile.from_runs(earlier + elsewhere)
             count = len(earlier) + len(elsewhere)
@@ -282,7 +282,9 @@ def update_machine_info(
     )
 
 
-def _runs_renamed(folder: Path, interpreter: str, machine_id: str | None) -> list[tuple[str, dict]]:
+def _runs_renamed(
+    folder: Path, interpreter: str, machine_key: str, machine_id: str | None
+) -> list[tuple[str, dict]]:
     """('<folder>/<file>', run) of this machine's runs saved beside `folder` under another of its names: the
     folders whose key ends with the first 8 digits of its id (machine_key), each run's full id
     matching. The folder name is a label (--machine-name changes it); the id is the machine."""
@@ -292,9 +294,15 @@ def _runs_renamed(folder: Path, interpreter: str, machine_id: str | None) -> lis
         beside = sorted(folder.parent.iterdir())
     except OSError:  # a folder that cannot be listed holds nothing this run can learn from
         return []
+    # What the machine is (its CPU and GPU models, its id's digits): its key less its name (a name never holds
+    # "_": bench/measure/machine.py). Machines that share one home folder share its id, so the id alone
+    # could take another machine's runs.
+    what = machine_key.split("_", 1)[-1]
     found = []
     for other in beside:
         if other == folder or not other.name.endswith(f"_{machine_id[:8]}") or is_reference(other):
+            continue
+        if other.name.split("_", 1)[-1] != what:
             continue
         for name, run_ in machine_runs(other / interpreter):
             if fmt.read_run(run_).ours.machine_id == machine_id:

@@ -375,7 +375,13 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
 
         reference = load_reference()
     # The verdict first, in at most five lines; the detail after it.
-    lines: list[str] = headline(frame, reference)
+    try:
+        lines: list[str] = headline(frame, reference)
+    # (a fault in the verdict must not take the detail with it: the plugin would lose the whole answer)
+    except Exception as exc:
+        lines = [
+            f"The verdict could not be worded ({type(exc).__name__}: {exc}); the detail follows."
+        ]
     if lines:
         lines += ["", f"In detail (the terms: {GLOSSARY}):"]
     # A run the load held says so before its figures: every verdict below it could be the load's.
