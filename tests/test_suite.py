@@ -398,9 +398,9 @@ def test_a_renamed_machine_keeps_its_earlier_runs_by_its_id(tmp_path):
 
     ident = "0123456789abcdef"
     results = tmp_path / "results"
-    what = machine_key("any", cpu_model(), [], None, ident).split("_", 1)[
-        1
-    ]  # (this machine, less its name)
+    # this machine's key less its name: its CPU, GPUs and id's digits
+    gpus = [d.name for d in TorchFacts.read(torch_info()).cuda_devices or []]
+    what = machine_key("any", cpu_model(), gpus, None, ident).split("_", 1)[1]
     # (the stranger's id shares 8 digits; the other one's id is the same, as machines sharing a home folder's
     # is, but its CPU is not)
     for folder, its_id, its_what in (
