@@ -1,10 +1,12 @@
 """The report as a person sees it: index.html opened in headless Chromium at a phone's width and a laptop's.
 
 Debian's Chromium (apt-get install chromium) driven through Playwright's Python package, nothing
-downloaded; where either is missing the test skips, saying which. One report of the committed
-reference runs (as docs/report/ is), both widths in one browser.
+downloaded; where either is missing the test skips, saying which. One report as the README's flow
+writes it: a results folder with the user's own default run (a committed 2-core VM run, copied in)
+beside the shipped reference runs; both widths in one browser.
 """
 
+import re
 import shutil
 from pathlib import Path
 
@@ -14,6 +16,12 @@ from bench.analysis.rows import load_frame
 from bench.report.page import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
+# the user's own run: a default run of a 2-core VM without a GPU
+OWN_RUN = (
+    ROOT
+    / "results/reference/vm_AMD-EPYC_no-gpu_a3943d66/Linux-CPython-3.11-64bit"
+    / "0003_e13047b15f629c9ea19e337905d4c1db59acf5fc_20261202_185441.json"
+)
 PHONE, LAPTOP = 390, 1280
 TALLEST = 8_000  # px at the laptop's width: the page a user opens is the answer and a list of folded sections
 SHOWN = (
@@ -51,8 +59,13 @@ def seen(tmp_path_factory):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("no chromium on this machine: apt-get install chromium (Debian's package)")
-    out = tmp_path_factory.mktemp("browser") / "report"
-    write_report(load_frame([ROOT / "results" / "reference"]), out)
+    results = tmp_path_factory.mktemp("browser") / "results"
+    own = results / "my-vm_AMD-EPYC_no-gpu_0badc0de" / OWN_RUN.parent.name
+    own.mkdir(parents=True)
+    shutil.copy(OWN_RUN, own / OWN_RUN.name)
+    shutil.copytree(ROOT / "results" / "reference", results / "reference")
+    out = results / "report"
+    write_report(load_frame([results]), out)
     found = {}
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
@@ -79,8 +92,13 @@ def test_the_page_a_user_opens_is_short_and_opens_with_the_answer(seen):
     closed, opened = seen[LAPTOP]
     assert closed["height"] < TALLEST, closed["height"]
     assert opened["height"] > closed["height"]  # the figures are there, folded
-    # The first heading is a machine's answer, and its verdict carries a figure.
+    # The first heading is the user's machine's answer, and its verdict is a ratio with its interval against
+    # a named reference GPU.
     assert closed["firstHeadingInAnswer"] and any(c.isdigit() for c in closed["headline"])
+    assert closed["headline"].startswith("No GPU here. Reference: another machine's NVIDIA")
+    # one machine's page, not a fleet of it and the reference machines
+    assert "Every machine, ranked" not in closed["text"] and "machines ranked" not in closed["text"]
+    assert re.search(r"\d\.\d\dx (faster|slower) \(.*\d-\d", closed["headline"])
     assert closed["text"].index(closed["answer"]) < closed["text"].index("Every figure")
     for state in seen[LAPTOP] + seen[PHONE]:
         assert "No machine measured this" not in state["text"]
