@@ -278,12 +278,28 @@ def test_usage_errors(tmp_path, capsys):
         ([str(FULL_V2)], "one argument must be a machine's folder"),
         ([str(FULL_V2), str(FULL_V2)], "the same file"),
         ([str(FULL_V2), str(FULL_V1), "--factor", "0.9"], "must be a ratio above 1"),
-        ([str(tmp_path)], "fewer than two full runs"),
+        ([str(tmp_path)], "compare needs two of one kind"),
     ):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2
         assert said in capsys.readouterr().err, argv
+
+
+def test_a_quick_and_a_default_run_are_told_what_gives_a_verdict(tmp_path, capsys):
+    # The README's flow: a quick run, then a default run, then compare: one of each kind is no pair.
+    folder = tmp_path / "vm_cpu_no-gpu" / "Linux-CPython-3.11-64bit"
+    folder.mkdir(parents=True)
+    (folder / "0001_quick.json").write_text(QUICK_V2.read_text())
+    (folder / "0002_full.json").write_text(FULL_V2.read_text())
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path / "vm_cpu_no-gpu")])
+    assert exit_.value.code == 2
+    said = capsys.readouterr().err
+    assert "1 full and 1 quick run here" in said
+    assert "run pytest bench --benchmark-autosave again, then compare" in " ".join(said.split())
+    # (every line but the one naming the folder, whose length is its path's)
+    assert all(len(line) <= 100 for line in said.splitlines() if str(tmp_path) not in line)
 
 
 def test_cases_are_paired_by_params_not_by_name(tmp_path):

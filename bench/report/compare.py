@@ -129,8 +129,11 @@ def newest_two(folder: Path) -> tuple[Path, Path]:
         kind = sorted((r for r in runs if _quick(r[1]) is quick), key=lambda r: _when(r[1]))
         if len(kind) >= 2:
             return _sharing(folder, kind)
+    full = sum(1 for r in runs if _quick(r[1]) is False)
     raise CompareError(
-        f"{folder}: fewer than two full runs and fewer than two quick runs to compare ({len(runs)} runs)"
+        f"{folder}:\n  {full} full and {len(runs) - full} quick run{'s' if len(runs) - full != 1 else ''} here: "
+        "compare needs two of one kind (a quick run measures\n  other work). Two default runs give a "
+        "verdict: run pytest bench --benchmark-autosave again,\n  then compare."
     )
 
 

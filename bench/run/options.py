@@ -158,7 +158,7 @@ def _check_present(devices: tuple[str, ...] | None) -> None:
     missing = [reason for reason in map(unavailable_reason, devices or ()) if reason is not None]
     if missing:
         raise pytest.UsageError(
-            f"--devices: {'; '.join(missing)}; this machine has {', '.join(available_devices())}"
+            f"--devices: {'; '.join(missing)};\n  this machine has {', '.join(available_devices())}"
         )
 
 
