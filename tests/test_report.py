@@ -1202,3 +1202,12 @@ def test_the_cpu_ladder_names_each_steps_costliest_operation(tmp_path):
     assert row["channels_last_bf16"].count("; costliest op max_pool2d_with_indices (27%)") == 1
     assert "; costliest op torch.compile's generated code (60%)" in row["compile"]
     assert "costliest" not in row["resident"] and "costliest" not in row["seed"]
+
+
+def test_an_option_in_the_pages_words_stays_on_one_line_and_everything_else_escaped():
+    # "--cpu-threads" broke after its hyphens at both widths, as "-" and "-cpu-threads": copied, neither works.
+    from bench.report.page import _options_whole
+
+    said = str(_options_whole('rerun with --cpu-threads 1 on <img src=x onerror="a--b"> host-a'))
+    assert '<span class="opt">--cpu-threads</span> 1' in said
+    assert "<img" not in said and "&lt;img" in said and "host-a" in said

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from bench.analysis import figures
 from bench.analysis.reference import load_reference
@@ -123,11 +123,25 @@ def check_out(out: Path) -> None:
 
 
 def _env(autoescape: bool = True) -> Environment:
-    return Environment(
+    env = Environment(
         loader=PackageLoader("bench.report", "templates"),
         autoescape=autoescape,
         undefined=StrictUndefined,
         keep_trailing_newline=True,
+    )
+    env.filters["options_whole"] = _options_whole
+    return env
+
+
+# An option as it is typed (--cpu-threads, --benchmark-autosave): a browser breaks a line after its hyphens,
+# and a person copying "--" from one line and "cpu-threads" from the next gets neither.
+_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def _options_whole(text: str) -> Markup:
+    """`text` escaped, each option in it kept on one line (span.opt: white-space nowrap)."""
+    return Markup(
+        _OPTION.sub(lambda m: f'<span class="opt">{m.group(0)}</span>', str(escape(text)))
     )
 
 
