@@ -150,9 +150,12 @@ def test_a_suspect_copy_is_marked_in_the_summary_the_report_and_its_csv(tmp_path
 
 def test_a_cpu_only_default_run_ends_with_the_reference_gpus_answer_with_intervals():
     lines = end_summary(json.loads(VM_DEFAULT.read_text()), width=None)
-    assert lines[-1].startswith(
+    # the command that measures its own GPU, then the verdict's main figure again, last (issue 34)
+    assert lines[-2].startswith(
         "On a machine with a GPU this measures its own: pytest bench --devices cpu,cuda:0"
     )
+    assert lines[-1].startswith("In short: the notes' loop (seed), batch 1,000, on that GPU: ")
+    assert lines[-1].replace("In short: ", "  ").split(" (the verdict")[0] in lines[:5]
     answer = [line for line in lines if line.startswith("  train batch 1,000:")]
     assert answer and "the notes' loop (seed)" in answer[0] and "resident" in answer[0]
     assert any("reference: " in line and "other machines'" in line for line in lines)

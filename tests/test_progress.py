@@ -130,9 +130,12 @@ def test_the_answer_without_a_gpu_compares_thread_counts_and_says_there_is_no_sp
         line.startswith("No GPU here. The reference GPUs the project ships, other machines'")
         for line in lines
     )
-    assert lines[-1].startswith(
+    # the command that measures its own GPU, then the verdict's main figure again, last (issue 34)
+    assert lines[-2].startswith(
         "On a machine with a GPU this measures its own: pytest bench --devices cpu,cuda:0"
     )
+    assert lines[-1].startswith("In short: the notes' loop (seed), batch 1,000, on that GPU: ")
+    assert lines[-1].replace("In short: ", "  ").split(" (the verdict")[0] in lines[:5]
     assert "The CPU by thread count (1, 2 measured)" in text
     assert "transfer none (no copy on the CPU)" in text
 

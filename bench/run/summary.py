@@ -376,12 +376,13 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
         reference = load_reference()
     # The verdict first, in at most five lines; the detail after it.
     try:
-        lines: list[str] = headline(frame, reference)
+        verdict = headline(frame, reference)
     # (a fault in the verdict must not take the detail with it: the plugin would lose the whole answer)
     except Exception as exc:
-        lines = [
+        verdict = [
             f"The verdict could not be worded ({type(exc).__name__}: {exc}); the detail follows."
         ]
+    lines: list[str] = list(verdict)
     if lines:
         lines += ["", f"In detail (the terms: {GLOSSARY}):"]
     # A run the load held says so before its figures: every verdict below it could be the load's.
@@ -412,6 +413,12 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     lines += _ladder_section(steps, figures.fastest_steps(steps), threads, _moves(frame))
     lines += _limits_section(frame, cross)
     lines.append(_health(frame, len(frame), state, passed_over=len(ours) - len(frame), load=load))
+    # The detail runs to a screen or more after the verdict: its main figure again, last, where a terminal
+    # leaves the eye, with where the rest of it is.
+    if verdict[1:2]:
+        last.append(
+            f"In short: {verdict[1].strip()} (the verdict in full: under the heading above)."
+        )
     return _wrapped(lines + last, width)
 
 
