@@ -20,6 +20,10 @@ VM2 = ROOT / "results" / "reference" / "vm_AMD-EPYC_no-gpu_a3943d66" / "Linux-CP
 FULL_V2 = next(VM.glob("0002_*.json"))
 FULL_V1 = next(VM.glob("0001_*.json"))
 QUICK_V2 = FIXTURES / "cpu_quick_run_format2.json"  # real, one round a case
+# a default run with its limits (format 7): its matrix products' sides chosen by its search
+REFERENCE_LIMITS_RUN = next(
+    (ROOT / "results/reference/vm_AMD-EPYC_no-gpu_a3943d66").glob("*/0003_*.json")
+)
 H100_FULL = FIXTURES / "h100-host" / "h100-host_full_cuda0_bs100-10000.json"
 # Time-valued stats: scaling every round by k scales each of these by k exactly.
 TIMES = ("min", "max", "mean", "stddev", "median", "iqr", "q1", "q3", "ld15iqr", "hd15iqr", "total")
@@ -444,3 +448,19 @@ def test_each_verdict_shows_how_busy_the_machine_was_and_a_change_of_load_is_lis
     changed = out.split("same in both:")[0]
     total = sum(b["group"] in ("transfer", "train", "inference") for b in new["benchmarks"])
     assert f"cases busy  0 of {total} -> 1 of {total}" in changed  # beside the commit change
+
+
+def test_matrix_products_of_other_sides_are_not_paired_as_a_slowdown(tmp_path):
+    # A limit's product side is searched in each run: a new user's second run chose 1,024 square where the
+    # first chose 512, and compare called the case 8.63x slower at the same FLOP/s.
+    old = read(REFERENCE_LIMITS_RUN)
+    new = read(REFERENCE_LIMITS_RUN)
+    name = "test_limits[cpu-1t-matmul-float32]"
+    side = bench(new, name)["extra_info"]["work"]["n"]
+    bench(new, name)["extra_info"]["work"]["n"] = side * 2
+    table = compared(save(tmp_path, "old.json", old), save(tmp_path, "new.json", new))
+    case = table[table["case"].str.contains("cpu-1t-matmul-float32")]
+    assert set(case["verdict"]) == {"unpaired"}
+    assert any(f"a product of side {side} in OLD, {side * 2} in NEW" in str(w) for w in case["why"])
+    same = table[table["case"].str.contains("cpu-1t-matmul-bfloat16")]
+    assert len(same) == 1 and same["verdict"].iloc[0] != "unpaired"

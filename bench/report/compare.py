@@ -198,7 +198,9 @@ def _cases(path: Path, run: dict) -> pd.DataFrame:
     identity = frame.assign(cpu_threads=frame["cpu_threads"].where(frame["device"] == "cpu"))
     # A quick figure (2,000-image epoch, one round) is another measurement than a full one, on other
     # data too.
-    columns = ["family", *AXES, "quick", "dataset"]
+    # A limit's matrix product is searched for its size in each run: products of other sides are other work
+    # (their times differ by the cube of the side), so they are not paired.
+    columns = ["family", *AXES, "quick", "dataset", "limit_size"]
     frame["identity"] = [
         "|".join(as_text(v) for v in values) for values in identity[columns].itertuples(index=False)
     ]
@@ -227,6 +229,11 @@ def _unpaired_why(
         if bool(old["quick"]) != bool(new["quick"]):
             kinds = {True: "quick", False: "full"}
             return f"{kinds[bool(old['quick'])]} in OLD, {kinds[bool(new['quick'])]} in NEW: not the same work"
+        if as_text(old["limit_size"]) != as_text(new["limit_size"]):
+            return (
+                f"a product of side {as_text(old['limit_size'])} in OLD, {as_text(new['limit_size'])} in NEW: "
+                "not the same work (the report compares their FLOP/s)"
+            )
         return f"dataset {old['dataset']} in OLD, {new['dataset']} in NEW"
     return f"only in {here}" + (f" ({there} {there_state})" if there_state else "")
 
