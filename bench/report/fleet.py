@@ -299,7 +299,8 @@ def _largest(rows: pd.DataFrame) -> pd.DataFrame:
 def rankings(frame: pd.DataFrame) -> list[Ranking]:
     """Every headline ranking of `frame` (each machine's newest figures), in the order the fleet view shows them;
     a ranking no machine measured has no rows."""
-    full = frame[~frame["quick"].astype(bool)]
+    # (consolidated once: a frame of a column at a time made pandas warn on every ranking built from it)
+    full = frame[~frame["quick"].astype(bool)].copy()
     headline = full[full["variant"].isin(_HEADLINE.values()) | ~full["family"].isin(_HEADLINE)]
     speed = speedups(headline[headline["family"].isin(_HEADLINE)])
     cross = crossovers(speed)
