@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bench.analysis.derive import mostly_busy
-from bench.analysis.headline import GLOSSARY, headline
 from bench.analysis.intervals import BUSY, interval_said, ratio_estimate
 from bench.analysis.words import cases, faults_said, fmt_time
 from bench.format import records as fmt
@@ -354,6 +353,7 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     run's health. Folded at `width` columns, as a terminal shows it (None: a line a statement, as
     tests read it)."""
     from bench.analysis import figures
+    from bench.analysis.headline import GLOSSARY, headline
     from bench.analysis.rows import runs_to_frame
 
     typed = fmt.read_run(run)
