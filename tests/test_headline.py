@@ -101,7 +101,9 @@ def _quick_copy(run: dict, sizes: set[int]) -> dict:
 
 
 def test_a_machines_answer_on_the_page_opens_with_the_verdict_and_keeps_quick_figures_out():
-    from bench.analysis.answers import answers
+    # The page's answers (bench/report/sections.py answers_of): a machine's quick run is set apart from its full
+    # one, so its answer, verdict, speedup table and crossovers are the full run's.
+    from bench.report.sections import answers_of
 
     run = json.loads(GPU_RUN.read_text(encoding="utf-8"))
     sizes = {b["params"].get("batch_size") for b in run["benchmarks"]} - {None}
@@ -114,9 +116,8 @@ def test_a_machines_answer_on_the_page_opens_with_the_verdict_and_keeps_quick_fi
     assert set(both["quick"]) == {True, False}
     speed = figures.speedups(both)
     assert speed["quick"].any()  # the quick run's own speedups, at a size the full run lacks
-    (answer,) = answers(
-        both, speed, figures.crossovers(speed), figures.breakdown(both), load_reference()
-    )
+    (answer,), (apart,) = answers_of(both, load_reference())
+    assert apart["quick"]  # the quick run's answer, in a box of its own
     assert answer["headline"] == headline(full)
     assert not any("quick" in said for said in answer["said"]), answer["said"]
     assert not answer["speedups"]["quick"].any()

@@ -104,13 +104,6 @@ def _fastest_said(best: pd.DataFrame) -> list[str]:
     return said
 
 
-def _full_where_any(rows: pd.DataFrame) -> pd.DataFrame:
-    """A full run's figures where there are any, else the quick run's: a quick run's never sit in a full
-    run's answer (the report's sections show them, marked)."""
-    full = rows[~rows["quick"].astype(bool)]
-    return full if not full.empty else rows
-
-
 def answers(
     frame: pd.DataFrame,
     speed: pd.DataFrame,
@@ -189,7 +182,7 @@ def answers(
             sentence = _sentence(pairs, parts[parts["machine_key"] == key])
             if sentence:
                 said.append(sentence)
-            for c in _full_where_any(crossing[crossing["device"] == device]).itertuples():
+            for c in crossing[crossing["device"] == device].itertuples():
                 marks = " (quick)" * c.quick  # (one round: its words say so)
                 says = c.says + (f" ({BUSY})" if c.busy else "")
                 if busy_run and c.busy:
@@ -198,7 +191,7 @@ def answers(
                     f"Crossover against the CPU at its best thread count, {device} {c.family} {c.variant}{marks}: "
                     f"{says}."
                 )
-        said += _fastest_said(_full_where_any(best[best["machine_key"] == key]))
+        said += _fastest_said(best[best["machine_key"] == key])
         said += whys.get(key, [])
         for p in predicted[predicted["machine_key"] == key].itertuples():
             if p.predicted:
@@ -214,7 +207,7 @@ def answers(
                 "headline": headline(rows, reference),
                 "said": said,
                 "missing": missing,
-                "speedups": _full_where_any(mine),
+                "speedups": mine,
             }
         )
     return out

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import math
+import textwrap
 
-__all__ = ["MANY_PAGE_FAULTS", "cases", "faults_said", "fmt_time", "format_seconds"]
+__all__ = [
+    "MANY_PAGE_FAULTS",
+    "WIDTH",
+    "cases",
+    "faults_said",
+    "fmt_time",
+    "folded",
+    "format_seconds",
+]
 
 
 def fmt_time(seconds: float | None) -> str:
@@ -50,3 +59,21 @@ def faults_said(faults: float | None) -> str:
     if faults >= 999_500:  # what would round to "1000k"
         return f"{faults / 1e6:.1f}M page faults a round"
     return f"{faults / 1e3:.0f}k page faults a round"
+
+
+# A terminal's width: no line the suite prints (a session's, its answer, compare's) is wider.
+WIDTH = 100
+
+
+def folded(line: str, width: int = WIDTH, indent: str | None = None) -> list[str]:
+    """A line as lines of at most `width` columns, broken between words, each continuation indented by `indent`
+    (else 4 more than the line's own); a word wider than a line (a path) stands whole on its own."""
+    if indent is None:
+        indent = " " * (len(line) - len(line.lstrip()) + 4)
+    return textwrap.wrap(
+        line,
+        width=width,
+        subsequent_indent=indent,
+        break_on_hyphens=False,
+        break_long_words=False,
+    ) or [""]

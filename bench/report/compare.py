@@ -7,7 +7,6 @@ import math
 import os
 import re
 import sys
-import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import pandas as pd
 
 from bench.analysis.intervals import ratio_estimate
 from bench.analysis.rows import runs_to_frame
+from bench.analysis.words import WIDTH, folded
 from bench.format import records as fmt
 from bench.format.names import AXES, FAMILY_AXES, case_id
 from bench.format.store import RunFileWarning, find_run_files, load_run
@@ -302,22 +302,8 @@ def compare_runs(
 # ---------------------------------------------------------------- rendering
 
 
-# The terminal's width, as the run's own answer has it (bench/run/summary.py): no line is wider.
-WIDTH = 100
 # Each side of a changed fact is cut to this, so that the fact and both sides fit WIDTH.
 _FACT_SIDE = 38
-
-
-def _folded(text: str, indent: str = "    ") -> list[str]:
-    """One statement folded at WIDTH, its continuation indented; a word wider than a line (a path) is kept
-    whole."""
-    return textwrap.wrap(
-        text,
-        width=WIDTH,
-        subsequent_indent=indent,
-        break_on_hyphens=False,
-        break_long_words=False,
-    ) or [""]
 
 
 def _header(old_path: Path, old: dict, new_path: Path, new: dict) -> list[str]:
@@ -358,7 +344,7 @@ def _header(old_path: Path, old: dict, new_path: Path, new: dict) -> list[str]:
     else:
         lines.append("changed between the runs: nothing recorded")
     shown = [f"{fact} {value}" for fact, value in same if not fact.startswith("plan.")]
-    lines += _folded(
+    lines += folded(
         "same in both: "
         + ", ".join(shown)
         + ("; the rest of the plan" if any(f.startswith("plan.") for f, _ in same) else "")
@@ -417,7 +403,7 @@ def _table(table: pd.DataFrame) -> list[str]:
         if cells[4] and len(f"{said[-1]}  {cells[4]}") <= WIDTH:
             said[-1] += f"  {cells[4]}"
         elif cells[4]:
-            said += _folded(" " * 6 + cells[4], " " * 6)
+            said += folded(" " * 6 + cells[4], indent=" " * 6)
         return [s.rstrip() for s in said]
 
     lines = line(head)
@@ -427,7 +413,7 @@ def _table(table: pd.DataFrame) -> list[str]:
         # A verdict's cases a line a reason ("under 1.10x", "its 95% interval includes 1")
         for why in dict.fromkeys(whys[i] for i in at):
             group = [i for i in at if whys[i] == why]
-            lines += _folded(f"{name} ({len(group)}): {why}")
+            lines += folded(f"{name} ({len(group)}): {why}")
             for family in dict.fromkeys(families[i] for i in group):
                 lines.append(f"  {family}")
                 lines += [part for i in group if families[i] == family for part in line(rows[i])]
@@ -450,7 +436,7 @@ def render(
     lines = []
     if one_round.any() and not (table["verdict"].isin((SLOWER, FASTER, SAME))).any():
         # Nothing measured twice: said first, with what would give a verdict, not rows of "can't tell".
-        lines += _folded(
+        lines += folded(
             f"No verdict: the {int(one_round.sum())} cases both runs measured have one round"
             + (" each (--quick)" if _quick(old) and _quick(new) else " in one run or both")
             + ": no spread to weigh a change against; a verdict needs two default runs "
@@ -461,18 +447,18 @@ def render(
     if len(told):
         lines += _table(told)
         lines.append("")
-        lines += _folded(
+        lines += folded(
             "old, new: median time per round, ±IQR as a share of it where over 10%, (rounds); new/old: the ratio of the "
             "rounds' geometric means with its 95% interval, over 1 is slower (throughput included: a "
             f"time). Beyond the noise: over {factor:.2f}x, and the interval wholly on that side of 1."
         )
-        lines += _folded(
+        lines += folded(
             "marks: busy, other work used over a tenth of the machine's CPU time during (or around) the "
             "case; throttled, the GPU held its clocks down (telemetry); suspect, a copy whose time did "
             "not follow its bytes in its run"
         )
     counts = table["verdict"].value_counts()
-    lines += _folded(", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS))
+    lines += folded(", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS))
     if one_round.any() and not every:
         lines.append(
             f"(the {int(one_round.sum())} that can't be told are not listed: --all lists them)"

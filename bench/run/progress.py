@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import textwrap
-
 from bench.analysis.limits import LIMIT_ROUND, LIMIT_UNITS, limit_figure
-from bench.analysis.words import fmt_time, format_seconds
+from bench.analysis.words import WIDTH, fmt_time, folded, format_seconds
 from bench.format.records import (
     Benchmark,
     Held,
@@ -18,8 +16,6 @@ from bench.format.records import (
 
 __all__ = ["WIDTH", "case_headline", "fold", "progress_line"]
 
-# Everything a session prints fits a terminal this wide, as the end-of-run answer does (summary.py).
-WIDTH = 100
 # A binding limit's floor as the progress line names it: short, so that a case's line fits WIDTH
 # (the report and the answer say them in full).
 _FLOOR = {"arithmetic": "arithmetic", "operations": "per-op", "copies": "copy"}
@@ -116,14 +112,7 @@ def fold(line: str, width: int = WIDTH) -> list[str]:
     between words, each continuation indented under its text. A word wider than `width` (a long path) overruns it."""
     if len(line) <= width:
         return [line]
-    indent = " " * (len(line) - len(line.lstrip()) + 4)
-    wrapped = textwrap.wrap(
-        line,
-        width=width,
-        subsequent_indent=indent,
-        break_on_hyphens=False,
-        break_long_words=False,  # a path is never cut: it stands whole on a line of its own
-    )
+    wrapped = folded(line, width)  # (a path is never cut: it stands whole on a line of its own)
     by_clause = _by_clause(line, width - 1)  # (room for the ';' that ends a line broken after one)
     # After a clause where that leaves no line but the last under half full; else between words.
     return by_clause if all(len(part) >= width // 2 for part in by_clause[:-1]) else wrapped
@@ -141,11 +130,5 @@ def _by_clause(line: str, width: int) -> list[str]:
         if out:
             out[-1] += ";"
         first = not out
-        out += textwrap.wrap(
-            clause if first else indent + clause,
-            width=width,
-            subsequent_indent=indent,
-            break_on_hyphens=False,
-            break_long_words=False,  # a path is never cut: it stands whole on a line of its own
-        ) or [""]
+        out += folded(clause if first else indent + clause, width, indent)
     return out

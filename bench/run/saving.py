@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.analysis.words import WIDTH
 from bench.format import records as fmt
 from bench.format.journal import Journal, JournalError, find_journals, recover
 from bench.format.records import fmnist_bench_info
@@ -286,8 +287,8 @@ def _runs_renamed(
     folder: Path, interpreter: str, machine_key: str, machine_id: str | None
 ) -> list[tuple[str, dict]]:
     """('<folder>/<file>', run) of this machine's runs saved beside `folder` under another of its names: the
-    folders whose key ends with the first 8 digits of its id (machine_key), each run's full id
-    matching. The folder name is a label (--machine-name changes it); the id is the machine."""
+    folders whose key is its own but for the name (its CPU, GPUs and the first 8 digits of its id),
+    each run's full id matching. The folder name is a label (--machine-name changes it); the id is the machine."""
     if not machine_id or not folder.parent.is_dir():
         return []
     try:
@@ -300,9 +301,7 @@ def _runs_renamed(
     what = machine_key.split("_", 1)[-1]
     found = []
     for other in beside:
-        if other == folder or not other.name.endswith(f"_{machine_id[:8]}") or is_reference(other):
-            continue
-        if other.name.split("_", 1)[-1] != what:
+        if other == folder or other.name.split("_", 1)[-1] != what or is_reference(other):
             continue
         for name, run_ in machine_runs(other / interpreter):
             if fmt.read_run(run_).ours.machine_id == machine_id:
@@ -314,7 +313,7 @@ def _said_in(what: str, path: Path) -> str:
     """pytest-benchmark's line for a file written, its folder and its name on two lines where one would pass
     100 columns (a run's name alone, commit and date in it, is some 90)."""
     line = f"{what} {path}"
-    return line if len(line) <= 100 else f"{what} {path.parent}{os.sep}\n    {path.name}"
+    return line if len(line) <= WIDTH else f"{what} {path.parent}{os.sep}\n    {path.name}"
 
 
 def load_said(before: tuple[float, int] | None) -> str:

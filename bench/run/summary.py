@@ -9,13 +9,12 @@ imports pandas, once, after the last case: never while anything is timed (docs/d
 from __future__ import annotations
 
 import math
-import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 
 from bench.analysis.derive import mostly_busy
 from bench.analysis.intervals import BUSY, interval_said, ratio_estimate
-from bench.analysis.words import cases, faults_said, fmt_time
+from bench.analysis.words import WIDTH, cases, faults_said, fmt_time, folded
 from bench.format import records as fmt
 from bench.format.names import FAMILIES, NOISY_IQR_SHARE, SPEEDUP_FAMILIES
 from bench.measure.telemetry import OUTSIDE_SHARE
@@ -330,21 +329,11 @@ def _busy_opening(load: fmt.Load, choices, default_threads) -> list[str]:
     return lines
 
 
-# The answer is read on a terminal: no line of it is wider than this.
-WIDTH = 100
-
-
 def _wrapped(lines: list[str], width: int | None) -> list[str]:
     """Each line folded at `width` columns (None: as it is), its continuation indented under its own text."""
     if width is None:
         return lines
-    out = []
-    for line in lines:
-        indent = " " * (len(line) - len(line.lstrip()) + 4)
-        out += textwrap.wrap(
-            line, width=width, subsequent_indent=indent, break_on_hyphens=False
-        ) or [""]
-    return out
+    return [part for line in lines for part in folded(line, width)]
 
 
 def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
