@@ -11,8 +11,8 @@ from bench.format import records as fmt
 from bench.measure.clock import sample_calls, timed_call
 from bench.measure.guard import skip_on_out_of_memory
 from bench.measure.rounds import latency_summary, run_rounds, warmup_size
-from bench.run import pbench
-from fmnist_model import Network, accuracy, confusion_matrix
+from bench.run import data, pbench
+from fmnist_model import NUM_CLASSES, accuracy, confusion_matrix
 from fmnist_model.ladder import inference_config
 from fmnist_model.predictor import Predictor
 from fmnist_model.work import inference_copies, inference_work
@@ -26,6 +26,7 @@ def test_inference(
     plan,
     clock,
     telemetry,
+    model,
     device,
     cpu_threads,
     batch_size,
@@ -53,9 +54,9 @@ def test_inference(
     full_batches = images_in_pass // batch_size
     warm_images, warm_batches = warmup_size(images_in_pass, batch_size, plan.warmup_batches)
     with skip_on_out_of_memory(device, f"batch size {batch_size}"):
-        model = Network()
-        model.load_state_dict(trained_state)
-        predictor = Predictor(config, model, batch_size, device)
+        network = data.build(model)
+        network.load_state_dict(trained_state)
+        predictor = Predictor(config, network, batch_size, device)
         host_images = test_split.images[:images_in_pass].float().div_(255.0)
         end_to_end = mode == "end_to_end"
         images = host_images if end_to_end else host_images.to(device)
@@ -102,11 +103,20 @@ def test_inference(
         )
         # The work it did, counted on the pipeline's own short passes (after the rounds: never
         # timed).
-        copies = inference_copies(device, mode, images_in_pass, batch_size)
+        copies = inference_copies(
+            device, mode, images_in_pass, batch_size, host_images[0].numel() * 4
+        )
         work = (
             None
             if benchmark.disabled
-            else inference_work(config, device, mode, host_images).record(batch_size, copies)
+            else inference_work(
+                config,
+                device,
+                mode,
+                host_images,
+                data.builder(model),
+                model.name if model else "",
+            ).record(batch_size, copies)
         )
     if latency is None and not benchmark.disabled:
         latency = latency_summary(pbench.round_times(benchmark), "rounds")  # one batch per round
@@ -116,8 +126,10 @@ def test_inference(
     assert preds.device.type == (torch.device(device).type if mode == "compute" else "cpu")
     reference = reference_labels[:images_in_pass]
     # The notes' confusion matrix, as agreement: rows the reference's label, columns this case's.
-    versus = confusion_matrix(preds.cpu(), reference)
+    classes = model.classes if model is not None else NUM_CLASSES
+    versus = confusion_matrix(preds.cpu(), reference, classes)
     agree = int(versus.diagonal().sum())
+    benchmark.extra_info.update(data.model_part(model))
     benchmark.extra_info.update(
         fmt.inference_figures(
             images=images_in_pass,

@@ -9,6 +9,7 @@ from bench.measure.breakdown import profile_epoch
 from bench.measure.clock import timed_call
 from bench.measure.guard import skip_on_out_of_memory
 from bench.measure.rounds import profile_size, run_rounds, warmup_size
+from bench.run import data
 from fmnist_model.ladder import train_config
 from fmnist_model.trainer import Trainer
 from fmnist_model.work import train_copies, train_work
@@ -17,7 +18,7 @@ FAMILY = "train"
 
 
 def test_train_epoch(
-    benchmark, plan, clock, telemetry, device, cpu_threads, batch_size, pipeline, train_split
+    benchmark, plan, clock, telemetry, model, device, cpu_threads, batch_size, pipeline, train_split
 ):
     """One step of the ladder (fmnist_model.ladder.TRAIN_LADDER): seed is the notes' DataLoader +
     ToTensor + .to(device) loop as written; loader tunes its DataLoader; resident keeps the uint8
@@ -26,7 +27,10 @@ def test_train_epoch(
     model (same weights, same image order), so each pipeline's loss is comparable with resident's.
 
     compile and cuda_graph compile or capture every batch shape before the warm-up: that time
-    is recorded on its own (extra_info.prepare), never inside an epoch."""
+    is recorded on its own (extra_info.prepare), never inside an epoch.
+
+    model (--model): the notes' CNN on its data, or any other model on FakeData of its input shape,
+    its epoch bounded by its FLOPs (bench/measure/plan.py bounded_images)."""
     benchmark.group = FAMILY
     config = train_config(pipeline, device)
     images_in_epoch = len(train_split)
@@ -42,6 +46,7 @@ def test_train_epoch(
             dataset=train_split.dataset,
             images=train_split.images,
             labels=train_split.labels,
+            build=data.builder(model),
         )
         prepare_s, prepared = timed_call(clock, trainer.prepare)
 
@@ -66,7 +71,7 @@ def test_train_epoch(
             warmup_record={"batches": warm_batches, "images": warm_images},
         )
         breakdown = None
-        if plan.breakdown_for(batch_size) and not benchmark.disabled:
+        if plan.breakdown_for(batch_size, model) and not benchmark.disabled:
             trainer.reset()
             most = (
                 plan.profile_loader_images if config.data == "dataloader" else plan.profile_images
@@ -77,13 +82,17 @@ def test_train_epoch(
             breakdown["images"] = profiled
         # The work it did, counted on the pipeline's own short epochs (after the rounds: never
         # timed).
-        copies = train_copies(config, device, images_in_epoch, batch_size)
+        image_bytes = train_split.images[0].numel() * 4  # as float32, as ToTensor makes it
+        copies = train_copies(config, device, images_in_epoch, batch_size, image_bytes)
         work = (
             None
             if benchmark.disabled
-            else train_work(config, device, train_split).record(batch_size, copies)
+            else train_work(
+                config, device, train_split, data.builder(model), model.name if model else ""
+            ).record(batch_size, copies)
         )
 
+    benchmark.extra_info.update(data.model_part(model))
     # The warm-up calls the epoch directly, so `epochs` holds the timed rounds only (with
     # --benchmark-disable, the one untimed epoch pytest-benchmark runs).
     benchmark.extra_info.update(

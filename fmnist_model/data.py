@@ -22,10 +22,12 @@ __all__ = [
     "SPLIT_SIZES",
     "DataError",
     "DataNotFoundError",
+    "FAKE",
     "Split",
     "SyntheticFashionMNIST",
     "check_fashion_mnist",
     "download_fashion_mnist",
+    "fake_split",
     "fashion_mnist_present",
     "load_split",
     "resolve_source",
@@ -286,10 +288,14 @@ def _synthetic_tensors(n: int, seed: int, train: bool) -> tuple[torch.Tensor, to
 class Split:
     """One split of one dataset, in both forms the pipelines need, labelled with its name."""
 
-    name: str  # "fashion-mnist" or "synthetic": every result says which data it came from
+    name: (
+        str  # "fashion-mnist", "synthetic" or "fakedata": every result says which data it came from
+    )
     train: bool
     dataset: Dataset  # per-sample: PIL image -> ToTensor, what the notes feed the DataLoader
-    images: torch.Tensor  # uint8 [N, 1, 28, 28]: a quarter of float32's bytes to move
+    images: (
+        torch.Tensor
+    )  # uint8 [N, C, H, W] ([N, 1, 28, 28]): a quarter of float32's bytes to move
     labels: torch.Tensor  # int64 [N]
 
     def __len__(self) -> int:
@@ -332,4 +338,42 @@ def load_split(
         dataset=dataset,
         images=full.data[:n].unsqueeze(1),
         labels=full.targets[:n].to(torch.int64),
+    )
+
+
+# The data of every model but the notes' CNN: torchvision's FakeData of the model's input shape
+# (random images, random labels: a step's cost, not its learning). The test split's images come
+# from seeds of their own, after the training split's.
+FAKE = "fakedata"
+_FAKE_TEST_OFFSET = 10_000_000
+
+
+def fake_split(
+    input_shape: tuple[int, int, int], classes: int, *, train: bool, images: int
+) -> Split:
+    """`images` of torchvision's FakeData of `input_shape` and `classes`, in both forms the pipelines need: the
+    per-sample dataset (FakeData's PIL image -> ToTensor, as the notes' loop reads FashionMNIST) and
+    the same images as uint8 tensors (PIL's bytes: what the resident pipelines keep on the device)."""
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise ValueError(f"images must be a positive integer, got {images!r}")
+    offset = 0 if train else _FAKE_TEST_OFFSET
+    shape = tuple(int(v) for v in input_shape)
+    dataset = datasets.FakeData(
+        size=images,
+        image_size=shape,
+        num_classes=classes,
+        transform=transforms.ToTensor(),
+        random_offset=offset,
+    )
+    # The same images, as the bytes PIL holds: FakeData seeds each image by its index.
+    raw = datasets.FakeData(
+        size=images, image_size=shape, num_classes=classes, random_offset=offset
+    )
+    pictures, labels = zip(*(raw[i] for i in range(images)), strict=True)
+    return Split(
+        name=FAKE,
+        train=train,
+        dataset=dataset,
+        images=torch.stack([transforms.functional.pil_to_tensor(p) for p in pictures]),
+        labels=torch.tensor(labels, dtype=torch.int64),
     )

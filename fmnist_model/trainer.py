@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from . import loops
@@ -39,7 +40,8 @@ class Trainer:
     valid), `prepare()` compiles or captures every batch shape, `epoch()` trains one epoch.
 
     `dataset` is the per-sample split (the DataLoader pipelines), `images`/`labels` the uint8
-    tensors (the resident ones; moved to `device` here, once).
+    tensors (the resident ones; moved to `device` here, once). `build` makes the model (the notes' CNN
+    by default; fmnist_model/models.py for any other), after torch is seeded with `seed`.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class Trainer:
         images: torch.Tensor,
         labels: torch.Tensor,
         seed: int = DATA_SEED,
+        build: Callable[[], nn.Module] = Network,
     ) -> None:
         reason = unsupported_reason(config.pipeline, device)
         if reason is not None:
@@ -70,7 +73,7 @@ class Trainer:
         )
         self._autocast = torch.bfloat16 if config.precision == "bfloat16" else None
         torch.manual_seed(seed)
-        self.model = Network().to(self.device, memory_format=self._memory_format)
+        self.model = build().to(self.device, memory_format=self._memory_format)
         self._initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.optimizer = make_optimizer(self.model, capturable=config.cuda_graph)
         # dynamic=False: shapes are few and fixed (a batch, and the last one): static kernels.

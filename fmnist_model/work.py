@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import Subset
 from torch.utils.flop_counter import FlopCounterMode
@@ -34,9 +36,9 @@ COUNTED_ON = (2, 4)
 # What counted: FlopCounterMode counts convolutions and matrix products (2 FLOPs a multiply-add),
 # not element-wise operations or Adam's update; the operations are ATen's, views left out.
 COUNTER = "torch.utils.flop_counter (convolutions and matrix products, 2 FLOPs a multiply-add); ATen operations"
-# Bytes of what the loops copy between host and device: ToTensor's float32 images of 1x28x28, int64
-# labels and shuffled indices, and the two running totals .item() reads back (a float32 loss, an
-# int64 count).
+# Bytes of what the loops copy between host and device: ToTensor's float32 images (of 1x28x28 for
+# the notes' CNN: IMAGE_BYTES; of the model's input shape for another), int64 labels and shuffled
+# indices, and the two running totals .item() reads back (a float32 loss, an int64 count).
 IMAGE_BYTES = 28 * 28 * 4
 INDEX_BYTES = 8
 TOTALS_BYTES = (4, 8)
@@ -125,13 +127,19 @@ def _from_epochs(prepare, epoch) -> Work:
 _CACHE: dict[tuple, Work] = {}
 
 
-def train_work(config: TrainConfig, device: str, split) -> Work:
+def train_work(
+    config: TrainConfig,
+    device: str,
+    split,
+    build: Callable[[], nn.Module] = Network,
+    model: str = "",
+) -> Work:
     """A training pipeline's work on `device`, counted on its own epochs over the first images of `split` (a
     fmnist_model Split): its DataLoader and copies, in its memory format and precision. Under
     torch.compile its operations are left uncounted (the generated kernels fuse them; its FLOPs are
     the eager step's); a CUDA graph replays the eager step's kernels, which are what is counted.
-    Cached per config and device."""
-    key = ("train", config, device)
+    `build` makes the model (`model` names it). Cached per model, config and device."""
+    key = ("train", model, config, device)
     if key not in _CACHE:
         eager = dataclasses.replace(config, compile_mode=None, cuda_graph=False, ragged="eager")
         where = torch.device(device)
@@ -150,6 +158,7 @@ def train_work(config: TrainConfig, device: str, split) -> Work:
                 dataset=Subset(split.dataset, range(n)),
                 images=split.images[:n],
                 labels=split.labels[:n],
+                build=build,
             )
             trainer.epoch()
             trainer.reset()
@@ -165,24 +174,32 @@ def train_work(config: TrainConfig, device: str, split) -> Work:
     return _CACHE[key]
 
 
-def inference_work(config: InferenceConfig, device: str, mode: str, images: torch.Tensor) -> Work:
+def inference_work(
+    config: InferenceConfig,
+    device: str,
+    mode: str,
+    images: torch.Tensor,
+    build: Callable[[], nn.Module] = Network,
+    model: str = "",
+) -> Work:
     """An inference pipeline's work on `device` in `mode` (compute: the images already there; end_to_end: each
     batch moved there and the labels brought back), counted on its own passes over the first of
     `images` (float, on the host). Operations under torch.compile are left uncounted, as for
-    training. Cached per config, device and mode."""
-    key = ("inference", config, device, mode)
+    training. `build` makes the model (`model` names it). Cached per model, config, device and
+    mode."""
+    key = ("inference", model, config, device, mode)
     if key not in _CACHE:
         eager = dataclasses.replace(config, compile_mode=None, cuda_graph=False, ragged="eager")
         where = torch.device(device)
         end_to_end = mode == "end_to_end"
         torch.manual_seed(0)
-        model = Network()
+        network = build()
         first = images[: 3 * max(COUNTED_ON)]
         placed = first if end_to_end else first.to(where)
         predictors: dict[int, Predictor] = {}
 
         def prepare(batch_size: int, batches: int) -> None:
-            predictors[batch_size] = Predictor(eager, model, batch_size, where)
+            predictors[batch_size] = Predictor(eager, network, batch_size, where)
             run(batch_size, batches)
 
         def run(batch_size: int, batches: int):
@@ -205,7 +222,9 @@ def _copy(direction: str, memory: str, nbytes: int, count: int) -> dict:
     return {"direction": direction, "memory": memory, "bytes": nbytes, "count": count}
 
 
-def train_copies(config: TrainConfig, device: str, images: int, batch_size: int) -> list[dict]:
+def train_copies(
+    config: TrainConfig, device: str, images: int, batch_size: int, image_bytes: int = IMAGE_BYTES
+) -> list[dict]:
     """The copies between host and device an epoch of `config` makes, as fmnist_model/loops.py makes them:
     a DataLoader batch's images and labels each (pinned where the loader pins), and its two .item()
     every batch (the notes' loop) or at the end; the resident loop's shuffled order once, and its
@@ -218,7 +237,7 @@ def train_copies(config: TrainConfig, device: str, images: int, batch_size: int)
         memory = "pinned" if config.pin_memory else "pageable"
         for count, size in _batches(images, batch_size):
             out += [
-                _copy("h2d", memory, size * IMAGE_BYTES, count),
+                _copy("h2d", memory, size * image_bytes, count),
                 _copy("h2d", memory, size * INDEX_BYTES, count),
             ]
         reads = math.ceil(images / batch_size) if config.sync_per_batch else 1
@@ -230,14 +249,16 @@ def train_copies(config: TrainConfig, device: str, images: int, batch_size: int)
     return out
 
 
-def inference_copies(device: str, mode: str, images: int, batch_size: int) -> list[dict]:
+def inference_copies(
+    device: str, mode: str, images: int, batch_size: int, image_bytes: int = IMAGE_BYTES
+) -> list[dict]:
     """The copies a pass makes (Predictor.__call__): end to end, each batch's images to the device, and the
     labels back once, concatenated on the device; compute mode none (the images are there, the
     labels stay)."""
     if device_kind(device).host or mode != "end_to_end":
         return []
     out = [
-        _copy("h2d", "pageable", size * IMAGE_BYTES, count)
+        _copy("h2d", "pageable", size * image_bytes, count)
         for count, size in _batches(images, batch_size)
     ]
     return [*out, _copy("d2h", "pageable", images * INDEX_BYTES, 1)]

@@ -8,10 +8,12 @@ import pandas as pd
 
 from bench.analysis import held as held_limits
 from bench.analysis.figures import fastest_steps, is_gpu, ladder
-from bench.analysis.headline import ANSWER_BATCH, headline
+from bench.analysis.headline import ANSWER_BATCH, model_headline
 from bench.analysis.headline import times_said as _times
 from bench.analysis.intervals import BUSY, interval_said, side
+from bench.analysis.models import models_of
 from bench.analysis.reference import MEASURE_OWN, against_reference, reference_said
+from bench.format.names import CNN_MODEL
 
 __all__ = ["answers"]
 
@@ -104,6 +106,11 @@ def _fastest_said(best: pd.DataFrame) -> list[str]:
     return said
 
 
+def _headline(rows: pd.DataFrame, reference: pd.DataFrame | None) -> list[str]:
+    models = models_of(rows) or [CNN_MODEL]
+    return model_headline(rows, reference, models[0], named=models != [CNN_MODEL])
+
+
 def answers(
     frame: pd.DataFrame,
     speed: pd.DataFrame,
@@ -140,13 +147,16 @@ def answers(
                     "No GPU was measured on this machine: its CPU figures are in the sections below."
                 )
             else:  # another machine's GPU, said so, with the command that measures this one's own
+                options = next((o for o in rows["model_options"].dropna() if o), "")
                 said += [
                     line.strip() + ("" if line.endswith(":") else ".") for line in against[:-1]
                 ]
                 missing.append(
                     {
                         "text": "These are other machines' GPUs. On a machine with a GPU, this measures its own:",
-                        "command": MEASURE_OWN,
+                        "command": MEASURE_OWN.replace(
+                            "pytest bench", f"pytest bench {options}".rstrip()
+                        ),
                     }
                 )
         cpu_runs = rows[rows["device"] == "cpu"]
@@ -203,8 +213,9 @@ def answers(
             {
                 "machine_key": key,
                 "label": label,
-                # the verdict, before everything said: at most five lines (bench/analysis/headline.py)
-                "headline": headline(rows, reference),
+                # the verdict, before everything said: at most five lines (bench/analysis/headline.py),
+                # of the one model of `rows` (a page is a model's: bench/report/page.py)
+                "headline": _headline(rows, reference),
                 "said": said,
                 "missing": missing,
                 "speedups": mine,

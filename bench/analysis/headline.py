@@ -17,9 +17,11 @@ import pandas as pd
 from bench.analysis.derive import crossover_batch_size
 from bench.analysis.figures import fastest_steps, is_gpu, ladder, speedups
 from bench.analysis.intervals import BUSY, NO_DIFFERENCE, ratio_estimate, side
+from bench.analysis.models import of_model
 from bench.analysis.reference import against_reference
+from bench.analysis.words import flops_said
 
-__all__ = ["ANSWER_BATCH", "GLOSSARY", "headline", "times_said"]
+__all__ = ["ANSWER_BATCH", "GLOSSARY", "TO_MEASURE", "headline", "model_headline", "times_said"]
 
 # Where the words of the answer (seed, resident, the ladder, a limit, busy, ...) are defined.
 GLOSSARY = "docs/glossary.md"
@@ -27,6 +29,10 @@ GLOSSARY = "docs/glossary.md"
 # The batch size the verdict is told at: the notes' loop used 1,000 (100 and 10,000 are the sweep's
 # ends); the nearest measured where 1,000 was not.
 ANSWER_BATCH = 1000
+
+# How a verdict without a figure (a model no reference run measured) says what would give it one: the
+# end of a run repeats no such line as its last ("In short").
+TO_MEASURE = "  To measure it"
 
 # The notes' own training loop, as the verdict names it (the ladder calls it seed).
 NOTES_LOOP = "the notes' loop (seed)"
@@ -256,3 +262,46 @@ def _verdict(mine: pd.DataFrame, reference: pd.DataFrame | None, quick: bool) ->
         if lines:
             return lines
     return [] if gpus else _against_reference(mine, reference)
+
+
+def _size_said(rows: pd.DataFrame) -> str:
+    """A model's size as the verdict names it: parameters and forward FLOPs an image, where the run recorded them."""
+    parameters = pd.to_numeric(rows["model_parameters"], errors="coerce").max()
+    flops = pd.to_numeric(rows["model_flops"], errors="coerce").max()
+    parts = []
+    if pd.notna(parameters):
+        parts.append(f"{int(parameters):,} parameters")
+    if pd.notna(flops):
+        parts.append(f"{flops_said(flops)} an image forward")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def model_headline(
+    rows: pd.DataFrame, reference: pd.DataFrame | None, model: str, named: bool
+) -> list[str]:
+    """The verdict for one model of one machine's rows (bench/analysis/models.py of_model: never mixed with
+    another's): held against the reference runs of that model alone. `named`: its first line opens with the
+    model and its size (a run of any model but the notes' CNN, or of several). The project's reference
+    runs are of the CNN: a machine without a GPU that measured another model is told how to measure its
+    GPU speedup."""
+    mine = of_model(rows, model)
+    theirs = None if reference is None else of_model(reference, model)
+    lines = headline(mine, theirs)
+    own = mine[mine["model"].eq(model)]
+    if not named or own.empty:
+        return lines
+    name = f"{model}{_size_said(own)}"
+    if not lines and not is_gpu(own["device"].astype(str)).any():
+        options = next((o for o in own["model_options"].dropna() if o), "")
+        quick = bool(own["quick"].all())
+        load = _load_said(own)
+        lines = [
+            "No GPU here, and no reference run of this model (the project's are of the notes' CNN): "
+            "no GPU speedup to show.",
+            f"{TO_MEASURE}, on a machine with a GPU: pytest bench {options} --benchmark-autosave, "
+            "then bring its results/ folder here and run python -m bench report.",
+            f"A quick run: a subset of the data, one round. {load}" if quick else load,
+        ]
+    if lines:
+        lines[0] = f"{name}: {lines[0]}"
+    return lines

@@ -200,6 +200,17 @@ def against_reference(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
     its 95% interval (low, high) from both figures' rounds; `reference` names the GPU's machine."""
     if reference is None or reference.empty or frame.empty:
         return pd.DataFrame(columns=_COLUMNS)
+    # A model's figures are held against the reference figures of that model alone (the project's are
+    # the notes' CNN): one model's time is never another's (bench/analysis/models.py).
+    models = [m for m in dict.fromkeys(frame["model"].dropna()) if m]
+    if len(models) > 1:
+        parts = [
+            against_reference(frame[frame["model"].eq(m)], reference[reference["model"].eq(m)])
+            for m in models
+        ]
+        parts = [p for p in parts if not p.empty]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_COLUMNS)
+    reference = reference[reference["model"].isin(models)]
     cpu = frame[frame["device"] == "cpu"]
     # full figures where there are any; a quick run against the quick ones
     quick = bool(cpu["quick"].all())

@@ -23,7 +23,16 @@ from bench.analysis.machines import device_facts, machine_labels, machine_of
 from bench.analysis.words import fmt_time
 from bench.format import records as fmt
 from bench.format.devices import KINDS, device_kind
-from bench.format.names import AXES, FAMILIES, NOISY_IQR_SHARE, PHASES, variant
+from bench.format.names import (
+    AXES,
+    CNN_MODEL,
+    FAMILIES,
+    NOISY_IQR_SHARE,
+    PHASES,
+    model_label,
+    model_options,
+    variant,
+)
 from bench.format.schema import readable_benchmark
 from bench.format.store import RunFileWarning, find_run_files, is_reference, load_run, shown
 
@@ -149,6 +158,7 @@ def _case_row(bench: dict, base: dict, saved: fmt.Run, cpu: str, version, thread
         # Format 1 has no cpu_threads: its cases ran at torch's default.
         "cpu_threads": threads if params.cpu_threads is None else params.cpu_threads,
         "device_name": device_name,
+        **_model(extra, params, family),
         **{stat: getattr(stats, stat) for stat in _STATS},
         "round_times": stats.data,
         "images": getattr(extra, "images", None),
@@ -171,6 +181,25 @@ def _case_row(bench: dict, base: dict, saved: fmt.Run, cpu: str, version, thread
         **_ladder(extra),
         # Format 6 on: held against the limits (and judged again with what an older format lacks).
         **row_columns(extra, params, stats, version),
+    }
+
+
+def _model(extra: fmt.CaseExtra, params: fmt.Params, family: str) -> dict:
+    """Which model a case ran (format 8; a case without one ran the notes' CNN), and its size: forward FLOPs an
+    image from its model record, else as an inference case counted them (its step is one forward)."""
+    if family == "limits":  # a device's limits belong to no model: every model is held against them
+        return {"model": None, "model_parameters": None, "model_flops": None, "model_options": ""}
+    info = extra.model or fmt.ModelInfo()
+    name = info.name or params.model or CNN_MODEL
+    flops = info.flops_per_image
+    work = getattr(extra, "work", None)
+    if flops is None and family == "inference" and work is not None:
+        flops = work.flops_per_image
+    return {
+        "model": info.label or model_label(name, info.input_shape, info.classes),
+        "model_parameters": info.parameters,
+        "model_flops": flops,
+        "model_options": model_options(name, info.input_shape, info.classes),
     }
 
 
@@ -326,7 +355,8 @@ def frame_of(files: Iterable[pd.DataFrame], *, all_runs: bool = False) -> pd.Dat
     parts = [part for part in files if part is not None and not part.empty]
     if not parts:
         return pd.DataFrame(columns=COLUMNS)
-    frame = typed(pd.concat(parts, ignore_index=True))
+    # (consolidated: typed builds the table a column at a time)
+    frame = typed(pd.concat(parts, ignore_index=True)).copy()
     frame["label"] = frame["machine_key"].map(machine_labels(frame))
     if not all_runs:
         frame = select_newest(frame)

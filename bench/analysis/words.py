@@ -9,6 +9,7 @@ __all__ = [
     "MANY_PAGE_FAULTS",
     "WIDTH",
     "cases",
+    "flops_said",
     "faults_said",
     "fmt_time",
     "folded",
@@ -77,3 +78,13 @@ def folded(line: str, width: int = WIDTH, indent: str | None = None) -> list[str
         break_on_hyphens=False,
         break_long_words=False,
     ) or [""]
+
+
+def flops_said(flops: float) -> str:
+    """A count of FLOPs as a reader holds it: 465 kFLOP, 296 MFLOP, 1.82 GFLOP, 3.1 TFLOP."""
+    if flops is None or not math.isfinite(flops):
+        return "?"
+    for scale, unit in ((1e12, "TFLOP"), (1e9, "GFLOP"), (1e6, "MFLOP"), (1e3, "kFLOP")):
+        if abs(flops) >= scale:
+            return f"{flops / scale:.3g} {unit}"
+    return f"{flops:.3g} FLOP"

@@ -18,7 +18,10 @@ __all__ = [
     "PHASES",
     "SPEEDUP_FAMILIES",
     "TRAIN_LADDER",
+    "CNN_MODEL",
     "case_id",
+    "model_label",
+    "model_options",
     "variant",
 ]
 
@@ -36,8 +39,10 @@ FAMILY_AXES = {
     "inference": ("device", "cpu_threads", "batch_size", "mode", "pipeline"),
     "train": ("device", "cpu_threads", "batch_size", "pipeline"),
 }
-# Every axis a benchmark can name; a family leaves the ones it has no use for empty.
+# Every axis a benchmark can name; a family leaves the ones it has no use for empty. model is named only by
+# a run of a model other than the notes' CNN (--model): a run of the CNN alone keeps the ids it always had.
 AXES = (
+    "model",
     "device",
     "cpu_threads",
     "pipeline",
@@ -107,6 +112,30 @@ NOISY_IQR_SHARE = 0.10
 # time over the case: the same 10% docs/design.md allows a case's spread before calling it noisy,
 # and a case that uses every core can lose about that much of its time to such work.
 OUTSIDE_SHARE = 0.10
+
+
+# The notes' CNN: the default model, the one a case that names no model ran.
+CNN_MODEL = "cnn"
+
+
+def model_label(name: str, input_shape, classes) -> str:
+    """How a model is named in rows, tables and the answer: its name, and for any but the CNN the shape of
+    its images and (when not 10) its classes, which change its work as much as its layers do."""
+    if name == CNN_MODEL:
+        return CNN_MODEL
+    shape = "x".join(str(int(v)) for v in input_shape or ())
+    label = f"{name} {shape}" if shape else name
+    return label if classes in (None, 10) else f"{label}, {int(classes)} classes"
+
+
+def model_options(name: str, input_shape, classes) -> str:
+    """The options that measure this model again (nothing for the CNN: the default)."""
+    if name == CNN_MODEL:
+        return ""
+    out = f"--model {name}"
+    if input_shape:
+        out += f" --input-shape {','.join(str(int(v)) for v in input_shape)}"
+    return out if classes in (None, 10) else f"{out} --classes {int(classes)}"
 
 
 def case_id(params: Mapping) -> str:

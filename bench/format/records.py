@@ -39,12 +39,13 @@ __all__ = [
     "Benchmark",
     "FmnistBench",
     "MachineInfo",
+    "ModelInfo",
     "Run",
 ]
 
 # Bumped when the saved-run format changes in a way a reader must know about; every version from 1 on is
 # still read (a newer one is read as this one, with a warning).
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
 HISTORY = {
     1: "first format (machine_info torch/gpus/nvml/dataset/fmnist_bench; params and extra_info per family).",
     2: "params gain cpu_threads; extra_info gains warmup, budget, wall_s and (inference) latency; an inference "
@@ -90,6 +91,12 @@ HISTORY = {
     "tried, with its fastest of several products, and why the search stopped). A reader of a format-6 run takes "
     "its DataLoader pipelines' per-operation floor, and on a GPU their and end-to-end inference's copies floor, as "
     "not trusted.",
+    8: "any model (--model): a run that names models gives every case but a limits one params model (the name as "
+    "given: cnn, torchvision:NAME or module.path:callable) and extra_info.model (its name, label, parameters, "
+    "forward FLOPs an image by torch's flop counter, input shape, classes, and the images of its epoch and test "
+    "pass), and its plan gains models (the same, a model each); a model but the CNN trains on torchvision's "
+    "FakeData (extra_info.dataset fakedata). A case without a model is the notes' CNN: a run of the CNN alone "
+    "is saved as format 7 saved it.",
 }
 
 # Bounds of what a real machine's figures can be: past them a figure is a broken file, not a fast or a slow
@@ -115,9 +122,28 @@ DEVICE = (
 
 
 @dataclass(frozen=True)
+class ModelInfo(Record):
+    """extra_info.model and each of the plan's models (format 8 on): which model a case ran and how large it is."""
+
+    name: str | None = text(null=False, required=True, doc="as given to --model")
+    label: str | None = text(doc="its name, input shape and classes, as tables name it")
+    parameters: int | None = integer(0, COUNT, null=False)
+    flops_per_image: float | None = number(
+        0, FLOPS, null=False, doc="forward, by torch's flop counter"
+    )
+    input_shape: list | None = items(integer(1, 1_000_000, null=False), length=3, doc="C, H, W")
+    classes: int | None = integer(1, 1_000_000_000)
+    train_images: int | None = integer(1, COUNT, doc="an epoch's (null: the whole split)")
+    test_images: int | None = integer(1, COUNT, doc="a test pass's (null: the whole split)")
+
+
+@dataclass(frozen=True)
 class Params(Record):
     """params: every axis of a case (bench/format/names.py FAMILY_AXES), as its test id names them."""
 
+    model: str | None = text(
+        null=False, doc="the model, where the run named models (format 8 on; none: the notes' CNN)"
+    )
     device: str | None = text(100, pattern=DEVICE, null=False, required=True, doc="what it ran on")
     cpu_threads: int | None = integer(1, 1024, doc="torch's intra-op threads (format 2 on)")
     batch_size: int | None = integer(
@@ -438,6 +464,7 @@ class CaseExtra(Record):
     wall_s: float | None = number(*SPAN, doc="the case's call, warm-up and counting included")
     machine_load: Load | None = nested(Load)
     telemetry: Telemetry | None = nested(Telemetry)
+    model: ModelInfo | None = nested(ModelInfo, doc="format 8 on, where the run named models")
 
     def marks(self) -> list[str]:
         """What the machine did while the case ran, as saved: throttled (its GPU's clocks held down by power
@@ -596,6 +623,9 @@ class SavedPlan(Record):
     default_threads: int | None = integer(1, COUNT)
     train_images: int | None = integer(0, COUNT)
     test_images: int | None = integer(0, COUNT)
+    models: list | None = items(
+        ModelInfo, doc="format 8 on: the models it named (none: the notes' CNN)"
+    )
     knobs: dict = rest()
 
 

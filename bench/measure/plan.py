@@ -9,7 +9,13 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 
 from bench.format.devices import device_kind
-from bench.format.names import FAMILIES, FAMILY_LADDERS, INFERENCE_LADDER, TRAIN_LADDER
+from bench.format.names import (
+    CNN_MODEL,
+    FAMILIES,
+    FAMILY_LADDERS,
+    INFERENCE_LADDER,
+    TRAIN_LADDER,
+)
 from bench.measure.devices import available_devices
 from fmnist_model import DEFAULT_ROOT
 
@@ -18,8 +24,13 @@ __all__ = [
     "COMPILING",
     "DEFAULT_PIPELINES",
     "Budget",
+    "MAX_MODEL_IMAGES",
+    "QUICK_TEST_IMAGES",
+    "QUICK_TRAIN_IMAGES",
     "LatencySample",
+    "ModelPlan",
     "Plan",
+    "bounded_images",
     "plan_from_options",
 ]
 
@@ -100,7 +111,83 @@ FULL_BUDGETS = {
     "inference": Budget(min_rounds=3, max_time=0.5, max_rounds=50),
     "train": Budget(min_rounds=3, max_time=1.0, max_rounds=20),
 }
+# A quick run's subsets of the CNN's splits: a smoke run, not a figure to compare with a full one.
+QUICK_TRAIN_IMAGES, QUICK_TEST_IMAGES = 2000, 1000
 QUICK_BUDGETS = {family: Budget(min_rounds=1, max_time=0.0, max_rounds=1) for family in FAMILIES}
+
+
+# Bounded work for a model other than the notes' CNN (--model): the images of its epoch are chosen from
+# the forward FLOPs an image torch's counter finds, the same on every device and every machine, so that
+# speedups compare the same work and a default run stays within its budget on a small machine. An
+# epoch's training work is about 3 forward passes an image (the backward pass computes two products
+# for each of the forward's); 1 TFLOP of it is about 6 s an epoch on the 2-core VM (resnet18 at
+# 3x64x64: 0.30 GFLOP forward an image, 170 images/s trained at batch 100, measured by hand), 1,000
+# images. The CNN's whole epoch is 84 GFLOP, well within. A test pass is a sixth of that: 500 images
+# of resnet18 at 64x64. A quick run does a fifth of each.
+EPOCH_TRAIN_FLOPS = 1e12
+PASS_FLOPS = EPOCH_TRAIN_FLOPS / 6
+TRAIN_FLOPS_PER_FORWARD = 3
+QUICK_SHARE = 5
+# An epoch is never fewer images than this: one batch at the notes' batch size.
+MIN_MODEL_IMAGES = 100
+# Nor more than this, however small the model: FakeData makes each image as it is read (a seeded
+# random image through PIL, about 0.8 ms on the 2-core VM), so the notes' loop over 60,000 of them
+# took 49 s an epoch for a 1,514-parameter model (tests/tiny_model.py). The CNN keeps its 60,000.
+MAX_MODEL_IMAGES = 10_000
+
+
+def bounded_images(work_per_image: float, budget: float, most: int) -> int:
+    """Images within `budget` FLOPs at `work_per_image` each, rounded down to one significant digit (1,000, not
+    1,126: a count a reader can hold), at least MIN_MODEL_IMAGES and at most `most`."""
+    if not work_per_image > 0:
+        return most
+    n = budget / work_per_image
+    if n >= most:
+        return most
+    if n < MIN_MODEL_IMAGES:
+        return min(MIN_MODEL_IMAGES, most)
+    step = 10 ** math.floor(math.log10(n))
+    return min(most, int(n // step * step))
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """One model of a run (--model) with the work it was given: its spec, what its trial pass counted, and the
+    images of its epoch and its test pass (None: the whole split, as the CNN's are)."""
+
+    name: str  # as given to --model
+    label: str  # bench/format/names.py model_label: name, input shape, classes
+    input_shape: tuple[int, int, int]
+    classes: int
+    parameters: int
+    flops_per_image: float  # forward, by torch's flop counter
+    train_images: int | None
+    test_images: int | None
+
+    @property
+    def is_cnn(self) -> bool:
+        return self.name == CNN_MODEL
+
+    def record(self) -> dict:
+        """extra_info.model of its cases and the plan's models entry (bench/format/records.py ModelInfo)."""
+        return {
+            "name": self.name,
+            "label": self.label,
+            "parameters": self.parameters,
+            "flops_per_image": self.flops_per_image,
+            "input_shape": list(self.input_shape),
+            "classes": self.classes,
+            "train_images": self.train_images,
+            "test_images": self.test_images,
+        }
+
+    def fits(self, sizes: tuple[int, ...], images: int | None) -> tuple[int, ...]:
+        """The batch sizes (or copy sizes) of `sizes` that an epoch of `images` holds whole (the smallest when none
+        does): a batch larger than the epoch would be the epoch again under another name."""
+        if images is None or not sizes:
+            return sizes
+        fitting = tuple(n for n in sizes if n <= images)
+        return fitting or (min(sizes),)
 
 
 @dataclass(frozen=True)
@@ -157,6 +244,9 @@ class Plan:
     # H100 host a profiled seed epoch of 10,000 images took about 25 s on the CPU and 35 s on the
     # GPU, more than its three timed epochs): 3,000 images, 3 batches at 1,000, 30 at 100.
     profile_loader_images: int = 3_000
+    # The models measured (--model), each with its bounded work. Empty: the notes' CNN alone, whose cases
+    # name no model (the ids and saved fields a run always had).
+    models: tuple[ModelPlan, ...] = ()
 
     @classmethod
     def quick_plan(cls, **kw) -> Plan:
@@ -166,8 +256,8 @@ class Plan:
             train_batch_sizes=(100, 1000),
             inference_batch_sizes=(1, 100, 1000),
             transfer_sizes=(1, 1000, 60_000),
-            train_images=2000,
-            test_images=1000,
+            train_images=QUICK_TRAIN_IMAGES,
+            test_images=QUICK_TEST_IMAGES,
             budgets=dict(QUICK_BUDGETS),
             latency=LatencySample(min_batches=3, max_batches=20, max_time=0.05),
         )
@@ -175,23 +265,40 @@ class Plan:
             kw.pop("pipelines", None)
         return cls(**{**defaults, **kw})
 
-    def batch_sizes(self, family: str) -> tuple[int, ...]:
+    def batch_sizes(self, family: str, model: ModelPlan | None = None) -> tuple[int, ...]:
+        """The family's batch sizes, for `model` those its bounded epoch or pass holds whole."""
         if family == "train":
-            return self.train_batch_sizes
-        if family == "inference":
-            return self.inference_batch_sizes
-        raise ValueError(f"family {family!r} has no batch sizes")
+            sizes = self.train_batch_sizes
+            images = model.train_images if model is not None else None
+        elif family == "inference":
+            sizes = self.inference_batch_sizes
+            images = model.test_images if model is not None else None
+        else:
+            raise ValueError(f"family {family!r} has no batch sizes")
+        return sizes if model is None or model.is_cnn else model.fits(sizes, images)
 
-    def ladder_batch_sizes(self, family: str) -> tuple[int, ...]:
+    def transfer_sizes_for(self, model: ModelPlan | None = None) -> tuple[int, ...]:
+        """The copy sizes: for a model but the CNN those up to its epoch, and its epoch's images."""
+        if model is None or model.is_cnn:
+            return self.transfer_sizes
+        fitting = model.fits(self.transfer_sizes, model.train_images)
+        return tuple(sorted({*fitting, model.train_images}))
+
+    def ladder_batch_sizes(self, family: str, model: ModelPlan | None = None) -> tuple[int, ...]:
         """The batch sizes at which every step of the family's ladder runs (all of them with --ladder full)."""
-        sizes = self.batch_sizes(family)
+        sizes = self.batch_sizes(family, model)
         if self.ladder == "full" or not sizes:
             return sizes
         # The size nearest 1,000 by ratio when 1,000 is not swept (--batch-sizes).
         return (min(sizes, key=lambda n: (abs(math.log(n / LADDER_BATCH_SIZE)), n)),)
 
     def pipelines_for(
-        self, family: str, batch_size: int, threads: int, mode: str | None = None
+        self,
+        family: str,
+        batch_size: int,
+        threads: int,
+        mode: str | None = None,
+        model: ModelPlan | None = None,
     ) -> tuple[str, ...]:
         """The pipelines a case of `family` runs at this batch size, CPU thread count and (inference) mode."""
         chosen = [p for p in PIPELINES[family] if p in self.pipelines]
@@ -199,15 +306,24 @@ class Plan:
             return tuple(chosen)
         # Beyond the cheap steps: at the ladder's batch size, torch's default threads, compute only.
         whole = (
-            batch_size in self.ladder_batch_sizes(family)
+            batch_size in self.ladder_batch_sizes(family, model)
             and threads == self.default_threads
             and mode in (None, "compute")
         )
         return tuple(p for p in chosen if whole or p in BASE_PIPELINES[family])
 
-    def breakdown_for(self, batch_size: int) -> bool:
+    def breakdown_for(self, batch_size: int, model: ModelPlan | None = None) -> bool:
         """Whether a training case at `batch_size` profiles one extra, untimed epoch."""
-        return self.breakdown and batch_size in self.ladder_batch_sizes("train")
+        return self.breakdown and batch_size in self.ladder_batch_sizes("train", model)
+
+    def model(self, name: str | None) -> ModelPlan | None:
+        """The model of that name (None, or the CNN of a run of the CNN alone: None)."""
+        if name is None:
+            return None
+        found = next((m for m in self.models if m.name == name), None)
+        if found is None and name != CNN_MODEL:
+            raise ValueError(f"this run measures no model {name!r}")
+        return found
 
     def threads_for(self, family: str) -> tuple[int, ...]:
         """The CPU thread counts a family's cpu cases run at."""
@@ -219,7 +335,17 @@ class Plan:
         return tuple(dict.fromkeys((1, self.default_threads)))
 
     def cases(self, family: str) -> list[dict]:
-        """Every case of `family`: its params, keyed and ordered by FAMILY_AXES[family]."""
+        """Every case of `family`: its params, keyed and ordered by FAMILY_AXES[family], after its model where the run
+        names models (--model; never for the limits, which are the device's)."""
+        if not self.models or family == "limits":
+            return self._cases(family, None)
+        return [
+            {"model": model.name, **case}
+            for model in self.models
+            for case in self._cases(family, model)
+        ]
+
+    def _cases(self, family: str, model: ModelPlan | None) -> list[dict]:
         out = []
         for device in self.devices:
             # Only the CPU's own cases sweep its threads; a GPU case runs at torch's default.
@@ -242,21 +368,21 @@ class Plan:
                             "dtype": dtype,
                         }
                         for direction, memory in device_kind(device).routes
-                        for size in self.transfer_sizes
+                        for size in self.transfer_sizes_for(model)
                         for dtype in DTYPES
                     ]
                 elif family == "inference":
                     out += [
                         {**base, "batch_size": bs, "mode": mode, "pipeline": pipeline}
-                        for bs in self.inference_batch_sizes
+                        for bs in self.batch_sizes(family, model)
                         for mode in MODES
-                        for pipeline in self.pipelines_for(family, bs, threads, mode)
+                        for pipeline in self.pipelines_for(family, bs, threads, mode, model)
                     ]
                 elif family == "train":
                     out += [
                         {**base, "batch_size": bs, "pipeline": pipeline}
-                        for bs in self.train_batch_sizes
-                        for pipeline in self.pipelines_for(family, bs, threads)
+                        for bs in self.batch_sizes(family, model)
+                        for pipeline in self.pipelines_for(family, bs, threads, model=model)
                     ]
                 else:
                     raise ValueError(f"unknown family {family!r}")
@@ -264,9 +390,11 @@ class Plan:
 
     def summary(self) -> dict:
         """What the saved run records about the plan it ran (the data is recorded on its own)."""
-        data = {"dataset", "dataset_name", "data_root", "download"}
+        data = {"dataset", "dataset_name", "data_root", "download", "models"}
         out = {key: _plain(v) for key, v in asdict(self).items() if key not in data}
         out["cpu_threads"] = {family: list(self.threads_for(family)) for family in FAMILIES}
+        if self.models:  # (a run of the CNN alone saves the plan it always did)
+            out["models"] = [model.record() for model in self.models]
         return out
 
 
@@ -308,6 +436,7 @@ def plan_from_options(
     max_time: float | None = None,
     pipelines: tuple[str, ...] | None = None,
     ladder: str = "default",
+    models: tuple[ModelPlan, ...] = (),
 ) -> Plan:
     """A Plan from parsed option values; None takes the default.
 
@@ -324,6 +453,7 @@ def plan_from_options(
         cpu_threads=cpu_threads,
         warmup_batches=warmup_batches,
         ladder=ladder,
+        models=models,
     )
     if pipelines is not None:
         kw["pipelines"] = pipelines

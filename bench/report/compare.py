@@ -18,7 +18,7 @@ from bench.analysis.intervals import ratio_estimate
 from bench.analysis.rows import runs_to_frame
 from bench.analysis.words import WIDTH, folded
 from bench.format import records as fmt
-from bench.format.names import AXES, FAMILY_AXES, case_id
+from bench.format.names import AXES, CNN_MODEL, FAMILY_AXES, case_id
 from bench.format.store import RunFileWarning, find_run_files, load_run
 from bench.report.verdict import (
     DEFAULT_FACTOR,
@@ -95,6 +95,14 @@ def _key(run: dict, path: Path) -> str:
 def _quick(run: dict) -> bool:
     plan = fmt.read_run(run).ours.plan
     return bool(plan and plan.quick)
+
+
+def _models(run: dict) -> list[str]:
+    """The models a run measured, as tables name them (format 8's plan; none named: the notes' CNN)."""
+    plan = fmt.read_run(run).ours.plan
+    named = (plan.models if plan is not None else None) or []
+    found = [m.label or m.name for m in named if m is not None and (m.label or m.name)]
+    return found or [CNN_MODEL]
 
 
 def _when(run: dict) -> pd.Timestamp:
@@ -183,7 +191,10 @@ def _sharing(folder: Path, kind: list[tuple[Path, dict]]) -> tuple[Path, Path]:
 
 def _case(row) -> str:
     axes = FAMILY_AXES.get(row["family"], AXES)
-    return f"{row['family']} {case_id({axis: as_text(row[axis]) for axis in axes})}"
+    model = as_text(row["model"])
+    # (a case of the CNN, or a device limit, names no model: the cases a run always had)
+    said = f"{model} " if model not in ("", CNN_MODEL) else ""
+    return f"{row['family']} {said}{case_id({axis: as_text(row[axis]) for axis in axes})}"
 
 
 def _cases(path: Path, run: dict) -> pd.DataFrame:
@@ -526,6 +537,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CompareError(
                 f"{quick} is a quick run (2,000-image epochs, one round) and the other a full one: no case of one is "
                 "the same work as the other's; compare two quick runs or two full runs"
+            )
+        models = _models(old), _models(new)
+        if models[0] != models[1]:
+            raise CompareError(
+                f"OLD measured {', '.join(models[0])} and NEW {', '.join(models[1])}: one model's time is not "
+                "another's; compare two runs of the same models (python -m bench report shows models side by side)"
             )
     except CompareError as exc:
         parser.error(str(exc))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import os
 import re
@@ -14,12 +15,14 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from bench.analysis import figures
+from bench.analysis.models import by_model, models_of, of_model
 from bench.analysis.reference import load_reference
 from bench.analysis.rows import CSV_COLUMNS, select_newest
-from bench.report import facts, pages
+from bench.format.names import CNN_MODEL
+from bench.report import facts, pages, plots, tables
 from bench.report.cache import RowCache
 from bench.report.leftovers import left_behind, remove, temporary_prefix
-from bench.report.sections import marks, reference_note, sections
+from bench.report.sections import Section, marks, reference_note, said_by_model, sections
 
 __all__ = ["OutputError", "check_out", "write_report"]
 
@@ -152,9 +155,13 @@ def _render(
     *,
     reference: pd.DataFrame | None = None,
     home: str | None = None,
+    models: dict | None = None,
+    by_model: pd.DataFrame | None = None,
 ) -> list[dict]:
     """One page of the machines in `frame` into `out`: index.html, report.md and the plots; its answers.
-    `home`: a link back to the fleet's index, on a machine's own page."""
+    `home`: a link back to the fleet's index, on a machine's own page. `models`: the page's model and
+    links to the other models' pages; `by_model`: the view of the models against the work an image
+    (bench/analysis/models.py by_model), shown after the answers."""
     # One block per dtype: rows built a column at a time are a block per column, and every filter and
     # sort of the page's hundreds would take each block apart (a third of a page's drawing).
     frame = frame.copy()
@@ -162,6 +169,8 @@ def _render(
         frame, out, cross_machine, reference, in_fleet=home is not None
     )
     note = "" if home is not None else reference_note(frame, reference)
+    models = models or {"model": "", "links": []}
+    across = _by_model_section(by_model, out)
     env = _env()
     # HTML: Jinja escapes every value (autoescape); tables come escaped from pandas.
     page = env.get_template("index.html.j2").render(
@@ -169,6 +178,10 @@ def _render(
         marks=marks(),
         note=note,
         partial=facts.partial_note(frame),
+        models=models,
+        across=None
+        if across is None
+        else {**vars(across), "table_html": _html_table(across.table)},
         answers=[{**a, "table_html": _html_table(a["table"])} for a in answers],
         quick=[{**a, "table_html": _html_table(a["table"])} for a in quick],
         sections=[{**vars(s), "table_html": _html_table(s.table)} for s in shown],
@@ -182,6 +195,21 @@ def _render(
         marks=md_escape(marks()),
         note=md_escape(note),
         partial=md_escape(facts.partial_note(frame)),
+        models={
+            "model": md_escape(models["model"]),
+            "links": [
+                {"label": md_escape(link["label"]), "href": link["href"]}
+                for link in models["links"]
+            ],
+        },
+        across=None
+        if across is None
+        else {
+            "title": md_escape(across.title),
+            "sentence": md_escape(across.sentence),
+            "plot": across.plot,
+            "table_md": _md_table(across.table),
+        },
         answers=[_md_answer(a) for a in answers],
         quick=[_md_answer(a) for a in quick],
         sections=[
@@ -196,6 +224,20 @@ def _render(
     )
     (out / "report.md").write_text(re.sub(r"\n{3,}", "\n\n", text), encoding="utf-8")
     return answers
+
+
+def _by_model_section(view: pd.DataFrame | None, out: Path) -> Section | None:
+    """The view across models (where model size moves the crossover), as a section: its table and plot."""
+    if view is None or view.empty:
+        return None
+    plot = plots.plot_by_model(view, out / "by_model.png")
+    gpu = (view["measure"] == "speedup").any()
+    return Section(
+        "Where model size moves the crossover",
+        tables.by_model_table(view),
+        said_by_model(bool(gpu)),
+        None if plot is None else Path(plot).name,
+    )
 
 
 def _md_answer(answer: dict) -> dict:
@@ -241,11 +283,7 @@ def write_report(
         new.chmod(0o755)  # mkdtemp's folder is private; a report is for reading
         shown, reference = own_or_reference(frame)
         shown[CSV_COLUMNS].to_csv(new / "summary.csv", index=False)
-        newest = select_newest(shown)
-        if newest["machine_key"].nunique() <= pages.ONE_PAGE_MACHINES:
-            _render(newest, new, cross_machine, reference=reference)
-        else:
-            _fleet(newest, new, cross_machine, cache, reference)
+        _models(select_newest(shown), new, cross_machine, cache, reference)
         if out.exists():
             old = Path(
                 tempfile.mkdtemp(prefix=temporary_prefix(f".{out.name}-old"), dir=out.parent)
@@ -262,6 +300,51 @@ def write_report(
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return sorted(out.iterdir())
+
+
+def model_slug(model: str) -> str:
+    """A model's folder name: its label in safe letters, and a hash of it (labels are unique, slugs too)."""
+    text = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")[:40].strip("-")
+    return f"{text or 'model'}-{hashlib.sha256(model.encode()).hexdigest()[:8]}"
+
+
+def _models(
+    frame: pd.DataFrame,
+    out: Path,
+    cross_machine: bool,
+    cache: Path | None,
+    reference: pd.DataFrame | None,
+) -> None:
+    """The report of each model apart (bench/analysis/models.py: one model's figures are never another's): the
+    first (the notes' CNN where measured) in `out`, each other in out/models/<slug>/, linked both ways;
+    and where a machine measured several, the first page shows them against the work an image."""
+    found = models_of(frame) or [CNN_MODEL]
+    links = {model: f"models/{model_slug(model)}/index.html" for model in found[1:]}
+    view = by_model(frame) if len(found) > 1 else None
+    for model in found:
+        rows = of_model(frame, model)
+        folder = out if model == found[0] else out / "models" / model_slug(model)
+        folder.mkdir(parents=True, exist_ok=True)
+        theirs = None if reference is None else of_model(reference, model)
+        others = {
+            "model": model if len(found) > 1 or model != CNN_MODEL else "",
+            "links": (
+                [{"label": m, "href": href} for m, href in links.items()]
+                if model == found[0]
+                else [{"label": f"{found[0]} and every model", "href": "../../index.html"}]
+            ),
+        }
+        if rows["machine_key"].nunique() <= pages.ONE_PAGE_MACHINES:
+            _render(
+                rows,
+                folder,
+                cross_machine,
+                reference=theirs,
+                models=others,
+                by_model=view if model == found[0] else None,
+            )
+        else:
+            _fleet(rows, folder, cross_machine, cache, theirs)
 
 
 def own_or_reference(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:

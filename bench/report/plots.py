@@ -23,12 +23,14 @@ import pandas as pd  # noqa: E402
 
 from bench.analysis.cells import device_label  # noqa: E402
 from bench.analysis.held import same_setting  # noqa: E402
+from bench.analysis.words import flops_said  # noqa: E402
 
 __all__ = [
     "DPI",
     "RANKING_PART",
     "WIDTH_IN",
     "plot_breakdown",
+    "plot_by_model",
     "plot_epoch_time",
     "plot_inference",
     "plot_limits",
@@ -547,3 +549,49 @@ def plot_ranking(
             out.to_csv(path.with_suffix(".csv"), index=False)
             written.append(_save(fig, path))
     return written
+
+
+def plot_by_model(view: pd.DataFrame, path: Path) -> Path | None:
+    """Where model size moves the crossover (bench/analysis/models.py by_model): per machine, each step's GPU
+    speedup (or, without a GPU, the CPU's seconds an image) against the forward FLOPs an image of each
+    model it measured, a line per batch size."""
+    data = view[view["value"].notna() & view["flops"].notna()]
+    if data.empty or data["model"].nunique() < 2:
+        return None
+    data = _panels(data).assign(
+        size=lambda f: "batch " + f["batch_size"].map("{:,}".format),
+        step=lambda f: f["family"] + " " + f["variant"] + " on " + f["device"],
+    )
+    speed = (data["measure"] == "speedup").all()
+    with plt.rc_context(_RC):
+        fig, axes = _lines(
+            data,
+            "flops",
+            "value",
+            "size",
+            "step",
+            "forward FLOPs an image (the model's work)",
+            "GPU over the CPU (x)" if speed else "CPU seconds an image",
+            "Where model size moves the crossover",
+        )
+        for ax, mine in _each_panel(axes, data):
+            # a tick at each model's work, named by it: the models are the points of this axis
+            at = sorted(mine["flops"].unique())
+            ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(at))
+            ax.xaxis.set_major_formatter(
+                matplotlib.ticker.FixedFormatter([flops_said(v) for v in at])
+            )
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            if speed:
+                ax.axhline(1.0, color="black", linewidth=1)
+                sure = mine[mine["low"].notna() & mine["high"].notna()]
+                ax.vlines(sure["flops"], sure["low"], sure["high"], color="0.3", linewidth=1.5)
+            for model, rows in mine.groupby("model", sort=False):
+                ax.annotate(
+                    str(model).split(" ")[0].removeprefix("torchvision:"),
+                    (rows["flops"].iloc[0], rows["value"].max()),
+                    fontsize=FONT - 2,
+                    va="bottom",
+                )
+        _write_data(data, path, "flops", "value", ["size", "step"], interval=("low", "high"))
+        return _save(fig, path)

@@ -24,6 +24,7 @@ __all__ = [
     "answers_of",
     "marks",
     "reference_note",
+    "said_by_model",
     "sections",
 ]
 
@@ -222,6 +223,11 @@ def _words():
 def _said(macro, *args) -> str:
     """A macro's words as one line: the template's line breaks and indents are only its layout."""
     return " ".join(str(macro(*args)).split())
+
+
+def said_by_model(gpu: bool) -> str:
+    """The words of the view across models (bench/report/page.py)."""
+    return _said(_words().by_model, gpu)
 
 
 def marks() -> str:

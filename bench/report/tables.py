@@ -13,10 +13,11 @@ from bench.analysis.cells import (
     marks,
 )
 from bench.analysis.intervals import interval_said
-from bench.analysis.words import faults_said
+from bench.analysis.words import faults_said, flops_said, fmt_time
 
 __all__ = [
     "breakdown_table",
+    "by_model_table",
     "crossover_table",
     "inference_table",
     "pivot",
@@ -353,3 +354,34 @@ def breakdown_table(parts: pd.DataFrame) -> pd.DataFrame:
             "compute_s": "Compute (resident epoch)",
         }
     )
+
+
+def by_model_table(view: pd.DataFrame) -> pd.DataFrame:
+    """Where model size moves the crossover: a row per machine, model and step, each model's size, and a column per
+    batch size (the GPU's speedup with its interval, or the CPU's time an image)."""
+    if view.empty:
+        return pd.DataFrame()
+    rows = []
+    for (label, model, family, variant, device), group in view.groupby(
+        ["label", "model", "family", "variant", "device"], sort=False
+    ):
+        first = group.iloc[0]
+        row = {
+            "machine": label,
+            "model": model,
+            "parameters": f"{int(first['parameters']):,}" if pd.notna(first["parameters"]) else "",
+            "forward an image": flops_said(first["flops"]) if pd.notna(first["flops"]) else "",
+            "step": f"{family} {variant} on {device}",
+        }
+        for _, r in group.iterrows():
+            if r["measure"] == "speedup":
+                cell = interval_said(r["value"], r["low"], r["high"])
+            else:
+                cell = f"{fmt_time(r['value'])} an image"
+            row[f"batch {int(r['batch_size']):,}"] = cell
+        row["crossover"] = first["crossover"]
+        rows.append(row)
+    table = pd.DataFrame(rows).fillna("")
+    sizes = [f"batch {n:,}" for n in sorted(view["batch_size"].astype(int).unique())]
+    first = ["machine", "model", "parameters", "forward an image", "step"]
+    return table[[*first, *(s for s in sizes if s in table), "crossover"]]

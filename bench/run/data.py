@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 
-from bench.measure.plan import Plan
+from bench.format import records as fmt
+from bench.measure.plan import ModelPlan, Plan
 from fmnist_model import (
     SPLIT_SIZES,
     DataError,
@@ -22,8 +23,19 @@ from fmnist_model import (
     resolve_source,
     train_epoch_resident,
 )
+from fmnist_model.data import fake_split
+from fmnist_model.models import ModelSpec
 
-__all__ = ["check_data", "data_for", "reference_labels", "split", "trained_state"]
+__all__ = [
+    "build",
+    "builder",
+    "check_data",
+    "model_part",
+    "data_for",
+    "reference_labels",
+    "split",
+    "trained_state",
+]
 
 # Images the untimed training behind the inference cases sees: enough for a sane accuracy
 # (0.98 on the synthetic set after 6,000), a fraction of an epoch's cost.
@@ -77,8 +89,16 @@ def check_data(plan: Plan) -> dict | None:
     return counts
 
 
-def split(plan: Plan, train: bool):
-    """The training or test split as this run's plan has it (downloaded and checked before the run: no download here)."""
+def split(plan: Plan, train: bool, model: ModelPlan | None = None):
+    """The training or test split as this run's plan has it (downloaded and checked before the run: no download
+    here): the notes' data for the CNN, torchvision's FakeData of its input shape for any other model."""
+    if model is not None and not model.is_cnn:
+        return fake_split(
+            model.input_shape,
+            model.classes,
+            train=train,
+            images=model.train_images if train else model.test_images,
+        )
     return load_split(
         plan.dataset_name,
         train=train,
@@ -87,31 +107,51 @@ def split(plan: Plan, train: bool):
     )
 
 
-def trained_state(plan: Plan, train_split) -> dict:
+def build(model: ModelPlan | None):
+    """A fresh instance of the case's model (None: the notes' CNN), torch seeded first by the caller."""
+    return builder(model)()
+
+
+def builder(model: ModelPlan | None):
+    """What makes a fresh instance of the case's model: the notes' Network, or the model's spec built."""
+    if model is None or model.is_cnn:
+        return Network
+    return ModelSpec(model.name, model.input_shape, model.classes).build
+
+
+def model_part(model: ModelPlan | None) -> dict:
+    """What a case of a run that names models adds to its extra_info: which model, and its size (nothing for a run
+    of the CNN alone: its cases are saved as they always were)."""
+    return {} if model is None else {"model": fmt.ModelInfo.read(model.record()).write()}
+
+
+def trained_state(plan: Plan, train_split, model: ModelPlan | None = None) -> dict:
     """Weights after one untimed resident epoch over the first 10,000 training images on the CPU
     at torch's default threads, so inference accuracy means something."""
     before = torch.get_num_threads()
     torch.set_num_threads(plan.default_threads)
     try:
         torch.manual_seed(0)
-        model = Network()
+        network = build(model)
         n = min(len(train_split), WEIGHTS_IMAGES)
         train_epoch_resident(
-            model, make_optimizer(model), train_split.images[:n], train_split.labels[:n], 100
+            network, make_optimizer(network), train_split.images[:n], train_split.labels[:n], 100
         )
     finally:
         torch.set_num_threads(before)
-    return model.state_dict()
+    return network.state_dict()
 
 
-def reference_labels(plan: Plan, test_split, trained_state: dict) -> torch.Tensor:
+def reference_labels(
+    plan: Plan, test_split, trained_state: dict, model: ModelPlan | None = None
+) -> torch.Tensor:
     """What every inference pipeline's labels are compared with: float32 eager (inference_mode) on
     the CPU, the trained weights, the whole test split (the notes' predictions, before any step)."""
     before = torch.get_num_threads()
     torch.set_num_threads(plan.default_threads)
     try:
-        model = Network()
-        model.load_state_dict(trained_state)
-        return predict(model, test_split.images, 1000)
+        network = build(model)
+        network.load_state_dict(trained_state)
+        return predict(network, test_split.images, 1000)
     finally:
         torch.set_num_threads(before)

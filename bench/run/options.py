@@ -30,6 +30,7 @@ from bench.measure.plan import (
 )
 from bench.measure.telemetry import PERIOD_S
 from bench.run.data import check_data, data_for
+from bench.run.models import model_plans
 from fmnist_model import DEFAULT_DOWNLOAD_TIMEOUT, DEFAULT_ROOT, SOURCES
 
 __all__ = ["UNUSED_BENCHMARK_OPTIONS", "Settings", "add_options", "given", "settings"]
@@ -85,6 +86,25 @@ def add_options(parser: pytest.Parser) -> None:
         "--quick",
         action="store_true",
         help="smoke run: small subsets, short sweeps, one timed round (well under a minute on 2 cores)",
+    )
+    group.addoption(
+        "--model",
+        default=None,
+        help="comma-separated models to measure: cnn (the notes' CNN on FashionMNIST), torchvision:NAME (any "
+        "torchvision classifier, built without weights) or module.path:callable (yours, returning an nn.Module; "
+        "called with num_classes=N where it takes it); every model but cnn trains on torchvision's FakeData "
+        "(default: cnn)",
+    )
+    group.addoption(
+        "--input-shape",
+        default=None,
+        help="C,H,W of one input image for the models other than cnn (default: 3 and the crop size of a "
+        "torchvision model's weights, 224 for most; required for module.path:callable)",
+    )
+    group.addoption(
+        "--classes",
+        default=None,
+        help="classes of the models other than cnn: torchvision models are built with num_classes=N (default: 10)",
     )
     group.addoption(
         "--dataset",
@@ -181,6 +201,7 @@ def settings(config: pytest.Config) -> Settings:
         except ValueError as exc:
             raise pytest.UsageError(f"{name}: {exc}") from None
     _check_present(parsed["--devices"])
+    models = model_plans(opt)
     try:
         download_timeout = parse_seconds(opt.download_timeout, most=MAX_DOWNLOAD_TIMEOUT)
     except ValueError as exc:
@@ -212,6 +233,7 @@ def settings(config: pytest.Config) -> Settings:
         max_time=max_time,
         pipelines=parsed["--pipelines"],
         ladder=parsed["--ladder"],
+        models=models,
     )
     return Settings(
         plan=plan,

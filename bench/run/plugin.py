@@ -321,7 +321,13 @@ class Suite:
             )
             for case in self.plan.cases(family)
         ]
-        metafunc.parametrize(list(FAMILY_AXES[family]), cases_, indirect=["cpu_threads"])
+        axes = list(FAMILY_AXES[family])
+        if self.plan.models and family != "limits":
+            axes.insert(
+                0, "model"
+            )  # (a run of the CNN alone names no model: the ids it always had)
+        indirect = [axis for axis in ("cpu_threads", "model") if axis in axes]
+        metafunc.parametrize(axes, cases_, indirect=indirect)
 
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]

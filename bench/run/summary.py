@@ -14,9 +14,9 @@ from pathlib import Path
 
 from bench.analysis.derive import mostly_busy
 from bench.analysis.intervals import BUSY, interval_said, ratio_estimate
-from bench.analysis.words import WIDTH, cases, faults_said, fmt_time, folded
+from bench.analysis.words import WIDTH, cases, faults_said, flops_said, fmt_time, folded
 from bench.format import records as fmt
-from bench.format.names import FAMILIES, NOISY_IQR_SHARE, SPEEDUP_FAMILIES
+from bench.format.names import CNN_MODEL, FAMILIES, NOISY_IQR_SHARE, SPEEDUP_FAMILIES
 from bench.measure.telemetry import OUTSIDE_SHARE
 
 __all__ = ["THREADS_MARGIN", "WIDTH", "end_summary"]
@@ -339,10 +339,11 @@ def _wrapped(lines: list[str], width: int | None) -> list[str]:
 def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     """The answer for the machine of one saved run (or of the run just made, before it is saved), on one screen:
     speedups and crossovers, the CPU by thread count, where a seed epoch goes, the ladder, and the
-    run's health. Folded at `width` columns, as a terminal shows it (None: a line a statement, as
-    tests read it)."""
-    from bench.analysis import figures
-    from bench.analysis.headline import GLOSSARY, headline
+    run's health. A run of several models (--model) answers for each alone, after the view of all of
+    them against the work an image. Folded at `width` columns, as a terminal shows it (None: a line a
+    statement, as tests read it)."""
+    from bench.analysis import models as by
+    from bench.analysis.headline import GLOSSARY, TO_MEASURE, model_headline
     from bench.analysis.rows import runs_to_frame
 
     typed = fmt.read_run(run)
@@ -350,33 +351,71 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     ours = [b for b in found if isinstance(b, dict) and fmt.Benchmark.read(b).group in FAMILIES]
     frame = runs_to_frame([(Path("this run"), {**run, "benchmarks": ours})])
     state = typed.ours.run or fmt.RunState()
-    threads = typed.default_threads
     if frame.empty:
         return [_health_empty(len(ours), state)]
     devices = set(frame["device"].astype(str))
-    cross = figures.crossovers(figures.speedups(frame.iloc[:0]))
-    load = typed.ours.load
-    busy_run = mostly_busy(load.write() if load is not None else {})
-    choices = figures.cpu_choices(frame)
     reference = None
     if devices == {"cpu"}:
         from bench.analysis.reference import load_reference
 
         reference = load_reference()
-    # The verdict first, in at most five lines; the detail after it.
-    try:
-        verdict = headline(frame, reference)
-    # (a fault in the verdict must not take the detail with it: the plugin would lose the whole answer)
-    except Exception as exc:
-        verdict = [
-            f"The verdict could not be worded ({type(exc).__name__}: {exc}); the detail follows."
-        ]
-    lines: list[str] = list(verdict)
-    if lines:
-        lines += ["", f"In detail (the terms: {GLOSSARY}):"]
+    models = by.models_of(frame) or [CNN_MODEL]
+    named = models != [CNN_MODEL]
+    # The verdict first, in at most five lines a model; the detail after it.
+    verdicts = []
+    for model in models:
+        try:
+            verdicts.append(model_headline(frame, reference, model, named))
+        # (a fault in the verdict must not take the detail with it: the plugin would lose the whole answer)
+        except Exception as exc:
+            verdicts.append(
+                [
+                    f"The verdict could not be worded ({type(exc).__name__}: {exc}); the detail follows."
+                ]
+            )
+    lines: list[str] = []
+    for verdict in verdicts:
+        lines += [*([""] if lines and verdict else []), *verdict]
+    if len(models) > 1:
+        lines += ["", *_by_model_section(by.by_model(frame))]
+    last: list[str] = []
+    for model in models:
+        rows = by.of_model(frame, model)
+        heading = f"In detail{f', {model}' if named else ''} (the terms: {GLOSSARY}):"
+        detail, said_last = _detail(rows, typed, reference, bool(lines))
+        lines += [*(["", heading] if lines else []), *detail]
+        # (several models: each one's reference figures close its own detail)
+        last, lines = (said_last, lines) if not named else ([], lines + said_last)
+    load = typed.ours.load
+    lines.append(_health(frame, len(frame), state, passed_over=len(ours) - len(frame), load=load))
+    # The detail runs to a screen or more after the verdict: its main figure again, last, where a terminal
+    # leaves the eye, with where the rest of it is.
+    for model, verdict in zip(models, verdicts, strict=True):
+        if verdict[1:2] and not verdict[1].startswith(TO_MEASURE):
+            last.append(
+                f"In short{f' ({model})' if named else ''}: {verdict[1].strip()} "
+                "(the verdict in full: under the heading above)."
+            )
+    return _wrapped(lines + last, width)
+
+
+def _detail(frame, typed: fmt.Run, reference, after_verdict: bool) -> tuple[list[str], list[str]]:
+    """The detail of one model's figures (with the device limits): the lines under its heading, and those said
+    last on the screen (a machine without a GPU: the reference GPUs' figures)."""
+    from bench.analysis import figures
+
+    threads = typed.default_threads
+    devices = set(frame["device"].astype(str))
+    cross = figures.crossovers(figures.speedups(frame.iloc[:0]))
+    load = typed.ours.load
+    busy_run = mostly_busy(load.write() if load is not None else {})
+    choices = figures.cpu_choices(frame)
+    lines: list[str] = []
     # A run the load held says so before its figures: every verdict below it could be the load's.
     # (the verdict said the load already: its detail keeps what to do about it)
-    lines += (_busy_opening(load, choices, threads)[1 if lines else 0 :]) if busy_run else []
+    lines += (
+        (_busy_opening(load, choices, threads)[1 if after_verdict else 0 :]) if busy_run else []
+    )
     # on a machine without a GPU, the reference GPUs' figures: the last lines on the screen
     last: list[str] = []
     if devices - {"cpu"} and "cpu" in devices:
@@ -386,11 +425,13 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     elif devices == {"cpu"}:
         from bench.analysis.reference import against_reference, reference_said
 
-        last = reference_said(against_reference(frame, reference), busy_run=busy_run) or [
+        models = set(frame["model"].dropna())
+        mine = reference if reference is None else reference[reference["model"].isin(models)]
+        last = reference_said(against_reference(frame, mine), busy_run=busy_run) or [
             "No GPU in this run, and no reference runs in this checkout (results/reference/): no speedup to show."
             if reference.empty
-            else "No GPU in this run, and no reference GPU figure of the same work (family, batch size and images, "
-            "this CPU at torch's default thread count): no speedup to show."
+            else "No GPU in this run, and no reference GPU figure of the same work (model, family, batch size "
+            "and images, this CPU at torch's default thread count): no speedup to show."
         ]
     else:
         lines.append(
@@ -401,14 +442,45 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     steps = figures.ladder(frame, "train")
     lines += _ladder_section(steps, figures.fastest_steps(steps), threads, _moves(frame))
     lines += _limits_section(frame, cross)
-    lines.append(_health(frame, len(frame), state, passed_over=len(ours) - len(frame), load=load))
-    # The detail runs to a screen or more after the verdict: its main figure again, last, where a terminal
-    # leaves the eye, with where the rest of it is.
-    if verdict[1:2]:
-        last.append(
-            f"In short: {verdict[1].strip()} (the verdict in full: under the heading above)."
+    return lines, last
+
+
+def _by_model_section(view) -> list[str]:
+    """Where model size moves the crossover, on this machine: each model's size, then per step its GPU speedup
+    by batch size (or its CPU's time an image, without a GPU) and its crossover."""
+    from bench.analysis.headline import times_said
+
+    if view.empty:
+        return []
+    gpu = (view["measure"] == "speedup").any()
+    lines = [
+        "By model (the work an image moves the crossover: "
+        + (
+            "the GPU's speedup over the CPU at torch's default threads, with its 95% interval):"
+            if gpu
+            else "no GPU here, so each model's CPU time an image, the median and its quartiles):"
         )
-    return _wrapped(lines + last, width)
+    ]
+    for (model, family, variant, device), rows in view.groupby(
+        ["model", "family", "variant", "device"], sort=False
+    ):
+        first = rows.iloc[0]
+        size = f"{flops_said(first['flops'])} an image"
+        if first["measure"] == "speedup":
+            cells = [
+                f"{int(r['batch_size']):,}: {times_said(r['value'], r['low'], r['high'])}"
+                for _, r in rows.iterrows()
+            ]
+            said = f"; {first['crossover']}" if first["crossover"] else ""
+        else:
+            cells = [
+                f"{int(r['batch_size']):,}: {fmt_time(r['value'])}" for _, r in rows.iterrows()
+            ]
+            said = ""
+        lines.append(
+            f"  {model} ({size}), {family} {variant} on {device}: {'; '.join(cells)}{said}"
+        )
+    return lines
 
 
 def _moves(frame) -> dict:

@@ -1,0 +1,94 @@
+"""The models of a run (--model, --input-shape, --classes): each named, built and tried on the CPU before any case,
+and given its bounded work."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.measure.plan import (
+    EPOCH_TRAIN_FLOPS,
+    MAX_MODEL_IMAGES,
+    PASS_FLOPS,
+    QUICK_SHARE,
+    QUICK_TEST_IMAGES,
+    QUICK_TRAIN_IMAGES,
+    TRAIN_FLOPS_PER_FORWARD,
+    ModelPlan,
+    bounded_images,
+)
+from fmnist_model.models import (
+    ModelError,
+    check_model,
+    parse_classes,
+    parse_input_shape,
+    parse_models,
+    spec_of,
+)
+
+__all__ = ["model_plans"]
+
+
+def model_plans(opt) -> tuple[ModelPlan, ...]:
+    """The run's models with their work, or () for the notes' CNN alone (a run as it always was). A model that
+    does not import, build, take the input shape or give [batch, classes] is a usage error naming the
+    option, before any case."""
+    try:
+        names = parse_models(opt.model)
+    except ModelError as exc:
+        raise pytest.UsageError(f"--model: {exc}") from None
+    shape = classes = None
+    try:
+        if opt.input_shape is not None:
+            shape = parse_input_shape(opt.input_shape)
+    except ModelError as exc:
+        raise pytest.UsageError(f"--input-shape: {exc}") from None
+    try:
+        if opt.classes is not None:
+            classes = parse_classes(opt.classes)
+    except ModelError as exc:
+        raise pytest.UsageError(f"--classes: {exc}") from None
+    if names == ("cnn",):
+        if shape is not None or classes is not None:
+            given = "--input-shape" if shape is not None else "--classes"
+            raise pytest.UsageError(
+                f"{given}: the notes' CNN takes 1x28x28 images of 10 classes; {given} is for "
+                "another model (--model torchvision:NAME or module.path:callable)"
+            )
+        return ()
+    quick = bool(opt.quick)
+    plans = []
+    for name in names:
+        try:
+            spec = spec_of(name, shape, classes)
+            facts = check_model(spec)
+        except ModelError as exc:
+            option = "--input-shape" if "rejects input" in str(exc) else "--model"
+            raise pytest.UsageError(f"{option}: {exc}") from None
+        if spec.is_cnn:
+            # The CNN's work is the notes' whole split (the quick run's subset), as in a run of it alone.
+            train_images, test_images = (
+                (QUICK_TRAIN_IMAGES, QUICK_TEST_IMAGES) if quick else (None, None)
+            )
+        else:
+            share = QUICK_SHARE if quick else 1
+            train_images = bounded_images(
+                TRAIN_FLOPS_PER_FORWARD * facts.flops_per_image,
+                EPOCH_TRAIN_FLOPS / share,
+                MAX_MODEL_IMAGES // share,
+            )
+            test_images = bounded_images(
+                facts.flops_per_image, PASS_FLOPS / share, MAX_MODEL_IMAGES // share
+            )
+        plans.append(
+            ModelPlan(
+                name=spec.name,
+                label=spec.label,
+                input_shape=spec.input_shape,
+                classes=spec.classes,
+                parameters=facts.parameters,
+                flops_per_image=facts.flops_per_image,
+                train_images=train_images,
+                test_images=test_images,
+            )
+        )
+    return tuple(plans)
