@@ -25,11 +25,17 @@ __all__ = ["CaseCost", "PlanCost", "case_cost", "describe", "main", "plan_cost",
 
 
 def round_images(plan: Plan, family: str, params: dict) -> int | None:
-    """Images per round of a case under `plan` (None for copies)."""
+    """Images per round of a case under `plan` (None for copies): a model's own bounded epoch and pass where
+    the case names one (--model)."""
+    model = plan.model(params.get("model"))
+    train = model.train_images if model is not None else None
+    test = model.test_images if model is not None else None
     if family == "train":
-        return min(plan.train_images or SPLIT_IMAGES["train"], SPLIT_IMAGES["train"])
+        return min(train or plan.train_images or SPLIT_IMAGES["train"], SPLIT_IMAGES["train"])
     if family == "inference":
-        split = min(plan.test_images or SPLIT_IMAGES["inference"], SPLIT_IMAGES["inference"])
+        split = min(
+            test or plan.test_images or SPLIT_IMAGES["inference"], SPLIT_IMAGES["inference"]
+        )
         return min(split, params["batch_size"] * plan.pass_batches)
     return None
 
@@ -76,7 +82,9 @@ def case_cost(plan: Plan, family: str, params: dict, profile: Profile) -> CaseCo
             sample = n * per_batch
     # The ladder's extras: compiling or capturing its shapes, and (train) one profiled epoch.
     extras = profile.prepare_s(family, params)
-    if family == "train" and plan.breakdown_for(params["batch_size"]):
+    if family == "train" and plan.breakdown_for(
+        params["batch_size"], plan.model(params.get("model"))
+    ):
         loader = train_config(pipeline, params["device"]).data == "dataloader"
         profiled = profile_size(
             images,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from bench.analysis.derive import loglog_interp
 from bench.format import records as fmt
+from bench.format.names import CNN_MODEL
 from bench.measure.plan import (
     FAMILIES,
 )
@@ -32,12 +33,14 @@ __all__ = [
 
 VARIANT_AXES = {
     "limits": ("limit", "dtype"),
-    "transfer": ("direction", "memory", "dtype"),
-    "inference": ("mode", "pipeline"),
-    "train": ("pipeline",),
+    "transfer": ("model", "direction", "memory", "dtype"),
+    "inference": ("model", "mode", "pipeline"),
+    "train": ("model", "pipeline"),
 }
-# Runs of format 2 have no inference pipeline: they ran inference_mode.
-_DEFAULT_AXIS = {"pipeline": "inference_mode"}
+# Runs of format 2 have no inference pipeline: they ran inference_mode. A case that names no model ran
+# the notes' CNN (format 8): another model's cases are predicted from its own alone, never from the
+# CNN's (a model never measured here is "not predictable" until its first cases finish).
+_DEFAULT_AXIS = {"pipeline": "inference_mode", "model": CNN_MODEL}
 # A limits case has no size axis: each (limit, dtype) is one case a device, its size 0 here.
 SIZE_AXIS = {"limits": "", "transfer": "size", "inference": "batch_size", "train": "batch_size"}
 SPLIT_IMAGES = {"train": 60_000, "inference": 10_000}

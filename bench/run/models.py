@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench.analysis.words import flops_said
 from bench.measure.plan import (
     EPOCH_TRAIN_FLOPS,
     MAX_MODEL_IMAGES,
@@ -25,7 +26,7 @@ from fmnist_model.models import (
     spec_of,
 )
 
-__all__ = ["model_plans"]
+__all__ = ["model_plans", "models_said"]
 
 
 def model_plans(opt) -> tuple[ModelPlan, ...]:
@@ -92,3 +93,27 @@ def model_plans(opt) -> tuple[ModelPlan, ...]:
             )
         )
     return tuple(plans)
+
+
+def models_said(plan) -> list[str]:
+    """The header's lines of a run that names models: each model, its size and what its epoch is."""
+    if not plan.models:
+        return []
+    lines = ["fmnist-bench: models (each measured on its own; --model):"]
+    for model in plan.models:
+        if model.is_cnn:
+            train = f"{model.train_images:,}" if model.train_images else "all 60,000"
+            lines.append(
+                f"    cnn: the notes' CNN on {plan.dataset_name}, an epoch {train} images "
+                f"({model.parameters:,} parameters, {flops_said(model.flops_per_image)} an image forward)"
+            )
+            continue
+        train_sizes = ", ".join(f"{n:,}" for n in plan.batch_sizes("train", model))
+        test_sizes = ", ".join(f"{n:,}" for n in plan.batch_sizes("inference", model))
+        lines.append(
+            f"    {model.label}: {model.parameters:,} parameters, {flops_said(model.flops_per_image)} an "
+            f"image forward (torch's flop counter); on torchvision's FakeData, an epoch {model.train_images:,} "
+            f"images and a test pass {model.test_images:,} (bounded by its FLOPs, the same on every device); "
+            f"batch sizes: train {train_sizes}; inference {test_sizes}"
+        )
+    return lines

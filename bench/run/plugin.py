@@ -29,6 +29,7 @@ from bench.run import fixtures, pbench, saving
 from bench.run.context import SESSION, Machine, RunContext
 from bench.run.cost import case_cost
 from bench.run.estimate import Profile, observation
+from bench.run.models import models_said
 from bench.run.options import UNUSED_BENCHMARK_OPTIONS, given, settings
 from bench.run.progress import WIDTH, case_headline, fold, progress_line
 from bench.run.state import RunState, drop_lineless_entries, install_stop_signals
@@ -275,6 +276,7 @@ class Suite:
                 f"    {family} at least {b.min_rounds}, then until {b.max_time:g} s, at most {b.max_rounds}"
                 for family, b in plan.budgets.items()
             ),
+            *models_said(plan),
             f"fmnist-bench: CPU threads per family: {threads} (torch's default here: {plan.default_threads})",
             f"fmnist-bench: host allocator {saving.allocator_said(self.context.host_allocator)}",
             saving.load_said(self.load_before),

@@ -1,0 +1,359 @@
+"""Any model (--model): naming, building and checking a model, its bounded work, its cases, and a run of two models
+end to end, kept apart in the answer, the report and compare."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.analysis import models as by
+from bench.analysis.rows import runs_to_frame
+from bench.format.names import case_id
+from bench.format.schema import run_errors
+from bench.measure.plan import (
+    MAX_MODEL_IMAGES,
+    MIN_MODEL_IMAGES,
+    ModelPlan,
+    Plan,
+    bounded_images,
+)
+from bench.report.compare import main as compare_main
+from bench.report.page import model_slug, write_report
+from bench.run.summary import end_summary
+from fmnist_model.data import FAKE, fake_split
+from fmnist_model.models import (
+    ModelError,
+    ModelSpec,
+    check_model,
+    parse_classes,
+    parse_input_shape,
+    parse_models,
+    spec_of,
+)
+from tests import harness
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider"]
+TINY = "tests.tiny_model:build"
+
+
+# ---------------------------------------------------------------- naming and checking a model
+
+
+def test_model_names_are_parsed_and_bad_ones_named():
+    assert parse_models(None) == ("cnn",)
+    assert parse_models("cnn, torchvision:resnet18,pkg.mod:build") == (
+        "cnn",
+        "torchvision:resnet18",
+        "pkg.mod:build",
+    )
+    for bad, said in (
+        ("resnet18", "is not cnn, torchvision:NAME or module.path:callable"),
+        ("mod:", "is not cnn"),
+        ("cnn,,cnn", "comma-separated"),
+        ("cnn,cnn", "names a model twice"),
+    ):
+        with pytest.raises(ModelError, match=said):
+            parse_models(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("3,7", "expected C,H,W"),
+        ("3,0,4", "expected C,H,W"),
+        ("a,b,c", "expected C,H,W"),
+        ("5,8,8", "1 to 4"),
+        ("3,9000,8", "more than 8,192"),
+    ],
+)
+def test_a_bad_input_shape_is_named(text, said):
+    with pytest.raises(ModelError, match=said):
+        parse_input_shape(text)
+
+
+def test_shapes_and_classes_that_are_well_formed():
+    assert parse_input_shape("3,64,64") == (3, 64, 64)
+    assert parse_input_shape("1x28x28") == (1, 28, 28)
+    assert parse_classes("100") == 100
+    for bad in ("1", "ten", "0"):
+        with pytest.raises(ModelError):
+            parse_classes(bad)
+
+
+def test_the_cnn_keeps_its_own_shape_and_another_model_must_say_one():
+    assert spec_of("cnn", None, None) == ModelSpec("cnn", (1, 28, 28), 10)
+    # a torchvision model's default: 3 channels at its weights' crop size (inception_v3's is 299)
+    assert spec_of("torchvision:resnet18", None, None).input_shape == (3, 224, 224)
+    assert spec_of("torchvision:inception_v3", None, 5) == ModelSpec(
+        "torchvision:inception_v3", (3, 299, 299), 5
+    )
+    with pytest.raises(ModelError, match="cannot say what shape"):
+        spec_of(TINY, None, None)
+    # a module that does not import says so before anything else
+    with pytest.raises(ModelError, match="cannot import nosuch.module"):
+        spec_of("nosuch.module:build", None, None)
+
+
+def test_resnet18_is_counted_as_torch_counts_it():
+    spec = spec_of("torchvision:resnet18", (3, 64, 64), 10)
+    facts = check_model(spec)
+    assert facts.parameters == 11_181_642
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(2, 3, 64, 64))
+    assert facts.flops_per_image == counter.get_total_flops() / 2
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "classes", "said"),
+    [
+        ("torchvision:nosuchnet", (3, 8, 8), 10, "torchvision has no classification model"),
+        ("torchvision:resnet1", (3, 8, 8), 10, "did you mean resnet18"),
+        ("tests.tiny_model:nothing", (3, 8, 8), 10, "has no 'nothing'"),
+        ("tests.tiny_model:not_a_model", (3, 8, 8), 10, "returned a str, not a torch.nn.Module"),
+        ("tests.tiny_model:raises", (3, 8, 8), 10, "raised RuntimeError: the user's builder"),
+        ("torchvision:resnet18", (1, 28, 28), 10, r"rejects input of shape \[2, 1, 28, 28\]"),
+    ],
+)
+def test_a_model_that_cannot_be_measured_is_named_with_why(name, shape, classes, said):
+    with pytest.raises(ModelError, match=said):
+        check_model(ModelSpec(name, shape, classes))
+
+
+def test_an_output_that_is_not_batch_by_classes_is_refused():
+    # the tiny model returns 10 logits: asked for 7 classes through a builder that ignores it
+    spec = ModelSpec("tests.tiny_model:build", (3, 8, 8), 7)
+    assert check_model(spec).parameters > 0  # it takes num_classes: [2, 7]
+    with pytest.raises(ModelError, match=r"not logits of \[batch, classes\] = \[2, 7\]"):
+        check_model(ModelSpec("torch.nn:Flatten", (1, 1, 10), 7))
+
+
+def test_a_lazy_model_gets_its_weights_before_an_optimizer_sees_them():
+    model = ModelSpec(TINY, (2, 8, 8), 10).build()
+    assert not any(
+        isinstance(p, torch.nn.parameter.UninitializedParameter) for p in model.parameters()
+    )
+    torch.optim.Adam(model.parameters())  # (an uninitialized parameter would raise here)
+
+
+# ---------------------------------------------------------------- its bounded work
+
+
+def test_an_epoch_is_bounded_by_the_model_s_work_alone():
+    # resnet18 at 3x64x64: 296 MFLOP forward, about 3 of that trained: 1,000 images within 1 TFLOP
+    assert bounded_images(3 * 296e6, 1e12, MAX_MODEL_IMAGES) == 1000
+    assert bounded_images(296e6, 1e12 / 6, MAX_MODEL_IMAGES) == 500
+    # rounded down to one significant digit, never under the floor, never over the cap
+    assert bounded_images(1e12 / 2345, 1e12, MAX_MODEL_IMAGES) == 2000
+    assert bounded_images(1e15, 1e12, MAX_MODEL_IMAGES) == MIN_MODEL_IMAGES
+    assert bounded_images(1.0, 1e12, MAX_MODEL_IMAGES) == MAX_MODEL_IMAGES
+
+
+def _model(name="torchvision:resnet18", train=1000, test=500) -> ModelPlan:
+    return ModelPlan(
+        name=name,
+        label=f"{name} 3x64x64",
+        input_shape=(3, 64, 64),
+        classes=10,
+        parameters=11_181_642,
+        flops_per_image=296e6,
+        train_images=train,
+        test_images=test,
+    )
+
+
+def _plan(**kw) -> Plan:
+    return Plan(devices=("cpu",), dataset_name="synthetic", default_threads=2, **kw)
+
+
+def test_the_cnn_alone_names_no_model_and_several_make_it_an_axis():
+    alone = _plan()
+    assert all("model" not in case for f in ("transfer", "train") for case in alone.cases(f))
+    cnn = ModelPlan("cnn", "cnn", (1, 28, 28), 10, 32_998, 464_880, None, None)
+    both = _plan(models=(cnn, _model()))
+    train = both.cases("train")
+    assert [c for c in train if c["model"] == "cnn"] == [
+        {"model": "cnn", **c} for c in alone.cases("train")
+    ]
+    resnet = [c for c in train if c["model"] == "torchvision:resnet18"]
+    # batch sizes an epoch of 1,000 holds whole; the ladder at the one nearest 1,000
+    assert {c["batch_size"] for c in resnet} == {100, 1000}
+    assert {c["pipeline"] for c in resnet if c["batch_size"] == 100} == {"seed", "resident"}
+    assert {c["batch_size"] for c in both.cases("inference") if c["model"] != "cnn"} == {1, 10, 100}
+    # copies of its shape: the sizes up to its epoch, and its epoch
+    assert {c["size"] for c in both.cases("transfer") if c["model"] != "cnn"} == {1, 100, 1000}
+    # the limits are the device's: no model
+    assert all("model" not in case for case in both.cases("limits"))
+    assert case_id(resnet[0]) == "torchvision:resnet18-cpu-2t-100-seed"
+    # the plan saved names its models; a run of the CNN alone saves the plan it always did
+    assert "models" not in alone.summary()
+    assert [m["name"] for m in both.summary()["models"]] == ["cnn", "torchvision:resnet18"]
+
+
+def test_fake_data_is_the_same_images_in_both_forms():
+    split = fake_split((3, 6, 5), 7, train=True, images=20)
+    assert split.name == FAKE and split.images.shape == (20, 3, 6, 5)
+    assert split.images.dtype == torch.uint8 and int(split.labels.max()) < 7
+    image, label = split.dataset[4]
+    assert torch.equal(image, split.images[4].float() / 255) and label == int(split.labels[4])
+    test = fake_split((3, 6, 5), 7, train=False, images=20)
+    assert not torch.equal(test.images, split.images)  # the test split's images are its own
+    with pytest.raises(ValueError, match="positive"):
+        fake_split((3, 6, 5), 7, train=True, images=0)
+
+
+# ---------------------------------------------------------------- the command line
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--model", "nosuch.module:build"], "--model: cannot import nosuch.module"),
+        (["--model", "torchvision:nosuchnet"], "--model: torchvision has no classification model"),
+        (
+            ["--model", "torchvision:resnet18", "--input-shape", "3,7"],
+            "--input-shape: expected C,H,W",
+        ),
+        (["--input-shape", "3,64,64"], "--input-shape: the notes' CNN takes 1x28x28"),
+        (["--model", f"{TINY}", "--input-shape", "3,8,8", "--classes", "1"], "--classes"),
+    ],
+)
+def test_a_model_that_cannot_run_is_a_usage_error_before_any_work(tmp_path, args, said):
+    store = tmp_path / "store"
+    result = harness.run(
+        [*BENCH, "--quick", "--devices", "cpu", *args, f"--benchmark-storage=file://{store}",
+         "--benchmark-autosave"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 4, result.stdout[-2000:] + result.stderr[-2000:]
+    assert said in result.stderr
+    assert not store.exists() or not any(store.rglob("*.json"))  # nothing saved
+
+
+# ---------------------------------------------------------------- two models, end to end
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory):
+    """A quick run of the notes' CNN and the tests' tiny model, cut to a few cases a model."""
+    tmp = tmp_path_factory.mktemp("models")
+    store = tmp / "store"
+    result = harness.run(
+        [
+            *BENCH, "--quick", "--devices", "cpu", "--model", f"cnn,{TINY}",
+            "--input-shape", "1,8,8", "--classes", "5", "--batch-sizes", "100",
+            "--pipelines", "seed,resident,inference_mode", "--cpu-threads", "default",
+            "--benchmark-autosave", f"--benchmark-storage=file://{store}",
+            f"--benchmark-json={tmp / 'run.json'}",
+        ],
+        cwd=REPO, env={**os.environ, "COLUMNS": "100"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return {
+        "tmp": tmp,
+        "store": store,
+        "json": json.loads((tmp / "run.json").read_text()),
+        "output": result.stdout,
+    }
+
+
+def test_every_case_names_its_model_and_the_run_its_models(two_models):
+    run = two_models["json"]
+    assert run_errors(run) == []
+    for bench in run["benchmarks"]:
+        if bench["group"] == "limits":
+            assert "model" not in bench["params"] and "model" not in bench["extra_info"]
+            continue
+        model = bench["params"]["model"]
+        assert bench["name"].split("[")[1].startswith(f"{model}-cpu")
+        info = bench["extra_info"]["model"]
+        assert info["name"] == model and info["parameters"] > 0 and info["flops_per_image"] > 0
+        if model == TINY:
+            assert info["input_shape"] == [1, 8, 8] and info["classes"] == 5
+            if bench["group"] != "transfer":
+                assert bench["extra_info"]["dataset"] == FAKE
+        else:
+            assert info["input_shape"] == [1, 28, 28] and info["classes"] == 10
+    plan = run["machine_info"]["fmnist_bench"]["plan"]
+    assert [m["name"] for m in plan["models"]] == ["cnn", TINY]
+    tiny = plan["models"][1]
+    assert tiny["train_images"] == 2000 and tiny["test_images"] == 2000  # the quick run's cap
+    trained = [b for b in run["benchmarks"] if b["group"] == "train"]
+    assert {b["params"]["model"] for b in trained} == {"cnn", TINY}
+    for bench in trained:  # loss, FLOPs and a binding limit beside every training time
+        extra = bench["extra_info"]
+        assert math.isfinite(extra["loss"]) and extra["work"]["flops_per_image"] > 0
+        assert "binding" in extra["limits"]
+        # its images are its own model's: a tiny epoch moves 1x8x8 images, the CNN's 1x28x28
+        copies = extra["work"]["copies"]
+        assert copies == []  # (none on the CPU)
+
+
+def test_the_answer_takes_each_model_alone_then_both_against_their_work(two_models):
+    lines = end_summary(two_models["json"], width=None)
+    text = "\n".join(lines)
+    first = lines[0]
+    assert first.startswith("cnn (32,998 parameters, 465 kFLOP an image forward): No GPU here.")
+    tiny = next(line for line in lines if line.startswith(TINY))
+    assert "no reference run of this model" in tiny
+    assert f"pytest bench --model {TINY} --input-shape 1,8,8 --classes 5" in text
+    assert "By model (the work an image moves the crossover" in text
+    assert "In detail, cnn (the terms" in text and f"In detail, {TINY} 1x8x8, 5 classes" in text
+    # the CNN's answer is held against the reference GPU; the tiny model's never is
+    tiny_detail = text.split(f"In detail, {TINY}")[1]
+    assert "the notes' loop (seed), batch" not in tiny_detail.split("cases measured")[0]
+
+
+def test_the_report_shows_each_model_on_its_page_and_the_view_across_them(two_models, tmp_path):
+    out = tmp_path / "report"
+    write_report(runs_to_frame([(Path("run.json"), two_models["json"])]), out)
+    tiny = f"{TINY} 1x8x8, 5 classes"
+    page = out / "models" / model_slug(tiny)
+    index, other = (out / "report.md").read_text(), (page / "report.md").read_text()
+    assert index.startswith("# fmnist-bench report: cnn") and other.startswith(
+        "# fmnist-bench report: tests.tiny\\_model:build 1x8x8, 5 classes"
+    )
+    assert "## Where model size moves the crossover" in index and (out / "by_model.png").exists()
+    # never mixed: the first page's epochs are the CNN's alone, the model's page has its own alone
+    for path, model in ((out, "cnn"), (page, TINY)):
+        drawn = pd.read_csv(path / "epoch_time.csv")
+        medians = [
+            b["stats"]["median"]
+            for b in two_models["json"]["benchmarks"]
+            if b["group"] == "train" and b["params"]["model"] == model
+        ]
+        assert sorted(drawn["y"]) == pytest.approx(sorted(medians)), model
+    html = (out / "index.html").read_text()
+    assert f'href="models/{model_slug(tiny)}/index.html"' in html
+    assert 'href="../../index.html"' in (page / "index.html").read_text()
+    view = by.by_model(runs_to_frame([(Path("run.json"), two_models["json"])]))
+    assert set(view["model"]) == {"cnn", tiny} and set(view["measure"]) == {"seconds an image"}
+
+
+def test_compare_refuses_runs_of_other_models(two_models, tmp_path, capsys):
+    new = two_models["json"]
+    # the same machine's run of the CNN alone: its cases and its plan name no model
+    old = json.loads(json.dumps(new))
+    old["benchmarks"] = [b for b in old["benchmarks"] if b["params"].get("model") in (None, "cnn")]
+    for bench in old["benchmarks"]:
+        bench["params"].pop("model", None)
+        bench["extra_info"].pop("model", None)
+    del old["machine_info"]["fmnist_bench"]["plan"]["models"]
+    paths = tmp_path / "old.json", tmp_path / "new.json"
+    for path, run in zip(paths, (old, new), strict=True):
+        path.write_text(json.dumps(run))
+    with pytest.raises(SystemExit) as stop:
+        compare_main([str(p) for p in paths])
+    assert stop.value.code == 2
+    assert f"OLD measured cnn and NEW cnn, {TINY} 1x8x8, 5 classes" in capsys.readouterr().err
