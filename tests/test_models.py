@@ -306,7 +306,7 @@ def test_the_answer_takes_each_model_alone_then_both_against_their_work(two_mode
     first = lines[0]
     assert first.startswith("cnn (32,998 parameters, 465 kFLOP an image forward): No GPU here.")
     tiny = next(line for line in lines if line.startswith(TINY))
-    assert "no reference run of this model" in tiny
+    assert "no reference GPU run of this model" in tiny
     assert f"pytest bench --model {TINY} --input-shape 1,8,8 --classes 5" in text
     assert "By model (the work an image moves the crossover" in text
     assert "In detail, cnn (the terms" in text and f"In detail, {TINY} 1x8x8, 5 classes" in text
@@ -357,3 +357,20 @@ def test_compare_refuses_runs_of_other_models(two_models, tmp_path, capsys):
         compare_main([str(p) for p in paths])
     assert stop.value.code == 2
     assert f"OLD measured cnn and NEW cnn, {TINY} 1x8x8, 5 classes" in capsys.readouterr().err
+
+
+def test_a_model_s_cases_are_predicted_from_its_own_never_from_the_cnn_s():
+    from bench.run.estimate import Observation, Profile
+
+    profile = Profile()
+    seed = {"device": "cpu", "cpu_threads": 2, "batch_size": 100, "pipeline": "seed"}
+    profile.add(Observation("train", "cpu", 2, ("seed",), 100, round_s=6.0, images=60_000))
+    assert profile.round_s("train", seed, 60_000) == (pytest.approx(6.0), True)
+    resnet = {"model": "torchvision:resnet18", **seed}
+    assert profile.round_s("train", resnet, 1000) == (None, False)
+    profile.add(
+        Observation(
+            "train", "cpu", 2, ("seed",), 100, round_s=6.0, images=1000, model=resnet["model"]
+        )
+    )
+    assert profile.round_s("train", resnet, 1000) == (pytest.approx(6.0), True)

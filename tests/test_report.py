@@ -333,6 +333,7 @@ def test_every_section_has_its_words_and_every_words_block_a_section():
         "cpu_only_quick",
         "reference_only",
         "reference_apart",
+        "by_model",  # the view across models: the first page's, over every model (page.py)
     }
     assert len({spec.title for spec in SECTIONS}) == len(SECTIONS)
 

@@ -296,7 +296,7 @@ def model_headline(
         quick = bool(own["quick"].all())
         load = _load_said(own)
         lines = [
-            "No GPU here, and no reference run of this model (the project's are of the notes' CNN): "
+            "No GPU here, and no reference GPU run of this model (the project's are of the notes' CNN): "
             "no GPU speedup to show.",
             f"{TO_MEASURE}, on a machine with a GPU: pytest bench {options} --benchmark-autosave, "
             "then bring its results/ folder here and run python -m bench report.",

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.analysis import figures
 from bench.format.names import CNN_MODEL
-
-from . import figures
 
 __all__ = ["BY_MODEL_COLUMNS", "by_model", "models_of", "of_model", "reference_missing"]
 

@@ -33,14 +33,12 @@ __all__ = [
 
 VARIANT_AXES = {
     "limits": ("limit", "dtype"),
-    "transfer": ("model", "direction", "memory", "dtype"),
-    "inference": ("model", "mode", "pipeline"),
-    "train": ("model", "pipeline"),
+    "transfer": ("direction", "memory", "dtype"),
+    "inference": ("mode", "pipeline"),
+    "train": ("pipeline",),
 }
-# Runs of format 2 have no inference pipeline: they ran inference_mode. A case that names no model ran
-# the notes' CNN (format 8): another model's cases are predicted from its own alone, never from the
-# CNN's (a model never measured here is "not predictable" until its first cases finish).
-_DEFAULT_AXIS = {"pipeline": "inference_mode", "model": CNN_MODEL}
+# Runs of format 2 have no inference pipeline: they ran inference_mode.
+_DEFAULT_AXIS = {"pipeline": "inference_mode"}
 # A limits case has no size axis: each (limit, dtype) is one case a device, its size 0 here.
 SIZE_AXIS = {"limits": "", "transfer": "size", "inference": "batch_size", "train": "batch_size"}
 SPLIT_IMAGES = {"train": 60_000, "inference": 10_000}
@@ -159,10 +157,14 @@ class Observation:
     prepare_s: float | None = None  # compiling or capturing its batch shapes (ladder steps that do)
     profile_s: float | None = None  # its profiled epoch (train, at the ladder's batch size)
     profile_images: int | None = None  # the images that profiled epoch ran over
+    # The model it ran (format 8; none named: the notes' CNN). Another model's cases are predicted from
+    # its own alone, never from the CNN's: a model never measured here is "not predictable" until its
+    # first cases finish. (By name: a run of it at another input shape predicts it, per image.)
+    model: str = CNN_MODEL
 
     @property
     def key(self) -> tuple:
-        return (self.family, self.device, self.threads, self.variant, self.size)
+        return (self.family, self.model, self.device, self.threads, self.variant, self.size)
 
 
 def _telling(run: fmt.Run) -> tuple[int, str]:
@@ -250,6 +252,7 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
         prepare_s=float(prepared) if prepared is not None else None,
         profile_s=profile_s,
         profile_images=profile_images if profile_s is not None else None,
+        model=str(params.model or CNN_MODEL),
     )
 
 
@@ -301,6 +304,7 @@ class Profile:
             for obs in self.observations.values():
                 same = (
                     obs.family == family
+                    and obs.model == params.get("model", CNN_MODEL)
                     and obs.device == params.get("device")
                     and obs.variant == _variant(family, params)
                 )
@@ -372,7 +376,10 @@ class Profile:
         same = [
             o
             for o in self.observations.values()
-            if o.family == family and o.device == device and o.variant == _variant(family, params)
+            if o.family == family
+            and o.model == params.get("model", CNN_MODEL)
+            and o.device == device
+            and o.variant == _variant(family, params)
         ]
         if not same:
             return None, False
@@ -412,6 +419,7 @@ def _key(family: str, params: dict) -> tuple:
     threads = params.get("cpu_threads")
     return (
         family,
+        params.get("model", CNN_MODEL),
         params.get("device"),
         threads,
         _variant(family, params),
