@@ -374,3 +374,17 @@ def test_a_model_s_cases_are_predicted_from_its_own_never_from_the_cnn_s():
         )
     )
     assert profile.round_s("train", resnet, 1000) == (pytest.approx(6.0), True)
+
+
+def test_a_report_folder_with_model_pages_is_written_again_and_a_stranger_in_it_refused(
+    two_models, tmp_path
+):
+    from bench.report.page import OutputError, check_out
+
+    out = tmp_path / "report"
+    frame = runs_to_frame([(Path("run.json"), two_models["json"])])
+    write_report(frame, out)
+    write_report(frame, out)  # its own models/ pages: no stranger
+    (out / "models" / "notes").mkdir()
+    with pytest.raises(OutputError, match="models/notes"):
+        check_out(out)

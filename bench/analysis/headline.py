@@ -296,10 +296,8 @@ def model_headline(
         quick = bool(own["quick"].all())
         load = _load_said(own)
         lines = [
-            "No GPU here, and no reference GPU run of this model (the project's are of the notes' CNN): "
-            "no GPU speedup to show.",
-            f"{TO_MEASURE}, on a machine with a GPU: pytest bench {options} --benchmark-autosave, "
-            "then bring its results/ folder here and run python -m bench report.",
+            "No GPU here, and no reference GPU run of this model: no speedup to show.",
+            f"{TO_MEASURE} on a machine with a GPU: pytest bench {options} --benchmark-autosave",
             f"A quick run: a subset of the data, one round. {load}" if quick else load,
         ]
     if lines:

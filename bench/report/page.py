@@ -70,14 +70,27 @@ def _html_table(table: pd.DataFrame | None) -> Markup:
 
 # A fleet's report adds a folder per machine (each a one-machine report) and its rankings' pages and
 # pictures.
-_MACHINE_FOLDER = re.compile(r"([a-z0-9]+(-[a-z0-9]+)*-)?[0-9a-f]{8}")  # pages.machine_slug's
+# pages.machine_slug's, and model_slug's
+_MACHINE_FOLDER = re.compile(r"([a-z0-9]+(-[a-z0-9]+)*-)?[0-9a-f]{8}")
 _RANKING_FILE = re.compile(r"[a-z0-9_]+\.html|ranking_[a-z0-9_]+_[0-9]+\.(png|csv)")
 
 
-def _foreign(out: Path) -> list[str]:
-    """What in a report folder the report did not write (a link counts as foreign: it is never followed)."""
+def _foreign(out: Path, top: bool = True) -> list[str]:
+    """What in a report folder the report did not write (a link counts as foreign: it is never followed). `top`:
+    the report's own folder, which may hold a report folder a model (models/<slug>/)."""
     foreign = []
     for entry in out.iterdir():
+        if top and entry.is_dir() and not entry.is_symlink() and entry.name == "models":
+            for model in entry.iterdir():
+                if (
+                    model.is_symlink()
+                    or not model.is_dir()
+                    or not _MACHINE_FOLDER.fullmatch(model.name)
+                ):
+                    foreign.append(f"models/{model.name}")
+                    continue
+                foreign += [f"models/{model.name}/{p}" for p in _foreign(model, top=False)]
+            continue
         if entry.is_symlink():
             foreign.append(entry.name)
         elif entry.is_file() and _OUTPUT.fullmatch(entry.name):
@@ -240,6 +253,19 @@ def _by_model_section(view: pd.DataFrame | None, out: Path) -> Section | None:
     )
 
 
+def _across(section: Section | None) -> dict | None:
+    """The view across models as a template takes it, escaped where the page escapes: HTML and Markdown."""
+    if section is None:
+        return None
+    return {
+        "title": section.title,
+        "sentence": section.sentence,
+        "plot": section.plot,
+        "table_html": _html_table(section.table),
+        "table_md": _md_table(section.table),
+    }
+
+
 def _md_answer(answer: dict) -> dict:
     """An answer's words for report.md, every string from a run escaped."""
     return {
@@ -334,17 +360,13 @@ def _models(
                 else [{"label": f"{found[0]} and every model", "href": "../../index.html"}]
             ),
         }
+        view_here = view if model == found[0] else None
         if rows["machine_key"].nunique() <= pages.ONE_PAGE_MACHINES:
             _render(
-                rows,
-                folder,
-                cross_machine,
-                reference=theirs,
-                models=others,
-                by_model=view if model == found[0] else None,
+                rows, folder, cross_machine, reference=theirs, models=others, by_model=view_here
             )
         else:
-            _fleet(rows, folder, cross_machine, cache, theirs)
+            _fleet(rows, folder, cross_machine, cache, theirs, models=others, by_model=view_here)
 
 
 def own_or_reference(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -383,8 +405,12 @@ def _fleet(
     cross_machine: bool,
     cache: Path | None,
     reference: pd.DataFrame | None = None,
+    *,
+    models: dict | None = None,
+    by_model: pd.DataFrame | None = None,
 ) -> None:
-    """The fleet's index and report.md over its machines' and rankings' pages."""
+    """The fleet's index and report.md over its machines' and rankings' pages; `models` and `by_model` as for
+    one page (_render)."""
     if reference is None or not figures.is_gpu(reference["device"]).any():
         reference = load_reference(None if cache is None else RowCache(cache / "reference"))
     cross = None
@@ -402,6 +428,8 @@ def _fleet(
             "partial": facts.partial_note(frame),
             "cross": cross,
             "runs": frame["run_file"].nunique(),
+            "models": models or {"model": "", "links": []},
+            "across": _across(_by_model_section(by_model, out)),
         },
     )
     _page("fleet.html.j2", out / "index.html", **values)

@@ -384,4 +384,6 @@ def by_model_table(view: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows).fillna("")
     sizes = [f"batch {n:,}" for n in sorted(view["batch_size"].astype(int).unique())]
     first = ["machine", "model", "parameters", "forward an image", "step"]
-    return table[[*first, *(s for s in sizes if s in table), "crossover"]]
+    # (no GPU measured: no crossover to say)
+    last = ["crossover"] if table["crossover"].astype(bool).any() else []
+    return table[[*first, *(s for s in sizes if s in table), *last]]
