@@ -115,7 +115,7 @@ def test_inference(
                 mode,
                 host_images,
                 data.builder(model),
-                model.name if model else "",
+                model.label if model else "",
             ).record(batch_size, copies)
         )
     if latency is None and not benchmark.disabled:

@@ -88,7 +88,7 @@ def test_train_epoch(
             None
             if benchmark.disabled
             else train_work(
-                config, device, train_split, data.builder(model), model.name if model else ""
+                config, device, train_split, data.builder(model), model.label if model else ""
             ).record(batch_size, copies)
         )
 

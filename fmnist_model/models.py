@@ -54,8 +54,9 @@ TORCHVISION_CHANNELS = 3
 FALLBACK_SIDE = 224
 # FakeData makes each image through PIL (ToPILImage): 1 to 4 channels (L, LA, RGB, RGBA).
 MAX_CHANNELS = 4
-# A side past this is a typo, not a plan (a 3x8192x8192 float image is 800 MB).
-MAX_SIDE = 8192
+# A side past this is a typo, not a plan: the trial pass alone holds two images and their activations
+# (a 3x2048x2048 float image is 50 MB, resnet18's first activations 16x that).
+MAX_SIDE = 2048
 MAX_CLASSES = 1_000_000
 # The trial forward pass: 2 images, as a training step's BatchNorm needs more than one value a channel.
 TRIAL_BATCH = 2
@@ -65,7 +66,12 @@ _AUX_LOGITS = ("googlenet", "inception_v3")
 
 
 class ModelError(ValueError):
-    """A --model, --input-shape or --classes that cannot be measured: the message names what was wrong."""
+    """A --model, --input-shape or --classes that cannot be measured: the message names what was wrong, and
+    `option` the option to change."""
+
+    def __init__(self, message: str, option: str = "--model") -> None:
+        super().__init__(message)
+        self.option = option
 
 
 @dataclass(frozen=True)
@@ -160,15 +166,20 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
     except ValueError:
         values = ()
     if len(values) != 3 or any(v < 1 for v in values):
-        raise ModelError(f"expected C,H,W (three positive integers, e.g. 3,64,64), got {text!r}")
+        raise ModelError(
+            f"expected C,H,W (three positive integers, e.g. 3,64,64), got {text!r}", "--input-shape"
+        )
     channels, height, width = values
     if channels > MAX_CHANNELS:
         raise ModelError(
             f"{channels} channels: torchvision's FakeData makes images through PIL, 1 to {MAX_CHANNELS} "
-            "channels"
+            "channels",
+            "--input-shape",
         )
     if max(height, width) > MAX_SIDE:
-        raise ModelError(f"a side of {max(height, width):,} is more than {MAX_SIDE:,}")
+        raise ModelError(
+            f"a side of {max(height, width):,} is more than {MAX_SIDE:,}", "--input-shape"
+        )
     return values
 
 
@@ -177,9 +188,9 @@ def parse_classes(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ModelError(f"expected a whole number of classes, got {text!r}") from None
+        raise ModelError(f"expected a whole number of classes, got {text!r}", "--classes") from None
     if not 2 <= value <= MAX_CLASSES:
-        raise ModelError(f"expected 2 to {MAX_CLASSES:,} classes, got {value:,}")
+        raise ModelError(f"expected 2 to {MAX_CLASSES:,} classes, got {value:,}", "--classes")
     return value
 
 
@@ -193,7 +204,8 @@ def spec_of(name: str, input_shape: tuple[int, int, int] | None, classes: int | 
         if not name.startswith(TORCHVISION):
             _callable(name)  # one that does not import says so first
             raise ModelError(
-                f"{name} cannot say what shape of image it takes: give --input-shape C,H,W"
+                f"{name} cannot say what shape of image it takes: give --input-shape C,H,W",
+                "--input-shape",
             )
         input_shape = _torchvision_shape(name[len(TORCHVISION) :])
     return ModelSpec(name, tuple(input_shape), classes)
@@ -203,21 +215,25 @@ def check_model(spec: ModelSpec) -> ModelFacts:
     """Build `spec` and run it once on the CPU at batch 2, in training mode and in eval mode under torch's flop
     counter: its parameters and forward FLOPs an image, or a ModelError naming what was wrong."""
     torch.manual_seed(0)
-    model = spec.build()
     x = torch.zeros(TRIAL_BATCH, *spec.input_shape)
     shape = ",".join(map(str, spec.input_shape))
     flops = FlopCounterMode(display=False)
     try:
+        model = spec.build()  # (a lazy model's first forward pass is in its build)
         with torch.no_grad():
             model.train()
             trained = model(x)
             model.eval()
             with flops:
                 evaluated = model(x)
+    except ModelError:
+        raise
     except Exception as exc:
+        # (the input's shape is the likely cause: a model that fails on any input fails on this one too)
         raise ModelError(
-            f"{spec.name} rejects input of shape [{TRIAL_BATCH}, {', '.join(map(str, spec.input_shape))}] "
-            f"(--input-shape {shape}): {type(exc).__name__}: {_first_line(exc)}"
+            f"{spec.name} fails on input of shape [{TRIAL_BATCH}, {', '.join(map(str, spec.input_shape))}] "
+            f"(--input-shape {shape}): {type(exc).__name__}: {_first_line(exc)}",
+            "--input-shape",
         ) from None
     for mode, out in (("training", trained), ("eval", evaluated)):
         if not torch.is_tensor(out) or tuple(out.shape) != (TRIAL_BATCH, spec.classes):
@@ -228,7 +244,9 @@ def check_model(spec: ModelSpec) -> ModelFacts:
             )
             raise ModelError(
                 f"{spec.name} returns {got} in {mode} mode for {TRIAL_BATCH} images, not logits of "
-                f"[batch, classes] = [{TRIAL_BATCH}, {spec.classes}] (--classes {spec.classes})"
+                f"[batch, classes] = [{TRIAL_BATCH}, {spec.classes}] (--classes {spec.classes})",
+                # (logits of another count of classes: --classes; anything else is the model's)
+                "--classes" if torch.is_tensor(out) and out.dim() == 2 else "--model",
             )
     return ModelFacts(
         parameters=sum(p.numel() for p in model.parameters()),

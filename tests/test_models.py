@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from bench.measure.plan import (
 )
 from bench.report.compare import main as compare_main
 from bench.report.page import model_slug, write_report
+from bench.run.cost import case_cost
 from bench.run.summary import end_summary
 from fmnist_model.data import FAKE, fake_split
 from fmnist_model.models import (
@@ -73,7 +75,7 @@ def test_model_names_are_parsed_and_bad_ones_named():
         ("3,0,4", "expected C,H,W"),
         ("a,b,c", "expected C,H,W"),
         ("5,8,8", "1 to 4"),
-        ("3,9000,8", "more than 8,192"),
+        ("3,9000,8", "more than 2,048"),
     ],
 )
 def test_a_bad_input_shape_is_named(text, said):
@@ -123,12 +125,19 @@ def test_resnet18_is_counted_as_torch_counts_it():
         ("tests.tiny_model:nothing", (3, 8, 8), 10, "has no 'nothing'"),
         ("tests.tiny_model:not_a_model", (3, 8, 8), 10, "returned a str, not a torch.nn.Module"),
         ("tests.tiny_model:raises", (3, 8, 8), 10, "raised RuntimeError: the user's builder"),
-        ("torchvision:resnet18", (1, 28, 28), 10, r"rejects input of shape \[2, 1, 28, 28\]"),
+        ("torchvision:resnet18", (1, 28, 28), 10, r"fails on input of shape \[2, 1, 28, 28\]"),
     ],
 )
 def test_a_model_that_cannot_be_measured_is_named_with_why(name, shape, classes, said):
     with pytest.raises(ModelError, match=said):
         check_model(ModelSpec(name, shape, classes))
+
+
+def test_a_lazy_model_that_rejects_the_shape_is_named_not_a_crash():
+    with pytest.raises(ModelError, match=r"fails on input of shape \[2, 1, 8, 8\]") as found:
+        check_model(ModelSpec("tests.tiny_model:three_channels", (1, 8, 8), 10))
+    assert found.value.option == "--input-shape"
+    assert check_model(ModelSpec("tests.tiny_model:three_channels", (3, 8, 8), 10)).parameters > 0
 
 
 def test_an_output_that_is_not_batch_by_classes_is_refused():
@@ -295,9 +304,15 @@ def test_every_case_names_its_model_and_the_run_its_models(two_models):
         extra = bench["extra_info"]
         assert math.isfinite(extra["loss"]) and extra["work"]["flops_per_image"] > 0
         assert "binding" in extra["limits"]
-        # its images are its own model's: a tiny epoch moves 1x8x8 images, the CNN's 1x28x28
-        copies = extra["work"]["copies"]
-        assert copies == []  # (none on the CPU)
+
+
+def test_each_model_s_copies_move_images_of_its_own_shape(two_models):
+    for bench in two_models["json"]["benchmarks"]:
+        if bench["group"] != "transfer":
+            continue
+        shape = bench["extra_info"]["model"]["input_shape"]
+        size = 4 if bench["params"]["dtype"] == "float32" else 1
+        assert bench["extra_info"]["bytes"] == bench["params"]["size"] * math.prod(shape) * size
 
 
 def test_the_answer_takes_each_model_alone_then_both_against_their_work(two_models):
@@ -366,14 +381,17 @@ def test_a_model_s_cases_are_predicted_from_its_own_never_from_the_cnn_s():
     seed = {"device": "cpu", "cpu_threads": 2, "batch_size": 100, "pipeline": "seed"}
     profile.add(Observation("train", "cpu", 2, ("seed",), 100, round_s=6.0, images=60_000))
     assert profile.round_s("train", seed, 60_000) == (pytest.approx(6.0), True)
-    resnet = {"model": "torchvision:resnet18", **seed}
+    resnet = {"model": "torchvision:resnet18 3x64x64", **seed}
     assert profile.round_s("train", resnet, 1000) == (None, False)
-    profile.add(
-        Observation(
-            "train", "cpu", 2, ("seed",), 100, round_s=6.0, images=1000, model=resnet["model"]
-        )
-    )
+    mine = Observation("train", "cpu", 2, ("seed",), 100, 6.0, 1000, model=resnet["model"])
+    profile.add(mine)
     assert profile.round_s("train", resnet, 1000) == (pytest.approx(6.0), True)
+    # the same model at another shape is another workload
+    at_224 = {**resnet, "model": "torchvision:resnet18 3x224x224"}
+    assert profile.round_s("train", at_224, 1000) == (None, False)
+    # a plan's case names its model; its cost is looked up by the model's label
+    case = {"model": "torchvision:resnet18", **seed}
+    assert case_cost(_plan(models=(_model(),)), "train", case, profile).seconds is not None
 
 
 def test_a_report_folder_with_model_pages_is_written_again_and_a_stranger_in_it_refused(
@@ -388,3 +406,80 @@ def test_a_report_folder_with_model_pages_is_written_again_and_a_stranger_in_it_
     (out / "models" / "notes").mkdir()
     with pytest.raises(OutputError, match="models/notes"):
         check_out(out)
+
+
+def test_a_run_of_other_models_alone_lends_no_limits_to_the_cnn(two_models):
+    tiny_only = json.loads(json.dumps(two_models["json"]))
+    tiny_only["benchmarks"] = [
+        b for b in tiny_only["benchmarks"] if b["params"].get("model") in (None, TINY)
+    ]
+    frame = runs_to_frame([(Path("tiny.json"), tiny_only)])
+    assert by.models_of(frame) == [f"{TINY} 1x8x8, 5 classes"]
+    assert by.of_model(frame, "cnn").empty  # its limits are its models' only
+    mine = by.of_model(frame, f"{TINY} 1x8x8, 5 classes")
+    assert set(mine["family"]) == {"limits", "transfer", "train", "inference"}
+
+
+def _split_by_model(run: dict, model: str, when: str, quick: bool = False) -> dict:
+    """The run's cases of `model` and its limits, as a run of their own (another date; quick if asked)."""
+    out = json.loads(json.dumps(run))
+    out["benchmarks"] = [b for b in out["benchmarks"] if b["params"].get("model") in (None, model)]
+    out["datetime"] = when
+    out["machine_info"]["fmnist_bench"]["plan"]["quick"] = quick
+    return out
+
+
+def test_models_measured_in_runs_of_their_own_keep_their_machine_s_limits(two_models):
+    run = two_models["json"]
+    cnn = _split_by_model(run, "cnn", "2026-12-06T01:00:00+00:00")
+    tiny = _split_by_model(run, TINY, "2026-12-06T02:00:00+00:00")
+    frame = runs_to_frame([(Path("m/1.json"), cnn), (Path("m/2.json"), tiny)])
+    label = f"{TINY} 1x8x8, 5 classes"
+    for model in ("cnn", label):
+        assert (by.of_model(frame, model)["family"] == "limits").any(), model
+    assert set(by.by_model(frame)["model"]) == {"cnn", label}
+
+
+def test_the_view_across_models_takes_each_model_s_full_figures_else_its_quick_ones(two_models):
+    run = two_models["json"]
+    cnn = _split_by_model(run, "cnn", "2026-12-06T01:00:00+00:00", quick=False)
+    tiny = _split_by_model(run, TINY, "2026-12-06T02:00:00+00:00", quick=True)
+    frame = runs_to_frame([(Path("m/1.json"), cnn), (Path("m/2.json"), tiny)])
+    view = by.by_model(frame)
+    assert dict(view.groupby("model")["quick"].all()) == {
+        "cnn": False,
+        f"{TINY} 1x8x8, 5 classes": True,
+    }
+    from bench.report.tables import by_model_table
+
+    assert f"{TINY} 1x8x8, 5 classes (quick)" in set(by_model_table(view)["model"])
+
+
+def test_compare_takes_the_same_models_in_another_order_as_the_same(two_models, tmp_path):
+    new = two_models["json"]
+    old = json.loads(json.dumps(new))
+    old["machine_info"]["fmnist_bench"]["plan"]["models"].reverse()
+    old["datetime"] = "2026-12-05T01:00:00+00:00"
+    paths = tmp_path / "old.json", tmp_path / "new.json"
+    for path, run in zip(paths, (old, new), strict=True):
+        path.write_text(json.dumps(run))
+    assert compare_main([str(p) for p in paths]) == 0
+
+
+def test_a_session_that_saves_nothing_leaves_no_results_folder(tmp_path):
+    # (pytest-benchmark makes its storage folder whatever the session does: a collection alone made an
+    # empty results/<machine>/ in the checkout)
+    (tmp_path / "results").mkdir()
+    for name in ("bench", "pyproject.toml", "fmnist_model"):
+        (tmp_path / name).symlink_to(REPO / name)
+    result = harness.run(
+        [*BENCH, "--quick", "--collect-only"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    header = re.sub(r"\s+", "", result.stdout)  # (its lines folded at 100 columns)
+    assert f"savestofile://{tmp_path.resolve()}/results/" in header
+    assert list((tmp_path / "results").iterdir()) == []

@@ -22,3 +22,8 @@ def not_a_model() -> str:
 
 def raises() -> nn.Module:
     raise RuntimeError("the user's builder failed")
+
+
+def three_channels(num_classes: int = 10) -> nn.Module:
+    """A lazy model that takes 3 channels only: its weights are made by a first forward pass."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(num_classes))

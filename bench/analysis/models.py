@@ -16,7 +16,7 @@ import pandas as pd
 from bench.analysis import figures
 from bench.format.names import CNN_MODEL
 
-__all__ = ["BY_MODEL_COLUMNS", "by_model", "models_of", "of_model", "reference_missing"]
+__all__ = ["BY_MODEL_COLUMNS", "by_model", "models_of", "of_model"]
 
 # The steps the view follows: the notes' loop (seed) and the resident epoch in training, the plain
 # inference pass: the ones every run measures at every batch size.
@@ -43,26 +43,31 @@ BY_MODEL_COLUMNS = [
 
 
 def models_of(frame: pd.DataFrame) -> list[str]:
-    """The models in `frame`, the notes' CNN first, then the others from the least work an image to the most."""
+    """The models in `frame`, the notes' CNN first, then the others from the least work an image to the most
+    (those whose work is unknown last)."""
     if frame.empty or "model" not in frame:
         return []
     rows = frame[frame["model"].notna()]
-    flops = rows.groupby("model")["model_flops"].max()
+    flops = pd.to_numeric(rows["model_flops"], errors="coerce").groupby(rows["model"]).max()
     names = [str(m) for m in dict.fromkeys(rows["model"].astype(str))]
-    return sorted(names, key=lambda m: (m != CNN_MODEL, float(flops.get(m, 0) or 0), m))
+
+    def order(model: str) -> tuple:
+        work = flops.get(model)
+        known = work is not None and pd.notna(work)
+        return (model != CNN_MODEL, not known, float(work) if known else 0.0, model)
+
+    return sorted(names, key=order)
 
 
 def of_model(frame: pd.DataFrame, model: str) -> pd.DataFrame:
-    """The rows of one model, with the device limits (which belong to no model: every model is held against
-    them)."""
+    """The rows of one model, with the device limits of the machines that measured it (the limits belong to no
+    model: every model a machine measured is held against them, its newest run's where one run measured
+    one model and another run the other; a machine of other models alone adds none)."""
     if frame.empty or "model" not in frame:
         return frame
-    return frame[frame["model"].eq(model) | frame["model"].isna()]
-
-
-def reference_missing(model: str) -> bool:
-    """Whether the project's reference runs can have this model: they measure the notes' CNN alone."""
-    return model != CNN_MODEL
+    own = frame["model"].eq(model)
+    machines = frame.loc[own, "machine_key"].unique()
+    return frame[own | (frame["model"].isna() & frame["machine_key"].isin(machines))]
 
 
 def _size(rows: pd.DataFrame) -> tuple[float, float]:
@@ -74,18 +79,19 @@ def _size(rows: pd.DataFrame) -> tuple[float, float]:
 def by_model(frame: pd.DataFrame) -> pd.DataFrame:
     """For each machine of `frame` that measured more than one model: each model's size and, per family, step and
     batch size, its GPU's speedup with its 95% interval and crossover, or where the machine ran no GPU, its
-    CPU's seconds an image at torch's default threads (full figures where the machine has them)."""
+    CPU's seconds an image at torch's default threads (each model's full figures where it has them, else its
+    quick ones, marked quick)."""
     out = []
     for key, machine in frame.groupby("machine_key", sort=False):
         models = models_of(machine)
         if len(models) < 2:
             continue
-        quick = bool(machine["quick"].all())
-        machine = machine[machine["quick"] == quick]
         for model in models:
             rows = of_model(machine, model)
-            rows = rows[rows["model"].eq(model)]
-            parameters, flops = _size(rows)
+            # its full figures where it has any, else its quick ones (said so: quick)
+            quick = bool(rows.loc[rows["model"].eq(model), "quick"].all())
+            rows = rows[rows["quick"] == quick]
+            parameters, flops = _size(rows[rows["model"].eq(model)])
             base = {
                 "machine_key": key,
                 "label": rows["label"].iloc[0],

@@ -6,6 +6,7 @@ import math
 import textwrap
 
 __all__ = [
+    "BY_MODEL_TITLE",
     "MANY_PAGE_FAULTS",
     "WIDTH",
     "cases",
@@ -88,3 +89,8 @@ def flops_said(flops: float) -> str:
         if abs(flops) >= scale:
             return f"{flops / scale:.3g} {unit}"
     return f"{flops:.3g} FLOP"
+
+
+# The view across the models one machine measured (bench/analysis/models.py by_model): its title on the
+# report's page and its plot.
+BY_MODEL_TITLE = "Where model size moves the crossover"

@@ -24,6 +24,7 @@ __all__ = [
     "COMPILING",
     "DEFAULT_PIPELINES",
     "Budget",
+    "MAX_MODEL_BYTES",
     "MAX_MODEL_IMAGES",
     "QUICK_TEST_IMAGES",
     "QUICK_TRAIN_IMAGES",
@@ -134,6 +135,10 @@ MIN_MODEL_IMAGES = 100
 # random image through PIL, about 0.8 ms on the 2-core VM), so the notes' loop over 60,000 of them
 # took 49 s an epoch for a 1,514-parameter model (tests/tiny_model.py). The CNN keeps its 60,000.
 MAX_MODEL_IMAGES = 10_000
+# Nor more than a GiB of its images as uint8 (the resident steps keep them on the device, and the
+# DataLoader's float copies of a batch are 4x a batch of them): a light model at a large shape would
+# otherwise hold 10,000 of them (at 3x1024x1024, 31 GB).
+MAX_MODEL_BYTES = 2**30
 
 
 def bounded_images(work_per_image: float, budget: float, most: int) -> int:

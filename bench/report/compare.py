@@ -98,11 +98,15 @@ def _quick(run: dict) -> bool:
 
 
 def _models(run: dict) -> list[str]:
-    """The models a run measured, as tables name them (format 8's plan; none named: the notes' CNN)."""
-    plan = fmt.read_run(run).ours.plan
-    named = (plan.models if plan is not None else None) or []
-    found = [m.label or m.name for m in named if m is not None and (m.label or m.name)]
-    return found or [CNN_MODEL]
+    """The models a run's cases measured, as tables name them (format 8: each case's model; none named: the notes'
+    CNN), in a fixed order: a plan's order of its models is not a difference."""
+    found = set()
+    for case in fmt.read_run(run).cases():
+        if case.group == "limits":
+            continue  # a device's limits belong to no model
+        info = case.extra.model
+        found.add((info.label or info.name) if info is not None and info.name else CNN_MODEL)
+    return sorted(found) or [CNN_MODEL]
 
 
 def _when(run: dict) -> pd.Timestamp:
@@ -542,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if models[0] != models[1]:
             raise CompareError(
                 f"OLD measured {', '.join(models[0])} and NEW {', '.join(models[1])}: one model's time is not "
-                "another's; compare two runs of the same models (python -m bench report shows models side by side)"
+                "another's; compare two runs of the same models (python -m bench report gives each model its page)"
             )
     except CompareError as exc:
         parser.error(str(exc))

@@ -18,6 +18,7 @@ from bench.analysis import figures
 from bench.analysis.models import by_model, models_of, of_model
 from bench.analysis.reference import load_reference
 from bench.analysis.rows import CSV_COLUMNS, select_newest
+from bench.analysis.words import BY_MODEL_TITLE
 from bench.format.names import CNN_MODEL
 from bench.report import facts, pages, plots, tables
 from bench.report.cache import RowCache
@@ -192,9 +193,7 @@ def _render(
         note=note,
         partial=facts.partial_note(frame),
         models=models,
-        across=None
-        if across is None
-        else {**vars(across), "table_html": _html_table(across.table)},
+        across=_across(across),
         answers=[{**a, "table_html": _html_table(a["table"])} for a in answers],
         quick=[{**a, "table_html": _html_table(a["table"])} for a in quick],
         sections=[{**vars(s), "table_html": _html_table(s.table)} for s in shown],
@@ -215,14 +214,7 @@ def _render(
                 for link in models["links"]
             ],
         },
-        across=None
-        if across is None
-        else {
-            "title": md_escape(across.title),
-            "sentence": md_escape(across.sentence),
-            "plot": across.plot,
-            "table_md": _md_table(across.table),
-        },
+        across=_across(across, md_escape),
         answers=[_md_answer(a) for a in answers],
         quick=[_md_answer(a) for a in quick],
         sections=[
@@ -244,22 +236,24 @@ def _by_model_section(view: pd.DataFrame | None, out: Path) -> Section | None:
     if view is None or view.empty:
         return None
     plot = plots.plot_by_model(view, out / "by_model.png")
-    gpu = (view["measure"] == "speedup").any()
+    measures = set(view["measure"])
     return Section(
-        "Where model size moves the crossover",
+        BY_MODEL_TITLE,
         tables.by_model_table(view),
-        said_by_model(bool(gpu)),
+        said_by_model("speedup" in measures, measures != {"speedup"}),
         None if plot is None else Path(plot).name,
     )
 
 
-def _across(section: Section | None) -> dict | None:
-    """The view across models as a template takes it, escaped where the page escapes: HTML and Markdown."""
+def _across(section: Section | None, escape_text=None) -> dict | None:
+    """The view across models as a template takes it: its table as HTML and as Markdown, its words as they are
+    (HTML templates escape them) or through `escape_text` (report.md)."""
     if section is None:
         return None
+    said = escape_text or (lambda text: text)
     return {
-        "title": section.title,
-        "sentence": section.sentence,
+        "title": said(section.title),
+        "sentence": said(section.sentence),
         "plot": section.plot,
         "table_html": _html_table(section.table),
         "table_md": _md_table(section.table),

@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 
 from bench.analysis.cells import device_label  # noqa: E402
 from bench.analysis.held import same_setting  # noqa: E402
-from bench.analysis.words import flops_said  # noqa: E402
+from bench.analysis.words import BY_MODEL_TITLE, flops_said  # noqa: E402
 
 __all__ = [
     "DPI",
@@ -558,11 +558,14 @@ def plot_by_model(view: pd.DataFrame, path: Path) -> Path | None:
     data = view[view["value"].notna() & view["flops"].notna()]
     if data.empty or data["model"].nunique() < 2:
         return None
-    data = _panels(data).assign(
-        size=lambda f: "batch " + f["batch_size"].map("{:,}".format),
-        step=lambda f: f["family"] + " " + f["variant"] + " on " + f["device"],
+    # A panel per machine and measure: a GPU's speedups never share an axis with a CPU's seconds.
+    data = _panels(data)
+    data = data.assign(
+        panel=data["panel"]
+        + np.where(data["measure"] == "speedup", "\nGPU over its CPU", "\nits CPU alone"),
+        size="batch " + data["batch_size"].map("{:,}".format),
+        step=data["family"] + " " + data["variant"] + " on " + data["device"],
     )
-    speed = (data["measure"] == "speedup").all()
     with plt.rc_context(_RC):
         fig, axes = _lines(
             data,
@@ -571,10 +574,12 @@ def plot_by_model(view: pd.DataFrame, path: Path) -> Path | None:
             "size",
             "step",
             "forward FLOPs an image (the model's work)",
-            "GPU over the CPU (x)" if speed else "CPU seconds an image",
-            "Where model size moves the crossover",
+            "",
+            BY_MODEL_TITLE,
         )
         for ax, mine in _each_panel(axes, data):
+            speed = (mine["measure"] == "speedup").all()
+            ax.set_ylabel("GPU over the CPU (x)" if speed else "CPU seconds an image")
             # a tick at each model's work, named by it: the models are the points of this axis
             at = sorted(mine["flops"].unique())
             ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(at))

@@ -225,9 +225,10 @@ def _said(macro, *args) -> str:
     return " ".join(str(macro(*args)).split())
 
 
-def said_by_model(gpu: bool) -> str:
-    """The words of the view across models (bench/report/page.py)."""
-    return _said(_words().by_model, gpu)
+def said_by_model(gpu: bool, cpu: bool) -> str:
+    """The words of the view across models (bench/report/page.py): `gpu`, some of its models have a GPU's
+    speedups; `cpu`, some only their CPU's time."""
+    return _said(_words().by_model, gpu, cpu)
 
 
 def marks() -> str:

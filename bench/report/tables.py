@@ -368,7 +368,7 @@ def by_model_table(view: pd.DataFrame) -> pd.DataFrame:
         first = group.iloc[0]
         row = {
             "machine": label,
-            "model": model,
+            "model": f"{model} (quick)" if first["quick"] else model,
             "parameters": f"{int(first['parameters']):,}" if pd.notna(first["parameters"]) else "",
             "forward an image": flops_said(first["flops"]) if pd.notna(first["flops"]) else "",
             "step": f"{family} {variant} on {device}",

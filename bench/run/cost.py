@@ -55,12 +55,16 @@ def case_cost(plan: Plan, family: str, params: dict, profile: Profile) -> CaseCo
     if pipeline is not None and unsupported_reason(pipeline, params["device"]) is not None:
         return CaseCost(family, params, 0.0, 0, True)  # a skip that says why: it costs nothing
     images = round_images(plan, family, params)
-    round_s, exact = profile.round_s(family, params, images, loader_workers(plan.default_threads))
+    # The profile knows a model by its label (its name, input shape and classes: resnet18 at 3x64x64 is
+    # another workload than at 3x224x224), the case by its name.
+    model = plan.model(params.get("model"))
+    said = params if model is None else {**params, "model": model.label}
+    round_s, exact = profile.round_s(family, said, images, loader_workers(plan.default_threads))
     if round_s is None:
         return CaseCost(family, params, None, None, False)
     budget = plan.budgets[family]
     rounds = budget.rounds_for(round_s)
-    overhead, _ = profile.overhead_s(family, params)
+    overhead, _ = profile.overhead_s(family, said)
     if family == "transfer":
         warm, sample = 2 * round_s, 0.0  # two copies, the second one the estimate
     elif family == "limits":
@@ -81,7 +85,7 @@ def case_cost(plan: Plan, family: str, params: dict, profile: Profile) -> CaseCo
             n = min(lat.max_batches, max(lat.min_batches, math.ceil(lat.max_time / per_batch)))
             sample = n * per_batch
     # The ladder's extras: compiling or capturing its shapes, and (train) one profiled epoch.
-    extras = profile.prepare_s(family, params)
+    extras = profile.prepare_s(family, said)
     if family == "train" and plan.breakdown_for(
         params["batch_size"], plan.model(params.get("model"))
     ):
@@ -91,7 +95,7 @@ def case_cost(plan: Plan, family: str, params: dict, profile: Profile) -> CaseCo
             params["batch_size"],
             plan.profile_loader_images if loader else plan.profile_images,
         )
-        measured = profile.profile_s(family, params, profiled)
+        measured = profile.profile_s(family, said, profiled)
         extras += measured if measured is not None else round_s  # unmeasured: about a round
     return CaseCost(
         family, params, overhead + warm + sample + rounds * round_s + extras, rounds, exact

@@ -157,9 +157,9 @@ class Observation:
     prepare_s: float | None = None  # compiling or capturing its batch shapes (ladder steps that do)
     profile_s: float | None = None  # its profiled epoch (train, at the ladder's batch size)
     profile_images: int | None = None  # the images that profiled epoch ran over
-    # The model it ran (format 8; none named: the notes' CNN). Another model's cases are predicted from
-    # its own alone, never from the CNN's: a model never measured here is "not predictable" until its
-    # first cases finish. (By name: a run of it at another input shape predicts it, per image.)
+    # The model it ran, by its label (format 8: name, input shape, classes; none named: the notes' CNN).
+    # Another model's cases are predicted from its own alone, never from the CNN's or from its own at
+    # another shape: a model never measured here is "not predictable" until its first cases finish.
     model: str = CNN_MODEL
 
     @property
@@ -252,7 +252,7 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
         prepare_s=float(prepared) if prepared is not None else None,
         profile_s=profile_s,
         profile_images=profile_images if profile_s is not None else None,
-        model=str(params.model or CNN_MODEL),
+        model=str((extra.model.label if extra.model is not None else None) or CNN_MODEL),
     )
 
 

@@ -3,11 +3,14 @@ and given its bounded work."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from bench.analysis.words import flops_said
 from bench.measure.plan import (
     EPOCH_TRAIN_FLOPS,
+    MAX_MODEL_BYTES,
     MAX_MODEL_IMAGES,
     PASS_FLOPS,
     QUICK_SHARE,
@@ -17,7 +20,9 @@ from bench.measure.plan import (
     ModelPlan,
     bounded_images,
 )
+from fmnist_model import NUM_CLASSES
 from fmnist_model.models import (
+    CNN_SHAPE,
     ModelError,
     check_model,
     parse_classes,
@@ -36,21 +41,22 @@ def model_plans(opt) -> tuple[ModelPlan, ...]:
     try:
         names = parse_models(opt.model)
     except ModelError as exc:
-        raise pytest.UsageError(f"--model: {exc}") from None
+        raise pytest.UsageError(f"{exc.option}: {exc}") from None
     shape = classes = None
     try:
         if opt.input_shape is not None:
             shape = parse_input_shape(opt.input_shape)
     except ModelError as exc:
-        raise pytest.UsageError(f"--input-shape: {exc}") from None
+        raise pytest.UsageError(f"{exc.option}: {exc}") from None
     try:
         if opt.classes is not None:
             classes = parse_classes(opt.classes)
     except ModelError as exc:
-        raise pytest.UsageError(f"--classes: {exc}") from None
+        raise pytest.UsageError(f"{exc.option}: {exc}") from None
     if names == ("cnn",):
-        if shape is not None or classes is not None:
-            given = "--input-shape" if shape is not None else "--classes"
+        # (the CNN's own shape and classes, given, change nothing)
+        if shape not in (None, CNN_SHAPE) or classes not in (None, NUM_CLASSES):
+            given = "--input-shape" if shape not in (None, CNN_SHAPE) else "--classes"
             raise pytest.UsageError(
                 f"{given}: the notes' CNN takes 1x28x28 images of 10 classes; {given} is for "
                 "another model (--model torchvision:NAME or module.path:callable)"
@@ -63,8 +69,7 @@ def model_plans(opt) -> tuple[ModelPlan, ...]:
             spec = spec_of(name, shape, classes)
             facts = check_model(spec)
         except ModelError as exc:
-            option = "--input-shape" if "rejects input" in str(exc) else "--model"
-            raise pytest.UsageError(f"{option}: {exc}") from None
+            raise pytest.UsageError(f"{exc.option}: {exc}") from None
         if spec.is_cnn:
             # The CNN's work is the notes' whole split (the quick run's subset), as in a run of it alone.
             train_images, test_images = (
@@ -72,14 +77,12 @@ def model_plans(opt) -> tuple[ModelPlan, ...]:
             )
         else:
             share = QUICK_SHARE if quick else 1
+            # at most MAX_MODEL_IMAGES, and at most MAX_MODEL_BYTES of them as uint8
+            most = min(MAX_MODEL_IMAGES, MAX_MODEL_BYTES // math.prod(spec.input_shape)) // share
             train_images = bounded_images(
-                TRAIN_FLOPS_PER_FORWARD * facts.flops_per_image,
-                EPOCH_TRAIN_FLOPS / share,
-                MAX_MODEL_IMAGES // share,
+                TRAIN_FLOPS_PER_FORWARD * facts.flops_per_image, EPOCH_TRAIN_FLOPS / share, most
             )
-            test_images = bounded_images(
-                facts.flops_per_image, PASS_FLOPS / share, MAX_MODEL_IMAGES // share
-            )
+            test_images = bounded_images(facts.flops_per_image, PASS_FLOPS / share, most)
         plans.append(
             ModelPlan(
                 name=spec.name,

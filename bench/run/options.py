@@ -85,7 +85,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--quick",
         action="store_true",
-        help="smoke run: small subsets, short sweeps, one timed round (well under a minute on 2 cores)",
+        help="smoke run: small subsets, short sweeps, one timed round (the CNN's: well under a minute on 2 cores)",
     )
     group.addoption(
         "--model",

@@ -11,6 +11,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -71,7 +72,7 @@ def configure(config: pytest.Config) -> None:
     )
     suite = Suite(config, context)
     config.stash[SESSION] = suite
-    saving.route_storage(config, key)
+    suite.made_storage = saving.route_storage(config, key)
     try:
         opened = suite.outputs.open(config, key, suite.run, ident)
     except (
@@ -170,6 +171,8 @@ class Suite:
         self.load_before = load_average()  # (1-minute load average, CPUs) before the first case
         self.used: dict[str, int] = {}  # images each split really held in this run
         self.session: pytest.Session | None = None
+        # the results folder this session made (saving.route_storage), taken away if it saves nothing there
+        self.made_storage: Path | None = None
         self.hold_signals = lambda: None
         self.restore_signals = lambda: None
 
@@ -324,10 +327,10 @@ class Suite:
             for case in self.plan.cases(family)
         ]
         axes = list(FAMILY_AXES[family])
+        # The model first where the run names models (a run of the CNN alone names none: the ids it always
+        # had); the limits are the device's, of no model.
         if self.plan.models and family != "limits":
-            axes.insert(
-                0, "model"
-            )  # (a run of the CNN alone names no model: the ids it always had)
+            axes.insert(0, "model")
         indirect = [axis for axis in ("cpu_threads", "model") if axis in axes]
         metafunc.parametrize(axes, cases_, indirect=indirect)
 
@@ -526,6 +529,7 @@ class Suite:
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.restore_signals()
         self.outputs.close()
+        saving.left_empty(self.made_storage)
         for name in ("fmnist-bench-fixtures", "fmnist-bench-suite"):
             plugin = config.pluginmanager.get_plugin(name)
             if plugin is not None:

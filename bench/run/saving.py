@@ -3,6 +3,7 @@ and the machine_info fmnist-bench adds (through bench/format/records.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,22 +28,38 @@ __all__ = [
     "allocator_said",
     "keep_finished",
     "load_said",
+    "left_empty",
     "route_storage",
     "update_machine_info",
 ]
 
 
-def route_storage(config: pytest.Config, key: str) -> None:
+def route_storage(config: pytest.Config, key: str) -> Path | None:
     """Saved runs go to results/<machine key>/ unless --benchmark-storage says otherwise.
 
     One folder per machine, so results/ folders from many machines merge by copying.
-    pytest-benchmark reads these options in its own pytest_configure, which runs last.
+    pytest-benchmark reads these options in its own pytest_configure, which runs last, and makes
+    the folder there whatever the session does: returns that folder where it did not exist yet, so
+    that a session that saved nothing in it (--collect-only) can take it away (left_empty).
     """
     opt = config.option
+    made = None
     if opt.benchmark_storage == pbench.DEFAULT_STORAGE:
-        opt.benchmark_storage = f"file://{config.rootpath / 'results' / key}"
+        folder = config.rootpath / "results" / key
+        opt.benchmark_storage = f"file://{folder}"
+        made = None if folder.exists() else folder
     # keep every round's time: the report computes percentiles from them
     opt.benchmark_save_data = True
+    return made
+
+
+def left_empty(folder: Path | None) -> None:
+    """Take away the machine's results folder this session made where it holds nothing (a session that collected
+    its cases and ran none): an empty folder is no machine's results."""
+    if folder is None:
+        return
+    with contextlib.suppress(OSError):  # (not empty, or gone: it stays as it is)
+        folder.rmdir()
 
 
 @dataclass

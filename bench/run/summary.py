@@ -458,7 +458,7 @@ def _by_model_section(view) -> list[str]:
         + (
             "the GPU's speedup over the CPU at torch's default threads, with its 95% interval):"
             if gpu
-            else "no GPU here, so each model's CPU time an image, the median and its quartiles):"
+            else "no GPU here, so each model's CPU time an image, the median):"
         )
     ]
     for (model, family, variant, device), rows in view.groupby(
