@@ -123,7 +123,7 @@ QUICK_BUDGETS = {family: Budget(min_rounds=1, max_time=0.0, max_rounds=1) for fa
 # epoch's training work is about 3 forward passes an image (the backward pass computes two products
 # for each of the forward's); 1 TFLOP of it is about 6 s an epoch on the 2-core VM (resnet18 at
 # 3x64x64: 0.30 GFLOP forward an image, 170 images/s trained at batch 100, measured by hand), 1,000
-# images. The CNN's whole epoch is 84 GFLOP, well within. A test pass is a sixth of that: 500 images
+# images. The CNN's whole epoch is 73 GFLOP as torch counts it (fmnist_model/work.py), well within. A test pass is a sixth of that: 500 images
 # of resnet18 at 64x64. A quick run does a fifth of each.
 EPOCH_TRAIN_FLOPS = 1e12
 PASS_FLOPS = EPOCH_TRAIN_FLOPS / 6
