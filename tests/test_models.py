@@ -483,3 +483,59 @@ def test_a_session_that_saves_nothing_leaves_no_results_folder(tmp_path):
     header = re.sub(r"\s+", "", result.stdout)  # (its lines folded at 100 columns)
     assert f"savestofile://{tmp_path.resolve()}/results/" in header
     assert list((tmp_path / "results").iterdir()) == []
+
+
+def _a_second_model(run: dict, name: str, flops: float, slower: dict[str, float]) -> dict:
+    """`run` (the constructed GPU run of the CNN) with every train and inference case measured again as another
+    model, `slower` times slower on each device: a constructed machine that measured two models."""
+    out = json.loads(json.dumps(run))
+    again = []
+    for bench in out["benchmarks"]:
+        if bench["group"] not in ("train", "inference"):
+            continue
+        copy = json.loads(json.dumps(bench))
+        # the CNN's cases as a run that names models saves them
+        bench["params"] = {"model": "cnn", **bench["params"]}
+        bench["extra_info"]["model"] = {"name": "cnn", "label": "cnn", "flops_per_image": 464_880}
+        factor = slower["cpu" if copy["params"]["device"] == "cpu" else "gpu"]
+        copy["params"] = {"model": name, **copy["params"]}
+        copy["name"] = copy["name"].replace("[", f"[{name}-")
+        for stat in ("min", "max", "mean", "median", "q1", "q3", "iqr", "stddev"):
+            copy["stats"][stat] *= factor
+        copy["stats"]["data"] = [t * factor for t in copy["stats"]["data"]]
+        copy["extra_info"]["model"] = {
+            "name": name,
+            "label": f"{name} 3x64x64",
+            "parameters": 11_181_642,
+            "flops_per_image": flops,
+            "input_shape": [3, 64, 64],
+            "classes": 10,
+        }
+        again.append(copy)
+    out["benchmarks"] += again
+    return out
+
+
+def test_the_view_across_models_says_each_model_s_gpu_speedup_and_crossover(tmp_path):
+    cnn = json.loads((REPO / "tests" / "fixtures" / "constructed_gpu_run.json").read_text())
+    # the larger model: 600x the CNN's work, its CPU 600x slower, its GPU 20x
+    both = _a_second_model(cnn, "torchvision:resnet18", 296e6, {"cpu": 600.0, "gpu": 20.0})
+    frame = runs_to_frame([(Path("run.json"), both)])
+    view = by.by_model(frame)
+    assert set(view["measure"]) == {"speedup"}
+    small, large = (view[view["model"] == m] for m in ("cnn", "torchvision:resnet18 3x64x64"))
+    merged = small.merge(large, on=["family", "variant", "batch_size", "device"])
+    # the same steps at the same batch sizes, the larger model's speedup 30x the CNN's
+    assert len(merged) == len(small) > 0
+    assert (merged["value_y"] / merged["value_x"]).to_numpy() == pytest.approx(30.0)
+    assert large["crossover"].astype(bool).all()
+    lines = end_summary(both, width=None)
+    assert any(
+        line.startswith("By model (the work an image moves the crossover: the GPU's")
+        for line in lines
+    )
+    out = tmp_path / "report"
+    write_report(frame, out)
+    drawn = pd.read_csv(out / "by_model.csv")
+    assert set(drawn["panel"].str.split(" \\| ").str[-1]) == {"GPU over its CPU"}
+    assert sorted(drawn["x"].unique()) == pytest.approx(sorted({464_880.0, 296e6}))
