@@ -325,6 +325,9 @@ def test_the_answer_takes_each_model_alone_then_both_against_their_work(two_mode
     assert f"pytest bench --model {TINY} --input-shape 1,8,8 --classes 5" in text
     assert "By model (the work an image moves the crossover" in text
     assert "In detail, cnn (the terms" in text and f"In detail, {TINY} 1x8x8, 5 classes" in text
+    # the device's limits are said once, under the first model; each model's detail says what they explain
+    assert sum(" eager; peak float32 " in line for line in lines) == 1
+    assert "Against this machine's own limits (their figures: in the detail of cnn above):" in lines
     # the CNN's answer is held against the reference GPU; the tiny model's never is
     tiny_detail = text.split(f"In detail, {TINY}")[1]
     assert "the notes' loop (seed), batch" not in tiny_detail.split("cases measured")[0]

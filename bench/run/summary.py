@@ -379,10 +379,12 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     if len(models) > 1:
         lines += ["", *_by_model_section(by.by_model(frame))]
     last: list[str] = []
-    for model in models:
+    for i, model in enumerate(models):
         rows = by.of_model(frame, model)
         heading = f"In detail{f', {model}' if named else ''} (the terms: {GLOSSARY}):"
-        detail, said_last = _detail(rows, typed, reference, bool(lines))
+        detail, said_last = _detail(
+            rows, typed, reference, bool(lines), limits_said=models[0] if i else None
+        )
         lines += [*(["", heading] if lines else []), *detail]
         # (several models: each one's reference figures close its own detail)
         last, lines = (said_last, lines) if not named else ([], lines + said_last)
@@ -399,9 +401,12 @@ def end_summary(run: Mapping, *, width: int | None = WIDTH) -> list[str]:
     return _wrapped(lines + last, width)
 
 
-def _detail(frame, typed: fmt.Run, reference, after_verdict: bool) -> tuple[list[str], list[str]]:
-    """The detail of one model's figures (with the device limits): the lines under its heading, and those said
-    last on the screen (a machine without a GPU: the reference GPUs' figures)."""
+def _detail(
+    frame, typed: fmt.Run, reference, after_verdict: bool, limits_said: str | None = None
+) -> tuple[list[str], list[str]]:
+    """The detail of one model's figures (with the device limits, their figures unless `limits_said` for another
+    model, named, already): the lines under its heading, and those said last on the screen (a machine without a
+    GPU: the reference GPUs' figures)."""
     from bench.analysis import figures
 
     threads = typed.default_threads
@@ -441,7 +446,7 @@ def _detail(frame, typed: fmt.Run, reference, after_verdict: bool) -> tuple[list
     lines += _breakdown_section(figures.breakdown(frame), threads)
     steps = figures.ladder(frame, "train")
     lines += _ladder_section(steps, figures.fastest_steps(steps), threads, _moves(frame))
-    lines += _limits_section(frame, cross)
+    lines += _limits_section(frame, cross, said_before=limits_said)
     return lines, last
 
 
@@ -495,8 +500,10 @@ def _moves(frame) -> dict:
     return {(r.device, r.batch_size, r.pipeline): r.move for r in rows.itertuples() if r.move}
 
 
-def _limits_section(frame, cross) -> list[str]:
-    """Each device's limits as measured, why its epochs take what they take, and the crossover the limits predict."""
+def _limits_section(frame, cross, *, said_before: str | None = None) -> list[str]:
+    """Each device's limits as measured, why its epochs take what they take, and the crossover the limits predict.
+    `said_before`: the model whose detail said the limits' figures already: only what they explain of this
+    one's."""
     from bench.analysis import held as held_limits
 
     table = held_limits.limits_table(frame)
@@ -505,6 +512,8 @@ def _limits_section(frame, cross) -> list[str]:
     lines = [
         "Against this machine's own limits, measured in this run (every case against them: python -m bench "
         'report, "Each case against its limits"):'
+        if said_before is None
+        else f"Against this machine's own limits (their figures: in the detail of {said_before} above):"
     ]
     for r in table.to_dict("records"):  # (the table leaves out a column no device has a figure in)
         said = {
@@ -516,7 +525,10 @@ def _limits_section(frame, cross) -> list[str]:
             "Copies host-device (fitted)": "copies {}",
         }
         parts = [words.format(r[column]) for column, words in said.items() if r.get(column)]
-        lines.append(f"  {r['Device']}{' (quick)' * (r['Run'] == 'quick')}: " + "; ".join(parts))
+        if said_before is None:
+            lines.append(
+                f"  {r['Device']}{' (quick)' * (r['Run'] == 'quick')}: " + "; ".join(parts)
+            )
         if r.get("Not built on"):  # no floor, binding limit or why is built on these
             lines.append(f"    not built on: {r['Not built on']}")
     lines += [f"  {said}" for said_of in held_limits.why(frame).values() for said in said_of]
