@@ -542,3 +542,27 @@ def test_the_view_across_models_says_each_model_s_gpu_speedup_and_crossover(tmp_
     drawn = pd.read_csv(out / "by_model.csv")
     assert set(drawn["panel"].str.split(" \\| ").str[-1]) == {"GPU over its CPU"}
     assert sorted(drawn["x"].unique()) == pytest.approx(sorted({464_880.0, 296e6}))
+
+
+def test_compare_of_a_folder_pairs_the_newest_run_with_an_earlier_one_of_its_models(
+    two_models, tmp_path
+):
+    from bench.report.compare import CompareError, newest_two
+
+    run = two_models["json"]
+    folder = tmp_path / "machine" / "Linux-CPython-3.11-64bit"
+    folder.mkdir(parents=True)
+    older = json.loads(json.dumps(run))
+    older["datetime"] = "2026-12-05T01:00:00+00:00"
+    tiny = _split_by_model(run, TINY, "2026-12-05T02:00:00+00:00", quick=True)
+    del tiny["machine_info"]["fmnist_bench"]["plan"]["models"][0]
+    for name, kept in (("0001_a.json", older), ("0002_b.json", tiny), ("0003_c.json", run)):
+        (folder / name).write_text(json.dumps(kept))
+    old, new = newest_two(tmp_path / "machine")
+    assert (old.name, new.name) == (
+        "0001_a.json",
+        "0003_c.json",
+    )  # not the tiny model's run between
+    (folder / "0001_a.json").unlink()
+    with pytest.raises(CompareError, match="no earlier run of 0003_c.json's models"):
+        newest_two(tmp_path / "machine")

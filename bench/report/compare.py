@@ -158,8 +158,8 @@ def _measured(path: Path, run: dict) -> set[str]:
 
 def _sharing(folder: Path, kind: list[tuple[Path, dict]]) -> tuple[Path, Path]:
     """(OLD, NEW) of one kind of run: NEW the newest run of at least MIN_CASES cases (a newer run of some steps
-    alone, `-k compile`, is passed over with a note), OLD the newest earlier run that shares at
-    least half of NEW's cases, else the one that shares the most."""
+    alone, `-k compile`, is passed over with a note), OLD the newest earlier run of the same models
+    that shares at least half of NEW's cases, else the one that shares the most."""
     measured = [(path, run, _measured(path, run)) for path, run in kind]
     at = len(measured) - 1
     while at > 0 and len(measured[at][2]) < MIN_CASES:
@@ -176,8 +176,17 @@ def _sharing(folder: Path, kind: list[tuple[Path, dict]]) -> tuple[Path, Path]:
             f"comparing the newest run with {MIN_CASES} or more",
             file=sys.stderr,
         )
-    new_path, _new, mine = measured[at]
-    shared = [(len(mine & cases), path) for path, _run, cases in measured[:at]]
+    new_path, new_run, mine = measured[at]
+    # Only a run of the same models is compared with NEW (one model's time is not another's): a run of
+    # the CNN and another model after a run of that model alone pairs with an earlier run of both.
+    models = _models(new_run)
+    same = [(path, run, cases) for path, run, cases in measured[:at] if _models(run) == models]
+    if not same:
+        raise CompareError(
+            f"{folder}: no earlier run of {new_path.name}'s models ({', '.join(models)}): compare needs two "
+            "runs of the same models; give two runs as files (OLD.json NEW.json)"
+        )
+    shared = [(len(mine & cases), path) for path, _run, cases in same]
     enough = [path for n, path in shared if n * 2 >= len(mine)]
     if enough:
         return enough[-1], new_path
