@@ -149,9 +149,15 @@ def parse_models(text: str | None) -> tuple[str, ...]:
             continue
         module, colon, attribute = name.partition(":")
         if not colon or not module or not attribute:
+            hint = f"; did you mean torchvision:{name}?" if name in _classifiers() else ""
             raise ModelError(
                 f"{name!r} is not cnn, torchvision:NAME or module.path:callable "
-                "(e.g. torchvision:resnet18, mymodels:build)"
+                f"(e.g. torchvision:resnet18, mymodels:build){hint}"
+            )
+        if module.endswith(".py"):
+            raise ModelError(
+                f"{name!r}: a module is named as Python imports it, without .py "
+                f"({module.removesuffix('.py').replace('/', '.')}:{attribute})"
             )
     if len(set(names)) != len(names):
         raise ModelError(f"{text!r} names a model twice")
@@ -171,9 +177,12 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
         )
     channels, height, width = values
     if channels > MAX_CHANNELS:
+        last = (
+            f" (channels come first: {width},{channels},{height}?)" if width <= MAX_CHANNELS else ""
+        )
         raise ModelError(
             f"{channels} channels: torchvision's FakeData makes images through PIL, 1 to {MAX_CHANNELS} "
-            "channels",
+            f"channels{last}",
             "--input-shape",
         )
     if max(height, width) > MAX_SIDE:
@@ -338,13 +347,11 @@ def _called(name: str, classes: int) -> nn.Module:
         takes_classes = "num_classes" in inspect.signature(build).parameters
     except (TypeError, ValueError):  # a builtin or a class without a readable signature
         takes_classes = False
+    called = f"{name}({f'num_classes={classes}' if takes_classes else ''})"
     try:
         model = build(num_classes=classes) if takes_classes else build()
     except Exception as exc:
-        raise ModelError(
-            f"{name}({'num_classes=' + str(classes) if takes_classes else ''}) raised "
-            f"{type(exc).__name__}: {_first_line(exc)}"
-        ) from None
+        raise ModelError(f"{called} raised {type(exc).__name__}: {_first_line(exc)}") from None
     if not isinstance(model, nn.Module):
-        raise ModelError(f"{name}() returned a {type(model).__name__}, not a torch.nn.Module")
+        raise ModelError(f"{called} returned a {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -63,6 +63,8 @@ def test_model_names_are_parsed_and_bad_ones_named():
         ("mod:", "is not cnn"),
         ("cnn,,cnn", "comma-separated"),
         ("cnn,cnn", "names a model twice"),
+        ("resnet18", "did you mean torchvision:resnet18"),
+        ("mymodels.py:build", r"without .py \(mymodels:build\)"),
     ):
         with pytest.raises(ModelError, match=said):
             parse_models(bad)
@@ -75,6 +77,7 @@ def test_model_names_are_parsed_and_bad_ones_named():
         ("3,0,4", "expected C,H,W"),
         ("a,b,c", "expected C,H,W"),
         ("5,8,8", "1 to 4"),
+        ("32,32,3", r"channels come first: 3,32,32\?"),
         ("3,9000,8", "more than 2,048"),
     ],
 )
@@ -123,7 +126,12 @@ def test_resnet18_is_counted_as_torch_counts_it():
         ("torchvision:nosuchnet", (3, 8, 8), 10, "torchvision has no classification model"),
         ("torchvision:resnet1", (3, 8, 8), 10, "did you mean resnet18"),
         ("tests.tiny_model:nothing", (3, 8, 8), 10, "has no 'nothing'"),
-        ("tests.tiny_model:not_a_model", (3, 8, 8), 10, "returned a str, not a torch.nn.Module"),
+        (
+            "tests.tiny_model:not_a_model",
+            (3, 8, 8),
+            10,
+            r"not_a_model\(\) returned a str, not a torch.nn.Module",
+        ),
         ("tests.tiny_model:raises", (3, 8, 8), 10, "raised RuntimeError: the user's builder"),
         ("torchvision:resnet18", (1, 28, 28), 10, r"fails on input of shape \[2, 1, 28, 28\]"),
     ],
@@ -323,7 +331,7 @@ def test_the_answer_takes_each_model_alone_then_both_against_their_work(two_mode
     tiny = next(line for line in lines if line.startswith(TINY))
     assert "no reference GPU run of this model" in tiny
     assert f"pytest bench --model {TINY} --input-shape 1,8,8 --classes 5" in text
-    assert "By model (the work an image moves the crossover" in text
+    assert "Where model size moves the crossover (each model by its work an image" in text
     assert "In detail, cnn (the terms" in text and f"In detail, {TINY} 1x8x8, 5 classes" in text
     # the device's limits are said once, under the first model; each model's detail says what they explain
     assert sum(" eager; peak float32 " in line for line in lines) == 1
@@ -566,3 +574,13 @@ def test_compare_of_a_folder_pairs_the_newest_run_with_an_earlier_one_of_its_mod
     (folder / "0001_a.json").unlink()
     with pytest.raises(CompareError, match="no earlier run of 0003_c.json's models"):
         newest_two(tmp_path / "machine")
+
+
+def test_a_run_of_other_models_alone_says_its_data_is_fakedata(tmp_path):
+    result = harness.run(
+        [*BENCH, "--quick", "--devices", "cpu", "--model", TINY, "--input-shape", "1,8,8",
+         "--collect-only", f"--benchmark-storage=file://{tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "dataset fakedata; quick run" in result.stdout

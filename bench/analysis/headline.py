@@ -19,7 +19,7 @@ from bench.analysis.figures import fastest_steps, is_gpu, ladder, speedups
 from bench.analysis.intervals import BUSY, NO_DIFFERENCE, ratio_estimate, side
 from bench.analysis.models import of_model
 from bench.analysis.reference import against_reference
-from bench.analysis.words import flops_said
+from bench.analysis.words import flops_said, fmt_time
 
 __all__ = ["ANSWER_BATCH", "GLOSSARY", "TO_MEASURE", "headline", "model_headline", "times_said"]
 
@@ -276,6 +276,31 @@ def _size_said(rows: pd.DataFrame) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+def _cpu_said(rows: pd.DataFrame, quick: bool) -> list[str]:
+    """What this machine's CPU measured of a model no reference GPU ran, in one line: its training epoch with the
+    notes' loop at the answer's batch size, and its fastest step over it with the interval."""
+    steps = ladder(rows[rows["quick"] == quick], "train")
+    steps = steps[steps["device"] == "cpu"]
+    seed = steps[steps["pipeline"] == "seed"]
+    if seed.empty:
+        return []
+    size = _nearest(seed["batch_size"])
+    first = seed[seed["batch_size"] == size].iloc[0]
+    train = rows[(rows["family"] == "train") & (rows["device"] == "cpu")]
+    images = train.loc[train["batch_size"] == size, "images"].max()
+    epoch = f"an epoch of {int(images):,} images" if pd.notna(images) else "an epoch"
+    said = f"  its CPU, batch {size:,}: {epoch} in {fmt_time(first['median'])} with {NOTES_LOOP}"
+    best = fastest_steps(steps)
+    best = best[best["batch_size"] == size]
+    if not best.empty and best.iloc[0]["pipeline"] != "seed":
+        b = best.iloc[0]
+        busy = bool(rows["run_busy"].any()) and bool(b["vs_first_busy"])
+        said += f"; its fastest, {b['pipeline']}, over seed: " + _short(
+            b["vs_first"], b["vs_first_low"], b["vs_first_high"], busy
+        )
+    return [said]
+
+
 def model_headline(
     rows: pd.DataFrame, reference: pd.DataFrame | None, model: str, named: bool
 ) -> list[str]:
@@ -295,9 +320,13 @@ def model_headline(
         options = next((o for o in own["model_options"].dropna() if o), "")
         quick = bool(own["quick"].all())
         load = _load_said(own)
+        # a user's module goes with the command: the GPU machine imports it as this one did
+        module = options.split()[1].partition(":")[0] if options.startswith("--model ") else ""
+        bring = "" if module.startswith("torchvision") or not module else f" (with {module} there)"
         lines = [
             "No GPU here, and no reference GPU run of this model: no speedup to show.",
-            f"{TO_MEASURE} on a machine with a GPU: pytest bench {options} --benchmark-autosave",
+            *_cpu_said(mine, quick),
+            f"{TO_MEASURE} on a machine with a GPU{bring}: pytest bench {options} --benchmark-autosave",
             f"A quick run: a subset of the data, one round. {load}" if quick else load,
         ]
     if lines:

@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 
 from bench.analysis.cells import device_label  # noqa: E402
 from bench.analysis.held import same_setting  # noqa: E402
-from bench.analysis.words import BY_MODEL_TITLE, flops_said  # noqa: E402
+from bench.analysis.words import BY_MODEL_TITLE, flops_said, fmt_time  # noqa: E402
 
 __all__ = [
     "DPI",
@@ -579,7 +579,14 @@ def plot_by_model(view: pd.DataFrame, path: Path) -> Path | None:
         )
         for ax, mine in _each_panel(axes, data):
             speed = (mine["measure"] == "speedup").all()
-            ax.set_ylabel("GPU over the CPU (x)" if speed else "CPU seconds an image")
+            ax.set_ylabel("GPU over the CPU (x)" if speed else "CPU time an image")
+            if not speed:
+                ax.yaxis.set_major_formatter(
+                    matplotlib.ticker.FuncFormatter(lambda v, _pos: fmt_time(v))
+                )
+            # Points, not lines: two models are two workloads, with nothing measured between them.
+            for line in ax.get_lines():
+                line.set_linestyle("none")
             # a tick at each model's work, named by it: the models are the points of this axis
             at = sorted(mine["flops"].unique())
             ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(at))
@@ -592,11 +599,17 @@ def plot_by_model(view: pd.DataFrame, path: Path) -> Path | None:
                 sure = mine[mine["low"].notna() & mine["high"].notna()]
                 ax.vlines(sure["flops"], sure["low"], sure["high"], color="0.3", linewidth=1.5)
             for model, rows in mine.groupby("model", sort=False):
+                x = rows["flops"].iloc[0]
                 ax.annotate(
                     str(model).split(" ")[0].removeprefix("torchvision:"),
-                    (rows["flops"].iloc[0], rows["value"].max()),
+                    (x, rows["value"].max()),
                     fontsize=FONT - 2,
                     va="bottom",
+                    # the rightmost model's name ends at its point: inside the picture
+                    ha="right" if x == at[-1] and len(at) > 1 else "left",
                 )
+        for legend in fig.legends:  # (drawn by _lines with the lines: its keys are points too)
+            for handle in legend.legend_handles:
+                handle.set_linestyle("none")
         _write_data(data, path, "flops", "value", ["size", "step"], interval=("low", "high"))
         return _save(fig, path)

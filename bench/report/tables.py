@@ -241,7 +241,7 @@ def profiled_table(frame: pd.DataFrame, parts: pd.DataFrame) -> pd.DataFrame:
             "Pipeline": r.pipeline,
             "Run": RUN_KIND[bool(r.quick)],
             "Timed epoch (median)": fmt_seconds(r.median),
-            "Images profiled": f"{r.profiled_images:,}"
+            "Images profiled": f"{int(r.profiled_images):,}"
             if pd.notna(r.profiled_images)
             else "the epoch",
             "Profiled": fmt_seconds(r.profiled_epoch_s),

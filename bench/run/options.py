@@ -32,6 +32,7 @@ from bench.measure.telemetry import PERIOD_S
 from bench.run.data import check_data, data_for
 from bench.run.models import model_plans
 from fmnist_model import DEFAULT_DOWNLOAD_TIMEOUT, DEFAULT_ROOT, SOURCES
+from fmnist_model.data import FAKE
 
 __all__ = ["UNUSED_BENCHMARK_OPTIONS", "Settings", "add_options", "given", "settings"]
 
@@ -225,7 +226,12 @@ def settings(config: pytest.Config) -> Settings:
         dataset=opt.dataset,
         data_root=opt.data_root,
         download=opt.download,
-        dataset_name=data_for(opt, download_timeout),
+        # A run of other models than the CNN alone reads no FashionMNIST: its data is each model's FakeData.
+        dataset_name=(
+            FAKE
+            if models and not any(model.is_cnn for model in models)
+            else data_for(opt, download_timeout)
+        ),
         default_threads=default_threads,
         cpu_threads=parsed["--cpu-threads"],
         warmup_batches=parsed["--warmup-batches"],

@@ -14,7 +14,15 @@ from pathlib import Path
 
 from bench.analysis.derive import mostly_busy
 from bench.analysis.intervals import BUSY, interval_said, ratio_estimate
-from bench.analysis.words import WIDTH, cases, faults_said, flops_said, fmt_time, folded
+from bench.analysis.words import (
+    BY_MODEL_TITLE,
+    WIDTH,
+    cases,
+    faults_said,
+    flops_said,
+    fmt_time,
+    folded,
+)
 from bench.format import records as fmt
 from bench.format.names import CNN_MODEL, FAMILIES, NOISY_IQR_SHARE, SPEEDUP_FAMILIES
 from bench.measure.telemetry import OUTSIDE_SHARE
@@ -459,7 +467,7 @@ def _by_model_section(view) -> list[str]:
         return []
     gpu = (view["measure"] == "speedup").any()
     lines = [
-        "By model (the work an image moves the crossover: "
+        f"{BY_MODEL_TITLE} (each model by its work an image: "
         + (
             "the GPU's speedup over the CPU at torch's default threads, with its 95% interval):"
             if gpu
