@@ -542,7 +542,9 @@ def test_the_view_across_models_says_each_model_s_gpu_speedup_and_crossover(tmp_
     assert large["crossover"].astype(bool).all()
     lines = end_summary(both, width=None)
     assert any(
-        line.startswith("By model (the work an image moves the crossover: the GPU's")
+        line.startswith(
+            "Where model size moves the crossover (each model by its work an image: the GPU"
+        )
         for line in lines
     )
     out = tmp_path / "report"

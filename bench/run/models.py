@@ -40,18 +40,9 @@ def model_plans(opt) -> tuple[ModelPlan, ...]:
     option, before any case."""
     try:
         names = parse_models(opt.model)
-    except ModelError as exc:
-        raise pytest.UsageError(f"{exc.option}: {exc}") from None
-    shape = classes = None
-    try:
-        if opt.input_shape is not None:
-            shape = parse_input_shape(opt.input_shape)
-    except ModelError as exc:
-        raise pytest.UsageError(f"{exc.option}: {exc}") from None
-    try:
-        if opt.classes is not None:
-            classes = parse_classes(opt.classes)
-    except ModelError as exc:
+        shape = None if opt.input_shape is None else parse_input_shape(opt.input_shape)
+        classes = None if opt.classes is None else parse_classes(opt.classes)
+    except ModelError as exc:  # (each names the option it is about)
         raise pytest.UsageError(f"{exc.option}: {exc}") from None
     if names == ("cnn",):
         # (the CNN's own shape and classes, given, change nothing)
