@@ -255,7 +255,9 @@ def check_model(spec: ModelSpec) -> ModelFacts:
                 f"{spec.name} returns {got} in {mode} mode for {TRIAL_BATCH} images, not logits of "
                 f"[batch, classes] = [{TRIAL_BATCH}, {spec.classes}] (--classes {spec.classes})",
                 # (logits of another count of classes: --classes; anything else is the model's)
-                "--classes" if torch.is_tensor(out) and out.dim() == 2 else "--model",
+                "--classes"
+                if torch.is_tensor(out) and out.dim() == 2 and out.shape[0] == TRIAL_BATCH
+                else "--model",
             )
     return ModelFacts(
         parameters=sum(p.numel() for p in model.parameters()),

@@ -336,6 +336,12 @@ def test_the_answer_takes_each_model_alone_then_both_against_their_work(two_mode
     # the device's limits are said once, under the first model; each model's detail says what they explain
     assert sum(" eager; peak float32 " in line for line in lines) == 1
     assert "Against this machine's own limits (their figures: in the detail of cnn above):" in lines
+    later = lines[
+        lines.index(
+            "Against this machine's own limits (their figures: in the detail of cnn above):"
+        ) :
+    ]
+    assert not any(line.strip().startswith("not built on") for line in later)
     # the CNN's answer is held against the reference GPU; the tiny model's never is
     tiny_detail = text.split(f"In detail, {TINY}")[1]
     assert "the notes' loop (seed), batch" not in tiny_detail.split("cases measured")[0]
@@ -470,6 +476,8 @@ def test_compare_takes_the_same_models_in_another_order_as_the_same(two_models, 
     new = two_models["json"]
     old = json.loads(json.dumps(new))
     old["machine_info"]["fmnist_bench"]["plan"]["models"].reverse()
+    # its cases in another order too: the tiny model's first
+    old["benchmarks"].sort(key=lambda b: b["params"].get("model") != TINY)
     old["datetime"] = "2026-12-05T01:00:00+00:00"
     paths = tmp_path / "old.json", tmp_path / "new.json"
     for path, run in zip(paths, (old, new), strict=True):
@@ -573,7 +581,14 @@ def test_compare_of_a_folder_pairs_the_newest_run_with_an_earlier_one_of_its_mod
         "0001_a.json",
         "0003_c.json",
     )  # not the tiny model's run between
+    # without the earlier run of both, the newest run of both has no pair: the tiny model's two runs do
     (folder / "0001_a.json").unlink()
+    (folder / "0000_z.json").write_text(
+        json.dumps({**tiny, "datetime": "2026-12-04T01:00:00+00:00"})
+    )
+    old, new = newest_two(tmp_path / "machine")
+    assert (old.name, new.name) == ("0000_z.json", "0002_b.json")
+    (folder / "0000_z.json").unlink()
     with pytest.raises(CompareError, match="no earlier run of 0003_c.json's models"):
         newest_two(tmp_path / "machine")
 
@@ -586,3 +601,32 @@ def test_a_run_of_other_models_alone_says_its_data_is_fakedata(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "dataset fakedata; quick run" in result.stdout
+
+
+def test_a_run_of_the_limits_alone_still_says_them():
+    run = json.loads(
+        next(
+            (REPO / "results" / "reference" / "vm_AMD-EPYC_no-gpu_dcc1ea0c").rglob("0002_*.json")
+        ).read_text()
+    )
+    run["benchmarks"] = [b for b in run["benchmarks"] if b["group"] == "limits"]
+    lines = end_summary(run, width=None)
+    assert any(
+        line.startswith("Against this machine's own limits, measured in this run") for line in lines
+    )
+    frame = runs_to_frame([(Path("limits.json"), run)])
+    assert len(by.of_model(frame, "cnn")) == len(frame)
+
+
+def test_a_stopped_session_s_empty_folders_are_taken_away_and_nothing_else(tmp_path):
+    from bench.run.saving import left_empty
+
+    made = tmp_path / "results" / "machine"
+    (made / "journals" / "deeper").mkdir(parents=True)
+    left_empty(made)
+    assert not made.exists()
+    (made / "journals").mkdir(parents=True)
+    (made / "0001_run.json").write_text("{}")
+    left_empty(made)
+    assert (made / "0001_run.json").exists() and not (made / "journals").exists()
+    left_empty(None)  # (a folder that was there before the session: never given)

@@ -15,7 +15,7 @@ import math
 import pandas as pd
 
 from bench.analysis.derive import crossover_batch_size
-from bench.analysis.figures import fastest_steps, is_gpu, ladder, speedups
+from bench.analysis.figures import at_default, fastest_steps, is_gpu, ladder, speedups
 from bench.analysis.intervals import BUSY, NO_DIFFERENCE, ratio_estimate, side
 from bench.analysis.models import of_model
 from bench.analysis.reference import against_reference
@@ -279,18 +279,19 @@ def _size_said(rows: pd.DataFrame) -> str:
 def _cpu_said(rows: pd.DataFrame, quick: bool) -> list[str]:
     """What this machine's CPU measured of a model no reference GPU ran, in one line: its training epoch with the
     notes' loop at the answer's batch size, and its fastest step over it with the interval."""
-    steps = ladder(rows[rows["quick"] == quick], "train")
-    steps = steps[steps["device"] == "cpu"]
-    seed = steps[steps["pipeline"] == "seed"]
+    kind = rows[rows["quick"] == quick]
+    train = kind[(kind["family"] == "train") & (kind["device"] == "cpu") & at_default(kind)]
+    seed = train[train["pipeline"] == "seed"]
     if seed.empty:
         return []
     size = _nearest(seed["batch_size"])
     first = seed[seed["batch_size"] == size].iloc[0]
-    train = rows[(rows["family"] == "train") & (rows["device"] == "cpu")]
-    images = train.loc[train["batch_size"] == size, "images"].max()
+    images = first["images"]
     epoch = f"an epoch of {int(images):,} images" if pd.notna(images) else "an epoch"
     said = f"  its CPU, batch {size:,}: {epoch} in {fmt_time(first['median'])} with {NOTES_LOOP}"
-    best = fastest_steps(steps)
+    # its fastest step, where the ladder ran at that size (--pipelines may leave it out)
+    steps = ladder(kind, "train")
+    best = fastest_steps(steps[steps["device"] == "cpu"])
     best = best[best["batch_size"] == size]
     if not best.empty and best.iloc[0]["pipeline"] != "seed":
         b = best.iloc[0]
@@ -322,7 +323,7 @@ def model_headline(
         load = _load_said(own)
         # a user's module goes with the command: the GPU machine imports it as this one did
         module = options.split()[1].partition(":")[0] if options.startswith("--model ") else ""
-        bring = "" if module.startswith("torchvision") or not module else f" (with {module} there)"
+        bring = "" if module in ("torchvision", "") else f" (with {module} there)"
         lines = [
             "No GPU here, and no reference GPU run of this model: no speedup to show.",
             *_cpu_said(mine, quick),

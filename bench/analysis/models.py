@@ -62,11 +62,15 @@ def models_of(frame: pd.DataFrame) -> list[str]:
 def of_model(frame: pd.DataFrame, model: str) -> pd.DataFrame:
     """The rows of one model, with the device limits of the machines that measured it (the limits belong to no
     model: every model a machine measured is held against them, its newest run's where one run measured
-    one model and another run the other; a machine of other models alone adds none)."""
+    one model and another run the other; a machine of other models alone adds none). A machine that
+    measured its limits alone (`-k limits`) shows them with the notes' CNN, the default model."""
     if frame.empty or "model" not in frame:
         return frame
     own = frame["model"].eq(model)
-    machines = frame.loc[own, "machine_key"].unique()
+    machines = set(frame.loc[own, "machine_key"])
+    if model == CNN_MODEL:
+        modelled = set(frame.loc[frame["model"].notna(), "machine_key"])
+        machines |= set(frame["machine_key"]) - modelled
     return frame[own | (frame["model"].isna() & frame["machine_key"].isin(machines))]
 
 

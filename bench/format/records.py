@@ -501,7 +501,7 @@ class StepExtra(CaseExtra):
 
     images: int | None = integer(1, COUNT, null=False, required=True, doc="images a round")
     batches: int | None = integer(1, COUNT, null=False, doc="steps or batches a round")
-    dataset: str | None = text(doc="the data it used: fashion-mnist or synthetic")
+    dataset: str | None = text(doc="the data it used: fashion-mnist, synthetic or fakedata")
     accuracy: float | None = number(0, 1)
     pipeline_config: PipelineConfig | None = nested(PipelineConfig)
     prepare: Prepare | None = nested(Prepare)
@@ -690,7 +690,7 @@ class Nvml(Record):
 class Dataset(Record):
     """machine_info.dataset: the data the run used."""
 
-    name: str | None = text(doc="fashion-mnist or synthetic")
+    name: str | None = text(doc="fashion-mnist, synthetic or fakedata (no CNN in the run)")
     requested: str | None = text()
     root: str | None = text(4096)
     train_images: int | None = integer(0, COUNT)

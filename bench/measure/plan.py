@@ -143,7 +143,8 @@ MAX_MODEL_BYTES = 2**30
 
 def bounded_images(work_per_image: float, budget: float, most: int) -> int:
     """Images within `budget` FLOPs at `work_per_image` each, rounded down to one significant digit (1,000, not
-    1,126: a count a reader can hold), at least MIN_MODEL_IMAGES and at most `most`."""
+    1,126: a count a reader can hold), at least MIN_MODEL_IMAGES, and at most `most` (a bound of its own,
+    taken as it is: fewer than MIN_MODEL_IMAGES where the images' bytes bound it)."""
     if not work_per_image > 0:
         return most
     n = budget / work_per_image

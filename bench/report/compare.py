@@ -176,15 +176,27 @@ def _sharing(folder: Path, kind: list[tuple[Path, dict]]) -> tuple[Path, Path]:
             f"comparing the newest run with {MIN_CASES} or more",
             file=sys.stderr,
         )
-    new_path, new_run, mine = measured[at]
     # Only a run of the same models is compared with NEW (one model's time is not another's): a run of
-    # the CNN and another model after a run of that model alone pairs with an earlier run of both.
-    models = _models(new_run)
-    same = [(path, run, cases) for path, run, cases in measured[:at] if _models(run) == models]
-    if not same:
+    # the CNN and another model after a run of that model alone pairs with an earlier run of both. NEW is
+    # the newest run that has such an earlier run (a newer run of other models is passed over, said so).
+    newest = measured[at][0]
+    while at > 0:
+        new_path, new_run, mine = measured[at]
+        models = _models(new_run)
+        same = [(path, run, cases) for path, run, cases in measured[:at] if _models(run) == models]
+        if same:
+            break
+        at -= 1
+    else:
         raise CompareError(
-            f"{folder}: no earlier run of {new_path.name}'s models ({', '.join(models)}): compare needs two "
-            "runs of the same models; give two runs as files (OLD.json NEW.json)"
+            f"{folder}: no earlier run of {newest.name}'s models, nor two runs of other models alike: compare "
+            "needs two runs of the same models; give two runs as files (OLD.json NEW.json)"
+        )
+    if new_path != newest:
+        print(
+            f"note: no earlier run measured {newest.name}'s models: comparing {new_path.name}, the newest run "
+            "with an earlier run of its models",
+            file=sys.stderr,
         )
     shared = [(len(mine & cases), path) for path, _run, cases in same]
     enough = [path for n, path in shared if n * 2 >= len(mine)]

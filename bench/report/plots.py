@@ -553,8 +553,8 @@ def plot_ranking(
 
 def plot_by_model(view: pd.DataFrame, path: Path) -> Path | None:
     """Where model size moves the crossover (bench/analysis/models.py by_model): per machine, each step's GPU
-    speedup (or, without a GPU, the CPU's seconds an image) against the forward FLOPs an image of each
-    model it measured, a line per batch size."""
+    speedup (or, without a GPU, the CPU's time an image) against the forward FLOPs an image of each
+    model it measured, a point per model, step and batch size."""
     data = view[view["value"].notna() & view["flops"].notna()]
     if data.empty or data["model"].nunique() < 2:
         return None

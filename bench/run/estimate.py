@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from bench.analysis.derive import loglog_interp
 from bench.format import records as fmt
-from bench.format.names import CNN_MODEL
+from bench.format.names import CNN_MODEL, model_label
 from bench.measure.plan import (
     FAMILIES,
 )
@@ -195,6 +195,13 @@ def _saved_variant(family: str, params: fmt.Params) -> tuple:
     return tuple(_DEFAULT_AXIS.get(axis) if value is None else value for axis, value in axes)
 
 
+def _model_of(info: fmt.ModelInfo | None) -> str:
+    """A case's model as the estimate keys it: its label, as tables name it (none: the notes' CNN)."""
+    if info is None or not info.name:
+        return CNN_MODEL
+    return info.label or model_label(info.name, info.input_shape, info.classes)
+
+
 def observation(record: dict, default_threads: int | None = None) -> Observation | None:
     """An Observation from one benchmark of a saved run (pytest-benchmark's JSON), or None if it has no time."""
     case = fmt.Benchmark.read(record)
@@ -252,7 +259,7 @@ def observation(record: dict, default_threads: int | None = None) -> Observation
         prepare_s=float(prepared) if prepared is not None else None,
         profile_s=profile_s,
         profile_images=profile_images if profile_s is not None else None,
-        model=str((extra.model.label if extra.model is not None else None) or CNN_MODEL),
+        model=_model_of(extra.model),
     )
 
 

@@ -55,11 +55,16 @@ def route_storage(config: pytest.Config, key: str) -> Path | None:
 
 def left_empty(folder: Path | None) -> None:
     """Take away the machine's results folder this session made where it holds nothing (a session that collected
-    its cases and ran none): an empty folder is no machine's results."""
-    if folder is None:
+    its cases and ran none, or stopped before its first case, its journal's folder left empty): an empty
+    folder is no machine's results. Only folders are removed, each only when empty."""
+    if folder is None or not folder.is_dir() or folder.is_symlink():
         return
-    with contextlib.suppress(OSError):  # (not empty, or gone: it stays as it is)
-        folder.rmdir()
+    inner = sorted(
+        (p for p in folder.rglob("*") if p.is_dir() and not p.is_symlink()), reverse=True
+    )
+    for path in [*inner, folder]:  # (deepest first)
+        with contextlib.suppress(OSError):  # (not empty, or gone: it stays as it is)
+            path.rmdir()
 
 
 @dataclass

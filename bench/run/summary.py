@@ -533,10 +533,9 @@ def _limits_section(frame, cross, *, said_before: str | None = None) -> list[str
             "Copies host-device (fitted)": "copies {}",
         }
         parts = [words.format(r[column]) for column, words in said.items() if r.get(column)]
-        if said_before is None:
-            lines.append(
-                f"  {r['Device']}{' (quick)' * (r['Run'] == 'quick')}: " + "; ".join(parts)
-            )
+        if said_before is not None:
+            continue  # (the device's figures, and what is not built on, were said with them)
+        lines.append(f"  {r['Device']}{' (quick)' * (r['Run'] == 'quick')}: " + "; ".join(parts))
         if r.get("Not built on"):  # no floor, binding limit or why is built on these
             lines.append(f"    not built on: {r['Not built on']}")
     lines += [f"  {said}" for said_of in held_limits.why(frame).values() for said in said_of]
@@ -546,7 +545,7 @@ def _limits_section(frame, cross, *, said_before: str | None = None) -> list[str
                 f"  Predicted from the limits, {p.device} {p.family} {p.variant}: {p.predicted} (measured: "
                 f"{p.measured or 'no crossover measured'})"
             )
-    return lines
+    return lines if lines[1:] else []
 
 
 def _health_empty(measured: int, run: fmt.RunState) -> str:
