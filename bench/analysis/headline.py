@@ -17,7 +17,7 @@ import pandas as pd
 from bench.analysis.derive import crossover_batch_size
 from bench.analysis.figures import at_default, fastest_steps, is_gpu, ladder, speedups
 from bench.analysis.intervals import BUSY, NO_DIFFERENCE, ratio_estimate, side
-from bench.analysis.models import of_model
+from bench.analysis.models import model_size, of_model
 from bench.analysis.reference import against_reference
 from bench.analysis.words import flops_said, fmt_time
 
@@ -266,8 +266,7 @@ def _verdict(mine: pd.DataFrame, reference: pd.DataFrame | None, quick: bool) ->
 
 def _size_said(rows: pd.DataFrame) -> str:
     """A model's size as the verdict names it: parameters and forward FLOPs an image, where the run recorded them."""
-    parameters = pd.to_numeric(rows["model_parameters"], errors="coerce").max()
-    flops = pd.to_numeric(rows["model_flops"], errors="coerce").max()
+    parameters, flops = model_size(rows)
     parts = []
     if pd.notna(parameters):
         parts.append(f"{int(parameters):,} parameters")

@@ -16,7 +16,7 @@ import pandas as pd
 from bench.analysis import figures
 from bench.format.names import CNN_MODEL
 
-__all__ = ["BY_MODEL_COLUMNS", "by_model", "models_of", "of_model"]
+__all__ = ["BY_MODEL_COLUMNS", "by_model", "model_size", "models_of", "of_model"]
 
 # The steps the view follows: the notes' loop (seed) and the resident epoch in training, the plain
 # inference pass: the ones every run measures at every batch size.
@@ -74,7 +74,8 @@ def of_model(frame: pd.DataFrame, model: str) -> pd.DataFrame:
     return frame[own | (frame["model"].isna() & frame["machine_key"].isin(machines))]
 
 
-def _size(rows: pd.DataFrame) -> tuple[float, float]:
+def model_size(rows: pd.DataFrame) -> tuple[float, float]:
+    """(parameters, forward FLOPs an image) of one model's rows, where the run recorded them (else NaN)."""
     parameters = pd.to_numeric(rows["model_parameters"], errors="coerce").max()
     flops = pd.to_numeric(rows["model_flops"], errors="coerce").max()
     return parameters, flops
@@ -95,7 +96,7 @@ def by_model(frame: pd.DataFrame) -> pd.DataFrame:
             # its full figures where it has any, else its quick ones (said so: quick)
             quick = bool(rows.loc[rows["model"].eq(model), "quick"].all())
             rows = rows[rows["quick"] == quick]
-            parameters, flops = _size(rows[rows["model"].eq(model)])
+            parameters, flops = model_size(rows[rows["model"].eq(model)])
             base = {
                 "machine_key": key,
                 "label": rows["label"].iloc[0],

@@ -196,7 +196,7 @@ def _model(extra: fmt.CaseExtra, params: fmt.Params, family: str) -> dict:
     if flops is None and family == "inference" and work is not None:
         flops = work.flops_per_image
     return {
-        "model": info.label or model_label(name, info.input_shape, info.classes),
+        "model": info.shown or model_label(name, None, None),
         "model_parameters": info.parameters,
         "model_flops": flops,
         "model_options": model_options(name, info.input_shape, info.classes),

@@ -27,7 +27,7 @@ from bench.format.fields import (
     rest,
     text,
 )
-from bench.format.names import FAMILIES, FLOORS, LIMITS
+from bench.format.names import FAMILIES, FLOORS, LIMITS, model_label
 
 __all__ = [
     "EXTRA",
@@ -135,6 +135,14 @@ class ModelInfo(Record):
     classes: int | None = integer(1, 1_000_000_000)
     train_images: int | None = integer(1, COUNT, doc="an epoch's (null: the whole split)")
     test_images: int | None = integer(1, COUNT, doc="a test pass's (null: the whole split)")
+
+    @property
+    def shown(self) -> str | None:
+        """How tables and the answer name the model: its label, else one made from its name, shape and classes
+        (bench/format/names.py model_label); None without a name."""
+        if not self.name:
+            return None
+        return self.label or model_label(self.name, self.input_shape, self.classes)
 
 
 @dataclass(frozen=True)

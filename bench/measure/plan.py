@@ -18,6 +18,7 @@ from bench.format.names import (
 )
 from bench.measure.devices import available_devices
 from fmnist_model import DEFAULT_ROOT
+from fmnist_model.models import ModelSpec
 
 __all__ = [
     "ALL_PIPELINES",
@@ -173,6 +174,11 @@ class ModelPlan:
     @property
     def is_cnn(self) -> bool:
         return self.name == CNN_MODEL
+
+    @property
+    def spec(self) -> ModelSpec:
+        """What builds it (fmnist_model/models.py)."""
+        return ModelSpec(self.name, self.input_shape, self.classes)
 
     def record(self) -> dict:
         """extra_info.model of its cases and the plan's models entry (bench/format/records.py ModelInfo)."""

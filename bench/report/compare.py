@@ -105,7 +105,7 @@ def _models(run: dict) -> list[str]:
         if case.group == "limits":
             continue  # a device's limits belong to no model
         info = case.extra.model
-        found.add((info.label or info.name) if info is not None and info.name else CNN_MODEL)
+        found.add((info.shown if info is not None else None) or CNN_MODEL)
     return sorted(found) or [CNN_MODEL]
 
 

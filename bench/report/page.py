@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import html
 import os
 import re
@@ -323,9 +322,9 @@ def write_report(
 
 
 def model_slug(model: str) -> str:
-    """A model's folder name: its label in safe letters, and a hash of it (labels are unique, slugs too)."""
-    text = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")[:40].strip("-")
-    return f"{text or 'model'}-{hashlib.sha256(model.encode()).hexdigest()[:8]}"
+    """A model's folder name, made as a machine's is (pages.machine_slug): its label in safe letters and a hash
+    of it."""
+    return pages.machine_slug(model, model)
 
 
 def _models(

@@ -24,7 +24,6 @@ from fmnist_model import (
     train_epoch_resident,
 )
 from fmnist_model.data import fake_split
-from fmnist_model.models import ModelSpec
 
 __all__ = [
     "build",
@@ -116,7 +115,7 @@ def builder(model: ModelPlan | None):
     """What makes a fresh instance of the case's model: the notes' Network, or the model's spec built."""
     if model is None or model.is_cnn:
         return Network
-    return ModelSpec(model.name, model.input_shape, model.classes).build
+    return model.spec.build
 
 
 def model_part(model: ModelPlan | None) -> dict:

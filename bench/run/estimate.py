@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from bench.analysis.derive import loglog_interp
 from bench.format import records as fmt
-from bench.format.names import CNN_MODEL, model_label
+from bench.format.names import CNN_MODEL
 from bench.measure.plan import (
     FAMILIES,
 )
@@ -197,9 +197,7 @@ def _saved_variant(family: str, params: fmt.Params) -> tuple:
 
 def _model_of(info: fmt.ModelInfo | None) -> str:
     """A case's model as the estimate keys it: its label, as tables name it (none: the notes' CNN)."""
-    if info is None or not info.name:
-        return CNN_MODEL
-    return info.label or model_label(info.name, info.input_shape, info.classes)
+    return (info.shown if info is not None else None) or CNN_MODEL
 
 
 def observation(record: dict, default_threads: int | None = None) -> Observation | None:
